@@ -1,0 +1,1 @@
+// Placeholder until the CPU kernel build lands: keeps `npm install` / `npm test` working.
