@@ -1,0 +1,71 @@
+/**
+ * Crash-safe file and folder writes: data goes to a temporary sibling, is fsynced, then renamed
+ * over the target, so a crash or Ctrl-C mid-write leaves either the old or the new version,
+ * never a torn one.
+ */
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync, existsSync } from 'node:fs';
+import { dirname, basename, join } from 'node:path';
+
+function tempSibling(path: string): string {
+  return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Date.now()}`);
+}
+
+function fsyncDir(dir: string): void {
+  // Makes the rename itself durable; not every platform lets a directory be opened.
+  try {
+    const fd = openSync(dir, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    /* best effort */
+  }
+}
+
+/** Writes chunks (in order) to `path` atomically. */
+export function writeFileAtomic(path: string, chunks: Uint8Array | string | (Uint8Array | string)[]): void {
+  const tmp = tempSibling(path);
+  const fd = openSync(tmp, 'w');
+  try {
+    for (const chunk of Array.isArray(chunks) ? chunks : [chunks]) {
+      const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+      let off = 0;
+      while (off < bytes.byteLength) off += writeSync(fd, bytes, off, bytes.byteLength - off);
+    }
+    fsyncSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+  closeSync(fd);
+  renameSync(tmp, path);
+  fsyncDir(dirname(path));
+}
+
+/**
+ * Builds a folder atomically: `fill(tmpDir)` writes into a temporary sibling folder, which then
+ * replaces `path` (the old folder, if any, is removed only after the new one is complete).
+ */
+export function writeDirAtomic(path: string, fill: (tmpDir: string) => void): void {
+  const tmp = tempSibling(path);
+  rmSync(tmp, { recursive: true, force: true });
+  try {
+    fill(tmp);
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+  fsyncDir(tmp);
+  if (existsSync(path)) {
+    const old = `${tmp}.old`;
+    renameSync(path, old);
+    renameSync(tmp, path);
+    rmSync(old, { recursive: true, force: true });
+  } else {
+    renameSync(tmp, path);
+  }
+  fsyncDir(dirname(path));
+}
