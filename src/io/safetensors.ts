@@ -337,7 +337,8 @@ export class SafetensorsFolder implements TensorSource {
   }
 }
 
-function readWeightMap(indexPath: string): Record<string, string> {
+/** Reads `weight_map` (tensor name → shard file name) from a `model.safetensors.index.json`. */
+export function readWeightMap(indexPath: string): Record<string, string> {
   let index: unknown;
   try {
     index = JSON.parse(readFileSync(indexPath, 'utf8'));
