@@ -1,0 +1,97 @@
+/**
+ * Acquires a WebGPU device: `navigator.gpu` in a browser, Dawn (the `webgpu` npm package) in Node.
+ * The device is created with the adapter's own limits rather than WebGPU's conservative defaults
+ * (128 MiB bindings, 16 KiB workgroup memory), since weights and activations of real models need
+ * the larger ones, and with shader-f16 / subgroups when the adapter offers them.
+ */
+import { LoraforgeError } from '../../util/errors.ts';
+
+export interface WebGpuAdapterInfo {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+}
+
+export interface WebGpuContext {
+  device: GPUDevice;
+  adapterInfo: WebGpuAdapterInfo;
+  /** Optional features that were requested and granted. */
+  shaderF16: boolean;
+  subgroups: boolean;
+  limits: GPUSupportedLimits;
+  /** Destroys the device and drops Dawn's instance so that Node can exit. */
+  destroy(): void;
+}
+
+export interface AcquireOptions {
+  powerPreference?: GPUPowerPreference;
+  /** Dawn toggles for Node, e.g. `['backend=vulkan']`; ignored in browsers. */
+  dawnFlags?: string[];
+}
+
+const WANTED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupsPerDimension',
+  'maxStorageBuffersPerShaderStage',
+] as const;
+
+const WANTED_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups' as GPUFeatureName];
+
+export async function acquireWebGpu(options: AcquireOptions = {}): Promise<WebGpuContext> {
+  // Dawn's GPU object must stay referenced for as long as the device is used; `release` drops it.
+  let gpu: GPU | undefined = await findGpu(options.dawnFlags ?? []);
+  const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
+  if (!adapter) {
+    throw new LoraforgeError(
+      'WebGPU: no GPU adapter found',
+      'install a GPU driver, or on a CPU-only Debian machine run scripts/install-lavapipe.sh as root',
+    );
+  }
+  const requiredLimits: Record<string, number> = {};
+  for (const name of WANTED_LIMITS) requiredLimits[name] = adapter.limits[name];
+  const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f));
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  device.lost.then((info) => {
+    if (info.reason !== 'destroyed') console.error(`WebGPU device lost: ${info.message}`);
+  });
+  const info = adapter.info;
+  return {
+    device,
+    adapterInfo: {
+      vendor: info.vendor,
+      architecture: info.architecture,
+      device: info.device,
+      description: info.description,
+    },
+    shaderF16: device.features.has('shader-f16'),
+    subgroups: device.features.has('subgroups' as GPUFeatureName),
+    limits: device.limits,
+    destroy() {
+      device.destroy();
+      gpu = undefined;
+    },
+  };
+}
+
+async function findGpu(dawnFlags: string[]): Promise<GPU> {
+  const browserGpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+  if (browserGpu) return browserGpu;
+  if (typeof process === 'undefined' || !process.versions?.node) {
+    throw new LoraforgeError('WebGPU: this browser has no navigator.gpu', 'use a browser with WebGPU enabled');
+  }
+  let dawn: typeof import('webgpu');
+  try {
+    dawn = await import('webgpu');
+  } catch (err) {
+    throw new LoraforgeError(`WebGPU: cannot load the 'webgpu' package (${(err as Error).message})`, 'run npm install');
+  }
+  // Dawn's constants (GPUBufferUsage, GPUShaderStage, ...) are globals in browsers; kernels use them.
+  Object.assign(globalThis, dawn.globals);
+  return dawn.create(dawnFlags);
+}

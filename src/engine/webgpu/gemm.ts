@@ -1,0 +1,225 @@
+/**
+ * Tiled GEMM: C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C + bias[n], row-major with
+ * leading dimensions (elements between rows as stored). A and B may be stored as f32, f16 or bf16
+ * and are widened to f32 while being staged in workgroup memory; C and bias are f32.
+ *
+ * Each 16x16 workgroup computes a 64x64 tile of C; every thread keeps a 4x4 block of accumulators
+ * in registers, reading 4 A and 4 B values from workgroup memory per k step (16 multiply-adds per
+ * 8 loads). Thread rows/columns are strided by 16 so neighbouring threads touch neighbouring
+ * addresses when loading and storing.
+ */
+import { wgslLoader, type KernelDef, type StorageDtype } from './kernel-def.ts';
+import { advance, type BufferRef, type KernelRunner } from './runner.ts';
+
+export type GemmDtype = 'f32' | 'f16' | 'bf16';
+
+export interface GemmArgs {
+  a: BufferRef;
+  b: BufferRef;
+  c: BufferRef;
+  bias?: BufferRef | null;
+  m: number;
+  n: number;
+  k: number;
+  transA?: boolean;
+  transB?: boolean;
+  alpha?: number;
+  /** 0 means C is write-only (never read, so it may hold garbage). */
+  beta?: number;
+  aDtype?: GemmDtype;
+  bDtype?: GemmDtype;
+  /** Leading dimensions; default to the dense layout (A: transA ? m : k, B: transB ? k : n, C: n). */
+  lda?: number;
+  ldb?: number;
+  ldc?: number;
+}
+
+const TILE = 64;
+const TILE_K = 16;
+const THREADS = 16;
+const PER_THREAD = TILE / THREADS;
+
+function gemmKernel(transA: boolean, transB: boolean, aDtype: StorageDtype, bDtype: StorageDtype, bias: boolean): KernelDef {
+  // Which tile coordinate varies fastest between consecutive loader threads follows the stored
+  // layout, so global reads are contiguous.
+  const aTileCoords = transA
+    ? `let kk = idx / ${TILE}u; let mm = idx % ${TILE}u;`
+    : `let mm = idx / ${TILE_K}u; let kk = idx % ${TILE_K}u;`;
+  const aIndex = transA ? 'col * P.lda + row' : 'row * P.lda + col';
+  const bTileCoords = transB
+    ? `let nn = idx / ${TILE_K}u; let kk = idx % ${TILE_K}u;`
+    : `let kk = idx / ${TILE}u; let nn = idx % ${TILE}u;`;
+  const bIndex = transB ? 'col * P.ldb + row' : 'row * P.ldb + col';
+  return {
+    key: `gemm:${transA ? 't' : 'n'}${transB ? 't' : 'n'}:${aDtype}:${bDtype}:${bias ? 'bias' : ''}`,
+    params: { m: 'u32', n: 'u32', k: 'u32', lda: 'u32', ldb: 'u32', ldc: 'u32', alpha: 'f32', beta: 'f32' },
+    buffers: [
+      { name: 'a', dtype: aDtype, access: 'read' },
+      { name: 'b', dtype: bDtype, access: 'read' },
+      { name: 'c', dtype: 'f32', access: 'read_write' },
+      ...(bias ? [{ name: 'bias', dtype: 'f32' as const, access: 'read' as const }] : []),
+    ],
+    workgroupSize: [THREADS, THREADS],
+    prelude: `
+${wgslLoader('loadA', 'a', aDtype)}
+${wgslLoader('loadB', 'b', bDtype)}
+var<workgroup> tileA: array<f32, ${TILE_K * TILE}>; // [kk][mm]
+var<workgroup> tileB: array<f32, ${TILE_K * TILE}>; // [kk][nn]
+`,
+    body: `
+  let tid = lid.y * ${THREADS}u + lid.x;
+  let m0 = wid.y * ${TILE}u;
+  let n0 = wid.x * ${TILE}u;
+  var acc: array<array<f32, ${PER_THREAD}>, ${PER_THREAD}>;
+  for (var k0 = 0u; k0 < P.k; k0 += ${TILE_K}u) {
+    for (var e = 0u; e < ${(TILE * TILE_K) / (THREADS * THREADS)}u; e++) {
+      let idx = tid + e * ${THREADS * THREADS}u;
+      {
+        ${aTileCoords}
+        let row = m0 + mm;
+        let col = k0 + kk;
+        var value = 0.0;
+        if (row < P.m && col < P.k) { value = loadA(P.a_off + ${aIndex}); }
+        tileA[kk * ${TILE}u + mm] = value;
+      }
+      {
+        ${bTileCoords}
+        let row = k0 + kk;
+        let col = n0 + nn;
+        var value = 0.0;
+        if (row < P.k && col < P.n) { value = loadB(P.b_off + ${bIndex}); }
+        tileB[kk * ${TILE}u + nn] = value;
+      }
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${TILE_K}u; kk++) {
+      var av: array<f32, ${PER_THREAD}>;
+      var bv: array<f32, ${PER_THREAD}>;
+      for (var i = 0u; i < ${PER_THREAD}u; i++) {
+        av[i] = tileA[kk * ${TILE}u + lid.y + i * ${THREADS}u];
+        bv[i] = tileB[kk * ${TILE}u + lid.x + i * ${THREADS}u];
+      }
+      for (var i = 0u; i < ${PER_THREAD}u; i++) {
+        for (var j = 0u; j < ${PER_THREAD}u; j++) {
+          acc[i][j] = fma(av[i], bv[j], acc[i][j]);
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < ${PER_THREAD}u; i++) {
+    let row = m0 + lid.y + i * ${THREADS}u;
+    if (row >= P.m) { continue; }
+    for (var j = 0u; j < ${PER_THREAD}u; j++) {
+      let col = n0 + lid.x + j * ${THREADS}u;
+      if (col >= P.n) { continue; }
+      let ci = P.c_off + row * P.ldc + col;
+      var value = P.alpha * acc[i][j];
+      if (P.beta != 0.0) { value += P.beta * c[ci]; }
+      ${bias ? 'value += bias[P.bias_off + col];' : ''}
+      c[ci] = value;
+    }
+  }
+`,
+  };
+}
+
+interface GemmProblem extends Required<Omit<GemmArgs, 'bias'>> {
+  bias: BufferRef | null;
+}
+
+const HALF_OR_FULL = (dtype: GemmDtype) => (dtype === 'f32' ? 4 : 2);
+
+/** Bytes of the range a strided operand occupies: `rows` rows of `cols` elements, `ld` apart. */
+function spanBytes(rows: number, cols: number, ld: number, elementBytes: number): number {
+  return rows === 0 || cols === 0 ? 0 : ((rows - 1) * ld + cols) * elementBytes;
+}
+
+export function gemm(runner: KernelRunner, args: GemmArgs): void {
+  const transA = args.transA ?? false;
+  const transB = args.transB ?? false;
+  const problem: GemmProblem = {
+    ...args,
+    bias: args.bias ?? null,
+    transA,
+    transB,
+    alpha: args.alpha ?? 1,
+    beta: args.beta ?? 0,
+    aDtype: args.aDtype ?? 'f32',
+    bDtype: args.bDtype ?? 'f32',
+    lda: args.lda ?? (transA ? args.m : args.k),
+    ldb: args.ldb ?? (transB ? args.k : args.n),
+    ldc: args.ldc ?? args.n,
+  };
+  if (problem.m === 0 || problem.n === 0) return;
+  splitToBindingLimit(runner, problem);
+}
+
+/**
+ * Operands larger than one storage binding (e.g. an LM head weight) are handled by halving the
+ * dimension that is the stored outer (row) dimension of the oversized operand, recursively:
+ * m for A (or k if transposed) and C, n for B (or k if not transposed). A k split runs the second
+ * half with beta = 1 and no bias, accumulating onto the first half's result.
+ */
+function splitToBindingLimit(runner: KernelRunner, p: GemmProblem): void {
+  // Leave room for the part of the range before an offset that is rounded down for alignment.
+  const limit = runner.maxBindingBytes - runner.bindingAlignment;
+  const ea = HALF_OR_FULL(p.aDtype);
+  const eb = HALF_OR_FULL(p.bDtype);
+  const aBytes = p.transA ? spanBytes(p.k, p.m, p.lda, ea) : spanBytes(p.m, p.k, p.lda, ea);
+  const bBytes = p.transB ? spanBytes(p.n, p.k, p.ldb, eb) : spanBytes(p.k, p.n, p.ldb, eb);
+  const cBytes = spanBytes(p.m, p.n, p.ldc, 4);
+  const splitOf = (bytes: number, dim: 'm' | 'n' | 'k') => (bytes > limit && p[dim] > 1 ? dim : null);
+  const dim =
+    splitOf(cBytes, 'm') ??
+    splitOf(aBytes, p.transA ? 'k' : 'm') ??
+    splitOf(bBytes, p.transB ? 'n' : 'k');
+  if (!dim) {
+    dispatchGemm(runner, p);
+    return;
+  }
+  const first = Math.ceil(p[dim] / 2);
+  const [lo, hi] = splitProblem(p, dim, first);
+  splitToBindingLimit(runner, lo);
+  splitToBindingLimit(runner, hi);
+}
+
+function splitProblem(p: GemmProblem, dim: 'm' | 'n' | 'k', first: number): [GemmProblem, GemmProblem] {
+  const ea = HALF_OR_FULL(p.aDtype);
+  const eb = HALF_OR_FULL(p.bDtype);
+  const lo = { ...p, [dim]: first };
+  const hi = { ...p, [dim]: p[dim] - first };
+  if (dim === 'm') {
+    hi.a = advance(p.a, (p.transA ? first : first * p.lda) * ea);
+    hi.c = advance(p.c, first * p.ldc * 4);
+  } else if (dim === 'n') {
+    hi.b = advance(p.b, (p.transB ? first * p.ldb : first) * eb);
+    hi.c = advance(p.c, first * 4);
+    if (p.bias) hi.bias = advance(p.bias, first * 4);
+  } else {
+    hi.a = advance(p.a, (p.transA ? first * p.lda : first) * ea);
+    hi.b = advance(p.b, (p.transB ? first : first * p.ldb) * eb);
+    hi.beta = 1;
+    hi.bias = null;
+  }
+  return [lo, hi];
+}
+
+function dispatchGemm(runner: KernelRunner, p: GemmProblem): void {
+  const ea = HALF_OR_FULL(p.aDtype);
+  const eb = HALF_OR_FULL(p.bDtype);
+  const aElements = (p.transA ? spanBytes(p.k, p.m, p.lda, ea) : spanBytes(p.m, p.k, p.lda, ea)) / ea;
+  const bElements = (p.transB ? spanBytes(p.n, p.k, p.ldb, eb) : spanBytes(p.k, p.n, p.ldb, eb)) / eb;
+  const def = gemmKernel(p.transA, p.transB, p.aDtype, p.bDtype, p.bias !== null);
+  runner.dispatch(
+    def,
+    {
+      a: { ref: p.a, elements: aElements },
+      b: { ref: p.b, elements: bElements },
+      c: { ref: p.c, elements: spanBytes(p.m, p.n, p.ldc, 4) / 4 },
+      ...(p.bias ? { bias: { ref: p.bias, elements: p.n } } : {}),
+    },
+    { m: p.m, n: p.n, k: p.k, lda: p.lda, ldb: p.ldb, ldc: p.ldc, alpha: p.alpha, beta: p.beta },
+    [Math.ceil(p.n / TILE), Math.ceil(p.m / TILE)],
+  );
+}
