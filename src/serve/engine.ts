@@ -1,0 +1,75 @@
+/**
+ * The contract between the HTTP server and whatever runs the model. The server never touches
+ * tensors: it renders prompts to token ids, asks for sequences, and advances every active sequence
+ * by one token per `step()` call (continuous batching: the set of sequences may change between
+ * steps, and sequences in one step may use different adapters).
+ *
+ * Threading model: the server calls the engine from one event loop and never starts a `step()`
+ * while another is pending, nor calls `release()` on a sequence that is inside a pending step
+ * (it waits for the step to settle). `createSequence()` and `release()` are cheap bookkeeping.
+ */
+
+/** Same shape as `ChatMessage` in data/templates.ts (kept local so serve/ builds on its own). */
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+export interface SamplingParams {
+  /** 0 = greedy (argmax). */
+  temperature: number;
+  /** Nucleus sampling mass in (0, 1]; 1 = off. */
+  topP: number;
+  /** Seeds this sequence's own RNG so a request is reproducible whatever it is batched with. */
+  seed: number | undefined;
+}
+
+/** Opaque to the server; `id` is unique among live sequences and is only used for diagnostics. */
+export interface SequenceHandle {
+  readonly id: number;
+}
+
+/** Turns token ids back into text incrementally (multi-byte characters may span tokens). */
+export interface TextStreamer {
+  /** Text that became final with this token ('' while a character is incomplete). */
+  push(tokenId: number): string;
+  /** Whatever is still buffered at the end of generation. */
+  flush(): string;
+}
+
+export interface ServeEngine {
+  /** Served under this name in /v1/models and accepted as `model` (no adapter). */
+  readonly baseModelId: string;
+  /** Generation ends when one of these is sampled; the token itself is not turned into text. */
+  readonly eosTokenIds: readonly number[];
+  /** Prompt plus generated tokens may not exceed this. */
+  readonly maxContext: number;
+
+  listAdapters(): string[];
+  /** Loads a PEFT adapter folder (already checked to lie inside the served adapters folder). */
+  loadAdapter(name: string, dir: string): Promise<void>;
+  /** Frees an adapter; the server only calls this when no live sequence uses it. */
+  unloadAdapter(name: string): void;
+
+  /** Token ids of a chat prompt rendered with the adapter's recorded template (base's if null). */
+  encodeChat(messages: ChatMessage[], adapter: string | null): number[];
+  /** Extra stop strings the template implies (e.g. "\nHuman:"), trimmed from chat replies. */
+  chatStopStrings(adapter: string | null): string[];
+  /** Token ids of a raw completion prompt (special tokens such as BOS as the model expects). */
+  encodeText(prompt: string): number[];
+  decodeStreamer(): TextStreamer;
+
+  /** Registers a sequence; nothing is computed until it first appears in `step()`. */
+  createSequence(
+    promptIds: number[],
+    adapter: string | null,
+    sampling: SamplingParams,
+  ): SequenceHandle;
+  /**
+   * Advances each sequence by one token and resolves to the sampled ids, in order. A sequence's
+   * first step runs its prefill. Rejecting fails every sequence in the call.
+   */
+  step(seqs: SequenceHandle[]): Promise<number[]>;
+  /** Frees the sequence's KV cache; the handle is dead afterwards. */
+  release(seq: SequenceHandle): void;
+}
