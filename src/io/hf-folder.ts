@@ -29,14 +29,18 @@ export function readJsonObject(path: string): JsonObject {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new LoraforgeError(`${path}: file not found`);
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new LoraforgeError(`${path}: file not found`);
     throw err;
   }
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new LoraforgeError(`${path}: invalid JSON (${(err as Error).message.split('\n')[0]})`, 'fix or re-download the file');
+    throw new LoraforgeError(
+      `${path}: invalid JSON (${(err as Error).message.split('\n')[0]})`,
+      'fix or re-download the file',
+    );
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new LoraforgeError(`${path}: expected a JSON object`);
@@ -46,9 +50,13 @@ export function readJsonObject(path: string): JsonObject {
 
 function assertFolder(dir: string): void {
   if (!existsSync(dir)) {
-    throw new LoraforgeError(`${dir}: no such folder`, 'pass a local model folder or a Hugging Face model id such as Qwen/Qwen2.5-0.5B-Instruct');
+    throw new LoraforgeError(
+      `${dir}: no such folder`,
+      'pass a local model folder or a Hugging Face model id such as Qwen/Qwen2.5-0.5B-Instruct',
+    );
   }
-  if (!statSync(dir).isDirectory()) throw new LoraforgeError(`${dir}: is a file, expected a model folder`);
+  if (!statSync(dir).isDirectory())
+    throw new LoraforgeError(`${dir}: is a file, expected a model folder`);
 }
 
 /** config.json of a model folder; explains what the folder looks like instead when it is missing. */
@@ -79,7 +87,10 @@ export function listWeightFiles(dir: string): string[] {
     const shards = [...new Set(Object.values(readWeightMap(indexPath)))].sort();
     for (const shard of shards) {
       if (!existsSync(join(dir, shard))) {
-        throw new LoraforgeError(`${indexPath}: lists ${shard}, which is missing`, 'the download is incomplete; fetch the model again');
+        throw new LoraforgeError(
+          `${indexPath}: lists ${shard}, which is missing`,
+          'the download is incomplete; fetch the model again',
+        );
       }
     }
     return shards.map((shard) => join(dir, shard));
@@ -96,5 +107,10 @@ export function listWeightFiles(dir: string): string[] {
 
 export function readModelFolder(dir: string): ModelFolder {
   const config = readModelConfig(dir);
-  return { dir, config, generationConfig: readGenerationConfig(dir), weightFiles: listWeightFiles(dir) };
+  return {
+    dir,
+    config,
+    generationConfig: readGenerationConfig(dir),
+    weightFiles: listWeightFiles(dir),
+  };
 }

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { LoraforgeError } from '../util/errors.ts';
 import { writeFileAtomic } from './atomic.ts';
 
-export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
+export type SafetensorsDtype =
+  'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
 export const DTYPE_BYTES: Readonly<Record<SafetensorsDtype, number>> = {
   F64: 8,
@@ -87,9 +88,16 @@ function readExactly(fd: number, target: Uint8Array, position: number): number {
   return done;
 }
 
-function parseTensorEntry(path: string, name: string, entry: unknown, dataStart: number, dataSize: number): TensorInfo {
+function parseTensorEntry(
+  path: string,
+  name: string,
+  entry: unknown,
+  dataStart: number,
+  dataSize: number,
+): TensorInfo {
   const where = `tensor '${name}'`;
-  if (typeof entry !== 'object' || entry === null) throw corrupt(path, `${where} entry is not an object`);
+  if (typeof entry !== 'object' || entry === null)
+    throw corrupt(path, `${where} entry is not an object`);
   const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
   if (!isSafetensorsDtype(dtype)) {
     throw new LoraforgeError(
@@ -98,7 +106,10 @@ function parseTensorEntry(path: string, name: string, entry: unknown, dataStart:
     );
   }
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw corrupt(path, `${where} shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+    throw corrupt(
+      path,
+      `${where} shape ${JSON.stringify(shape)} is not a list of non-negative integers`,
+    );
   }
   if (
     !Array.isArray(offsets) ||
@@ -107,12 +118,18 @@ function parseTensorEntry(path: string, name: string, entry: unknown, dataStart:
     offsets[0] > offsets[1] ||
     offsets[1] > dataSize
   ) {
-    throw corrupt(path, `${where} data_offsets ${JSON.stringify(offsets)} lie outside the ${dataSize}-byte data area`);
+    throw corrupt(
+      path,
+      `${where} data_offsets ${JSON.stringify(offsets)} lie outside the ${dataSize}-byte data area`,
+    );
   }
   const [begin, end] = offsets as number[];
   const expected = elementCount(shape) * DTYPE_BYTES[dtype];
   if (end - begin !== expected) {
-    throw corrupt(path, `${where} ${dtype}${JSON.stringify(shape)} needs ${expected} bytes but data_offsets span ${end - begin}`);
+    throw corrupt(
+      path,
+      `${where} ${dtype}${JSON.stringify(shape)} needs ${expected} bytes but data_offsets span ${end - begin}`,
+    );
   }
   return { name, dtype, shape, fileOffset: dataStart + begin, byteLength: expected };
 }
@@ -128,7 +145,9 @@ function parseMetadata(path: string, value: unknown): Record<string, string> {
 }
 
 function rejectOverlaps(path: string, tensors: TensorInfo[]): void {
-  const sorted = tensors.filter((t) => t.byteLength > 0).sort((a, b) => a.fileOffset - b.fileOffset);
+  const sorted = tensors
+    .filter((t) => t.byteLength > 0)
+    .sort((a, b) => a.fileOffset - b.fileOffset);
   for (let i = 1; i < sorted.length; i++) {
     const prev = sorted[i - 1]!;
     if (sorted[i]!.fileOffset < prev.fileOffset + prev.byteLength) {
@@ -139,12 +158,16 @@ function rejectOverlaps(path: string, tensors: TensorInfo[]): void {
 
 function readHeaderFromFd(fd: number, path: string): SafetensorsHeader {
   const fileSize = fstatSync(fd).size;
-  if (fileSize < 8) throw corrupt(path, `${fileSize} bytes is shorter than the 8-byte header length`);
+  if (fileSize < 8)
+    throw corrupt(path, `${fileSize} bytes is shorter than the 8-byte header length`);
   const lengthBytes = new Uint8Array(8);
   readExactly(fd, lengthBytes, 0);
   const headerLength = new DataView(lengthBytes.buffer).getBigUint64(0, true);
   if (headerLength > BigInt(Math.min(MAX_HEADER_BYTES, fileSize - 8))) {
-    throw corrupt(path, `header length ${headerLength} exceeds the file size ${fileSize} or the 100 MB limit`);
+    throw corrupt(
+      path,
+      `header length ${headerLength} exceeds the file size ${fileSize} or the 100 MB limit`,
+    );
   }
   const headerBytes = new Uint8Array(Number(headerLength));
   readExactly(fd, headerBytes, 8);
@@ -154,7 +177,8 @@ function readHeaderFromFd(fd: number, path: string): SafetensorsHeader {
   } catch {
     throw corrupt(path, 'header is not valid UTF-8 JSON');
   }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw corrupt(path, 'header is not a JSON object');
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw corrupt(path, 'header is not a JSON object');
 
   const dataStart = 8 + headerBytes.byteLength;
   const tensors = new Map<string, TensorInfo>();
@@ -181,7 +205,8 @@ function openOrThrow(path: string): number {
   try {
     return openSync(path, 'r');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new LoraforgeError(`${path}: file not found`);
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new LoraforgeError(`${path}: file not found`);
     throw err;
   }
 }
@@ -247,7 +272,9 @@ export class SafetensorsFile implements TensorSource {
   readInto(name: string, target: Uint8Array): void {
     const info = this.info(name);
     if (target.byteLength !== info.byteLength) {
-      throw new Error(`readInto '${name}': target has ${target.byteLength} bytes, tensor has ${info.byteLength}`);
+      throw new Error(
+        `readInto '${name}': target has ${target.byteLength} bytes, tensor has ${info.byteLength}`,
+      );
     }
     if (this.fd === undefined) throw new Error(`${this.path} is closed`);
     // The header check guarantees the bytes exist unless the file shrank while open.
@@ -296,7 +323,10 @@ export class SafetensorsFolder implements TensorSource {
           file = SafetensorsFile.open(join(dir, shard));
           byShard.set(shard, file);
         }
-        if (!file.has(tensor)) throw new LoraforgeError(`${indexPath}: tensor '${tensor}' is mapped to ${shard}, which does not contain it`);
+        if (!file.has(tensor))
+          throw new LoraforgeError(
+            `${indexPath}: tensor '${tensor}' is mapped to ${shard}, which does not contain it`,
+          );
         fileOf.set(tensor, file);
       }
     } catch (err) {
@@ -316,7 +346,8 @@ export class SafetensorsFolder implements TensorSource {
 
   private fileFor(name: string): SafetensorsFile {
     const file = this.fileOf.get(name);
-    if (!file) throw new LoraforgeError(`${this.dir}: no tensor named '${name}' in the model weights`);
+    if (!file)
+      throw new LoraforgeError(`${this.dir}: no tensor named '${name}' in the model weights`);
     return file;
   }
 
@@ -349,9 +380,13 @@ export function readWeightMap(indexPath: string): Record<string, string> {
   if (
     typeof weightMap !== 'object' ||
     weightMap === null ||
-    !Object.values(weightMap).every((v) => typeof v === 'string' && !v.includes('/') && !v.includes('\\'))
+    !Object.values(weightMap).every(
+      (v) => typeof v === 'string' && !v.includes('/') && !v.includes('\\'),
+    )
   ) {
-    throw new LoraforgeError(`${indexPath}: missing or invalid "weight_map" (tensor name → shard file name)`);
+    throw new LoraforgeError(
+      `${indexPath}: missing or invalid "weight_map" (tensor name → shard file name)`,
+    );
   }
   return weightMap as Record<string, string>;
 }
@@ -379,16 +414,23 @@ export function encodeSafetensors(
   const list: NamedTensorData[] = Array.isArray(tensors)
     ? [...tensors]
     : Object.entries(tensors).map(([name, t]) => ({ name, ...t }));
-  list.sort((a, b) => DTYPE_WRITE_RANK[b.dtype] - DTYPE_WRITE_RANK[a.dtype] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  list.sort(
+    (a, b) =>
+      DTYPE_WRITE_RANK[b.dtype] - DTYPE_WRITE_RANK[a.dtype] ||
+      (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
+  );
 
   const header: Record<string, unknown> = { __metadata__: metadata };
   const chunks: Uint8Array[] = [];
   let offset = 0;
   for (const t of list) {
-    if (Object.hasOwn(header, t.name)) throw new Error(`writeSafetensors: duplicate tensor name '${t.name}'`);
+    if (Object.hasOwn(header, t.name))
+      throw new Error(`writeSafetensors: duplicate tensor name '${t.name}'`);
     const expected = elementCount(t.shape) * DTYPE_BYTES[t.dtype];
     if (t.data.byteLength !== expected) {
-      throw new Error(`writeSafetensors: '${t.name}' ${t.dtype}${JSON.stringify(t.shape)} needs ${expected} bytes, got ${t.data.byteLength}`);
+      throw new Error(
+        `writeSafetensors: '${t.name}' ${t.dtype}${JSON.stringify(t.shape)} needs ${expected} bytes, got ${t.data.byteLength}`,
+      );
     }
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + expected] };
     chunks.push(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
@@ -494,14 +536,19 @@ export function i64ToI32(src: BigInt64Array, what = 'I64 tensor'): Int32Array {
   const out = new Int32Array(src.length);
   for (let i = 0; i < src.length; i++) {
     const v = src[i]!;
-    if (v < -2147483648n || v > 2147483647n) throw new LoraforgeError(`${what}: value ${v} at index ${i} does not fit in int32`);
+    if (v < -2147483648n || v > 2147483647n)
+      throw new LoraforgeError(`${what}: value ${v} at index ${i} does not fit in int32`);
     out[i] = Number(v);
   }
   return out;
 }
 
 /** Widens a tensor's raw bytes (F32, BF16, F16 or F64) to float32. */
-export function bytesToF32(dtype: SafetensorsDtype, bytes: Uint8Array, what = 'tensor'): Float32Array {
+export function bytesToF32(
+  dtype: SafetensorsDtype,
+  bytes: Uint8Array,
+  what = 'tensor',
+): Float32Array {
   const aligned = bytes.byteOffset % 8 === 0 ? bytes : bytes.slice();
   const { buffer, byteOffset, byteLength } = aligned;
   switch (dtype) {
@@ -519,7 +566,11 @@ export function bytesToF32(dtype: SafetensorsDtype, bytes: Uint8Array, what = 't
 }
 
 /** Reads a tensor's raw bytes (I64, I32, I16, I8, U8 or BOOL) as int32. */
-export function bytesToI32(dtype: SafetensorsDtype, bytes: Uint8Array, what = 'tensor'): Int32Array {
+export function bytesToI32(
+  dtype: SafetensorsDtype,
+  bytes: Uint8Array,
+  what = 'tensor',
+): Int32Array {
   const aligned = bytes.byteOffset % 8 === 0 ? bytes : bytes.slice();
   const { buffer, byteOffset, byteLength } = aligned;
   switch (dtype) {

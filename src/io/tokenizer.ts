@@ -27,6 +27,7 @@ export interface SpecialTokens {
   eos_token?: string;
   pad_token?: string;
   unk_token?: string;
+  additional_special_tokens?: string[];
 }
 
 const SPECIAL_TOKEN_KEYS = ['bos_token', 'eos_token', 'pad_token', 'unk_token'] as const;
@@ -34,7 +35,11 @@ const SPECIAL_TOKEN_KEYS = ['bos_token', 'eos_token', 'pad_token', 'unk_token'] 
 /** tokenizer_config.json stores a special token as a string or as a serialized AddedToken object. */
 function tokenContent(value: unknown): string | undefined {
   if (typeof value === 'string') return value;
-  if (typeof value === 'object' && value !== null && typeof (value as { content?: unknown }).content === 'string') {
+  if (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { content?: unknown }).content === 'string'
+  ) {
     return (value as { content: string }).content;
   }
   return undefined;
@@ -56,7 +61,9 @@ function firstTokenId(value: unknown): number | undefined {
 }
 
 function allTokenIds(value: unknown): number[] {
-  return (Array.isArray(value) ? value : [value]).filter((id): id is number => Number.isInteger(id));
+  return (Array.isArray(value) ? value : [value]).filter((id): id is number =>
+    Number.isInteger(id),
+  );
 }
 
 export class HfTokenizer implements Tokenizer {
@@ -76,7 +83,8 @@ export class HfTokenizer implements Tokenizer {
     readonly chatTemplate: string | undefined,
     generationConfig: JsonObject | undefined,
   ) {
-    const idOf = (token: string | undefined) => (token === undefined ? undefined : impl.token_to_id(token));
+    const idOf = (token: string | undefined) =>
+      token === undefined ? undefined : impl.token_to_id(token);
     this.eosTokenId = idOf(specialTokens.eos_token) ?? firstTokenId(generationConfig?.eos_token_id);
     this.bosTokenId = idOf(specialTokens.bos_token) ?? firstTokenId(generationConfig?.bos_token_id);
     this.padTokenId = idOf(specialTokens.pad_token) ?? firstTokenId(generationConfig?.pad_token_id);
@@ -112,7 +120,10 @@ async function readTokenizerJson(path: string): Promise<object> {
   try {
     return JSON.parse(await readFile(path, 'utf8'));
   } catch (err) {
-    throw new LoraforgeError(`${path}: invalid JSON (${(err as Error).message.split('\n')[0]})`, 'fix or re-download the file');
+    throw new LoraforgeError(
+      `${path}: invalid JSON (${(err as Error).message.split('\n')[0]})`,
+      'fix or re-download the file',
+    );
   }
 }
 
@@ -132,7 +143,9 @@ export async function loadTokenizer(dir: string): Promise<HfTokenizer> {
   try {
     impl = new HfTokenizerImpl(tokenizerJson, config);
   } catch (err) {
-    throw new LoraforgeError(`${tokenizerPath}: unsupported tokenizer (${(err as Error).message.split('\n')[0]})`);
+    throw new LoraforgeError(
+      `${tokenizerPath}: unsupported tokenizer (${(err as Error).message.split('\n')[0]})`,
+    );
   }
 
   const specialTokens: SpecialTokens = {};
@@ -140,9 +153,15 @@ export async function loadTokenizer(dir: string): Promise<HfTokenizer> {
     const content = tokenContent(config[key]);
     if (content !== undefined) specialTokens[key] = content;
   }
+  if (Array.isArray(config.additional_special_tokens)) {
+    specialTokens.additional_special_tokens = config.additional_special_tokens
+      .map(tokenContent)
+      .filter((t): t is string => t !== undefined);
+  }
   const templateFile = join(dir, 'chat_template.jinja');
   const chatTemplate =
-    pickChatTemplate(config.chat_template) ?? (existsSync(templateFile) ? await readFile(templateFile, 'utf8') : undefined);
+    pickChatTemplate(config.chat_template) ??
+    (existsSync(templateFile) ? await readFile(templateFile, 'utf8') : undefined);
   return new HfTokenizer(impl, specialTokens, chatTemplate, readGenerationConfig(dir));
 }
 
@@ -159,7 +178,10 @@ export interface TextStreamer {
  * word, so it re-decodes a short window that starts one already-emitted chunk back and only
  * emits once the window no longer ends in a partial character (U+FFFD).
  */
-export function createTextStreamer(tokenizer: Tokenizer, opts: { skipSpecialTokens?: boolean } = {}): TextStreamer {
+export function createTextStreamer(
+  tokenizer: Tokenizer,
+  opts: { skipSpecialTokens?: boolean } = {},
+): TextStreamer {
   const decodeOpts = { skipSpecialTokens: opts.skipSpecialTokens ?? true };
   const ids: number[] = [];
   let prefixStart = 0; // window start: ids before it are fully emitted and no longer needed

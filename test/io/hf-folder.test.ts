@@ -21,7 +21,10 @@ test('reads the golden model folder', () => {
   const folder = readModelFolder(GOLDEN);
   assert.equal(folder.config.model_type, 'qwen2');
   assert.equal(folder.config.vocab_size, 1000);
-  assert.deepEqual(folder.generationConfig, { _from_model_config: true, transformers_version: '4.44.0.dev0' });
+  assert.deepEqual(folder.generationConfig, {
+    _from_model_config: true,
+    transformers_version: '4.44.0.dev0',
+  });
   assert.deepEqual(folder.weightFiles, [join(GOLDEN, 'model.safetensors')]);
 });
 
@@ -29,9 +32,16 @@ test('explains folders that are not model folders', () => {
   const dir = mkdtempSync(join(tmpdir(), 'loraforge-folder-'));
   try {
     rejects(() => readModelConfig(join(dir, 'nope')), /nope: no such folder/);
-    rejects(() => readModelConfig(join(GOLDEN, 'config.json')), /is a file, expected a model folder/);
+    rejects(
+      () => readModelConfig(join(GOLDEN, 'config.json')),
+      /is a file, expected a model folder/,
+    );
     rejects(() => readModelConfig(dir), /not a model folder \(no config\.json\)/);
-    rejects(() => readModelConfig(join(GOLDEN, 'lora/adapter_randB')), /no config\.json/, /LoRA adapter folder/);
+    rejects(
+      () => readModelConfig(join(GOLDEN, 'lora/adapter_randB')),
+      /no config\.json/,
+      /LoRA adapter folder/,
+    );
 
     writeFileSync(join(dir, 'config.json'), '{"model_type": "qwen2",}');
     rejects(() => readModelConfig(dir), /config\.json: invalid JSON/);
@@ -47,10 +57,20 @@ test('lists the shards of a sharded folder and reports missing ones', () => {
   const dir = mkdtempSync(join(tmpdir(), 'loraforge-folder-'));
   try {
     mkdirSync(join(dir, 'm'));
-    const weightMap = { a: 'model-00002-of-00002.safetensors', b: 'model-00001-of-00002.safetensors', c: 'model-00001-of-00002.safetensors' };
-    writeFileSync(join(dir, 'm', 'model.safetensors.index.json'), JSON.stringify({ weight_map: weightMap }));
+    const weightMap = {
+      a: 'model-00002-of-00002.safetensors',
+      b: 'model-00001-of-00002.safetensors',
+      c: 'model-00001-of-00002.safetensors',
+    };
+    writeFileSync(
+      join(dir, 'm', 'model.safetensors.index.json'),
+      JSON.stringify({ weight_map: weightMap }),
+    );
     writeFileSync(join(dir, 'm', 'model-00001-of-00002.safetensors'), '');
-    rejects(() => listWeightFiles(join(dir, 'm')), /lists model-00002-of-00002\.safetensors, which is missing/);
+    rejects(
+      () => listWeightFiles(join(dir, 'm')),
+      /lists model-00002-of-00002\.safetensors, which is missing/,
+    );
     writeFileSync(join(dir, 'm', 'model-00002-of-00002.safetensors'), '');
     assert.deepEqual(listWeightFiles(join(dir, 'm')), [
       join(dir, 'm', 'model-00001-of-00002.safetensors'),

@@ -23,7 +23,11 @@ const GOLDEN = '/work/shared/golden/qwen2-tiny';
 
 function goldenFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? goldenFiles(join(dir, e.name)) : e.name.endsWith('.safetensors') ? [join(dir, e.name)] : [],
+    e.isDirectory()
+      ? goldenFiles(join(dir, e.name))
+      : e.name.endsWith('.safetensors')
+        ? [join(dir, e.name)]
+        : [],
   );
 }
 
@@ -32,7 +36,12 @@ function tmp(): string {
 }
 
 /** Builds a raw safetensors file from a header object and a data area, bypassing the writer's checks. */
-function rawFile(dir: string, header: unknown, data = new Uint8Array(0), lengthOverride?: bigint): string {
+function rawFile(
+  dir: string,
+  header: unknown,
+  data = new Uint8Array(0),
+  lengthOverride?: bigint,
+): string {
   const json = Buffer.from(JSON.stringify(header));
   const len = new Uint8Array(8);
   new DataView(len.buffer).setBigUint64(0, lengthOverride ?? BigInt(json.length), true);
@@ -57,7 +66,9 @@ test('every golden safetensors file re-encodes byte-identically', () => {
   try {
     for (const path of files) {
       const file = SafetensorsFile.open(path);
-      const tensors: NamedTensorData[] = file.names().map((name) => ({ ...file.info(name), data: file.read(name) }));
+      const tensors: NamedTensorData[] = file
+        .names()
+        .map((name) => ({ ...file.info(name), data: file.read(name) }));
       const out = join(dir, 'copy.safetensors');
       writeSafetensors(out, tensors, { ...file.metadata });
       file.close();
@@ -100,14 +111,18 @@ test('folder view over a single file and over shards', () => {
     const shard2 = names.slice(10);
     const shards = join(dir, 'sharded');
     mkdirSync(shards);
-    const pick = (list: string[]) => list.map((name) => ({ ...single.info(name), data: single.read(name) }));
+    const pick = (list: string[]) =>
+      list.map((name) => ({ ...single.info(name), data: single.read(name) }));
     writeSafetensors(join(shards, 'model-00001-of-00002.safetensors'), pick(shard1));
     writeSafetensors(join(shards, 'model-00002-of-00002.safetensors'), pick(shard2));
     const weightMap = Object.fromEntries([
       ...shard1.map((n) => [n, 'model-00001-of-00002.safetensors']),
       ...shard2.map((n) => [n, 'model-00002-of-00002.safetensors']),
     ]);
-    writeFileSync(join(shards, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+    writeFileSync(
+      join(shards, 'model.safetensors.index.json'),
+      JSON.stringify({ metadata: {}, weight_map: weightMap }),
+    );
 
     const sharded = openSafetensorsFolder(shards);
     assert.deepEqual(sharded.names().sort(), names);
@@ -129,16 +144,29 @@ test('malformed files each give one clear error line naming file and tensor', ()
     const eight = new Uint8Array(8);
 
     writeFileSync(join(dir, 'short.safetensors'), new Uint8Array(5));
-    assertOneLineError(() => readSafetensorsHeader(join(dir, 'short.safetensors')), /short\.safetensors.*shorter than the 8-byte/);
-
-    assertOneLineError(() => readSafetensorsHeader(rawFile(dir, { w: goodEntry }, eight, 1n << 40n)), /bad\.safetensors.*header length/);
-    assertOneLineError(() => readSafetensorsHeader(rawFile(dir, { w: goodEntry }, eight, 2n ** 64n - 1n)), /header length/);
-
-    const truncated = rawFile(dir, { w: goodEntry }, new Uint8Array(4));
-    assertOneLineError(() => readSafetensorsHeader(truncated), /tensor 'w' data_offsets \[0,8\] lie outside the 4-byte data area/);
+    assertOneLineError(
+      () => readSafetensorsHeader(join(dir, 'short.safetensors')),
+      /short\.safetensors.*shorter than the 8-byte/,
+    );
 
     assertOneLineError(
-      () => readSafetensorsHeader(rawFile(dir, { w: { ...goodEntry, data_offsets: [4, 2] } }, eight)),
+      () => readSafetensorsHeader(rawFile(dir, { w: goodEntry }, eight, 1n << 40n)),
+      /bad\.safetensors.*header length/,
+    );
+    assertOneLineError(
+      () => readSafetensorsHeader(rawFile(dir, { w: goodEntry }, eight, 2n ** 64n - 1n)),
+      /header length/,
+    );
+
+    const truncated = rawFile(dir, { w: goodEntry }, new Uint8Array(4));
+    assertOneLineError(
+      () => readSafetensorsHeader(truncated),
+      /tensor 'w' data_offsets \[0,8\] lie outside the 4-byte data area/,
+    );
+
+    assertOneLineError(
+      () =>
+        readSafetensorsHeader(rawFile(dir, { w: { ...goodEntry, data_offsets: [4, 2] } }, eight)),
       /tensor 'w' data_offsets/,
     );
     assertOneLineError(
@@ -146,7 +174,10 @@ test('malformed files each give one clear error line naming file and tensor', ()
       /bad\.safetensors: tensor 'w' has unsupported dtype "Q4_K"/,
     );
     assertOneLineError(
-      () => readSafetensorsHeader(rawFile(dir, { w: { ...goodEntry, shape: [3] } }, new Uint8Array(16))),
+      () =>
+        readSafetensorsHeader(
+          rawFile(dir, { w: { ...goodEntry, shape: [3] } }, new Uint8Array(16)),
+        ),
       /tensor 'w' F32\[3\] needs 12 bytes but data_offsets span 8/,
     );
     assertOneLineError(
@@ -154,16 +185,35 @@ test('malformed files each give one clear error line naming file and tensor', ()
       /tensor 'w' shape \[-2\]/,
     );
     assertOneLineError(
-      () => readSafetensorsHeader(rawFile(dir, { a: goodEntry, b: { ...goodEntry, data_offsets: [4, 12] } }, new Uint8Array(16))),
+      () =>
+        readSafetensorsHeader(
+          rawFile(
+            dir,
+            { a: goodEntry, b: { ...goodEntry, data_offsets: [4, 12] } },
+            new Uint8Array(16),
+          ),
+        ),
       /tensors 'a' and 'b' overlap/,
     );
-    assertOneLineError(() => readSafetensorsHeader(rawFile(dir, { __metadata__: { n: 1 } }, eight)), /__metadata__\.n is not a string/);
+    assertOneLineError(
+      () => readSafetensorsHeader(rawFile(dir, { __metadata__: { n: 1 } }, eight)),
+      /__metadata__\.n is not a string/,
+    );
 
     const notJson = join(dir, 'nj.safetensors');
-    writeFileSync(notJson, Buffer.concat([Buffer.from([4, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{{{{')]));
-    assertOneLineError(() => readSafetensorsHeader(notJson), /nj\.safetensors.*not valid UTF-8 JSON/);
+    writeFileSync(
+      notJson,
+      Buffer.concat([Buffer.from([4, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{{{{')]),
+    );
+    assertOneLineError(
+      () => readSafetensorsHeader(notJson),
+      /nj\.safetensors.*not valid UTF-8 JSON/,
+    );
 
-    assertOneLineError(() => readSafetensorsHeader(join(dir, 'missing.safetensors')), /missing\.safetensors: file not found/);
+    assertOneLineError(
+      () => readSafetensorsHeader(join(dir, 'missing.safetensors')),
+      /missing\.safetensors: file not found/,
+    );
   } finally {
     rmSync(dir, { recursive: true });
   }
@@ -188,18 +238,39 @@ test('writer accepts a record, sorts by dtype then name, and pads the header to 
     assert.deepEqual(bytesToF32('BF16', file.read('scalar')), new Float32Array([1]));
     assert.deepEqual(bytesToI32('I64', file.read('ids')), new Int32Array([7]));
     file.close();
-    assert.throws(() => writeSafetensors(path, [{ name: 'x', dtype: 'F32', shape: [3], data: new Float32Array(2) }]), /needs 12 bytes/);
+    assert.throws(
+      () =>
+        writeSafetensors(path, [
+          { name: 'x', dtype: 'F32', shape: [3], data: new Float32Array(2) },
+        ]),
+      /needs 12 bytes/,
+    );
   } finally {
     rmSync(dir, { recursive: true });
   }
 });
 
 test('bf16 / f16 conversions round to nearest even and keep specials', () => {
-  const values = new Float32Array([0, -0, 1, -2.5, 65504, 1e-8, 6.1e-5, 3.14159, Infinity, -Infinity, 1e6]);
+  const values = new Float32Array([
+    0,
+    -0,
+    1,
+    -2.5,
+    65504,
+    1e-8,
+    6.1e-5,
+    3.14159,
+    Infinity,
+    -Infinity,
+    1e6,
+  ]);
   const bf = bf16ToF32(f32ToBf16(values));
   for (let i = 0; i < values.length; i++) {
     const v = values[i]!;
-    assert.ok(Object.is(bf[i], v) || Math.abs(bf[i]! - v) <= Math.abs(v) * 2 ** -8, `bf16 ${v} -> ${bf[i]}`);
+    assert.ok(
+      Object.is(bf[i], v) || Math.abs(bf[i]! - v) <= Math.abs(v) * 2 ** -8,
+      `bf16 ${v} -> ${bf[i]}`,
+    );
   }
   // 1 + 2^-8 is exactly halfway between bf16 neighbours 1 and 1 + 2^-7: ties go to the even one (1).
   assert.equal(bf16ToF32(f32ToBf16(new Float32Array([1 + 2 ** -8])))[0], 1);
@@ -219,6 +290,12 @@ test('bf16 / f16 conversions round to nearest even and keep specials', () => {
 });
 
 test('i64ToI32 narrows and rejects out-of-range values', () => {
-  assert.deepEqual(i64ToI32(new BigInt64Array([-100n, 0n, 151645n])), new Int32Array([-100, 0, 151645]));
-  assertOneLineError(() => i64ToI32(new BigInt64Array([1n << 40n]), 'input_ids'), /input_ids: value 1099511627776 at index 0/);
+  assert.deepEqual(
+    i64ToI32(new BigInt64Array([-100n, 0n, 151645n])),
+    new Int32Array([-100, 0, 151645]),
+  );
+  assertOneLineError(
+    () => i64ToI32(new BigInt64Array([1n << 40n]), 'input_ids'),
+    /input_ids: value 1099511627776 at index 0/,
+  );
 });

@@ -22,24 +22,40 @@ const REFERENCE_IDS: [string, number[]][] = [
   ['Hello world', [9707, 1879]],
   ['Human: 你是谁？\n\nAssistant: ', [33975, 25, 220, 105043, 100165, 26850, 71703, 25, 220]],
   ['<|im_start|>user\nhi<|im_end|>\n', [151644, 872, 198, 6023, 151645, 198]],
-  ['🦙🤗 我是小李，一个人工智能。 𠀀 ok', [149955, 144834, 49434, 239, 20412, 30709, 100339, 3837, 101977, 48692, 100168, 1773, 220, 172, 63219, 222, 5394]],
+  [
+    '🦙🤗 我是小李，一个人工智能。 𠀀 ok',
+    [
+      149955, 144834, 49434, 239, 20412, 30709, 100339, 3837, 101977, 48692, 100168, 1773, 220, 172,
+      63219, 222, 5394,
+    ],
+  ],
   ['  hello   world\n\n\n  x', [220, 23811, 256, 1879, 1406, 220, 856]],
   [
     "I'm LoRA-tuning Qwen2.5 with 12345 steps, isn't it?",
-    [40, 2776, 6485, 5609, 2385, 37202, 1207, 16948, 17, 13, 20, 448, 220, 16, 17, 18, 19, 20, 7354, 11, 4436, 944, 432, 30],
+    [
+      40, 2776, 6485, 5609, 2385, 37202, 1207, 16948, 17, 13, 20, 448, 220, 16, 17, 18, 19, 20,
+      7354, 11, 4436, 944, 432, 30,
+    ],
   ],
   ['ｆｕｌｌ width é e\u0301', [144862, 144552, 144433, 144433, 2374, 3958, 3958]], // NFC folds e + U+0301 into é
   [
     '我是小李，由小张开发的人工智能助手。有什么可以帮你的吗？',
-    [104198, 30709, 100339, 3837, 67071, 30709, 86341, 100013, 100623, 48692, 100168, 110498, 1773, 104139, 73670, 99663, 103929, 101037, 11319],
+    [
+      104198, 30709, 100339, 3837, 67071, 30709, 86341, 100013, 100623, 48692, 100168, 110498, 1773,
+      104139, 73670, 99663, 103929, 101037, 11319,
+    ],
   ],
-  ['def f(x):\n\treturn x**2  # comment\n', [750, 282, 2075, 982, 853, 856, 334, 17, 220, 671, 3980, 198]],
+  [
+    'def f(x):\n\treturn x**2  # comment\n',
+    [750, 282, 2075, 982, 853, 856, 334, 17, 220, 671, 3980, 198],
+  ],
 ];
 
 const qwen = await loadTokenizer(QWEN_DIR);
 
 test('Qwen encodings match the independent reference BPE', () => {
-  for (const [text, ids] of REFERENCE_IDS) assert.deepEqual(qwen.encode(text), ids, JSON.stringify(text));
+  for (const [text, ids] of REFERENCE_IDS)
+    assert.deepEqual(qwen.encode(text), ids, JSON.stringify(text));
 });
 
 test('Qwen special tokens and config-derived fields', () => {
@@ -52,7 +68,13 @@ test('Qwen special tokens and config-derived fields', () => {
   assert.equal(qwen.bosTokenId, undefined);
   assert.deepEqual(qwen.stopTokenIds, [151645]);
   assert.equal(qwen.vocabSize, 151669);
-  assert.deepEqual(qwen.specialTokens, { eos_token: '<|im_end|>', pad_token: '<|endoftext|>' });
+  assert.equal(qwen.specialTokens.eos_token, '<|im_end|>');
+  assert.equal(qwen.specialTokens.pad_token, '<|endoftext|>');
+  assert.equal(qwen.specialTokens.bos_token, undefined);
+  assert.deepEqual(qwen.specialTokens.additional_special_tokens?.slice(0, 2), [
+    '<|im_start|>',
+    '<|im_end|>',
+  ]);
   assert.match(qwen.chatTemplate ?? '', /^\{%- if tools %\}/);
 });
 
@@ -71,7 +93,10 @@ test('text streamer emits only completed characters', () => {
   const streamer = createTextStreamer(qwen);
   const chunks = ids.map((id) => streamer.push(id));
   chunks.push(streamer.flush());
-  assert.ok(chunks.every((c) => !c.includes('\uFFFD')), JSON.stringify(chunks));
+  assert.ok(
+    chunks.every((c) => !c.includes('\uFFFD')),
+    JSON.stringify(chunks),
+  );
   assert.equal(chunks.join(''), '🦙🤗 我是小李，一个人工智能。 𠀀 ok');
   // " 我" spans tokens 49434 + 239: nothing until the second byte-level token completes it.
   assert.deepEqual(chunks.slice(2, 4), ['', ' 我']);
@@ -79,7 +104,10 @@ test('text streamer emits only completed characters', () => {
   assert.deepEqual(chunks.slice(13, 16), ['', '', '𠀀']);
 
   const raw = createTextStreamer(qwen, { skipSpecialTokens: false });
-  assert.equal([...qwen.encode('hi<|im_end|>')].map((id) => raw.push(id)).join('') + raw.flush(), 'hi<|im_end|>');
+  assert.equal(
+    [...qwen.encode('hi<|im_end|>')].map((id) => raw.push(id)).join('') + raw.flush(),
+    'hi<|im_end|>',
+  );
 
   const truncated = createTextStreamer(qwen);
   assert.equal(truncated.push(49434), '');
@@ -90,8 +118,14 @@ test('eos falls back to generation_config.json; tokens may be AddedToken objects
   const dir = mkdtempSync(join(tmpdir(), 'loraforge-tok-'));
   try {
     symlinkSync(join(QWEN_DIR, 'tokenizer.json'), join(dir, 'tokenizer.json'));
-    writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ pad_token: { content: '<|endoftext|>', __type: 'AddedToken' } }));
-    writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: [151645, 151643] }));
+    writeFileSync(
+      join(dir, 'tokenizer_config.json'),
+      JSON.stringify({ pad_token: { content: '<|endoftext|>', __type: 'AddedToken' } }),
+    );
+    writeFileSync(
+      join(dir, 'generation_config.json'),
+      JSON.stringify({ eos_token_id: [151645, 151643] }),
+    );
     writeFileSync(join(dir, 'chat_template.jinja'), '{{ messages[0].content }}');
     const tok = await loadTokenizer(dir);
     assert.equal(tok.eosTokenId, 151645);
