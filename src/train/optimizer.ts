@@ -1,0 +1,223 @@
+/**
+ * AdamW with the exact semantics of `torch.optim.AdamW` (single-tensor path, amsgrad off), the
+ * optimizer HF Trainer uses by default:
+ *
+ *   t += 1
+ *   p ← p · (1 − lr·wd)                         decoupled weight decay, before the moments
+ *   m ← β1·m + (1 − β1)·g
+ *   v ← β2·v + (1 − β2)·g·g
+ *   p ← p + (−lr / (1 − β1^t)) · m / (sqrt(v) / sqrt(1 − β2^t) + eps)
+ *
+ * PyTorch computes the scalars (1 − lr·wd, lr / bc1, sqrt(bc2)) in float64, casts them to float32
+ * and then runs every tensor operation in float32. The JS step below does the same, rounding
+ * with Math.fround after each operation in PyTorch's order, so results agree to the last bit or
+ * two (PyTorch's vectorized kernels may fuse some multiply-adds).
+ */
+import { LoraforgeError } from '../util/errors.ts';
+
+/** A trainable tensor as the optimizer sees it: flat f32 values and their gradient. */
+export interface NamedParameter {
+  name: string;
+  data: Float32Array;
+  grad: Float32Array;
+  /** Overrides the optimizer's weight decay for this tensor (HF uses 0 for biases and norms). */
+  weightDecay?: number;
+}
+
+/**
+ * One AdamW update of n = p.length values, in place on p, m and v. `bc1` = 1 − β1^t and
+ * `bc2` = 1 − β2^t (the bias corrections, as float64 numbers).
+ */
+export type AdamWStepFn = (
+  p: Float32Array,
+  g: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  lr: number,
+  beta1: number,
+  beta2: number,
+  eps: number,
+  weightDecay: number,
+  bc1: number,
+  bc2: number,
+) => void;
+
+/** The wasm kernel's pointer-based signature (see ARCHITECTURE.md, "Kernel signatures"). */
+export type AdamWKernel = (
+  p: number,
+  g: number,
+  m: number,
+  v: number,
+  n: number,
+  lr: number,
+  beta1: number,
+  beta2: number,
+  eps: number,
+  weightDecay: number,
+  bc1: number,
+  bc2: number,
+) => void;
+
+export interface AdamWOptions {
+  /** Default learning rate for step() without an argument. */
+  lr?: number;
+  betas?: [number, number];
+  eps?: number;
+  weightDecay?: number;
+  /** Replaces the JS update, e.g. with `fromKernel(...)`; the JS loop is the reference. */
+  stepFn?: AdamWStepFn;
+  /** Allocates zeroed moment buffers; a wasm step needs them inside its memory. */
+  allocState?: (length: number) => Float32Array;
+}
+
+/** Optimizer state as stored in checkpoints: moments as tensors, the rest as JSON. */
+export interface AdamWStateDict {
+  tensors: Record<string, Float32Array>;
+  meta: { step: number; lr: number; betas: [number, number]; eps: number; weightDecay: number; names: string[] };
+}
+
+/** The PyTorch reference update in f32 arithmetic (see the file comment for the formula). */
+export const adamwStepJs: AdamWStepFn = (p, g, m, v, lr, beta1, beta2, eps, weightDecay, bc1, bc2) => {
+  const f = Math.fround;
+  const decay = f(1 - lr * weightDecay);
+  const b1 = f(beta1);
+  const oneMinusB1 = f(1 - beta1);
+  const b2 = f(beta2);
+  const oneMinusB2 = f(1 - beta2);
+  const bc2Sqrt = f(Math.sqrt(bc2));
+  const epsF = f(eps);
+  const negStepSize = f(-(lr / bc1));
+  for (let i = 0; i < p.length; i++) {
+    const gi = g[i]!;
+    const pi = f(p[i]! * decay);
+    const mi = f(f(m[i]! * b1) + f(oneMinusB1 * gi)); // exp_avg.mul_(β1).add_(g, alpha=1−β1)
+    const vi = f(f(v[i]! * b2) + f(f(oneMinusB2 * gi) * gi)); // exp_avg_sq.mul_(β2).addcmul_(g, g, value=1−β2)
+    const denom = f(f(f(Math.sqrt(vi)) / bc2Sqrt) + epsF); // (v.sqrt() / sqrt(bc2)).add_(eps)
+    p[i] = f(pi + f(f(negStepSize * mi) / denom)); // p.addcdiv_(m, denom, value=−step_size)
+    m[i] = mi;
+    v[i] = vi;
+  }
+};
+
+/**
+ * Adapts the pointer-based wasm kernel; every array handed to the step must be a view into
+ * `memory` (parameters, gradients and the moments from `allocState`).
+ */
+export function fromKernel(kernel: AdamWKernel, memory: { buffer: ArrayBufferLike }): AdamWStepFn {
+  return (p, g, m, v, lr, beta1, beta2, eps, weightDecay, bc1, bc2) => {
+    for (const a of [p, g, m, v]) {
+      if (a.buffer !== memory.buffer) throw new Error('adamw kernel: array is not a view into the wasm memory');
+    }
+    kernel(p.byteOffset, g.byteOffset, m.byteOffset, v.byteOffset, p.length, lr, beta1, beta2, eps, weightDecay, bc1, bc2);
+  };
+}
+
+export class AdamW {
+  readonly betas: [number, number];
+  readonly eps: number;
+  readonly weightDecay: number;
+  /** Learning rate used by step() when none is passed (and the last one used). */
+  lr: number;
+  /** Number of completed steps (PyTorch's per-parameter `step`, shared by all parameters). */
+  stepCount = 0;
+  private readonly params: readonly NamedParameter[];
+  private readonly expAvg: Float32Array[];
+  private readonly expAvgSq: Float32Array[];
+  private readonly stepFn: AdamWStepFn;
+
+  constructor(params: readonly NamedParameter[], options: AdamWOptions = {}) {
+    this.lr = options.lr ?? 1e-3;
+    this.betas = options.betas ?? [0.9, 0.999];
+    this.eps = options.eps ?? 1e-8;
+    this.weightDecay = options.weightDecay ?? 0.01;
+    this.stepFn = options.stepFn ?? adamwStepJs;
+    validateHyperparameters(this.lr, this.betas, this.eps, this.weightDecay);
+    const seen = new Set<string>();
+    for (const p of params) {
+      if (seen.has(p.name)) throw new LoraforgeError(`AdamW: parameter '${p.name}' is listed twice`);
+      seen.add(p.name);
+      if (p.grad.length !== p.data.length) {
+        throw new LoraforgeError(`AdamW: parameter '${p.name}' has ${p.data.length} values but a gradient of ${p.grad.length}`);
+      }
+    }
+    this.params = params;
+    const alloc = options.allocState ?? ((n: number) => new Float32Array(n));
+    this.expAvg = params.map((p) => alloc(p.data.length));
+    this.expAvgSq = params.map((p) => alloc(p.data.length));
+  }
+
+  /** Applies one update to every parameter from its current `grad`, at learning rate `lr`. */
+  step(lr: number = this.lr): void {
+    if (!Number.isFinite(lr) || lr < 0) throw new LoraforgeError(`AdamW: learning rate must be finite and >= 0, got ${lr}`);
+    this.lr = lr;
+    this.stepCount++;
+    const [beta1, beta2] = this.betas;
+    // Python float arithmetic, as in torch: bias_correction = 1 - beta ** step.
+    const bc1 = 1 - beta1 ** this.stepCount;
+    const bc2 = 1 - beta2 ** this.stepCount;
+    this.params.forEach((p, i) => {
+      const wd = p.weightDecay ?? this.weightDecay;
+      this.stepFn(p.data, p.grad, this.expAvg[i]!, this.expAvgSq[i]!, lr, beta1, beta2, this.eps, wd, bc1, bc2);
+    });
+  }
+
+  /** Zeroes every gradient (the caller accumulates into `grad` between steps). */
+  zeroGrad(): void {
+    for (const p of this.params) p.grad.fill(0);
+  }
+
+  /** Moments (copies) keyed `<name>.exp_avg` / `<name>.exp_avg_sq`, plus step count and hyperparameters. */
+  stateDict(): AdamWStateDict {
+    const tensors: Record<string, Float32Array> = {};
+    this.params.forEach((p, i) => {
+      tensors[`${p.name}.exp_avg`] = this.expAvg[i]!.slice();
+      tensors[`${p.name}.exp_avg_sq`] = this.expAvgSq[i]!.slice();
+    });
+    const { lr, betas, eps, weightDecay } = this;
+    return { tensors, meta: { step: this.stepCount, lr, betas: [...betas], eps, weightDecay, names: this.params.map((p) => p.name) } };
+  }
+
+  /**
+   * Restores moments and step count saved by stateDict() so a resumed run continues bit-exactly.
+   * The parameter set must match by name and size; hyperparameters stay as constructed (a resumed
+   * run may change them on purpose, as in PyTorch where param_groups come from the new config).
+   */
+  loadStateDict(state: AdamWStateDict): void {
+    const { meta, tensors } = state;
+    if (!Number.isInteger(meta?.step) || meta.step < 0) throw new LoraforgeError('optimizer state: missing or invalid step count');
+    const expected = this.params.map((p) => p.name);
+    const missing = expected.filter((n) => !meta.names.includes(n));
+    const extra = meta.names.filter((n) => !expected.includes(n));
+    if (missing.length > 0 || extra.length > 0) {
+      throw new LoraforgeError(
+        `optimizer state does not match the trainable parameters (missing: ${missing.slice(0, 3).join(', ') || 'none'}; unexpected: ${extra.slice(0, 3).join(', ') || 'none'})`,
+        'resume with the same LoRA configuration (r, target modules) the checkpoint was trained with',
+      );
+    }
+    this.params.forEach((p, i) => {
+      for (const [suffix, target] of [['exp_avg', this.expAvg[i]!], ['exp_avg_sq', this.expAvgSq[i]!]] as const) {
+        const key = `${p.name}.${suffix}`;
+        const saved = tensors[key];
+        if (!saved) throw new LoraforgeError(`optimizer state: tensor '${key}' is missing`);
+        if (saved.length !== target.length) {
+          throw new LoraforgeError(`optimizer state: '${key}' has ${saved.length} values, the parameter has ${target.length}`);
+        }
+      }
+    });
+    // Validated everything first so a bad file leaves the optimizer untouched.
+    this.params.forEach((p, i) => {
+      this.expAvg[i]!.set(tensors[`${p.name}.exp_avg`]!);
+      this.expAvgSq[i]!.set(tensors[`${p.name}.exp_avg_sq`]!);
+    });
+    this.stepCount = meta.step;
+  }
+}
+
+function validateHyperparameters(lr: number, betas: [number, number], eps: number, weightDecay: number): void {
+  if (!Number.isFinite(lr) || lr < 0) throw new LoraforgeError(`AdamW: invalid learning rate ${lr}`);
+  for (const b of betas) {
+    if (!(b >= 0 && b < 1)) throw new LoraforgeError(`AdamW: betas must lie in [0, 1), got [${betas.join(', ')}]`);
+  }
+  if (!(eps >= 0)) throw new LoraforgeError(`AdamW: invalid eps ${eps}`);
+  if (!(weightDecay >= 0)) throw new LoraforgeError(`AdamW: invalid weight decay ${weightDecay}`);
+}
