@@ -1,0 +1,298 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { WasmRuntime, type GemmArgs, type MatrixDtype } from '../../src/engine/cpu/runtime.ts';
+
+/** Deterministic pseudo-random numbers in [-1, 1). */
+function random(seed: number): () => number {
+  let state = seed >>> 0 || 1;
+  return () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return (state >>> 0) / 2 ** 31 - 1;
+  };
+}
+
+const scratchF32 = new Float32Array(1);
+const scratchU32 = new Uint32Array(scratchF32.buffer);
+
+function bf16ToNumber(bits: number): number {
+  scratchU32[0] = bits << 16;
+  return scratchF32[0];
+}
+
+function f16ToNumber(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exponent = (bits >> 10) & 0x1f;
+  const mantissa = bits & 0x3ff;
+  if (exponent === 0) return sign * mantissa * 2 ** -24;
+  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+}
+
+/** A matrix in wasm memory plus the exact values (as JS numbers) the kernel must read. */
+interface Operand {
+  ptr: number;
+  values: Float64Array; // element i of the stored array, widened
+}
+
+function makeOperand(
+  rt: WasmRuntime,
+  count: number,
+  dtype: MatrixDtype,
+  next: () => number,
+): Operand {
+  const values = new Float64Array(count);
+  if (dtype === 'f32') {
+    const ptr = rt.malloc(count * 4);
+    const view = rt.f32(ptr, count);
+    for (let i = 0; i < count; i++) values[i] = view[i] = next();
+    return { ptr, values };
+  }
+  const ptr = rt.malloc(count * 2);
+  const view = rt.u16(ptr, count);
+  for (let i = 0; i < count; i++) {
+    if (dtype === 'bf16') {
+      scratchF32[0] = next();
+      view[i] = scratchU32[0] >>> 16;
+      values[i] = bf16ToNumber(view[i]);
+    } else {
+      // Random finite halves around 1, some of them subnormal.
+      const sign = next() < 0 ? 0x8000 : 0;
+      const exponent = i % 11 === 0 ? 0 : 12 + Math.floor((next() + 1) * 2.5);
+      const mantissa = Math.floor((next() + 1) * 511.9);
+      view[i] = sign | (exponent << 10) | mantissa;
+      values[i] = f16ToNumber(view[i]);
+    }
+  }
+  return { ptr, values };
+}
+
+interface Case {
+  m: number;
+  n: number;
+  k: number;
+  transA?: boolean;
+  transB?: boolean;
+  aDtype?: MatrixDtype;
+  bDtype?: MatrixDtype;
+  alpha?: number;
+  beta?: number;
+  bias?: boolean;
+  /** Extra elements per stored row (leading dimension larger than the row). */
+  pad?: number;
+}
+
+/** Runs one GEMM in wasm and checks it against a float64 reference. */
+function checkGemm(rt: WasmRuntime, spec: Case, seed = 1): void {
+  const { m, n, k, transA = false, transB = false, aDtype = 'f32', bDtype = 'f32', pad = 0 } = spec;
+  const next = random(seed);
+  const aRows = transA ? k : m;
+  const lda = (transA ? m : k) + pad;
+  const bRows = transB ? n : k;
+  const ldb = (transB ? k : n) + pad;
+  const ldc = n + pad;
+  const a = makeOperand(rt, Math.max(1, aRows * lda), aDtype, next);
+  const b = makeOperand(rt, Math.max(1, bRows * ldb), bDtype, next);
+  const c = makeOperand(rt, Math.max(1, m * ldc), 'f32', next);
+  const bias = spec.bias ? makeOperand(rt, Math.max(1, n), 'f32', next) : undefined;
+  const beta = spec.beta ?? 0;
+  const alpha = spec.alpha ?? 1;
+  // beta = 0 must not read C: poison it.
+  if (beta === 0) rt.f32(c.ptr, c.values.length).fill(NaN);
+
+  const args: GemmArgs = {
+    m,
+    n,
+    k,
+    a: a.ptr,
+    lda,
+    transA,
+    aDtype,
+    b: b.ptr,
+    ldb,
+    transB,
+    bDtype,
+    c: c.ptr,
+    ldc,
+    alpha: spec.alpha,
+    beta: spec.beta,
+    bias: bias?.ptr,
+  };
+  rt.gemm(args);
+
+  const got = rt.f32(c.ptr, c.values.length);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let sum = 0;
+      let magnitude = 0;
+      for (let p = 0; p < k; p++) {
+        const av = a.values[transA ? p * lda + i : i * lda + p];
+        const bv = b.values[transB ? j * ldb + p : p * ldb + j];
+        sum += av * bv;
+        magnitude += Math.abs(av * bv);
+      }
+      let expected = alpha * sum;
+      magnitude *= Math.abs(alpha);
+      if (beta !== 0) {
+        expected += beta * c.values[i * ldc + j];
+        magnitude += Math.abs(beta * c.values[i * ldc + j]);
+      }
+      if (bias) {
+        expected += bias.values[j];
+        magnitude += Math.abs(bias.values[j]);
+      }
+      const actual = got[i * ldc + j];
+      const tolerance = 1e-5 * magnitude + 1e-30;
+      if (!(Math.abs(actual - expected) <= tolerance)) {
+        assert.fail(
+          `${JSON.stringify(spec)}: C[${i},${j}] = ${actual}, expected ${expected} (tolerance ${tolerance})`,
+        );
+      }
+    }
+    // Padding columns of C must be untouched.
+    for (let j = n; j < ldc; j++) {
+      const before = beta === 0 ? NaN : c.values[i * ldc + j];
+      assert.ok(
+        Object.is(got[i * ldc + j], Math.fround(before)),
+        `C padding [${i},${j}] was written`,
+      );
+    }
+  }
+  for (const operand of [a, b, c, bias]) if (operand) rt.free(operand.ptr);
+}
+
+const SHAPES: Array<[number, number, number]> = [
+  [1, 1, 1],
+  [3, 5, 7],
+  [6, 8, 256],
+  [7, 9, 257],
+  [17, 33, 65],
+  [130, 70, 300],
+  [1, 300, 64], // decode-like: a single row
+  [300, 10, 513], // narrow output, several K slices: split over rows
+  [64, 600, 40], // wide output: split over columns
+  [5, 2100, 9], // more columns than one column block
+];
+const TRANSPOSES = [
+  [false, false],
+  [true, false],
+  [false, true],
+  [true, true],
+] as const;
+
+for (const threads of [1, 2]) {
+  describe(`gemm with ${threads} thread(s)`, () => {
+    let rt: WasmRuntime;
+    before(async () => {
+      rt = await WasmRuntime.create({ threads });
+    });
+    after(() => rt.dispose());
+
+    it('matches the float64 reference for odd shapes and every transpose combination', () => {
+      let seed = 1;
+      for (const [m, n, k] of SHAPES) {
+        for (const [transA, transB] of TRANSPOSES)
+          checkGemm(rt, { m, n, k, transA, transB }, seed++);
+      }
+    });
+
+    it('widens bf16 and f16 operands (A and B, both layouts)', () => {
+      let seed = 100;
+      for (const [m, n, k] of [
+        [3, 5, 7],
+        [17, 33, 65],
+        [130, 70, 300],
+      ] as const) {
+        for (const dtype of ['bf16', 'f16'] as const) {
+          for (const [transA, transB] of TRANSPOSES) {
+            checkGemm(rt, { m, n, k, transA, transB, bDtype: dtype }, seed++);
+            checkGemm(rt, { m, n, k, transA, transB, aDtype: dtype }, seed++);
+          }
+          checkGemm(rt, { m, n, k, aDtype: dtype, bDtype: dtype, transB: true }, seed++);
+        }
+      }
+    });
+
+    it('applies alpha, beta and bias', () => {
+      let seed = 200;
+      for (const [m, n, k] of [
+        [1, 1, 1],
+        [7, 9, 257],
+        [130, 70, 300],
+        [64, 600, 40],
+      ] as const) {
+        checkGemm(rt, { m, n, k, alpha: 0.5, beta: 1 }, seed++);
+        checkGemm(rt, { m, n, k, alpha: -2, beta: 0.25, bias: true, transB: true }, seed++);
+        checkGemm(rt, { m, n, k, bias: true, transA: true }, seed++);
+        checkGemm(rt, { m, n, k, beta: 1, bias: true, bDtype: 'bf16', transB: true }, seed++);
+      }
+    });
+
+    it('handles leading dimensions larger than the rows', () => {
+      checkGemm(rt, { m: 13, n: 19, k: 23, pad: 5 }, 300);
+      checkGemm(rt, { m: 13, n: 19, k: 23, pad: 3, transA: true, transB: true, beta: 1 }, 301);
+      checkGemm(rt, { m: 40, n: 200, k: 30, pad: 1, transB: true, bDtype: 'bf16' }, 302);
+    });
+
+    it('handles k = 0 and alpha = 0 as C = beta * C + bias', () => {
+      checkGemm(rt, { m: 4, n: 9, k: 0, beta: 0.5, bias: true }, 400);
+      checkGemm(rt, { m: 4, n: 9, k: 0 }, 401);
+      checkGemm(rt, { m: 9, n: 4, k: 5, alpha: 0, beta: 2 }, 402);
+    });
+
+    it('ignores empty outputs', () => {
+      rt.gemm({
+        m: 0,
+        n: 5,
+        k: 3,
+        a: 0,
+        lda: 3,
+        transA: false,
+        aDtype: 'f32',
+        b: 0,
+        ldb: 5,
+        transB: false,
+        bDtype: 'f32',
+        c: 0,
+        ldc: 5,
+      });
+      rt.gemm({
+        m: 5,
+        n: 0,
+        k: 3,
+        a: 0,
+        lda: 3,
+        transA: false,
+        aDtype: 'f32',
+        b: 0,
+        ldb: 0,
+        transB: false,
+        bDtype: 'f32',
+        c: 0,
+        ldc: 0,
+      });
+    });
+
+    it('rejects leading dimensions shorter than the rows', () => {
+      assert.throws(
+        () =>
+          rt.gemm({
+            m: 2,
+            n: 3,
+            k: 4,
+            a: 64,
+            lda: 3,
+            transA: false,
+            aDtype: 'f32',
+            b: 64,
+            ldb: 3,
+            transB: false,
+            bDtype: 'f32',
+            c: 64,
+            ldc: 3,
+          }),
+        /lda/,
+      );
+    });
+  });
+}
