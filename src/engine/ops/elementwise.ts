@@ -1,0 +1,33 @@
+/** Residual add and the SwiGLU gate. */
+import { record } from '../tape.ts';
+import { Tensor } from '../tensor.ts';
+import { gemmIntoGrad, gradTarget, kernels } from './util.ts';
+
+export function add(a: Tensor, b: Tensor): Tensor {
+  const k = kernels();
+  const out = Tensor.empty(a.shape);
+  k.add(a.operand(), b.operand(), out.operand(), a.size);
+  record(out, [a, b], (dy) => {
+    for (const t of [a, b]) {
+      if (!t.requiresGrad) continue;
+      // axpby with beta 0 copies into a fresh gradient, beta 1 accumulates.
+      gemmIntoGrad(t, (g, beta) => k.axpby(dy.operand(), g.operand(), t.size, 1, beta));
+    }
+  });
+  return out;
+}
+
+/** silu(gate) · up. */
+export function swiglu(gate: Tensor, up: Tensor): Tensor {
+  const k = kernels();
+  const out = Tensor.empty(gate.shape);
+  k.swigluForward(gate.operand(), up.operand(), out.operand(), gate.size);
+  record(out, [gate, up], (dy) => {
+    const dGate = gradTarget(gate);
+    const dUp = gradTarget(up);
+    k.swigluBackward(gate.operand(), up.operand(), dy.operand(), dGate.dst.operand(), dUp.dst.operand(), gate.size);
+    dGate.commit();
+    dUp.commit();
+  });
+  return out;
+}

@@ -1,0 +1,123 @@
+/**
+ * Fused LM head + cross-entropy, Hugging Face's causal-LM loss: mean over supervised positions of
+ * −log softmax(h·Eᵀ)[target]. Only supervised rows are visited and the vocabulary is streamed in
+ * chunks, so no [tokens × vocab] logits tensor ever exists.
+ *
+ * With a frozen head the gradient w.r.t. h is built in the same pass as the loss: an online
+ * softmax keeps acc = Σ_v exp(logit_v − max)·E_v, rescaled whenever the running max moves, so
+ * dL/dh = acc/sum − E_target needs no second sweep over the vocabulary (2 GEMMs per chunk instead
+ * of 3). A trainable head (full fine-tuning) recomputes the logits in the backward pass instead.
+ */
+import { needsGrad, record } from '../tape.ts';
+import { Tensor } from '../tensor.ts';
+import { kernels, zeroedGrad } from './util.ts';
+
+/** Bytes of one logits chunk; big enough for efficient GEMMs, small enough to stay in cache-ish. */
+const CHUNK_BYTES = 16 << 20;
+
+export interface LmHeadLossResult {
+  /** Scalar f32 tensor [1]. */
+  loss: Tensor;
+  /** Number of supervised positions the mean was taken over. */
+  targets: number;
+}
+
+/**
+ * h [n, dim]; table [vocab, dim] (the LM head / tied embedding, any float dtype); targets[i] is the
+ * token position i must predict, −100 to ignore (callers apply the causal shift). `divisor`
+ * replaces the number of targets as the mean's denominator (gradient accumulation).
+ */
+export function lmHeadLoss(
+  h: Tensor,
+  table: Tensor,
+  targets: Int32Array,
+  divisor?: number,
+): LmHeadLossResult {
+  const k = kernels();
+  const [vocab, dim] = table.shape as [number, number];
+  const rowsIdx: number[] = [];
+  const targetIds: number[] = [];
+  targets.forEach((t, i) => {
+    if (t === -100) return;
+    if (t < 0 || t >= vocab) throw new Error(`label ${t} at position ${i} is outside the vocabulary (${vocab})`);
+    rowsIdx.push(i);
+    targetIds.push(t);
+  });
+  const rows = rowsIdx.length;
+  const loss = Tensor.zeros([1]);
+  if (rows === 0) return { loss, targets: 0 };
+  const denominator = divisor ?? rows;
+
+  const rowIndex = Tensor.from(Int32Array.from(rowsIdx), [rows], 'i32');
+  const targetIndex = Tensor.from(Int32Array.from(targetIds), [rows], 'i32');
+  const hs = Tensor.empty([rows, dim]);
+  k.gatherRows(h.operand(), rowIndex.operand(), hs.operand(), rows, dim);
+
+  const trainableHead = needsGrad(table);
+  const onlineGrad = needsGrad(h) && !trainableHead;
+  const chunk = Math.max(256, Math.min(vocab, Math.floor(CHUNK_BYTES / 4 / rows)));
+  const logits = Tensor.empty([rows, chunk]);
+  const runMax = Tensor.empty([rows]);
+  const runSum = Tensor.zeros([rows]);
+  const tgtLogit = Tensor.zeros([rows]);
+  k.fill(runMax.operand(), rows, -Infinity);
+  const acc = onlineGrad ? Tensor.zeros([rows, dim]) : null;
+
+  for (let c0 = 0; c0 < vocab; c0 += chunk) {
+    const cols = Math.min(chunk, vocab - c0);
+    k.gemm(hs.operand(), table.operand(c0 * dim), logits.operand(), { m: rows, n: cols, k: dim, transB: true });
+    k.ceOnlineChunk(
+      logits.operand(), rows, cols, c0, targetIndex.operand(),
+      runMax.operand(), runSum.operand(), tgtLogit.operand(), acc?.operand() ?? null, dim,
+    );
+    if (acc) {
+      k.gemm(logits.operand(), table.operand(c0 * dim), acc.operand(), { m: rows, n: dim, k: cols, beta: 1 });
+    }
+  }
+
+  const maxes = runMax.readSync() as Float32Array;
+  const sums = runSum.readSync() as Float32Array;
+  const picked = tgtLogit.readSync() as Float32Array;
+  const lse = new Float32Array(rows);
+  let total = 0;
+  for (let r = 0; r < rows; r++) {
+    lse[r] = maxes[r]! + Math.log(sums[r]!);
+    total += lse[r]! - picked[r]!;
+  }
+  loss.backend.upload(loss.storage, loss.byteOffset, Float32Array.of(total / denominator));
+
+  if (acc) {
+    const targetRows = Tensor.empty([rows, dim]);
+    k.embeddingForward(table.operand(), targetIndex.operand(), targetRows.operand(), rows, dim);
+    k.ceOnlineFinish(acc.operand(), runSum.operand(), targetRows.operand(), rows, dim, 1 / denominator);
+    record(loss, [h], (dLoss) => {
+      const seed = (dLoss.readSync() as Float32Array)[0]!;
+      if (seed !== 1) k.axpby(acc.operand(), acc.operand(), acc.size, seed, 0);
+      k.scatterAddRows(acc.operand(), rowIndex.operand(), zeroedGrad(h).operand(), rows, dim);
+    });
+  } else {
+    const lseTensor = Tensor.from(lse, [rows]);
+    record(loss, [h, table], (dLoss) => {
+      const seed = (dLoss.readSync() as Float32Array)[0]!;
+      const rowScale = Tensor.empty([rows]);
+      k.fill(rowScale.operand(), rows, seed / denominator);
+      const dhs = Tensor.zeros([rows, dim]);
+      const dTable = table.requiresGrad ? zeroedGrad(table) : null;
+      for (let c0 = 0; c0 < vocab; c0 += chunk) {
+        const cols = Math.min(chunk, vocab - c0);
+        k.gemm(hs.operand(), table.operand(c0 * dim), logits.operand(), { m: rows, n: cols, k: dim, transB: true });
+        k.ceChunkBackward(
+          logits.operand(), rows, cols, c0, targetIndex.operand(), lseTensor.operand(), rowScale.operand(),
+        );
+        k.gemm(logits.operand(), table.operand(c0 * dim), dhs.operand(), { m: rows, n: dim, k: cols, beta: 1 });
+        if (dTable) {
+          k.gemm(logits.operand(), hs.operand(), dTable.operand(c0 * dim), {
+            m: cols, n: dim, k: rows, transA: true, beta: 1,
+          });
+        }
+      }
+      if (h.requiresGrad) k.scatterAddRows(dhs.operand(), rowIndex.operand(), zeroedGrad(h).operand(), rows, dim);
+    });
+  }
+  return { loss, targets: rows };
+}

@@ -1,0 +1,112 @@
+/**
+ * LoRA linear: y = x·Wᵀ + b + s·(drop(x)·Aᵀ)·Bᵀ with W frozen and A [r, in], B [out, r] trainable.
+ * The low-rank activation x·Aᵀ [rows, r] is computed once and reused by the backward pass.
+ */
+import { record } from '../tape.ts';
+import { Tensor } from '../tensor.ts';
+import { linearBackward } from './linear.ts';
+import { gemmIntoGrad, kernels, matrixDims, writeIntoGrad } from './util.ts';
+
+export interface LoraWeights {
+  a: Tensor;
+  b: Tensor;
+  scale: number;
+}
+
+/**
+ * `dropoutMask` (same shape as x, entries 0 or 1/(1-p)) applies LoRA dropout to the adapter path
+ * only, as PEFT does; null means no dropout.
+ */
+export function loraLinear(
+  x: Tensor,
+  w: Tensor,
+  bias: Tensor | null,
+  lora: LoraWeights,
+  dropoutMask: Tensor | null = null,
+): Tensor {
+  const k = kernels();
+  const [rows, inFeatures] = matrixDims(x);
+  const outFeatures = w.shape[0]!;
+  const rank = lora.a.shape[0]!;
+  const y = Tensor.empty([...x.shape.slice(0, -1), outFeatures]);
+  k.gemm(x.operand(), w.operand(), y.operand(), {
+    m: rows,
+    n: outFeatures,
+    k: inFeatures,
+    transB: true,
+    bias: bias?.operand(),
+  });
+  let xd = x;
+  if (dropoutMask) {
+    xd = Tensor.empty(x.shape);
+    k.mul(x.operand(), dropoutMask.operand(), xd.operand(), x.size);
+  }
+  const xa = Tensor.empty([rows, rank]);
+  k.gemm(xd.operand(), lora.a.operand(), xa.operand(), {
+    m: rows,
+    n: rank,
+    k: inFeatures,
+    transB: true,
+  });
+  k.gemm(xa.operand(), lora.b.operand(), y.operand(), {
+    m: rows,
+    n: outFeatures,
+    k: rank,
+    transB: true,
+    alpha: lora.scale,
+    beta: 1,
+  });
+
+  record(y, [x, w, bias, lora.a, lora.b], (dy) => {
+    linearBackward(x, w, bias, dy, rows, inFeatures, outFeatures);
+    if (lora.b.requiresGrad) {
+      gemmIntoGrad(lora.b, (db, beta) =>
+        k.gemm(dy.operand(), xa.operand(), db.operand(), {
+          m: outFeatures,
+          n: rank,
+          k: rows,
+          transA: true,
+          alpha: lora.scale,
+          beta,
+        }),
+      );
+    }
+    if (!lora.a.requiresGrad && !x.requiresGrad) return;
+    const dxa = Tensor.empty([rows, rank]);
+    k.gemm(dy.operand(), lora.b.operand(), dxa.operand(), {
+      m: rows,
+      n: rank,
+      k: outFeatures,
+      alpha: lora.scale,
+    });
+    if (lora.a.requiresGrad) {
+      gemmIntoGrad(lora.a, (da, beta) =>
+        k.gemm(dxa.operand(), xd.operand(), da.operand(), {
+          m: rank,
+          n: inFeatures,
+          k: rows,
+          transA: true,
+          beta,
+        }),
+      );
+    }
+    if (!x.requiresGrad) return;
+    // linearBackward already wrote dy·W into x.grad; add the adapter path's share.
+    if (dropoutMask) {
+      writeIntoGrad(x, (dst) => {
+        k.gemm(dxa.operand(), lora.a.operand(), dst.operand(), { m: rows, n: inFeatures, k: rank });
+        k.mul(dst.operand(), dropoutMask.operand(), dst.operand(), x.size);
+      });
+    } else {
+      gemmIntoGrad(x, (dx, beta) =>
+        k.gemm(dxa.operand(), lora.a.operand(), dx.operand(), {
+          m: rows,
+          n: inFeatures,
+          k: rank,
+          beta,
+        }),
+      );
+    }
+  });
+  return y;
+}

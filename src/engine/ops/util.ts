@@ -1,0 +1,50 @@
+/** Small helpers shared by the ops. */
+import type { Kernels } from '../backend.ts';
+import { gradSlot } from '../tape.ts';
+import { getBackend, Tensor } from '../tensor.ts';
+
+export function kernels(): Kernels {
+  return getBackend().kernels;
+}
+
+/** Rows and columns of a tensor seen as a matrix [prod(leading dims), last dim]. */
+export function matrixDims(t: Tensor): [number, number] {
+  const cols = t.shape.at(-1)!;
+  return [t.size / cols, cols];
+}
+
+/** Runs a GEMM that accumulates into `t`'s gradient (beta = 1), or overwrites a fresh one. */
+export function gemmIntoGrad(t: Tensor, run: (grad: Tensor, beta: number) => void): void {
+  const { grad, fresh } = gradSlot(t);
+  run(grad, fresh ? 0 : 1);
+}
+
+/**
+ * Where a kernel that can only overwrite its output should write `t`'s gradient: straight into
+ * a fresh gradient buffer, or into a temporary that `commit` adds to the existing one. For a
+ * tensor that needs no gradient it is scratch space and `commit` does nothing.
+ */
+export function gradTarget(t: Tensor): { dst: Tensor; commit: () => void } {
+  if (!t.requiresGrad) return { dst: Tensor.empty(t.shape), commit: () => {} };
+  const { grad, fresh } = gradSlot(t);
+  if (fresh) return { dst: grad, commit: () => {} };
+  const tmp = Tensor.empty(t.shape);
+  return {
+    dst: tmp,
+    commit: () => kernels().add(grad.operand(), tmp.operand(), grad.operand(), grad.size),
+  };
+}
+
+/** Single-output form of gradTarget. */
+export function writeIntoGrad(t: Tensor, run: (dst: Tensor) => void): void {
+  const { dst, commit } = gradTarget(t);
+  run(dst);
+  commit();
+}
+
+/** Gradient slot zero-filled when fresh, for kernels that only accumulate. */
+export function zeroedGrad(t: Tensor): Tensor {
+  const { grad, fresh } = gradSlot(t);
+  if (fresh) kernels().fill(grad.operand(), grad.size, 0);
+  return grad;
+}

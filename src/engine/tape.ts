@@ -1,0 +1,81 @@
+/**
+ * Reverse-mode autograd on a flat tape. An op records its backward closure only when one of its
+ * inputs requires a gradient, so a frozen base model costs nothing on the tape and only the paths
+ * that lead to trainable parameters are differentiated.
+ */
+import { Tensor, tidy } from './tensor.ts';
+
+interface Entry {
+  output: Tensor;
+  backward: (gradOutput: Tensor) => void;
+}
+
+let tape: Entry[] = [];
+let gradEnabled = true;
+
+/** True if any input needs a gradient and recording is on. */
+export function needsGrad(...inputs: (Tensor | null | undefined)[]): boolean {
+  return gradEnabled && inputs.some((t) => t?.requiresGrad);
+}
+
+/** Registers `backward` for `output` if any input requires grad. */
+export function record(
+  output: Tensor,
+  inputs: (Tensor | null | undefined)[],
+  backward: (gradOutput: Tensor) => void,
+): void {
+  if (!needsGrad(...inputs)) return;
+  output.requiresGrad = true;
+  tape.push({ output, backward });
+}
+
+/** Runs `fn` without recording (inference). */
+export function noGrad<T>(fn: () => T): T {
+  const previous = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = previous;
+  }
+}
+
+/**
+ * The gradient buffer of `t` to write into. `fresh` means it was just allocated and holds garbage:
+ * the caller must overwrite all of it (beta = 0) instead of accumulating.
+ */
+export function gradSlot(t: Tensor): { grad: Tensor; fresh: boolean } {
+  if (t.grad) return { grad: t.grad, fresh: false };
+  // Owned by `t` (disposed with it), not by whatever scope is open: backward closures run in
+  // their own short scopes so their temporaries die at once.
+  const grad = Tensor.empty(t.shape, 'f32').keep();
+  t.grad = grad;
+  return { grad, fresh: true };
+}
+
+/** Back-propagates from a scalar `loss` (seeded with `seed`, default 1) and clears the tape. */
+export function backward(loss: Tensor, seed = 1): void {
+  try {
+    const { grad } = gradSlot(loss);
+    loss.backend.kernels.fill(grad.operand(), grad.size, seed);
+    for (let i = tape.length - 1; i >= 0; i--) {
+      const { output, backward: run } = tape[i]!;
+      const grad = output.grad;
+      if (!grad || output.isDisposed) continue;
+      tidy(() => run(grad));
+      // An op output's gradient is consumed once its producer has back-propagated it.
+      grad.dispose();
+      output.grad = null;
+    }
+  } finally {
+    clearTape();
+  }
+}
+
+export function clearTape(): void {
+  tape = [];
+}
+
+export function tapeLength(): number {
+  return tape.length;
+}

@@ -1,0 +1,98 @@
+/**
+ * A LoRA adapter: low-rank A [r, in] and B [out, r] per targeted projection, keyed by the module
+ * path PEFT uses. Attaching it to a model makes every targeted projection compute
+ * x·Wᵀ + b + s·(x·Aᵀ)·Bᵀ; the base weights are never modified.
+ */
+import { Tensor } from '../engine/tensor.ts';
+import type { DecoderModel } from '../models/decoder.ts';
+import { Rng } from '../util/rng.ts';
+import { formatCount } from '../util/format.ts';
+import { isTargeted, loraScale, type LoraConfig } from './config.ts';
+
+export interface LoraPair {
+  a: Tensor;
+  b: Tensor;
+}
+
+export class LoraAdapter {
+  constructor(
+    readonly config: LoraConfig,
+    /** Module path (e.g. model.layers.0.self_attn.q_proj) → weights. */
+    readonly modules: Map<string, LoraPair>,
+  ) {}
+
+  /** Fresh adapter for `model` with PEFT's initialisation (B = 0, so the model is unchanged). */
+  static create(model: DecoderModel, config: LoraConfig, seed = 0): LoraAdapter {
+    const rng = new Rng(seed);
+    const modules = new Map<string, LoraPair>();
+    for (const [path, p] of model.projections()) {
+      if (!isTargeted(config, path)) continue;
+      const [outFeatures, inFeatures] = p.weight.shape as [number, number];
+      const a = new Float32Array(config.r * inFeatures);
+      if (config.init === 'gaussian') {
+        for (let i = 0; i < a.length; i++) a[i] = rng.normal(0, 1 / config.r);
+      } else {
+        // Kaiming-uniform with a = √5 (nn.Linear's default, which PEFT uses): bound = 1/√fan_in.
+        const bound = 1 / Math.sqrt(inFeatures);
+        for (let i = 0; i < a.length; i++) a[i] = (rng.uniform() * 2 - 1) * bound;
+      }
+      modules.set(path, {
+        a: Tensor.from(a, [config.r, inFeatures]).keep(),
+        b: Tensor.zeros([outFeatures, config.r]).keep(),
+      });
+    }
+    return new LoraAdapter(config, modules);
+  }
+
+  /** Routes the model's targeted projections through this adapter. */
+  attach(model: DecoderModel): void {
+    const scale = loraScale(this.config);
+    for (const [path, p] of model.projections()) {
+      const pair = this.modules.get(path);
+      p.lora = pair ? { ...pair, scale, dropout: this.config.loraDropout } : null;
+    }
+  }
+
+  static detach(model: DecoderModel): void {
+    for (const [, p] of model.projections()) p.lora = null;
+  }
+
+  setTrainable(trainable: boolean): void {
+    for (const { a, b } of this.modules.values()) {
+      a.requiresGrad = trainable;
+      b.requiresGrad = trainable;
+    }
+  }
+
+  /** Trainable tensors under their PEFT file keys (…lora_A.weight / …lora_B.weight). */
+  namedParameters(): [string, Tensor][] {
+    return [...this.modules].flatMap(([path, { a, b }]): [string, Tensor][] => [
+      [`base_model.model.${path}.lora_A.weight`, a],
+      [`base_model.model.${path}.lora_B.weight`, b],
+    ]);
+  }
+
+  parameterCount(): number {
+    return this.namedParameters().reduce((n, [, t]) => n + t.size, 0);
+  }
+
+  dispose(): void {
+    for (const { a, b } of this.modules.values()) {
+      a.dispose();
+      b.dispose();
+    }
+  }
+}
+
+export function baseParameterCount(model: DecoderModel): number {
+  let n = 0;
+  for (const t of model.namedWeights().values()) n += t.size;
+  return n;
+}
+
+/** PEFT's print_trainable_parameters line. */
+export function trainableParametersReport(model: DecoderModel, adapter: LoraAdapter): string {
+  const trainable = adapter.parameterCount();
+  const all = baseParameterCount(model) + trainable;
+  return `trainable params: ${formatCount(trainable)} || all params: ${formatCount(all)} || trainable%: ${((100 * trainable) / all).toFixed(4)}`;
+}

@@ -1,0 +1,1 @@
+export * from '../train/rng.ts'; // TEMP: moved at integration

@@ -1,0 +1,54 @@
+/** Shared test setup: one CPU backend per test process, golden file access. */
+import { join } from 'node:path';
+import { CpuBackend } from '../src/engine/cpu/backend.ts';
+import { setBackend } from '../src/engine/tensor.ts';
+import { SafetensorsFile, bytesToF32, bytesToI32 } from '../src/io/safetensors.ts';
+
+export const GOLDEN = join(import.meta.dirname, '..', '..', 'shared', 'golden');
+export const TINY = join(GOLDEN, 'qwen2-tiny');
+
+let backend: Promise<CpuBackend> | undefined;
+
+export function useCpuBackend(threads = 2): Promise<CpuBackend> {
+  backend ??= CpuBackend.create({ threads }).then((b) => {
+    setBackend(b);
+    return b;
+  });
+  return backend;
+}
+
+export interface GoldenTensor<T> {
+  data: T;
+  shape: readonly number[];
+}
+
+export function readGolden(path: string): {
+  f32(name: string): GoldenTensor<Float32Array>;
+  i32(name: string): GoldenTensor<Int32Array>;
+  names(): string[];
+} {
+  const file = SafetensorsFile.open(path);
+  return {
+    f32: (name) => ({ data: bytesToF32(file.info(name).dtype, file.read(name)), shape: file.info(name).shape }),
+    i32: (name) => ({ data: bytesToI32(file.info(name).dtype, file.read(name)), shape: file.info(name).shape }),
+    names: () => file.names(),
+  };
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
+  return max;
+}
+
+/** ‖a − b‖ / ‖b‖ */
+export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i]! - b[i]!) ** 2;
+    den += b[i]! ** 2;
+  }
+  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
+}
