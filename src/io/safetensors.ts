@@ -368,6 +368,9 @@ export class SafetensorsFolder implements TensorSource {
   }
 }
 
+/** Shards sit next to their index; anything path-like could point outside the model folder. */
+const SHARD_FILE_NAME = /^[\w.-]+\.safetensors$/;
+
 /** Reads `weight_map` (tensor name → shard file name) from a `model.safetensors.index.json`. */
 export function readWeightMap(indexPath: string): Record<string, string> {
   let index: unknown;
@@ -380,9 +383,7 @@ export function readWeightMap(indexPath: string): Record<string, string> {
   if (
     typeof weightMap !== 'object' ||
     weightMap === null ||
-    !Object.values(weightMap).every(
-      (v) => typeof v === 'string' && !v.includes('/') && !v.includes('\\'),
-    )
+    !Object.values(weightMap).every((v) => typeof v === 'string' && SHARD_FILE_NAME.test(v))
   ) {
     throw new LoraforgeError(
       `${indexPath}: missing or invalid "weight_map" (tensor name → shard file name)`,
