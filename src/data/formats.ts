@@ -198,8 +198,9 @@ function alternatingConversation(
   const messages = turns.slice(first);
   messages.forEach((message, i) => {
     const expected = i % 2 === 0 ? 'user' : 'assistant';
+    const article = expected === 'user' ? 'a' : 'an';
     if (message.role !== expected) {
-      r.fail(`${listName}[${i + first}]: expected a ${expected} message, got ${message.role} (turns must alternate user, assistant)`);
+      r.fail(`${listName}[${i + first}]: expected ${article} ${expected} message, got ${message.role} (turns must alternate user, assistant)`);
     }
   });
   if (messages.length === 0) r.fail(`${listName} has no user/assistant messages`);

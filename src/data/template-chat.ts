@@ -118,16 +118,18 @@ export class ChatTemplatePrompt implements PromptTemplate {
 
   /** The text a template puts after a reply (`<|im_end|>`, `<|eot_id|>`), found with a probe reply. */
   private endOfTurnMarker(): string | undefined {
+    const question = 'loraforge-probe-question';
     const probe = 'loraforge-probe-reply';
     const text = this.renderer.render(
       [
-        { role: 'user', content: 'hi' },
+        { role: 'user', content: question },
         { role: 'assistant', content: probe },
       ],
       { addGenerationPrompt: false },
     );
     const marker = text.slice(text.lastIndexOf(probe) + probe.length).trim();
-    return marker === '' ? undefined : marker;
+    // A template that renders the question after the reply has no end-of-turn marker to stop on.
+    return marker === '' || marker.includes(question) ? undefined : marker;
   }
 
   private encode(text: string): number[] {

@@ -17,9 +17,10 @@ export function splitTurns(messages: readonly ChatMessage[]): { system?: string;
   const turns: Turn[] = [];
   rest.forEach((message, i) => {
     const expected = i % 2 === 0 ? 'user' : 'assistant';
+    const article = expected === 'user' ? 'a' : 'an';
     if (message.role !== expected) {
       throw new LoraforgeError(
-        `message ${i + 1}: expected a ${expected} message, got ${message.role}`,
+        `message ${i + 1}: expected ${article} ${expected} message, got ${message.role}`,
         'after an optional system message, messages must alternate user, assistant, user, ...',
       );
     }
