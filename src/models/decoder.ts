@@ -20,6 +20,8 @@ import type { KVCache } from './kv-cache.ts';
 
 /** A linear layer of the model, optionally carrying a LoRA adapter (set by peft/). */
 export interface Projection {
+  /** HF module path, e.g. model.layers.0.self_attn.q_proj (PEFT keys adapters by it). */
+  path: string;
   weight: Tensor;
   bias: Tensor | null;
   lora: (LoraWeights & { dropout: number }) | null;
@@ -46,6 +48,9 @@ export interface ModelInput {
   segmentIds?: Int32Array;
 }
 
+/** Per-row adapter lookup for batched decoding: module path → LoRA weights (or none). */
+export type LoraLookup = (modulePath: string) => LoraWeights | null;
+
 /** Makes the dropout mask of a LoRA input (entries 0 or 1/(1-p)), or null when not training. */
 export type DropoutMaskFactory = (p: number, shape: readonly number[]) => Tensor | null;
 
@@ -67,8 +72,11 @@ export class DecoderModel {
     readonly lmHead: Tensor,
   ) {}
 
-  /** Final-norm hidden states [batch·seq, hidden]. With a cache, `input` holds only new tokens. */
-  forwardHidden(input: ModelInput, cache?: KVCache): Tensor {
+  /**
+   * Final-norm hidden states [batch·seq, hidden]. With a cache, `input` holds only new tokens.
+   * `rowLora` (one entry per token row) selects adapters per row for inference.
+   */
+  forwardHidden(input: ModelInput, cache?: KVCache, rowLora?: (LoraLookup | null)[]): Tensor {
     const c = this.config;
     const { batch, seq } = input;
     const ids = Tensor.from(input.inputIds, [batch * seq], 'i32');
@@ -77,18 +85,65 @@ export class DecoderModel {
     const segments = input.segmentIds ? Tensor.from(input.segmentIds, [batch * seq], 'i32') : null;
     if (cache) cache.append(batch, seq, input.attentionMask);
 
-    let h = embedding(this.embed, ids);
+    const shape = { batch, seq, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim };
+    return this.runLayers(embedding(this.embed, ids), positions, batch, seq, rowLora, (layer, q, k, v) =>
+      cache
+        ? cache.attend(layer, q, k, v, this.attentionDims(batch, seq, cache))
+        : attention(q, k, v, shape, keyMask, segments),
+    );
+  }
+
+  /**
+   * One decoding step for independent sequences (continuous batching): row i feeds `ids[i]` to the
+   * sequence cached in `caches[i]`. The projections run as one batched GEMM over all rows (the
+   * weights are read once per step, which is what makes batching pay off); attention runs per row
+   * against each sequence's own cache. `rowLora[i]` picks row i's adapter, if any.
+   */
+  forwardDecode(ids: number[], caches: KVCache[], rowLora?: (LoraLookup | null)[]): Tensor {
+    const c = this.config;
+    const rows = ids.length;
+    const positions = Tensor.from(Int32Array.from(caches, (cache) => cache.length), [rows], 'i32');
+    for (const cache of caches) cache.append(1, 1);
+    const qWidth = c.numHeads * c.headDim;
+    const kvWidth = c.numKvHeads * c.headDim;
+    const h = embedding(this.embed, Tensor.from(Int32Array.from(ids), [rows], 'i32'));
+    return this.runLayers(h, positions, rows, 1, rowLora, (layer, q, k, v) => {
+      const a = Tensor.empty([rows, qWidth]);
+      caches.forEach((cache, i) => {
+        cache.attend(
+          layer,
+          q.view([1, qWidth], i * qWidth),
+          k.view([1, kvWidth], i * kvWidth),
+          v.view([1, kvWidth], i * kvWidth),
+          this.attentionDims(1, 1, cache),
+          a.view([1, qWidth], i * qWidth),
+        );
+      });
+      return a;
+    });
+  }
+
+  /** The decoder blocks and final norm; `attend` is the only part that differs between modes. */
+  private runLayers(
+    embedded: Tensor,
+    positions: Tensor,
+    batch: number,
+    seq: number,
+    rowLora: (LoraLookup | null)[] | undefined,
+    attend: (layer: number, q: Tensor, k: Tensor, v: Tensor) => Tensor,
+  ): Tensor {
+    const c = this.config;
+    const project = (p: Projection, x: Tensor) => (rowLora ? this.projectRows(p, x, rowLora) : this.project(p, x));
+    let h = embedded;
     this.layers.forEach((layer, i) => {
       const x = rmsNorm(h, layer.inputNorm, c.rmsNormEps);
-      const q = rope(this.project(layer.proj.q_proj, x), positions, batch, seq, c.numHeads, c.headDim, c.ropeTheta);
-      const k = rope(this.project(layer.proj.k_proj, x), positions, batch, seq, c.numKvHeads, c.headDim, c.ropeTheta);
-      const v = this.project(layer.proj.v_proj, x);
-      const shape = { batch, seq, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim };
-      const a = cache ? cache.attend(i, q, k, v, this.attentionDims(batch, seq, cache)) : attention(q, k, v, shape, keyMask, segments);
-      h = add(h, this.project(layer.proj.o_proj, a));
+      const q = rope(project(layer.proj.q_proj, x), positions, batch, seq, c.numHeads, c.headDim, c.ropeTheta);
+      const k = rope(project(layer.proj.k_proj, x), positions, batch, seq, c.numKvHeads, c.headDim, c.ropeTheta);
+      const v = project(layer.proj.v_proj, x);
+      h = add(h, project(layer.proj.o_proj, attend(i, q, k, v)));
       const y = rmsNorm(h, layer.postNorm, c.rmsNormEps);
-      const m = swiglu(this.project(layer.proj.gate_proj, y), this.project(layer.proj.up_proj, y));
-      h = add(h, this.project(layer.proj.down_proj, m));
+      const m = swiglu(project(layer.proj.gate_proj, y), project(layer.proj.up_proj, y));
+      h = add(h, project(layer.proj.down_proj, m));
     });
     return rmsNorm(h, this.finalNorm, c.rmsNormEps);
   }
@@ -149,6 +204,33 @@ export class DecoderModel {
   private project(p: Projection, x: Tensor): Tensor {
     if (!p.lora) return linear(x, p.weight, p.bias);
     return loraLinear(x, p.weight, p.bias, p.lora, p.lora.dropout > 0 ? this.dropoutMask(p.lora.dropout, x.shape) : null);
+  }
+
+  /** Base projection for all rows, plus each row group's own adapter delta (inference only). */
+  private projectRows(p: Projection, x: Tensor, rowLora: (LoraLookup | null)[]): Tensor {
+    const y = linear(x, p.weight, p.bias);
+    const groups = new Map<LoraWeights, number[]>();
+    rowLora.forEach((lookup, row) => {
+      const lora = lookup?.(p.path);
+      if (lora) groups.set(lora, [...(groups.get(lora) ?? []), row]);
+    });
+    const k = y.backend.kernels;
+    const [, inFeatures] = p.weight.shape as [number, number];
+    const outFeatures = y.shape.at(-1)!;
+    for (const [lora, rows] of groups) {
+      const r = lora.a.shape[0]!;
+      const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
+      const xg = Tensor.empty([rows.length, inFeatures]);
+      k.gatherRows(x.operand(), idx.operand(), xg.operand(), rows.length, inFeatures);
+      const xa = Tensor.empty([rows.length, r]);
+      k.gemm(xg.operand(), lora.a.operand(), xa.operand(), { m: rows.length, n: r, k: inFeatures, transB: true });
+      const delta = Tensor.empty([rows.length, outFeatures]);
+      k.gemm(xa.operand(), lora.b.operand(), delta.operand(), {
+        m: rows.length, n: outFeatures, k: r, transB: true, alpha: lora.scale,
+      });
+      k.scatterAddRows(delta.operand(), idx.operand(), y.operand(), rows.length, outFeatures);
+    }
+    return y;
   }
 
   private attentionDims(batch: number, seq: number, cache: KVCache): AttentionDims {

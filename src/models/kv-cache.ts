@@ -48,13 +48,12 @@ export class KVCache {
   }
 
   /** Stores this step's keys/values for `layer` and attends over everything cached so far. */
-  attend(layer: number, q: Tensor, k: Tensor, v: Tensor, dims: AttentionDims): Tensor {
+  attend(layer: number, q: Tensor, k: Tensor, v: Tensor, dims: AttentionDims, out = Tensor.empty(q.shape)): Tensor {
     const kern = getBackend().kernels;
     const rows = this.writeRows!;
     const width = k.shape.at(-1)!;
     kern.scatterRows(k.operand(), rows.operand(), this.keys[layer]!.operand(), rows.size, width);
     kern.scatterRows(v.operand(), rows.operand(), this.values[layer]!.operand(), rows.size, width);
-    const out = Tensor.empty(q.shape);
     const lse = Tensor.empty([dims.batch, dims.heads, dims.queryLen]);
     kern.attentionForward(
       q.operand(), this.keys[layer]!.operand(), this.values[layer]!.operand(), out.operand(), lse.operand(),

@@ -81,6 +81,7 @@ export function loadModel(dir: string, opts: LoadModelOptions = {}): DecoderMode
         const path = projectionPath(i, name);
         const shape = shapes[name];
         proj[name] = {
+          path,
           weight: load(`${path}.weight`, shape, dtype),
           bias: hasBias(name) ? loadTensor(source, `${path}.bias`, [shape[0]], 'f32', dir) : null,
           lora: null,

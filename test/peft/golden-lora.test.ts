@@ -38,3 +38,35 @@ test('LoRA loss and gradients match PEFT (adapter_randB)', () => {
   }
   adapter.dispose();
 });
+
+test('merging adapter_randB reproduces PEFT merge_and_unload', async () => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { mergeToFolder } = await import('../../src/peft/merge.ts');
+  const { noGrad } = await import('../../src/engine/tape.ts');
+  const { maxAbsDiff } = await import('../helpers.ts');
+  const adapter = loadAdapter(join(TINY, 'lora', 'adapter_randB'), model);
+  const out = join(mkdtempSync(join(tmpdir(), 'lf-merge-')), 'merged');
+  mergeToFolder(TINY, adapter, out);
+  const mine = readGolden(join(out, 'model.safetensors'));
+  const ref = readGolden(join(TINY, 'lora', 'merged', 'model.safetensors'));
+  assert.deepEqual(mine.names().sort(), ref.names().sort());
+  for (const name of ref.names()) {
+    const diff = maxAbsDiff(mine.f32(name).data, ref.f32(name).data);
+    assert.ok(diff < 1e-6, `${name}: ${diff}`);
+  }
+  // Unmerged base + adapter and the merged model give the reference logits.
+  const fwd = readGolden(join(TINY, 'lora', 'merged_logits.safetensors'));
+  const ids = fwd.i32('input_ids');
+  const [b, t] = ids.shape as [number, number];
+  const input = { batch: b, seq: t, inputIds: ids.data, attentionMask: fwd.i32('attention_mask').data };
+  const logitsOf = (m: DecoderModel) =>
+    noGrad(() => tidy(() => m.logits(m.forwardHidden(input)).readSync() as Float32Array));
+  adapter.attach(model);
+  assert.ok(maxAbsDiff(logitsOf(model), fwd.f32('logits_unmerged').data) < 1e-4);
+  const merged = loadModel(out);
+  assert.ok(maxAbsDiff(logitsOf(merged), fwd.f32('logits').data) < 1e-4);
+  merged.dispose();
+  adapter.dispose();
+  rmSync(out, { recursive: true, force: true });
+});

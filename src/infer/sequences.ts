@@ -1,0 +1,86 @@
+/**
+ * Continuous-batching decoder: sequences join and leave between steps; each step prefills new
+ * sequences and advances all others together with one batched forward pass.
+ */
+import { noGrad } from '../engine/tape.ts';
+import { tidy } from '../engine/tensor.ts';
+import type { DecoderModel, LoraLookup } from '../models/decoder.ts';
+import { KVCache } from '../models/kv-cache.ts';
+import { LoraforgeError } from '../util/errors.ts';
+import { Sampler, type SamplingOptions } from './sampling.ts';
+
+export interface Sequence {
+  readonly id: number;
+  /** Prompt followed by every sampled token. */
+  readonly tokens: number[];
+  readonly promptLength: number;
+  readonly lora: LoraLookup | null;
+  readonly sampler: Sampler;
+  cache: KVCache | null;
+}
+
+export interface StepObserver {
+  /** Raw next-token logits of a sequence before sampling (tests compare them to transformers). */
+  onLogits?(seq: Sequence, logits: Float32Array): void;
+}
+
+let nextId = 1;
+
+export class SequenceDecoder {
+  constructor(
+    readonly model: DecoderModel,
+    /** Longest prompt + completion a sequence may reach. */
+    readonly maxContext: number = model.config.maxPositionEmbeddings,
+  ) {}
+
+  start(promptIds: readonly number[], sampling: SamplingOptions = {}, lora: LoraLookup | null = null): Sequence {
+    if (promptIds.length === 0) throw new LoraforgeError('empty prompt: nothing to continue');
+    if (promptIds.length >= this.maxContext) {
+      throw new LoraforgeError(`prompt of ${promptIds.length} tokens does not fit the context of ${this.maxContext}`);
+    }
+    return { id: nextId++, tokens: [...promptIds], promptLength: promptIds.length, lora, sampler: new Sampler(sampling), cache: null };
+  }
+
+  /** Advances every sequence by one sampled token (prefilling the new ones) and returns the tokens. */
+  step(seqs: Sequence[], observer: StepObserver = {}): number[] {
+    for (const seq of seqs) {
+      if (seq.tokens.length >= this.maxContext) throw new LoraforgeError(`sequence ${seq.id} reached the context limit`);
+    }
+    return noGrad(() =>
+      tidy(() => {
+        const logitsOf = new Map<Sequence, Float32Array>();
+        const running = seqs.filter((s) => s.cache !== null);
+        for (const seq of seqs) {
+          if (seq.cache) continue;
+          seq.cache = new KVCache(this.model.config, 1, this.maxContext);
+          const n = seq.tokens.length;
+          const h = this.model.forwardHidden(
+            { batch: 1, seq: n, inputIds: Int32Array.from(seq.tokens) },
+            seq.cache,
+            seq.lora ? new Array(n).fill(seq.lora) : undefined,
+          );
+          logitsOf.set(seq, this.model.logits(h, [n - 1]).readSync() as Float32Array);
+        }
+        if (running.length > 0) {
+          const rowLora = running.some((s) => s.lora) ? running.map((s) => s.lora) : undefined;
+          const h = this.model.forwardDecode(running.map((s) => s.tokens.at(-1)!), running.map((s) => s.cache!), rowLora);
+          const all = this.model.logits(h).readSync() as Float32Array;
+          const vocab = this.model.config.vocabSize;
+          running.forEach((s, i) => logitsOf.set(s, all.subarray(i * vocab, (i + 1) * vocab)));
+        }
+        return seqs.map((seq) => {
+          const logits = logitsOf.get(seq)!;
+          observer.onLogits?.(seq, logits.slice());
+          const token = seq.sampler.sample(logits, seq.tokens);
+          seq.tokens.push(token);
+          return token;
+        });
+      }),
+    );
+  }
+
+  release(seq: Sequence): void {
+    seq.cache?.dispose();
+    seq.cache = null;
+  }
+}
