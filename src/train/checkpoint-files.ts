@@ -11,7 +11,12 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { writeDirAtomic, writeFileAtomic } from '../io/atomic.ts';
-import { SafetensorsFile, bytesToF32, writeSafetensors, type TensorData } from '../io/safetensors.ts';
+import {
+  SafetensorsFile,
+  bytesToF32,
+  writeSafetensors,
+  type TensorData,
+} from '../io/safetensors.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import type { MetricsRecord } from './metrics.ts';
 import type { AdamWStateDict } from './optimizer.ts';
@@ -46,7 +51,8 @@ export interface CheckpointEntry {
 }
 
 export function checkpointDirName(step: number): string {
-  if (!Number.isInteger(step) || step < 0) throw new Error(`checkpoint step must be a non-negative integer, got ${step}`);
+  if (!Number.isInteger(step) || step < 0)
+    throw new Error(`checkpoint step must be a non-negative integer, got ${step}`);
   return `checkpoint-${step}`;
 }
 
@@ -90,7 +96,10 @@ export function writeCheckpoint(outputDir: string, options: WriteCheckpointOptio
     options.writeExtra?.(dir);
   });
   if (options.saveTotalLimit) {
-    rotateCheckpoints(outputDir, options.saveTotalLimit, [path, trainerState.best_model_checkpoint]);
+    rotateCheckpoints(outputDir, options.saveTotalLimit, [
+      path,
+      trainerState.best_model_checkpoint,
+    ]);
   }
   return path;
 }
@@ -100,8 +109,13 @@ export function writeCheckpoint(outputDir: string, options: WriteCheckpointOptio
  * paths (the one just written, the best one); like HF, keeping the best can leave limit + 1.
  * Returns the deleted paths.
  */
-export function rotateCheckpoints(outputDir: string, limit: number, protect: readonly (string | null | undefined)[] = []): string[] {
-  if (!Number.isInteger(limit) || limit < 1) throw new LoraforgeError(`save_total_limit must be a positive integer, got ${limit}`);
+export function rotateCheckpoints(
+  outputDir: string,
+  limit: number,
+  protect: readonly (string | null | undefined)[] = [],
+): string[] {
+  if (!Number.isInteger(limit) || limit < 1)
+    throw new LoraforgeError(`save_total_limit must be a positive integer, got ${limit}`);
   const kept = new Set(protect.filter((p): p is string => !!p).map((p) => resolve(p)));
   const checkpoints = listCheckpoints(outputDir);
   const deletable = checkpoints.filter((c) => !kept.has(resolve(c.path)));
@@ -126,7 +140,10 @@ export interface LoadedCheckpoint {
 export function readCheckpoint(path: string): LoadedCheckpoint {
   const statePath = join(path, TRAINER_STATE_FILE);
   if (!existsSync(statePath)) {
-    throw new LoraforgeError(`${path} is not a loraforge checkpoint (no ${TRAINER_STATE_FILE})`, 'pass a checkpoint-<step> folder from an output dir');
+    throw new LoraforgeError(
+      `${path} is not a loraforge checkpoint (no ${TRAINER_STATE_FILE})`,
+      'pass a checkpoint-<step> folder from an output dir',
+    );
   }
   let trainerState: TrainerState;
   try {
@@ -143,8 +160,12 @@ export function readCheckpoint(path: string): LoadedCheckpoint {
 /** Saves AdamW state as F32 tensors of shape [n] plus its JSON metadata. */
 export function writeOptimizerState(path: string, state: AdamWStateDict): void {
   const tensors: Record<string, TensorData> = {};
-  for (const [name, data] of Object.entries(state.tensors)) tensors[name] = { dtype: 'F32', shape: [data.length], data };
-  writeSafetensors(path, tensors, { format: 'pt', [OPTIMIZER_META_KEY]: JSON.stringify(state.meta) });
+  for (const [name, data] of Object.entries(state.tensors))
+    tensors[name] = { dtype: 'F32', shape: [data.length], data };
+  writeSafetensors(path, tensors, {
+    format: 'pt',
+    [OPTIMIZER_META_KEY]: JSON.stringify(state.meta),
+  });
 }
 
 export function readOptimizerState(path: string): AdamWStateDict {
@@ -152,12 +173,16 @@ export function readOptimizerState(path: string): AdamWStateDict {
   const file = SafetensorsFile.open(path);
   try {
     const metaJson = file.metadata[OPTIMIZER_META_KEY];
-    if (metaJson === undefined) throw new LoraforgeError(`${path}: not a loraforge optimizer state (no '${OPTIMIZER_META_KEY}' metadata)`);
+    if (metaJson === undefined)
+      throw new LoraforgeError(
+        `${path}: not a loraforge optimizer state (no '${OPTIMIZER_META_KEY}' metadata)`,
+      );
     const meta = JSON.parse(metaJson) as AdamWStateDict['meta'];
     const tensors: Record<string, Float32Array> = {};
     for (const name of file.names()) {
       const info = file.info(name);
-      if (info.dtype !== 'F32') throw new LoraforgeError(`${path}: tensor '${name}' is ${info.dtype}, expected F32`);
+      if (info.dtype !== 'F32')
+        throw new LoraforgeError(`${path}: tensor '${name}' is ${info.dtype}, expected F32`);
       tensors[name] = bytesToF32(info.dtype, file.read(name), name);
     }
     return { tensors, meta };
@@ -171,6 +196,7 @@ function removeStaleTemps(outputDir: string): void {
   for (const name of readdirSync(outputDir)) {
     const match = STALE_TEMP_NAME.exec(name);
     // A temp folder of this very process could belong to a write still in progress.
-    if (match && Number(match[1]) !== process.pid) rmSync(join(outputDir, name), { recursive: true, force: true });
+    if (match && Number(match[1]) !== process.pid)
+      rmSync(join(outputDir, name), { recursive: true, force: true });
   }
 }

@@ -43,7 +43,11 @@ export interface ClipOptions {
  * A NaN / infinite norm leaves the gradients untouched and is returned (or thrown, with
  * errorIfNonfinite), so the caller can skip the step instead of poisoning the weights.
  */
-export function clipGradNorm(grads: readonly Float32Array[], maxNorm: number, options: ClipOptions = {}): number {
+export function clipGradNorm(
+  grads: readonly Float32Array[],
+  maxNorm: number,
+  options: ClipOptions = {},
+): number {
   if (!(maxNorm > 0)) throw new LoraforgeError(`max grad norm must be > 0, got ${maxNorm}`);
   const norm = globalGradNorm(grads);
   if (!Number.isFinite(norm)) {

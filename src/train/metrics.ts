@@ -34,7 +34,9 @@ function encodeRecord(record: MetricsRecord): string {
 }
 
 function decodeRecord(line: string): MetricsRecord {
-  return JSON.parse(line, (_key, value) => (typeof value === 'string' && value in NON_FINITE ? NON_FINITE[value] : value));
+  return JSON.parse(line, (_key, value) =>
+    typeof value === 'string' && value in NON_FINITE ? NON_FINITE[value] : value,
+  );
 }
 
 export class MetricsWriter {
@@ -51,7 +53,8 @@ export class MetricsWriter {
   }
 
   write(record: MetricsRecord): void {
-    if (!Number.isFinite(record.step)) throw new Error(`metrics record without a step: ${JSON.stringify(record)}`);
+    if (!Number.isFinite(record.step))
+      throw new Error(`metrics record without a step: ${JSON.stringify(record)}`);
     appendFileSync(this.path, `${encodeRecord(record)}\n`);
   }
 }

@@ -73,11 +73,30 @@ export interface AdamWOptions {
 /** Optimizer state as stored in checkpoints: moments as tensors, the rest as JSON. */
 export interface AdamWStateDict {
   tensors: Record<string, Float32Array>;
-  meta: { step: number; lr: number; betas: [number, number]; eps: number; weightDecay: number; names: string[] };
+  meta: {
+    step: number;
+    lr: number;
+    betas: [number, number];
+    eps: number;
+    weightDecay: number;
+    names: string[];
+  };
 }
 
 /** The PyTorch reference update in f32 arithmetic (see the file comment for the formula). */
-export const adamwStepJs: AdamWStepFn = (p, g, m, v, lr, beta1, beta2, eps, weightDecay, bc1, bc2) => {
+export const adamwStepJs: AdamWStepFn = (
+  p,
+  g,
+  m,
+  v,
+  lr,
+  beta1,
+  beta2,
+  eps,
+  weightDecay,
+  bc1,
+  bc2,
+) => {
   const f = Math.fround;
   const decay = f(1 - lr * weightDecay);
   const b1 = f(beta1);
@@ -106,9 +125,23 @@ export const adamwStepJs: AdamWStepFn = (p, g, m, v, lr, beta1, beta2, eps, weig
 export function fromKernel(kernel: AdamWKernel, memory: { buffer: ArrayBufferLike }): AdamWStepFn {
   return (p, g, m, v, lr, beta1, beta2, eps, weightDecay, bc1, bc2) => {
     for (const a of [p, g, m, v]) {
-      if (a.buffer !== memory.buffer) throw new Error('adamw kernel: array is not a view into the wasm memory');
+      if (a.buffer !== memory.buffer)
+        throw new Error('adamw kernel: array is not a view into the wasm memory');
     }
-    kernel(p.byteOffset, g.byteOffset, m.byteOffset, v.byteOffset, p.length, lr, beta1, beta2, eps, weightDecay, bc1, bc2);
+    kernel(
+      p.byteOffset,
+      g.byteOffset,
+      m.byteOffset,
+      v.byteOffset,
+      p.length,
+      lr,
+      beta1,
+      beta2,
+      eps,
+      weightDecay,
+      bc1,
+      bc2,
+    );
   };
 }
 
@@ -134,10 +167,13 @@ export class AdamW {
     validateHyperparameters(this.lr, this.betas, this.eps, this.weightDecay);
     const seen = new Set<string>();
     for (const p of params) {
-      if (seen.has(p.name)) throw new LoraforgeError(`AdamW: parameter '${p.name}' is listed twice`);
+      if (seen.has(p.name))
+        throw new LoraforgeError(`AdamW: parameter '${p.name}' is listed twice`);
       seen.add(p.name);
       if (p.grad.length !== p.data.length) {
-        throw new LoraforgeError(`AdamW: parameter '${p.name}' has ${p.data.length} values but a gradient of ${p.grad.length}`);
+        throw new LoraforgeError(
+          `AdamW: parameter '${p.name}' has ${p.data.length} values but a gradient of ${p.grad.length}`,
+        );
       }
     }
     this.params = params;
@@ -148,7 +184,8 @@ export class AdamW {
 
   /** Applies one update to every parameter from its current `grad`, at learning rate `lr`. */
   step(lr: number = this.lr): void {
-    if (!Number.isFinite(lr) || lr < 0) throw new LoraforgeError(`AdamW: learning rate must be finite and >= 0, got ${lr}`);
+    if (!Number.isFinite(lr) || lr < 0)
+      throw new LoraforgeError(`AdamW: learning rate must be finite and >= 0, got ${lr}`);
     this.lr = lr;
     this.stepCount++;
     const [beta1, beta2] = this.betas;
@@ -157,7 +194,19 @@ export class AdamW {
     const bc2 = 1 - beta2 ** this.stepCount;
     this.params.forEach((p, i) => {
       const wd = p.weightDecay ?? this.weightDecay;
-      this.stepFn(p.data, p.grad, this.expAvg[i]!, this.expAvgSq[i]!, lr, beta1, beta2, this.eps, wd, bc1, bc2);
+      this.stepFn(
+        p.data,
+        p.grad,
+        this.expAvg[i]!,
+        this.expAvgSq[i]!,
+        lr,
+        beta1,
+        beta2,
+        this.eps,
+        wd,
+        bc1,
+        bc2,
+      );
     });
   }
 
@@ -174,7 +223,17 @@ export class AdamW {
       tensors[`${p.name}.exp_avg_sq`] = this.expAvgSq[i]!.slice();
     });
     const { lr, betas, eps, weightDecay } = this;
-    return { tensors, meta: { step: this.stepCount, lr, betas: [...betas], eps, weightDecay, names: this.params.map((p) => p.name) } };
+    return {
+      tensors,
+      meta: {
+        step: this.stepCount,
+        lr,
+        betas: [...betas],
+        eps,
+        weightDecay,
+        names: this.params.map((p) => p.name),
+      },
+    };
   }
 
   /**
@@ -184,7 +243,8 @@ export class AdamW {
    */
   loadStateDict(state: AdamWStateDict): void {
     const { meta, tensors } = state;
-    if (!Number.isInteger(meta?.step) || meta.step < 0) throw new LoraforgeError('optimizer state: missing or invalid step count');
+    if (!Number.isInteger(meta?.step) || meta.step < 0)
+      throw new LoraforgeError('optimizer state: missing or invalid step count');
     const expected = this.params.map((p) => p.name);
     const missing = expected.filter((n) => !meta.names.includes(n));
     const extra = meta.names.filter((n) => !expected.includes(n));
@@ -195,12 +255,17 @@ export class AdamW {
       );
     }
     this.params.forEach((p, i) => {
-      for (const [suffix, target] of [['exp_avg', this.expAvg[i]!], ['exp_avg_sq', this.expAvgSq[i]!]] as const) {
+      for (const [suffix, target] of [
+        ['exp_avg', this.expAvg[i]!],
+        ['exp_avg_sq', this.expAvgSq[i]!],
+      ] as const) {
         const key = `${p.name}.${suffix}`;
         const saved = tensors[key];
         if (!saved) throw new LoraforgeError(`optimizer state: tensor '${key}' is missing`);
         if (saved.length !== target.length) {
-          throw new LoraforgeError(`optimizer state: '${key}' has ${saved.length} values, the parameter has ${target.length}`);
+          throw new LoraforgeError(
+            `optimizer state: '${key}' has ${saved.length} values, the parameter has ${target.length}`,
+          );
         }
       }
     });
@@ -213,10 +278,17 @@ export class AdamW {
   }
 }
 
-function validateHyperparameters(lr: number, betas: [number, number], eps: number, weightDecay: number): void {
-  if (!Number.isFinite(lr) || lr < 0) throw new LoraforgeError(`AdamW: invalid learning rate ${lr}`);
+function validateHyperparameters(
+  lr: number,
+  betas: [number, number],
+  eps: number,
+  weightDecay: number,
+): void {
+  if (!Number.isFinite(lr) || lr < 0)
+    throw new LoraforgeError(`AdamW: invalid learning rate ${lr}`);
   for (const b of betas) {
-    if (!(b >= 0 && b < 1)) throw new LoraforgeError(`AdamW: betas must lie in [0, 1), got [${betas.join(', ')}]`);
+    if (!(b >= 0 && b < 1))
+      throw new LoraforgeError(`AdamW: betas must lie in [0, 1), got [${betas.join(', ')}]`);
   }
   if (!(eps >= 0)) throw new LoraforgeError(`AdamW: invalid eps ${eps}`);
   if (!(weightDecay >= 0)) throw new LoraforgeError(`AdamW: invalid weight decay ${weightDecay}`);

@@ -41,7 +41,16 @@ type SceneItem =
   | { kind: 'rect'; x: number; y: number; w: number; h: number; fill?: Color; stroke?: Color }
   | { kind: 'circle'; x: number; y: number; r: number; fill: Color }
   /** `scale` is the PNG font's pixel scale; glyphs are 7·scale px tall. `vertical` reads bottom-to-top. */
-  | { kind: 'text'; x: number; y: number; text: string; scale: number; color: Color; anchor: Anchor; vertical?: boolean };
+  | {
+      kind: 'text';
+      x: number;
+      y: number;
+      text: string;
+      scale: number;
+      color: Color;
+      anchor: Anchor;
+      vertical?: boolean;
+    };
 
 interface Scene {
   width: number;
@@ -49,7 +58,14 @@ interface Scene {
   items: SceneItem[];
 }
 
-const COLORS = { train: '#1f77b4', eval: '#ff7f0e', lr: '#2ca02c', axis: '#333333', grid: '#e6e6e6', text: '#222222' };
+const COLORS = {
+  train: '#1f77b4',
+  eval: '#ff7f0e',
+  lr: '#2ca02c',
+  axis: '#333333',
+  grid: '#e6e6e6',
+  text: '#222222',
+};
 const GLYPH_W = 5;
 const GLYPH_H = 7;
 const ADVANCE = GLYPH_W + 1;
@@ -60,18 +76,25 @@ function textWidth(text: string, scale: number): number {
 }
 
 /** Axis ticks at 1, 2 or 5 times a power of ten, covering [lo, hi]. */
-export function niceTicks(lo: number, hi: number, target = 6): { lo: number; hi: number; step: number; ticks: number[] } {
+export function niceTicks(
+  lo: number,
+  hi: number,
+  target = 6,
+): { lo: number; hi: number; step: number; ticks: number[] } {
   if (!(hi > lo)) {
     const pad = Math.abs(lo) > 0 ? Math.abs(lo) * 0.1 : 1;
     [lo, hi] = [lo - pad, hi + pad];
   }
+  // The tolerance keeps float noise (5e-4 / 5 = 1.0000000000000001e-4) from doubling the step.
   const rough = (hi - lo) / target;
   const power = 10 ** Math.floor(Math.log10(rough));
-  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= rough) ?? 10 * power;
+  const step =
+    [1, 2, 5, 10].map((m) => m * power).find((s) => s >= rough * (1 - 1e-9)) ?? 10 * power;
   const first = Math.floor(lo / step + 1e-9) * step;
   const last = Math.ceil(hi / step - 1e-9) * step;
   const ticks: number[] = [];
-  for (let i = 0; first + i * step <= last + step * 1e-9; i++) ticks.push(roundTo(first + i * step, step));
+  for (let i = 0; first + i * step <= last + step * 1e-9; i++)
+    ticks.push(roundTo(first + i * step, step));
   return { lo: first, hi: last, step, ticks };
 }
 
@@ -108,76 +131,234 @@ function buildScene(points: readonly LossPoint[], options: LossPlotOptions): Sce
   const showLr = (options.showLr ?? true) && lr.length > 0;
 
   const margin = { left: 90, right: showLr ? 120 : 30, top: options.title ? 50 : 20, bottom: 70 };
-  const plot = { x: margin.left, y: margin.top, w: width - margin.left - margin.right, h: height - margin.top - margin.bottom };
+  const plot = {
+    x: margin.left,
+    y: margin.top,
+    w: width - margin.left - margin.right,
+    h: height - margin.top - margin.bottom,
+  };
   const items: SceneItem[] = [{ kind: 'rect', x: 0, y: 0, w: width, h: height, fill: '#ffffff' }];
 
   const steps = [...train, ...evals, ...lr].map((p) => p[0]);
   const losses = [...train, ...evals].map((p) => p[1]);
   const xAxis = niceTicks(Math.min(0, ...steps), steps.length ? Math.max(...steps) : 1);
-  const yAxis = niceTicks(losses.length ? Math.min(...losses) : 0, losses.length ? Math.max(...losses) : 1);
-  const lrAxis = niceTicks(0, lr.length ? Math.max(...lr.map((p) => p[1])) : 1, 5);
+  // 3 % headroom so curves and markers do not sit on the frame when they hit a tick exactly.
+  const [lossMin, lossMax] = losses.length ? [Math.min(...losses), Math.max(...losses)] : [0, 1];
+  const headroom = (lossMax - lossMin) * 0.03;
+  const yAxis = niceTicks(lossMin - headroom, lossMax + headroom);
+  const lrAxis = niceTicks(0, lr.length ? Math.max(...lr.map((p) => p[1])) * 1.03 : 1, 5);
   const px = (step: number) => plot.x + ((step - xAxis.lo) / (xAxis.hi - xAxis.lo)) * plot.w;
-  const py = (v: number, axis: { lo: number; hi: number }) => plot.y + plot.h - ((v - axis.lo) / (axis.hi - axis.lo)) * plot.h;
+  const py = (v: number, axis: { lo: number; hi: number }) =>
+    plot.y + plot.h - ((v - axis.lo) / (axis.hi - axis.lo)) * plot.h;
 
   const xLabels = tickLabels(xAxis.ticks, xAxis.step);
   xAxis.ticks.forEach((t, i) => {
     const x = px(t);
-    items.push({ kind: 'line', points: [[x, plot.y], [x, plot.y + plot.h]], color: COLORS.grid, width: 1 });
-    items.push({ kind: 'line', points: [[x, plot.y + plot.h], [x, plot.y + plot.h + 6]], color: COLORS.axis, width: 1 });
-    items.push({ kind: 'text', x, y: plot.y + plot.h + 12, text: xLabels[i]!, scale: 2, color: COLORS.text, anchor: 'middle' });
+    items.push({
+      kind: 'line',
+      points: [
+        [x, plot.y],
+        [x, plot.y + plot.h],
+      ],
+      color: COLORS.grid,
+      width: 1,
+    });
+    items.push({
+      kind: 'line',
+      points: [
+        [x, plot.y + plot.h],
+        [x, plot.y + plot.h + 6],
+      ],
+      color: COLORS.axis,
+      width: 1,
+    });
+    items.push({
+      kind: 'text',
+      x,
+      y: plot.y + plot.h + 12,
+      text: xLabels[i]!,
+      scale: 2,
+      color: COLORS.text,
+      anchor: 'middle',
+    });
   });
   const yLabels = tickLabels(yAxis.ticks, yAxis.step);
   yAxis.ticks.forEach((t, i) => {
     const y = py(t, yAxis);
-    items.push({ kind: 'line', points: [[plot.x, y], [plot.x + plot.w, y]], color: COLORS.grid, width: 1 });
-    items.push({ kind: 'line', points: [[plot.x - 6, y], [plot.x, y]], color: COLORS.axis, width: 1 });
-    items.push({ kind: 'text', x: plot.x - 10, y: y - 7, text: yLabels[i]!, scale: 2, color: COLORS.text, anchor: 'end' });
+    items.push({
+      kind: 'line',
+      points: [
+        [plot.x, y],
+        [plot.x + plot.w, y],
+      ],
+      color: COLORS.grid,
+      width: 1,
+    });
+    items.push({
+      kind: 'line',
+      points: [
+        [plot.x - 6, y],
+        [plot.x, y],
+      ],
+      color: COLORS.axis,
+      width: 1,
+    });
+    items.push({
+      kind: 'text',
+      x: plot.x - 10,
+      y: y - 7,
+      text: yLabels[i]!,
+      scale: 2,
+      color: COLORS.text,
+      anchor: 'end',
+    });
   });
   if (showLr) {
     const lrLabels = tickLabels(lrAxis.ticks, lrAxis.step);
     lrAxis.ticks.forEach((t, i) => {
       const y = py(t, lrAxis);
-      items.push({ kind: 'line', points: [[plot.x + plot.w, y], [plot.x + plot.w + 6, y]], color: COLORS.lr, width: 1 });
-      items.push({ kind: 'text', x: plot.x + plot.w + 10, y: y - 7, text: lrLabels[i]!, scale: 2, color: COLORS.lr, anchor: 'start' });
+      items.push({
+        kind: 'line',
+        points: [
+          [plot.x + plot.w, y],
+          [plot.x + plot.w + 6, y],
+        ],
+        color: COLORS.lr,
+        width: 1,
+      });
+      items.push({
+        kind: 'text',
+        x: plot.x + plot.w + 10,
+        y: y - 7,
+        text: lrLabels[i]!,
+        scale: 2,
+        color: COLORS.lr,
+        anchor: 'start',
+      });
     });
-    items.push({ kind: 'line', points: lr.map(([s, v]) => [px(s), py(v, lrAxis)] as XY), color: COLORS.lr, width: 1.5 });
+    items.push({
+      kind: 'line',
+      points: lr.map(([s, v]) => [px(s), py(v, lrAxis)] as XY),
+      color: COLORS.lr,
+      width: 1.5,
+    });
   }
   items.push({ kind: 'rect', x: plot.x, y: plot.y, w: plot.w, h: plot.h, stroke: COLORS.axis });
-  if (train.length) items.push({ kind: 'line', points: train.map(([s, v]) => [px(s), py(v, yAxis)] as XY), color: COLORS.train, width: 2 });
+  if (train.length)
+    items.push({
+      kind: 'line',
+      points: train.map(([s, v]) => [px(s), py(v, yAxis)] as XY),
+      color: COLORS.train,
+      width: 2,
+    });
   if (evals.length) {
-    items.push({ kind: 'line', points: evals.map(([s, v]) => [px(s), py(v, yAxis)] as XY), color: COLORS.eval, width: 2 });
-    for (const [s, v] of evals) items.push({ kind: 'circle', x: px(s), y: py(v, yAxis), r: 4, fill: COLORS.eval });
+    items.push({
+      kind: 'line',
+      points: evals.map(([s, v]) => [px(s), py(v, yAxis)] as XY),
+      color: COLORS.eval,
+      width: 2,
+    });
+    for (const [s, v] of evals)
+      items.push({ kind: 'circle', x: px(s), y: py(v, yAxis), r: 4, fill: COLORS.eval });
   }
 
-  items.push({ kind: 'text', x: plot.x + plot.w / 2, y: height - 28, text: 'step', scale: 2, color: COLORS.text, anchor: 'middle' });
-  items.push({ kind: 'text', x: 22, y: plot.y + plot.h / 2, text: 'loss', scale: 2, color: COLORS.text, anchor: 'middle', vertical: true });
+  items.push({
+    kind: 'text',
+    x: plot.x + plot.w / 2,
+    y: height - 28,
+    text: 'step',
+    scale: 2,
+    color: COLORS.text,
+    anchor: 'middle',
+  });
+  items.push({
+    kind: 'text',
+    x: 22,
+    y: plot.y + plot.h / 2,
+    text: 'loss',
+    scale: 2,
+    color: COLORS.text,
+    anchor: 'middle',
+    vertical: true,
+  });
   if (showLr) {
-    items.push({ kind: 'text', x: width - 26, y: plot.y + plot.h / 2, text: 'learning rate', scale: 2, color: COLORS.lr, anchor: 'middle', vertical: true });
+    items.push({
+      kind: 'text',
+      x: width - 26,
+      y: plot.y + plot.h / 2,
+      text: 'learning rate',
+      scale: 2,
+      color: COLORS.lr,
+      anchor: 'middle',
+      vertical: true,
+    });
   }
   if (options.title) {
-    items.push({ kind: 'text', x: width / 2, y: 14, text: options.title, scale: 3, color: COLORS.text, anchor: 'middle' });
+    items.push({
+      kind: 'text',
+      x: width / 2,
+      y: 14,
+      text: options.title,
+      scale: 3,
+      color: COLORS.text,
+      anchor: 'middle',
+    });
   }
   if (!train.length && !evals.length) {
-    items.push({ kind: 'text', x: plot.x + plot.w / 2, y: plot.y + plot.h / 2 - 7, text: 'no data yet', scale: 2, color: COLORS.text, anchor: 'middle' });
+    items.push({
+      kind: 'text',
+      x: plot.x + plot.w / 2,
+      y: plot.y + plot.h / 2 - 7,
+      text: 'no data yet',
+      scale: 2,
+      color: COLORS.text,
+      anchor: 'middle',
+    });
   }
-  items.push(...legend(plot, [
-    ...(train.length ? [{ label: 'train loss', color: COLORS.train }] : []),
-    ...(evals.length ? [{ label: 'eval loss', color: COLORS.eval }] : []),
-    ...(showLr ? [{ label: 'learning rate', color: COLORS.lr }] : []),
-  ]));
+  items.push(
+    ...legend(plot, [
+      ...(train.length ? [{ label: 'train loss', color: COLORS.train }] : []),
+      ...(evals.length ? [{ label: 'eval loss', color: COLORS.eval }] : []),
+      ...(showLr ? [{ label: 'learning rate', color: COLORS.lr }] : []),
+    ]),
+  );
   return { width, height, items };
 }
 
-function legend(plot: { x: number; y: number; w: number }, entries: { label: string; color: Color }[]): SceneItem[] {
+function legend(
+  plot: { x: number; y: number; w: number },
+  entries: { label: string; color: Color }[],
+): SceneItem[] {
   if (!entries.length) return [];
   const rowH = 24;
   const boxW = 44 + Math.max(...entries.map((e) => textWidth(e.label, 2)));
-  const box = { x: plot.x + plot.w - boxW - 10, y: plot.y + 10, w: boxW, h: entries.length * rowH + 8 };
+  const box = {
+    x: plot.x + plot.w - boxW - 10,
+    y: plot.y + 10,
+    w: boxW,
+    h: entries.length * rowH + 8,
+  };
   const items: SceneItem[] = [{ kind: 'rect', ...box, fill: '#ffffff', stroke: '#bbbbbb' }];
   entries.forEach((e, i) => {
     const cy = box.y + 4 + i * rowH + rowH / 2;
-    items.push({ kind: 'line', points: [[box.x + 8, cy], [box.x + 32, cy]], color: e.color, width: 2 });
-    items.push({ kind: 'text', x: box.x + 38, y: cy - 7, text: e.label, scale: 2, color: COLORS.text, anchor: 'start' });
+    items.push({
+      kind: 'line',
+      points: [
+        [box.x + 8, cy],
+        [box.x + 32, cy],
+      ],
+      color: e.color,
+      width: 2,
+    });
+    items.push({
+      kind: 'text',
+      x: box.x + 38,
+      y: cy - 7,
+      text: e.label,
+      scale: 2,
+      color: COLORS.text,
+      anchor: 'start',
+    });
   });
   return items;
 }
@@ -213,16 +394,22 @@ export function renderLossSvg(points: readonly LossPoint[], options: LossPlotOpt
         );
         break;
       case 'circle':
-        out.push(`<circle cx="${svgNumber(item.x)}" cy="${svgNumber(item.y)}" r="${item.r}" fill="${item.fill}"/>`);
+        out.push(
+          `<circle cx="${svgNumber(item.x)}" cy="${svgNumber(item.y)}" r="${item.r}" fill="${item.fill}"/>`,
+        );
         break;
       case 'text': {
         // Scene y is the glyph box top; SVG places text by baseline, about 0.85 em lower.
         const size = GLYPH_H * item.scale * 1.25;
         const anchorAttr = `text-anchor="${item.anchor}" font-size="${svgNumber(size)}" fill="${item.color}"`;
         if (item.vertical) {
-          out.push(`<text transform="translate(${svgNumber(item.x + size * 0.85)},${svgNumber(item.y)}) rotate(-90)" ${anchorAttr}>${escapeXml(item.text)}</text>`);
+          out.push(
+            `<text transform="translate(${svgNumber(item.x + size * 0.85)},${svgNumber(item.y)}) rotate(-90)" ${anchorAttr}>${escapeXml(item.text)}</text>`,
+          );
         } else {
-          out.push(`<text x="${svgNumber(item.x)}" y="${svgNumber(item.y + GLYPH_H * item.scale)}" ${anchorAttr}>${escapeXml(item.text)}</text>`);
+          out.push(
+            `<text x="${svgNumber(item.x)}" y="${svgNumber(item.y + GLYPH_H * item.scale)}" ${anchorAttr}>${escapeXml(item.text)}</text>`,
+          );
         }
         break;
       }
@@ -343,14 +530,19 @@ class Raster {
     const rgb = this.rgb(color);
     const i = (y * this.width + x) * 4;
     const a = Math.min(1, alpha);
-    for (let c = 0; c < 3; c++) this.rgba[i + c] = Math.round(rgb[c]! * a + this.rgba[i + c]! * (1 - a));
+    for (let c = 0; c < 3; c++)
+      this.rgba[i + c] = Math.round(rgb[c]! * a + this.rgba[i + c]! * (1 - a));
     this.rgba[i + 3] = 255;
   }
 
   private rgb(color: Color): [number, number, number] {
     let rgb = this.rgbCache.get(color);
     if (!rgb) {
-      rgb = [0, 1, 2].map((c) => parseInt(color.slice(1 + 2 * c, 3 + 2 * c), 16)) as [number, number, number];
+      rgb = [0, 1, 2].map((c) => parseInt(color.slice(1 + 2 * c, 3 + 2 * c), 16)) as [
+        number,
+        number,
+        number,
+      ];
       this.rgbCache.set(color, rgb);
     }
     return rgb;
@@ -370,7 +562,10 @@ class Raster {
     const coverage = new Map<number, number>();
     const half = width / 2;
     // A single point is drawn as a zero-length segment (a dot).
-    const segments = points.length === 1 ? [[points[0]!, points[0]!]] : points.slice(1).map((b, i) => [points[i]!, b]);
+    const segments =
+      points.length === 1
+        ? [[points[0]!, points[0]!]]
+        : points.slice(1).map((b, i) => [points[i]!, b]);
     for (const [[ax, ay], [bx, by]] of segments as [XY, XY][]) {
       const x0 = Math.floor(Math.min(ax, bx) - half - 1);
       const x1 = Math.ceil(Math.max(ax, bx) + half + 1);
@@ -378,13 +573,17 @@ class Raster {
       const y1 = Math.ceil(Math.max(ay, by) + half + 1);
       for (let y = Math.max(0, y0); y <= Math.min(this.height - 1, y1); y++) {
         for (let x = Math.max(0, x0); x <= Math.min(this.width - 1, x1); x++) {
-          const cover = Math.min(1, Math.max(0, half + 0.5 - distanceToSegment(x + 0.5, y + 0.5, ax, ay, bx, by)));
+          const cover = Math.min(
+            1,
+            Math.max(0, half + 0.5 - distanceToSegment(x + 0.5, y + 0.5, ax, ay, bx, by)),
+          );
           const key = y * this.width + x;
           if (cover > (coverage.get(key) ?? 0)) coverage.set(key, cover);
         }
       }
     }
-    for (const [key, cover] of coverage) this.blend(key % this.width, Math.floor(key / this.width), color, cover);
+    for (const [key, cover] of coverage)
+      this.blend(key % this.width, Math.floor(key / this.width), color, cover);
   }
 
   circle(cx: number, cy: number, r: number, color: Color): void {
@@ -400,7 +599,9 @@ class Raster {
     const w = textWidth(text, scale);
     const shift = anchor === 'start' ? 0 : anchor === 'middle' ? w / 2 : w;
     // Along = reading direction, across = glyph rows; vertical text reads upwards.
-    const origin = vertical ? { x: Math.round(item.x), y: Math.round(item.y + shift) } : { x: Math.round(item.x - shift), y: Math.round(item.y) };
+    const origin = vertical
+      ? { x: Math.round(item.x), y: Math.round(item.y + shift) }
+      : { x: Math.round(item.x - shift), y: Math.round(item.y) };
     [...text].forEach((ch, index) => {
       glyphRows(ch).forEach((row, gy) => {
         for (let gx = 0; gx < GLYPH_W; gx++) {
@@ -419,11 +620,19 @@ class Raster {
   }
 }
 
-function distanceToSegment(px: number, py: number, ax: number, ay: number, bx: number, by: number): number {
+function distanceToSegment(
+  px: number,
+  py: number,
+  ax: number,
+  ay: number,
+  bx: number,
+  by: number,
+): number {
   const dx = bx - ax;
   const dy = by - ay;
   const lengthSq = dx * dx + dy * dy;
-  const t = lengthSq === 0 ? 0 : Math.max(0, Math.min(1, ((px - ax) * dx + (py - ay) * dy) / lengthSq));
+  const t =
+    lengthSq === 0 ? 0 : Math.max(0, Math.min(1, ((px - ax) * dx + (py - ay) * dy) / lengthSq));
   return Math.hypot(px - (ax + t * dx), py - (ay + t * dy));
 }
 
@@ -436,20 +645,39 @@ interface PngEncoder {
 }
 
 /** PNG bytes of the loss plot. */
-export function renderLossPng(points: readonly LossPoint[], options: LossPlotOptions = {}): Uint8Array {
+export function renderLossPng(
+  points: readonly LossPoint[],
+  options: LossPlotOptions = {},
+): Uint8Array {
   const scene = buildScene(points, options);
   const raster = new Raster(scene.width, scene.height);
   for (const item of scene.items) {
     switch (item.kind) {
       case 'line':
         // 1-px axis and grid lines go through pixel centres so they stay crisp, not 2 px of grey.
-        raster.polyline(item.width <= 1 ? item.points.map(snapToPixelCentre) : item.points, item.color, item.width);
+        raster.polyline(
+          item.width <= 1 ? item.points.map(snapToPixelCentre) : item.points,
+          item.color,
+          item.width,
+        );
         break;
       case 'rect':
         if (item.fill) raster.fillRect(item.x, item.y, item.w, item.h, item.fill);
         if (item.stroke) {
           const [x0, y0, x1, y1] = [item.x, item.y, item.x + item.w, item.y + item.h];
-          raster.polyline(([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]] as XY[]).map(snapToPixelCentre), item.stroke, 1);
+          raster.polyline(
+            (
+              [
+                [x0, y0],
+                [x1, y0],
+                [x1, y1],
+                [x0, y1],
+                [x0, y0],
+              ] as XY[]
+            ).map(snapToPixelCentre),
+            item.stroke,
+            1,
+          );
         }
         break;
       case 'circle':

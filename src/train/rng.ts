@@ -35,7 +35,8 @@ export class Rng {
 
   /** `seed` is taken modulo 2^32; equal seeds give equal streams. */
   constructor(seed: number) {
-    if (!Number.isFinite(seed)) throw new LoraforgeError(`rng seed must be a finite number, got ${seed}`);
+    if (!Number.isFinite(seed))
+      throw new LoraforgeError(`rng seed must be a finite number, got ${seed}`);
     const next = splitmix32(Math.floor(seed) % TWO_POW_32);
     for (let i = 0; i < 4; i++) this.s[i] = next();
     // xoshiro's one forbidden state; splitmix32 cannot produce four zeros, but be explicit.
@@ -120,10 +121,15 @@ export class Rng {
 
   restore(state: RngState): void {
     const words = state?.s;
-    if (!Array.isArray(words) || words.length !== 4 || !words.every((w) => Number.isInteger(w) && w >= 0 && w < TWO_POW_32)) {
+    if (
+      !Array.isArray(words) ||
+      words.length !== 4 ||
+      !words.every((w) => Number.isInteger(w) && w >= 0 && w < TWO_POW_32)
+    ) {
       throw new LoraforgeError('invalid rng state: expected s = four unsigned 32-bit integers');
     }
-    if (words.every((w) => w === 0)) throw new LoraforgeError('invalid rng state: all-zero xoshiro state');
+    if (words.every((w) => w === 0))
+      throw new LoraforgeError('invalid rng state: all-zero xoshiro state');
     this.s.set(words);
     this.spareNormal = typeof state.spareNormal === 'number' ? state.spareNormal : null;
   }

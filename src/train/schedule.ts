@@ -7,7 +7,12 @@
 import { LoraforgeError } from '../util/errors.ts';
 
 export type ScheduleName = 'linear' | 'cosine' | 'constant' | 'constant_with_warmup';
-export const SCHEDULE_NAMES: readonly ScheduleName[] = ['linear', 'cosine', 'constant', 'constant_with_warmup'];
+export const SCHEDULE_NAMES: readonly ScheduleName[] = [
+  'linear',
+  'cosine',
+  'constant',
+  'constant_with_warmup',
+];
 
 export interface ScheduleOptions {
   name: ScheduleName;
@@ -29,11 +34,17 @@ export class LrSchedule {
   constructor(readonly options: ScheduleOptions) {
     const { name, lr, totalSteps } = options;
     if (!SCHEDULE_NAMES.includes(name)) {
-      throw new LoraforgeError(`unknown lr scheduler '${name}'`, `use one of: ${SCHEDULE_NAMES.join(', ')}`);
+      throw new LoraforgeError(
+        `unknown lr scheduler '${name}'`,
+        `use one of: ${SCHEDULE_NAMES.join(', ')}`,
+      );
     }
-    if (!Number.isFinite(lr) || lr < 0) throw new LoraforgeError(`learning rate must be finite and >= 0, got ${lr}`);
+    if (!Number.isFinite(lr) || lr < 0)
+      throw new LoraforgeError(`learning rate must be finite and >= 0, got ${lr}`);
     if (!Number.isInteger(totalSteps) || totalSteps < 0) {
-      throw new LoraforgeError(`total training steps must be a non-negative integer, got ${totalSteps}`);
+      throw new LoraforgeError(
+        `total training steps must be a non-negative integer, got ${totalSteps}`,
+      );
     }
     this.warmupSteps = resolveWarmupSteps(totalSteps, options.warmupSteps, options.warmupRatio);
   }
@@ -67,6 +78,7 @@ export function resolveWarmupSteps(totalSteps: number, warmupSteps = 0, warmupRa
   if (!Number.isInteger(warmupSteps) || warmupSteps < 0) {
     throw new LoraforgeError(`warmup steps must be a non-negative integer, got ${warmupSteps}`);
   }
-  if (!(warmupRatio >= 0 && warmupRatio <= 1)) throw new LoraforgeError(`warmup ratio must lie in [0, 1], got ${warmupRatio}`);
+  if (!(warmupRatio >= 0 && warmupRatio <= 1))
+    throw new LoraforgeError(`warmup ratio must lie in [0, 1], got ${warmupRatio}`);
   return warmupSteps > 0 ? warmupSteps : Math.ceil(totalSteps * warmupRatio);
 }

@@ -62,6 +62,9 @@ export function formatFloat(x: number, significant = 4): string {
   if (!Number.isFinite(x)) return String(x);
   if (x === 0) return '0';
   const abs = Math.abs(x);
-  if (abs < 1e-3 || abs >= 1e6) return x.toExponential(significant - 2).replace(/e([+-])(\d+)$/, (_, s, d) => `e${s === '-' ? '-' : ''}${d}`);
+  if (abs < 1e-3 || abs >= 1e6)
+    return x
+      .toExponential(significant - 2)
+      .replace(/e([+-])(\d+)$/, (_, s, d) => `e${s === '-' ? '-' : ''}${d}`);
   return String(Number(x.toPrecision(significant)));
 }

@@ -97,7 +97,10 @@ export class ProgressBar {
     if (total !== undefined && total > 0) {
       const fraction = Math.min(1, Math.max(0, this.current / total));
       if (this.isTTY) parts.push(`[${bar(fraction)}]`);
-      parts.push(`${(fraction * 100).toFixed(0).padStart(3)}%`, `${formatValue(this.current)}/${formatValue(total)}`);
+      parts.push(
+        `${(fraction * 100).toFixed(0).padStart(3)}%`,
+        `${formatValue(this.current)}/${formatValue(total)}`,
+      );
     } else {
       parts.push(formatValue(this.current));
     }

@@ -33,7 +33,13 @@ function state(step: number, extra: Partial<TrainerState> = {}): TrainerState {
 }
 
 function optimizerAfterSteps(n: number): AdamW {
-  const params = [{ name: 'a.lora_A', data: Float32Array.of(0.5, -0.25, 1), grad: Float32Array.of(0.1, 0.2, -0.3) }];
+  const params = [
+    {
+      name: 'a.lora_A',
+      data: Float32Array.of(0.5, -0.25, 1),
+      grad: Float32Array.of(0.1, 0.2, -0.3),
+    },
+  ];
   const opt = new AdamW(params, { weightDecay: 0.01 });
   for (let i = 0; i < n; i++) opt.step(1e-3);
   return opt;
@@ -48,7 +54,11 @@ test('writeCheckpoint writes trainer state, optimizer state and extra files; rea
     writeExtra: (dir) => writeFileSync(join(dir, 'adapter_config.json'), '{}'),
   });
   assert.equal(path, join(out, 'checkpoint-30'));
-  assert.deepEqual(readdirSync(path).sort(), ['adapter_config.json', OPTIMIZER_FILE, TRAINER_STATE_FILE]);
+  assert.deepEqual(readdirSync(path).sort(), [
+    'adapter_config.json',
+    OPTIMIZER_FILE,
+    TRAINER_STATE_FILE,
+  ]);
   const loaded = readCheckpoint(path);
   assert.deepEqual(loaded.trainerState, state(30));
   assert.deepEqual(loaded.optimizer, opt.stateDict());
@@ -63,11 +73,18 @@ test('listCheckpoints sorts numerically and ignores incomplete or foreign folder
   const out = tmp();
   assert.deepEqual(listCheckpoints(join(out, 'missing')), []);
   assert.equal(latestCheckpoint(out), undefined);
-  for (const step of [100, 20, 3]) writeCheckpoint(out, { trainerState: state(step), optimizer: optimizerAfterSteps(1).stateDict() });
+  for (const step of [100, 20, 3])
+    writeCheckpoint(out, {
+      trainerState: state(step),
+      optimizer: optimizerAfterSteps(1).stateDict(),
+    });
   mkdirSync(join(out, 'checkpoint-999')); // no trainer_state.json: not a checkpoint
   mkdirSync(join(out, 'checkpoint-final'));
   writeFileSync(join(out, 'checkpoint-5'), 'a file');
-  assert.deepEqual(listCheckpoints(out).map((c) => c.step), [3, 20, 100]);
+  assert.deepEqual(
+    listCheckpoints(out).map((c) => c.step),
+    [3, 20, 100],
+  );
   assert.equal(latestCheckpoint(out), join(out, 'checkpoint-100'));
 });
 
@@ -77,14 +94,26 @@ test('save_total_limit deletes the oldest checkpoints but never the new or the b
   writeCheckpoint(out, { trainerState: state(10), optimizer: opt, saveTotalLimit: 2 });
   writeCheckpoint(out, { trainerState: state(20), optimizer: opt, saveTotalLimit: 2 });
   writeCheckpoint(out, { trainerState: state(30), optimizer: opt, saveTotalLimit: 2 });
-  assert.deepEqual(listCheckpoints(out).map((c) => c.step), [20, 30]);
+  assert.deepEqual(
+    listCheckpoints(out).map((c) => c.step),
+    [20, 30],
+  );
 
   const best = join(out, 'checkpoint-20');
-  writeCheckpoint(out, { trainerState: state(40, { best_model_checkpoint: best, best_metric: 0.5 }), optimizer: opt, saveTotalLimit: 1 });
-  assert.deepEqual(listCheckpoints(out).map((c) => c.step), [20, 40]);
+  writeCheckpoint(out, {
+    trainerState: state(40, { best_model_checkpoint: best, best_metric: 0.5 }),
+    optimizer: opt,
+    saveTotalLimit: 1,
+  });
+  assert.deepEqual(
+    listCheckpoints(out).map((c) => c.step),
+    [20, 40],
+  );
 
   // A protected checkpoint survives even when it is the oldest.
-  assert.deepEqual(rotateCheckpoints(out, 1, [join(out, 'checkpoint-20')]), [join(out, 'checkpoint-40')]);
+  assert.deepEqual(rotateCheckpoints(out, 1, [join(out, 'checkpoint-20')]), [
+    join(out, 'checkpoint-40'),
+  ]);
   assert.throws(() => rotateCheckpoints(out, 0), LoraforgeError);
 });
 

@@ -1,7 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { clipCoefficient, clipGradNorm, globalGradNorm, hasNonFinite } from '../../src/train/clip.ts';
+import {
+  clipCoefficient,
+  clipGradNorm,
+  globalGradNorm,
+  hasNonFinite,
+} from '../../src/train/clip.ts';
 import { LoraforgeError } from '../../src/util/errors.ts';
 
 test('global norm spans all arrays', () => {
@@ -27,12 +32,17 @@ test('gradients above max_norm are scaled by max_norm / (norm + 1e-6); the pre-c
 });
 
 test('golden run: the clip coefficient of step 7 (the clipped one) and no clipping elsewhere', () => {
-  const { steps } = JSON.parse(readFileSync('/work/shared/golden/qwen2-tiny/train/train_log.json', 'utf8')) as {
+  const { steps } = JSON.parse(
+    readFileSync('/work/shared/golden/qwen2-tiny/train/train_log.json', 'utf8'),
+  ) as {
     steps: { step: number; grad_norm: number; clip_coef: number }[];
   };
   for (const s of steps) {
     const coef = clipCoefficient(s.grad_norm, 1.0);
-    assert.ok(Math.abs(coef - s.clip_coef) <= 1e-7 * s.clip_coef, `step ${s.step}: ${coef} vs ${s.clip_coef}`);
+    assert.ok(
+      Math.abs(coef - s.clip_coef) <= 1e-7 * s.clip_coef,
+      `step ${s.step}: ${coef} vs ${s.clip_coef}`,
+    );
   }
   assert.ok(clipCoefficient(steps[6]!.grad_norm, 1.0) < 1);
 });

@@ -1,6 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AdamW, adamwStepJs, fromKernel, type AdamWStepFn, type NamedParameter } from '../../src/train/optimizer.ts';
+import {
+  AdamW,
+  adamwStepJs,
+  fromKernel,
+  type AdamWStepFn,
+  type NamedParameter,
+} from '../../src/train/optimizer.ts';
 import { SafetensorsFile, bytesToF32 } from '../../src/io/safetensors.ts';
 import { Rng } from '../../src/train/rng.ts';
 import { LoraforgeError } from '../../src/util/errors.ts';
@@ -29,7 +35,15 @@ function fillGrads(rng: Rng, params: NamedParameter[], scale: number): void {
 }
 
 /** torch.optim.AdamW's formula in float64, the yardstick for the f32 implementation. */
-function referenceStep(p: Float64Array, g: Float32Array, m: Float64Array, v: Float64Array, t: number, lr: number, wd: number): void {
+function referenceStep(
+  p: Float64Array,
+  g: Float32Array,
+  m: Float64Array,
+  v: Float64Array,
+  t: number,
+  lr: number,
+  wd: number,
+): void {
   const [b1, b2, eps] = [0.9, 0.999, 1e-8];
   for (let i = 0; i < p.length; i++) {
     p[i] *= 1 - lr * wd;
@@ -42,19 +56,28 @@ function referenceStep(p: Float64Array, g: Float32Array, m: Float64Array, v: Flo
 test('AdamW matches the float64 PyTorch formula to 1e-5 over 10 steps with a warmup-cosine lr', () => {
   const rng = new Rng(1);
   const params = randomParams(rng, [64, 512, 7]);
-  const ref = params.map((p) => ({ p: Float64Array.from(p.data), m: new Float64Array(p.data.length), v: new Float64Array(p.data.length) }));
+  const ref = params.map((p) => ({
+    p: Float64Array.from(p.data),
+    m: new Float64Array(p.data.length),
+    v: new Float64Array(p.data.length),
+  }));
   const opt = new AdamW(params, { betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 });
   const lrs = [0, 2.5e-3, 5e-3, 4.8e-3, 4.3e-3, 3.5e-3, 2.5e-3, 1.5e-3, 7e-4, 2e-4];
   lrs.forEach((lr, s) => {
     fillGrads(rng, params, s % 3 === 0 ? 1e-4 : 0.3); // small and large gradients
     opt.step(lr);
-    params.forEach((p, i) => referenceStep(ref[i]!.p, p.grad, ref[i]!.m, ref[i]!.v, s + 1, lr, 0.01));
+    params.forEach((p, i) =>
+      referenceStep(ref[i]!.p, p.grad, ref[i]!.m, ref[i]!.v, s + 1, lr, 0.01),
+    );
   });
   assert.equal(opt.stepCount, 10);
   params.forEach((p, i) => {
     for (let j = 0; j < p.data.length; j++) {
       const want = ref[i]!.p[j]!;
-      assert.ok(Math.abs(p.data[j]! - want) <= 1e-5 * Math.abs(want) + 1e-9, `${p.name}[${j}]: ${p.data[j]} vs ${want}`);
+      assert.ok(
+        Math.abs(p.data[j]! - want) <= 1e-5 * Math.abs(want) + 1e-9,
+        `${p.name}[${j}]: ${p.data[j]} vs ${want}`,
+      );
     }
   });
 });
@@ -64,9 +87,16 @@ test('golden run: lora_A is unchanged by the lr=0 step 1 and only decays in step
   const perStep = readAll(`${GOLDEN}/params_per_step.safetensors`);
   const names = [...init.keys()].filter((n) => n.includes('lora_A'));
   assert.equal(names.length, 14);
-  const params = names.map((name) => ({ name, data: init.get(name)!.slice(), grad: new Float32Array(init.get(name)!.length) }));
+  const params = names.map((name) => ({
+    name,
+    data: init.get(name)!.slice(),
+    grad: new Float32Array(init.get(name)!.length),
+  }));
   const opt = new AdamW(params, { betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 });
-  for (const [step, lr] of [[1, 0], [2, 0.0025]] as const) {
+  for (const [step, lr] of [
+    [1, 0],
+    [2, 0.0025],
+  ] as const) {
     opt.step(lr);
     for (const p of params) {
       const all = perStep.get(p.name)!;
@@ -78,7 +108,8 @@ test('golden run: lora_A is unchanged by the lr=0 step 1 and only decays in step
 
 test('stateDict / loadStateDict resume bit-exactly', () => {
   const make = () => randomParams(new Rng(7), [33, 100]);
-  const gradsFor = (step: number, params: NamedParameter[]) => fillGrads(new Rng(100 + step), params, 0.05);
+  const gradsFor = (step: number, params: NamedParameter[]) =>
+    fillGrads(new Rng(100 + step), params, 0.05);
   const straight = make();
   const a = new AdamW(straight, { weightDecay: 0.1 });
   for (let s = 0; s < 8; s++) {
@@ -94,9 +125,18 @@ test('stateDict / loadStateDict resume bit-exactly', () => {
   }
   const saved = b.stateDict();
   assert.equal(saved.meta.step, 4);
-  assert.deepEqual(Object.keys(saved.tensors).sort(), ['p0.exp_avg', 'p0.exp_avg_sq', 'p1.exp_avg', 'p1.exp_avg_sq']);
+  assert.deepEqual(Object.keys(saved.tensors).sort(), [
+    'p0.exp_avg',
+    'p0.exp_avg_sq',
+    'p1.exp_avg',
+    'p1.exp_avg_sq',
+  ]);
 
-  const resumed = first.map((p) => ({ ...p, data: p.data.slice(), grad: new Float32Array(p.grad.length) }));
+  const resumed = first.map((p) => ({
+    ...p,
+    data: p.data.slice(),
+    grad: new Float32Array(p.grad.length),
+  }));
   const c = new AdamW(resumed, { weightDecay: 0.1 });
   c.loadStateDict(saved);
   for (let s = 4; s < 8; s++) {
@@ -112,7 +152,10 @@ test('loadStateDict rejects a state for other parameters and leaves the optimize
   const opt = new AdamW(params);
   const other = new AdamW(randomParams(new Rng(3), [4, 6]));
   assert.throws(() => opt.loadStateDict(other.stateDict()), LoraforgeError);
-  const renamed = new AdamW([{ name: 'q', data: new Float32Array(4), grad: new Float32Array(4) }, params[1]!]);
+  const renamed = new AdamW([
+    { name: 'q', data: new Float32Array(4), grad: new Float32Array(4) },
+    params[1]!,
+  ]);
   assert.throws(() => opt.loadStateDict(renamed.stateDict()), /missing: p0; unexpected: q/);
   assert.equal(opt.stepCount, 0);
 });
@@ -156,13 +199,20 @@ test('a custom step function receives bias corrections; fromKernel passes byte o
     return view;
   };
   const seen: number[][] = [];
-  const kernel = (p: number, g: number, m: number, v: number, n: number) => void seen.push([p, g, m, v, n]);
+  const kernel = (p: number, g: number, m: number, v: number, n: number) =>
+    void seen.push([p, g, m, v, n]);
   const data = alloc(2);
   const grad = alloc(2);
-  new AdamW([{ name: 'x', data, grad }], { stepFn: fromKernel(kernel, memory), allocState: alloc }).step(0.1);
+  new AdamW([{ name: 'x', data, grad }], {
+    stepFn: fromKernel(kernel, memory),
+    allocState: alloc,
+  }).step(0.1);
   assert.deepEqual(seen, [[0, 68, 136, 204, 2]]);
   const foreign = { name: 'y', data: new Float32Array(2), grad: new Float32Array(2) };
-  assert.throws(() => new AdamW([foreign], { stepFn: fromKernel(kernel, memory), allocState: alloc }).step(0.1), /not a view/);
+  assert.throws(
+    () => new AdamW([foreign], { stepFn: fromKernel(kernel, memory), allocState: alloc }).step(0.1),
+    /not a view/,
+  );
 });
 
 test('zeroGrad clears every gradient', () => {

@@ -8,8 +8,14 @@ test('equal seeds give equal streams, different seeds different ones', () => {
   const b = new Rng(42);
   const c = new Rng(43);
   const xs = Array.from({ length: 5 }, () => a.nextU32());
-  assert.deepEqual(Array.from({ length: 5 }, () => b.nextU32()), xs);
-  assert.notDeepEqual(Array.from({ length: 5 }, () => c.nextU32()), xs);
+  assert.deepEqual(
+    Array.from({ length: 5 }, () => b.nextU32()),
+    xs,
+  );
+  assert.notDeepEqual(
+    Array.from({ length: 5 }, () => c.nextU32()),
+    xs,
+  );
   for (const x of xs) assert.ok(Number.isInteger(x) && x >= 0 && x < 2 ** 32);
 });
 
@@ -18,7 +24,10 @@ const PINNED_SEED0 = [3809008728, 1133695204, 53579671];
 
 test('the stream is pinned (checkpoints from older versions must resume identically)', () => {
   const rng = new Rng(0);
-  assert.deepEqual(Array.from({ length: 3 }, () => rng.nextU32()), PINNED_SEED0);
+  assert.deepEqual(
+    Array.from({ length: 3 }, () => rng.nextU32()),
+    PINNED_SEED0,
+  );
 });
 
 test('state() / restore() continue the exact stream, including a pending Box-Muller spare', () => {
@@ -27,7 +36,10 @@ test('state() / restore() continue the exact stream, including a pending Box-Mul
   const saved = JSON.parse(JSON.stringify(rng.state()));
   const expected = [rng.normal(), rng.uniform(), rng.int(0, 9), rng.normal()];
   const resumed = Rng.fromState(saved);
-  assert.deepEqual([resumed.normal(), resumed.uniform(), resumed.int(0, 9), resumed.normal()], expected);
+  assert.deepEqual(
+    [resumed.normal(), resumed.uniform(), resumed.int(0, 9), resumed.normal()],
+    expected,
+  );
 });
 
 test('uniform, normal and int have the right ranges and rough moments', () => {
@@ -46,7 +58,7 @@ test('uniform, normal and int have the right ranges and rough moments', () => {
   }
   assert.ok(Math.abs(sum / n - 2) < 0.1);
   assert.ok(Math.abs(Math.sqrt(sumSq / n) - 3) < 0.1);
-  for (const c of counts) assert.ok(Math.abs(c - n / 6) < n / 6 * 0.1, `counts ${counts}`);
+  for (const c of counts) assert.ok(Math.abs(c - n / 6) < (n / 6) * 0.1, `counts ${counts}`);
 });
 
 test('shuffle permutes in place; permutation covers 0..n-1', () => {
@@ -55,8 +67,14 @@ test('shuffle permutes in place; permutation covers 0..n-1', () => {
   const shuffled = rng.shuffle([...items]);
   assert.deepEqual([...shuffled].sort(), items);
   const perm = rng.permutation(100);
-  assert.deepEqual([...perm].sort((x, y) => x - y), Array.from({ length: 100 }, (_, i) => i));
-  assert.notDeepEqual(perm, Array.from({ length: 100 }, (_, i) => i));
+  assert.deepEqual(
+    [...perm].sort((x, y) => x - y),
+    Array.from({ length: 100 }, (_, i) => i),
+  );
+  assert.notDeepEqual(
+    perm,
+    Array.from({ length: 100 }, (_, i) => i),
+  );
 });
 
 test('bad arguments and corrupt states are user errors', () => {
