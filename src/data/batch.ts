@@ -24,7 +24,11 @@ export interface Batch {
  * Packed examples get their own positions (0, 1, ...) and segment ids, and the label of each
  * example's first token is -100, so no token is trained to predict the next document.
  */
-export function collate(rows: readonly (readonly EncodedExample[])[], padId: number, packed: boolean): Batch {
+export function collate(
+  rows: readonly (readonly EncodedExample[])[],
+  padId: number,
+  packed: boolean,
+): Batch {
   const batchSize = rows.length;
   const seqLen = Math.max(0, ...rows.map(rowLength));
   const size = batchSize * seqLen;

@@ -19,5 +19,7 @@ export interface Conversation {
 
 /** The conversation as one message list, system prompt first, for chat templates. */
 export function withSystem(conv: Conversation): ChatMessage[] {
-  return conv.system === undefined ? conv.messages : [{ role: 'system', content: conv.system }, ...conv.messages];
+  return conv.system === undefined
+    ? conv.messages
+    : [{ role: 'system', content: conv.system }, ...conv.messages];
 }

@@ -23,7 +23,8 @@ export function parseCsvRows(text: string, file: string): CsvRow[] {
       if (text[i] === '"') {
         i++;
         for (;;) {
-          if (i >= text.length) throw new LoraforgeError(`${file}:${rowLine}: unterminated quoted field`);
+          if (i >= text.length)
+            throw new LoraforgeError(`${file}:${rowLine}: unterminated quoted field`);
           const c = text[i]!;
           if (c === '"') {
             if (text[i + 1] === '"') {
@@ -39,7 +40,10 @@ export function parseCsvRows(text: string, file: string): CsvRow[] {
           i++;
         }
         if (i < text.length && text[i] !== ',' && text[i] !== '\n' && text[i] !== '\r') {
-          throw new LoraforgeError(`${file}:${line}: unexpected character after a closing quote`, 'write a quote inside a quoted field as ""');
+          throw new LoraforgeError(
+            `${file}:${line}: unexpected character after a closing quote`,
+            'write a quote inside a quoted field as ""',
+          );
         }
       } else {
         const start = i;

@@ -1,6 +1,11 @@
 import { LoraforgeError } from '../util/errors.ts';
 import type { Conversation } from './conversation.ts';
-import { DEFAULT_CUTOFF_LEN, encodeExamples, type EncodedExample, type EncodeStats } from './examples.ts';
+import {
+  DEFAULT_CUTOFF_LEN,
+  encodeExamples,
+  type EncodedExample,
+  type EncodeStats,
+} from './examples.ts';
 import { detectFormat, parseColumnMapping, toConversation, type DatasetFormat } from './formats.ts';
 import { fillConversation } from './placeholders.ts';
 import type { PromptTemplate } from './prompt-template.ts';
@@ -54,7 +59,11 @@ export async function loadDataset(opts: LoadDatasetOptions): Promise<LoadedDatas
   if (conversations.length === 0) {
     throw new LoraforgeError(`${files.join(', ')}: the dataset has no records`);
   }
-  const split = splitIndices(conversations.length, opts.valSize ?? DEFAULT_VAL_SIZE, opts.seed ?? 42);
+  const split = splitIndices(
+    conversations.length,
+    opts.valSize ?? DEFAULT_VAL_SIZE,
+    opts.seed ?? 42,
+  );
   const encode = (indices: number[]) =>
     encodeExamples(
       indices.map((i) => conversations[i]!),
@@ -81,6 +90,9 @@ async function readConversations(file: string, opts: LoadDatasetOptions): Promis
   const columns = parseColumnMapping(opts.columns ?? {});
   const first = records[0];
   if (!first) return [];
-  const format = !opts.format || opts.format === 'auto' ? detectFormat(first, columns) : opts.format;
-  return records.map((record) => fillConversation(toConversation(record, format, columns), opts.placeholders ?? {}));
+  const format =
+    !opts.format || opts.format === 'auto' ? detectFormat(first, columns) : opts.format;
+  return records.map((record) =>
+    fillConversation(toConversation(record, format, columns), opts.placeholders ?? {}),
+  );
 }

@@ -36,11 +36,22 @@ export function encodeExamples(
   opts: EncodeOptions,
 ): { examples: EncodedExample[]; stats: EncodeStats } {
   const examples: EncodedExample[] = [];
-  const stats: EncodeStats = { examples: 0, dropped: 0, truncated: 0, tokens: 0, supervisedTokens: 0 };
+  const stats: EncodeStats = {
+    examples: 0,
+    dropped: 0,
+    truncated: 0,
+    tokens: 0,
+    supervisedTokens: 0,
+  };
   for (const conv of conversations) {
-    const { inputIds, labels } = template.encodeConversation(conv, { trainOnPrompt: opts.trainOnPrompt });
+    const { inputIds, labels } = template.encodeConversation(conv, {
+      trainOnPrompt: opts.trainOnPrompt,
+    });
     const length = Math.min(inputIds.length, opts.cutoffLen);
-    const example = { inputIds: Int32Array.from(inputIds.slice(0, length)), labels: Int32Array.from(labels.slice(0, length)) };
+    const example = {
+      inputIds: Int32Array.from(inputIds.slice(0, length)),
+      labels: Int32Array.from(labels.slice(0, length)),
+    };
     const targets = countTargets(example.labels);
     if (targets === 0) {
       stats.dropped++;

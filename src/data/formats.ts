@@ -8,9 +8,17 @@ export type DatasetFormat = (typeof DATASET_FORMATS)[number];
 
 /** Field names the formats read; a column mapping renames them (`{instruction: "question"}`). */
 export const MAPPABLE_FIELDS = [
-  'instruction', 'input', 'output', 'system', 'history', // alpaca
-  'conversations', 'from', 'value', // sharegpt (plus system)
-  'messages', 'role', 'content', // openai
+  'instruction',
+  'input',
+  'output',
+  'system',
+  'history', // alpaca
+  'conversations',
+  'from',
+  'value', // sharegpt (plus system)
+  'messages',
+  'role',
+  'content', // openai
 ] as const;
 export type MappableField = (typeof MAPPABLE_FIELDS)[number];
 export type ColumnMapping = Partial<Record<MappableField, string>>;
@@ -19,7 +27,10 @@ export type ColumnMapping = Partial<Record<MappableField, string>>;
 export function parseColumnMapping(mapping: Record<string, unknown>): ColumnMapping {
   for (const [field, column] of Object.entries(mapping)) {
     if (!(MAPPABLE_FIELDS as readonly string[]).includes(field)) {
-      throw new LoraforgeError(`column mapping: unknown field "${field}"`, `mappable fields: ${MAPPABLE_FIELDS.join(', ')}`);
+      throw new LoraforgeError(
+        `column mapping: unknown field "${field}"`,
+        `mappable fields: ${MAPPABLE_FIELDS.join(', ')}`,
+      );
     }
     if (typeof column !== 'string' || column === '') {
       throw new LoraforgeError(`column mapping: "${field}" must map to a column name`);
@@ -30,7 +41,10 @@ export function parseColumnMapping(mapping: Record<string, unknown>): ColumnMapp
 
 export function parseDatasetFormat(name: string): DatasetFormat {
   if ((DATASET_FORMATS as readonly string[]).includes(name)) return name as DatasetFormat;
-  throw new LoraforgeError(`unknown dataset format "${name}"`, `formats: ${DATASET_FORMATS.join(', ')}`);
+  throw new LoraforgeError(
+    `unknown dataset format "${name}"`,
+    `formats: ${DATASET_FORMATS.join(', ')}`,
+  );
 }
 
 /** Guesses the format from one record's fields. */
@@ -39,7 +53,9 @@ export function detectFormat(record: RawRecord, columns: ColumnMapping = {}): Da
   if (has('messages')) return 'openai';
   if (has('conversations')) return 'sharegpt';
   if (has('instruction') || has('output')) return 'alpaca';
-  const fields = Object.keys(record.fields).map((k) => `"${k}"`).join(', ');
+  const fields = Object.keys(record.fields)
+    .map((k) => `"${k}"`)
+    .join(', ');
   throw new LoraforgeError(
     `${record.where}: cannot tell the dataset format from the fields ${fields || '(none)'}`,
     'pass a format (alpaca, sharegpt, openai) and a column mapping such as {"instruction": "question", "output": "answer"}',
@@ -47,7 +63,11 @@ export function detectFormat(record: RawRecord, columns: ColumnMapping = {}): Da
 }
 
 /** Converts a record to a Conversation, with errors that name the record, the field and the format. */
-export function toConversation(record: RawRecord, format: DatasetFormat, columns: ColumnMapping = {}): Conversation {
+export function toConversation(
+  record: RawRecord,
+  format: DatasetFormat,
+  columns: ColumnMapping = {},
+): Conversation {
   const reader = new FieldReader(record, format, columns);
   switch (format) {
     case 'alpaca':
@@ -88,7 +108,8 @@ class FieldReader {
   string(field: MappableField): string {
     const value = this.raw(field);
     if (value === undefined) this.fail(`missing ${this.label(field)}`);
-    if (typeof value !== 'string') this.fail(`${this.label(field)} must be a string, got ${describe(value)}`);
+    if (typeof value !== 'string')
+      this.fail(`${this.label(field)} must be a string, got ${describe(value)}`);
     return value;
   }
 
@@ -96,14 +117,16 @@ class FieldReader {
   optionalString(field: MappableField): string | undefined {
     const value = this.raw(field);
     if (value === undefined || value === null || value === '') return undefined;
-    if (typeof value !== 'string') this.fail(`${this.label(field)} must be a string, got ${describe(value)}`);
+    if (typeof value !== 'string')
+      this.fail(`${this.label(field)} must be a string, got ${describe(value)}`);
     return value;
   }
 
   array(field: MappableField): unknown[] {
     const value = this.raw(field);
     if (value === undefined) this.fail(`missing ${this.label(field)}`);
-    if (!Array.isArray(value)) this.fail(`${this.label(field)} must be an array, got ${describe(value)}`);
+    if (!Array.isArray(value))
+      this.fail(`${this.label(field)} must be an array, got ${describe(value)}`);
     return value;
   }
 }
@@ -115,9 +138,15 @@ function alpacaConversation(r: FieldReader): Conversation {
   const messages: ChatMessage[] = [];
   const history = r.raw('history');
   if (history !== undefined && history !== null) {
-    if (!Array.isArray(history)) r.fail(`${r.label('history')} must be an array of [user, assistant] pairs`);
+    if (!Array.isArray(history))
+      r.fail(`${r.label('history')} must be an array of [user, assistant] pairs`);
     history.forEach((pair, i) => {
-      if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string' || typeof pair[1] !== 'string') {
+      if (
+        !Array.isArray(pair) ||
+        pair.length !== 2 ||
+        typeof pair[0] !== 'string' ||
+        typeof pair[1] !== 'string'
+      ) {
         r.fail(`${r.label('history')}[${i}] must be a [user, assistant] pair of strings`);
       }
       messages.push({ role: 'user', content: pair[0] }, { role: 'assistant', content: pair[1] });
@@ -140,12 +169,17 @@ const SHAREGPT_ROLES: Record<string, ChatMessage['role']> = {
 function sharegptConversation(r: FieldReader): Conversation {
   const turns = r.array('conversations').map((turn, i): ChatMessage => {
     const at = `${r.column('conversations')}[${i}]`;
-    if (!isObject(turn)) r.fail(`${at} must be an object with "${r.column('from')}" and "${r.column('value')}"`);
+    if (!isObject(turn))
+      r.fail(`${at} must be an object with "${r.column('from')}" and "${r.column('value')}"`);
     const from = turn[r.column('from')];
     const role = typeof from === 'string' ? SHAREGPT_ROLES[from] : undefined;
-    if (!role) r.fail(`${at}: unsupported ${r.label('from')} ${describe(from)}; expected human, gpt, system, user or assistant`);
+    if (!role)
+      r.fail(
+        `${at}: unsupported ${r.label('from')} ${describe(from)}; expected human, gpt, system, user or assistant`,
+      );
     const value = turn[r.column('value')];
-    if (typeof value !== 'string') r.fail(`${at}: ${r.label('value')} must be a string, got ${describe(value)}`);
+    if (typeof value !== 'string')
+      r.fail(`${at}: ${r.label('value')} must be a string, got ${describe(value)}`);
     return { role, content: value };
   });
   return alternatingConversation(r, turns, r.column('conversations'), r.optionalString('system'));
@@ -154,10 +188,13 @@ function sharegptConversation(r: FieldReader): Conversation {
 function openaiConversation(r: FieldReader): Conversation {
   const turns = r.array('messages').map((message, i): ChatMessage => {
     const at = `${r.column('messages')}[${i}]`;
-    if (!isObject(message)) r.fail(`${at} must be an object with "${r.column('role')}" and "${r.column('content')}"`);
+    if (!isObject(message))
+      r.fail(`${at} must be an object with "${r.column('role')}" and "${r.column('content')}"`);
     const role = message[r.column('role')];
     if (role !== 'system' && role !== 'user' && role !== 'assistant') {
-      r.fail(`${at}: unsupported ${r.label('role')} ${describe(role)}; expected system, user or assistant`);
+      r.fail(
+        `${at}: unsupported ${r.label('role')} ${describe(role)}; expected system, user or assistant`,
+      );
     }
     return { role, content: openaiContent(r, message[r.column('content')], at) };
   });
@@ -170,12 +207,15 @@ function openaiContent(r: FieldReader, content: unknown, at: string): string {
   if (Array.isArray(content)) {
     return content
       .map((part, j) => {
-        if (isObject(part) && part.type === 'text' && typeof part.text === 'string') return part.text;
+        if (isObject(part) && part.type === 'text' && typeof part.text === 'string')
+          return part.text;
         return r.fail(`${at}: content part ${j} is not a {"type": "text", "text": ...} part`);
       })
       .join('');
   }
-  return r.fail(`${at}: ${r.label('content')} must be a string or a list of text parts, got ${describe(content)}`);
+  return r.fail(
+    `${at}: ${r.label('content')} must be a string or a list of text parts, got ${describe(content)}`,
+  );
 }
 
 /**
@@ -200,11 +240,14 @@ function alternatingConversation(
     const expected = i % 2 === 0 ? 'user' : 'assistant';
     const article = expected === 'user' ? 'a' : 'an';
     if (message.role !== expected) {
-      r.fail(`${listName}[${i + first}]: expected ${article} ${expected} message, got ${message.role} (turns must alternate user, assistant)`);
+      r.fail(
+        `${listName}[${i + first}]: expected ${article} ${expected} message, got ${message.role} (turns must alternate user, assistant)`,
+      );
     }
   });
   if (messages.length === 0) r.fail(`${listName} has no user/assistant messages`);
-  if (messages.length % 2 === 1) r.fail(`${listName} must end with an assistant message (the part that is learned)`);
+  if (messages.length % 2 === 1)
+    r.fail(`${listName} must end with an assistant message (the part that is learned)`);
   return { system, messages };
 }
 
@@ -212,6 +255,7 @@ function describe(value: unknown): string {
   if (value === undefined) return 'nothing';
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  if (typeof value === 'string')
+    return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
   return typeof value;
 }

@@ -62,7 +62,12 @@ class Scanner {
         this.pos++;
         return;
       }
-      if (c !== ',') this.fail(c === undefined ? 'unexpected end of file' : `expected "," or "${close}", found ${JSON.stringify(c)}`);
+      if (c !== ',')
+        this.fail(
+          c === undefined
+            ? 'unexpected end of file'
+            : `expected "," or "${close}", found ${JSON.stringify(c)}`,
+        );
       const comma = this.pos++;
       this.whitespace();
       if (this.text[this.pos] === close) {
@@ -94,7 +99,8 @@ class Scanner {
       }
       if (c === '\\') {
         const e = this.text[this.pos + 1];
-        if (e === 'u' && /^[0-9a-fA-F]{4}$/.test(this.text.slice(this.pos + 2, this.pos + 6))) this.pos += 4;
+        if (e === 'u' && /^[0-9a-fA-F]{4}$/.test(this.text.slice(this.pos + 2, this.pos + 6)))
+          this.pos += 4;
         else if (e === undefined || !'"\\/bfnrt'.includes(e)) this.fail('invalid escape in string');
         this.pos += 2;
       } else this.pos++;
@@ -102,7 +108,9 @@ class Scanner {
   }
 
   private number(): void {
-    const match = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?/.exec(this.text.slice(this.pos, this.pos + 400));
+    const match = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?/.exec(
+      this.text.slice(this.pos, this.pos + 400),
+    );
     if (!match) this.fail('invalid number');
     this.pos += match[0].length;
   }

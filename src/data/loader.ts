@@ -98,7 +98,12 @@ export class DataLoader {
   }
 
   state(): LoaderState {
-    return { seed: this.seed, epoch: this.epochNumber, index: this.index, examples: this.examples.length };
+    return {
+      seed: this.seed,
+      epoch: this.epochNumber,
+      index: this.index,
+      examples: this.examples.length,
+    };
   }
 
   restore(state: LoaderState): void {
@@ -112,7 +117,9 @@ export class DataLoader {
     this.index = 0;
     this.plan = undefined;
     if (state.index >= this.currentPlan().length) {
-      throw new LoraforgeError(`cannot resume the data loader: epoch ${state.epoch} has no batch ${state.index}`);
+      throw new LoraforgeError(
+        `cannot resume the data loader: epoch ${state.epoch} has no batch ${state.index}`,
+      );
     }
     this.index = state.index;
   }
@@ -127,8 +134,10 @@ export class DataLoader {
     const lengthOf = (i: number) => this.examples[i]!.inputIds.length;
     let order = Array.from({ length: this.examples.length }, (_, i) => i);
     if (shuffle) order = shuffled(order, new Mulberry32(deriveSeed(this.seed, epoch)));
-    if (groupByLength) order = sortWithinMegaBatches(order, lengthOf, batchSize * MEGA_BATCH_FACTOR);
-    const packLength = this.opts.packLength ?? order.reduce((max, i) => Math.max(max, lengthOf(i)), 0);
+    if (groupByLength)
+      order = sortWithinMegaBatches(order, lengthOf, batchSize * MEGA_BATCH_FACTOR);
+    const packLength =
+      this.opts.packLength ?? order.reduce((max, i) => Math.max(max, lengthOf(i)), 0);
     const rows = packing ? packIndices(order, lengthOf, packLength) : order.map((i) => [i]);
     const batches: number[][][] = [];
     for (let i = 0; i < rows.length; i += batchSize) batches.push(rows.slice(i, i + batchSize));
@@ -137,7 +146,11 @@ export class DataLoader {
   }
 }
 
-function sortWithinMegaBatches(order: number[], lengthOf: (i: number) => number, size: number): number[] {
+function sortWithinMegaBatches(
+  order: number[],
+  lengthOf: (i: number) => number,
+  size: number,
+): number[] {
   const out: number[] = [];
   for (let i = 0; i < order.length; i += size) {
     out.push(...order.slice(i, i + size).sort((a, b) => lengthOf(b) - lengthOf(a)));
@@ -146,7 +159,8 @@ function sortWithinMegaBatches(order: number[], lengthOf: (i: number) => number,
 }
 
 function moveLongestFirst(batches: number[][][], lengthOf: (i: number) => number): void {
-  const longestRow = (batch: number[][]) => Math.max(...batch.map((row) => row.reduce((s, i) => s + lengthOf(i), 0)));
+  const longestRow = (batch: number[][]) =>
+    Math.max(...batch.map((row) => row.reduce((s, i) => s + lengthOf(i), 0)));
   let best = 0;
   batches.forEach((batch, i) => {
     if (longestRow(batch) > longestRow(batches[best]!)) best = i;

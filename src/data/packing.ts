@@ -4,7 +4,12 @@
  * `window` rows with room, else starts a new row. The window keeps packing O(n) and keeps
  * rows close to the (shuffled) input order, while filling rows better than next-fit.
  */
-export function packIndices(order: readonly number[], lengthOf: (index: number) => number, rowLength: number, window = 16): number[][] {
+export function packIndices(
+  order: readonly number[],
+  lengthOf: (index: number) => number,
+  rowLength: number,
+  window = 16,
+): number[][] {
   const rows: number[][] = [];
   const free: number[] = [];
   for (const index of order) {

@@ -9,15 +9,23 @@ const PLACEHOLDER = /\{\{\s*([\p{L}\p{N}_.-]+)\s*\}\}/gu;
  * as they are, because datasets legitimately contain `{{...}}` (Jinja, Handlebars, code).
  */
 export function fillPlaceholders(text: string, values: Readonly<Record<string, string>>): string {
-  return text.replace(PLACEHOLDER, (whole, name: string) => (Object.hasOwn(values, name) ? values[name]! : whole));
+  return text.replace(PLACEHOLDER, (whole, name: string) =>
+    Object.hasOwn(values, name) ? values[name]! : whole,
+  );
 }
 
 /** Fills placeholders in the system prompt and every message of a conversation. */
-export function fillConversation(conv: Conversation, values: Readonly<Record<string, string>>): Conversation {
+export function fillConversation(
+  conv: Conversation,
+  values: Readonly<Record<string, string>>,
+): Conversation {
   if (Object.keys(values).length === 0) return conv;
   return {
     system: conv.system === undefined ? undefined : fillPlaceholders(conv.system, values),
-    messages: conv.messages.map((m) => ({ role: m.role, content: fillPlaceholders(m.content, values) })),
+    messages: conv.messages.map((m) => ({
+      role: m.role,
+      content: fillPlaceholders(m.content, values),
+    })),
   };
 }
 
@@ -26,7 +34,11 @@ export function parseAssignments(assignments: readonly string[]): Record<string,
   const values: Record<string, string> = {};
   for (const assignment of assignments) {
     const eq = assignment.indexOf('=');
-    if (eq <= 0) throw new LoraforgeError(`--set ${assignment}: expected name=value`, 'for example --set name=小李');
+    if (eq <= 0)
+      throw new LoraforgeError(
+        `--set ${assignment}: expected name=value`,
+        'for example --set name=小李',
+      );
     values[assignment.slice(0, eq).trim()] = assignment.slice(eq + 1);
   }
   return values;

@@ -51,9 +51,15 @@ function parseJsonRecords(text: string, file: string): RawRecord[] {
   } catch {
     throw jsonSyntaxError(text, file, 0);
   }
-  const items = Array.isArray(root) ? root : isObject(root) && Array.isArray(root.data) ? root.data : undefined;
+  const items = Array.isArray(root)
+    ? root
+    : isObject(root) && Array.isArray(root.data)
+      ? root.data
+      : undefined;
   if (!items) {
-    throw new LoraforgeError(`${file}: expected a JSON array of records or an object with a "data" array`);
+    throw new LoraforgeError(
+      `${file}: expected a JSON array of records or an object with a "data" array`,
+    );
   }
   const lines = linesOfOffsets(text, recordOffsets(text));
   return items.map((item: unknown, index) => {
@@ -81,10 +87,12 @@ function parseJsonlRecords(text: string, file: string): RawRecord[] {
 
 function parseCsvRecords(text: string, file: string): RawRecord[] {
   const [header, ...rows] = parseCsvRows(text, file);
-  if (!header) throw new LoraforgeError(`${file}: empty CSV file`, 'the first row must name the columns');
+  if (!header)
+    throw new LoraforgeError(`${file}: empty CSV file`, 'the first row must name the columns');
   const names = header.fields.map((name) => name.trim());
   const duplicate = names.find((name, i) => names.indexOf(name) !== i);
-  if (duplicate !== undefined) throw new LoraforgeError(`${file}:${header.line}: duplicate column "${duplicate}"`);
+  if (duplicate !== undefined)
+    throw new LoraforgeError(`${file}:${header.line}: duplicate column "${duplicate}"`);
   return rows.map((row) => {
     const where = `${file}:${row.line}`;
     if (row.fields.length !== names.length) {

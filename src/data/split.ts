@@ -10,7 +10,11 @@ export const DEFAULT_VAL_SIZE = 0.1;
  * Algorithm: Fisher–Yates shuffle of 0..n-1 driven by Mulberry32(seed); the first k shuffled
  * indices form the validation set. Both sets are returned in file order.
  */
-export function splitIndices(n: number, valSize: number, seed: number): { train: number[]; validation: number[] } {
+export function splitIndices(
+  n: number,
+  valSize: number,
+  seed: number,
+): { train: number[]; validation: number[] } {
   const k = validationCount(n, valSize);
   const order = shuffled(
     Array.from({ length: n }, (_, i) => i),
@@ -22,11 +26,16 @@ export function splitIndices(n: number, valSize: number, seed: number): { train:
 
 function validationCount(n: number, valSize: number): number {
   if (!Number.isFinite(valSize) || valSize < 0 || (valSize >= 1 && !Number.isInteger(valSize))) {
-    throw new LoraforgeError(`val_size ${valSize}: expected a fraction in [0, 1) or a whole number of examples`);
+    throw new LoraforgeError(
+      `val_size ${valSize}: expected a fraction in [0, 1) or a whole number of examples`,
+    );
   }
   const k = valSize < 1 ? Math.round(n * valSize) : valSize;
   if (k >= n && n > 0) {
-    throw new LoraforgeError(`val_size ${valSize} leaves no training examples out of ${n}`, 'use a smaller val_size');
+    throw new LoraforgeError(
+      `val_size ${valSize} leaves no training examples out of ${n}`,
+      'use a smaller val_size',
+    );
   }
   return k;
 }

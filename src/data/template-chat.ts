@@ -1,7 +1,12 @@
 import { LoraforgeError } from '../util/errors.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
 import { withSystem, type ChatMessage, type Conversation } from './conversation.ts';
-import { IGNORE_INDEX, type EncodedConversation, type PromptTemplate, type PromptTemplateSpec } from './prompt-template.ts';
+import {
+  IGNORE_INDEX,
+  type EncodedConversation,
+  type PromptTemplate,
+  type PromptTemplateSpec,
+} from './prompt-template.ts';
 
 /** What this module needs from a Jinja chat template (io/chat-template.ts provides it). */
 export interface ChatRenderer {
@@ -80,9 +85,15 @@ export class ChatTemplatePrompt implements PromptTemplate {
     messages.forEach((message, i) => {
       if (message.role !== 'assistant') return;
       const before = this.renderer.render(messages.slice(0, i), { addGenerationPrompt: true });
-      const through = this.renderer.render(messages.slice(0, i + 1), { addGenerationPrompt: false });
-      const start = consistentPrefix(text, before, prevEnd) ?? this.findReply(text, message.content, prevEnd, i);
-      const end = consistentPrefix(text, through, start) ?? this.findReplyEnd(text, through, message.content, start, i);
+      const through = this.renderer.render(messages.slice(0, i + 1), {
+        addGenerationPrompt: false,
+      });
+      const start =
+        consistentPrefix(text, before, prevEnd) ??
+        this.findReply(text, message.content, prevEnd, i);
+      const end =
+        consistentPrefix(text, through, start) ??
+        this.findReplyEnd(text, through, message.content, start, i);
       spans.push({ start, end });
       prevEnd = end;
     });
@@ -94,7 +105,13 @@ export class ChatTemplatePrompt implements PromptTemplate {
    * <think> block to the last one only), so a prefix render is not a prefix of the whole text.
    * Then the reply is located by its content, followed by whatever the template put after it.
    */
-  private findReplyEnd(text: string, through: string, content: string, start: number, index: number): number {
+  private findReplyEnd(
+    text: string,
+    through: string,
+    content: string,
+    start: number,
+    index: number,
+  ): number {
     const contentAt = through.lastIndexOf(content);
     if (content === '' || contentAt < 0) this.inconsistent(index);
     const after = through.slice(contentAt + content.length);

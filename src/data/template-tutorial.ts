@@ -1,7 +1,12 @@
 import { LoraforgeError } from '../util/errors.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
 import { withSystem, type ChatMessage, type Conversation } from './conversation.ts';
-import { IGNORE_INDEX, type EncodedConversation, type PromptTemplate, type PromptTemplateSpec } from './prompt-template.ts';
+import {
+  IGNORE_INDEX,
+  type EncodedConversation,
+  type PromptTemplate,
+  type PromptTemplateSpec,
+} from './prompt-template.ts';
 import { pythonStrip } from './text.ts';
 import { splitTurns, type Turn } from './turns.ts';
 
@@ -38,9 +43,13 @@ export class TutorialTemplate implements PromptTemplate {
 
   /** Uses the recorded eos token if the tokenizer knows it, else the tokenizer's own eos. */
   static create(tokenizer: Tokenizer, eosToken?: string): TutorialTemplate {
-    const eosId = (eosToken === undefined ? undefined : tokenizer.tokenToId(eosToken)) ?? tokenizer.eosTokenId;
+    const eosId =
+      (eosToken === undefined ? undefined : tokenizer.tokenToId(eosToken)) ?? tokenizer.eosTokenId;
     if (eosId === undefined) {
-      throw new LoraforgeError('the tutorial template needs an end-of-sequence token, and the tokenizer defines none', 'set eos_token in tokenizer_config.json');
+      throw new LoraforgeError(
+        'the tutorial template needs an end-of-sequence token, and the tokenizer defines none',
+        'set eos_token in tokenizer_config.json',
+      );
     }
     return new TutorialTemplate(tokenizer, eosId);
   }
@@ -53,17 +62,24 @@ export class TutorialTemplate implements PromptTemplate {
       const promptIds = this.encode(this.turnPrompt(turn, i, system));
       const replyIds = [...this.encode(turn.assistant ?? ''), this.eosId];
       inputIds.push(...promptIds, ...replyIds);
-      labels.push(...(opts.trainOnPrompt ? promptIds : promptIds.map(() => IGNORE_INDEX)), ...replyIds);
+      labels.push(
+        ...(opts.trainOnPrompt ? promptIds : promptIds.map(() => IGNORE_INDEX)),
+        ...replyIds,
+      );
     });
     return { inputIds, labels };
   }
 
   renderPrompt(messages: ChatMessage[]): string {
-    return this.pieces(messages).map((piece) => (typeof piece === 'string' ? piece : this.eosText)).join('');
+    return this.pieces(messages)
+      .map((piece) => (typeof piece === 'string' ? piece : this.eosText))
+      .join('');
   }
 
   encodePrompt(messages: ChatMessage[]): number[] {
-    return this.pieces(messages).flatMap((piece) => (typeof piece === 'string' ? this.encode(piece) : [piece]));
+    return this.pieces(messages).flatMap((piece) =>
+      typeof piece === 'string' ? this.encode(piece) : [piece],
+    );
   }
 
   toJSON(): PromptTemplateSpec {

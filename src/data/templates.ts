@@ -4,10 +4,20 @@ import type { Tokenizer } from '../io/tokenizer.ts';
 import { isObject } from './records.ts';
 import { ChatTemplatePrompt } from './template-chat.ts';
 import { TutorialTemplate } from './template-tutorial.ts';
-import { TEMPLATE_NAMES, type PromptTemplate, type PromptTemplateSpec, type TemplateName } from './prompt-template.ts';
+import {
+  TEMPLATE_NAMES,
+  type PromptTemplate,
+  type PromptTemplateSpec,
+  type TemplateName,
+} from './prompt-template.ts';
 
 export { IGNORE_INDEX, TEMPLATE_NAMES } from './prompt-template.ts';
-export type { EncodedConversation, PromptTemplate, PromptTemplateSpec, TemplateName } from './prompt-template.ts';
+export type {
+  EncodedConversation,
+  PromptTemplate,
+  PromptTemplateSpec,
+  TemplateName,
+} from './prompt-template.ts';
 export type { ChatMessage, Conversation } from './conversation.ts';
 
 /** Qwen-style ChatML, for models whose tokenizer has no chat_template. */
@@ -22,14 +32,21 @@ export const CHATML_TEMPLATE =
 export function createTemplate(name: string, tokenizer: Tokenizer): PromptTemplate {
   const canonical = name === 'chat' ? 'model' : name;
   if (canonical === 'tutorial') return TutorialTemplate.create(tokenizer);
-  if (canonical === 'chatml') return chatTemplatePrompt('chatml', CHATML_TEMPLATE, tokenizer, tokenSpec(tokenizer));
+  if (canonical === 'chatml')
+    return chatTemplatePrompt('chatml', CHATML_TEMPLATE, tokenizer, tokenSpec(tokenizer));
   if (canonical === 'model') {
     if (tokenizer.chatTemplate === undefined) {
-      throw new LoraforgeError('the model has no chat template (tokenizer_config.json has no chat_template)', 'use --template chatml or --template tutorial');
+      throw new LoraforgeError(
+        'the model has no chat template (tokenizer_config.json has no chat_template)',
+        'use --template chatml or --template tutorial',
+      );
     }
     return chatTemplatePrompt('model', tokenizer.chatTemplate, tokenizer, tokenSpec(tokenizer));
   }
-  throw new LoraforgeError(`unknown prompt template "${name}"`, `templates: ${TEMPLATE_NAMES.join(', ')} (or chat for model)`);
+  throw new LoraforgeError(
+    `unknown prompt template "${name}"`,
+    `templates: ${TEMPLATE_NAMES.join(', ')} (or chat for model)`,
+  );
 }
 
 /** Rebuilds the template recorded with an adapter (`toJSON()` output, e.g. from loraforge.json). */
@@ -40,9 +57,15 @@ export function templateFromSpec(spec: unknown, tokenizer: Tokenizer): PromptTem
     case 'tutorial':
       return TutorialTemplate.create(tokenizer, tokens.eos);
     case 'chatml':
-      return chatTemplatePrompt('chatml', checked.chatTemplate ?? CHATML_TEMPLATE, tokenizer, tokens);
+      return chatTemplatePrompt(
+        'chatml',
+        checked.chatTemplate ?? CHATML_TEMPLATE,
+        tokenizer,
+        tokens,
+      );
     case 'model':
-      if (checked.chatTemplate === undefined) throw new LoraforgeError('prompt template spec "model" has no chatTemplate');
+      if (checked.chatTemplate === undefined)
+        throw new LoraforgeError('prompt template spec "model" has no chatTemplate');
       return chatTemplatePrompt('model', checked.chatTemplate, tokenizer, tokens);
   }
 }
@@ -53,24 +76,41 @@ function chatTemplatePrompt(
   tokenizer: Tokenizer,
   specialTokens: PromptTemplateSpec['specialTokens'],
 ): PromptTemplate {
-  const renderer = new ChatTemplate(source, { bos_token: specialTokens.bos, eos_token: specialTokens.eos });
-  return new ChatTemplatePrompt(name, renderer, tokenizer, { name, chatTemplate: source, specialTokens });
+  const renderer = new ChatTemplate(source, {
+    bos_token: specialTokens.bos,
+    eos_token: specialTokens.eos,
+  });
+  return new ChatTemplatePrompt(name, renderer, tokenizer, {
+    name,
+    chatTemplate: source,
+    specialTokens,
+  });
 }
 
 /** The tokenizer's bos/eos as text, which chat templates interpolate (`{{ bos_token }}`). */
 function tokenSpec(tokenizer: Tokenizer): PromptTemplateSpec['specialTokens'] {
-  const text = (id: number | undefined) => (id === undefined ? undefined : tokenizer.decode([id], { skipSpecialTokens: false }));
+  const text = (id: number | undefined) =>
+    id === undefined ? undefined : tokenizer.decode([id], { skipSpecialTokens: false });
   return { eos: text(tokenizer.eosTokenId), bos: text(tokenizer.bosTokenId) };
 }
 
 function checkSpec(spec: unknown): PromptTemplateSpec {
   const bad = (problem: string) => new LoraforgeError(`prompt template spec: ${problem}`);
   if (!isObject(spec)) throw bad('expected an object');
-  if (!(TEMPLATE_NAMES as readonly unknown[]).includes(spec.name)) throw bad(`unknown name ${JSON.stringify(spec.name)}`);
-  if (spec.chatTemplate !== undefined && typeof spec.chatTemplate !== 'string') throw bad('chatTemplate must be a string');
+  if (!(TEMPLATE_NAMES as readonly unknown[]).includes(spec.name))
+    throw bad(`unknown name ${JSON.stringify(spec.name)}`);
+  if (spec.chatTemplate !== undefined && typeof spec.chatTemplate !== 'string')
+    throw bad('chatTemplate must be a string');
   const tokens = spec.specialTokens ?? {};
-  if (!isObject(tokens) || Object.values(tokens).some((t) => t !== undefined && typeof t !== 'string')) {
+  if (
+    !isObject(tokens) ||
+    Object.values(tokens).some((t) => t !== undefined && typeof t !== 'string')
+  ) {
     throw bad('specialTokens must map names to token texts');
   }
-  return { name: spec.name as TemplateName, chatTemplate: spec.chatTemplate, specialTokens: tokens };
+  return {
+    name: spec.name as TemplateName,
+    chatTemplate: spec.chatTemplate,
+    specialTokens: tokens,
+  };
 }

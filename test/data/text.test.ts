@@ -27,7 +27,10 @@ test('Mulberry32 is deterministic and resumable from its state', () => {
 test('shuffled permutes a copy; epochs get different seeds', () => {
   const items = Array.from({ length: 20 }, (_, i) => i);
   const out = shuffled(items, new Mulberry32(1));
-  assert.deepEqual([...out].sort((x, y) => x - y), items);
+  assert.deepEqual(
+    [...out].sort((x, y) => x - y),
+    items,
+  );
   assert.notDeepEqual(out, items);
   assert.notEqual(deriveSeed(42, 0), deriveSeed(42, 1));
 });
