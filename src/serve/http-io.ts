@@ -45,10 +45,12 @@ export function readJsonObject(
       detach();
       reject(err);
     };
+    // Covers a client that disconnects mid-body without the stream reporting an error.
+    const onClose = () => onError(new Error('request body incomplete: the client disconnected'));
     const detach = () => {
-      req.off('data', onData).off('end', onEnd).off('error', onError);
+      req.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
     };
-    req.on('data', onData).on('end', onEnd).on('error', onError);
+    req.on('data', onData).on('end', onEnd).on('error', onError).on('close', onClose);
   });
 }
 

@@ -61,7 +61,7 @@ test('a client disconnecting mid-stream releases its sequence at once', async ()
 });
 
 test('a full queue answers 429 and the accepted requests still complete', async () => {
-  const engine = new FakeEngine({ reply: () => 'c'.repeat(50), stepDelayMs: 2 });
+  const engine = new FakeEngine({ reply: () => 'c'.repeat(300), stepDelayMs: 2 });
   const { server, base } = await start(engine, { maxBatch: 1, maxQueue: 1 });
   const statuses = await Promise.all(
     Array.from({ length: 4 }, () => completion(base).then((r) => r.status)),
