@@ -124,6 +124,8 @@ export interface Backend {
   download(storage: Storage, byteOffset: number, bytes: number): Promise<Uint8Array>;
   /** Synchronous read, only on backends whose memory the host can see (CPU). */
   readSync?(storage: Storage, byteOffset: number, bytes: number): Uint8Array;
+  /** A live (no copy) view of device memory, on backends whose memory the host can see (CPU). */
+  hostView?(storage: Storage, byteOffset: number, bytes: number): Uint8Array;
   readonly kernels: Kernels;
   /** Number of bytes currently allocated (for leak tests and memory reports). */
   allocatedBytes(): number;

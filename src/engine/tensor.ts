@@ -155,6 +155,16 @@ export class Tensor {
     return viewAs(read.call(this.backend, this.storage, this.byteOffset, this.bytes), this.dtype);
   }
 
+  /** Live f32 view of this tensor's memory (host-visible backends only). */
+  hostF32(): Float32Array {
+    this.assertAlive();
+    if (this.dtype !== 'f32') throw new Error(`hostF32 on a ${this.dtype} tensor`);
+    const view = this.backend.hostView;
+    if (!view) throw new Error(`${this.backend.name} memory is not visible to the host`);
+    const bytes = view.call(this.backend, this.storage, this.byteOffset, this.bytes);
+    return new Float32Array(bytes.buffer, bytes.byteOffset, this.size);
+  }
+
   private assertAlive(): void {
     if (this.disposed) throw new Error(`use of a disposed tensor [${this.shape}]`);
   }

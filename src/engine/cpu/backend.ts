@@ -55,8 +55,7 @@ export class CpuBackend implements Backend {
     return this.runtime.u8((storage as CpuStorage).ptr + byteOffset, bytes).slice();
   }
 
-  /** A live view of a region (no copy): the loader streams safetensors bytes straight into it. */
-  bytesView(storage: Storage, byteOffset: number, bytes: number): Uint8Array {
+  hostView(storage: Storage, byteOffset: number, bytes: number): Uint8Array {
     return this.runtime.u8((storage as CpuStorage).ptr + byteOffset, bytes);
   }
 

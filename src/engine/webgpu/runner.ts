@@ -96,10 +96,14 @@ export class KernelRunner {
   readonly maxBindingBytes: number;
   readonly maxWorkgroupsPerDimension: number;
 
-  constructor(readonly device: GPUDevice) {
+  /** `maxBindingBytes` below the device limit exercises the splitting paths in tests. */
+  constructor(
+    readonly device: GPUDevice,
+    options: { maxBindingBytes?: number } = {},
+  ) {
     this.uniforms = new LruCache<GPUBuffer>(CACHE_ENTRIES, (buffer) => this.retired.push(buffer));
     this.bindingAlignment = device.limits.minStorageBufferOffsetAlignment;
-    this.maxBindingBytes = device.limits.maxStorageBufferBindingSize;
+    this.maxBindingBytes = Math.min(options.maxBindingBytes ?? Infinity, device.limits.maxStorageBufferBindingSize);
     this.maxWorkgroupsPerDimension = device.limits.maxComputeWorkgroupsPerDimension;
   }
 

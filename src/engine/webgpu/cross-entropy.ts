@@ -1,0 +1,127 @@
+/**
+ * Cross-entropy over one vocabulary chunk (columns [colOffset, colOffset + cols) of the full
+ * logits), for the fused LM-head loss that never materialises all logits at once.
+ *
+ * Forward folds the chunk into a running log-sum-exp per row (runMax, runSum) and records the
+ * target's logit when the target falls in the chunk. A row with runSum == 0 has seen no chunk yet,
+ * so runMax's initial value (-Infinity by convention) is never computed with. Backward rewrites the
+ * chunk in place as rowScale[r] * (softmax - onehot), exact zeros where rowScale is 0.
+ */
+import type { KernelDef } from './kernel-def.ts';
+import { ELEMENTWISE_WORKGROUP, FLAT_INDEX } from './elementwise.ts';
+import type { BufferRef, KernelRunner } from './runner.ts';
+import { workgroupReduce } from './wgsl-reduce.ts';
+
+const WORKGROUP = 256;
+
+const FORWARD: KernelDef = {
+  key: 'ce-chunk-forward',
+  params: { rows: 'u32', cols: 'u32', colOffset: 'i32' },
+  buffers: [
+    { name: 'logits', dtype: 'f32', access: 'read' },
+    { name: 'targets', dtype: 'i32', access: 'read' },
+    { name: 'runMax', dtype: 'f32', access: 'read_write' },
+    { name: 'runSum', dtype: 'f32', access: 'read_write' },
+    { name: 'tgtLogit', dtype: 'f32', access: 'read_write' },
+  ],
+  workgroupSize: [WORKGROUP],
+  prelude: workgroupReduce('rowMax', WORKGROUP, 'max') + workgroupReduce('rowSum', WORKGROUP, 'sum'),
+  body: `
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= P.rows) { return; }
+  let base = P.logits_off + row * P.cols;
+  var localMax = -3.0e38;
+  for (var j = lid.x; j < P.cols; j += ${WORKGROUP}u) { localMax = max(localMax, logits[base + j]); }
+  let chunkMax = rowMax(lid.x, localMax);
+  let previousSum = runSum[P.runSum_off + row];
+  var newMax = chunkMax;
+  if (previousSum != 0.0) { newMax = max(chunkMax, runMax[P.runMax_off + row]); }
+  var localSum = 0.0;
+  for (var j = lid.x; j < P.cols; j += ${WORKGROUP}u) { localSum += exp(logits[base + j] - newMax); }
+  let chunkSum = rowSum(lid.x, localSum);
+  if (lid.x == 0u) {
+    var total = chunkSum;
+    if (previousSum != 0.0) { total += previousSum * exp(runMax[P.runMax_off + row] - newMax); }
+    runMax[P.runMax_off + row] = newMax;
+    runSum[P.runSum_off + row] = total;
+    let local = targets[P.targets_off + row] - P.colOffset;
+    if (local >= 0 && local < i32(P.cols)) { tgtLogit[P.tgtLogit_off + row] = logits[base + u32(local)]; }
+  }
+`,
+};
+
+const BACKWARD: KernelDef = {
+  key: 'ce-chunk-backward',
+  params: { count: 'u32', cols: 'u32', colOffset: 'i32' },
+  buffers: [
+    { name: 'logits', dtype: 'f32', access: 'read_write' },
+    { name: 'targets', dtype: 'i32', access: 'read' },
+    { name: 'lse', dtype: 'f32', access: 'read' },
+    { name: 'rowScale', dtype: 'f32', access: 'read' },
+  ],
+  workgroupSize: [ELEMENTWISE_WORKGROUP],
+  body: `
+  ${FLAT_INDEX}
+  if (i >= P.count) { return; }
+  let row = i / P.cols;
+  let col = i % P.cols;
+  let s = rowScale[P.rowScale_off + row];
+  // Unsupervised rows are exact zeros even where their lse is meaningless.
+  if (s == 0.0) { logits[P.logits_off + i] = 0.0; return; }
+  var grad = exp(logits[P.logits_off + i] - lse[P.lse_off + row]);
+  if (targets[P.targets_off + row] - P.colOffset == i32(col)) { grad -= 1.0; }
+  logits[P.logits_off + i] = s * grad;
+`,
+};
+
+/** logits `[rows, cols]` chunk; targets i32 `[rows]` (full-vocabulary ids); runMax/runSum/tgtLogit `[rows]`. */
+export function ceChunkForward(
+  runner: KernelRunner,
+  logits: BufferRef,
+  rows: number,
+  cols: number,
+  colOffset: number,
+  targets: BufferRef,
+  runMax: BufferRef,
+  runSum: BufferRef,
+  tgtLogit: BufferRef,
+): void {
+  const perRow = (ref: BufferRef) => ({ ref, elements: rows });
+  runner.dispatch(
+    FORWARD,
+    {
+      logits: { ref: logits, elements: rows * cols },
+      targets: perRow(targets),
+      runMax: perRow(runMax),
+      runSum: perRow(runSum),
+      tgtLogit: perRow(tgtLogit),
+    },
+    { rows, cols, colOffset },
+    runner.grid1d(rows),
+  );
+}
+
+/** Rewrites the chunk as rowScale[r] * (exp(logit - lse[r]) - [column is the row's target]). */
+export function ceChunkBackward(
+  runner: KernelRunner,
+  logits: BufferRef,
+  rows: number,
+  cols: number,
+  colOffset: number,
+  targets: BufferRef,
+  lse: BufferRef,
+  rowScale: BufferRef,
+): void {
+  const count = rows * cols;
+  runner.dispatch(
+    BACKWARD,
+    {
+      logits: { ref: logits, elements: count },
+      targets: { ref: targets, elements: rows },
+      lse: { ref: lse, elements: rows },
+      rowScale: { ref: rowScale, elements: rows },
+    },
+    { count, cols, colOffset },
+    runner.grid1d(Math.ceil(count / ELEMENTWISE_WORKGROUP)),
+  );
+}

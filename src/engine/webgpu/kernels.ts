@@ -1,0 +1,65 @@
+/**
+ * The WebGPU counterpart of `CpuKernels`: the same kernels with the same argument order and
+ * semantics (docs/ARCHITECTURE.md, "Kernel signatures"), taking GPU buffers (optionally with a
+ * byte offset) where the CPU kernels take pointers. Kernels are recorded, not run: call `flush()`
+ * (or use `write` / `read`, which flush) before touching buffers by other means.
+ */
+import { acquireWebGpu, type AcquireOptions, type WebGpuContext } from './device.ts';
+import { adamwStep } from './adamw.ts';
+import { attentionBackward, attentionForward } from './attention.ts';
+import { ceChunkBackward, ceChunkForward } from './cross-entropy.ts';
+import { scale, swigluBackward, swigluForward } from './elementwise.ts';
+import { gemm, type GemmArgs } from './gemm.ts';
+import { rmsnormBackward, rmsnormForward } from './rmsnorm.ts';
+import { ropeApply } from './rope.ts';
+import { KernelRunner, type BufferRef } from './runner.ts';
+import { sumSquares } from './sum-squares.ts';
+
+type Tail<F> = F extends (runner: KernelRunner, ...rest: infer R) => infer Ret ? (...args: R) => Ret : never;
+
+export class WebGpuKernels {
+  readonly runner: KernelRunner;
+
+  constructor(readonly context: WebGpuContext) {
+    this.runner = new KernelRunner(context.device);
+  }
+
+  static async create(options?: AcquireOptions): Promise<WebGpuKernels> {
+    return new WebGpuKernels(await acquireWebGpu(options));
+  }
+
+  get device(): GPUDevice {
+    return this.context.device;
+  }
+
+  gemm = (args: GemmArgs): void => gemm(this.runner, args);
+  attentionForward: Tail<typeof attentionForward> = (...args) => attentionForward(this.runner, ...args);
+  attentionBackward: Tail<typeof attentionBackward> = (...args) => attentionBackward(this.runner, ...args);
+  rmsnormForward: Tail<typeof rmsnormForward> = (...args) => rmsnormForward(this.runner, ...args);
+  rmsnormBackward: Tail<typeof rmsnormBackward> = (...args) => rmsnormBackward(this.runner, ...args);
+  ropeApply: Tail<typeof ropeApply> = (...args) => ropeApply(this.runner, ...args);
+  swigluForward: Tail<typeof swigluForward> = (...args) => swigluForward(this.runner, ...args);
+  swigluBackward: Tail<typeof swigluBackward> = (...args) => swigluBackward(this.runner, ...args);
+  ceChunkForward: Tail<typeof ceChunkForward> = (...args) => ceChunkForward(this.runner, ...args);
+  ceChunkBackward: Tail<typeof ceChunkBackward> = (...args) => ceChunkBackward(this.runner, ...args);
+  adamwStep: Tail<typeof adamwStep> = (...args) => adamwStep(this.runner, ...args);
+  sumSquares: Tail<typeof sumSquares> = (...args) => sumSquares(this.runner, ...args);
+  scale: Tail<typeof scale> = (...args) => scale(this.runner, ...args);
+
+  flush(): void {
+    this.runner.flush();
+  }
+
+  write(ref: BufferRef, data: ArrayBufferView): void {
+    this.runner.write(ref, data);
+  }
+
+  read(ref: BufferRef, bytes: number): Promise<ArrayBuffer> {
+    return this.runner.read(ref, bytes);
+  }
+
+  destroy(): void {
+    this.runner.flush();
+    this.context.destroy();
+  }
+}

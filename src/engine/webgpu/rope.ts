@@ -1,0 +1,66 @@
+/**
+ * Rotary position embedding, rotate-half layout: within each head, element d < D/2 pairs with
+ * d + D/2 and the pair is rotated by positions[b,t] * theta^(-2d/D) (negated when `inverse`,
+ * which is the backward). One thread per pair; each thread reads both values before writing, so
+ * `out` may be `x`.
+ */
+import type { KernelDef } from './kernel-def.ts';
+import { ELEMENTWISE_WORKGROUP, FLAT_INDEX } from './elementwise.ts';
+import type { BufferRef, KernelRunner } from './runner.ts';
+
+const ROPE: KernelDef = {
+  key: 'rope',
+  params: { pairs: 'u32', heads: 'u32', dim: 'u32', theta: 'f32', sign: 'f32' },
+  buffers: [
+    { name: 'x', dtype: 'f32', access: 'read' },
+    { name: 'out', dtype: 'f32', access: 'read_write' },
+    { name: 'positions', dtype: 'i32', access: 'read' },
+  ],
+  workgroupSize: [ELEMENTWISE_WORKGROUP],
+  body: `
+  ${FLAT_INDEX}
+  if (i >= P.pairs) { return; }
+  let half = P.dim / 2u;
+  let d = i % half;
+  let rowIndex = i / half;          // (b * T + t) * heads + head
+  let token = rowIndex / P.heads;   // b * T + t
+  let lo = rowIndex * P.dim + d;
+  let hi = lo + half;
+  // Same f32 arithmetic as HF: inv_freq = 1 / theta^(2d/D), angle = position * inv_freq.
+  let invFreq = 1.0 / pow(P.theta, f32(2u * d) / f32(P.dim));
+  let angle = f32(positions[P.positions_off + token]) * invFreq;
+  let c = cos(angle);
+  let s = P.sign * sin(angle);
+  let a = x[P.x_off + lo];
+  let b = x[P.x_off + hi];
+  out[P.out_off + lo] = a * c - b * s;
+  out[P.out_off + hi] = b * c + a * s;
+`,
+};
+
+/** x/out `[B,T,heads,D]`, positions i32 `[B,T]`. */
+export function ropeApply(
+  runner: KernelRunner,
+  x: BufferRef,
+  out: BufferRef,
+  positions: BufferRef,
+  B: number,
+  T: number,
+  heads: number,
+  D: number,
+  theta: number,
+  inverse: boolean | number,
+): void {
+  const elements = B * T * heads * D;
+  const pairs = elements / 2;
+  runner.dispatch(
+    ROPE,
+    {
+      x: { ref: x, elements },
+      out: { ref: out, elements },
+      positions: { ref: positions, elements: B * T },
+    },
+    { pairs, heads, dim: D, theta, sign: inverse ? -1 : 1 },
+    runner.grid1d(Math.ceil(pairs / ELEMENTWISE_WORKGROUP)),
+  );
+}
