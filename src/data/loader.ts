@@ -55,7 +55,6 @@ export class DataLoader {
     private readonly examples: readonly EncodedExample[],
     private readonly opts: DataLoaderOptions,
   ) {
-    if (examples.length === 0) throw new LoraforgeError('no training examples to load');
     if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) {
       throw new LoraforgeError(`batch size ${opts.batchSize}: expected a whole number >= 1`);
     }
@@ -81,6 +80,8 @@ export class DataLoader {
   /** The next batch, moving on to the next epoch after the last one. */
   next(): Batch {
     const plan = this.currentPlan();
+    // loadDataset refuses empty training sets, so this is a caller bug, not a user error.
+    if (plan.length === 0) throw new Error('DataLoader.next() on a loader without examples');
     const rows = plan[this.index]!.map((row) => row.map((i) => this.examples[i]!));
     this.index++;
     if (this.index === plan.length) {
@@ -91,10 +92,10 @@ export class DataLoader {
     return collate(rows, this.opts.padId, this.opts.packing === true);
   }
 
-  /** The remaining batches of the current epoch (all of them on a fresh loader). */
+  /** The remaining batches of the current epoch (all of them on a fresh loader; none if empty). */
   *restOfEpoch(): Generator<Batch> {
     const epoch = this.epochNumber;
-    while (this.epochNumber === epoch) yield this.next();
+    while (this.epochNumber === epoch && this.currentPlan().length > 0) yield this.next();
   }
 
   state(): LoaderState {

@@ -50,6 +50,28 @@ export class ChatTemplatePrompt implements PromptTemplate {
   encodeConversation(conv: Conversation, opts: { trainOnPrompt: boolean }): EncodedConversation {
     const messages = withSystem(conv);
     const text = this.renderer.render(messages, { addGenerationPrompt: false });
+    return this.encodeRendered(messages, text, opts.trainOnPrompt);
+  }
+
+  renderPrompt(messages: ChatMessage[]): string {
+    return this.renderer.render(messages, { addGenerationPrompt: true });
+  }
+
+  /** Tokenized in the same pieces as in training, so earlier replies get the same tokens. */
+  encodePrompt(messages: ChatMessage[]): number[] {
+    return this.encodeRendered(messages, this.renderPrompt(messages), false).inputIds;
+  }
+
+  toJSON(): PromptTemplateSpec {
+    return this.spec;
+  }
+
+  /** Tokenizes `text` (rendered from `messages`) piecewise: prompt, reply, prompt, ... */
+  private encodeRendered(
+    messages: ChatMessage[],
+    text: string,
+    trainOnPrompt: boolean,
+  ): EncodedConversation {
     const inputIds: number[] = [];
     const labels: number[] = [];
     const add = (from: number, to: number, learned: boolean) => {
@@ -59,24 +81,12 @@ export class ChatTemplatePrompt implements PromptTemplate {
     };
     let pos = 0;
     for (const span of this.replySpans(messages, text)) {
-      add(pos, span.start, opts.trainOnPrompt);
+      add(pos, span.start, trainOnPrompt);
       add(span.start, span.end, true);
       pos = span.end;
     }
-    add(pos, text.length, opts.trainOnPrompt);
+    add(pos, text.length, trainOnPrompt);
     return { inputIds, labels };
-  }
-
-  renderPrompt(messages: ChatMessage[]): string {
-    return this.renderer.render(messages, { addGenerationPrompt: true });
-  }
-
-  encodePrompt(messages: ChatMessage[]): number[] {
-    return this.encode(this.renderPrompt(messages));
-  }
-
-  toJSON(): PromptTemplateSpec {
-    return this.spec;
   }
 
   private replySpans(messages: ChatMessage[], text: string): Span[] {

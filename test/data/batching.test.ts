@@ -192,6 +192,12 @@ test('packing loader: rows up to packLength, each example exactly once, segment 
   );
 });
 
+test('an empty loader (e.g. no validation set) has no batches', () => {
+  const loader = new DataLoader([], { batchSize: 2, padId: 0 });
+  assert.equal(loader.batchesPerEpoch, 0);
+  assert.deepEqual([...loader.restOfEpoch()], []);
+});
+
 test('padIdOf prefers pad, then eos, then 0', () => {
   assert.equal(padIdOf(new CharTokenizer()), 0);
   assert.equal(padIdOf(new CharTokenizer(undefined, { pad: false })), 1);

@@ -112,6 +112,13 @@ test('chatml: only assistant turns learned, including <|im_end|> and its newline
   );
   const all = template.encodeConversation(twoTurns, { trainOnPrompt: true });
   assert.deepEqual(all.labels, all.inputIds);
+  const history = [
+    { role: 'system' as const, content: ' Be brief. ' },
+    ...twoTurns.messages.slice(0, 3),
+  ];
+  // Generation continues exactly where the second reply starts in training.
+  const lastReply = tok.encode('a2<|im_end|>\n').length;
+  assert.deepEqual(template.encodePrompt(history), enc.inputIds.slice(0, -lastReply));
 });
 
 test("model: the tokenizer's chat template, with bos_token and its own end-of-turn marker", () => {
