@@ -28,6 +28,8 @@ export interface ProgressBarOptions {
   start?: number;
   /** Seconds between plain lines when the stream is not a TTY. */
   plainInterval?: number;
+  /** false: draw nothing (log() still prints its messages); default true. */
+  enabled?: boolean;
   /** Clock in milliseconds; replaceable for tests. */
   now?: () => number;
 }
@@ -83,7 +85,7 @@ export class ProgressBar {
     if (this.finished) return;
     if (fields) this.fields = { ...this.fields, ...fields };
     this.draw();
-    if (this.isTTY) this.stream.write('\n');
+    if (this.lineVisible) this.stream.write('\n');
     this.finished = true;
   }
 
@@ -115,6 +117,7 @@ export class ProgressBar {
   }
 
   private draw(): void {
+    if (this.options.enabled === false) return;
     this.lastDraw = this.now();
     const line = this.render();
     if (this.isTTY) {

@@ -84,3 +84,12 @@ test('log() prints a message above the bar without garbling it', () => {
   bar.log('eval_loss=1.23');
   assert.match(stream.out, /\r\x1b\[Keval_loss=1\.23\n\r.*10%/);
 });
+
+test('enabled: false draws nothing but still prints log() messages', () => {
+  const stream = fakeStream(true);
+  const bar = new ProgressBar({ total: 10, stream, enabled: false, now: () => 0 });
+  bar.update(5);
+  bar.log('hello');
+  bar.done();
+  assert.equal(stream.out, 'hello\n');
+});
