@@ -172,7 +172,7 @@ export class Trainer {
     const metrics = new MetricsWriter(metricsPath, { truncate: !resumed });
     const onSigint = () => {
       if (this.stopRequested) process.exit(130);
-      this.stopRequested = true;
+      this.requestStop();
       this.log('\nstopping after this step and saving a checkpoint (Ctrl-C again to quit at once)');
     };
     process.on('SIGINT', onSigint);
@@ -275,6 +275,11 @@ export class Trainer {
       plotPaths,
       interrupted: this.stopRequested,
     };
+  }
+
+  /** Ends training after the current step with a checkpoint (what Ctrl-C does). */
+  requestStop(): void {
+    this.stopRequested = true;
   }
 
   /** Mean loss over the validation batches (weighted by batch rows, as HF averages). */
