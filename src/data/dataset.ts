@@ -9,6 +9,7 @@ import {
 import { detectFormat, parseColumnMapping, toConversation, type DatasetFormat } from './formats.ts';
 import { fillConversation } from './placeholders.ts';
 import type { PromptTemplate } from './prompt-template.ts';
+import { DEFAULT_SEED } from './prng.ts';
 import { readRecords } from './records.ts';
 import { DEFAULT_VAL_SIZE, splitIndices } from './split.ts';
 
@@ -62,7 +63,7 @@ export async function loadDataset(opts: LoadDatasetOptions): Promise<LoadedDatas
   const split = splitIndices(
     conversations.length,
     opts.valSize ?? DEFAULT_VAL_SIZE,
-    opts.seed ?? 42,
+    opts.seed ?? DEFAULT_SEED,
   );
   const encode = (indices: number[]) =>
     encodeExamples(

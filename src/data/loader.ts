@@ -3,7 +3,7 @@ import type { Tokenizer } from '../io/tokenizer.ts';
 import { collate, type Batch } from './batch.ts';
 import type { EncodedExample } from './examples.ts';
 import { packIndices } from './packing.ts';
-import { Mulberry32, deriveSeed, shuffled } from './prng.ts';
+import { DEFAULT_SEED, Mulberry32, deriveSeed, shuffled } from './prng.ts';
 
 export interface DataLoaderOptions {
   /** Rows per batch (with packing, each row holds several examples). */
@@ -58,7 +58,7 @@ export class DataLoader {
     if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) {
       throw new LoraforgeError(`batch size ${opts.batchSize}: expected a whole number >= 1`);
     }
-    this.seed = opts.seed ?? 42;
+    this.seed = opts.seed ?? DEFAULT_SEED;
     const longest = examples.reduce((max, e) => Math.max(max, e.inputIds.length), 0);
     if (opts.packing && opts.packLength !== undefined && opts.packLength < longest) {
       throw new LoraforgeError(

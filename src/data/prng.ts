@@ -1,3 +1,6 @@
+/** Seed used when none is given (data split and loader order). */
+export const DEFAULT_SEED = 42;
+
 /**
  * Mulberry32: a 32-bit-state PRNG (Tommy Ettinger's public-domain generator). Chosen because its
  * whole state is one uint32, so a data loader can record it in a checkpoint as a plain number
