@@ -56,7 +56,10 @@ export async function loadDataset(opts: LoadDatasetOptions): Promise<LoadedDatas
     throw new LoraforgeError(`cutoff_len ${cutoffLen}: expected a whole number >= 2`);
   }
   const conversations: Conversation[] = [];
-  for (const file of files) conversations.push(...(await readConversations(file, opts)));
+  for (const file of files) {
+    // A loop, not push(...spread): spreading 100k+ records overflows the call stack.
+    for (const conv of await readConversations(file, opts)) conversations.push(conv);
+  }
   if (conversations.length === 0) {
     throw new LoraforgeError(`${files.join(', ')}: the dataset has no records`);
   }

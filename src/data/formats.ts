@@ -137,7 +137,8 @@ function alpacaConversation(r: FieldReader): Conversation {
   const output = r.string('output');
   const messages: ChatMessage[] = [];
   const history = r.raw('history');
-  if (history !== undefined && history !== null) {
+  // An empty CSV cell reads as "": no history, like an absent field.
+  if (history !== undefined && history !== null && history !== '') {
     if (!Array.isArray(history))
       r.fail(`${r.label('history')} must be an array of [user, assistant] pairs`);
     history.forEach((pair, i) => {
