@@ -125,8 +125,9 @@ export const adamwStepJs: AdamWStepFn = (
 export function fromKernel(kernel: AdamWKernel, memory: { buffer: ArrayBufferLike }): AdamWStepFn {
   return (p, g, m, v, lr, beta1, beta2, eps, weightDecay, bc1, bc2) => {
     for (const a of [p, g, m, v]) {
-      if (a.buffer !== memory.buffer)
+      if (!isViewOf(a, memory.buffer)) {
         throw new Error('adamw kernel: array is not a view into the wasm memory');
+      }
     }
     kernel(
       p.byteOffset,
@@ -143,6 +144,17 @@ export function fromKernel(kernel: AdamWKernel, memory: { buffer: ArrayBufferLik
       bc2,
     );
   };
+}
+
+function isViewOf(array: Float32Array, buffer: ArrayBufferLike): boolean {
+  if (array.buffer === buffer) return true;
+  // Growing a shared memory gives it a new SharedArrayBuffer object, while views made before
+  // keep the old one (still valid, same memory), so identity cannot be required there.
+  return (
+    typeof SharedArrayBuffer !== 'undefined' &&
+    array.buffer instanceof SharedArrayBuffer &&
+    buffer instanceof SharedArrayBuffer
+  );
 }
 
 export class AdamW {
