@@ -19,8 +19,8 @@ import {
   requiredString,
   resolveModel,
 } from './request-params.ts';
-import type { FinishReason } from './scheduler.ts';
 import type { ChatMessage } from './engine.ts';
+import type { FinishReason } from './scheduler.ts';
 
 /** The parts in which chat and text completions differ on the wire. */
 interface WireShape {
@@ -125,10 +125,12 @@ function buildRequest(
 ): TextGenerationRequest {
   const { engine, maxTokensDefault } = ctx.state;
   return {
-    promptIds,
-    adapter,
-    sampling: parseSampling(ctx.body),
-    maxTokens: parseMaxTokens(ctx.body, promptIds.length, engine.maxContext, maxTokensDefault),
+    sequence: {
+      promptIds,
+      adapter,
+      sampling: parseSampling(ctx.body),
+      maxNewTokens: parseMaxTokens(ctx.body, promptIds.length, engine.maxContext, maxTokensDefault),
+    },
     stop,
   };
 }

@@ -24,6 +24,16 @@ export interface SamplingParams {
   seed: number | undefined;
 }
 
+/** What a sequence needs; `maxNewTokens` lets an engine size the KV cache up front. */
+export interface SequenceRequest {
+  promptIds: number[];
+  /** Adapter name, or null for the base model. */
+  adapter: string | null;
+  sampling: SamplingParams;
+  /** The server never steps a sequence past this many generated tokens (EOS included). */
+  maxNewTokens: number;
+}
+
 /** Opaque to the server; `id` is unique among live sequences and is only used for diagnostics. */
 export interface SequenceHandle {
   readonly id: number;
@@ -59,12 +69,15 @@ export interface ServeEngine {
   encodeText(prompt: string): number[];
   decodeStreamer(): TextStreamer;
 
+  /**
+   * Optional KV-cache admission control: while it returns false the request waits in the queue
+   * (in order; nothing overtakes it) until running sequences are released. When it returns false
+   * with nothing running, the request can never fit and fails with 503. Without it, `maxBatch`
+   * alone bounds memory.
+   */
+  hasCapacityFor?(request: SequenceRequest): boolean;
   /** Registers a sequence; nothing is computed until it first appears in `step()`. */
-  createSequence(
-    promptIds: number[],
-    adapter: string | null,
-    sampling: SamplingParams,
-  ): SequenceHandle;
+  createSequence(request: SequenceRequest): SequenceHandle;
   /**
    * Advances each sequence by one token and resolves to the sampled ids, in order. A sequence's
    * first step runs its prefill. Rejecting fails every sequence in the call.

@@ -6,8 +6,8 @@
  */
 import type {
   ChatMessage,
-  SamplingParams,
   SequenceHandle,
+  SequenceRequest,
   ServeEngine,
   TextStreamer,
 } from './engine.ts';
@@ -19,15 +19,19 @@ export interface FakeEngineOptions {
   maxContext?: number;
   stepDelayMs?: number;
   perSequenceMs?: number;
+  /** KV-cache tokens shared by all live sequences (default: unlimited). */
+  kvBudgetTokens?: number;
   /** The text each sequence generates before EOS. */
   reply?: (prompt: string, adapter: string | null) => string;
 }
 
 interface FakeSequence extends SequenceHandle {
   readonly replyIds: number[];
+  readonly reserved: number;
   generated: number;
 }
 
+const reservation = (request: SequenceRequest) => request.promptIds.length + request.maxNewTokens;
 const toIds = (text: string): number[] => Array.from(text, (ch) => ch.codePointAt(0)!);
 
 export class FakeEngine implements ServeEngine {
@@ -38,6 +42,8 @@ export class FakeEngine implements ServeEngine {
   readonly stepsByBatchSize = new Map<number, number>();
   readonly live = new Map<number, FakeSequence>();
   releasedCount = 0;
+  readonly kvBudgetTokens: number;
+  private reservedTokens = 0;
 
   private readonly adapters = new Map<string, string>();
   private readonly options: Required<
@@ -50,6 +56,7 @@ export class FakeEngine implements ServeEngine {
   constructor(options: FakeEngineOptions = {}) {
     this.baseModelId = options.baseModelId ?? 'fake-base';
     this.maxContext = options.maxContext ?? 4096;
+    this.kvBudgetTokens = options.kvBudgetTokens ?? Infinity;
     this.options = {
       stepDelayMs: options.stepDelayMs ?? 0,
       perSequenceMs: options.perSequenceMs ?? 0,
@@ -90,17 +97,20 @@ export class FakeEngine implements ServeEngine {
     return { push: (id) => String.fromCodePoint(id), flush: () => '' };
   }
 
-  createSequence(
-    promptIds: number[],
-    adapter: string | null,
-    _sampling: SamplingParams,
-  ): SequenceHandle {
-    const prompt = String.fromCodePoint(...promptIds);
+  /** Reserves prompt + maxNewTokens per live sequence against `kvBudgetTokens`, like a real KV pool. */
+  hasCapacityFor(request: SequenceRequest): boolean {
+    return this.reservedTokens + reservation(request) <= this.kvBudgetTokens;
+  }
+
+  createSequence(request: SequenceRequest): SequenceHandle {
+    const prompt = request.promptIds.map((id) => String.fromCodePoint(id)).join('');
     const seq: FakeSequence = {
       id: this.nextId++,
-      replyIds: toIds(this.options.reply(prompt, adapter)),
+      replyIds: toIds(this.options.reply(prompt, request.adapter)),
       generated: 0,
+      reserved: reservation(request),
     };
+    this.reservedTokens += seq.reserved;
     this.live.set(seq.id, seq);
     return seq;
   }
@@ -121,10 +131,12 @@ export class FakeEngine implements ServeEngine {
   }
 
   release(seq: SequenceHandle): void {
-    this.liveSequence(seq);
-    if (this.stepping?.has(seq.id))
+    const live = this.liveSequence(seq);
+    if (this.stepping?.has(seq.id)) {
       throw new Error(`FakeEngine: sequence ${seq.id} released mid-step`);
+    }
     this.live.delete(seq.id);
+    this.reservedTokens -= live.reserved;
     this.releasedCount++;
   }
 

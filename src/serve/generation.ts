@@ -1,13 +1,10 @@
 /** One request's generation as text: token ids -> detokenized deltas -> stop strings trimmed. */
-import type { SamplingParams, ServeEngine } from './engine.ts';
+import type { SequenceRequest, ServeEngine } from './engine.ts';
 import type { FinishReason, Scheduler } from './scheduler.ts';
 import { StopStringMatcher } from './stop-strings.ts';
 
 export interface TextGenerationRequest {
-  promptIds: number[];
-  adapter: string | null;
-  sampling: SamplingParams;
-  maxTokens: number;
+  sequence: SequenceRequest;
   stop: string[];
 }
 
@@ -37,10 +34,7 @@ export async function generateText(
   };
   const outcome = await scheduler.submit(
     {
-      promptIds: request.promptIds,
-      adapter: request.adapter,
-      sampling: request.sampling,
-      maxTokens: request.maxTokens,
+      sequence: request.sequence,
       onToken: (tokenId) => {
         emit(matcher.push(streamer.push(tokenId)));
         return !matcher.hasStopped;
@@ -53,7 +47,7 @@ export async function generateText(
   return {
     text,
     finishReason: matcher.hasStopped ? 'stop' : outcome.finishReason,
-    promptTokens: request.promptIds.length,
+    promptTokens: request.sequence.promptIds.length,
     completionTokens: outcome.completionTokens,
   };
 }

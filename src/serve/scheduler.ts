@@ -4,13 +4,10 @@
  * and a finished or cancelled request frees its slot for the next one between steps.
  */
 import { ApiError, unavailable } from './api-error.ts';
-import type { SamplingParams, SequenceHandle, ServeEngine } from './engine.ts';
+import type { SequenceHandle, SequenceRequest, ServeEngine } from './engine.ts';
 
 export interface GenerationJob {
-  promptIds: number[];
-  adapter: string | null;
-  sampling: SamplingParams;
-  maxTokens: number;
+  sequence: SequenceRequest;
   /** Called with every generated token except EOS; returning false ends the job with 'stop'. */
   onToken(tokenId: number): boolean;
 }
@@ -70,7 +67,7 @@ export class Scheduler {
 
   /** True while a queued or running request uses the adapter (it must not be unloaded then). */
   usesAdapter(name: string): boolean {
-    return [...this.queue, ...this.active].some((e) => e.job.adapter === name);
+    return [...this.queue, ...this.active].some((e) => e.job.sequence.adapter === name);
   }
 
   /**
@@ -157,13 +154,15 @@ export class Scheduler {
 
   private admit(): void {
     while (this.active.length < this.options.maxBatch && this.queue.length > 0) {
-      const entry = this.queue.shift()!;
+      const entry = this.queue[0]!;
+      if (this.engine.hasCapacityFor && !this.engine.hasCapacityFor(entry.job.sequence)) {
+        if (this.active.length > 0) return; // running sequences will free memory
+        this.settle(entry, doesNotFit(), null);
+        continue;
+      }
+      this.queue.shift();
       try {
-        entry.seq = this.engine.createSequence(
-          entry.job.promptIds,
-          entry.job.adapter,
-          entry.job.sampling,
-        );
+        entry.seq = this.engine.createSequence(entry.job.sequence);
         this.active.push(entry);
       } catch (err) {
         this.settle(entry, err, null);
@@ -207,8 +206,9 @@ export class Scheduler {
     }
     if (entry.done) return; // onToken's side effects cancelled the job
     if (!wantsMore) return this.finish(entry, 'stop');
-    const contextUsed = entry.job.promptIds.length + entry.generated;
-    if (entry.generated >= entry.job.maxTokens || contextUsed >= this.engine.maxContext) {
+    const { promptIds, maxNewTokens } = entry.job.sequence;
+    const contextUsed = promptIds.length + entry.generated;
+    if (entry.generated >= maxNewTokens || contextUsed >= this.engine.maxContext) {
       this.finish(entry, 'length');
     }
   }
@@ -240,6 +240,14 @@ export class Scheduler {
     for (const wake of waiters) wake();
   }
 }
+
+const doesNotFit = () =>
+  new ApiError(
+    503,
+    "The request does not fit in the model's memory.",
+    'server_error',
+    'insufficient_memory',
+  );
 
 function removeFrom<T>(list: T[], item: T): void {
   const at = list.indexOf(item);

@@ -87,7 +87,8 @@ export function createServer(engine: ServeEngine, options: ServeOptions = {}): L
     // Keep-alive connections would otherwise outlive close().
     if (shuttingDown) res.shouldKeepAlive = false;
     try {
-      const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+      // Plain split rather than `new URL()`, which throws on some request targets.
+      const path = (req.url ?? '/').split('?', 1)[0]!;
       const route = routes.get(path);
       if (!route) throw notFound(`Unknown route: ${req.method} ${path}`, 'unknown_route');
       if (req.method !== route.method) {

@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import OpenAI from 'openai';
 import { FakeEngine } from '../../src/serve/fake-engine.ts';
 import { createServer, type ServeOptions } from '../../src/serve/server.ts';
 
@@ -110,5 +111,29 @@ test('the route alias answers {text} from the chosen model', async () => {
     (await fetch(`${base}/api/legal-assistant`, { method: 'POST', body: '{}' })).status,
     400,
   );
+  await server.close();
+});
+
+test('an engine failure mid-stream ends the stream with an error the openai client raises', async () => {
+  const engine = new FakeEngine({ reply: () => 'f'.repeat(100) });
+  const realStep = engine.step.bind(engine);
+  let steps = 0;
+  engine.step = async (seqs) => {
+    if (++steps === 3) throw new Error('device lost (expected by this test)');
+    return realStep(seqs);
+  };
+  const { server, base } = await start(engine);
+  const client = new OpenAI({ apiKey: 'unused', baseURL: `${base}/v1`, maxRetries: 0 });
+  const stream = await client.chat.completions.create({
+    model: 'fake-base',
+    messages: [{ role: 'user', content: 'Hi' }],
+    stream: true,
+  });
+  let text = '';
+  await assert.rejects(async () => {
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+  }, /server had an error/);
+  assert.equal(text, 'ff');
+  assert.equal(engine.live.size, 0);
   await server.close();
 });

@@ -7,20 +7,16 @@ const sampling = { temperature: 0, topP: 1, seed: undefined };
 
 function job(
   engine: FakeEngine,
-  overrides: Partial<GenerationJob> = {},
+  { maxNewTokens = 100, onToken = (_id: number): boolean => true } = {},
 ): GenerationJob & { tokens: number[] } {
   const tokens: number[] = [];
   return {
-    promptIds: engine.encodeText('hi'),
-    adapter: null,
-    sampling,
-    maxTokens: 100,
+    sequence: { promptIds: engine.encodeText('hi'), adapter: null, sampling, maxNewTokens },
     onToken: (id) => {
       tokens.push(id);
-      return true;
+      return onToken(id);
     },
     tokens,
-    ...overrides,
   };
 }
 
@@ -33,10 +29,10 @@ test('a job runs to EOS and its sequence is released', async () => {
   assert.equal(engine.live.size, 0);
 });
 
-test('maxTokens ends a job with length', async () => {
+test('maxNewTokens ends a job with length', async () => {
   const engine = new FakeEngine({ reply: () => 'abcdef' });
   const scheduler = new Scheduler(engine, { maxBatch: 1, maxQueue: 1 });
-  assert.deepEqual(await scheduler.submit(job(engine, { maxTokens: 2 })), {
+  assert.deepEqual(await scheduler.submit(job(engine, { maxNewTokens: 2 })), {
     finishReason: 'length',
     completionTokens: 2,
   });
@@ -117,4 +113,20 @@ test('after stopAccepting new jobs get 503 and cancelAll fails running ones', as
   await assert.rejects(running, /shutdown/);
   await scheduler.whenIdle();
   assert.equal(engine.live.size, 0);
+});
+
+test('with a KV budget, jobs wait in order until running sequences free memory', async () => {
+  // Each job reserves 2 prompt + 10 new tokens; 30 fit two at a time.
+  const engine = new FakeEngine({ reply: () => 'abc', stepDelayMs: 1, kvBudgetTokens: 30 });
+  const scheduler = new Scheduler(engine, { maxBatch: 8, maxQueue: 8 });
+  const jobs = Array.from({ length: 5 }, () => scheduler.submit(job(engine, { maxNewTokens: 10 })));
+  for (const outcome of await Promise.all(jobs)) assert.equal(outcome.finishReason, 'stop');
+  assert.equal(engine.maxBatchSeen(), 2);
+});
+
+test('a job that cannot fit even on an idle engine fails with 503', async () => {
+  const engine = new FakeEngine({ kvBudgetTokens: 10 });
+  const scheduler = new Scheduler(engine, { maxBatch: 8, maxQueue: 8 });
+  await assert.rejects(scheduler.submit(job(engine, { maxNewTokens: 50 })), { status: 503 });
+  assert.equal((await scheduler.submit(job(engine, { maxNewTokens: 5 }))).completionTokens, 5);
 });
