@@ -1,7 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import asc from 'assemblyscript/asc';
 import * as ref from '../../src/engine/cpu/reference-kernels.ts';
 import type { Floats } from '../../src/engine/cpu/reference-kernels.ts';
+import { CpuKernels } from '../../src/engine/cpu/kernels.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -453,3 +456,509 @@ test('reference bf16 conversion rounds to nearest even and keeps NaN', () => {
   assert.ok(Number.isNaN(back[5]));
   assert.equal(back[6], Infinity); // 3.4e38 rounds past the largest bf16
 });
+
+// ---------------------------------------------------------------------------------------------
+// Wasm kernels vs the reference (float32)
+
+const KERNELS_SOURCE = fileURLToPath(
+  new URL('../../src/engine/cpu/assembly/kernels.ts', import.meta.url),
+);
+
+/** Compiles the kernels alone (the same flags as the module build), so these tests never see a stale build. */
+async function compileKernels(relaxed: boolean): Promise<Uint8Array> {
+  let binary: Uint8Array | undefined;
+  const features = relaxed ? 'simd,threads,relaxed-simd' : 'simd,threads';
+  const { error, stderr } = await asc.main(
+    [
+      KERNELS_SOURCE,
+      '--enable',
+      features,
+      '--importMemory',
+      '--sharedMemory',
+      '--initialMemory',
+      '256',
+      '--maximumMemory',
+      '65536',
+      '--runtime',
+      'stub',
+      '-O3',
+      '--outFile',
+      'kernels.wasm',
+    ],
+    {
+      writeFile: (name, contents) => {
+        if (name.endsWith('.wasm')) binary = contents as Uint8Array;
+      },
+    },
+  );
+  assert.equal(error, null, String(stderr));
+  return binary!;
+}
+
+/** Ids of the top-level sections of a wasm binary. */
+function sectionIds(binary: Uint8Array): number[] {
+  const ids: number[] = [];
+  let at = 8; // magic + version
+  while (at < binary.length) {
+    ids.push(binary[at++]);
+    let size = 0;
+    for (let shift = 0; ; shift += 7) {
+      const byte = binary[at++];
+      size |= (byte & 0x7f) << shift;
+      if (byte < 0x80) break;
+    }
+    at += size;
+  }
+  return ids;
+}
+
+/** A shared memory with a bump allocator and views, like the runtime's (64-byte aligned, never 0). */
+class TestMemory {
+  readonly memory = new WebAssembly.Memory({ initial: 256, maximum: 65536, shared: true });
+  private next = 64;
+
+  private reserve(bytes: number): number {
+    const ptr = this.next;
+    this.next = Math.ceil((ptr + bytes) / 64) * 64;
+    const needed = Math.ceil(this.next / 65536) - this.memory.buffer.byteLength / 65536;
+    if (needed > 0) this.memory.grow(needed);
+    return ptr;
+  }
+
+  /** Copies values in as f32 (or allocates n zeros); returns the pointer. */
+  f32(values: ArrayLike<number> | number): number {
+    const n = typeof values === 'number' ? values : values.length;
+    const ptr = this.reserve(n * 4);
+    if (typeof values !== 'number') this.viewF32(ptr, n).set(values);
+    return ptr;
+  }
+
+  i32(values: ArrayLike<number>): number {
+    const ptr = this.reserve(values.length * 4);
+    new Int32Array(this.memory.buffer, ptr, values.length).set(values);
+    return ptr;
+  }
+
+  u16(n: number): number {
+    return this.reserve(n * 2);
+  }
+
+  viewF32(ptr: number, n: number): Float32Array {
+    return new Float32Array(this.memory.buffer, ptr, n);
+  }
+
+  readF32(ptr: number, n: number): Float32Array {
+    return this.viewF32(ptr, n).slice();
+  }
+
+  readU16(ptr: number, n: number): Uint16Array {
+    return new Uint16Array(this.memory.buffer, ptr, n).slice();
+  }
+}
+
+interface Harness {
+  mem: TestMemory;
+  kernels: CpuKernels;
+  /** Work ranges the kernels were split into, per export. */
+  splits: Map<string, Array<[number, number]>>;
+}
+
+/**
+ * Instantiates the kernels over a fresh memory. parallelFor runs every call as three uneven
+ * slices on this thread, so each kernel's [start, end) handling is exercised.
+ */
+async function harness(binary: Uint8Array): Promise<Harness> {
+  const mem = new TestMemory();
+  const { instance } = await WebAssembly.instantiate(binary, {
+    env: { memory: mem.memory, abort: () => assert.fail('wasm abort') },
+  });
+  const splits = new Map<string, Array<[number, number]>>();
+  const exports = instance.exports;
+  const parallelFor = (name: string, total: number, args: number[]): void => {
+    const cuts = [0, Math.floor(total / 3), Math.floor((2 * total) / 3) + 1, total].map((c) =>
+      Math.min(c, total),
+    );
+    const ranges: Array<[number, number]> = [];
+    for (let s = 0; s < 3; s++) if (cuts[s] < cuts[s + 1]) ranges.push([cuts[s], cuts[s + 1]]);
+    splits.set(name, ranges);
+    for (const [start, end] of ranges)
+      (exports[name] as (...a: number[]) => void)(...args, start, end);
+  };
+  return {
+    mem,
+    kernels: new CpuKernels({ exports, parallelFor }, { minParallelFlops: 0 }),
+    splits,
+  };
+}
+
+const f32 = (a: ArrayLike<number>): Float32Array => Float32Array.from(a);
+
+for (const relaxed of [false, true]) {
+  const variant = relaxed ? 'relaxed-SIMD' : 'SIMD128';
+  const binaryPromise = compileKernels(relaxed);
+
+  test(`${variant} module: no data segments, no start function, no globals`, async () => {
+    const ids = sectionIds(await binaryPromise);
+    for (const [id, name] of [
+      [11, 'data'],
+      [8, 'start'],
+      [6, 'global'],
+    ] as const) {
+      assert.ok(!ids.includes(id), `${name} section present`);
+    }
+  });
+
+  test(`${variant} attentionForward and attentionBackward match the reference`, async () => {
+    const { mem, kernels, splits } = await harness(await binaryPromise);
+    const shapes = [
+      { ...attentionCase(), name: 'masked+packed D=6' },
+      {
+        B: 1,
+        T: 19,
+        H: 4,
+        KVH: 1,
+        D: 64,
+        keyMask: null,
+        segIds: null,
+        scale: 0.125,
+        name: 'plain D=64',
+      },
+      { ...attentionCase(), D: 8, T: 7, keyMask: null, name: 'packed only D=8' },
+    ];
+    for (const c of shapes) {
+      const rand = makeRandom(11);
+      const q = f32(rand(c.B * c.T * c.H * c.D));
+      const k = f32(rand(c.B * c.T * c.KVH * c.D));
+      const v = f32(rand(c.B * c.T * c.KVH * c.D));
+      const dout = f32(rand(q.length));
+      const out = new Float32Array(q.length);
+      const lse = new Float32Array(c.B * c.H * c.T);
+      ref.attentionForward(
+        q,
+        k,
+        v,
+        out,
+        lse,
+        c.B,
+        c.T,
+        c.T,
+        c.T,
+        c.H,
+        c.KVH,
+        c.D,
+        c.keyMask,
+        c.segIds,
+        c.scale,
+      );
+      const dq = new Float32Array(q.length);
+      const dk = new Float32Array(k.length);
+      const dv = new Float32Array(v.length);
+      ref.attentionBackward(
+        q,
+        k,
+        v,
+        out,
+        lse,
+        dout,
+        dq,
+        dk,
+        dv,
+        c.B,
+        c.T,
+        c.H,
+        c.KVH,
+        c.D,
+        c.keyMask,
+        c.segIds,
+        c.scale,
+      );
+
+      const [qP, kP, vP, doP] = [q, k, v, dout].map((a) => mem.f32(a));
+      const outP = mem.f32(q.length);
+      const lseP = mem.f32(lse.length);
+      const maskP = c.keyMask ? mem.i32(c.keyMask) : 0;
+      const segP = c.segIds ? mem.i32(c.segIds) : 0;
+      kernels.attentionForward(
+        qP,
+        kP,
+        vP,
+        outP,
+        lseP,
+        c.B,
+        c.T,
+        c.T,
+        c.T,
+        c.H,
+        c.KVH,
+        c.D,
+        maskP,
+        segP,
+        c.scale,
+      );
+      assertClose(mem.readF32(outP, out.length), out, 1e-5, `${c.name} out`);
+      assertClose(mem.readF32(lseP, lse.length), lse, 1e-5, `${c.name} lse`);
+
+      // Garbage in the outputs: the backward must overwrite, not accumulate.
+      const [dqP, dkP, dvP] = [dq, dk, dv].map((a) => mem.f32(rand(a.length)));
+      kernels.attentionBackward(
+        qP,
+        kP,
+        vP,
+        outP,
+        lseP,
+        doP,
+        dqP,
+        dkP,
+        dvP,
+        c.B,
+        c.T,
+        c.H,
+        c.KVH,
+        c.D,
+        maskP,
+        segP,
+        c.scale,
+      );
+      assertClose(mem.readF32(dqP, dq.length), dq, 1e-5, `${c.name} dq`);
+      assertClose(mem.readF32(dkP, dk.length), dk, 1e-5, `${c.name} dk`);
+      assertClose(mem.readF32(dvP, dv.length), dv, 1e-5, `${c.name} dv`);
+    }
+    assert.ok(splits.get('attentionBackward')!.length > 1);
+  });
+
+  test(`${variant} attentionForward decodes against a KV cache (Tq < Tk < kvCap, NaN past Tk)`, async () => {
+    const { mem, kernels } = await harness(await binaryPromise);
+    const [B, Tq, Tk, kvCap, H, KVH, D] = [2, 3, 10, 13, 4, 2, 12];
+    const rand = makeRandom(12);
+    const q = f32(rand(B * Tq * H * D));
+    const k = f32(rand(B * kvCap * KVH * D));
+    const v = f32(rand(B * kvCap * KVH * D));
+    for (let b = 0; b < B; b++) {
+      k.fill(NaN, (b * kvCap + Tk) * KVH * D, (b + 1) * kvCap * KVH * D);
+      v.fill(NaN, (b * kvCap + Tk) * KVH * D, (b + 1) * kvCap * KVH * D);
+    }
+    const keyMask = new Int32Array(B * kvCap).fill(1);
+    keyMask.fill(0, kvCap, kvCap + 4); // row 1 left-padded by 4
+    const out = new Float32Array(q.length);
+    const lse = new Float32Array(B * H * Tq);
+    ref.attentionForward(q, k, v, out, lse, B, Tq, Tk, kvCap, H, KVH, D, keyMask, null, 0.3);
+    const outP = mem.f32(q.length);
+    const lseP = mem.f32(lse.length);
+    kernels.attentionForward(
+      mem.f32(q),
+      mem.f32(k),
+      mem.f32(v),
+      outP,
+      lseP,
+      B,
+      Tq,
+      Tk,
+      kvCap,
+      H,
+      KVH,
+      D,
+      mem.i32(keyMask),
+      0,
+      0.3,
+    );
+    assertClose(mem.readF32(outP, out.length), out, 1e-5, 'decode out');
+    assertClose(mem.readF32(lseP, lse.length), lse, 1e-5, 'decode lse');
+  });
+
+  test(`${variant} rmsnorm forward and backward match the reference`, async () => {
+    const { mem, kernels, splits } = await harness(await binaryPromise);
+    for (const [rows, dim] of [
+      [5, 13],
+      [3, 64],
+    ]) {
+      const rand = makeRandom(13);
+      const x = f32(rand(rows * dim));
+      const w = f32(rand(dim));
+      const dout = f32(rand(rows * dim));
+      const dwStart = f32(rand(dim));
+      const out = new Float32Array(rows * dim);
+      const rstd = new Float32Array(rows);
+      ref.rmsnormForward(x, w, out, rstd, rows, dim, 1e-6);
+      const dx = new Float32Array(rows * dim);
+      const dw = dwStart.slice();
+      ref.rmsnormBackward(x, w, rstd, dout, dx, dw, rows, dim);
+
+      const [xP, wP, doP] = [x, w, dout].map((a) => mem.f32(a));
+      const outP = mem.f32(out.length);
+      const rstdP = mem.f32(rows);
+      kernels.rmsnormForward(xP, wP, outP, rstdP, rows, dim, 1e-6);
+      assertClose(mem.readF32(outP, out.length), out, 1e-5, 'out');
+      assertClose(mem.readF32(rstdP, rows), rstd, 1e-5, 'rstd');
+      const dxP = mem.f32(dx.length);
+      const dwP = mem.f32(dwStart);
+      kernels.rmsnormBackward(xP, wP, rstdP, doP, dxP, dwP, rows, dim);
+      assertClose(mem.readF32(dxP, dx.length), dx, 1e-5, 'dx');
+      assertClose(mem.readF32(dwP, dim), dw, 1e-5, 'dw');
+      kernels.rmsnormBackward(xP, wP, rstdP, doP, dxP, 0, rows, dim); // dw = 0: input gradient only
+      assertClose(mem.readF32(dxP, dx.length), dx, 1e-5, 'dx without dw');
+    }
+    assert.ok(splits.get('rmsnormBackwardWeight')!.length > 1);
+  });
+
+  test(`${variant} ropeApply reproduces the float32 cos / sin bit for bit`, async () => {
+    const { mem, kernels } = await harness(await binaryPromise);
+    const positions = Int32Array.from({ length: 256 }, (_, i) => (i < 128 ? i : i * 977 + 13));
+    for (const [D, theta] of [
+      [64, 1e6],
+      [128, 1e4],
+      [6, 500000],
+    ]) {
+      const half = D / 2;
+      // x = (1, 0) in every pair: the rotated pair is exactly (cos, sin).
+      const x = new Float32Array(positions.length * D);
+      for (let r = 0; r < positions.length; r++) x.fill(1, r * D, r * D + half);
+      const outP = mem.f32(x.length);
+      kernels.ropeApply(mem.f32(x), outP, mem.i32(positions), 1, positions.length, 1, D, theta, 0);
+      const out = mem.readF32(outP, x.length);
+      for (let r = 0; r < positions.length; r++) {
+        for (let j = 0; j < half; j++) {
+          const { cos, sin } = ref.ropeAngle(positions[r], j, D, theta);
+          assert.equal(out[r * D + j], cos, `cos pos ${positions[r]} j ${j} D ${D}`);
+          assert.equal(out[r * D + half + j], sin, `sin pos ${positions[r]} j ${j} D ${D}`);
+        }
+      }
+    }
+  });
+
+  test(`${variant} ropeApply matches the reference, in place and inverse`, async () => {
+    const { mem, kernels } = await harness(await binaryPromise);
+    for (const D of [64, 6, 10]) {
+      const [B, T, heads] = [2, 5, 3];
+      const positions = Int32Array.from({ length: B * T }, (_, i) => i * 37);
+      const x = f32(makeRandom(14)(B * T * heads * D));
+      for (const inverse of [0, 1]) {
+        const expected = new Float32Array(x.length);
+        ref.ropeApply(x, expected, positions, B, T, heads, D, 10000, inverse);
+        const xP = mem.f32(x);
+        kernels.ropeApply(xP, xP, mem.i32(positions), B, T, heads, D, 10000, inverse);
+        assertClose(mem.readF32(xP, x.length), expected, 1e-6, `D=${D} inverse=${inverse}`);
+      }
+    }
+  });
+
+  test(`${variant} swiglu, adamw and element-wise kernels match the reference`, async () => {
+    const { mem, kernels } = await harness(await binaryPromise);
+    for (const n of [11, 1001]) {
+      const rand = makeRandom(15);
+      const gate = f32(rand(n, 6));
+      gate.set([100, -100, 0, -88, 89].slice(0, n));
+      const up = f32(rand(n));
+      const dout = f32(rand(n));
+      const [gP, uP, doP] = [gate, up, dout].map((a) => mem.f32(a));
+
+      const out = new Float32Array(n);
+      ref.swigluForward(gate, up, out, n);
+      const outP = mem.f32(n);
+      kernels.swigluForward(gP, uP, outP, n);
+      assertClose(mem.readF32(outP, n), out, 1e-5, 'swiglu out');
+
+      const dgate = new Float32Array(n);
+      const dup = new Float32Array(n);
+      ref.swigluBackward(gate, up, dout, dgate, dup, n);
+      kernels.swigluBackward(gP, uP, doP, gP, uP, n); // in place over gate / up
+      assertClose(mem.readF32(gP, n), dgate, 1e-5, 'dgate');
+      assertClose(mem.readF32(uP, n), dup, 1e-5, 'dup');
+
+      const p = f32(rand(n));
+      const m = new Float32Array(n);
+      const v = new Float32Array(n);
+      const [pP, mP, vP, gradP] = [p, m, v, dout].map((a) => mem.f32(a));
+      for (let t = 1; t <= 3; t++) {
+        const [bc1, bc2] = [1 - 0.9 ** t, 1 - 0.95 ** t];
+        ref.adamwStep(p, dout, m, v, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, bc1, bc2);
+        kernels.adamwStep(pP, gradP, mP, vP, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, bc1, bc2);
+      }
+      assertClose(mem.readF32(pP, n), p, 1e-6, 'adamw p');
+      assertClose(mem.readF32(mP, n), m, 1e-6, 'adamw m');
+      assertClose(mem.readF32(vP, n), v, 1e-6, 'adamw v');
+
+      const a = f32(rand(n));
+      const b = f32(rand(n));
+      const [aP, bP] = [a, b].map((x) => mem.f32(x));
+      const sum = new Float32Array(n);
+      ref.add(a, b, sum, n);
+      kernels.add(aP, bP, outP, n);
+      assertClose(mem.readF32(outP, n), sum, 1e-6, 'add');
+      ref.axpy(-0.5, a, b, n);
+      kernels.axpy(-0.5, aP, bP, n);
+      assertClose(mem.readF32(bP, n), b, 1e-6, 'axpy');
+      ref.scale(a, 3, a, n);
+      kernels.scale(aP, 3, aP, n);
+      assertClose(mem.readF32(aP, n), a, 1e-6, 'scale');
+      const squares = kernels.sumSquares(aP, n);
+      assert.ok(Math.abs(squares - ref.sumSquares(a, n)) < 1e-12 * squares, 'sumSquares');
+    }
+  });
+
+  test(`${variant} softmax, chunked cross-entropy and bf16 conversion match the reference`, async () => {
+    const { mem, kernels } = await harness(await binaryPromise);
+    const { rows, vocab, chunks, targets } = CE;
+    const rand = makeRandom(16);
+    const logits = f32(rand(rows * vocab, 8));
+    const targetsP = mem.i32(targets);
+
+    const soft = new Float32Array(logits.length);
+    ref.softmaxRows(logits, soft, rows, vocab);
+    const softP = mem.f32(logits);
+    kernels.softmaxRows(softP, softP, rows, vocab);
+    assertClose(mem.readF32(softP, soft.length), soft, 1e-6, 'softmax');
+
+    const runMax = new Float32Array(rows).fill(-Infinity);
+    const runSum = new Float32Array(rows);
+    const tgtLogit = new Float32Array(rows);
+    const [maxP, sumP, tgtP] = [runMax, runSum, tgtLogit].map((a) => mem.f32(a));
+    let colOffset = 0;
+    for (const cols of chunks) {
+      const chunk = new Float32Array(rows * cols);
+      for (let r = 0; r < rows; r++)
+        chunk.set(logits.subarray(r * vocab + colOffset, r * vocab + colOffset + cols), r * cols);
+      ref.ceChunkForward(chunk, rows, cols, colOffset, targets, runMax, runSum, tgtLogit);
+      kernels.ceChunkForward(mem.f32(chunk), rows, cols, colOffset, targetsP, maxP, sumP, tgtP);
+
+      const lse = runMax.map((m, r) => m + Math.log(runSum[r]));
+      const rowScale = f32([0.5, 1, 2, 0, 0.25]);
+      const grad = chunk.slice();
+      ref.ceChunkBackward(grad, rows, cols, colOffset, targets, lse, rowScale);
+      const gradP = mem.f32(chunk);
+      kernels.ceChunkBackward(
+        gradP,
+        rows,
+        cols,
+        colOffset,
+        targetsP,
+        mem.f32(lse),
+        mem.f32(rowScale),
+      );
+      assertClose(mem.readF32(gradP, grad.length), grad, 1e-6, `ce backward chunk at ${colOffset}`);
+      colOffset += cols;
+    }
+    assertClose(mem.readF32(maxP, rows), runMax, 0, 'runMax');
+    assertClose(mem.readF32(sumP, rows), runSum, 1e-6, 'runSum');
+    assertClose(mem.readF32(tgtP, rows), tgtLogit, 0, 'tgtLogit');
+
+    const values = f32([
+      ...rand(37, 100),
+      1 + 2 ** -8,
+      1 + 3 * 2 ** -8,
+      NaN,
+      -Infinity,
+      3.4e38,
+      -0,
+    ]);
+    const expectedBits = new Uint16Array(values.length);
+    ref.f32ToBf16(values, expectedBits, values.length);
+    const bitsP = mem.u16(values.length);
+    kernels.f32ToBf16(mem.f32(values), bitsP, values.length);
+    assert.deepEqual(mem.readU16(bitsP, values.length), expectedBits);
+    const widened = new Float32Array(values.length);
+    ref.bf16ToF32(expectedBits, widened, values.length);
+    const widenedP = mem.f32(values.length);
+    kernels.bf16ToF32(bitsP, widenedP, values.length);
+    assert.deepEqual(mem.readF32(widenedP, values.length), widened);
+  });
+}

@@ -65,7 +65,7 @@ function expv(x: v128): v128 {
   const k = f32x4.nearest(f32x4.mul(clamped, splat(LOG2E)));
   const r = madd(k, splat(-LN2_LO), madd(k, splat(-LN2_HI), clamped));
   let poly = splat(1.0 / 5040);
-  poly = madd(poly, r, splat(1.0 / 700));
+  poly = madd(poly, r, splat(1.0 / 720));
   poly = madd(poly, r, splat(1.0 / 120));
   poly = madd(poly, r, splat(1.0 / 24));
   poly = madd(poly, r, splat(1.0 / 6));
@@ -363,7 +363,7 @@ export function attentionBackward(
             axpyRow(dvHead + o2, f32x4.extract_lane(probs, 2), doRow, D);
           }
           if (j3 <= i) {
-            // mutated
+            axpyRow(dkHead + o3, f32x4.extract_lane(dScores, 3), qRow, D);
             axpyRow(dvHead + o3, f32x4.extract_lane(probs, 3), doRow, D);
           }
           j0 = nextVisibleKey(j3 + 1, i, maskRow, segRow, querySeg);
