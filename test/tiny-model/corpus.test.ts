@@ -71,7 +71,7 @@ test('arithmetic answers are correct', () => {
     let [a, b] = question.match(/\d+/g)!.map(Number);
     // "Subtract 3 from 9" / "take 3 away from 9" name the operands in reverse order.
     if (/subtract|take \d+ away/i.test(question)) [a, b] = [b, a];
-    const result = /×|\*|times|multipl|product|乘|积/.test(question)
+    const result = /×|\*|times|multipl|product|乘|积/i.test(question)
       ? a * b
       : /-|minus|subtract|away|减/i.test(question)
         ? a - b
