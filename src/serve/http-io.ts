@@ -98,7 +98,6 @@ export class SseWriter {
     this.res.writeHead(200, {
       'content-type': 'text/event-stream',
       'cache-control': 'no-cache',
-      connection: 'keep-alive',
       // Proxies such as nginx would otherwise buffer the whole stream.
       'x-accel-buffering': 'no',
     });
@@ -106,10 +105,15 @@ export class SseWriter {
   }
 
   send(event: unknown): void {
-    if (!this.res.writableEnded) this.res.write(`data: ${JSON.stringify(event)}\n\n`);
+    if (this.writable) this.res.write(`data: ${JSON.stringify(event)}\n\n`);
   }
 
   end(): void {
-    if (!this.res.writableEnded) this.res.end('data: [DONE]\n\n');
+    if (this.writable) this.res.end('data: [DONE]\n\n');
+  }
+
+  /** False once the client is gone; the scheduler is told via the abort signal, not here. */
+  private get writable(): boolean {
+    return !this.res.writableEnded && !this.res.destroyed;
   }
 }
