@@ -41,6 +41,7 @@ const TOKENIZER_FILES = [
 const MAX_ATTEMPTS = 4;
 const RETRY_DELAY_MS = 300;
 const MAX_REDIRECTS = 10;
+const IDLE_TIMEOUT_MS = 60_000;
 
 export interface DownloadProgress {
   file: string;
@@ -283,7 +284,10 @@ class ModelDownloader {
     try {
       return await this.fetchImpl(url, { ...init, headers });
     } catch (err) {
-      throw new TransientError(`${url}: ${(err as Error).message}`);
+      // undici reports "fetch failed" and keeps the useful part (ECONNREFUSED, ...) in `cause`.
+      const cause = (err as { cause?: { code?: string } }).cause?.code;
+      const reason = `${(err as Error).message}${cause ? ` (${cause})` : ''}`;
+      throw new TransientError(`${new URL(url).host}: ${reason}`);
     }
   }
 
@@ -294,7 +298,11 @@ class ModelDownloader {
   private async lookUp(file: string, required: boolean): Promise<RemoteFile | undefined> {
     let url = this.fileUrl(file);
     for (let hop = 0; hop < MAX_REDIRECTS; hop++) {
-      const res = await this.request(url, { method: 'HEAD', redirect: 'manual' });
+      const res = await this.request(url, {
+        method: 'HEAD',
+        redirect: 'manual',
+        signal: AbortSignal.timeout(IDLE_TIMEOUT_MS),
+      });
       const location = res.headers.get('location');
       if (res.status >= 300 && res.status < 400 && location) {
         if (location.startsWith('/')) {
@@ -347,7 +355,7 @@ class ModelDownloader {
       if (!required) return undefined;
       throw new LoraforgeError(`${this.repoId}: ${file} not found at revision ${this.revision}`);
     }
-    if (res.status >= 500 || res.status === 429 || res.status === 408) {
+    if (isTransientStatus(res.status)) {
       throw new TransientError(`HTTP ${res.status} for ${file}`);
     }
     throw new LoraforgeError(`${this.repoId}: HTTP ${res.status} for ${file}`);
@@ -362,39 +370,65 @@ class ModelDownloader {
     }
     if (remote.size !== undefined && have === remote.size) return;
 
-    const headers: Record<string, string> = have > 0 ? { range: `bytes=${have}-` } : {};
-    const res = await this.request(remote.downloadUrl, { headers, redirect: 'follow' });
-    // 206 continues the partial file; a 200 means the server sent everything from the start.
-    if (res.status !== 200 && res.status !== 206) {
-      const message = `HTTP ${res.status} downloading ${file}`;
-      if (res.status >= 500 || res.status === 429 || res.status === 408 || res.status === 416) {
-        if (res.status === 416) rmSync(partial, { force: true });
-        throw new TransientError(message);
-      }
-      throw new LoraforgeError(`${this.repoId}: ${message}`);
-    }
-    let received = res.status === 206 ? have : 0;
-    const length = sizeHeader(res.headers.get('content-length'));
-    const total = remote.size ?? (length === undefined ? undefined : received + length);
-    const handle = await open(partial, res.status === 206 ? 'a' : 'w');
+    // Aborts a connection that stops delivering bytes, so a stalled CDN cannot hang us forever.
+    const watchdog = new AbortController();
+    const idleTimer = setTimeout(() => watchdog.abort(new Error('no data')), IDLE_TIMEOUT_MS);
     try {
-      const reader = res.body?.getReader();
-      for (let chunk = await reader?.read(); chunk && !chunk.done; chunk = await reader!.read()) {
-        await handle.write(chunk.value);
-        received += chunk.value.byteLength;
-        this.opts.onProgress?.({ file, received, total });
+      const res = await this.request(remote.downloadUrl, {
+        headers: have > 0 ? { range: `bytes=${have}-` } : {},
+        redirect: 'follow',
+        signal: watchdog.signal,
+      });
+      const resumed = res.status === 206;
+      if (!resumed && res.status !== 200) {
+        // 416: what we hold does not fit the remote file any more; start over next attempt.
+        if (res.status === 416) rmSync(partial, { force: true });
+        const message = `HTTP ${res.status} downloading ${file}`;
+        if (res.status === 416 || isTransientStatus(res.status)) throw new TransientError(message);
+        throw new LoraforgeError(`${this.repoId}: ${message}`);
       }
-    } catch (err) {
-      throw new TransientError(
-        `connection lost after ${received} bytes of ${file}: ${(err as Error).message}`,
-      );
+      if (resumed && contentRangeStart(res.headers.get('content-range')) !== have) {
+        rmSync(partial, { force: true });
+        throw new TransientError(`server resumed ${file} at the wrong offset`);
+      }
+      // A 200 answer to a Range request is the whole file again: start the partial file over.
+      let received = resumed ? have : 0;
+      const length = sizeHeader(res.headers.get('content-length'));
+      const total = remote.size ?? (length === undefined ? undefined : received + length);
+      const reader = res.body?.getReader();
+      const handle = await open(partial, resumed ? 'a' : 'w');
+      try {
+        while (reader) {
+          const chunk = await reader.read().catch((err: Error) => {
+            throw new TransientError(
+              `connection lost after ${received} bytes of ${file}: ${err.message}`,
+            );
+          });
+          if (chunk.done) break;
+          idleTimer.refresh();
+          await handle.write(chunk.value);
+          received += chunk.value.byteLength;
+          this.opts.onProgress?.({ file, received, total });
+        }
+      } finally {
+        await handle.close();
+      }
+      if (total !== undefined && received !== total) {
+        throw new TransientError(`${file} ended after ${received} of ${total} bytes`);
+      }
     } finally {
-      await handle.close();
-    }
-    if (total !== undefined && received !== total) {
-      throw new TransientError(`${file} ended after ${received} of ${total} bytes`);
+      clearTimeout(idleTimer);
     }
   }
+}
+
+function isTransientStatus(status: number): boolean {
+  return status >= 500 || status === 429 || status === 408;
+}
+
+function contentRangeStart(value: string | null): number | undefined {
+  const start = value && /^bytes (\d+)-/.exec(value)?.[1];
+  return start ? Number(start) : undefined;
 }
 
 /** Points the snapshot entry at its blob (a copy-free rename where symlinks are not allowed). */

@@ -130,7 +130,8 @@ class StandInHub {
       ...(from > 0 ? { 'content-range': `bytes ${from}-${data.length - 1}/${data.length}` } : {}),
     });
     if (this.dropOnce.delete(sha)) {
-      res.write(body.subarray(0, body.length >> 1), () => res.destroy());
+      // A clean FIN (not a reset, which may discard bytes in flight) makes the cut point exact.
+      res.write(body.subarray(0, body.length >> 1), () => res.socket?.end());
       return;
     }
     res.end(body);
