@@ -108,6 +108,7 @@ interface QA {
   output: string;
 }
 
+/** One question and one answer phrasing, picked independently so that every pairing occurs. */
 function ask(
   rng: Rng,
   lang: Lang,
@@ -447,7 +448,7 @@ interface Colour {
   zh: string;
 }
 
-const C = {
+const COLOUR = {
   red: { en: 'red', zh: '红色' },
   green: { en: 'green', zh: '绿色' },
   blue: { en: 'blue', zh: '蓝色' },
@@ -463,31 +464,31 @@ const C = {
 
 /** `en` is a noun phrase that takes "is" ("the sky", "a banana", "snow"). */
 const COLOURED_THINGS: readonly { en: string; zh: string; colour: Colour }[] = [
-  { en: 'the sky', zh: '天空', colour: C.blue },
-  { en: 'the sea', zh: '大海', colour: C.blue },
-  { en: 'grass', zh: '草', colour: C.green },
-  { en: 'a leaf', zh: '树叶', colour: C.green },
-  { en: 'a frog', zh: '青蛙', colour: C.green },
-  { en: 'snow', zh: '雪', colour: C.white },
-  { en: 'milk', zh: '牛奶', colour: C.white },
-  { en: 'a cloud', zh: '云', colour: C.white },
-  { en: 'a banana', zh: '香蕉', colour: C.yellow },
-  { en: 'a lemon', zh: '柠檬', colour: C.yellow },
-  { en: 'the sun', zh: '太阳', colour: C.yellow },
-  { en: 'a strawberry', zh: '草莓', colour: C.red },
-  { en: 'a tomato', zh: '西红柿', colour: C.red },
-  { en: 'a cherry', zh: '樱桃', colour: C.red },
-  { en: 'blood', zh: '血', colour: C.red },
-  { en: 'a carrot', zh: '胡萝卜', colour: C.orange },
-  { en: 'a pumpkin', zh: '南瓜', colour: C.orange },
-  { en: 'coal', zh: '煤', colour: C.black },
-  { en: 'a crow', zh: '乌鸦', colour: C.black },
-  { en: 'chocolate', zh: '巧克力', colour: C.brown },
-  { en: 'a grape', zh: '葡萄', colour: C.purple },
-  { en: 'a plum', zh: '李子', colour: C.purple },
-  { en: 'an eggplant', zh: '茄子', colour: C.purple },
-  { en: 'a flamingo', zh: '火烈鸟', colour: C.pink },
-  { en: 'an elephant', zh: '大象', colour: C.grey },
+  { en: 'the sky', zh: '天空', colour: COLOUR.blue },
+  { en: 'the sea', zh: '大海', colour: COLOUR.blue },
+  { en: 'grass', zh: '草', colour: COLOUR.green },
+  { en: 'a leaf', zh: '树叶', colour: COLOUR.green },
+  { en: 'a frog', zh: '青蛙', colour: COLOUR.green },
+  { en: 'snow', zh: '雪', colour: COLOUR.white },
+  { en: 'milk', zh: '牛奶', colour: COLOUR.white },
+  { en: 'a cloud', zh: '云', colour: COLOUR.white },
+  { en: 'a banana', zh: '香蕉', colour: COLOUR.yellow },
+  { en: 'a lemon', zh: '柠檬', colour: COLOUR.yellow },
+  { en: 'the sun', zh: '太阳', colour: COLOUR.yellow },
+  { en: 'a strawberry', zh: '草莓', colour: COLOUR.red },
+  { en: 'a tomato', zh: '西红柿', colour: COLOUR.red },
+  { en: 'a cherry', zh: '樱桃', colour: COLOUR.red },
+  { en: 'blood', zh: '血', colour: COLOUR.red },
+  { en: 'a carrot', zh: '胡萝卜', colour: COLOUR.orange },
+  { en: 'a pumpkin', zh: '南瓜', colour: COLOUR.orange },
+  { en: 'coal', zh: '煤', colour: COLOUR.black },
+  { en: 'a crow', zh: '乌鸦', colour: COLOUR.black },
+  { en: 'chocolate', zh: '巧克力', colour: COLOUR.brown },
+  { en: 'a grape', zh: '葡萄', colour: COLOUR.purple },
+  { en: 'a plum', zh: '李子', colour: COLOUR.purple },
+  { en: 'an eggplant', zh: '茄子', colour: COLOUR.purple },
+  { en: 'a flamingo', zh: '火烈鸟', colour: COLOUR.pink },
+  { en: 'an elephant', zh: '大象', colour: COLOUR.grey },
 ];
 
 const COLOUR_OF: Bilingual<Phrasings> = {
@@ -514,11 +515,11 @@ const COLOUR_OF: Bilingual<Phrasings> = {
 };
 
 const COLOUR_MIXES: readonly { a: Colour; b: Colour; result: Colour }[] = [
-  { a: C.blue, b: C.yellow, result: C.green },
-  { a: C.red, b: C.yellow, result: C.orange },
-  { a: C.red, b: C.blue, result: C.purple },
-  { a: C.red, b: C.white, result: C.pink },
-  { a: C.black, b: C.white, result: C.grey },
+  { a: COLOUR.blue, b: COLOUR.yellow, result: COLOUR.green },
+  { a: COLOUR.red, b: COLOUR.yellow, result: COLOUR.orange },
+  { a: COLOUR.red, b: COLOUR.blue, result: COLOUR.purple },
+  { a: COLOUR.red, b: COLOUR.white, result: COLOUR.pink },
+  { a: COLOUR.black, b: COLOUR.white, result: COLOUR.grey },
 ];
 
 const COLOUR_MIX: Bilingual<Phrasings> = {
@@ -711,7 +712,7 @@ const CAPITALS: readonly { country: Bilingual<string>; city: Bilingual<string> }
   { country: { en: 'Russia', zh: '俄罗斯' }, city: { en: 'Moscow', zh: '莫斯科' } },
   {
     country: { en: 'the United States', zh: '美国' },
-    city: { en: 'Washington, D.C.', zh: '华盛顿' },
+    city: { en: 'Washington, D.COLOUR.', zh: '华盛顿' },
   },
   { country: { en: 'Canada', zh: '加拿大' }, city: { en: 'Ottawa', zh: '渥太华' } },
   { country: { en: 'Australia', zh: '澳大利亚' }, city: { en: 'Canberra', zh: '堪培拉' } },
