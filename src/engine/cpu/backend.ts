@@ -5,7 +5,7 @@
 import type { AttentionDims, Backend, GemmOptions, Kernels, Operand, Storage } from '../backend.ts';
 import { DTYPE_BYTES, type DType } from '../dtype.ts';
 import * as host from './host-kernels.ts';
-import * as ref from './reference-kernels.ts';
+import { CpuKernels } from './kernels.ts';
 import { WasmRuntime, type RuntimeOptions } from './runtime.ts';
 
 interface CpuStorage extends Storage {
@@ -14,6 +14,10 @@ interface CpuStorage extends Storage {
 
 function ptrOf(o: Operand): number {
   return (o.storage as CpuStorage).ptr + o.byteOffset;
+}
+
+function optionalPtr(o: Operand | null): number {
+  return o ? ptrOf(o) : 0;
 }
 
 function matrixDType(dtype: DType): 'f32' | 'bf16' | 'f16' {
@@ -69,7 +73,11 @@ export class CpuBackend implements Backend {
 }
 
 class CpuKernelSet implements Kernels {
-  constructor(private readonly rt: WasmRuntime) {}
+  private readonly wasm: CpuKernels;
+
+  constructor(private readonly rt: WasmRuntime) {
+    this.wasm = new CpuKernels(rt);
+  }
 
   private f32(o: Operand, n: number): Float32Array {
     return this.rt.f32(ptrOf(o), n);
@@ -104,13 +112,10 @@ class CpuKernelSet implements Kernels {
     q: Operand, k: Operand, v: Operand, out: Operand, lse: Operand,
     keyMask: Operand | null, segmentIds: Operand | null, d: AttentionDims,
   ): void {
-    const { batch: B, queryLen: Tq, keyLen: Tk, kvCapacity: cap, heads: H, kvHeads: KVH, headDim: D } = d;
-    const qn = B * Tq * H * D;
-    const kn = B * cap * KVH * D;
-    ref.attentionForward(
-      this.f32(q, qn), this.f32(k, kn), this.f32(v, kn), this.f32(out, qn), this.f32(lse, B * H * Tq),
-      B, Tq, Tk, cap, H, KVH, D,
-      keyMask ? this.i32(keyMask, B * cap) : null, segmentIds ? this.i32(segmentIds, B * cap) : null, d.scale,
+    this.wasm.attentionForward(
+      ptrOf(q), ptrOf(k), ptrOf(v), ptrOf(out), ptrOf(lse),
+      d.batch, d.queryLen, d.keyLen, d.kvCapacity, d.heads, d.kvHeads, d.headDim,
+      optionalPtr(keyMask), optionalPtr(segmentIds), d.scale,
     );
   }
 
@@ -119,49 +124,36 @@ class CpuKernelSet implements Kernels {
     dq: Operand, dk: Operand, dv: Operand,
     keyMask: Operand | null, segmentIds: Operand | null, d: AttentionDims,
   ): void {
-    const { batch: B, queryLen: T, heads: H, kvHeads: KVH, headDim: D } = d;
-    const qn = B * T * H * D;
-    const kn = B * T * KVH * D;
-    ref.attentionBackward(
-      this.f32(q, qn), this.f32(k, kn), this.f32(v, kn), this.f32(out, qn), this.f32(lse, B * H * T),
-      this.f32(dout, qn), this.f32(dq, qn), this.f32(dk, kn), this.f32(dv, kn),
-      B, T, H, KVH, D,
-      keyMask ? this.i32(keyMask, B * T) : null, segmentIds ? this.i32(segmentIds, B * T) : null, d.scale,
+    this.wasm.attentionBackward(
+      ptrOf(q), ptrOf(k), ptrOf(v), ptrOf(out), ptrOf(lse), ptrOf(dout), ptrOf(dq), ptrOf(dk), ptrOf(dv),
+      d.batch, d.queryLen, d.heads, d.kvHeads, d.headDim,
+      optionalPtr(keyMask), optionalPtr(segmentIds), d.scale,
     );
   }
 
   rmsnormForward(x: Operand, w: Operand, out: Operand, rstd: Operand, rows: number, dim: number, eps: number): void {
-    const n = rows * dim;
-    ref.rmsnormForward(this.f32(x, n), this.f32(w, dim), this.f32(out, n), this.f32(rstd, rows), rows, dim, eps);
+    this.wasm.rmsnormForward(ptrOf(x), ptrOf(w), ptrOf(out), ptrOf(rstd), rows, dim, eps);
   }
 
   rmsnormBackward(
     x: Operand, w: Operand, rstd: Operand, dout: Operand, dx: Operand, dw: Operand | null, rows: number, dim: number,
   ): void {
-    const n = rows * dim;
-    ref.rmsnormBackward(
-      this.f32(x, n), this.f32(w, dim), this.f32(rstd, rows), this.f32(dout, n), this.f32(dx, n),
-      dw ? this.f32(dw, dim) : null, rows, dim,
-    );
+    this.wasm.rmsnormBackward(ptrOf(x), ptrOf(w), ptrOf(rstd), ptrOf(dout), ptrOf(dx), optionalPtr(dw), rows, dim);
   }
 
   ropeApply(
     x: Operand, out: Operand, positions: Operand,
     batch: number, seq: number, heads: number, headDim: number, theta: number, inverse: boolean,
   ): void {
-    const n = batch * seq * heads * headDim;
-    ref.ropeApply(
-      this.f32(x, n), this.f32(out, n), this.i32(positions, batch * seq),
-      batch, seq, heads, headDim, theta, inverse ? 1 : 0,
-    );
+    this.wasm.ropeApply(ptrOf(x), ptrOf(out), ptrOf(positions), batch, seq, heads, headDim, theta, inverse ? 1 : 0);
   }
 
   swigluForward(gate: Operand, up: Operand, out: Operand, n: number): void {
-    ref.swigluForward(this.f32(gate, n), this.f32(up, n), this.f32(out, n), n);
+    this.wasm.swigluForward(ptrOf(gate), ptrOf(up), ptrOf(out), n);
   }
 
   swigluBackward(gate: Operand, up: Operand, dout: Operand, dgate: Operand, dup: Operand, n: number): void {
-    ref.swigluBackward(this.f32(gate, n), this.f32(up, n), this.f32(dout, n), this.f32(dgate, n), this.f32(dup, n), n);
+    this.wasm.swigluBackward(ptrOf(gate), ptrOf(up), ptrOf(dout), ptrOf(dgate), ptrOf(dup), n);
   }
 
   embeddingForward(table: Operand, ids: Operand, out: Operand, count: number, dim: number): void {
@@ -187,7 +179,7 @@ class CpuKernelSet implements Kernels {
   }
 
   add(a: Operand, b: Operand, out: Operand, n: number): void {
-    ref.add(this.f32(a, n), this.f32(b, n), this.f32(out, n), n);
+    this.wasm.add(ptrOf(a), ptrOf(b), ptrOf(out), n);
   }
 
   mul(a: Operand, b: Operand, out: Operand, n: number): void {
@@ -266,23 +258,17 @@ class CpuKernelSet implements Kernels {
   ceChunkBackward(
     logits: Operand, rows: number, cols: number, colOffset: number, targets: Operand, lse: Operand, rowScale: Operand,
   ): void {
-    ref.ceChunkBackward(
-      this.f32(logits, rows * cols), rows, cols, colOffset, this.i32(targets, rows),
-      this.f32(lse, rows), this.f32(rowScale, rows),
-    );
+    this.wasm.ceChunkBackward(ptrOf(logits), rows, cols, colOffset, ptrOf(targets), ptrOf(lse), ptrOf(rowScale));
   }
 
   adamwStep(
     p: Operand, g: Operand, m: Operand, v: Operand, n: number,
     lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number,
   ): void {
-    ref.adamwStep(
-      this.f32(p, n), this.f32(g, n), this.f32(m, n), this.f32(v, n), n,
-      lr, beta1, beta2, eps, weightDecay, bc1, bc2,
-    );
+    this.wasm.adamwStep(ptrOf(p), ptrOf(g), ptrOf(m), ptrOf(v), n, lr, beta1, beta2, eps, weightDecay, bc1, bc2);
   }
 
   async sumSquares(x: Operand, n: number): Promise<number> {
-    return ref.sumSquares(this.f32(x, n), n);
+    return this.wasm.sumSquares(ptrOf(x), n);
   }
 }

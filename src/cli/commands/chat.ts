@@ -1,0 +1,47 @@
+/** `loraforge chat`: an interactive REPL that streams the model's replies. */
+import { createInterface } from 'node:readline/promises';
+import type { Command } from 'commander';
+import type { ChatMessage } from '../../data/templates.ts';
+import { addModelOptions, addSamplingOptions, loadPipeline, samplingFrom, type ModelFlags, type SamplingFlags } from '../options.ts';
+
+const HELP = 'commands: /reset clears the conversation, /exit quits';
+
+export function registerChat(program: Command): void {
+  const cmd = program
+    .command('chat')
+    .description('chat with a model (and adapter) in the terminal')
+    .option('--system <text>', 'system message');
+  addModelOptions(cmd);
+  addSamplingOptions(cmd);
+  cmd.action(async (flags: ModelFlags & SamplingFlags & { system?: string }) => {
+    const pipeline = await loadPipeline(flags);
+    const fresh = (): ChatMessage[] => (flags.system ? [{ role: 'system', content: flags.system }] : []);
+    let history = fresh();
+    const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+    process.stderr.write(`template: ${pipeline.template.name}${pipeline.adapter ? ', adapter loaded' : ''}. ${HELP}\n`);
+    try {
+      for (;;) {
+        let line: string;
+        try {
+          line = (await rl.question('you> ')).trim();
+        } catch {
+          break; // end of input
+        }
+        if (line === '/exit' || line === '/quit') break;
+        if (line === '/reset') {
+          history = fresh();
+          continue;
+        }
+        if (!line) continue;
+        history.push({ role: 'user', content: line });
+        process.stdout.write('assistant> ');
+        const reply = pipeline.chat(history, { ...samplingFrom(flags), onText: (t) => process.stdout.write(t) });
+        process.stdout.write('\n');
+        history.push({ role: 'assistant', content: reply.text });
+      }
+    } finally {
+      rl.close();
+      pipeline.dispose();
+    }
+  });
+}
