@@ -115,6 +115,38 @@ function tickLabels(ticks: readonly number[], step: number): string[] {
   return ticks.map((t) => t.toFixed(Math.max(0, -stepExponent)));
 }
 
+/**
+ * Keeps, per pixel column, the first, lowest, highest and last point (in order): the drawn line
+ * looks the same, while a 100k-step log no longer costs 100k segments in the SVG and rasterizer.
+ */
+function thinToPixels(points: XY[]): XY[] {
+  if (points.length < 4) return points;
+  const out: XY[] = [];
+  let start = 0;
+  while (start < points.length) {
+    const column = Math.floor(points[start]![0]);
+    let end = start;
+    let [low, high] = [start, start];
+    while (end + 1 < points.length && Math.floor(points[end + 1]![0]) === column) {
+      end++;
+      if (points[end]![1] < points[low]![1]) low = end;
+      if (points[end]![1] > points[high]![1]) high = end;
+    }
+    for (const i of [...new Set([start, low, high, end])].sort((a, b) => a - b))
+      out.push(points[i]!);
+    start = end + 1;
+  }
+  return out;
+}
+
+/** Min and max without spreading into Math.min (long logs would overflow the argument list). */
+function extent(values: readonly number[], empty: [number, number]): { min: number; max: number } {
+  if (!values.length) return { min: empty[0], max: empty[1] };
+  let [min, max] = [Infinity, -Infinity];
+  for (const v of values) [min, max] = [Math.min(min, v), Math.max(max, v)];
+  return { min, max };
+}
+
 function series(points: readonly LossPoint[], key: 'loss' | 'eval_loss' | 'lr'): XY[] {
   return points
     .filter((p) => Number.isFinite(p.step) && typeof p[key] === 'number' && Number.isFinite(p[key]))
@@ -139,14 +171,27 @@ function buildScene(points: readonly LossPoint[], options: LossPlotOptions): Sce
   };
   const items: SceneItem[] = [{ kind: 'rect', x: 0, y: 0, w: width, h: height, fill: '#ffffff' }];
 
-  const steps = [...train, ...evals, ...lr].map((p) => p[0]);
-  const losses = [...train, ...evals].map((p) => p[1]);
-  const xAxis = niceTicks(Math.min(0, ...steps), steps.length ? Math.max(...steps) : 1);
+  const steps = extent(
+    [...train, ...evals, ...lr].map((p) => p[0]),
+    [0, 1],
+  );
+  const xAxis = niceTicks(Math.min(0, steps.min), steps.max);
   // 3 % headroom so curves and markers do not sit on the frame when they hit a tick exactly.
-  const [lossMin, lossMax] = losses.length ? [Math.min(...losses), Math.max(...losses)] : [0, 1];
-  const headroom = (lossMax - lossMin) * 0.03;
-  const yAxis = niceTicks(lossMin - headroom, lossMax + headroom);
-  const lrAxis = niceTicks(0, lr.length ? Math.max(...lr.map((p) => p[1])) * 1.03 : 1, 5);
+  const losses = extent(
+    [...train, ...evals].map((p) => p[1]),
+    [0, 1],
+  );
+  const headroom = (losses.max - losses.min) * 0.03;
+  const yAxis = niceTicks(losses.min - headroom, losses.max + headroom);
+  // A zero learning rate throughout still gets a 0..1 axis rather than a degenerate one.
+  const lrAxis = niceTicks(
+    0,
+    extent(
+      lr.map((p) => p[1]),
+      [0, 1],
+    ).max * 1.03 || 1,
+    5,
+  );
   const px = (step: number) => plot.x + ((step - xAxis.lo) / (xAxis.hi - xAxis.lo)) * plot.w;
   const py = (v: number, axis: { lo: number; hi: number }) =>
     plot.y + plot.h - ((v - axis.lo) / (axis.hi - axis.lo)) * plot.h;
@@ -238,7 +283,7 @@ function buildScene(points: readonly LossPoint[], options: LossPlotOptions): Sce
     });
     items.push({
       kind: 'line',
-      points: lr.map(([s, v]) => [px(s), py(v, lrAxis)] as XY),
+      points: thinToPixels(lr.map(([s, v]) => [px(s), py(v, lrAxis)] as XY)),
       color: COLORS.lr,
       width: 1.5,
     });
@@ -247,7 +292,7 @@ function buildScene(points: readonly LossPoint[], options: LossPlotOptions): Sce
   if (train.length)
     items.push({
       kind: 'line',
-      points: train.map(([s, v]) => [px(s), py(v, yAxis)] as XY),
+      points: thinToPixels(train.map(([s, v]) => [px(s), py(v, yAxis)] as XY)),
       color: COLORS.train,
       width: 2,
     });

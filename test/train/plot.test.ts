@@ -104,3 +104,15 @@ test('writeLossPlot writes both files, creating folders', () => {
     [0x50, 0x4e, 0x47],
   ); // "PNG"
 });
+
+test('long logs are thinned to a few points per pixel column', () => {
+  const long: LossPoint[] = [];
+  for (let step = 1; step <= 200_000; step++) long.push({ step, loss: 2 + Math.sin(step) });
+  const svg = renderLossSvg(long, { showLr: false });
+  const trainLine = svg
+    .split('\n')
+    .find((l) => l.includes('stroke="#1f77b4"') && l.includes('<polyline'))!;
+  const count = trainLine.split(' ').length;
+  assert.ok(count < 4 * 960, `${count} points`);
+  assert.ok(count > 960, `${count} points`);
+});
