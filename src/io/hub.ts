@@ -120,6 +120,14 @@ function checkRepoId(value: string): string {
   return value;
 }
 
+/** Revisions name folders under refs/ (e.g. refs/pr/1), so nothing that could climb out. */
+function checkRevision(value: string): string {
+  if (!/^[\w.-]+(\/[\w.-]+)*$/.test(value) || value.split('/').includes('..')) {
+    throw new LoraforgeError(`invalid revision '${value}'`, 'use a branch, tag or commit hash');
+  }
+  return value;
+}
+
 function isOffline(): boolean {
   return ['1', 'true', 'yes', 'on'].includes((process.env.HF_HUB_OFFLINE ?? '').toLowerCase());
 }
@@ -142,7 +150,7 @@ export async function resolveModel(
     );
   }
   const repoId = checkRepoId(idOrPath);
-  const revision = opts.revision ?? 'main';
+  const revision = checkRevision(opts.revision ?? 'main');
   const cacheDir = opts.cacheDir ?? hubCacheDir();
   const cached = findCachedModel(repoId, revision, cacheDir);
   if (cached) return cached;

@@ -337,6 +337,7 @@ test('missing models, revisions and folders give one clear error', async () => {
   await rejects('test-org/qwen2-tiny', /has no revision 'v9'/, { revision: 'v9' });
   await rejects('./no/such/folder', /no\/such\/folder: no such folder/);
   await rejects('bad id!', /neither a local folder nor a valid Hugging Face model id/);
+  await rejects('test-org/qwen2-tiny', /invalid revision '\.\.\/x'/, { revision: '../x' });
   await rejects(join(GOLDEN, 'config.json'), /is a file/);
   await rejects('nobody/nothing', /fetch failed|network/, {
     fetchImpl: () => Promise.reject(new TypeError('fetch failed')),
