@@ -6,18 +6,24 @@
 // bf16/f16 -> f32 widening happen only while packing, so the micro-kernel sees one layout.
 // Pointers are byte offsets into the shared memory; packing scratch is passed in per thread.
 
-const MR: i32 = 6;
+const MR: i32 = 4;
 const NR: i32 = 8;
 const KC: i32 = 256;
-const MC: i32 = 96; // multiple of MR
+const MC: i32 = 128; // multiple of MR
 const NC: i32 = 2048; // multiple of NR
+
+/**
+ * Packed A is kept for the whole call (packed once, reused by every column block) when it fits in
+ * this many floats; otherwise each MC x KC block is repacked per column block.
+ */
+const PACKED_A_FLOATS: i32 = 1 << 20;
 
 const DTYPE_F32: i32 = 0;
 const DTYPE_BF16: i32 = 1;
 
-/** Bytes of packing scratch one thread needs (packed A block, packed B block, one edge tile). */
+/** Bytes of packing scratch one thread needs (packed A, packed B block, one edge tile). */
 export function gemmScratchBytes(): i32 {
-  return (MC * KC + KC * NC + MR * NR) * 4;
+  return (PACKED_A_FLOATS + KC * NC + MR * NR) * 4;
 }
 
 @inline
@@ -26,73 +32,118 @@ function fma(a: v128, b: v128, c: v128): v128 {
   return f32x4.add(f32x4.mul(a, b), c);
 }
 
+/** Four f16 (zero-extended into i32 lanes) to f32, subnormals, infinities and NaN included. */
 @inline
-function f16ToF32(h: u32): f32 {
-  const sign = (h & 0x8000) << 16;
-  const exponent = (h >> 10) & 0x1f;
-  const mantissa = h & 0x3ff;
-  if (exponent == 0x1f) return reinterpret<f32>(sign | 0x7f800000 | (mantissa << 13));
-  if (exponent == 0) {
-    const subnormal = <f32>mantissa * 5.9604644775390625e-8; // mantissa * 2^-24
-    return sign ? -subnormal : subnormal;
-  }
-  return reinterpret<f32>(sign | ((exponent + 112) << 23) | (mantissa << 13));
+function f16x4ToF32(half: v128): v128 {
+  const magnitude = v128.and(half, i32x4.splat(0x7fff));
+  const sign = i32x4.shl(v128.and(half, i32x4.splat(0x8000)), 16);
+  const shifted = i32x4.shl(magnitude, 13);
+  // As f32 bits the shifted value is the number scaled by 2^-112 (exact, also for subnormals).
+  const finite = f32x4.mul(shifted, f32x4.splat(reinterpret<f32>(0x77800000))); // * 2^112
+  const special = v128.or(shifted, i32x4.splat(0x7f800000));
+  const isSpecial = i32x4.ge_u(magnitude, i32x4.splat(0x7c00));
+  return v128.or(v128.bitselect(special, finite, isSpecial), sign);
 }
 
-/** Element `index` of an f32 / bf16 / f16 array, widened to f32. */
+/** Four consecutive elements at byte address `at`, widened to f32x4. */
 @inline
-function loadElement(base: usize, index: usize, dtype: i32): f32 {
-  if (dtype == DTYPE_F32) return load<f32>(base + (index << 2));
-  const half = <u32>load<u16>(base + (index << 1));
+function load4(at: usize, dtype: i32): v128 {
+  if (dtype == DTYPE_F32) return v128.load(at);
+  const half = v128.load16x4_u(at);
+  if (dtype == DTYPE_BF16) return i32x4.shl(half, 16);
+  return f16x4ToF32(half);
+}
+
+/** One element at byte address `at`, widened to f32. */
+@inline
+function load1(at: usize, dtype: i32): f32 {
+  if (dtype == DTYPE_F32) return load<f32>(at);
+  const half = <i32>load<u16>(at);
   if (dtype == DTYPE_BF16) return reinterpret<f32>(half << 16);
-  return f16ToF32(half);
+  return f32x4.extract_lane(f16x4ToF32(i32x4.splat(half)), 0);
 }
 
-/** Packs alpha * op(A)[i0 .. i0+mc, p0 .. p0+kc] into MR-row micro-panels ([panel][k][MR]), zero-padded. */
-function packA(
-  a: usize, lda: usize, transA: bool, dtype: i32,
-  i0: i32, mc: i32, p0: i32, kc: i32, alpha: f32, dst: usize,
+/**
+ * Packs 4 lanes x kc of a matrix into dst (lane l of step p at dst + p*dstStride + 4*l), times scale.
+ * Element (p, lane) is at index p*pStep + lane*laneStep from `src`; lanes >= `lanes` are zero-filled.
+ * Lanes adjacent in memory are copied directly; lanes strided in memory are transposed 4x4 at a time.
+ */
+function packLanes(
+  src: usize, dtype: i32, pStep: usize, laneStep: usize, lanes: i32,
+  kc: i32, scale: f32, dst: usize, dstStride: usize,
 ): void {
-  for (let ip = 0; ip < mc; ip += MR) {
-    const rows = min(MR, mc - ip);
-    for (let r = 0; r < MR; r++) {
-      let out = dst + ((ip * kc + r) << 2);
-      if (r >= rows) {
-        for (let p = 0; p < kc; p++, out += MR * 4) store<f32>(out, 0);
-        continue;
-      }
-      const i = <usize>(i0 + ip + r);
-      // op(A)[i, p] lives at i*lda + p, or p*lda + i when A is transposed.
-      let index = transA ? <usize>p0 * lda + i : i * lda + <usize>p0;
-      const step: usize = transA ? lda : 1;
-      for (let p = 0; p < kc; p++, out += MR * 4, index += step) {
-        store<f32>(out, alpha * loadElement(a, index, dtype));
-      }
+  const shift: usize = dtype == DTYPE_F32 ? 2 : 1;
+  const scaleV = f32x4.splat(scale);
+  let p = 0;
+  if (lanes == 4 && laneStep == 1) {
+    for (; p < kc; p++) {
+      v128.store(dst + <usize>p * dstStride, f32x4.mul(load4(src + ((<usize>p * pStep) << shift), dtype), scaleV));
+    }
+  } else if (lanes == 4 && pStep == 1) {
+    const rowBytes = laneStep << shift;
+    for (; p + 4 <= kc; p += 4) {
+      const at = src + (<usize>p << shift);
+      const r0 = load4(at, dtype);
+      const r1 = load4(at + rowBytes, dtype);
+      const r2 = load4(at + 2 * rowBytes, dtype);
+      const r3 = load4(at + 3 * rowBytes, dtype);
+      const t0 = v128.shuffle<f32>(r0, r1, 0, 4, 1, 5);
+      const t1 = v128.shuffle<f32>(r0, r1, 2, 6, 3, 7);
+      const t2 = v128.shuffle<f32>(r2, r3, 0, 4, 1, 5);
+      const t3 = v128.shuffle<f32>(r2, r3, 2, 6, 3, 7);
+      const out = dst + <usize>p * dstStride;
+      v128.store(out, f32x4.mul(v128.shuffle<f32>(t0, t2, 0, 1, 4, 5), scaleV));
+      v128.store(out + dstStride, f32x4.mul(v128.shuffle<f32>(t0, t2, 2, 3, 6, 7), scaleV));
+      v128.store(out + 2 * dstStride, f32x4.mul(v128.shuffle<f32>(t1, t3, 0, 1, 4, 5), scaleV));
+      v128.store(out + 3 * dstStride, f32x4.mul(v128.shuffle<f32>(t1, t3, 2, 3, 6, 7), scaleV));
+    }
+  }
+  // Remaining steps, and panels at the matrix edge, element by element.
+  for (; p < kc; p++) {
+    const out = dst + <usize>p * dstStride;
+    for (let lane = 0; lane < 4; lane++) {
+      let value: f32 = 0;
+      if (lane < lanes) value = scale * load1(src + ((<usize>p * pStep + <usize>lane * laneStep) << shift), dtype);
+      store<f32>(out + (<usize>lane << 2), value);
     }
   }
 }
 
-/** Packs op(B)[p0 .. p0+kc, j0 .. j0+nc] into NR-column micro-panels ([panel][k][NR]), zero-padded. */
+/**
+ * Packs alpha * op(A)[i0 .. i0+mc, p0 .. p0+kc] into MR-row micro-panels ([panel][k][MR]).
+ * op(A)[i, p] is at i*lda + p, or p*lda + i when A is transposed.
+ */
+function packA(
+  a: usize, lda: usize, transA: bool, dtype: i32,
+  i0: i32, mc: i32, p0: i32, kc: i32, alpha: f32, dst: usize,
+): void {
+  const shift: usize = dtype == DTYPE_F32 ? 2 : 1;
+  const pStep: usize = transA ? lda : 1;
+  const rowStep: usize = transA ? 1 : lda;
+  for (let ip = 0; ip < mc; ip += MR) {
+    const src = a + ((<usize>(i0 + ip) * rowStep + <usize>p0 * pStep) << shift);
+    packLanes(src, dtype, pStep, rowStep, min(MR, mc - ip), kc, alpha, dst + <usize>(ip * kc) * 4, MR * 4);
+  }
+}
+
+/**
+ * Packs op(B)[p0 .. p0+kc, j0 .. j0+nc] into NR-column micro-panels ([panel][k][NR]), as two
+ * 4-lane halves. op(B)[p, j] is at p*ldb + j, or j*ldb + p when B is transposed.
+ */
 function packB(
   b: usize, ldb: usize, transB: bool, dtype: i32,
   p0: i32, kc: i32, j0: i32, nc: i32, dst: usize,
 ): void {
+  const shift: usize = dtype == DTYPE_F32 ? 2 : 1;
+  const pStep: usize = transB ? 1 : ldb;
+  const colStep: usize = transB ? ldb : 1;
   for (let jp = 0; jp < nc; jp += NR) {
-    const cols = min(NR, nc - jp);
     const panel = dst + <usize>(jp * kc) * 4;
-    for (let j = 0; j < NR; j++) {
-      let out = panel + (<usize>j << 2);
-      if (j >= cols) {
-        for (let p = 0; p < kc; p++, out += NR * 4) store<f32>(out, 0);
-        continue;
-      }
-      const col = <usize>(j0 + jp + j);
-      // op(B)[p, col] lives at p*ldb + col, or col*ldb + p when B is transposed.
-      let index = transB ? col * ldb + <usize>p0 : <usize>p0 * ldb + col;
-      const step: usize = transB ? 1 : ldb;
-      for (let p = 0; p < kc; p++, out += NR * 4, index += step) {
-        store<f32>(out, loadElement(b, index, dtype));
-      }
+    for (let half = 0; half < NR; half += 4) {
+      const col = <usize>(j0 + jp + half);
+      const src = b + ((col * colStep + <usize>p0 * pStep) << shift);
+      const lanes = max(0, min(4, nc - jp - half));
+      packLanes(src, dtype, pStep, colStep, lanes, kc, 1, panel + (<usize>half << 2), NR * 4);
     }
   }
 }
@@ -109,14 +160,16 @@ function storeRow(c: usize, lo: v128, hi: v128, beta: f32, biasLo: v128, biasHi:
   v128.store(c, f32x4.add(hi, biasHi), 16);
 }
 
-/** Full MR x NR tile: C = Ap(MR x kc) * Bp(kc x NR) + beta * C + bias. */
+/**
+ * Full MR x NR tile: C = Ap(MR x kc) * Bp(kc x NR) + beta * C + bias.
+ * 4 x 8 keeps 8 accumulators live: V8's register allocator spills (and throughput halves) beyond
+ * about 9 live v128 accumulators, measured for 6x8, 5x8, 3x16 and 12x4 tiles.
+ */
 function microKernel(kc: i32, ap: usize, bp: usize, c: usize, ldcBytes: usize, beta: f32, bias: usize): void {
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
   let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
   let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
   let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
-  let c40 = f32x4.splat(0), c41 = f32x4.splat(0);
-  let c50 = f32x4.splat(0), c51 = f32x4.splat(0);
   for (let p = 0; p < kc; p++) {
     const b0 = v128.load(bp);
     const b1 = v128.load(bp, 16);
@@ -132,12 +185,6 @@ function microKernel(kc: i32, ap: usize, bp: usize, c: usize, ldcBytes: usize, b
     a = v128.load32_splat(ap, 12);
     c30 = fma(a, b0, c30);
     c31 = fma(a, b1, c31);
-    a = v128.load32_splat(ap, 16);
-    c40 = fma(a, b0, c40);
-    c41 = fma(a, b1, c41);
-    a = v128.load32_splat(ap, 20);
-    c50 = fma(a, b0, c50);
-    c51 = fma(a, b1, c51);
     ap += MR * 4;
     bp += NR * 4;
   }
@@ -147,8 +194,6 @@ function microKernel(kc: i32, ap: usize, bp: usize, c: usize, ldcBytes: usize, b
   storeRow(c + ldcBytes, c10, c11, beta, biasLo, biasHi);
   storeRow(c + 2 * ldcBytes, c20, c21, beta, biasLo, biasHi);
   storeRow(c + 3 * ldcBytes, c30, c31, beta, biasLo, biasHi);
-  storeRow(c + 4 * ldcBytes, c40, c41, beta, biasLo, biasHi);
-  storeRow(c + 5 * ldcBytes, c50, c51, beta, biasLo, biasHi);
 }
 
 /** Partial tile at the matrix edge: computed into `tile`, then the valid rows x cols merged into C. */
@@ -193,9 +238,11 @@ function gemmBlock(
     return;
   }
   const packedA = scratch;
-  const packedB = packedA + <usize>(MC * KC) * 4;
+  const packedB = packedA + <usize>PACKED_A_FLOATS * 4;
   const tile = packedB + <usize>(KC * NC) * 4;
   const ldcBytes = ldc << 2;
+  const paddedRows = (m1 - m0 + MR - 1) / MR * MR;
+  const keepPackedA = <i64>paddedRows * k <= PACKED_A_FLOATS;
   for (let jc = n0; jc < n1; jc += NC) {
     const nc = min(NC, n1 - jc);
     for (let pc = 0; pc < k; pc += KC) {
@@ -206,7 +253,9 @@ function gemmBlock(
       const sliceBias: usize = pc == 0 ? bias : 0;
       for (let ic = m0; ic < m1; ic += MC) {
         const mc = min(MC, m1 - ic);
-        packA(a, lda, transA, aDtype, ic, mc, pc, kc, alpha, packedA);
+        // A kept whole is laid out as [K slice][row block]: slice pc starts after pc * paddedRows floats.
+        const blockA = keepPackedA ? packedA + (<usize>pc * paddedRows + <usize>((ic - m0) * kc)) * 4 : packedA;
+        if (!keepPackedA || jc == n0) packA(a, lda, transA, aDtype, ic, mc, pc, kc, alpha, blockA);
         for (let jr = 0; jr < nc; jr += NR) {
           const cols = min(NR, nc - jr);
           const bp = packedB + <usize>(jr * kc) * 4;
@@ -214,7 +263,7 @@ function gemmBlock(
           const biasAt: usize = sliceBias ? sliceBias + (<usize>col << 2) : 0;
           for (let ir = 0; ir < mc; ir += MR) {
             const rows = min(MR, mc - ir);
-            const ap = packedA + <usize>(ir * kc) * 4;
+            const ap = blockA + <usize>(ir * kc) * 4;
             const cAt = c + ((<usize>(ic + ir) * ldc + <usize>col) << 2);
             if (rows == MR && cols == NR) microKernel(kc, ap, bp, cAt, ldcBytes, sliceBeta, biasAt);
             else edgeKernel(kc, ap, bp, cAt, ldcBytes, sliceBeta, biasAt, rows, cols, tile);
