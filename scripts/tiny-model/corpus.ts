@@ -712,7 +712,7 @@ const CAPITALS: readonly { country: Bilingual<string>; city: Bilingual<string> }
   { country: { en: 'Russia', zh: '俄罗斯' }, city: { en: 'Moscow', zh: '莫斯科' } },
   {
     country: { en: 'the United States', zh: '美国' },
-    city: { en: 'Washington, D.COLOUR.', zh: '华盛顿' },
+    city: { en: 'Washington, D.C.', zh: '华盛顿' },
   },
   { country: { en: 'Canada', zh: '加拿大' }, city: { en: 'Ottawa', zh: '渥太华' } },
   { country: { en: 'Australia', zh: '澳大利亚' }, city: { en: 'Canberra', zh: '堪培拉' } },
