@@ -137,6 +137,17 @@ test('eos falls back to generation_config.json; tokens may be AddedToken objects
   }
 });
 
+test('addSpecialTokens controls the BOS a Llama-style post-processor prepends', async () => {
+  // A 5-token BPE whose TemplateProcessing post-processor adds <s>, as Llama tokenizers do.
+  const tok = await loadTokenizer('test/fixtures/io/bos-tokenizer');
+  assert.deepEqual(tok.encode('ab'), [0, 4]);
+  assert.deepEqual(tok.encode('ab', { addSpecialTokens: false }), [4]);
+  assert.equal(tok.bosTokenId, 0);
+  assert.equal(tok.eosTokenId, 1);
+  assert.equal(tok.vocabSize, 5);
+  assert.equal(tok.decode([0, 4, 1], { skipSpecialTokens: true }), 'ab');
+});
+
 test('a folder without tokenizer.json gives one clear error', async () => {
   await assert.rejects(loadTokenizer('/work/shared/golden/qwen2-tiny'), (err: unknown) => {
     assert.ok(err instanceof LoraforgeError);
