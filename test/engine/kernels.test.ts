@@ -465,8 +465,8 @@ const KERNELS_SOURCE = fileURLToPath(
 );
 
 /** Compiles the kernels alone (the same flags as the module build), so these tests never see a stale build. */
-async function compileKernels(relaxed: boolean): Promise<Uint8Array> {
-  let binary: Uint8Array | undefined;
+async function compileKernels(relaxed: boolean): Promise<Uint8Array<ArrayBuffer>> {
+  let binary: Uint8Array<ArrayBuffer> | undefined;
   const features = relaxed ? 'simd,threads,relaxed-simd' : 'simd,threads';
   const { error, stderr } = await asc.main(
     [
@@ -487,7 +487,7 @@ async function compileKernels(relaxed: boolean): Promise<Uint8Array> {
     ],
     {
       writeFile: (name, contents) => {
-        if (name.endsWith('.wasm')) binary = contents as Uint8Array;
+        if (name.endsWith('.wasm')) binary = new Uint8Array(contents as Uint8Array);
       },
     },
   );
@@ -567,9 +567,9 @@ interface Harness {
  * Instantiates the kernels over a fresh memory. parallelFor runs every call as three uneven
  * slices on this thread, so each kernel's [start, end) handling is exercised.
  */
-async function harness(binary: Uint8Array): Promise<Harness> {
+async function harness(binary: Uint8Array<ArrayBuffer>): Promise<Harness> {
   const mem = new TestMemory();
-  const { instance } = await WebAssembly.instantiate(binary, {
+  const instance = await WebAssembly.instantiate(await WebAssembly.compile(binary), {
     env: { memory: mem.memory, abort: () => assert.fail('wasm abort') },
   });
   const splits = new Map<string, Array<[number, number]>>();
