@@ -1,7 +1,5 @@
 /** POST /v1/chat/completions, POST /v1/completions and the optional tutorial-style route alias. */
 import { randomUUID } from 'node:crypto';
-import { LoraforgeError } from '../util/errors.ts';
-import { badRequest } from './api-error.ts';
 import type { RequestContext } from './context.ts';
 import {
   generateText,
@@ -84,7 +82,7 @@ export async function handleChatCompletions(ctx: RequestContext): Promise<void> 
   const adapter = resolveModel(ctx.body, engine);
   const messages = parseMessages(ctx.body);
   const stop = [...parseStop(ctx.body), ...engine.chatStopStrings(adapter)];
-  const promptIds = encodeOrReject(() => engine.encodeChat(messages, adapter));
+  const promptIds = engine.encodeChat(messages, adapter);
   await respond(ctx, CHAT, buildRequest(ctx, promptIds, adapter, stop));
 }
 
@@ -92,7 +90,7 @@ export async function handleCompletions(ctx: RequestContext): Promise<void> {
   const { engine } = ctx.state;
   const adapter = resolveModel(ctx.body, engine);
   const prompt = requiredString(ctx.body, 'prompt');
-  const promptIds = encodeOrReject(() => engine.encodeText(prompt));
+  const promptIds = engine.encodeText(prompt);
   await respond(ctx, TEXT, buildRequest(ctx, promptIds, adapter, parseStop(ctx.body)));
 }
 
@@ -101,20 +99,10 @@ export async function handleRouteAlias(ctx: RequestContext): Promise<void> {
   const { engine, routeAliasModel } = ctx.state;
   const adapter = resolveModel({ model: routeAliasModel }, engine);
   const messages: ChatMessage[] = [{ role: 'user', content: requiredString(ctx.body, 'prompt') }];
-  const promptIds = encodeOrReject(() => engine.encodeChat(messages, adapter));
+  const promptIds = engine.encodeChat(messages, adapter);
   const request = buildRequest(ctx, promptIds, adapter, engine.chatStopStrings(adapter));
   const result = await generateText(ctx.state.scheduler, engine, request, null, ctx.signal);
   sendJson(ctx.res, 200, { text: result.text });
-}
-
-/** Template or tokenizer problems caused by the request's content are the client's to fix. */
-function encodeOrReject(encode: () => number[]): number[] {
-  try {
-    return encode();
-  } catch (err) {
-    if (err instanceof LoraforgeError) throw badRequest(err.message);
-    throw err;
-  }
 }
 
 function buildRequest(

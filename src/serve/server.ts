@@ -9,7 +9,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { LoraforgeError } from '../util/errors.ts';
 import { handleListModels, handleLoadAdapter, handleUnloadAdapter } from './adapter-routes.ts';
-import { ApiError, internalError, notFound, unavailable } from './api-error.ts';
+import { ApiError, badRequest, internalError, notFound, unavailable } from './api-error.ts';
 import { handleChatCompletions, handleCompletions, handleRouteAlias } from './completion-routes.ts';
 import type { RequestContext, ServeState } from './context.ts';
 import type { ServeEngine } from './engine.ts';
@@ -187,8 +187,7 @@ export function createServer(engine: ServeEngine, options: ServeOptions = {}): L
 
 function respondWithError(req: IncomingMessage, res: ServerResponse, err: unknown): void {
   if (err instanceof ClientGone || res.destroyed || res.writableEnded) return;
-  const apiError = err instanceof ApiError ? err : internalError();
-  if (!(err instanceof ApiError)) console.error('loraforge serve: request failed:', err);
+  const apiError = toApiError(err);
   if (res.headersSent) {
     // Mid-stream the status line is gone; OpenAI clients raise on an `error` event instead.
     const sse = new SseWriter(res);
@@ -200,6 +199,17 @@ function respondWithError(req: IncomingMessage, res: ServerResponse, err: unknow
   const headers: Record<string, string> = req.complete ? {} : { connection: 'close' };
   if (apiError.status === 429) headers['retry-after'] = '1';
   sendJson(res, apiError.status, apiError.toBody(), headers);
+}
+
+/**
+ * Engine calls throw LoraforgeError for problems in what the request asked for (a prompt the
+ * template cannot render, an adapter folder that is not an adapter): the client's to fix.
+ */
+function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof LoraforgeError) return badRequest(err.message);
+  console.error('loraforge serve: request failed:', err);
+  return internalError();
 }
 
 /** Compares digests so the check takes the same time whatever the key's length or prefix. */

@@ -3,6 +3,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { FakeEngine } from '../../src/serve/fake-engine.ts';
+import { LoraforgeError } from '../../src/util/errors.ts';
 import { createServer, type LoraforgeServer } from '../../src/serve/server.ts';
 
 const KEY = 'sk-test';
@@ -138,7 +139,22 @@ test('a body over the limit is 413, declared or streamed', async () => {
   assert.equal(status, 413);
 });
 
+test('an engine rejecting the request content (LoraforgeError) is 400, any other failure 500', async (t) => {
+  const encodeText = t.mock.method(engine, 'encodeText', (): number[] => {
+    throw new LoraforgeError('prompt contains a reserved special token');
+  });
+  const rejected = await post('/v1/completions', { model: 'fake-base', prompt: '<|im_end|>' });
+  assertError(rejected, 400);
+  assert.match(rejected.body.error.message as string, /reserved special token/);
+  encodeText.mock.mockImplementation(() => {
+    throw new Error('bug (expected by this test)');
+  });
+  const failed = await post('/v1/completions', { model: 'fake-base', prompt: 'x' });
+  assertError(failed, 500);
+  assert.doesNotMatch(failed.body.error.message as string, /bug/);
+});
+
 test('the server keeps serving after all of that', async () => {
   const res = await post('/v1/completions', { model: 'fake-base', prompt: 'ok' });
-  assert.equal(res.status, 200);
+  assert.equal(res.status, 200, JSON.stringify(res.body));
 });
