@@ -11,6 +11,8 @@ import {
   trainTinyTokenizer,
 } from '../../scripts/tiny-model/train-tokenizer.ts';
 import { TINY_MODEL_SYSTEM_PROMPT } from '../../scripts/tiny-model/corpus.ts';
+import { loadTokenizer } from '../../src/io/tokenizer.ts';
+import { ChatTemplate } from '../../src/io/chat-template.ts';
 
 const ASSETS = 'assets/tiny-chat';
 const tokenizerJson = readFileSync(`${ASSETS}/tokenizer.json`, 'utf8');
@@ -134,3 +136,20 @@ function decodeByteLevel(token: string): string {
   const map = new Map(byteLevelAlphabet().map(({ byte, char }) => [char, byte]));
   return new TextDecoder().decode(Uint8Array.from([...token], (ch) => map.get(ch)!));
 }
+
+test("loraforge's own loader reads the tiny tokenizer and renders its chat template", async () => {
+  const loaded = await loadTokenizer(ASSETS);
+  assert.equal(loaded.vocabSize, TINY_VOCAB_SIZE);
+  assert.equal(loaded.eosTokenId, tokenizer.token_to_id('<|im_end|>'));
+  assert.equal(loaded.padTokenId, tokenizer.token_to_id('<|endoftext|>'));
+  assert.equal(loaded.bosTokenId, undefined);
+  const template = new ChatTemplate(loaded.chatTemplate!);
+  const rendered = template.render([{ role: 'user', content: '你是谁？' }], {
+    addGenerationPrompt: true,
+  });
+  assert.equal(
+    rendered,
+    `<|im_start|>system\n${TINY_MODEL_SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n你是谁？<|im_end|>\n<|im_start|>assistant\n`,
+  );
+  assert.equal(loaded.decode(loaded.encode(rendered), { skipSpecialTokens: false }), rendered);
+});
