@@ -17,6 +17,12 @@ import type { KernelDef } from './kernel-def.ts';
 import { ELEMENTWISE_WORKGROUP, FLAT_INDEX } from './elementwise.ts';
 import type { BufferRef, KernelRunner } from './runner.ts';
 
+/**
+ * The lse of a query with no visible key (as in reference-kernels.ts): +inf makes exp(score - lse)
+ * zero for anything that reads it. A uniform, because WGSL rejects infinite constants.
+ */
+const EMPTY_ROW_LSE = Infinity;
+
 const ROWS_PER_WORKGROUP = 32;
 /** Workgroup memory for streamed tiles: WebGPU's guaranteed minimum is 16 KiB. */
 const TILE_BYTES = 16384;
@@ -52,7 +58,15 @@ fn visible(b: u32, p: u32, j: u32) -> bool {
 const maskKey = (m: Masking) => `${m.keyMask ? 'mask' : ''}${m.segIds ? 'seg' : ''}`;
 
 /** WGSL loop that copies `rows` rows (from `first`) of buffer `src` into tile `dst` (zero past `limit`). */
-function loadTile(dst: string, src: string, rowIndex: string, first: string, limit: string, rows: number, D: number) {
+function loadTile(
+  dst: string,
+  src: string,
+  rowIndex: string,
+  first: string,
+  limit: string,
+  rows: number,
+  D: number,
+) {
   return `
     for (var e = lid.x; e < ${rows * D}u; e += ${ROWS_PER_WORKGROUP}u) {
       let r = ${first} + e / ${D}u;
@@ -66,7 +80,15 @@ function forwardKernel(D: number, m: Masking): KernelDef {
   const KT = tileRows(D, 2);
   return {
     key: `attention-forward:${D}:${KT}:${maskKey(m)}`,
-    params: { Tq: 'u32', Tk: 'u32', kvCap: 'u32', H: 'u32', KVH: 'u32', scale: 'f32' },
+    params: {
+      Tq: 'u32',
+      Tk: 'u32',
+      kvCap: 'u32',
+      H: 'u32',
+      KVH: 'u32',
+      scale: 'f32',
+      emptyRowLse: 'f32',
+    },
     buffers: [
       { name: 'q', dtype: 'f32', access: 'read' },
       { name: 'k', dtype: 'f32', access: 'read' },
@@ -86,12 +108,12 @@ ${visibleFn(m)}`,
   let h = bh % P.H;
   let g = h / (P.H / P.KVH);
   let i = wid.x * ${ROWS_PER_WORKGROUP}u + lid.x;
-  let active = i < P.Tq;
+  let inRange = i < P.Tq;
   let p = P.Tk - P.Tq + i;
   let qRow = ((b * P.Tq + i) * P.H + h) * ${D}u;
   var qv: array<f32, ${D}>;
   var acc: array<f32, ${D}>;
-  if (active) {
+  if (inRange) {
     for (var d = 0u; d < ${D}u; d++) { qv[d] = q[P.q_off + qRow + d] * P.scale; }
   }
   var runMax = -3.0e38;
@@ -103,7 +125,7 @@ ${visibleFn(m)}`,
     ${loadTile('kTile', 'k', '(b * P.kvCap + r) * P.KVH + g', 'j0', 'keyEnd', KT, D)}
     ${loadTile('vTile', 'v', '(b * P.kvCap + r) * P.KVH + g', 'j0', 'keyEnd', KT, D)}
     workgroupBarrier();
-    if (active) {
+    if (inRange) {
       for (var jj = 0u; jj < ${KT}u; jj++) {
         let j = j0 + jj;
         if (j >= keyEnd || !visible(b, p, j)) { continue; }
@@ -122,13 +144,11 @@ ${visibleFn(m)}`,
     }
     workgroupBarrier();
   }
-  if (active) {
+  if (inRange) {
     var inv = 0.0;
     if (runSum > 0.0) { inv = 1.0 / runSum; }
     for (var d = 0u; d < ${D}u; d++) { out[P.out_off + qRow + d] = acc[d] * inv; }
-    // A query with no visible key stores +inf (EMPTY_ROW_LSE in reference-kernels.ts), which
-    // makes exp(score - lse) = 0 for anything that later reads it.
-    var rowLse = bitcast<f32>(0x7f800000u);
+    var rowLse = P.emptyRowLse;
     if (runSum > 0.0) { rowLse = runMax + log(runSum); }
     lse[P.lse_off + (b * P.H + h) * P.Tq + i] = rowLse;
   }
@@ -191,14 +211,14 @@ ${visibleFn(m)}`,
   let h = bh % P.H;
   let g = h / (P.H / P.KVH);
   let i = wid.x * ${ROWS_PER_WORKGROUP}u + lid.x;
-  let active = i < P.T;
+  let inRange = i < P.T;
   let row = ((b * P.T + i) * P.H + h) * ${D}u;
   var qv: array<f32, ${D}>;
   var dov: array<f32, ${D}>;
   var dqv: array<f32, ${D}>;
   var rowLse = 0.0;
   var rowDelta = 0.0;
-  if (active) {
+  if (inRange) {
     for (var d = 0u; d < ${D}u; d++) {
       qv[d] = q[P.q_off + row + d] * P.scale;
       dov[d] = dout[P.dout_off + row + d];
@@ -211,7 +231,7 @@ ${visibleFn(m)}`,
     ${loadTile('kTile', 'k', '(b * P.kvCap + r) * P.KVH + g', 'j0', 'keyEnd', KT, D)}
     ${loadTile('vTile', 'v', '(b * P.kvCap + r) * P.KVH + g', 'j0', 'keyEnd', KT, D)}
     workgroupBarrier();
-    if (active) {
+    if (inRange) {
       for (var jj = 0u; jj < ${KT}u; jj++) {
         let j = j0 + jj;
         if (j >= keyEnd || !visible(b, i, j)) { continue; }
@@ -227,7 +247,7 @@ ${visibleFn(m)}`,
     }
     workgroupBarrier();
   }
-  if (active) {
+  if (inRange) {
     for (var d = 0u; d < ${D}u; d++) { dq[P.dq_off + row + d] = dqv[d] * P.scale; }
   }
 `,
@@ -253,13 +273,13 @@ ${visibleFn(m)}`,
   let g = bg % P.KVH;
   let group = P.H / P.KVH;
   let j = wid.x * ${ROWS_PER_WORKGROUP}u + lid.x;
-  let active = j < P.T;
+  let inRange = j < P.T;
   let row = ((b * P.kvCap + j) * P.KVH + g) * ${D}u;
   var kv: array<f32, ${D}>;
   var vv: array<f32, ${D}>;
   var dkv: array<f32, ${D}>;
   var dvv: array<f32, ${D}>;
-  if (active) {
+  if (inRange) {
     for (var d = 0u; d < ${D}u; d++) {
       kv[d] = k[P.k_off + row + d] * P.scale;
       vv[d] = v[P.v_off + row + d];
@@ -277,7 +297,7 @@ ${visibleFn(m)}`,
         deltaTile[lid.x] = delta[P.delta_off + bh * P.T + i0 + lid.x];
       }
       workgroupBarrier();
-      if (active) {
+      if (inRange) {
         for (var ii = 0u; ii < ${QT}u; ii++) {
           let i = i0 + ii;
           if (i >= P.T || !visible(b, i, j)) { continue; }
@@ -298,7 +318,7 @@ ${visibleFn(m)}`,
       workgroupBarrier();
     }
   }
-  if (active) {
+  if (inRange) {
     for (var d = 0u; d < ${D}u; d++) {
       dk[P.dk_off + row + d] = dkv[d] * P.scale;
       dv[P.dv_off + row + d] = dvv[d];
@@ -348,7 +368,7 @@ export function attentionForward(
       lse: { ref: lse, elements: B * H * Tq },
       ...maskArgs(B, kvCap, keyMask, segIds),
     },
-    { Tq, Tk, kvCap, H, KVH, scale },
+    { Tq, Tk, kvCap, H, KVH, scale, emptyRowLse: EMPTY_ROW_LSE },
     [Math.ceil(Tq / ROWS_PER_WORKGROUP), B * H],
   );
 }
@@ -399,7 +419,12 @@ export function attentionBackward(
   };
   const params = { T, kvCap: T, H, KVH, scale };
   const blocks = Math.ceil(T / ROWS_PER_WORKGROUP);
-  runner.dispatch(dqKernel(D, masking), { ...inputs, dq: { ref: dq, elements: qElements } }, params, [blocks, B * H]);
+  runner.dispatch(
+    dqKernel(D, masking),
+    { ...inputs, dq: { ref: dq, elements: qElements } },
+    params,
+    [blocks, B * H],
+  );
   runner.dispatch(
     dkdvKernel(D, masking),
     { ...inputs, dk: { ref: dk, elements: kvElements }, dv: { ref: dv, elements: kvElements } },

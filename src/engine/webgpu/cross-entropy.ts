@@ -25,7 +25,8 @@ const FORWARD: KernelDef = {
     { name: 'tgtLogit', dtype: 'f32', access: 'read_write' },
   ],
   workgroupSize: [WORKGROUP],
-  prelude: workgroupReduce('rowMax', WORKGROUP, 'max') + workgroupReduce('rowSum', WORKGROUP, 'sum'),
+  prelude:
+    workgroupReduce('rowMax', WORKGROUP, 'max') + workgroupReduce('rowSum', WORKGROUP, 'sum'),
   body: `
   let row = wid.x + wid.y * nwg.x;
   if (row >= P.rows) { return; }

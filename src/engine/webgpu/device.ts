@@ -46,7 +46,9 @@ const WANTED_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups' as GPUFeatu
 export async function acquireWebGpu(options: AcquireOptions = {}): Promise<WebGpuContext> {
   // Dawn's GPU object must stay referenced for as long as the device is used; `release` drops it.
   let gpu: GPU | undefined = await findGpu(options.dawnFlags ?? []);
-  const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
+  const adapter = await gpu.requestAdapter({
+    powerPreference: options.powerPreference ?? 'high-performance',
+  });
   if (!adapter) {
     throw new LoraforgeError(
       'WebGPU: no GPU adapter found',
@@ -83,13 +85,19 @@ async function findGpu(dawnFlags: string[]): Promise<GPU> {
   const browserGpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
   if (browserGpu) return browserGpu;
   if (typeof process === 'undefined' || !process.versions?.node) {
-    throw new LoraforgeError('WebGPU: this browser has no navigator.gpu', 'use a browser with WebGPU enabled');
+    throw new LoraforgeError(
+      'WebGPU: this browser has no navigator.gpu',
+      'use a browser with WebGPU enabled',
+    );
   }
   let dawn: typeof import('webgpu');
   try {
     dawn = await import('webgpu');
   } catch (err) {
-    throw new LoraforgeError(`WebGPU: cannot load the 'webgpu' package (${(err as Error).message})`, 'run npm install');
+    throw new LoraforgeError(
+      `WebGPU: cannot load the 'webgpu' package (${(err as Error).message})`,
+      'run npm install',
+    );
   }
   // Dawn's constants (GPUBufferUsage, GPUShaderStage, ...) are globals in browsers; kernels use them.
   Object.assign(globalThis, dawn.globals);

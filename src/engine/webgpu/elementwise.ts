@@ -3,7 +3,8 @@
  * Vectors longer than one storage binding are processed in binding-sized chunks.
  */
 import type { KernelDef } from './kernel-def.ts';
-import { advance, type BufferRef, type KernelRunner } from './runner.ts';
+import { advance, type BufferRef } from './buffer-ref.ts';
+import type { KernelRunner } from './runner.ts';
 
 export const ELEMENTWISE_WORKGROUP = 256;
 
@@ -32,9 +33,17 @@ export function launchFlat(
 ): void {
   forEachBindingChunk(runner, n, (start, count) => {
     const buffers = Object.fromEntries(
-      Object.entries(refs).map(([name, ref]) => [name, { ref: advance(ref, start * 4), elements: count }]),
+      Object.entries(refs).map(([name, ref]) => [
+        name,
+        { ref: advance(ref, start * 4), elements: count },
+      ]),
     );
-    runner.dispatch(def, buffers, { ...params, n: count }, runner.grid1d(Math.ceil(count / ELEMENTWISE_WORKGROUP)));
+    runner.dispatch(
+      def,
+      buffers,
+      { ...params, n: count },
+      runner.grid1d(Math.ceil(count / ELEMENTWISE_WORKGROUP)),
+    );
   });
 }
 
@@ -99,7 +108,13 @@ const SCALE: KernelDef = {
 };
 
 /** out = silu(gate) * up. */
-export function swigluForward(runner: KernelRunner, gate: BufferRef, up: BufferRef, out: BufferRef, n: number): void {
+export function swigluForward(
+  runner: KernelRunner,
+  gate: BufferRef,
+  up: BufferRef,
+  out: BufferRef,
+  n: number,
+): void {
   launchFlat(runner, SWIGLU_FORWARD, { gate, up, out }, n);
 }
 
@@ -117,6 +132,12 @@ export function swigluBackward(
 }
 
 /** out = alpha * x (out may be x). */
-export function scale(runner: KernelRunner, x: BufferRef, alpha: number, out: BufferRef, n: number): void {
+export function scale(
+  runner: KernelRunner,
+  x: BufferRef,
+  alpha: number,
+  out: BufferRef,
+  n: number,
+): void {
   launchFlat(runner, SCALE, { x, out }, n, { alpha });
 }

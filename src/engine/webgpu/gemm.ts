@@ -9,7 +9,8 @@
  * addresses when loading and storing.
  */
 import { wgslLoader, type KernelDef, type StorageDtype } from './kernel-def.ts';
-import { advance, type BufferRef, type KernelRunner } from './runner.ts';
+import { advance, type BufferRef } from './buffer-ref.ts';
+import type { KernelRunner } from './runner.ts';
 
 export type GemmDtype = 'f32' | 'f16' | 'bf16';
 
@@ -39,7 +40,13 @@ const TILE_K = 16;
 const THREADS = 16;
 const PER_THREAD = TILE / THREADS;
 
-function gemmKernel(transA: boolean, transB: boolean, aDtype: StorageDtype, bDtype: StorageDtype, bias: boolean): KernelDef {
+function gemmKernel(
+  transA: boolean,
+  transB: boolean,
+  aDtype: StorageDtype,
+  bDtype: StorageDtype,
+  bias: boolean,
+): KernelDef {
   // Which tile coordinate varies fastest between consecutive loader threads follows the stored
   // layout, so global reads are contiguous.
   const aTileCoords = transA
@@ -52,7 +59,16 @@ function gemmKernel(transA: boolean, transB: boolean, aDtype: StorageDtype, bDty
   const bIndex = transB ? 'col * P.ldb + row' : 'row * P.ldb + col';
   return {
     key: `gemm:${transA ? 't' : 'n'}${transB ? 't' : 'n'}:${aDtype}:${bDtype}:${bias ? 'bias' : ''}`,
-    params: { m: 'u32', n: 'u32', k: 'u32', lda: 'u32', ldb: 'u32', ldc: 'u32', alpha: 'f32', beta: 'f32' },
+    params: {
+      m: 'u32',
+      n: 'u32',
+      k: 'u32',
+      lda: 'u32',
+      ldb: 'u32',
+      ldc: 'u32',
+      alpha: 'f32',
+      beta: 'f32',
+    },
     buffers: [
       { name: 'a', dtype: aDtype, access: 'read' },
       { name: 'b', dtype: bDtype, access: 'read' },
@@ -169,7 +185,8 @@ function splitToBindingLimit(runner: KernelRunner, p: GemmProblem): void {
   const aBytes = p.transA ? spanBytes(p.k, p.m, p.lda, ea) : spanBytes(p.m, p.k, p.lda, ea);
   const bBytes = p.transB ? spanBytes(p.n, p.k, p.ldb, eb) : spanBytes(p.k, p.n, p.ldb, eb);
   const cBytes = spanBytes(p.m, p.n, p.ldc, 4);
-  const splitOf = (bytes: number, dim: 'm' | 'n' | 'k') => (bytes > limit && p[dim] > 1 ? dim : null);
+  const splitOf = (bytes: number, dim: 'm' | 'n' | 'k') =>
+    bytes > limit && p[dim] > 1 ? dim : null;
   const dim =
     splitOf(cBytes, 'm') ??
     splitOf(aBytes, p.transA ? 'k' : 'm') ??
@@ -184,7 +201,11 @@ function splitToBindingLimit(runner: KernelRunner, p: GemmProblem): void {
   splitToBindingLimit(runner, hi);
 }
 
-function splitProblem(p: GemmProblem, dim: 'm' | 'n' | 'k', first: number): [GemmProblem, GemmProblem] {
+function splitProblem(
+  p: GemmProblem,
+  dim: 'm' | 'n' | 'k',
+  first: number,
+): [GemmProblem, GemmProblem] {
   const ea = HALF_OR_FULL(p.aDtype);
   const eb = HALF_OR_FULL(p.bDtype);
   const lo = { ...p, [dim]: first };
@@ -208,8 +229,10 @@ function splitProblem(p: GemmProblem, dim: 'm' | 'n' | 'k', first: number): [Gem
 function dispatchGemm(runner: KernelRunner, p: GemmProblem): void {
   const ea = HALF_OR_FULL(p.aDtype);
   const eb = HALF_OR_FULL(p.bDtype);
-  const aElements = (p.transA ? spanBytes(p.k, p.m, p.lda, ea) : spanBytes(p.m, p.k, p.lda, ea)) / ea;
-  const bElements = (p.transB ? spanBytes(p.n, p.k, p.ldb, eb) : spanBytes(p.k, p.n, p.ldb, eb)) / eb;
+  const aElements =
+    (p.transA ? spanBytes(p.k, p.m, p.lda, ea) : spanBytes(p.m, p.k, p.lda, ea)) / ea;
+  const bElements =
+    (p.transB ? spanBytes(p.n, p.k, p.ldb, eb) : spanBytes(p.k, p.n, p.ldb, eb)) / eb;
   const def = gemmKernel(p.transA, p.transB, p.aDtype, p.bDtype, p.bias !== null);
   runner.dispatch(
     def,

@@ -23,6 +23,11 @@ export interface KernelDef {
   workgroupSize: [number, number?, number?];
   /** Module-scope WGSL placed before the entry point (helpers, workgroup arrays, constants). */
   prelude?: string;
+  /**
+   * Buffers read through another buffer's binding (name -> binding name), set by binding-plan.ts
+   * when their ranges overlap: they get no declaration and `name[` is rewritten to `binding[`.
+   */
+  aliases?: Record<string, string>;
   /** Body of `fn main(@builtin(global_invocation_id) gid, local_invocation_id lid, workgroup_id wid, num_workgroups nwg)`. */
   body: string;
 }
@@ -39,32 +44,42 @@ function wgslArrayType(dtype: StorageDtype): string {
 
 /** Field order of the uniform struct: declared params, then one offset per buffer. */
 export function paramLayout(def: KernelDef): [string, ParamType][] {
-  return [...Object.entries(def.params), ...def.buffers.map((b): [string, ParamType] => [`${b.name}_off`, 'u32'])];
+  return [
+    ...Object.entries(def.params),
+    ...def.buffers.map((b): [string, ParamType] => [`${b.name}_off`, 'u32']),
+  ];
 }
 
 export function generateWgsl(def: KernelDef): string {
   const fields = paramLayout(def)
     .map(([name, type]) => `  ${name}: ${type},`)
     .join('\n');
+  const aliases = def.aliases ?? {};
   const bindings = def.buffers
+    .filter((b) => !(b.name in aliases))
     .map(
       (b, i) =>
         `@group(0) @binding(${i + 1}) var<storage, ${b.access}> ${b.name}: array<${wgslArrayType(b.dtype)}>;`,
     )
     .join('\n');
+  const rename = (code: string) =>
+    Object.entries(aliases).reduce(
+      (text, [name, target]) => text.replace(new RegExp(`\\b${name}\\[`, 'g'), `${target}[`),
+      code,
+    );
   const [x, y = 1, z = 1] = def.workgroupSize;
   return `struct Params {
 ${fields}
 }
 @group(0) @binding(0) var<uniform> P: Params;
 ${bindings}
-${def.prelude ?? ''}
+${rename(def.prelude ?? '')}
 @compute @workgroup_size(${x}, ${y}, ${z})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-${def.body}
+${rename(def.body)}
 }
 `;
 }

@@ -15,7 +15,9 @@ import { ropeApply } from './rope.ts';
 import { KernelRunner, type BufferRef } from './runner.ts';
 import { sumSquares } from './sum-squares.ts';
 
-type Tail<F> = F extends (runner: KernelRunner, ...rest: infer R) => infer Ret ? (...args: R) => Ret : never;
+type Tail<F> = F extends (runner: KernelRunner, ...rest: infer R) => infer Ret
+  ? (...args: R) => Ret
+  : never;
 
 export class WebGpuKernels {
   readonly runner: KernelRunner;
@@ -33,15 +35,19 @@ export class WebGpuKernels {
   }
 
   gemm = (args: GemmArgs): void => gemm(this.runner, args);
-  attentionForward: Tail<typeof attentionForward> = (...args) => attentionForward(this.runner, ...args);
-  attentionBackward: Tail<typeof attentionBackward> = (...args) => attentionBackward(this.runner, ...args);
+  attentionForward: Tail<typeof attentionForward> = (...args) =>
+    attentionForward(this.runner, ...args);
+  attentionBackward: Tail<typeof attentionBackward> = (...args) =>
+    attentionBackward(this.runner, ...args);
   rmsnormForward: Tail<typeof rmsnormForward> = (...args) => rmsnormForward(this.runner, ...args);
-  rmsnormBackward: Tail<typeof rmsnormBackward> = (...args) => rmsnormBackward(this.runner, ...args);
+  rmsnormBackward: Tail<typeof rmsnormBackward> = (...args) =>
+    rmsnormBackward(this.runner, ...args);
   ropeApply: Tail<typeof ropeApply> = (...args) => ropeApply(this.runner, ...args);
   swigluForward: Tail<typeof swigluForward> = (...args) => swigluForward(this.runner, ...args);
   swigluBackward: Tail<typeof swigluBackward> = (...args) => swigluBackward(this.runner, ...args);
   ceChunkForward: Tail<typeof ceChunkForward> = (...args) => ceChunkForward(this.runner, ...args);
-  ceChunkBackward: Tail<typeof ceChunkBackward> = (...args) => ceChunkBackward(this.runner, ...args);
+  ceChunkBackward: Tail<typeof ceChunkBackward> = (...args) =>
+    ceChunkBackward(this.runner, ...args);
   adamwStep: Tail<typeof adamwStep> = (...args) => adamwStep(this.runner, ...args);
   sumSquares: Tail<typeof sumSquares> = (...args) => sumSquares(this.runner, ...args);
   scale: Tail<typeof scale> = (...args) => scale(this.runner, ...args);

@@ -137,7 +137,13 @@ export function rmsnormBackward(
   const matrix = (ref: BufferRef) => ({ ref, elements: rows * dim });
   runner.dispatch(
     BACKWARD_DX,
-    { x: matrix(x), w: { ref: w, elements: dim }, rstd: rowsArg, dout: matrix(dout), dx: matrix(dx) },
+    {
+      x: matrix(x),
+      w: { ref: w, elements: dim },
+      rstd: rowsArg,
+      dout: matrix(dout),
+      dx: matrix(dx),
+    },
     { rows, dim },
     runner.grid1d(rows),
   );

@@ -8,54 +8,18 @@
  * that touches buffers outside this runner must go through `write` / `read` (or call `flush()`
  * first) to see the effects of every kernel issued before it.
  *
- * Binding limits: each buffer argument is bound as the byte range the kernel touches, starting at
- * the offset rounded down to `minStorageBufferOffsetAlignment`; the remainder becomes the
- * `<name>_off` uniform. A range larger than `maxStorageBufferBindingSize` throws here; GEMM splits
- * its problem so that every range fits (gemm.ts), other kernels take per-layer tensors that do.
+ * Binding limits: each buffer argument is bound as just the byte range the kernel touches
+ * (binding-plan.ts). A range larger than `maxStorageBufferBindingSize` throws; GEMM splits its
+ * problem so that every range fits (gemm.ts), flat kernels run in binding-sized chunks
+ * (elementwise.ts), and the other kernels take per-layer activations, which fit.
  */
-import { bytesPerElement, generateWgsl, paramLayout, type KernelDef } from './kernel-def.ts';
+import { planBindings, type Binding } from './binding-plan.ts';
+import { refBuffer, refOffset, type BufferArg, type BufferRef } from './buffer-ref.ts';
+import { generateWgsl, paramLayout, type KernelDef } from './kernel-def.ts';
 
-/** A buffer, or a buffer plus a byte offset into it. */
-export type BufferRef = GPUBuffer | { buffer: GPUBuffer; offset: number };
-
-export function refBuffer(ref: BufferRef): GPUBuffer {
-  return 'buffer' in ref ? ref.buffer : ref;
-}
-
-export function refOffset(ref: BufferRef): number {
-  return 'buffer' in ref ? ref.offset : 0;
-}
-
-/** `ref` advanced by `bytes`. */
-export function advance(ref: BufferRef, bytes: number): BufferRef {
-  return { buffer: refBuffer(ref), offset: refOffset(ref) + bytes };
-}
-
-/** One buffer argument of a dispatch: where it is and how many elements the kernel touches. */
-export interface BufferArg {
-  ref: BufferRef;
-  elements: number;
-}
+export type { BufferArg, BufferRef } from './buffer-ref.ts';
 
 const CACHE_ENTRIES = 1024;
-
-/**
- * WebGPU rejects a dispatch that binds one GPUBuffer both read-only and writable (even disjoint
- * ranges, e.g. tensors sub-allocated from one arena, or in-place ops), so such reads get a
- * read_write variant of the kernel.
- */
-function promoteAliasedReads(def: KernelDef, buffers: Record<string, BufferArg>): KernelDef {
-  const written = new Set(
-    def.buffers.filter((b) => b.access === 'read_write').map((b) => refBuffer(buffers[b.name]!.ref)),
-  );
-  const promoted = def.buffers.filter((b) => b.access === 'read' && written.has(refBuffer(buffers[b.name]!.ref)));
-  if (promoted.length === 0) return def;
-  return {
-    ...def,
-    key: `${def.key}|rw:${promoted.map((b) => b.name).join(',')}`,
-    buffers: def.buffers.map((b) => (promoted.includes(b) ? { ...b, access: 'read_write' } : b)),
-  };
-}
 
 /** Insertion-ordered Map used as an LRU: `get` refreshes, `set` evicts the oldest entry. */
 class LruCache<V> {
@@ -103,7 +67,10 @@ export class KernelRunner {
   ) {
     this.uniforms = new LruCache<GPUBuffer>(CACHE_ENTRIES, (buffer) => this.retired.push(buffer));
     this.bindingAlignment = device.limits.minStorageBufferOffsetAlignment;
-    this.maxBindingBytes = Math.min(options.maxBindingBytes ?? Infinity, device.limits.maxStorageBufferBindingSize);
+    this.maxBindingBytes = Math.min(
+      options.maxBindingBytes ?? Infinity,
+      device.limits.maxStorageBufferBindingSize,
+    );
     this.maxWorkgroupsPerDimension = device.limits.maxComputeWorkgroupsPerDimension;
   }
 
@@ -119,18 +86,10 @@ export class KernelRunner {
   ): void {
     const [x, y = 1, z = 1] = workgroups;
     if (x === 0 || y === 0 || z === 0) return;
-    for (const decl of def.buffers) {
-      if (!buffers[decl.name]) throw new Error(`${def.key}: missing buffer ${decl.name}`);
-    }
-    def = promoteAliasedReads(def, buffers);
-    const pipeline = this.pipeline(def);
-    const ranges = def.buffers.map((decl) =>
-      this.bindingRange(def.key, decl.name, buffers[decl.name]!, bytesPerElement(decl.dtype)),
-    );
-    const values: Record<string, number> = { ...params };
-    def.buffers.forEach((decl, i) => (values[`${decl.name}_off`] = ranges[i]!.elementOffset));
-    const uniform = this.uniform(def, values);
-    const bindGroup = this.bindGroup(def.key, pipeline, uniform, ranges);
+    const plan = planBindings(def, buffers, this.bindingAlignment, this.maxBindingBytes);
+    const pipeline = this.pipeline(plan.def);
+    const uniform = this.uniform(plan.def, { ...params, ...plan.offsets });
+    const bindGroup = this.bindGroup(plan.def.key, pipeline, uniform, plan.bindings);
     const pass = this.commandEncoder().beginComputePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
@@ -173,7 +132,13 @@ export class KernelRunner {
   /** Uploads after every issued kernel (writeBuffer needs 4-byte multiples). */
   write(ref: BufferRef, data: ArrayBufferView): void {
     this.flush();
-    this.device.queue.writeBuffer(refBuffer(ref), refOffset(ref), data.buffer, data.byteOffset, data.byteLength);
+    this.device.queue.writeBuffer(
+      refBuffer(ref),
+      refOffset(ref),
+      data.buffer,
+      data.byteOffset,
+      data.byteLength,
+    );
   }
 
   /** Downloads `bytes` bytes (a multiple of 4) once every issued kernel has run. */
@@ -209,22 +174,6 @@ export class KernelRunner {
     return pipeline;
   }
 
-  private bindingRange(kernel: string, name: string, arg: BufferArg, elementBytes: number) {
-    const buffer = refBuffer(arg.ref);
-    const offset = refOffset(arg.ref);
-    if (offset % elementBytes !== 0) throw new Error(`${kernel}: ${name} offset ${offset} is not element-aligned`);
-    const base = offset - (offset % this.bindingAlignment);
-    // Halves are read as u32 words, so the range is rounded out to whole words.
-    const end = Math.min(Math.ceil((offset + Math.max(arg.elements, 1) * elementBytes) / 4) * 4, buffer.size);
-    const size = end - base;
-    if (size > this.maxBindingBytes) {
-      throw new Error(
-        `${kernel}: ${name} needs a ${size}-byte binding, over the device limit of ${this.maxBindingBytes} bytes`,
-      );
-    }
-    return { buffer, base, size, elementOffset: (offset - base) / elementBytes };
-  }
-
   private uniform(def: KernelDef, values: Record<string, number>): GPUBuffer {
     const layout = paramLayout(def);
     const words = new ArrayBuffer(Math.ceil((layout.length * 4) / 16) * 16);
@@ -257,16 +206,23 @@ export class KernelRunner {
     kernel: string,
     pipeline: GPUComputePipeline,
     uniform: GPUBuffer,
-    ranges: { buffer: GPUBuffer; base: number; size: number }[],
+    ranges: Binding[],
   ): GPUBindGroup {
-    const key = [kernel, this.id(uniform), ...ranges.map((r) => `${this.id(r.buffer)}@${r.base}+${r.size}`)].join('|');
+    const key = [
+      kernel,
+      this.id(uniform),
+      ...ranges.map((r) => `${this.id(r.buffer)}@${r.base}+${r.size}`),
+    ].join('|');
     let group = this.bindGroups.get(key);
     if (!group) {
       group = this.device.createBindGroup({
         layout: pipeline.getBindGroupLayout(0),
         entries: [
           { binding: 0, resource: { buffer: uniform } },
-          ...ranges.map((r, i) => ({ binding: i + 1, resource: { buffer: r.buffer, offset: r.base, size: r.size } })),
+          ...ranges.map((r, i) => ({
+            binding: i + 1,
+            resource: { buffer: r.buffer, offset: r.base, size: r.size },
+          })),
         ],
       });
       this.bindGroups.set(key, group);

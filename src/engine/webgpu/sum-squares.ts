@@ -7,7 +7,8 @@
 import type { KernelDef } from './kernel-def.ts';
 import { workgroupReduce } from './wgsl-reduce.ts';
 import { forEachBindingChunk } from './elementwise.ts';
-import { advance, type BufferRef, type KernelRunner } from './runner.ts';
+import { advance, type BufferRef } from './buffer-ref.ts';
+import type { KernelRunner } from './runner.ts';
 
 const WORKGROUP = 256;
 const PARTIALS = 1024;
@@ -56,7 +57,13 @@ const FINAL_SUM: KernelDef = {
 };
 
 /** out[0] = (accumulate ? out[0] : 0) + sum(x[i]^2). */
-export function sumSquares(runner: KernelRunner, x: BufferRef, n: number, out: BufferRef, accumulate = false): void {
+export function sumSquares(
+  runner: KernelRunner,
+  x: BufferRef,
+  n: number,
+  out: BufferRef,
+  accumulate = false,
+): void {
   const partials = runner.scratchBuffer('sumsq-partials', PARTIALS * 4);
   let first = true;
   // An empty vector still runs once so that a non-accumulating call writes 0.
@@ -64,7 +71,10 @@ export function sumSquares(runner: KernelRunner, x: BufferRef, n: number, out: B
     const groups = Math.min(PARTIALS, Math.ceil(count / WORKGROUP));
     runner.dispatch(
       PARTIAL_SUMS,
-      { x: { ref: advance(x, start * 4), elements: count }, partials: { ref: partials, elements: groups } },
+      {
+        x: { ref: advance(x, start * 4), elements: count },
+        partials: { ref: partials, elements: groups },
+      },
       { n: Math.min(count, n) },
       [groups],
     );

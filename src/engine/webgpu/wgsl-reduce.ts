@@ -4,7 +4,10 @@
  * invocation. All invocations must call it (it contains barriers); it may be called repeatedly.
  */
 export function workgroupReduce(name: string, size: number, combine: 'sum' | 'max'): string {
-  const combined = combine === 'sum' ? `${name}Tmp[tid] + ${name}Tmp[tid + stride]` : `max(${name}Tmp[tid], ${name}Tmp[tid + stride])`;
+  const combined =
+    combine === 'sum'
+      ? `${name}Tmp[tid] + ${name}Tmp[tid + stride]`
+      : `max(${name}Tmp[tid], ${name}Tmp[tid + stride])`;
   return `
 var<workgroup> ${name}Tmp: array<f32, ${size}>;
 fn ${name}(tid: u32, value: f32) -> f32 {

@@ -1,0 +1,128 @@
+/**
+ * Turns a dispatch's buffer arguments into storage bindings the WebGPU validation accepts.
+ *
+ * - Each argument is bound as the byte range the kernel touches, from its offset rounded down to
+ *   `minStorageBufferOffsetAlignment`; the remainder becomes the `<name>_off` element offset.
+ * - WebGPU rejects two bindings of one GPUBuffer with overlapping ranges when either is writable
+ *   (in-place kernels, or neighbouring tensors of one arena whose rounded ranges touch). Such
+ *   arguments share one binding covering both ranges: the kernel variant declares only the first
+ *   and reads the others through it (their `_off` offsets are relative to the shared range).
+ * - It also rejects a GPUBuffer bound both read-only and writable, even disjointly, so such
+ *   read-only bindings become read_write in the kernel variant.
+ */
+import { bytesPerElement, type BufferDecl, type KernelDef } from './kernel-def.ts';
+import { refBuffer, refOffset, type BufferArg } from './buffer-ref.ts';
+
+export interface Binding {
+  buffer: GPUBuffer;
+  base: number;
+  size: number;
+}
+
+export interface BindingPlan {
+  /** The kernel variant to run (the original when nothing needed changing). */
+  def: KernelDef;
+  /** One entry per buffer the variant declares, in declaration order. */
+  bindings: Binding[];
+  /** `<name>_off` uniform values. */
+  offsets: Record<string, number>;
+}
+
+interface Range extends Binding {
+  decl: BufferDecl;
+  offset: number;
+  /** Index of the range whose binding this one reads through (itself when it owns one). */
+  owner: number;
+}
+
+const overlaps = (a: Binding, b: Binding) => a.base < b.base + b.size && b.base < a.base + a.size;
+
+export function planBindings(
+  def: KernelDef,
+  buffers: Record<string, BufferArg>,
+  alignment: number,
+  maxBindingBytes: number,
+): BindingPlan {
+  const ranges: Range[] = def.buffers.map((decl, index) => {
+    const arg = buffers[decl.name];
+    if (!arg) throw new Error(`${def.key}: missing buffer ${decl.name}`);
+    const buffer = refBuffer(arg.ref);
+    const offset = refOffset(arg.ref);
+    const elementBytes = bytesPerElement(decl.dtype);
+    if (offset % elementBytes !== 0)
+      throw new Error(`${def.key}: ${decl.name} offset ${offset} is not element-aligned`);
+    const base = offset - (offset % alignment);
+    // Halves are read as u32 words, so the range is rounded out to whole words.
+    const end = Math.min(
+      Math.ceil((offset + Math.max(arg.elements, 1) * elementBytes) / 4) * 4,
+      buffer.size,
+    );
+    return { decl, buffer, offset, base, size: end - base, owner: index };
+  });
+
+  for (let i = 0; i < ranges.length; i++) {
+    const range = ranges[i]!;
+    const owner = ranges.find(
+      (other, j) =>
+        j < i &&
+        other.owner === j &&
+        other.buffer === range.buffer &&
+        overlaps(other, range) &&
+        (other.decl.access === 'read_write' || range.decl.access === 'read_write'),
+    );
+    if (!owner) continue;
+    if (wgslElement(owner.decl) !== wgslElement(range.decl)) {
+      throw new Error(
+        `${def.key}: ${range.decl.name} overlaps ${owner.decl.name} with a different element type`,
+      );
+    }
+    const end = Math.max(owner.base + owner.size, range.base + range.size);
+    owner.base = Math.min(owner.base, range.base);
+    owner.size = end - owner.base;
+    range.owner = ranges.indexOf(owner);
+  }
+
+  const owners = ranges.filter((r, i) => r.owner === i);
+  for (const r of owners) {
+    if (r.size > maxBindingBytes) {
+      throw new Error(
+        `${def.key}: ${r.decl.name} needs a ${r.size}-byte binding, over the device limit of ${maxBindingBytes} bytes`,
+      );
+    }
+  }
+  const written = new Set(
+    ranges.filter((r) => r.decl.access === 'read_write').map((r) => ranges[r.owner]!.buffer),
+  );
+  // Covers both a shared binding with a writing member and a disjoint writable binding elsewhere.
+  const accessOf = (r: Range): BufferDecl['access'] =>
+    written.has(r.buffer) ? 'read_write' : 'read';
+
+  const aliases = Object.fromEntries(
+    ranges.filter((r, i) => r.owner !== i).map((r) => [r.decl.name, ranges[r.owner]!.decl.name]),
+  );
+  const changed = owners.filter((r) => accessOf(r) !== r.decl.access).map((r) => r.decl.name);
+  const variant: KernelDef =
+    changed.length === 0 && Object.keys(aliases).length === 0
+      ? def
+      : {
+          ...def,
+          key: `${def.key}|rw:${changed.join(',')}|alias:${Object.entries(aliases).join(',')}`,
+          buffers: def.buffers.map((b, i) => ({ ...b, access: accessOf(ranges[i]!) })),
+          aliases,
+        };
+  const offsets = Object.fromEntries(
+    ranges.map((r) => [
+      `${r.decl.name}_off`,
+      (r.offset - ranges[r.owner]!.base) / bytesPerElement(r.decl.dtype),
+    ]),
+  );
+  return {
+    def: variant,
+    bindings: owners.map(({ buffer, base, size }) => ({ buffer, base, size })),
+    offsets,
+  };
+}
+
+function wgslElement(decl: BufferDecl): string {
+  return decl.dtype === 'f32' || decl.dtype === 'i32' ? decl.dtype : 'u32';
+}

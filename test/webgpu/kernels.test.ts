@@ -1,0 +1,576 @@
+// WebGPU kernels against the plain-JS reference kernels, on tiny shapes (lavapipe is slow).
+// Without an adapter the first test fails; set LORAFORGE_SKIP_WEBGPU=1 (outside CI) to skip.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as ref from '../../src/engine/cpu/reference-kernels.ts';
+import {
+  f32ToBf16Scalar,
+  f32ToF16Scalar,
+  bf16ToF32Scalar,
+  f16ToF32Scalar,
+} from '../../src/engine/cpu/half.ts';
+import { WebGpuKernels } from '../../src/engine/webgpu/kernels.ts';
+import { KernelRunner, type BufferRef } from '../../src/engine/webgpu/runner.ts';
+import { gemm, type GemmDtype } from '../../src/engine/webgpu/gemm.ts';
+import { adamwStep } from '../../src/engine/webgpu/adamw.ts';
+
+let gpu: WebGpuKernels | null = null;
+let acquireError: unknown = null;
+try {
+  gpu = await WebGpuKernels.create();
+} catch (err) {
+  acquireError = err;
+}
+const skipAll = gpu === null && !process.env.CI && process.env.LORAFORGE_SKIP_WEBGPU === '1';
+
+after(() => gpu?.destroy());
+
+test('a WebGPU adapter is available', { skip: skipAll && 'LORAFORGE_SKIP_WEBGPU=1' }, () => {
+  if (acquireError) {
+    throw new Error(
+      `no WebGPU device (${(acquireError as Error).message}); run scripts/install-lavapipe.sh as root, ` +
+        'or set LORAFORGE_SKIP_WEBGPU=1 outside CI to skip these tests',
+    );
+  }
+  const { adapterInfo, shaderF16, subgroups } = gpu!.context;
+  console.log(
+    `# adapter: ${adapterInfo.description || adapterInfo.device} shader-f16=${shaderF16} subgroups=${subgroups}`,
+  );
+});
+
+// ---- helpers -----------------------------------------------------------------------------------
+
+let seed = 12345;
+function random(): number {
+  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+  return seed / 2 ** 32;
+}
+const randomFloats = (n: number, spread = 1) =>
+  Float32Array.from({ length: n }, () => (random() * 2 - 1) * spread);
+
+const BUFFER_USAGE = () =>
+  GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
+/** Uploads `data` at byte `offset` of a fresh buffer (offsets test the binding realignment). */
+function upload(data: Float32Array | Int32Array | Uint16Array, offset = 0): BufferRef {
+  const k = gpu!;
+  // writeBuffer needs 4-byte multiples, so the bytes before `offset` are written too.
+  const bytes = new Uint8Array(Math.max(4, Math.ceil((offset + data.byteLength) / 4) * 4));
+  bytes.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), offset);
+  const buffer = k.device.createBuffer({ size: bytes.byteLength, usage: BUFFER_USAGE() });
+  k.write(buffer, bytes);
+  return { buffer, offset };
+}
+
+async function download(source: BufferRef, n: number): Promise<Float32Array> {
+  return new Float32Array(await gpu!.read(source, n * 4));
+}
+
+function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  what: string,
+  rtol = 1e-4,
+  atol = 1e-5,
+) {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i]!;
+    const e = expected[i]!;
+    if (a === e) continue;
+    if (!(Math.abs(a - e) <= atol + rtol * Math.abs(e))) {
+      assert.fail(`${what}[${i}]: got ${a}, expected ${e}`);
+    }
+  }
+}
+
+function toHalf(
+  values: Float32Array,
+  dtype: GemmDtype,
+): { bits: Uint16Array; rounded: Float32Array } {
+  const narrow = dtype === 'f16' ? f32ToF16Scalar : f32ToBf16Scalar;
+  const widen = dtype === 'f16' ? f16ToF32Scalar : bf16ToF32Scalar;
+  const bits = Uint16Array.from(values, (v) => narrow(v));
+  return { bits, rounded: Float32Array.from(bits, (b) => widen(b)) };
+}
+
+function referenceGemm(
+  A: Float32Array,
+  B: Float32Array,
+  C: Float32Array,
+  bias: Float32Array | null,
+  m: number,
+  n: number,
+  k: number,
+  transA: boolean,
+  transB: boolean,
+  alpha: number,
+  beta: number,
+  lda: number,
+  ldb: number,
+  ldc: number,
+): Float32Array {
+  const out = C.slice();
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let p = 0; p < k; p++) {
+        s +=
+          (transA ? A[p * lda + i]! : A[i * lda + p]!) *
+          (transB ? B[j * ldb + p]! : B[p * ldb + j]!);
+      }
+      const ci = i * ldc + j;
+      out[ci] = alpha * s + (beta === 0 ? 0 : beta * C[ci]!) + (bias ? bias[j]! : 0);
+    }
+  }
+  return out;
+}
+
+const gpuDescribe = (name: string, fn: () => void) => describe(name, { skip: gpu === null }, fn);
+
+// ---- GEMM --------------------------------------------------------------------------------------
+
+interface GemmCase {
+  m: number;
+  n: number;
+  k: number;
+  transA?: boolean;
+  transB?: boolean;
+  alpha?: number;
+  beta?: number;
+  bias?: boolean;
+  aDtype?: GemmDtype;
+  bDtype?: GemmDtype;
+  pad?: number;
+  offsetElements?: number;
+}
+
+async function checkGemm(c: GemmCase, runner: KernelRunner = gpu!.runner) {
+  const {
+    m,
+    n,
+    k,
+    transA = false,
+    transB = false,
+    alpha = 1,
+    beta = 0,
+    pad = 0,
+    offsetElements = 0,
+  } = c;
+  const aDtype = c.aDtype ?? 'f32';
+  const bDtype = c.bDtype ?? 'f32';
+  const lda = (transA ? m : k) + pad;
+  const ldb = (transB ? k : n) + pad;
+  const ldc = n + pad;
+  const aRows = transA ? k : m;
+  const bRows = transB ? n : k;
+  let A: Float32Array = randomFloats(aRows * lda);
+  let B: Float32Array = randomFloats(bRows * ldb);
+  const C = randomFloats(m * ldc);
+  const bias = c.bias ? randomFloats(n) : null;
+  const place = (values: Float32Array, dtype: GemmDtype) => {
+    if (dtype === 'f32') return { data: values, rounded: values, bytes: 4 };
+    const { bits, rounded } = toHalf(values, dtype);
+    return { data: bits, rounded, bytes: 2 };
+  };
+  const a = place(A, aDtype);
+  const b = place(B, bDtype);
+  A = a.rounded;
+  B = b.rounded;
+  const cRef = upload(C, offsetElements * 4);
+  gemm(runner, {
+    a: upload(a.data, offsetElements * a.bytes),
+    b: upload(b.data, offsetElements * b.bytes),
+    c: cRef,
+    bias: bias ? upload(bias, offsetElements * 4) : null,
+    m,
+    n,
+    k,
+    transA,
+    transB,
+    alpha,
+    beta,
+    aDtype,
+    bDtype,
+    ...(pad ? { lda, ldb, ldc } : {}),
+  });
+  runner.flush();
+  const expected = referenceGemm(
+    A,
+    B,
+    C,
+    bias,
+    m,
+    n,
+    k,
+    transA,
+    transB,
+    alpha,
+    beta,
+    lda,
+    ldb,
+    ldc,
+  );
+  const actual = await download(cRef, m * ldc);
+  if (pad) {
+    // Padding columns of C must be left untouched.
+    for (let i = 0; i < m; i++)
+      for (let j = n; j < ldc; j++) assert.equal(actual[i * ldc + j], C[i * ldc + j]);
+  }
+  assertClose(actual, expected, `gemm ${JSON.stringify(c)}`);
+}
+
+gpuDescribe('webgpu gemm', () => {
+  for (const transA of [false, true]) {
+    for (const transB of [false, true]) {
+      test(`f32 transA=${transA} transB=${transB}, ragged tiles`, () =>
+        checkGemm({ m: 70, n: 45, k: 33, transA, transB }));
+    }
+  }
+  test('alpha, beta and bias', () =>
+    checkGemm({ m: 19, n: 67, k: 20, alpha: 0.5, beta: -1.5, bias: true }));
+  test('beta = 0 ignores NaN in C', async () => {
+    const c = upload(new Float32Array([NaN, NaN, NaN, NaN]));
+    gemm(gpu!.runner, {
+      a: upload(new Float32Array([1, 2])),
+      b: upload(new Float32Array([3, 4])),
+      c,
+      m: 2,
+      n: 2,
+      k: 1,
+    });
+    assert.deepEqual(Array.from(await download(c, 4)), [3, 4, 6, 8]);
+  });
+  test('k = 0 leaves beta * C + bias', () => checkGemm({ m: 3, n: 5, k: 0, beta: 2, bias: true }));
+  test('odd element offsets and leading dimensions', () =>
+    checkGemm({
+      m: 9,
+      n: 13,
+      k: 11,
+      transB: true,
+      pad: 3,
+      offsetElements: 5,
+      beta: 1,
+      bias: true,
+    }));
+  for (const bDtype of ['f16', 'bf16'] as const) {
+    test(`B stored as ${bDtype}`, () =>
+      checkGemm({ m: 33, n: 40, k: 27, transB: true, bDtype, offsetElements: 3 }));
+    test(`A and B stored as ${bDtype}, transposed A`, () =>
+      checkGemm({ m: 17, n: 9, k: 31, transA: true, aDtype: bDtype, bDtype, offsetElements: 1 }));
+  }
+  test('operands larger than one binding are split (m, n and k)', async () => {
+    const small = new KernelRunner(gpu!.device, { maxBindingBytes: 1024 });
+    await checkGemm({ m: 40, n: 24, k: 30, transB: true, bias: true, beta: 0.5 }, small);
+    await checkGemm(
+      { m: 20, n: 30, k: 50, transA: true, bDtype: 'bf16', offsetElements: 7 },
+      small,
+    );
+  });
+});
+
+// ---- attention ---------------------------------------------------------------------------------
+
+interface AttentionCase {
+  B: number;
+  Tq: number;
+  Tk: number;
+  kvCap: number;
+  H: number;
+  KVH: number;
+  D: number;
+  mask?: boolean;
+  seg?: boolean;
+}
+
+/** keyMask hides key 0 of batch 0 (so query 0 of batch 0 sees nothing) and a trailing key; segIds pack 2-3 documents. */
+function masks(c: { B: number; kvCap: number }) {
+  const keyMask = new Int32Array(c.B * c.kvCap).fill(1);
+  keyMask[0] = 0;
+  keyMask[c.B * c.kvCap - 2] = 0;
+  const segIds = Int32Array.from(
+    { length: c.B * c.kvCap },
+    (_, i) => 1 + Math.floor(((i % c.kvCap) * (2 + (i >= c.kvCap ? 1 : 0))) / c.kvCap),
+  );
+  return { keyMask, segIds };
+}
+
+async function checkAttentionForward(c: AttentionCase) {
+  const { B, Tq, Tk, kvCap, H, KVH, D } = c;
+  const q = randomFloats(B * Tq * H * D);
+  const k = randomFloats(B * kvCap * KVH * D);
+  const v = randomFloats(B * kvCap * KVH * D);
+  const { keyMask, segIds } = masks(c);
+  const mask = c.mask ? keyMask : null;
+  const seg = c.seg ? segIds : null;
+  const scale = 1 / Math.sqrt(D);
+  const out = new Float32Array(B * Tq * H * D);
+  const lse = new Float32Array(B * H * Tq);
+  ref.attentionForward(q, k, v, out, lse, B, Tq, Tk, kvCap, H, KVH, D, mask, seg, scale);
+  // The masks leave query 0 of batch 0 without a visible key in training shapes.
+  if (mask && Tq === Tk) assert.equal(lse[0], Infinity);
+  const outGpu = upload(new Float32Array(out.length).fill(NaN));
+  const lseGpu = upload(new Float32Array(lse.length));
+  gpu!.attentionForward(
+    upload(q),
+    upload(k),
+    upload(v),
+    outGpu,
+    lseGpu,
+    B,
+    Tq,
+    Tk,
+    kvCap,
+    H,
+    KVH,
+    D,
+    mask && upload(mask),
+    seg && upload(seg),
+    scale,
+  );
+  assertClose(await download(outGpu, out.length), out, 'out');
+  assertClose(await download(lseGpu, lse.length), lse, 'lse');
+}
+
+async function checkAttentionBackward(
+  c: Omit<AttentionCase, 'Tq' | 'Tk' | 'kvCap'> & { T: number },
+) {
+  const { B, T, H, KVH, D } = c;
+  const q = randomFloats(B * T * H * D);
+  const k = randomFloats(B * T * KVH * D);
+  const v = randomFloats(B * T * KVH * D);
+  const dout = randomFloats(B * T * H * D);
+  const { keyMask, segIds } = masks({ B, kvCap: T });
+  const mask = c.mask ? keyMask : null;
+  const seg = c.seg ? segIds : null;
+  const scale = 1 / Math.sqrt(D);
+  const out = new Float32Array(B * T * H * D);
+  const lse = new Float32Array(B * H * T);
+  ref.attentionForward(q, k, v, out, lse, B, T, T, T, H, KVH, D, mask, seg, scale);
+  const dq = new Float32Array(q.length);
+  const dk = new Float32Array(k.length);
+  const dv = new Float32Array(v.length);
+  ref.attentionBackward(q, k, v, out, lse, dout, dq, dk, dv, B, T, H, KVH, D, mask, seg, scale);
+  const [dqGpu, dkGpu, dvGpu] = [dq, dk, dv].map((a) =>
+    upload(new Float32Array(a.length).fill(NaN)),
+  );
+  gpu!.attentionBackward(
+    upload(q),
+    upload(k),
+    upload(v),
+    upload(out),
+    upload(lse),
+    upload(dout),
+    dqGpu!,
+    dkGpu!,
+    dvGpu!,
+    B,
+    T,
+    H,
+    KVH,
+    D,
+    mask && upload(mask),
+    seg && upload(seg),
+    scale,
+  );
+  assertClose(await download(dqGpu!, dq.length), dq, 'dq', 1e-4, 1e-5);
+  assertClose(await download(dkGpu!, dk.length), dk, 'dk', 1e-4, 1e-5);
+  assertClose(await download(dvGpu!, dv.length), dv, 'dv', 1e-4, 1e-5);
+}
+
+gpuDescribe('webgpu attention', () => {
+  test('forward, training shape, GQA, several query blocks', () =>
+    checkAttentionForward({ B: 2, Tq: 37, Tk: 37, kvCap: 37, H: 4, KVH: 2, D: 16 }));
+  test('forward with key mask and segment ids; a query with no visible key gives 0 and lse +inf', () =>
+    checkAttentionForward({
+      B: 2,
+      Tq: 37,
+      Tk: 37,
+      kvCap: 37,
+      H: 2,
+      KVH: 1,
+      D: 16,
+      mask: true,
+      seg: true,
+    }));
+  test('forward decode: Tq < Tk < kvCap, D = 64', () =>
+    checkAttentionForward({ B: 2, Tq: 3, Tk: 20, kvCap: 24, H: 4, KVH: 1, D: 64, mask: true }));
+  test('backward, GQA, several key blocks', () =>
+    checkAttentionBackward({ B: 2, T: 37, H: 4, KVH: 2, D: 16 }));
+  test('backward with key mask and segment ids, D = 64', () =>
+    checkAttentionBackward({ B: 1, T: 35, H: 2, KVH: 1, D: 64, mask: true, seg: true }));
+});
+
+// ---- row kernels -------------------------------------------------------------------------------
+
+gpuDescribe('webgpu rmsnorm', () => {
+  const rows = 5;
+  const dim = 300; // more than one workgroup's worth of columns
+  const eps = 1e-6;
+  test('forward (with and without rstd) and backward (dw accumulated, and skipped)', async () => {
+    const x = randomFloats(rows * dim, 2);
+    const w = randomFloats(dim);
+    const out = new Float32Array(rows * dim);
+    const rstd = new Float32Array(rows);
+    ref.rmsnormForward(x, w, out, rstd, rows, dim, eps);
+    const xG = upload(x);
+    const wG = upload(w);
+    const outG = upload(new Float32Array(rows * dim));
+    const rstdG = upload(new Float32Array(rows));
+    gpu!.rmsnormForward(xG, wG, outG, rstdG, rows, dim, eps);
+    assertClose(await download(outG, out.length), out, 'out');
+    assertClose(await download(rstdG, rows), rstd, 'rstd');
+    const outNoRstd = upload(new Float32Array(rows * dim));
+    gpu!.rmsnormForward(xG, wG, outNoRstd, null, rows, dim, eps);
+    assertClose(await download(outNoRstd, out.length), out, 'out without rstd');
+
+    const dout = randomFloats(rows * dim);
+    const dx = new Float32Array(rows * dim);
+    const dw = randomFloats(dim);
+    const dwG = upload(dw);
+    ref.rmsnormBackward(x, w, rstd, dout, dx, dw, rows, dim);
+    const dxG = upload(new Float32Array(rows * dim));
+    gpu!.rmsnormBackward(xG, wG, rstdG, upload(dout), dxG, dwG, rows, dim);
+    assertClose(await download(dxG, dx.length), dx, 'dx');
+    assertClose(await download(dwG, dim), dw, 'dw');
+    const dxOnly = upload(new Float32Array(rows * dim));
+    gpu!.rmsnormBackward(xG, wG, rstdG, upload(dout), dxOnly, null, rows, dim);
+    assertClose(await download(dxOnly, dx.length), dx, 'dx without dw');
+  });
+});
+
+gpuDescribe('webgpu rope', () => {
+  const [B, T, heads, D, theta] = [2, 5, 3, 16, 10000];
+  const positions = Int32Array.from({ length: B * T }, (_, i) => (i * 7) % 23);
+  test('forward, inverse and in place', async () => {
+    const x = randomFloats(B * T * heads * D);
+    const expected = new Float32Array(x.length);
+    ref.ropeApply(x, expected, positions, B, T, heads, D, theta, 0);
+    const xG = upload(x);
+    const outG = upload(new Float32Array(x.length));
+    const posG = upload(positions);
+    gpu!.ropeApply(xG, outG, posG, B, T, heads, D, theta, false);
+    assertClose(await download(outG, x.length), expected, 'rope');
+    const back = new Float32Array(x.length);
+    ref.ropeApply(expected, back, positions, B, T, heads, D, theta, 1);
+    gpu!.ropeApply(outG, outG, posG, B, T, heads, D, theta, true);
+    assertClose(await download(outG, x.length), back, 'inverse rope in place');
+    assertClose(back, x, 'inverse undoes forward', 1e-4, 1e-5);
+  });
+});
+
+// ---- flat kernels ------------------------------------------------------------------------------
+
+gpuDescribe('webgpu elementwise', () => {
+  const n = 1000;
+  test('swiglu forward and backward', async () => {
+    const gate = randomFloats(n, 4);
+    const up = randomFloats(n);
+    const dout = randomFloats(n);
+    const out = new Float32Array(n);
+    const dgate = new Float32Array(n);
+    const dup = new Float32Array(n);
+    ref.swigluForward(gate, up, out, n);
+    ref.swigluBackward(gate, up, dout, dgate, dup, n);
+    const [gateG, upG, outG, dgateG, dupG] = [gate, up, out, dgate, dup].map((a) =>
+      upload(new Float32Array(a.length)),
+    );
+    gpu!.write(gateG!, gate);
+    gpu!.write(upG!, up);
+    gpu!.swigluForward(gateG!, upG!, outG!, n);
+    gpu!.swigluBackward(gateG!, upG!, upload(dout), dgateG!, dupG!, n);
+    assertClose(await download(outG!, n), out, 'out');
+    assertClose(await download(dgateG!, n), dgate, 'dgate');
+    assertClose(await download(dupG!, n), dup, 'dup');
+  });
+  test('scale, in place and into another buffer at an offset', async () => {
+    const x = randomFloats(n);
+    const xG = upload(x);
+    const outG = upload(new Float32Array(n), 12);
+    gpu!.scale(xG, 3, outG, n);
+    gpu!.scale(xG, -0.5, xG, n);
+    assertClose(
+      await download(outG, n),
+      Float32Array.from(x, (v) => 3 * v),
+      'scaled copy',
+    );
+    assertClose(
+      await download(xG, n),
+      Float32Array.from(x, (v) => -0.5 * v),
+      'scaled in place',
+    );
+  });
+  test('adamw step, also split into binding-sized chunks', async () => {
+    const count = 3000;
+    const p = randomFloats(count);
+    const g = randomFloats(count);
+    const m = randomFloats(count, 0.1);
+    const v = Float32Array.from(randomFloats(count, 0.1), Math.abs);
+    const args = [1e-3, 0.9, 0.999, 1e-8, 0.01, 1 - 0.9 ** 3, 1 - 0.999 ** 3] as const;
+    const expected = [p, m, v].map((a) => a.slice());
+    ref.adamwStep(expected[0]!, g, expected[1]!, expected[2]!, count, ...args);
+    for (const runner of [gpu!.runner, new KernelRunner(gpu!.device, { maxBindingBytes: 4096 })]) {
+      const [pG, mG, vG] = [p, m, v].map((a) => upload(a));
+      adamwStep(runner, pG!, upload(g), mG!, vG!, count, ...args);
+      runner.flush();
+      assertClose(await download(pG!, count), expected[0]!, 'p');
+      assertClose(await download(mG!, count), expected[1]!, 'm');
+      assertClose(await download(vG!, count), expected[2]!, 'v');
+    }
+  });
+  test('sum of squares, overwriting and accumulating', async () => {
+    const big = randomFloats(300_001);
+    const small = randomFloats(77);
+    const out = upload(new Float32Array([123]));
+    gpu!.sumSquares(upload(big), big.length, out, false);
+    const bigSum = ref.sumSquares(big, big.length);
+    assertClose(await download(out, 1), [bigSum], 'sum', 1e-5);
+    gpu!.sumSquares(upload(small), small.length, out, true);
+    assertClose(
+      await download(out, 1),
+      [bigSum + ref.sumSquares(small, small.length)],
+      'accumulated',
+      1e-5,
+    );
+    gpu!.sumSquares(upload(small), 0, out);
+    assert.deepEqual(Array.from(await download(out, 1)), [0]);
+  });
+});
+
+gpuDescribe('webgpu cross-entropy chunks', () => {
+  const rows = 4;
+  const vocab = 700;
+  const chunk = 300; // chunks of 300, 300, 100
+  const targets = Int32Array.from([5, 310, 699, 650]);
+  test('online forward over chunks, then backward with a zero row scale', async () => {
+    const logits = randomFloats(rows * vocab, 8);
+    const chunkOf = (c0: number, cols: number) => {
+      const part = new Float32Array(rows * cols);
+      for (let r = 0; r < rows; r++)
+        part.set(logits.subarray(r * vocab + c0, r * vocab + c0 + cols), r * cols);
+      return part;
+    };
+    const runMax = new Float32Array(rows).fill(-Infinity);
+    const runSum = new Float32Array(rows);
+    const tgt = new Float32Array(rows);
+    const [maxG, sumG, tgtG] = [runMax, runSum, tgt].map((a) => upload(a));
+    const targetsG = upload(targets);
+    for (let c0 = 0; c0 < vocab; c0 += chunk) {
+      const cols = Math.min(chunk, vocab - c0);
+      const part = chunkOf(c0, cols);
+      ref.ceChunkForward(part, rows, cols, c0, targets, runMax, runSum, tgt);
+      gpu!.ceChunkForward(upload(part), rows, cols, c0, targetsG, maxG!, sumG!, tgtG!);
+    }
+    assertClose(await download(maxG!, rows), runMax, 'runMax');
+    assertClose(await download(sumG!, rows), runSum, 'runSum');
+    assertClose(await download(tgtG!, rows), tgt, 'tgtLogit');
+
+    const lse = Float32Array.from(runMax, (mx, r) => mx + Math.log(runSum[r]!));
+    const rowScale = new Float32Array([0.25, 0, 0.25, 0.25]);
+    const part = chunkOf(300, 300);
+    const partG = upload(part);
+    ref.ceChunkBackward(part, rows, 300, 300, targets, lse, rowScale);
+    gpu!.ceChunkBackward(partG, rows, 300, 300, targetsG, upload(lse), upload(rowScale));
+    assertClose(await download(partG, part.length), part, 'dlogits');
+  });
+});
