@@ -24,10 +24,10 @@ export interface ProgressBarOptions {
   unit?: string;
   /** How counts are printed, e.g. formatBytes for downloads. */
   formatValue?: (n: number) => string;
-  /** Where the count starts (a resumed run); the rate counts only progress made since. */
-  start?: number;
   /** Seconds between plain lines when the stream is not a TTY. */
   plainInterval?: number;
+  /** Count already done when the bar starts (a resumed run); otherwise the first update() sets it. */
+  start?: number;
   /** false: draw nothing (log() still prints its messages); default true. */
   enabled?: boolean;
   /** Clock in milliseconds; replaceable for tests. */
@@ -42,8 +42,12 @@ export class ProgressBar {
   private readonly isTTY: boolean;
   private readonly now: () => number;
   private readonly startTime: number;
-  private readonly startValue: number;
-  private current: number;
+  /**
+   * Count and time the rate is measured from (`start`, else the first update()), so a resumed
+   * run at step 500 does not report 500 steps done in its first second.
+   */
+  private baseline: { time: number; value: number } | undefined;
+  private current = 0;
   private fields: Record<string, string> = {};
   private lastDraw = -Infinity;
   private lineVisible = false;
@@ -54,14 +58,17 @@ export class ProgressBar {
     this.isTTY = this.stream.isTTY === true;
     this.now = options.now ?? (() => performance.now());
     this.startTime = this.now();
-    this.startValue = options.start ?? 0;
-    this.current = this.startValue;
+    if (options.start !== undefined) {
+      this.current = options.start;
+      this.baseline = { time: this.startTime, value: options.start };
+    }
   }
 
   /** Sets the absolute count (not an increment) and, optionally, extra fields such as loss / lr. */
   update(current: number, fields?: Record<string, string>): void {
     if (this.finished) return;
     this.current = current;
+    this.baseline ??= { time: this.now(), value: current };
     if (fields) this.fields = { ...this.fields, ...fields };
     const interval = this.isTTY ? TTY_REDRAW_MS : (this.options.plainInterval ?? 10) * 1000;
     if (this.now() - this.lastDraw >= interval) this.draw();
@@ -92,8 +99,10 @@ export class ProgressBar {
   /** The text of the current progress line (without terminal control codes). */
   render(): string {
     const { total, label, unit = 'it', formatValue = formatCount } = this.options;
-    const elapsed = (this.now() - this.startTime) / 1000;
-    const rate = elapsed > 0 ? (this.current - this.startValue) / elapsed : 0;
+    const now = this.now();
+    const elapsed = (now - this.startTime) / 1000;
+    const measured = this.baseline ? (now - this.baseline.time) / 1000 : 0;
+    const rate = measured > 0 ? (this.current - this.baseline!.value) / measured : 0;
     const parts: string[] = [];
     if (label) parts.push(label);
     if (total !== undefined && total > 0) {

@@ -22,7 +22,14 @@ function fakeClock() {
 test('TTY: redraws in place at most every 100 ms with percent, count, rate, ETA and fields', () => {
   const stream = fakeStream(true);
   const clock = fakeClock();
-  const bar = new ProgressBar({ total: 100, label: 'train', unit: 'step', stream, now: clock.now });
+  const bar = new ProgressBar({
+    total: 100,
+    label: 'train',
+    unit: 'step',
+    start: 0, // rate measured from construction
+    stream,
+    now: clock.now,
+  });
   clock.ms = 1000;
   bar.update(10, { loss: '2.31', lr: '1e-4' });
   clock.ms = 1050;
@@ -62,7 +69,7 @@ test('non-TTY: plain lines, throttled to the plain interval, and a final line', 
   assert.match(lines.at(-1)!, /^eval  100%  4\/4  .* in 12\.0s$/);
 });
 
-test('unknown total shows the count only; formatValue and start (resume) are honoured', () => {
+test('unknown total shows the count only; the rate counts from the first update (resume)', () => {
   const stream = fakeStream(false);
   const clock = fakeClock();
   const bar = new ProgressBar({
@@ -70,11 +77,12 @@ test('unknown total shows the count only; formatValue and start (resume) are hon
     now: clock.now,
     unit: 'B',
     formatValue: (n) => `${n / 1024} KiB`,
-    start: 1024,
   });
-  clock.ms = 2000;
+  clock.ms = 1000;
+  bar.update(1024); // e.g. a resumed download that already had 1 KiB
+  clock.ms = 3000;
   bar.update(3072);
-  assert.match(bar.render(), /^3 KiB  1\.02k B\/s  in 2\.0s$/);
+  assert.match(bar.render(), /^3 KiB  1\.02k B\/s  in 3\.0s$/);
 });
 
 test('log() prints a message above the bar without garbling it', () => {
@@ -92,4 +100,17 @@ test('enabled: false draws nothing but still prints log() messages', () => {
   bar.log('hello');
   bar.done();
   assert.equal(stream.out, 'hello\n');
+});
+
+test('start: a resumed run counts only the steps made since', () => {
+  const clock = fakeClock();
+  const bar = new ProgressBar({
+    total: 1000,
+    start: 500,
+    stream: fakeStream(false),
+    now: clock.now,
+  });
+  clock.ms = 2000;
+  bar.update(510);
+  assert.match(bar.render(), /51%  510\/1,000  5\.00 it\/s  ETA 1m38s$/);
 });
