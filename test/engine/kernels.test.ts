@@ -1,10 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import asc from 'assemblyscript/asc';
 import * as ref from '../../src/engine/cpu/reference-kernels.ts';
 import type { Floats } from '../../src/engine/cpu/reference-kernels.ts';
 import { CpuKernels } from '../../src/engine/cpu/kernels.ts';
+import { WasmRuntime } from '../../src/engine/cpu/runtime.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -962,3 +964,101 @@ for (const relaxed of [false, true]) {
     assert.deepEqual(mem.readF32(widenedP, values.length), widened);
   });
 }
+
+test('CpuKernels on the WasmRuntime worker pool (real threads) match the reference', async () => {
+  const build = spawnSync(process.execPath, [
+    fileURLToPath(new URL('../../scripts/build-wasm.mjs', import.meta.url)),
+  ]);
+  assert.equal(build.status, 0, String(build.stderr));
+  const runtime = await WasmRuntime.create({ threads: 2 });
+  try {
+    const kernels = new CpuKernels(runtime);
+    const upload = (values: ArrayLike<number>): number => {
+      const ptr = runtime.malloc(values.length * 4);
+      runtime.f32(ptr, values.length).set(values);
+      return ptr;
+    };
+    const [B, T, H, KVH, D] = [2, 40, 4, 2, 64];
+    const rand = makeRandom(17);
+    const q = f32(rand(B * T * H * D));
+    const k = f32(rand(B * T * KVH * D));
+    const v = f32(rand(B * T * KVH * D));
+    const dout = f32(rand(q.length));
+    const segIds = Int32Array.from({ length: B * T }, (_, i) => 1 + Math.floor((i % T) / 15));
+    const out = new Float32Array(q.length);
+    const lse = new Float32Array(B * H * T);
+    const [dq, dk, dv] = [q, k, v].map((a) => new Float32Array(a.length));
+    ref.attentionForward(q, k, v, out, lse, B, T, T, T, H, KVH, D, null, segIds, 0.125);
+    ref.attentionBackward(
+      q,
+      k,
+      v,
+      out,
+      lse,
+      dout,
+      dq,
+      dk,
+      dv,
+      B,
+      T,
+      H,
+      KVH,
+      D,
+      null,
+      segIds,
+      0.125,
+    );
+
+    const [qP, kP, vP, doP] = [q, k, v, dout].map(upload);
+    const segP = runtime.malloc(segIds.length * 4);
+    runtime.i32(segP, segIds.length).set(segIds);
+    const [outP, lseP, dqP, dkP, dvP] = [q.length, lse.length, q.length, k.length, v.length].map(
+      (n) => runtime.malloc(n * 4),
+    );
+    kernels.attentionForward(qP, kP, vP, outP, lseP, B, T, T, T, H, KVH, D, 0, segP, 0.125);
+    kernels.attentionBackward(
+      qP,
+      kP,
+      vP,
+      outP,
+      lseP,
+      doP,
+      dqP,
+      dkP,
+      dvP,
+      B,
+      T,
+      H,
+      KVH,
+      D,
+      0,
+      segP,
+      0.125,
+    );
+    assertClose(runtime.f32(outP, out.length), out, 1e-5, 'out');
+    assertClose(runtime.f32(dqP, dq.length), dq, 1e-5, 'dq');
+    assertClose(runtime.f32(dkP, dk.length), dk, 1e-5, 'dk');
+    assertClose(runtime.f32(dvP, dv.length), dv, 1e-5, 'dv');
+
+    const [rows, dim] = [64, 896];
+    const x = f32(rand(rows * dim));
+    const w = f32(rand(dim));
+    const g = f32(rand(rows * dim));
+    const normOut = new Float32Array(x.length);
+    const rstd = new Float32Array(rows);
+    const dx = new Float32Array(x.length);
+    const dw = new Float32Array(dim);
+    ref.rmsnormForward(x, w, normOut, rstd, rows, dim, 1e-6);
+    ref.rmsnormBackward(x, w, rstd, g, dx, dw, rows, dim);
+    const [xP, wP, gP] = [x, w, g].map(upload);
+    const [normOutP, rstdP, dxP] = [x.length, rows, x.length].map((n) => runtime.malloc(n * 4));
+    const dwP = upload(new Float32Array(dim));
+    kernels.rmsnormForward(xP, wP, normOutP, rstdP, rows, dim, 1e-6);
+    kernels.rmsnormBackward(xP, wP, rstdP, gP, dxP, dwP, rows, dim);
+    assertClose(runtime.f32(normOutP, x.length), normOut, 1e-5, 'rmsnorm out');
+    assertClose(runtime.f32(dxP, x.length), dx, 1e-5, 'rmsnorm dx');
+    assertClose(runtime.f32(dwP, dim), dw, 1e-5, 'rmsnorm dw');
+  } finally {
+    runtime.dispose();
+  }
+});
