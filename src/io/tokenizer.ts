@@ -183,27 +183,28 @@ export function createTextStreamer(
   opts: { skipSpecialTokens?: boolean } = {},
 ): TextStreamer {
   const decodeOpts = { skipSpecialTokens: opts.skipSpecialTokens ?? true };
-  const ids: number[] = [];
-  let prefixStart = 0; // window start: ids before it are fully emitted and no longer needed
-  let readStart = 0; // ids in [prefixStart, readStart) were emitted; the rest are pending
+  // The last emitted chunk's ids (decoding context) followed by the ids not emitted yet.
+  let window: number[] = [];
+  let emitted = 0; // how many ids at the start of `window` were already emitted
 
-  const pending = (): { prefix: string; full: string } => ({
-    prefix: tokenizer.decode(ids.slice(prefixStart, readStart), decodeOpts),
-    full: tokenizer.decode(ids.slice(prefixStart), decodeOpts),
+  const decodeWindow = (): { prefix: string; full: string } => ({
+    prefix: tokenizer.decode(window.slice(0, emitted), decodeOpts),
+    full: tokenizer.decode(window, decodeOpts),
   });
 
   return {
     push(id: number): string {
-      ids.push(id);
-      const { prefix, full } = pending();
+      window.push(id);
+      const { prefix, full } = decodeWindow();
       if (full.length <= prefix.length || full.endsWith('\uFFFD')) return '';
-      prefixStart = readStart;
-      readStart = ids.length;
+      window = window.slice(emitted);
+      emitted = window.length;
       return full.slice(prefix.length);
     },
     flush(): string {
-      const { prefix, full } = pending();
-      prefixStart = readStart = ids.length;
+      const { prefix, full } = decodeWindow();
+      window = [];
+      emitted = 0;
       return full.slice(prefix.length);
     },
   };
