@@ -145,12 +145,7 @@ export function readCheckpoint(path: string): LoadedCheckpoint {
       'pass a checkpoint-<step> folder from an output dir',
     );
   }
-  let trainerState: TrainerState;
-  try {
-    trainerState = JSON.parse(readFileSync(statePath, 'utf8'));
-  } catch (err) {
-    throw new LoraforgeError(`${statePath}: invalid JSON (${(err as Error).message})`);
-  }
+  const trainerState = parseJson(readFileSync(statePath, 'utf8'), statePath) as TrainerState;
   if (!Number.isInteger(trainerState?.global_step) || trainerState.global_step < 0) {
     throw new LoraforgeError(`${statePath}: missing or invalid global_step`);
   }
@@ -177,7 +172,7 @@ export function readOptimizerState(path: string): AdamWStateDict {
       throw new LoraforgeError(
         `${path}: not a loraforge optimizer state (no '${OPTIMIZER_META_KEY}' metadata)`,
       );
-    const meta = JSON.parse(metaJson) as AdamWStateDict['meta'];
+    const meta = parseJson(metaJson, `${path} metadata`) as AdamWStateDict['meta'];
     const tensors: Record<string, Float32Array> = {};
     for (const name of file.names()) {
       const info = file.info(name);
@@ -198,5 +193,13 @@ function removeStaleTemps(outputDir: string): void {
     // A temp folder of this very process could belong to a write still in progress.
     if (match && Number(match[1]) !== process.pid)
       rmSync(join(outputDir, name), { recursive: true, force: true });
+  }
+}
+
+function parseJson(text: string, where: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new LoraforgeError(`${where}: invalid JSON (${(err as Error).message})`);
   }
 }

@@ -255,8 +255,8 @@ export class AdamW {
    */
   loadStateDict(state: AdamWStateDict): void {
     const { meta, tensors } = state;
-    if (!Number.isInteger(meta?.step) || meta.step < 0)
-      throw new LoraforgeError('optimizer state: missing or invalid step count');
+    if (!Array.isArray(meta?.names) || !Number.isInteger(meta.step) || meta.step < 0)
+      throw new LoraforgeError('optimizer state: missing or invalid step count or parameter names');
     const expected = this.params.map((p) => p.name);
     const missing = expected.filter((n) => !meta.names.includes(n));
     const extra = meta.names.filter((n) => !expected.includes(n));
