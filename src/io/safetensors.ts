@@ -544,7 +544,10 @@ export function i64ToI32(src: BigInt64Array, what = 'I64 tensor'): Int32Array {
   return out;
 }
 
-/** Widens a tensor's raw bytes (F32, BF16, F16 or F64) to float32. */
+/**
+ * Widens a tensor's raw bytes (F32, BF16, F16 or F64) to float32. F32 input is viewed in place
+ * (no copy) when 8-byte aligned, so the result shares memory with `bytes`.
+ */
 export function bytesToF32(
   dtype: SafetensorsDtype,
   bytes: Uint8Array,
@@ -566,7 +569,7 @@ export function bytesToF32(
   }
 }
 
-/** Reads a tensor's raw bytes (I64, I32, I16, I8, U8 or BOOL) as int32. */
+/** Reads a tensor's raw bytes (I64, I32, I16, I8, U8 or BOOL) as int32; I32 input is viewed in place. */
 export function bytesToI32(
   dtype: SafetensorsDtype,
   bytes: Uint8Array,
