@@ -158,9 +158,9 @@ function isViewOf(array: Float32Array, buffer: ArrayBufferLike): boolean {
 }
 
 export class AdamW {
-  readonly betas: [number, number];
-  readonly eps: number;
-  readonly weightDecay: number;
+  betas: [number, number];
+  eps: number;
+  weightDecay: number;
   /** Learning rate used by step() when none is passed (and the last one used). */
   lr: number;
   /** Number of completed steps (PyTorch's per-parameter `step`, shared by all parameters). */
@@ -249,9 +249,9 @@ export class AdamW {
   }
 
   /**
-   * Restores moments and step count saved by stateDict() so a resumed run continues bit-exactly.
-   * The parameter set must match by name and size; hyperparameters stay as constructed (a resumed
-   * run may change them on purpose, as in PyTorch where param_groups come from the new config).
+   * Restores moments, step count and hyperparameters saved by stateDict() so a resumed run
+   * continues bit-exactly. Like torch's Optimizer.load_state_dict, the saved betas / eps / weight
+   * decay replace the constructed ones. The parameter set must match by name and size.
    */
   loadStateDict(state: AdamWStateDict): void {
     const { meta, tensors } = state;
@@ -281,12 +281,17 @@ export class AdamW {
         }
       }
     });
+    validateHyperparameters(meta.lr, meta.betas, meta.eps, meta.weightDecay);
     // Validated everything first so a bad file leaves the optimizer untouched.
     this.params.forEach((p, i) => {
       this.expAvg[i]!.set(tensors[`${p.name}.exp_avg`]!);
       this.expAvgSq[i]!.set(tensors[`${p.name}.exp_avg_sq`]!);
     });
     this.stepCount = meta.step;
+    this.lr = meta.lr;
+    this.betas = [...meta.betas];
+    this.eps = meta.eps;
+    this.weightDecay = meta.weightDecay;
   }
 }
 
@@ -298,6 +303,9 @@ function validateHyperparameters(
 ): void {
   if (!Number.isFinite(lr) || lr < 0)
     throw new LoraforgeError(`AdamW: invalid learning rate ${lr}`);
+  if (!Array.isArray(betas) || betas.length !== 2) {
+    throw new LoraforgeError(`AdamW: betas must be two numbers, got ${JSON.stringify(betas)}`);
+  }
   for (const b of betas) {
     if (!(b >= 0 && b < 1))
       throw new LoraforgeError(`AdamW: betas must lie in [0, 1), got [${betas.join(', ')}]`);

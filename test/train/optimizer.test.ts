@@ -144,6 +144,10 @@ test('stateDict / loadStateDict resume bit-exactly', () => {
     c.step(1e-3 * (s + 1));
   }
   resumed.forEach((p, i) => assert.deepEqual(p.data, straight[i]!.data));
+  // Hyperparameters come from the state, as with torch's load_state_dict.
+  const other = new AdamW(make(), { weightDecay: 0.5, betas: [0.8, 0.99] });
+  other.loadStateDict(saved);
+  assert.deepEqual([other.weightDecay, other.betas], [0.1, [0.9, 0.999]]);
   assert.deepEqual(c.stateDict().tensors, a.stateDict().tensors);
 });
 
