@@ -63,7 +63,7 @@ export function byteLevelAlphabet(): { byte: number; char: string }[] {
 }
 
 export interface BpeModel {
-  /** Token → id, ids 0..n-1 without gaps (bytes first, then one token per merge). */
+  /** Token → id, ids 0..n-1 without gaps (the 256 bytes first, then merged tokens in merge order). */
   vocab: Map<string, number>;
   /** Merge rules in priority order. */
   merges: [string, string][];
@@ -94,6 +94,13 @@ export function countWords(texts: Iterable<string>): Map<string, number> {
   return counts;
 }
 
+/** A pair of token ids is packed into one number (a Map key); ids stay far below 2^20. */
+const PAIR_BASE = 1 << 20;
+
+function unpackPair(pair: number): [number, number] {
+  return [Math.floor(pair / PAIR_BASE), pair % PAIR_BASE];
+}
+
 /**
  * Classic BPE training: repeatedly merge the most frequent adjacent pair of symbols, weighting
  * each word by its count. Pair counts are updated incrementally, only for the words that contain
@@ -109,8 +116,7 @@ export function trainBpe(wordCounts: Map<string, number>, options: BpeTrainOptio
   const counts = words.map((w) => wordCounts.get(w)!);
   const symbols = words.map((w) => [...w].map((ch) => tokenId.get(ch)!));
 
-  // A pair of token ids packed into one number; ids stay far below 2^20.
-  const key = (a: number, b: number) => a * 1048576 + b;
+  const key = (a: number, b: number) => a * PAIR_BASE + b;
   const pairCounts = new Map<number, number>();
   const pairWords = new Map<number, Set<number>>();
   const rejected = new Set<number>();
@@ -140,8 +146,7 @@ export function trainBpe(wordCounts: Map<string, number>, options: BpeTrainOptio
       }
     }
     if (best < 0) break;
-    const a = Math.floor(best / 1048576);
-    const b = best % 1048576;
+    const [a, b] = unpackPair(best);
     if (hanCharCount(tokens[a] + tokens[b]) > maxHanChars) {
       rejected.add(best);
       pairCounts.delete(best);
@@ -167,8 +172,8 @@ export function trainBpe(wordCounts: Map<string, number>, options: BpeTrainOptio
   return { vocab: tokenId, merges };
 
   function comparePairs(x: number, y: number): number {
-    const [xa, xb] = [tokens[Math.floor(x / 1048576)], tokens[x % 1048576]];
-    const [ya, yb] = [tokens[Math.floor(y / 1048576)], tokens[y % 1048576]];
+    const [xa, xb] = unpackPair(x).map((id) => tokens[id]);
+    const [ya, yb] = unpackPair(y).map((id) => tokens[id]);
     return xa !== ya ? (xa < ya ? -1 : 1) : xb < yb ? -1 : xb > yb ? 1 : 0;
   }
 }
@@ -176,7 +181,10 @@ export function trainBpe(wordCounts: Map<string, number>, options: BpeTrainOptio
 const unicodeToByte = new Map(byteLevelAlphabet().map(({ byte, char }) => [char, byte]));
 const utf8 = new TextDecoder('utf-8', { fatal: false });
 
-/** Chinese characters in a byte-level token; a partial character (U+FFFD) counts as one too. */
+/**
+ * Chinese characters in a byte-level token. Bytes of a partial character decode to U+FFFD and
+ * count too, which also keeps merges from growing across character boundaries past the cap.
+ */
 function hanCharCount(token: string): number {
   const text = utf8.decode(Uint8Array.from([...token], (ch) => unicodeToByte.get(ch)!));
   return text.match(/[\p{Script=Han}\uFFFD]/gu)?.length ?? 0;
