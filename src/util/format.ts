@@ -57,14 +57,17 @@ export function formatRate(perSecond: number, unit = 'it'): string {
   return `${formatSi(perSecond)} ${unit}/s`;
 }
 
-/** Short float for loss / lr fields: 0.000123 -> "1.23e-4", 2.345678 -> "2.346". */
+/** Short float for loss / lr fields: 0.000123 -> "1.23e-4", 2e-4 -> "2e-4", 2.345678 -> "2.346". */
 export function formatFloat(x: number, significant = 4): string {
   if (!Number.isFinite(x)) return String(x);
   if (x === 0) return '0';
   const abs = Math.abs(x);
-  if (abs < 1e-3 || abs >= 1e6)
+  if (abs < 1e-3 || abs >= 1e6) {
+    // Trailing mantissa zeros go: learning rates read 2e-4, not 2.000e-4.
     return x
-      .toExponential(significant - 2)
-      .replace(/e([+-])(\d+)$/, (_, s, d) => `e${s === '-' ? '-' : ''}${d}`);
+      .toExponential(significant - 1)
+      .replace(/\.?0+e/, 'e')
+      .replace('e+', 'e');
+  }
   return String(Number(x.toPrecision(significant)));
 }

@@ -43,6 +43,9 @@ test('formatSi, formatRate and formatFloat', () => {
   assert.equal(formatRate(0.02, 'step'), '50.0s/step');
   assert.equal(formatRate(0), '? it/s');
   assert.equal(formatFloat(0.000123), '1.23e-4');
+  assert.equal(formatFloat(2e-4), '2e-4');
+  assert.equal(formatFloat(1.23456e-5), '1.235e-5');
+  assert.equal(formatFloat(3e7), '3e7');
   assert.equal(formatFloat(2.345678), '2.346');
   assert.equal(formatFloat(0), '0');
   assert.equal(formatFloat(NaN), 'NaN');
