@@ -58,21 +58,14 @@ export function formatEvalTable(
     options.answerWidth ??
     Math.min(48, longest(runs.flatMap((run) => run.results.map(answerCell))));
 
-  const row = (cells: string[], widths: number[]) =>
+  const widths = [numberWidth, questionWidth, ...runs.map(() => answerWidth)];
+  const row = (cells: string[]) =>
     cells
       .map((cell, i) => fitToWidth(cell, widths[i]))
       .join('  ')
       .trimEnd();
-  const widths = [numberWidth, questionWidth, ...runs.map(() => answerWidth)];
-  const header = row(['#', 'question', 'before', ...(after ? ['after'] : [])], widths);
-  const rule = '-'.repeat(
-    displayWidth(
-      row(
-        widths.map((w) => '-'.repeat(w)),
-        widths,
-      ),
-    ),
-  );
+  const header = row(['#', 'question', 'before', ...(after ? ['after'] : [])]);
+  const rule = widths.map((width) => '-'.repeat(width)).join('  ');
 
   const lines: string[] = [];
   for (const kind of ['identity', 'general'] as const) {
@@ -85,14 +78,11 @@ export function formatEvalTable(
     lines.push(title, header, rule);
     for (const i of indices) {
       lines.push(
-        row(
-          [
-            String(i + 1),
-            questionCell(before.results[i]),
-            ...runs.map((run) => answerCell(run.results[i])),
-          ],
-          widths,
-        ),
+        row([
+          String(i + 1),
+          questionCell(before.results[i]),
+          ...runs.map((run) => answerCell(run.results[i])),
+        ]),
       );
     }
     lines.push('');
