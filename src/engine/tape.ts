@@ -53,11 +53,16 @@ export function gradSlot(t: Tensor): { grad: Tensor; fresh: boolean } {
   return { grad, fresh: true };
 }
 
-/** Back-propagates from a scalar `loss` (seeded with `seed`, default 1) and clears the tape. */
-export function backward(loss: Tensor, seed = 1): void {
+/**
+ * Back-propagates from `output` and clears the tape. `seed` is dLoss/dOutput: a number fills it
+ * (1 for a scalar loss), a tensor of output's shape gives it element by element.
+ */
+export function backward(output: Tensor, seed: number | Tensor = 1): void {
   try {
-    const { grad } = gradSlot(loss);
-    loss.backend.kernels.fill(grad.operand(), grad.size, seed);
+    const { grad } = gradSlot(output);
+    const k = output.backend.kernels;
+    if (typeof seed === 'number') k.fill(grad.operand(), grad.size, seed);
+    else k.axpby(seed.operand(), grad.operand(), grad.size, 1, 0);
     for (let i = tape.length - 1; i >= 0; i--) {
       const { output, backward: run } = tape[i]!;
       const grad = output.grad;

@@ -154,7 +154,7 @@ export class DecoderModel {
    */
   loss(input: ModelInput, labels: Int32Array, divisor?: number): LmHeadLossResult {
     const h = this.forwardHidden(input);
-    return lmHeadLoss(h, this.lmHead, shiftLabels(labels, input.batch, input.seq), divisor);
+    return lmHeadLoss(h, this.lmHead, shiftLabels(labels, input.batch, input.seq), { divisor });
   }
 
   /** Full-vocabulary logits [rows.length, vocab] of selected rows of `hidden` (inference). */

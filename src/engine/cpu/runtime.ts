@@ -225,6 +225,10 @@ function checkGemmArgs(args: GemmArgs): void {
 async function compileKernels(
   wantRelaxed: boolean,
 ): Promise<{ module: WebAssembly.Module; relaxed: boolean }> {
+  // V8 first runs wasm from its baseline compiler (Liftoff, ~4x slower here) and swaps in optimized
+  // code only for later calls; a long kernel call (an LM-head GEMM takes seconds) would run entirely
+  // on the baseline code. Compile everything optimized up front instead (the module is small).
+  setFlagsFromString('--no-liftoff');
   if (wantRelaxed) {
     // Node 20's V8 ships relaxed SIMD behind a flag; setting it before compiling is enough.
     setFlagsFromString('--experimental-wasm-relaxed-simd');

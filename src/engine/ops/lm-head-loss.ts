@@ -22,16 +22,22 @@ export interface LmHeadLossResult {
   targets: number;
 }
 
+export interface LmHeadLossOptions {
+  /** Replaces the number of targets as the mean's denominator. */
+  divisor?: number;
+  /** Vocabulary entries per chunk (default: what fits CHUNK_BYTES of logits). */
+  chunkSize?: number;
+}
+
 /**
  * h [n, dim]; table [vocab, dim] (the LM head / tied embedding, any float dtype); targets[i] is the
- * token position i must predict, −100 to ignore (callers apply the causal shift). `divisor`
- * replaces the number of targets as the mean's denominator (gradient accumulation).
+ * token position i must predict, −100 to ignore (callers apply the causal shift).
  */
 export function lmHeadLoss(
   h: Tensor,
   table: Tensor,
   targets: Int32Array,
-  divisor?: number,
+  opts: LmHeadLossOptions = {},
 ): LmHeadLossResult {
   const k = kernels();
   const [vocab, dim] = table.shape as [number, number];
@@ -46,7 +52,7 @@ export function lmHeadLoss(
   const rows = rowsIdx.length;
   const loss = Tensor.zeros([1]);
   if (rows === 0) return { loss, targets: 0 };
-  const denominator = divisor ?? rows;
+  const denominator = opts.divisor ?? rows;
 
   const rowIndex = Tensor.from(Int32Array.from(rowsIdx), [rows], 'i32');
   const targetIndex = Tensor.from(Int32Array.from(targetIds), [rows], 'i32');
@@ -55,7 +61,7 @@ export function lmHeadLoss(
 
   const trainableHead = needsGrad(table);
   const onlineGrad = needsGrad(h) && !trainableHead;
-  const chunk = Math.max(256, Math.min(vocab, Math.floor(CHUNK_BYTES / 4 / rows)));
+  const chunk = opts.chunkSize ?? Math.max(256, Math.min(vocab, Math.floor(CHUNK_BYTES / 4 / rows)));
   const logits = Tensor.empty([rows, chunk]);
   const runMax = Tensor.empty([rows]);
   const runSum = Tensor.zeros([rows]);

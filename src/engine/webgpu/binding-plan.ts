@@ -3,12 +3,13 @@
  *
  * - Each argument is bound as the byte range the kernel touches, from its offset rounded down to
  *   `minStorageBufferOffsetAlignment`; the remainder becomes the `<name>_off` element offset.
- * - WebGPU rejects two bindings of one GPUBuffer with overlapping ranges when either is writable
- *   (in-place kernels, or neighbouring tensors of one arena whose rounded ranges touch). Such
- *   arguments share one binding covering both ranges: the kernel variant declares only the first
- *   and reads the others through it (their `_off` offsets are relative to the shared range).
- * - It also rejects a GPUBuffer bound both read-only and writable, even disjointly, so such
- *   read-only bindings become read_write in the kernel variant.
+ * - WebGPU rejects a GPUBuffer bound both read-only and writable in one dispatch, even disjointly,
+ *   so every binding of a buffer the kernel writes becomes read_write in the kernel variant.
+ * - It also rejects overlapping writable bindings (in-place kernels, or neighbouring tensors of
+ *   one arena whose rounded-down ranges touch). Those arguments share one binding covering all of
+ *   them: the variant declares only the first and reads the others through it (their `_off`
+ *   offsets are relative to the shared range). Sharing needs the same WGSL element type, so an
+ *   allocator should align tensors to `minStorageBufferOffsetAlignment`.
  */
 import { bytesPerElement, type BufferDecl, type KernelDef } from './kernel-def.ts';
 import { refBuffer, refOffset, type BufferArg } from './buffer-ref.ts';
@@ -60,26 +61,22 @@ export function planBindings(
     return { decl, buffer, offset, base, size: end - base, owner: index };
   });
 
-  for (let i = 0; i < ranges.length; i++) {
-    const range = ranges[i]!;
-    const owner = ranges.find(
-      (other, j) =>
-        j < i &&
-        other.owner === j &&
-        other.buffer === range.buffer &&
-        overlaps(other, range) &&
-        (other.decl.access === 'read_write' || range.decl.access === 'read_write'),
-    );
-    if (!owner) continue;
-    if (wgslElement(owner.decl) !== wgslElement(range.decl)) {
-      throw new Error(
-        `${def.key}: ${range.decl.name} overlaps ${owner.decl.name} with a different element type`,
-      );
+  // Every binding of a written buffer ends up writable, so any two of them that overlap must
+  // share one binding; merging grows a range, which can make it overlap another, hence the loop.
+  const written = new Set(
+    ranges.filter((r) => r.decl.access === 'read_write').map((r) => r.buffer),
+  );
+  for (let merged = true; merged;) {
+    merged = false;
+    for (const [j, owner] of ranges.entries()) {
+      if (owner.owner !== j || !written.has(owner.buffer)) continue;
+      for (const [i, other] of ranges.entries()) {
+        if (i <= j || other.owner !== i || other.buffer !== owner.buffer || !overlaps(owner, other))
+          continue;
+        mergeInto(def.key, owner, j, other, i, ranges);
+        merged = true;
+      }
     }
-    const end = Math.max(owner.base + owner.size, range.base + range.size);
-    owner.base = Math.min(owner.base, range.base);
-    owner.size = end - owner.base;
-    range.owner = ranges.indexOf(owner);
   }
 
   const owners = ranges.filter((r, i) => r.owner === i);
@@ -90,10 +87,6 @@ export function planBindings(
       );
     }
   }
-  const written = new Set(
-    ranges.filter((r) => r.decl.access === 'read_write').map((r) => ranges[r.owner]!.buffer),
-  );
-  // Covers both a shared binding with a writing member and a disjoint writable binding elsewhere.
   const accessOf = (r: Range): BufferDecl['access'] =>
     written.has(r.buffer) ? 'read_write' : 'read';
 
@@ -121,6 +114,28 @@ export function planBindings(
     bindings: owners.map(({ buffer, base, size }) => ({ buffer, base, size })),
     offsets,
   };
+}
+
+/** Makes range `i` (and the ranges reading through it) read through range `j`'s binding. */
+function mergeInto(
+  kernel: string,
+  owner: Range,
+  j: number,
+  other: Range,
+  i: number,
+  ranges: Range[],
+): void {
+  for (const member of ranges.filter((r) => r.owner === i)) {
+    if (wgslElement(owner.decl) !== wgslElement(member.decl)) {
+      throw new Error(
+        `${kernel}: ${member.decl.name} overlaps ${owner.decl.name} with a different element type`,
+      );
+    }
+    member.owner = j;
+  }
+  const end = Math.max(owner.base + owner.size, other.base + other.size);
+  owner.base = Math.min(owner.base, other.base);
+  owner.size = end - owner.base;
 }
 
 function wgslElement(decl: BufferDecl): string {

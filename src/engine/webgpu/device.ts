@@ -46,15 +46,13 @@ const WANTED_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups' as GPUFeatu
 export async function acquireWebGpu(options: AcquireOptions = {}): Promise<WebGpuContext> {
   // Dawn's GPU object must stay referenced for as long as the device is used; `release` drops it.
   let gpu: GPU | undefined = await findGpu(options.dawnFlags ?? []);
-  const adapter = await gpu.requestAdapter({
-    powerPreference: options.powerPreference ?? 'high-performance',
-  });
-  if (!adapter) {
-    throw new LoraforgeError(
-      'WebGPU: no GPU adapter found',
-      'install a GPU driver, or on a CPU-only Debian machine run scripts/install-lavapipe.sh as root',
-    );
-  }
+  // Dawn rejects (rather than resolving null) when a requested backend or adapter is missing.
+  const adapter = await gpu
+    .requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' })
+    .catch((err: Error) => {
+      throw noAdapter(`: ${err.message.split('\n')[0]}`);
+    });
+  if (!adapter) throw noAdapter('');
   const requiredLimits: Record<string, number> = {};
   for (const name of WANTED_LIMITS) requiredLimits[name] = adapter.limits[name];
   const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f));
@@ -79,6 +77,13 @@ export async function acquireWebGpu(options: AcquireOptions = {}): Promise<WebGp
       gpu = undefined;
     },
   };
+}
+
+function noAdapter(detail: string): LoraforgeError {
+  return new LoraforgeError(
+    `WebGPU: no GPU adapter found${detail}`,
+    'install a GPU driver, or on a CPU-only Debian machine run scripts/install-lavapipe.sh as root',
+  );
 }
 
 async function findGpu(dawnFlags: string[]): Promise<GPU> {

@@ -6,10 +6,10 @@
 // bf16/f16 -> f32 widening happen only while packing, so the micro-kernel sees one layout.
 // Pointers are byte offsets into the shared memory; packing scratch is passed in per thread.
 
-const MR: i32 = 4;
-const NR: i32 = 8;
-const KC: i32 = 256;
-const MC: i32 = 128; // multiple of MR
+const MR: i32 = 2;
+const NR: i32 = 16;
+const KC: i32 = 384;
+const MC: i32 = 64; // multiple of MR
 const NC: i32 = 2048; // multiple of NR
 
 /**
@@ -148,52 +148,56 @@ function packB(
   }
 }
 
-/** Writes one output row segment: C = acc + beta * C + bias (C is not read when beta == 0). */
+/** Writes 4 vectors of one output row: C = acc + beta * C + bias (C is not read when beta == 0). */
 @inline
-function storeRow(c: usize, lo: v128, hi: v128, beta: f32, biasLo: v128, biasHi: v128): void {
+function storeRow(c: usize, x0: v128, x1: v128, x2: v128, x3: v128, beta: f32, bias: usize): void {
   if (beta != 0) {
     const betaV = f32x4.splat(beta);
-    lo = fma(betaV, v128.load(c), lo);
-    hi = fma(betaV, v128.load(c, 16), hi);
+    x0 = fma(betaV, v128.load(c), x0);
+    x1 = fma(betaV, v128.load(c, 16), x1);
+    x2 = fma(betaV, v128.load(c, 32), x2);
+    x3 = fma(betaV, v128.load(c, 48), x3);
   }
-  v128.store(c, f32x4.add(lo, biasLo));
-  v128.store(c, f32x4.add(hi, biasHi), 16);
+  if (bias) {
+    x0 = f32x4.add(x0, v128.load(bias));
+    x1 = f32x4.add(x1, v128.load(bias, 16));
+    x2 = f32x4.add(x2, v128.load(bias, 32));
+    x3 = f32x4.add(x3, v128.load(bias, 48));
+  }
+  v128.store(c, x0);
+  v128.store(c, x1, 16);
+  v128.store(c, x2, 32);
+  v128.store(c, x3, 48);
 }
 
 /**
  * Full MR x NR tile: C = Ap(MR x kc) * Bp(kc x NR) + beta * C + bias.
- * 4 x 8 keeps 8 accumulators live: V8's register allocator spills (and throughput halves) beyond
+ * 2 x 16 keeps 8 accumulators live: V8's register allocator spills (and throughput halves) beyond
  * about 9 live v128 accumulators, measured for 6x8, 5x8, 3x16 and 12x4 tiles.
  */
 function microKernel(kc: i32, ap: usize, bp: usize, c: usize, ldcBytes: usize, beta: f32, bias: usize): void {
-  let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
-  let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
-  let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
-  let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0), c03 = f32x4.splat(0);
+  let c10 = f32x4.splat(0), c11 = f32x4.splat(0), c12 = f32x4.splat(0), c13 = f32x4.splat(0);
   for (let p = 0; p < kc; p++) {
     const b0 = v128.load(bp);
     const b1 = v128.load(bp, 16);
+    const b2 = v128.load(bp, 32);
+    const b3 = v128.load(bp, 48);
     let a = v128.load32_splat(ap);
     c00 = fma(a, b0, c00);
     c01 = fma(a, b1, c01);
+    c02 = fma(a, b2, c02);
+    c03 = fma(a, b3, c03);
     a = v128.load32_splat(ap, 4);
     c10 = fma(a, b0, c10);
     c11 = fma(a, b1, c11);
-    a = v128.load32_splat(ap, 8);
-    c20 = fma(a, b0, c20);
-    c21 = fma(a, b1, c21);
-    a = v128.load32_splat(ap, 12);
-    c30 = fma(a, b0, c30);
-    c31 = fma(a, b1, c31);
+    c12 = fma(a, b2, c12);
+    c13 = fma(a, b3, c13);
     ap += MR * 4;
     bp += NR * 4;
   }
-  const biasLo = bias ? v128.load(bias) : f32x4.splat(0);
-  const biasHi = bias ? v128.load(bias, 16) : f32x4.splat(0);
-  storeRow(c, c00, c01, beta, biasLo, biasHi);
-  storeRow(c + ldcBytes, c10, c11, beta, biasLo, biasHi);
-  storeRow(c + 2 * ldcBytes, c20, c21, beta, biasLo, biasHi);
-  storeRow(c + 3 * ldcBytes, c30, c31, beta, biasLo, biasHi);
+  storeRow(c, c00, c01, c02, c03, beta, bias);
+  storeRow(c + ldcBytes, c10, c11, c12, c13, beta, bias);
 }
 
 /** Partial tile at the matrix edge: computed into `tile`, then the valid rows x cols merged into C. */

@@ -37,7 +37,7 @@
 }
 
 @inline function hmax(a: v128): f32 {
-  const pairs = f32x4.max(a, i32x4.shuffle(a, a, 2, 3, 0, 1));
+  const pairs = f32x4.pmax(a, i32x4.shuffle(a, a, 2, 3, 0, 1));
   return max<f32>(f32x4.extract_lane(pairs, 0), f32x4.extract_lane(pairs, 1));
 }
 
@@ -55,14 +55,19 @@ const LOG2E: f32 = 1.44269504;
 // ln 2 split so that k * LN2_HI is exact for the |k| <= 128 of f32 exponents.
 const LN2_HI: f32 = 0.693359375;
 const LN2_LO: f32 = -2.12194440e-4;
+// 1.5 * 2^23: adding it rounds to the nearest integer, which then sits in the low mantissa bits.
+const ROUND_MAGIC: f32 = 12582912;
 
 /**
  * exp per lane, to about 1 ulp: exp(x) = 2^k * exp(r), |r| <= ln2/2, exp(r) by its degree-7
- * Taylor polynomial. Saturates at exp(88); below -87.3 (and for -inf) it is exactly 0.
+ * Taylor polynomial. Saturates at exp(88); below -87.3 (and for -inf) it is exactly 0; NaN stays
+ * NaN. pmin / pmax and the magic-number rounding are single x86 instructions, where min / max /
+ * nearest / trunc_sat need NaN fix-up sequences.
  */
 function expv(x: v128): v128 {
-  const clamped = f32x4.max(f32x4.min(x, splat(88)), splat(-88));
-  const k = f32x4.nearest(f32x4.mul(clamped, splat(LOG2E)));
+  const clamped = f32x4.pmax(f32x4.pmin(x, splat(88)), splat(-88));
+  const shifted = madd(clamped, splat(LOG2E), splat(ROUND_MAGIC));
+  const k = f32x4.sub(shifted, splat(ROUND_MAGIC));
   const r = madd(k, splat(-LN2_LO), madd(k, splat(-LN2_HI), clamped));
   let poly = splat(1.0 / 5040);
   poly = madd(poly, r, splat(1.0 / 720));
@@ -72,7 +77,8 @@ function expv(x: v128): v128 {
   poly = madd(poly, r, splat(0.5));
   poly = madd(poly, r, splat(1));
   poly = madd(poly, r, splat(1));
-  const twoToK = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(k), i32x4.splat(127)), 23);
+  // The low mantissa bits of `shifted` hold k (two's complement): k + 127 moved into the exponent field is 2^k.
+  const twoToK = i32x4.shl(i32x4.add(shifted, i32x4.splat(127)), 23);
   return v128.andnot(f32x4.mul(poly, twoToK), f32x4.lt(x, splat(-87.3)));
 }
 
@@ -121,25 +127,49 @@ const PIO2_2: f64 = 6.07710050630396597660e-11;
 const PIO2_3: f64 = 2.02226624871116645580e-21;
 const TWO_OVER_PI: f64 = 0.6366197723675814;
 
-/** sin (odd = false) or cos of the reduced argument |r| <= pi/4, Taylor to r^18 (nested form). */
-function sinCosKernel(r: f64, cosine: bool): f64 {
-  const z = r * r;
-  let t: f64 = 1;
-  for (let n = 9; n >= 1; n--) {
-    const denominator = cosine ? <f64>((2 * n - 1) * (2 * n)) : <f64>((2 * n) * (2 * n + 1));
-    t = 1 - (z * t) / denominator;
-  }
-  return cosine ? t : r * t;
+/** Taylor series of sin(r) / r for |r| <= pi/4, through r^18 (error below 1e-19). */
+function sinOverR(z: f64): f64 {
+  let t: f64 = 1.0 / 121645100408832000; // 1 / 19!
+  t = t * -z + 1.0 / 355687428096000; // 17!
+  t = t * -z + 1.0 / 1307674368000; // 15!
+  t = t * -z + 1.0 / 6227020800; // 13!
+  t = t * -z + 1.0 / 39916800; // 11!
+  t = t * -z + 1.0 / 362880; // 9!
+  t = t * -z + 1.0 / 5040; // 7!
+  t = t * -z + 1.0 / 120; // 5!
+  t = t * -z + 1.0 / 6; // 3!
+  return t * -z + 1;
 }
 
-/** sin or cos of an f64 angle (|angle| < 1.6e6): reduce by multiples of pi/2, pick by quadrant. */
-function sinOrCos(angle: f64, cosine: bool): f64 {
+/** Taylor series of cos(r) for |r| <= pi/4, through r^20 (error below 1e-20). */
+function cosTaylor(z: f64): f64 {
+  let t: f64 = 1.0 / 2432902008176640000; // 1 / 20!
+  t = t * -z + 1.0 / 6402373705728000; // 18!
+  t = t * -z + 1.0 / 20922789888000; // 16!
+  t = t * -z + 1.0 / 87178291200; // 14!
+  t = t * -z + 1.0 / 479001600; // 12!
+  t = t * -z + 1.0 / 3628800; // 10!
+  t = t * -z + 1.0 / 40320; // 8!
+  t = t * -z + 1.0 / 720; // 6!
+  t = t * -z + 1.0 / 24; // 4!
+  t = t * -z + 1.0 / 2; // 2!
+  return t * -z + 1;
+}
+
+/**
+ * [sin(angle), cos(angle)] as f64x2, for |angle| < 1.6e6: angle = k * pi/2 + r, |r| <= pi/4, then
+ * the quadrant k mod 4 picks and signs the pair (sin r, cos r).
+ */
+function sinCos(angle: f64): v128 {
   const k = nearest<f64>(angle * TWO_OVER_PI);
   const r = angle - k * PIO2_1 - k * PIO2_2 - k * PIO2_3;
-  // cos(x) = sin(x + pi/2): a cosine is a sine one quadrant further on.
-  const quadrant = (<i32>k + (cosine ? 1 : 0)) & 3;
-  const value = sinCosKernel(r, quadrant & 1 ? true : false);
-  return quadrant & 2 ? -value : value;
+  const z = r * r;
+  const s = r * sinOverR(z);
+  const c = cosTaylor(z);
+  const quadrant = <i32>k & 3;
+  const sin = quadrant == 0 ? s : quadrant == 1 ? c : quadrant == 2 ? -s : -c;
+  const cos = quadrant == 0 ? c : quadrant == 1 ? -s : quadrant == 2 ? -c : s;
+  return f64x2.replace_lane(f64x2.splat(sin), 1, cos);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -454,27 +484,54 @@ export function rmsnormBackwardWeight(
 // ---------------------------------------------------------------------------------------------
 // RoPE
 
-/**
- * The f32 angle of pair j at `pos`, computed like Hugging Face (all float32):
- * inv_freq = 1 / theta^(2j/D), angle = pos * inv_freq. Widened to f64 for sin / cos.
- */
-function ropeAngle(pos: f32, j: i32, D: i32, lnTheta: f64): f64 {
+/** Hugging Face's float32 inverse frequency of pair j: 1 / theta^(2j/D), each step rounded to f32. */
+function ropeInvFreq(j: i32, D: i32, lnTheta: f64): f32 {
   const exponent: f32 = <f32>(j << 1) / <f32>D;
-  const invFreq: f32 = <f32>1 / <f32>expF64(<f64>exponent * lnTheta);
-  return <f64>(pos * invFreq);
+  return <f32>1 / <f32>expF64(<f64>exponent * lnTheta);
 }
 
-@inline function ropeCos(pos: f32, j: i32, D: i32, lnTheta: f64): f32 {
-  return <f32>sinOrCos(ropeAngle(pos, j, D, lnTheta), true);
+/** [sin, cos] (f64x2) of the f32 angle pos * invFreq, as float32 torch computes it, widened. */
+@inline function ropeSinCos(pos: f32, invFreq: f32): v128 {
+  return sinCos(<f64>(pos * invFreq));
 }
 
-@inline function ropeSin(pos: f32, j: i32, D: i32, lnTheta: f64): f32 {
-  return <f32>sinOrCos(ropeAngle(pos, j, D, lnTheta), false);
+@inline function sinLane(pair: v128): f32 {
+  return <f32>f64x2.extract_lane(pair, 0);
+}
+
+@inline function cosLane(pair: v128): f32 {
+  return <f32>f64x2.extract_lane(pair, 1);
+}
+
+/**
+ * Rotates pairs (j.., j+half..) of every head of one row: four pairs wide, or the single pair j
+ * in lane 0 when not `wide`.
+ */
+@inline function rotateHeads(
+  xRow: usize, oRow: usize, heads: i32, D: i32, j: i32, cosv: v128, sinv: v128, wide: bool,
+): void {
+  const half = D >> 1;
+  for (let h = 0; h < heads; h++) {
+    const first = at(xRow, h * D + j);
+    const second = at(xRow, h * D + j + half);
+    const x1 = wide ? v128.load(first) : v128.load32_splat(first);
+    const x2 = wide ? v128.load(second) : v128.load32_splat(second);
+    const o1 = f32x4.sub(f32x4.mul(x1, cosv), f32x4.mul(x2, sinv));
+    const o2 = f32x4.add(f32x4.mul(x2, cosv), f32x4.mul(x1, sinv));
+    if (wide) {
+      v128.store(at(oRow, h * D + j), o1);
+      v128.store(at(oRow, h * D + j + half), o2);
+    } else {
+      v128.store32_lane(at(oRow, h * D + j), o1, 0);
+      v128.store32_lane(at(oRow, h * D + j + half), o2, 0);
+    }
+  }
 }
 
 /**
  * Rotate-half RoPE of x [B,T,heads,D] at positions i32 [B,T]; `inverse` rotates by -angle (the
- * backward). out may be x. Work items: b * T + t.
+ * backward). out may be x. Work items: b * T + t. Pairs are the outer loop so each inverse
+ * frequency is computed once per call.
  */
 export function ropeApply(
   x: usize, out: usize, positions: usize, B: i32, T: i32, heads: i32, D: i32, theta: f32, inverse: i32,
@@ -482,36 +539,31 @@ export function ropeApply(
 ): void {
   const half = D >> 1;
   const lnTheta = lnF64(<f64>theta);
-  const sign: f32 = inverse ? -1 : 1;
-  for (let row = start; row < end; row++) {
-    const pos = <f32>load<i32>(at(positions, row));
-    const xRow = at(x, row * heads * D);
-    const oRow = at(out, row * heads * D);
-    let j = 0;
-    for (; j + 4 <= half; j += 4) {
-      const cosv = lanes(ropeCos(pos, j, D, lnTheta), ropeCos(pos, j + 1, D, lnTheta), ropeCos(pos, j + 2, D, lnTheta), ropeCos(pos, j + 3, D, lnTheta));
-      const sinv = f32x4.mul(
-        splat(sign),
-        lanes(ropeSin(pos, j, D, lnTheta), ropeSin(pos, j + 1, D, lnTheta), ropeSin(pos, j + 2, D, lnTheta), ropeSin(pos, j + 3, D, lnTheta)),
-      );
-      for (let h = 0; h < heads; h++) {
-        const first = h * D + j;
-        const x1 = v128.load(at(xRow, first));
-        const x2 = v128.load(at(xRow, first + half));
-        v128.store(at(oRow, first), f32x4.sub(f32x4.mul(x1, cosv), f32x4.mul(x2, sinv)));
-        v128.store(at(oRow, first + half), f32x4.add(f32x4.mul(x2, cosv), f32x4.mul(x1, sinv)));
-      }
+  const sign = splat(inverse ? -1 : 1);
+  let j = 0;
+  for (; j + 4 <= half; j += 4) {
+    const f0 = ropeInvFreq(j, D, lnTheta);
+    const f1 = ropeInvFreq(j + 1, D, lnTheta);
+    const f2 = ropeInvFreq(j + 2, D, lnTheta);
+    const f3 = ropeInvFreq(j + 3, D, lnTheta);
+    for (let row = start; row < end; row++) {
+      const pos = <f32>load<i32>(at(positions, row));
+      const a0 = ropeSinCos(pos, f0);
+      const a1 = ropeSinCos(pos, f1);
+      const a2 = ropeSinCos(pos, f2);
+      const a3 = ropeSinCos(pos, f3);
+      const cosv = lanes(cosLane(a0), cosLane(a1), cosLane(a2), cosLane(a3));
+      const sinv = f32x4.mul(sign, lanes(sinLane(a0), sinLane(a1), sinLane(a2), sinLane(a3)));
+      rotateHeads(at(x, row * heads * D), at(out, row * heads * D), heads, D, j, cosv, sinv, true);
     }
-    for (; j < half; j++) {
-      const cos = ropeCos(pos, j, D, lnTheta);
-      const sin = sign * ropeSin(pos, j, D, lnTheta);
-      for (let h = 0; h < heads; h++) {
-        const first = h * D + j;
-        const x1 = load<f32>(at(xRow, first));
-        const x2 = load<f32>(at(xRow, first + half));
-        store<f32>(at(oRow, first), x1 * cos - x2 * sin);
-        store<f32>(at(oRow, first + half), x2 * cos + x1 * sin);
-      }
+  }
+  for (; j < half; j++) {
+    const invFreq = ropeInvFreq(j, D, lnTheta);
+    for (let row = start; row < end; row++) {
+      const angle = ropeSinCos(<f32>load<i32>(at(positions, row)), invFreq);
+      const cosv = splat(cosLane(angle));
+      const sinv = f32x4.mul(sign, splat(sinLane(angle)));
+      rotateHeads(at(x, row * heads * D), at(out, row * heads * D), heads, D, j, cosv, sinv, false);
     }
   }
 }
@@ -648,7 +700,7 @@ export function sumSquares(x: usize, n: i32): f64 {
 function rowMax(row: usize, n: i32): f32 {
   let acc = splat(-Infinity);
   let i = 0;
-  for (; i + 4 <= n; i += 4) acc = f32x4.max(acc, v128.load(at(row, i)));
+  for (; i + 4 <= n; i += 4) acc = f32x4.pmax(acc, v128.load(at(row, i)));
   let result = hmax(acc);
   for (; i < n; i++) result = max<f32>(result, load<f32>(at(row, i)));
   return result;

@@ -1,0 +1,85 @@
+/**
+ * Writes a Hugging Face model folder with random weights for a given shape: the stand-in for real
+ * checkpoints in tests and benchmarks (e.g. a Qwen2-0.5B-shaped model), and the starting point
+ * of the project's own small chat model. Initialisation follows transformers (normal, std 0.02;
+ * norms at 1; biases at 0).
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../io/atomic.ts';
+import { encodeSafetensors, f32ToBf16, f32ToF16, type NamedTensorData } from '../io/safetensors.ts';
+import { Rng } from '../util/rng.ts';
+import { parseDecoderConfig } from './config.ts';
+import { PROJECTION_NAMES, projectionPath, type ProjectionName } from './decoder.ts';
+
+/** Qwen2-0.5B-Instruct's config.json (the shape every benchmark uses). */
+export const QWEN2_0_5B_CONFIG = {
+  architectures: ['Qwen2ForCausalLM'],
+  model_type: 'qwen2',
+  vocab_size: 151936,
+  hidden_size: 896,
+  intermediate_size: 4864,
+  num_hidden_layers: 24,
+  num_attention_heads: 14,
+  num_key_value_heads: 2,
+  max_position_embeddings: 32768,
+  rope_theta: 1000000.0,
+  rms_norm_eps: 1e-6,
+  tie_word_embeddings: true,
+  hidden_act: 'silu',
+  bos_token_id: 151643,
+  eos_token_id: 151645,
+  torch_dtype: 'bfloat16',
+};
+
+export type RandomDType = 'F32' | 'BF16' | 'F16';
+
+export function writeRandomModel(
+  dir: string,
+  rawConfig: Record<string, unknown>,
+  opts: { dtype?: RandomDType; seed?: number; std?: number } = {},
+): void {
+  const config = parseDecoderConfig(rawConfig, 'random model config');
+  const dtype = opts.dtype ?? 'F32';
+  const rng = new Rng(opts.seed ?? 0);
+  const std = opts.std ?? 0.02;
+  const tensors: NamedTensorData[] = [];
+  const encode = (values: Float32Array): ArrayBufferView =>
+    dtype === 'BF16' ? f32ToBf16(values) : dtype === 'F16' ? f32ToF16(values) : values;
+  const normal = (name: string, shape: number[]) => {
+    const values = new Float32Array(shape[0]! * shape[1]!);
+    for (let i = 0; i < values.length; i++) values[i] = rng.normal(0, std);
+    tensors.push({ name, dtype, shape, data: encode(values) });
+  };
+  const constant = (name: string, length: number, value: number) =>
+    tensors.push({ name, dtype, shape: [length], data: encode(new Float32Array(length).fill(value)) });
+
+  const c = config;
+  const q = c.numHeads * c.headDim;
+  const kv = c.numKvHeads * c.headDim;
+  const shapes: Record<ProjectionName, [number, number]> = {
+    q_proj: [q, c.hiddenSize],
+    k_proj: [kv, c.hiddenSize],
+    v_proj: [kv, c.hiddenSize],
+    o_proj: [c.hiddenSize, q],
+    gate_proj: [c.intermediateSize, c.hiddenSize],
+    up_proj: [c.intermediateSize, c.hiddenSize],
+    down_proj: [c.hiddenSize, c.intermediateSize],
+  };
+  normal('model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]);
+  for (let i = 0; i < c.numLayers; i++) {
+    constant(`model.layers.${i}.input_layernorm.weight`, c.hiddenSize, 1);
+    constant(`model.layers.${i}.post_attention_layernorm.weight`, c.hiddenSize, 1);
+    for (const name of PROJECTION_NAMES) {
+      normal(`${projectionPath(i, name)}.weight`, shapes[name]);
+      const biased = name === 'o_proj' ? c.oBias : ['q_proj', 'k_proj', 'v_proj'].includes(name) ? c.qkvBias : c.mlpBias;
+      if (biased) constant(`${projectionPath(i, name)}.bias`, shapes[name][0], 0);
+    }
+  }
+  constant('model.norm.weight', c.hiddenSize, 1);
+  if (!c.tieWordEmbeddings) normal('lm_head.weight', [c.vocabSize, c.hiddenSize]);
+
+  mkdirSync(dir, { recursive: true });
+  writeFileAtomic(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
+  writeFileAtomic(join(dir, 'config.json'), JSON.stringify(rawConfig, null, 2) + '\n');
+}
