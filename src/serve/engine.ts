@@ -8,12 +8,9 @@
  * while another is pending, nor calls `release()` on a sequence that is inside a pending step
  * (it waits for the step to settle). `createSequence()` and `release()` are cheap bookkeeping.
  */
+import type { ChatMessage } from '../data/conversation.ts';
 
-/** Same shape as `ChatMessage` in data/templates.ts (kept local so serve/ builds on its own). */
-export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant';
-  content: string;
-}
+export type { ChatMessage };
 
 export interface SamplingParams {
   /** 0 = greedy (argmax). */

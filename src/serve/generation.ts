@@ -1,7 +1,7 @@
 /** One request's generation as text: token ids -> detokenized deltas -> stop strings trimmed. */
 import type { SequenceRequest, ServeEngine } from './engine.ts';
 import type { FinishReason, Scheduler } from './scheduler.ts';
-import { StopStringMatcher } from './stop-strings.ts';
+import { StopStringMatcher } from '../infer/stop-strings.ts';
 
 export interface TextGenerationRequest {
   sequence: SequenceRequest;

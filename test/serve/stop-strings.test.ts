@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { StopStringMatcher } from '../../src/serve/stop-strings.ts';
+// StopStringMatcher lives in infer/ (generation shares it); serve depends on exactly this behaviour.
+import { StopStringMatcher } from '../../src/infer/stop-strings.ts';
 
 /** Feeds `deltas` one by one and returns everything emitted plus whether a stop was seen. */
 function run(stops: string[], deltas: string[]): { text: string; stopped: boolean } {
