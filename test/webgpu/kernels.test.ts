@@ -52,7 +52,7 @@ const BUFFER_USAGE = () =>
   GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
 /** Uploads `data` at byte `offset` of a fresh buffer (offsets test the binding realignment). */
-function upload(data: Float32Array | Int32Array | Uint16Array, offset = 0): BufferRef {
+function upload(data: Float32Array | Int32Array | Uint16Array | Uint8Array, offset = 0): BufferRef {
   const k = gpu!;
   // writeBuffer needs 4-byte multiples, so the bytes before `offset` are written too.
   const bytes = new Uint8Array(Math.max(4, Math.ceil((offset + data.byteLength) / 4) * 4));
@@ -572,5 +572,61 @@ gpuDescribe('webgpu cross-entropy chunks', () => {
     ref.ceChunkBackward(part, rows, 300, 300, targets, lse, rowScale);
     gpu!.ceChunkBackward(partG, rows, 300, 300, targetsG, upload(lse), upload(rowScale));
     assertClose(await download(partG, part.length), part, 'dlogits');
+  });
+});
+
+// ---- bindings of one buffer --------------------------------------------------------------------
+
+/** Packs arrays back to back (4-byte aligned, closer than the binding alignment) into one buffer. */
+function uploadArena(parts: (Float32Array | Int32Array)[]): BufferRef[] {
+  const offsets: number[] = [];
+  let bytes = 0;
+  for (const part of parts) {
+    offsets.push(bytes);
+    bytes += part.byteLength;
+  }
+  const arena = new Uint8Array(bytes);
+  parts.forEach((part, i) =>
+    arena.set(new Uint8Array(part.buffer, part.byteOffset, part.byteLength), offsets[i]),
+  );
+  const { buffer } = upload(arena) as { buffer: GPUBuffer };
+  return offsets.map((offset) => ({ buffer, offset }));
+}
+
+gpuDescribe('webgpu kernels on tensors sharing one buffer', () => {
+  test('rmsnorm with x, w, out and rstd packed into one arena', async () => {
+    const [rows, dim] = [3, 10];
+    const x = randomFloats(rows * dim);
+    const w = randomFloats(dim);
+    const out = new Float32Array(rows * dim);
+    const rstd = new Float32Array(rows);
+    const [xG, wG, outG, rstdG] = uploadArena([x, w, out, rstd]);
+    ref.rmsnormForward(x, w, out, rstd, rows, dim, 1e-5);
+    gpu!.rmsnormForward(xG!, wG!, outG!, rstdG!, rows, dim, 1e-5);
+    assertClose(await download(outG!, out.length), out, 'out');
+    assertClose(await download(rstdG!, rows), rstd, 'rstd');
+  });
+  test('swiglu backward in place (dgate = gate, dup = up)', async () => {
+    const n = 50;
+    const gate = randomFloats(n, 3);
+    const up = randomFloats(n);
+    const dout = randomFloats(n);
+    const [gateG, upG, doutG] = uploadArena([gate, up, dout]);
+    const [dgate, dup] = [gate.slice(), up.slice()];
+    ref.swigluBackward(gate, up, dout, dgate, dup, n);
+    gpu!.swigluBackward(gateG!, upG!, doutG!, gateG!, upG!, n);
+    assertClose(await download(gateG!, n), dgate, 'dgate');
+    assertClose(await download(upG!, n), dup, 'dup');
+  });
+  test('gemm with A, B, bias and C in one arena', async () => {
+    const [m, n, k] = [5, 6, 7];
+    const A = randomFloats(m * k);
+    const B = randomFloats(k * n);
+    const bias = randomFloats(n);
+    const C = randomFloats(m * n);
+    const [aG, bG, biasG, cG] = uploadArena([A, B, bias, C]);
+    gemm(gpu!.runner, { a: aG!, b: bG!, c: cG!, bias: biasG!, m, n, k, beta: 1 });
+    const expected = referenceGemm(A, B, C, bias, m, n, k, false, false, 1, 1, k, n, n);
+    assertClose(await download(cG!, m * n), expected, 'C');
   });
 });
