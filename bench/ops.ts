@@ -1,0 +1,247 @@
+/**
+ * Time per call of the non-GEMM CPU kernels at one Qwen2-0.5B layer's sizes (batch 8 x 64 tokens,
+ * hidden 896, 14 heads / 2 kv heads of dim 64, intermediate 4864) and of the cross-entropy chunk
+ * kernels, each as a share of that layer's forward GEMM time (its 7 projections at M = 512,
+ * f32 weights in nn.Linear [out, in] layout) measured in the same run on the same thread pool.
+ * `--json` prints every figure as one JSON object on the last line.
+ */
+import { availableParallelism, cpus } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { CpuKernels } from '../src/engine/cpu/kernels.ts';
+import { WasmRuntime } from '../src/engine/cpu/runtime.ts';
+
+const BATCH = 8;
+const SEQ = 64;
+const TOKENS = BATCH * SEQ;
+const HIDDEN = 896;
+const HEADS = 14;
+const KV_HEADS = 2;
+const HEAD_DIM = 64;
+const INTERMEDIATE = 4864;
+const ROPE_THETA = 1e6;
+/** Vocabulary columns per cross-entropy chunk (Qwen2's 151936 ids take 19 such chunks). */
+const CE_CHUNK = 8192;
+/** Each measurement repeats until this much time has passed, after one warm-up call. */
+const MIN_SECONDS = 0.3;
+
+const PROJECTIONS = [
+  { name: 'q', inFeatures: HIDDEN, outFeatures: HEADS * HEAD_DIM },
+  { name: 'k', inFeatures: HIDDEN, outFeatures: KV_HEADS * HEAD_DIM },
+  { name: 'v', inFeatures: HIDDEN, outFeatures: KV_HEADS * HEAD_DIM },
+  { name: 'o', inFeatures: HEADS * HEAD_DIM, outFeatures: HIDDEN },
+  { name: 'gate', inFeatures: HIDDEN, outFeatures: INTERMEDIATE },
+  { name: 'up', inFeatures: HIDDEN, outFeatures: INTERMEDIATE },
+  { name: 'down', inFeatures: INTERMEDIATE, outFeatures: HIDDEN },
+];
+
+const json = process.argv.includes('--json');
+const log = (line: string): void => {
+  if (!json) console.log(line);
+};
+
+function secondsPerCall(fn: () => void): number {
+  fn();
+  let calls = 0;
+  const start = performance.now();
+  do {
+    fn();
+    calls++;
+  } while (performance.now() - start < MIN_SECONDS * 1000);
+  return (performance.now() - start) / 1000 / calls;
+}
+
+const runtime = await WasmRuntime.create();
+const kernels = new CpuKernels(runtime);
+
+/** A buffer of n random f32 values in [-1, 1). */
+function randomF32(n: number): number {
+  const ptr = runtime.malloc(n * 4);
+  const view = runtime.f32(ptr, n);
+  for (let i = 0; i < n; i++) view[i] = Math.random() * 2 - 1;
+  return ptr;
+}
+
+function int32(values: ArrayLike<number>): number {
+  const ptr = runtime.malloc(values.length * 4);
+  runtime.i32(ptr, values.length).set(values);
+  return ptr;
+}
+
+// One layer's forward projections.
+const gemmTimes = PROJECTIONS.map(({ name, inFeatures, outFeatures }) => {
+  const input = randomF32(TOKENS * inFeatures);
+  const weight = randomF32(outFeatures * inFeatures);
+  const output = runtime.malloc(TOKENS * outFeatures * 4);
+  const seconds = secondsPerCall(() =>
+    runtime.gemm({
+      m: TOKENS,
+      n: outFeatures,
+      k: inFeatures,
+      a: input,
+      lda: inFeatures,
+      transA: false,
+      aDtype: 'f32',
+      b: weight,
+      ldb: inFeatures,
+      transB: true,
+      bDtype: 'f32',
+      c: output,
+      ldc: outFeatures,
+    }),
+  );
+  return { name: `${name} ${TOKENS}x${outFeatures}x${inFeatures}`, ms: seconds * 1000 };
+});
+const layerGemmMs = gemmTimes.reduce((sum, g) => sum + g.ms, 0);
+
+// Operands of the other kernels.
+const qSize = TOKENS * HEADS * HEAD_DIM;
+const kvSize = TOKENS * KV_HEADS * HEAD_DIM;
+const [q, k, v, dout] = [qSize, kvSize, kvSize, qSize].map(randomF32);
+const [attnOut, dq] = [qSize, qSize].map((n) => runtime.malloc(n * 4));
+const [dk, dv] = [kvSize, kvSize].map((n) => runtime.malloc(n * 4));
+const lse = runtime.malloc(BATCH * HEADS * SEQ * 4);
+const positions = int32(Array.from({ length: TOKENS }, (_, i) => i % SEQ));
+const [x, hiddenGrad, normWeight] = [TOKENS * HIDDEN, TOKENS * HIDDEN, HIDDEN].map(randomF32);
+const [normOut, dx] = [TOKENS * HIDDEN, TOKENS * HIDDEN].map((n) => runtime.malloc(n * 4));
+const rstd = runtime.malloc(TOKENS * 4);
+const normWeightGrad = runtime.malloc(HIDDEN * 4);
+const mlpSize = TOKENS * INTERMEDIATE;
+const [gate, up, mlpGrad] = [mlpSize, mlpSize, mlpSize].map(randomF32);
+const [mlpOut, dgate, dup] = [mlpSize, mlpSize, mlpSize].map((n) => runtime.malloc(n * 4));
+const logits = randomF32(TOKENS * CE_CHUNK);
+const targets = int32(Array.from({ length: TOKENS }, (_, i) => (i * 7919) % CE_CHUNK));
+const [runMax, runSum, tgtLogit, rowLse, rowScale] = [0, 1, 2, 3, 4].map(() =>
+  runtime.malloc(TOKENS * 4),
+);
+runtime.f32(rowLse, TOKENS).fill(Math.log(CE_CHUNK) + 1);
+runtime.f32(rowScale, TOKENS).fill(1 / TOKENS);
+const scale = 1 / Math.sqrt(HEAD_DIM);
+
+const ops: Array<{ name: string; run: () => void }> = [
+  {
+    name: 'attention forward',
+    run: () =>
+      kernels.attentionForward(
+        q,
+        k,
+        v,
+        attnOut,
+        lse,
+        BATCH,
+        SEQ,
+        SEQ,
+        SEQ,
+        HEADS,
+        KV_HEADS,
+        HEAD_DIM,
+        0,
+        0,
+        scale,
+      ),
+  },
+  {
+    name: 'attention backward',
+    run: () =>
+      kernels.attentionBackward(
+        q,
+        k,
+        v,
+        attnOut,
+        lse,
+        dout,
+        dq,
+        dk,
+        dv,
+        BATCH,
+        SEQ,
+        HEADS,
+        KV_HEADS,
+        HEAD_DIM,
+        0,
+        0,
+        scale,
+      ),
+  },
+  {
+    name: 'rmsnorm forward',
+    run: () => kernels.rmsnormForward(x, normWeight, normOut, rstd, TOKENS, HIDDEN, 1e-6),
+  },
+  {
+    name: 'rmsnorm backward (+dw)',
+    run: () =>
+      kernels.rmsnormBackward(x, normWeight, rstd, hiddenGrad, dx, normWeightGrad, TOKENS, HIDDEN),
+  },
+  {
+    name: 'rope q+k forward',
+    run: () => {
+      kernels.ropeApply(q, q, positions, BATCH, SEQ, HEADS, HEAD_DIM, ROPE_THETA, 0);
+      kernels.ropeApply(k, k, positions, BATCH, SEQ, KV_HEADS, HEAD_DIM, ROPE_THETA, 0);
+    },
+  },
+  {
+    name: 'rope q+k backward',
+    run: () => {
+      kernels.ropeApply(dq, dq, positions, BATCH, SEQ, HEADS, HEAD_DIM, ROPE_THETA, 1);
+      kernels.ropeApply(dk, dk, positions, BATCH, SEQ, KV_HEADS, HEAD_DIM, ROPE_THETA, 1);
+    },
+  },
+  { name: 'swiglu forward', run: () => kernels.swigluForward(gate, up, mlpOut, mlpSize) },
+  {
+    name: 'swiglu backward',
+    run: () => kernels.swigluBackward(gate, up, mlpGrad, dgate, dup, mlpSize),
+  },
+  {
+    name: `ce chunk forward ${TOKENS}x${CE_CHUNK}`,
+    run: () => {
+      runtime.f32(runMax, TOKENS).fill(-Infinity);
+      runtime.f32(runSum, TOKENS).fill(0);
+      kernels.ceChunkForward(logits, TOKENS, CE_CHUNK, 0, targets, runMax, runSum, tgtLogit);
+    },
+  },
+  // In place, so every call after the first sees gradients as logits: same cost.
+  {
+    name: `ce chunk backward ${TOKENS}x${CE_CHUNK}`,
+    run: () => kernels.ceChunkBackward(logits, TOKENS, CE_CHUNK, 0, targets, rowLse, rowScale),
+  },
+];
+
+const machine = {
+  cpu: cpus()[0]?.model ?? 'unknown',
+  cores: availableParallelism(),
+  node: process.version,
+};
+log(`machine: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}`);
+log(`threads: ${runtime.threads}, relaxed SIMD: ${runtime.relaxed}`);
+log(`layer GEMM (7 forward projections, M=${TOKENS}, f32 weights): ${layerGemmMs.toFixed(2)} ms`);
+for (const g of gemmTimes) log(`  ${g.name.padEnd(24)} ${g.ms.toFixed(2).padStart(8)} ms`);
+
+const results = ops.map(({ name, run }) => {
+  const ms = secondsPerCall(run) * 1000;
+  const shareOfLayerGemm = ms / layerGemmMs;
+  log(
+    `${name.padEnd(30)} ${ms.toFixed(3).padStart(8)} ms  ${(100 * shareOfLayerGemm).toFixed(1).padStart(6)}% of layer GEMM`,
+  );
+  return { name, ms, shareOfLayerGemm };
+});
+runtime.dispose();
+
+if (json) {
+  console.log(
+    JSON.stringify({
+      machine: { ...machine, threads: runtime.threads, relaxed: runtime.relaxed },
+      shape: {
+        batch: BATCH,
+        seq: SEQ,
+        hidden: HIDDEN,
+        heads: HEADS,
+        kvHeads: KV_HEADS,
+        headDim: HEAD_DIM,
+        intermediate: INTERMEDIATE,
+        ceChunk: CE_CHUNK,
+      },
+      layerGemmMs,
+      gemm: gemmTimes,
+      ops: results,
+    }),
+  );
+}
