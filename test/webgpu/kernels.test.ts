@@ -397,6 +397,19 @@ gpuDescribe('webgpu attention', () => {
     checkAttentionForward({ B: 2, Tq: 3, Tk: 20, kvCap: 24, H: 4, KVH: 1, D: 64, mask: true }));
   test('backward, GQA, several key blocks', () =>
     checkAttentionBackward({ B: 2, T: 37, H: 4, KVH: 2, D: 16 }));
+  test('forward and backward, D = 128 (tiles of 16 and 15 rows), 4 query heads per kv head', async () => {
+    await checkAttentionForward({
+      B: 1,
+      Tq: 40,
+      Tk: 40,
+      kvCap: 40,
+      H: 4,
+      KVH: 1,
+      D: 128,
+      seg: true,
+    });
+    await checkAttentionBackward({ B: 1, T: 40, H: 4, KVH: 1, D: 128, seg: true });
+  });
   test('backward with key mask and segment ids, D = 64', () =>
     checkAttentionBackward({ B: 1, T: 35, H: 2, KVH: 1, D: 64, mask: true, seg: true }));
 });

@@ -27,9 +27,9 @@ const ROWS_PER_WORKGROUP = 32;
 /** Workgroup memory for streamed tiles: WebGPU's guaranteed minimum is 16 KiB. */
 const TILE_BYTES = 16384;
 
-/** Rows per streamed tile when each row holds `vectors` vectors of D floats. */
-function tileRows(D: number, vectors: number): number {
-  return Math.max(1, Math.min(ROWS_PER_WORKGROUP, Math.floor(TILE_BYTES / (vectors * D * 4))));
+/** Rows per streamed tile when each row takes `bytesPerRow` bytes of workgroup memory. */
+function tileRows(bytesPerRow: number): number {
+  return Math.max(1, Math.min(ROWS_PER_WORKGROUP, Math.floor(TILE_BYTES / bytesPerRow)));
 }
 
 interface Masking {
@@ -77,7 +77,7 @@ function loadTile(
 }
 
 function forwardKernel(D: number, m: Masking): KernelDef {
-  const KT = tileRows(D, 2);
+  const KT = tileRows(2 * D * 4);
   return {
     key: `attention-forward:${D}:${KT}:${maskKey(m)}`,
     params: {
@@ -195,7 +195,7 @@ function backwardBuffers(m: Masking, outputs: string[]) {
 }
 
 function dqKernel(D: number, m: Masking): KernelDef {
-  const KT = tileRows(D, 2);
+  const KT = tileRows(2 * D * 4);
   return {
     key: `attention-backward-dq:${D}:${KT}:${maskKey(m)}`,
     params: { ...BACKWARD_PARAMS },
@@ -255,7 +255,8 @@ ${visibleFn(m)}`,
 }
 
 function dkdvKernel(D: number, m: Masking): KernelDef {
-  const QT = tileRows(D, 2);
+  // q and dout rows, plus one lse and one delta value per row.
+  const QT = tileRows(2 * D * 4 + 8);
   return {
     key: `attention-backward-dkdv:${D}:${QT}:${maskKey(m)}`,
     params: { ...BACKWARD_PARAMS },
