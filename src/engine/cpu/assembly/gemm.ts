@@ -8,8 +8,8 @@
 
 const MR: i32 = 2;
 const NR: i32 = 16;
-const KC: i32 = 384;
-const MC: i32 = 64; // multiple of MR
+const KC: i32 = 256;
+const MC: i32 = 128; // multiple of MR
 const NC: i32 = 2048; // multiple of NR
 
 /**
