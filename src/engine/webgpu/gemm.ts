@@ -40,6 +40,19 @@ const TILE_K = 16;
 const THREADS = 16;
 const PER_THREAD = TILE / THREADS;
 
+const kernels = new Map<string, KernelDef>();
+
+/** GEMMs are the most frequent dispatch, so their definitions are built once per variant. */
+function cachedGemmKernel(...variant: Parameters<typeof gemmKernel>): KernelDef {
+  const key = variant.join(':');
+  let def = kernels.get(key);
+  if (!def) {
+    def = gemmKernel(...variant);
+    kernels.set(key, def);
+  }
+  return def;
+}
+
 function gemmKernel(
   transA: boolean,
   transB: boolean,
@@ -144,11 +157,11 @@ interface GemmProblem extends Required<Omit<GemmArgs, 'bias'>> {
   bias: BufferRef | null;
 }
 
-const HALF_OR_FULL = (dtype: GemmDtype) => (dtype === 'f32' ? 4 : 2);
+const elementBytes = (dtype: GemmDtype) => (dtype === 'f32' ? 4 : 2);
 
 /** Bytes of the range a strided operand occupies: `rows` rows of `cols` elements, `ld` apart. */
-function spanBytes(rows: number, cols: number, ld: number, elementBytes: number): number {
-  return rows === 0 || cols === 0 ? 0 : ((rows - 1) * ld + cols) * elementBytes;
+function spanBytes(rows: number, cols: number, ld: number, itemBytes: number): number {
+  return rows === 0 || cols === 0 ? 0 : ((rows - 1) * ld + cols) * itemBytes;
 }
 
 export function gemm(runner: KernelRunner, args: GemmArgs): void {
@@ -180,8 +193,8 @@ export function gemm(runner: KernelRunner, args: GemmArgs): void {
 function splitToBindingLimit(runner: KernelRunner, p: GemmProblem): void {
   // Leave room for the part of the range before an offset that is rounded down for alignment.
   const limit = runner.maxBindingBytes - runner.bindingAlignment;
-  const ea = HALF_OR_FULL(p.aDtype);
-  const eb = HALF_OR_FULL(p.bDtype);
+  const ea = elementBytes(p.aDtype);
+  const eb = elementBytes(p.bDtype);
   const aBytes = p.transA ? spanBytes(p.k, p.m, p.lda, ea) : spanBytes(p.m, p.k, p.lda, ea);
   const bBytes = p.transB ? spanBytes(p.n, p.k, p.ldb, eb) : spanBytes(p.k, p.n, p.ldb, eb);
   const cBytes = spanBytes(p.m, p.n, p.ldc, 4);
@@ -206,8 +219,8 @@ function splitProblem(
   dim: 'm' | 'n' | 'k',
   first: number,
 ): [GemmProblem, GemmProblem] {
-  const ea = HALF_OR_FULL(p.aDtype);
-  const eb = HALF_OR_FULL(p.bDtype);
+  const ea = elementBytes(p.aDtype);
+  const eb = elementBytes(p.bDtype);
   const lo = { ...p, [dim]: first };
   const hi = { ...p, [dim]: p[dim] - first };
   if (dim === 'm') {
@@ -227,13 +240,13 @@ function splitProblem(
 }
 
 function dispatchGemm(runner: KernelRunner, p: GemmProblem): void {
-  const ea = HALF_OR_FULL(p.aDtype);
-  const eb = HALF_OR_FULL(p.bDtype);
+  const ea = elementBytes(p.aDtype);
+  const eb = elementBytes(p.bDtype);
   const aElements =
     (p.transA ? spanBytes(p.k, p.m, p.lda, ea) : spanBytes(p.m, p.k, p.lda, ea)) / ea;
   const bElements =
     (p.transB ? spanBytes(p.n, p.k, p.ldb, eb) : spanBytes(p.k, p.n, p.ldb, eb)) / eb;
-  const def = gemmKernel(p.transA, p.transB, p.aDtype, p.bDtype, p.bias !== null);
+  const def = cachedGemmKernel(p.transA, p.transB, p.aDtype, p.bDtype, p.bias !== null);
   runner.dispatch(
     def,
     {
