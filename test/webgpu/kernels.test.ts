@@ -13,6 +13,8 @@ import { WebGpuKernels } from '../../src/engine/webgpu/kernels.ts';
 import { KernelRunner, type BufferRef } from '../../src/engine/webgpu/runner.ts';
 import { gemm, type GemmDtype } from '../../src/engine/webgpu/gemm.ts';
 import { adamwStep } from '../../src/engine/webgpu/adamw.ts';
+import { scale } from '../../src/engine/webgpu/elementwise.ts';
+import { rmsnormForward } from '../../src/engine/webgpu/rmsnorm.ts';
 
 let gpu: WebGpuKernels | null = null;
 let acquireError: unknown = null;
@@ -641,5 +643,29 @@ gpuDescribe('webgpu kernels on tensors sharing one buffer', () => {
     gemm(gpu!.runner, { a: aG!, b: bG!, c: cG!, bias: biasG!, m, n, k, beta: 1 });
     const expected = referenceGemm(A, B, C, bias, m, n, k, false, false, 1, 1, k, n, n);
     assertClose(await download(cG!, m * n), expected, 'C');
+  });
+});
+
+gpuDescribe('webgpu launches wider than one grid dimension', () => {
+  test('flat and one-row-per-workgroup kernels fold the excess into grid y', async () => {
+    const narrow = new KernelRunner(gpu!.device, { maxWorkgroupsPerDimension: 5 });
+    const n = 5000; // 20 workgroups of 256 -> a 5 x 4 grid
+    const x = randomFloats(n);
+    const out = upload(new Float32Array(n));
+    scale(narrow, upload(x), 2, out, n);
+    const [rows, dim] = [10, 8]; // a 5 x 2 grid
+    const xr = randomFloats(rows * dim);
+    const w = randomFloats(dim);
+    const expected = new Float32Array(rows * dim);
+    ref.rmsnormForward(xr, w, expected, null, rows, dim, 1e-5);
+    const normed = upload(new Float32Array(rows * dim));
+    rmsnormForward(narrow, upload(xr), upload(w), normed, null, rows, dim, 1e-5);
+    narrow.flush();
+    assertClose(
+      await download(out, n),
+      Float32Array.from(x, (v) => 2 * v),
+      'scale',
+    );
+    assertClose(await download(normed, rows * dim), expected, 'rmsnorm');
   });
 });

@@ -60,10 +60,10 @@ export class KernelRunner {
   readonly maxBindingBytes: number;
   readonly maxWorkgroupsPerDimension: number;
 
-  /** `maxBindingBytes` below the device limit exercises the splitting paths in tests. */
+  /** Limits below the device's exercise the splitting paths in tests. */
   constructor(
     readonly device: GPUDevice,
-    options: { maxBindingBytes?: number } = {},
+    options: { maxBindingBytes?: number; maxWorkgroupsPerDimension?: number } = {},
   ) {
     this.uniforms = new LruCache<GPUBuffer>(CACHE_ENTRIES, (buffer) => this.retired.push(buffer));
     this.bindingAlignment = device.limits.minStorageBufferOffsetAlignment;
@@ -71,7 +71,10 @@ export class KernelRunner {
       options.maxBindingBytes ?? Infinity,
       device.limits.maxStorageBufferBindingSize,
     );
-    this.maxWorkgroupsPerDimension = device.limits.maxComputeWorkgroupsPerDimension;
+    this.maxWorkgroupsPerDimension = Math.min(
+      options.maxWorkgroupsPerDimension ?? Infinity,
+      device.limits.maxComputeWorkgroupsPerDimension,
+    );
   }
 
   /**
@@ -102,6 +105,7 @@ export class KernelRunner {
     const max = this.maxWorkgroupsPerDimension;
     if (groups <= max) return [groups, 1];
     const y = Math.ceil(groups / max);
+    if (y > max) throw new Error(`a launch of ${groups} workgroups exceeds a ${max} x ${max} grid`);
     return [Math.ceil(groups / y), y];
   }
 
