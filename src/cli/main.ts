@@ -5,6 +5,7 @@ import { registerChat } from './commands/chat.ts';
 import { registerDownload } from './commands/download.ts';
 import { registerGenerate } from './commands/generate.ts';
 import { registerMerge } from './commands/merge.ts';
+import { registerServe } from './commands/serve.ts';
 import { registerTrain } from './commands/train.ts';
 
 export function buildProgram(): Command {
@@ -12,7 +13,7 @@ export function buildProgram(): Command {
     .description('LoRA fine-tuning, chat and serving of Hugging Face causal LMs, in TypeScript')
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)');
-  for (const register of [registerTrain, registerGenerate, registerChat, registerMerge, registerDownload]) {
+  for (const register of [registerTrain, registerGenerate, registerChat, registerServe, registerMerge, registerDownload]) {
     register(program);
   }
   return program;

@@ -14,6 +14,8 @@ export interface Sequence {
   /** Prompt followed by every sampled token. */
   readonly tokens: number[];
   readonly promptLength: number;
+  /** Positions its KV cache holds. */
+  readonly capacity: number;
   readonly lora: LoraLookup | null;
   readonly sampler: Sampler;
   cache: KVCache | null;
@@ -33,18 +35,36 @@ export class SequenceDecoder {
     readonly maxContext: number = model.config.maxPositionEmbeddings,
   ) {}
 
-  start(promptIds: readonly number[], sampling: SamplingOptions = {}, lora: LoraLookup | null = null): Sequence {
+  /**
+   * Registers a sequence; `maxNewTokens` sizes its KV cache (prompt + new tokens, at most the
+   * context) so concurrent sequences only hold the memory they can use.
+   */
+  start(
+    promptIds: readonly number[],
+    sampling: SamplingOptions = {},
+    lora: LoraLookup | null = null,
+    maxNewTokens = this.maxContext,
+  ): Sequence {
     if (promptIds.length === 0) throw new LoraforgeError('empty prompt: nothing to continue');
     if (promptIds.length >= this.maxContext) {
       throw new LoraforgeError(`prompt of ${promptIds.length} tokens does not fit the context of ${this.maxContext}`);
     }
-    return { id: nextId++, tokens: [...promptIds], promptLength: promptIds.length, lora, sampler: new Sampler(sampling), cache: null };
+    const capacity = Math.min(this.maxContext, promptIds.length + maxNewTokens);
+    return {
+      id: nextId++,
+      tokens: [...promptIds],
+      promptLength: promptIds.length,
+      capacity,
+      lora,
+      sampler: new Sampler(sampling),
+      cache: null,
+    };
   }
 
   /** Advances every sequence by one sampled token (prefilling the new ones) and returns the tokens. */
   step(seqs: Sequence[], observer: StepObserver = {}): number[] {
     for (const seq of seqs) {
-      if (seq.tokens.length >= this.maxContext) throw new LoraforgeError(`sequence ${seq.id} reached the context limit`);
+      if (seq.tokens.length >= seq.capacity) throw new LoraforgeError(`sequence ${seq.id} reached its length limit (${seq.capacity})`);
     }
     return noGrad(() =>
       tidy(() => {
@@ -52,7 +72,7 @@ export class SequenceDecoder {
         const running = seqs.filter((s) => s.cache !== null);
         for (const seq of seqs) {
           if (seq.cache) continue;
-          seq.cache = new KVCache(this.model.config, 1, this.maxContext);
+          seq.cache = new KVCache(this.model.config, 1, seq.capacity);
           const n = seq.tokens.length;
           const h = this.model.forwardHidden(
             { batch: 1, seq: n, inputIds: Int32Array.from(seq.tokens) },

@@ -40,7 +40,7 @@ export function generateText(
   const streamer = createTextStreamer(tokenizer);
   const matcher = new StopStringMatcher(opts.stopStrings ?? []);
   const room = Math.min(maxNewTokens, decoder.maxContext - promptIds.length);
-  const seq = decoder.start(promptIds, opts, lora);
+  const seq = decoder.start(promptIds, opts, lora, room);
   const tokenIds: number[] = [];
   let text = '';
   const emit = (delta: string) => {

@@ -4,7 +4,7 @@
  * x·Wᵀ + b + s·(x·Aᵀ)·Bᵀ; the base weights are never modified.
  */
 import { Tensor } from '../engine/tensor.ts';
-import type { DecoderModel } from '../models/decoder.ts';
+import type { DecoderModel, LoraLookup } from '../models/decoder.ts';
 import { Rng } from '../util/rng.ts';
 import { formatCount } from '../util/format.ts';
 import { isTargeted, loraScale, type LoraConfig } from './config.ts';
@@ -51,6 +51,13 @@ export class LoraAdapter {
       const pair = this.modules.get(path);
       p.lora = pair ? { ...pair, scale, dropout: this.config.loraDropout } : null;
     }
+  }
+
+  /** Per-row adapter selection for batched inference (models/ LoraLookup), without attaching. */
+  lookup(): LoraLookup {
+    const scale = loraScale(this.config);
+    const weights = new Map([...this.modules].map(([path, pair]) => [path, { ...pair, scale }]));
+    return (path) => weights.get(path) ?? null;
   }
 
   static detach(model: DecoderModel): void {

@@ -221,7 +221,9 @@ class CpuKernelSet implements Kernels {
     const ids = this.i32(idx, rows);
     const from = ptrOf(src);
     const to = ptrOf(dst);
-    const mem = this.rt.u8(0, to + rows * bytes);
+    const maxId = ids.reduce((a, b) => Math.max(a, b), 0);
+    // One view spanning both regions, whichever comes first in memory.
+    const mem = this.rt.u8(0, Math.max(to + rows * bytes, from + (maxId + 1) * bytes));
     for (let i = 0; i < rows; i++) mem.copyWithin(to + i * bytes, from + ids[i]! * bytes, from + (ids[i]! + 1) * bytes);
   }
 

@@ -1,0 +1,79 @@
+/** `loraforge serve`: the OpenAI-compatible HTTP server with per-request LoRA adapters. */
+import type { Command } from 'commander';
+import { ModelServeEngine } from '../../serve/model-engine.ts';
+import { createServer } from '../../serve/server.ts';
+import { LoraforgeError } from '../../util/errors.ts';
+import { addDeviceOptions, loadPipeline, parseInteger } from '../options.ts';
+
+interface ServeFlags {
+  model: string;
+  adapter: string[];
+  adaptersDir?: string;
+  template?: string;
+  dtype: 'f32' | 'bf16' | 'f16';
+  device: 'cpu' | 'webgpu' | 'auto';
+  threads?: number;
+  host: string;
+  port: number;
+  apiKey?: string;
+  route?: string;
+  routeModel?: string;
+  maxBatch: number;
+  maxQueue: number;
+  servedModelName?: string;
+}
+
+function parseAdapterFlag(value: string, previous: string[]): string[] {
+  if (!/^[^=]+=.+$/.test(value)) throw new LoraforgeError(`--adapter ${value}: expected NAME=DIR`);
+  return [...previous, value];
+}
+
+export function registerServe(program: Command): void {
+  const cmd = program
+    .command('serve')
+    .description('serve a model and LoRA adapters over the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models)')
+    .requiredOption('-m, --model <model>', 'base model folder or Hugging Face id')
+    .option('-a, --adapter <name=dir>', 'serve an adapter under a name (repeatable); pick it with "model": "<name>"', parseAdapterFlag, [])
+    .option('--adapters-dir <dir>', 'folder that POST /v1/load_lora_adapter may load adapters from')
+    .option('--template <name>', "base model's prompt template (adapters use their recorded one)")
+    .option('--dtype <dtype>', 'storage of the weights: f32 | bf16 | f16', 'f32')
+    .option('--host <host>', 'address to bind', '127.0.0.1')
+    .option('--port <port>', 'port', parseInteger, 8000)
+    .option('--api-key <key>', 'require Authorization: Bearer <key>')
+    .option('--route <path>', 'extra {prompt} -> {text} endpoint, e.g. /api/legal-assistant')
+    .option('--route-model <name>', 'adapter the --route endpoint uses (default: the base model)')
+    .option('--served-model-name <name>', 'name of the base model in /v1/models (default: --model)')
+    .option('--max-batch <n>', 'sequences decoded together per step', parseInteger, 8)
+    .option('--max-queue <n>', 'requests waiting beyond the running ones before 429', parseInteger, 64);
+  addDeviceOptions(cmd);
+  cmd.action(async (flags: ServeFlags) => {
+    const pipeline = await loadPipeline({ ...flags, adapter: undefined });
+    const engine = new ModelServeEngine(pipeline, flags.servedModelName ?? flags.model);
+    for (const spec of flags.adapter) {
+      const eq = spec.indexOf('=');
+      await engine.loadAdapter(spec.slice(0, eq), spec.slice(eq + 1));
+    }
+    const server = createServer(engine, {
+      apiKey: flags.apiKey,
+      adaptersDir: flags.adaptersDir,
+      routeAlias: flags.route,
+      routeAliasModel: flags.routeModel,
+      maxBatch: flags.maxBatch,
+      maxQueue: flags.maxQueue,
+    });
+    const { host, port } = await server.listen(flags.port, flags.host);
+    process.stderr.write(
+      `serving ${engine.baseModelId}${engine.listAdapters().length ? ` + adapters ${engine.listAdapters().join(', ')}` : ''} ` +
+        `at http://${host}:${port}/v1 (OpenAI API)${flags.route ? ` and POST ${flags.route}` : ''}\n`,
+    );
+    await new Promise<void>((resolve) => {
+      const stop = () => {
+        process.stderr.write('shutting down: finishing running requests...\n');
+        void server.close().then(resolve);
+      };
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+    });
+    pipeline.dispose();
+  });
+}
