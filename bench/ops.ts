@@ -209,9 +209,11 @@ const machine = {
   cpu: cpus()[0]?.model ?? 'unknown',
   cores: availableParallelism(),
   node: process.version,
+  threads: runtime.threads,
+  relaxed: runtime.relaxed,
 };
 log(`machine: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}`);
-log(`threads: ${runtime.threads}, relaxed SIMD: ${runtime.relaxed}`);
+log(`threads: ${machine.threads}, relaxed SIMD: ${machine.relaxed}`);
 log(`layer GEMM (7 forward projections, M=${TOKENS}, f32 weights): ${layerGemmMs.toFixed(2)} ms`);
 for (const g of gemmTimes) log(`  ${g.name.padEnd(24)} ${g.ms.toFixed(2).padStart(8)} ms`);
 
@@ -228,7 +230,7 @@ runtime.dispose();
 if (json) {
   console.log(
     JSON.stringify({
-      machine: { ...machine, threads: runtime.threads, relaxed: runtime.relaxed },
+      machine,
       shape: {
         batch: BATCH,
         seq: SEQ,
