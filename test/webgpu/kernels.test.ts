@@ -11,6 +11,7 @@ import {
 } from '../../src/engine/cpu/half.ts';
 import { WebGpuKernels } from '../../src/engine/webgpu/kernels.ts';
 import { KernelRunner, type BufferRef } from '../../src/engine/webgpu/runner.ts';
+import type { KernelDef } from '../../src/engine/webgpu/kernel-def.ts';
 import { gemm, type GemmDtype } from '../../src/engine/webgpu/gemm.ts';
 import { adamwStep } from '../../src/engine/webgpu/adamw.ts';
 import { scale } from '../../src/engine/webgpu/elementwise.ts';
@@ -667,5 +668,27 @@ gpuDescribe('webgpu launches wider than one grid dimension', () => {
       'scale',
     );
     assertClose(await download(normed, rows * dim), expected, 'rmsnorm');
+  });
+});
+
+gpuDescribe('webgpu errors', () => {
+  test('a validation error surfaces as a rejected read', async () => {
+    // A device of its own: an error is device-wide and would also reach the shared runner.
+    const own = await WebGpuKernels.create();
+    try {
+      const out = own.device.createBuffer({ size: 16, usage: BUFFER_USAGE() });
+      const broken: KernelDef = {
+        key: 'broken',
+        params: {},
+        buffers: [{ name: 'out', dtype: 'f32', access: 'read_write' }],
+        workgroupSize: [1],
+        body: 'out[0] = undefinedName;',
+      };
+      own.runner.dispatch(broken, { out: { ref: out, elements: 4 } }, {}, [1]);
+      await assert.rejects(own.read(out, 16), /WebGPU: .*undefinedName/s);
+      assert.deepEqual(Array.from(new Float32Array(await own.read(out, 16))), [0, 0, 0, 0]);
+    } finally {
+      own.destroy();
+    }
   });
 });

@@ -56,6 +56,7 @@ export class KernelRunner {
   /** Evicted uniform buffers, destroyed once the commands that may use them are submitted. */
   private retired: GPUBuffer[] = [];
   private readonly scratch = new Map<string, GPUBuffer>();
+  private deviceError: GPUError | undefined;
   readonly bindingAlignment: number;
   readonly maxBindingBytes: number;
   readonly maxWorkgroupsPerDimension: number;
@@ -66,6 +67,9 @@ export class KernelRunner {
     options: { maxBindingBytes?: number; maxWorkgroupsPerDimension?: number } = {},
   ) {
     this.uniforms = new LruCache<GPUBuffer>(CACHE_ENTRIES, (buffer) => this.retired.push(buffer));
+    device.addEventListener('uncapturederror', (event) => {
+      this.deviceError ??= (event as GPUUncapturedErrorEvent).error;
+    });
     this.bindingAlignment = device.limits.minStorageBufferOffsetAlignment;
     this.maxBindingBytes = Math.min(
       options.maxBindingBytes ?? Infinity,
@@ -156,7 +160,20 @@ export class KernelRunner {
     await staging.mapAsync(GPUMapMode.READ);
     const copy = staging.getMappedRange().slice(0);
     staging.destroy();
+    this.throwDeviceError();
     return copy;
+  }
+
+  /**
+   * Validation errors (a bad shader, a rejected binding) are reported asynchronously and would
+   * otherwise only leave garbage in the results, so the first one is rethrown by the next read.
+   */
+  private throwDeviceError(): void {
+    const error = this.deviceError;
+    if (error) {
+      this.deviceError = undefined;
+      throw new Error(`WebGPU: ${error.message}`);
+    }
   }
 
   private commandEncoder(): GPUCommandEncoder {
