@@ -3,7 +3,7 @@
  * and LM head at 512 tokens), with 1 and 2 threads, next to a naive JavaScript triple loop run in
  * the same process. `--json` prints every figure as one JSON object on the last line.
  */
-import { availableParallelism, cpus } from 'node:os';
+import { availableParallelism, cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { WasmRuntime, type GemmArgs, type MatrixDtype } from '../src/engine/cpu/runtime.ts';
 
@@ -41,9 +41,6 @@ const NAIVE_ROWS = 8;
 const NAIVE_COLS = 256;
 
 const json = process.argv.includes('--json');
-const log = (line: string) => {
-  if (!json) console.log(line);
-};
 
 function gflops(shape: { m: number; n: number; k: number }, seconds: number): number {
   return (2 * shape.m * shape.n * shape.k) / seconds / 1e9;
@@ -155,7 +152,7 @@ function benchShape(runtimes: WasmRuntime[], shape: Shape): Result[] {
         naiveGflops,
         speedup: rate / naiveGflops,
       });
-      log(
+      console.log(
         `${`${shape.name} ${m}x${n}x${k}`.padEnd(28)} ${variant.name.padEnd(12)} ${String(rt.threads).padStart(2)}T ` +
           `${rate.toFixed(1).padStart(7)} GFLOP/s  ${(seconds * 1000).toFixed(1).padStart(8)} ms  ` +
           `x${(rate / naiveGflops).toFixed(0)} vs naive`,
@@ -170,12 +167,14 @@ const machine = {
   cpu: cpus()[0]?.model ?? 'unknown',
   cores: availableParallelism(),
   node: process.version,
+  /** Other processes competing for the cores make wall-clock figures meaningless: shown for that. */
+  loadAverage1m: loadavg()[0],
 };
 const runtimes = await Promise.all(THREADS.map((threads) => WasmRuntime.create({ threads })));
-log(
-  `machine: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}, relaxed SIMD: ${runtimes[0].relaxed}`,
+console.log(
+  `machine: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}, relaxed SIMD: ${runtimes[0].relaxed}, load average ${machine.loadAverage1m.toFixed(1)}`,
 );
-log(
+console.log(
   `naive: JS i-j-p loop over Float32Array on a ${NAIVE_ROWS} x min(n,${NAIVE_COLS}) x k slice of each shape ` +
     '(same flop rate assumed for the full shape)',
 );
@@ -183,7 +182,7 @@ const results: Result[] = [];
 for (const shape of SHAPES) {
   const shapeResults = benchShape(runtimes, shape);
   results.push(...shapeResults);
-  log(`  naive JS: ${shapeResults[0].naiveGflops.toFixed(2)} GFLOP/s`);
+  console.log(`  naive JS: ${shapeResults[0].naiveGflops.toFixed(2)} GFLOP/s`);
 }
 for (const rt of runtimes) rt.dispose();
 if (json)

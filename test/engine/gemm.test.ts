@@ -169,6 +169,7 @@ const SHAPES: Array<[number, number, number]> = [
   [17, 33, 65],
   [130, 70, 300],
   [1, 300, 64], // decode-like: a single row
+  [2, 45, 77], // two rows: the dot-product path when B is transposed
   [300, 10, 513], // narrow output, several K slices: split over rows
   [64, 600, 40], // wide output: split over columns
   [5, 2100, 9], // more columns than one column block
@@ -199,6 +200,8 @@ for (const threads of [1, 2]) {
     it('widens bf16 and f16 operands (A and B, both layouts)', () => {
       let seed = 100;
       for (const [m, n, k] of [
+        [1, 33, 65],
+        [2, 9, 130],
         [3, 5, 7],
         [17, 33, 65],
         [130, 70, 300],

@@ -278,6 +278,69 @@ function gemmBlock(
   }
 }
 
+/**
+ * Rows of op(A) that take the dot-product path: with B transposed (weights [out, in]) and one or
+ * two rows, as in decoding, packing B would move several times more memory than the product reads.
+ */
+const DOT_PATH_MAX_ROWS: i32 = 2;
+
+/** Sum of the four lanes. */
+@inline
+function horizontalSum(v: v128): f32 {
+  return f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3);
+}
+
+/**
+ * C[0..m, n0..n1] for m <= 2 and B transposed: each output is a dot product of a row of op(A)
+ * (packed to f32 times alpha in `scratch`) with a row of B, which is contiguous and read once.
+ */
+function dotProductBlock(
+  m: i32, n0: i32, n1: i32, k: i32,
+  a: usize, lda: usize, transA: bool, aDtype: i32,
+  b: usize, ldb: usize, bDtype: i32,
+  c: usize, ldc: usize, alpha: f32, beta: f32, bias: usize, scratch: usize,
+): void {
+  const aShift: usize = aDtype == DTYPE_F32 ? 2 : 1;
+  for (let i = 0; i < m; i++) {
+    for (let p = 0; p < k; p++) {
+      const index = transA ? <usize>p * lda + <usize>i : <usize>i * lda + <usize>p;
+      store<f32>(scratch + ((<usize>(i * k + p)) << 2), alpha * load1(a + (index << aShift), aDtype));
+    }
+  }
+  // With one row, the second row's sums are computed on the first row again and discarded.
+  const row0 = scratch;
+  const row1 = m > 1 ? scratch + (<usize>k << 2) : scratch;
+  const bShift: usize = bDtype == DTYPE_F32 ? 2 : 1;
+  for (let j = n0; j < n1; j++) {
+    const bRow = b + ((<usize>j * ldb) << bShift);
+    // Two accumulators per row hide the FMA latency.
+    let s00 = f32x4.splat(0), s01 = f32x4.splat(0), s10 = f32x4.splat(0), s11 = f32x4.splat(0);
+    let p = 0;
+    for (; p + 8 <= k; p += 8) {
+      const b0 = load4(bRow + (<usize>p << bShift), bDtype);
+      const b1 = load4(bRow + (<usize>(p + 4) << bShift), bDtype);
+      const at = <usize>p << 2;
+      s00 = fma(v128.load(row0 + at), b0, s00);
+      s01 = fma(v128.load(row0 + at, 16), b1, s01);
+      s10 = fma(v128.load(row1 + at), b0, s10);
+      s11 = fma(v128.load(row1 + at, 16), b1, s11);
+    }
+    let sum0 = horizontalSum(f32x4.add(s00, s01));
+    let sum1 = horizontalSum(f32x4.add(s10, s11));
+    for (; p < k; p++) {
+      const bValue = load1(bRow + (<usize>p << bShift), bDtype);
+      sum0 += load<f32>(row0 + (<usize>p << 2)) * bValue;
+      sum1 += load<f32>(row1 + (<usize>p << 2)) * bValue;
+    }
+    const biasValue: f32 = bias ? load<f32>(bias + (<usize>j << 2)) : 0;
+    for (let i = 0; i < m; i++) {
+      const at = c + ((<usize>i * ldc + <usize>j) << 2);
+      const old: f32 = beta != 0 ? beta * load<f32>(at) : 0;
+      store<f32>(at, (i == 0 ? sum0 : sum1) + old + biasValue);
+    }
+  }
+}
+
 /** [begin, end) of part `part` of `parts` over `total` items, in whole units of `unit` items. */
 @inline
 function partBegin(total: i32, unit: i32, parts: i32, part: i32): i32 {
@@ -297,7 +360,9 @@ export function gemmPart(
   c: usize, ldc: i32, alpha: f32, beta: f32, bias: usize,
   scratch: usize, scratchStride: usize, parts: i32, start: i32, end: i32,
 ): void {
-  const splitColumns = n >= m || n >= parts * 16 * NR;
+  const useDotProducts =
+    transB != 0 && m <= DOT_PATH_MAX_ROWS && k > 0 && alpha != 0 && <i64>m * k <= PACKED_A_FLOATS;
+  const splitColumns = useDotProducts || n >= m || n >= parts * 16 * NR;
   for (let part = start; part < end; part++) {
     let m0 = 0, m1 = m, n0 = 0, n1 = n;
     if (splitColumns) {
@@ -308,11 +373,19 @@ export function gemmPart(
       m1 = partBegin(m, MR, parts, part + 1);
     }
     if (m0 >= m1 || n0 >= n1) continue;
+    const partScratch = scratch + <usize>part * scratchStride;
+    if (useDotProducts) {
+      dotProductBlock(
+        m, n0, n1, k, a, <usize>lda, transA != 0, aDtype, b, <usize>ldb, bDtype,
+        c, <usize>ldc, alpha, beta, bias, partScratch,
+      );
+      continue;
+    }
     gemmBlock(
       m0, m1, n0, n1, k,
       a, <usize>lda, transA != 0, aDtype,
       b, <usize>ldb, transB != 0, bDtype,
-      c, <usize>ldc, alpha, beta, bias, scratch + <usize>part * scratchStride,
+      c, <usize>ldc, alpha, beta, bias, partScratch,
     );
   }
 }
