@@ -4,8 +4,16 @@
 // Both import a shared memory (env.memory) that the runtime creates; the module must have no data
 // segments and no start function so that instantiating it in every worker never writes memory.
 // Skips the build when both outputs are newer than every source (runs on postinstall and before tests).
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import {
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import asc from 'assemblyscript/asc';
 
@@ -32,9 +40,19 @@ function mtime(path) {
   }
 }
 
+/** The source list of the last build: adding or removing a file (whatever its mtime) triggers a rebuild. */
+const manifestPath = join(outDir, 'loraforge.sources.json');
+const manifest = JSON.stringify(sources.map((path) => relative(root, path)));
+
 function isUpToDate() {
+  let previous;
+  try {
+    previous = readFileSync(manifestPath, 'utf8');
+  } catch {
+    return false;
+  }
   const newestInput = Math.max(mtime(fileURLToPath(import.meta.url)), ...sources.map(mtime));
-  return variants.every((v) => mtime(join(outDir, v.out)) > newestInput);
+  return previous === manifest && variants.every((v) => mtime(join(outDir, v.out)) > newestInput);
 }
 
 /** Reads an unsigned LEB128 at `pos`; returns [value, nextPos]. */
@@ -110,6 +128,7 @@ if (isUpToDate()) {
 } else {
   mkdirSync(outDir, { recursive: true });
   for (const variant of variants) await compile(variant);
+  writeFileSync(manifestPath, manifest);
   console.log(
     `build-wasm: compiled ${sources.length} file(s) into ${variants.map((v) => v.out).join(', ')}`,
   );
