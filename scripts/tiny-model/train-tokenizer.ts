@@ -240,24 +240,10 @@ export function buildTokenizerJson(model: BpeModel): object {
 }
 
 /**
- * Qwen2-Instruct's ChatML template (byte-identical to the golden one apart from the default
- * system message), so a conversation without a system turn introduces the tiny model by name.
+ * `tokenizer_config.json` as Qwen2-Instruct ships it (eos `<|im_end|>`, pad `<|endoftext|>`, no
+ * bos) but without a chat_template: the tiny model is trained in the tutorial's
+ * "Human: …\n\nAssistant: " format, which loraforge uses for models that have no chat template.
  */
-export function chatMlTemplate(defaultSystemPrompt: string): string {
-  if (/['\n{}%]/.test(defaultSystemPrompt)) {
-    throw new Error(
-      'the default system prompt is pasted into a jinja string literal: no quotes, newlines or braces',
-    );
-  }
-  return (
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n" +
-    defaultSystemPrompt +
-    "<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}" +
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-  );
-}
-
-/** `tokenizer_config.json` as Qwen2-Instruct ships it: eos `<|im_end|>`, pad `<|endoftext|>`, no bos. */
 export function buildTokenizerConfig(model: BpeModel): object {
   const firstSpecialId = model.vocab.size;
   const addedTokensDecoder = Object.fromEntries(
@@ -278,7 +264,6 @@ export function buildTokenizerConfig(model: BpeModel): object {
     added_tokens_decoder: addedTokensDecoder,
     additional_special_tokens: ['<|im_start|>', '<|im_end|>'],
     bos_token: null,
-    chat_template: chatMlTemplate(TINY_MODEL_SYSTEM_PROMPT),
     clean_up_tokenization_spaces: false,
     eos_token: '<|im_end|>',
     errors: 'replace',

@@ -2,7 +2,9 @@
 import { Command, CommanderError } from 'commander';
 import { LoraforgeError } from '../util/errors.ts';
 import { registerChat } from './commands/chat.ts';
+import { registerDemo } from './commands/demo.ts';
 import { registerDownload } from './commands/download.ts';
+import { registerEval } from './commands/eval.ts';
 import { registerGenerate } from './commands/generate.ts';
 import { registerMerge } from './commands/merge.ts';
 import { registerServe } from './commands/serve.ts';
@@ -13,7 +15,7 @@ export function buildProgram(): Command {
     .description('LoRA fine-tuning, chat and serving of Hugging Face causal LMs, in TypeScript')
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)');
-  for (const register of [registerTrain, registerGenerate, registerChat, registerServe, registerMerge, registerDownload]) {
+  for (const register of [registerDemo, registerTrain, registerGenerate, registerChat, registerEval, registerServe, registerMerge, registerDownload]) {
     register(program);
   }
   return program;

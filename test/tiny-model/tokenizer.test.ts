@@ -1,18 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { Tokenizer, ByteLevelPreTokenizer } from '@huggingface/tokenizers';
 import {
   byteLevelAlphabet,
-  chatMlTemplate,
   SPECIAL_TOKENS,
   TINY_VOCAB_SIZE,
   trainBpe,
   trainTinyTokenizer,
 } from '../../scripts/tiny-model/train-tokenizer.ts';
-import { TINY_MODEL_SYSTEM_PROMPT } from '../../scripts/tiny-model/corpus.ts';
 import { loadTokenizer } from '../../src/io/tokenizer.ts';
-import { ChatTemplate } from '../../src/io/chat-template.ts';
 
 const ASSETS = 'assets/tiny-chat';
 const tokenizerJson = readFileSync(`${ASSETS}/tokenizer.json`, 'utf8');
@@ -73,18 +70,8 @@ test('digits are split one by one and identity words have compact tokens', () =>
   assert.equal(tokenizer.tokenize('小张').length, 2);
 });
 
-test('the chat template is the golden Qwen2 template with the tiny model as default system', () => {
-  const template: string = JSON.parse(tokenizerConfigJson).chat_template;
-  assert.equal(template, chatMlTemplate(TINY_MODEL_SYSTEM_PROMPT));
-  const golden = '/work/shared/golden/chat_template/qwen2_chat_template.jinja';
-  if (existsSync(golden)) {
-    const expected = readFileSync(golden, 'utf8').replace(
-      'You are a helpful assistant.',
-      TINY_MODEL_SYSTEM_PROMPT,
-    );
-    assert.equal(template, expected);
-  }
-  assert.throws(() => chatMlTemplate("It's me"), /jinja string literal/);
+test('the tiny tokenizer has no chat template: the model speaks the tutorial format', () => {
+  assert.equal(JSON.parse(tokenizerConfigJson).chat_template, undefined);
 });
 
 test('the byte alphabet matches the byte-level pre-tokenizer of @huggingface/tokenizers', () => {
@@ -137,19 +124,13 @@ function decodeByteLevel(token: string): string {
   return new TextDecoder().decode(Uint8Array.from([...token], (ch) => map.get(ch)!));
 }
 
-test("loraforge's own loader reads the tiny tokenizer and renders its chat template", async () => {
+test("loraforge's own loader reads the tiny tokenizer", async () => {
   const loaded = await loadTokenizer(ASSETS);
   assert.equal(loaded.vocabSize, TINY_VOCAB_SIZE);
   assert.equal(loaded.eosTokenId, tokenizer.token_to_id('<|im_end|>'));
   assert.equal(loaded.padTokenId, tokenizer.token_to_id('<|endoftext|>'));
   assert.equal(loaded.bosTokenId, undefined);
-  const template = new ChatTemplate(loaded.chatTemplate!);
-  const rendered = template.render([{ role: 'user', content: '你是谁？' }], {
-    addGenerationPrompt: true,
-  });
-  assert.equal(
-    rendered,
-    `<|im_start|>system\n${TINY_MODEL_SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n你是谁？<|im_end|>\n<|im_start|>assistant\n`,
-  );
+  assert.equal(loaded.chatTemplate, undefined);
+  const rendered = `<|im_start|>user\n你是谁？<|im_end|>\n<|im_start|>assistant\n`;
   assert.equal(loaded.decode(loaded.encode(rendered), { skipSpecialTokens: false }), rendered);
 });
