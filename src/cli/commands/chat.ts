@@ -17,27 +17,24 @@ export function registerChat(program: Command): void {
     const pipeline = await loadPipeline(flags);
     const fresh = (): ChatMessage[] => (flags.system ? [{ role: 'system', content: flags.system }] : []);
     let history = fresh();
-    const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+    const rl = createInterface({ input: process.stdin, terminal: false });
     process.stderr.write(`template: ${pipeline.template.name}${pipeline.adapter ? ', adapter loaded' : ''}. ${HELP}\n`);
+    const prompt = () => process.stdout.write('you> ');
+    prompt();
     try {
-      for (;;) {
-        let line: string;
-        try {
-          line = (await rl.question('you> ')).trim();
-        } catch {
-          break; // end of input
-        }
+      // The async iterator buffers lines, so piped input is never lost while a reply is generated.
+      for await (const raw of rl) {
+        const line = raw.trim();
         if (line === '/exit' || line === '/quit') break;
-        if (line === '/reset') {
-          history = fresh();
-          continue;
+        if (line === '/reset') history = fresh();
+        else if (line) {
+          history.push({ role: 'user', content: line });
+          process.stdout.write('assistant> ');
+          const reply = pipeline.chat(history, { ...samplingFrom(flags), onText: (t) => process.stdout.write(t) });
+          process.stdout.write('\n');
+          history.push({ role: 'assistant', content: reply.text });
         }
-        if (!line) continue;
-        history.push({ role: 'user', content: line });
-        process.stdout.write('assistant> ');
-        const reply = pipeline.chat(history, { ...samplingFrom(flags), onText: (t) => process.stdout.write(t) });
-        process.stdout.write('\n');
-        history.push({ role: 'assistant', content: reply.text });
+        prompt();
       }
     } finally {
       rl.close();

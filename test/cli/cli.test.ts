@@ -1,0 +1,108 @@
+/** The command line end to end: real processes, exit codes, one-line errors for bad input. */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { makeRandomChatModel } from '../helpers.ts';
+
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'loraforge.js');
+const root = mkdtempSync(join(tmpdir(), 'lf-cli-'));
+const model = join(root, 'model');
+
+function run(args: string[], input?: string): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', input, timeout: 120_000 });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A copy of the model folder with one thing broken. */
+function brokenCopy(name: string, breakIt: (dir: string) => void): string {
+  const dir = join(root, name);
+  cpSync(model, dir, { recursive: true });
+  breakIt(dir);
+  return dir;
+}
+
+function assertOneLineError(r: { code: number; stderr: string }, pattern: RegExp): void {
+  assert.equal(r.code, 1, r.stderr);
+  const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('hint:'));
+  assert.equal(lines.length, 1, `expected one error line, got:\n${r.stderr}`);
+  assert.match(lines[0]!, pattern);
+}
+
+before(() => makeRandomChatModel(model));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+test('--help lists the commands', () => {
+  const r = run(['--help']);
+  assert.equal(r.code, 0);
+  for (const cmd of ['demo', 'train', 'generate', 'chat', 'eval', 'serve', 'merge', 'download']) assert.match(r.stdout, new RegExp(`\\b${cmd}\\b`));
+});
+
+test('generate streams a reply from a model folder', () => {
+  const r = run(['generate', '--model', model, '--prompt', 'hello', '--max-new-tokens', '5', '--device', 'cpu']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(r.stdout.trim().length > 0);
+});
+
+test('chat reads turns from stdin until /exit', () => {
+  const r = run(['chat', '--model', model, '--max-new-tokens', '4'], 'hello\nwhat is 2 + 2?\n/exit\n');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.match(/assistant> /g)?.length, 2);
+});
+
+test('a config with an unknown architecture is one clear error line', () => {
+  const dir = brokenCopy('gpt2', (d) => {
+    const config = JSON.parse(readFileSync(join(d, 'config.json'), 'utf8'));
+    writeFileSync(join(d, 'config.json'), JSON.stringify({ ...config, architectures: ['GPT2LMHeadModel'] }));
+  });
+  assertOneLineError(run(['generate', '--model', dir, '--prompt', 'hi']), /unsupported architecture "GPT2LMHeadModel"/);
+});
+
+test('a truncated safetensors file is one clear error line', () => {
+  const dir = brokenCopy('truncated', (d) => {
+    const file = join(d, 'model.safetensors');
+    truncateSync(file, statSync(file).size - 100);
+  });
+  assertOneLineError(run(['generate', '--model', dir, '--prompt', 'hi']), /model\.safetensors: not a valid safetensors file .*outside/);
+});
+
+test('a corrupted safetensors header is one clear error line', () => {
+  const dir = brokenCopy('corrupt', (d) => {
+    const file = join(d, 'model.safetensors');
+    const bytes = readFileSync(file);
+    bytes.writeBigUInt64LE(2n ** 40n, 0);
+    writeFileSync(file, bytes);
+  });
+  assertOneLineError(run(['generate', '--model', dir, '--prompt', 'hi']), /model\.safetensors/);
+});
+
+test('a missing tokenizer is one clear error line', () => {
+  const dir = brokenCopy('no-tokenizer', (d) => rmSync(join(d, 'tokenizer.json')));
+  assertOneLineError(run(['generate', '--model', dir, '--prompt', 'hi']), /tokenizer\.json/);
+});
+
+test('a malformed dataset line names the file and line, before any training', () => {
+  const data = join(root, 'bad.jsonl');
+  writeFileSync(data, '{"instruction": "hi", "output": "hello"}\n{"instruction": "oops"\n');
+  const r = run(['train', '--model', model, '--dataset', data, '--output-dir', join(root, 'never')]);
+  assertOneLineError(r, /bad\.jsonl:2/);
+});
+
+test('train → chat: the adapter folder is what PEFT writes, and chat uses its template', () => {
+  const out = join(root, 'adapter');
+  const dataset = join(import.meta.dirname, '..', '..', 'examples', 'identity.json');
+  const r = run(['train', '--model', model, '--dataset', dataset, '--set', 'name=小李,author=小张', '--output-dir', out, '--max-steps', '2', '--logging-steps', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /next: +loraforge chat --model/);
+  for (const file of ['adapter_config.json', 'adapter_model.safetensors', 'loraforge.json', 'metrics.jsonl', 'loss.svg', 'loss.png']) {
+    assert.ok(statSync(join(out, file)).size > 0, file);
+  }
+  const meta = JSON.parse(readFileSync(join(out, 'loraforge.json'), 'utf8'));
+  assert.equal(meta.template.name, 'tutorial');
+  const chat = run(['chat', '--model', model, '--adapter', out, '--max-new-tokens', '3'], 'who are you?\n');
+  assert.equal(chat.code, 0, chat.stderr);
+  assert.match(chat.stderr, /template: tutorial, adapter loaded/);
+});
+
