@@ -3,6 +3,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ref from '../../src/engine/cpu/reference-kernels.ts';
+import * as host from '../../src/engine/cpu/host-kernels.ts';
 import {
   f32ToBf16Scalar,
   f32ToF16Scalar,
@@ -668,6 +669,172 @@ gpuDescribe('webgpu launches wider than one grid dimension', () => {
       'scale',
     );
     assertClose(await download(normed, rows * dim), expected, 'rmsnorm');
+  });
+});
+
+gpuDescribe('webgpu backend helper kernels', () => {
+  test('add, mul, axpby (beta 0 ignores NaN) and fill', async () => {
+    const n = 600;
+    const a = randomFloats(n);
+    const b = randomFloats(n);
+    const [aG, bG] = [upload(a), upload(b)];
+    const sum = upload(new Float32Array(n));
+    const product = upload(new Float32Array(n));
+    gpu!.add(aG, bG, sum, n);
+    gpu!.mul(aG, bG, product, n);
+    assertClose(
+      await download(sum, n),
+      Float32Array.from(a, (v, i) => v + b[i]!),
+      'add',
+    );
+    assertClose(
+      await download(product, n),
+      Float32Array.from(a, (v, i) => v * b[i]!),
+      'mul',
+    );
+    gpu!.axpby(aG, bG, n, 2, -1);
+    assertClose(
+      await download(bG, n),
+      Float32Array.from(a, (v, i) => 2 * v - b[i]!),
+      'axpby',
+    );
+    const nan = upload(new Float32Array(n).fill(NaN));
+    gpu!.axpby(aG, nan, n, 3, 0);
+    assertClose(
+      await download(nan, n),
+      Float32Array.from(a, (v) => 3 * v),
+      'axpby beta 0',
+    );
+    gpu!.fill(nan, n, -2.5);
+    assert.deepEqual(Array.from(await download(nan, 3)), [-2.5, -2.5, -2.5]);
+    const ints = upload(new Int32Array(4));
+    gpu!.fill(ints, 4, -7, 'i32');
+    assert.deepEqual(Array.from(new Int32Array(await gpu!.read(ints, 16))), [-7, -7, -7, -7]);
+  });
+  test('convert between f32, f16 and bf16 bit-exactly, at odd half offsets', async () => {
+    const values = Float32Array.from([
+      ...randomFloats(37, 10),
+      1e-7,
+      -3e-5,
+      65519,
+      65520,
+      1e6,
+      -0,
+      Infinity,
+      -Infinity,
+      0.1,
+      1 / 3,
+    ]);
+    const n = values.length;
+    for (const dtype of ['f16', 'bf16'] as const) {
+      const { bits } = toHalf(values, dtype);
+      const guard = 0xabcd;
+      const dst = upload(new Uint16Array(n + 2).fill(guard));
+      const dstAt1 = { buffer: (dst as { buffer: GPUBuffer }).buffer, offset: 2 };
+      gpu!.convert(upload(values), 'f32', dstAt1, dtype, n);
+      const out = new Uint16Array(await gpu!.read(dst, Math.ceil(((n + 2) * 2) / 4) * 4));
+      assert.equal(out[0], guard, `${dtype}: word-mate before the range kept`);
+      assert.equal(out[n + 1], guard, `${dtype}: word-mate after the range kept`);
+      assert.deepEqual(Array.from(out.subarray(1, n + 1)), Array.from(bits), `${dtype} bits`);
+      const widened = upload(new Float32Array(n));
+      gpu!.convert(dstAt1, dtype, widened, 'f32', n);
+      const widen = dtype === 'f16' ? f16ToF32Scalar : bf16ToF32Scalar;
+      assert.deepEqual(
+        Array.from(await download(widened, n)),
+        Array.from(bits, (b) => widen(b)),
+      );
+    }
+  });
+  test('embedding lookup (f32 and bf16 tables, chunked table) and its gradient', async () => {
+    const [vocab, dim] = [40, 6];
+    const ids = Int32Array.from([3, 39, 0, 3, 17, 3]);
+    const table = randomFloats(vocab * dim);
+    const expected = new Float32Array(ids.length * dim);
+    host.embeddingForward(table, 'f32', ids, expected, dim);
+    const small = new KernelRunner(gpu!.device, { maxBindingBytes: 512 }); // a few rows per chunk
+    const out = upload(new Float32Array(expected.length));
+    const idsG = upload(ids);
+    const { embeddingForward, scatterAddRows } = await import('../../src/engine/webgpu/rows.ts');
+    embeddingForward(small, upload(table), 'f32', vocab, idsG, out, ids.length, dim);
+    small.flush();
+    assertClose(await download(out, expected.length), expected, 'f32 table');
+    const { bits } = toHalf(table, 'bf16');
+    const expectedBf16 = new Float32Array(expected.length);
+    host.embeddingForward(bits, 'bf16', ids, expectedBf16, dim);
+    gpu!.embeddingForward(upload(bits), 'bf16', vocab, idsG, out, ids.length, dim);
+    assertClose(await download(out, expected.length), expectedBf16, 'bf16 table');
+
+    const dout = randomFloats(ids.length * dim);
+    const dTable = randomFloats(vocab * dim);
+    const dTableG = upload(dTable);
+    host.scatterAddRows(dout, ids, dTable, dim);
+    scatterAddRows(small, upload(dout), idsG, dTableG, vocab, ids.length, dim);
+    small.flush();
+    assertClose(await download(dTableG, dTable.length), dTable, 'dTable (repeated ids summed)');
+  });
+  test('gather and scatter rows, column sums', async () => {
+    const [srcRows, rows, cols] = [9, 4, 6];
+    const idx = Int32Array.from([8, 0, 5, 0]);
+    const src = randomFloats(srcRows * cols);
+    const gathered = upload(new Float32Array(rows * cols));
+    gpu!.gatherRows(upload(src), srcRows, upload(idx), gathered, rows, cols, 4);
+    const expected = new Float32Array(rows * cols);
+    idx.forEach((r, i) => expected.set(src.subarray(r * cols, (r + 1) * cols), i * cols));
+    assertClose(await download(gathered, rows * cols), expected, 'gather');
+
+    const halves = Uint16Array.from({ length: srcRows * cols }, (_, i) => i);
+    const gatheredHalves = upload(new Uint16Array(rows * cols));
+    gpu!.gatherRows(upload(halves), srcRows, upload(idx), gatheredHalves, rows, cols, 2);
+    const halfOut = new Uint16Array(await gpu!.read(gatheredHalves, rows * cols * 2));
+    assert.deepEqual(
+      Array.from(halfOut),
+      Array.from(idx).flatMap((r) => Array.from(halves.subarray(r * cols, (r + 1) * cols))),
+    );
+
+    const target = randomFloats(srcRows * cols);
+    const scattered = target.slice();
+    const scatterIdx = Int32Array.from([2, 7, 4, 1]);
+    scatterIdx.forEach((r, i) =>
+      scattered.set(expected.subarray(i * cols, (i + 1) * cols), r * cols),
+    );
+    const targetG = upload(target);
+    gpu!.scatterRows(gathered, upload(scatterIdx), targetG, srcRows, rows, cols);
+    assertClose(await download(targetG, target.length), scattered, 'scatter');
+
+    const sums = randomFloats(cols);
+    const sumsG = upload(sums);
+    host.sumRows(src, sums, srcRows, cols);
+    gpu!.sumRows(upload(src), sumsG, srcRows, cols);
+    assertClose(await download(sumsG, cols), sums, 'sumRows');
+  });
+  test('online cross-entropy chunks with an accumulator, then finish', async () => {
+    const [rows, vocab, chunk, accCols] = [3, 500, 200, 5];
+    const targets = Int32Array.from([7, 250, 499]);
+    const logits = randomFloats(rows * vocab, 6);
+    const runMax = new Float32Array(rows).fill(-Infinity);
+    const runSum = new Float32Array(rows);
+    const tgt = new Float32Array(rows);
+    const acc = randomFloats(rows * accCols);
+    const [maxG, sumG, tgtG, accG] = [runMax, runSum, tgt, acc].map((a) => upload(a));
+    const targetsG = upload(targets);
+    for (let c0 = 0; c0 < vocab; c0 += chunk) {
+      const cols = Math.min(chunk, vocab - c0);
+      const part = new Float32Array(rows * cols);
+      for (let r = 0; r < rows; r++)
+        part.set(logits.subarray(r * vocab + c0, r * vocab + c0 + cols), r * cols);
+      const partG = upload(part);
+      host.ceOnlineChunk(part, rows, cols, c0, targets, runMax, runSum, tgt, acc, accCols);
+      gpu!.ceOnlineChunk(partG, rows, cols, c0, targetsG, maxG!, sumG!, tgtG!, accG!, accCols);
+      assertClose(await download(partG, part.length), part, 'exp chunk');
+    }
+    assertClose(await download(maxG!, rows), runMax, 'runMax');
+    assertClose(await download(sumG!, rows), runSum, 'runSum');
+    assertClose(await download(tgtG!, rows), tgt, 'tgtLogit');
+    assertClose(await download(accG!, acc.length), acc, 'rescaled acc');
+    const targetRows = randomFloats(rows * accCols);
+    host.ceOnlineFinish(acc, runSum, targetRows, rows, accCols, 0.5);
+    gpu!.ceOnlineFinish(accG!, sumG!, upload(targetRows), rows, accCols, 0.5);
+    assertClose(await download(accG!, acc.length), acc, 'finished acc');
   });
 });
 

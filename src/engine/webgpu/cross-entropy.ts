@@ -6,6 +6,10 @@
  * target's logit when the target falls in the chunk. A row with runSum == 0 has seen no chunk yet,
  * so runMax's initial value (-Infinity by convention) is never computed with. Backward rewrites the
  * chunk in place as rowScale[r] * (softmax - onehot), exact zeros where rowScale is 0.
+ *
+ * The online variant (ceOnlineChunk / ceOnlineFinish) serves the fused loss that accumulates
+ * dLoss/dh directly: each chunk becomes exp(logit - runMax) in place and the accumulator rows are
+ * rescaled whenever a row's running max moves.
  */
 import type { KernelDef } from './kernel-def.ts';
 import { ELEMENTWISE_WORKGROUP, FLAT_INDEX } from './elementwise.ts';
@@ -123,6 +127,137 @@ export function ceChunkBackward(
       rowScale: { ref: rowScale, elements: rows },
     },
     { count, cols, colOffset },
+    runner.grid1d(Math.ceil(count / ELEMENTWISE_WORKGROUP)),
+  );
+}
+
+function onlineChunkKernel(hasAcc: boolean): KernelDef {
+  return {
+    key: `ce-online-chunk${hasAcc ? ':acc' : ''}`,
+    params: { rows: 'u32', cols: 'u32', colOffset: 'i32', accCols: 'u32' },
+    buffers: [
+      { name: 'logits', dtype: 'f32', access: 'read_write' },
+      { name: 'targets', dtype: 'i32', access: 'read' },
+      { name: 'runMax', dtype: 'f32', access: 'read_write' },
+      { name: 'runSum', dtype: 'f32', access: 'read_write' },
+      { name: 'tgtLogit', dtype: 'f32', access: 'read_write' },
+      ...(hasAcc ? [{ name: 'acc', dtype: 'f32' as const, access: 'read_write' as const }] : []),
+    ],
+    workgroupSize: [WORKGROUP],
+    prelude:
+      workgroupReduce('rowMax', WORKGROUP, 'max') + workgroupReduce('rowSum', WORKGROUP, 'sum'),
+    body: `
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= P.rows) { return; }
+  let base = P.logits_off + row * P.cols;
+  // Read before the reduction's barriers, after which other invocations overwrite the chunk.
+  if (lid.x == 0u) {
+    let local = targets[P.targets_off + row] - P.colOffset;
+    if (local >= 0 && local < i32(P.cols)) { tgtLogit[P.tgtLogit_off + row] = logits[base + u32(local)]; }
+  }
+  var localMax = -3.0e38;
+  for (var j = lid.x; j < P.cols; j += ${WORKGROUP}u) { localMax = max(localMax, logits[base + j]); }
+  let chunkMax = rowMax(lid.x, localMax);
+  let previousSum = runSum[P.runSum_off + row];
+  let previousMax = runMax[P.runMax_off + row];
+  // runSum == 0: no chunk seen yet (runMax is -inf), so there is nothing to rescale.
+  var newMax = chunkMax;
+  var rescale = 0.0;
+  if (previousSum != 0.0) {
+    newMax = max(chunkMax, previousMax);
+    rescale = exp(previousMax - newMax);
+  }
+  var localSum = 0.0;
+  for (var j = lid.x; j < P.cols; j += ${WORKGROUP}u) {
+    let e = exp(logits[base + j] - newMax);
+    logits[base + j] = e;
+    localSum += e;
+  }
+  let chunkSum = rowSum(lid.x, localSum);
+  ${
+    hasAcc
+      ? `if (rescale != 1.0) {
+    for (var j = lid.x; j < P.accCols; j += ${WORKGROUP}u) { acc[P.acc_off + row * P.accCols + j] *= rescale; }
+  }`
+      : ''
+  }
+  if (lid.x == 0u) {
+    runSum[P.runSum_off + row] = previousSum * rescale + chunkSum;
+    runMax[P.runMax_off + row] = newMax;
+  }
+`,
+  };
+}
+
+/**
+ * One chunk of the online loss: logits [rows, cols] become exp(logit - newMax) in place,
+ * runMax / runSum / tgtLogit `[rows]` are updated, and acc [rows, accCols] (null: none) is rescaled.
+ */
+export function ceOnlineChunk(
+  runner: KernelRunner,
+  logits: BufferRef,
+  rows: number,
+  cols: number,
+  colOffset: number,
+  targets: BufferRef,
+  runMax: BufferRef,
+  runSum: BufferRef,
+  tgtLogit: BufferRef,
+  acc: BufferRef | null,
+  accCols: number,
+): void {
+  const perRow = (ref: BufferRef) => ({ ref, elements: rows });
+  runner.dispatch(
+    onlineChunkKernel(acc !== null),
+    {
+      logits: { ref: logits, elements: rows * cols },
+      targets: perRow(targets),
+      runMax: perRow(runMax),
+      runSum: perRow(runSum),
+      tgtLogit: perRow(tgtLogit),
+      ...(acc ? { acc: { ref: acc, elements: rows * accCols } } : {}),
+    },
+    { rows, cols, colOffset, accCols },
+    runner.grid1d(rows),
+  );
+}
+
+const ONLINE_FINISH: KernelDef = {
+  key: 'ce-online-finish',
+  params: { count: 'u32', cols: 'u32', scale: 'f32' },
+  buffers: [
+    { name: 'acc', dtype: 'f32', access: 'read_write' },
+    { name: 'runSum', dtype: 'f32', access: 'read' },
+    { name: 'targetRows', dtype: 'f32', access: 'read' },
+  ],
+  workgroupSize: [ELEMENTWISE_WORKGROUP],
+  body: `
+  ${FLAT_INDEX}
+  if (i >= P.count) { return; }
+  let value = acc[P.acc_off + i] / runSum[P.runSum_off + i / P.cols];
+  acc[P.acc_off + i] = P.scale * (value - targetRows[P.targetRows_off + i]);
+`,
+};
+
+/** acc [rows, cols] = scale * (acc[r] / runSum[r] - targetRows[r]): the finished dLoss/dh. */
+export function ceOnlineFinish(
+  runner: KernelRunner,
+  acc: BufferRef,
+  runSum: BufferRef,
+  targetRows: BufferRef,
+  rows: number,
+  cols: number,
+  scale: number,
+): void {
+  const count = rows * cols;
+  runner.dispatch(
+    ONLINE_FINISH,
+    {
+      acc: { ref: acc, elements: count },
+      runSum: { ref: runSum, elements: rows },
+      targetRows: { ref: targetRows, elements: count },
+    },
+    { count, cols, scale },
     runner.grid1d(Math.ceil(count / ELEMENTWISE_WORKGROUP)),
   );
 }

@@ -3,17 +3,22 @@
  * semantics (docs/ARCHITECTURE.md, "Kernel signatures"), taking GPU buffers (optionally with a
  * byte offset) where the CPU kernels take pointers. Kernels are recorded, not run: call `flush()`
  * (or use `write` / `read`, which flush) before touching buffers by other means.
+ *
+ * Also the smaller kernels of the engine's Backend interface (vector-ops.ts, rows.ts); those take
+ * dtypes and table row counts explicitly, since a GPU buffer records neither.
  */
 import { acquireWebGpu, type AcquireOptions, type WebGpuContext } from './device.ts';
 import { adamwStep } from './adamw.ts';
 import { attentionBackward, attentionForward } from './attention.ts';
-import { ceChunkBackward, ceChunkForward } from './cross-entropy.ts';
+import { ceChunkBackward, ceChunkForward, ceOnlineChunk, ceOnlineFinish } from './cross-entropy.ts';
 import { scale, swigluBackward, swigluForward } from './elementwise.ts';
 import { gemm, type GemmArgs } from './gemm.ts';
 import { rmsnormBackward, rmsnormForward } from './rmsnorm.ts';
 import { ropeApply } from './rope.ts';
 import { KernelRunner, type BufferRef } from './runner.ts';
 import { sumSquares } from './sum-squares.ts';
+import { embeddingForward, gatherRows, scatterAddRows, scatterRows, sumRows } from './rows.ts';
+import { add, axpby, convert, fill, mul } from './vector-ops.ts';
 
 type Tail<F> = F extends (runner: KernelRunner, ...rest: infer R) => infer Ret
   ? (...args: R) => Ret
@@ -51,6 +56,20 @@ export class WebGpuKernels {
   adamwStep: Tail<typeof adamwStep> = (...args) => adamwStep(this.runner, ...args);
   sumSquares: Tail<typeof sumSquares> = (...args) => sumSquares(this.runner, ...args);
   scale: Tail<typeof scale> = (...args) => scale(this.runner, ...args);
+
+  ceOnlineChunk: Tail<typeof ceOnlineChunk> = (...args) => ceOnlineChunk(this.runner, ...args);
+  ceOnlineFinish: Tail<typeof ceOnlineFinish> = (...args) => ceOnlineFinish(this.runner, ...args);
+  embeddingForward: Tail<typeof embeddingForward> = (...args) =>
+    embeddingForward(this.runner, ...args);
+  gatherRows: Tail<typeof gatherRows> = (...args) => gatherRows(this.runner, ...args);
+  scatterRows: Tail<typeof scatterRows> = (...args) => scatterRows(this.runner, ...args);
+  scatterAddRows: Tail<typeof scatterAddRows> = (...args) => scatterAddRows(this.runner, ...args);
+  sumRows: Tail<typeof sumRows> = (...args) => sumRows(this.runner, ...args);
+  add: Tail<typeof add> = (...args) => add(this.runner, ...args);
+  mul: Tail<typeof mul> = (...args) => mul(this.runner, ...args);
+  axpby: Tail<typeof axpby> = (...args) => axpby(this.runner, ...args);
+  fill: Tail<typeof fill> = (...args) => fill(this.runner, ...args);
+  convert: Tail<typeof convert> = (...args) => convert(this.runner, ...args);
 
   flush(): void {
     this.runner.flush();

@@ -1,0 +1,236 @@
+/**
+ * Row movement kernels of the Backend interface: embedding lookup and its gradient, gather /
+ * scatter of rows by i32 index, and column sums. The index lists live on the GPU, so which table
+ * rows are touched is unknown here: tables are bound whole, or in binding-sized row chunks where
+ * each dispatch only handles the indices that fall into its chunk.
+ *
+ * Accumulating scatters (embedding gradient, scatterAddRows) may see one row index many times and
+ * WGSL has no float atomics, so one thread owns one column and walks the indices in order: no
+ * races, and the same summation order as the CPU backend.
+ */
+import type { KernelDef } from './kernel-def.ts';
+import { wgslLoader } from './kernel-def.ts';
+import { ELEMENTWISE_WORKGROUP, FLAT_INDEX } from './elementwise.ts';
+import { advance, type BufferRef } from './buffer-ref.ts';
+import type { KernelRunner } from './runner.ts';
+
+/** Calls `run(firstRow, rowCount)` over table rows in chunks whose bytes fit one binding. */
+function forEachTableChunk(
+  runner: KernelRunner,
+  tableRows: number,
+  rowBytes: number,
+  run: (firstRow: number, rowCount: number) => void,
+): void {
+  const chunkRows = Math.max(
+    1,
+    Math.floor((runner.maxBindingBytes - runner.bindingAlignment) / rowBytes),
+  );
+  for (let first = 0; first < tableRows; first += chunkRows)
+    run(first, Math.min(chunkRows, tableRows - first));
+}
+
+function embeddingKernel(dtype: 'f32' | 'f16' | 'bf16'): KernelDef {
+  return {
+    key: `embedding-forward:${dtype}`,
+    params: { count: 'u32', dim: 'u32', firstRow: 'i32', rowCount: 'i32' },
+    buffers: [
+      { name: 'table', dtype, access: 'read' },
+      { name: 'ids', dtype: 'i32', access: 'read' },
+      { name: 'out', dtype: 'f32', access: 'read_write' },
+    ],
+    workgroupSize: [ELEMENTWISE_WORKGROUP],
+    prelude: wgslLoader('load', 'table', dtype),
+    body: `
+  ${FLAT_INDEX}
+  if (i >= P.count * P.dim) { return; }
+  let row = ids[P.ids_off + i / P.dim] - P.firstRow;
+  if (row < 0 || row >= P.rowCount) { return; }
+  out[P.out_off + i] = load(P.table_off + u32(row) * P.dim + i % P.dim);
+`,
+  };
+}
+
+/** out [count, dim] f32 = rows ids[i] of table [tableRows, dim] (f32, f16 or bf16, widened). */
+export function embeddingForward(
+  runner: KernelRunner,
+  table: BufferRef,
+  tableDtype: 'f32' | 'f16' | 'bf16',
+  tableRows: number,
+  ids: BufferRef,
+  out: BufferRef,
+  count: number,
+  dim: number,
+): void {
+  const rowBytes = dim * (tableDtype === 'f32' ? 4 : 2);
+  const def = embeddingKernel(tableDtype);
+  forEachTableChunk(runner, tableRows, rowBytes, (firstRow, rowCount) => {
+    runner.dispatch(
+      def,
+      {
+        table: { ref: advance(table, firstRow * rowBytes), elements: rowCount * dim },
+        ids: { ref: ids, elements: count },
+        out: { ref: out, elements: count * dim },
+      },
+      { count, dim, firstRow, rowCount },
+      runner.grid1d(Math.ceil((count * dim) / ELEMENTWISE_WORKGROUP)),
+    );
+  });
+}
+
+/** Rows of 4-byte words: halves move as pairs, so 2-byte rows need an even column count. */
+function rowWords(cols: number, elementBytes: 2 | 4, what: string): number {
+  if ((cols * elementBytes) % 4 !== 0)
+    throw new Error(`${what}: rows of ${cols} 2-byte elements are not whole words`);
+  return (cols * elementBytes) / 4;
+}
+
+const GATHER: KernelDef = {
+  key: 'gather-rows',
+  params: { rows: 'u32', words: 'u32', firstRow: 'i32', rowCount: 'i32' },
+  buffers: [
+    { name: 'src', dtype: 'u32', access: 'read' },
+    { name: 'idx', dtype: 'i32', access: 'read' },
+    { name: 'dst', dtype: 'u32', access: 'read_write' },
+  ],
+  workgroupSize: [ELEMENTWISE_WORKGROUP],
+  body: `
+  ${FLAT_INDEX}
+  if (i >= P.rows * P.words) { return; }
+  let row = idx[P.idx_off + i / P.words] - P.firstRow;
+  if (row < 0 || row >= P.rowCount) { return; }
+  dst[P.dst_off + i] = src[P.src_off + u32(row) * P.words + i % P.words];
+`,
+};
+
+/** dst row i = src row idx[i] (src has srcRows rows); any dtype, moved as raw bits. */
+export function gatherRows(
+  runner: KernelRunner,
+  src: BufferRef,
+  srcRows: number,
+  idx: BufferRef,
+  dst: BufferRef,
+  rows: number,
+  cols: number,
+  elementBytes: 2 | 4,
+): void {
+  const words = rowWords(cols, elementBytes, 'gatherRows');
+  forEachTableChunk(runner, srcRows, words * 4, (firstRow, rowCount) => {
+    runner.dispatch(
+      GATHER,
+      {
+        src: { ref: advance(src, firstRow * words * 4), elements: rowCount * words },
+        idx: { ref: idx, elements: rows },
+        dst: { ref: dst, elements: rows * words },
+      },
+      { rows, words, firstRow, rowCount },
+      runner.grid1d(Math.ceil((rows * words) / ELEMENTWISE_WORKGROUP)),
+    );
+  });
+}
+
+function scatterKernel(accumulate: boolean): KernelDef {
+  return {
+    key: `scatter-rows${accumulate ? ':add' : ''}`,
+    params: { rows: 'u32', cols: 'u32', firstRow: 'i32', rowCount: 'i32' },
+    buffers: [
+      { name: 'src', dtype: 'f32', access: 'read' },
+      { name: 'idx', dtype: 'i32', access: 'read' },
+      { name: 'dst', dtype: 'f32', access: 'read_write' },
+    ],
+    workgroupSize: [ELEMENTWISE_WORKGROUP],
+    body: `
+  let c = gid.x;
+  if (c >= P.cols) { return; }
+  for (var i = 0u; i < P.rows; i++) {
+    let row = idx[P.idx_off + i] - P.firstRow;
+    if (row < 0 || row >= P.rowCount) { continue; }
+    let d = P.dst_off + u32(row) * P.cols + c;
+    dst[d] = ${accumulate ? 'dst[d] + ' : ''}src[P.src_off + i * P.cols + c];
+  }
+`,
+  };
+}
+
+function scatter(
+  runner: KernelRunner,
+  accumulate: boolean,
+  src: BufferRef,
+  idx: BufferRef,
+  dst: BufferRef,
+  dstRows: number,
+  rows: number,
+  cols: number,
+): void {
+  const def = scatterKernel(accumulate);
+  forEachTableChunk(runner, dstRows, cols * 4, (firstRow, rowCount) => {
+    runner.dispatch(
+      def,
+      {
+        src: { ref: src, elements: rows * cols },
+        idx: { ref: idx, elements: rows },
+        dst: { ref: advance(dst, firstRow * cols * 4), elements: rowCount * cols },
+      },
+      { rows, cols, firstRow, rowCount },
+      [Math.ceil(cols / ELEMENTWISE_WORKGROUP)],
+    );
+  });
+}
+
+/** dst row idx[i] = src row i (f32; with repeated indices the last one wins). */
+export function scatterRows(
+  runner: KernelRunner,
+  src: BufferRef,
+  idx: BufferRef,
+  dst: BufferRef,
+  dstRows: number,
+  rows: number,
+  cols: number,
+): void {
+  scatter(runner, false, src, idx, dst, dstRows, rows, cols);
+}
+
+/** dst row idx[i] += src row i (f32); also the embedding gradient (src = dout, dst = dTable). */
+export function scatterAddRows(
+  runner: KernelRunner,
+  src: BufferRef,
+  idx: BufferRef,
+  dst: BufferRef,
+  dstRows: number,
+  rows: number,
+  cols: number,
+): void {
+  scatter(runner, true, src, idx, dst, dstRows, rows, cols);
+}
+
+const SUM_ROWS: KernelDef = {
+  key: 'sum-rows',
+  params: { rows: 'u32', cols: 'u32' },
+  buffers: [
+    { name: 'x', dtype: 'f32', access: 'read' },
+    { name: 'out', dtype: 'f32', access: 'read_write' },
+  ],
+  workgroupSize: [ELEMENTWISE_WORKGROUP],
+  body: `
+  let c = gid.x;
+  if (c >= P.cols) { return; }
+  var acc = out[P.out_off + c];
+  for (var r = 0u; r < P.rows; r++) { acc += x[P.x_off + r * P.cols + c]; }
+  out[P.out_off + c] = acc;
+`,
+};
+
+/** out [cols] += column sums of x [rows, cols]. */
+export function sumRows(
+  runner: KernelRunner,
+  x: BufferRef,
+  out: BufferRef,
+  rows: number,
+  cols: number,
+): void {
+  runner.dispatch(
+    SUM_ROWS,
+    { x: { ref: x, elements: rows * cols }, out: { ref: out, elements: cols } },
+    { rows, cols },
+    [Math.ceil(cols / ELEMENTWISE_WORKGROUP)],
+  );
+}
