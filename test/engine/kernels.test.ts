@@ -567,9 +567,10 @@ interface Harness {
 
 /**
  * Instantiates the kernels over a fresh memory. parallelFor runs every call as three uneven
- * slices on this thread, so each kernel's [start, end) handling is exercised.
+ * slices on this thread, so each kernel's [start, end) handling is exercised; `threads` is what
+ * the host claims to have (it steers the attention backward's work split).
  */
-async function harness(binary: Uint8Array<ArrayBuffer>): Promise<Harness> {
+async function harness(binary: Uint8Array<ArrayBuffer>, threads = 1): Promise<Harness> {
   const mem = new TestMemory();
   const instance = await WebAssembly.instantiate(await WebAssembly.compile(binary), {
     env: { memory: mem.memory, abort: () => assert.fail('wasm abort') },
@@ -588,7 +589,7 @@ async function harness(binary: Uint8Array<ArrayBuffer>): Promise<Harness> {
   };
   return {
     mem,
-    kernels: new CpuKernels({ exports, parallelFor }, { minParallelFlops: 0 }),
+    kernels: new CpuKernels({ exports, parallelFor, threads }, { minParallelFlops: 0 }),
     splits,
   };
 }
@@ -610,123 +611,127 @@ for (const relaxed of [false, true]) {
     }
   });
 
-  test(`${variant} attentionForward and attentionBackward match the reference`, async () => {
-    const { mem, kernels, splits } = await harness(await binaryPromise);
-    const shapes = [
-      { ...attentionCase(), name: 'masked+packed D=6' },
-      {
-        B: 1,
-        T: 19,
-        H: 4,
-        KVH: 1,
-        D: 64,
-        keyMask: null,
-        segIds: null,
-        scale: 0.125,
-        name: 'plain D=64',
-      },
-      { ...attentionCase(), D: 8, T: 7, keyMask: null, name: 'packed only D=8' },
-    ];
-    for (const c of shapes) {
-      const rand = makeRandom(11);
-      const q = f32(rand(c.B * c.T * c.H * c.D));
-      const k = f32(rand(c.B * c.T * c.KVH * c.D));
-      const v = f32(rand(c.B * c.T * c.KVH * c.D));
-      const dout = f32(rand(q.length));
-      const out = new Float32Array(q.length);
-      const lse = new Float32Array(c.B * c.H * c.T);
-      ref.attentionForward(
-        q,
-        k,
-        v,
-        out,
-        lse,
-        c.B,
-        c.T,
-        c.T,
-        c.T,
-        c.H,
-        c.KVH,
-        c.D,
-        c.keyMask,
-        c.segIds,
-        c.scale,
-      );
-      const dq = new Float32Array(q.length);
-      const dk = new Float32Array(k.length);
-      const dv = new Float32Array(v.length);
-      ref.attentionBackward(
-        q,
-        k,
-        v,
-        out,
-        lse,
-        dout,
-        dq,
-        dk,
-        dv,
-        c.B,
-        c.T,
-        c.H,
-        c.KVH,
-        c.D,
-        c.keyMask,
-        c.segIds,
-        c.scale,
-      );
+  // 1 thread: one job per (batch, kv head); 64 threads: the split dq / dk-dv backward.
+  for (const threads of [1, 64]) {
+    test(`${variant} attentionForward and attentionBackward match the reference (${threads} threads)`, async () => {
+      const { mem, kernels, splits } = await harness(await binaryPromise, threads);
+      const shapes = [
+        { ...attentionCase(), name: 'masked+packed D=6' },
+        {
+          B: 1,
+          T: 19,
+          H: 4,
+          KVH: 1,
+          D: 64,
+          keyMask: null,
+          segIds: null,
+          scale: 0.125,
+          name: 'plain D=64',
+        },
+        { ...attentionCase(), D: 8, T: 7, keyMask: null, name: 'packed only D=8' },
+      ];
+      for (const c of shapes) {
+        const rand = makeRandom(11);
+        const q = f32(rand(c.B * c.T * c.H * c.D));
+        const k = f32(rand(c.B * c.T * c.KVH * c.D));
+        const v = f32(rand(c.B * c.T * c.KVH * c.D));
+        const dout = f32(rand(q.length));
+        const out = new Float32Array(q.length);
+        const lse = new Float32Array(c.B * c.H * c.T);
+        ref.attentionForward(
+          q,
+          k,
+          v,
+          out,
+          lse,
+          c.B,
+          c.T,
+          c.T,
+          c.T,
+          c.H,
+          c.KVH,
+          c.D,
+          c.keyMask,
+          c.segIds,
+          c.scale,
+        );
+        const dq = new Float32Array(q.length);
+        const dk = new Float32Array(k.length);
+        const dv = new Float32Array(v.length);
+        ref.attentionBackward(
+          q,
+          k,
+          v,
+          out,
+          lse,
+          dout,
+          dq,
+          dk,
+          dv,
+          c.B,
+          c.T,
+          c.H,
+          c.KVH,
+          c.D,
+          c.keyMask,
+          c.segIds,
+          c.scale,
+        );
 
-      const [qP, kP, vP, doP] = [q, k, v, dout].map((a) => mem.f32(a));
-      const outP = mem.f32(q.length);
-      const lseP = mem.f32(lse.length);
-      const maskP = c.keyMask ? mem.i32(c.keyMask) : 0;
-      const segP = c.segIds ? mem.i32(c.segIds) : 0;
-      kernels.attentionForward(
-        qP,
-        kP,
-        vP,
-        outP,
-        lseP,
-        c.B,
-        c.T,
-        c.T,
-        c.T,
-        c.H,
-        c.KVH,
-        c.D,
-        maskP,
-        segP,
-        c.scale,
-      );
-      assertClose(mem.readF32(outP, out.length), out, 1e-5, `${c.name} out`);
-      assertClose(mem.readF32(lseP, lse.length), lse, 1e-5, `${c.name} lse`);
+        const [qP, kP, vP, doP] = [q, k, v, dout].map((a) => mem.f32(a));
+        const outP = mem.f32(q.length);
+        const lseP = mem.f32(lse.length);
+        const maskP = c.keyMask ? mem.i32(c.keyMask) : 0;
+        const segP = c.segIds ? mem.i32(c.segIds) : 0;
+        kernels.attentionForward(
+          qP,
+          kP,
+          vP,
+          outP,
+          lseP,
+          c.B,
+          c.T,
+          c.T,
+          c.T,
+          c.H,
+          c.KVH,
+          c.D,
+          maskP,
+          segP,
+          c.scale,
+        );
+        assertClose(mem.readF32(outP, out.length), out, 1e-5, `${c.name} out`);
+        assertClose(mem.readF32(lseP, lse.length), lse, 1e-5, `${c.name} lse`);
 
-      // Garbage in the outputs: the backward must overwrite, not accumulate.
-      const [dqP, dkP, dvP] = [dq, dk, dv].map((a) => mem.f32(rand(a.length)));
-      kernels.attentionBackward(
-        qP,
-        kP,
-        vP,
-        outP,
-        lseP,
-        doP,
-        dqP,
-        dkP,
-        dvP,
-        c.B,
-        c.T,
-        c.H,
-        c.KVH,
-        c.D,
-        maskP,
-        segP,
-        c.scale,
-      );
-      assertClose(mem.readF32(dqP, dq.length), dq, 1e-5, `${c.name} dq`);
-      assertClose(mem.readF32(dkP, dk.length), dk, 1e-5, `${c.name} dk`);
-      assertClose(mem.readF32(dvP, dv.length), dv, 1e-5, `${c.name} dv`);
-    }
-    assert.ok(splits.get('attentionBackward')!.length > 1);
-  });
+        // Garbage in the outputs: the backward must overwrite, not accumulate.
+        const [dqP, dkP, dvP] = [dq, dk, dv].map((a) => mem.f32(rand(a.length)));
+        kernels.attentionBackward(
+          qP,
+          kP,
+          vP,
+          outP,
+          lseP,
+          doP,
+          dqP,
+          dkP,
+          dvP,
+          c.B,
+          c.T,
+          c.H,
+          c.KVH,
+          c.D,
+          maskP,
+          segP,
+          c.scale,
+        );
+        assertClose(mem.readF32(dqP, dq.length), dq, 1e-5, `${c.name} dq`);
+        assertClose(mem.readF32(dkP, dk.length), dk, 1e-5, `${c.name} dk`);
+        assertClose(mem.readF32(dvP, dv.length), dv, 1e-5, `${c.name} dv`);
+      }
+      const backwardKernel = threads === 1 ? 'attentionBackward' : 'attentionBackwardKeyValue';
+      assert.ok(splits.get(backwardKernel)!.length > 1);
+    });
+  }
 
   test(`${variant} attentionForward decodes against a KV cache (Tq < Tk < kvCap, NaN past Tk)`, async () => {
     const { mem, kernels } = await harness(await binaryPromise);

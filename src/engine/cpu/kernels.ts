@@ -11,6 +11,8 @@ export interface KernelHost {
   exports: WebAssembly.Exports;
   /** Calls export `name(...args, start, end)` on workers over slices of [0, total). */
   parallelFor?(name: string, total: number, args: number[]): void;
+  /** Threads parallelFor spreads over (1 when absent). */
+  readonly threads?: number;
 }
 
 export interface CpuKernelsOptions {
@@ -19,6 +21,9 @@ export interface CpuKernelsOptions {
 }
 
 type WasmKernel = (...args: number[]) => number;
+
+/** Time of the split attention backward relative to the fused one on the same threads (measured). */
+const SPLIT_BACKWARD_COST = 1.8;
 
 export class CpuKernels {
   private readonly minParallelFlops: number;
@@ -73,7 +78,11 @@ export class CpuKernels {
     this.run('attentionForward', B * H, 2 * Tq * Tk * D, args);
   }
 
-  /** Flash backward (Tq = Tk = kvCap = T); dq, dk, dv overwritten, GQA heads summed into dk / dv. */
+  /**
+   * Flash backward (Tq = Tk = kvCap = T); dq, dk, dv overwritten, GQA heads summed into dk / dv.
+   * When there are too few (batch, kv head) pairs to keep the threads busy, the work is split
+   * differently: dq per query head, dk / dv per block of keys (more arithmetic, all threads busy).
+   */
   attentionBackward(
     q: number,
     k: number,
@@ -93,8 +102,22 @@ export class CpuKernels {
     segIds: number,
     scale: number,
   ): void {
-    const args = [q, k, v, out, lse, dout, dq, dk, dv, B, T, H, KVH, D, keyMask, segIds, scale];
-    this.run('attentionBackward', B * KVH, (H / KVH) * 3 * T * T * D, args);
+    const threads = this.host.threads ?? 1;
+    // Per query head: 2 dots + 3 axpys of length D (2 flops each) per visible pair, ~T^2/2 pairs.
+    const pairFlops = 5 * T * T * D;
+    const fusedRounds = Math.ceil((B * KVH) / threads);
+    if (!this.host.parallelFor || (SPLIT_BACKWARD_COST * B * KVH) / threads >= fusedRounds) {
+      const args = [q, k, v, out, lse, dout, dq, dk, dv, B, T, H, KVH, D, keyMask, segIds, scale];
+      this.run('attentionBackward', B * KVH, (H / KVH) * pairFlops, args);
+      return;
+    }
+    const dims = [B, T, H, KVH, D, keyMask, segIds, scale];
+    this.run('attentionBackwardQuery', B * H, pairFlops, [q, k, v, out, lse, dout, dq, ...dims]);
+    // Enough key blocks for about four work items per thread.
+    const keyBlock = Math.max(8, Math.ceil((B * KVH * T) / (4 * threads)));
+    const items = B * KVH * Math.ceil(T / keyBlock);
+    const kvArgs = [q, k, v, out, lse, dout, dk, dv, ...dims, keyBlock];
+    this.run('attentionBackwardKeyValue', items, ((H / KVH) * pairFlops * B * KVH) / items, kvArgs);
   }
 
   /** out = x * rstd * w per row; rstd [rows] saved unless 0. */
