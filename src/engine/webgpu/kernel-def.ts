@@ -2,7 +2,7 @@
  * Declarative description of one compute kernel, turned into WGSL with a uniform `P` struct and
  * one storage binding per buffer. Every buffer `x` gets a `P.x_off` element offset: buffers are
  * bound from an offset aligned down to the device's minimum binding alignment and the shader adds
- * the remainder, so callers may pass any element-aligned offset (see runner.ts).
+ * the remainder, so callers may pass any element-aligned offset (see binding-plan.ts).
  */
 export type ParamType = 'u32' | 'i32' | 'f32';
 
