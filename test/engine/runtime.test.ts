@@ -172,6 +172,33 @@ describe('WasmRuntime', () => {
       2,
     ];
     assert.throws(() => rt.parallelFor('gemmPart', 2, args), /out of bounds/);
+    // Only the worker's half of the columns (32..63 of one row) lies past the end of memory.
+    const lastColumns = rt.memory.buffer.byteLength - 32 * 4;
+    const workerOnly = [
+      1,
+      64,
+      4,
+      operands,
+      4,
+      0,
+      0,
+      operands,
+      64,
+      0,
+      0,
+      lastColumns,
+      64,
+      1,
+      0,
+      0,
+      scratch,
+      scratchStride,
+      2,
+    ];
+    assert.throws(
+      () => rt.parallelFor('gemmPart', 2, workerOnly),
+      /failed in a worker: worker 1: .*out of bounds/s,
+    );
     rt.free(scratch);
     rt.free(operands);
     // The pool is still usable afterwards.

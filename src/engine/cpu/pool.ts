@@ -144,8 +144,9 @@ export class WorkerPool {
         mainError = error; // still wait: workers may be writing memory the caller will reuse
       }
       this.waitForWorkers();
+      const workerError = this.takeWorkerFailure(name); // taken even when rethrowing mainError
       if (mainError !== undefined) throw mainError;
-      this.throwWorkerFailure(name);
+      if (workerError) throw workerError;
     } finally {
       this.busy = false;
     }
@@ -183,13 +184,14 @@ export class WorkerPool {
     }
   }
 
-  private throwWorkerFailure(name: string): void {
-    if (Atomics.load(this.control, LAYOUT.FAILED) === 0) return;
+  /** The error of a worker that failed in the last task (its messages drained), or undefined. */
+  private takeWorkerFailure(name: string): Error | undefined {
+    if (Atomics.load(this.control, LAYOUT.FAILED) === 0) return undefined;
     const messages = this.errorPorts.flatMap((port) => {
       const received = receiveMessageOnPort(port);
       return received ? [String(received.message)] : [];
     });
-    throw new Error(
+    return new Error(
       `parallelFor '${name}' failed in a worker: ${messages.join('; ') || 'unknown error'}`,
     );
   }
