@@ -11,6 +11,7 @@ import { bytesToF32, f32ToBf16, f32ToF16, SafetensorsFolder, type TensorSource }
 import { LoraforgeError } from '../util/errors.ts';
 import { parseDecoderConfig, type DecoderConfig } from './config.ts';
 import { DecoderModel, PROJECTION_NAMES, projectionPath, type DecoderLayer, type Projection, type ProjectionName } from './decoder.ts';
+import { hasBias, projectionShapes } from './shapes.ts';
 
 export type WeightDType = 'f32' | 'bf16' | 'f16';
 
@@ -62,17 +63,7 @@ export function loadModel(dir: string, opts: LoadModelOptions = {}): DecoderMode
     return t;
   };
   try {
-    const shapes: Record<ProjectionName, [number, number]> = {
-      q_proj: [c.numHeads * c.headDim, c.hiddenSize],
-      k_proj: [c.numKvHeads * c.headDim, c.hiddenSize],
-      v_proj: [c.numKvHeads * c.headDim, c.hiddenSize],
-      o_proj: [c.hiddenSize, c.numHeads * c.headDim],
-      gate_proj: [c.intermediateSize, c.hiddenSize],
-      up_proj: [c.intermediateSize, c.hiddenSize],
-      down_proj: [c.hiddenSize, c.intermediateSize],
-    };
-    const hasBias = (name: ProjectionName): boolean =>
-      name === 'o_proj' ? c.oBias : ['q_proj', 'k_proj', 'v_proj'].includes(name) ? c.qkvBias : c.mlpBias;
+    const shapes = projectionShapes(c);
     const embed = load('model.embed_tokens.weight', [c.vocabSize, c.hiddenSize], dtype);
     const layers: DecoderLayer[] = [];
     for (let i = 0; i < c.numLayers; i++) {
@@ -83,7 +74,7 @@ export function loadModel(dir: string, opts: LoadModelOptions = {}): DecoderMode
         proj[name] = {
           path,
           weight: load(`${path}.weight`, shape, dtype),
-          bias: hasBias(name) ? loadTensor(source, `${path}.bias`, [shape[0]], 'f32', dir) : null,
+          bias: hasBias(c, name) ? loadTensor(source, `${path}.bias`, [shape[0]], 'f32', dir) : null,
           lora: null,
         };
       }

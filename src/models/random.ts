@@ -10,7 +10,8 @@ import { writeFileAtomic } from '../io/atomic.ts';
 import { encodeSafetensors, f32ToBf16, f32ToF16, type NamedTensorData } from '../io/safetensors.ts';
 import { Rng } from '../util/rng.ts';
 import { parseDecoderConfig } from './config.ts';
-import { PROJECTION_NAMES, projectionPath, type ProjectionName } from './decoder.ts';
+import { PROJECTION_NAMES, projectionPath } from './decoder.ts';
+import { hasBias, projectionShapes } from './shapes.ts';
 
 /** Qwen2-0.5B-Instruct's config.json (the shape every benchmark uses). */
 export const QWEN2_0_5B_CONFIG = {
@@ -55,25 +56,14 @@ export function writeRandomModel(
     tensors.push({ name, dtype, shape: [length], data: encode(new Float32Array(length).fill(value)) });
 
   const c = config;
-  const q = c.numHeads * c.headDim;
-  const kv = c.numKvHeads * c.headDim;
-  const shapes: Record<ProjectionName, [number, number]> = {
-    q_proj: [q, c.hiddenSize],
-    k_proj: [kv, c.hiddenSize],
-    v_proj: [kv, c.hiddenSize],
-    o_proj: [c.hiddenSize, q],
-    gate_proj: [c.intermediateSize, c.hiddenSize],
-    up_proj: [c.intermediateSize, c.hiddenSize],
-    down_proj: [c.hiddenSize, c.intermediateSize],
-  };
+  const shapes = projectionShapes(c);
   normal('model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]);
   for (let i = 0; i < c.numLayers; i++) {
     constant(`model.layers.${i}.input_layernorm.weight`, c.hiddenSize, 1);
     constant(`model.layers.${i}.post_attention_layernorm.weight`, c.hiddenSize, 1);
     for (const name of PROJECTION_NAMES) {
       normal(`${projectionPath(i, name)}.weight`, shapes[name]);
-      const biased = name === 'o_proj' ? c.oBias : ['q_proj', 'k_proj', 'v_proj'].includes(name) ? c.qkvBias : c.mlpBias;
-      if (biased) constant(`${projectionPath(i, name)}.bias`, shapes[name][0], 0);
+      if (hasBias(c, name)) constant(`${projectionPath(i, name)}.bias`, shapes[name][0], 0);
     }
   }
   constant('model.norm.weight', c.hiddenSize, 1);

@@ -8,6 +8,7 @@ import type { DecoderModel, LoraLookup } from '../models/decoder.ts';
 import { Rng } from '../util/rng.ts';
 import { formatCount } from '../util/format.ts';
 import { isTargeted, loraScale, type LoraConfig } from './config.ts';
+import { baseParameterCountOf } from './count.ts';
 
 export interface LoraPair {
   a: Tensor;
@@ -91,15 +92,9 @@ export class LoraAdapter {
   }
 }
 
-export function baseParameterCount(model: DecoderModel): number {
-  let n = 0;
-  for (const t of model.namedWeights().values()) n += t.size;
-  return n;
-}
-
 /** PEFT's print_trainable_parameters line. */
 export function trainableParametersReport(model: DecoderModel, adapter: LoraAdapter): string {
   const trainable = adapter.parameterCount();
-  const all = baseParameterCount(model) + trainable;
+  const all = baseParameterCountOf(model.config) + trainable;
   return `trainable params: ${formatCount(trainable)} || all params: ${formatCount(all)} || trainable%: ${((100 * trainable) / all).toFixed(4)}`;
 }

@@ -10,7 +10,8 @@ import { createTemplate } from '../data/templates.ts';
 import { resolveModel } from '../io/hub.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
 import { loadDecoderConfig, loadModel, type WeightDType } from '../models/load.ts';
-import { LoraAdapter, trainableParametersReport, baseParameterCount } from '../peft/adapter.ts';
+import { LoraAdapter, trainableParametersReport } from '../peft/adapter.ts';
+import { baseParameterCountOf } from '../peft/count.ts';
 import { makeLoraConfig } from '../peft/config.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { formatCount } from '../util/format.ts';
@@ -38,13 +39,6 @@ function chooseDType(cfg: TrainConfig, parameters: number): WeightDType {
   return cfg.finetuning_type === 'lora' && parameters > 100e6 ? 'bf16' : 'f32';
 }
 
-function approximateParameters(dir: string): number {
-  const c = loadDecoderConfig(dir);
-  const attention = c.hiddenSize * (c.numHeads + 2 * c.numKvHeads) * c.headDim * 2;
-  const mlp = 3 * c.hiddenSize * c.intermediateSize;
-  return c.vocabSize * c.hiddenSize + c.numLayers * (attention + mlp);
-}
-
 export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promise<RunResult> {
   const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   await selectBackend({ device: cfg.device as DeviceName, threads: cfg.threads });
@@ -69,7 +63,7 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
       (trainStats.dropped ? `, ${trainStats.dropped} dropped (nothing left to learn after cutoff_len ${cfg.cutoff_len})` : ''),
   );
 
-  const dtype = chooseDType(cfg, approximateParameters(modelDir));
+  const dtype = chooseDType(cfg, baseParameterCountOf(loadDecoderConfig(modelDir)));
   const model = loadModel(modelDir, { dtype: cfg.finetuning_type === 'full' ? 'f32' : dtype });
   let adapter: LoraAdapter | null = null;
   if (cfg.finetuning_type === 'lora') {
@@ -87,7 +81,7 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
     adapter.attach(model);
     log(trainableParametersReport(model, adapter));
   } else {
-    log(`full fine-tuning: ${formatCount(baseParameterCount(model))} trainable parameters`);
+    log(`full fine-tuning: ${formatCount(baseParameterCountOf(model.config))} trainable parameters`);
   }
 
   const padId = padIdOf(tokenizer);
