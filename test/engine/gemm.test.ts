@@ -173,6 +173,7 @@ const SHAPES: Array<[number, number, number]> = [
   [300, 10, 513], // narrow output, several K slices: split over rows
   [64, 600, 40], // wide output: split over columns
   [5, 2100, 9], // more columns than one column block
+  [2, 4000, 200], // dot-product path big enough to be split over threads
 ];
 const TRANSPOSES = [
   [false, false],

@@ -21,7 +21,7 @@ const LAYOUT = {
   SHUTDOWN: 6,
   ARGS_OFFSET: 64, // bytes
   MAX_ARGS: 32,
-  SPIN: 20000, // polls before sleeping (~tens of microseconds)
+  SPIN: 2000, // polls before sleeping: a few microseconds; longer spins hurt when the cores are oversubscribed
 } as const;
 
 export const CONTROL_BLOCK_BYTES = LAYOUT.ARGS_OFFSET + LAYOUT.MAX_ARGS * 8;

@@ -52,7 +52,7 @@ const MIN_GROW_PAGES = 256;
 const CONTROL_BLOCK_OFFSET = 1024;
 const HEAP_START = PAGE_BYTES;
 /** Below this many multiply-adds a GEMM runs on the calling thread: waking workers would cost more. */
-const PARALLEL_GEMM_MIN_FLOPS = 1 << 18;
+const PARALLEL_GEMM_MIN_MULTIPLY_ADDS = 1 << 20;
 const DTYPE_CODES: Record<MatrixDtype, number> = { f32: 0, bf16: 1, f16: 2 };
 
 const buildDir = new URL('../../../build/', import.meta.url);
@@ -136,7 +136,7 @@ export class WasmRuntime {
     const { m, n, k } = args;
     checkGemmArgs(args);
     if (m === 0 || n === 0) return;
-    const parts = m * n * k < PARALLEL_GEMM_MIN_FLOPS ? 1 : this.threads;
+    const parts = m * n * k < PARALLEL_GEMM_MIN_MULTIPLY_ADDS ? 1 : this.threads;
     const scratch = this.ensureGemmScratch();
     const callArgs = [
       m,
