@@ -108,6 +108,15 @@ export interface Kernels {
     logits: Operand, rows: number, cols: number, colOffset: number, targets: Operand,
     lse: Operand, rowScale: Operand,
   ): void;
+  /**
+   * Finishes the fused loss without a host read: lse[r] = runMax[r] + log(runSum[r]) and
+   * loss[0] = Σ_r (lse[r] − tgtLogit[r]) / divisor.
+   */
+  ceLossFinish(
+    runMax: Operand, runSum: Operand, tgtLogit: Operand, rows: number, lse: Operand, loss: Operand, divisor: number,
+  ): void;
+  /** x *= factor[0] / divisor over n f32 elements: applies a device-resident scalar (a backward seed). */
+  scaleByScalar(x: Operand, n: number, factor: Operand, divisor: number): void;
   adamwStep(
     p: Operand, g: Operand, m: Operand, v: Operand, n: number,
     lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number,

@@ -263,6 +263,28 @@ class CpuKernelSet implements Kernels {
     this.wasm.ceChunkBackward(ptrOf(logits), rows, cols, colOffset, ptrOf(targets), ptrOf(lse), ptrOf(rowScale));
   }
 
+  ceLossFinish(
+    runMax: Operand, runSum: Operand, tgtLogit: Operand, rows: number, lse: Operand, loss: Operand, divisor: number,
+  ): void {
+    const maxes = this.f32(runMax, rows);
+    const sums = this.f32(runSum, rows);
+    const picked = this.f32(tgtLogit, rows);
+    const lses = this.f32(lse, rows);
+    // lse is rounded to f32 before it is summed (in float64), as the backward pass will see it.
+    let total = 0;
+    for (let r = 0; r < rows; r++) {
+      lses[r] = maxes[r]! + Math.log(sums[r]!);
+      total += lses[r]! - picked[r]!;
+    }
+    this.f32(loss, 1)[0] = total / divisor;
+  }
+
+  scaleByScalar(x: Operand, n: number, factor: Operand, divisor: number): void {
+    const scale = this.f32(factor, 1)[0]! / divisor;
+    const xs = this.f32(x, n);
+    for (let i = 0; i < n; i++) xs[i] = xs[i]! * scale;
+  }
+
   adamwStep(
     p: Operand, g: Operand, m: Operand, v: Operand, n: number,
     lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number,

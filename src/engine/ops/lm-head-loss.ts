@@ -50,8 +50,7 @@ export function lmHeadLoss(
     targetIds.push(t);
   });
   const rows = rowsIdx.length;
-  const loss = Tensor.zeros([1]);
-  if (rows === 0) return { loss, targets: 0 };
+  if (rows === 0) return { loss: Tensor.zeros([1]), targets: 0 };
   const denominator = opts.divisor ?? rows;
 
   const rowIndex = Tensor.from(Int32Array.from(rowsIdx), [rows], 'i32');
@@ -81,39 +80,33 @@ export function lmHeadLoss(
     }
   }
 
-  const maxes = runMax.readSync() as Float32Array;
-  const sums = runSum.readSync() as Float32Array;
-  const picked = tgtLogit.readSync() as Float32Array;
-  const lse = new Float32Array(rows);
-  let total = 0;
-  for (let r = 0; r < rows; r++) {
-    lse[r] = maxes[r]! + Math.log(sums[r]!);
-    total += lse[r]! - picked[r]!;
-  }
-  loss.backend.upload(loss.storage, loss.byteOffset, Float32Array.of(total / denominator));
+  // Finished on the device: a GPU backend would otherwise stall here for a read.
+  const loss = Tensor.empty([1]);
+  const lse = Tensor.empty([rows]);
+  k.ceLossFinish(
+    runMax.operand(), runSum.operand(), tgtLogit.operand(), rows, lse.operand(), loss.operand(), denominator,
+  );
 
   if (acc) {
     const targetRows = Tensor.empty([rows, dim]);
     k.embeddingForward(table.operand(), targetIndex.operand(), targetRows.operand(), rows, dim);
     k.ceOnlineFinish(acc.operand(), runSum.operand(), targetRows.operand(), rows, dim, 1 / denominator);
     record(loss, [h], (dLoss) => {
-      const seed = (dLoss.readSync() as Float32Array)[0]!;
-      if (seed !== 1) k.axpby(acc.operand(), acc.operand(), acc.size, seed, 0);
+      k.scaleByScalar(acc.operand(), acc.size, dLoss.operand(), 1);
       k.scatterAddRows(acc.operand(), rowIndex.operand(), zeroedGrad(h).operand(), rows, dim);
     });
   } else {
-    const lseTensor = Tensor.from(lse, [rows]);
     record(loss, [h, table], (dLoss) => {
-      const seed = (dLoss.readSync() as Float32Array)[0]!;
       const rowScale = Tensor.empty([rows]);
-      k.fill(rowScale.operand(), rows, seed / denominator);
+      k.fill(rowScale.operand(), rows, 1);
+      k.scaleByScalar(rowScale.operand(), rows, dLoss.operand(), denominator);
       const dhs = Tensor.zeros([rows, dim]);
       const dTable = table.requiresGrad ? zeroedGrad(table) : null;
       for (let c0 = 0; c0 < vocab; c0 += chunk) {
         const cols = Math.min(chunk, vocab - c0);
         k.gemm(hs.operand(), table.operand(c0 * dim), logits.operand(), { m: rows, n: cols, k: dim, transB: true });
         k.ceChunkBackward(
-          logits.operand(), rows, cols, c0, targetIndex.operand(), lseTensor.operand(), rowScale.operand(),
+          logits.operand(), rows, cols, c0, targetIndex.operand(), lse.operand(), rowScale.operand(),
         );
         k.gemm(logits.operand(), table.operand(c0 * dim), dhs.operand(), { m: rows, n: dim, k: cols, beta: 1 });
         if (dTable) {
