@@ -823,7 +823,7 @@ gpuDescribe('webgpu backend helper kernels', () => {
       for (let r = 0; r < rows; r++)
         part.set(logits.subarray(r * vocab + c0, r * vocab + c0 + cols), r * cols);
       const partG = upload(part);
-      host.ceOnlineChunk(part, rows, cols, c0, targets, runMax, runSum, tgt, acc, accCols);
+      ref.ceOnlineChunk(part, rows, cols, c0, targets, runMax, runSum, tgt, acc, accCols);
       gpu!.ceOnlineChunk(partG, rows, cols, c0, targetsG, maxG!, sumG!, tgtG!, accG!, accCols);
       assertClose(await download(partG, part.length), part, 'exp chunk');
     }

@@ -244,10 +244,9 @@ class CpuKernelSet implements Kernels {
     logits: Operand, rows: number, cols: number, colOffset: number, targets: Operand,
     runMax: Operand, runSum: Operand, tgtLogit: Operand, acc: Operand | null, accCols: number,
   ): void {
-    host.ceOnlineChunk(
-      this.f32(logits, rows * cols), rows, cols, colOffset, this.i32(targets, rows),
-      this.f32(runMax, rows), this.f32(runSum, rows), this.f32(tgtLogit, rows),
-      acc ? this.f32(acc, rows * accCols) : null, accCols,
+    this.wasm.ceOnlineChunk(
+      ptrOf(logits), rows, cols, colOffset, ptrOf(targets),
+      ptrOf(runMax), ptrOf(runSum), ptrOf(tgtLogit), optionalPtr(acc), accCols,
     );
   }
 

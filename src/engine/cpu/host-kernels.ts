@@ -42,46 +42,6 @@ export function scatterAddRows(src: Float32Array, idx: Int32Array, dst: Float32A
   }
 }
 
-/**
- * One vocabulary chunk of the online-softmax cross-entropy: updates running max / sum, stores
- * exp(logit − max) back into the chunk and rescales the accumulator rows when the max moves.
- */
-export function ceOnlineChunk(
-  logits: Float32Array,
-  rows: number,
-  cols: number,
-  colOffset: number,
-  targets: Int32Array,
-  runMax: Float32Array,
-  runSum: Float32Array,
-  tgtLogit: Float32Array,
-  acc: Float32Array | null,
-  accCols: number,
-): void {
-  for (let r = 0; r < rows; r++) {
-    const row = r * cols;
-    let chunkMax = -Infinity;
-    for (let c = 0; c < cols; c++) if (logits[row + c]! > chunkMax) chunkMax = logits[row + c]!;
-    const target = targets[r]! - colOffset;
-    if (target >= 0 && target < cols) tgtLogit[r] = logits[row + target]!;
-    const oldMax = runMax[r]!;
-    const newMax = Math.max(oldMax, chunkMax);
-    const rescale = oldMax === -Infinity ? 0 : Math.exp(oldMax - newMax);
-    let sum = 0;
-    for (let c = 0; c < cols; c++) {
-      const e = Math.exp(logits[row + c]! - newMax);
-      logits[row + c] = e;
-      sum += e;
-    }
-    runSum[r] = runSum[r]! * rescale + sum;
-    runMax[r] = newMax;
-    if (acc && rescale !== 1) {
-      const a = r * accCols;
-      for (let c = 0; c < accCols; c++) acc[a + c]! *= rescale;
-    }
-  }
-}
-
 export function ceOnlineFinish(
   acc: Float32Array,
   runSum: Float32Array,

@@ -217,6 +217,23 @@ export class CpuKernels {
     ]);
   }
 
+  /** Online-softmax chunk of the fused LM-head loss (see the wasm kernel); acc = 0 skips it. */
+  ceOnlineChunk(
+    logits: number,
+    rows: number,
+    cols: number,
+    colOffset: number,
+    targets: number,
+    runMax: number,
+    runSum: number,
+    tgtLogit: number,
+    acc: number,
+    accCols: number,
+  ): void {
+    const args = [logits, rows, cols, colOffset, targets, runMax, runSum, tgtLogit, acc, accCols];
+    this.run('ceOnlineChunk', rows, 20 * cols + accCols, args);
+  }
+
   /**
    * In place: logits -> rowScale[r] * (softmax - onehot(targets[r])), given the rows' lse f32
    * [rows]. rowScale is f32 [rows] (e.g. 1/numTargets, 0 for unsupervised rows, which become 0).

@@ -375,3 +375,43 @@ export function f32ToBf16(src: Float32Array, dst: Uint16Array, n: number): void 
     else dst[i] = (u + 0x7fff + ((u >>> 16) & 1)) >>> 16;
   }
 }
+
+/**
+ * One vocabulary chunk of the online-softmax cross-entropy: updates running max / sum, stores
+ * exp(logit − max) back into the chunk and rescales the accumulator rows when the max moves.
+ */
+export function ceOnlineChunk(
+  logits: Floats,
+  rows: number,
+  cols: number,
+  colOffset: number,
+  targets: Int32Array,
+  runMax: Floats,
+  runSum: Floats,
+  tgtLogit: Floats,
+  acc: Floats | null,
+  accCols: number,
+): void {
+  for (let r = 0; r < rows; r++) {
+    const row = r * cols;
+    let chunkMax = -Infinity;
+    for (let c = 0; c < cols; c++) if (logits[row + c]! > chunkMax) chunkMax = logits[row + c]!;
+    const target = targets[r]! - colOffset;
+    if (target >= 0 && target < cols) tgtLogit[r] = logits[row + target]!;
+    const oldMax = runMax[r]!;
+    const newMax = Math.max(oldMax, chunkMax);
+    const rescale = oldMax === -Infinity ? 0 : Math.exp(oldMax - newMax);
+    let sum = 0;
+    for (let c = 0; c < cols; c++) {
+      const e = Math.exp(logits[row + c]! - newMax);
+      logits[row + c] = e;
+      sum += e;
+    }
+    runSum[r] = runSum[r]! * rescale + sum;
+    runMax[r] = newMax;
+    if (acc && rescale !== 1) {
+      const a = r * accCols;
+      for (let c = 0; c < accCols; c++) acc[a + c]! *= rescale;
+    }
+  }
+}

@@ -839,6 +839,29 @@ export function ceChunkForward(
 }
 
 /**
+ * The fused LM-head loss's online softmax over one vocabulary chunk: updates the running max and
+ * sum, stores exp(logit - newMax) back in place (the next GEMM accumulates those times the head
+ * rows into acc), and rescales acc's row by exp(oldMax - newMax) when the max moved.
+ * acc = 0 skips the accumulator. Work items: rows.
+ */
+export function ceOnlineChunk(
+  logits: usize, rows: i32, cols: i32, colOffset: i32, targets: usize,
+  runMax: usize, runSum: usize, tgtLogit: usize, acc: usize, accCols: i32, start: i32, end: i32,
+): void {
+  for (let r = start; r < end; r++) {
+    const row = at(logits, r * cols);
+    const t = load<i32>(at(targets, r)) - colOffset;
+    if (<u32>t < <u32>cols) store<f32>(at(tgtLogit, r), load<f32>(at(row, t)));
+    const oldMax = load<f32>(at(runMax, r));
+    const newMax = max<f32>(oldMax, rowMax(row, cols));
+    const rescale: f32 = oldMax == -Infinity ? 0 : expf(oldMax - newMax);
+    store<f32>(at(runSum, r), load<f32>(at(runSum, r)) * rescale + sumExp(row, cols, newMax, row));
+    store<f32>(at(runMax, r), newMax);
+    if (acc != 0 && rescale != 1) scaleInPlace(at(acc, r * accCols), rescale, accCols);
+  }
+}
+
+/**
  * In place: logits[r, c] = rowScale[r] * (exp(logits[r, c] - lse[r]) - onehot(targets[r])).
  * Rows with rowScale 0 (unsupervised) become exact zeros. Work items: rows.
  */
