@@ -46,16 +46,26 @@ function gflops(shape: { m: number; n: number; k: number }, seconds: number): nu
   return (2 * shape.m * shape.n * shape.k) / seconds / 1e9;
 }
 
-/** Runs `fn` once to warm up (skipped when `warmUp` is false), then until MIN_SECONDS; returns seconds per run. */
-function timeIt(fn: () => void, warmUp: boolean): number {
+interface Timing {
+  /** Wall-clock seconds per run. */
+  seconds: number;
+  /** Process CPU seconds (all threads) per run. */
+  cpuSeconds: number;
+}
+
+/** Runs `fn` once to warm up (skipped when `warmUp` is false), then until MIN_SECONDS. */
+function timeIt(fn: () => void, warmUp: boolean): Timing {
   if (warmUp) fn();
   let runs = 0;
+  const cpuStart = process.cpuUsage();
   const start = performance.now();
   do {
     fn();
     runs++;
   } while (performance.now() - start < MIN_SECONDS * 1000);
-  return (performance.now() - start) / 1000 / runs;
+  const seconds = (performance.now() - start) / 1000 / runs;
+  const cpu = process.cpuUsage(cpuStart);
+  return { seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 / runs };
 }
 
 function fillRandom(view: Float32Array): void {
@@ -82,7 +92,7 @@ function naiveGemmSeconds(shape: Shape): number {
   const c = new Float32Array(m * n);
   fillRandom(a);
   fillRandom(b);
-  const seconds = timeIt(() => {
+  const { seconds } = timeIt(() => {
     for (let i = 0; i < m; i++) {
       for (let j = 0; j < n; j++) {
         let sum = 0;
@@ -102,6 +112,11 @@ interface Result {
   variant: string;
   threads: number;
   gflops: number;
+  /**
+   * Rate the threads reached while they actually ran (flops / CPU time per thread): what an idle
+   * machine would show. Wall-clock `gflops` drops when other processes share the cores.
+   */
+  cpuTimeGflops: number;
   naiveGflops: number;
   speedup: number;
 }
@@ -139,8 +154,9 @@ function benchShape(runtimes: WasmRuntime[], shape: Shape): Result[] {
         ldc: n,
       };
       // The LM head takes seconds per run: no separate warm-up there.
-      const seconds = timeIt(() => rt.gemm(args), m * n * k < 1e10);
+      const { seconds, cpuSeconds } = timeIt(() => rt.gemm(args), m * n * k < 1e10);
       const rate = gflops(shape, seconds);
+      const cpuTimeRate = gflops(shape, cpuSeconds / rt.threads);
       results.push({
         shape: shape.name,
         m,
@@ -149,12 +165,14 @@ function benchShape(runtimes: WasmRuntime[], shape: Shape): Result[] {
         variant: variant.name,
         threads: rt.threads,
         gflops: rate,
+        cpuTimeGflops: cpuTimeRate,
         naiveGflops,
         speedup: rate / naiveGflops,
       });
       console.log(
         `${`${shape.name} ${m}x${n}x${k}`.padEnd(28)} ${variant.name.padEnd(12)} ${String(rt.threads).padStart(2)}T ` +
           `${rate.toFixed(1).padStart(7)} GFLOP/s  ${(seconds * 1000).toFixed(1).padStart(8)} ms  ` +
+          `(CPU-time rate ${cpuTimeRate.toFixed(1).padStart(5)})  ` +
           `x${(rate / naiveGflops).toFixed(0)} vs naive`,
       );
     }
@@ -177,6 +195,10 @@ console.log(
 console.log(
   `naive: JS i-j-p loop over Float32Array on a ${NAIVE_ROWS} x min(n,${NAIVE_COLS}) x k slice of each shape ` +
     '(same flop rate assumed for the full shape)',
+);
+console.log(
+  'CPU-time rate: flops / (process CPU seconds / threads), the rate while the threads actually ran; ' +
+    'it matches wall-clock GFLOP/s when no other process competes for the cores',
 );
 const results: Result[] = [];
 for (const shape of SHAPES) {
