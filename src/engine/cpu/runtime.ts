@@ -166,7 +166,10 @@ export class WasmRuntime {
   /** Terminates the workers (the memory stays readable); the runtime must not be used afterwards. */
   dispose(): void {
     this.pool.dispose();
-    if (sharedRuntime && sharedRuntimeValue === this) sharedRuntime = undefined;
+    if (sharedRuntimeValue === this) {
+      sharedRuntime = undefined;
+      sharedRuntimeValue = undefined;
+    }
   }
 
   /** One packing-scratch region per thread, allocated on first use. */
