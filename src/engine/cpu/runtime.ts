@@ -50,7 +50,8 @@ const INITIAL_PAGES = 256; // 16 MiB
 const MIN_GROW_PAGES = 256;
 /** Page 0 is never handed out: address 0 stays an invalid "null" pointer, and the pool's control block lives here. */
 const CONTROL_BLOCK_OFFSET = 1024;
-const HEAP_START = PAGE_BYTES;
+/** The heap starts after page 0 and never overlaps the control block. */
+const HEAP_START = Math.max(PAGE_BYTES, CONTROL_BLOCK_OFFSET + CONTROL_BLOCK_BYTES);
 /** Below this many multiply-adds a GEMM runs on the calling thread: waking workers would cost more. */
 const PARALLEL_GEMM_MIN_MULTIPLY_ADDS = 1 << 20;
 const DTYPE_CODES: Record<MatrixDtype, number> = { f32: 0, bf16: 1, f16: 2 };
