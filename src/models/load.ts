@@ -34,7 +34,9 @@ export function loadTensor(source: TensorSource, name: string, shape: readonly n
   const t = Tensor.empty(shape, dtype).keep();
   const backend = getBackend();
   if (info.dtype === SAFETENSORS_DTYPE[dtype as WeightDType]) {
-    backend.upload(t.storage, t.byteOffset, source.read(name));
+    // Straight from the file into device memory when the host can see it: no transient copy.
+    if (backend.hostView) source.readInto(name, backend.hostView(t.storage, t.byteOffset, t.bytes));
+    else backend.upload(t.storage, t.byteOffset, source.read(name));
     return t;
   }
   const values = bytesToF32(info.dtype, source.read(name), `${where}: '${name}'`);

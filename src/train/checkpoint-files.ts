@@ -20,7 +20,7 @@ import {
 import { LoraforgeError } from '../util/errors.ts';
 import type { MetricsRecord } from './metrics.ts';
 import type { AdamWStateDict } from './optimizer.ts';
-import type { RngState } from './rng.ts';
+import type { RngState } from '../util/rng.ts';
 
 export const TRAINER_STATE_FILE = 'trainer_state.json';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';

@@ -14,7 +14,7 @@ import {
   type TrainerState,
 } from '../../src/train/checkpoint-files.ts';
 import { AdamW } from '../../src/train/optimizer.ts';
-import { Rng } from '../../src/train/rng.ts';
+import { Rng } from '../../src/util/rng.ts';
 import { LoraforgeError } from '../../src/util/errors.ts';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'loraforge-ckpt-'));

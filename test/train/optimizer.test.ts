@@ -8,7 +8,7 @@ import {
   type NamedParameter,
 } from '../../src/train/optimizer.ts';
 import { SafetensorsFile, bytesToF32 } from '../../src/io/safetensors.ts';
-import { Rng } from '../../src/train/rng.ts';
+import { Rng } from '../../src/util/rng.ts';
 import { LoraforgeError } from '../../src/util/errors.ts';
 
 const GOLDEN = '/work/shared/golden/qwen2-tiny/train';

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Rng } from '../../src/train/rng.ts';
+import { Rng } from '../../src/util/rng.ts';
 import { LoraforgeError } from '../../src/util/errors.ts';
 
 test('equal seeds give equal streams, different seeds different ones', () => {
