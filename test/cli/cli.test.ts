@@ -106,3 +106,30 @@ test('train → chat: the adapter folder is what PEFT writes, and chat uses its 
   assert.match(chat.stderr, /template: tutorial, adapter loaded/);
 });
 
+
+test('Ctrl-C during training saves a checkpoint, and --resume-from-checkpoint continues from it', async () => {
+  const { spawn } = await import('node:child_process');
+  const { existsSync, readdirSync } = await import('node:fs');
+  const out = join(root, 'interrupted');
+  const dataset = join(import.meta.dirname, '..', '..', 'examples', 'identity.json');
+  const args = ['train', '--model', model, '--dataset', dataset, '--output-dir', out, '--logging-steps', '1', '--lora-dropout', '0'];
+  const child = spawn(process.execPath, [BIN, ...args, '--max-steps', '100000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  const start = Date.now();
+  while (!existsSync(join(out, 'metrics.jsonl')) || readFileSync(join(out, 'metrics.jsonl'), 'utf8').split('\n').length < 3) {
+    assert.ok(Date.now() - start < 60_000, 'training started');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill('SIGINT');
+  const code = await new Promise((r) => child.once('exit', r));
+  assert.equal(code, 0);
+  const checkpoints = readdirSync(out).filter((f) => /^checkpoint-\d+$/.test(f));
+  assert.equal(checkpoints.length, 1, readdirSync(out).join(', '));
+  const step = Number(checkpoints[0]!.split('-')[1]);
+  assert.match(stdout, new RegExp(`stopped at step ${step}; resume with`));
+  const resumed = run([...args, '--max-steps', String(step + 2), '--resume-from-checkpoint', 'latest']);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.match(resumed.stderr, new RegExp(`resumed from .*checkpoint-${step} at step ${step}`));
+  assert.match(resumed.stdout, new RegExp(`done: ${step + 2} steps`));
+});
