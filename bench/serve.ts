@@ -4,13 +4,17 @@
  * maxBatch=1, reporting requests/s, tokens/s, time-to-first-token and inter-token latency
  * percentiles, and process memory before/after each run.
  *
- *   npm run bench:serve -- --fake [--clients 16] [--duration 30] [--max-tokens 64] [--max-batch 16] [--json]
+ *   npm run bench:serve [-- --model assets/tiny-chat --threads 2] [--clients 16] [--duration 30] [--max-tokens 64] [--max-batch 16] [--json]
+ *   npm run bench:serve -- --fake   (a fake engine: measures the server alone)
  *
  * Clients run in this process, so their own parsing shares the CPU with the server; the
  * comparison between the two runs is fair, absolute numbers are a lower bound.
  */
 import { parseArgs } from 'node:util';
 import type { ServeEngine } from '../src/serve/engine.ts';
+import { selectBackend } from '../src/engine/select-backend.ts';
+import { ChatPipeline } from '../src/infer/pipeline.ts';
+import { ModelServeEngine } from '../src/serve/model-engine.ts';
 import { FakeEngine } from '../src/serve/fake-engine.ts';
 import { createServer } from '../src/serve/server.ts';
 import { LoraforgeError } from '../src/util/errors.ts';
@@ -59,6 +63,8 @@ function parseOptions() {
   const { values } = parseArgs({
     options: {
       fake: { type: 'boolean', default: false },
+      model: { type: 'string', default: 'assets/tiny-chat' },
+      threads: { type: 'string', default: '2' },
       clients: { type: 'string', default: '16' },
       duration: { type: 'string', default: '30' },
       'max-tokens': { type: 'string', default: '64' },
@@ -77,6 +83,8 @@ function parseOptions() {
   };
   return {
     fake: values.fake,
+    model: values.model,
+    threads: int('threads', 64),
     clients: int('clients', 1024),
     durationS: int('duration', 3600),
     maxTokens: int('max-tokens', 4096),
@@ -91,7 +99,11 @@ type Options = ReturnType<typeof parseOptions>;
 
 function engineFactory(options: Options): EngineFactory {
   if (!options.fake) {
-    throw new LoraforgeError('Only --fake is available so far.', 'Run with --fake.');
+    // The real model on the CPU backend (loaded afresh for each of the two runs).
+    return async () => {
+      await selectBackend({ device: 'cpu', threads: options.threads });
+      return new ModelServeEngine(await ChatPipeline.load({ model: options.model }), 'tiny-chat');
+    };
   }
   // The reply outlasts --max-tokens, so every request generates exactly that many tokens.
   const reply = 'x'.repeat(options.maxTokens + 1);
