@@ -182,33 +182,36 @@ function viewAs(bytes: Uint8Array, dtype: DType): Float32Array | Int32Array | Ui
  * reachable from the return value (a Tensor, array or plain object of them) or kept.
  */
 export function tidy<T>(fn: () => T): T {
-  const scope = new Set<Tensor>();
-  scopes.push(scope);
+  const scope = openScope();
   let result: T;
   try {
     result = fn();
   } finally {
-    scopes.pop();
+    scopes.splice(scopes.lastIndexOf(scope), 1);
   }
-  const survivors = new Set<Tensor>();
-  collectTensors(result, survivors);
-  for (const t of scope) {
-    if (survivors.has(t)) scopes.at(-1)?.add(t);
-    else t.dispose();
-  }
-  return result;
+  return closeScope(scope, result);
 }
 
 /** Like tidy, for async work: nothing else may create tensors while it awaits. */
 export async function tidyAsync<T>(fn: () => Promise<T>): Promise<T> {
-  const scope = new Set<Tensor>();
-  scopes.push(scope);
+  const scope = openScope();
   let result: T;
   try {
     result = await fn();
   } finally {
     scopes.splice(scopes.lastIndexOf(scope), 1);
   }
+  return closeScope(scope, result);
+}
+
+function openScope(): Set<Tensor> {
+  const scope = new Set<Tensor>();
+  scopes.push(scope);
+  return scope;
+}
+
+/** Disposes what the closed scope owned, handing the returned tensors to the enclosing scope. */
+function closeScope<T>(scope: Set<Tensor>, result: T): T {
   const survivors = new Set<Tensor>();
   collectTensors(result, survivors);
   for (const t of scope) {
