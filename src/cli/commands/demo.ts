@@ -26,7 +26,8 @@ export function registerDemo(program: Command): void {
     .option('--config <file>', 'training config', join(ROOT, 'examples', 'identity.yaml'))
     .option('--eval <file>', 'held-out questions', join(ROOT, 'examples', 'identity-eval.json'))
     .option('--threads <n>', 'CPU threads (default: all cores)', Number)
-    .action(async (flags: { outputDir: string; config: string; eval: string; threads?: number }) => {
+    .option('--max-steps <n>', 'stop training after n steps (a quick run)', Number)
+    .action(async (flags: { outputDir: string; config: string; eval: string; threads?: number; maxSteps?: number }) => {
       const raw = readConfigFile(flags.config);
       // Paths in the shipped config are relative to the project, wherever the demo runs from.
       for (const key of ['model', 'dataset'] as const) {
@@ -34,7 +35,10 @@ export function registerDemo(program: Command): void {
       }
       const config = resolveTrainConfig([
         { values: raw, source: flags.config },
-        { values: { output_dir: flags.outputDir, threads: flags.threads, device: 'cpu' }, source: 'command line' },
+        {
+          values: { output_dir: flags.outputDir, threads: flags.threads, max_steps: flags.maxSteps, device: 'cpu' },
+          source: 'command line',
+        },
       ]);
       if (!existsSync(join(config.model, 'model.safetensors'))) {
         throw new LoraforgeError(`${config.model}: the tiny chat model is missing`, 'run `npm run build:tiny-model`');
