@@ -3,10 +3,13 @@ import { LoraforgeError } from '../util/errors.ts';
 import type { Backend } from './backend.ts';
 import { CpuBackend } from './cpu/backend.ts';
 import { setBackend } from './tensor.ts';
+import { WebGpuBackend } from './webgpu/backend.ts';
+import { hasHardwareAdapter } from './webgpu/adapter-probe.ts';
 
 export type DeviceName = 'cpu' | 'webgpu' | 'auto';
 
 export interface BackendOptions {
+  /** `auto` (default): a hardware GPU when there is one, else the CPU (see hasHardwareAdapter). */
   device?: DeviceName;
   /** CPU worker threads including the main one (default: all cores). */
   threads?: number;
@@ -14,16 +17,13 @@ export interface BackendOptions {
 
 export async function selectBackend(opts: BackendOptions = {}): Promise<Backend> {
   const device = opts.device ?? 'auto';
-  if (device === 'webgpu') {
-    throw new LoraforgeError(
-      'the WebGPU backend cannot run models yet (its kernels exist, the model path does not use them)',
-      'use --device cpu',
-    );
-  }
-  if (device !== 'cpu' && device !== 'auto') {
+  if (device !== 'cpu' && device !== 'webgpu' && device !== 'auto') {
     throw new LoraforgeError(`unknown device "${device}"`, 'use --device cpu, webgpu or auto');
   }
-  const backend = await CpuBackend.create({ threads: opts.threads });
+  const gpu = device === 'webgpu' || (device === 'auto' && (await hasHardwareAdapter()));
+  const backend = gpu
+    ? await WebGpuBackend.create()
+    : await CpuBackend.create({ threads: opts.threads });
   setBackend(backend);
   return backend;
 }

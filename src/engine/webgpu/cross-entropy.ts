@@ -261,3 +261,56 @@ export function ceOnlineFinish(
     runner.grid1d(Math.ceil(count / ELEMENTWISE_WORKGROUP)),
   );
 }
+
+const LOSS_FINISH: KernelDef = {
+  key: 'ce-loss-finish',
+  params: { rows: 'u32', divisor: 'f32' },
+  buffers: [
+    { name: 'runMax', dtype: 'f32', access: 'read' },
+    { name: 'runSum', dtype: 'f32', access: 'read' },
+    { name: 'tgtLogit', dtype: 'f32', access: 'read' },
+    { name: 'lse', dtype: 'f32', access: 'read_write' },
+    { name: 'loss', dtype: 'f32', access: 'read_write' },
+  ],
+  workgroupSize: [WORKGROUP],
+  prelude: workgroupReduce('lossSum', WORKGROUP, 'sum'),
+  body: `
+  var partial = 0.0;
+  for (var r = lid.x; r < P.rows; r += ${WORKGROUP}u) {
+    let value = runMax[P.runMax_off + r] + log(runSum[P.runSum_off + r]);
+    lse[P.lse_off + r] = value;
+    partial += value - tgtLogit[P.tgtLogit_off + r];
+  }
+  let total = lossSum(lid.x, partial);
+  if (lid.x == 0u) { loss[P.loss_off] = total / P.divisor; }
+`,
+};
+
+/**
+ * lse[r] = runMax[r] + log(runSum[r]); loss[0] = Σ (lse[r] − tgtLogit[r]) / divisor. One
+ * workgroup: it runs once per loss over one value per supervised row.
+ */
+export function ceLossFinish(
+  runner: KernelRunner,
+  runMax: BufferRef,
+  runSum: BufferRef,
+  tgtLogit: BufferRef,
+  rows: number,
+  lse: BufferRef,
+  loss: BufferRef,
+  divisor: number,
+): void {
+  const perRow = (ref: BufferRef) => ({ ref, elements: rows });
+  runner.dispatch(
+    LOSS_FINISH,
+    {
+      runMax: perRow(runMax),
+      runSum: perRow(runSum),
+      tgtLogit: perRow(tgtLogit),
+      lse: perRow(lse),
+      loss: { ref: loss, elements: 1 },
+    },
+    { rows, divisor },
+    [1],
+  );
+}

@@ -10,7 +10,13 @@
 import { acquireWebGpu, type AcquireOptions, type WebGpuContext } from './device.ts';
 import { adamwStep } from './adamw.ts';
 import { attentionBackward, attentionForward } from './attention.ts';
-import { ceChunkBackward, ceChunkForward, ceOnlineChunk, ceOnlineFinish } from './cross-entropy.ts';
+import {
+  ceChunkBackward,
+  ceChunkForward,
+  ceLossFinish,
+  ceOnlineChunk,
+  ceOnlineFinish,
+} from './cross-entropy.ts';
 import { scale, swigluBackward, swigluForward } from './elementwise.ts';
 import { gemm, type GemmArgs } from './gemm.ts';
 import { rmsnormBackward, rmsnormForward } from './rmsnorm.ts';
@@ -18,7 +24,7 @@ import { ropeApply } from './rope.ts';
 import { KernelRunner, type BufferRef } from './runner.ts';
 import { sumSquares } from './sum-squares.ts';
 import { embeddingForward, gatherRows, scatterAddRows, scatterRows, sumRows } from './rows.ts';
-import { add, axpby, convert, fill, mul } from './vector-ops.ts';
+import { add, axpby, convert, fill, mul, scaleByScalar } from './vector-ops.ts';
 
 type Tail<F> = F extends (runner: KernelRunner, ...rest: infer R) => infer Ret
   ? (...args: R) => Ret
@@ -59,6 +65,8 @@ export class WebGpuKernels {
 
   ceOnlineChunk: Tail<typeof ceOnlineChunk> = (...args) => ceOnlineChunk(this.runner, ...args);
   ceOnlineFinish: Tail<typeof ceOnlineFinish> = (...args) => ceOnlineFinish(this.runner, ...args);
+  ceLossFinish: Tail<typeof ceLossFinish> = (...args) => ceLossFinish(this.runner, ...args);
+  scaleByScalar: Tail<typeof scaleByScalar> = (...args) => scaleByScalar(this.runner, ...args);
   embeddingForward: Tail<typeof embeddingForward> = (...args) =>
     embeddingForward(this.runner, ...args);
   gatherRows: Tail<typeof gatherRows> = (...args) => gatherRows(this.runner, ...args);

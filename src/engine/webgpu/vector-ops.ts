@@ -1,11 +1,17 @@
 /**
  * Small flat kernels the engine's Backend interface needs besides the heavy ones: add, mul,
- * axpby, fill and dtype conversion (same semantics as the CPU backend, src/engine/cpu/backend.ts).
+ * axpby, fill, scaling by a device scalar and dtype conversion (same semantics as the CPU
+ * backend, src/engine/cpu/backend.ts).
  */
 import type { KernelDef, StorageDtype } from './kernel-def.ts';
 import { wgslLoader } from './kernel-def.ts';
-import { ELEMENTWISE_WORKGROUP, FLAT_INDEX, launchFlat } from './elementwise.ts';
-import type { BufferRef } from './buffer-ref.ts';
+import {
+  ELEMENTWISE_WORKGROUP,
+  FLAT_INDEX,
+  forEachBindingChunk,
+  launchFlat,
+} from './elementwise.ts';
+import { advance, type BufferRef } from './buffer-ref.ts';
 import type { KernelRunner } from './runner.ts';
 
 function binaryKernel(name: string, expression: string): KernelDef {
@@ -103,6 +109,39 @@ export function fill(
 ): void {
   const bits = dtype === 'i32' ? value >>> 0 : new Uint32Array(Float32Array.of(value).buffer)[0]!;
   launchFlat(runner, FILL, { x }, n, { bits });
+}
+
+const SCALE_BY_SCALAR: KernelDef = {
+  key: 'scale-by-scalar',
+  params: { n: 'u32', divisor: 'f32' },
+  buffers: [
+    { name: 'x', dtype: 'f32', access: 'read_write' },
+    { name: 'factor', dtype: 'f32', access: 'read' },
+  ],
+  workgroupSize: [ELEMENTWISE_WORKGROUP],
+  body: `
+  ${FLAT_INDEX}
+  if (i >= P.n) { return; }
+  x[P.x_off + i] *= factor[P.factor_off] / P.divisor;
+`,
+};
+
+/** x *= factor[0] / divisor over n f32 elements; the factor stays on the device (a backward seed). */
+export function scaleByScalar(
+  runner: KernelRunner,
+  x: BufferRef,
+  n: number,
+  factor: BufferRef,
+  divisor: number,
+): void {
+  forEachBindingChunk(runner, n, (start, count) => {
+    runner.dispatch(
+      SCALE_BY_SCALAR,
+      { x: { ref: advance(x, start * 4), elements: count }, factor: { ref: factor, elements: 1 } },
+      { n: count, divisor },
+      runner.grid1d(Math.ceil(count / ELEMENTWISE_WORKGROUP)),
+    );
+  });
 }
 
 export type FloatDtype = 'f32' | 'f16' | 'bf16';

@@ -1,0 +1,86 @@
+/**
+ * The WebGPU backend: storage is a pooled GPUBuffer (buffer-pool.ts), kernels are recorded into
+ * one command stream by `WebGpuKernels` and submitted when the host needs results (an upload or a
+ * download), so a forward + backward pass runs without the host waiting on the GPU.
+ *
+ * Device memory is not visible to the host: there is no readSync / hostView, and reads are async.
+ */
+import type { Backend, Storage } from '../backend.ts';
+import type { AcquireOptions } from './device.ts';
+import { WebGpuKernelSet, type GpuStorage } from './backend-kernels.ts';
+import { BufferPool } from './buffer-pool.ts';
+import { WebGpuKernels } from './kernels.ts';
+
+/** writeBuffer and buffer copies work in whole 4-byte words. */
+const WORD = 4;
+
+export class WebGpuBackend implements Backend {
+  readonly name = 'webgpu' as const;
+  readonly kernels: WebGpuKernelSet;
+  private readonly pool: BufferPool;
+
+  constructor(readonly gpu: WebGpuKernels) {
+    this.kernels = new WebGpuKernelSet(gpu);
+    this.pool = new BufferPool(gpu.device, () => gpu.flush());
+  }
+
+  static async create(options?: AcquireOptions): Promise<WebGpuBackend> {
+    return new WebGpuBackend(await WebGpuKernels.create(options));
+  }
+
+  alloc(bytes: number): Storage {
+    const storage: GpuStorage = { buffer: this.pool.acquire(bytes), bytes };
+    return storage;
+  }
+
+  free(storage: Storage): void {
+    this.pool.release((storage as GpuStorage).buffer);
+  }
+
+  /**
+   * Tensors are uploaded whole from their first byte, so only a half tensor with an odd element
+   * count ends mid-word; its last word is completed with zero bytes, which fall into the padding
+   * that every pooled buffer has up to its 4-byte size class.
+   */
+  upload(storage: Storage, byteOffset: number, data: ArrayBufferView): void {
+    if (byteOffset % WORD !== 0) {
+      throw new Error(
+        `WebGPU upload at byte ${byteOffset}: uploads must start on a 4-byte boundary`,
+      );
+    }
+    let bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (bytes.byteLength % WORD !== 0) {
+      const padded = new Uint8Array(Math.ceil(bytes.byteLength / WORD) * WORD);
+      padded.set(bytes);
+      bytes = padded;
+    }
+    this.gpu.write({ buffer: (storage as GpuStorage).buffer, offset: byteOffset }, bytes);
+  }
+
+  /** Reads whole words around the requested range and cuts it out. */
+  async download(storage: Storage, byteOffset: number, bytes: number): Promise<Uint8Array> {
+    if (bytes === 0) return new Uint8Array(0);
+    const start = Math.floor(byteOffset / WORD) * WORD;
+    const end = Math.ceil((byteOffset + bytes) / WORD) * WORD;
+    const words = await this.gpu.read(
+      { buffer: (storage as GpuStorage).buffer, offset: start },
+      end - start,
+    );
+    return new Uint8Array(words, byteOffset - start, bytes);
+  }
+
+  allocatedBytes(): number {
+    return this.pool.liveBytes;
+  }
+
+  /** GPUBuffers created so far: stops growing once every size a step needs is pooled. */
+  get createdBuffers(): number {
+    return this.pool.createdBuffers;
+  }
+
+  dispose(): void {
+    this.gpu.flush();
+    this.pool.destroy();
+    this.gpu.destroy();
+  }
+}

@@ -1,0 +1,341 @@
+/**
+ * Finite-difference checks of every op's backward: analytic gradients from the engine (f32) against
+ * central differences of a float64 reference forward, on odd shapes, with masks and GQA. Shared by
+ * the CPU (test/engine/ops-gradcheck.test.ts) and WebGPU (test/webgpu/backend-gradcheck.test.ts)
+ * runs: each registers them on the backend it has activated.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import * as ref from '../../src/engine/cpu/reference-kernels.ts';
+import { attention } from '../../src/engine/ops/attention.ts';
+import { add, swiglu } from '../../src/engine/ops/elementwise.ts';
+import { embedding } from '../../src/engine/ops/embedding.ts';
+import { linear } from '../../src/engine/ops/linear.ts';
+import { lmHeadLoss } from '../../src/engine/ops/lm-head-loss.ts';
+import { loraLinear } from '../../src/engine/ops/lora-linear.ts';
+import { rmsNorm } from '../../src/engine/ops/norm.ts';
+import { rope } from '../../src/engine/ops/rope.ts';
+import { backward } from '../../src/engine/tape.ts';
+import { Tensor, tidyAsync } from '../../src/engine/tensor.ts';
+import { Rng } from '../../src/util/rng.ts';
+
+interface Input {
+  shape: number[];
+  data: Float64Array;
+  /** Check the gradient of this input (false: frozen, like base weights). */
+  grad: boolean;
+}
+
+const rng = new Rng(123);
+function randn(shape: number[], scale = 1): Float64Array {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return Float64Array.from({ length: n }, () => rng.normal(0, scale));
+}
+
+/**
+ * Compares d(Σ out·R)/d(input) from the engine with central differences of `reference` in float64,
+ * at up to `samples` random entries of every input that requires a gradient.
+ */
+async function gradcheck(
+  inputs: Input[],
+  engine: (ts: Tensor[]) => Tensor,
+  reference: (xs: Float64Array[]) => Float64Array,
+  samples = 24,
+): Promise<void> {
+  await tidyAsync(async () => {
+    const tensors = inputs.map((inp) => {
+      const t = Tensor.from(Float32Array.from(inp.data), inp.shape);
+      t.requiresGrad = inp.grad;
+      return t;
+    });
+    const out = engine(tensors);
+    const r = randn([out.size]);
+    backward(out, Tensor.from(Float32Array.from(r), out.shape));
+    // The f32 inputs are what the engine saw; the reference starts from the same values.
+    const xs = inputs.map((inp) => Float64Array.from(Float32Array.from(inp.data)));
+    const objective = () => reference(xs).reduce((s, y, i) => s + y * r[i]!, 0);
+    for (const [which, inp] of inputs.entries()) {
+      if (!inp.grad) continue;
+      const analytic = await tensors[which]!.grad!.toFloat32();
+      const x = xs[which]!;
+      for (let s = 0; s < Math.min(samples, x.length); s++) {
+        const i = samples >= x.length ? s : rng.int(0, x.length - 1);
+        const h = 1e-5 * Math.max(1, Math.abs(x[i]!));
+        const keep = x[i]!;
+        x[i] = keep + h;
+        const up = objective();
+        x[i] = keep - h;
+        const down = objective();
+        x[i] = keep;
+        const numeric = (up - down) / (2 * h);
+        const err = Math.abs(analytic[i]! - numeric);
+        assert.ok(
+          err <= 2e-4 + 2e-3 * Math.abs(numeric),
+          `input ${which}[${i}]: analytic ${analytic[i]} vs numeric ${numeric}`,
+        );
+      }
+    }
+  });
+}
+
+function matmulT(
+  x: Float64Array,
+  w: Float64Array,
+  rows: number,
+  inF: number,
+  outF: number,
+): Float64Array {
+  const y = new Float64Array(rows * outF);
+  for (let r = 0; r < rows; r++)
+    for (let o = 0; o < outF; o++) {
+      let s = 0;
+      for (let i = 0; i < inF; i++) s += x[r * inF + i]! * w[o * inF + i]!;
+      y[r * outF + o] = s;
+    }
+  return y;
+}
+
+function crossEntropyReference(
+  h: Float64Array,
+  table: Float64Array,
+  targets: Int32Array,
+  dim: number,
+  vocab: number,
+): Float64Array {
+  let total = 0;
+  let count = 0;
+  targets.forEach((t, row) => {
+    if (t === -100) return;
+    const logits = Array.from({ length: vocab }, (_, v) => {
+      let s = 0;
+      for (let d = 0; d < dim; d++) s += h[row * dim + d]! * table[v * dim + d]!;
+      return s;
+    });
+    const max = Math.max(...logits);
+    const lse = max + Math.log(logits.reduce((a, l) => a + Math.exp(l - max), 0));
+    total += lse - logits[t]!;
+    count++;
+  });
+  return Float64Array.of(total / count);
+}
+
+/**
+ * Registers every op's check as a test of the backend that is active when the tests run;
+ * `skip` (a reason) skips them all.
+ */
+export function registerGradchecks(skip: string | false = false): void {
+  test('linear: x, W and bias gradients', { skip }, async () => {
+    const [rows, inF, outF] = [5, 7, 3];
+    await gradcheck(
+      [
+        { shape: [rows, inF], data: randn([rows, inF]), grad: true },
+        { shape: [outF, inF], data: randn([outF, inF]), grad: true },
+        { shape: [outF], data: randn([outF]), grad: true },
+      ],
+      ([x, w, b]) => linear(x!, w!, b!),
+      ([x, w, b]) => matmulT(x!, w!, rows, inF, outF).map((v, i) => v + b![i % outF]!),
+    );
+  });
+
+  test('LoRA linear: x, A and B gradients with frozen W, bias and dropout', { skip }, async () => {
+    const [rows, inF, outF, r, s] = [6, 9, 5, 3, 1.7];
+    const mask = Float64Array.from({ length: rows * inF }, () =>
+      rng.uniform() < 0.3 ? 0 : 1 / 0.7,
+    );
+    const maskTensor = () => Tensor.from(Float32Array.from(mask), [rows, inF]);
+    await gradcheck(
+      [
+        { shape: [rows, inF], data: randn([rows, inF]), grad: true },
+        { shape: [outF, inF], data: randn([outF, inF]), grad: false },
+        { shape: [outF], data: randn([outF]), grad: false },
+        { shape: [r, inF], data: randn([r, inF]), grad: true },
+        { shape: [outF, r], data: randn([outF, r]), grad: true },
+      ],
+      ([x, w, b, a, bb]) => loraLinear(x!, w!, b!, { a: a!, b: bb!, scale: s }, maskTensor()),
+      ([x, w, b, a, bb]) => {
+        const base = matmulT(x!, w!, rows, inF, outF);
+        const xa = matmulT(
+          x!.map((v, i) => v * mask[i]!),
+          a!,
+          rows,
+          inF,
+          r,
+        );
+        const delta = matmulT(xa, bb!, rows, r, outF);
+        return base.map((v, i) => v + b![i % outF]! + s * delta[i]!);
+      },
+    );
+  });
+
+  test('embedding: table gradient with repeated ids', { skip }, async () => {
+    const ids = Int32Array.from([3, 1, 3, 0, 4]);
+    const dim = 6;
+    await gradcheck(
+      [{ shape: [5, dim], data: randn([5, dim]), grad: true }],
+      ([table]) => embedding(table!, Tensor.from(ids, [ids.length], 'i32')),
+      ([table]) =>
+        Float64Array.from(
+          { length: ids.length * dim },
+          (_, i) => table![ids[Math.floor(i / dim)]! * dim + (i % dim)]!,
+        ),
+    );
+  });
+
+  test('RMSNorm: x and weight gradients', { skip }, async () => {
+    const [rows, dim, eps] = [5, 13, 1e-6];
+    await gradcheck(
+      [
+        { shape: [rows, dim], data: randn([rows, dim]), grad: true },
+        { shape: [dim], data: randn([dim]).map((v) => 1 + 0.1 * v), grad: true },
+      ],
+      ([x, w]) => rmsNorm(x!, w!, eps),
+      ([x, w]) => {
+        const out = new Float64Array(rows * dim);
+        ref.rmsnormForward(x!, w!, out, null, rows, dim, eps);
+        return out;
+      },
+    );
+  });
+
+  test('RoPE: gradient through the rotation at arbitrary positions', { skip }, async () => {
+    const [batch, seq, heads, headDim] = [2, 3, 3, 8];
+    const positions = Int32Array.from([0, 5, 2, 7, 1, 30]);
+    await gradcheck(
+      [
+        {
+          shape: [batch * seq, heads * headDim],
+          data: randn([batch * seq, heads * headDim]),
+          grad: true,
+        },
+      ],
+      ([x]) =>
+        rope(
+          x!,
+          Tensor.from(positions, [positions.length], 'i32'),
+          batch,
+          seq,
+          heads,
+          headDim,
+          10000,
+        ),
+      ([x]) => {
+        const out = new Float64Array(x!.length);
+        ref.ropeApply(x!, out, positions, batch, seq, heads, headDim, 10000, 0);
+        return out;
+      },
+    );
+  });
+
+  test(
+    'attention: q, k, v gradients with GQA, key padding and packed documents',
+    { skip },
+    async () => {
+      const [batch, seq, heads, kvHeads, headDim] = [2, 7, 4, 2, 6];
+      const mask = Int32Array.from({ length: batch * seq }, (_, i) => (i >= seq + 5 ? 0 : 1));
+      const segments = Int32Array.from({ length: batch * seq }, (_, i) => (i % seq < 3 ? 1 : 2));
+      const shape = { batch, seq, heads, kvHeads, headDim };
+      await gradcheck(
+        [
+          {
+            shape: [batch * seq, heads * headDim],
+            data: randn([batch * seq, heads * headDim]),
+            grad: true,
+          },
+          {
+            shape: [batch * seq, kvHeads * headDim],
+            data: randn([batch * seq, kvHeads * headDim]),
+            grad: true,
+          },
+          {
+            shape: [batch * seq, kvHeads * headDim],
+            data: randn([batch * seq, kvHeads * headDim]),
+            grad: true,
+          },
+        ],
+        ([q, k, v]) =>
+          attention(
+            q!,
+            k!,
+            v!,
+            shape,
+            Tensor.from(mask, [mask.length], 'i32'),
+            Tensor.from(segments, [segments.length], 'i32'),
+          ),
+        ([q, k, v]) => {
+          const out = new Float64Array(q!.length);
+          const lse = new Float64Array(batch * heads * seq);
+          ref.attentionForward(
+            q!,
+            k!,
+            v!,
+            out,
+            lse,
+            batch,
+            seq,
+            seq,
+            seq,
+            heads,
+            kvHeads,
+            headDim,
+            mask,
+            segments,
+            1 / Math.sqrt(headDim),
+          );
+          return out;
+        },
+        40,
+      );
+    },
+  );
+
+  test('SwiGLU and residual add', { skip }, async () => {
+    const n = 11;
+    await gradcheck(
+      [
+        { shape: [n], data: randn([n], 2), grad: true },
+        { shape: [n], data: randn([n]), grad: true },
+      ],
+      ([g, u]) => add(swiglu(g!, u!), u!),
+      ([g, u]) => {
+        const out = new Float64Array(n);
+        ref.swigluForward(g!, u!, out, n);
+        return out.map((v, i) => v + u![i]!);
+      },
+    );
+  });
+
+  test(
+    'fused LM-head loss: hidden-state gradient with a frozen head (online softmax path)',
+    { skip },
+    async () => {
+      const [rows, dim, vocab] = [6, 5, 700];
+      const targets = Int32Array.from([5, -100, 699, 0, -100, 311]);
+      await gradcheck(
+        [
+          { shape: [rows, dim], data: randn([rows, dim]), grad: true },
+          { shape: [vocab, dim], data: randn([vocab, dim]), grad: false },
+        ],
+        // 128-entry chunks: the running max moves between chunks, exercising the rescaling.
+        ([h, table]) => lmHeadLoss(h!, table!, targets, { chunkSize: 128 }).loss,
+        ([h, table]) => crossEntropyReference(h!, table!, targets, dim, vocab),
+      );
+    },
+  );
+
+  test(
+    'fused LM-head loss: hidden and head gradients when the head trains (tied embeddings)',
+    { skip },
+    async () => {
+      const [rows, dim, vocab] = [4, 3, 300];
+      const targets = Int32Array.from([7, 299, -100, 150]);
+      await gradcheck(
+        [
+          { shape: [rows, dim], data: randn([rows, dim]), grad: true },
+          { shape: [vocab, dim], data: randn([vocab, dim]), grad: true },
+        ],
+        ([h, table]) => lmHeadLoss(h!, table!, targets, { chunkSize: 64 }).loss,
+        ([h, table]) => crossEntropyReference(h!, table!, targets, dim, vocab),
+      );
+    },
+  );
+}
