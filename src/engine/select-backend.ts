@@ -15,8 +15,17 @@ export interface BackendOptions {
   threads?: number;
 }
 
+let active: { key: string; backend: Backend } | undefined;
+
+/**
+ * Activates the backend for these options. Asking again with the same options returns the same
+ * backend: tensors of one backend cannot mix with another's (e.g. the demo's chat model and the
+ * model its training step loads must share one memory).
+ */
 export async function selectBackend(opts: BackendOptions = {}): Promise<Backend> {
   const device = opts.device ?? 'auto';
+  const key = `${device}:${opts.threads ?? 'all'}`;
+  if (active?.key === key) return active.backend;
   if (device !== 'cpu' && device !== 'webgpu' && device !== 'auto') {
     throw new LoraforgeError(`unknown device "${device}"`, 'use --device cpu, webgpu or auto');
   }
@@ -25,5 +34,6 @@ export async function selectBackend(opts: BackendOptions = {}): Promise<Backend>
     ? await WebGpuBackend.create()
     : await CpuBackend.create({ threads: opts.threads });
   setBackend(backend);
+  active = { key, backend };
   return backend;
 }

@@ -15,7 +15,7 @@ export interface GpuStorage extends Storage {
   readonly buffer: GPUBuffer;
 }
 
-export function bufferRef(o: Operand): BufferRef {
+function bufferRef(o: Operand): BufferRef {
   return { buffer: (o.storage as GpuStorage).buffer, offset: o.byteOffset };
 }
 

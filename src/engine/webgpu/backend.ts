@@ -19,7 +19,7 @@ export class WebGpuBackend implements Backend {
   readonly kernels: WebGpuKernelSet;
   private readonly pool: BufferPool;
 
-  constructor(readonly gpu: WebGpuKernels) {
+  constructor(private readonly gpu: WebGpuKernels) {
     this.kernels = new WebGpuKernelSet(gpu);
     this.pool = new BufferPool(gpu.device, () => gpu.flush());
   }
