@@ -4,12 +4,14 @@ import type { Backend } from './backend.ts';
 import { CpuBackend } from './cpu/backend.ts';
 import { setBackend } from './tensor.ts';
 import { WebGpuBackend } from './webgpu/backend.ts';
-import { hasHardwareAdapter } from './webgpu/adapter-probe.ts';
 
 export type DeviceName = 'cpu' | 'webgpu' | 'auto';
 
 export interface BackendOptions {
-  /** `auto` (default): a hardware GPU when there is one, else the CPU (see hasHardwareAdapter). */
+  /**
+   * `auto` (default) is the CPU for now: the trainer and the decoder still read results
+   * synchronously, which only the CPU backend allows. `webgpu` is explicit.
+   */
   device?: DeviceName;
   /** CPU worker threads including the main one (default: all cores). */
   threads?: number;
@@ -29,7 +31,7 @@ export async function selectBackend(opts: BackendOptions = {}): Promise<Backend>
   if (device !== 'cpu' && device !== 'webgpu' && device !== 'auto') {
     throw new LoraforgeError(`unknown device "${device}"`, 'use --device cpu, webgpu or auto');
   }
-  const gpu = device === 'webgpu' || (device === 'auto' && (await hasHardwareAdapter()));
+  const gpu = device === 'webgpu';
   const backend = gpu
     ? await WebGpuBackend.create()
     : await CpuBackend.create({ threads: opts.threads });

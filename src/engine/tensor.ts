@@ -6,6 +6,7 @@
  * neither leaks nor waits for the garbage collector. Views share storage and keep it alive.
  */
 import type { Backend, Operand, Storage } from './backend.ts';
+import { LoraforgeError } from '../util/errors.ts';
 import { DTYPE_BYTES, type DType } from './dtype.ts';
 
 class SharedStorage {
@@ -151,7 +152,7 @@ export class Tensor {
   readSync(): Float32Array | Int32Array | Uint16Array {
     this.assertAlive();
     const read = this.backend.readSync;
-    if (!read) throw new Error(`${this.backend.name} tensors can only be read asynchronously`);
+    if (!read) throw hostOnly(this.backend.name);
     return viewAs(read.call(this.backend, this.storage, this.byteOffset, this.bytes), this.dtype);
   }
 
@@ -160,7 +161,7 @@ export class Tensor {
     this.assertAlive();
     if (this.dtype !== 'f32') throw new Error(`hostF32 on a ${this.dtype} tensor`);
     const view = this.backend.hostView;
-    if (!view) throw new Error(`${this.backend.name} memory is not visible to the host`);
+    if (!view) throw hostOnly(this.backend.name);
     const bytes = view.call(this.backend, this.storage, this.byteOffset, this.bytes);
     return new Float32Array(bytes.buffer, bytes.byteOffset, this.size);
   }
@@ -168,6 +169,13 @@ export class Tensor {
   private assertAlive(): void {
     if (this.disposed) throw new Error(`use of a disposed tensor [${this.shape}]`);
   }
+}
+
+function hostOnly(backend: string): LoraforgeError {
+  return new LoraforgeError(
+    `this command reads ${backend} results synchronously, which only the CPU backend supports yet`,
+    'use --device cpu',
+  );
 }
 
 function viewAs(bytes: Uint8Array, dtype: DType): Float32Array | Int32Array | Uint16Array {

@@ -30,9 +30,9 @@ export function registerDemo(program: Command): void {
     .action(async (flags: { outputDir: string; config: string; eval: string; threads?: number; maxSteps?: number }) => {
       const raw = readConfigFile(flags.config);
       // Paths in the shipped config are relative to the project, wherever the demo runs from.
-      for (const key of ['model', 'dataset'] as const) {
-        if (typeof raw[key] === 'string' && existsSync(join(ROOT, raw[key] as string))) raw[key] = join(ROOT, raw[key] as string);
-      }
+      const fromRoot = (path: string) => (existsSync(join(ROOT, path)) ? join(ROOT, path) : path);
+      if (typeof raw.model === 'string') raw.model = fromRoot(raw.model);
+      if (typeof raw.dataset === 'string') raw.dataset = raw.dataset.split(',').map((f) => fromRoot(f.trim())).join(',');
       const config = resolveTrainConfig([
         { values: raw, source: flags.config },
         {
