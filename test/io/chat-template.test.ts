@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { ChatTemplate, type ChatTemplateMessage } from '../../src/io/chat-template.ts';
 import { loadTokenizer } from '../../src/io/tokenizer.ts';
 import { LoraforgeError } from '../../src/util/errors.ts';
+import { GOLDEN } from '../helpers.ts';
 
 interface Case {
   name: string;
@@ -15,7 +16,7 @@ interface Case {
 }
 
 const golden = JSON.parse(
-  readFileSync('/work/shared/golden/chat_template/renders.json', 'utf8'),
+  readFileSync(`${GOLDEN}/chat_template/renders.json`, 'utf8'),
 ) as {
   template: string;
   render_variables: { eos_token: string; pad_token: string; additional_special_tokens: string[] };
@@ -25,7 +26,7 @@ const golden = JSON.parse(
 test('golden Qwen2 template: every case renders byte-exact', () => {
   assert.equal(
     golden.template,
-    readFileSync('/work/shared/golden/chat_template/qwen2_chat_template.jinja', 'utf8'),
+    readFileSync(`${GOLDEN}/chat_template/qwen2_chat_template.jinja`, 'utf8'),
   );
   const { eos_token, pad_token, additional_special_tokens } = golden.render_variables;
   const template = new ChatTemplate(golden.template, {

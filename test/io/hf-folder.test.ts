@@ -5,8 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { listWeightFiles, readModelConfig, readModelFolder } from '../../src/io/hf-folder.ts';
 import { LoraforgeError } from '../../src/util/errors.ts';
+import { GOLDEN as GOLDEN_ROOT } from '../helpers.ts';
 
-const GOLDEN = '/work/shared/golden/qwen2-tiny';
+const GOLDEN = `${GOLDEN_ROOT}/qwen2-tiny`;
 
 function rejects(fn: () => unknown, pattern: RegExp, hintPattern?: RegExp): void {
   assert.throws(fn, (err: unknown) => {

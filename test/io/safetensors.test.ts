@@ -18,8 +18,9 @@ import {
   type NamedTensorData,
 } from '../../src/io/safetensors.ts';
 import { LoraforgeError } from '../../src/util/errors.ts';
+import { GOLDEN as GOLDEN_ROOT } from '../helpers.ts';
 
-const GOLDEN = '/work/shared/golden/qwen2-tiny';
+const GOLDEN = `${GOLDEN_ROOT}/qwen2-tiny`;
 
 function goldenFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>

