@@ -9,6 +9,7 @@
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { LoraforgeError } from '../util/errors.ts';
+import { bf16ToF32, f16ToF32 } from '../engine/half.ts';
 import { writeFileAtomic } from './atomic.ts';
 
 export type SafetensorsDtype =
@@ -456,81 +457,7 @@ export function writeSafetensors(
 
 // ---- dtype conversion helpers ----
 
-const f32Scratch = new Float32Array(1);
-const u32Scratch = new Uint32Array(f32Scratch.buffer);
-
-export function bf16ToF32(src: Uint16Array): Float32Array {
-  const out = new Float32Array(src.length);
-  const bits = new Uint32Array(out.buffer);
-  for (let i = 0; i < src.length; i++) bits[i] = src[i]! << 16;
-  return out;
-}
-
-/** Round-to-nearest-even, as PyTorch's `.to(torch.bfloat16)`; NaN stays a (quiet) NaN. */
-export function f32ToBf16(src: Float32Array): Uint16Array {
-  const out = new Uint16Array(src.length);
-  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
-  for (let i = 0; i < src.length; i++) {
-    const x = bits[i]!;
-    if ((x & 0x7fffffff) > 0x7f800000) out[i] = (x >>> 16) | 0x40;
-    else out[i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
-  }
-  return out;
-}
-
-export function f16ToF32(src: Uint16Array): Float32Array {
-  const out = new Float32Array(src.length);
-  for (let i = 0; i < src.length; i++) {
-    const h = src[i]!;
-    const sign = h & 0x8000 ? -1 : 1;
-    const exp = (h >> 10) & 0x1f;
-    const frac = h & 0x3ff;
-    if (exp === 0) out[i] = sign * frac * 2 ** -24;
-    else if (exp === 31) out[i] = frac ? NaN : sign * Infinity;
-    else out[i] = sign * (1 + frac / 1024) * 2 ** (exp - 15);
-  }
-  return out;
-}
-
-/** IEEE half with round-to-nearest-even; overflow becomes ±Infinity. */
-export function f32ToF16(src: Float32Array): Uint16Array {
-  const out = new Uint16Array(src.length);
-  for (let i = 0; i < src.length; i++) {
-    f32Scratch[0] = src[i]!;
-    const x = u32Scratch[0]!;
-    const sign = (x >>> 16) & 0x8000;
-    const exp = (x >>> 23) & 0xff;
-    const mant = x & 0x7fffff;
-    if (exp === 0xff) {
-      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
-      continue;
-    }
-    const e = exp - 127 + 15;
-    if (e >= 31) {
-      out[i] = sign | 0x7c00;
-    } else if (e <= 0) {
-      // Subnormal half (or zero): shift the full significand into place, rounding to nearest even.
-      if (e < -10) {
-        out[i] = sign;
-        continue;
-      }
-      const m = mant | 0x800000;
-      const shift = 14 - e;
-      const half = 1 << (shift - 1);
-      const rest = m & ((1 << shift) - 1);
-      let v = m >>> shift;
-      if (rest > half || (rest === half && v & 1)) v++;
-      out[i] = sign | v;
-    } else {
-      let v = (e << 10) | (mant >>> 13);
-      const rest = mant & 0x1fff;
-      // A carry out of the mantissa correctly bumps the exponent (up to Infinity).
-      if (rest > 0x1000 || (rest === 0x1000 && v & 1)) v++;
-      out[i] = sign | v;
-    }
-  }
-  return out;
-}
+export { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../engine/half.ts';
 
 /** Narrows I64 values (token ids, masks, labels) to I32; throws if one does not fit. */
 export function i64ToI32(src: BigInt64Array, what = 'I64 tensor'): Int32Array {

@@ -9,7 +9,7 @@ import {
   f32ToF16Scalar,
   bf16ToF32Scalar,
   f16ToF32Scalar,
-} from '../../src/engine/cpu/half.ts';
+} from '../../src/engine/half.ts';
 import { WebGpuKernels } from '../../src/engine/webgpu/kernels.ts';
 import { KernelRunner, type BufferRef } from '../../src/engine/webgpu/runner.ts';
 import type { KernelDef } from '../../src/engine/webgpu/kernel-def.ts';

@@ -2,7 +2,7 @@
  * Kernels that move little data per flop or run once per step, written in plain TypeScript over
  * views of the shared wasm memory. The heavy ones (GEMM, attention, norms, activations) are wasm.
  */
-import { bf16ToF32Scalar, f16ToF32Scalar, f32ToBf16Scalar, f32ToF16Scalar } from './half.ts';
+import { bf16ToF32Scalar, f16ToF32Scalar, f32ToBf16Scalar, f32ToF16Scalar } from '../half.ts';
 
 export type HalfDType = 'bf16' | 'f16';
 

@@ -148,7 +148,7 @@ export type FloatDtype = 'f32' | 'f16' | 'bf16';
 
 /**
  * WGSL `fn narrow(value: f32) -> u32`: f32 to half bits with round-to-nearest-even, bit for bit
- * as src/engine/cpu/half.ts (overflow to inf, subnormals, NaN kept quiet).
+ * as src/engine/half.ts (overflow to inf, subnormals, NaN kept quiet).
  */
 function narrowFn(dtype: 'f16' | 'bf16'): string {
   if (dtype === 'bf16') {

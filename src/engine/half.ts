@@ -1,4 +1,7 @@
-/** Scalar bf16 / f16 <-> f32 conversions (round to nearest even), shared by host-side code. */
+/**
+ * bf16 / f16 <-> f32 conversions (round to nearest even, as PyTorch's `.to()`), scalar and over
+ * arrays: the one implementation the CPU kernels, the safetensors reader/writer and the tests use.
+ */
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
@@ -10,7 +13,7 @@ export function bf16ToF32Scalar(bits: number): number {
 export function f32ToBf16Scalar(value: number): number {
   f32[0] = value;
   const x = u32[0]!;
-  if ((x & 0x7fffffff) > 0x7f800000) return 0x7fc0; // NaN
+  if ((x & 0x7fffffff) > 0x7f800000) return (x >>> 16) | 0x40; // NaN stays a (quiet) NaN
   return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
@@ -53,4 +56,29 @@ export function f32ToF16Scalar(value: number): number {
     }
   }
   return sign | (e << 10) | r;
+}
+
+function mapHalf<T extends Float32Array | Uint16Array>(
+  src: ArrayLike<number>,
+  out: T,
+  convert: (value: number) => number,
+): T {
+  for (let i = 0; i < src.length; i++) out[i] = convert(src[i]!);
+  return out;
+}
+
+export function bf16ToF32(src: Uint16Array): Float32Array {
+  return mapHalf(src, new Float32Array(src.length), bf16ToF32Scalar);
+}
+
+export function f32ToBf16(src: Float32Array): Uint16Array {
+  return mapHalf(src, new Uint16Array(src.length), f32ToBf16Scalar);
+}
+
+export function f16ToF32(src: Uint16Array): Float32Array {
+  return mapHalf(src, new Float32Array(src.length), f16ToF32Scalar);
+}
+
+export function f32ToF16(src: Float32Array): Uint16Array {
+  return mapHalf(src, new Uint16Array(src.length), f32ToF16Scalar);
 }
