@@ -269,7 +269,10 @@ test('a transfer cut off midway resumes with an HTTP Range request', async () =>
   const cdnGets = hub.log.slice(logStart).filter((r) => r.server === 'cdn');
   assert.equal(cdnGets.length, 2);
   assert.equal(cdnGets[0]!.range, undefined);
-  assert.equal(cdnGets[1]!.range, `bytes=${data.length >> 1}-`);
+  // The server drops the connection after half the bytes; how many of them reached the client
+  // before the reset depends on timing, so the resume point is anywhere in (0, half].
+  const resumeAt = Number(/^bytes=(\d+)-$/.exec(cdnGets[1]!.range ?? '')?.[1]);
+  assert.ok(resumeAt > 0 && resumeAt <= data.length >> 1, `resumed with ${cdnGets[1]!.range}`);
 });
 
 test('a partial file left by an earlier run is continued, not restarted', async () => {
