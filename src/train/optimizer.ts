@@ -58,12 +58,16 @@ export type AdamWKernel = (
   bc2: number,
 ) => void;
 
-export interface AdamWOptions {
+/** Hyperparameters both AdamW implementations take. */
+export interface AdamWHyperparameters {
   /** Default learning rate for step() without an argument. */
   lr?: number;
   betas?: [number, number];
   eps?: number;
   weightDecay?: number;
+}
+
+export interface AdamWOptions extends AdamWHyperparameters {
   /** Replaces the JS update, e.g. with `fromKernel(...)`; the JS loop is the reference. */
   stepFn?: AdamWStepFn;
   /** Allocates zeroed moment buffers; a wasm step needs them inside its memory. */
@@ -157,7 +161,12 @@ function isViewOf(array: Float32Array, buffer: ArrayBufferLike): boolean {
   );
 }
 
-export class AdamW {
+/**
+ * What the host AdamW and the device one (device-optimizer.ts) share: hyperparameters, the step
+ * count and its bias corrections, and the checkpoint format, so that a checkpoint written on one
+ * backend resumes on the other.
+ */
+export abstract class AdamWBase {
   betas: [number, number];
   eps: number;
   weightDecay: number;
@@ -165,23 +174,115 @@ export class AdamW {
   lr: number;
   /** Number of completed steps (PyTorch's per-parameter `step`, shared by all parameters). */
   stepCount = 0;
+
+  protected constructor(
+    private readonly names: readonly string[],
+    options: AdamWHyperparameters,
+  ) {
+    this.lr = options.lr ?? 1e-3;
+    this.betas = options.betas ?? [0.9, 0.999];
+    this.eps = options.eps ?? 1e-8;
+    this.weightDecay = options.weightDecay ?? 0.01;
+    validateHyperparameters(this.lr, this.betas, this.eps, this.weightDecay);
+    const seen = new Set<string>();
+    for (const name of names) {
+      if (seen.has(name)) throw new LoraforgeError(`AdamW: parameter '${name}' is listed twice`);
+      seen.add(name);
+    }
+  }
+
+  /** Counts one step at rate `lr` and returns its bias corrections 1 − β^t. */
+  protected beginStep(lr: number): { bc1: number; bc2: number } {
+    if (!Number.isFinite(lr) || lr < 0)
+      throw new LoraforgeError(`AdamW: learning rate must be finite and >= 0, got ${lr}`);
+    this.lr = lr;
+    this.stepCount++;
+    const [beta1, beta2] = this.betas;
+    // Python float arithmetic, as in torch: bias_correction = 1 - beta ** step.
+    return { bc1: 1 - beta1 ** this.stepCount, bc2: 1 - beta2 ** this.stepCount };
+  }
+
+  /** A checkpoint state around the given moments (keyed `<name>.exp_avg` / `<name>.exp_avg_sq`). */
+  protected stateWith(
+    expAvg: readonly Float32Array[],
+    expAvgSq: readonly Float32Array[],
+  ): AdamWStateDict {
+    const tensors: Record<string, Float32Array> = {};
+    this.names.forEach((name, i) => {
+      tensors[`${name}.exp_avg`] = expAvg[i]!;
+      tensors[`${name}.exp_avg_sq`] = expAvgSq[i]!;
+    });
+    const { lr, betas, eps, weightDecay } = this;
+    return {
+      tensors,
+      meta: {
+        step: this.stepCount,
+        lr,
+        betas: [...betas],
+        eps,
+        weightDecay,
+        names: [...this.names],
+      },
+    };
+  }
+
+  /**
+   * Checks a saved state against the parameters (by name, and `sizes[i]` values for parameter i)
+   * and throws before anything changes, so a bad file leaves the optimizer untouched.
+   */
+  protected checkState(state: AdamWStateDict, sizes: readonly number[]): void {
+    const { meta, tensors } = state;
+    if (!Array.isArray(meta?.names) || !Number.isInteger(meta.step) || meta.step < 0)
+      throw new LoraforgeError('optimizer state: missing or invalid step count or parameter names');
+    const missing = this.names.filter((n) => !meta.names.includes(n));
+    const extra = meta.names.filter((n) => !this.names.includes(n));
+    if (missing.length > 0 || extra.length > 0) {
+      throw new LoraforgeError(
+        `optimizer state does not match the trainable parameters (missing: ${missing.slice(0, 3).join(', ') || 'none'}; unexpected: ${extra.slice(0, 3).join(', ') || 'none'})`,
+        'resume with the same LoRA configuration (r, target modules) the checkpoint was trained with',
+      );
+    }
+    this.names.forEach((name, i) => {
+      for (const suffix of ['exp_avg', 'exp_avg_sq']) {
+        const key = `${name}.${suffix}`;
+        const saved = tensors[key];
+        if (!saved) throw new LoraforgeError(`optimizer state: tensor '${key}' is missing`);
+        if (saved.length !== sizes[i]) {
+          throw new LoraforgeError(
+            `optimizer state: '${key}' has ${saved.length} values, the parameter has ${sizes[i]}`,
+          );
+        }
+      }
+    });
+    validateHyperparameters(meta.lr, meta.betas, meta.eps, meta.weightDecay);
+  }
+
+  /**
+   * Takes over step count and hyperparameters from a checked state: like torch's
+   * Optimizer.load_state_dict, the saved betas / eps / weight decay replace the constructed ones.
+   */
+  protected restoreMeta(meta: AdamWStateDict['meta']): void {
+    this.stepCount = meta.step;
+    this.lr = meta.lr;
+    this.betas = [...meta.betas];
+    this.eps = meta.eps;
+    this.weightDecay = meta.weightDecay;
+  }
+}
+
+export class AdamW extends AdamWBase {
   private readonly params: readonly NamedParameter[];
   private readonly expAvg: Float32Array[];
   private readonly expAvgSq: Float32Array[];
   private readonly stepFn: AdamWStepFn;
 
   constructor(params: readonly NamedParameter[], options: AdamWOptions = {}) {
-    this.lr = options.lr ?? 1e-3;
-    this.betas = options.betas ?? [0.9, 0.999];
-    this.eps = options.eps ?? 1e-8;
-    this.weightDecay = options.weightDecay ?? 0.01;
+    super(
+      params.map((p) => p.name),
+      options,
+    );
     this.stepFn = options.stepFn ?? adamwStepJs;
-    validateHyperparameters(this.lr, this.betas, this.eps, this.weightDecay);
-    const seen = new Set<string>();
     for (const p of params) {
-      if (seen.has(p.name))
-        throw new LoraforgeError(`AdamW: parameter '${p.name}' is listed twice`);
-      seen.add(p.name);
       if (p.grad.length !== p.data.length) {
         throw new LoraforgeError(
           `AdamW: parameter '${p.name}' has ${p.data.length} values but a gradient of ${p.grad.length}`,
@@ -196,14 +297,8 @@ export class AdamW {
 
   /** Applies one update to every parameter from its current `grad`, at learning rate `lr`. */
   step(lr: number = this.lr): void {
-    if (!Number.isFinite(lr) || lr < 0)
-      throw new LoraforgeError(`AdamW: learning rate must be finite and >= 0, got ${lr}`);
-    this.lr = lr;
-    this.stepCount++;
+    const { bc1, bc2 } = this.beginStep(lr);
     const [beta1, beta2] = this.betas;
-    // Python float arithmetic, as in torch: bias_correction = 1 - beta ** step.
-    const bc1 = 1 - beta1 ** this.stepCount;
-    const bc2 = 1 - beta2 ** this.stepCount;
     this.params.forEach((p, i) => {
       const wd = p.weightDecay ?? this.weightDecay;
       this.stepFn(
@@ -229,69 +324,26 @@ export class AdamW {
 
   /** Moments (copies) keyed `<name>.exp_avg` / `<name>.exp_avg_sq`, plus step count and hyperparameters. */
   stateDict(): AdamWStateDict {
-    const tensors: Record<string, Float32Array> = {};
-    this.params.forEach((p, i) => {
-      tensors[`${p.name}.exp_avg`] = this.expAvg[i]!.slice();
-      tensors[`${p.name}.exp_avg_sq`] = this.expAvgSq[i]!.slice();
-    });
-    const { lr, betas, eps, weightDecay } = this;
-    return {
-      tensors,
-      meta: {
-        step: this.stepCount,
-        lr,
-        betas: [...betas],
-        eps,
-        weightDecay,
-        names: this.params.map((p) => p.name),
-      },
-    };
+    return this.stateWith(
+      this.expAvg.map((m) => m.slice()),
+      this.expAvgSq.map((v) => v.slice()),
+    );
   }
 
   /**
    * Restores moments, step count and hyperparameters saved by stateDict() so a resumed run
-   * continues bit-exactly. Like torch's Optimizer.load_state_dict, the saved betas / eps / weight
-   * decay replace the constructed ones. The parameter set must match by name and size.
+   * continues bit-exactly. The parameter set must match by name and size.
    */
   loadStateDict(state: AdamWStateDict): void {
-    const { meta, tensors } = state;
-    if (!Array.isArray(meta?.names) || !Number.isInteger(meta.step) || meta.step < 0)
-      throw new LoraforgeError('optimizer state: missing or invalid step count or parameter names');
-    const expected = this.params.map((p) => p.name);
-    const missing = expected.filter((n) => !meta.names.includes(n));
-    const extra = meta.names.filter((n) => !expected.includes(n));
-    if (missing.length > 0 || extra.length > 0) {
-      throw new LoraforgeError(
-        `optimizer state does not match the trainable parameters (missing: ${missing.slice(0, 3).join(', ') || 'none'}; unexpected: ${extra.slice(0, 3).join(', ') || 'none'})`,
-        'resume with the same LoRA configuration (r, target modules) the checkpoint was trained with',
-      );
-    }
+    this.checkState(
+      state,
+      this.params.map((p) => p.data.length),
+    );
     this.params.forEach((p, i) => {
-      for (const [suffix, target] of [
-        ['exp_avg', this.expAvg[i]!],
-        ['exp_avg_sq', this.expAvgSq[i]!],
-      ] as const) {
-        const key = `${p.name}.${suffix}`;
-        const saved = tensors[key];
-        if (!saved) throw new LoraforgeError(`optimizer state: tensor '${key}' is missing`);
-        if (saved.length !== target.length) {
-          throw new LoraforgeError(
-            `optimizer state: '${key}' has ${saved.length} values, the parameter has ${target.length}`,
-          );
-        }
-      }
+      this.expAvg[i]!.set(state.tensors[`${p.name}.exp_avg`]!);
+      this.expAvgSq[i]!.set(state.tensors[`${p.name}.exp_avg_sq`]!);
     });
-    validateHyperparameters(meta.lr, meta.betas, meta.eps, meta.weightDecay);
-    // Validated everything first so a bad file leaves the optimizer untouched.
-    this.params.forEach((p, i) => {
-      this.expAvg[i]!.set(tensors[`${p.name}.exp_avg`]!);
-      this.expAvgSq[i]!.set(tensors[`${p.name}.exp_avg_sq`]!);
-    });
-    this.stepCount = meta.step;
-    this.lr = meta.lr;
-    this.betas = [...meta.betas];
-    this.eps = meta.eps;
-    this.weightDecay = meta.weightDecay;
+    this.restoreMeta(state.meta);
   }
 }
 

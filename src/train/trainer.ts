@@ -8,7 +8,7 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { backward, clearTape, gradSlot, noGrad } from '../engine/tape.ts';
-import { Tensor, getBackend, tidy } from '../engine/tensor.ts';
+import { Tensor, getBackend, tidy, tidyAsync } from '../engine/tensor.ts';
 import type { Batch } from '../data/batch.ts';
 import { SafetensorsFile, bytesToF32, encodeSafetensors, type NamedTensorData } from '../io/safetensors.ts';
 import { writeDirAtomic, writeFileAtomic } from '../io/atomic.ts';
@@ -20,11 +20,10 @@ import { ProgressBar } from '../util/progress.ts';
 import { Rng } from '../util/rng.ts';
 import type { TrainingArguments } from './arguments.ts';
 import { latestCheckpoint, readCheckpoint, writeCheckpoint, type TrainerState } from './checkpoint-files.ts';
-import { clipGradNorm, globalGradNorm } from './clip.ts';
 import { MetricsWriter, readMetrics, truncateMetricsAfter, type MetricsRecord } from './metrics.ts';
-import { AdamW, type NamedParameter } from './optimizer.ts';
 import { writeLossPlot } from './plot.ts';
 import { LrSchedule } from './schedule.ts';
+import { createTrainerOptimizer, type TrainerOptimizer } from './trainer-optimizer.ts';
 
 /** Where micro-batches come from (data/DataLoader implements it). */
 export interface BatchSource {
@@ -87,7 +86,7 @@ function decays(name: string): boolean {
 
 export class Trainer {
   private readonly params: [string, Tensor][];
-  private readonly optimizer: AdamW;
+  private readonly optimizer: TrainerOptimizer;
   private readonly schedule: LrSchedule;
   private readonly rng: Rng;
   readonly totalSteps: number;
@@ -106,13 +105,12 @@ export class Trainer {
       t.requiresGrad = true;
       getBackend().kernels.fill(gradSlot(t).grad.operand(), t.size, 0);
     }
-    const named: NamedParameter[] = this.params.map(([name, t]) => ({
+    const trainable = this.params.map(([name, tensor]) => ({
       name,
-      data: t.hostF32(),
-      grad: t.grad!.hostF32(),
+      tensor,
       weightDecay: adapter || decays(name) ? args.weightDecay : 0,
     }));
-    this.optimizer = new AdamW(named, {
+    this.optimizer = createTrainerOptimizer(getBackend(), trainable, {
       lr: args.learningRate,
       betas: [args.adamBeta1, args.adamBeta2],
       eps: args.adamEpsilon,
@@ -143,11 +141,11 @@ export class Trainer {
   }
 
   /** One micro-batch: forward, loss, backward of loss / accumulation. Returns the loss. */
-  private microStep(batch: Batch): number {
+  private microStep(batch: Batch): Promise<number> {
     const accumulation = this.opts.args.gradientAccumulationSteps;
-    return tidy(() => {
+    return tidyAsync(async () => {
       const { loss, targets } = this.opts.model.loss(modelInput(batch), batch.labels);
-      const value = (loss.readSync() as Float32Array)[0]!;
+      const value = (await loss.toFloat32())[0]!;
       if (targets === 0) {
         clearTape();
         return 0;
@@ -203,11 +201,10 @@ export class Trainer {
         let stepLoss = 0;
         for (let k = 0; k < args.gradientAccumulationSteps; k++) {
           const batch = train.next();
-          stepLoss += this.microStep(batch) / args.gradientAccumulationSteps;
+          stepLoss += (await this.microStep(batch)) / args.gradientAccumulationSteps;
           windowTokens += batch.attentionMask.reduce((a, b) => a + b, 0);
         }
-        const grads = this.params.map(([, t]) => t.grad!.hostF32());
-        lastGradNorm = args.maxGradNorm > 0 ? clipGradNorm(grads, args.maxGradNorm) : globalGradNorm(grads);
+        lastGradNorm = await this.optimizer.clipGradients(args.maxGradNorm);
         if (!Number.isFinite(lastGradNorm)) {
           throw new LoraforgeError(
             `training stopped at step ${this.globalStep + 1}: the gradient norm is ${lastGradNorm}`,
@@ -244,7 +241,7 @@ export class Trainer {
           windowStart = performance.now();
         }
         if (this.opts.evalBatches && args.evalSteps > 0 && this.globalStep % args.evalSteps === 0) {
-          evalLoss = this.evaluateAndRecord(record);
+          evalLoss = await this.evaluateAndRecord(record);
         }
         if (args.saveSteps > 0 && this.globalStep % args.saveSteps === 0 && this.globalStep < this.totalSteps) {
           await this.saveCheckpoint();
@@ -257,7 +254,7 @@ export class Trainer {
         this.log(`saved ${path}; resume with --resume`);
       } else {
         if (this.opts.evalBatches && (args.evalSteps === 0 || this.globalStep % args.evalSteps !== 0)) {
-          evalLoss = this.evaluateAndRecord(record);
+          evalLoss = await this.evaluateAndRecord(record);
         }
         await this.saveFinal();
       }
@@ -283,21 +280,21 @@ export class Trainer {
   }
 
   /** Mean loss over the validation batches (weighted by batch rows, as HF averages). */
-  evaluate(): number {
+  async evaluate(): Promise<number> {
     let total = 0;
     let rows = 0;
     for (const batch of this.opts.evalBatches?.() ?? []) {
-      const value = noGrad(() =>
-        tidy(() => (this.opts.model.loss(modelInput(batch), batch.labels).loss.readSync() as Float32Array)[0]!),
-      );
+      const loss = noGrad(() => tidy(() => this.opts.model.loss(modelInput(batch), batch.labels).loss));
+      const value = (await loss.toFloat32())[0]!;
+      loss.dispose();
       total += value * batch.batchSize;
       rows += batch.batchSize;
     }
     return rows ? total / rows : NaN;
   }
 
-  private evaluateAndRecord(record: (r: MetricsRecord) => void): number {
-    const loss = this.evaluate();
+  private async evaluateAndRecord(record: (r: MetricsRecord) => void): Promise<number> {
+    const loss = await this.evaluate();
     record({ step: this.globalStep, epoch: this.globalStep / this.stepsPerEpoch, eval_loss: loss, eval_ppl: Math.exp(loss) });
     return loss;
   }
@@ -339,7 +336,7 @@ export class Trainer {
     };
     const path = writeCheckpoint(args.outputDir, {
       trainerState,
-      optimizer: this.optimizer.stateDict(),
+      optimizer: await this.optimizer.stateDict(),
       writeExtra: (dir) => this.writeWeights(dir, tensors),
       saveTotalLimit: args.saveTotalLimit,
     });

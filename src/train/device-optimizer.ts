@@ -1,0 +1,100 @@
+/**
+ * AdamW over tensors in device memory, for backends whose memory the host cannot see (WebGPU):
+ * the moments are device tensors and each step is the backend's `adamwStep` kernel. It keeps the
+ * host AdamW's semantics and checkpoint format (optimizer.ts); the moments only cross to the
+ * host when a checkpoint is written or restored.
+ */
+import { Tensor } from '../engine/tensor.ts';
+import { LoraforgeError } from '../util/errors.ts';
+import { AdamWBase, type AdamWHyperparameters, type AdamWStateDict } from './optimizer.ts';
+
+/** A trainable tensor whose `grad` the caller fills between steps. */
+export interface DeviceParameter {
+  name: string;
+  tensor: Tensor;
+  /** Overrides the optimizer's weight decay for this tensor (HF uses 0 for biases and norms). */
+  weightDecay?: number;
+}
+
+export class DeviceAdamW extends AdamWBase {
+  private readonly params: readonly DeviceParameter[];
+  private readonly grads: readonly Tensor[];
+  private readonly expAvg: readonly Tensor[];
+  private readonly expAvgSq: readonly Tensor[];
+
+  constructor(params: readonly DeviceParameter[], options: AdamWHyperparameters = {}) {
+    super(
+      params.map((p) => p.name),
+      options,
+    );
+    this.grads = params.map(({ name, tensor }) => {
+      if (
+        tensor.dtype !== 'f32' ||
+        tensor.grad?.size !== tensor.size ||
+        tensor.grad.dtype !== 'f32'
+      ) {
+        throw new LoraforgeError(
+          `AdamW: parameter '${name}' needs to be f32 with an f32 gradient of its size`,
+        );
+      }
+      return tensor.grad;
+    });
+    this.params = params;
+    this.expAvg = params.map((p) => Tensor.zeros(p.tensor.shape).keep());
+    this.expAvgSq = params.map((p) => Tensor.zeros(p.tensor.shape).keep());
+  }
+
+  /** Applies one update to every parameter from its current `grad`, at learning rate `lr`. */
+  step(lr: number = this.lr): void {
+    const { bc1, bc2 } = this.beginStep(lr);
+    const [beta1, beta2] = this.betas;
+    this.params.forEach(({ tensor, weightDecay = this.weightDecay }, i) => {
+      tensor.backend.kernels.adamwStep(
+        tensor.operand(),
+        this.grads[i]!.operand(),
+        this.expAvg[i]!.operand(),
+        this.expAvgSq[i]!.operand(),
+        tensor.size,
+        lr,
+        beta1,
+        beta2,
+        this.eps,
+        weightDecay,
+        bc1,
+        bc2,
+      );
+    });
+  }
+
+  /** Zeroes every gradient (the caller accumulates into `grad` between steps). */
+  zeroGrad(): void {
+    for (const g of this.grads) g.backend.kernels.fill(g.operand(), g.size, 0);
+  }
+
+  /** Downloads the moments into the host AdamW's checkpoint format. */
+  async stateDict(): Promise<AdamWStateDict> {
+    const download = (moments: readonly Tensor[]) => Promise.all(moments.map((m) => m.toFloat32()));
+    return this.stateWith(await download(this.expAvg), await download(this.expAvgSq));
+  }
+
+  /** Restores (uploads) moments, step count and hyperparameters saved by either AdamW. */
+  loadStateDict(state: AdamWStateDict): void {
+    this.checkState(
+      state,
+      this.params.map((p) => p.tensor.size),
+    );
+    this.params.forEach(({ name }, i) => {
+      for (const [suffix, moment] of [
+        ['exp_avg', this.expAvg[i]!],
+        ['exp_avg_sq', this.expAvgSq[i]!],
+      ] as const) {
+        moment.backend.upload(
+          moment.storage,
+          moment.byteOffset,
+          state.tensors[`${name}.${suffix}`]!,
+        );
+      }
+    });
+    this.restoreMeta(state.meta);
+  }
+}
