@@ -18,7 +18,11 @@ export function addModelOptions(cmd: Command): Command {
     .requiredOption('-m, --model <model>', 'model folder or Hugging Face id')
     .option('-a, --adapter <dir>', 'LoRA adapter folder (PEFT format)')
     .option('--template <name>', "prompt template: tutorial | chatml | model (default: the adapter's, else the model's)")
-    .addOption(new Option('--dtype <dtype>', 'storage of the weights').choices(['f32', 'bf16', 'f16']).default('f32'));
+    .addOption(
+      new Option('--dtype <dtype>', 'storage of the weights (auto: bf16 above 100M parameters)')
+        .choices(['auto', 'f32', 'bf16', 'f16'])
+        .default('auto'),
+    );
 }
 
 export function addSamplingOptions(cmd: Command): Command {
@@ -35,7 +39,7 @@ export interface ModelFlags {
   model: string;
   adapter?: string;
   template?: string;
-  dtype: WeightDType;
+  dtype: WeightDType | 'auto';
   device: DeviceName;
   threads?: number;
 }

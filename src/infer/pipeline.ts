@@ -9,7 +9,8 @@ import { createTemplate, templateFromSpec } from '../data/templates.ts';
 import { resolveModel, type ResolveModelOptions } from '../io/hub.ts';
 import { loadTokenizer, type HfTokenizer } from '../io/tokenizer.ts';
 import type { DecoderModel } from '../models/decoder.ts';
-import { loadModel, type WeightDType } from '../models/load.ts';
+import { loadDecoderConfig, loadModel, type WeightDType } from '../models/load.ts';
+import { autoWeightDType } from '../models/shapes.ts';
 import type { LoraAdapter } from '../peft/adapter.ts';
 import { loadAdapter, readAdapterMeta } from '../peft/io.ts';
 import { SequenceDecoder } from './sequences.ts';
@@ -20,7 +21,8 @@ export interface PipelineOptions {
   adapter?: string;
   /** Template name; default: the adapter's recorded one, else the model's chat template, else tutorial. */
   template?: string;
-  dtype?: WeightDType;
+  /** Storage of the weights; `auto` (default): bf16 above 100M parameters, else f32. */
+  dtype?: WeightDType | 'auto';
   hub?: ResolveModelOptions;
   onLoadProgress?: (done: number, total: number) => void;
 }
@@ -41,7 +43,8 @@ export class ChatPipeline {
   static async load(opts: PipelineOptions): Promise<ChatPipeline> {
     const modelDir = await resolveModel(opts.model, opts.hub);
     const tokenizer = await loadTokenizer(modelDir);
-    const model = loadModel(modelDir, { dtype: opts.dtype, onTensor: opts.onLoadProgress });
+    const dtype = !opts.dtype || opts.dtype === 'auto' ? autoWeightDType(loadDecoderConfig(modelDir)) : opts.dtype;
+    const model = loadModel(modelDir, { dtype, onTensor: opts.onLoadProgress });
     let adapter: LoraAdapter | null = null;
     let recorded: unknown;
     if (opts.adapter) {

@@ -1,6 +1,6 @@
-/** Weight shapes a decoder config implies. */
+/** Weight shapes and counts a decoder config implies. */
 import type { DecoderConfig } from './config.ts';
-import type { ProjectionName } from './decoder.ts';
+import { PROJECTION_NAMES, type ProjectionName } from './decoder.ts';
 
 /** [out, in] of each projection. */
 export function projectionShapes(c: DecoderConfig): Record<ProjectionName, [number, number]> {
@@ -23,3 +23,22 @@ export function hasBias(c: DecoderConfig, name: ProjectionName): boolean {
   return c.mlpBias;
 }
 
+/** Every base weight (a tied head counted once). */
+export function baseParameterCountOf(c: DecoderConfig): number {
+  const shapes = projectionShapes(c);
+  let perLayer = 2 * c.hiddenSize;
+  for (const name of PROJECTION_NAMES) {
+    const [out, inF] = shapes[name];
+    perLayer += out * inF + (hasBias(c, name) ? out : 0);
+  }
+  const embed = c.vocabSize * c.hiddenSize;
+  return embed * (c.tieWordEmbeddings ? 1 : 2) + c.numLayers * perLayer + c.hiddenSize;
+}
+
+/**
+ * The storage dtype `auto` means: bf16 for models above 100M parameters (half the bytes, and
+ * what their checkpoints ship in), f32 for small ones (exact, and cheap anyway).
+ */
+export function autoWeightDType(c: DecoderConfig): 'f32' | 'bf16' {
+  return baseParameterCountOf(c) > 100e6 ? 'bf16' : 'f32';
+}

@@ -8,7 +8,7 @@ import type { DecoderModel, LoraLookup } from '../models/decoder.ts';
 import { Rng } from '../util/rng.ts';
 import { formatCount } from '../util/format.ts';
 import { isTargeted, loraScale, type LoraConfig } from './config.ts';
-import { baseParameterCountOf } from './count.ts';
+import { baseParameterCountOf } from '../models/shapes.ts';
 
 export interface LoraPair {
   a: Tensor;

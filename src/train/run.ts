@@ -9,9 +9,10 @@ import { parseDatasetFormat } from '../data/formats.ts';
 import { createTemplate } from '../data/templates.ts';
 import { resolveModel } from '../io/hub.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
+import type { DecoderConfig } from '../models/config.ts';
 import { loadDecoderConfig, loadModel, type WeightDType } from '../models/load.ts';
 import { LoraAdapter, trainableParametersReport } from '../peft/adapter.ts';
-import { baseParameterCountOf } from '../peft/count.ts';
+import { autoWeightDType, baseParameterCountOf } from '../models/shapes.ts';
 import { makeLoraConfig } from '../peft/config.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { formatCount } from '../util/format.ts';
@@ -33,10 +34,12 @@ export interface RunResult extends TrainResult {
 }
 
 /** f32 keeps small models exact; bf16 halves the frozen weights of big ones. */
-function chooseDType(cfg: TrainConfig, parameters: number): WeightDType {
+/** Full fine-tuning trains every weight, so it needs them in f32. */
+function chooseDType(cfg: TrainConfig, config: DecoderConfig): WeightDType {
+  if (cfg.finetuning_type === 'full') return 'f32';
   if (cfg.dtype === 'f32' || cfg.dtype === 'bf16' || cfg.dtype === 'f16') return cfg.dtype;
   if (cfg.dtype !== 'auto') throw new LoraforgeError(`dtype must be auto, f32, bf16 or f16 (got ${cfg.dtype})`);
-  return cfg.finetuning_type === 'lora' && parameters > 100e6 ? 'bf16' : 'f32';
+  return autoWeightDType(config);
 }
 
 export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promise<RunResult> {
@@ -63,8 +66,7 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
       (trainStats.dropped ? `, ${trainStats.dropped} dropped (nothing left to learn after cutoff_len ${cfg.cutoff_len})` : ''),
   );
 
-  const dtype = chooseDType(cfg, baseParameterCountOf(loadDecoderConfig(modelDir)));
-  const model = loadModel(modelDir, { dtype: cfg.finetuning_type === 'full' ? 'f32' : dtype });
+  const model = loadModel(modelDir, { dtype: chooseDType(cfg, loadDecoderConfig(modelDir)) });
   let adapter: LoraAdapter | null = null;
   if (cfg.finetuning_type === 'lora') {
     const target = cfg.lora_target === 'all-linear' ? 'all-linear' : cfg.lora_target.split(',').map((s) => s.trim());

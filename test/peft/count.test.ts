@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import { parseDecoderConfig } from '../../src/models/config.ts';
 import { QWEN2_0_5B_CONFIG } from '../../src/models/random.ts';
 import { makeLoraConfig } from '../../src/peft/config.ts';
-import { baseParameterCountOf, loraParameterCountOf } from '../../src/peft/count.ts';
+import { baseParameterCountOf } from '../../src/models/shapes.ts';
+import { loraParameterCountOf } from '../../src/peft/count.ts';
 
 test("Qwen2-0.5B parameter counts are PEFT's", () => {
   const config = parseDecoderConfig(QWEN2_0_5B_CONFIG);

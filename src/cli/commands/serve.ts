@@ -10,7 +10,7 @@ interface ServeFlags {
   adapter: string[];
   adaptersDir?: string;
   template?: string;
-  dtype: 'f32' | 'bf16' | 'f16';
+  dtype: 'auto' | 'f32' | 'bf16' | 'f16';
   device: 'cpu' | 'webgpu' | 'auto';
   threads?: number;
   host: string;
@@ -36,7 +36,7 @@ export function registerServe(program: Command): void {
     .option('-a, --adapter <name=dir>', 'serve an adapter under a name (repeatable); pick it with "model": "<name>"', parseAdapterFlag, [])
     .option('--adapters-dir <dir>', 'folder that POST /v1/load_lora_adapter may load adapters from')
     .option('--template <name>', "base model's prompt template (adapters use their recorded one)")
-    .option('--dtype <dtype>', 'storage of the weights: f32 | bf16 | f16', 'f32')
+    .option('--dtype <dtype>', 'storage of the weights: auto (bf16 above 100M parameters) | f32 | bf16 | f16', 'auto')
     .option('--host <host>', 'address to bind', '127.0.0.1')
     .option('--port <port>', 'port', parseInteger, 8000)
     .option('--api-key <key>', 'require Authorization: Bearer <key>')
