@@ -28,10 +28,10 @@ const prompt = Array.from({ length: promptLength }, (_, i) => 1 + ((i * 7919) % 
 const decoder = new SequenceDecoder(model, promptLength + newTokens + 1);
 const seq = decoder.start(prompt);
 let start = performance.now();
-decoder.step([seq]); // prefill + first token
+await decoder.step([seq]); // prefill + first token
 const prefillSeconds = (performance.now() - start) / 1000;
 start = performance.now();
-for (let i = 1; i < newTokens; i++) decoder.step([seq]);
+for (let i = 1; i < newTokens; i++) await decoder.step([seq]);
 const decodeSeconds = (performance.now() - start) / 1000;
 decoder.release(seq);
 

@@ -17,7 +17,8 @@ export function evaluateModel(
 ): Promise<EvalReport> {
   return runEval(
     set,
-    async (question) => pipeline.chat([{ role: 'user', content: question }], { maxNewTokens: opts.maxNewTokens ?? 64 }).text.trim(),
+    async (question) =>
+      (await pipeline.chat([{ role: 'user', content: question }], { maxNewTokens: opts.maxNewTokens ?? 64 })).text.trim(),
     { target, onResult: opts.onResult },
   );
 }

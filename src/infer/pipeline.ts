@@ -61,7 +61,7 @@ export class ChatPipeline {
   }
 
   /** The assistant's reply to a conversation. */
-  chat(messages: ChatMessage[], opts: GenerateOptions = {}): GenerationResult {
+  chat(messages: ChatMessage[], opts: GenerateOptions = {}): Promise<GenerationResult> {
     return generateText(this.decoder, this.tokenizer, this.template.encodePrompt(messages), {
       stopStrings: this.template.stopStrings,
       stopTokenIds: this.template.stopTokenIds,
@@ -70,7 +70,7 @@ export class ChatPipeline {
   }
 
   /** Plain continuation of raw text (no template). */
-  complete(prompt: string, opts: GenerateOptions = {}): GenerationResult {
+  complete(prompt: string, opts: GenerateOptions = {}): Promise<GenerationResult> {
     return generateText(this.decoder, this.tokenizer, this.tokenizer.encode(prompt), opts);
   }
 

@@ -61,42 +61,54 @@ export class SequenceDecoder {
     };
   }
 
-  /** Advances every sequence by one sampled token (prefilling the new ones) and returns the tokens. */
-  step(seqs: Sequence[], observer: StepObserver = {}): number[] {
+  /**
+   * Advances every sequence by one sampled token (prefilling the new ones) and returns the tokens.
+   * The forward pass is recorded synchronously; only the logits are read back, asynchronously,
+   * so the same code decodes on the CPU and on WebGPU.
+   */
+  async step(seqs: Sequence[], observer: StepObserver = {}): Promise<number[]> {
     for (const seq of seqs) {
       if (seq.tokens.length >= seq.capacity) throw new LoraforgeError(`sequence ${seq.id} reached its length limit (${seq.capacity})`);
     }
-    return noGrad(() =>
+    const vocab = this.model.config.vocabSize;
+    const running = seqs.filter((s) => s.cache !== null);
+    // Logits rows per sequence: each prefill gets its own tensor, the running ones share one.
+    const pending = noGrad(() =>
       tidy(() => {
-        const logitsOf = new Map<Sequence, Float32Array>();
-        const running = seqs.filter((s) => s.cache !== null);
-        for (const seq of seqs) {
-          if (seq.cache) continue;
-          seq.cache = new KVCache(this.model.config, 1, seq.capacity);
-          const n = seq.tokens.length;
-          const h = this.model.forwardHidden(
-            { batch: 1, seq: n, inputIds: Int32Array.from(seq.tokens) },
-            seq.cache,
-            seq.lora ? new Array(n).fill(seq.lora) : undefined,
-          );
-          logitsOf.set(seq, this.model.logits(h, [n - 1]).readSync() as Float32Array);
-        }
-        if (running.length > 0) {
-          const rowLora = running.some((s) => s.lora) ? running.map((s) => s.lora) : undefined;
-          const h = this.model.forwardDecode(running.map((s) => s.tokens.at(-1)!), running.map((s) => s.cache!), rowLora);
-          const all = this.model.logits(h).readSync() as Float32Array;
-          const vocab = this.model.config.vocabSize;
-          running.forEach((s, i) => logitsOf.set(s, all.subarray(i * vocab, (i + 1) * vocab)));
-        }
-        return seqs.map((seq) => {
-          const logits = logitsOf.get(seq)!;
-          observer.onLogits?.(seq, logits.slice());
-          const token = seq.sampler.sample(logits, seq.tokens);
-          seq.tokens.push(token);
-          return token;
-        });
+        const prefills = seqs
+          .filter((seq) => seq.cache === null)
+          .map((seq) => {
+            seq.cache = new KVCache(this.model.config, 1, seq.capacity);
+            const n = seq.tokens.length;
+            const h = this.model.forwardHidden(
+              { batch: 1, seq: n, inputIds: Int32Array.from(seq.tokens) },
+              seq.cache,
+              seq.lora ? new Array(n).fill(seq.lora) : undefined,
+            );
+            return { seqs: [seq], logits: this.model.logits(h, [n - 1]) };
+          });
+        if (running.length === 0) return prefills;
+        const rowLora = running.some((s) => s.lora) ? running.map((s) => s.lora) : undefined;
+        const h = this.model.forwardDecode(running.map((s) => s.tokens.at(-1)!), running.map((s) => s.cache!), rowLora);
+        return [...prefills, { seqs: running, logits: this.model.logits(h) }];
       }),
     );
+    const logitsOf = new Map<Sequence, Float32Array>();
+    try {
+      for (const { seqs: rows, logits } of pending) {
+        const all = await logits.toFloat32();
+        rows.forEach((s, i) => logitsOf.set(s, all.subarray(i * vocab, (i + 1) * vocab)));
+      }
+    } finally {
+      for (const { logits } of pending) logits.dispose();
+    }
+    return seqs.map((seq) => {
+      const logits = logitsOf.get(seq)!;
+      observer.onLogits?.(seq, logits.slice());
+      const token = seq.sampler.sample(logits, seq.tokens);
+      seq.tokens.push(token);
+      return token;
+    });
   }
 
   release(seq: Sequence): void {

@@ -28,13 +28,13 @@ export interface GenerationResult {
 
 export const DEFAULT_MAX_NEW_TOKENS = 256;
 
-export function generateText(
+export async function generateText(
   decoder: SequenceDecoder,
   tokenizer: Tokenizer,
   promptIds: number[],
   opts: GenerateOptions = {},
   lora: LoraLookup | null = null,
-): GenerationResult {
+): Promise<GenerationResult> {
   const maxNewTokens = opts.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS;
   const stopIds = new Set(opts.stopTokenIds ?? (tokenizer.eosTokenId !== undefined ? [tokenizer.eosTokenId] : []));
   const streamer = createTextStreamer(tokenizer);
@@ -55,7 +55,7 @@ export function generateText(
         finishReason = 'stop';
         break;
       }
-      const [token] = decoder.step([seq]);
+      const [token] = await decoder.step([seq]);
       if (stopIds.has(token!)) {
         finishReason = 'stop';
         break;

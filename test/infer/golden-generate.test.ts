@@ -21,11 +21,14 @@ before(async () => {
 const golden = JSON.parse(readFileSync(join(TINY, 'generate.json'), 'utf8')) as { prompts: GoldenPrompt[] };
 const stepLogits = readGolden(join(TINY, 'generate_logits.safetensors'));
 
-function greedy(decoder: SequenceDecoder, prompts: GoldenPrompt[]): { ids: number[][]; logits: Float32Array[][] } {
+async function greedy(
+  decoder: SequenceDecoder,
+  prompts: GoldenPrompt[],
+): Promise<{ ids: number[][]; logits: Float32Array[][] }> {
   const seqs = prompts.map((p) => decoder.start(p.prompt_ids));
   const logits: Float32Array[][] = prompts.map(() => []);
   for (let step = 0; step < 12; step++) {
-    decoder.step(seqs, { onLogits: (seq, l) => logits[seqs.indexOf(seq)]!.push(l) });
+    await decoder.step(seqs, { onLogits: (seq, l) => logits[seqs.indexOf(seq)]!.push(l) });
   }
   for (const s of seqs) decoder.release(s);
   return { ids: seqs.map((s) => s.tokens), logits };
@@ -42,12 +45,12 @@ function check(result: { ids: number[][]; logits: Float32Array[][] }, indices: n
   });
 }
 
-test('greedy KV-cache generation matches transformers, one prompt at a time', () => {
+test('greedy KV-cache generation matches transformers, one prompt at a time', async () => {
   const decoder = new SequenceDecoder(model);
-  check(greedy(decoder, [golden.prompts[0]!]), [0]);
-  check(greedy(decoder, [golden.prompts[1]!]), [1]);
+  check(await greedy(decoder, [golden.prompts[0]!]), [0]);
+  check(await greedy(decoder, [golden.prompts[1]!]), [1]);
 });
 
-test('batched decoding of prompts of different lengths gives the same ids and logits', () => {
-  check(greedy(new SequenceDecoder(model), golden.prompts), [0, 1]);
+test('batched decoding of prompts of different lengths gives the same ids and logits', async () => {
+  check(await greedy(new SequenceDecoder(model), golden.prompts), [0, 1]);
 });

@@ -30,7 +30,7 @@ export function registerChat(program: Command): void {
         else if (line) {
           history.push({ role: 'user', content: line });
           process.stdout.write('assistant> ');
-          const reply = pipeline.chat(history, { ...samplingFrom(flags), onText: (t) => process.stdout.write(t) });
+          const reply = await pipeline.chat(history, { ...samplingFrom(flags), onText: (t) => process.stdout.write(t) });
           process.stdout.write('\n');
           history.push({ role: 'assistant', content: reply.text });
         }

@@ -14,10 +14,10 @@ export function registerGenerate(program: Command): void {
   cmd.action(async (flags: ModelFlags & SamplingFlags & { prompt: string; system?: string; raw?: boolean }) => {
     const pipeline = await loadPipeline(flags);
     const opts = { ...samplingFrom(flags), onText: (t: string) => process.stdout.write(t) };
-    if (flags.raw) pipeline.complete(flags.prompt, opts);
+    if (flags.raw) await pipeline.complete(flags.prompt, opts);
     else {
       const messages = flags.system ? [{ role: 'system' as const, content: flags.system }] : [];
-      pipeline.chat([...messages, { role: 'user', content: flags.prompt }], opts);
+      await pipeline.chat([...messages, { role: 'user', content: flags.prompt }], opts);
     }
     process.stdout.write('\n');
     pipeline.dispose();
