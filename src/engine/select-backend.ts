@@ -9,8 +9,9 @@ export type DeviceName = 'cpu' | 'webgpu' | 'auto';
 
 export interface BackendOptions {
   /**
-   * `auto` (default) is the CPU for now: the trainer and the decoder still read results
-   * synchronously, which only the CPU backend allows. `webgpu` is explicit.
+   * `auto` (default) is the CPU for now: training and decoding run on WebGPU (`webgpu`), but
+   * only on lavapipe so far; auto should pick a hardware adapter once a real GPU has run the
+   * golden tests and a benchmark.
    */
   device?: DeviceName;
   /** CPU worker threads including the main one (default: all cores). */
