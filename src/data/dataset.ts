@@ -10,7 +10,7 @@ import { detectFormat, parseColumnMapping, toConversation, type DatasetFormat } 
 import { fillConversation } from './placeholders.ts';
 import type { PromptTemplate } from './prompt-template.ts';
 import { DEFAULT_SEED } from './prng.ts';
-import { readRecords } from './records.ts';
+import { readRecords } from './record-file.ts';
 import { DEFAULT_VAL_SIZE, splitIndices } from './split.ts';
 
 export interface LoadDatasetOptions {

@@ -1,10 +1,9 @@
-import { readFile } from 'node:fs/promises';
-import { extname } from 'node:path';
+/** Dataset text → records (no file system: record-file.ts reads files, a browser fetches). */
 import { LoraforgeError } from '../util/errors.ts';
 import { parseCsvRows } from './csv.ts';
 import { linesOfOffsets, recordOffsets } from './json-locations.ts';
 import { findJsonSyntaxError } from './json-syntax.ts';
-import { lineAt, stripBom } from './text.ts';
+import { lineAt } from './text.ts';
 
 /** One dataset record as read from a file, before any format is applied. */
 export interface RawRecord {
@@ -13,22 +12,9 @@ export interface RawRecord {
   where: string;
 }
 
-/** Reads a .json, .jsonl/.ndjson or .csv dataset file into records. */
-export async function readRecords(file: string): Promise<RawRecord[]> {
-  let text: string;
-  try {
-    text = stripBom(await readFile(file, 'utf8'));
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new LoraforgeError(`${file}: dataset file not found`);
-    throw new LoraforgeError(`${file}: cannot read dataset file (${code ?? String(err)})`);
-  }
-  return parseRecords(text, file);
-}
-
 /** Parses dataset text; the file name picks the parser and prefixes error messages. */
 export function parseRecords(text: string, file: string): RawRecord[] {
-  switch (extname(file).toLowerCase()) {
+  switch (fileExtension(file)) {
     case '.json':
       return parseJsonRecords(text, file);
     case '.jsonl':
@@ -42,6 +28,13 @@ export function parseRecords(text: string, file: string): RawRecord[] {
         'use .json (array of records), .jsonl (one record per line) or .csv (header row)',
       );
   }
+}
+
+/** `.json` for `data/train.JSON`, '' without an extension (what node:path's extname gives). */
+function fileExtension(file: string): string {
+  const base = file.slice(file.lastIndexOf('/') + 1);
+  const dot = base.lastIndexOf('.');
+  return dot > 0 ? base.slice(dot).toLowerCase() : '';
 }
 
 function parseJsonRecords(text: string, file: string): RawRecord[] {

@@ -1,32 +1,28 @@
 /**
- * safetensors reading and writing (https://github.com/huggingface/safetensors format):
- * `u64 LE header length | JSON header | raw little-endian tensor bytes`.
+ * safetensors files on disk: reading (one file or a sharded folder) and writing. The format itself
+ * (header validation, dtype conversions) lives in safetensors-format.ts, which has no file system
+ * and is re-exported here.
  *
- * Reading validates the whole header before any tensor data is touched, and tensors are read one
- * at a time into fresh buffers, so loading a model never holds more than the final weights plus one
- * tensor in flight.
+ * Tensors are read one at a time into fresh buffers, so loading a model never holds more than the
+ * final weights plus one tensor in flight.
  */
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { LoraforgeError } from '../util/errors.ts';
-import { bf16ToF32, f16ToF32 } from '../engine/half.ts';
 import { writeFileAtomic } from './atomic.ts';
+import {
+  DTYPE_BYTES,
+  SafetensorsReader,
+  elementCount,
+  parseSafetensorsHeader,
+  type SafetensorsDtype,
+  type SafetensorsHeader,
+  type TensorInfo,
+  type TensorSource,
+} from './safetensors-format.ts';
 
-export type SafetensorsDtype =
-  'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
-
-export const DTYPE_BYTES: Readonly<Record<SafetensorsDtype, number>> = {
-  F64: 8,
-  F32: 4,
-  F16: 2,
-  BF16: 2,
-  I64: 8,
-  I32: 4,
-  I16: 2,
-  I8: 1,
-  U8: 1,
-  BOOL: 1,
-};
+export * from './safetensors-format.ts';
+export { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../engine/half.ts';
 
 /**
  * Position of each dtype in the Rust library's `Dtype` enum. Its writer lays tensors out by
@@ -45,40 +41,6 @@ const DTYPE_WRITE_RANK: Readonly<Record<SafetensorsDtype, number>> = {
   I64: 9,
 };
 
-/** Headers beyond this are certainly corrupt (real ones are a few hundred KB at most). */
-const MAX_HEADER_BYTES = 100 * 1024 * 1024;
-
-export interface TensorInfo {
-  readonly name: string;
-  readonly dtype: SafetensorsDtype;
-  readonly shape: readonly number[];
-  /** Absolute byte offset of the tensor's data in the file. */
-  readonly fileOffset: number;
-  readonly byteLength: number;
-}
-
-export interface SafetensorsHeader {
-  readonly tensors: ReadonlyMap<string, TensorInfo>;
-  readonly metadata: Readonly<Record<string, string>>;
-  /** Byte offset where the data area starts (8 + header length). */
-  readonly dataStart: number;
-}
-
-export function isSafetensorsDtype(value: unknown): value is SafetensorsDtype {
-  return typeof value === 'string' && Object.hasOwn(DTYPE_BYTES, value);
-}
-
-export function elementCount(shape: readonly number[]): number {
-  return shape.reduce((n, d) => n * d, 1);
-}
-
-function corrupt(path: string, what: string): LoraforgeError {
-  return new LoraforgeError(
-    `${path}: not a valid safetensors file (${what})`,
-    'the file is truncated or corrupt; download or save it again',
-  );
-}
-
 function readExactly(fd: number, target: Uint8Array, position: number): number {
   let done = 0;
   while (done < target.byteLength) {
@@ -89,107 +51,10 @@ function readExactly(fd: number, target: Uint8Array, position: number): number {
   return done;
 }
 
-function parseTensorEntry(
-  path: string,
-  name: string,
-  entry: unknown,
-  dataStart: number,
-  dataSize: number,
-): TensorInfo {
-  const where = `tensor '${name}'`;
-  if (typeof entry !== 'object' || entry === null)
-    throw corrupt(path, `${where} entry is not an object`);
-  const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
-  if (!isSafetensorsDtype(dtype)) {
-    throw new LoraforgeError(
-      `${path}: tensor '${name}' has unsupported dtype ${JSON.stringify(dtype)}`,
-      `supported dtypes: ${Object.keys(DTYPE_BYTES).join(', ')}`,
-    );
-  }
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw corrupt(
-      path,
-      `${where} shape ${JSON.stringify(shape)} is not a list of non-negative integers`,
-    );
-  }
-  if (
-    !Array.isArray(offsets) ||
-    offsets.length !== 2 ||
-    !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) ||
-    offsets[0] > offsets[1] ||
-    offsets[1] > dataSize
-  ) {
-    throw corrupt(
-      path,
-      `${where} data_offsets ${JSON.stringify(offsets)} lie outside the ${dataSize}-byte data area`,
-    );
-  }
-  const [begin, end] = offsets as number[];
-  const expected = elementCount(shape) * DTYPE_BYTES[dtype];
-  if (end - begin !== expected) {
-    throw corrupt(
-      path,
-      `${where} ${dtype}${JSON.stringify(shape)} needs ${expected} bytes but data_offsets span ${end - begin}`,
-    );
-  }
-  return { name, dtype, shape, fileOffset: dataStart + begin, byteLength: expected };
-}
-
-function parseMetadata(path: string, value: unknown): Record<string, string> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw corrupt(path, '__metadata__ is not an object');
-  }
-  for (const [key, v] of Object.entries(value)) {
-    if (typeof v !== 'string') throw corrupt(path, `__metadata__.${key} is not a string`);
-  }
-  return value as Record<string, string>;
-}
-
-function rejectOverlaps(path: string, tensors: TensorInfo[]): void {
-  const sorted = tensors
-    .filter((t) => t.byteLength > 0)
-    .sort((a, b) => a.fileOffset - b.fileOffset);
-  for (let i = 1; i < sorted.length; i++) {
-    const prev = sorted[i - 1]!;
-    if (sorted[i]!.fileOffset < prev.fileOffset + prev.byteLength) {
-      throw corrupt(path, `tensors '${prev.name}' and '${sorted[i]!.name}' overlap`);
-    }
-  }
-}
-
 function readHeaderFromFd(fd: number, path: string): SafetensorsHeader {
-  const fileSize = fstatSync(fd).size;
-  if (fileSize < 8)
-    throw corrupt(path, `${fileSize} bytes is shorter than the 8-byte header length`);
-  const lengthBytes = new Uint8Array(8);
-  readExactly(fd, lengthBytes, 0);
-  const headerLength = new DataView(lengthBytes.buffer).getBigUint64(0, true);
-  if (headerLength > BigInt(Math.min(MAX_HEADER_BYTES, fileSize - 8))) {
-    throw corrupt(
-      path,
-      `header length ${headerLength} exceeds the file size ${fileSize} or the 100 MB limit`,
-    );
-  }
-  const headerBytes = new Uint8Array(Number(headerLength));
-  readExactly(fd, headerBytes, 8);
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBytes));
-  } catch {
-    throw corrupt(path, 'header is not valid UTF-8 JSON');
-  }
-  if (typeof json !== 'object' || json === null || Array.isArray(json))
-    throw corrupt(path, 'header is not a JSON object');
-
-  const dataStart = 8 + headerBytes.byteLength;
-  const tensors = new Map<string, TensorInfo>();
-  let metadata: Record<string, string> = {};
-  for (const [name, entry] of Object.entries(json)) {
-    if (name === '__metadata__') metadata = parseMetadata(path, entry);
-    else tensors.set(name, parseTensorEntry(path, name, entry, dataStart, fileSize - dataStart));
-  }
-  rejectOverlaps(path, [...tensors.values()]);
-  return { tensors, metadata, dataStart };
+  return parseSafetensorsHeader(path, fstatSync(fd).size, (target, position) =>
+    readExactly(fd, target, position),
+  );
 }
 
 /** Reads and fully validates a safetensors header without reading any tensor data. */
@@ -212,76 +77,27 @@ function openOrThrow(path: string): number {
   }
 }
 
-/** Read access to named tensors, from one file or a sharded folder. */
-export interface TensorSource {
-  names(): string[];
-  has(name: string): boolean;
-  /** Throws a LoraforgeError naming the tensor when it is absent. */
-  info(name: string): TensorInfo;
-  /** The tensor's raw bytes in a fresh, 8-byte-aligned buffer (safe to view as any typed array). */
-  read(name: string): Uint8Array;
-  /** Copies the tensor's raw bytes into `target` (exactly info(name).byteLength bytes). */
-  readInto(name: string, target: Uint8Array): void;
-  close(): void;
-}
-
-export class SafetensorsFile implements TensorSource {
-  readonly header: SafetensorsHeader;
+export class SafetensorsFile extends SafetensorsReader {
   private fd: number | undefined;
 
-  private constructor(
-    readonly path: string,
-    fd: number,
-  ) {
+  private constructor(path: string, fd: number) {
+    super(path, readHeaderFromFd(fd, path));
     this.fd = fd;
+  }
+
+  static open(path: string): SafetensorsFile {
+    const fd = openOrThrow(path);
     try {
-      this.header = readHeaderFromFd(fd, path);
+      return new SafetensorsFile(path, fd);
     } catch (err) {
       closeSync(fd);
       throw err;
     }
   }
 
-  static open(path: string): SafetensorsFile {
-    return new SafetensorsFile(path, openOrThrow(path));
-  }
-
-  get metadata(): Readonly<Record<string, string>> {
-    return this.header.metadata;
-  }
-
-  names(): string[] {
-    return [...this.header.tensors.keys()];
-  }
-
-  has(name: string): boolean {
-    return this.header.tensors.has(name);
-  }
-
-  info(name: string): TensorInfo {
-    const info = this.header.tensors.get(name);
-    if (!info) throw new LoraforgeError(`${this.path}: no tensor named '${name}'`);
-    return info;
-  }
-
-  read(name: string): Uint8Array {
-    const target = new Uint8Array(this.info(name).byteLength);
-    this.readInto(name, target);
-    return target;
-  }
-
-  readInto(name: string, target: Uint8Array): void {
-    const info = this.info(name);
-    if (target.byteLength !== info.byteLength) {
-      throw new Error(
-        `readInto '${name}': target has ${target.byteLength} bytes, tensor has ${info.byteLength}`,
-      );
-    }
+  protected readAt(target: Uint8Array, position: number): number {
     if (this.fd === undefined) throw new Error(`${this.path} is closed`);
-    // The header check guarantees the bytes exist unless the file shrank while open.
-    if (readExactly(this.fd, target, info.fileOffset) !== info.byteLength) {
-      throw corrupt(this.path, `tensor '${name}' data ends early`);
-    }
+    return readExactly(this.fd, target, position);
   }
 
   close(): void {
@@ -453,70 +269,4 @@ export function writeSafetensors(
   metadata?: Record<string, string>,
 ): void {
   writeFileAtomic(path, encodeSafetensors(tensors, metadata));
-}
-
-// ---- dtype conversion helpers ----
-
-export { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../engine/half.ts';
-
-/** Narrows I64 values (token ids, masks, labels) to I32; throws if one does not fit. */
-export function i64ToI32(src: BigInt64Array, what = 'I64 tensor'): Int32Array {
-  const out = new Int32Array(src.length);
-  for (let i = 0; i < src.length; i++) {
-    const v = src[i]!;
-    if (v < -2147483648n || v > 2147483647n)
-      throw new LoraforgeError(`${what}: value ${v} at index ${i} does not fit in int32`);
-    out[i] = Number(v);
-  }
-  return out;
-}
-
-/**
- * Widens a tensor's raw bytes (F32, BF16, F16 or F64) to float32. F32 input is viewed in place
- * (no copy) when 8-byte aligned, so the result shares memory with `bytes`.
- */
-export function bytesToF32(
-  dtype: SafetensorsDtype,
-  bytes: Uint8Array,
-  what = 'tensor',
-): Float32Array {
-  const aligned = bytes.byteOffset % 8 === 0 ? bytes : bytes.slice();
-  const { buffer, byteOffset, byteLength } = aligned;
-  switch (dtype) {
-    case 'F32':
-      return new Float32Array(buffer, byteOffset, byteLength / 4);
-    case 'BF16':
-      return bf16ToF32(new Uint16Array(buffer, byteOffset, byteLength / 2));
-    case 'F16':
-      return f16ToF32(new Uint16Array(buffer, byteOffset, byteLength / 2));
-    case 'F64':
-      return Float32Array.from(new Float64Array(buffer, byteOffset, byteLength / 8));
-    default:
-      throw new LoraforgeError(`${what}: expected a floating-point dtype, found ${dtype}`);
-  }
-}
-
-/** Reads a tensor's raw bytes (I64, I32, I16, I8, U8 or BOOL) as int32; I32 input is viewed in place. */
-export function bytesToI32(
-  dtype: SafetensorsDtype,
-  bytes: Uint8Array,
-  what = 'tensor',
-): Int32Array {
-  const aligned = bytes.byteOffset % 8 === 0 ? bytes : bytes.slice();
-  const { buffer, byteOffset, byteLength } = aligned;
-  switch (dtype) {
-    case 'I64':
-      return i64ToI32(new BigInt64Array(buffer, byteOffset, byteLength / 8), what);
-    case 'I32':
-      return new Int32Array(buffer, byteOffset, byteLength / 4);
-    case 'I16':
-      return Int32Array.from(new Int16Array(buffer, byteOffset, byteLength / 2));
-    case 'I8':
-      return Int32Array.from(new Int8Array(buffer, byteOffset, byteLength));
-    case 'U8':
-    case 'BOOL':
-      return Int32Array.from(new Uint8Array(buffer, byteOffset, byteLength));
-    default:
-      throw new LoraforgeError(`${what}: expected an integer dtype, found ${dtype}`);
-  }
 }

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseRecords, readRecords } from '../../src/data/records.ts';
+import { readRecords } from '../../src/data/record-file.ts';
+import { parseRecords } from '../../src/data/records.ts';
 import { LoraforgeError } from '../../src/util/errors.ts';
 
 const fixture = (name: string) => new URL(`../fixtures/data/${name}`, import.meta.url).pathname;

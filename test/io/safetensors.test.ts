@@ -17,6 +17,7 @@ import {
   writeSafetensors,
   type NamedTensorData,
 } from '../../src/io/safetensors.ts';
+import { SafetensorsBuffer } from '../../src/io/safetensors-buffer.ts';
 import { LoraforgeError } from '../../src/util/errors.ts';
 import { GOLDEN as GOLDEN_ROOT } from '../helpers.ts';
 
@@ -298,5 +299,26 @@ test('i64ToI32 narrows and rejects out-of-range values', () => {
   assertOneLineError(
     () => i64ToI32(new BigInt64Array([1n << 40n]), 'input_ids'),
     /input_ids: value 1099511627776 at index 0/,
+  );
+});
+
+test('bytes in memory read like the file they came from, with the same header checks', () => {
+  const path = join(GOLDEN, 'model.safetensors');
+  const bytes = readFileSync(path);
+  const file = SafetensorsFile.open(path);
+  const memory = new SafetensorsBuffer(bytes, 'model.safetensors');
+  try {
+    assert.deepEqual(memory.names(), file.names());
+    for (const name of file.names()) assert.deepEqual(memory.read(name), file.read(name));
+  } finally {
+    file.close();
+  }
+  assertOneLineError(
+    () => new SafetensorsBuffer(bytes.subarray(0, 5), 'cut.safetensors'),
+    /cut\.safetensors.*shorter than the 8-byte/,
+  );
+  assertOneLineError(
+    () => new SafetensorsBuffer(bytes.subarray(0, bytes.byteLength - 4), 'cut.safetensors'),
+    /cut\.safetensors.*lie outside the \d+-byte data area/,
   );
 });

@@ -1,23 +1,25 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { before, test } from 'node:test';
 import { noGrad } from '../../src/engine/tape.ts';
 import { tidy } from '../../src/engine/tensor.ts';
-import { loadModel } from '../../src/models/load.ts';
+import { SafetensorsBuffer } from '../../src/io/safetensors-buffer.ts';
+import { parseDecoderConfig } from '../../src/models/config.ts';
 import type { DecoderModel } from '../../src/models/decoder.ts';
+import { modelFromTensors } from '../../src/models/from-tensors.ts';
+import { loadModel } from '../../src/models/load.ts';
 import { TINY, maxAbsDiff, readGolden, useCpuBackend } from '../helpers.ts';
-import { join } from 'node:path';
 
-let model: DecoderModel;
 before(async () => {
   await useCpuBackend();
-  model = loadModel(TINY);
 });
 
-test('qwen2-tiny logits match transformers on a padded batch', () => {
+/** Largest difference between the model's logits and transformers' on the golden padded batch. */
+function goldenLogitsDiff(model: DecoderModel): number {
   const g = readGolden(join(TINY, 'forward.safetensors'));
   const ids = g.i32('input_ids');
   const mask = g.i32('attention_mask');
-  const expected = g.f32('logits');
   const [batch, seq] = ids.shape as [number, number];
   const logits = noGrad(() =>
     tidy(() => {
@@ -25,6 +27,23 @@ test('qwen2-tiny logits match transformers on a padded batch', () => {
       return model.logits(h).readSync() as Float32Array;
     }),
   );
-  const diff = maxAbsDiff(logits, expected.data);
+  return maxAbsDiff(logits, g.f32('logits').data);
+}
+
+test('qwen2-tiny logits match transformers on a padded batch', () => {
+  const diff = goldenLogitsDiff(loadModel(TINY));
+  assert.ok(diff < 1e-4, `max abs diff ${diff}`);
+});
+
+test('qwen2-tiny loaded from bytes in memory (as a browser does) gives the same logits', () => {
+  const config = parseDecoderConfig(
+    JSON.parse(readFileSync(join(TINY, 'config.json'), 'utf8')),
+    'config.json',
+  );
+  const weights = new SafetensorsBuffer(
+    readFileSync(join(TINY, 'model.safetensors')),
+    'model.safetensors',
+  );
+  const diff = goldenLogitsDiff(modelFromTensors(config, weights, 'memory', {}));
   assert.ok(diff < 1e-4, `max abs diff ${diff}`);
 });
