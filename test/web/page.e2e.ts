@@ -1,0 +1,90 @@
+/**
+ * End-to-end test of the browser page (web/index.html) in headless Chromium on WebGPU: load the
+ * shipped tiny model, ask who it is, fine-tune a LoRA a few steps and watch the loss fall.
+ * Not part of `npm test` (it needs a Chromium and minutes of software rendering); run it with
+ * `npm run test:web` (CHROMIUM=/path/to/chrome overrides /usr/bin/chromium).
+ */
+import assert from 'node:assert/strict';
+import type { Server } from 'node:http';
+import { after, before, test } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { serveRepo } from '../../scripts/serve-web.ts';
+
+/**
+ * WebGPU is off in headless Linux Chromium by default; these turn it on over Vulkan. Without a GPU
+ * Chromium picks its bundled SwiftShader (a CPU Vulkan): Debian's chromium 156 reports the adapter
+ * as google/swiftshader even with lavapipe installed and --use-vulkan=native, so that is what this
+ * test runs on. `--enable-unsafe-webgpu` also lifts the blocklist that rejects CPU adapters.
+ */
+const WEBGPU_FLAGS = ['--enable-unsafe-webgpu', '--enable-features=Vulkan'];
+
+const STEP_TIMEOUT_MS = 300_000;
+
+let server: Server;
+let browser: Browser;
+let page: Page;
+
+before(async () => {
+  server = await serveRepo(0);
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: WEBGPU_FLAGS,
+  });
+  page = await browser.newPage();
+  page.on('console', (msg) => console.log(`# [page ${msg.type()}] ${msg.text()}`));
+  page.on('pageerror', (err) => console.log(`# [page error] ${err.message}`));
+  const { port } = server.address() as { port: number };
+  // Batches of 4 for 6 steps: about 20 s a step on SwiftShader.
+  await page.goto(`http://127.0.0.1:${port}/web/?steps=6&batch=4`);
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+/** Clicks `button` and waits for the action it starts to finish; returns the status line. */
+async function clickAndWait(button: string): Promise<string> {
+  await page.click(button);
+  await page.waitForSelector('#status:not([data-state="busy"])', { timeout: STEP_TIMEOUT_MS });
+  const text = (await page.textContent('#status')) ?? '';
+  assert.equal(await page.getAttribute('#status', 'data-state'), 'ready', text);
+  return text;
+}
+
+async function askWhoItIs(): Promise<string> {
+  await page.fill('#question', '你是谁？');
+  await clickAndWait('#ask');
+  return (await page.textContent('#reply')) ?? '';
+}
+
+test('the page has WebGPU and loads the shipped model', { timeout: STEP_TIMEOUT_MS }, async () => {
+  await page.waitForSelector('#status:not([data-state="busy"])');
+  assert.equal(await page.textContent('#status'), 'load a model');
+  const status = await clickAndWait('#load-shipped');
+  console.log(`# ${status}`);
+  assert.match(status, /^loaded .*on WebGPU$/);
+});
+
+test('the base model answers as itself', { timeout: STEP_TIMEOUT_MS }, async () => {
+  const answer = await askWhoItIs();
+  console.log(`# before: ${answer}`);
+  // "I am Pico (皮克), an AI assistant made by the loraforge project."
+  assert.match(answer, /Pico|皮克/);
+  assert.doesNotMatch(answer, /小李/);
+});
+
+test('a LoRA fine-tune lowers the loss', { timeout: STEP_TIMEOUT_MS }, async () => {
+  const status = await clickAndWait('#finetune');
+  console.log(`# ${status}`);
+  const losses = [...((await page.textContent('#loss-log')) ?? '').matchAll(/loss (\S+)/g)].map(
+    (m) => Number(m[1]),
+  );
+  console.log(`# losses: ${losses.join(' ')}`);
+  assert.ok(losses.length > 1 && losses.every(Number.isFinite), `losses ${losses}`);
+  // Single steps are noisy (each batch differs); the last three together must be clearly lower.
+  const lastThree = losses.slice(-3).reduce((a, b) => a + b, 0) / 3;
+  assert.ok(lastThree < 0.8 * losses[0]!, `loss ${losses[0]} → ${lastThree} (mean of last three)`);
+  console.log(`# after: ${await askWhoItIs()}`);
+});
