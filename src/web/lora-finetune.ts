@@ -1,22 +1,28 @@
 /**
  * A small LoRA fine-tune that runs on WebGPU in a page: the model's fused loss, the tape's
- * backward pass and AdamW as the backend's adamwStep kernel, so parameters, gradients and moments
- * stay on the device and the host only awaits one number per step (the loss).
+ * backward pass, and the Trainer's device-side update (gradient clipping and AdamW kernels, a
+ * cosine schedule with warmup), so parameters, gradients and moments stay on the device and the
+ * host only awaits the gradient norm and the loss of each step. No checkpoints, evaluation or
+ * gradient accumulation: train/trainer.ts has those but also reads and writes files.
  */
-import { backward } from '../engine/tape.ts';
-import { Tensor, getBackend, tidy } from '../engine/tensor.ts';
+import { backward, gradSlot, noGrad } from '../engine/tape.ts';
+import { getBackend, tidy, type Tensor } from '../engine/tensor.ts';
 import type { Conversation } from '../data/conversation.ts';
 import { encodeExamples } from '../data/examples.ts';
 import { DataLoader, padIdOf } from '../data/loader.ts';
 import type { PromptTemplate } from '../data/templates.ts';
 import type { Tokenizer } from '../io/hf-tokenizer.ts';
-import type { DecoderModel } from '../models/decoder.ts';
+import type { Batch } from '../data/batch.ts';
+import type { DecoderModel, ModelInput } from '../models/decoder.ts';
 import { LoraAdapter } from '../peft/adapter.ts';
 import { makeLoraConfig } from '../peft/config.ts';
+import { LrSchedule } from '../train/schedule.ts';
+import { createTrainerOptimizer } from '../train/trainer-optimizer.ts';
 
 export interface FineTuneOptions {
   steps: number;
   batchSize: number;
+  /** Peak learning rate of the cosine schedule. */
   learningRate: number;
   rank: number;
   seed: number;
@@ -24,23 +30,37 @@ export interface FineTuneOptions {
   onStep?: (step: number, loss: number) => void;
 }
 
+/** The demo's settings (examples/identity.yaml), fewer steps: software WebGPU is slow. */
 export const DEFAULT_FINETUNE: FineTuneOptions = {
   steps: 12,
   batchSize: 8,
-  // The demo's rate (examples/identity.yaml): a rank-8 LoRA on the tiny model learns fast.
   learningRate: 2e-3,
   rank: 8,
   seed: 42,
 };
+const WARMUP_RATIO = 0.05;
+const MAX_GRAD_NORM = 1;
 
-/** Trains a fresh LoRA on `conversations` and leaves it attached to `model`; returns it. */
+export interface FineTuneResult {
+  /** Attached to the model. */
+  adapter: LoraAdapter;
+  /** Training loss of each step (each its own batch, so they are noisy). */
+  losses: number[];
+  /**
+   * The first batch's loss measured again after training: against losses[0] (the same batch
+   * before any update) it shows learning without the noise of comparing different batches.
+   */
+  firstBatchLossAfter: number;
+}
+
+/** Trains a fresh LoRA on `conversations` and leaves it attached to `model`. */
 export async function fineTuneLora(
   model: DecoderModel,
   tokenizer: Tokenizer,
   template: PromptTemplate,
   conversations: readonly Conversation[],
   opts: FineTuneOptions,
-): Promise<LoraAdapter> {
+): Promise<FineTuneResult> {
   const { examples } = encodeExamples(conversations, template, {
     cutoffLen: 256,
     trainOnPrompt: false,
@@ -54,83 +74,64 @@ export async function fineTuneLora(
   const adapter = LoraAdapter.create(model, config, opts.seed);
   adapter.attach(model);
   adapter.setTrainable(true);
-  const optimizer = new DeviceAdamW(
-    adapter.namedParameters().map(([, t]) => t),
-    opts.learningRate,
-  );
+  const backend = getBackend();
+  const params = adapter.namedParameters().map(([name, tensor]) => {
+    // The optimizer works on gradients that exist before the first backward pass (zeroed here).
+    backend.kernels.fill(gradSlot(tensor).grad.operand(), tensor.size, 0);
+    return { name, tensor, weightDecay: 0 };
+  });
+  const optimizer = createTrainerOptimizer(backend, params, {});
+  const schedule = new LrSchedule({
+    name: 'cosine',
+    lr: opts.learningRate,
+    totalSteps: opts.steps,
+    warmupRatio: WARMUP_RATIO,
+  });
+  const losses: number[] = [];
+  let firstBatch: Batch | undefined;
   try {
-    for (let step = 1; step <= opts.steps; step++) {
+    for (let step = 0; step < opts.steps; step++) {
       const batch = loader.next();
+      firstBatch ??= batch;
       const loss = tidy(() => {
-        const input = {
-          batch: batch.batchSize,
-          seq: batch.seqLen,
-          inputIds: batch.inputIds,
-          attentionMask: batch.attentionMask,
-          positionIds: batch.positionIds,
-        };
-        const result = model.loss(input, batch.labels).loss;
+        const result = model.loss(modelInput(batch), batch.labels).loss;
         backward(result);
         return result;
       });
-      optimizer.step();
-      const value = (await loss.toFloat32())[0]!;
-      loss.dispose();
-      opts.onStep?.(step, value);
+      await optimizer.clipGradients(MAX_GRAD_NORM);
+      optimizer.step(schedule.lrAt(step));
+      optimizer.zeroGrad();
+      losses.push(await readScalar(loss));
+      opts.onStep?.(step + 1, losses[step]!);
     }
   } finally {
-    optimizer.dispose();
     adapter.setTrainable(false);
+    for (const { tensor } of params) {
+      tensor.grad?.dispose();
+      tensor.grad = null;
+    }
   }
-  return adapter;
+  const after = firstBatch
+    ? noGrad(() => tidy(() => model.loss(modelInput(firstBatch), firstBatch.labels).loss))
+    : undefined;
+  return { adapter, losses, firstBatchLossAfter: after ? await readScalar(after) : NaN };
 }
 
-/** torch.optim.AdamW (betas 0.9 / 0.999, eps 1e-8, no weight decay) with device-resident moments. */
-class DeviceAdamW {
-  private readonly moments: { m: Tensor; v: Tensor }[];
-  private t = 0;
+function modelInput(batch: Batch): ModelInput {
+  return {
+    batch: batch.batchSize,
+    seq: batch.seqLen,
+    inputIds: batch.inputIds,
+    attentionMask: batch.attentionMask,
+    positionIds: batch.positionIds,
+  };
+}
 
-  constructor(
-    private readonly params: readonly Tensor[],
-    private readonly lr: number,
-  ) {
-    this.moments = params.map((p) => ({
-      m: Tensor.zeros(p.shape).keep(),
-      v: Tensor.zeros(p.shape).keep(),
-    }));
-  }
-
-  /** Applies and then drops the gradients the last backward pass left on the parameters. */
-  step(): void {
-    this.t++;
-    const [beta1, beta2] = [0.9, 0.999];
-    const kernels = getBackend().kernels;
-    this.params.forEach((p, i) => {
-      if (!p.grad) return;
-      const { m, v } = this.moments[i]!;
-      kernels.adamwStep(
-        p.operand(),
-        p.grad.operand(),
-        m.operand(),
-        v.operand(),
-        p.size,
-        this.lr,
-        beta1,
-        beta2,
-        1e-8,
-        0,
-        1 - beta1 ** this.t,
-        1 - beta2 ** this.t,
-      );
-      p.grad.dispose();
-      p.grad = null;
-    });
-  }
-
-  dispose(): void {
-    for (const { m, v } of this.moments) {
-      m.dispose();
-      v.dispose();
-    }
+/** The value of a one-element tensor, which is disposed. */
+async function readScalar(t: Tensor): Promise<number> {
+  try {
+    return (await t.toFloat32())[0]!;
+  } finally {
+    t.dispose();
   }
 }
