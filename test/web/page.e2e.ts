@@ -87,3 +87,17 @@ test('a LoRA fine-tune lowers the loss', { timeout: STEP_TIMEOUT_MS }, async () 
   assert.ok(after < 0.9 * before, `first batch loss ${before} → ${after}`);
   console.log(`# after: ${await askWhoItIs()}`);
 });
+
+test(
+  'a picked model folder loads and answers like the shipped one',
+  { timeout: STEP_TIMEOUT_MS },
+  async () => {
+    await page.setInputFiles('#pick-folder', 'assets/tiny-chat');
+    await page.waitForSelector('#status:not([data-state="busy"])', { timeout: STEP_TIMEOUT_MS });
+    const status = (await page.textContent('#status')) ?? '';
+    console.log(`# ${status}`);
+    assert.match(status, /^loaded tiny-chat\/ .*on WebGPU$/);
+    // A fresh model without the LoRA: the base answer again.
+    assert.match(await askWhoItIs(), /Pico|皮克/);
+  },
+);
