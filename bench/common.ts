@@ -41,7 +41,9 @@ export function randomQwen05B(): string {
     // In a child process, so writing 1 GB does not count in this benchmark's peak RSS.
     const script = `import { writeRandomModel, QWEN2_0_5B_CONFIG } from './src/models/random.ts';
       writeRandomModel(${JSON.stringify(dir)}, QWEN2_0_5B_CONFIG, { dtype: 'BF16', seed: 0 });`;
-    execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: 'inherit' });
+    execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      stdio: 'inherit',
+    });
   }
   return dir;
 }

@@ -42,7 +42,11 @@ noGrad(() => {
   const tokens = [...prompt];
   for (let i = 0; i < baselineTokens; i++) {
     tidy(() => {
-      const h = model.forwardHidden({ batch: 1, seq: tokens.length, inputIds: Int32Array.from(tokens) });
+      const h = model.forwardHidden({
+        batch: 1,
+        seq: tokens.length,
+        inputIds: Int32Array.from(tokens),
+      });
       model.logits(h, [tokens.length - 1]);
     });
     tokens.push(1);
@@ -62,6 +66,8 @@ const result = {
 };
 say(`prefill: ${result.prefillTokensPerSecond.toFixed(1)} tokens/s (${promptLength} tokens)`);
 say(`decode (KV cache): ${result.decodeTokensPerSecond.toFixed(2)} tokens/s`);
-say(`decode without cache (baseline, same run): ${result.noCacheTokensPerSecond.toFixed(2)} tokens/s -> KV cache ${result.kvCacheSpeedup.toFixed(1)}x`);
+say(
+  `decode without cache (baseline, same run): ${result.noCacheTokensPerSecond.toFixed(2)} tokens/s -> KV cache ${result.kvCacheSpeedup.toFixed(1)}x`,
+);
 emitJson(result);
 process.exit(0);

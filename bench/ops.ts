@@ -201,7 +201,18 @@ const ops: Array<{ name: string; run: () => void }> = [
     run: () => {
       runtime.f32(runMax, TOKENS).fill(-Infinity);
       runtime.f32(runSum, TOKENS).fill(0);
-      kernels.ceOnlineChunk(logits, TOKENS, CE_CHUNK, 0, targets, runMax, runSum, tgtLogit, acc, HIDDEN);
+      kernels.ceOnlineChunk(
+        logits,
+        TOKENS,
+        CE_CHUNK,
+        0,
+        targets,
+        runMax,
+        runSum,
+        tgtLogit,
+        acc,
+        HIDDEN,
+      );
     },
   },
   // In place, so every call after the first sees gradients as logits: same cost.
@@ -228,14 +239,19 @@ for (const g of gemmTimes) log(`  ${g.name.padEnd(24)} ${g.ms.toFixed(2).padStar
 const backend = await CpuBackend.create();
 setBackend(backend);
 const vocab = 151936;
-const hidden = Tensor.from(Float32Array.from({ length: TOKENS * HIDDEN }, () => Math.random() - 0.5), [TOKENS, HIDDEN]);
+const hidden = Tensor.from(
+  Float32Array.from({ length: TOKENS * HIDDEN }, () => Math.random() - 0.5),
+  [TOKENS, HIDDEN],
+);
 hidden.requiresGrad = true;
 const head = Tensor.from(
   f32ToBf16(Float32Array.from({ length: vocab * HIDDEN }, () => (Math.random() - 0.5) * 0.05)),
   [vocab, HIDDEN],
   'bf16',
 );
-const lmTargets = Int32Array.from({ length: TOKENS }, (_, i) => (i % SEQ < SEQ / 2 ? -100 : (i * 7919) % vocab));
+const lmTargets = Int32Array.from({ length: TOKENS }, (_, i) =>
+  i % SEQ < SEQ / 2 ? -100 : (i * 7919) % vocab,
+);
 ops.push({
   name: `fused LM-head loss fwd+bwd (${TOKENS / 2} of ${TOKENS} rows, vocab ${vocab}, bf16)`,
   run: () => {

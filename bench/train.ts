@@ -21,7 +21,9 @@ const SEQ = 64;
 const PROMPT = 32;
 const steps = argValue('--steps', 3);
 const threads = argValue('--threads', 2);
-const device = process.argv.includes('--device') ? process.argv[process.argv.indexOf('--device') + 1]! : 'cpu';
+const device = process.argv.includes('--device')
+  ? process.argv[process.argv.indexOf('--device') + 1]!
+  : 'cpu';
 
 printMachine();
 const dir = randomQwen05B();
@@ -34,7 +36,11 @@ async function measure(
   const backend = await makeBackend();
   setBackend(backend);
   const model = loadModel(dir, { dtype: 'bf16' });
-  const adapter = LoraAdapter.create(model, makeLoraConfig({ r: 8, loraAlpha: 16, loraDropout: 0, targetModules: 'all-linear' }), 0);
+  const adapter = LoraAdapter.create(
+    model,
+    makeLoraConfig({ r: 8, loraAlpha: 16, loraDropout: 0, targetModules: 'all-linear' }),
+    0,
+  );
   adapter.attach(model);
   adapter.setTrainable(true);
   const ids = Int32Array.from({ length: BATCH * SEQ }, (_, i) => 1 + ((i * 7919) % 150000));
@@ -59,10 +65,15 @@ async function measure(
   model.dispose();
   backend.dispose();
   const steady = times.length > 1 ? times.slice(1) : times;
-  return { secondsPerStep: steady.reduce((a, b) => a + b, 0) / steady.length, firstStep: times[0]! };
+  return {
+    secondsPerStep: steady.reduce((a, b) => a + b, 0) / steady.length,
+    firstStep: times[0]!,
+  };
 }
 
-say(`LoRA r=8 all-linear, batch ${BATCH}x${SEQ} (${PROMPT} prompt positions masked), bf16 frozen weights`);
+say(
+  `LoRA r=8 all-linear, batch ${BATCH}x${SEQ} (${PROMPT} prompt positions masked), bf16 frozen weights`,
+);
 const cpu = (t: number) => () => CpuBackend.create({ threads: t });
 const main =
   device === 'webgpu'
@@ -70,7 +81,11 @@ const main =
     : await measure(cpu(threads), `${threads} thread(s)`, steps + 1);
 const mainPeakRss = peakRss();
 const baselineThreads = device === 'webgpu' ? threads : 1;
-const baseline = await measure(cpu(baselineThreads), `cpu ${baselineThreads} thread(s) (baseline)`, 1);
+const baseline = await measure(
+  cpu(baselineThreads),
+  `cpu ${baselineThreads} thread(s) (baseline)`,
+  1,
+);
 const tokens = BATCH * SEQ;
 const result = {
   device,
@@ -81,10 +96,15 @@ const result = {
   baselineSecondsPerStep: baseline.secondsPerStep,
   speedupVsBaseline: baseline.secondsPerStep / main.secondsPerStep,
   peakRssBytes: mainPeakRss,
-  reference: 'HF Trainer + PEFT on PyTorch CPU, this machine type: ~57 tok/s f32, ~90 tok/s bf16 autocast, 5.1-5.7 GB (documented, not measured in this run)',
+  reference:
+    'HF Trainer + PEFT on PyTorch CPU, this machine type: ~57 tok/s f32, ~90 tok/s bf16 autocast, 5.1-5.7 GB (documented, not measured in this run)',
 };
-say(`${device === 'webgpu' ? 'webgpu' : `${threads} threads`}: ${result.secondsPerStep.toFixed(2)} s/step, ${result.tokensPerSecond.toFixed(1)} tokens/s`);
-say(`cpu ${baselineThreads} thread(s) (baseline, same run): ${baseline.secondsPerStep.toFixed(2)} s/step -> speedup ${result.speedupVsBaseline.toFixed(2)}x`);
+say(
+  `${device === 'webgpu' ? 'webgpu' : `${threads} threads`}: ${result.secondsPerStep.toFixed(2)} s/step, ${result.tokensPerSecond.toFixed(1)} tokens/s`,
+);
+say(
+  `cpu ${baselineThreads} thread(s) (baseline, same run): ${baseline.secondsPerStep.toFixed(2)} s/step -> speedup ${result.speedupVsBaseline.toFixed(2)}x`,
+);
 say(`peak RSS ${(result.peakRssBytes / 2 ** 30).toFixed(2)} GiB`);
 say(`reference: ${result.reference}`);
 emitJson(result);

@@ -17,7 +17,14 @@ const files = findTests('test')
   .sort();
 const result = spawnSync(
   process.execPath,
-  ['--experimental-wasm-relaxed-simd', '--import', 'tsx', '--test', '--test-concurrency=1', ...files],
+  [
+    '--experimental-wasm-relaxed-simd',
+    '--import',
+    'tsx',
+    '--test',
+    '--test-concurrency=1',
+    ...files,
+  ],
   { stdio: 'inherit' },
 );
 process.exit(result.status ?? 1);

@@ -29,8 +29,14 @@ export function readGolden(path: string): {
 } {
   const file = SafetensorsFile.open(path);
   return {
-    f32: (name) => ({ data: bytesToF32(file.info(name).dtype, file.read(name)), shape: file.info(name).shape }),
-    i32: (name) => ({ data: bytesToI32(file.info(name).dtype, file.read(name)), shape: file.info(name).shape }),
+    f32: (name) => ({
+      data: bytesToF32(file.info(name).dtype, file.read(name)),
+      shape: file.info(name).shape,
+    }),
+    i32: (name) => ({
+      data: bytesToI32(file.info(name).dtype, file.read(name)),
+      shape: file.info(name).shape,
+    }),
     names: () => file.names(),
   };
 }
@@ -79,6 +85,7 @@ export async function makeRandomChatModel(dir: string, seed = 0): Promise<string
     { seed, std: 0.5 },
   );
   const assets = join(import.meta.dirname, '..', 'assets', 'tiny-chat');
-  for (const file of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(assets, file), join(dir, file));
+  for (const file of ['tokenizer.json', 'tokenizer_config.json'])
+    copyFileSync(join(assets, file), join(dir, file));
   return dir;
 }

@@ -10,7 +10,13 @@
 import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../src/io/atomic.ts';
-import { SafetensorsFile, bytesToF32, encodeSafetensors, f32ToBf16, type NamedTensorData } from '../../src/io/safetensors.ts';
+import {
+  SafetensorsFile,
+  bytesToF32,
+  encodeSafetensors,
+  f32ToBf16,
+  type NamedTensorData,
+} from '../../src/io/safetensors.ts';
 import { writeRandomModel } from '../../src/models/random.ts';
 import { resolveTrainConfig } from '../../src/train/config.ts';
 import { runTraining } from '../../src/train/run.ts';
@@ -56,7 +62,8 @@ async function main(): Promise<void> {
 
   const initDir = join(work, 'init');
   writeRandomModel(initDir, TINY_CHAT_CONFIG, { dtype: 'F32', seed: 1 });
-  for (const file of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(ASSETS, file), join(initDir, file));
+  for (const file of ['tokenizer.json', 'tokenizer_config.json'])
+    copyFileSync(join(ASSETS, file), join(initDir, file));
 
   const outputDir = join(work, 'train');
   const epochs = Number(process.env.TINY_EPOCHS ?? 6);
@@ -96,14 +103,23 @@ async function main(): Promise<void> {
   const trained = SafetensorsFile.open(join(outputDir, 'model.safetensors'));
   const tensors: NamedTensorData[] = trained.names().map((name) => {
     const info = trained.info(name);
-    return { name, dtype: 'BF16', shape: info.shape, data: f32ToBf16(bytesToF32(info.dtype, trained.read(name))) };
+    return {
+      name,
+      dtype: 'BF16',
+      shape: info.shape,
+      data: f32ToBf16(bytesToF32(info.dtype, trained.read(name))),
+    };
   });
   trained.close();
   writeFileAtomic(join(ASSETS, 'model.safetensors'), encodeSafetensors(tensors));
   writeFileAtomic(join(ASSETS, 'config.json'), JSON.stringify(TINY_CHAT_CONFIG, null, 2) + '\n');
   writeFileAtomic(
     join(ASSETS, 'generation_config.json'),
-    JSON.stringify({ eos_token_id: TINY_CHAT_CONFIG.eos_token_id, do_sample: false, max_new_tokens: 64 }, null, 2) + '\n',
+    JSON.stringify(
+      { eos_token_id: TINY_CHAT_CONFIG.eos_token_id, do_sample: false, max_new_tokens: 64 },
+      null,
+      2,
+    ) + '\n',
   );
   copyFileSync(join(outputDir, 'loss.png'), join(ASSETS, 'training-loss.png'));
   console.log(`wrote ${ASSETS}/ (model.safetensors, config.json, generation_config.json)`);

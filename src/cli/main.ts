@@ -15,7 +15,16 @@ export function buildProgram(): Command {
     .description('LoRA fine-tuning, chat and serving of Hugging Face causal LMs, in TypeScript')
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)');
-  for (const register of [registerDemo, registerTrain, registerGenerate, registerChat, registerEval, registerServe, registerMerge, registerDownload]) {
+  for (const register of [
+    registerDemo,
+    registerTrain,
+    registerGenerate,
+    registerChat,
+    registerEval,
+    registerServe,
+    registerMerge,
+    registerDownload,
+  ]) {
     register(program);
   }
   return program;

@@ -9,7 +9,11 @@ import { ProgressBar } from '../util/progress.ts';
 
 export function addDeviceOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--device <device>', 'compute device').choices(['cpu', 'webgpu', 'auto']).default('auto'))
+    .addOption(
+      new Option('--device <device>', 'compute device')
+        .choices(['cpu', 'webgpu', 'auto'])
+        .default('auto'),
+    )
     .option('--threads <n>', 'CPU threads (default: all cores)', parseInteger);
 }
 
@@ -17,7 +21,10 @@ export function addModelOptions(cmd: Command): Command {
   return addDeviceOptions(cmd)
     .requiredOption('-m, --model <model>', 'model folder or Hugging Face id')
     .option('-a, --adapter <dir>', 'LoRA adapter folder (PEFT format)')
-    .option('--template <name>', "prompt template: tutorial | chatml | model (default: the adapter's, else the model's)")
+    .option(
+      '--template <name>',
+      "prompt template: tutorial | chatml | model (default: the adapter's, else the model's)",
+    )
     .addOption(
       new Option('--dtype <dtype>', 'storage of the weights (auto: bf16 above 100M parameters)')
         .choices(['auto', 'f32', 'bf16', 'f16'])

@@ -52,25 +52,68 @@ export interface AttentionDims {
 export interface Kernels {
   gemm(a: Operand, b: Operand, c: Operand, o: GemmOptions): void;
   attentionForward(
-    q: Operand, k: Operand, v: Operand, out: Operand, lse: Operand,
-    keyMask: Operand | null, segmentIds: Operand | null, d: AttentionDims,
+    q: Operand,
+    k: Operand,
+    v: Operand,
+    out: Operand,
+    lse: Operand,
+    keyMask: Operand | null,
+    segmentIds: Operand | null,
+    d: AttentionDims,
   ): void;
   attentionBackward(
-    q: Operand, k: Operand, v: Operand, out: Operand, lse: Operand, dout: Operand,
-    dq: Operand, dk: Operand, dv: Operand,
-    keyMask: Operand | null, segmentIds: Operand | null, d: AttentionDims,
+    q: Operand,
+    k: Operand,
+    v: Operand,
+    out: Operand,
+    lse: Operand,
+    dout: Operand,
+    dq: Operand,
+    dk: Operand,
+    dv: Operand,
+    keyMask: Operand | null,
+    segmentIds: Operand | null,
+    d: AttentionDims,
   ): void;
-  rmsnormForward(x: Operand, w: Operand, out: Operand, rstd: Operand, rows: number, dim: number, eps: number): void;
+  rmsnormForward(
+    x: Operand,
+    w: Operand,
+    out: Operand,
+    rstd: Operand,
+    rows: number,
+    dim: number,
+    eps: number,
+  ): void;
   rmsnormBackward(
-    x: Operand, w: Operand, rstd: Operand, dout: Operand, dx: Operand, dw: Operand | null,
-    rows: number, dim: number,
+    x: Operand,
+    w: Operand,
+    rstd: Operand,
+    dout: Operand,
+    dx: Operand,
+    dw: Operand | null,
+    rows: number,
+    dim: number,
   ): void;
   ropeApply(
-    x: Operand, out: Operand, positions: Operand,
-    batch: number, seq: number, heads: number, headDim: number, theta: number, inverse: boolean,
+    x: Operand,
+    out: Operand,
+    positions: Operand,
+    batch: number,
+    seq: number,
+    heads: number,
+    headDim: number,
+    theta: number,
+    inverse: boolean,
   ): void;
   swigluForward(gate: Operand, up: Operand, out: Operand, n: number): void;
-  swigluBackward(gate: Operand, up: Operand, dout: Operand, dgate: Operand, dup: Operand, n: number): void;
+  swigluBackward(
+    gate: Operand,
+    up: Operand,
+    dout: Operand,
+    dgate: Operand,
+    dup: Operand,
+    n: number,
+  ): void;
   /** Gathers rows `ids` of table [vocab, dim] (any float dtype) into out [ids.length, dim] f32. */
   embeddingForward(table: Operand, ids: Operand, out: Operand, count: number, dim: number): void;
   /** dTable[ids[i]] += dout[i]. */
@@ -98,28 +141,64 @@ export interface Kernels {
    * per-row accumulator acc [rows, accCols] when the max moves, and recording the target logit.
    */
   ceOnlineChunk(
-    logits: Operand, rows: number, cols: number, colOffset: number, targets: Operand,
-    runMax: Operand, runSum: Operand, tgtLogit: Operand, acc: Operand | null, accCols: number,
+    logits: Operand,
+    rows: number,
+    cols: number,
+    colOffset: number,
+    targets: Operand,
+    runMax: Operand,
+    runSum: Operand,
+    tgtLogit: Operand,
+    acc: Operand | null,
+    accCols: number,
   ): void;
   /** acc [rows, cols] = scale · (acc[r] / runSum[r] − targetRows[r]): the finished dLoss/dh. */
-  ceOnlineFinish(acc: Operand, runSum: Operand, targetRows: Operand, rows: number, cols: number, scale: number): void;
+  ceOnlineFinish(
+    acc: Operand,
+    runSum: Operand,
+    targetRows: Operand,
+    rows: number,
+    cols: number,
+    scale: number,
+  ): void;
   /** In place: logits [rows, cols] -> rowScale[r] * (exp(logit - lse[r]) - onehot(target)). */
   ceChunkBackward(
-    logits: Operand, rows: number, cols: number, colOffset: number, targets: Operand,
-    lse: Operand, rowScale: Operand,
+    logits: Operand,
+    rows: number,
+    cols: number,
+    colOffset: number,
+    targets: Operand,
+    lse: Operand,
+    rowScale: Operand,
   ): void;
   /**
    * Finishes the fused loss without a host read: lse[r] = runMax[r] + log(runSum[r]) and
    * loss[0] = Σ_r (lse[r] − tgtLogit[r]) / divisor.
    */
   ceLossFinish(
-    runMax: Operand, runSum: Operand, tgtLogit: Operand, rows: number, lse: Operand, loss: Operand, divisor: number,
+    runMax: Operand,
+    runSum: Operand,
+    tgtLogit: Operand,
+    rows: number,
+    lse: Operand,
+    loss: Operand,
+    divisor: number,
   ): void;
   /** x *= factor[0] / divisor over n f32 elements: applies a device-resident scalar (a backward seed). */
   scaleByScalar(x: Operand, n: number, factor: Operand, divisor: number): void;
   adamwStep(
-    p: Operand, g: Operand, m: Operand, v: Operand, n: number,
-    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number,
+    p: Operand,
+    g: Operand,
+    m: Operand,
+    v: Operand,
+    n: number,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    bc1: number,
+    bc2: number,
   ): void;
   /** Sum of squares of n f32 elements, in float64. */
   sumSquares(x: Operand, n: number): Promise<number>;

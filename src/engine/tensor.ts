@@ -232,7 +232,11 @@ function closeScope<T>(scope: Set<Tensor>, result: T): T {
 function collectTensors(value: unknown, out: Set<Tensor>): void {
   if (value instanceof Tensor) out.add(value);
   else if (Array.isArray(value)) for (const v of value) collectTensors(v, out);
-  else if (value && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+  else if (
+    value &&
+    typeof value === 'object' &&
+    Object.getPrototypeOf(value) === Object.prototype
+  ) {
     for (const v of Object.values(value)) collectTensors(v, out);
   }
 }

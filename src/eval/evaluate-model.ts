@@ -18,7 +18,11 @@ export function evaluateModel(
   return runEval(
     set,
     async (question) =>
-      (await pipeline.chat([{ role: 'user', content: question }], { maxNewTokens: opts.maxNewTokens ?? 64 })).text.trim(),
+      (
+        await pipeline.chat([{ role: 'user', content: question }], {
+          maxNewTokens: opts.maxNewTokens ?? 64,
+        })
+      ).text.trim(),
     { target, onResult: opts.onResult },
   );
 }

@@ -43,7 +43,10 @@ export class ChatPipeline {
   static async load(opts: PipelineOptions): Promise<ChatPipeline> {
     const modelDir = await resolveModel(opts.model, opts.hub);
     const tokenizer = await loadTokenizer(modelDir);
-    const dtype = !opts.dtype || opts.dtype === 'auto' ? autoWeightDType(loadDecoderConfig(modelDir)) : opts.dtype;
+    const dtype =
+      !opts.dtype || opts.dtype === 'auto'
+        ? autoWeightDType(loadDecoderConfig(modelDir))
+        : opts.dtype;
     const model = loadModel(modelDir, { dtype, onTensor: opts.onLoadProgress });
     let adapter: LoraAdapter | null = null;
     let recorded: unknown;

@@ -47,7 +47,9 @@ export class SequenceDecoder {
   ): Sequence {
     if (promptIds.length === 0) throw new LoraforgeError('empty prompt: nothing to continue');
     if (promptIds.length >= this.maxContext) {
-      throw new LoraforgeError(`prompt of ${promptIds.length} tokens does not fit the context of ${this.maxContext}`);
+      throw new LoraforgeError(
+        `prompt of ${promptIds.length} tokens does not fit the context of ${this.maxContext}`,
+      );
     }
     const capacity = Math.min(this.maxContext, promptIds.length + maxNewTokens);
     return {
@@ -68,7 +70,8 @@ export class SequenceDecoder {
    */
   async step(seqs: Sequence[], observer: StepObserver = {}): Promise<number[]> {
     for (const seq of seqs) {
-      if (seq.tokens.length >= seq.capacity) throw new LoraforgeError(`sequence ${seq.id} reached its length limit (${seq.capacity})`);
+      if (seq.tokens.length >= seq.capacity)
+        throw new LoraforgeError(`sequence ${seq.id} reached its length limit (${seq.capacity})`);
     }
     const vocab = this.model.config.vocabSize;
     const running = seqs.filter((s) => s.cache !== null);
@@ -89,7 +92,11 @@ export class SequenceDecoder {
           });
         if (running.length === 0) return prefills;
         const rowLora = running.some((s) => s.lora) ? running.map((s) => s.lora) : undefined;
-        const h = this.model.forwardDecode(running.map((s) => s.tokens.at(-1)!), running.map((s) => s.cache!), rowLora);
+        const h = this.model.forwardDecode(
+          running.map((s) => s.tokens.at(-1)!),
+          running.map((s) => s.cache!),
+          rowLora,
+        );
         return [...prefills, { seqs: running, logits: this.model.logits(h) }];
       }),
     );

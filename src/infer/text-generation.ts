@@ -36,7 +36,9 @@ export async function generateText(
   lora: LoraLookup | null = null,
 ): Promise<GenerationResult> {
   const maxNewTokens = opts.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS;
-  const stopIds = new Set(opts.stopTokenIds ?? (tokenizer.eosTokenId !== undefined ? [tokenizer.eosTokenId] : []));
+  const stopIds = new Set(
+    opts.stopTokenIds ?? (tokenizer.eosTokenId !== undefined ? [tokenizer.eosTokenId] : []),
+  );
   const streamer = createTextStreamer(tokenizer);
   const matcher = new StopStringMatcher(opts.stopStrings ?? []);
   const room = Math.min(maxNewTokens, decoder.maxContext - promptIds.length);

@@ -25,7 +25,10 @@ function fsyncDir(dir: string): void {
 }
 
 /** Writes chunks (in order) to `path` atomically. */
-export function writeFileAtomic(path: string, chunks: Uint8Array | string | (Uint8Array | string)[]): void {
+export function writeFileAtomic(
+  path: string,
+  chunks: Uint8Array | string | (Uint8Array | string)[],
+): void {
   const tmp = tempSibling(path);
   const fd = openSync(tmp, 'w');
   try {

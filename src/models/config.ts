@@ -48,7 +48,9 @@ export const SUPPORTED_ARCHITECTURES = Object.keys(ARCHITECTURES);
 function int(raw: Record<string, unknown>, key: string, source: string, fallback?: number): number {
   const value = raw[key] ?? fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
-    throw new LoraforgeError(`${source}: "${key}" must be a positive integer (got ${JSON.stringify(raw[key])})`);
+    throw new LoraforgeError(
+      `${source}: "${key}" must be a positive integer (got ${JSON.stringify(raw[key])})`,
+    );
   }
   return value;
 }
@@ -60,7 +62,10 @@ function idList(value: unknown): number[] {
 }
 
 /** `source` names the file in error messages. */
-export function parseDecoderConfig(raw: Record<string, unknown>, source = 'config.json'): DecoderConfig {
+export function parseDecoderConfig(
+  raw: Record<string, unknown>,
+  source = 'config.json',
+): DecoderConfig {
   const architecture = Array.isArray(raw.architectures) ? String(raw.architectures[0]) : undefined;
   const defaults = architecture ? ARCHITECTURES[architecture] : undefined;
   if (!architecture || !defaults) {
@@ -72,16 +77,22 @@ export function parseDecoderConfig(raw: Record<string, unknown>, source = 'confi
   const scaling = raw.rope_scaling as { rope_type?: string; type?: string } | null | undefined;
   const ropeType = scaling?.rope_type ?? scaling?.type;
   if (scaling && ropeType !== 'default') {
-    throw new LoraforgeError(`${source}: rope_scaling ${JSON.stringify(ropeType)} is not supported yet`);
+    throw new LoraforgeError(
+      `${source}: rope_scaling ${JSON.stringify(ropeType)} is not supported yet`,
+    );
   }
   if (raw.hidden_act !== undefined && raw.hidden_act !== 'silu') {
-    throw new LoraforgeError(`${source}: hidden_act ${JSON.stringify(raw.hidden_act)} is not supported (only silu)`);
+    throw new LoraforgeError(
+      `${source}: hidden_act ${JSON.stringify(raw.hidden_act)} is not supported (only silu)`,
+    );
   }
   const hiddenSize = int(raw, 'hidden_size', source);
   const numHeads = int(raw, 'num_attention_heads', source);
   const numKvHeads = int(raw, 'num_key_value_heads', source, numHeads);
   if (numHeads % numKvHeads !== 0) {
-    throw new LoraforgeError(`${source}: num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`);
+    throw new LoraforgeError(
+      `${source}: num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`,
+    );
   }
   const headDim = int(raw, 'head_dim', source, hiddenSize / numHeads);
   return {

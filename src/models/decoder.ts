@@ -27,7 +27,15 @@ export interface Projection {
   lora: (LoraWeights & { dropout: number }) | null;
 }
 
-export const PROJECTION_NAMES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+export const PROJECTION_NAMES = [
+  'q_proj',
+  'k_proj',
+  'v_proj',
+  'o_proj',
+  'gate_proj',
+  'up_proj',
+  'down_proj',
+] as const;
 export type ProjectionName = (typeof PROJECTION_NAMES)[number];
 
 export interface DecoderLayer {
@@ -56,7 +64,8 @@ export type DropoutMaskFactory = (p: number, shape: readonly number[]) => Tensor
 
 /** HF's module path of a projection, e.g. model.layers.3.self_attn.q_proj. */
 export function projectionPath(layer: number, name: ProjectionName): string {
-  const block = name === 'gate_proj' || name === 'up_proj' || name === 'down_proj' ? 'mlp' : 'self_attn';
+  const block =
+    name === 'gate_proj' || name === 'up_proj' || name === 'down_proj' ? 'mlp' : 'self_attn';
   return `model.layers.${layer}.${block}.${name}`;
 }
 
@@ -80,16 +89,27 @@ export class DecoderModel {
     const c = this.config;
     const { batch, seq } = input;
     const ids = Tensor.from(input.inputIds, [batch * seq], 'i32');
-    const positions = Tensor.from(input.positionIds ?? defaultPositions(batch, seq, cache?.length ?? 0), [batch * seq], 'i32');
-    const keyMask = input.attentionMask && !cache ? Tensor.from(input.attentionMask, [batch * seq], 'i32') : null;
+    const positions = Tensor.from(
+      input.positionIds ?? defaultPositions(batch, seq, cache?.length ?? 0),
+      [batch * seq],
+      'i32',
+    );
+    const keyMask =
+      input.attentionMask && !cache ? Tensor.from(input.attentionMask, [batch * seq], 'i32') : null;
     const segments = input.segmentIds ? Tensor.from(input.segmentIds, [batch * seq], 'i32') : null;
     if (cache) cache.append(batch, seq, input.attentionMask);
 
     const shape = { batch, seq, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim };
-    return this.runLayers(embedding(this.embed, ids), positions, batch, seq, rowLora, (layer, q, k, v) =>
-      cache
-        ? cache.attend(layer, q, k, v, this.attentionDims(batch, seq, cache))
-        : attention(q, k, v, shape, keyMask, segments),
+    return this.runLayers(
+      embedding(this.embed, ids),
+      positions,
+      batch,
+      seq,
+      rowLora,
+      (layer, q, k, v) =>
+        cache
+          ? cache.attend(layer, q, k, v, this.attentionDims(batch, seq, cache))
+          : attention(q, k, v, shape, keyMask, segments),
     );
   }
 
@@ -102,7 +122,11 @@ export class DecoderModel {
   forwardDecode(ids: number[], caches: KVCache[], rowLora?: (LoraLookup | null)[]): Tensor {
     const c = this.config;
     const rows = ids.length;
-    const positions = Tensor.from(Int32Array.from(caches, (cache) => cache.length), [rows], 'i32');
+    const positions = Tensor.from(
+      Int32Array.from(caches, (cache) => cache.length),
+      [rows],
+      'i32',
+    );
     for (const cache of caches) cache.append(1, 1);
     const qWidth = c.numHeads * c.headDim;
     const kvWidth = c.numKvHeads * c.headDim;
@@ -133,12 +157,29 @@ export class DecoderModel {
     attend: (layer: number, q: Tensor, k: Tensor, v: Tensor) => Tensor,
   ): Tensor {
     const c = this.config;
-    const project = (p: Projection, x: Tensor) => (rowLora ? this.projectRows(p, x, rowLora) : this.project(p, x));
+    const project = (p: Projection, x: Tensor) =>
+      rowLora ? this.projectRows(p, x, rowLora) : this.project(p, x);
     let h = embedded;
     this.layers.forEach((layer, i) => {
       const x = rmsNorm(h, layer.inputNorm, c.rmsNormEps);
-      const q = rope(project(layer.proj.q_proj, x), positions, batch, seq, c.numHeads, c.headDim, c.ropeTheta);
-      const k = rope(project(layer.proj.k_proj, x), positions, batch, seq, c.numKvHeads, c.headDim, c.ropeTheta);
+      const q = rope(
+        project(layer.proj.q_proj, x),
+        positions,
+        batch,
+        seq,
+        c.numHeads,
+        c.headDim,
+        c.ropeTheta,
+      );
+      const k = rope(
+        project(layer.proj.k_proj, x),
+        positions,
+        batch,
+        seq,
+        c.numKvHeads,
+        c.headDim,
+        c.ropeTheta,
+      );
       const v = project(layer.proj.v_proj, x);
       h = add(h, project(layer.proj.o_proj, attend(i, q, k, v)));
       const y = rmsNorm(h, layer.postNorm, c.rmsNormEps);
@@ -189,7 +230,8 @@ export class DecoderModel {
   /** Every projection with its HF module path. */
   *projections(): Generator<[string, Projection, ProjectionName]> {
     for (let i = 0; i < this.layers.length; i++) {
-      for (const name of PROJECTION_NAMES) yield [projectionPath(i, name), this.layers[i]!.proj[name], name];
+      for (const name of PROJECTION_NAMES)
+        yield [projectionPath(i, name), this.layers[i]!.proj[name], name];
     }
   }
 
@@ -203,7 +245,13 @@ export class DecoderModel {
 
   private project(p: Projection, x: Tensor): Tensor {
     if (!p.lora) return linear(x, p.weight, p.bias);
-    return loraLinear(x, p.weight, p.bias, p.lora, p.lora.dropout > 0 ? this.dropoutMask(p.lora.dropout, x.shape) : null);
+    return loraLinear(
+      x,
+      p.weight,
+      p.bias,
+      p.lora,
+      p.lora.dropout > 0 ? this.dropoutMask(p.lora.dropout, x.shape) : null,
+    );
   }
 
   /** Base projection for all rows, plus each row group's own adapter delta (inference only). */
@@ -223,10 +271,19 @@ export class DecoderModel {
       const xg = Tensor.empty([rows.length, inFeatures]);
       k.gatherRows(x.operand(), idx.operand(), xg.operand(), rows.length, inFeatures);
       const xa = Tensor.empty([rows.length, r]);
-      k.gemm(xg.operand(), lora.a.operand(), xa.operand(), { m: rows.length, n: r, k: inFeatures, transB: true });
+      k.gemm(xg.operand(), lora.a.operand(), xa.operand(), {
+        m: rows.length,
+        n: r,
+        k: inFeatures,
+        transB: true,
+      });
       const delta = Tensor.empty([rows.length, outFeatures]);
       k.gemm(xa.operand(), lora.b.operand(), delta.operand(), {
-        m: rows.length, n: outFeatures, k: r, transB: true, alpha: lora.scale,
+        m: rows.length,
+        n: outFeatures,
+        k: r,
+        transB: true,
+        alpha: lora.scale,
       });
       k.scatterAddRows(delta.operand(), idx.operand(), y.operand(), rows.length, outFeatures);
     }

@@ -21,8 +21,12 @@ export class KVCache {
     readonly capacity: number,
   ) {
     const width = config.numKvHeads * config.headDim;
-    this.keys = Array.from({ length: config.numLayers }, () => Tensor.empty([batch, capacity, width]).keep());
-    this.values = Array.from({ length: config.numLayers }, () => Tensor.empty([batch, capacity, width]).keep());
+    this.keys = Array.from({ length: config.numLayers }, () =>
+      Tensor.empty([batch, capacity, width]).keep(),
+    );
+    this.values = Array.from({ length: config.numLayers }, () =>
+      Tensor.empty([batch, capacity, width]).keep(),
+    );
     this.mask = new Int32Array(batch * capacity);
     this.maskTensor = Tensor.from(this.mask, [batch * capacity], 'i32').keep();
   }
@@ -31,7 +35,9 @@ export class KVCache {
   append(batch: number, seq: number, attentionMask?: Int32Array): void {
     if (batch !== this.batch) throw new Error(`KV cache holds ${this.batch} rows, got ${batch}`);
     if (this.length + seq > this.capacity) {
-      throw new Error(`KV cache full: ${this.length} + ${seq} positions exceed its capacity ${this.capacity}`);
+      throw new Error(
+        `KV cache full: ${this.length} + ${seq} positions exceed its capacity ${this.capacity}`,
+      );
     }
     const rows = new Int32Array(batch * seq);
     for (let b = 0; b < batch; b++) {
@@ -48,7 +54,14 @@ export class KVCache {
   }
 
   /** Stores this step's keys/values for `layer` and attends over everything cached so far. */
-  attend(layer: number, q: Tensor, k: Tensor, v: Tensor, dims: AttentionDims, out = Tensor.empty(q.shape)): Tensor {
+  attend(
+    layer: number,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    dims: AttentionDims,
+    out = Tensor.empty(q.shape),
+  ): Tensor {
     const kern = getBackend().kernels;
     const rows = this.writeRows!;
     const width = k.shape.at(-1)!;
@@ -56,8 +69,14 @@ export class KVCache {
     kern.scatterRows(v.operand(), rows.operand(), this.values[layer]!.operand(), rows.size, width);
     const lse = Tensor.empty([dims.batch, dims.heads, dims.queryLen]);
     kern.attentionForward(
-      q.operand(), this.keys[layer]!.operand(), this.values[layer]!.operand(), out.operand(), lse.operand(),
-      this.maskTensor.operand(), null, dims,
+      q.operand(),
+      this.keys[layer]!.operand(),
+      this.values[layer]!.operand(),
+      out.operand(),
+      lse.operand(),
+      this.maskTensor.operand(),
+      null,
+      dims,
     );
     return out;
   }

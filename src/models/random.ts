@@ -53,7 +53,12 @@ export function writeRandomModel(
     tensors.push({ name, dtype, shape, data: encode(values) });
   };
   const constant = (name: string, length: number, value: number) =>
-    tensors.push({ name, dtype, shape: [length], data: encode(new Float32Array(length).fill(value)) });
+    tensors.push({
+      name,
+      dtype,
+      shape: [length],
+      data: encode(new Float32Array(length).fill(value)),
+    });
 
   const c = config;
   const shapes = projectionShapes(c);

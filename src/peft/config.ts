@@ -40,13 +40,17 @@ export function isTargeted(c: LoraConfig, modulePath: string): boolean {
 }
 
 function checkConfig(c: LoraConfig, where: string): LoraConfig {
-  if (!Number.isInteger(c.r) || c.r <= 0) throw new LoraforgeError(`${where}: r must be a positive integer (got ${c.r})`);
-  if (!(c.loraAlpha > 0)) throw new LoraforgeError(`${where}: lora_alpha must be positive (got ${c.loraAlpha})`);
+  if (!Number.isInteger(c.r) || c.r <= 0)
+    throw new LoraforgeError(`${where}: r must be a positive integer (got ${c.r})`);
+  if (!(c.loraAlpha > 0))
+    throw new LoraforgeError(`${where}: lora_alpha must be positive (got ${c.loraAlpha})`);
   if (!(c.loraDropout >= 0 && c.loraDropout < 1)) {
     throw new LoraforgeError(`${where}: lora_dropout must be in [0, 1) (got ${c.loraDropout})`);
   }
   if (Array.isArray(c.targetModules)) {
-    const unknown = c.targetModules.filter((m) => !(PROJECTION_NAMES as readonly string[]).includes(m.split('.').at(-1)!));
+    const unknown = c.targetModules.filter(
+      (m) => !(PROJECTION_NAMES as readonly string[]).includes(m.split('.').at(-1)!),
+    );
     if (unknown.length) {
       throw new LoraforgeError(
         `${where}: target_modules ${JSON.stringify(unknown)} are not projections of this model`,
@@ -64,9 +68,12 @@ export function makeLoraConfig(partial: Partial<LoraConfig>, where = 'lora confi
 /** Parses PEFT's adapter_config.json. */
 export function parsePeftConfig(raw: Record<string, unknown>, where: string): LoraConfig {
   if (raw.peft_type !== undefined && raw.peft_type !== 'LORA') {
-    throw new LoraforgeError(`${where}: peft_type ${JSON.stringify(raw.peft_type)} is not supported (only LORA)`);
+    throw new LoraforgeError(
+      `${where}: peft_type ${JSON.stringify(raw.peft_type)} is not supported (only LORA)`,
+    );
   }
-  if (raw.use_dora === true) throw new LoraforgeError(`${where}: DoRA adapters are not supported yet`);
+  if (raw.use_dora === true)
+    throw new LoraforgeError(`${where}: DoRA adapters are not supported yet`);
   const hasPatterns = (v: unknown) => v && typeof v === 'object' && Object.keys(v).length > 0;
   if (hasPatterns(raw.rank_pattern) || hasPatterns(raw.alpha_pattern)) {
     throw new LoraforgeError(`${where}: rank_pattern / alpha_pattern are not supported yet`);
@@ -80,7 +87,8 @@ export function parsePeftConfig(raw: Record<string, unknown>, where: string): Lo
       targetModules: Array.isArray(targets) ? targets.map(String) : String(targets ?? 'all-linear'),
       useRslora: raw.use_rslora === true,
       init: raw.init_lora_weights === 'gaussian' ? 'gaussian' : 'kaiming',
-      baseModelNameOrPath: typeof raw.base_model_name_or_path === 'string' ? raw.base_model_name_or_path : undefined,
+      baseModelNameOrPath:
+        typeof raw.base_model_name_or_path === 'string' ? raw.base_model_name_or_path : undefined,
     },
     where,
   );

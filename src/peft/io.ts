@@ -36,16 +36,28 @@ export async function adapterTensors(adapter: LoraAdapter): Promise<NamedTensorD
 }
 
 /** Writes the adapter folder atomically (a crash leaves the previous version intact). */
-export async function saveAdapter(dir: string, adapter: LoraAdapter, meta: AdapterMeta = {}): Promise<void> {
+export async function saveAdapter(
+  dir: string,
+  adapter: LoraAdapter,
+  meta: AdapterMeta = {},
+): Promise<void> {
   const tensors = await adapterTensors(adapter);
   writeDirAtomic(dir, (tmp) => writeAdapterFiles(tmp, adapter, tensors, meta));
 }
 
 /** Writes the adapter files into an existing folder (used inside checkpoint folders). */
-export function writeAdapterFiles(dir: string, adapter: LoraAdapter, tensors: NamedTensorData[], meta: AdapterMeta): void {
+export function writeAdapterFiles(
+  dir: string,
+  adapter: LoraAdapter,
+  tensors: NamedTensorData[],
+  meta: AdapterMeta,
+): void {
   mkdirSync(dir, { recursive: true });
   // Each file is fsynced so the folder rename that publishes it is durable.
-  writeFileAtomic(join(dir, ADAPTER_CONFIG_FILE), JSON.stringify(toPeftConfig(adapter.config), null, 2) + '\n');
+  writeFileAtomic(
+    join(dir, ADAPTER_CONFIG_FILE),
+    JSON.stringify(toPeftConfig(adapter.config), null, 2) + '\n',
+  );
   writeFileAtomic(join(dir, ADAPTER_WEIGHTS_FILE), encodeSafetensors(tensors));
   writeFileAtomic(join(dir, LORAFORGE_META_FILE), JSON.stringify(meta, null, 2) + '\n');
   writeFileAtomic(
@@ -68,7 +80,10 @@ export function loadAdapter(dir: string, model: DecoderModel): LoraAdapter {
   if (!isAdapterFolder(dir)) {
     throw new LoraforgeError(`${dir}: not a LoRA adapter folder (no ${ADAPTER_CONFIG_FILE})`);
   }
-  const config = parsePeftConfig(readJsonObject(join(dir, ADAPTER_CONFIG_FILE)), join(dir, ADAPTER_CONFIG_FILE));
+  const config = parsePeftConfig(
+    readJsonObject(join(dir, ADAPTER_CONFIG_FILE)),
+    join(dir, ADAPTER_CONFIG_FILE),
+  );
   const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
   if (!existsSync(weightsPath)) throw new LoraforgeError(`${dir}: missing ${ADAPTER_WEIGHTS_FILE}`);
   const file = SafetensorsFile.open(weightsPath);
@@ -88,7 +103,10 @@ export function loadAdapter(dir: string, model: DecoderModel): LoraAdapter {
       });
     }
     if (modules.size === 0) {
-      throw new LoraforgeError(`${dir}: the adapter targets no module of this model`, 'is it for another base model?');
+      throw new LoraforgeError(
+        `${dir}: the adapter targets no module of this model`,
+        'is it for another base model?',
+      );
     }
   } catch (err) {
     for (const { a, b } of modules.values()) {

@@ -10,7 +10,13 @@ import { noGrad } from '../engine/tape.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
 import { writeDirAtomic } from '../io/atomic.ts';
 import {
-  bytesToF32, encodeSafetensors, f32ToBf16, f32ToF16, SafetensorsFolder, type NamedTensorData, type SafetensorsDtype,
+  bytesToF32,
+  encodeSafetensors,
+  f32ToBf16,
+  f32ToF16,
+  SafetensorsFolder,
+  type NamedTensorData,
+  type SafetensorsDtype,
 } from '../io/safetensors.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { LoraforgeError } from '../util/errors.ts';
@@ -19,8 +25,14 @@ import { loraScale } from './config.ts';
 
 /** Files copied verbatim from the base folder when present. */
 const COPIED_FILES = [
-  'config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json',
-  'special_tokens_map.json', 'vocab.json', 'merges.txt', 'chat_template.jinja',
+  'config.json',
+  'generation_config.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'vocab.json',
+  'merges.txt',
+  'chat_template.jinja',
 ];
 
 /** s·B·A as a host f32 array [out, in]. */
@@ -33,7 +45,10 @@ function loraDelta(adapter: LoraAdapter, modulePath: string): Float32Array | nul
     tidy(() => {
       const delta = Tensor.empty([outFeatures, inFeatures]);
       delta.backend.kernels.gemm(pair.b.operand(), pair.a.operand(), delta.operand(), {
-        m: outFeatures, n: inFeatures, k: r, alpha: loraScale(adapter.config),
+        m: outFeatures,
+        n: inFeatures,
+        k: r,
+        alpha: loraScale(adapter.config),
       });
       return delta.readSync() as Float32Array;
     }),
@@ -51,9 +66,16 @@ export interface MergeOptions {
   dtype?: 'F32' | 'BF16' | 'F16';
 }
 
-export function mergeToFolder(baseDir: string, adapter: LoraAdapter, outDir: string, opts: MergeOptions = {}): void {
+export function mergeToFolder(
+  baseDir: string,
+  adapter: LoraAdapter,
+  outDir: string,
+  opts: MergeOptions = {},
+): void {
   if (existsSync(outDir) && existsSync(join(outDir, 'adapter_config.json'))) {
-    throw new LoraforgeError(`${outDir}: refusing to overwrite an adapter folder with a merged model`);
+    throw new LoraforgeError(
+      `${outDir}: refusing to overwrite an adapter folder with a merged model`,
+    );
   }
   const source = SafetensorsFolder.open(baseDir);
   const tensors: NamedTensorData[] = [];

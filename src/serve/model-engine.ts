@@ -44,7 +44,8 @@ export class ModelServeEngine implements ServeEngine {
 
   get eosTokenIds(): readonly number[] {
     const ids = new Set([...this.tokenizer.stopTokenIds, ...this.baseTemplate.stopTokenIds]);
-    for (const { template } of this.adapters.values()) for (const id of template.stopTokenIds) ids.add(id);
+    for (const { template } of this.adapters.values())
+      for (const id of template.stopTokenIds) ids.add(id);
     return [...ids];
   }
 
@@ -53,7 +54,8 @@ export class ModelServeEngine implements ServeEngine {
   }
 
   async loadAdapter(name: string, dir: string): Promise<void> {
-    if (this.adapters.has(name)) throw new LoraforgeError(`an adapter named "${name}" is already loaded`);
+    if (this.adapters.has(name))
+      throw new LoraforgeError(`an adapter named "${name}" is already loaded`);
     const adapter = loadAdapter(dir, this.model);
     const recorded = readAdapterMeta(dir).template;
     const template = recorded ? templateFromSpec(recorded, this.tokenizer) : this.baseTemplate;

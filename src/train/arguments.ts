@@ -61,10 +61,13 @@ export function makeTrainingArguments(
   }
   for (const key of ['evalSteps', 'saveSteps', 'saveTotalLimit', 'warmupSteps'] as const) {
     if (!Number.isInteger(args[key]) || args[key] < 0) {
-      throw new LoraforgeError(`${key} must be a whole number >= 0 (got ${JSON.stringify(args[key])})`);
+      throw new LoraforgeError(
+        `${key} must be a whole number >= 0 (got ${JSON.stringify(args[key])})`,
+      );
     }
   }
-  if (!(args.learningRate >= 0)) throw new LoraforgeError(`learningRate must be >= 0 (got ${args.learningRate})`);
+  if (!(args.learningRate >= 0))
+    throw new LoraforgeError(`learningRate must be >= 0 (got ${args.learningRate})`);
   if (!(args.numTrainEpochs > 0) && !(args.maxSteps > 0)) {
     throw new LoraforgeError('set numTrainEpochs > 0 or maxSteps > 0');
   }

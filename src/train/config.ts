@@ -16,12 +16,22 @@ interface KeySpec {
 
 /** Every key, its type, default and one-line help (used for validation and `--help`). */
 export const TRAIN_KEYS = {
-  model: { kind: 'string', help: 'model folder or Hugging Face id (e.g. Qwen/Qwen2-0.5B-Instruct)' },
+  model: {
+    kind: 'string',
+    help: 'model folder or Hugging Face id (e.g. Qwen/Qwen2-0.5B-Instruct)',
+  },
   dataset: { kind: 'string', help: 'dataset file(s), comma-separated (.json, .jsonl, .csv)' },
   dataset_format: { kind: 'string', help: 'alpaca | sharegpt | openai | auto', default: 'auto' },
   columns: { kind: 'map', help: 'column mapping, e.g. instruction=question,output=answer' },
-  set: { kind: 'map', help: 'placeholder values for {{name}} in the data, e.g. name=小李,author=小张' },
-  template: { kind: 'string', help: 'prompt template: tutorial | chatml | model', default: 'tutorial' },
+  set: {
+    kind: 'map',
+    help: 'placeholder values for {{name}} in the data, e.g. name=小李,author=小张',
+  },
+  template: {
+    kind: 'string',
+    help: 'prompt template: tutorial | chatml | model',
+    default: 'tutorial',
+  },
   cutoff_len: { kind: 'integer', help: 'truncate examples to this many tokens', default: 256 },
   val_size: { kind: 'number', help: 'validation share (fraction) or count', default: 0.1 },
   train_on_prompt: { kind: 'boolean', help: 'also learn the prompt tokens', default: false },
@@ -31,28 +41,52 @@ export const TRAIN_KEYS = {
   lora_rank: { kind: 'integer', help: 'LoRA rank r', default: 8 },
   lora_alpha: { kind: 'number', help: 'LoRA alpha (scaling = alpha / r)', default: 16 },
   lora_dropout: { kind: 'number', help: 'dropout on the LoRA path', default: 0.05 },
-  lora_target: { kind: 'string', help: 'all-linear, or comma-separated module names', default: 'all-linear' },
+  lora_target: {
+    kind: 'string',
+    help: 'all-linear, or comma-separated module names',
+    default: 'all-linear',
+  },
   use_rslora: { kind: 'boolean', help: 'scale by alpha / sqrt(r)', default: false },
   lora_init: { kind: 'string', help: 'kaiming (PEFT default) | gaussian', default: 'kaiming' },
-  dtype: { kind: 'string', help: 'storage of frozen weights: auto | f32 | bf16 | f16', default: 'auto' },
-  output_dir: { kind: 'string', help: 'where the adapter, checkpoints, metrics and plots go', default: 'runs/lora' },
+  dtype: {
+    kind: 'string',
+    help: 'storage of frozen weights: auto | f32 | bf16 | f16',
+    default: 'auto',
+  },
+  output_dir: {
+    kind: 'string',
+    help: 'where the adapter, checkpoints, metrics and plots go',
+    default: 'runs/lora',
+  },
   num_train_epochs: { kind: 'number', help: 'epochs', default: 3 },
   max_steps: { kind: 'integer', help: 'optimizer steps (overrides epochs when > 0)', default: -1 },
   per_device_train_batch_size: { kind: 'integer', help: 'rows per micro-batch', default: 4 },
   per_device_eval_batch_size: { kind: 'integer', help: 'rows per evaluation batch', default: 8 },
-  gradient_accumulation_steps: { kind: 'integer', help: 'micro-batches per optimizer step', default: 1 },
+  gradient_accumulation_steps: {
+    kind: 'integer',
+    help: 'micro-batches per optimizer step',
+    default: 1,
+  },
   learning_rate: { kind: 'number', help: 'peak learning rate', default: 2e-4 },
   weight_decay: { kind: 'number', help: 'AdamW weight decay', default: 0 },
   adam_beta1: { kind: 'number', help: 'AdamW beta1', default: 0.9 },
   adam_beta2: { kind: 'number', help: 'AdamW beta2', default: 0.999 },
   adam_epsilon: { kind: 'number', help: 'AdamW epsilon', default: 1e-8 },
   max_grad_norm: { kind: 'number', help: 'gradient clipping norm (0 = off)', default: 1 },
-  lr_scheduler_type: { kind: 'string', help: 'linear | cosine | constant | constant_with_warmup', default: 'cosine' },
+  lr_scheduler_type: {
+    kind: 'string',
+    help: 'linear | cosine | constant | constant_with_warmup',
+    default: 'cosine',
+  },
   warmup_steps: { kind: 'integer', help: 'warmup steps', default: 0 },
   warmup_ratio: { kind: 'number', help: 'warmup as a share of all steps', default: 0 },
   logging_steps: { kind: 'integer', help: 'log every N steps', default: 10 },
   eval_steps: { kind: 'integer', help: 'evaluate every N steps (0 = at the end)', default: 0 },
-  save_steps: { kind: 'integer', help: 'checkpoint every N steps (0 = only at the end)', default: 0 },
+  save_steps: {
+    kind: 'integer',
+    help: 'checkpoint every N steps (0 = only at the end)',
+    default: 0,
+  },
   save_total_limit: { kind: 'integer', help: 'keep at most N checkpoints (0 = all)', default: 3 },
   resume_from_checkpoint: { kind: 'string', help: 'a checkpoint folder, or "latest"' },
   seed: { kind: 'integer', help: 'random seed (init, split, shuffling, dropout)', default: 42 },
@@ -151,7 +185,9 @@ function coerce(key: TrainKey, value: unknown, source: string): unknown {
 }
 
 /** Validates raw key/values (from YAML and flags, later ones winning) into a full config. */
-export function resolveTrainConfig(layers: { values: Record<string, unknown>; source: string }[]): TrainConfig {
+export function resolveTrainConfig(
+  layers: { values: Record<string, unknown>; source: string }[],
+): TrainConfig {
   const out: Record<string, unknown> = {};
   for (const [key, spec] of Object.entries(TRAIN_KEYS) as [TrainKey, KeySpec][]) {
     if (spec.default !== undefined) out[key] = spec.default;
@@ -163,18 +199,26 @@ export function resolveTrainConfig(layers: { values: Record<string, unknown>; so
       if (!(key in TRAIN_KEYS)) {
         const known = Object.keys(TRAIN_KEYS);
         const near = known.find((k) => k.includes(key) || key.includes(k));
-        throw new LoraforgeError(`${source}: unknown key "${rawKey}"`, near ? `did you mean ${near}?` : 'run `loraforge train --help` for the keys');
+        throw new LoraforgeError(
+          `${source}: unknown key "${rawKey}"`,
+          near ? `did you mean ${near}?` : 'run `loraforge train --help` for the keys',
+        );
       }
       out[key] = coerce(key, value, source);
     }
   }
   for (const required of ['model', 'dataset'] as const) {
     if (!out[required]) {
-      throw new LoraforgeError(`missing "${required}"`, `set it in the config file or pass --${required}`);
+      throw new LoraforgeError(
+        `missing "${required}"`,
+        `set it in the config file or pass --${required}`,
+      );
     }
   }
   if (out.finetuning_type !== 'lora' && out.finetuning_type !== 'full') {
-    throw new LoraforgeError(`finetuning_type must be lora or full (got ${JSON.stringify(out.finetuning_type)})`);
+    throw new LoraforgeError(
+      `finetuning_type must be lora or full (got ${JSON.stringify(out.finetuning_type)})`,
+    );
   }
   return out as unknown as TrainConfig;
 }

@@ -38,7 +38,8 @@ export interface RunResult extends TrainResult {
 function chooseDType(cfg: TrainConfig, config: DecoderConfig): WeightDType {
   if (cfg.finetuning_type === 'full') return 'f32';
   if (cfg.dtype === 'f32' || cfg.dtype === 'bf16' || cfg.dtype === 'f16') return cfg.dtype;
-  if (cfg.dtype !== 'auto') throw new LoraforgeError(`dtype must be auto, f32, bf16 or f16 (got ${cfg.dtype})`);
+  if (cfg.dtype !== 'auto')
+    throw new LoraforgeError(`dtype must be auto, f32, bf16 or f16 (got ${cfg.dtype})`);
   return autoWeightDType(config);
 }
 
@@ -49,7 +50,10 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
   const tokenizer = await loadTokenizer(modelDir);
   const template = createTemplate(cfg.template, tokenizer);
   const data = await loadDataset({
-    files: cfg.dataset.split(',').map((f) => f.trim()).filter(Boolean),
+    files: cfg.dataset
+      .split(',')
+      .map((f) => f.trim())
+      .filter(Boolean),
     format: cfg.dataset_format === 'auto' ? 'auto' : parseDatasetFormat(cfg.dataset_format),
     columns: cfg.columns,
     template,
@@ -63,13 +67,18 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
   log(
     `dataset: ${trainStats.examples} train / ${valStats.examples} validation examples, ` +
       `${formatCount(trainStats.supervisedTokens)} supervised tokens` +
-      (trainStats.dropped ? `, ${trainStats.dropped} dropped (nothing left to learn after cutoff_len ${cfg.cutoff_len})` : ''),
+      (trainStats.dropped
+        ? `, ${trainStats.dropped} dropped (nothing left to learn after cutoff_len ${cfg.cutoff_len})`
+        : ''),
   );
 
   const model = loadModel(modelDir, { dtype: chooseDType(cfg, loadDecoderConfig(modelDir)) });
   let adapter: LoraAdapter | null = null;
   if (cfg.finetuning_type === 'lora') {
-    const target = cfg.lora_target === 'all-linear' ? 'all-linear' : cfg.lora_target.split(',').map((s) => s.trim());
+    const target =
+      cfg.lora_target === 'all-linear'
+        ? 'all-linear'
+        : cfg.lora_target.split(',').map((s) => s.trim());
     const loraConfig = makeLoraConfig({
       r: cfg.lora_rank,
       loraAlpha: cfg.lora_alpha,
@@ -83,7 +92,9 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
     adapter.attach(model);
     log(trainableParametersReport(model, adapter));
   } else {
-    log(`full fine-tuning: ${formatCount(baseParameterCountOf(model.config))} trainable parameters`);
+    log(
+      `full fine-tuning: ${formatCount(baseParameterCountOf(model.config))} trainable parameters`,
+    );
   }
 
   const padId = padIdOf(tokenizer);
@@ -97,7 +108,12 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
   });
   const evalBatches =
     data.validation.length > 0
-      ? () => new DataLoader(data.validation, { batchSize: cfg.per_device_eval_batch_size, padId, shuffle: false }).restOfEpoch()
+      ? () =>
+          new DataLoader(data.validation, {
+            batchSize: cfg.per_device_eval_batch_size,
+            padId,
+            shuffle: false,
+          }).restOfEpoch()
       : undefined;
   const args = makeTrainingArguments({
     outputDir: cfg.output_dir,

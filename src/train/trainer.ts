@@ -10,7 +10,12 @@ import { join } from 'node:path';
 import { backward, clearTape, gradSlot, noGrad } from '../engine/tape.ts';
 import { Tensor, getBackend, tidy, tidyAsync } from '../engine/tensor.ts';
 import type { Batch } from '../data/batch.ts';
-import { SafetensorsFile, bytesToF32, encodeSafetensors, type NamedTensorData } from '../io/safetensors.ts';
+import {
+  SafetensorsFile,
+  bytesToF32,
+  encodeSafetensors,
+  type NamedTensorData,
+} from '../io/safetensors.ts';
 import { writeDirAtomic, writeFileAtomic } from '../io/atomic.ts';
 import type { DecoderModel, ModelInput } from '../models/decoder.ts';
 import type { LoraAdapter } from '../peft/adapter.ts';
@@ -19,7 +24,12 @@ import { LoraforgeError } from '../util/errors.ts';
 import { ProgressBar } from '../util/progress.ts';
 import { Rng } from '../util/rng.ts';
 import type { TrainingArguments } from './arguments.ts';
-import { latestCheckpoint, readCheckpoint, writeCheckpoint, type TrainerState } from './checkpoint-files.ts';
+import {
+  latestCheckpoint,
+  readCheckpoint,
+  writeCheckpoint,
+  type TrainerState,
+} from './checkpoint-files.ts';
 import { MetricsWriter, readMetrics, truncateMetricsAfter, type MetricsRecord } from './metrics.ts';
 import { writeLossPlot } from './plot.ts';
 import { LrSchedule } from './schedule.ts';
@@ -100,7 +110,10 @@ export class Trainer {
     this.params = adapter ? adapter.namedParameters() : [...model.namedWeights()];
     for (const [name, t] of this.params) {
       if (t.dtype !== 'f32') {
-        throw new LoraforgeError(`cannot train ${name}: it is stored as ${t.dtype}`, 'load the model with --dtype f32 for full fine-tuning');
+        throw new LoraforgeError(
+          `cannot train ${name}: it is stored as ${t.dtype}`,
+          'load the model with --dtype f32 for full fine-tuning',
+        );
       }
       t.requiresGrad = true;
       getBackend().kernels.fill(gradSlot(t).grad.operand(), t.size, 0);
@@ -116,8 +129,12 @@ export class Trainer {
       eps: args.adamEpsilon,
       weightDecay: args.weightDecay,
     });
-    this.stepsPerEpoch = Math.max(1, Math.floor(train.batchesPerEpoch / args.gradientAccumulationSteps));
-    this.totalSteps = args.maxSteps > 0 ? args.maxSteps : Math.ceil(args.numTrainEpochs * this.stepsPerEpoch);
+    this.stepsPerEpoch = Math.max(
+      1,
+      Math.floor(train.batchesPerEpoch / args.gradientAccumulationSteps),
+    );
+    this.totalSteps =
+      args.maxSteps > 0 ? args.maxSteps : Math.ceil(args.numTrainEpochs * this.stepsPerEpoch);
     this.schedule = new LrSchedule({
       name: args.lrSchedulerType,
       lr: args.learningRate,
@@ -219,7 +236,10 @@ export class Trainer {
         runLoss += stepLoss;
         runSteps++;
 
-        const fields = { loss: stepLoss.toFixed(4), lr: this.schedule.lrAt(this.globalStep).toExponential(2) };
+        const fields = {
+          loss: stepLoss.toFixed(4),
+          lr: this.schedule.lrAt(this.globalStep).toExponential(2),
+        };
         bar.update(this.globalStep, fields);
         if (this.globalStep % args.loggingSteps === 0 || this.globalStep === this.totalSteps) {
           const seconds = (performance.now() - windowStart) / 1000;
@@ -243,7 +263,11 @@ export class Trainer {
         if (this.opts.evalBatches && args.evalSteps > 0 && this.globalStep % args.evalSteps === 0) {
           evalLoss = await this.evaluateAndRecord(record);
         }
-        if (args.saveSteps > 0 && this.globalStep % args.saveSteps === 0 && this.globalStep < this.totalSteps) {
+        if (
+          args.saveSteps > 0 &&
+          this.globalStep % args.saveSteps === 0 &&
+          this.globalStep < this.totalSteps
+        ) {
           await this.saveCheckpoint();
         }
         // Lets signal handlers run between steps.
@@ -253,7 +277,10 @@ export class Trainer {
         const path = await this.saveCheckpoint();
         this.log(`saved ${path}; resume with --resume`);
       } else {
-        if (this.opts.evalBatches && (args.evalSteps === 0 || this.globalStep % args.evalSteps !== 0)) {
+        if (
+          this.opts.evalBatches &&
+          (args.evalSteps === 0 || this.globalStep % args.evalSteps !== 0)
+        ) {
           evalLoss = await this.evaluateAndRecord(record);
         }
         await this.saveFinal();
@@ -284,7 +311,9 @@ export class Trainer {
     let total = 0;
     let rows = 0;
     for (const batch of this.opts.evalBatches?.() ?? []) {
-      const loss = noGrad(() => tidy(() => this.opts.model.loss(modelInput(batch), batch.labels).loss));
+      const loss = noGrad(() =>
+        tidy(() => this.opts.model.loss(modelInput(batch), batch.labels).loss),
+      );
       const value = (await loss.toFloat32())[0]!;
       loss.dispose();
       total += value * batch.batchSize;
@@ -295,14 +324,20 @@ export class Trainer {
 
   private async evaluateAndRecord(record: (r: MetricsRecord) => void): Promise<number> {
     const loss = await this.evaluate();
-    record({ step: this.globalStep, epoch: this.globalStep / this.stepsPerEpoch, eval_loss: loss, eval_ppl: Math.exp(loss) });
+    record({
+      step: this.globalStep,
+      epoch: this.globalStep / this.stepsPerEpoch,
+      eval_loss: loss,
+      eval_ppl: Math.exp(loss),
+    });
     return loss;
   }
 
   private async trainableTensors(): Promise<NamedTensorData[]> {
     if (this.opts.adapter) return adapterTensors(this.opts.adapter);
     const out: NamedTensorData[] = [];
-    for (const [name, t] of this.params) out.push({ name, dtype: 'F32', shape: t.shape, data: await t.toFloat32() });
+    for (const [name, t] of this.params)
+      out.push({ name, dtype: 'F32', shape: t.shape, data: await t.toFloat32() });
     return out;
   }
 
@@ -315,8 +350,14 @@ export class Trainer {
     mkdirSync(dir, { recursive: true });
     writeFileAtomic(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
     if (baseModelDir) {
-      for (const file of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json']) {
-        if (existsSync(join(baseModelDir, file))) copyFileSync(join(baseModelDir, file), join(dir, file));
+      for (const file of [
+        'config.json',
+        'generation_config.json',
+        'tokenizer.json',
+        'tokenizer_config.json',
+      ]) {
+        if (existsSync(join(baseModelDir, file)))
+          copyFileSync(join(baseModelDir, file), join(dir, file));
       }
     }
   }
@@ -361,7 +402,9 @@ export class Trainer {
     const { args, train } = this.opts;
     if (!args.resumeFromCheckpoint) return false;
     const path =
-      args.resumeFromCheckpoint === true ? latestCheckpoint(args.outputDir) : args.resumeFromCheckpoint;
+      args.resumeFromCheckpoint === true
+        ? latestCheckpoint(args.outputDir)
+        : args.resumeFromCheckpoint;
     if (!path) {
       if (args.resumeFromCheckpoint === true) return false; // nothing saved yet: a fresh start
       throw new LoraforgeError(`no checkpoint to resume from in ${args.outputDir}`);
@@ -372,7 +415,11 @@ export class Trainer {
     try {
       for (const [name, t] of this.params) {
         const info = file.info(name);
-        t.backend.upload(t.storage, t.byteOffset, bytesToF32(info.dtype, file.read(name), `${path}: ${name}`));
+        t.backend.upload(
+          t.storage,
+          t.byteOffset,
+          bytesToF32(info.dtype, file.read(name), `${path}: ${name}`),
+        );
       }
     } finally {
       file.close();

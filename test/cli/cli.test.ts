@@ -1,7 +1,15 @@
 /** The command line end to end: real processes, exit codes, one-line errors for bad input. */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync, statSync } from 'node:fs';
+import {
+  cpSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+  statSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -12,7 +20,11 @@ const root = mkdtempSync(join(tmpdir(), 'lf-cli-'));
 const model = join(root, 'model');
 
 function run(args: string[], input?: string): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', input, timeout: 120_000 });
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    encoding: 'utf8',
+    input,
+    timeout: 120_000,
+  });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -26,7 +38,10 @@ function brokenCopy(name: string, breakIt: (dir: string) => void): string {
 
 function assertOneLineError(r: { code: number; stderr: string }, pattern: RegExp): void {
   assert.equal(r.code, 1, r.stderr);
-  const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('hint:'));
+  const lines = r.stderr
+    .trim()
+    .split('\n')
+    .filter((l) => !l.startsWith('hint:'));
   assert.equal(lines.length, 1, `expected one error line, got:\n${r.stderr}`);
   assert.match(lines[0]!, pattern);
 }
@@ -37,17 +52,31 @@ after(() => rmSync(root, { recursive: true, force: true }));
 test('--help lists the commands', () => {
   const r = run(['--help']);
   assert.equal(r.code, 0);
-  for (const cmd of ['demo', 'train', 'generate', 'chat', 'eval', 'serve', 'merge', 'download']) assert.match(r.stdout, new RegExp(`\\b${cmd}\\b`));
+  for (const cmd of ['demo', 'train', 'generate', 'chat', 'eval', 'serve', 'merge', 'download'])
+    assert.match(r.stdout, new RegExp(`\\b${cmd}\\b`));
 });
 
 test('generate streams a reply from a model folder', () => {
-  const r = run(['generate', '--model', model, '--prompt', 'hello', '--max-new-tokens', '5', '--device', 'cpu']);
+  const r = run([
+    'generate',
+    '--model',
+    model,
+    '--prompt',
+    'hello',
+    '--max-new-tokens',
+    '5',
+    '--device',
+    'cpu',
+  ]);
   assert.equal(r.code, 0, r.stderr);
   assert.ok(r.stdout.trim().length > 0);
 });
 
 test('chat reads turns from stdin until /exit', () => {
-  const r = run(['chat', '--model', model, '--max-new-tokens', '4'], 'hello\nwhat is 2 + 2?\n/exit\n');
+  const r = run(
+    ['chat', '--model', model, '--max-new-tokens', '4'],
+    'hello\nwhat is 2 + 2?\n/exit\n',
+  );
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout.match(/assistant> /g)?.length, 2);
 });
@@ -55,9 +84,15 @@ test('chat reads turns from stdin until /exit', () => {
 test('a config with an unknown architecture is one clear error line', () => {
   const dir = brokenCopy('gpt2', (d) => {
     const config = JSON.parse(readFileSync(join(d, 'config.json'), 'utf8'));
-    writeFileSync(join(d, 'config.json'), JSON.stringify({ ...config, architectures: ['GPT2LMHeadModel'] }));
+    writeFileSync(
+      join(d, 'config.json'),
+      JSON.stringify({ ...config, architectures: ['GPT2LMHeadModel'] }),
+    );
   });
-  assertOneLineError(run(['generate', '--model', dir, '--prompt', 'hi']), /unsupported architecture "GPT2LMHeadModel"/);
+  assertOneLineError(
+    run(['generate', '--model', dir, '--prompt', 'hi']),
+    /unsupported architecture "GPT2LMHeadModel"/,
+  );
 });
 
 test('a truncated safetensors file is one clear error line', () => {
@@ -65,7 +100,10 @@ test('a truncated safetensors file is one clear error line', () => {
     const file = join(d, 'model.safetensors');
     truncateSync(file, statSync(file).size - 100);
   });
-  assertOneLineError(run(['generate', '--model', dir, '--prompt', 'hi']), /model\.safetensors: not a valid safetensors file .*outside/);
+  assertOneLineError(
+    run(['generate', '--model', dir, '--prompt', 'hi']),
+    /model\.safetensors: not a valid safetensors file .*outside/,
+  );
 });
 
 test('a corrupted safetensors header is one clear error line', () => {
@@ -86,38 +124,86 @@ test('a missing tokenizer is one clear error line', () => {
 test('a malformed dataset line names the file and line, before any training', () => {
   const data = join(root, 'bad.jsonl');
   writeFileSync(data, '{"instruction": "hi", "output": "hello"}\n{"instruction": "oops"\n');
-  const r = run(['train', '--model', model, '--dataset', data, '--output-dir', join(root, 'never')]);
+  const r = run([
+    'train',
+    '--model',
+    model,
+    '--dataset',
+    data,
+    '--output-dir',
+    join(root, 'never'),
+  ]);
   assertOneLineError(r, /bad\.jsonl:2/);
 });
 
 test('train → chat: the adapter folder is what PEFT writes, and chat uses its template', () => {
   const out = join(root, 'adapter');
   const dataset = join(import.meta.dirname, '..', '..', 'examples', 'identity.json');
-  const r = run(['train', '--model', model, '--dataset', dataset, '--set', 'name=小李,author=小张', '--output-dir', out, '--max-steps', '2', '--logging-steps', '1']);
+  const r = run([
+    'train',
+    '--model',
+    model,
+    '--dataset',
+    dataset,
+    '--set',
+    'name=小李,author=小张',
+    '--output-dir',
+    out,
+    '--max-steps',
+    '2',
+    '--logging-steps',
+    '1',
+  ]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /next: +loraforge chat --model/);
-  for (const file of ['adapter_config.json', 'adapter_model.safetensors', 'loraforge.json', 'metrics.jsonl', 'loss.svg', 'loss.png']) {
+  for (const file of [
+    'adapter_config.json',
+    'adapter_model.safetensors',
+    'loraforge.json',
+    'metrics.jsonl',
+    'loss.svg',
+    'loss.png',
+  ]) {
     assert.ok(statSync(join(out, file)).size > 0, file);
   }
   const meta = JSON.parse(readFileSync(join(out, 'loraforge.json'), 'utf8'));
   assert.equal(meta.template.name, 'tutorial');
-  const chat = run(['chat', '--model', model, '--adapter', out, '--max-new-tokens', '3'], 'who are you?\n');
+  const chat = run(
+    ['chat', '--model', model, '--adapter', out, '--max-new-tokens', '3'],
+    'who are you?\n',
+  );
   assert.equal(chat.code, 0, chat.stderr);
   assert.match(chat.stderr, /template: tutorial, adapter loaded/);
 });
-
 
 test('Ctrl-C during training saves a checkpoint, and --resume-from-checkpoint continues from it', async () => {
   const { spawn } = await import('node:child_process');
   const { existsSync, readdirSync } = await import('node:fs');
   const out = join(root, 'interrupted');
   const dataset = join(import.meta.dirname, '..', '..', 'examples', 'identity.json');
-  const args = ['train', '--model', model, '--dataset', dataset, '--output-dir', out, '--logging-steps', '1', '--lora-dropout', '0'];
-  const child = spawn(process.execPath, [BIN, ...args, '--max-steps', '100000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = [
+    'train',
+    '--model',
+    model,
+    '--dataset',
+    dataset,
+    '--output-dir',
+    out,
+    '--logging-steps',
+    '1',
+    '--lora-dropout',
+    '0',
+  ];
+  const child = spawn(process.execPath, [BIN, ...args, '--max-steps', '100000'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   child.stdout.on('data', (d) => (stdout += d));
   const start = Date.now();
-  while (!existsSync(join(out, 'metrics.jsonl')) || readFileSync(join(out, 'metrics.jsonl'), 'utf8').split('\n').length < 3) {
+  while (
+    !existsSync(join(out, 'metrics.jsonl')) ||
+    readFileSync(join(out, 'metrics.jsonl'), 'utf8').split('\n').length < 3
+  ) {
     assert.ok(Date.now() - start < 60_000, 'training started');
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -128,7 +214,13 @@ test('Ctrl-C during training saves a checkpoint, and --resume-from-checkpoint co
   assert.equal(checkpoints.length, 1, readdirSync(out).join(', '));
   const step = Number(checkpoints[0]!.split('-')[1]);
   assert.match(stdout, new RegExp(`stopped at step ${step}; resume with`));
-  const resumed = run([...args, '--max-steps', String(step + 2), '--resume-from-checkpoint', 'latest']);
+  const resumed = run([
+    ...args,
+    '--max-steps',
+    String(step + 2),
+    '--resume-from-checkpoint',
+    'latest',
+  ]);
   assert.equal(resumed.code, 0, resumed.stderr);
   assert.match(resumed.stderr, new RegExp(`resumed from .*checkpoint-${step} at step ${step}`));
   assert.match(resumed.stdout, new RegExp(`done: ${step + 2} steps`));

@@ -12,11 +12,27 @@ test('loraforge demo: before answers, LoRA fine-tune, after answers, adapter and
   const dir = mkdtempSync(join(tmpdir(), 'lf-demo-'));
   const full = JSON.parse(readFileSync(join(ROOT, 'examples', 'identity-eval.json'), 'utf8'));
   const evalPath = join(dir, 'eval.json');
-  writeFileSync(evalPath, JSON.stringify({ ...full, identity: full.identity.slice(0, 2), general: full.general.slice(0, 2) }));
+  writeFileSync(
+    evalPath,
+    JSON.stringify({
+      ...full,
+      identity: full.identity.slice(0, 2),
+      general: full.general.slice(0, 2),
+    }),
+  );
   const out = join(dir, 'run');
   const r = spawnSync(
     process.execPath,
-    [join(ROOT, 'bin', 'loraforge.js'), 'demo', '--output-dir', out, '--eval', evalPath, '--max-steps', '3'],
+    [
+      join(ROOT, 'bin', 'loraforge.js'),
+      'demo',
+      '--output-dir',
+      out,
+      '--eval',
+      evalPath,
+      '--max-steps',
+      '3',
+    ],
     { encoding: 'utf8', timeout: 300_000 },
   );
   assert.equal(r.status, 0, r.stderr);
@@ -24,7 +40,12 @@ test('loraforge demo: before answers, LoRA fine-tune, after answers, adapter and
   assert.match(r.stdout, /trainable params: [\d,]+ \|\| all params: [\d,]+ \|\| trainable%/);
   assert.match(r.stdout, /identity hit rate/);
   assert.match(r.stdout, /next: +loraforge chat --model/);
-  for (const file of ['adapter_config.json', 'adapter_model.safetensors', 'loss.png', 'demo-eval.json']) {
+  for (const file of [
+    'adapter_config.json',
+    'adapter_model.safetensors',
+    'loss.png',
+    'demo-eval.json',
+  ]) {
     assert.ok(statSync(join(out, file)).size > 0, file);
   }
   const results = JSON.parse(readFileSync(join(out, 'demo-eval.json'), 'utf8'));

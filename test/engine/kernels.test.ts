@@ -1075,29 +1075,71 @@ test('ceOnlineChunk (wasm) matches the reference across chunks, with the accumul
   const rt = await WasmRuntime.create({ threads: 2 });
   const kernels = new CpuKernels(rt, { minParallelFlops: 0 });
   const [rows, vocab, chunk, accCols] = [5, 70, 16, 6];
-  const logitsAll = Float32Array.from({ length: rows * vocab }, (_, i) => Math.sin(i * 1.7) * 4 + (i % 13) * 0.3);
+  const logitsAll = Float32Array.from(
+    { length: rows * vocab },
+    (_, i) => Math.sin(i * 1.7) * 4 + (i % 13) * 0.3,
+  );
   const targets = Int32Array.from([3, 69, 16, 40, 0]);
-  const mine = { max: rt.malloc(rows * 4), sum: rt.malloc(rows * 4), tgt: rt.malloc(rows * 4), acc: rt.malloc(rows * accCols * 4) };
+  const mine = {
+    max: rt.malloc(rows * 4),
+    sum: rt.malloc(rows * 4),
+    tgt: rt.malloc(rows * 4),
+    acc: rt.malloc(rows * accCols * 4),
+  };
   const tgtPtr = rt.malloc(rows * 4);
   rt.i32(tgtPtr, rows).set(targets);
   rt.f32(mine.max, rows).fill(-Infinity);
   rt.f32(mine.sum, rows).fill(0);
   rt.f32(mine.acc, rows * accCols).fill(1);
-  const expected = { max: new Float32Array(rows).fill(-Infinity), sum: new Float32Array(rows), tgt: new Float32Array(rows), acc: new Float32Array(rows * accCols).fill(1) };
+  const expected = {
+    max: new Float32Array(rows).fill(-Infinity),
+    sum: new Float32Array(rows),
+    tgt: new Float32Array(rows),
+    acc: new Float32Array(rows * accCols).fill(1),
+  };
   const logitsPtr = rt.malloc(rows * chunk * 4);
   for (let c0 = 0; c0 < vocab; c0 += chunk) {
     const cols = Math.min(chunk, vocab - c0);
     const part = new Float32Array(rows * cols);
-    for (let r = 0; r < rows; r++) part.set(logitsAll.subarray(r * vocab + c0, r * vocab + c0 + cols), r * cols);
+    for (let r = 0; r < rows; r++)
+      part.set(logitsAll.subarray(r * vocab + c0, r * vocab + c0 + cols), r * cols);
     rt.f32(logitsPtr, rows * cols).set(part);
-    kernels.ceOnlineChunk(logitsPtr, rows, cols, c0, tgtPtr, mine.max, mine.sum, mine.tgt, mine.acc, accCols);
-    ref.ceOnlineChunk(part, rows, cols, c0, targets, expected.max, expected.sum, expected.tgt, expected.acc, accCols);
+    kernels.ceOnlineChunk(
+      logitsPtr,
+      rows,
+      cols,
+      c0,
+      tgtPtr,
+      mine.max,
+      mine.sum,
+      mine.tgt,
+      mine.acc,
+      accCols,
+    );
+    ref.ceOnlineChunk(
+      part,
+      rows,
+      cols,
+      c0,
+      targets,
+      expected.max,
+      expected.sum,
+      expected.tgt,
+      expected.acc,
+      accCols,
+    );
     const written = rt.f32(logitsPtr, rows * cols);
-    for (let i = 0; i < part.length; i++) assert.ok(Math.abs(written[i]! - part[i]!) <= 1e-6 * Math.max(1, part[i]!), `exp ${i}`);
+    for (let i = 0; i < part.length; i++)
+      assert.ok(Math.abs(written[i]! - part[i]!) <= 1e-6 * Math.max(1, part[i]!), `exp ${i}`);
   }
   for (const key of ['max', 'sum', 'tgt', 'acc'] as const) {
     const got = rt.f32(mine[key], key === 'acc' ? rows * accCols : rows);
-    got.forEach((v, i) => assert.ok(Math.abs(v - expected[key][i]!) <= 1e-5 * Math.max(1, Math.abs(expected[key][i]!)), `${key}[${i}]: ${v} vs ${expected[key][i]}`));
+    got.forEach((v, i) =>
+      assert.ok(
+        Math.abs(v - expected[key][i]!) <= 1e-5 * Math.max(1, Math.abs(expected[key][i]!)),
+        `${key}[${i}]: ${v} vs ${expected[key][i]}`,
+      ),
+    );
   }
   rt.dispose();
 });

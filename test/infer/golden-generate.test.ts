@@ -18,7 +18,9 @@ before(async () => {
   model = loadModel(TINY);
 });
 
-const golden = JSON.parse(readFileSync(join(TINY, 'generate.json'), 'utf8')) as { prompts: GoldenPrompt[] };
+const golden = JSON.parse(readFileSync(join(TINY, 'generate.json'), 'utf8')) as {
+  prompts: GoldenPrompt[];
+};
 const stepLogits = readGolden(join(TINY, 'generate_logits.safetensors'));
 
 async function greedy(

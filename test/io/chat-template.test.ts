@@ -15,9 +15,7 @@ interface Case {
   rendered: string;
 }
 
-const golden = JSON.parse(
-  readFileSync(`${GOLDEN}/chat_template/renders.json`, 'utf8'),
-) as {
+const golden = JSON.parse(readFileSync(`${GOLDEN}/chat_template/renders.json`, 'utf8')) as {
   template: string;
   render_variables: { eos_token: string; pad_token: string; additional_special_tokens: string[] };
   cases: Case[];

@@ -22,12 +22,18 @@ test('every weight gradient of the full model matches finite differences', () =>
   const batch = readGolden(join(TINY, 'lora', 'batch.safetensors'));
   const ids = batch.i32('input_ids');
   const [b, t] = ids.shape as [number, number];
-  const input = { batch: b, seq: t, inputIds: ids.data, attentionMask: batch.i32('attention_mask').data };
+  const input = {
+    batch: b,
+    seq: t,
+    inputIds: ids.data,
+    attentionMask: batch.i32('attention_mask').data,
+  };
   const labels = batch.i32('labels').data;
   const weights = [...model.namedWeights()];
   for (const [, w] of weights) w.requiresGrad = true;
   tidy(() => backward(model.loss(input, labels).loss));
-  const lossValue = () => noGrad(() => tidy(() => (model.loss(input, labels).loss.readSync() as Float32Array)[0]!));
+  const lossValue = () =>
+    noGrad(() => tidy(() => (model.loss(input, labels).loss.readSync() as Float32Array)[0]!));
   for (const [name, w] of weights) {
     const grad = w.grad!.readSync() as Float32Array;
     const values = w.hostF32();
@@ -42,7 +48,10 @@ test('every weight gradient of the full model matches finite differences', () =>
     const down = lossValue();
     values[i] = keep;
     const numeric = (up - down) / (2 * h);
-    assert.ok(Math.abs(numeric - grad[i]!) <= 0.03 * Math.abs(numeric) + 1e-4, `${name}[${i}]: analytic ${grad[i]} vs numeric ${numeric}`);
+    assert.ok(
+      Math.abs(numeric - grad[i]!) <= 0.03 * Math.abs(numeric) + 1e-4,
+      `${name}[${i}]: analytic ${grad[i]} vs numeric ${numeric}`,
+    );
   }
   for (const [, w] of weights) {
     w.requiresGrad = false;

@@ -59,7 +59,12 @@ test('merging adapter_randB reproduces PEFT merge_and_unload', async () => {
   const fwd = readGolden(join(TINY, 'lora', 'merged_logits.safetensors'));
   const ids = fwd.i32('input_ids');
   const [b, t] = ids.shape as [number, number];
-  const input = { batch: b, seq: t, inputIds: ids.data, attentionMask: fwd.i32('attention_mask').data };
+  const input = {
+    batch: b,
+    seq: t,
+    inputIds: ids.data,
+    attentionMask: fwd.i32('attention_mask').data,
+  };
   const logitsOf = (m: DecoderModel) =>
     noGrad(() => tidy(() => m.logits(m.forwardHidden(input)).readSync() as Float32Array));
   adapter.attach(model);

@@ -61,14 +61,22 @@ after(async () => {
 test('an adapter answers the same through the server as through the generate pipeline', async () => {
   const question = 'who are you?';
   const local = await ChatPipeline.load({ model: modelDir, adapter: adapterDir });
-  const expected = (await local.chat([{ role: 'user', content: question }], { maxNewTokens: 12 })).text;
-  const expectedBase = (await base.chat([{ role: 'user', content: question }], { maxNewTokens: 12 })).text;
+  const expected = (await local.chat([{ role: 'user', content: question }], { maxNewTokens: 12 }))
+    .text;
+  const expectedBase = (
+    await base.chat([{ role: 'user', content: question }], { maxNewTokens: 12 })
+  ).text;
   local.dispose();
   assert.notEqual(expected, expectedBase, 'the adapter changes the answer');
   // Both requests at once: the server batches base and adapter rows in the same steps.
   const [viaAdapter, viaBase] = await Promise.all(
     ['identity', 'tiny'].map((model) =>
-      client.chat.completions.create({ model, messages: [{ role: 'user', content: question }], max_tokens: 12, temperature: 0 }),
+      client.chat.completions.create({
+        model,
+        messages: [{ role: 'user', content: question }],
+        max_tokens: 12,
+        temperature: 0,
+      }),
     ),
   );
   assert.equal(viaAdapter!.choices[0]!.message.content, expected);

@@ -52,7 +52,10 @@ export function goldenBatches(): Batch[] {
   });
 }
 
-export function goldenArgs(outputDir: string, extra: Partial<TrainingArguments> = {}): TrainingArguments {
+export function goldenArgs(
+  outputDir: string,
+  extra: Partial<TrainingArguments> = {},
+): TrainingArguments {
   return makeTrainingArguments({
     outputDir,
     maxSteps: 10,
@@ -66,7 +69,6 @@ export function goldenArgs(outputDir: string, extra: Partial<TrainingArguments> 
     ...extra,
   });
 }
-
 
 /**
  * Runs the golden 10 steps from adapter_init on the active backend (with `args` changed, and
@@ -101,25 +103,36 @@ export async function trainGolden(
  * Trains the golden run twice, straight and as 6 steps, a stop and a resume to 10 (checkpoints
  * every 3 steps); returns each adapter tensor's largest absolute difference between the two.
  */
-export async function resumedVsStraight(model: DecoderModel): Promise<{ name: string; maxAbs: number }[]> {
+export async function resumedVsStraight(
+  model: DecoderModel,
+): Promise<{ name: string; maxAbs: number }[]> {
   const straight = mkdtempSync(join(tmpdir(), 'lf-straight-'));
   const resumed = mkdtempSync(join(tmpdir(), 'lf-resumed-'));
   const checkpointEvery3 = { saveSteps: 3 };
   await trainGolden(model, straight, { args: checkpointEvery3 });
   await trainGolden(model, resumed, { args: checkpointEvery3, stopAt: 6 });
   assert.ok(existsSync(join(resumed, 'checkpoint-6')), 'the stop saved checkpoint-6');
-  assert.ok(!existsSync(join(resumed, 'adapter_model.safetensors')), 'no final adapter after a stop');
+  assert.ok(
+    !existsSync(join(resumed, 'adapter_model.safetensors')),
+    'no final adapter after a stop',
+  );
   await trainGolden(model, resumed, { args: { ...checkpointEvery3, resumeFromCheckpoint: true } });
   const a = readGolden(join(straight, 'adapter_model.safetensors'));
   const b = readGolden(join(resumed, 'adapter_model.safetensors'));
-  const diffs = a.names().map((name) => ({ name, maxAbs: maxAbsDiff(a.f32(name).data, b.f32(name).data) }));
+  const diffs = a
+    .names()
+    .map((name) => ({ name, maxAbs: maxAbsDiff(a.f32(name).data, b.f32(name).data) }));
   rmSync(straight, { recursive: true, force: true });
   rmSync(resumed, { recursive: true, force: true });
   return diffs;
 }
 
 /** Hugging Face's log of the golden run, one entry per step. */
-export function goldenSteps(): { loss: number; grad_norm: number; lr_after_scheduler_step: number }[] {
+export function goldenSteps(): {
+  loss: number;
+  grad_norm: number;
+  lr_after_scheduler_step: number;
+}[] {
   return JSON.parse(readFileSync(join(TRAIN, 'train_log.json'), 'utf8')).steps;
 }
 
@@ -127,7 +140,9 @@ export function goldenSteps(): { loss: number; grad_norm: number; lr_after_sched
 export function finalAdapterDiffs(outputDir: string): { name: string; maxAbs: number }[] {
   const final = readGolden(join(TRAIN, 'adapter_final', 'adapter_model.safetensors'));
   const mine = readGolden(join(outputDir, 'adapter_model.safetensors'));
-  return final.names().map((name) => ({ name, maxAbs: maxAbsDiff(mine.f32(name).data, final.f32(name).data) }));
+  return final
+    .names()
+    .map((name) => ({ name, maxAbs: maxAbsDiff(mine.f32(name).data, final.f32(name).data) }));
 }
 
 /** |a − b| / |b|, for comparing logged scalars with the golden log. */

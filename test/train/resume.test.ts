@@ -28,7 +28,8 @@ test('killing the trainer while it writes checkpoints leaves the last checkpoint
     const child = spawn(process.execPath, ['--import', 'tsx', fixture, out], { stdio: 'ignore' });
     // Wait until it has checkpointed at least once, then kill it at an arbitrary moment.
     const start = Date.now();
-    while (listCheckpoints(out).length === 0 && Date.now() - start < 60_000) await new Promise((r) => setTimeout(r, 50));
+    while (listCheckpoints(out).length === 0 && Date.now() - start < 60_000)
+      await new Promise((r) => setTimeout(r, 50));
     await new Promise((r) => setTimeout(r, delayMs - 2500));
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
@@ -38,7 +39,11 @@ test('killing the trainer while it writes checkpoints leaves the last checkpoint
       readCheckpoint(path);
       loadAdapter(path, model).dispose();
     }
-    assert.ok(readdirSync(out).every((f) => !f.startsWith('checkpoint-') || checkpoints.some((c) => c.path.endsWith(f))));
+    assert.ok(
+      readdirSync(out).every(
+        (f) => !f.startsWith('checkpoint-') || checkpoints.some((c) => c.path.endsWith(f)),
+      ),
+    );
   }
   rmSync(out, { recursive: true, force: true });
 });

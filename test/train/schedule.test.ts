@@ -5,9 +5,7 @@ import { LrSchedule, resolveWarmupSteps } from '../../src/train/schedule.ts';
 import { LoraforgeError } from '../../src/util/errors.ts';
 import { GOLDEN } from '../helpers.ts';
 
-const log = JSON.parse(
-  readFileSync(`${GOLDEN}/qwen2-tiny/train/train_log.json`, 'utf8'),
-) as {
+const log = JSON.parse(readFileSync(`${GOLDEN}/qwen2-tiny/train/train_log.json`, 'utf8')) as {
   steps: { step: number; lr: number; lr_after_scheduler_step: number }[];
 };
 

@@ -2,7 +2,14 @@
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import type { ChatMessage } from '../../data/templates.ts';
-import { addModelOptions, addSamplingOptions, loadPipeline, samplingFrom, type ModelFlags, type SamplingFlags } from '../options.ts';
+import {
+  addModelOptions,
+  addSamplingOptions,
+  loadPipeline,
+  samplingFrom,
+  type ModelFlags,
+  type SamplingFlags,
+} from '../options.ts';
 
 const HELP = 'commands: /reset clears the conversation, /exit quits';
 
@@ -15,10 +22,13 @@ export function registerChat(program: Command): void {
   addSamplingOptions(cmd);
   cmd.action(async (flags: ModelFlags & SamplingFlags & { system?: string }) => {
     const pipeline = await loadPipeline(flags);
-    const fresh = (): ChatMessage[] => (flags.system ? [{ role: 'system', content: flags.system }] : []);
+    const fresh = (): ChatMessage[] =>
+      flags.system ? [{ role: 'system', content: flags.system }] : [];
     let history = fresh();
     const rl = createInterface({ input: process.stdin, terminal: false });
-    process.stderr.write(`template: ${pipeline.template.name}${pipeline.adapter ? ', adapter loaded' : ''}. ${HELP}\n`);
+    process.stderr.write(
+      `template: ${pipeline.template.name}${pipeline.adapter ? ', adapter loaded' : ''}. ${HELP}\n`,
+    );
     const prompt = () => process.stdout.write('you> ');
     prompt();
     try {
@@ -30,7 +40,10 @@ export function registerChat(program: Command): void {
         else if (line) {
           history.push({ role: 'user', content: line });
           process.stdout.write('assistant> ');
-          const reply = await pipeline.chat(history, { ...samplingFrom(flags), onText: (t) => process.stdout.write(t) });
+          const reply = await pipeline.chat(history, {
+            ...samplingFrom(flags),
+            onText: (t) => process.stdout.write(t),
+          });
           process.stdout.write('\n');
           history.push({ role: 'assistant', content: reply.text });
         }

@@ -9,7 +9,9 @@ export function registerDownload(program: Command): void {
     .command('download')
     .argument('<model>', 'Hugging Face model id, e.g. Qwen/Qwen2-0.5B-Instruct')
     .option('--revision <rev>', 'branch, tag or commit', 'main')
-    .description('download a model into the Hugging Face cache (honors HF_TOKEN, HF_ENDPOINT, HF_HOME)')
+    .description(
+      'download a model into the Hugging Face cache (honors HF_TOKEN, HF_ENDPOINT, HF_HOME)',
+    )
     .action(async (id: string, flags: { revision: string }) => {
       const bars = new Map<string, ProgressBar>();
       const dir = await resolveModel(id, {

@@ -1,6 +1,13 @@
 /** `loraforge generate`: one prompt in, the model's reply streamed out. */
 import type { Command } from 'commander';
-import { addModelOptions, addSamplingOptions, loadPipeline, samplingFrom, type ModelFlags, type SamplingFlags } from '../options.ts';
+import {
+  addModelOptions,
+  addSamplingOptions,
+  loadPipeline,
+  samplingFrom,
+  type ModelFlags,
+  type SamplingFlags,
+} from '../options.ts';
 
 export function registerGenerate(program: Command): void {
   const cmd = program
@@ -11,15 +18,19 @@ export function registerGenerate(program: Command): void {
     .option('--raw', 'continue the text as is, without a prompt template');
   addModelOptions(cmd);
   addSamplingOptions(cmd);
-  cmd.action(async (flags: ModelFlags & SamplingFlags & { prompt: string; system?: string; raw?: boolean }) => {
-    const pipeline = await loadPipeline(flags);
-    const opts = { ...samplingFrom(flags), onText: (t: string) => process.stdout.write(t) };
-    if (flags.raw) await pipeline.complete(flags.prompt, opts);
-    else {
-      const messages = flags.system ? [{ role: 'system' as const, content: flags.system }] : [];
-      await pipeline.chat([...messages, { role: 'user', content: flags.prompt }], opts);
-    }
-    process.stdout.write('\n');
-    pipeline.dispose();
-  });
+  cmd.action(
+    async (
+      flags: ModelFlags & SamplingFlags & { prompt: string; system?: string; raw?: boolean },
+    ) => {
+      const pipeline = await loadPipeline(flags);
+      const opts = { ...samplingFrom(flags), onText: (t: string) => process.stdout.write(t) };
+      if (flags.raw) await pipeline.complete(flags.prompt, opts);
+      else {
+        const messages = flags.system ? [{ role: 'system' as const, content: flags.system }] : [];
+        await pipeline.chat([...messages, { role: 'user', content: flags.prompt }], opts);
+      }
+      process.stdout.write('\n');
+      pipeline.dispose();
+    },
+  );
 }

@@ -31,12 +31,23 @@ function parseAdapterFlag(value: string, previous: string[]): string[] {
 export function registerServe(program: Command): void {
   const cmd = program
     .command('serve')
-    .description('serve a model and LoRA adapters over the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models)')
+    .description(
+      'serve a model and LoRA adapters over the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models)',
+    )
     .requiredOption('-m, --model <model>', 'base model folder or Hugging Face id')
-    .option('-a, --adapter <name=dir>', 'serve an adapter under a name (repeatable); pick it with "model": "<name>"', parseAdapterFlag, [])
+    .option(
+      '-a, --adapter <name=dir>',
+      'serve an adapter under a name (repeatable); pick it with "model": "<name>"',
+      parseAdapterFlag,
+      [],
+    )
     .option('--adapters-dir <dir>', 'folder that POST /v1/load_lora_adapter may load adapters from')
     .option('--template <name>', "base model's prompt template (adapters use their recorded one)")
-    .option('--dtype <dtype>', 'storage of the weights: auto (bf16 above 100M parameters) | f32 | bf16 | f16', 'auto')
+    .option(
+      '--dtype <dtype>',
+      'storage of the weights: auto (bf16 above 100M parameters) | f32 | bf16 | f16',
+      'auto',
+    )
     .option('--host <host>', 'address to bind', '127.0.0.1')
     .option('--port <port>', 'port', parseInteger, 8000)
     .option('--api-key <key>', 'require Authorization: Bearer <key>')
@@ -44,7 +55,12 @@ export function registerServe(program: Command): void {
     .option('--route-model <name>', 'adapter the --route endpoint uses (default: the base model)')
     .option('--served-model-name <name>', 'name of the base model in /v1/models (default: --model)')
     .option('--max-batch <n>', 'sequences decoded together per step', parseInteger, 8)
-    .option('--max-queue <n>', 'requests waiting beyond the running ones before 429', parseInteger, 64);
+    .option(
+      '--max-queue <n>',
+      'requests waiting beyond the running ones before 429',
+      parseInteger,
+      64,
+    );
   addDeviceOptions(cmd);
   cmd.action(async (flags: ServeFlags) => {
     const pipeline = await loadPipeline({ ...flags, adapter: undefined });

@@ -1,7 +1,12 @@
 /** `loraforge train [config.yaml] [--key value ...]`: the tutorial's fine-tuning pipeline. */
 import { Option, type Command } from 'commander';
 import { relative } from 'node:path';
-import { readConfigFile, resolveTrainConfig, TRAIN_KEYS, type TrainKey } from '../../train/config.ts';
+import {
+  readConfigFile,
+  resolveTrainConfig,
+  TRAIN_KEYS,
+  type TrainKey,
+} from '../../train/config.ts';
 import { runTraining } from '../../train/run.ts';
 
 function flagName(key: string): string {
@@ -42,7 +47,9 @@ export function registerTrain(program: Command): void {
           (result.evalLoss !== undefined ? `, eval loss ${result.evalLoss.toFixed(4)}` : ''),
       `adapter:  ${out}/  (PEFT format: adapter_config.json + adapter_model.safetensors)`,
       `metrics:  ${relative(process.cwd(), result.metricsPath)}`,
-      ...(result.plotPaths.length ? [`plot:     ${result.plotPaths.map((p) => relative(process.cwd(), p)).join(', ')}`] : []),
+      ...(result.plotPaths.length
+        ? [`plot:     ${result.plotPaths.map((p) => relative(process.cwd(), p)).join(', ')}`]
+        : []),
       `next:     loraforge chat --model ${config.model} --adapter ${out}`,
     ];
     process.stdout.write(lines.join('\n') + '\n');

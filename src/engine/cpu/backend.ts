@@ -109,50 +109,139 @@ class CpuKernelSet implements Kernels {
   }
 
   attentionForward(
-    q: Operand, k: Operand, v: Operand, out: Operand, lse: Operand,
-    keyMask: Operand | null, segmentIds: Operand | null, d: AttentionDims,
+    q: Operand,
+    k: Operand,
+    v: Operand,
+    out: Operand,
+    lse: Operand,
+    keyMask: Operand | null,
+    segmentIds: Operand | null,
+    d: AttentionDims,
   ): void {
     this.wasm.attentionForward(
-      ptrOf(q), ptrOf(k), ptrOf(v), ptrOf(out), ptrOf(lse),
-      d.batch, d.queryLen, d.keyLen, d.kvCapacity, d.heads, d.kvHeads, d.headDim,
-      optionalPtr(keyMask), optionalPtr(segmentIds), d.scale,
+      ptrOf(q),
+      ptrOf(k),
+      ptrOf(v),
+      ptrOf(out),
+      ptrOf(lse),
+      d.batch,
+      d.queryLen,
+      d.keyLen,
+      d.kvCapacity,
+      d.heads,
+      d.kvHeads,
+      d.headDim,
+      optionalPtr(keyMask),
+      optionalPtr(segmentIds),
+      d.scale,
     );
   }
 
   attentionBackward(
-    q: Operand, k: Operand, v: Operand, out: Operand, lse: Operand, dout: Operand,
-    dq: Operand, dk: Operand, dv: Operand,
-    keyMask: Operand | null, segmentIds: Operand | null, d: AttentionDims,
+    q: Operand,
+    k: Operand,
+    v: Operand,
+    out: Operand,
+    lse: Operand,
+    dout: Operand,
+    dq: Operand,
+    dk: Operand,
+    dv: Operand,
+    keyMask: Operand | null,
+    segmentIds: Operand | null,
+    d: AttentionDims,
   ): void {
     this.wasm.attentionBackward(
-      ptrOf(q), ptrOf(k), ptrOf(v), ptrOf(out), ptrOf(lse), ptrOf(dout), ptrOf(dq), ptrOf(dk), ptrOf(dv),
-      d.batch, d.queryLen, d.heads, d.kvHeads, d.headDim,
-      optionalPtr(keyMask), optionalPtr(segmentIds), d.scale,
+      ptrOf(q),
+      ptrOf(k),
+      ptrOf(v),
+      ptrOf(out),
+      ptrOf(lse),
+      ptrOf(dout),
+      ptrOf(dq),
+      ptrOf(dk),
+      ptrOf(dv),
+      d.batch,
+      d.queryLen,
+      d.heads,
+      d.kvHeads,
+      d.headDim,
+      optionalPtr(keyMask),
+      optionalPtr(segmentIds),
+      d.scale,
     );
   }
 
-  rmsnormForward(x: Operand, w: Operand, out: Operand, rstd: Operand, rows: number, dim: number, eps: number): void {
+  rmsnormForward(
+    x: Operand,
+    w: Operand,
+    out: Operand,
+    rstd: Operand,
+    rows: number,
+    dim: number,
+    eps: number,
+  ): void {
     this.wasm.rmsnormForward(ptrOf(x), ptrOf(w), ptrOf(out), ptrOf(rstd), rows, dim, eps);
   }
 
   rmsnormBackward(
-    x: Operand, w: Operand, rstd: Operand, dout: Operand, dx: Operand, dw: Operand | null, rows: number, dim: number,
+    x: Operand,
+    w: Operand,
+    rstd: Operand,
+    dout: Operand,
+    dx: Operand,
+    dw: Operand | null,
+    rows: number,
+    dim: number,
   ): void {
-    this.wasm.rmsnormBackward(ptrOf(x), ptrOf(w), ptrOf(rstd), ptrOf(dout), ptrOf(dx), optionalPtr(dw), rows, dim);
+    this.wasm.rmsnormBackward(
+      ptrOf(x),
+      ptrOf(w),
+      ptrOf(rstd),
+      ptrOf(dout),
+      ptrOf(dx),
+      optionalPtr(dw),
+      rows,
+      dim,
+    );
   }
 
   ropeApply(
-    x: Operand, out: Operand, positions: Operand,
-    batch: number, seq: number, heads: number, headDim: number, theta: number, inverse: boolean,
+    x: Operand,
+    out: Operand,
+    positions: Operand,
+    batch: number,
+    seq: number,
+    heads: number,
+    headDim: number,
+    theta: number,
+    inverse: boolean,
   ): void {
-    this.wasm.ropeApply(ptrOf(x), ptrOf(out), ptrOf(positions), batch, seq, heads, headDim, theta, inverse ? 1 : 0);
+    this.wasm.ropeApply(
+      ptrOf(x),
+      ptrOf(out),
+      ptrOf(positions),
+      batch,
+      seq,
+      heads,
+      headDim,
+      theta,
+      inverse ? 1 : 0,
+    );
   }
 
   swigluForward(gate: Operand, up: Operand, out: Operand, n: number): void {
     this.wasm.swigluForward(ptrOf(gate), ptrOf(up), ptrOf(out), n);
   }
 
-  swigluBackward(gate: Operand, up: Operand, dout: Operand, dgate: Operand, dup: Operand, n: number): void {
+  swigluBackward(
+    gate: Operand,
+    up: Operand,
+    dout: Operand,
+    dgate: Operand,
+    dup: Operand,
+    n: number,
+  ): void {
     this.wasm.swigluBackward(ptrOf(gate), ptrOf(up), ptrOf(dout), ptrOf(dgate), ptrOf(dup), n);
   }
 
@@ -161,14 +250,33 @@ class CpuKernelSet implements Kernels {
     let maxId = 0;
     for (const id of idArray) maxId = Math.max(maxId, id);
     const tableView =
-      table.dtype === 'f32' ? this.f32(table, (maxId + 1) * dim) : this.rt.u16(ptrOf(table), (maxId + 1) * dim);
-    host.embeddingForward(tableView, table.dtype as 'f32' | host.HalfDType, idArray, this.f32(out, count * dim), dim);
+      table.dtype === 'f32'
+        ? this.f32(table, (maxId + 1) * dim)
+        : this.rt.u16(ptrOf(table), (maxId + 1) * dim);
+    host.embeddingForward(
+      tableView,
+      table.dtype as 'f32' | host.HalfDType,
+      idArray,
+      this.f32(out, count * dim),
+      dim,
+    );
   }
 
-  embeddingBackward(dout: Operand, ids: Operand, dTable: Operand, count: number, dim: number): void {
+  embeddingBackward(
+    dout: Operand,
+    ids: Operand,
+    dTable: Operand,
+    count: number,
+    dim: number,
+  ): void {
     const idArray = this.i32(ids, count);
     const maxId = idArray.reduce((a, b) => Math.max(a, b), 0);
-    host.scatterAddRows(this.f32(dout, count * dim), idArray, this.f32(dTable, (maxId + 1) * dim), dim);
+    host.scatterAddRows(
+      this.f32(dout, count * dim),
+      idArray,
+      this.f32(dTable, (maxId + 1) * dim),
+      dim,
+    );
   }
 
   axpby(x: Operand, y: Operand, n: number, alpha: number, beta: number): void {
@@ -200,7 +308,9 @@ class CpuKernelSet implements Kernels {
 
   convert(src: Operand, dst: Operand, n: number): void {
     if (src.dtype === dst.dtype) {
-      this.rt.u8(ptrOf(dst), n * DTYPE_BYTES[dst.dtype]).set(this.rt.u8(ptrOf(src), n * DTYPE_BYTES[src.dtype]));
+      this.rt
+        .u8(ptrOf(dst), n * DTYPE_BYTES[dst.dtype])
+        .set(this.rt.u8(ptrOf(src), n * DTYPE_BYTES[src.dtype]));
     } else if (src.dtype === 'f32') {
       const out = this.rt.u16(ptrOf(dst), n);
       const from = this.f32(src, n);
@@ -224,14 +334,16 @@ class CpuKernelSet implements Kernels {
     const maxId = ids.reduce((a, b) => Math.max(a, b), 0);
     // One view spanning both regions, whichever comes first in memory.
     const mem = this.rt.u8(0, Math.max(to + rows * bytes, from + (maxId + 1) * bytes));
-    for (let i = 0; i < rows; i++) mem.copyWithin(to + i * bytes, from + ids[i]! * bytes, from + (ids[i]! + 1) * bytes);
+    for (let i = 0; i < rows; i++)
+      mem.copyWithin(to + i * bytes, from + ids[i]! * bytes, from + (ids[i]! + 1) * bytes);
   }
 
   scatterRows(src: Operand, idx: Operand, dst: Operand, rows: number, cols: number): void {
     const ids = this.i32(idx, rows);
     const out = ptrOf(dst);
     const from = this.f32(src, rows * cols);
-    for (let i = 0; i < rows; i++) this.rt.f32(out + ids[i]! * cols * 4, cols).set(from.subarray(i * cols, (i + 1) * cols));
+    for (let i = 0; i < rows; i++)
+      this.rt.f32(out + ids[i]! * cols * 4, cols).set(from.subarray(i * cols, (i + 1) * cols));
   }
 
   scatterAddRows(src: Operand, idx: Operand, dst: Operand, rows: number, cols: number): void {
@@ -241,29 +353,77 @@ class CpuKernelSet implements Kernels {
   }
 
   ceOnlineChunk(
-    logits: Operand, rows: number, cols: number, colOffset: number, targets: Operand,
-    runMax: Operand, runSum: Operand, tgtLogit: Operand, acc: Operand | null, accCols: number,
+    logits: Operand,
+    rows: number,
+    cols: number,
+    colOffset: number,
+    targets: Operand,
+    runMax: Operand,
+    runSum: Operand,
+    tgtLogit: Operand,
+    acc: Operand | null,
+    accCols: number,
   ): void {
     this.wasm.ceOnlineChunk(
-      ptrOf(logits), rows, cols, colOffset, ptrOf(targets),
-      ptrOf(runMax), ptrOf(runSum), ptrOf(tgtLogit), optionalPtr(acc), accCols,
+      ptrOf(logits),
+      rows,
+      cols,
+      colOffset,
+      ptrOf(targets),
+      ptrOf(runMax),
+      ptrOf(runSum),
+      ptrOf(tgtLogit),
+      optionalPtr(acc),
+      accCols,
     );
   }
 
-  ceOnlineFinish(acc: Operand, runSum: Operand, targetRows: Operand, rows: number, cols: number, scale: number): void {
+  ceOnlineFinish(
+    acc: Operand,
+    runSum: Operand,
+    targetRows: Operand,
+    rows: number,
+    cols: number,
+    scale: number,
+  ): void {
     host.ceOnlineFinish(
-      this.f32(acc, rows * cols), this.f32(runSum, rows), this.f32(targetRows, rows * cols), rows, cols, scale,
+      this.f32(acc, rows * cols),
+      this.f32(runSum, rows),
+      this.f32(targetRows, rows * cols),
+      rows,
+      cols,
+      scale,
     );
   }
 
   ceChunkBackward(
-    logits: Operand, rows: number, cols: number, colOffset: number, targets: Operand, lse: Operand, rowScale: Operand,
+    logits: Operand,
+    rows: number,
+    cols: number,
+    colOffset: number,
+    targets: Operand,
+    lse: Operand,
+    rowScale: Operand,
   ): void {
-    this.wasm.ceChunkBackward(ptrOf(logits), rows, cols, colOffset, ptrOf(targets), ptrOf(lse), ptrOf(rowScale));
+    this.wasm.ceChunkBackward(
+      ptrOf(logits),
+      rows,
+      cols,
+      colOffset,
+      ptrOf(targets),
+      ptrOf(lse),
+      ptrOf(rowScale),
+    );
   }
 
   ceLossFinish(
-    runMax: Operand, runSum: Operand, tgtLogit: Operand, rows: number, lse: Operand, loss: Operand, divisor: number,
+    runMax: Operand,
+    runSum: Operand,
+    tgtLogit: Operand,
+    rows: number,
+    lse: Operand,
+    loss: Operand,
+    divisor: number,
   ): void {
     const maxes = this.f32(runMax, rows);
     const sums = this.f32(runSum, rows);
@@ -285,10 +445,33 @@ class CpuKernelSet implements Kernels {
   }
 
   adamwStep(
-    p: Operand, g: Operand, m: Operand, v: Operand, n: number,
-    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number,
+    p: Operand,
+    g: Operand,
+    m: Operand,
+    v: Operand,
+    n: number,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    bc1: number,
+    bc2: number,
   ): void {
-    this.wasm.adamwStep(ptrOf(p), ptrOf(g), ptrOf(m), ptrOf(v), n, lr, beta1, beta2, eps, weightDecay, bc1, bc2);
+    this.wasm.adamwStep(
+      ptrOf(p),
+      ptrOf(g),
+      ptrOf(m),
+      ptrOf(v),
+      n,
+      lr,
+      beta1,
+      beta2,
+      eps,
+      weightDecay,
+      bc1,
+      bc2,
+    );
   }
 
   async sumSquares(x: Operand, n: number): Promise<number> {

@@ -34,7 +34,12 @@ export function embeddingForward(
   }
 }
 
-export function scatterAddRows(src: Float32Array, idx: Int32Array, dst: Float32Array, cols: number): void {
+export function scatterAddRows(
+  src: Float32Array,
+  idx: Int32Array,
+  dst: Float32Array,
+  cols: number,
+): void {
   for (let i = 0; i < idx.length; i++) {
     const s = i * cols;
     const d = idx[i]! * cols;
@@ -52,7 +57,8 @@ export function ceOnlineFinish(
 ): void {
   for (let r = 0; r < rows; r++) {
     const inv = 1 / runSum[r]!;
-    for (let c = r * cols; c < (r + 1) * cols; c++) acc[c] = scale * (acc[c]! * inv - targetRows[c]!);
+    for (let c = r * cols; c < (r + 1) * cols; c++)
+      acc[c] = scale * (acc[c]! * inv - targetRows[c]!);
   }
 }
 

@@ -43,14 +43,33 @@ export function attention(
   const lse = Tensor.empty([batch, heads, seq]);
   const mask = keyMask?.operand() ?? null;
   const seg = segmentIds?.operand() ?? null;
-  kern.attentionForward(q.operand(), k.operand(), v.operand(), out.operand(), lse.operand(), mask, seg, dims);
+  kern.attentionForward(
+    q.operand(),
+    k.operand(),
+    v.operand(),
+    out.operand(),
+    lse.operand(),
+    mask,
+    seg,
+    dims,
+  );
   record(out, [q, k, v], (dOut) => {
     const dq = gradTarget(q);
     const dk = gradTarget(k);
     const dv = gradTarget(v);
     kern.attentionBackward(
-      q.operand(), k.operand(), v.operand(), out.operand(), lse.operand(), dOut.operand(),
-      dq.dst.operand(), dk.dst.operand(), dv.dst.operand(), mask, seg, dims,
+      q.operand(),
+      k.operand(),
+      v.operand(),
+      out.operand(),
+      lse.operand(),
+      dOut.operand(),
+      dq.dst.operand(),
+      dk.dst.operand(),
+      dv.dst.operand(),
+      mask,
+      seg,
+      dims,
     );
     dq.commit();
     dk.commit();

@@ -25,7 +25,14 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
   record(out, [gate, up], (dy) => {
     const dGate = gradTarget(gate);
     const dUp = gradTarget(up);
-    k.swigluBackward(gate.operand(), up.operand(), dy.operand(), dGate.dst.operand(), dUp.dst.operand(), gate.size);
+    k.swigluBackward(
+      gate.operand(),
+      up.operand(),
+      dy.operand(),
+      dGate.dst.operand(),
+      dUp.dst.operand(),
+      gate.size,
+    );
     dGate.commit();
     dUp.commit();
   });

@@ -32,7 +32,12 @@ export function linearBackward(
   const k = kernels();
   if (x.requiresGrad) {
     gemmIntoGrad(x, (dx, beta) =>
-      k.gemm(dy.operand(), w.operand(), dx.operand(), { m: rows, n: inFeatures, k: outFeatures, beta }),
+      k.gemm(dy.operand(), w.operand(), dx.operand(), {
+        m: rows,
+        n: inFeatures,
+        k: outFeatures,
+        beta,
+      }),
     );
   }
   if (w.requiresGrad) {

@@ -45,7 +45,8 @@ export function lmHeadLoss(
   const targetIds: number[] = [];
   targets.forEach((t, i) => {
     if (t === -100) return;
-    if (t < 0 || t >= vocab) throw new Error(`label ${t} at position ${i} is outside the vocabulary (${vocab})`);
+    if (t < 0 || t >= vocab)
+      throw new Error(`label ${t} at position ${i} is outside the vocabulary (${vocab})`);
     rowsIdx.push(i);
     targetIds.push(t);
   });
@@ -60,7 +61,8 @@ export function lmHeadLoss(
 
   const trainableHead = needsGrad(table);
   const onlineGrad = needsGrad(h) && !trainableHead;
-  const chunk = opts.chunkSize ?? Math.max(256, Math.min(vocab, Math.floor(CHUNK_BYTES / 4 / rows)));
+  const chunk =
+    opts.chunkSize ?? Math.max(256, Math.min(vocab, Math.floor(CHUNK_BYTES / 4 / rows)));
   const logits = Tensor.empty([rows, chunk]);
   const runMax = Tensor.empty([rows]);
   const runSum = Tensor.zeros([rows]);
@@ -70,13 +72,31 @@ export function lmHeadLoss(
 
   for (let c0 = 0; c0 < vocab; c0 += chunk) {
     const cols = Math.min(chunk, vocab - c0);
-    k.gemm(hs.operand(), table.operand(c0 * dim), logits.operand(), { m: rows, n: cols, k: dim, transB: true });
+    k.gemm(hs.operand(), table.operand(c0 * dim), logits.operand(), {
+      m: rows,
+      n: cols,
+      k: dim,
+      transB: true,
+    });
     k.ceOnlineChunk(
-      logits.operand(), rows, cols, c0, targetIndex.operand(),
-      runMax.operand(), runSum.operand(), tgtLogit.operand(), acc?.operand() ?? null, dim,
+      logits.operand(),
+      rows,
+      cols,
+      c0,
+      targetIndex.operand(),
+      runMax.operand(),
+      runSum.operand(),
+      tgtLogit.operand(),
+      acc?.operand() ?? null,
+      dim,
     );
     if (acc) {
-      k.gemm(logits.operand(), table.operand(c0 * dim), acc.operand(), { m: rows, n: dim, k: cols, beta: 1 });
+      k.gemm(logits.operand(), table.operand(c0 * dim), acc.operand(), {
+        m: rows,
+        n: dim,
+        k: cols,
+        beta: 1,
+      });
     }
   }
 
@@ -84,13 +104,26 @@ export function lmHeadLoss(
   const loss = Tensor.empty([1]);
   const lse = Tensor.empty([rows]);
   k.ceLossFinish(
-    runMax.operand(), runSum.operand(), tgtLogit.operand(), rows, lse.operand(), loss.operand(), denominator,
+    runMax.operand(),
+    runSum.operand(),
+    tgtLogit.operand(),
+    rows,
+    lse.operand(),
+    loss.operand(),
+    denominator,
   );
 
   if (acc) {
     const targetRows = Tensor.empty([rows, dim]);
     k.embeddingForward(table.operand(), targetIndex.operand(), targetRows.operand(), rows, dim);
-    k.ceOnlineFinish(acc.operand(), runSum.operand(), targetRows.operand(), rows, dim, 1 / denominator);
+    k.ceOnlineFinish(
+      acc.operand(),
+      runSum.operand(),
+      targetRows.operand(),
+      rows,
+      dim,
+      1 / denominator,
+    );
     record(loss, [h], (dLoss) => {
       k.scaleByScalar(acc.operand(), acc.size, dLoss.operand(), 1);
       k.scatterAddRows(acc.operand(), rowIndex.operand(), zeroedGrad(h).operand(), rows, dim);
@@ -104,18 +137,39 @@ export function lmHeadLoss(
       const dTable = table.requiresGrad ? zeroedGrad(table) : null;
       for (let c0 = 0; c0 < vocab; c0 += chunk) {
         const cols = Math.min(chunk, vocab - c0);
-        k.gemm(hs.operand(), table.operand(c0 * dim), logits.operand(), { m: rows, n: cols, k: dim, transB: true });
+        k.gemm(hs.operand(), table.operand(c0 * dim), logits.operand(), {
+          m: rows,
+          n: cols,
+          k: dim,
+          transB: true,
+        });
         k.ceChunkBackward(
-          logits.operand(), rows, cols, c0, targetIndex.operand(), lse.operand(), rowScale.operand(),
+          logits.operand(),
+          rows,
+          cols,
+          c0,
+          targetIndex.operand(),
+          lse.operand(),
+          rowScale.operand(),
         );
-        k.gemm(logits.operand(), table.operand(c0 * dim), dhs.operand(), { m: rows, n: dim, k: cols, beta: 1 });
+        k.gemm(logits.operand(), table.operand(c0 * dim), dhs.operand(), {
+          m: rows,
+          n: dim,
+          k: cols,
+          beta: 1,
+        });
         if (dTable) {
           k.gemm(logits.operand(), hs.operand(), dTable.operand(c0 * dim), {
-            m: cols, n: dim, k: rows, transA: true, beta: 1,
+            m: cols,
+            n: dim,
+            k: rows,
+            transA: true,
+            beta: 1,
           });
         }
       }
-      if (h.requiresGrad) k.scatterAddRows(dhs.operand(), rowIndex.operand(), zeroedGrad(h).operand(), rows, dim);
+      if (h.requiresGrad)
+        k.scatterAddRows(dhs.operand(), rowIndex.operand(), zeroedGrad(h).operand(), rows, dim);
     });
   }
   return { loss, targets: rows };

@@ -12,7 +12,16 @@ export function rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
   record(out, [x, w], (dy) => {
     const dw = w.requiresGrad ? zeroedGrad(w).operand() : null;
     const dx = gradTarget(x);
-    k.rmsnormBackward(x.operand(), w.operand(), rstd.operand(), dy.operand(), dx.dst.operand(), dw, rows, dim);
+    k.rmsnormBackward(
+      x.operand(),
+      w.operand(),
+      rstd.operand(),
+      dy.operand(),
+      dx.dst.operand(),
+      dw,
+      rows,
+      dim,
+    );
     dx.commit();
   });
   return out;

@@ -18,10 +18,30 @@ export function rope(
 ): Tensor {
   const k = kernels();
   const out = Tensor.empty(x.shape);
-  k.ropeApply(x.operand(), out.operand(), positions.operand(), batch, seq, heads, headDim, theta, false);
+  k.ropeApply(
+    x.operand(),
+    out.operand(),
+    positions.operand(),
+    batch,
+    seq,
+    heads,
+    headDim,
+    theta,
+    false,
+  );
   record(out, [x], (dy) => {
     writeIntoGrad(x, (dx) =>
-      k.ropeApply(dy.operand(), dx.operand(), positions.operand(), batch, seq, heads, headDim, theta, true),
+      k.ropeApply(
+        dy.operand(),
+        dx.operand(),
+        positions.operand(),
+        batch,
+        seq,
+        heads,
+        headDim,
+        theta,
+        true,
+      ),
     );
   });
   return out;
