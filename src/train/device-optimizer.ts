@@ -71,6 +71,10 @@ export class DeviceAdamW extends AdamWBase {
     for (const g of this.grads) g.backend.kernels.fill(g.operand(), g.size, 0);
   }
 
+  dispose(): void {
+    for (const m of [...this.expAvg, ...this.expAvgSq]) m.dispose();
+  }
+
   /** Downloads the moments into the host AdamW's checkpoint format. */
   async stateDict(): Promise<AdamWStateDict> {
     const download = (moments: readonly Tensor[]) => Promise.all(moments.map((m) => m.toFloat32()));

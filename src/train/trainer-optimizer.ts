@@ -25,6 +25,8 @@ export interface TrainerOptimizer {
   zeroGrad(): void;
   stateDict(): Promise<AdamWStateDict>;
   loadStateDict(state: AdamWStateDict): void;
+  /** Frees optimizer state held on the device (the moments); the optimizer is dead afterwards. */
+  dispose(): void;
 }
 
 export function createTrainerOptimizer(
@@ -56,6 +58,7 @@ function hostOptimizer(
     zeroGrad: () => adamw.zeroGrad(),
     stateDict: async () => adamw.stateDict(),
     loadStateDict: (state) => adamw.loadStateDict(state),
+    dispose: () => {},
   };
 }
 
@@ -72,5 +75,6 @@ function deviceOptimizer(
     zeroGrad: () => adamw.zeroGrad(),
     stateDict: () => adamw.stateDict(),
     loadStateDict: (state) => adamw.loadStateDict(state),
+    dispose: () => adamw.dispose(),
   };
 }

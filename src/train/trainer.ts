@@ -288,6 +288,8 @@ export class Trainer {
     } finally {
       bar.done();
       process.off('SIGINT', onSigint);
+      // A Trainer trains once: its optimizer state is freed with the run.
+      this.optimizer.dispose();
     }
     const plotPaths = this.writePlot(metricsPath);
     return {

@@ -105,6 +105,7 @@ export async function fineTuneLora(
       opts.onStep?.(step + 1, losses[step]!);
     }
   } finally {
+    optimizer.dispose();
     adapter.setTrainable(false);
     for (const { tensor } of params) {
       tensor.grad?.dispose();
