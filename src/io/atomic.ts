@@ -72,3 +72,16 @@ export function writeDirAtomic(path: string, fill: (tmpDir: string) => void): vo
   }
   fsyncDir(dirname(path));
 }
+
+/**
+ * Removes a folder so that it is never seen half-deleted under its own name: it is first renamed
+ * to a temporary sibling (`.<name>.tmp-<pid>-<time>.old`), then deleted. A crash mid-delete
+ * leaves only that sibling, which the next writer can sweep away.
+ */
+export function removeDirAtomic(path: string): void {
+  if (!existsSync(path)) return;
+  const doomed = `${tempSibling(path)}.old`;
+  renameSync(path, doomed);
+  fsyncDir(dirname(path));
+  rmSync(doomed, { recursive: true, force: true });
+}

@@ -10,7 +10,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { writeDirAtomic, writeFileAtomic } from '../io/atomic.ts';
+import { removeDirAtomic, writeDirAtomic, writeFileAtomic } from '../io/atomic.ts';
 import {
   SafetensorsFile,
   bytesToF32,
@@ -26,7 +26,7 @@ export const TRAINER_STATE_FILE = 'trainer_state.json';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
 const OPTIMIZER_META_KEY = 'loraforge_adamw';
 const CHECKPOINT_NAME = /^checkpoint-(\d+)$/;
-// Left behind by writeDirAtomic when a process died while writing a checkpoint.
+// Left behind by writeDirAtomic / removeDirAtomic when a process died writing or deleting one.
 const STALE_TEMP_NAME = /^\.checkpoint-\d+\.tmp-(\d+)-\d+(\.old)?$/;
 
 /** Contents of trainer_state.json; field names follow HF's trainer_state.json where they overlap. */
@@ -123,7 +123,9 @@ export function rotateCheckpoints(
   let remaining = checkpoints.length;
   for (const c of deletable) {
     if (remaining <= limit) break;
-    rmSync(c.path, { recursive: true, force: true });
+    // A plain recursive delete killed halfway would leave a `checkpoint-N` that looks complete
+    // (trainer_state.json still there) but has lost its optimizer or adapter files.
+    removeDirAtomic(c.path);
     deleted.push(c.path);
     remaining--;
   }
