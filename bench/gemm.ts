@@ -119,9 +119,31 @@ interface Result {
   cpuTimeGflops: number;
   naiveGflops: number;
   speedup: number;
+  /** `cpuTimeGflops` as a share of threads x the one-thread multiply-add ceiling. */
+  ofCeiling: number;
 }
 
-function benchShape(runtimes: WasmRuntime[], shape: Shape): Result[] {
+/**
+ * GFLOP/s of the wasm module's register-only multiply-add loop on one thread: what the CPU's
+ * 128-bit FMA units deliver to this code at the clock it runs at now, the ceiling for any GEMM
+ * built on wasm SIMD here. Measured in CPU time, so competing processes do not lower it.
+ */
+function fmaCeilingGflops(rt: WasmRuntime): number {
+  const fmaPeak = rt.exports.fmaPeak as (iterations: number, x: number, y: number) => number;
+  const flopsPerIteration = Number(rt.exports.fmaPeakFlopsPerIteration());
+  const iterations = 5_000_000;
+  fmaPeak(iterations, 0.5, 1e-3);
+  let best = 0;
+  for (let run = 0; run < 3; run++) {
+    const start = process.cpuUsage();
+    fmaPeak(iterations, 0.5, 1e-3);
+    const cpu = process.cpuUsage(start);
+    best = Math.max(best, (iterations * flopsPerIteration) / ((cpu.user + cpu.system) / 1e6) / 1e9);
+  }
+  return best;
+}
+
+function benchShape(runtimes: WasmRuntime[], shape: Shape, ceiling: number): Result[] {
   const { m, n, k } = shape;
   const naiveGflops = gflops(
     { m: NAIVE_ROWS, n: Math.min(n, NAIVE_COLS), k },
@@ -168,11 +190,13 @@ function benchShape(runtimes: WasmRuntime[], shape: Shape): Result[] {
         cpuTimeGflops: cpuTimeRate,
         naiveGflops,
         speedup: rate / naiveGflops,
+        ofCeiling: cpuTimeRate / (ceiling * rt.threads),
       });
       console.log(
         `${`${shape.name} ${m}x${n}x${k}`.padEnd(28)} ${variant.name.padEnd(12)} ${String(rt.threads).padStart(2)}T ` +
           `${rate.toFixed(1).padStart(7)} GFLOP/s  ${(seconds * 1000).toFixed(1).padStart(8)} ms  ` +
-          `(CPU-time rate ${cpuTimeRate.toFixed(1).padStart(5)})  ` +
+          `(CPU-time rate ${cpuTimeRate.toFixed(1).padStart(5)}, ` +
+          `${((100 * cpuTimeRate) / (ceiling * rt.threads)).toFixed(0)}% of ceiling)  ` +
           `x${(rate / naiveGflops).toFixed(0)} vs naive`,
       );
     }
@@ -200,12 +224,23 @@ console.log(
   'CPU-time rate: flops / (process CPU seconds / threads), the rate while the threads actually ran; ' +
     'it matches wall-clock GFLOP/s when no other process competes for the cores',
 );
+const fmaCeiling = fmaCeilingGflops(runtimes[0]);
+console.log(
+  `ceiling: ${fmaCeiling.toFixed(1)} GFLOP/s per thread for wasm SIMD multiply-adds ` +
+    '(12 independent f32x4 FMA chains on registers, no memory traffic); % of ceiling = CPU-time rate / (threads x ceiling)',
+);
 const results: Result[] = [];
 for (const shape of SHAPES) {
-  const shapeResults = benchShape(runtimes, shape);
+  const shapeResults = benchShape(runtimes, shape, fmaCeiling);
   results.push(...shapeResults);
   console.log(`  naive JS: ${shapeResults[0].naiveGflops.toFixed(2)} GFLOP/s`);
 }
 for (const rt of runtimes) rt.dispose();
 if (json)
-  console.log(JSON.stringify({ machine: { ...machine, relaxed: runtimes[0].relaxed }, results }));
+  console.log(
+    JSON.stringify({
+      machine: { ...machine, relaxed: runtimes[0].relaxed },
+      fmaCeilingGflopsPerThread: fmaCeiling,
+      results,
+    }),
+  );

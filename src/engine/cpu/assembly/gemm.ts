@@ -414,3 +414,31 @@ export function gemmPart(
     );
   }
 }
+
+/**
+ * The machine's multiply-add ceiling for this module's SIMD code, for benchmarks: `iterations`
+ * rounds of 12 independent f32x4 multiply-adds on registers only (12 chains hide the FMA latency
+ * and, with the 2 operands, stay inside V8's 15 allocatable xmm registers). Returns a sum of the
+ * accumulators so that none of them is dead code. FMA_PEAK_FLOPS_PER_ITERATION flops per round.
+ */
+export function fmaPeak(iterations: i32, x: f32, y: f32): f32 {
+  const xv = f32x4.splat(x);
+  const yv = f32x4.splat(y);
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+  let a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+  for (let i = 0; i < iterations; i++) {
+    a0 = fma(xv, yv, a0); a1 = fma(xv, yv, a1); a2 = fma(xv, yv, a2); a3 = fma(xv, yv, a3);
+    a4 = fma(xv, yv, a4); a5 = fma(xv, yv, a5); a6 = fma(xv, yv, a6); a7 = fma(xv, yv, a7);
+    a8 = fma(xv, yv, a8); a9 = fma(xv, yv, a9); a10 = fma(xv, yv, a10); a11 = fma(xv, yv, a11);
+  }
+  const sum = f32x4.add(
+    f32x4.add(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)), f32x4.add(a4, a5)),
+    f32x4.add(f32x4.add(f32x4.add(a6, a7), f32x4.add(a8, a9)), f32x4.add(a10, a11)),
+  );
+  return f32x4.extract_lane(sum, 0);
+}
+
+/** Flops of one fmaPeak round. */
+export function fmaPeakFlopsPerIteration(): i32 {
+  return 12 * 8;
+}
