@@ -9,7 +9,7 @@ import {
 import { detectFormat, parseColumnMapping, toConversation, type DatasetFormat } from './formats.ts';
 import { fillConversation } from './placeholders.ts';
 import type { PromptTemplate } from './prompt-template.ts';
-import { DEFAULT_SEED } from './prng.ts';
+import { DEFAULT_SEED } from '../util/rng.ts';
 import { readRecords } from './record-file.ts';
 import { DEFAULT_VAL_SIZE, splitIndices } from './split.ts';
 

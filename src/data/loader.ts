@@ -3,7 +3,7 @@ import type { Tokenizer } from '../io/tokenizer.ts';
 import { collate, type Batch } from './batch.ts';
 import type { EncodedExample } from './examples.ts';
 import { packIndices } from './packing.ts';
-import { DEFAULT_SEED, Mulberry32, deriveSeed, shuffled } from './prng.ts';
+import { DEFAULT_SEED, Rng, deriveSeed } from '../util/rng.ts';
 
 export interface DataLoaderOptions {
   /** Rows per batch (with packing, each row holds several examples). */
@@ -42,7 +42,7 @@ export function padIdOf(tokenizer: Tokenizer): number {
 
 /**
  * Hands out batches forever, epoch after epoch. Each epoch's order is a pure function of
- * (seed, epoch): its RNG is Mulberry32(deriveSeed(seed, epoch)). So the state is just
+ * (seed, epoch): its RNG is Rng(deriveSeed(seed, epoch)). So the state is just
  * {seed, epoch, index} and restoring it reproduces exactly the batches a run would have seen.
  */
 export class DataLoader {
@@ -134,7 +134,7 @@ export class DataLoader {
     const { batchSize, shuffle = true, groupByLength = false, packing = false } = this.opts;
     const lengthOf = (i: number) => this.examples[i]!.inputIds.length;
     let order = Array.from({ length: this.examples.length }, (_, i) => i);
-    if (shuffle) order = shuffled(order, new Mulberry32(deriveSeed(this.seed, epoch)));
+    if (shuffle) new Rng(deriveSeed(this.seed, epoch)).shuffle(order);
     if (groupByLength)
       order = sortWithinMegaBatches(order, lengthOf, batchSize * MEGA_BATCH_FACTOR);
     const packLength =

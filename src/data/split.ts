@@ -1,5 +1,5 @@
 import { LoraforgeError } from '../util/errors.ts';
-import { Mulberry32, shuffled } from './prng.ts';
+import { Rng } from '../util/rng.ts';
 
 export const DEFAULT_VAL_SIZE = 0.1;
 
@@ -7,7 +7,7 @@ export const DEFAULT_VAL_SIZE = 0.1;
  * Seeded train/validation split of `n` items, by index. `valSize` in (0, 1) is a fraction
  * (rounded to the nearest count), an integer >= 1 an absolute count, 0 no validation set.
  *
- * Algorithm: Fisher–Yates shuffle of 0..n-1 driven by Mulberry32(seed); the first k shuffled
+ * Algorithm: Fisher–Yates shuffle of 0..n-1 driven by Rng(seed); the first k shuffled
  * indices form the validation set. Both sets are returned in file order.
  */
 export function splitIndices(
@@ -16,10 +16,7 @@ export function splitIndices(
   seed: number,
 ): { train: number[]; validation: number[] } {
   const k = validationCount(n, valSize);
-  const order = shuffled(
-    Array.from({ length: n }, (_, i) => i),
-    new Mulberry32(seed),
-  );
+  const order = new Rng(seed).permutation(n);
   const byIndex = (a: number, b: number) => a - b;
   return { train: order.slice(k).sort(byIndex), validation: order.slice(0, k).sort(byIndex) };
 }

@@ -14,6 +14,20 @@ export interface RngState {
 
 const TWO_POW_32 = 4294967296;
 
+/** Seed used when none is given (as Hugging Face's TrainingArguments: 42). */
+export const DEFAULT_SEED = 42;
+
+/**
+ * Derives an independent seed for a sub-stream (e.g. one epoch of the data loader) from a base
+ * seed, so each stream depends only on (seed, stream) and resuming needs no stored history.
+ */
+export function deriveSeed(seed: number, stream: number): number {
+  let h = (seed ^ Math.imul(stream + 1, 0x9e3779b9)) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
 function splitmix32(seed: number): () => number {
   let x = seed >>> 0;
   return () => {
