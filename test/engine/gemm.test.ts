@@ -204,6 +204,8 @@ for (const threads of [1, 2]) {
         [1, 33, 65],
         [2, 9, 130],
         [3, 5, 7],
+        [5, 40, 300], // bf16 B transposed: dot path, k in whole groups of 16 plus a tail
+        [1, 301, 1000],
         [17, 33, 65],
         [130, 70, 300],
       ] as const) {

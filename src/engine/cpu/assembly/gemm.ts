@@ -304,10 +304,13 @@ function gemmBlock(
 }
 
 /**
- * Rows of op(A) that take the dot-product path: with B transposed (weights [out, in]) and one or
- * two rows, as in decoding, packing B would move several times more memory than the product reads.
+ * Rows of op(A) that take the dot-product path: with B transposed (weights [out, in]) and few
+ * rows, as in decoding, packing B would move several times more memory than the product reads.
+ * bf16 weights are dotted without widening instructions (see dotBf16), fast enough to beat
+ * packing up to about 8 rows here; f32 and f16 weights only up to 2.
  */
 const DOT_PATH_MAX_ROWS: i32 = 2;
+const DOT_PATH_MAX_ROWS_BF16: i32 = 6;
 
 /** Sum of the four lanes. */
 @inline
@@ -315,9 +318,77 @@ function horizontalSum(v: v128): f32 {
   return f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3);
 }
 
+/** Elements of a packed A row kept in the [even | odd] order of whole groups of 8 (bf16 B). */
+@inline
+function splitGroupsEnd(k: i32, bDtype: i32): i32 {
+  return bDtype == DTYPE_BF16 ? k & ~15 : 0;
+}
+
+/** Where element p of an A row goes when packed: inside [0, splitEnd) groups of 8 are [even | odd]. */
+@inline
+function packedPosition(p: i32, splitEnd: i32): i32 {
+  if (p >= splitEnd) return p;
+  const r = p & 7;
+  return (p & ~7) + ((r & 1) != 0 ? 4 + (r >> 1) : r >> 1);
+}
+
+/** C[i, j] = sum + beta * C[i, j] + bias[j]. */
+@inline
+function storeDot(c: usize, ldc: usize, i: i32, j: i32, sum: f32, beta: f32, bias: usize): void {
+  const at = c + ((<usize>i * ldc + <usize>j) << 2);
+  let value = sum;
+  if (beta != 0) value += beta * load<f32>(at);
+  if (bias) value += load<f32>(bias + (<usize>j << 2));
+  store<f32>(at, value);
+}
+
 /**
- * C[0..m, n0..n1] for m <= 2 and B transposed: each output is a dot product of a row of op(A)
+ * Dot product of a packed A row with a B row of k bf16 values. A 16-byte load holds 8 bf16; as
+ * i32 lanes, the odd elements are already f32 in the upper halves (clear the lower halves) and
+ * the even ones become f32 when shifted up by 16, so no widening instructions are needed,
+ * provided A was packed with each group of 8 as [even | odd]. The lower halves are cleared with
+ * two shifts rather than a mask: V8 rematerializes a v128 constant inside the loop.
+ */
+function dotBf16(bRow: usize, aRow: usize, k: i32): f32 {
+  const k16 = k & ~15;
+  // Four independent chains hide the FMA latency.
+  let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+  for (let p = 0; p < k16; p += 16) {
+    const x0 = v128.load(bRow + (<usize>p << 1));
+    const x1 = v128.load(bRow + (<usize>p << 1), 16);
+    const at = aRow + (<usize>p << 2);
+    s0 = fma(v128.load(at), i32x4.shl(x0, 16), s0);
+    s1 = fma(v128.load(at, 16), i32x4.shl(i32x4.shr_u(x0, 16), 16), s1);
+    s2 = fma(v128.load(at, 32), i32x4.shl(x1, 16), s2);
+    s3 = fma(v128.load(at, 48), i32x4.shl(i32x4.shr_u(x1, 16), 16), s3);
+  }
+  let sum = horizontalSum(f32x4.add(f32x4.add(s0, s1), f32x4.add(s2, s3)));
+  for (let p = k16; p < k; p++) {
+    sum += load<f32>(aRow + (<usize>p << 2)) * reinterpret<f32>(<i32>load<u16>(bRow + (<usize>p << 1)) << 16);
+  }
+  return sum;
+}
+
+/** As dotBf16, for a B row stored as f32 or f16 (widened 4 at a time), A packed in plain order. */
+function dotWidened(bRow: usize, bDtype: i32, aRow: usize, k: i32): f32 {
+  const bShift: usize = bDtype == DTYPE_F32 ? 2 : 1;
+  let s0 = f32x4.splat(0), s1 = f32x4.splat(0);
+  let p = 0;
+  for (; p + 8 <= k; p += 8) {
+    const at = aRow + (<usize>p << 2);
+    s0 = fma(v128.load(at), load4(bRow + (<usize>p << bShift), bDtype), s0);
+    s1 = fma(v128.load(at, 16), load4(bRow + (<usize>(p + 4) << bShift), bDtype), s1);
+  }
+  let sum = horizontalSum(f32x4.add(s0, s1));
+  for (; p < k; p++) sum += load<f32>(aRow + (<usize>p << 2)) * load1(bRow + (<usize>p << bShift), bDtype);
+  return sum;
+}
+
+/**
+ * C[0..m, n0..n1] for a few rows m and B transposed: each output is a dot product of a row of op(A)
  * (packed to f32 times alpha in `scratch`) with a row of B, which is contiguous and read once.
+ * This is decoding's product (a few tokens against weights [out, in]): it streams the
+ * weights, so it is bound by memory bandwidth and by the instructions spent per weight.
  */
 function dotProductBlock(
   m: i32, n0: i32, n1: i32, k: i32,
@@ -326,42 +397,22 @@ function dotProductBlock(
   c: usize, ldc: usize, alpha: f32, beta: f32, bias: usize, scratch: usize,
 ): void {
   const aShift: usize = aDtype == DTYPE_F32 ? 2 : 1;
+  const splitEnd = splitGroupsEnd(k, bDtype);
   for (let i = 0; i < m; i++) {
     for (let p = 0; p < k; p++) {
       const index = transA ? <usize>p * lda + <usize>i : <usize>i * lda + <usize>p;
-      store<f32>(scratch + ((<usize>(i * k + p)) << 2), alpha * load1(a + (index << aShift), aDtype));
+      const to = scratch + (<usize>(i * k + packedPosition(p, splitEnd)) << 2);
+      store<f32>(to, alpha * load1(a + (index << aShift), aDtype));
     }
   }
-  // With one row, the second row's sums are computed on the first row again and discarded.
-  const row0 = scratch;
-  const row1 = m > 1 ? scratch + (<usize>k << 2) : scratch;
+  // With two rows the B row is read twice, the second time from L1.
   const bShift: usize = bDtype == DTYPE_F32 ? 2 : 1;
   for (let j = n0; j < n1; j++) {
     const bRow = b + ((<usize>j * ldb) << bShift);
-    // Two accumulators per row hide the FMA latency.
-    let s00 = f32x4.splat(0), s01 = f32x4.splat(0), s10 = f32x4.splat(0), s11 = f32x4.splat(0);
-    let p = 0;
-    for (; p + 8 <= k; p += 8) {
-      const b0 = load4(bRow + (<usize>p << bShift), bDtype);
-      const b1 = load4(bRow + (<usize>(p + 4) << bShift), bDtype);
-      const at = <usize>p << 2;
-      s00 = fma(v128.load(row0 + at), b0, s00);
-      s01 = fma(v128.load(row0 + at, 16), b1, s01);
-      s10 = fma(v128.load(row1 + at), b0, s10);
-      s11 = fma(v128.load(row1 + at, 16), b1, s11);
-    }
-    let sum0 = horizontalSum(f32x4.add(s00, s01));
-    let sum1 = horizontalSum(f32x4.add(s10, s11));
-    for (; p < k; p++) {
-      const bValue = load1(bRow + (<usize>p << bShift), bDtype);
-      sum0 += load<f32>(row0 + (<usize>p << 2)) * bValue;
-      sum1 += load<f32>(row1 + (<usize>p << 2)) * bValue;
-    }
-    const biasValue: f32 = bias ? load<f32>(bias + (<usize>j << 2)) : 0;
     for (let i = 0; i < m; i++) {
-      const at = c + ((<usize>i * ldc + <usize>j) << 2);
-      const old: f32 = beta != 0 ? beta * load<f32>(at) : 0;
-      store<f32>(at, (i == 0 ? sum0 : sum1) + old + biasValue);
+      const aRow = scratch + (<usize>(i * k) << 2);
+      const sum = bDtype == DTYPE_BF16 ? dotBf16(bRow, aRow, k) : dotWidened(bRow, bDtype, aRow, k);
+      storeDot(c, ldc, i, j, sum, beta, bias);
     }
   }
 }
@@ -386,7 +437,7 @@ export function gemmPart(
   scratch: usize, scratchStride: usize, parts: i32, start: i32, end: i32,
 ): void {
   const useDotProducts =
-    transB != 0 && m <= DOT_PATH_MAX_ROWS && k > 0 && alpha != 0 && <i64>m * k <= PACKED_A_FLOATS;
+    transB != 0 && m <= (bDtype == DTYPE_BF16 ? DOT_PATH_MAX_ROWS_BF16 : DOT_PATH_MAX_ROWS) && k > 0 && alpha != 0 && <i64>m * k <= PACKED_A_FLOATS;
   const splitColumns = useDotProducts || n >= m || n >= parts * 16 * NR;
   for (let part = start; part < end; part++) {
     let m0 = 0, m1 = m, n0 = 0, n1 = n;
