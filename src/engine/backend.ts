@@ -94,6 +94,11 @@ export interface Kernels {
     rows: number,
     dim: number,
   ): void;
+  /**
+   * Rotate-half RoPE of x [batch, seq, heads, headDim] at positions i32 [batch·seq]: pair j is
+   * rotated by angle f32(position · invFreq[j]), invFreq f32 [headDim/2] (the model's table,
+   * models/rope-frequencies.ts); `inverse` rotates by -angle (the backward). out may be x.
+   */
   ropeApply(
     x: Operand,
     out: Operand,
@@ -102,7 +107,7 @@ export interface Kernels {
     seq: number,
     heads: number,
     headDim: number,
-    theta: number,
+    invFreq: Operand,
     inverse: boolean,
   ): void;
   swigluForward(gate: Operand, up: Operand, out: Operand, n: number): void;

@@ -3,6 +3,7 @@
  * share one pre-norm decoder; they differ only in biases, defaults and names of config keys.
  */
 import { LoraforgeError } from '../util/errors.ts';
+import { SUPPORTED_ROPE_SCALING, type RopeScaling } from './rope-frequencies.ts';
 
 export interface DecoderConfig {
   architecture: string;
@@ -15,6 +16,8 @@ export interface DecoderConfig {
   numKvHeads: number;
   headDim: number;
   ropeTheta: number;
+  /** rope_scaling of the config; null for the default (unscaled) RoPE. */
+  ropeScaling: RopeScaling | null;
   rmsNormEps: number;
   maxPositionEmbeddings: number;
   tieWordEmbeddings: boolean;
@@ -74,13 +77,7 @@ export function parseDecoderConfig(
       `loraforge runs ${SUPPORTED_ARCHITECTURES.join(', ')}`,
     );
   }
-  const scaling = raw.rope_scaling as { rope_type?: string; type?: string } | null | undefined;
-  const ropeType = scaling?.rope_type ?? scaling?.type;
-  if (scaling && ropeType !== 'default') {
-    throw new LoraforgeError(
-      `${source}: rope_scaling ${JSON.stringify(ropeType)} is not supported yet`,
-    );
-  }
+  const rope = parseRope(raw, source);
   if (raw.hidden_act !== undefined && raw.hidden_act !== 'silu') {
     throw new LoraforgeError(
       `${source}: hidden_act ${JSON.stringify(raw.hidden_act)} is not supported (only silu)`,
@@ -95,6 +92,9 @@ export function parseDecoderConfig(
     );
   }
   const headDim = int(raw, 'head_dim', source, hiddenSize / numHeads);
+  if (headDim % 2 !== 0) {
+    throw new LoraforgeError(`${source}: head_dim ${headDim} is odd (RoPE rotates pairs)`);
+  }
   return {
     architecture,
     modelType: String(raw.model_type ?? ''),
@@ -105,7 +105,8 @@ export function parseDecoderConfig(
     numHeads,
     numKvHeads,
     headDim,
-    ropeTheta: typeof raw.rope_theta === 'number' ? raw.rope_theta : defaults.ropeTheta,
+    ropeTheta: rope.theta ?? defaults.ropeTheta,
+    ropeScaling: rope.scaling,
     rmsNormEps: typeof raw.rms_norm_eps === 'number' ? raw.rms_norm_eps : 1e-6,
     maxPositionEmbeddings: int(raw, 'max_position_embeddings', source, 32768),
     tieWordEmbeddings: raw.tie_word_embeddings === true,
@@ -115,4 +116,60 @@ export function parseDecoderConfig(
     bosTokenId: typeof raw.bos_token_id === 'number' ? raw.bos_token_id : undefined,
     eosTokenIds: idList(raw.eos_token_id),
   };
+}
+
+/**
+ * RoPE settings: `rope_theta` and `rope_scaling` (transformers 4), or both inside
+ * `rope_parameters` (transformers 5). The type is `rope_type`, or `type` in older configs; a
+ * missing type means "default".
+ */
+function parseRope(
+  raw: Record<string, unknown>,
+  source: string,
+): { theta: number | undefined; scaling: RopeScaling | null } {
+  const key = raw.rope_parameters != null ? 'rope_parameters' : 'rope_scaling';
+  const params = raw[key];
+  let theta = typeof raw.rope_theta === 'number' ? raw.rope_theta : undefined;
+  if (params == null) return { theta, scaling: null };
+  if (typeof params !== 'object' || Array.isArray(params)) {
+    throw new LoraforgeError(`${source}: "${key}" must be an object or null`);
+  }
+  const p = params as Record<string, unknown>;
+  if (typeof p.rope_theta === 'number') theta = p.rope_theta;
+  if (p.rope_type !== undefined && p.type !== undefined && p.rope_type !== p.type) {
+    throw new LoraforgeError(
+      `${source}: ${key} gives two types, rope_type ${JSON.stringify(p.rope_type)} and type ${JSON.stringify(p.type)}`,
+    );
+  }
+  const type = p.rope_type ?? p.type ?? 'default';
+  const positive = (name: string): number => {
+    const value = p[name];
+    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+      throw new LoraforgeError(
+        `${source}: ${key} type ${JSON.stringify(type)} needs "${name}" as a positive number (got ${JSON.stringify(value)})`,
+      );
+    }
+    return value;
+  };
+  if (type === 'default') return { theta, scaling: null };
+  if (type === 'linear') return { theta, scaling: { type, factor: positive('factor') } };
+  if (type === 'llama3') {
+    const scaling: RopeScaling = {
+      type,
+      factor: positive('factor'),
+      lowFreqFactor: positive('low_freq_factor'),
+      highFreqFactor: positive('high_freq_factor'),
+      originalMaxPositionEmbeddings: positive('original_max_position_embeddings'),
+    };
+    if (scaling.highFreqFactor <= scaling.lowFreqFactor) {
+      throw new LoraforgeError(
+        `${source}: ${key} type "llama3" needs high_freq_factor (${scaling.highFreqFactor}) above low_freq_factor (${scaling.lowFreqFactor})`,
+      );
+    }
+    return { theta, scaling };
+  }
+  throw new LoraforgeError(
+    `${source}: RoPE scaling type ${JSON.stringify(type)} (${key}) is not supported`,
+    `loraforge supports RoPE scaling types default, ${SUPPORTED_ROPE_SCALING.join(' and ')}`,
+  );
 }

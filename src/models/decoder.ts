@@ -17,6 +17,7 @@ import { rope } from '../engine/ops/rope.ts';
 import { Tensor } from '../engine/tensor.ts';
 import type { DecoderConfig } from './config.ts';
 import type { KVCache } from './kv-cache.ts';
+import { ropeInverseFrequencies } from './rope-frequencies.ts';
 
 /** A linear layer of the model, optionally carrying a LoRA adapter (set by peft/). */
 export interface Projection {
@@ -71,6 +72,8 @@ export function projectionPath(layer: number, name: ProjectionName): string {
 
 export class DecoderModel {
   dropoutMask: DropoutMaskFactory = () => null;
+  /** RoPE inverse frequencies [headDim/2] (rope_scaling applied), uploaded with each forward. */
+  readonly ropeInvFreq: Float32Array;
 
   constructor(
     readonly config: DecoderConfig,
@@ -79,7 +82,9 @@ export class DecoderModel {
     readonly finalNorm: Tensor,
     /** The LM head; the embedding table itself when embeddings are tied. */
     readonly lmHead: Tensor,
-  ) {}
+  ) {
+    this.ropeInvFreq = ropeInverseFrequencies(config.headDim, config.ropeTheta, config.ropeScaling);
+  }
 
   /**
    * Final-norm hidden states [batch·seq, hidden]. With a cache, `input` holds only new tokens.
@@ -159,26 +164,27 @@ export class DecoderModel {
     const c = this.config;
     const project = (p: Projection, x: Tensor) =>
       rowLora ? this.projectRows(p, x, rowLora) : this.project(p, x);
+    const invFreq = Tensor.from(this.ropeInvFreq, [this.ropeInvFreq.length]);
     let h = embedded;
     this.layers.forEach((layer, i) => {
       const x = rmsNorm(h, layer.inputNorm, c.rmsNormEps);
       const q = rope(
         project(layer.proj.q_proj, x),
         positions,
+        invFreq,
         batch,
         seq,
         c.numHeads,
         c.headDim,
-        c.ropeTheta,
       );
       const k = rope(
         project(layer.proj.k_proj, x),
         positions,
+        invFreq,
         batch,
         seq,
         c.numKvHeads,
         c.headDim,
-        c.ropeTheta,
       );
       const v = project(layer.proj.v_proj, x);
       h = add(h, project(layer.proj.o_proj, attend(i, q, k, v)));

@@ -17,6 +17,7 @@ import { rmsNorm } from '../../src/engine/ops/norm.ts';
 import { rope } from '../../src/engine/ops/rope.ts';
 import { backward } from '../../src/engine/tape.ts';
 import { Tensor, tidyAsync } from '../../src/engine/tensor.ts';
+import { ropeInverseFrequencies } from '../../src/models/rope-frequencies.ts';
 import { Rng } from '../../src/util/rng.ts';
 
 interface Input {
@@ -197,34 +198,48 @@ export function registerGradchecks(skip: string | false = false): void {
     );
   });
 
-  test('RoPE: gradient through the rotation at arbitrary positions', { skip }, async () => {
-    const [batch, seq, heads, headDim] = [2, 3, 3, 8];
-    const positions = Int32Array.from([0, 5, 2, 7, 1, 30]);
-    await gradcheck(
-      [
-        {
-          shape: [batch * seq, heads * headDim],
-          data: randn([batch * seq, heads * headDim]),
-          grad: true,
+  // The default table, and a llama3-scaled one whose 4 pairs fall in all three bands (kept,
+  // blended, divided by the factor) for theta 10000, headDim 8.
+  const ropeTables = {
+    default: ropeInverseFrequencies(8, 10000, null),
+    llama3: ropeInverseFrequencies(8, 10000, {
+      type: 'llama3',
+      factor: 8,
+      lowFreqFactor: 1,
+      highFreqFactor: 4,
+      originalMaxPositionEmbeddings: 1024,
+    }),
+  };
+  for (const [name, table] of Object.entries(ropeTables)) {
+    test(`RoPE (${name} frequencies): gradient through the rotation`, { skip }, async () => {
+      const [batch, seq, heads, headDim] = [2, 3, 3, 8];
+      const positions = Int32Array.from([0, 5, 2, 7, 1, 3000]);
+      await gradcheck(
+        [
+          {
+            shape: [batch * seq, heads * headDim],
+            data: randn([batch * seq, heads * headDim]),
+            grad: true,
+          },
+        ],
+        ([x]) =>
+          rope(
+            x!,
+            Tensor.from(positions, [positions.length], 'i32'),
+            Tensor.from(table, [table.length]),
+            batch,
+            seq,
+            heads,
+            headDim,
+          ),
+        ([x]) => {
+          const out = new Float64Array(x!.length);
+          ref.ropeApply(x!, out, positions, batch, seq, heads, headDim, table, 0);
+          return out;
         },
-      ],
-      ([x]) =>
-        rope(
-          x!,
-          Tensor.from(positions, [positions.length], 'i32'),
-          batch,
-          seq,
-          heads,
-          headDim,
-          10000,
-        ),
-      ([x]) => {
-        const out = new Float64Array(x!.length);
-        ref.ropeApply(x!, out, positions, batch, seq, heads, headDim, 10000, 0);
-        return out;
-      },
-    );
-  });
+      );
+    });
+  }
 
   test(
     'attention: q, k, v gradients with GQA, key padding and packed documents',

@@ -7,6 +7,19 @@ import * as ref from '../../src/engine/cpu/reference-kernels.ts';
 import type { Floats } from '../../src/engine/cpu/reference-kernels.ts';
 import { CpuKernels } from '../../src/engine/cpu/kernels.ts';
 import { WasmRuntime } from '../../src/engine/cpu/runtime.ts';
+import {
+  defaultInverseFrequencies,
+  ropeInverseFrequencies,
+} from '../../src/models/rope-frequencies.ts';
+
+/** Llama 3.2's rope_scaling, which scales some frequencies, blends some and keeps the rest. */
+const LLAMA3_SCALING = {
+  type: 'llama3',
+  factor: 32,
+  lowFreqFactor: 1,
+  highFreqFactor: 4,
+  originalMaxPositionEmbeddings: 8192,
+} as const;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -319,7 +332,7 @@ test('reference rmsnorm backward matches finite differences and accumulates dw',
 
 test('reference rope: inverse undoes it, and is its backward', () => {
   const [B, T, heads, D] = [2, 3, 3, 8];
-  const theta = 10000;
+  const theta = defaultInverseFrequencies(D, 10000);
   const positions = Int32Array.from([0, 1, 2, 7, 300, 40000]);
   const rand = makeRandom(5);
   const x = rand(B * T * heads * D);
@@ -344,10 +357,13 @@ test('reference rope: inverse undoes it, and is its backward', () => {
 test('reference rope angles follow the float32 computation of Hugging Face', () => {
   // inv_freq[1] for D=64, theta=1e6 is f32(1 / f32(1e6 ** f32(2/64))) = 0.6493816375732422; at
   // position 1000 the f32 product is 649.3816528320312, not the f64 649.3816315762114.
-  const { cos, sin } = ref.ropeAngle(1000, 1, 64, 1e6);
+  const invFreq = defaultInverseFrequencies(64, 1e6)[1]!;
+  assert.equal(invFreq, 0.6493816375732422);
+  const { cos, sin } = ref.ropeAngle(1000, invFreq);
   const angle = Math.fround(
     1000 * Math.fround(1 / Math.fround(Math.pow(1e6, Math.fround(2 / 64)))),
   );
+  assert.equal(angle, 649.3816528320312);
   assert.equal(cos, Math.fround(Math.cos(angle)));
   assert.equal(sin, Math.fround(Math.sin(angle)));
   assert.notEqual(angle, 1000 * (1 / Math.pow(1e6, 2 / 64)));
@@ -814,19 +830,39 @@ for (const relaxed of [false, true]) {
       [64, 1e6],
       [128, 1e4],
       [6, 500000],
+      [64, 500000],
     ]) {
       const half = D / 2;
       // x = (1, 0) in every pair: the rotated pair is exactly (cos, sin).
       const x = new Float32Array(positions.length * D);
       for (let r = 0; r < positions.length; r++) x.fill(1, r * D, r * D + half);
-      const outP = mem.f32(x.length);
-      kernels.ropeApply(mem.f32(x), outP, mem.i32(positions), 1, positions.length, 1, D, theta, 0);
-      const out = mem.readF32(outP, x.length);
-      for (let r = 0; r < positions.length; r++) {
-        for (let j = 0; j < half; j++) {
-          const { cos, sin } = ref.ropeAngle(positions[r], j, D, theta);
-          assert.equal(out[r * D + j], cos, `cos pos ${positions[r]} j ${j} D ${D}`);
-          assert.equal(out[r * D + half + j], sin, `sin pos ${positions[r]} j ${j} D ${D}`);
+      const xP = mem.f32(x);
+      const posP = mem.i32(positions);
+      const tables = {
+        default: defaultInverseFrequencies(D, theta),
+        linear: ropeInverseFrequencies(D, theta, { type: 'linear', factor: 4 }),
+        llama3: ropeInverseFrequencies(D, theta, LLAMA3_SCALING),
+      };
+      // theta alone (invFreq = 0: the kernel computes the default table), then each table.
+      const runs: [string, Float32Array, number][] = [
+        ['theta', tables.default, 0],
+        ...Object.entries(tables).map(([name, table]): [string, Float32Array, number] => [
+          name,
+          table,
+          mem.f32(table),
+        ]),
+      ];
+      for (const [name, table, tableP] of runs) {
+        const outP = mem.f32(x.length);
+        kernels.ropeApply(xP, outP, posP, 1, positions.length, 1, D, theta, 0, tableP);
+        const out = mem.readF32(outP, x.length);
+        for (let r = 0; r < positions.length; r++) {
+          for (let j = 0; j < half; j++) {
+            const { cos, sin } = ref.ropeAngle(positions[r], table[j]!);
+            const where = `${name}: pos ${positions[r]} j ${j} D ${D}`;
+            assert.equal(out[r * D + j], cos, `cos ${where}`);
+            assert.equal(out[r * D + half + j], sin, `sin ${where}`);
+          }
         }
       }
     }
@@ -838,11 +874,12 @@ for (const relaxed of [false, true]) {
       const [B, T, heads] = [2, 5, 3];
       const positions = Int32Array.from({ length: B * T }, (_, i) => i * 37);
       const x = f32(makeRandom(14)(B * T * heads * D));
+      const table = ropeInverseFrequencies(D, 10000, LLAMA3_SCALING);
       for (const inverse of [0, 1]) {
         const expected = new Float32Array(x.length);
-        ref.ropeApply(x, expected, positions, B, T, heads, D, 10000, inverse);
+        ref.ropeApply(x, expected, positions, B, T, heads, D, table, inverse);
         const xP = mem.f32(x);
-        kernels.ropeApply(xP, xP, mem.i32(positions), B, T, heads, D, 10000, inverse);
+        kernels.ropeApply(xP, xP, mem.i32(positions), B, T, heads, D, 0, inverse, mem.f32(table));
         assertClose(mem.readF32(xP, x.length), expected, 1e-6, `D=${D} inverse=${inverse}`);
       }
     }

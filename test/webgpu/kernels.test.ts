@@ -17,6 +17,7 @@ import { gemm, type GemmDtype } from '../../src/engine/webgpu/gemm.ts';
 import { adamwStep } from '../../src/engine/webgpu/adamw.ts';
 import { scale } from '../../src/engine/webgpu/elementwise.ts';
 import { rmsnormForward } from '../../src/engine/webgpu/rmsnorm.ts';
+import { ropeInverseFrequencies } from '../../src/models/rope-frequencies.ts';
 
 let gpu: WebGpuKernels | null = null;
 let acquireError: unknown = null;
@@ -457,22 +458,49 @@ gpuDescribe('webgpu rmsnorm', () => {
 });
 
 gpuDescribe('webgpu rope', () => {
-  const [B, T, heads, D, theta] = [2, 5, 3, 16, 10000];
-  const positions = Int32Array.from({ length: B * T }, (_, i) => (i * 7) % 23);
-  test('forward, inverse and in place', async () => {
+  const [B, T, heads, D, theta] = [2, 5, 3, 64, 500000];
+  const positions = Int32Array.from({ length: B * T }, (_, i) => (i * 97) % 1000);
+  const tables = {
+    default: ropeInverseFrequencies(D, theta, null),
+    // Llama 3.2's scaling: at D = 64 pairs are kept, blended and divided by the factor.
+    llama3: ropeInverseFrequencies(D, theta, {
+      type: 'llama3',
+      factor: 32,
+      lowFreqFactor: 1,
+      highFreqFactor: 4,
+      originalMaxPositionEmbeddings: 8192,
+    }),
+  };
+  for (const [name, table] of Object.entries(tables)) {
+    test(`${name} frequencies: forward, inverse and in place`, async () => {
+      const x = randomFloats(B * T * heads * D);
+      const expected = new Float32Array(x.length);
+      ref.ropeApply(x, expected, positions, B, T, heads, D, table, 0);
+      const xG = upload(x);
+      const outG = upload(new Float32Array(x.length));
+      const posG = upload(positions);
+      const tableG = upload(table, 12); // an offset exercises the binding realignment
+      gpu!.ropeApply(xG, outG, posG, B, T, heads, D, tableG, false);
+      assertClose(await download(outG, x.length), expected, 'rope');
+      const back = new Float32Array(x.length);
+      ref.ropeApply(expected, back, positions, B, T, heads, D, table, 1);
+      gpu!.ropeApply(outG, outG, posG, B, T, heads, D, tableG, true);
+      assertClose(await download(outG, x.length), back, 'inverse rope in place');
+      assertClose(back, x, 'inverse undoes forward', 1e-4, 1e-5);
+    });
+  }
+  test('a table that differs from the default changes the result', async () => {
     const x = randomFloats(B * T * heads * D);
-    const expected = new Float32Array(x.length);
-    ref.ropeApply(x, expected, positions, B, T, heads, D, theta, 0);
-    const xG = upload(x);
-    const outG = upload(new Float32Array(x.length));
     const posG = upload(positions);
-    gpu!.ropeApply(xG, outG, posG, B, T, heads, D, theta, false);
-    assertClose(await download(outG, x.length), expected, 'rope');
-    const back = new Float32Array(x.length);
-    ref.ropeApply(expected, back, positions, B, T, heads, D, theta, 1);
-    gpu!.ropeApply(outG, outG, posG, B, T, heads, D, theta, true);
-    assertClose(await download(outG, x.length), back, 'inverse rope in place');
-    assertClose(back, x, 'inverse undoes forward', 1e-4, 1e-5);
+    const xG = upload(x);
+    const outs: Float32Array[] = [];
+    for (const table of Object.values(tables)) {
+      const outG = upload(new Float32Array(x.length));
+      gpu!.ropeApply(xG, outG, posG, B, T, heads, D, upload(table), false);
+      outs.push(await download(outG, x.length));
+    }
+    const diff = outs[0]!.reduce((m, v, i) => Math.max(m, Math.abs(v - outs[1]![i]!)), 0);
+    assert.ok(diff > 0.1, `max difference ${diff}`);
   });
 });
 

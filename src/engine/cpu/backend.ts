@@ -214,7 +214,7 @@ class CpuKernelSet implements Kernels {
     seq: number,
     heads: number,
     headDim: number,
-    theta: number,
+    invFreq: Operand,
     inverse: boolean,
   ): void {
     this.wasm.ropeApply(
@@ -225,8 +225,9 @@ class CpuKernelSet implements Kernels {
       seq,
       heads,
       headDim,
-      theta,
+      0, // theta: unused with a table
       inverse ? 1 : 0,
+      ptrOf(invFreq),
     );
   }
 

@@ -148,7 +148,11 @@ export class CpuKernels {
     if (dw !== 0) this.run('rmsnormBackwardWeight', dim, 3 * rows, [x, rstd, dout, dw, rows, dim]);
   }
 
-  /** Rotate-half RoPE of x [B,T,heads,D] at positions i32 [B,T]; inverse=1 is the backward; out may be x. */
+  /**
+   * Rotate-half RoPE of x [B,T,heads,D] at positions i32 [B,T]; inverse=1 is the backward; out may
+   * be x. Pair j turns by position · invFreq[j] from the f32 table `invFreq` [D/2]; with
+   * invFreq = 0 the kernel computes the unscaled 1 / theta^(2j/D) itself from `theta`.
+   */
   ropeApply(
     x: number,
     out: number,
@@ -159,6 +163,7 @@ export class CpuKernels {
     D: number,
     theta: number,
     inverse: number,
+    invFreq = 0,
   ): void {
     this.run('ropeApply', B * T, 3 * heads * D + 100 * D, [
       x,
@@ -170,6 +175,7 @@ export class CpuKernels {
       D,
       theta,
       inverse,
+      invFreq,
     ]);
   }
 

@@ -178,24 +178,20 @@ export function rmsnormBackward(
 }
 
 /**
- * cos / sin of pos * inv_freq[j] exactly as Hugging Face computes them in float32:
- * inv_freq = 1 / theta^(2j/D) in f32, freq = f32(pos * inv_freq), cos/sin of that rounded to f32.
+ * cos / sin of the angle pos * invFreq exactly as Hugging Face computes them in float32:
+ * angle = f32(pos * inv_freq), cos/sin of that rounded to f32. (inv_freq itself comes from
+ * models/rope-frequencies.ts.)
  */
-export function ropeAngle(
-  pos: number,
-  j: number,
-  D: number,
-  theta: number,
-): { cos: number; sin: number } {
+export function ropeAngle(pos: number, invFreq: number): { cos: number; sin: number } {
   const f = Math.fround;
-  const invFreq = f(1 / f(Math.pow(f(theta), f((2 * j) / D))));
-  const angle = f(pos * invFreq);
+  const angle = f(pos * f(invFreq));
   return { cos: f(Math.cos(angle)), sin: f(Math.sin(angle)) };
 }
 
 /**
- * Rotate-half RoPE on x [B,T,heads,D] (pairs j, j+D/2) at positions [B,T]; `inverse` rotates by
- * -angle, which is also the backward. out may be x.
+ * Rotate-half RoPE on x [B,T,heads,D] (pairs j, j+D/2) at positions [B,T], pair j turning by
+ * pos * invFreq[j] (invFreq [D/2]); `inverse` rotates by -angle, which is also the backward.
+ * out may be x.
  */
 export function ropeApply(
   x: Floats,
@@ -205,13 +201,13 @@ export function ropeApply(
   T: number,
   heads: number,
   D: number,
-  theta: number,
+  invFreq: Floats,
   inverse: number,
 ): void {
   const half = D / 2;
   for (let bt = 0; bt < B * T; bt++) {
     for (let j = 0; j < half; j++) {
-      const { cos, sin: rawSin } = ropeAngle(positions[bt], j, D, theta);
+      const { cos, sin: rawSin } = ropeAngle(positions[bt], invFreq[j]);
       const sin = inverse ? -rawSin : rawSin;
       for (let h = 0; h < heads; h++) {
         const off = (bt * heads + h) * D + j;

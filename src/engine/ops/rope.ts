@@ -4,18 +4,24 @@ import { Tensor } from '../tensor.ts';
 import { kernels, writeIntoGrad } from './util.ts';
 
 /**
- * x [batch, seq, heads·headDim]; positions i32 [batch·seq]. The backward of a rotation is the
+ * x [batch, seq, heads·headDim]; positions i32 [batch·seq]; invFreq f32 [headDim/2], the inverse
+ * frequency of each rotated pair (models/rope-frequencies.ts). The backward of a rotation is the
  * inverse rotation of the incoming gradient.
  */
 export function rope(
   x: Tensor,
   positions: Tensor,
+  invFreq: Tensor,
   batch: number,
   seq: number,
   heads: number,
   headDim: number,
-  theta: number,
 ): Tensor {
+  if (invFreq.dtype !== 'f32' || invFreq.size !== headDim / 2) {
+    throw new Error(
+      `rope: invFreq must be f32 [${headDim / 2}], got ${invFreq.dtype} [${invFreq.shape}]`,
+    );
+  }
   const k = kernels();
   const out = Tensor.empty(x.shape);
   k.ropeApply(
@@ -26,7 +32,7 @@ export function rope(
     seq,
     heads,
     headDim,
-    theta,
+    invFreq.operand(),
     false,
   );
   record(out, [x], (dy) => {
@@ -39,7 +45,7 @@ export function rope(
         seq,
         heads,
         headDim,
-        theta,
+        invFreq.operand(),
         true,
       ),
     );

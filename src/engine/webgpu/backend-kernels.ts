@@ -162,7 +162,7 @@ export class WebGpuKernelSet implements Kernels {
     seq: number,
     heads: number,
     headDim: number,
-    theta: number,
+    invFreq: Operand,
     inverse: boolean,
   ): void {
     this.gpu.ropeApply(
@@ -173,7 +173,7 @@ export class WebGpuKernelSet implements Kernels {
       seq,
       heads,
       headDim,
-      theta,
+      bufferRef(invFreq),
       inverse,
     );
   }

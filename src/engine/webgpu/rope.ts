@@ -1,8 +1,8 @@
 /**
  * Rotary position embedding, rotate-half layout: within each head, element d < D/2 pairs with
- * d + D/2 and the pair is rotated by positions[b,t] * theta^(-2d/D) (negated when `inverse`,
- * which is the backward). One thread per pair; each thread reads both values before writing, so
- * `out` may be `x`.
+ * d + D/2 and the pair is rotated by positions[b,t] * invFreq[d] (negated when `inverse`, which
+ * is the backward); invFreq f32 [D/2] is the model's table (models/rope-frequencies.ts). One
+ * thread per pair; each thread reads both values before writing, so `out` may be `x`.
  */
 import type { KernelDef } from './kernel-def.ts';
 import { ELEMENTWISE_WORKGROUP, FLAT_INDEX } from './elementwise.ts';
@@ -10,11 +10,12 @@ import type { BufferRef, KernelRunner } from './runner.ts';
 
 const ROPE: KernelDef = {
   key: 'rope',
-  params: { pairs: 'u32', heads: 'u32', dim: 'u32', theta: 'f32', sign: 'f32' },
+  params: { pairs: 'u32', heads: 'u32', dim: 'u32', sign: 'f32' },
   buffers: [
     { name: 'x', dtype: 'f32', access: 'read' },
     { name: 'out', dtype: 'f32', access: 'read_write' },
     { name: 'positions', dtype: 'i32', access: 'read' },
+    { name: 'invFreq', dtype: 'f32', access: 'read' },
   ],
   workgroupSize: [ELEMENTWISE_WORKGROUP],
   body: `
@@ -26,9 +27,8 @@ const ROPE: KernelDef = {
   let token = rowIndex / P.heads;   // b * T + t
   let lo = rowIndex * P.dim + d;
   let hi = lo + half;
-  // Same f32 arithmetic as HF: inv_freq = 1 / theta^(2d/D), angle = position * inv_freq.
-  let invFreq = 1.0 / pow(P.theta, f32(2u * d) / f32(P.dim));
-  let angle = f32(positions[P.positions_off + token]) * invFreq;
+  // Same f32 arithmetic as HF: angle = position * inv_freq.
+  let angle = f32(positions[P.positions_off + token]) * invFreq[P.invFreq_off + d];
   let c = cos(angle);
   let s = P.sign * sin(angle);
   let a = x[P.x_off + lo];
@@ -38,7 +38,7 @@ const ROPE: KernelDef = {
 `,
 };
 
-/** x/out `[B,T,heads,D]`, positions i32 `[B,T]`. */
+/** x/out `[B,T,heads,D]`, positions i32 `[B,T]`, invFreq f32 `[D/2]`. */
 export function ropeApply(
   runner: KernelRunner,
   x: BufferRef,
@@ -48,7 +48,7 @@ export function ropeApply(
   T: number,
   heads: number,
   D: number,
-  theta: number,
+  invFreq: BufferRef,
   inverse: boolean | number,
 ): void {
   const elements = B * T * heads * D;
@@ -59,8 +59,9 @@ export function ropeApply(
       x: { ref: x, elements },
       out: { ref: out, elements },
       positions: { ref: positions, elements: B * T },
+      invFreq: { ref: invFreq, elements: D / 2 },
     },
-    { pairs, heads, dim: D, theta, sign: inverse ? -1 : 1 },
+    { pairs, heads, dim: D, sign: inverse ? -1 : 1 },
     runner.grid1d(Math.ceil(pairs / ELEMENTWISE_WORKGROUP)),
   );
 }

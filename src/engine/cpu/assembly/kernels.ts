@@ -611,24 +611,30 @@ function ropeInvFreq(j: i32, D: i32, lnTheta: f64): f32 {
   }
 }
 
+/** Inverse frequency of pair j: from the f32 table `invFreq` [D/2], or from theta when it is 0. */
+@inline function pairInvFreq(invFreq: usize, j: i32, D: i32, lnTheta: f64): f32 {
+  return invFreq ? load<f32>(at(invFreq, j)) : ropeInvFreq(j, D, lnTheta);
+}
+
 /**
  * Rotate-half RoPE of x [B,T,heads,D] at positions i32 [B,T]; `inverse` rotates by -angle (the
- * backward). out may be x. Work items: b * T + t. Pairs are the outer loop so each inverse
- * frequency is computed once per call.
+ * backward). out may be x. Pair j turns by position * invFreq[j] (f32 table [D/2], the model's
+ * possibly scaled frequencies); invFreq = 0 computes the unscaled 1 / theta^(2j/D) instead.
+ * Work items: b * T + t. Pairs are the outer loop so each frequency is read once per call.
  */
 export function ropeApply(
   x: usize, out: usize, positions: usize, B: i32, T: i32, heads: i32, D: i32, theta: f32, inverse: i32,
-  start: i32, end: i32,
+  invFreq: usize, start: i32, end: i32,
 ): void {
   const half = D >> 1;
-  const lnTheta = lnF64(<f64>theta);
+  const lnTheta = invFreq ? 0 : lnF64(<f64>theta);
   const sign = splat(inverse ? -1 : 1);
   let j = 0;
   for (; j + 4 <= half; j += 4) {
-    const f0 = ropeInvFreq(j, D, lnTheta);
-    const f1 = ropeInvFreq(j + 1, D, lnTheta);
-    const f2 = ropeInvFreq(j + 2, D, lnTheta);
-    const f3 = ropeInvFreq(j + 3, D, lnTheta);
+    const f0 = pairInvFreq(invFreq, j, D, lnTheta);
+    const f1 = pairInvFreq(invFreq, j + 1, D, lnTheta);
+    const f2 = pairInvFreq(invFreq, j + 2, D, lnTheta);
+    const f3 = pairInvFreq(invFreq, j + 3, D, lnTheta);
     for (let row = start; row < end; row++) {
       const pos = <f32>load<i32>(at(positions, row));
       const a0 = ropeSinCos(pos, f0);
@@ -641,9 +647,9 @@ export function ropeApply(
     }
   }
   for (; j < half; j++) {
-    const invFreq = ropeInvFreq(j, D, lnTheta);
+    const freq = pairInvFreq(invFreq, j, D, lnTheta);
     for (let row = start; row < end; row++) {
-      const angle = ropeSinCos(<f32>load<i32>(at(positions, row)), invFreq);
+      const angle = ropeSinCos(<f32>load<i32>(at(positions, row)), freq);
       const cosv = splat(cosLane(angle));
       const sinv = f32x4.mul(sign, splat(sinLane(angle)));
       rotateHeads(at(x, row * heads * D), at(out, row * heads * D), heads, D, j, cosv, sinv, false);
