@@ -5,16 +5,33 @@
  * same step on 1 thread measured in the same run as the baseline.
  *   npm run bench:train [-- --steps N --threads T --device cpu|webgpu --json]
  * With --device webgpu the same-run baseline is the CPU backend on T threads.
+ * More options (for the GPU benchmark, scripts/device/gpu-bench.sh):
+ *   --model DIR        a model folder instead of the 0.5B-shaped random one (ids wrap to its vocab)
+ *   --no-baseline      skip the CPU baseline
+ *   --optimizer        also time the Trainer's whole step (loss read, backward, clip to 1.0,
+ *                      AdamW, zero grads), as HF's loop and Trainer do; reported as trainer*
+ *   --max-seconds S    stop a timed phase after S seconds (at least one step after the warm-up)
+ *   --progress         with --json, the progress lines go to stderr
  */
 import { CpuBackend } from '../src/engine/cpu/backend.ts';
 import type { Backend } from '../src/engine/backend.ts';
 import { WebGpuBackend } from '../src/engine/webgpu/backend.ts';
-import { backward } from '../src/engine/tape.ts';
+import { WebGpuKernels } from '../src/engine/webgpu/kernels.ts';
+import { backward, gradSlot } from '../src/engine/tape.ts';
 import { setBackend, tidyAsync } from '../src/engine/tensor.ts';
 import { loadModel } from '../src/models/load.ts';
 import { LoraAdapter } from '../src/peft/adapter.ts';
 import { makeLoraConfig } from '../src/peft/config.ts';
-import { argValue, emitJson, peakRss, printMachine, randomQwen05B, say } from './common.ts';
+import { createTrainerOptimizer } from '../src/train/trainer-optimizer.ts';
+import {
+  argValue,
+  emitJson,
+  jsonMode,
+  peakRss,
+  printMachine,
+  randomQwen05B,
+  say,
+} from './common.ts';
 
 const BATCH = 8;
 const SEQ = 64;
@@ -24,18 +41,59 @@ const threads = argValue('--threads', 2);
 const device = process.argv.includes('--device')
   ? process.argv[process.argv.indexOf('--device') + 1]!
   : 'cpu';
+const modelArg = process.argv.includes('--model')
+  ? process.argv[process.argv.indexOf('--model') + 1]!
+  : undefined;
+const withBaseline = !process.argv.includes('--no-baseline');
+const withUpdate = process.argv.includes('--optimizer');
+const maxSeconds = argValue('--max-seconds', Infinity);
+const progress = (line: string): void => {
+  if (jsonMode && process.argv.includes('--progress')) console.error(line);
+  else say(line);
+};
 
 printMachine();
-const dir = randomQwen05B();
+const dir = modelArg ?? randomQwen05B();
+
+interface Timed {
+  secondsPerStep: number;
+  firstStep: number;
+  stepSeconds: number[];
+}
+
+/** Runs `step` up to `stepCount` times; the first is the warm-up, the rest are averaged. */
+async function timeSteps(
+  label: string,
+  stepCount: number,
+  step: () => Promise<void>,
+): Promise<Timed> {
+  const times: number[] = [];
+  const phaseStart = performance.now();
+  for (let s = 0; s < stepCount; s++) {
+    const start = performance.now();
+    await step();
+    times.push((performance.now() - start) / 1000);
+    progress(`  ${label} step ${s + 1}: ${times.at(-1)!.toFixed(2)} s`);
+    if (times.length >= 2 && (performance.now() - phaseStart) / 1000 > maxSeconds) break;
+  }
+  const steady = times.length > 1 ? times.slice(1) : times;
+  return {
+    secondsPerStep: steady.reduce((a, b) => a + b, 0) / steady.length,
+    firstStep: times[0]!,
+    stepSeconds: times,
+  };
+}
 
 async function measure(
   makeBackend: () => Promise<Backend>,
   label: string,
   stepCount: number,
-): Promise<{ secondsPerStep: number; firstStep: number }> {
+  timeUpdate: boolean,
+): Promise<Timed & { update?: Timed }> {
   const backend = await makeBackend();
   setBackend(backend);
   const model = loadModel(dir, { dtype: 'bf16' });
+  const vocab = model.config.vocabSize;
   const adapter = LoraAdapter.create(
     model,
     makeLoraConfig({ r: 8, loraAlpha: 16, loraDropout: 0, targetModules: 'all-linear' }),
@@ -43,58 +101,100 @@ async function measure(
   );
   adapter.attach(model);
   adapter.setTrainable(true);
-  const ids = Int32Array.from({ length: BATCH * SEQ }, (_, i) => 1 + ((i * 7919) % 150000));
+  const wrap = Math.min(150000, vocab - 1);
+  const ids = Int32Array.from({ length: BATCH * SEQ }, (_, i) => 1 + ((i * 7919) % wrap));
   const labels = ids.map((id, i) => (i % SEQ < PROMPT ? -100 : id));
-  const times: number[] = [];
-  for (let s = 0; s < stepCount; s++) {
-    const start = performance.now();
+  const input = { batch: BATCH, seq: SEQ, inputIds: ids };
+  const params = adapter.namedParameters();
+  const forwardBackward = await timeSteps(label, stepCount, async () => {
     // Reading the loss waits for the device, so asynchronous backends are timed to completion.
     await tidyAsync(async () => {
-      const { loss } = model.loss({ batch: BATCH, seq: SEQ, inputIds: ids }, labels);
+      const { loss } = model.loss(input, labels);
       backward(loss);
       await loss.toFloat32();
     });
-    for (const [, t] of adapter.namedParameters()) {
+    for (const [, t] of params) {
       t.grad?.dispose();
       t.grad = null;
     }
-    times.push((performance.now() - start) / 1000);
-    say(`  ${label} step ${s + 1}: ${times.at(-1)!.toFixed(2)} s`);
+  });
+  let update: Timed | undefined;
+  if (timeUpdate) {
+    // The Trainer's step (train/trainer.ts): gradients kept and zeroed on the device.
+    for (const [, t] of params) backend.kernels.fill(gradSlot(t).grad.operand(), t.size, 0);
+    const optimizer = createTrainerOptimizer(
+      backend,
+      params.map(([name, tensor]) => ({ name, tensor, weightDecay: 0 })),
+      { lr: 1e-4 },
+    );
+    update = await timeSteps(`${label} trainer`, stepCount, async () => {
+      await tidyAsync(async () => {
+        const { loss } = model.loss(input, labels);
+        await loss.toFloat32(); // the Trainer reads the loss before backward
+        backward(loss);
+      });
+      await optimizer.clipGradients(1.0);
+      optimizer.step(1e-4);
+      optimizer.zeroGrad();
+      await params[0]![1].toFloat32(); // waits for the update to finish
+    });
+    optimizer.dispose();
   }
   adapter.dispose();
   model.dispose();
   backend.dispose();
-  const steady = times.length > 1 ? times.slice(1) : times;
-  return {
-    secondsPerStep: steady.reduce((a, b) => a + b, 0) / steady.length,
-    firstStep: times[0]!,
-  };
+  return { ...forwardBackward, update };
 }
 
 say(
   `LoRA r=8 all-linear, batch ${BATCH}x${SEQ} (${PROMPT} prompt positions masked), bf16 frozen weights`,
 );
 const cpu = (t: number) => () => CpuBackend.create({ threads: t });
+let gpuInfo: Record<string, unknown> | undefined;
+const webgpu = async () => {
+  const kernels = await WebGpuKernels.create();
+  const { adapterInfo, shaderF16, subgroups, limits } = kernels.context;
+  gpuInfo = {
+    ...adapterInfo,
+    shaderF16,
+    subgroups,
+    maxBufferSize: limits.maxBufferSize,
+    maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
+  };
+  progress(`webgpu adapter: ${JSON.stringify(gpuInfo)}`);
+  return new WebGpuBackend(kernels);
+};
 const main =
   device === 'webgpu'
-    ? await measure(() => WebGpuBackend.create(), 'webgpu', steps + 1)
-    : await measure(cpu(threads), `${threads} thread(s)`, steps + 1);
+    ? await measure(webgpu, 'webgpu', steps + 1, withUpdate)
+    : await measure(cpu(threads), `${threads} thread(s)`, steps + 1, withUpdate);
 const mainPeakRss = peakRss();
 const baselineThreads = device === 'webgpu' ? threads : 1;
-const baseline = await measure(
-  cpu(baselineThreads),
-  `cpu ${baselineThreads} thread(s) (baseline)`,
-  1,
-);
+const baseline = withBaseline
+  ? await measure(cpu(baselineThreads), `cpu ${baselineThreads} thread(s) (baseline)`, 1, false)
+  : undefined;
 const tokens = BATCH * SEQ;
 const result = {
   device,
   threads,
+  model: modelArg ?? 'qwen2-0.5b-random-bf16',
+  batch: BATCH,
+  seq: SEQ,
+  maskedPositions: PROMPT,
   secondsPerStep: main.secondsPerStep,
   tokensPerSecond: tokens / main.secondsPerStep,
-  baselineCpuThreads: baselineThreads,
-  baselineSecondsPerStep: baseline.secondsPerStep,
-  speedupVsBaseline: baseline.secondsPerStep / main.secondsPerStep,
+  firstStepSeconds: main.firstStep,
+  stepSeconds: main.stepSeconds,
+  ...(main.update && {
+    trainerSecondsPerStep: main.update.secondsPerStep,
+    trainerTokensPerSecond: tokens / main.update.secondsPerStep,
+    trainerFirstStepSeconds: main.update.firstStep,
+    trainerStepSeconds: main.update.stepSeconds,
+  }),
+  ...(gpuInfo && { webgpuAdapter: gpuInfo }),
+  baselineCpuThreads: baseline ? baselineThreads : null,
+  baselineSecondsPerStep: baseline?.secondsPerStep ?? null,
+  speedupVsBaseline: baseline ? baseline.secondsPerStep / main.secondsPerStep : null,
   peakRssBytes: mainPeakRss,
   reference:
     'HF Trainer + PEFT on PyTorch CPU, this machine type: ~57 tok/s f32, ~90 tok/s bf16 autocast, 5.1-5.7 GB (documented, not measured in this run)',
@@ -102,9 +202,16 @@ const result = {
 say(
   `${device === 'webgpu' ? 'webgpu' : `${threads} threads`}: ${result.secondsPerStep.toFixed(2)} s/step, ${result.tokensPerSecond.toFixed(1)} tokens/s`,
 );
-say(
-  `cpu ${baselineThreads} thread(s) (baseline, same run): ${baseline.secondsPerStep.toFixed(2)} s/step -> speedup ${result.speedupVsBaseline.toFixed(2)}x`,
-);
+if (main.update) {
+  say(
+    `with the Trainer's update (clip + AdamW): ${main.update.secondsPerStep.toFixed(2)} s/step, ${(tokens / main.update.secondsPerStep).toFixed(1)} tokens/s`,
+  );
+}
+if (baseline) {
+  say(
+    `cpu ${baselineThreads} thread(s) (baseline, same run): ${baseline.secondsPerStep.toFixed(2)} s/step -> speedup ${result.speedupVsBaseline!.toFixed(2)}x`,
+  );
+}
 say(`peak RSS ${(result.peakRssBytes / 2 ** 30).toFixed(2)} GiB`);
 say(`reference: ${result.reference}`);
 emitJson(result);
