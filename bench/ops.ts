@@ -11,6 +11,7 @@ import { CpuKernels } from '../src/engine/cpu/kernels.ts';
 import { WasmRuntime } from '../src/engine/cpu/runtime.ts';
 import { CpuBackend } from '../src/engine/cpu/backend.ts';
 import { f32ToBf16 } from '../src/engine/half.ts';
+import { defaultInverseFrequencies } from '../src/models/rope-frequencies.ts';
 import { lmHeadLoss } from '../src/engine/ops/lm-head-loss.ts';
 import { backward } from '../src/engine/tape.ts';
 import { Tensor, setBackend, tidy } from '../src/engine/tensor.ts';
@@ -66,6 +67,12 @@ function randomF32(n: number): number {
   return ptr;
 }
 
+function f32Table(values: Float32Array): number {
+  const ptr = runtime.malloc(values.length * 4);
+  runtime.f32(ptr, values.length).set(values);
+  return ptr;
+}
+
 function int32(values: ArrayLike<number>): number {
   const ptr = runtime.malloc(values.length * 4);
   runtime.i32(ptr, values.length).set(values);
@@ -106,6 +113,7 @@ const [attnOut, dq] = [qSize, qSize].map((n) => runtime.malloc(n * 4));
 const [dk, dv] = [kvSize, kvSize].map((n) => runtime.malloc(n * 4));
 const lse = runtime.malloc(BATCH * HEADS * SEQ * 4);
 const positions = int32(Array.from({ length: TOKENS }, (_, i) => i % SEQ));
+const invFreq = f32Table(defaultInverseFrequencies(HEAD_DIM, ROPE_THETA));
 const [x, hiddenGrad, normWeight] = [TOKENS * HIDDEN, TOKENS * HIDDEN, HIDDEN].map(randomF32);
 const [normOut, dx] = [TOKENS * HIDDEN, TOKENS * HIDDEN].map((n) => runtime.malloc(n * 4));
 const rstd = runtime.malloc(TOKENS * 4);
@@ -180,15 +188,15 @@ const ops: Array<{ name: string; run: () => void }> = [
   {
     name: 'rope q+k forward',
     run: () => {
-      kernels.ropeApply(q, q, positions, BATCH, SEQ, HEADS, HEAD_DIM, ROPE_THETA, 0);
-      kernels.ropeApply(k, k, positions, BATCH, SEQ, KV_HEADS, HEAD_DIM, ROPE_THETA, 0);
+      kernels.ropeApply(q, q, positions, BATCH, SEQ, HEADS, HEAD_DIM, invFreq, 0);
+      kernels.ropeApply(k, k, positions, BATCH, SEQ, KV_HEADS, HEAD_DIM, invFreq, 0);
     },
   },
   {
     name: 'rope q+k backward',
     run: () => {
-      kernels.ropeApply(dq, dq, positions, BATCH, SEQ, HEADS, HEAD_DIM, ROPE_THETA, 1);
-      kernels.ropeApply(dk, dk, positions, BATCH, SEQ, KV_HEADS, HEAD_DIM, ROPE_THETA, 1);
+      kernels.ropeApply(dq, dq, positions, BATCH, SEQ, HEADS, HEAD_DIM, invFreq, 1);
+      kernels.ropeApply(dk, dk, positions, BATCH, SEQ, KV_HEADS, HEAD_DIM, invFreq, 1);
     },
   },
   { name: 'swiglu forward', run: () => kernels.swigluForward(gate, up, mlpOut, mlpSize) },

@@ -225,9 +225,8 @@ class CpuKernelSet implements Kernels {
       seq,
       heads,
       headDim,
-      0, // theta: unused with a table
-      inverse ? 1 : 0,
       ptrOf(invFreq),
+      inverse ? 1 : 0,
     );
   }
 

@@ -150,8 +150,7 @@ export class CpuKernels {
 
   /**
    * Rotate-half RoPE of x [B,T,heads,D] at positions i32 [B,T]; inverse=1 is the backward; out may
-   * be x. Pair j turns by position · invFreq[j] from the f32 table `invFreq` [D/2]; with
-   * invFreq = 0 the kernel computes the unscaled 1 / theta^(2j/D) itself from `theta`.
+   * be x. Pair j turns by position · invFreq[j] from the f32 table `invFreq` [D/2].
    */
   ropeApply(
     x: number,
@@ -161,9 +160,8 @@ export class CpuKernels {
     T: number,
     heads: number,
     D: number,
-    theta: number,
+    invFreq: number,
     inverse: number,
-    invFreq = 0,
   ): void {
     this.run('ropeApply', B * T, 3 * heads * D + 100 * D, [
       x,
@@ -173,9 +171,8 @@ export class CpuKernels {
       T,
       heads,
       D,
-      theta,
-      inverse,
       invFreq,
+      inverse,
     ]);
   }
 

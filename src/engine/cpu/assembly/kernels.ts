@@ -92,8 +92,6 @@ function expv(x: v128): v128 {
 }
 
 const LN2_F64: f64 = 0.6931471805599453;
-const LN2_HI_F64: f64 = 6.93147180369123816490e-1; // trailing zero bits: k * LN2_HI_F64 is exact
-const LN2_LO_F64: f64 = 1.90821492927058770002e-10;
 const SQRT2_F64: f64 = 1.4142135623730951;
 
 /** Natural log of a positive normal f64: x = 2^e * m, m in [1/sqrt2, sqrt2), ln m = 2 atanh(s). */
@@ -110,15 +108,6 @@ function lnF64(x: f64): f64 {
   let series: f64 = 1.0 / 23;
   for (let n = 21; n >= 1; n -= 2) series = series * s2 + 1.0 / <f64>n;
   return 2 * s * series + <f64>e * LN2_F64;
-}
-
-/** exp of an f64 in the normal range: 2^k * exp(r), |r| <= ln2/2, Taylor to r^16 (nested form). */
-function expF64(y: f64): f64 {
-  const k = nearest<f64>(y / LN2_F64);
-  const r = y - k * LN2_HI_F64 - k * LN2_LO_F64;
-  let t: f64 = 1;
-  for (let n = 16; n >= 1; n--) t = 1 + (r * t) / <f64>n;
-  return t * reinterpret<f64>(<u64>(<i64>k + 1023) << 52);
 }
 
 // pi/2 in three 33-bit pieces: k * piece is exact for the |k| < 2^20 of any RoPE angle.
@@ -567,12 +556,6 @@ export function rmsnormBackwardWeight(
 // ---------------------------------------------------------------------------------------------
 // RoPE
 
-/** Hugging Face's float32 inverse frequency of pair j: 1 / theta^(2j/D), each step rounded to f32. */
-function ropeInvFreq(j: i32, D: i32, lnTheta: f64): f32 {
-  const exponent: f32 = <f32>(j << 1) / <f32>D;
-  return <f32>1 / <f32>expF64(<f64>exponent * lnTheta);
-}
-
 /** [sin, cos] (f64x2) of the f32 angle pos * invFreq, as float32 torch computes it, widened. */
 @inline function ropeSinCos(pos: f32, invFreq: f32): v128 {
   return sinCos(<f64>(pos * invFreq));
@@ -611,30 +594,24 @@ function ropeInvFreq(j: i32, D: i32, lnTheta: f64): f32 {
   }
 }
 
-/** Inverse frequency of pair j: from the f32 table `invFreq` [D/2], or from theta when it is 0. */
-@inline function pairInvFreq(invFreq: usize, j: i32, D: i32, lnTheta: f64): f32 {
-  return invFreq ? load<f32>(at(invFreq, j)) : ropeInvFreq(j, D, lnTheta);
-}
-
 /**
  * Rotate-half RoPE of x [B,T,heads,D] at positions i32 [B,T]; `inverse` rotates by -angle (the
  * backward). out may be x. Pair j turns by position * invFreq[j] (f32 table [D/2], the model's
- * possibly scaled frequencies); invFreq = 0 computes the unscaled 1 / theta^(2j/D) instead.
+ * possibly scaled frequencies, models/rope-frequencies.ts).
  * Work items: b * T + t. Pairs are the outer loop so each frequency is read once per call.
  */
 export function ropeApply(
-  x: usize, out: usize, positions: usize, B: i32, T: i32, heads: i32, D: i32, theta: f32, inverse: i32,
-  invFreq: usize, start: i32, end: i32,
+  x: usize, out: usize, positions: usize, B: i32, T: i32, heads: i32, D: i32, invFreq: usize,
+  inverse: i32, start: i32, end: i32,
 ): void {
   const half = D >> 1;
-  const lnTheta = invFreq ? 0 : lnF64(<f64>theta);
   const sign = splat(inverse ? -1 : 1);
   let j = 0;
   for (; j + 4 <= half; j += 4) {
-    const f0 = pairInvFreq(invFreq, j, D, lnTheta);
-    const f1 = pairInvFreq(invFreq, j + 1, D, lnTheta);
-    const f2 = pairInvFreq(invFreq, j + 2, D, lnTheta);
-    const f3 = pairInvFreq(invFreq, j + 3, D, lnTheta);
+    const f0 = load<f32>(at(invFreq, j));
+    const f1 = load<f32>(at(invFreq, j + 1));
+    const f2 = load<f32>(at(invFreq, j + 2));
+    const f3 = load<f32>(at(invFreq, j + 3));
     for (let row = start; row < end; row++) {
       const pos = <f32>load<i32>(at(positions, row));
       const a0 = ropeSinCos(pos, f0);
@@ -647,7 +624,7 @@ export function ropeApply(
     }
   }
   for (; j < half; j++) {
-    const freq = pairInvFreq(invFreq, j, D, lnTheta);
+    const freq = load<f32>(at(invFreq, j));
     for (let row = start; row < end; row++) {
       const angle = ropeSinCos(<f32>load<i32>(at(positions, row)), freq);
       const cosv = splat(cosLane(angle));
