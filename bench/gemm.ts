@@ -6,6 +6,7 @@
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { WasmRuntime, type GemmArgs, type MatrixDtype } from '../src/engine/cpu/runtime.ts';
+import { fmaCeilingGflops } from './flops.ts';
 
 interface Shape {
   name: string;
@@ -121,26 +122,6 @@ interface Result {
   speedup: number;
   /** `cpuTimeGflops` as a share of threads x the one-thread multiply-add ceiling. */
   ofCeiling: number;
-}
-
-/**
- * GFLOP/s of the wasm module's register-only multiply-add loop on one thread: what the CPU's
- * 128-bit FMA units deliver to this code at the clock it runs at now, the ceiling for any GEMM
- * built on wasm SIMD here. Measured in CPU time, so competing processes do not lower it.
- */
-function fmaCeilingGflops(rt: WasmRuntime): number {
-  const fmaPeak = rt.exports.fmaPeak as (iterations: number, x: number, y: number) => number;
-  const flopsPerIteration = Number(rt.exports.fmaPeakFlopsPerIteration());
-  const iterations = 5_000_000;
-  fmaPeak(iterations, 0.5, 1e-3);
-  let best = 0;
-  for (let run = 0; run < 3; run++) {
-    const start = process.cpuUsage();
-    fmaPeak(iterations, 0.5, 1e-3);
-    const cpu = process.cpuUsage(start);
-    best = Math.max(best, (iterations * flopsPerIteration) / ((cpu.user + cpu.system) / 1e6) / 1e9);
-  }
-  return best;
 }
 
 function benchShape(runtimes: WasmRuntime[], shape: Shape, ceiling: number): Result[] {

@@ -23,6 +23,10 @@ import { loadModel } from '../src/models/load.ts';
 import { LoraAdapter } from '../src/peft/adapter.ts';
 import { makeLoraConfig } from '../src/peft/config.ts';
 import { createTrainerOptimizer } from '../src/train/trainer-optimizer.ts';
+import { WasmRuntime } from '../src/engine/cpu/runtime.ts';
+import { parseDecoderConfig } from '../src/models/config.ts';
+import { readModelConfig } from '../src/io/hf-folder.ts';
+import { fmaCeilingGflops, loraStepFlops } from './flops.ts';
 import {
   argValue,
   emitJson,
@@ -174,6 +178,29 @@ const baseline = withBaseline
   ? await measure(cpu(baselineThreads), `cpu ${baselineThreads} thread(s) (baseline)`, 1, false)
   : undefined;
 const tokens = BATCH * SEQ;
+const stepFlops = loraStepFlops(parseDecoderConfig(readModelConfig(dir)), {
+  batch: BATCH,
+  seq: SEQ,
+  supervisedRows: BATCH * (SEQ - PROMPT),
+  rank: 8,
+});
+/** On the CPU: how close the step runs to the wasm SIMD multiply-add ceiling of its threads. */
+const cpuLimit =
+  device === 'cpu'
+    ? await (async () => {
+        const rt = await WasmRuntime.create({ threads: 1 });
+        const perThread = fmaCeilingGflops(rt);
+        rt.dispose();
+        const ceiling = perThread * threads;
+        const fastestStep = stepFlops.total / 1e9 / ceiling;
+        return {
+          fmaCeilingGflopsPerThread: perThread,
+          achievedGflops: stepFlops.total / 1e9 / main.secondsPerStep,
+          shareOfCeiling: fastestStep / main.secondsPerStep,
+          tokensPerSecondAtCeiling: tokens / fastestStep,
+        };
+      })()
+    : undefined;
 const result = {
   device,
   threads,
@@ -196,6 +223,8 @@ const result = {
   baselineSecondsPerStep: baseline?.secondsPerStep ?? null,
   speedupVsBaseline: baseline ? baseline.secondsPerStep / main.secondsPerStep : null,
   peakRssBytes: mainPeakRss,
+  gflopPerStep: Object.fromEntries(Object.entries(stepFlops).map(([k, v]) => [k, v / 1e9])),
+  ...(cpuLimit && { cpuLimit }),
   reference:
     'HF Trainer + PEFT on PyTorch CPU, this machine type: ~57 tok/s f32, ~90 tok/s bf16 autocast, 5.1-5.7 GB (documented, not measured in this run)',
 };
@@ -213,6 +242,19 @@ if (baseline) {
   );
 }
 say(`peak RSS ${(result.peakRssBytes / 2 ** 30).toFixed(2)} GiB`);
+const gflop = result.gflopPerStep;
+say(
+  `matrix products per step: ${gflop.total!.toFixed(0)} GFLOP (projections ${gflop.projections!.toFixed(0)}, ` +
+    `LM head ${gflop.lmHead!.toFixed(0)}, LoRA ${gflop.lora!.toFixed(1)}, attention ${gflop.attention!.toFixed(1)})`,
+);
+if (cpuLimit) {
+  say(
+    `what limits it: the step ran at ${cpuLimit.achievedGflops.toFixed(1)} GFLOP/s, ` +
+      `${(100 * cpuLimit.shareOfCeiling).toFixed(0)}% of ${threads} x ${cpuLimit.fmaCeilingGflopsPerThread.toFixed(1)} GFLOP/s, ` +
+      'the measured wasm SIMD multiply-add ceiling of these threads; even at 100% it would reach ' +
+      `${cpuLimit.tokensPerSecondAtCeiling.toFixed(1)} tokens/s`,
+  );
+}
 say(`reference: ${result.reference}`);
 emitJson(result);
 process.exit(0);
