@@ -25,7 +25,7 @@ const loadPeakRss = peakRss();
 say(`load (bf16): ${loadSeconds.toFixed(2)} s, peak RSS ${(loadPeakRss / 2 ** 30).toFixed(2)} GiB`);
 
 const prompt = Array.from({ length: promptLength }, (_, i) => 1 + ((i * 7919) % 150000));
-const decoder = new SequenceDecoder(model, promptLength + newTokens + 1);
+const decoder = new SequenceDecoder(model, { maxContext: promptLength + newTokens + 1 });
 const seq = decoder.start(prompt);
 let start = performance.now();
 await decoder.step([seq]); // prefill + first token

@@ -1,6 +1,7 @@
 /**
  * Continuous-batching decoder: sequences join and leave between steps; each step prefills new
- * sequences and advances all others together with one batched forward pass.
+ * sequences (a chunk of each prompt at a time, when `prefillChunk` is set) and advances all others
+ * together with one batched forward pass.
  */
 import { noGrad } from '../engine/tape.ts';
 import { tidy } from '../engine/tensor.ts';
@@ -28,12 +29,33 @@ export interface StepObserver {
 
 let nextId = 1;
 
+export interface SequenceDecoderOptions {
+  /** Longest prompt + completion a sequence may reach (default: the model's context). */
+  maxContext?: number;
+  /**
+   * Most prompt tokens one sequence prefills per step (default: the whole prompt at once). A
+   * server sets it so that a long prompt arriving does not stall every running stream for the
+   * whole of its prefill: the prompt is fed over several steps, between the others' tokens.
+   */
+  prefillChunk?: number;
+}
+
+/** The next token of every sequence of a step, or null for one still prefilling its prompt. */
+export type StepTokens = (number | null)[];
+
 export class SequenceDecoder {
+  readonly maxContext: number;
+  private readonly prefillChunk: number;
+
   constructor(
     readonly model: DecoderModel,
-    /** Longest prompt + completion a sequence may reach. */
-    readonly maxContext: number = model.config.maxPositionEmbeddings,
-  ) {}
+    options: SequenceDecoderOptions = {},
+  ) {
+    this.maxContext = options.maxContext ?? model.config.maxPositionEmbeddings;
+    this.prefillChunk = options.prefillChunk ?? Infinity;
+    if (!(this.prefillChunk >= 1))
+      throw new LoraforgeError(`prefillChunk must be at least 1, got ${options.prefillChunk}`);
+  }
 
   /**
    * Registers a sequence; `maxNewTokens` sizes its KV cache (prompt + new tokens, at most the
@@ -64,31 +86,35 @@ export class SequenceDecoder {
   }
 
   /**
-   * Advances every sequence by one sampled token (prefilling the new ones) and returns the tokens.
-   * The forward pass is recorded synchronously; only the logits are read back, asynchronously,
-   * so the same code decodes on the CPU and on WebGPU.
+   * Advances every sequence by one sampled token and returns the tokens; a sequence still
+   * prefilling its prompt gets the next chunk of it fed instead, and null (no token yet) until
+   * its last chunk. The forward pass is recorded synchronously; only the logits are read back,
+   * asynchronously, so the same code decodes on the CPU and on WebGPU.
    */
-  async step(seqs: Sequence[], observer: StepObserver = {}): Promise<number[]> {
+  async step(seqs: Sequence[], observer: StepObserver = {}): Promise<StepTokens> {
     for (const seq of seqs) {
       if (seq.tokens.length >= seq.capacity)
         throw new LoraforgeError(`sequence ${seq.id} reached its length limit (${seq.capacity})`);
     }
     const vocab = this.model.config.vocabSize;
-    const running = seqs.filter((s) => s.cache !== null);
-    // Logits rows per sequence: each prefill gets its own tensor, the running ones share one.
+    // Decoding: every token but the last sampled one is in the cache.
+    const running = seqs.filter((s) => s.cache !== null && s.cache.length === s.tokens.length - 1);
+    // Logits rows per sequence: each finished prefill gets its own tensor, the running ones share one.
     const pending = noGrad(() =>
       tidy(() => {
         const prefills = seqs
-          .filter((seq) => seq.cache === null)
-          .map((seq) => {
-            seq.cache = new KVCache(this.model.config, 1, seq.capacity);
-            const n = seq.tokens.length;
+          .filter((seq) => !running.includes(seq))
+          .flatMap((seq) => {
+            seq.cache ??= new KVCache(this.model.config, 1, seq.capacity);
+            const from = seq.cache.length;
+            const n = Math.min(this.prefillChunk, seq.tokens.length - from);
             const h = this.model.forwardHidden(
-              { batch: 1, seq: n, inputIds: Int32Array.from(seq.tokens) },
+              { batch: 1, seq: n, inputIds: Int32Array.from(seq.tokens.slice(from, from + n)) },
               seq.cache,
               seq.lora ? new Array(n).fill(seq.lora) : undefined,
             );
-            return { seqs: [seq], logits: this.model.logits(h, [n - 1]) };
+            if (seq.cache.length < seq.tokens.length) return []; // more of the prompt to feed
+            return [{ seqs: [seq], logits: this.model.logits(h, [n - 1]) }];
           });
         if (running.length === 0) return prefills;
         const rowLora = running.some((s) => s.lora) ? running.map((s) => s.lora) : undefined;
@@ -110,7 +136,8 @@ export class SequenceDecoder {
       for (const { logits } of pending) logits.dispose();
     }
     return seqs.map((seq) => {
-      const logits = logitsOf.get(seq)!;
+      const logits = logitsOf.get(seq);
+      if (!logits) return null;
       observer.onLogits?.(seq, logits.slice());
       const token = seq.sampler.sample(logits, seq.tokens);
       seq.tokens.push(token);

@@ -58,6 +58,7 @@ export async function generateText(
         break;
       }
       const [token] = await decoder.step([seq]);
+      if (token === null) continue; // a prefill chunk: no token yet
       if (stopIds.has(token!)) {
         finishReason = 'stop';
         break;

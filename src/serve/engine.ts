@@ -77,9 +77,10 @@ export interface ServeEngine {
   createSequence(request: SequenceRequest): SequenceHandle;
   /**
    * Advances each sequence by one token and resolves to the sampled ids, in order. A sequence's
-   * first step runs its prefill. Rejecting fails every sequence in the call.
+   * first steps run its prefill: null for it while the prompt is still being fed (chunked
+   * prefill), its first token with the last chunk. Rejecting fails every sequence in the call.
    */
-  step(seqs: SequenceHandle[]): Promise<number[]>;
+  step(seqs: SequenceHandle[]): Promise<(number | null)[]>;
   /** Frees the sequence's KV cache; the handle is dead afterwards. */
   release(seq: SequenceHandle): void;
 }

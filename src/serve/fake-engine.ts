@@ -23,12 +23,16 @@ export interface FakeEngineOptions {
   kvBudgetTokens?: number;
   /** The text each sequence generates before EOS. */
   reply?: (prompt: string, adapter: string | null) => string;
+  /** Prompt tokens prefilled per step, as a real engine's chunked prefill (default: all). */
+  prefillChunk?: number;
 }
 
 interface FakeSequence extends SequenceHandle {
   readonly replyIds: number[];
   readonly reserved: number;
   generated: number;
+  /** Steps left that only feed prompt chunks (and return null). */
+  prefillStepsLeft: number;
 }
 
 const reservation = (request: SequenceRequest) => request.promptIds.length + request.maxNewTokens;
@@ -47,7 +51,7 @@ export class FakeEngine implements ServeEngine {
 
   private readonly adapters = new Map<string, string>();
   private readonly options: Required<
-    Pick<FakeEngineOptions, 'stepDelayMs' | 'perSequenceMs' | 'reply'>
+    Pick<FakeEngineOptions, 'stepDelayMs' | 'perSequenceMs' | 'reply' | 'prefillChunk'>
   >;
   private nextId = 1;
   /** Ids inside the pending step; releasing one of them is a scheduler bug. */
@@ -61,6 +65,7 @@ export class FakeEngine implements ServeEngine {
       stepDelayMs: options.stepDelayMs ?? 0,
       perSequenceMs: options.perSequenceMs ?? 0,
       reply: options.reply ?? ((_prompt, adapter) => `Hello from ${adapter ?? this.baseModelId}!`),
+      prefillChunk: options.prefillChunk ?? Infinity,
     };
   }
 
@@ -109,13 +114,14 @@ export class FakeEngine implements ServeEngine {
       replyIds: toIds(this.options.reply(prompt, request.adapter)),
       generated: 0,
       reserved: reservation(request),
+      prefillStepsLeft: Math.ceil(request.promptIds.length / this.options.prefillChunk) - 1,
     };
     this.reservedTokens += seq.reserved;
     this.live.set(seq.id, seq);
     return seq;
   }
 
-  async step(seqs: SequenceHandle[]): Promise<number[]> {
+  async step(seqs: SequenceHandle[]): Promise<(number | null)[]> {
     // The server promises one step at a time on live sequences; breaking that is a scheduler bug.
     if (this.stepping) throw new Error('FakeEngine: overlapping step() calls');
     const batch = seqs.map((s) => this.liveSequence(s));
@@ -124,7 +130,13 @@ export class FakeEngine implements ServeEngine {
       this.stepsByBatchSize.set(batch.length, (this.stepsByBatchSize.get(batch.length) ?? 0) + 1);
       const delay = this.options.stepDelayMs + this.options.perSequenceMs * batch.length;
       if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
-      return batch.map((seq) => seq.replyIds[seq.generated++] ?? FAKE_EOS);
+      return batch.map((seq) => {
+        if (seq.prefillStepsLeft > 0) {
+          seq.prefillStepsLeft--;
+          return null;
+        }
+        return seq.replyIds[seq.generated++] ?? FAKE_EOS;
+      });
     } finally {
       this.stepping = null;
     }

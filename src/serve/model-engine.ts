@@ -8,7 +8,7 @@ import type { PromptTemplate } from '../data/templates.ts';
 import { templateFromSpec } from '../data/templates.ts';
 import { createTextStreamer, type HfTokenizer } from '../io/tokenizer.ts';
 import type { ChatPipeline } from '../infer/pipeline.ts';
-import type { Sequence, SequenceDecoder } from '../infer/sequences.ts';
+import { SequenceDecoder, type Sequence, type StepTokens } from '../infer/sequences.ts';
 import type { DecoderModel, LoraLookup } from '../models/decoder.ts';
 import type { LoraAdapter } from '../peft/adapter.ts';
 import { loadAdapter, readAdapterMeta } from '../peft/io.ts';
@@ -21,6 +21,19 @@ interface ServedAdapter {
   template: PromptTemplate;
 }
 
+/**
+ * Prompt tokens a sequence prefills per step: long prompts are fed between the running streams'
+ * tokens instead of stalling them for the whole prefill (vLLM's chunked prefill, per sequence).
+ */
+export const DEFAULT_PREFILL_CHUNK = 128;
+
+export interface ServeEngineOptions {
+  /** Longest prompt + completion served (bounds each sequence's KV cache); default min(model, 4096). */
+  maxContext?: number;
+  /** Prompt tokens one sequence prefills per step (DEFAULT_PREFILL_CHUNK). */
+  prefillChunk?: number;
+}
+
 export class ModelServeEngine implements ServeEngine {
   private readonly adapters = new Map<string, ServedAdapter>();
   private readonly live = new Map<number, Sequence>();
@@ -29,16 +42,22 @@ export class ModelServeEngine implements ServeEngine {
   private readonly decoder: SequenceDecoder;
   private readonly baseTemplate: PromptTemplate;
 
+  readonly maxContext: number;
+
   constructor(
     pipeline: ChatPipeline,
     readonly baseModelId: string,
-    /** Longest prompt + completion served (bounds each sequence's KV cache). */
-    readonly maxContext: number = Math.min(pipeline.model.config.maxPositionEmbeddings, 4096),
+    options: ServeEngineOptions = {},
   ) {
     if (pipeline.adapter) throw new Error('serve the base model; adapters are loaded per name');
     this.model = pipeline.model;
     this.tokenizer = pipeline.tokenizer;
-    this.decoder = pipeline.decoder;
+    this.maxContext =
+      options.maxContext ?? Math.min(pipeline.model.config.maxPositionEmbeddings, 4096);
+    this.decoder = new SequenceDecoder(this.model, {
+      maxContext: this.maxContext,
+      prefillChunk: options.prefillChunk ?? DEFAULT_PREFILL_CHUNK,
+    });
     this.baseTemplate = pipeline.template;
   }
 
@@ -102,7 +121,7 @@ export class ModelServeEngine implements ServeEngine {
     return { id: seq.id };
   }
 
-  async step(handles: SequenceHandle[]): Promise<number[]> {
+  async step(handles: SequenceHandle[]): Promise<StepTokens> {
     return this.decoder.step(handles.map((h) => this.sequence(h)));
   }
 

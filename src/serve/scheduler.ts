@@ -173,7 +173,7 @@ export class Scheduler {
   private async stepOnce(): Promise<void> {
     const batch = [...this.active];
     for (const entry of batch) this.stepping.add(entry);
-    let tokens: number[] | undefined;
+    let tokens: (number | null)[] | undefined;
     let failure: unknown;
     try {
       tokens = await this.engine.step(batch.map((e) => e.seq!));
@@ -191,7 +191,7 @@ export class Scheduler {
       if (entry.done) return;
       if (entry.cancelReason !== undefined) this.settle(entry, entry.cancelReason, null);
       else if (failure !== undefined) this.settle(entry, failure, null);
-      else this.deliver(entry, tokens![i]!);
+      else if (tokens![i] !== null) this.deliver(entry, tokens![i]!); // null: still prefilling
     });
   }
 

@@ -29,8 +29,11 @@ async function greedy(
 ): Promise<{ ids: number[][]; logits: Float32Array[][] }> {
   const seqs = prompts.map((p) => decoder.start(p.prompt_ids));
   const logits: Float32Array[][] = prompts.map(() => []);
-  for (let step = 0; step < 12; step++) {
-    await decoder.step(seqs, { onLogits: (seq, l) => logits[seqs.indexOf(seq)]!.push(l) });
+  // 12 new tokens each; a sequence prefilling in chunks gets its first one a few steps later.
+  let active = seqs;
+  while (active.length > 0) {
+    await decoder.step(active, { onLogits: (seq, l) => logits[seqs.indexOf(seq)]!.push(l) });
+    active = active.filter((s) => s.tokens.length < s.promptLength + 12);
   }
   for (const s of seqs) decoder.release(s);
   return { ids: seqs.map((s) => s.tokens), logits };
@@ -55,4 +58,17 @@ test('greedy KV-cache generation matches transformers, one prompt at a time', as
 
 test('batched decoding of prompts of different lengths gives the same ids and logits', async () => {
   check(await greedy(new SequenceDecoder(model), golden.prompts), [0, 1]);
+});
+
+test('chunked prefill (3 prompt tokens a step) gives the same ids and logits', async () => {
+  const decoder = new SequenceDecoder(model, { prefillChunk: 3 });
+  assert.ok(
+    golden.prompts.every((p) => p.prompt_ids.length > 3),
+    'prompts span several chunks',
+  );
+  check(await greedy(decoder, golden.prompts), [0, 1]);
+  // One sequence alone: its first steps return no token.
+  const seq = decoder.start(golden.prompts[0]!.prompt_ids);
+  assert.deepEqual(await decoder.step([seq]), [null]);
+  decoder.release(seq);
 });

@@ -48,6 +48,31 @@ test('onToken returning false ends the job with stop', async () => {
   assert.deepEqual(outcome, { finishReason: 'stop', completionTokens: 3 });
 });
 
+test('steps that only prefill a prompt chunk deliver no token, and others keep streaming', async () => {
+  const engine = new FakeEngine({ reply: () => 'abc', prefillChunk: 1 });
+  const scheduler = new Scheduler(engine, { maxBatch: 2, maxQueue: 2 });
+  const short = job(engine); // 'hi': 2 prompt tokens, 1 prefill-only step
+  const long: GenerationJob & { tokens: number[] } = {
+    ...job(engine),
+    sequence: { ...job(engine).sequence, promptIds: engine.encodeText('a long prompt') },
+  };
+  const order: string[] = [];
+  const record = (name: string, j: GenerationJob) => {
+    const onToken = j.onToken;
+    j.onToken = (id) => (order.push(name), onToken(id));
+  };
+  record('short', short);
+  record('long', long);
+  const outcomes = await Promise.all([scheduler.submit(short), scheduler.submit(long)]);
+  assert.deepEqual(outcomes, [
+    { finishReason: 'stop', completionTokens: 4 },
+    { finishReason: 'stop', completionTokens: 4 },
+  ]);
+  assert.equal(String.fromCodePoint(...long.tokens), 'abc');
+  // The short request streamed its whole reply while the long prompt was still prefilling.
+  assert.deepEqual(order.slice(0, 3), ['short', 'short', 'short']);
+});
+
 test('jobs submitted together are decoded in one batch, capped at maxBatch', async () => {
   const engine = new FakeEngine({ reply: () => 'abcd', stepDelayMs: 1 });
   const scheduler = new Scheduler(engine, { maxBatch: 3, maxQueue: 10 });

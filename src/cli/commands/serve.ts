@@ -1,6 +1,6 @@
 /** `loraforge serve`: the OpenAI-compatible HTTP server with per-request LoRA adapters. */
 import type { Command } from 'commander';
-import { ModelServeEngine } from '../../serve/model-engine.ts';
+import { DEFAULT_PREFILL_CHUNK, ModelServeEngine } from '../../serve/model-engine.ts';
 import { createServer } from '../../serve/server.ts';
 import { LoraforgeError } from '../../util/errors.ts';
 import { addDeviceOptions, loadPipeline, parseInteger } from '../options.ts';
@@ -20,6 +20,7 @@ interface ServeFlags {
   routeModel?: string;
   maxBatch: number;
   maxQueue: number;
+  prefillChunk: number;
   servedModelName?: string;
 }
 
@@ -56,6 +57,12 @@ export function registerServe(program: Command): void {
     .option('--served-model-name <name>', 'name of the base model in /v1/models (default: --model)')
     .option('--max-batch <n>', 'sequences decoded together per step', parseInteger, 8)
     .option(
+      '--prefill-chunk <n>',
+      'prompt tokens a request prefills per step, so long prompts do not stall running streams',
+      parseInteger,
+      DEFAULT_PREFILL_CHUNK,
+    )
+    .option(
       '--max-queue <n>',
       'requests waiting beyond the running ones before 429',
       parseInteger,
@@ -64,7 +71,9 @@ export function registerServe(program: Command): void {
   addDeviceOptions(cmd);
   cmd.action(async (flags: ServeFlags) => {
     const pipeline = await loadPipeline({ ...flags, adapter: undefined });
-    const engine = new ModelServeEngine(pipeline, flags.servedModelName ?? flags.model);
+    const engine = new ModelServeEngine(pipeline, flags.servedModelName ?? flags.model, {
+      prefillChunk: flags.prefillChunk,
+    });
     for (const spec of flags.adapter) {
       const eq = spec.indexOf('=');
       await engine.loadAdapter(spec.slice(0, eq), spec.slice(eq + 1));
