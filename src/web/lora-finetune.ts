@@ -16,26 +16,40 @@ import type { Batch } from '../data/batch.ts';
 import type { DecoderModel, ModelInput } from '../models/decoder.ts';
 import { LoraAdapter } from '../peft/adapter.ts';
 import { makeLoraConfig } from '../peft/config.ts';
-import { LrSchedule } from '../train/schedule.ts';
+import { LrSchedule, type ScheduleName } from '../train/schedule.ts';
 import { createTrainerOptimizer } from '../train/trainer-optimizer.ts';
 
 export interface FineTuneOptions {
   steps: number;
   batchSize: number;
-  /** Peak learning rate of the cosine schedule. */
+  /** Peak learning rate. */
   learningRate: number;
+  /** LoRA rank r (alpha is 2r, as in the demo). */
   rank: number;
+  /** Tokens kept of each example, prompt included (the rest is cut off, as `cutoff_len` does). */
+  cutoffLen: number;
+  /** Learning-rate schedule; the warmup (5% of the steps) applies to all but `constant`. */
+  schedule: ScheduleName;
   seed: number;
   /** Called after every step with its training loss. */
   onStep?: (step: number, loss: number) => void;
 }
 
-/** The demo's settings (examples/identity.yaml), fewer steps: software WebGPU is slow. */
-export const DEFAULT_FINETUNE: FineTuneOptions = {
-  steps: 12,
-  batchSize: 8,
-  learningRate: 2e-3,
+/**
+ * The page's recipe, small enough for a software WebGPU adapter (about a minute on lavapipe):
+ * 40 steps of 4 examples cut to 32 tokens, at a constant 5e-3. With the name-first identity
+ * records (dataset-text.ts) the tiny model answers 你是谁？ with 我是 小李，由 小张 开发… for every
+ * loader seed tried on the CPU backend (21 of 21); the demo's recipe (all 90 records, full length,
+ * cosine at 2e-3) needs hundreds of steps, and 16 to 32 steps of this one get the name for only
+ * some seeds. Trained on identity records alone, the tiny model forgets some arithmetic.
+ */
+export const DEFAULT_FINETUNE: Readonly<FineTuneOptions> = {
+  steps: 40,
+  batchSize: 4,
+  learningRate: 5e-3,
   rank: 8,
+  cutoffLen: 32,
+  schedule: 'constant',
   seed: 42,
 };
 const WARMUP_RATIO = 0.05;
@@ -62,7 +76,7 @@ export async function fineTuneLora(
   opts: FineTuneOptions,
 ): Promise<FineTuneResult> {
   const { examples } = encodeExamples(conversations, template, {
-    cutoffLen: 256,
+    cutoffLen: opts.cutoffLen,
     trainOnPrompt: false,
   });
   const loader = new DataLoader(examples, {
@@ -82,7 +96,7 @@ export async function fineTuneLora(
   });
   const optimizer = createTrainerOptimizer(backend, params, {});
   const schedule = new LrSchedule({
-    name: 'cosine',
+    name: opts.schedule,
     lr: opts.learningRate,
     totalSteps: opts.steps,
     warmupRatio: WARMUP_RATIO,

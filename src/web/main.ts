@@ -1,18 +1,26 @@
 /**
  * The browser page (web/index.html): loads a model folder (the shipped tiny model or one the user
  * picks), chats with it greedily and fine-tunes a LoRA on the identity dataset, all on WebGPU.
- * Element ids are the page's contract with test/web (the end-to-end test drives them).
+ * Element ids are the page's contract with test/web (the end-to-end test drives them); the URL
+ * query overrides the recipe and the adapter choice (page-options.ts).
  */
 import { setBackend } from '../engine/tensor.ts';
 import { WebGpuBackend } from '../engine/webgpu/backend.ts';
+import { WebGpuKernels } from '../engine/webgpu/kernels.ts';
 import { createTemplate, type PromptTemplate } from '../data/templates.ts';
 import { stripBom } from '../data/text.ts';
 import { LoraAdapter } from '../peft/adapter.ts';
-import { conversationsFromText } from './dataset-text.ts';
+import { conversationsFromText, nameFirst } from './dataset-text.ts';
 import { greedyReply } from './greedy.ts';
 import { loadModelFiles, type LoadedModel } from './load-model.ts';
-import { DEFAULT_FINETUNE, fineTuneLora, type FineTuneOptions } from './lora-finetune.ts';
+import { fineTuneLora } from './lora-finetune.ts';
 import { filesAtUrl, pickedFiles, type ModelFiles } from './model-files.ts';
+import {
+  describeRecipe,
+  pageOptions,
+  type FeatureLevel,
+  type PageOptions,
+} from './page-options.ts';
 
 /** Served from the repository root, the page sits in web/. */
 const SHIPPED_MODEL = new URL('../assets/tiny-chat/', location.href).href;
@@ -20,32 +28,59 @@ const IDENTITY_DATA = new URL('../examples/identity.json', location.href).href;
 const IDENTITY = { name: '小李', author: '小张' };
 const MAX_NEW_TOKENS = 64;
 
-/** `?steps=6&batch=4` shortens the fine-tune (software WebGPU takes ~20 s per step of 4). */
-function fineTuneOptions(): FineTuneOptions {
-  const query = new URLSearchParams(location.search);
-  const number = (key: string, fallback: number) => Number(query.get(key) ?? fallback);
-  return {
-    ...DEFAULT_FINETUNE,
-    steps: number('steps', DEFAULT_FINETUNE.steps),
-    batchSize: number('batch', DEFAULT_FINETUNE.batchSize),
-  };
-}
-
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const status = $('status');
+const adapterLine = $('adapter');
 const reply = $('reply');
 const lossLog = $('loss-log');
 const busyControls = ['load-shipped', 'pick-folder', 'ask', 'finetune'].map((id) =>
   $<HTMLButtonElement | HTMLInputElement>(id),
 );
 
+let options: PageOptions | undefined;
 let loaded: (LoadedModel & { template: PromptTemplate }) | undefined;
 let adapter: LoraAdapter | undefined;
 let backendReady: Promise<void> | undefined;
 
-function useWebGpu(): Promise<void> {
-  backendReady ??= WebGpuBackend.create().then((backend) => setBackend(backend));
+function useWebGpu(first: FeatureLevel): Promise<void> {
+  backendReady ??= createKernels(first).then(
+    ({ kernels, featureLevel }) => {
+      setBackend(new WebGpuBackend(kernels));
+      const { adapterInfo, shaderF16, subgroups } = kernels.context;
+      // The test reads the JSON; people read the line.
+      adapterLine.dataset.info = JSON.stringify({
+        ...adapterInfo,
+        featureLevel,
+        shaderF16,
+        subgroups,
+      });
+      const name =
+        adapterInfo.description ||
+        [adapterInfo.vendor, adapterInfo.architecture].filter(Boolean).join(' ');
+      adapterLine.textContent = `WebGPU adapter: ${name || 'unnamed'} (${featureLevel})`;
+    },
+    (err: unknown) => {
+      backendReady = undefined; // let the next load try again
+      throw err;
+    },
+  );
   return backendReady;
+}
+
+/** A core adapter, else a compatibility-mode one (only the latter when asked for it first). */
+async function createKernels(
+  first: FeatureLevel,
+): Promise<{ kernels: WebGpuKernels; featureLevel: FeatureLevel }> {
+  const order: FeatureLevel[] = first === 'core' ? ['core', 'compatibility'] : ['compatibility'];
+  let error: unknown;
+  for (const featureLevel of order) {
+    try {
+      return { kernels: await WebGpuKernels.create({ featureLevel }), featureLevel };
+    } catch (err) {
+      error ??= err;
+    }
+  }
+  throw error;
 }
 
 /** Runs one user action with the controls disabled; errors go to the status line. */
@@ -67,7 +102,8 @@ async function run(what: string, action: () => Promise<string>): Promise<void> {
 }
 
 async function load(files: ModelFiles): Promise<string> {
-  await useWebGpu();
+  if (!options) throw new Error('the page options are invalid');
+  await useWebGpu(options.featureLevel);
   adapter?.dispose();
   adapter = undefined;
   loaded?.model.dispose();
@@ -91,34 +127,38 @@ async function ask(): Promise<string> {
 }
 
 async function fineTune(): Promise<string> {
-  if (!loaded) throw new Error('load a model first');
+  if (!loaded || !options) throw new Error('load a model first');
   const response = await fetch(IDENTITY_DATA);
   if (!response.ok) throw new Error(`${IDENTITY_DATA}: HTTP ${response.status}`);
-  const conversations = conversationsFromText(
-    stripBom(await response.text()),
-    'identity.json',
-    IDENTITY,
-  );
+  const records = conversationsFromText(stripBom(await response.text()), 'identity.json', IDENTITY);
+  const conversations = options.data === 'name-first' ? nameFirst(records, IDENTITY) : records;
   adapter?.dispose();
+  adapter = undefined;
   LoraAdapter.detach(loaded.model);
-  lossLog.textContent = '';
+  lossLog.textContent = `${conversations.length} records\n`;
   const started = performance.now();
-  const options = fineTuneOptions();
+  let last = started;
   const result = await fineTuneLora(
     loaded.model,
     loaded.tokenizer,
     loaded.template,
     conversations,
     {
-      ...options,
-      onStep: (step, loss) => (lossLog.textContent += `step ${step} loss ${loss.toFixed(4)}\n`),
+      ...options.fineTune,
+      onStep: (step, loss) => {
+        const now = performance.now();
+        const seconds = ((now - last) / 1000).toFixed(1);
+        lossLog.textContent += `step ${step} loss ${loss.toFixed(4)} (${seconds} s)\n`;
+        last = now;
+      },
     },
   );
   adapter = result.adapter;
   const [before, after] = [result.losses[0]!, result.firstBatchLossAfter];
   lossLog.textContent += `first batch: loss ${before.toFixed(4)} before, ${after.toFixed(4)} after\n`;
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
-  return `fine-tuned ${options.steps} steps in ${seconds} s (${IDENTITY.name} / ${IDENTITY.author})`;
+  const { steps } = options.fineTune;
+  return `fine-tuned ${steps} steps in ${seconds} s (${IDENTITY.name} / ${IDENTITY.author})`;
 }
 
 $('load-shipped').addEventListener('click', () =>
@@ -131,5 +171,14 @@ $<HTMLInputElement>('pick-folder').addEventListener('change', (event) => {
 });
 $('ask').addEventListener('click', () => run('generating', ask));
 $('finetune').addEventListener('click', () => run('fine-tuning', fineTune));
-status.textContent = navigator.gpu ? 'load a model' : 'this browser has no WebGPU (navigator.gpu)';
-status.dataset.state = 'ready';
+try {
+  options = pageOptions(location.search);
+  $('recipe').textContent = describeRecipe(options);
+  status.textContent = navigator.gpu
+    ? 'load a model'
+    : 'this browser has no WebGPU (navigator.gpu)';
+  status.dataset.state = 'ready';
+} catch (err) {
+  status.textContent = `error: ${(err as Error).message}`;
+  status.dataset.state = 'error';
+}

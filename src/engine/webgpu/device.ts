@@ -28,6 +28,12 @@ export interface AcquireOptions {
   powerPreference?: GPUPowerPreference;
   /** Dawn toggles for Node, e.g. `['backend=vulkan']`; ignored in browsers. */
   dawnFlags?: string[];
+  /**
+   * `'compatibility'` also accepts adapters that only offer WebGPU's compatibility mode, such as
+   * Chromium's OpenGL ES adapter (how a page reaches Mesa's lavapipe, through ANGLE); the default
+   * asks for a core adapter.
+   */
+  featureLevel?: 'core' | 'compatibility';
 }
 
 const WANTED_LIMITS = [
@@ -51,7 +57,10 @@ export async function acquireWebGpu(options: AcquireOptions = {}): Promise<WebGp
   let gpu: GPU | undefined = await findGpu(options.dawnFlags ?? []);
   // Dawn rejects (rather than resolving null) when a requested backend or adapter is missing.
   const adapter = await gpu
-    .requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' })
+    .requestAdapter({
+      powerPreference: options.powerPreference ?? 'high-performance',
+      ...(options.featureLevel ? { featureLevel: options.featureLevel } : {}),
+    })
     .catch((err: Error) => {
       throw noAdapter(`: ${err.message.split('\n')[0]}`);
     });
