@@ -13,15 +13,16 @@
  * for lavapipe is dropped. Tried without success: --use-vulkan=native, --ignore-gpu-blocklist,
  * --disable-gpu-sandbox, --no-sandbox, --enable-features=Vulkan,VulkanFromANGLE,DefaultANGLEVulkan,
  * --use-angle=vulkan (ANGLE then runs on lavapipe, WebGPU still on SwiftShader),
- * --disable-vulkan-fallback-to-gl-for-testing (no adapter at all), VK_ICD_FILENAMES /
- * VK_DRIVER_FILES, --use-webgpu-adapter=default, --use-gl=egl / --use-angle=gl (no GPU process).
+ * --disable-vulkan-fallback-to-gl-for-testing (with the ANGLE flags: no adapter at all),
+ * VK_ICD_FILENAMES / VK_DRIVER_FILES, --use-webgpu-adapter=default, --use-gl=egl and
+ * --use-angle=gl (no GPU process at all).
  * What works: --use-webgpu-adapter=opengles and a page that asks for a *compatibility-mode*
  * adapter (?featureLevel=compatibility): Dawn's OpenGL ES backend on ANGLE, with ANGLE on Vulkan
  * (--use-angle=vulkan) and the Vulkan loader pointed at lavapipe (VK_ICD_FILENAMES), so WebGPU runs
  * on lavapipe, under two translation layers. On this project's 2-core machine a training step of
- * 4 examples takes about 1.5 s there and about 20 s on SwiftShader (and a reply ~4 s against
- * ~40 s), so the test uses lavapipe and asserts that it did (the adapter's description names
- * llvmpipe, lavapipe's device).
+ * the page's recipe (4 examples of at most 32 tokens) takes about 1.4 s there and about 11 s on
+ * SwiftShader, a reply about 4 s against 25 s, so the test uses lavapipe and asserts that it did
+ * (the adapter's description names llvmpipe, lavapipe's device).
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
