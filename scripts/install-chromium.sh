@@ -23,9 +23,20 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
+# Where scripts/install-lavapipe.sh added the backports suite, prefer it for Chromium's Mesa
+# dependencies (libgbm1 ...), so they match the backported Mesa rather than bookworm's 22.x
+# (chromium itself is not in backports and still comes from the main or security suite).
+# shellcheck disable=SC1091
+. /etc/os-release
+target=""
+if [ -f /etc/apt/sources.list.d/debian-backports.sources ]; then
+  target="-t ${VERSION_CODENAME:-bookworm}-backports"
+fi
+
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
-apt-get install -y --no-install-recommends chromium
+# shellcheck disable=SC2086
+apt-get install -y --no-install-recommends $target chromium
 
 version="$(installed_version)"
 if [ -z "$version" ] || [ ! -x "$CHROMIUM" ]; then
