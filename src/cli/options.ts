@@ -10,7 +10,10 @@ import { ProgressBar } from '../util/progress.ts';
 export function addDeviceOptions(cmd: Command): Command {
   return cmd
     .addOption(
-      new Option('--device <device>', 'compute device')
+      new Option(
+        '--device <device>',
+        'compute device: auto (a hardware GPU through WebGPU if there is one, else the CPU), cpu, or webgpu (any adapter, software ones included)',
+      )
         .choices(['cpu', 'webgpu', 'auto'])
         .default('auto'),
     )

@@ -1,17 +1,19 @@
 /** Picks and activates the compute backend for a command (`--device`, `--threads`). */
+import { readdirSync } from 'node:fs';
 import { LoraforgeError } from '../util/errors.ts';
 import type { Backend } from './backend.ts';
 import { CpuBackend } from './cpu/backend.ts';
 import { setBackend } from './tensor.ts';
 import { WebGpuBackend } from './webgpu/backend.ts';
+import { hasHardwareGpu } from './webgpu/device.ts';
 
 export type DeviceName = 'cpu' | 'webgpu' | 'auto';
 
 export interface BackendOptions {
   /**
-   * `auto` (default) is the CPU for now: training and decoding run on WebGPU (`webgpu`), but
-   * only on lavapipe so far; auto should pick a hardware adapter once a real GPU has run the
-   * golden tests and a benchmark.
+   * `auto` (default): WebGPU when it finds a hardware GPU adapter, else the CPU. Software
+   * adapters (lavapipe, SwiftShader) are only used when asked for with `webgpu`: they run the
+   * kernels on the CPU, far slower than the wasm backend.
    */
   device?: DeviceName;
   /** CPU worker threads including the main one (default: all cores). */
@@ -19,6 +21,22 @@ export interface BackendOptions {
 }
 
 let active: { key: string; backend: Backend } | undefined;
+
+/**
+ * False on a Linux machine without any GPU device node (DRM render nodes, NVIDIA's devices):
+ * there Dawn could only find a software adapter, so `auto` skips loading it (and its warnings).
+ */
+function mayHaveGpu(): boolean {
+  if (process.platform !== 'linux') return true;
+  const has = (dir: string, prefix: string) => {
+    try {
+      return readdirSync(dir).some((name) => name.startsWith(prefix));
+    } catch {
+      return false;
+    }
+  };
+  return has('/dev/dri', 'renderD') || has('/dev', 'nvidia');
+}
 
 /**
  * Activates the backend for these options. Asking again with the same options returns the same
@@ -32,7 +50,8 @@ export async function selectBackend(opts: BackendOptions = {}): Promise<Backend>
   if (device !== 'cpu' && device !== 'webgpu' && device !== 'auto') {
     throw new LoraforgeError(`unknown device "${device}"`, 'use --device cpu, webgpu or auto');
   }
-  const gpu = device === 'webgpu';
+  const gpu =
+    device === 'webgpu' || (device === 'auto' && mayHaveGpu() && (await hasHardwareGpu()));
   const backend = gpu
     ? await WebGpuBackend.create()
     : await CpuBackend.create({ threads: opts.threads });

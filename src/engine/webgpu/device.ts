@@ -91,6 +91,35 @@ export async function acquireWebGpu(options: AcquireOptions = {}): Promise<WebGp
   };
 }
 
+/**
+ * Whether an adapter is a hardware GPU: not a software rasterizer such as Mesa's lavapipe or
+ * Chromium's SwiftShader, which run WGSL on the CPU far slower than the wasm CPU backend. Dawn
+ * marks those as fallback adapters and reports their architecture as "software".
+ */
+export function isHardwareAdapter(info: {
+  isFallbackAdapter?: boolean;
+  architecture?: string;
+  description?: string;
+}): boolean {
+  if (info.isFallbackAdapter) return false;
+  if (info.architecture === 'software') return false;
+  return !/llvmpipe|lavapipe|swiftshader|softpipe/i.test(info.description ?? '');
+}
+
+/**
+ * Looks for a hardware GPU adapter without creating a device (what `--device auto` asks);
+ * false when WebGPU is unavailable, finds no adapter, or finds only a software one.
+ */
+export async function hasHardwareGpu(): Promise<boolean> {
+  try {
+    const gpu = await findGpu([]);
+    const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+    return adapter !== null && isHardwareAdapter(adapter.info);
+  } catch {
+    return false;
+  }
+}
+
 function noAdapter(detail: string): LoraforgeError {
   return new LoraforgeError(
     `WebGPU: no GPU adapter found${detail}`,
