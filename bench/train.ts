@@ -12,6 +12,7 @@
  *                      AdamW, zero grads), as HF's loop and Trainer do; reported as trainer*
  *   --max-seconds S    stop a timed phase after S seconds (at least one step after the warm-up)
  *   --progress         with --json, the progress lines go to stderr
+ *   --dropout P        LoRA dropout (default 0, as in HF's reference setup)
  */
 import { CpuBackend } from '../src/engine/cpu/backend.ts';
 import type { Backend } from '../src/engine/backend.ts';
@@ -27,6 +28,7 @@ import { WasmRuntime } from '../src/engine/cpu/runtime.ts';
 import { parseDecoderConfig } from '../src/models/config.ts';
 import { readModelConfig } from '../src/io/hf-folder.ts';
 import { fmaCeilingGflops, loraStepFlops } from './flops.ts';
+import { Rng } from '../src/util/rng.ts';
 import {
   argValue,
   emitJson,
@@ -51,6 +53,7 @@ const modelArg = process.argv.includes('--model')
 const withBaseline = !process.argv.includes('--no-baseline');
 const withUpdate = process.argv.includes('--optimizer');
 const maxSeconds = argValue('--max-seconds', Infinity);
+const loraDropout = argValue('--dropout', 0);
 const progress = (line: string): void => {
   if (jsonMode && process.argv.includes('--progress')) console.error(line);
   else say(line);
@@ -100,11 +103,14 @@ async function measure(
   const vocab = model.config.vocabSize;
   const adapter = LoraAdapter.create(
     model,
-    makeLoraConfig({ r: 8, loraAlpha: 16, loraDropout: 0, targetModules: 'all-linear' }),
+    makeLoraConfig({ r: 8, loraAlpha: 16, loraDropout, targetModules: 'all-linear' }),
     0,
   );
   adapter.attach(model);
   adapter.setTrainable(true);
+  // As the Trainer does: each LoRA projection's dropout mask gets its own seed.
+  const seeds = new Rng(0);
+  model.dropoutSeeds = () => seeds.nextU32();
   const wrap = Math.min(150000, vocab - 1);
   const ids = Int32Array.from({ length: BATCH * SEQ }, (_, i) => 1 + ((i * 7919) % wrap));
   const labels = ids.map((id, i) => (i % SEQ < PROMPT ? -100 : id));
@@ -151,7 +157,7 @@ async function measure(
 }
 
 say(
-  `LoRA r=8 all-linear, batch ${BATCH}x${SEQ} (${PROMPT} prompt positions masked), bf16 frozen weights`,
+  `LoRA r=8 all-linear (dropout ${loraDropout}), batch ${BATCH}x${SEQ} (${PROMPT} prompt positions masked), bf16 frozen weights`,
 );
 const cpu = (t: number) => () => CpuBackend.create({ threads: t });
 let gpuInfo: Record<string, unknown> | undefined;
@@ -208,6 +214,7 @@ const result = {
   batch: BATCH,
   seq: SEQ,
   maskedPositions: PROMPT,
+  loraDropout,
   secondsPerStep: main.secondsPerStep,
   tokensPerSecond: tokens / main.secondsPerStep,
   firstStepSeconds: main.firstStep,

@@ -127,8 +127,11 @@ export interface Kernels {
   axpby(x: Operand, y: Operand, n: number, alpha: number, beta: number): void;
   /** out = a + b over n f32 elements. */
   add(a: Operand, b: Operand, out: Operand, n: number): void;
-  /** out = a * b over n f32 elements. */
-  mul(a: Operand, b: Operand, out: Operand, n: number): void;
+  /**
+   * LoRA dropout over n f32 elements: out = x / (1 - p), or 0 where the mask drawn from `seed`
+   * drops the element (engine/dropout.ts); out may be x. The same seed redraws the same mask.
+   */
+  dropout(x: Operand, out: Operand, n: number, p: number, seed: number): void;
   fill(x: Operand, n: number, value: number): void;
   /** Sums rows of x [rows, cols] into out [cols] (accumulating). */
   sumRows(x: Operand, out: Operand, rows: number, cols: number): void;

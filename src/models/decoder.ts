@@ -14,6 +14,7 @@ import { lmHeadLoss, type LmHeadLossResult } from '../engine/ops/lm-head-loss.ts
 import { loraLinear, type LoraWeights } from '../engine/ops/lora-linear.ts';
 import { rmsNorm } from '../engine/ops/norm.ts';
 import { rope } from '../engine/ops/rope.ts';
+import { needsGrad } from '../engine/tape.ts';
 import { Tensor } from '../engine/tensor.ts';
 import type { DecoderConfig } from './config.ts';
 import type { KVCache } from './kv-cache.ts';
@@ -61,7 +62,8 @@ export interface ModelInput {
 export type LoraLookup = (modulePath: string) => LoraWeights | null;
 
 /** Makes the dropout mask of a LoRA input (entries 0 or 1/(1-p)), or null when not training. */
-export type DropoutMaskFactory = (p: number, shape: readonly number[]) => Tensor | null;
+/** Draws the seed of one LoRA dropout mask (engine/dropout.ts); set by the trainer. */
+export type DropoutSeeds = () => number;
 
 /** HF's module path of a projection, e.g. model.layers.3.self_attn.q_proj. */
 export function projectionPath(layer: number, name: ProjectionName): string {
@@ -71,7 +73,8 @@ export function projectionPath(layer: number, name: ProjectionName): string {
 }
 
 export class DecoderModel {
-  dropoutMask: DropoutMaskFactory = () => null;
+  /** Null outside training: LoRA dropout is off at inference. */
+  dropoutSeeds: DropoutSeeds | null = null;
   /** RoPE inverse frequencies [headDim/2] (rope_scaling applied), uploaded with each forward. */
   readonly ropeInvFreq: Float32Array;
 
@@ -256,7 +259,10 @@ export class DecoderModel {
       p.weight,
       p.bias,
       p.lora,
-      p.lora.dropout > 0 ? this.dropoutMask(p.lora.dropout, x.shape) : null,
+      // Dropout only while training (gradients recorded), as model.train() / model.eval() in PyTorch.
+      p.lora.dropout > 0 && this.dropoutSeeds && needsGrad(p.lora.a, p.lora.b)
+        ? { p: p.lora.dropout, seed: this.dropoutSeeds() }
+        : null,
     );
   }
 

@@ -143,18 +143,11 @@ export class Trainer {
       warmupRatio: args.warmupRatio,
     });
     this.rng = new Rng(args.seed);
-    model.dropoutMask = (p, shape) => this.dropoutMask(p, shape);
+    model.dropoutSeeds = () => this.rng.nextU32();
   }
 
   private log(message: string): void {
     (this.opts.log ?? ((m: string) => process.stderr.write(`${m}\n`)))(message);
-  }
-
-  private dropoutMask(p: number, shape: readonly number[]): Tensor {
-    const mask = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    const keep = 1 / (1 - p);
-    for (let i = 0; i < mask.length; i++) mask[i] = this.rng.uniform() < p ? 0 : keep;
-    return Tensor.from(mask, shape);
   }
 
   /** One micro-batch: forward, loss, backward of loss / accumulation. Returns the loss. */

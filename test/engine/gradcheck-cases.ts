@@ -140,10 +140,11 @@ export function registerGradchecks(skip: string | false = false): void {
 
   test('LoRA linear: x, A and B gradients with frozen W, bias and dropout', { skip }, async () => {
     const [rows, inF, outF, r, s] = [6, 9, 5, 3, 1.7];
-    const mask = Float64Array.from({ length: rows * inF }, () =>
-      rng.uniform() < 0.3 ? 0 : 1 / 0.7,
-    );
-    const maskTensor = () => Tensor.from(Float32Array.from(mask), [rows, inF]);
+    const dropout = { p: 0.3, seed: 2024 };
+    // The mask the kernels draw from the seed, as the float64 reference computes it.
+    const mask = new Float64Array(rows * inF);
+    ref.dropout(new Float64Array(rows * inF).fill(1), mask, mask.length, dropout.p, dropout.seed);
+    assert.ok(mask.includes(0) && mask.some((v) => v > 1), 'some elements dropped, some kept');
     await gradcheck(
       [
         { shape: [rows, inF], data: randn([rows, inF]), grad: true },
@@ -152,7 +153,7 @@ export function registerGradchecks(skip: string | false = false): void {
         { shape: [r, inF], data: randn([r, inF]), grad: true },
         { shape: [outF, r], data: randn([outF, r]), grad: true },
       ],
-      ([x, w, b, a, bb]) => loraLinear(x!, w!, b!, { a: a!, b: bb!, scale: s }, maskTensor()),
+      ([x, w, b, a, bb]) => loraLinear(x!, w!, b!, { a: a!, b: bb!, scale: s }, dropout),
       ([x, w, b, a, bb]) => {
         const base = matmulT(x!, w!, rows, inF, outF);
         const xa = matmulT(

@@ -876,6 +876,28 @@ for (const relaxed of [false, true]) {
     }
   });
 
+  test(`${variant} dropout draws the reference mask from its seed, split over threads`, async () => {
+    const { mem, kernels, splits } = await harness(await binaryPromise);
+    for (const [n, p, seed] of [
+      [11, 0.1, 1],
+      [1001, 0.5, 0xdeadbeef],
+      [100_003, 0.05, 7],
+    ] as const) {
+      const x = f32(makeRandom(16)(n));
+      const expected = new Float32Array(n);
+      ref.dropout(x, expected, n, p, seed);
+      const xP = mem.f32(x);
+      const outP = mem.f32(n);
+      kernels.dropout(xP, outP, n, p, seed);
+      assert.deepEqual(mem.readF32(outP, n), expected, `n ${n} p ${p}`);
+      const droppedShare = expected.filter((v) => v === 0).length / n;
+      if (n > 100_000) assert.ok(Math.abs(droppedShare - p) < 0.005, `dropped ${droppedShare}`);
+      kernels.dropout(xP, xP, n, p, seed + 1); // in place, another seed: another mask
+      assert.notDeepEqual(mem.readF32(xP, n), expected);
+    }
+    assert.ok(splits.get('dropoutApply')!.length > 1);
+  });
+
   test(`${variant} swiglu, adamw and element-wise kernels match the reference`, async () => {
     const { mem, kernels } = await harness(await binaryPromise);
     for (const n of [11, 1001]) {

@@ -701,25 +701,26 @@ gpuDescribe('webgpu launches wider than one grid dimension', () => {
 });
 
 gpuDescribe('webgpu backend helper kernels', () => {
-  test('add, mul, axpby (beta 0 ignores NaN) and fill', async () => {
+  test('add, dropout (the reference mask, in place too), axpby (beta 0 ignores NaN) and fill', async () => {
     const n = 600;
     const a = randomFloats(n);
     const b = randomFloats(n);
     const [aG, bG] = [upload(a), upload(b)];
     const sum = upload(new Float32Array(n));
-    const product = upload(new Float32Array(n));
+    const dropped = upload(new Float32Array(n));
     gpu!.add(aG, bG, sum, n);
-    gpu!.mul(aG, bG, product, n);
+    gpu!.dropout(aG, dropped, n, 0.3, 12345);
     assertClose(
       await download(sum, n),
       Float32Array.from(a, (v, i) => v + b[i]!),
       'add',
     );
-    assertClose(
-      await download(product, n),
-      Float32Array.from(a, (v, i) => v * b[i]!),
-      'mul',
-    );
+    const expectedDrop = new Float32Array(n);
+    ref.dropout(a, expectedDrop, n, 0.3, 12345);
+    assert.deepEqual(await download(dropped, n), expectedDrop, 'dropout');
+    gpu!.dropout(dropped, dropped, n, 0.3, 12345); // in place: the same elements drop again
+    ref.dropout(expectedDrop, expectedDrop, n, 0.3, 12345);
+    assertClose(await download(dropped, n), expectedDrop, 'dropout in place');
     gpu!.axpby(aG, bG, n, 2, -1);
     assertClose(
       await download(bG, n),

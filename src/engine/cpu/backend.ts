@@ -290,11 +290,8 @@ class CpuKernelSet implements Kernels {
     this.wasm.add(ptrOf(a), ptrOf(b), ptrOf(out), n);
   }
 
-  mul(a: Operand, b: Operand, out: Operand, n: number): void {
-    const as = this.f32(a, n);
-    const bs = this.f32(b, n);
-    const os = this.f32(out, n);
-    for (let i = 0; i < n; i++) os[i] = as[i]! * bs[i]!;
+  dropout(x: Operand, out: Operand, n: number, p: number, seed: number): void {
+    this.wasm.dropout(ptrOf(x), ptrOf(out), n, p, seed);
   }
 
   fill(x: Operand, n: number, value: number): void {

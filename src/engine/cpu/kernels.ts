@@ -6,6 +6,8 @@
  * where a round trip to the workers would cost more than the work.
  */
 
+import { dropoutKeepScale, dropoutThreshold } from '../dropout.ts';
+
 /** Structurally a `WasmRuntime`: the main-thread instance, plus the pool when there is one. */
 export interface KernelHost {
   exports: WebAssembly.Exports;
@@ -282,6 +284,12 @@ export class CpuKernels {
   /** out = a + b (out may be a or b). */
   add(a: number, b: number, out: number, n: number): void {
     this.run('add', n, 2, [a, b, out, n]);
+  }
+
+  /** LoRA dropout of n floats under `seed` (reference-kernels.ts `dropout`); out may be x. */
+  dropout(x: number, out: number, n: number, p: number, seed: number): void {
+    const args = [x, out, n, dropoutThreshold(p), dropoutKeepScale(p), seed >>> 0];
+    this.run('dropoutApply', n, 12, args);
   }
 
   /** y += alpha * x. */

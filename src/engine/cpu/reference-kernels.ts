@@ -6,6 +6,8 @@
  * JS numbers (f64), so passing Float64Array buffers gives float64 results.
  */
 
+import { dropoutHash, dropoutKeepScale, dropoutThreshold } from '../dropout.ts';
+
 export type Floats = Float32Array | Float64Array;
 
 /** What a query with no visible key stores as its lse: makes exp(score - lse) = 0 everywhere. */
@@ -325,6 +327,13 @@ export function adamwStep(
 }
 
 /** out = a + b. */
+/** out = x / (1 - p), or 0 where dropoutHash(seed, i) < dropoutThreshold(p); out may be x. */
+export function dropout(x: Floats, out: Floats, n: number, p: number, seed: number): void {
+  const threshold = dropoutThreshold(p);
+  const keep = dropoutKeepScale(p);
+  for (let i = 0; i < n; i++) out[i] = dropoutHash(seed, i) < threshold ? 0 : x[i]! * keep;
+}
+
 export function add(a: Floats, b: Floats, out: Floats, n: number): void {
   for (let i = 0; i < n; i++) out[i] = a[i] + b[i];
 }

@@ -1,7 +1,9 @@
 /**
  * LoRA linear: y = x·Wᵀ + b + s·(drop(x)·Aᵀ)·Bᵀ with W frozen and A [r, in], B [out, r] trainable.
- * The low-rank activation x·Aᵀ [rows, r] is computed once and reused by the backward pass.
+ * The low-rank activation x·Aᵀ [rows, r] is computed once and reused by the backward pass; the
+ * dropped-out input is not kept: the backward pass redraws it from the same seed.
  */
+import type { DropoutSpec } from '../dropout.ts';
 import { record } from '../tape.ts';
 import { Tensor } from '../tensor.ts';
 import { linearBackward } from './linear.ts';
@@ -14,15 +16,15 @@ export interface LoraWeights {
 }
 
 /**
- * `dropoutMask` (same shape as x, entries 0 or 1/(1-p)) applies LoRA dropout to the adapter path
- * only, as PEFT does; null means no dropout.
+ * `dropout` applies LoRA dropout to the adapter path only, as PEFT does, with the mask drawn from
+ * its seed (engine/dropout.ts); null means no dropout.
  */
 export function loraLinear(
   x: Tensor,
   w: Tensor,
   bias: Tensor | null,
   lora: LoraWeights,
-  dropoutMask: Tensor | null = null,
+  dropout: DropoutSpec | null = null,
 ): Tensor {
   const k = kernels();
   const [rows, inFeatures] = matrixDims(x);
@@ -36,11 +38,14 @@ export function loraLinear(
     transB: true,
     bias: bias?.operand(),
   });
-  let xd = x;
-  if (dropoutMask) {
-    xd = Tensor.empty(x.shape);
-    k.mul(x.operand(), dropoutMask.operand(), xd.operand(), x.size);
-  }
+  /** drop(x): x itself without dropout; with it, a fresh tensor the caller disposes. */
+  const dropped = (): Tensor => {
+    if (!dropout) return x;
+    const xd = Tensor.empty(x.shape);
+    k.dropout(x.operand(), xd.operand(), x.size, dropout.p, dropout.seed);
+    return xd;
+  };
+  const xd = dropped();
   const xa = Tensor.empty([rows, rank]);
   k.gemm(xd.operand(), lora.a.operand(), xa.operand(), {
     m: rows,
@@ -56,6 +61,7 @@ export function loraLinear(
     alpha: lora.scale,
     beta: 1,
   });
+  if (xd !== x) xd.dispose();
 
   record(y, [x, w, bias, lora.a, lora.b], (dy) => {
     linearBackward(x, w, bias, dy, rows, inFeatures, outFeatures);
@@ -80,8 +86,9 @@ export function loraLinear(
       alpha: lora.scale,
     });
     if (lora.a.requiresGrad) {
+      const xdAgain = dropped();
       gemmIntoGrad(lora.a, (da, beta) =>
-        k.gemm(dxa.operand(), xd.operand(), da.operand(), {
+        k.gemm(dxa.operand(), xdAgain.operand(), da.operand(), {
           m: rank,
           n: inFeatures,
           k: rows,
@@ -89,13 +96,14 @@ export function loraLinear(
           beta,
         }),
       );
+      if (xdAgain !== x) xdAgain.dispose();
     }
     if (!x.requiresGrad) return;
     // linearBackward already wrote dy·W into x.grad; add the adapter path's share.
-    if (dropoutMask) {
+    if (dropout) {
       writeIntoGrad(x, (dst) => {
         k.gemm(dxa.operand(), lora.a.operand(), dst.operand(), { m: rows, n: inFeatures, k: rank });
-        k.mul(dst.operand(), dropoutMask.operand(), dst.operand(), x.size);
+        k.dropout(dst.operand(), dst.operand(), x.size, dropout.p, dropout.seed);
       });
     } else {
       gemmIntoGrad(x, (dx, beta) =>

@@ -230,8 +230,8 @@ export class WebGpuKernelSet implements Kernels {
     this.gpu.add(bufferRef(a), bufferRef(b), bufferRef(out), n);
   }
 
-  mul(a: Operand, b: Operand, out: Operand, n: number): void {
-    this.gpu.mul(bufferRef(a), bufferRef(b), bufferRef(out), n);
+  dropout(x: Operand, out: Operand, n: number, p: number, seed: number): void {
+    this.gpu.dropout(bufferRef(x), bufferRef(out), n, p, seed);
   }
 
   fill(x: Operand, n: number, value: number): void {

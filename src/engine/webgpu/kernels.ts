@@ -24,7 +24,7 @@ import { ropeApply } from './rope.ts';
 import { KernelRunner, type BufferRef } from './runner.ts';
 import { sumSquares } from './sum-squares.ts';
 import { embeddingForward, gatherRows, scatterAddRows, scatterRows, sumRows } from './rows.ts';
-import { add, axpby, convert, fill, mul, scaleByScalar } from './vector-ops.ts';
+import { add, axpby, convert, dropout, fill, scaleByScalar } from './vector-ops.ts';
 
 type Tail<F> = F extends (runner: KernelRunner, ...rest: infer R) => infer Ret
   ? (...args: R) => Ret
@@ -74,7 +74,7 @@ export class WebGpuKernels {
   scatterAddRows: Tail<typeof scatterAddRows> = (...args) => scatterAddRows(this.runner, ...args);
   sumRows: Tail<typeof sumRows> = (...args) => sumRows(this.runner, ...args);
   add: Tail<typeof add> = (...args) => add(this.runner, ...args);
-  mul: Tail<typeof mul> = (...args) => mul(this.runner, ...args);
+  dropout: Tail<typeof dropout> = (...args) => dropout(this.runner, ...args);
   axpby: Tail<typeof axpby> = (...args) => axpby(this.runner, ...args);
   fill: Tail<typeof fill> = (...args) => fill(this.runner, ...args);
   convert: Tail<typeof convert> = (...args) => convert(this.runner, ...args);

@@ -1,5 +1,5 @@
 /**
- * Small flat kernels the engine's Backend interface needs besides the heavy ones: add, mul,
+ * Small flat kernels the engine's Backend interface needs besides the heavy ones: add, dropout,
  * axpby, fill, scaling by a device scalar and dtype conversion (same semantics as the CPU
  * backend, src/engine/cpu/backend.ts).
  */
@@ -13,6 +13,7 @@ import {
 } from './elementwise.ts';
 import { advance, type BufferRef } from './buffer-ref.ts';
 import type { KernelRunner } from './runner.ts';
+import { dropoutKeepScale, dropoutThreshold } from '../dropout.ts';
 
 function binaryKernel(name: string, expression: string): KernelDef {
   return {
@@ -35,7 +36,28 @@ function binaryKernel(name: string, expression: string): KernelDef {
 }
 
 const ADD = binaryKernel('add', 'x + y');
-const MUL = binaryKernel('mul', 'x * y');
+
+/** LoRA dropout with engine/dropout.ts's hash of (seed, i); out may alias x (same binding). */
+const DROPOUT: KernelDef = {
+  key: 'dropout',
+  // `first`: index of this dispatch's element 0 in the whole tensor (the mask is over the whole).
+  params: { n: 'u32', first: 'u32', threshold: 'u32', keep: 'f32', seed: 'u32' },
+  buffers: [
+    { name: 'x', dtype: 'f32', access: 'read' },
+    { name: 'out', dtype: 'f32', access: 'read_write' },
+  ],
+  workgroupSize: [ELEMENTWISE_WORKGROUP],
+  body: `
+  ${FLAT_INDEX}
+  if (i >= P.n) { return; }
+  var h = P.seed * 0x9e3779b1u + P.first + i;
+  h = (h ^ (h >> 16u)) * 0x85ebca6bu;
+  h = (h ^ (h >> 13u)) * 0xc2b2ae35u;
+  h = h ^ (h >> 16u);
+  let value = x[P.x_off + i] * P.keep;
+  out[P.out_off + i] = select(value, 0.0, h < P.threshold);
+`,
+};
 
 const AXPBY: KernelDef = {
   key: 'axpby',
@@ -77,14 +99,26 @@ export function add(
   launchFlat(runner, ADD, { a, b, out }, n);
 }
 
-export function mul(
+export function dropout(
   runner: KernelRunner,
-  a: BufferRef,
-  b: BufferRef,
+  x: BufferRef,
   out: BufferRef,
   n: number,
+  p: number,
+  seed: number,
 ): void {
-  launchFlat(runner, MUL, { a, b, out }, n);
+  const params = { threshold: dropoutThreshold(p), keep: dropoutKeepScale(p), seed: seed >>> 0 };
+  forEachBindingChunk(runner, n, (first, count) => {
+    runner.dispatch(
+      DROPOUT,
+      {
+        x: { ref: advance(x, first * 4), elements: count },
+        out: { ref: advance(out, first * 4), elements: count },
+      },
+      { ...params, n: count, first },
+      runner.grid1d(Math.ceil(count / ELEMENTWISE_WORKGROUP)),
+    );
+  });
 }
 
 /** y = alpha * x + beta * y. */
