@@ -17,14 +17,7 @@ const files = findTests('test')
   .sort();
 const result = spawnSync(
   process.execPath,
-  [
-    '--experimental-wasm-relaxed-simd',
-    '--import',
-    'tsx',
-    '--test',
-    '--test-concurrency=1',
-    ...files,
-  ],
+  ['--import', 'tsx', '--test', '--test-concurrency=1', ...files],
   { stdio: 'inherit' },
 );
 process.exit(result.status ?? 1);
