@@ -23,13 +23,8 @@ export { WebGpuBackend } from './engine/webgpu/backend.ts';
 // ---- Models and tokenizers from bytes (fetched URLs or picked files) ----------------------------
 export { filesAtUrl, pickedFiles, type ModelFiles } from './web/model-files.ts';
 export { loadModelFiles, type LoadedModel } from './web/load-model.ts';
-export { tokenizerFromFiles, HfTokenizer, type TokenizerFiles } from './io/hf-tokenizer.ts';
-export { SafetensorsBuffer } from './io/safetensors-buffer.ts';
-export {
-  modelFromTensors,
-  type LoadModelOptions,
-  type WeightDType,
-} from './models/from-tensors.ts';
+export { HfTokenizer } from './io/hf-tokenizer.ts';
+export type { WeightDType } from './models/from-tensors.ts';
 export type { DecoderModel } from './models/decoder.ts';
 
 // ---- Prompt templates and data ------------------------------------------------------------------
