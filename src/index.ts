@@ -1,3 +1,6 @@
+// The WebGPU types (GPUDevice, GPUBuffer...) the declarations of the WebGPU backend use, from the
+// `webgpu` dependency (@webgpu/types); kept in the emitted .d.ts for users' type-checks.
+/// <reference types="webgpu" preserve="true" />
 /**
  * loraforge for Node.js: LoRA fine-tuning, generation, evaluation and serving of Hugging Face
  * causal LMs (Qwen2, Llama, Mistral) on the CPU (WebAssembly SIMD) or a GPU (WebGPU).

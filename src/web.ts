@@ -1,3 +1,6 @@
+// The WebGPU types (GPUDevice, GPUBuffer...) the declarations of the WebGPU backend use, from the
+// `webgpu` dependency (@webgpu/types); kept in the emitted .d.ts for users' type-checks.
+/// <reference types="webgpu" preserve="true" />
 /**
  * loraforge in the browser (`import { … } from 'loraforge/web'`): load a model folder from URLs
  * or picked files, chat with it and fine-tune a LoRA on WebGPU. Nothing in this module's import
