@@ -20,6 +20,7 @@ const response = await fetch(`http://${host}:${port}/v1/chat/completions`, {
     model: 'identity',
     messages: [{ role: 'user', content: 'Who are you?' }],
     max_tokens: 48,
+    temperature: 0,
   }),
 });
 const reply = (await response.json()) as { choices: { message: { content: string } }[] };

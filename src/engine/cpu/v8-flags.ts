@@ -13,13 +13,14 @@ export function prepareWasmCompiler(): void {
   // code only for later calls; a long kernel call (an LM-head GEMM takes seconds) would run entirely
   // on the baseline code. Compile everything optimized up front instead (the module is small).
   setFlagsFromString('--no-liftoff');
-  // V8 14 (Node 25+) has its wasm inliner read the call counts that Liftoff code collects; with
-  // Liftoff off there are none, and the optimizing compile of a kernel with a direct call hits a
-  // fatal CHECK ("function_feedback != feedback.feedback_for_function.end()", Node 26.12, the
-  // first generated token). V8 13 (Node 24) skips inlining without feedback instead, and V8 <= 12
-  // has wasm inlining off by default. AssemblyScript's optimizer already inlines the small helpers
-  // when the module is built, so V8's inliner is turned off only where it would crash.
-  if (V8_MAJOR >= 14) setFlagsFromString('--no-wasm-inlining');
+  // Flags set here skip the implications V8 applies to command-line flags. One of them matters:
+  // V8 14 (Node 25+; Node 24's V8 13 has it off) turns on wasm deopts, which let optimized code
+  // make speculative assumptions and fall back to the function's Liftoff frame when they fail.
+  // With Liftoff off there is no such frame, and compiling a kernel aborts the process on a
+  // fatal CHECK ("function_feedback != feedback.feedback_for_function.end()", in
+  // GetLiftoffFrameSize; Node 26.12, the first generated token; `node --no-liftoff` given on the
+  // command line does not crash). So deopts are turned off with Liftoff; inlining stays on.
+  if (V8_MAJOR >= 14) setFlagsFromString('--no-wasm-deopt');
 }
 
 /**
