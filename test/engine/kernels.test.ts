@@ -591,7 +591,10 @@ async function harness(binary: Uint8Array<ArrayBuffer>, threads = 1): Promise<Ha
   const mem = new TestMemory();
   // The same V8 settings as the runtime (relaxed SIMD is behind a flag on Node 20).
   prepareWasmCompiler();
-  assert.ok(WebAssembly.validate(binary) || supportsRelaxedSimd(binary), 'module does not validate');
+  assert.ok(
+    WebAssembly.validate(binary) || supportsRelaxedSimd(binary),
+    'module does not validate',
+  );
   const instance = await WebAssembly.instantiate(await WebAssembly.compile(binary), {
     env: { memory: mem.memory, abort: () => assert.fail('wasm abort') },
   });
