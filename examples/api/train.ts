@@ -6,7 +6,7 @@ import { train } from 'loraforge';
 import { shipped } from './shipped.ts';
 
 const outputDir = process.argv[2] ?? 'runs/api-identity';
-const steps = Number(process.argv[3] ?? 20);
+const steps = Number(process.argv[3] ?? 100); // ~15 s on 2 cores; then it answers as 小李
 
 const result = await train(
   {
@@ -19,7 +19,7 @@ const result = await train(
     max_steps: steps,
     per_device_train_batch_size: 4,
     learning_rate: 2e-3,
-    logging_steps: 1,
+    logging_steps: 10,
   },
   { onLog: (record) => console.log(JSON.stringify(record)) },
 );
