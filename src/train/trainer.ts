@@ -397,11 +397,11 @@ export class Trainer {
     const { args, train } = this.opts;
     if (!args.resumeFromCheckpoint) return false;
     const path =
-      args.resumeFromCheckpoint === true
+      args.resumeFromCheckpoint === 'latest'
         ? latestCheckpoint(args.outputDir)
         : args.resumeFromCheckpoint;
     if (!path) {
-      if (args.resumeFromCheckpoint === true) return false; // nothing saved yet: a fresh start
+      if (args.resumeFromCheckpoint === 'latest') return false; // nothing saved yet: a fresh start
       throw new LoraforgeError(`no checkpoint to resume from in ${args.outputDir}`);
     }
     const { trainerState, optimizer } = readCheckpoint(path);

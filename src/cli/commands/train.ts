@@ -1,17 +1,9 @@
 /** `loraforge train [config.yaml] [--key value ...]`: the tutorial's fine-tuning pipeline. */
 import { Option, type Command } from 'commander';
 import { relative } from 'node:path';
-import {
-  readConfigFile,
-  resolveTrainConfig,
-  TRAIN_KEYS,
-  type TrainKey,
-} from '../../train/config.ts';
+import { readConfigFile, resolveTrainConfig, TRAIN_OPTIONS } from '../../train/config.ts';
 import { runTraining } from '../../train/run.ts';
-
-function flagName(key: string): string {
-  return `--${key.replaceAll('_', '-')}`;
-}
+import { camel, flagName } from '../../util/options.ts';
 
 export function registerTrain(program: Command): void {
   const cmd = program
@@ -22,16 +14,16 @@ export function registerTrain(program: Command): void {
       'after',
       '\nExample:\n  loraforge train examples/identity.yaml\n  loraforge train --model Qwen/Qwen2-0.5B-Instruct --dataset data.json --lora-rank 16',
     );
-  for (const [key, spec] of Object.entries(TRAIN_KEYS)) {
+  for (const [key, spec] of Object.entries(TRAIN_OPTIONS)) {
     const value = spec.kind === 'boolean' ? '[bool]' : '<value>';
-    const def = 'default' in spec ? ` (default ${JSON.stringify(spec.default)})` : '';
-    cmd.addOption(new Option(`${flagName(key)} ${value}`, `${spec.help}${def}`));
+    const choices = spec.choices ? `: ${spec.choices.join(' | ')}` : '';
+    const def = spec.default !== undefined ? ` (default ${JSON.stringify(spec.default)})` : '';
+    cmd.addOption(new Option(`${flagName(key)} ${value}`, `${spec.help}${choices}${def}`));
   }
   cmd.action(async (configPath: string | undefined, flags: Record<string, unknown>) => {
     const fromFlags: Record<string, unknown> = {};
-    for (const key of Object.keys(TRAIN_KEYS) as TrainKey[]) {
-      const camel = key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
-      if (flags[camel] !== undefined) fromFlags[key] = flags[camel];
+    for (const key of Object.keys(TRAIN_OPTIONS)) {
+      if (flags[camel(key)] !== undefined) fromFlags[key] = flags[camel(key)];
     }
     const config = resolveTrainConfig([
       ...(configPath ? [{ values: readConfigFile(configPath), source: configPath }] : []),
