@@ -18,7 +18,8 @@ import { camel } from '../util/options.ts';
 import { makeTrainingArguments, TRAINING_ARGUMENTS } from './arguments.ts';
 import { datasetFiles, type TrainConfig } from './config.ts';
 import type { MetricsRecord } from './metrics.ts';
-import { Trainer, type TrainResult } from './trainer.ts';
+import { trainInFolder, type TrainResult } from './train-in-folder.ts';
+import { Trainer } from './trainer.ts';
 
 export interface RunHooks {
   log?: (line: string) => void;
@@ -101,20 +102,16 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
       Object.keys(TRAINING_ARGUMENTS).map((key) => [camel(key), cfg[key as keyof TrainConfig]]),
     ),
   );
-  const trainer = new Trainer({
-    model,
-    adapter,
-    train: loader,
-    evalBatches,
-    args,
-    adapterMeta: { template: template.toJSON(), baseModel: cfg.model, trainConfig: cfg },
-    baseModelDir: modelDir,
-    progress: hooks.progress,
-    onLog: hooks.onLog,
-    log,
-  });
+  const trainer = new Trainer({ model, adapter, train: loader, evalBatches, args });
   try {
-    const result = await trainer.train();
+    const result = await trainInFolder(trainer, {
+      adapter,
+      adapterMeta: { template: template.toJSON(), baseModel: cfg.model, trainConfig: cfg },
+      baseModelDir: modelDir,
+      progress: hooks.progress,
+      onLog: hooks.onLog,
+      log,
+    });
     return { ...result, trainExamples: trainStats.examples, validationExamples: valStats.examples };
   } finally {
     adapter?.dispose();
