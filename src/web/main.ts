@@ -9,9 +9,11 @@ import { WebGpuBackend } from '../engine/webgpu/backend.ts';
 import { WebGpuKernels } from '../engine/webgpu/kernels.ts';
 import { createTemplate, type PromptTemplate } from '../data/templates.ts';
 import { stripBom } from '../data/text.ts';
+import { chatReply } from '../infer/chat.ts';
+import { SequenceDecoder } from '../infer/sequences.ts';
 import { LoraAdapter } from '../peft/adapter.ts';
+import { downloadAdapter } from './adapter-download.ts';
 import { conversationsFromText, nameFirst } from './dataset-text.ts';
-import { greedyReply } from './greedy.ts';
 import { loadModelFiles, type LoadedModel } from './load-model.ts';
 import { fineTuneLora } from './lora-finetune.ts';
 import { filesAtUrl, pickedFiles, type ModelFiles } from './model-files.ts';
@@ -33,12 +35,12 @@ const status = $('status');
 const adapterLine = $('adapter');
 const reply = $('reply');
 const lossLog = $('loss-log');
-const busyControls = ['load-shipped', 'pick-folder', 'ask', 'finetune'].map((id) =>
+const busyControls = ['load-shipped', 'pick-folder', 'ask', 'finetune', 'save-adapter'].map((id) =>
   $<HTMLButtonElement | HTMLInputElement>(id),
 );
 
 let options: PageOptions | undefined;
-let loaded: (LoadedModel & { template: PromptTemplate }) | undefined;
+let loaded: (LoadedModel & { template: PromptTemplate; label: string }) | undefined;
 let adapter: LoraAdapter | undefined;
 let backendReady: Promise<void> | undefined;
 
@@ -98,6 +100,7 @@ async function run(what: string, action: () => Promise<string>): Promise<void> {
   } finally {
     for (const c of busyControls) c.disabled = false;
     $<HTMLButtonElement>('ask').disabled = $<HTMLButtonElement>('finetune').disabled = !loaded;
+    $<HTMLButtonElement>('save-adapter').disabled = !adapter;
   }
 }
 
@@ -109,7 +112,12 @@ async function load(files: ModelFiles): Promise<string> {
   loaded?.model.dispose();
   loaded = undefined;
   const { model, tokenizer } = await loadModelFiles(files);
-  loaded = { model, tokenizer, template: createTemplate('tutorial', tokenizer) };
+  loaded = {
+    model,
+    tokenizer,
+    template: createTemplate('tutorial', tokenizer),
+    label: files.label,
+  };
   const params = model.config;
   return `loaded ${files.label} (${params.numLayers} layers, hidden ${params.hiddenSize}) on WebGPU`;
 }
@@ -118,10 +126,18 @@ async function ask(): Promise<string> {
   if (!loaded) throw new Error('load a model first');
   const question = $<HTMLInputElement>('question').value;
   reply.textContent = '';
-  const text = await greedyReply(loaded.model, loaded.tokenizer, loaded.template, question, {
-    maxNewTokens: MAX_NEW_TOKENS,
-    onText: (t) => (reply.textContent = t),
-  });
+  const { model, tokenizer, template } = loaded;
+  const { text } = await chatReply(
+    new SequenceDecoder(model),
+    tokenizer,
+    template,
+    [{ role: 'user', content: question }],
+    {
+      temperature: 0,
+      maxNewTokens: MAX_NEW_TOKENS,
+      onText: (delta) => (reply.textContent += delta),
+    },
+  );
   reply.textContent = text;
   return adapter ? 'answered (with the LoRA)' : 'answered (base model)';
 }
@@ -161,6 +177,15 @@ async function fineTune(): Promise<string> {
   return `fine-tuned ${steps} steps in ${seconds} s (${IDENTITY.name} / ${IDENTITY.author})`;
 }
 
+async function saveAdapter(): Promise<string> {
+  if (!loaded || !adapter) throw new Error('fine-tune an adapter first');
+  const names = await downloadAdapter(adapter, {
+    template: loaded.template.toJSON(),
+    baseModel: loaded.label,
+  });
+  return `saved ${names.join(', ')}: put them in one folder, then loraforge chat --adapter <folder>`;
+}
+
 $('load-shipped').addEventListener('click', () =>
   run('loading the shipped model', () => load(filesAtUrl(SHIPPED_MODEL))),
 );
@@ -171,6 +196,7 @@ $<HTMLInputElement>('pick-folder').addEventListener('change', (event) => {
 });
 $('ask').addEventListener('click', () => run('generating', ask));
 $('finetune').addEventListener('click', () => run('fine-tuning', fineTune));
+$('save-adapter').addEventListener('click', () => run('saving the adapter', saveAdapter));
 try {
   options = pageOptions(location.search);
   $('recipe').textContent = describeRecipe(options);

@@ -25,15 +25,19 @@
  * (the adapter's description names llvmpipe, lavapipe's device).
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Download, type Page } from 'playwright-core';
+import { ChatPipeline } from '../../src/infer/pipeline.ts';
+import { useCpuBackend } from '../helpers.ts';
 import { buildWeb } from '../../scripts/build-web.ts';
 import { serveRepo } from '../../scripts/serve-web.ts';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const TINY_CHAT = join(import.meta.dirname, '..', '..', 'assets', 'tiny-chat');
 const ICD_DIR = '/usr/share/vulkan/icd.d';
 const CI = Boolean(process.env.CI) && process.env.CI !== 'false';
 
@@ -156,14 +160,49 @@ describe('the browser page', { skip: why && !CI ? why : false }, () => {
     assert.match(await askWhoItIs(), /小李/);
   });
 
+  test('the tuned adapter downloads as a PEFT folder that the library loads', async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'lf-page-download-'));
+    const saved: Promise<void>[] = [];
+    const onDownload = (d: Download) => saved.push(d.saveAs(join(folder, d.suggestedFilename())));
+    page.on('download', onDownload);
+    try {
+      const status = await clickAndWait('#save-adapter', ASK_MS);
+      console.log(status);
+      const files = [
+        'adapter_config.json',
+        'adapter_model.safetensors',
+        'loraforge.json',
+        'README.md',
+      ];
+      // Download events can trail the status line a little.
+      for (let waited = 0; saved.length < files.length && waited < 10_000; waited += 100) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await Promise.all(saved);
+      for (const file of files) {
+        assert.ok(existsSync(join(folder, file)), `${file} was not downloaded`);
+      }
+      await useCpuBackend();
+      const pipeline = await ChatPipeline.load({ model: TINY_CHAT, adapter: folder });
+      try {
+        const messages = [{ role: 'user' as const, content: '你是谁？' }];
+        const { text } = await pipeline.chat(messages, { maxNewTokens: 48 });
+        console.log(`the downloaded adapter in Node: 你是谁？ → ${text}`);
+        assert.match(text, /小李/);
+      } finally {
+        pipeline.dispose();
+      }
+    } finally {
+      page.off('download', onDownload);
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
+
   test(
     'a picked model folder loads and answers like the shipped one',
     { timeout: LOAD_MS + ASK_MS },
     async () => {
-      await page.setInputFiles(
-        '#pick-folder',
-        join(import.meta.dirname, '..', '..', 'assets', 'tiny-chat'),
-      );
+      await page.setInputFiles('#pick-folder', TINY_CHAT);
       await page.waitForSelector('#status:not([data-state="busy"])', { timeout: LOAD_MS });
       const status = (await page.textContent('#status')) ?? '';
       console.log(`${status}`);
