@@ -1,9 +1,12 @@
 /**
  * The browser page (web/index.html): loads a model folder (the shipped tiny model or one the user
- * picks), chats with it greedily and fine-tunes a LoRA on the identity dataset, all on WebGPU.
+ * picks), chats with it greedily and fine-tunes a LoRA on the identity dataset, on WebGPU, or on
+ * the wasm CPU backend when the browser offers no WebGPU adapter (the page says which runs).
  * Element ids are the page's contract with test/web (the end-to-end test drives them); the URL
  * query overrides the recipe and the adapter choice (page-options.ts).
  */
+import { browserRuntimeHost } from '../engine/cpu/browser-host.ts';
+import { CpuBackend } from '../engine/cpu/cpu-backend.ts';
 import { setBackend } from '../engine/tensor.ts';
 import { WebGpuBackend } from '../engine/webgpu/backend.ts';
 import { WebGpuKernels } from '../engine/webgpu/kernels.ts';
@@ -27,6 +30,7 @@ import {
 /** Served from the repository root, the page sits in web/. */
 const SHIPPED_MODEL = new URL('../assets/tiny-chat/', location.href).href;
 const IDENTITY_DATA = new URL('../examples/identity.json', location.href).href;
+const BUILD_DIR = new URL('../build/', location.href).href;
 const IDENTITY = { name: '小李', author: '小张' };
 const MAX_NEW_TOKENS = 64;
 
@@ -44,12 +48,18 @@ let loaded: (LoadedModel & { template: PromptTemplate; label: string }) | undefi
 let adapter: LoraAdapter | undefined;
 let backendReady: Promise<void> | undefined;
 
-function useWebGpu(first: FeatureLevel): Promise<void> {
+/** The backend the page computes on: WebGPU when there is an adapter, else the wasm CPU one. */
+type PageBackend = 'WebGPU' | 'the CPU (WebAssembly, 1 thread)';
+let backendName: PageBackend | undefined;
+
+function useBackend(first: FeatureLevel): Promise<void> {
   backendReady ??= createKernels(first).then(
     ({ kernels, featureLevel }) => {
       setBackend(new WebGpuBackend(kernels));
+      backendName = 'WebGPU';
       const { adapterInfo, shaderF16, subgroups } = kernels.context;
       // The test reads the JSON; people read the line.
+      adapterLine.dataset.backend = 'webgpu';
       adapterLine.dataset.info = JSON.stringify({
         ...adapterInfo,
         featureLevel,
@@ -61,9 +71,19 @@ function useWebGpu(first: FeatureLevel): Promise<void> {
         [adapterInfo.vendor, adapterInfo.architecture].filter(Boolean).join(' ');
       adapterLine.textContent = `WebGPU adapter: ${name || 'unnamed'} (${featureLevel})`;
     },
-    (err: unknown) => {
-      backendReady = undefined; // let the next load try again
-      throw err;
+    async (err: unknown) => {
+      // No adapter (or no WebGPU at all): the same code runs, slower, on the CPU kernels.
+      try {
+        setBackend(await CpuBackend.create({ threads: 1, host: browserRuntimeHost(BUILD_DIR) }));
+      } catch (cpuErr) {
+        backendReady = undefined; // let the next load try again
+        throw cpuErr;
+      }
+      backendName = 'the CPU (WebAssembly, 1 thread)';
+      adapterLine.dataset.backend = 'cpu';
+      adapterLine.textContent =
+        `no WebGPU adapter (${(err as Error).message}): running on the CPU backend ` +
+        '(WebAssembly SIMD, one thread; slower)';
     },
   );
   return backendReady;
@@ -106,7 +126,7 @@ async function run(what: string, action: () => Promise<string>): Promise<void> {
 
 async function load(files: ModelFiles): Promise<string> {
   if (!options) throw new Error('the page options are invalid');
-  await useWebGpu(options.featureLevel);
+  await useBackend(options.featureLevel);
   adapter?.dispose();
   adapter = undefined;
   loaded?.model.dispose();
@@ -119,7 +139,7 @@ async function load(files: ModelFiles): Promise<string> {
     label: files.label,
   };
   const params = model.config;
-  return `loaded ${files.label} (${params.numLayers} layers, hidden ${params.hiddenSize}) on WebGPU`;
+  return `loaded ${files.label} (${params.numLayers} layers, hidden ${params.hiddenSize}) on ${backendName}`;
 }
 
 async function ask(): Promise<string> {
@@ -200,9 +220,7 @@ $('save-adapter').addEventListener('click', () => run('saving the adapter', save
 try {
   options = pageOptions(location.search);
   $('recipe').textContent = describeRecipe(options);
-  status.textContent = navigator.gpu
-    ? 'load a model'
-    : 'this browser has no WebGPU (navigator.gpu)';
+  status.textContent = 'load a model';
   status.dataset.state = 'ready';
 } catch (err) {
   status.textContent = `error: ${(err as Error).message}`;
