@@ -11,14 +11,11 @@ import { join } from 'node:path';
 import { LoraforgeError } from '../util/errors.ts';
 import { writeFileAtomic } from './atomic.ts';
 import {
-  DTYPE_BYTES,
   SafetensorsReader,
   encodeSafetensors,
   type NamedTensorData,
   type TensorData,
-  elementCount,
   parseSafetensorsHeader,
-  type SafetensorsDtype,
   type SafetensorsHeader,
   type TensorInfo,
   type TensorSource,
