@@ -56,12 +56,21 @@ export function makeTrainingArguments(partial: Partial<TrainingArguments> = {}):
   const values = Object.fromEntries(
     Object.entries(partial).map(([key, value]) => [snake(key), value]),
   );
-  const resolved = resolveOptions(
-    TRAINING_ARGUMENTS,
-    [{ values, source: 'training arguments' }],
-    'see TRAINING_ARGUMENTS for the names',
+  return trainingArgumentsOf(
+    resolveOptions(
+      TRAINING_ARGUMENTS,
+      [{ values, source: 'training arguments' }],
+      'see TRAINING_ARGUMENTS for the names',
+    ),
   );
+}
+
+/** The training arguments of a validated config (`loraforge train`'s keys), in camelCase. */
+export function trainingArgumentsOf(values: TrainingArgumentValues): TrainingArguments {
   return Object.fromEntries(
-    Object.entries(resolved).map(([key, value]) => [camel(key), value]),
+    Object.keys(TRAINING_ARGUMENTS).map((key) => [
+      camel(key),
+      values[key as keyof TrainingArgumentValues],
+    ]),
   ) as TrainingArguments;
 }

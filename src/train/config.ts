@@ -45,8 +45,6 @@ export const TRAIN_OPTIONS = {
   ...TRAINING_ARGUMENTS,
 };
 
-export type TrainKey = keyof typeof TRAIN_OPTIONS;
-
 /** A validated `loraforge train` configuration (YAML keys). */
 export type TrainConfig = OptionValues<typeof TRAIN_OPTIONS>;
 

@@ -14,8 +14,7 @@ import { LoraAdapter, trainableParametersReport } from '../peft/adapter.ts';
 import { autoWeightDType, baseParameterCountOf } from '../models/shapes.ts';
 import { loraConfigFromOptions } from '../peft/config.ts';
 import { formatCount } from '../util/format.ts';
-import { camel } from '../util/options.ts';
-import { makeTrainingArguments, TRAINING_ARGUMENTS } from './arguments.ts';
+import { trainingArgumentsOf } from './arguments.ts';
 import { datasetFiles, type TrainConfig } from './config.ts';
 import type { MetricsRecord } from './metrics.ts';
 import { trainInFolder, type TrainResult } from './train-in-folder.ts';
@@ -97,11 +96,7 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
             shuffle: false,
           }).restOfEpoch()
       : undefined;
-  const args = makeTrainingArguments(
-    Object.fromEntries(
-      Object.keys(TRAINING_ARGUMENTS).map((key) => [camel(key), cfg[key as keyof TrainConfig]]),
-    ),
-  );
+  const args = trainingArgumentsOf(cfg);
   const trainer = new Trainer({ model, adapter, train: loader, evalBatches, args });
   try {
     const result = await trainInFolder(trainer, {
