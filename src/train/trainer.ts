@@ -230,6 +230,10 @@ export class Trainer {
     });
   }
 
+  /**
+   * Trains to `totalSteps` (from `globalStep`, after a `restore`), or until a stop is asked for;
+   * ends with an evaluation and the `final` save point, or with a `checkpoint` one when stopped.
+   */
   async train(): Promise<TrainerResult> {
     const { args, opts } = this;
     const record = (r: MetricsRecord) => {
