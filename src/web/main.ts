@@ -5,11 +5,6 @@
  * Element ids are the page's contract with test/web (the end-to-end test drives them); the URL
  * query overrides the recipe and the adapter choice (page-options.ts).
  */
-import { browserRuntimeHost } from '../engine/cpu/browser-host.ts';
-import { CpuBackend } from '../engine/cpu/cpu-backend.ts';
-import { setBackend } from '../engine/tensor.ts';
-import { WebGpuBackend } from '../engine/webgpu/backend.ts';
-import { WebGpuKernels } from '../engine/webgpu/kernels.ts';
 import { createTemplate, type PromptTemplate } from '../data/templates.ts';
 import { stripBom } from '../data/text.ts';
 import { chatReply } from '../infer/chat.ts';
@@ -20,6 +15,7 @@ import { conversationsFromText, nameFirst } from './dataset-text.ts';
 import { loadModelFiles, type LoadedModel } from './load-model.ts';
 import { fineTuneLora } from './lora-finetune.ts';
 import { filesAtUrl, pickedFiles, type ModelFiles } from './model-files.ts';
+import { startPageBackend, type PageBackendName } from './page-backend.ts';
 import {
   describeRecipe,
   pageOptions,
@@ -46,63 +42,15 @@ const busyControls = ['load-shipped', 'pick-folder', 'ask', 'finetune', 'save-ad
 let options: PageOptions | undefined;
 let loaded: (LoadedModel & { template: PromptTemplate; label: string }) | undefined;
 let adapter: LoraAdapter | undefined;
-let backendReady: Promise<void> | undefined;
+let backendReady: Promise<PageBackendName> | undefined;
 
-/** The backend the page computes on: WebGPU when there is an adapter, else the wasm CPU one. */
-type PageBackend = 'WebGPU' | 'the CPU (WebAssembly, 1 thread)';
-let backendName: PageBackend | undefined;
-
-function useBackend(first: FeatureLevel): Promise<void> {
-  backendReady ??= createKernels(first).then(
-    ({ kernels, featureLevel }) => {
-      setBackend(new WebGpuBackend(kernels));
-      backendName = 'WebGPU';
-      const { adapterInfo, shaderF16, subgroups } = kernels.context;
-      // The test reads the JSON; people read the line.
-      adapterLine.dataset.backend = 'webgpu';
-      adapterLine.dataset.info = JSON.stringify({
-        ...adapterInfo,
-        featureLevel,
-        shaderF16,
-        subgroups,
-      });
-      const name =
-        adapterInfo.description ||
-        [adapterInfo.vendor, adapterInfo.architecture].filter(Boolean).join(' ');
-      adapterLine.textContent = `WebGPU adapter: ${name || 'unnamed'} (${featureLevel})`;
-    },
-    async (err: unknown) => {
-      // No adapter (or no WebGPU at all): the same code runs, slower, on the CPU kernels.
-      try {
-        setBackend(await CpuBackend.create({ threads: 1, host: browserRuntimeHost(BUILD_DIR) }));
-      } catch (cpuErr) {
-        backendReady = undefined; // let the next load try again
-        throw cpuErr;
-      }
-      backendName = 'the CPU (WebAssembly, 1 thread)';
-      adapterLine.dataset.backend = 'cpu';
-      adapterLine.textContent =
-        `no WebGPU adapter (${(err as Error).message}): running on the CPU backend ` +
-        '(WebAssembly SIMD, one thread; slower)';
-    },
-  );
+/** WebGPU, or the CPU kernels when there is no adapter; chosen once (retried after a failure). */
+function useBackend(first: FeatureLevel): Promise<PageBackendName> {
+  backendReady ??= startPageBackend(first, BUILD_DIR, adapterLine).catch((err: unknown) => {
+    backendReady = undefined; // let the next load try again
+    throw err;
+  });
   return backendReady;
-}
-
-/** A core adapter, else a compatibility-mode one (only the latter when asked for it first). */
-async function createKernels(
-  first: FeatureLevel,
-): Promise<{ kernels: WebGpuKernels; featureLevel: FeatureLevel }> {
-  const order: FeatureLevel[] = first === 'core' ? ['core', 'compatibility'] : ['compatibility'];
-  let error: unknown;
-  for (const featureLevel of order) {
-    try {
-      return { kernels: await WebGpuKernels.create({ featureLevel }), featureLevel };
-    } catch (err) {
-      error ??= err;
-    }
-  }
-  throw error;
 }
 
 /** Runs one user action with the controls disabled; errors go to the status line. */
@@ -126,7 +74,7 @@ async function run(what: string, action: () => Promise<string>): Promise<void> {
 
 async function load(files: ModelFiles): Promise<string> {
   if (!options) throw new Error('the page options are invalid');
-  await useBackend(options.featureLevel);
+  const backendName = await useBackend(options.featureLevel);
   adapter?.dispose();
   adapter = undefined;
   loaded?.model.dispose();
