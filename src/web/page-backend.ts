@@ -4,7 +4,7 @@
  * The adapter line tells people which one runs; its data attributes tell the test.
  */
 import { browserRuntimeHost } from '../engine/cpu/browser-host.ts';
-import { CpuBackend } from '../engine/cpu/cpu-backend.ts';
+import { CpuBackend } from '../engine/cpu/backend.ts';
 import { setBackend } from '../engine/tensor.ts';
 import { WebGpuBackend } from '../engine/webgpu/backend.ts';
 import { WebGpuKernels } from '../engine/webgpu/kernels.ts';

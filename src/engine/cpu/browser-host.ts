@@ -6,7 +6,7 @@
  */
 import { LoraforgeError } from '../../util/errors.ts';
 import { SingleThreadPool } from './thread-pool.ts';
-import type { RuntimeHost } from './wasm-runtime.ts';
+import type { RuntimeHost } from './runtime.ts';
 
 /** A host that fetches `loraforge*.wasm` from `buildUrl` (the repository's build/ folder). */
 export function browserRuntimeHost(buildUrl: string | URL): RuntimeHost {
