@@ -2,6 +2,7 @@
  * The tutorial's whole pipeline as one call: load the model, freeze it, add LoRA (or train it all),
  * prepare the dataset with the chosen template, train, save the adapter with its template, plot.
  */
+import { existsSync } from 'node:fs';
 import { selectBackend } from '../engine/select-backend.ts';
 import { DataLoader, padIdOf } from '../data/loader.ts';
 import { loadDataset } from '../data/dataset.ts';
@@ -13,6 +14,7 @@ import { loadDecoderConfig, loadModel, type WeightDType } from '../models/load.t
 import { LoraAdapter, trainableParametersReport } from '../peft/adapter.ts';
 import { autoWeightDType, baseParameterCountOf } from '../models/shapes.ts';
 import { loraConfigFromOptions } from '../peft/config.ts';
+import { LoraforgeError } from '../util/errors.ts';
 import { formatCount } from '../util/format.ts';
 import { trainingArgumentsOf } from './arguments.ts';
 import { datasetFiles, type TrainConfig } from './config.ts';
@@ -42,6 +44,14 @@ function chooseDType(cfg: TrainConfig, config: DecoderConfig): WeightDType {
 
 export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promise<RunResult> {
   const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  // Before the model is resolved (which may mean a download): a wrong path fails at once.
+  const missing = datasetFiles(cfg).find((file) => !existsSync(file));
+  if (missing) {
+    throw new LoraforgeError(
+      `${missing}: dataset file not found`,
+      cfg.dataset_dir ? `dataset files are read from dataset_dir ${cfg.dataset_dir}` : undefined,
+    );
+  }
   await selectBackend({ device: cfg.device, threads: cfg.threads });
   const modelDir = await resolveModel(cfg.model);
   const tokenizer = await loadTokenizer(modelDir);

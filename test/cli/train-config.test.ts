@@ -32,3 +32,10 @@ test('a mistyped flag gets a suggestion too', () => {
   assert.match(r.stderr, /unknown option '--lora-rnak'/);
   assert.match(r.stderr, /--lora-rank/);
 });
+
+test('a missing dataset file is reported before the model is looked at', () => {
+  const r = train(['--model', './no-such-model', '--dataset', join(root, 'missing.json')]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /missing\.json: dataset file not found/);
+  assert.doesNotMatch(r.stderr, /no-such-model/);
+});
