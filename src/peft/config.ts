@@ -26,8 +26,10 @@ export const LORA_OPTIONS = {
   ),
 };
 
+/** Values of the LoRA options (YAML keys), as a resolved config holds them. */
 export type LoraOptionValues = OptionValues<typeof LORA_OPTIONS>;
 
+/** A LoRA adapter's shape and scaling, with PEFT's `LoraConfig` fields (camelCase). */
 export interface LoraConfig {
   r: number;
   loraAlpha: number;
@@ -62,6 +64,7 @@ export function loraConfigFromOptions(
   );
 }
 
+/** PEFT's LoraConfig defaults where loraforge keeps them, from `LORA_OPTIONS` (r 8, alpha 16, dropout 0.05, all linear layers). */
 export const DEFAULT_LORA_CONFIG: LoraConfig = loraConfigFromOptions(
   optionDefaults(LORA_OPTIONS) as LoraOptionValues,
 );
@@ -97,6 +100,7 @@ function checkConfig(c: LoraConfig, where: string): LoraConfig {
   return c;
 }
 
+/** A full, validated LoraConfig from some fields and the defaults; `where` names the source in error messages. */
 export function makeLoraConfig(partial: Partial<LoraConfig>, where = 'lora config'): LoraConfig {
   return checkConfig({ ...DEFAULT_LORA_CONFIG, ...partial }, where);
 }

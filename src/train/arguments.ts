@@ -14,6 +14,7 @@ import {
 } from '../util/options.ts';
 import { SCHEDULE_NAMES } from './schedule.ts';
 
+/** Every training argument: type, default, help and allowed values (YAML / HF names). */
 export const TRAINING_ARGUMENTS = {
   output_dir: option.string('where the adapter, checkpoints, metrics and plots go', 'runs/lora'),
   num_train_epochs: option.number('epochs', 3, { above: 0 }),
@@ -42,6 +43,7 @@ export const TRAINING_ARGUMENTS = {
   seed: option.integer('random seed (init, split, shuffling, dropout)', 42, { min: 0 }),
 };
 
+/** Training arguments under their YAML (snake_case) names, as a resolved config holds them. */
 export type TrainingArgumentValues = OptionValues<typeof TRAINING_ARGUMENTS>;
 
 /**

@@ -17,6 +17,7 @@ import { MetricsWriter, readMetrics, truncateMetricsAfter, type MetricsRecord } 
 import { writeLossPlot } from './plot.ts';
 import type { Trainer, TrainerCheckpoint } from './trainer.ts';
 
+/** What `trainInFolder` saves beside the weights, and where it reports. */
 export interface TrainInFolderOptions {
   /** The adapter the trainer trains (null for full fine-tuning): saved in PEFT format. */
   adapter: LoraAdapter | null;

@@ -27,9 +27,12 @@ import { createTrainerOptimizer, type TrainerOptimizer } from './trainer-optimiz
 
 /** Where micro-batches come from (data/DataLoader implements it). */
 export interface BatchSource {
+  /** The next micro-batch (wrapping into the next epoch). */
   next(): Batch;
   readonly batchesPerEpoch: number;
+  /** The position to checkpoint (JSON). */
   state(): unknown;
+  /** Goes back to a position `state()` returned. */
   restore(state: never): void;
 }
 
@@ -62,6 +65,7 @@ export interface TrainerCheckpoint {
   trainerState: TrainerState;
   /** Host copies of the trained tensors (PEFT keys for an adapter, model names otherwise). */
   weights(): Promise<NamedTensorData[]>;
+  /** The AdamW moments and step count. */
   optimizer(): Promise<AdamWStateDict>;
 }
 
@@ -82,6 +86,7 @@ export interface TrainerCallback {
   shouldStop?(info: TrainerStepInfo): boolean;
 }
 
+/** What to train, on which data, with which arguments and callbacks. */
 export interface TrainerOptions {
   model: DecoderModel;
   /** The adapter to train; null trains every model weight (full fine-tuning). */

@@ -6,6 +6,7 @@
  */
 import { LoraforgeError } from './errors.ts';
 
+/** The value types an option can have (`map`: NAME=VALUE pairs). */
 export type OptionKind = 'string' | 'number' | 'integer' | 'boolean' | 'map';
 
 /**
@@ -37,25 +38,33 @@ function spec<T, P extends boolean>(s: Omit<OptionSpec<T, P>, 'present'>): Optio
 
 /** Builders for option declarations; the overloads give resolved configs their exact types. */
 export const option = {
+  /** A string, with a default or none. */
   string: ((help: string, def?: string) => spec({ kind: 'string', help, default: def })) as {
     (help: string): OptionSpec<string, false>;
     (help: string, def: string): OptionSpec<string, true>;
   },
+  /** One of `choices`. */
   choice: <const C extends string>(help: string, choices: readonly C[], def: C) =>
     spec<C, true>({ kind: 'string', help, choices, default: def }),
+  /** A whole number, with a default or none, and optional bounds. */
   integer: ((help: string, def?: number, bounds: Bounds = {}) =>
     spec({ kind: 'integer', help, default: def, ...bounds })) as {
     (help: string, def?: undefined, bounds?: Bounds): OptionSpec<number, false>;
     (help: string, def: number, bounds?: Bounds): OptionSpec<number, true>;
   },
+  /** A number with a default and optional bounds. */
   number: (help: string, def: number, bounds: Bounds = {}) =>
     spec<number, true>({ kind: 'number', help, default: def, ...bounds }),
+  /** true / false (`1` / `0`, a bare flag is true). */
   boolean: (help: string, def: boolean) =>
     spec<boolean, true>({ kind: 'boolean', help, default: def }),
+  /** NAME=VALUE pairs (`a=1,b=2` on the command line, a mapping in YAML). */
   map: (help: string) => spec<Record<string, string>, false>({ kind: 'map', help }),
+  /** The same option, but it must be given. */
   required: <T>(s: OptionSpec<T, false>) => spec<T, true>({ ...s, required: true }),
 };
 
+/** Options by key (snake_case, as in YAML). */
 export type OptionTable = Record<string, OptionSpec>;
 
 /** The resolved config of a table: keys with a default or `required` are always present. */
@@ -75,6 +84,7 @@ export type Camel<S extends string> = S extends `${infer H}_${infer T}`
   : S;
 export type CamelKeys<T> = { [K in keyof T as K extends string ? Camel<K> : K]: T[K] };
 
+/** `learning_rate` → `learningRate`. */
 export function camel(key: string): string {
   return key.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 }

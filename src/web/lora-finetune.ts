@@ -15,6 +15,7 @@ import { makeLoraConfig } from '../peft/config.ts';
 import type { ScheduleName } from '../train/schedule.ts';
 import { Trainer } from '../train/trainer.ts';
 
+/** The page's LoRA recipe. */
 export interface FineTuneOptions {
   steps: number;
   batchSize: number;
@@ -49,6 +50,7 @@ export const DEFAULT_FINETUNE: Readonly<FineTuneOptions> = {
   seed: 42,
 };
 
+/** Losses and timing of a fine-tune in the page. */
 export interface FineTuneResult {
   /** Attached to the model. */
   adapter: LoraAdapter;

@@ -1,9 +1,14 @@
 /** `loraforge train [config.yaml] [--key value ...]`: the tutorial's fine-tuning pipeline. */
 import { Option, type Command } from 'commander';
 import { relative } from 'node:path';
-import { readConfigFile, resolveTrainConfig, TRAIN_OPTIONS } from '../../train/config.ts';
-import { runTraining } from '../../train/run.ts';
-import { camel, flagName } from '../../util/options.ts';
+import {
+  camel,
+  flagName,
+  readConfigFile,
+  resolveTrainConfig,
+  runTraining,
+  TRAIN_OPTIONS,
+} from '../../index.ts';
 
 export function registerTrain(program: Command): void {
   const cmd = program

@@ -52,7 +52,9 @@ export interface RuntimeHost {
   readKernels(name: string): Promise<Uint8Array<ArrayBuffer>>;
   defaultThreads(): number;
   /** Engine settings to make before compiling (Node: V8 flags). */
-  beforeCompile?(relaxed: boolean): void;
+  prepareCompiler?(): void;
+  /** Whether a relaxed-SIMD module compiles here (default: `WebAssembly.validate`). */
+  supportsRelaxedSimd?(bytes: Uint8Array<ArrayBuffer>): boolean;
   /** A pool of `threads` threads (the calling one included) over `memory`. */
   startPool(
     module: WebAssembly.Module,
@@ -261,10 +263,10 @@ async function compileKernels(
   host: RuntimeHost,
   wantRelaxed: boolean,
 ): Promise<{ module: WebAssembly.Module; relaxed: boolean }> {
-  host.beforeCompile?.(wantRelaxed);
+  host.prepareCompiler?.();
   if (wantRelaxed) {
     const bytes = await host.readKernels('loraforge-relaxed.wasm');
-    if (WebAssembly.validate(bytes))
+    if ((host.supportsRelaxedSimd ?? WebAssembly.validate)(bytes))
       return { module: await WebAssembly.compile(bytes), relaxed: true };
   }
   return {
