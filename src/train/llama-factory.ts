@@ -65,6 +65,7 @@ const RULES: Record<string, Rule> = {
 export function fromLlamaFactory(layer: OptionLayer): OptionLayer {
   const values: Record<string, unknown> = {};
   for (const [rawKey, value] of Object.entries(layer.values)) {
+    if (value === undefined || value === null) continue; // unset, as resolveOptions reads it
     const rule = RULES[rawKey.replaceAll('-', '_')];
     if (!rule) {
       values[rawKey] = value;
@@ -72,13 +73,13 @@ export function fromLlamaFactory(layer: OptionLayer): OptionLayer {
       const translated = rule.value ? rule.value(value) : value;
       if (translated !== undefined) values[rule.to] = translated;
     } else if ('accepts' in rule) {
-      if (value !== undefined && !rule.accepts(value)) {
+      if (!rule.accepts(value)) {
         throw new LoraforgeError(
           `${layer.source}: ${rawKey}: ${JSON.stringify(value)} is not supported`,
           `loraforge takes ${rawKey}: ${rule.expected}`,
         );
       }
-    } else if (value !== undefined && value !== false && value !== null) {
+    } else if (value !== false) {
       throw new LoraforgeError(
         `${layer.source}: ${rawKey} is not supported: loraforge has no ${rule.unsupported}`,
         `remove ${rawKey} from the config`,

@@ -196,7 +196,8 @@ export function resolveOptions<O extends OptionTable>(
   for (const [key, s] of Object.entries(table)) if (s.default !== undefined) out[key] = s.default;
   for (const { values, source } of layers) {
     for (const [rawKey, value] of Object.entries(values)) {
-      if (value === undefined) continue;
+      // YAML's `key: null` (or `key:`) leaves the key unset, as in HF / LLaMA-Factory configs.
+      if (value === undefined || value === null) continue;
       const key = rawKey.replaceAll('-', '_');
       const s = table[key];
       if (!s) {

@@ -40,6 +40,9 @@ test('flags and YAML share keys: dashes, strings from the command line, later la
   ]);
   assert.equal(config.lora_rank, 16);
   assert.equal(config.packing, false);
+  const unset = resolve({ resume_from_checkpoint: null, learning_rate: null });
+  assert.equal(unset.resume_from_checkpoint, undefined, 'YAML null leaves a key unset');
+  assert.equal(unset.learning_rate, 2e-4);
   assert.deepEqual(config.set, { name: '小李', author: '小张' });
 });
 
@@ -126,4 +129,5 @@ test("LLaMA-Factory's SFT YAML keys are accepted, and its other features refused
   ];
   for (const [values, pattern] of refused) assert.throws(() => resolve(values), pattern);
   assert.equal(resolve({ use_dora: false }).lora_rank, 8, 'a feature switched off is harmless');
+  assert.equal(resolve({ quantization_bit: null, stage: null }).lora_rank, 8, 'so is an unset one');
 });
