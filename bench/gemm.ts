@@ -3,6 +3,7 @@
  * and LM head at 512 tokens), with 1 and 2 threads, next to a naive JavaScript triple loop run in
  * the same process. `--json` prints every figure as one JSON object on the last line.
  */
+import '../src/engine/cpu/node-host.ts';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { WasmRuntime, type GemmArgs, type MatrixDtype } from '../src/engine/cpu/runtime.ts';

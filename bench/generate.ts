@@ -4,6 +4,7 @@
  * recomputing the whole sequence each token (no cache).
  *   npm run bench:generate [-- --threads T --prompt N --new M --json]
  */
+import '../src/engine/cpu/node-host.ts';
 import { CpuBackend } from '../src/engine/cpu/backend.ts';
 import { noGrad } from '../src/engine/tape.ts';
 import { setBackend, tidy } from '../src/engine/tensor.ts';

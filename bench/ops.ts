@@ -5,6 +5,7 @@
  * f32 weights in nn.Linear [out, in] layout) measured in the same run on the same thread pool.
  * `--json` prints every figure as one JSON object on the last line.
  */
+import '../src/engine/cpu/node-host.ts';
 import { availableParallelism, cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { CpuKernels } from '../src/engine/cpu/kernels.ts';

@@ -15,7 +15,7 @@ import type { ServeEngine } from '../src/serve/engine.ts';
 import { selectBackend } from '../src/engine/select-backend.ts';
 import { ChatPipeline } from '../src/infer/pipeline.ts';
 import { ModelServeEngine } from '../src/serve/model-engine.ts';
-import { FakeEngine } from '../src/serve/fake-engine.ts';
+import { FakeEngine } from '../test/serve/fake-engine.ts';
 import { createServer } from '../src/serve/server.ts';
 import { LoraforgeError } from '../src/util/errors.ts';
 

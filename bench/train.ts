@@ -14,6 +14,7 @@
  *   --progress         with --json, the progress lines go to stderr
  *   --dropout P        LoRA dropout (default 0, as in HF's reference setup)
  */
+import '../src/engine/cpu/node-host.ts';
 import { CpuBackend } from '../src/engine/cpu/backend.ts';
 import type { Backend } from '../src/engine/backend.ts';
 import { WebGpuBackend } from '../src/engine/webgpu/backend.ts';

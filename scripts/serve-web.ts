@@ -12,6 +12,7 @@ const TYPES: Record<string, string> = {
   '.map': 'application/json',
   '.json': 'application/json; charset=utf-8',
   '.safetensors': 'application/octet-stream',
+  '.wasm': 'application/wasm',
 };
 
 /** The file under ROOT for a URL path, or undefined (outside ROOT, missing, or a folder). */
@@ -33,7 +34,12 @@ export function serveRepo(port = 8080): Promise<Server> {
       res.writeHead(404).end('not found');
       return;
     }
-    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
+    res.writeHead(200, {
+      'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
+      // Cross-origin isolation: the CPU fallback's shared WebAssembly.Memory needs it.
+      'cross-origin-opener-policy': 'same-origin',
+      'cross-origin-embedder-policy': 'require-corp',
+    });
     createReadStream(file).pipe(res);
   });
   return new Promise((done) => server.listen(port, '127.0.0.1', () => done(server)));

@@ -54,13 +54,22 @@ export {
 
 // ---- Generation ---------------------------------------------------------------------------------
 export { ChatPipeline, type PipelineOptions } from './infer/pipeline.ts';
+export { chatReply } from './infer/chat.ts';
 export type { GenerateOptions, GenerationResult } from './infer/text-generation.ts';
 export type { SamplingOptions } from './infer/sampling.ts';
 export { streamChat, streamCompletion, streamGeneration } from './infer/stream.ts';
 
 // ---- LoRA (PEFT-compatible adapter folders) -----------------------------------------------------
-export { DEFAULT_LORA_CONFIG, makeLoraConfig, type LoraConfig } from './peft/config.ts';
+export {
+  DEFAULT_LORA_CONFIG,
+  LORA_OPTIONS,
+  loraConfigFromOptions,
+  makeLoraConfig,
+  type LoraConfig,
+  type LoraOptionValues,
+} from './peft/config.ts';
 export { LoraAdapter, trainableParametersReport } from './peft/adapter.ts';
+export { adapterFiles, adapterTensors, type AdapterFile } from './peft/adapter-files.ts';
 export {
   isAdapterFolder,
   loadAdapter,
@@ -84,21 +93,37 @@ export { DataLoader, type DataLoaderOptions } from './data/loader.ts';
 export { train, type TrainOptions } from './api/train.ts';
 export { runTraining, type RunHooks, type RunResult } from './train/run.ts';
 export {
+  datasetFiles,
   readConfigFile,
   resolveTrainConfig,
-  TRAIN_KEYS,
+  TRAIN_OPTIONS,
   type TrainConfig,
-  type TrainKey,
 } from './train/config.ts';
-export { Trainer, type TrainerOptions, type TrainResult } from './train/trainer.ts';
 export {
-  DEFAULT_TRAINING_ARGUMENTS,
+  modelInput,
+  Trainer,
+  type BatchSource,
+  type RestoredCheckpoint,
+  type TrainerCallback,
+  type TrainerCheckpoint,
+  type TrainerOptions,
+  type TrainerResult,
+  type TrainerStepInfo,
+} from './train/trainer.ts';
+export {
+  trainInFolder,
+  type TrainInFolderOptions,
+  type TrainResult,
+} from './train/train-in-folder.ts';
+export {
   makeTrainingArguments,
+  trainingArgumentsOf,
+  TRAINING_ARGUMENTS,
+  type TrainingArgumentValues,
   type TrainingArguments,
 } from './train/arguments.ts';
+export type { TrainerState } from './train/checkpoint-files.ts';
 export type { MetricsRecord } from './train/metrics.ts';
-// TRAINER CALLBACKS: the `arch` branch adds onLog / onStep / onEvaluate / onSave / shouldStop
-// (HF TrainerCallback, mlx-lm TrainingCallback); export their types here when it lands.
 
 // ---- Evaluation ---------------------------------------------------------------------------------
 export { loadEvalSet, parseEvalSet, type EvalSet } from './eval/eval-set.ts';
@@ -120,6 +145,19 @@ export {
   ModelServeEngine,
   type ServeEngineOptions,
 } from './serve/model-engine.ts';
+
+// ---- Options declared once (the tables above; flags and YAML checks derive from them) -----------
+export {
+  camel,
+  flagName,
+  option,
+  resolveOptions,
+  type OptionKind,
+  type OptionLayer,
+  type OptionSpec,
+  type OptionTable,
+  type OptionValues,
+} from './util/options.ts';
 
 // ---- Utilities (progress output and atomic writes, as the CLI uses them) ------------------------
 export { ProgressBar } from './util/progress.ts';

@@ -22,6 +22,9 @@ export { LoraforgeError } from './util/errors.ts';
 // ---- Device (WebGPU through navigator.gpu) ------------------------------------------------------
 export { setBackend } from './engine/tensor.ts';
 export { WebGpuBackend } from './engine/webgpu/backend.ts';
+// No WebGPU adapter: the wasm CPU kernels, one thread, fetched from the package's build/ folder.
+export { CpuBackend } from './engine/cpu/backend.ts';
+export { browserRuntimeHost } from './engine/cpu/browser-host.ts';
 
 // ---- Models and tokenizers from bytes (fetched URLs or picked files) ----------------------------
 export { filesAtUrl, pickedFiles, type ModelFiles } from './web/model-files.ts';
@@ -44,14 +47,32 @@ export { conversationsFromText } from './web/dataset-text.ts';
 // ---- LoRA ---------------------------------------------------------------------------------------
 export { DEFAULT_LORA_CONFIG, makeLoraConfig, type LoraConfig } from './peft/config.ts';
 export { LoraAdapter } from './peft/adapter.ts';
+export {
+  adapterFiles,
+  adapterTensors,
+  type AdapterFile,
+  type AdapterMeta,
+} from './peft/adapter-files.ts';
+export { downloadAdapter } from './web/adapter-download.ts';
 
-// ---- Fine-tuning and generation in the page -----------------------------------------------------
-// BROWSER LOOP: today the page has its own loop and greedy decoder; the `arch` branch replaces
-// them with the library's node-free Trainer and generator — export those here when it lands.
+// ---- Fine-tuning and generation in the page (the same Trainer and generator as in Node) ---------
+export {
+  Trainer,
+  type BatchSource,
+  type TrainerCallback,
+  type TrainerCheckpoint,
+  type TrainerOptions,
+  type TrainerResult,
+  type TrainerStepInfo,
+} from './train/trainer.ts';
+export { makeTrainingArguments, type TrainingArguments } from './train/arguments.ts';
+export { DataLoader, type DataLoaderOptions } from './data/loader.ts';
+export { SequenceDecoder } from './infer/sequences.ts';
+export { chatReply } from './infer/chat.ts';
+export type { GenerateOptions, GenerationResult } from './infer/text-generation.ts';
 export {
   DEFAULT_FINETUNE,
   fineTuneLora,
   type FineTuneOptions,
   type FineTuneResult,
 } from './web/lora-finetune.ts';
-export { greedyReply, type GreedyOptions } from './web/greedy.ts';

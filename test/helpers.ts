@@ -1,4 +1,5 @@
 /** Shared test setup: one CPU backend per test process, golden file access. */
+import '../src/engine/cpu/node-host.ts';
 import { join } from 'node:path';
 import { CpuBackend } from '../src/engine/cpu/backend.ts';
 import { setBackend } from '../src/engine/tensor.ts';

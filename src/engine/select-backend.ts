@@ -1,4 +1,5 @@
 /** Picks and activates the compute backend for a command (`--device`, `--threads`). */
+import './cpu/node-host.ts';
 import { readdirSync } from 'node:fs';
 import { LoraforgeError } from '../util/errors.ts';
 import type { Backend } from './backend.ts';

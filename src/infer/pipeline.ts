@@ -13,6 +13,7 @@ import { loadDecoderConfig, loadModel, type WeightDType } from '../models/load.t
 import { autoWeightDType } from '../models/shapes.ts';
 import type { LoraAdapter } from '../peft/adapter.ts';
 import { loadAdapter, readAdapterMeta } from '../peft/io.ts';
+import { chatReply } from './chat.ts';
 import { SequenceDecoder } from './sequences.ts';
 import { generateText, type GenerateOptions, type GenerationResult } from './text-generation.ts';
 
@@ -69,11 +70,7 @@ export class ChatPipeline {
 
   /** The assistant's reply to a conversation. */
   chat(messages: ChatMessage[], opts: GenerateOptions = {}): Promise<GenerationResult> {
-    return generateText(this.decoder, this.tokenizer, this.template.encodePrompt(messages), {
-      stopStrings: this.template.stopStrings,
-      stopTokenIds: this.template.stopTokenIds,
-      ...opts,
-    });
+    return chatReply(this.decoder, this.tokenizer, this.template, messages, opts);
   }
 
   /** Plain continuation of raw text (no template). */

@@ -43,6 +43,7 @@ export interface SequenceDecoderOptions {
 /** The next token of every sequence of a step, or null for one still prefilling its prompt. */
 export type StepTokens = (number | null)[];
 
+/** Decodes many sequences together, each with its own KV cache, sampler and optional LoRA. */
 export class SequenceDecoder {
   readonly maxContext: number;
   private readonly prefillChunk: number;
@@ -145,6 +146,7 @@ export class SequenceDecoder {
     });
   }
 
+  /** Frees a sequence's KV cache (call when it is finished). */
   release(seq: Sequence): void {
     seq.cache?.dispose();
     seq.cache = null;

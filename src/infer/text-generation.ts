@@ -2,8 +2,8 @@
  * Text generation on top of the sequence decoder: stop tokens, stop strings (never shown to the
  * user, even when split across tokens), streaming deltas and a token budget.
  */
-import type { Tokenizer } from '../io/tokenizer.ts';
-import { createTextStreamer } from '../io/tokenizer.ts';
+import type { Tokenizer } from '../io/hf-tokenizer.ts';
+import { createTextStreamer } from '../io/text-streamer.ts';
 import type { LoraLookup } from '../models/decoder.ts';
 import type { SamplingOptions } from './sampling.ts';
 import type { SequenceDecoder } from './sequences.ts';

@@ -295,3 +295,70 @@ export function bytesToI32(
       throw new LoraforgeError(`${what}: expected an integer dtype, found ${dtype}`);
   }
 }
+
+/**
+ * Position of each dtype in the Rust library's `Dtype` enum. Its writer lays tensors out by
+ * descending enum position, then by name, and we do the same so files come out byte-identical.
+ */
+const DTYPE_WRITE_RANK: Readonly<Record<SafetensorsDtype, number>> = {
+  BOOL: 0,
+  U8: 1,
+  I8: 2,
+  I16: 3,
+  F16: 4,
+  BF16: 5,
+  I32: 6,
+  F32: 7,
+  F64: 8,
+  I64: 9,
+};
+
+export interface TensorData {
+  dtype: SafetensorsDtype;
+  shape: readonly number[];
+  /** Little-endian element bytes; any typed array or DataView whose byteLength matches. */
+  data: ArrayBufferView;
+}
+
+export interface NamedTensorData extends TensorData {
+  name: string;
+}
+
+/** Serializes tensors into the chunks of a safetensors file (header first, then data). */
+export function encodeSafetensors(
+  tensors: readonly NamedTensorData[] | Readonly<Record<string, TensorData>>,
+  metadata: Record<string, string> = { format: 'pt' },
+): Uint8Array[] {
+  const list: NamedTensorData[] = Array.isArray(tensors)
+    ? [...tensors]
+    : Object.entries(tensors).map(([name, t]) => ({ name, ...t }));
+  list.sort(
+    (a, b) =>
+      DTYPE_WRITE_RANK[b.dtype] - DTYPE_WRITE_RANK[a.dtype] ||
+      (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
+  );
+
+  const header: Record<string, unknown> = { __metadata__: metadata };
+  const chunks: Uint8Array[] = [];
+  let offset = 0;
+  for (const t of list) {
+    if (Object.hasOwn(header, t.name))
+      throw new Error(`writeSafetensors: duplicate tensor name '${t.name}'`);
+    const expected = elementCount(t.shape) * DTYPE_BYTES[t.dtype];
+    if (t.data.byteLength !== expected) {
+      throw new Error(
+        `writeSafetensors: '${t.name}' ${t.dtype}${JSON.stringify(t.shape)} needs ${expected} bytes, got ${t.data.byteLength}`,
+      );
+    }
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + expected] };
+    chunks.push(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    offset += expected;
+  }
+  const json = JSON.stringify(header);
+  // Padding the header with spaces to a multiple of 8 keeps the data area 8-byte aligned.
+  const utf8 = new TextEncoder();
+  const jsonBytes = utf8.encode(json + ' '.repeat((8 - (utf8.encode(json).byteLength % 8)) % 8));
+  const lengthBytes = new Uint8Array(8);
+  new DataView(lengthBytes.buffer).setBigUint64(0, BigInt(jsonBytes.byteLength), true);
+  return [lengthBytes, jsonBytes, ...chunks];
+}

@@ -3,7 +3,31 @@
  * Python PEFT, vLLM and llama.cpp can use loraforge adapters and the other way round.
  */
 import { LoraforgeError } from '../util/errors.ts';
+import { coerceOption, option, optionDefaults, type OptionValues } from '../util/options.ts';
 import { PROJECTION_NAMES } from '../models/decoder.ts';
+
+/**
+ * The LoRA options of `loraforge train`, declared once (LLaMA-Factory's YAML names; PEFT's field
+ * in each help): the CLI flags, YAML validation, `LoraConfig` defaults and its checks derive from it.
+ */
+export const LORA_OPTIONS = {
+  lora_rank: option.integer('LoRA rank r (PEFT r)', 8, { min: 1 }),
+  lora_alpha: option.number('LoRA alpha; the update is scaled by alpha / r', 16, { above: 0 }),
+  lora_dropout: option.number('dropout on the LoRA path', 0.05, { min: 0, below: 1 }),
+  lora_target: option.string(
+    'all-linear, or comma-separated projection names (PEFT target_modules)',
+    'all-linear',
+  ),
+  use_rslora: option.boolean('scale by alpha / sqrt(r) (rank-stabilized LoRA)', false),
+  lora_init: option.choice(
+    'A initialisation: kaiming (PEFT default) | gaussian',
+    ['kaiming', 'gaussian'],
+    'kaiming',
+  ),
+};
+
+/** Values of the LoRA options (YAML keys), as a resolved config holds them. */
+export type LoraOptionValues = OptionValues<typeof LORA_OPTIONS>;
 
 /** A LoRA adapter's shape and scaling, with PEFT's `LoraConfig` fields (camelCase). */
 export interface LoraConfig {
@@ -18,15 +42,32 @@ export interface LoraConfig {
   baseModelNameOrPath?: string;
 }
 
-/** PEFT's LoraConfig defaults where loraforge keeps them (r 8, alpha 16, dropout 0.05, all linear layers). */
-export const DEFAULT_LORA_CONFIG: LoraConfig = {
-  r: 8,
-  loraAlpha: 16,
-  loraDropout: 0.05,
-  targetModules: 'all-linear',
-  useRslora: false,
-  init: 'kaiming',
-};
+/** The LoraConfig that `LORA_OPTIONS` values describe. */
+export function loraConfigFromOptions(
+  v: LoraOptionValues,
+  baseModelNameOrPath?: string,
+): LoraConfig {
+  return checkConfig(
+    {
+      r: v.lora_rank,
+      loraAlpha: v.lora_alpha,
+      loraDropout: v.lora_dropout,
+      targetModules:
+        v.lora_target === 'all-linear'
+          ? 'all-linear'
+          : v.lora_target.split(',').map((s) => s.trim()),
+      useRslora: v.use_rslora,
+      init: v.lora_init,
+      baseModelNameOrPath,
+    },
+    'lora config',
+  );
+}
+
+/** PEFT's LoraConfig defaults where loraforge keeps them, from `LORA_OPTIONS` (r 8, alpha 16, dropout 0.05, all linear layers). */
+export const DEFAULT_LORA_CONFIG: LoraConfig = loraConfigFromOptions(
+  optionDefaults(LORA_OPTIONS) as LoraOptionValues,
+);
 
 export function loraScale(c: LoraConfig): number {
   return c.useRslora ? c.loraAlpha / Math.sqrt(c.r) : c.loraAlpha / c.r;
@@ -42,13 +83,9 @@ export function isTargeted(c: LoraConfig, modulePath: string): boolean {
 }
 
 function checkConfig(c: LoraConfig, where: string): LoraConfig {
-  if (!Number.isInteger(c.r) || c.r <= 0)
-    throw new LoraforgeError(`${where}: r must be a positive integer (got ${c.r})`);
-  if (!(c.loraAlpha > 0))
-    throw new LoraforgeError(`${where}: lora_alpha must be positive (got ${c.loraAlpha})`);
-  if (!(c.loraDropout >= 0 && c.loraDropout < 1)) {
-    throw new LoraforgeError(`${where}: lora_dropout must be in [0, 1) (got ${c.loraDropout})`);
-  }
+  coerceOption(LORA_OPTIONS.lora_rank, c.r, `${where}: r`);
+  coerceOption(LORA_OPTIONS.lora_alpha, c.loraAlpha, `${where}: lora_alpha`);
+  coerceOption(LORA_OPTIONS.lora_dropout, c.loraDropout, `${where}: lora_dropout`);
   if (Array.isArray(c.targetModules)) {
     const unknown = c.targetModules.filter(
       (m) => !(PROJECTION_NAMES as readonly string[]).includes(m.split('.').at(-1)!),

@@ -7,33 +7,28 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeDirAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { readJsonObject } from '../io/hf-folder.ts';
-import { SafetensorsFile, encodeSafetensors, type NamedTensorData } from '../io/safetensors.ts';
+import { SafetensorsFile, type NamedTensorData } from '../io/safetensors.ts';
 import { loadTensor } from '../models/load.ts';
 import type { DecoderModel } from '../models/decoder.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { LoraAdapter, type LoraPair } from './adapter.ts';
-import { isTargeted, parsePeftConfig, toPeftConfig } from './config.ts';
+import {
+  ADAPTER_CONFIG_FILE,
+  ADAPTER_WEIGHTS_FILE,
+  LORAFORGE_META_FILE,
+  adapterFiles,
+  adapterTensors,
+  type AdapterMeta,
+} from './adapter-files.ts';
+import { isTargeted, parsePeftConfig } from './config.ts';
 
-export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
-export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
-export const LORAFORGE_META_FILE = 'loraforge.json';
-
-/** What loraforge records beside the PEFT files. */
-export interface AdapterMeta {
-  /** Prompt template spec used in training (data/templates). */
-  template?: unknown;
-  baseModel?: string;
-  [key: string]: unknown;
-}
-
-/** Host copies of the adapter tensors in PEFT's key order. */
-export async function adapterTensors(adapter: LoraAdapter): Promise<NamedTensorData[]> {
-  const out: NamedTensorData[] = [];
-  for (const [name, t] of adapter.namedParameters()) {
-    out.push({ name, dtype: 'F32', shape: t.shape, data: await t.toFloat32() });
-  }
-  return out;
-}
+export {
+  ADAPTER_CONFIG_FILE,
+  ADAPTER_WEIGHTS_FILE,
+  LORAFORGE_META_FILE,
+  adapterTensors,
+  type AdapterMeta,
+} from './adapter-files.ts';
 
 /** Writes the adapter folder atomically (a crash leaves the previous version intact). */
 export async function saveAdapter(
@@ -54,16 +49,9 @@ export function writeAdapterFiles(
 ): void {
   mkdirSync(dir, { recursive: true });
   // Each file is fsynced so the folder rename that publishes it is durable.
-  writeFileAtomic(
-    join(dir, ADAPTER_CONFIG_FILE),
-    JSON.stringify(toPeftConfig(adapter.config), null, 2) + '\n',
-  );
-  writeFileAtomic(join(dir, ADAPTER_WEIGHTS_FILE), encodeSafetensors(tensors));
-  writeFileAtomic(join(dir, LORAFORGE_META_FILE), JSON.stringify(meta, null, 2) + '\n');
-  writeFileAtomic(
-    join(dir, 'README.md'),
-    `---\nlibrary_name: peft\nbase_model: ${adapter.config.baseModelNameOrPath ?? ''}\n---\n\nLoRA adapter trained with loraforge.\n`,
-  );
+  for (const { name, contents } of adapterFiles(adapter, tensors, meta)) {
+    writeFileAtomic(join(dir, name), contents);
+  }
 }
 
 /** Whether `dir` holds a PEFT adapter (adapter_config.json). */

@@ -1,84 +1,78 @@
-/** Training arguments with Hugging Face TrainingArguments' meaning and defaults where they exist. */
-import { LoraforgeError } from '../util/errors.ts';
-import { SCHEDULE_NAMES, type ScheduleName } from './schedule.ts';
+/**
+ * The Trainer's arguments, declared once with Hugging Face TrainingArguments' names, meaning and
+ * defaults where they exist (loraforge's own choices are said so in their help). The YAML keys and
+ * flags of `loraforge train` (config.ts) and the camelCase `TrainingArguments` of the library
+ * both derive from this table.
+ */
+import {
+  camel,
+  option,
+  resolveOptions,
+  snake,
+  type CamelKeys,
+  type OptionValues,
+} from '../util/options.ts';
+import { SCHEDULE_NAMES } from './schedule.ts';
 
-/** The Trainer's settings, named after transformers' `TrainingArguments`. */
-export interface TrainingArguments {
-  outputDir: string;
-  numTrainEpochs: number;
-  /** > 0 overrides numTrainEpochs (HF max_steps). */
-  maxSteps: number;
-  gradientAccumulationSteps: number;
-  learningRate: number;
-  weightDecay: number;
-  adamBeta1: number;
-  adamBeta2: number;
-  adamEpsilon: number;
-  maxGradNorm: number;
-  lrSchedulerType: ScheduleName;
-  warmupSteps: number;
-  warmupRatio: number;
-  loggingSteps: number;
-  /** 0 = evaluate only at the end. */
-  evalSteps: number;
-  /** 0 = save only at the end. */
-  saveSteps: number;
-  saveTotalLimit: number;
-  seed: number;
-  /** A checkpoint folder, or true for the latest one in outputDir. */
-  resumeFromCheckpoint?: string | boolean;
-}
-
-/** Defaults of every training argument but `outputDir`. */
-export const DEFAULT_TRAINING_ARGUMENTS: Omit<TrainingArguments, 'outputDir'> = {
-  numTrainEpochs: 3,
-  maxSteps: -1,
-  gradientAccumulationSteps: 1,
-  learningRate: 2e-4,
-  weightDecay: 0,
-  adamBeta1: 0.9,
-  adamBeta2: 0.999,
-  adamEpsilon: 1e-8,
-  maxGradNorm: 1,
-  lrSchedulerType: 'cosine',
-  warmupSteps: 0,
-  warmupRatio: 0,
-  loggingSteps: 10,
-  evalSteps: 0,
-  saveSteps: 0,
-  saveTotalLimit: 0,
-  seed: 42,
+/** Every training argument: type, default, help and allowed values (YAML / HF names). */
+export const TRAINING_ARGUMENTS = {
+  output_dir: option.string('where the adapter, checkpoints, metrics and plots go', 'runs/lora'),
+  num_train_epochs: option.number('epochs', 3, { above: 0 }),
+  max_steps: option.integer('optimizer steps (overrides epochs when > 0)', -1),
+  gradient_accumulation_steps: option.integer('micro-batches per optimizer step', 1, { min: 1 }),
+  // loraforge: 2e-4 (LoRA's usual rate; HF's 5e-5 is for full fine-tuning).
+  learning_rate: option.number('peak learning rate (loraforge default 2e-4, for LoRA)', 2e-4, {
+    min: 0,
+  }),
+  weight_decay: option.number('AdamW weight decay', 0, { min: 0 }),
+  adam_beta1: option.number('AdamW beta1', 0.9, { min: 0, below: 1 }),
+  adam_beta2: option.number('AdamW beta2', 0.999, { min: 0, below: 1 }),
+  adam_epsilon: option.number('AdamW epsilon', 1e-8, { min: 0 }),
+  max_grad_norm: option.number('gradient clipping norm (0 = off)', 1, { min: 0 }),
+  // loraforge: cosine, as LLaMA-Factory's examples (HF: linear).
+  lr_scheduler_type: option.choice('learning-rate schedule', SCHEDULE_NAMES, 'cosine'),
+  warmup_steps: option.integer('warmup steps (> 0 overrides warmup_ratio)', 0, { min: 0 }),
+  warmup_ratio: option.number('warmup as a share of all steps', 0, { min: 0, below: 1 }),
+  // loraforge: 10 (HF: 500, too rare for the small runs this tool makes).
+  logging_steps: option.integer('log every N steps', 10, { min: 1 }),
+  eval_steps: option.integer('evaluate every N steps (0 = at the end)', 0, { min: 0 }),
+  save_steps: option.integer('checkpoint every N steps (0 = only at the end)', 0, { min: 0 }),
+  // HF's None = keep every checkpoint (LLaMA-Factory inherits it).
+  save_total_limit: option.integer('keep at most N checkpoints (0 = all, as HF)', 0, { min: 0 }),
+  resume_from_checkpoint: option.string('a checkpoint folder, or "latest"'),
+  seed: option.integer('random seed (init, split, shuffling, dropout)', 42, { min: 0 }),
 };
 
-/** Full, validated TrainingArguments from some fields and the defaults. */
-export function makeTrainingArguments(
-  partial: Partial<TrainingArguments> & { outputDir: string },
-): TrainingArguments {
-  const args = { ...DEFAULT_TRAINING_ARGUMENTS, ...partial };
-  const positiveInts: (keyof TrainingArguments)[] = ['gradientAccumulationSteps', 'loggingSteps'];
-  for (const key of positiveInts) {
-    const v = args[key];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
-      throw new LoraforgeError(`${key} must be a whole number >= 1 (got ${JSON.stringify(v)})`);
-    }
-  }
-  for (const key of ['evalSteps', 'saveSteps', 'saveTotalLimit', 'warmupSteps'] as const) {
-    if (!Number.isInteger(args[key]) || args[key] < 0) {
-      throw new LoraforgeError(
-        `${key} must be a whole number >= 0 (got ${JSON.stringify(args[key])})`,
-      );
-    }
-  }
-  if (!(args.learningRate >= 0))
-    throw new LoraforgeError(`learningRate must be >= 0 (got ${args.learningRate})`);
-  if (!(args.numTrainEpochs > 0) && !(args.maxSteps > 0)) {
-    throw new LoraforgeError('set numTrainEpochs > 0 or maxSteps > 0');
-  }
-  if (!SCHEDULE_NAMES.includes(args.lrSchedulerType)) {
-    throw new LoraforgeError(
-      `unknown lr scheduler '${args.lrSchedulerType}'`,
-      `use one of: ${SCHEDULE_NAMES.join(', ')}`,
-    );
-  }
-  return args;
+/** Training arguments under their YAML (snake_case) names, as a resolved config holds them. */
+export type TrainingArgumentValues = OptionValues<typeof TRAINING_ARGUMENTS>;
+
+/**
+ * What a Trainer runs with (HF TrainingArguments in camelCase). `resumeFromCheckpoint` is a
+ * checkpoint folder or `'latest'` (the newest one in `outputDir`); only the Node shell
+ * (`trainInFolder`) reads it, as it is the one that reads files.
+ */
+export type TrainingArguments = CamelKeys<TrainingArgumentValues>;
+
+/** Every argument checked against the table; missing ones take their defaults. */
+export function makeTrainingArguments(partial: Partial<TrainingArguments> = {}): TrainingArguments {
+  const values = Object.fromEntries(
+    Object.entries(partial).map(([key, value]) => [snake(key), value]),
+  );
+  return trainingArgumentsOf(
+    resolveOptions(
+      TRAINING_ARGUMENTS,
+      [{ values, source: 'training arguments' }],
+      'see TRAINING_ARGUMENTS for the names',
+    ),
+  );
+}
+
+/** The training arguments of a validated config (`loraforge train`'s keys), in camelCase. */
+export function trainingArgumentsOf(values: TrainingArgumentValues): TrainingArguments {
+  return Object.fromEntries(
+    Object.keys(TRAINING_ARGUMENTS).map((key) => [
+      camel(key),
+      values[key as keyof TrainingArgumentValues],
+    ]),
+  ) as TrainingArguments;
 }

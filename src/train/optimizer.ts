@@ -42,22 +42,6 @@ export type AdamWStepFn = (
   bc2: number,
 ) => void;
 
-/** The wasm kernel's pointer-based signature (see ARCHITECTURE.md, "Kernel signatures"). */
-export type AdamWKernel = (
-  p: number,
-  g: number,
-  m: number,
-  v: number,
-  n: number,
-  lr: number,
-  beta1: number,
-  beta2: number,
-  eps: number,
-  weightDecay: number,
-  bc1: number,
-  bc2: number,
-) => void;
-
 /** Hyperparameters both AdamW implementations take. */
 export interface AdamWHyperparameters {
   /** Default learning rate for step() without an argument. */
@@ -65,13 +49,6 @@ export interface AdamWHyperparameters {
   betas?: [number, number];
   eps?: number;
   weightDecay?: number;
-}
-
-export interface AdamWOptions extends AdamWHyperparameters {
-  /** Replaces the JS update, e.g. with `fromKernel(...)`; the JS loop is the reference. */
-  stepFn?: AdamWStepFn;
-  /** Allocates zeroed moment buffers; a wasm step needs them inside its memory. */
-  allocState?: (length: number) => Float32Array;
 }
 
 /** Optimizer state as stored in checkpoints: moments as tensors, the rest as JSON. */
@@ -121,45 +98,6 @@ export const adamwStepJs: AdamWStepFn = (
     v[i] = vi;
   }
 };
-
-/**
- * Adapts the pointer-based wasm kernel; every array handed to the step must be a view into
- * `memory` (parameters, gradients and the moments from `allocState`).
- */
-export function fromKernel(kernel: AdamWKernel, memory: { buffer: ArrayBufferLike }): AdamWStepFn {
-  return (p, g, m, v, lr, beta1, beta2, eps, weightDecay, bc1, bc2) => {
-    for (const a of [p, g, m, v]) {
-      if (!isViewOf(a, memory.buffer)) {
-        throw new Error('adamw kernel: array is not a view into the wasm memory');
-      }
-    }
-    kernel(
-      p.byteOffset,
-      g.byteOffset,
-      m.byteOffset,
-      v.byteOffset,
-      p.length,
-      lr,
-      beta1,
-      beta2,
-      eps,
-      weightDecay,
-      bc1,
-      bc2,
-    );
-  };
-}
-
-function isViewOf(array: Float32Array, buffer: ArrayBufferLike): boolean {
-  if (array.buffer === buffer) return true;
-  // Growing a shared memory gives it a new SharedArrayBuffer object, while views made before
-  // keep the old one (still valid, same memory), so identity cannot be required there.
-  return (
-    typeof SharedArrayBuffer !== 'undefined' &&
-    array.buffer instanceof SharedArrayBuffer &&
-    buffer instanceof SharedArrayBuffer
-  );
-}
 
 /**
  * What the host AdamW and the device one (device-optimizer.ts) share: hyperparameters, the step
@@ -274,14 +212,12 @@ export class AdamW extends AdamWBase {
   private readonly params: readonly NamedParameter[];
   private readonly expAvg: Float32Array[];
   private readonly expAvgSq: Float32Array[];
-  private readonly stepFn: AdamWStepFn;
 
-  constructor(params: readonly NamedParameter[], options: AdamWOptions = {}) {
+  constructor(params: readonly NamedParameter[], options: AdamWHyperparameters = {}) {
     super(
       params.map((p) => p.name),
       options,
     );
-    this.stepFn = options.stepFn ?? adamwStepJs;
     for (const p of params) {
       if (p.grad.length !== p.data.length) {
         throw new LoraforgeError(
@@ -290,9 +226,8 @@ export class AdamW extends AdamWBase {
       }
     }
     this.params = params;
-    const alloc = options.allocState ?? ((n: number) => new Float32Array(n));
-    this.expAvg = params.map((p) => alloc(p.data.length));
-    this.expAvgSq = params.map((p) => alloc(p.data.length));
+    this.expAvg = params.map((p) => new Float32Array(p.data.length));
+    this.expAvgSq = params.map((p) => new Float32Array(p.data.length));
   }
 
   /** Applies one update to every parameter from its current `grad`, at learning rate `lr`. */
@@ -301,7 +236,7 @@ export class AdamW extends AdamWBase {
     const [beta1, beta2] = this.betas;
     this.params.forEach((p, i) => {
       const wd = p.weightDecay ?? this.weightDecay;
-      this.stepFn(
+      adamwStepJs(
         p.data,
         p.grad,
         this.expAvg[i]!,

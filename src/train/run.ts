@@ -2,10 +2,10 @@
  * The tutorial's whole pipeline as one call: load the model, freeze it, add LoRA (or train it all),
  * prepare the dataset with the chosen template, train, save the adapter with its template, plot.
  */
-import { selectBackend, type DeviceName } from '../engine/select-backend.ts';
+import { existsSync } from 'node:fs';
+import { selectBackend } from '../engine/select-backend.ts';
 import { DataLoader, padIdOf } from '../data/loader.ts';
 import { loadDataset } from '../data/dataset.ts';
-import { parseDatasetFormat } from '../data/formats.ts';
 import { createTemplate } from '../data/templates.ts';
 import { resolveModel } from '../io/hub.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
@@ -13,14 +13,14 @@ import type { DecoderConfig } from '../models/config.ts';
 import { loadDecoderConfig, loadModel, type WeightDType } from '../models/load.ts';
 import { LoraAdapter, trainableParametersReport } from '../peft/adapter.ts';
 import { autoWeightDType, baseParameterCountOf } from '../models/shapes.ts';
-import { makeLoraConfig } from '../peft/config.ts';
+import { loraConfigFromOptions } from '../peft/config.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { formatCount } from '../util/format.ts';
-import { makeTrainingArguments } from './arguments.ts';
-import type { TrainConfig } from './config.ts';
+import { trainingArgumentsOf } from './arguments.ts';
+import { datasetFiles, type TrainConfig } from './config.ts';
 import type { MetricsRecord } from './metrics.ts';
-import type { ScheduleName } from './schedule.ts';
-import { Trainer, type TrainResult } from './trainer.ts';
+import { trainInFolder, type TrainResult } from './train-in-folder.ts';
+import { Trainer } from './trainer.ts';
 
 /** Where a training run reports: log lines, metrics records, the progress bar. */
 export interface RunHooks {
@@ -37,29 +37,33 @@ export interface RunResult extends TrainResult {
   validationExamples: number;
 }
 
-/** f32 keeps small models exact; bf16 halves the frozen weights of big ones. */
-/** Full fine-tuning trains every weight, so it needs them in f32. */
+/**
+ * f32 keeps small models exact; bf16 halves the frozen weights of big ones. Full fine-tuning
+ * trains every weight, so it needs them in f32.
+ */
 function chooseDType(cfg: TrainConfig, config: DecoderConfig): WeightDType {
   if (cfg.finetuning_type === 'full') return 'f32';
-  if (cfg.dtype === 'f32' || cfg.dtype === 'bf16' || cfg.dtype === 'f16') return cfg.dtype;
-  if (cfg.dtype !== 'auto')
-    throw new LoraforgeError(`dtype must be auto, f32, bf16 or f16 (got ${cfg.dtype})`);
-  return autoWeightDType(config);
+  return cfg.dtype === 'auto' ? autoWeightDType(config) : cfg.dtype;
 }
 
 /** Runs a whole training configuration: loads the model and data, adds LoRA (or trains fully), trains, writes the adapter to `output_dir`. */
 export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promise<RunResult> {
   const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  await selectBackend({ device: cfg.device as DeviceName, threads: cfg.threads });
+  // Before the model is resolved (which may mean a download): a wrong path fails at once.
+  const missing = datasetFiles(cfg).find((file) => !existsSync(file));
+  if (missing) {
+    throw new LoraforgeError(
+      `${missing}: dataset file not found`,
+      cfg.dataset_dir ? `dataset files are read from dataset_dir ${cfg.dataset_dir}` : undefined,
+    );
+  }
+  await selectBackend({ device: cfg.device, threads: cfg.threads });
   const modelDir = await resolveModel(cfg.model);
   const tokenizer = await loadTokenizer(modelDir);
   const template = createTemplate(cfg.template, tokenizer);
   const data = await loadDataset({
-    files: cfg.dataset
-      .split(',')
-      .map((f) => f.trim())
-      .filter(Boolean),
-    format: cfg.dataset_format === 'auto' ? 'auto' : parseDatasetFormat(cfg.dataset_format),
+    files: datasetFiles(cfg),
+    format: cfg.dataset_format,
     columns: cfg.columns,
     template,
     cutoffLen: cfg.cutoff_len,
@@ -80,20 +84,7 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
   const model = loadModel(modelDir, { dtype: chooseDType(cfg, loadDecoderConfig(modelDir)) });
   let adapter: LoraAdapter | null = null;
   if (cfg.finetuning_type === 'lora') {
-    const target =
-      cfg.lora_target === 'all-linear'
-        ? 'all-linear'
-        : cfg.lora_target.split(',').map((s) => s.trim());
-    const loraConfig = makeLoraConfig({
-      r: cfg.lora_rank,
-      loraAlpha: cfg.lora_alpha,
-      loraDropout: cfg.lora_dropout,
-      targetModules: target,
-      useRslora: cfg.use_rslora,
-      init: cfg.lora_init === 'gaussian' ? 'gaussian' : 'kaiming',
-      baseModelNameOrPath: cfg.model,
-    });
-    adapter = LoraAdapter.create(model, loraConfig, cfg.seed);
+    adapter = LoraAdapter.create(model, loraConfigFromOptions(cfg, cfg.model), cfg.seed);
     adapter.attach(model);
     log(trainableParametersReport(model, adapter));
   } else {
@@ -120,42 +111,17 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
             shuffle: false,
           }).restOfEpoch()
       : undefined;
-  const args = makeTrainingArguments({
-    outputDir: cfg.output_dir,
-    numTrainEpochs: cfg.num_train_epochs,
-    maxSteps: cfg.max_steps,
-    gradientAccumulationSteps: cfg.gradient_accumulation_steps,
-    learningRate: cfg.learning_rate,
-    weightDecay: cfg.weight_decay,
-    adamBeta1: cfg.adam_beta1,
-    adamBeta2: cfg.adam_beta2,
-    adamEpsilon: cfg.adam_epsilon,
-    maxGradNorm: cfg.max_grad_norm,
-    lrSchedulerType: cfg.lr_scheduler_type as ScheduleName,
-    warmupSteps: cfg.warmup_steps,
-    warmupRatio: cfg.warmup_ratio,
-    loggingSteps: cfg.logging_steps,
-    evalSteps: cfg.eval_steps,
-    saveSteps: cfg.save_steps,
-    saveTotalLimit: cfg.save_total_limit,
-    seed: cfg.seed,
-    resumeFromCheckpoint:
-      cfg.resume_from_checkpoint === 'latest' ? true : cfg.resume_from_checkpoint,
-  });
-  const trainer = new Trainer({
-    model,
-    adapter,
-    train: loader,
-    evalBatches,
-    args,
-    adapterMeta: { template: template.toJSON(), baseModel: cfg.model, trainConfig: cfg },
-    baseModelDir: modelDir,
-    progress: hooks.progress,
-    onLog: hooks.onLog,
-    log,
-  });
+  const args = trainingArgumentsOf(cfg);
+  const trainer = new Trainer({ model, adapter, train: loader, evalBatches, args });
   try {
-    const result = await trainer.train();
+    const result = await trainInFolder(trainer, {
+      adapter,
+      adapterMeta: { template: template.toJSON(), baseModel: cfg.model, trainConfig: cfg },
+      baseModelDir: modelDir,
+      progress: hooks.progress,
+      onLog: hooks.onLog,
+      log,
+    });
     return { ...result, trainExamples: trainStats.examples, validationExamples: valStats.examples };
   } finally {
     adapter?.dispose();

@@ -1,49 +1,92 @@
 /**
- * The Trainer: Hugging Face Trainer semantics (4.44) on loraforge's engine. Per optimizer step it
- * runs `gradientAccumulationSteps` micro-batches, back-propagating each micro-batch's mean loss
+ * The Trainer: Hugging Face Trainer semantics (4.44) on loraforge's engine, with no file system,
+ * process or terminal, so the same loop trains in Node and in a browser page. Per optimizer step
+ * it runs `gradientAccumulationSteps` micro-batches, back-propagating each micro-batch's mean loss
  * divided by the accumulation count, clips the global gradient norm, applies AdamW at the
- * schedule's rate for that step, then logs, evaluates and checkpoints. LoRA training updates only
- * the adapter; without an adapter every weight is trained (full fine-tuning, for small models).
+ * schedule's rate for that step, then logs, evaluates and reaches save points, reporting each
+ * through callbacks (HF's TrainerCallback, mlx-lm's TrainingCallback). What a save writes, where
+ * logs go and what stops a run belong to the caller: `trainInFolder` (train-in-folder.ts) is the
+ * Node shell with checkpoints, metrics.jsonl, the plot, Ctrl-C and a progress bar.
+ * LoRA training updates only the adapter; without an adapter every weight is trained.
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { backward, clearTape, gradSlot, noGrad } from '../engine/tape.ts';
 import { Tensor, getBackend, tidy, tidyAsync } from '../engine/tensor.ts';
 import type { Batch } from '../data/batch.ts';
-import {
-  SafetensorsFile,
-  bytesToF32,
-  encodeSafetensors,
-  type NamedTensorData,
-} from '../io/safetensors.ts';
-import { writeDirAtomic, writeFileAtomic } from '../io/atomic.ts';
+import type { NamedTensorData } from '../io/safetensors-format.ts';
 import type { DecoderModel, ModelInput } from '../models/decoder.ts';
 import type { LoraAdapter } from '../peft/adapter.ts';
-import { adapterTensors, writeAdapterFiles, type AdapterMeta } from '../peft/io.ts';
+import { adapterTensors } from '../peft/adapter-files.ts';
 import { LoraforgeError } from '../util/errors.ts';
-import { ProgressBar } from '../util/progress.ts';
 import { Rng } from '../util/rng.ts';
-import type { TrainingArguments } from './arguments.ts';
-import {
-  latestCheckpoint,
-  readCheckpoint,
-  writeCheckpoint,
-  type TrainerState,
-} from './checkpoint-files.ts';
-import { MetricsWriter, readMetrics, truncateMetricsAfter, type MetricsRecord } from './metrics.ts';
-import { writeLossPlot } from './plot.ts';
+import { makeTrainingArguments, type TrainingArguments } from './arguments.ts';
+import type { TrainerState } from './checkpoint-files.ts';
+import type { MetricsRecord } from './metrics.ts';
+import type { AdamWStateDict } from './optimizer.ts';
 import { LrSchedule } from './schedule.ts';
 import { createTrainerOptimizer, type TrainerOptimizer } from './trainer-optimizer.ts';
 
 /** Where micro-batches come from (data/DataLoader implements it). */
 export interface BatchSource {
+  /** The next micro-batch (wrapping into the next epoch). */
   next(): Batch;
   readonly batchesPerEpoch: number;
+  /** The position to checkpoint (JSON). */
   state(): unknown;
+  /** Goes back to a position `state()` returned. */
   restore(state: never): void;
 }
 
-/** The model (and adapter) to train, the data, the arguments and where to report. */
+/** Where training stands after an optimizer step. */
+export interface TrainerStepInfo {
+  /** Optimizer steps completed. */
+  globalStep: number;
+  totalSteps: number;
+  /** Fractional epochs completed. */
+  epoch: number;
+  /** This step's training loss (mean over its micro-batches). */
+  loss: number;
+  /** The rate the schedule has moved on to (that of the next step). */
+  lr: number;
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+}
+
+/** What a save point hands to `onSave`: everything a checkpoint folder holds. */
+export interface TrainerCheckpoint {
+  globalStep: number;
+  /**
+   * `checkpoint`: every `saveSteps` steps, and when a run is stopped (to resume from);
+   * `final`: the end of training (the weights to keep).
+   */
+  kind: 'checkpoint' | 'final';
+  /** True for the checkpoint that ends a stopped run. */
+  stopped: boolean;
+  /** HF trainer_state.json fields (step, epoch, RNG and data position, log history). */
+  trainerState: TrainerState;
+  /** Host copies of the trained tensors (PEFT keys for an adapter, model names otherwise). */
+  weights(): Promise<NamedTensorData[]>;
+  /** The AdamW moments and step count. */
+  optimizer(): Promise<AdamWStateDict>;
+}
+
+/**
+ * Hooks into the loop, as HF's TrainerCallback / mlx-lm's TrainingCallback. Every member is
+ * optional; `onSave` may be async (the loop waits for it).
+ */
+export interface TrainerCallback {
+  /** After every optimizer step. */
+  onStep?(info: TrainerStepInfo): void;
+  /** Every `loggingSteps` steps (train loss) and after each evaluation (eval loss). */
+  onLog?(record: MetricsRecord): void;
+  /** After each evaluation (every `evalSteps` steps, and at the end). */
+  onEvaluate?(record: MetricsRecord): void;
+  /** At each save point; persisting the checkpoint is the callback's job. */
+  onSave?(checkpoint: TrainerCheckpoint): void | Promise<void>;
+  /** Asked after every step; true ends the run with a checkpoint (as `requestStop()`). */
+  shouldStop?(info: TrainerStepInfo): boolean;
+}
+
+/** What to train, on which data, with which arguments and callbacks. */
 export interface TrainerOptions {
   model: DecoderModel;
   /** The adapter to train; null trains every model weight (full fine-tuning). */
@@ -51,35 +94,31 @@ export interface TrainerOptions {
   train: BatchSource;
   /** Validation batches, iterated from the start at each evaluation. */
   evalBatches?: () => Iterable<Batch>;
-  args: TrainingArguments;
-  /** Recorded beside the adapter (prompt template, base model, ...). */
-  adapterMeta?: AdapterMeta;
-  /** Full fine-tuning: the model folder whose config and tokenizer files the output copies. */
-  baseModelDir?: string;
-  /** Show a progress bar (default: when stderr is a terminal; plain lines otherwise). */
-  progress?: boolean;
-  /** Receives every metrics record (loss logs and evaluations). */
-  onLog?: (record: MetricsRecord) => void;
-  /** Status lines (resume, saves, stop). */
-  log?: (message: string) => void;
+  /** Missing arguments take TRAINING_ARGUMENTS' defaults. */
+  args?: Partial<TrainingArguments>;
+  callbacks?: TrainerCallback[];
 }
 
-/** How a training run ended: steps, losses, where the adapter and checkpoints are. */
-export interface TrainResult {
+/** What `train()` returns. */
+export interface TrainerResult {
   globalStep: number;
   /** Mean training loss over the steps run in this call. */
   trainLoss: number;
+  /** The last evaluation's loss, if any. */
   evalLoss?: number;
-  /** Folder with the final adapter (or full model). */
-  outputDir: string;
-  metricsPath: string;
-  plotPaths: string[];
-  /** True when Ctrl-C stopped training early (a checkpoint was saved). */
-  interrupted: boolean;
+  /** True when `requestStop()` or a `shouldStop` callback ended the run early. */
+  stopped: boolean;
 }
 
-const METRICS_FILE = 'metrics.jsonl';
+/** A checkpoint read back: `trainInFolder` loads one from disk and hands it to `restore`. */
+export interface RestoredCheckpoint {
+  trainerState: TrainerState;
+  optimizer: AdamWStateDict;
+  /** The saved values of a trained tensor, by its name in `TrainerCheckpoint.weights()`. */
+  weight(name: string): Float32Array;
+}
 
+/** A batch as the model's forward pass takes it. */
 export function modelInput(batch: Batch): ModelInput {
   return {
     batch: batch.batchSize,
@@ -96,20 +135,30 @@ function decays(name: string): boolean {
   return !name.endsWith('.bias') && !name.includes('norm');
 }
 
-/** The training loop: micro-batches, gradient accumulation, clipping, AdamW, learning-rate schedule, evaluation, checkpoints and metrics. */
+/** Lets timers, signal handlers and (in a page) rendering run between steps. */
+const yieldToEventLoop = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
+/**
+ * Trains a model or its LoRA adapter. A Trainer trains once: `train()` frees the optimizer state
+ * and the gradients when it returns.
+ */
 export class Trainer {
+  readonly args: TrainingArguments;
+  readonly totalSteps: number;
+  readonly stepsPerEpoch: number;
+  globalStep = 0;
   private readonly params: [string, Tensor][];
   private readonly optimizer: TrainerOptimizer;
   private readonly schedule: LrSchedule;
   private readonly rng: Rng;
-  readonly totalSteps: number;
-  private readonly stepsPerEpoch: number;
-  globalStep = 0;
+  private readonly callbacks: TrainerCallback[];
   private logHistory: MetricsRecord[] = [];
   private stopRequested = false;
 
   constructor(private readonly opts: TrainerOptions) {
-    const { model, adapter, args, train } = opts;
+    const { model, adapter, train } = opts;
+    const args = (this.args = makeTrainingArguments(opts.args));
+    this.callbacks = [...(opts.callbacks ?? [])];
     this.params = adapter ? adapter.namedParameters() : [...model.namedWeights()];
     for (const [name, t] of this.params) {
       if (t.dtype !== 'f32') {
@@ -149,64 +198,57 @@ export class Trainer {
     model.dropoutSeeds = () => this.rng.nextU32();
   }
 
-  private log(message: string): void {
-    (this.opts.log ?? ((m: string) => process.stderr.write(`${m}\n`)))(message);
+  /** Adds a callback (HF's add_callback). */
+  addCallback(callback: TrainerCallback): void {
+    this.callbacks.push(callback);
+  }
+
+  /** Ends training after the current step with a checkpoint (what Ctrl-C does). */
+  requestStop(): void {
+    this.stopRequested = true;
+  }
+
+  /** The learning rate of optimizer step `step` (0-based). */
+  lrAt(step: number): number {
+    return this.schedule.lrAt(step);
   }
 
   /** One micro-batch: forward, loss, backward of loss / accumulation. Returns the loss. */
   private microStep(batch: Batch): Promise<number> {
-    const accumulation = this.opts.args.gradientAccumulationSteps;
+    const accumulation = this.args.gradientAccumulationSteps;
     return tidyAsync(async () => {
       const { loss, targets } = this.opts.model.loss(modelInput(batch), batch.labels);
-      const value = (await loss.toFloat32())[0]!;
       if (targets === 0) {
         clearTape();
         return 0;
       }
+      // Backward before the loss is read: a device backend then syncs once per micro-step.
+      backward(loss, 1 / accumulation);
+      const value = (await loss.toFloat32())[0]!;
       if (!Number.isFinite(value)) {
-        clearTape();
         throw new LoraforgeError(
           `training stopped at step ${this.globalStep + 1}: the loss is ${value}`,
           'lower the learning rate or check the data; the last good checkpoint is kept',
         );
       }
-      backward(loss, 1 / accumulation);
       return value;
     });
   }
 
-  /** Trains to the end (or until interrupted) and saves the result. */
-  async train(): Promise<TrainResult> {
-    const { args, train } = this.opts;
-    mkdirSync(args.outputDir, { recursive: true });
-    const metricsPath = join(args.outputDir, METRICS_FILE);
-    const resumed = this.resumeIfAsked();
-    const metrics = new MetricsWriter(metricsPath, { truncate: !resumed });
-    const onSigint = () => {
-      if (this.stopRequested) process.exit(130);
-      this.requestStop();
-      this.log('\nstopping after this step and saving a checkpoint (Ctrl-C again to quit at once)');
-    };
-    process.on('SIGINT', onSigint);
-    const bar = new ProgressBar({
-      total: this.totalSteps,
-      label: 'train',
-      unit: 'step',
-      start: this.globalStep,
-      stream: this.opts.progress === false ? { write: () => true } : undefined,
-    });
-    bar.update(this.globalStep);
+  /**
+   * Trains to `totalSteps` (from `globalStep`, after a `restore`), or until a stop is asked for;
+   * ends with an evaluation and the `final` save point, or with a `checkpoint` one when stopped.
+   */
+  async train(): Promise<TrainerResult> {
+    const { args, opts } = this;
     const record = (r: MetricsRecord) => {
-      metrics.write(r);
       this.logHistory.push(r);
-      this.opts.onLog?.(r);
+      for (const cb of this.callbacks) cb.onLog?.(r);
     };
-
     let windowLoss = 0;
     let windowSteps = 0;
     let windowTokens = 0;
     let windowStart = performance.now();
-    let lastGradNorm = 0;
     let runLoss = 0;
     let runSteps = 0;
     let evalLoss: number | undefined;
@@ -214,14 +256,14 @@ export class Trainer {
       while (this.globalStep < this.totalSteps && !this.stopRequested) {
         let stepLoss = 0;
         for (let k = 0; k < args.gradientAccumulationSteps; k++) {
-          const batch = train.next();
+          const batch = opts.train.next();
           stepLoss += (await this.microStep(batch)) / args.gradientAccumulationSteps;
           windowTokens += batch.attentionMask.reduce((a, b) => a + b, 0);
         }
-        lastGradNorm = await this.optimizer.clipGradients(args.maxGradNorm);
-        if (!Number.isFinite(lastGradNorm)) {
+        const gradNorm = await this.optimizer.clipGradients(args.maxGradNorm);
+        if (!Number.isFinite(gradNorm)) {
           throw new LoraforgeError(
-            `training stopped at step ${this.globalStep + 1}: the gradient norm is ${lastGradNorm}`,
+            `training stopped at step ${this.globalStep + 1}: the gradient norm is ${gradNorm}`,
             'lower the learning rate; the last good checkpoint is kept',
           );
         }
@@ -233,31 +275,31 @@ export class Trainer {
         runLoss += stepLoss;
         runSteps++;
 
-        const fields = {
-          loss: stepLoss.toFixed(4),
-          lr: this.schedule.lrAt(this.globalStep).toExponential(2),
+        const info: TrainerStepInfo = {
+          globalStep: this.globalStep,
+          totalSteps: this.totalSteps,
+          epoch: this.globalStep / this.stepsPerEpoch,
+          loss: stepLoss,
+          lr: this.schedule.lrAt(this.globalStep),
+          gradNorm,
         };
-        bar.update(this.globalStep, fields);
+        for (const cb of this.callbacks) cb.onStep?.(info);
         if (this.globalStep % args.loggingSteps === 0 || this.globalStep === this.totalSteps) {
           const seconds = (performance.now() - windowStart) / 1000;
           record({
             step: this.globalStep,
-            epoch: this.globalStep / this.stepsPerEpoch,
+            epoch: info.epoch,
             loss: windowLoss / windowSteps,
             // As HF logs it: the rate the scheduler has moved on to after this step.
-            lr: this.schedule.lrAt(this.globalStep),
-            grad_norm: lastGradNorm,
+            lr: info.lr,
+            grad_norm: gradNorm,
             tokens_per_s: windowTokens / seconds,
             time: new Date().toISOString(),
           });
-          bar.log(
-            `step ${this.globalStep}/${this.totalSteps}  loss ${(windowLoss / windowSteps).toFixed(4)}  ` +
-              `grad_norm ${lastGradNorm.toFixed(3)}  ${(windowTokens / seconds).toFixed(1)} tok/s`,
-          );
           windowLoss = windowSteps = windowTokens = 0;
           windowStart = performance.now();
         }
-        if (this.opts.evalBatches && args.evalSteps > 0 && this.globalStep % args.evalSteps === 0) {
+        if (opts.evalBatches && args.evalSteps > 0 && this.globalStep % args.evalSteps === 0) {
           evalLoss = await this.evaluateAndRecord(record);
         }
         if (
@@ -265,51 +307,38 @@ export class Trainer {
           this.globalStep % args.saveSteps === 0 &&
           this.globalStep < this.totalSteps
         ) {
-          await this.saveCheckpoint();
+          await this.save('checkpoint', false);
         }
-        // Lets signal handlers run between steps.
-        await new Promise((resolve) => setImmediate(resolve));
+        if (this.callbacks.some((cb) => cb.shouldStop?.(info))) this.stopRequested = true;
+        await yieldToEventLoop();
       }
       if (this.stopRequested) {
-        const path = await this.saveCheckpoint();
-        this.log(`saved ${path}; resume with --resume`);
+        await this.save('checkpoint', true);
       } else {
-        if (
-          this.opts.evalBatches &&
-          (args.evalSteps === 0 || this.globalStep % args.evalSteps !== 0)
-        ) {
+        if (opts.evalBatches && (args.evalSteps === 0 || this.globalStep % args.evalSteps !== 0)) {
           evalLoss = await this.evaluateAndRecord(record);
         }
-        await this.saveFinal();
+        await this.save('final', false);
       }
     } finally {
-      bar.done();
-      process.off('SIGINT', onSigint);
-      // A Trainer trains once: its optimizer state is freed with the run.
-      this.optimizer.dispose();
+      this.release();
     }
-    const plotPaths = this.writePlot(metricsPath);
     return {
       globalStep: this.globalStep,
       trainLoss: runSteps ? runLoss / runSteps : NaN,
       evalLoss,
-      outputDir: args.outputDir,
-      metricsPath,
-      plotPaths,
-      interrupted: this.stopRequested,
+      stopped: this.stopRequested,
     };
   }
 
-  /** Ends training after the current step with a checkpoint (what Ctrl-C does). */
-  requestStop(): void {
-    this.stopRequested = true;
-  }
-
-  /** Mean loss over the validation batches (weighted by batch rows, as HF averages). */
-  async evaluate(): Promise<number> {
+  /**
+   * Mean loss over `batches` (default: the validation batches), weighted by batch rows as HF
+   * averages; no gradients, no dropout.
+   */
+  async evaluate(batches: Iterable<Batch> = this.opts.evalBatches?.() ?? []): Promise<number> {
     let total = 0;
     let rows = 0;
-    for (const batch of this.opts.evalBatches?.() ?? []) {
+    for (const batch of batches) {
       const loss = noGrad(() =>
         tidy(() => this.opts.model.loss(modelInput(batch), batch.labels).loss),
       );
@@ -321,15 +350,56 @@ export class Trainer {
     return rows ? total / rows : NaN;
   }
 
+  /**
+   * Puts the run where a checkpoint left it: trained weights, optimizer moments, step, RNG, data
+   * position and log history. Call before `train()`.
+   */
+  restore(checkpoint: RestoredCheckpoint): void {
+    for (const [name, t] of this.params) {
+      t.backend.upload(t.storage, t.byteOffset, checkpoint.weight(name));
+    }
+    const state = checkpoint.trainerState;
+    this.optimizer.loadStateDict(checkpoint.optimizer);
+    this.globalStep = state.global_step;
+    this.rng.restore(state.rng_state);
+    (this.opts.train.restore as (s: unknown) => void)(state.data_state);
+    this.logHistory = state.log_history;
+  }
+
   private async evaluateAndRecord(record: (r: MetricsRecord) => void): Promise<number> {
     const loss = await this.evaluate();
-    record({
+    const r: MetricsRecord = {
       step: this.globalStep,
       epoch: this.globalStep / this.stepsPerEpoch,
       eval_loss: loss,
       eval_ppl: Math.exp(loss),
-    });
+    };
+    for (const cb of this.callbacks) cb.onEvaluate?.(r);
+    record(r);
     return loss;
+  }
+
+  private async save(kind: TrainerCheckpoint['kind'], stopped: boolean): Promise<void> {
+    const savers = this.callbacks.filter((cb) => cb.onSave);
+    if (savers.length === 0) return;
+    const checkpoint: TrainerCheckpoint = {
+      globalStep: this.globalStep,
+      kind,
+      stopped,
+      trainerState: {
+        global_step: this.globalStep,
+        epoch: this.globalStep / this.stepsPerEpoch,
+        rng_state: this.rng.state(),
+        data_state: this.opts.train.state(),
+        log_history: this.logHistory,
+        best_metric: null,
+        best_model_checkpoint: null,
+        total_steps: this.totalSteps,
+      },
+      weights: () => this.trainableTensors(),
+      optimizer: () => this.optimizer.stateDict(),
+    };
+    for (const cb of savers) await cb.onSave!(checkpoint);
   }
 
   private async trainableTensors(): Promise<NamedTensorData[]> {
@@ -340,110 +410,13 @@ export class Trainer {
     return out;
   }
 
-  private writeWeights(dir: string, tensors: NamedTensorData[]): void {
-    const { adapter, adapterMeta = {}, baseModelDir } = this.opts;
-    if (adapter) {
-      writeAdapterFiles(dir, adapter, tensors, adapterMeta);
-      return;
+  /** Frees the optimizer state and the gradients; the trained tensors stay (frozen again). */
+  private release(): void {
+    this.optimizer.dispose();
+    for (const [, t] of this.params) {
+      t.requiresGrad = false;
+      t.grad?.dispose();
+      t.grad = null;
     }
-    mkdirSync(dir, { recursive: true });
-    writeFileAtomic(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
-    if (baseModelDir) {
-      for (const file of [
-        'config.json',
-        'generation_config.json',
-        'tokenizer.json',
-        'tokenizer_config.json',
-      ]) {
-        if (existsSync(join(baseModelDir, file)))
-          copyFileSync(join(baseModelDir, file), join(dir, file));
-      }
-    }
-  }
-
-  private async saveCheckpoint(): Promise<string> {
-    const { args, train } = this.opts;
-    const tensors = await this.trainableTensors();
-    const trainerState: TrainerState = {
-      global_step: this.globalStep,
-      epoch: this.globalStep / this.stepsPerEpoch,
-      rng_state: this.rng.state(),
-      data_state: train.state(),
-      log_history: this.logHistory,
-      best_metric: null,
-      best_model_checkpoint: null,
-      total_steps: this.totalSteps,
-    };
-    const path = writeCheckpoint(args.outputDir, {
-      trainerState,
-      optimizer: await this.optimizer.stateDict(),
-      writeExtra: (dir) => this.writeWeights(dir, tensors),
-      saveTotalLimit: args.saveTotalLimit,
-    });
-    return path;
-  }
-
-  private async saveFinal(): Promise<void> {
-    const tensors = await this.trainableTensors();
-    const dir = this.opts.args.outputDir;
-    // The final weights sit at the top of outputDir (as HF's save_model), beside the checkpoints.
-    const staging = join(dir, 'final');
-    writeDirAtomic(staging, (tmp) => this.writeWeights(tmp, tensors));
-    for (const file of readdirSync(staging)) {
-      rmSync(join(dir, file), { force: true });
-      renameSync(join(staging, file), join(dir, file));
-    }
-    rmSync(staging, { recursive: true, force: true });
-  }
-
-  /** Restores adapter, optimizer, schedule position, RNG and data position from a checkpoint. */
-  private resumeIfAsked(): boolean {
-    const { args, train } = this.opts;
-    if (!args.resumeFromCheckpoint) return false;
-    const path =
-      args.resumeFromCheckpoint === true
-        ? latestCheckpoint(args.outputDir)
-        : args.resumeFromCheckpoint;
-    if (!path) {
-      if (args.resumeFromCheckpoint === true) return false; // nothing saved yet: a fresh start
-      throw new LoraforgeError(`no checkpoint to resume from in ${args.outputDir}`);
-    }
-    const { trainerState, optimizer } = readCheckpoint(path);
-    const weightsFile = this.opts.adapter ? 'adapter_model.safetensors' : 'model.safetensors';
-    const file = SafetensorsFile.open(join(path, weightsFile));
-    try {
-      for (const [name, t] of this.params) {
-        const info = file.info(name);
-        t.backend.upload(
-          t.storage,
-          t.byteOffset,
-          bytesToF32(info.dtype, file.read(name), `${path}: ${name}`),
-        );
-      }
-    } finally {
-      file.close();
-    }
-    this.optimizer.loadStateDict(optimizer);
-    this.globalStep = trainerState.global_step;
-    this.rng.restore(trainerState.rng_state);
-    (train.restore as (s: unknown) => void)(trainerState.data_state);
-    this.logHistory = trainerState.log_history;
-    truncateMetricsAfter(join(args.outputDir, METRICS_FILE), this.globalStep);
-    this.log(`resumed from ${path} at step ${this.globalStep}/${this.totalSteps}`);
-    return true;
-  }
-
-  private writePlot(metricsPath: string): string[] {
-    const points = readMetrics(metricsPath).map((r) => ({
-      step: r.step,
-      loss: r.loss,
-      eval_loss: r.eval_loss,
-      lr: r.lr,
-    }));
-    if (points.length === 0) return [];
-    const svgPath = join(this.opts.args.outputDir, 'loss.svg');
-    const pngPath = join(this.opts.args.outputDir, 'loss.png');
-    writeLossPlot(points, { svgPath, pngPath, title: 'loraforge training loss' });
-    return [svgPath, pngPath];
   }
 }

@@ -1,23 +1,19 @@
 /**
- * A small LoRA fine-tune that runs on WebGPU in a page: the model's fused loss, the tape's
- * backward pass, and the Trainer's device-side update (gradient clipping and AdamW kernels, a
- * cosine schedule with warmup), so parameters, gradients and moments stay on the device and the
- * host only awaits the gradient norm and the loss of each step. No checkpoints, evaluation or
- * gradient accumulation: train/trainer.ts has those but also reads and writes files.
+ * The page's LoRA recipe on the library's Trainer (train/trainer.ts, the loop `loraforge train`
+ * runs too): on WebGPU the Trainer keeps parameters, gradients and AdamW moments on the device,
+ * and the host awaits only each step's gradient norm and loss. No checkpoints or files: the page
+ * offers the adapter as downloads instead (adapter-download.ts).
  */
-import { backward, gradSlot, noGrad } from '../engine/tape.ts';
-import { getBackend, tidy, type Tensor } from '../engine/tensor.ts';
 import type { Conversation } from '../data/conversation.ts';
 import { encodeExamples } from '../data/examples.ts';
 import { DataLoader, padIdOf } from '../data/loader.ts';
 import type { PromptTemplate } from '../data/templates.ts';
 import type { Tokenizer } from '../io/hf-tokenizer.ts';
-import type { Batch } from '../data/batch.ts';
-import type { DecoderModel, ModelInput } from '../models/decoder.ts';
+import type { DecoderModel } from '../models/decoder.ts';
 import { LoraAdapter } from '../peft/adapter.ts';
 import { makeLoraConfig } from '../peft/config.ts';
-import { LrSchedule, type ScheduleName } from '../train/schedule.ts';
-import { createTrainerOptimizer } from '../train/trainer-optimizer.ts';
+import type { ScheduleName } from '../train/schedule.ts';
+import { Trainer } from '../train/trainer.ts';
 
 /** The page's LoRA recipe. */
 export interface FineTuneOptions {
@@ -53,8 +49,6 @@ export const DEFAULT_FINETUNE: Readonly<FineTuneOptions> = {
   schedule: 'constant',
   seed: 42,
 };
-const WARMUP_RATIO = 0.05;
-const MAX_GRAD_NORM = 1;
 
 /** Losses and timing of a fine-tune in the page. */
 export interface FineTuneResult {
@@ -81,74 +75,34 @@ export async function fineTuneLora(
     cutoffLen: opts.cutoffLen,
     trainOnPrompt: false,
   });
-  const loader = new DataLoader(examples, {
-    batchSize: opts.batchSize,
-    padId: padIdOf(tokenizer),
-    seed: opts.seed,
-  });
+  const loaderOptions = { batchSize: opts.batchSize, padId: padIdOf(tokenizer), seed: opts.seed };
+  // The loader's order is a function of its seed: a twin hands out the same first batch.
+  const firstBatch = new DataLoader(examples, loaderOptions).next();
   const config = makeLoraConfig({ r: opts.rank, loraAlpha: 2 * opts.rank, loraDropout: 0 });
   const adapter = LoraAdapter.create(model, config, opts.seed);
   adapter.attach(model);
-  adapter.setTrainable(true);
-  const backend = getBackend();
-  const params = adapter.namedParameters().map(([name, tensor]) => {
-    // The optimizer works on gradients that exist before the first backward pass (zeroed here).
-    backend.kernels.fill(gradSlot(tensor).grad.operand(), tensor.size, 0);
-    return { name, tensor, weightDecay: 0 };
-  });
-  const optimizer = createTrainerOptimizer(backend, params, {});
-  const schedule = new LrSchedule({
-    name: opts.schedule,
-    lr: opts.learningRate,
-    totalSteps: opts.steps,
-    warmupRatio: WARMUP_RATIO,
-  });
   const losses: number[] = [];
-  let firstBatch: Batch | undefined;
-  try {
-    for (let step = 0; step < opts.steps; step++) {
-      const batch = loader.next();
-      firstBatch ??= batch;
-      const loss = tidy(() => {
-        const result = model.loss(modelInput(batch), batch.labels).loss;
-        backward(result);
-        return result;
-      });
-      await optimizer.clipGradients(MAX_GRAD_NORM);
-      optimizer.step(schedule.lrAt(step));
-      optimizer.zeroGrad();
-      losses.push(await readScalar(loss));
-      opts.onStep?.(step + 1, losses[step]!);
-    }
-  } finally {
-    optimizer.dispose();
-    adapter.setTrainable(false);
-    for (const { tensor } of params) {
-      tensor.grad?.dispose();
-      tensor.grad = null;
-    }
-  }
-  const after = firstBatch
-    ? noGrad(() => tidy(() => model.loss(modelInput(firstBatch), firstBatch.labels).loss))
-    : undefined;
-  return { adapter, losses, firstBatchLossAfter: after ? await readScalar(after) : NaN };
-}
-
-function modelInput(batch: Batch): ModelInput {
-  return {
-    batch: batch.batchSize,
-    seq: batch.seqLen,
-    inputIds: batch.inputIds,
-    attentionMask: batch.attentionMask,
-    positionIds: batch.positionIds,
-  };
-}
-
-/** The value of a one-element tensor, which is disposed. */
-async function readScalar(t: Tensor): Promise<number> {
-  try {
-    return (await t.toFloat32())[0]!;
-  } finally {
-    t.dispose();
-  }
+  const trainer = new Trainer({
+    model,
+    adapter,
+    train: new DataLoader(examples, loaderOptions),
+    args: {
+      maxSteps: opts.steps,
+      learningRate: opts.learningRate,
+      lrSchedulerType: opts.schedule,
+      warmupRatio: 0.05,
+      maxGradNorm: 1,
+      seed: opts.seed,
+    },
+    callbacks: [
+      {
+        onStep: ({ globalStep, loss }) => {
+          losses.push(loss);
+          opts.onStep?.(globalStep, loss);
+        },
+      },
+    ],
+  });
+  await trainer.train();
+  return { adapter, losses, firstBatchLossAfter: await trainer.evaluate([firstBatch]) };
 }

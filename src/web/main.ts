@@ -1,20 +1,21 @@
 /**
  * The browser page (web/index.html): loads a model folder (the shipped tiny model or one the user
- * picks), chats with it greedily and fine-tunes a LoRA on the identity dataset, all on WebGPU.
+ * picks), chats with it greedily and fine-tunes a LoRA on the identity dataset, on WebGPU, or on
+ * the wasm CPU backend when the browser offers no WebGPU adapter (the page says which runs).
  * Element ids are the page's contract with test/web (the end-to-end test drives them); the URL
  * query overrides the recipe and the adapter choice (page-options.ts).
  */
-import { setBackend } from '../engine/tensor.ts';
-import { WebGpuBackend } from '../engine/webgpu/backend.ts';
-import { WebGpuKernels } from '../engine/webgpu/kernels.ts';
 import { createTemplate, type PromptTemplate } from '../data/templates.ts';
 import { stripBom } from '../data/text.ts';
+import { chatReply } from '../infer/chat.ts';
+import { SequenceDecoder } from '../infer/sequences.ts';
 import { LoraAdapter } from '../peft/adapter.ts';
+import { downloadAdapter } from './adapter-download.ts';
 import { conversationsFromText, nameFirst } from './dataset-text.ts';
-import { greedyReply } from './greedy.ts';
 import { loadModelFiles, type LoadedModel } from './load-model.ts';
 import { fineTuneLora } from './lora-finetune.ts';
 import { filesAtUrl, pickedFiles, type ModelFiles } from './model-files.ts';
+import { startPageBackend, type PageBackendName } from './page-backend.ts';
 import {
   describeRecipe,
   pageOptions,
@@ -25,6 +26,7 @@ import {
 /** Served from the repository root, the page sits in web/. */
 const SHIPPED_MODEL = new URL('../assets/tiny-chat/', location.href).href;
 const IDENTITY_DATA = new URL('../examples/identity.json', location.href).href;
+const BUILD_DIR = new URL('../build/', location.href).href;
 const IDENTITY = { name: '小李', author: '小张' };
 const MAX_NEW_TOKENS = 64;
 
@@ -33,54 +35,22 @@ const status = $('status');
 const adapterLine = $('adapter');
 const reply = $('reply');
 const lossLog = $('loss-log');
-const busyControls = ['load-shipped', 'pick-folder', 'ask', 'finetune'].map((id) =>
+const busyControls = ['load-shipped', 'pick-folder', 'ask', 'finetune', 'save-adapter'].map((id) =>
   $<HTMLButtonElement | HTMLInputElement>(id),
 );
 
 let options: PageOptions | undefined;
-let loaded: (LoadedModel & { template: PromptTemplate }) | undefined;
+let loaded: (LoadedModel & { template: PromptTemplate; label: string }) | undefined;
 let adapter: LoraAdapter | undefined;
-let backendReady: Promise<void> | undefined;
+let backendReady: Promise<PageBackendName> | undefined;
 
-function useWebGpu(first: FeatureLevel): Promise<void> {
-  backendReady ??= createKernels(first).then(
-    ({ kernels, featureLevel }) => {
-      setBackend(new WebGpuBackend(kernels));
-      const { adapterInfo, shaderF16, subgroups } = kernels.context;
-      // The test reads the JSON; people read the line.
-      adapterLine.dataset.info = JSON.stringify({
-        ...adapterInfo,
-        featureLevel,
-        shaderF16,
-        subgroups,
-      });
-      const name =
-        adapterInfo.description ||
-        [adapterInfo.vendor, adapterInfo.architecture].filter(Boolean).join(' ');
-      adapterLine.textContent = `WebGPU adapter: ${name || 'unnamed'} (${featureLevel})`;
-    },
-    (err: unknown) => {
-      backendReady = undefined; // let the next load try again
-      throw err;
-    },
-  );
+/** WebGPU, or the CPU kernels when there is no adapter; chosen once (retried after a failure). */
+function useBackend(first: FeatureLevel): Promise<PageBackendName> {
+  backendReady ??= startPageBackend(first, BUILD_DIR, adapterLine).catch((err: unknown) => {
+    backendReady = undefined; // let the next load try again
+    throw err;
+  });
   return backendReady;
-}
-
-/** A core adapter, else a compatibility-mode one (only the latter when asked for it first). */
-async function createKernels(
-  first: FeatureLevel,
-): Promise<{ kernels: WebGpuKernels; featureLevel: FeatureLevel }> {
-  const order: FeatureLevel[] = first === 'core' ? ['core', 'compatibility'] : ['compatibility'];
-  let error: unknown;
-  for (const featureLevel of order) {
-    try {
-      return { kernels: await WebGpuKernels.create({ featureLevel }), featureLevel };
-    } catch (err) {
-      error ??= err;
-    }
-  }
-  throw error;
 }
 
 /** Runs one user action with the controls disabled; errors go to the status line. */
@@ -98,30 +68,44 @@ async function run(what: string, action: () => Promise<string>): Promise<void> {
   } finally {
     for (const c of busyControls) c.disabled = false;
     $<HTMLButtonElement>('ask').disabled = $<HTMLButtonElement>('finetune').disabled = !loaded;
+    $<HTMLButtonElement>('save-adapter').disabled = !adapter;
   }
 }
 
 async function load(files: ModelFiles): Promise<string> {
   if (!options) throw new Error('the page options are invalid');
-  await useWebGpu(options.featureLevel);
+  const backendName = await useBackend(options.featureLevel);
   adapter?.dispose();
   adapter = undefined;
   loaded?.model.dispose();
   loaded = undefined;
   const { model, tokenizer } = await loadModelFiles(files);
-  loaded = { model, tokenizer, template: createTemplate('tutorial', tokenizer) };
+  loaded = {
+    model,
+    tokenizer,
+    template: createTemplate('tutorial', tokenizer),
+    label: files.label,
+  };
   const params = model.config;
-  return `loaded ${files.label} (${params.numLayers} layers, hidden ${params.hiddenSize}) on WebGPU`;
+  return `loaded ${files.label} (${params.numLayers} layers, hidden ${params.hiddenSize}) on ${backendName}`;
 }
 
 async function ask(): Promise<string> {
   if (!loaded) throw new Error('load a model first');
   const question = $<HTMLInputElement>('question').value;
   reply.textContent = '';
-  const text = await greedyReply(loaded.model, loaded.tokenizer, loaded.template, question, {
-    maxNewTokens: MAX_NEW_TOKENS,
-    onText: (t) => (reply.textContent = t),
-  });
+  const { model, tokenizer, template } = loaded;
+  const { text } = await chatReply(
+    new SequenceDecoder(model),
+    tokenizer,
+    template,
+    [{ role: 'user', content: question }],
+    {
+      temperature: 0,
+      maxNewTokens: MAX_NEW_TOKENS,
+      onText: (delta) => (reply.textContent += delta),
+    },
+  );
   reply.textContent = text;
   return adapter ? 'answered (with the LoRA)' : 'answered (base model)';
 }
@@ -161,6 +145,15 @@ async function fineTune(): Promise<string> {
   return `fine-tuned ${steps} steps in ${seconds} s (${IDENTITY.name} / ${IDENTITY.author})`;
 }
 
+async function saveAdapter(): Promise<string> {
+  if (!loaded || !adapter) throw new Error('fine-tune an adapter first');
+  const names = await downloadAdapter(adapter, {
+    template: loaded.template.toJSON(),
+    baseModel: loaded.label,
+  });
+  return `saved ${names.join(', ')}: put them in one folder, then loraforge chat --adapter <folder>`;
+}
+
 $('load-shipped').addEventListener('click', () =>
   run('loading the shipped model', () => load(filesAtUrl(SHIPPED_MODEL))),
 );
@@ -171,12 +164,11 @@ $<HTMLInputElement>('pick-folder').addEventListener('change', (event) => {
 });
 $('ask').addEventListener('click', () => run('generating', ask));
 $('finetune').addEventListener('click', () => run('fine-tuning', fineTune));
+$('save-adapter').addEventListener('click', () => run('saving the adapter', saveAdapter));
 try {
   options = pageOptions(location.search);
   $('recipe').textContent = describeRecipe(options);
-  status.textContent = navigator.gpu
-    ? 'load a model'
-    : 'this browser has no WebGPU (navigator.gpu)';
+  status.textContent = 'load a model';
   status.dataset.state = 'ready';
 } catch (err) {
   status.textContent = `error: ${(err as Error).message}`;

@@ -1,3 +1,4 @@
+import '../../src/engine/cpu/node-host.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { WasmRuntime, type GemmArgs, type MatrixDtype } from '../../src/engine/cpu/runtime.ts';

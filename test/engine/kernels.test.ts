@@ -1,3 +1,4 @@
+import '../../src/engine/cpu/node-host.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';

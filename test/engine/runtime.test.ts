@@ -1,3 +1,4 @@
+import '../../src/engine/cpu/node-host.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -231,8 +232,9 @@ describe('WasmRuntime', () => {
 
   it('lets the process exit without dispose()', () => {
     const runtimeUrl = new URL('../../src/engine/cpu/runtime.ts', import.meta.url).href;
+    const hostUrl = new URL('../../src/engine/cpu/node-host.ts', import.meta.url).href;
     const script = `
-      import('${runtimeUrl}').then(async ({ WasmRuntime }) => {
+      import('${hostUrl}').then(() => import('${runtimeUrl}')).then(async ({ WasmRuntime }) => {
         const rt = await WasmRuntime.create({ threads: 2 });
         rt.parallelFor('gemmScratchBytes', 2, []);
         console.log('done');

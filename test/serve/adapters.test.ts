@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FakeEngine } from '../../src/serve/fake-engine.ts';
+import { FakeEngine } from './fake-engine.ts';
 import { createServer, type LoraforgeServer } from '../../src/serve/server.ts';
 
 const scratch = realpathSync(mkdtempSync(join(tmpdir(), 'loraforge-serve-')));

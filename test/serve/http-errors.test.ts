@@ -2,7 +2,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { FakeEngine } from '../../src/serve/fake-engine.ts';
+import { FakeEngine } from './fake-engine.ts';
 import { LoraforgeError } from '../../src/util/errors.ts';
 import { createServer, type LoraforgeServer } from '../../src/serve/server.ts';
 

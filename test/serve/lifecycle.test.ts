@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import OpenAI from 'openai';
-import { FakeEngine } from '../../src/serve/fake-engine.ts';
+import { FakeEngine } from './fake-engine.ts';
 import { createServer, type ServeOptions } from '../../src/serve/server.ts';
 
 async function start(engine: FakeEngine, options: ServeOptions = {}) {

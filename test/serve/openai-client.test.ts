@@ -2,7 +2,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { FakeEngine } from '../../src/serve/fake-engine.ts';
+import { FakeEngine } from './fake-engine.ts';
 import { createServer, type LoraforgeServer } from '../../src/serve/server.ts';
 
 const engine = new FakeEngine({ reply: (_prompt, adapter) => `Hello from ${adapter ?? 'base'}!` });

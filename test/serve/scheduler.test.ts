@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeEngine } from '../../src/serve/fake-engine.ts';
+import { FakeEngine } from './fake-engine.ts';
 import { Scheduler, type GenerationJob } from '../../src/serve/scheduler.ts';
 
 const sampling = { temperature: 0, topP: 1, seed: undefined };

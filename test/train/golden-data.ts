@@ -8,6 +8,7 @@ import type { DecoderModel } from '../../src/models/decoder.ts';
 import { loadAdapter } from '../../src/peft/io.ts';
 import { makeTrainingArguments, type TrainingArguments } from '../../src/train/arguments.ts';
 import type { MetricsRecord } from '../../src/train/metrics.ts';
+import { trainInFolder } from '../../src/train/train-in-folder.ts';
 import { Trainer, type BatchSource } from '../../src/train/trainer.ts';
 import { TINY, maxAbsDiff, readGolden } from '../helpers.ts';
 
@@ -82,19 +83,19 @@ export async function trainGolden(
   const adapter = loadAdapter(join(TRAIN, 'adapter_init'), model);
   adapter.attach(model);
   const logs: MetricsRecord[] = [];
-  const trainer: Trainer = new Trainer({
+  const trainer = new Trainer({
     model,
     adapter,
     train: new FixedBatches(goldenBatches()),
     args: goldenArgs(outputDir, opts.args),
-    progress: false,
-    log: () => {},
-    onLog: (r) => {
-      logs.push(r);
-      if (r.step === opts.stopAt) trainer.requestStop();
-    },
+    callbacks: [
+      {
+        onLog: (r) => logs.push(r),
+        shouldStop: ({ globalStep }) => globalStep === opts.stopAt,
+      },
+    ],
   });
-  await trainer.train();
+  await trainInFolder(trainer, { adapter, progress: false, log: () => {} });
   adapter.dispose();
   return logs;
 }
@@ -116,7 +117,9 @@ export async function resumedVsStraight(
     !existsSync(join(resumed, 'adapter_model.safetensors')),
     'no final adapter after a stop',
   );
-  await trainGolden(model, resumed, { args: { ...checkpointEvery3, resumeFromCheckpoint: true } });
+  await trainGolden(model, resumed, {
+    args: { ...checkpointEvery3, resumeFromCheckpoint: 'latest' },
+  });
   const a = readGolden(join(straight, 'adapter_model.safetensors'));
   const b = readGolden(join(resumed, 'adapter_model.safetensors'));
   const diffs = a

@@ -1,12 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  AdamW,
-  adamwStepJs,
-  fromKernel,
-  type AdamWStepFn,
-  type NamedParameter,
-} from '../../src/train/optimizer.ts';
+import { AdamW, type NamedParameter } from '../../src/train/optimizer.ts';
 import { SafetensorsFile, bytesToF32 } from '../../src/io/safetensors.ts';
 import { Rng } from '../../src/util/rng.ts';
 import { LoraforgeError } from '../../src/util/errors.ts';
@@ -180,44 +174,6 @@ test('per-parameter weight decay override (no decay for biases / norms)', () => 
   new AdamW([decayed, exempt], { weightDecay: 0.1 }).step(0.5);
   assert.equal(decayed.data[0], Math.fround(0.95));
   assert.equal(exempt.data[0], 1);
-});
-
-test('a custom step function receives bias corrections; fromKernel passes byte offsets into the memory', () => {
-  const calls: number[][] = [];
-  const spy: AdamWStepFn = (p, g, m, v, lr, b1, b2, eps, wd, bc1, bc2) => {
-    calls.push([p.length, lr, bc1, bc2]);
-    adamwStepJs(p, g, m, v, lr, b1, b2, eps, wd, bc1, bc2);
-  };
-  const opt = new AdamW(randomParams(new Rng(5), [3]), { stepFn: spy });
-  opt.step(0.1);
-  opt.step(0.2);
-  assert.deepEqual(calls, [
-    [3, 0.1, 1 - 0.9, 1 - 0.999],
-    [3, 0.2, 1 - 0.9 ** 2, 1 - 0.999 ** 2],
-  ]);
-
-  const memory = new WebAssembly.Memory({ initial: 1 });
-  let next = 0;
-  const alloc = (n: number) => {
-    const view = new Float32Array(memory.buffer, next, n);
-    next += n * 4 + 60; // leave gaps so offsets differ from lengths
-    return view;
-  };
-  const seen: number[][] = [];
-  const kernel = (p: number, g: number, m: number, v: number, n: number) =>
-    void seen.push([p, g, m, v, n]);
-  const data = alloc(2);
-  const grad = alloc(2);
-  new AdamW([{ name: 'x', data, grad }], {
-    stepFn: fromKernel(kernel, memory),
-    allocState: alloc,
-  }).step(0.1);
-  assert.deepEqual(seen, [[0, 68, 136, 204, 2]]);
-  const foreign = { name: 'y', data: new Float32Array(2), grad: new Float32Array(2) };
-  assert.throws(
-    () => new AdamW([foreign], { stepFn: fromKernel(kernel, memory), allocState: alloc }).step(0.1),
-    /not a view/,
-  );
 });
 
 test('zeroGrad clears every gradient', () => {

@@ -1,16 +1,18 @@
 /**
- * The page's async greedy decoding, LoRA loop and recipe (src/web), run here on the CPU backend:
+ * The page's recipe on the library's Trainer and generator (src/web), run here on the CPU backend:
  * they only read results asynchronously, so they behave the same on WebGPU (test/web/page.test.ts
  * runs them in Chromium), and a recipe change that stops teaching the name fails here in seconds.
+ * The adapter files the page offers as downloads load as an adapter folder.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
 import { ChatPipeline } from '../../src/infer/pipeline.ts';
 import { LoraAdapter } from '../../src/peft/adapter.ts';
+import { adapterFiles, adapterTensors } from '../../src/peft/adapter-files.ts';
 import { conversationsFromText, nameFirst } from '../../src/web/dataset-text.ts';
-import { greedyReply } from '../../src/web/greedy.ts';
 import { DEFAULT_FINETUNE, fineTuneLora } from '../../src/web/lora-finetune.ts';
 import { describeRecipe, pageOptions } from '../../src/web/page-options.ts';
 import { useCpuBackend } from '../helpers.ts';
@@ -26,17 +28,11 @@ before(async () => {
   });
 });
 
-test('async greedy replies match the CLI decoder', async () => {
-  for (const question of ['你是谁？', 'What is 2 + 3?']) {
-    const { model, tokenizer, template } = pipeline;
-    const reply = await greedyReply(model, tokenizer, template, question, { maxNewTokens: 48 });
-    const expected = await pipeline.chat([{ role: 'user', content: question }], {
-      temperature: 0,
-      maxNewTokens: 48,
-    });
-    assert.equal(reply, expected.text);
-  }
-});
+/** What the page's Ask button does: a greedy reply through the template, from the library. */
+async function ask(question: string): Promise<string> {
+  const messages = [{ role: 'user' as const, content: question }];
+  return (await pipeline.chat(messages, { temperature: 0, maxNewTokens: 48 })).text;
+}
 
 test("the page's recipe teaches the tiny model its new name and detaches cleanly", async () => {
   const identity = { name: '小李', author: '小张' };
@@ -46,8 +42,7 @@ test("the page's recipe teaches the tiny model its new name and detaches cleanly
   assert.equal(records.length, 90);
   assert.equal(conversations.length, 72);
   const { model, tokenizer, template } = pipeline;
-  const ask = () => greedyReply(model, tokenizer, template, '你是谁？', { maxNewTokens: 48 });
-  assert.doesNotMatch(await ask(), /小李/);
+  assert.doesNotMatch(await ask('你是谁？'), /小李/);
 
   const reported: number[] = [];
   const { adapter, losses, firstBatchLossAfter } = await fineTuneLora(
@@ -62,12 +57,34 @@ test("the page's recipe teaches the tiny model its new name and detaches cleanly
   // The same batch before and after training (single steps see different batches: noisy).
   assert.ok(firstBatchLossAfter < 0.7 * losses[0]!, `${losses[0]} → ${firstBatchLossAfter}`);
   // 我是 小李，由 小张 开发。
-  const answer = await ask();
+  const answer = await ask('你是谁？');
   assert.match(answer, /^我是 小李/, answer);
   assert.ok(adapter.namedParameters().every(([, t]) => !t.requiresGrad && t.grad === null));
+
+  // The page's downloads, put in one folder, are an adapter folder the library (and chat) loads.
+  const folder = mkdtempSync(join(tmpdir(), 'lf-page-adapter-'));
+  const files = adapterFiles(adapter, await adapterTensors(adapter), {
+    template: template.toJSON(),
+  });
+  for (const { name, contents } of files)
+    writeFileSync(
+      join(folder, name),
+      Buffer.concat(typeof contents === 'string' ? [Buffer.from(contents)] : contents),
+    );
   LoraAdapter.detach(model);
   adapter.dispose();
-  assert.match(await ask(), /皮克/);
+  assert.match(await ask('你是谁？'), /皮克/);
+  const reloaded = await ChatPipeline.load({
+    model: join(ROOT, 'assets', 'tiny-chat'),
+    adapter: folder,
+  });
+  try {
+    const messages = [{ role: 'user' as const, content: '你是谁？' }];
+    assert.equal((await reloaded.chat(messages, { maxNewTokens: 48 })).text, answer);
+  } finally {
+    reloaded.dispose();
+    rmSync(folder, { recursive: true, force: true });
+  }
 });
 
 test('the page reads its recipe from the URL query', () => {

@@ -25,15 +25,19 @@
  * (the adapter's description names llvmpipe, lavapipe's device).
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Download, type Page } from 'playwright-core';
+import { ChatPipeline } from '../../src/infer/pipeline.ts';
+import { useCpuBackend } from '../helpers.ts';
 import { buildWeb } from '../../scripts/build-web.ts';
 import { serveRepo } from '../../scripts/serve-web.ts';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const TINY_CHAT = join(import.meta.dirname, '..', '..', 'assets', 'tiny-chat');
 const ICD_DIR = '/usr/share/vulkan/icd.d';
 const CI = Boolean(process.env.CI) && process.env.CI !== 'false';
 
@@ -73,6 +77,7 @@ describe('the browser page', { skip: why && !CI ? why : false }, () => {
   let server: Server;
   let browser: Browser;
   let page: Page;
+  let pageUrl: string;
 
   before(async () => {
     if (why) throw new Error(`CI=${process.env.CI}, so the browser page test must run, but ${why}`);
@@ -90,7 +95,8 @@ describe('the browser page', { skip: why && !CI ? why : false }, () => {
     page.on('pageerror', (err) => console.log(`[page error] ${err.message}`));
     const { port } = server.address() as { port: number };
     // The page's own recipe; only the adapter request differs from what a person gets.
-    await page.goto(`http://127.0.0.1:${port}/web/?featureLevel=compatibility`);
+    pageUrl = `http://127.0.0.1:${port}/web/?featureLevel=compatibility`;
+    await page.goto(pageUrl);
   });
 
   after(async () => {
@@ -99,19 +105,19 @@ describe('the browser page', { skip: why && !CI ? why : false }, () => {
   });
 
   /** Clicks `button` and waits for the action it starts to finish; returns the status line. */
-  async function clickAndWait(button: string, timeout: number): Promise<string> {
-    await page.click(button);
-    await page.waitForSelector('#status:not([data-state="busy"])', { timeout });
-    const text = (await page.textContent('#status')) ?? '';
-    assert.equal(await page.getAttribute('#status', 'data-state'), 'ready', text);
+  async function clickAndWait(button: string, timeout: number, on = page): Promise<string> {
+    await on.click(button);
+    await on.waitForSelector('#status:not([data-state="busy"])', { timeout });
+    const text = (await on.textContent('#status')) ?? '';
+    assert.equal(await on.getAttribute('#status', 'data-state'), 'ready', text);
     return text;
   }
 
-  async function askWhoItIs(): Promise<string> {
-    await page.fill('#question', '你是谁？');
+  async function askWhoItIs(on = page): Promise<string> {
+    await on.fill('#question', '你是谁？');
     const started = Date.now();
-    await clickAndWait('#ask', ASK_MS);
-    const answer = (await page.textContent('#reply')) ?? '';
+    await clickAndWait('#ask', ASK_MS, on);
+    const answer = (await on.textContent('#reply')) ?? '';
     console.log(`你是谁？ → ${answer} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
     return answer;
   }
@@ -156,20 +162,81 @@ describe('the browser page', { skip: why && !CI ? why : false }, () => {
     assert.match(await askWhoItIs(), /小李/);
   });
 
+  test('the tuned adapter downloads as a PEFT folder that the library loads', async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'lf-page-download-'));
+    const saved: Promise<void>[] = [];
+    const onDownload = (d: Download) => saved.push(d.saveAs(join(folder, d.suggestedFilename())));
+    page.on('download', onDownload);
+    try {
+      const status = await clickAndWait('#save-adapter', ASK_MS);
+      console.log(status);
+      const files = [
+        'adapter_config.json',
+        'adapter_model.safetensors',
+        'loraforge.json',
+        'README.md',
+      ];
+      // Download events can trail the status line a little.
+      for (let waited = 0; saved.length < files.length && waited < 10_000; waited += 100) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await Promise.all(saved);
+      for (const file of files) {
+        assert.ok(existsSync(join(folder, file)), `${file} was not downloaded`);
+      }
+      await useCpuBackend();
+      const pipeline = await ChatPipeline.load({ model: TINY_CHAT, adapter: folder });
+      try {
+        const messages = [{ role: 'user' as const, content: '你是谁？' }];
+        const { text } = await pipeline.chat(messages, { maxNewTokens: 48 });
+        console.log(`the downloaded adapter in Node: 你是谁？ → ${text}`);
+        assert.match(text, /小李/);
+      } finally {
+        pipeline.dispose();
+      }
+    } finally {
+      page.off('download', onDownload);
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
+
   test(
     'a picked model folder loads and answers like the shipped one',
     { timeout: LOAD_MS + ASK_MS },
     async () => {
-      await page.setInputFiles(
-        '#pick-folder',
-        join(import.meta.dirname, '..', '..', 'assets', 'tiny-chat'),
-      );
+      await page.setInputFiles('#pick-folder', TINY_CHAT);
       await page.waitForSelector('#status:not([data-state="busy"])', { timeout: LOAD_MS });
       const status = (await page.textContent('#status')) ?? '';
       console.log(`${status}`);
       assert.match(status, /^loaded tiny-chat\/ .*on WebGPU$/);
       // A fresh model without the LoRA: the base answer again.
       assert.match(await askWhoItIs(), /Pico|皮克/);
+    },
+  );
+
+  test(
+    'with no WebGPU adapter the page runs on the CPU backend and says so',
+    { timeout: LOAD_MS + ASK_MS },
+    async () => {
+      const cpuPage = await browser.newPage();
+      cpuPage.on('pageerror', (err) => console.log(`[cpu page error] ${err.message}`));
+      try {
+        // What a browser without a usable GPU answers: navigator.gpu is there, an adapter is not.
+        // (A string: a function would be sent as tsx compiled it, with helpers the page lacks.)
+        await cpuPage.addInitScript({
+          content: `Object.defineProperty(navigator, 'gpu', { value: { requestAdapter: async () => null } });`,
+        });
+        await cpuPage.goto(pageUrl);
+        await cpuPage.waitForSelector('#status:not([data-state="busy"])');
+        const status = await clickAndWait('#load-shipped', LOAD_MS, cpuPage);
+        console.log(status);
+        assert.match(status, /^loaded .*on the CPU \(WebAssembly, 1 thread\)$/);
+        assert.equal(await cpuPage.getAttribute('#adapter', 'data-backend'), 'cpu');
+        assert.match((await cpuPage.textContent('#adapter')) ?? '', /running on the CPU backend/);
+        assert.match(await askWhoItIs(cpuPage), /Pico|皮克/);
+      } finally {
+        await cpuPage.close();
+      }
     },
   );
 });

@@ -2,16 +2,13 @@
 import { Option, type Command } from 'commander';
 import { relative } from 'node:path';
 import {
+  camel,
+  flagName,
   readConfigFile,
   resolveTrainConfig,
   runTraining,
-  TRAIN_KEYS,
-  type TrainKey,
+  TRAIN_OPTIONS,
 } from '../../index.ts';
-
-function flagName(key: string): string {
-  return `--${key.replaceAll('_', '-')}`;
-}
 
 export function registerTrain(program: Command): void {
   const cmd = program
@@ -22,16 +19,16 @@ export function registerTrain(program: Command): void {
       'after',
       '\nExample:\n  loraforge train examples/identity.yaml\n  loraforge train --model Qwen/Qwen2-0.5B-Instruct --dataset data.json --lora-rank 16',
     );
-  for (const [key, spec] of Object.entries(TRAIN_KEYS)) {
+  for (const [key, spec] of Object.entries(TRAIN_OPTIONS)) {
     const value = spec.kind === 'boolean' ? '[bool]' : '<value>';
-    const def = 'default' in spec ? ` (default ${JSON.stringify(spec.default)})` : '';
-    cmd.addOption(new Option(`${flagName(key)} ${value}`, `${spec.help}${def}`));
+    const choices = spec.choices ? `: ${spec.choices.join(' | ')}` : '';
+    const def = spec.default !== undefined ? ` (default ${JSON.stringify(spec.default)})` : '';
+    cmd.addOption(new Option(`${flagName(key)} ${value}`, `${spec.help}${choices}${def}`));
   }
   cmd.action(async (configPath: string | undefined, flags: Record<string, unknown>) => {
     const fromFlags: Record<string, unknown> = {};
-    for (const key of Object.keys(TRAIN_KEYS) as TrainKey[]) {
-      const camel = key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
-      if (flags[camel] !== undefined) fromFlags[key] = flags[camel];
+    for (const key of Object.keys(TRAIN_OPTIONS)) {
+      if (flags[camel(key)] !== undefined) fromFlags[key] = flags[camel(key)];
     }
     const config = resolveTrainConfig([
       ...(configPath ? [{ values: readConfigFile(configPath), source: configPath }] : []),

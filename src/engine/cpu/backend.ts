@@ -25,6 +25,10 @@ function matrixDType(dtype: DType): 'f32' | 'bf16' | 'f16' {
   return dtype;
 }
 
+/**
+ * The CPU backend: tensors in one shared WebAssembly.Memory, kernels in WebAssembly SIMD (threads
+ * in Node, one thread in a page: pass `host: browserRuntimeHost(buildUrl)` there).
+ */
 export class CpuBackend implements Backend {
   readonly name = 'cpu' as const;
   readonly kernels: Kernels;
@@ -33,24 +37,29 @@ export class CpuBackend implements Backend {
     this.kernels = new CpuKernelSet(runtime);
   }
 
+  /** Compiles the kernels and starts the runtime (threads, host: see RuntimeOptions). */
   static async create(opts?: RuntimeOptions): Promise<CpuBackend> {
     return new CpuBackend(await WasmRuntime.create(opts));
   }
 
+  /** A block of `bytes` bytes in the shared memory (contents undefined). */
   alloc(bytes: number): Storage {
     const storage: CpuStorage = { ptr: this.runtime.malloc(bytes), bytes };
     return storage;
   }
 
+  /** Returns a block to the allocator. */
   free(storage: Storage): void {
     this.runtime.free((storage as CpuStorage).ptr);
   }
 
+  /** Copies host bytes into a block. */
   upload(storage: Storage, byteOffset: number, data: ArrayBufferView): void {
     const src = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     this.runtime.u8((storage as CpuStorage).ptr + byteOffset, data.byteLength).set(src);
   }
 
+  /** A copy of a block's bytes (ready at once on the CPU). */
   async download(storage: Storage, byteOffset: number, bytes: number): Promise<Uint8Array> {
     return this.readSync(storage, byteOffset, bytes);
   }
@@ -67,6 +76,7 @@ export class CpuBackend implements Backend {
     return this.runtime.allocatedBytes;
   }
 
+  /** Stops the runtime's threads; the backend must not be used afterwards. */
   dispose(): void {
     this.runtime.dispose();
   }

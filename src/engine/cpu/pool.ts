@@ -10,30 +10,9 @@ import {
   type MessagePort,
 } from 'node:worker_threads';
 
-/** Control block layout, shared with worker.mjs: Int32 slots, then Float64 arguments. */
-const LAYOUT = {
-  GENERATION: 0, // bumped once per task; workers wait on it
-  PENDING: 1, // workers that have not finished the current task; the main thread waits on it
-  FUNCTION: 2, // index into the module's function exports
-  ARG_COUNT: 3,
-  TOTAL: 4,
-  FAILED: 5,
-  SHUTDOWN: 6,
-  ARGS_OFFSET: 64, // bytes
-  MAX_ARGS: 32,
-  SPIN: 2000, // polls before sleeping: a few microseconds; longer spins hurt when the cores are oversubscribed
-} as const;
+import { LAYOUT, sliceOf, type ExportedFunction, type ThreadPool } from './thread-pool.ts';
 
-export const CONTROL_BLOCK_BYTES = LAYOUT.ARGS_OFFSET + LAYOUT.MAX_ARGS * 8;
-
-export type ExportedFunction = (...args: number[]) => unknown;
-
-/** Slice `thread` of `threads` over [0, total); worker.mjs computes the same split. */
-export function sliceOf(total: number, thread: number, threads: number): [number, number] {
-  return [Math.floor((total * thread) / threads), Math.floor((total * (thread + 1)) / threads)];
-}
-
-export class WorkerPool {
+export class WorkerPool implements ThreadPool {
   private readonly control: Int32Array;
   private readonly args: Float64Array;
   private readonly functionIndex: Map<string, number>;

@@ -1,14 +1,14 @@
 /**
  * CPU compute runtime: one shared WebAssembly.Memory holding all CPU tensor data, a JS-side
  * allocator over it, the kernel module (build/loraforge*.wasm) instantiated on the main thread and
- * in every pool worker, a synchronous multi-threaded GEMM and `parallelFor` for other kernels.
+ * in every pool thread, a synchronous multi-threaded GEMM and `parallelFor` for other kernels.
+ * What differs between Node and a browser (reading the kernels, thread count, worker pool) comes
+ * from a `RuntimeHost`: node-host.ts registers Node's (worker threads), a page passes its own
+ * (browser-host.ts, one thread).
  */
-import { readFile } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
 import { LoraforgeError } from '../../util/errors.ts';
 import { FreeListAllocator } from './allocator.ts';
-import { CONTROL_BLOCK_BYTES, WorkerPool, type ExportedFunction } from './pool.ts';
-import { prepareWasmCompiler, supportsRelaxedSimd } from './v8-flags.ts';
+import { CONTROL_BLOCK_BYTES, type ExportedFunction, type ThreadPool } from './thread-pool.ts';
 
 export type MatrixDtype = 'f32' | 'bf16' | 'f16';
 
@@ -38,10 +38,38 @@ export interface GemmArgs {
 }
 
 export interface RuntimeOptions {
-  /** Threads including the main one; defaults to os.availableParallelism(). */
+  /** Threads including the main one; defaults to the host's (Node: os.availableParallelism()). */
   threads?: number;
   /** Use the relaxed-SIMD (FMA) build when the engine supports it; default true. */
   relaxed?: boolean;
+  /** Where kernels and threads come from; default: the registered one (`registerRuntimeHost`). */
+  host?: RuntimeHost;
+}
+
+/** What a platform provides to the runtime. */
+export interface RuntimeHost {
+  /** The bytes of a kernel build (`loraforge.wasm`, `loraforge-relaxed.wasm`). */
+  readKernels(name: string): Promise<Uint8Array<ArrayBuffer>>;
+  defaultThreads(): number;
+  /** Engine settings to make before compiling (Node: V8 flags). */
+  prepareCompiler?(): void;
+  /** Whether a relaxed-SIMD module compiles here (default: `WebAssembly.validate`). */
+  supportsRelaxedSimd?(bytes: Uint8Array<ArrayBuffer>): boolean;
+  /** A pool of `threads` threads (the calling one included) over `memory`. */
+  startPool(
+    module: WebAssembly.Module,
+    memory: WebAssembly.Memory,
+    controlOffset: number,
+    threads: number,
+    mainExports: Record<string, ExportedFunction>,
+  ): Promise<ThreadPool>;
+}
+
+let registeredHost: RuntimeHost | undefined;
+
+/** Sets the host runtimes use when none is passed (node-host.ts registers Node's on import). */
+export function registerRuntimeHost(host: RuntimeHost): void {
+  registeredHost = host;
 }
 
 const PAGE_BYTES = 65536;
@@ -56,12 +84,6 @@ const HEAP_START = Math.max(PAGE_BYTES, CONTROL_BLOCK_OFFSET + CONTROL_BLOCK_BYT
 const PARALLEL_GEMM_MIN_MULTIPLY_ADDS = 1 << 20;
 const DTYPE_CODES: Record<MatrixDtype, number> = { f32: 0, bf16: 1, f16: 2 };
 
-/**
- * The prebuilt kernels: <repository or package root>/build/. src/ (run by tsx in a checkout) and
- * dist/ (the compiled package) sit at the same depth, so one relative URL serves both.
- */
-const buildDir = new URL('../../../build/', import.meta.url);
-
 export class WasmRuntime {
   private readonly allocator: FreeListAllocator;
   private gemmScratch = 0;
@@ -70,7 +92,7 @@ export class WasmRuntime {
   private constructor(
     readonly memory: WebAssembly.Memory,
     readonly exports: Record<string, ExportedFunction>,
-    private readonly pool: WorkerPool,
+    private readonly pool: ThreadPool,
     /** Whether the relaxed-SIMD (FMA) kernels are in use. */
     readonly relaxed: boolean,
   ) {
@@ -81,10 +103,17 @@ export class WasmRuntime {
   }
 
   static async create(opts: RuntimeOptions = {}): Promise<WasmRuntime> {
-    const threads = opts.threads ?? availableParallelism();
+    const host = opts.host ?? registeredHost;
+    if (!host) {
+      throw new LoraforgeError(
+        'the CPU backend has no runtime host',
+        "in Node import engine/cpu/node-host.ts (engine/select-backend.ts does); in a page pass browser-host.ts's",
+      );
+    }
+    const threads = opts.threads ?? host.defaultThreads();
     if (!Number.isInteger(threads) || threads < 1)
       throw new LoraforgeError(`threads must be a positive integer, got ${threads}`);
-    const { module, relaxed } = await compileKernels(opts.relaxed ?? true);
+    const { module, relaxed } = await compileKernels(host, opts.relaxed ?? true);
     const memory = new WebAssembly.Memory({
       initial: INITIAL_PAGES,
       maximum: MAX_PAGES,
@@ -92,7 +121,7 @@ export class WasmRuntime {
     });
     const instance = new WebAssembly.Instance(module, { env: { memory } });
     const exports = instance.exports as Record<string, ExportedFunction>;
-    const pool = await WorkerPool.start(module, memory, CONTROL_BLOCK_OFFSET, threads, exports);
+    const pool = await host.startPool(module, memory, CONTROL_BLOCK_OFFSET, threads, exports);
     return new WasmRuntime(memory, exports, pool, relaxed);
   }
 
@@ -231,24 +260,19 @@ function checkGemmArgs(args: GemmArgs): void {
 
 /** Compiles the relaxed-SIMD build when asked for and supported, else the plain SIMD128 build. */
 async function compileKernels(
+  host: RuntimeHost,
   wantRelaxed: boolean,
 ): Promise<{ module: WebAssembly.Module; relaxed: boolean }> {
-  prepareWasmCompiler();
+  host.prepareCompiler?.();
   if (wantRelaxed) {
-    const bytes = await readBuild('loraforge-relaxed.wasm');
-    if (supportsRelaxedSimd(bytes))
+    const bytes = await host.readKernels('loraforge-relaxed.wasm');
+    if ((host.supportsRelaxedSimd ?? WebAssembly.validate)(bytes))
       return { module: await WebAssembly.compile(bytes), relaxed: true };
   }
-  return { module: await WebAssembly.compile(await readBuild('loraforge.wasm')), relaxed: false };
-}
-
-async function readBuild(name: string): Promise<Uint8Array<ArrayBuffer>> {
-  const url = new URL(name, buildDir);
-  try {
-    return new Uint8Array(await readFile(url));
-  } catch {
-    throw new LoraforgeError(`missing CPU kernels ${url.pathname}`, 'run `npm run build:wasm`');
-  }
+  return {
+    module: await WebAssembly.compile(await host.readKernels('loraforge.wasm')),
+    relaxed: false,
+  };
 }
 
 let sharedRuntime: Promise<WasmRuntime> | undefined;

@@ -1,5 +1,5 @@
 /**
- * A deterministic stand-in for the model, for tests and `bench/serve.ts --fake`: one token per
+ * A deterministic stand-in for the model (a test double, also behind `bench/serve.ts --fake`): one token per
  * Unicode code point, and every sequence replies with a fixed text followed by EOS. A step takes
  * `stepDelayMs + perSequenceMs * batchSize`, so batching pays off the way it does on real hardware
  * (the fixed part is the weight traffic every sequence shares).
@@ -10,7 +10,7 @@ import type {
   SequenceRequest,
   ServeEngine,
   TextStreamer,
-} from './engine.ts';
+} from '../../src/serve/engine.ts';
 
 export const FAKE_EOS = 0;
 
