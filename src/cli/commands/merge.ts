@@ -4,7 +4,7 @@ import { selectBackend } from '../../engine/select-backend.ts';
 import { resolveModel } from '../../io/hub.ts';
 import { loadModel } from '../../models/load.ts';
 import { loadAdapter } from '../../peft/io.ts';
-import { mergeToFolder } from '../../peft/merge.ts';
+import { checkMergeTarget, mergeToFolder } from '../../peft/merge.ts';
 
 export function registerMerge(program: Command): void {
   program
@@ -19,19 +19,31 @@ export function registerMerge(program: Command): void {
       '--dtype <dtype>',
       'dtype of merged matrices: F32 | BF16 | F16 (default: as in the base)',
     )
+    .option(
+      '--overwrite',
+      'write into a non-empty folder (replaces the merged model files, keeps other files)',
+    )
     .action(
       async (flags: {
         model: string;
         adapter: string;
         out: string;
         dtype?: 'F32' | 'BF16' | 'F16';
+        overwrite?: boolean;
       }) => {
         await selectBackend({ device: 'cpu' });
         const dir = await resolveModel(flags.model);
+        const target = {
+          dtype: flags.dtype,
+          overwrite: flags.overwrite,
+          sources: { '--adapter': flags.adapter },
+        };
+        // Before the (slow) load, so a wrong --out costs nothing.
+        checkMergeTarget(dir, flags.out, target);
         // Only the projection shapes are needed to read the adapter; bf16 keeps this cheap.
         const model = loadModel(dir, { dtype: 'bf16' });
         const adapter = loadAdapter(flags.adapter, model);
-        mergeToFolder(dir, adapter, flags.out, { dtype: flags.dtype });
+        mergeToFolder(dir, adapter, flags.out, target);
         process.stdout.write(
           `merged model written to ${flags.out}\nnext: loraforge chat --model ${flags.out}\n`,
         );
