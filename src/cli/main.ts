@@ -33,7 +33,7 @@ export function buildProgram(): Command {
 export async function main(argv: string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
-    process.exit(0);
+    process.exit(process.exitCode ?? 0);
   } catch (err) {
     if (err instanceof CommanderError) process.exit(err.exitCode);
     if (err instanceof LoraforgeError) {

@@ -3,9 +3,9 @@
  * base_model.model.<module>.lora_A.weight / lora_B.weight), plus loraforge.json recording how the
  * adapter was trained (prompt template, base model) so inference uses the same template.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeDirAtomic, writeFileAtomic } from '../io/atomic.ts';
+import { publishFiles, writeFileAtomic } from '../io/atomic.ts';
 import { readJsonObject } from '../io/hf-folder.ts';
 import { SafetensorsFile, encodeSafetensors, type NamedTensorData } from '../io/safetensors.ts';
 import { loadTensor } from '../models/load.ts';
@@ -35,14 +35,34 @@ export async function adapterTensors(adapter: LoraAdapter): Promise<NamedTensorD
   return out;
 }
 
-/** Writes the adapter folder atomically (a crash leaves the previous version intact). */
+const README_SIGNATURE = 'LoRA adapter trained with loraforge.';
+
+/** For publishFiles: a README.md in `dir` that loraforge did not write is the user's, kept. */
+export function keepUserReadme(dir: string): (name: string) => boolean {
+  return (name) => {
+    const path = join(dir, name);
+    return (
+      name === 'README.md' &&
+      existsSync(path) &&
+      !readFileSync(path, 'utf8').includes(README_SIGNATURE)
+    );
+  };
+}
+
+/**
+ * Writes the adapter files into `dir` (created if missing) file by file, adapter_config.json
+ * last: a crash leaves the previous adapter or the new one, and other files in `dir` stay.
+ */
 export async function saveAdapter(
   dir: string,
   adapter: LoraAdapter,
   meta: AdapterMeta = {},
 ): Promise<void> {
   const tensors = await adapterTensors(adapter);
-  writeDirAtomic(dir, (tmp) => writeAdapterFiles(tmp, adapter, tensors, meta));
+  publishFiles(dir, (tmp) => writeAdapterFiles(tmp, adapter, tensors, meta), {
+    commitLast: [ADAPTER_CONFIG_FILE],
+    keep: keepUserReadme(dir),
+  });
 }
 
 /** Writes the adapter files into an existing folder (used inside checkpoint folders). */
@@ -62,7 +82,7 @@ export function writeAdapterFiles(
   writeFileAtomic(join(dir, LORAFORGE_META_FILE), JSON.stringify(meta, null, 2) + '\n');
   writeFileAtomic(
     join(dir, 'README.md'),
-    `---\nlibrary_name: peft\nbase_model: ${adapter.config.baseModelNameOrPath ?? ''}\n---\n\nLoRA adapter trained with loraforge.\n`,
+    `---\nlibrary_name: peft\nbase_model: ${adapter.config.baseModelNameOrPath ?? ''}\n---\n\n${README_SIGNATURE}\n`,
   );
 }
 

@@ -140,6 +140,12 @@ export interface LoadedCheckpoint {
 
 /** Reads the trainer state and optimizer state of one checkpoint folder. */
 export function readCheckpoint(path: string): LoadedCheckpoint {
+  const trainerState = readTrainerState(path);
+  return { path, trainerState, optimizer: readOptimizerState(join(path, OPTIMIZER_FILE)) };
+}
+
+/** trainer_state.json of one checkpoint folder (cheap: no tensors). */
+export function readTrainerState(path: string): TrainerState {
   const statePath = join(path, TRAINER_STATE_FILE);
   if (!existsSync(statePath)) {
     throw new LoraforgeError(
@@ -151,7 +157,7 @@ export function readCheckpoint(path: string): LoadedCheckpoint {
   if (!Number.isInteger(trainerState?.global_step) || trainerState.global_step < 0) {
     throw new LoraforgeError(`${statePath}: missing or invalid global_step`);
   }
-  return { path, trainerState, optimizer: readOptimizerState(join(path, OPTIMIZER_FILE)) };
+  return trainerState;
 }
 
 /** Saves AdamW state as F32 tensors of shape [n] plus its JSON metadata. */

@@ -58,6 +58,11 @@ export const TRAIN_KEYS = {
     help: 'where the adapter, checkpoints, metrics and plots go',
     default: 'runs/lora',
   },
+  overwrite_output_dir: {
+    kind: 'boolean',
+    help: 'train into a non-empty output_dir (replaces an earlier run there, keeps other files)',
+    default: false,
+  },
   num_train_epochs: { kind: 'number', help: 'epochs', default: 3 },
   max_steps: { kind: 'integer', help: 'optimizer steps (overrides epochs when > 0)', default: -1 },
   per_device_train_batch_size: { kind: 'integer', help: 'rows per micro-batch', default: 4 },
@@ -117,6 +122,7 @@ export interface TrainConfig {
   lora_init: string;
   dtype: string;
   output_dir: string;
+  overwrite_output_dir: boolean;
   num_train_epochs: number;
   max_steps: number;
   per_device_train_batch_size: number;

@@ -19,6 +19,7 @@ import { formatCount } from '../util/format.ts';
 import { makeTrainingArguments } from './arguments.ts';
 import type { TrainConfig } from './config.ts';
 import type { MetricsRecord } from './metrics.ts';
+import { prepareOutputDir, runFingerprint } from './output-dir.ts';
 import type { ScheduleName } from './schedule.ts';
 import { Trainer, type TrainResult } from './trainer.ts';
 
@@ -45,6 +46,21 @@ function chooseDType(cfg: TrainConfig, config: DecoderConfig): WeightDType {
 
 export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promise<RunResult> {
   const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  // First, before any slow load: a second trainer on this folder, or a folder of other things.
+  const { lock, resumeFrom } = prepareOutputDir(cfg);
+  try {
+    return await trainIn(cfg, resumeFrom, log, hooks);
+  } finally {
+    lock.release();
+  }
+}
+
+async function trainIn(
+  cfg: TrainConfig,
+  resumeFrom: string | undefined,
+  log: (line: string) => void,
+  hooks: RunHooks,
+): Promise<RunResult> {
   await selectBackend({ device: cfg.device as DeviceName, threads: cfg.threads });
   const modelDir = await resolveModel(cfg.model);
   const tokenizer = await loadTokenizer(modelDir);
@@ -134,8 +150,7 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
     saveSteps: cfg.save_steps,
     saveTotalLimit: cfg.save_total_limit,
     seed: cfg.seed,
-    resumeFromCheckpoint:
-      cfg.resume_from_checkpoint === 'latest' ? true : cfg.resume_from_checkpoint,
+    resumeFromCheckpoint: resumeFrom,
   });
   const trainer = new Trainer({
     model,
@@ -148,6 +163,7 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
     progress: hooks.progress,
     onLog: hooks.onLog,
     log,
+    runConfig: runFingerprint(cfg),
   });
   try {
     const result = await trainer.train();

@@ -5,7 +5,7 @@
  * schedule's rate for that step, then logs, evaluates and checkpoints. LoRA training updates only
  * the adapter; without an adapter every weight is trained (full fine-tuning, for small models).
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { backward, clearTape, gradSlot, noGrad } from '../engine/tape.ts';
 import { Tensor, getBackend, tidy, tidyAsync } from '../engine/tensor.ts';
@@ -16,10 +16,10 @@ import {
   encodeSafetensors,
   type NamedTensorData,
 } from '../io/safetensors.ts';
-import { writeDirAtomic, writeFileAtomic } from '../io/atomic.ts';
+import { publishFiles, writeFileAtomic } from '../io/atomic.ts';
 import type { DecoderModel, ModelInput } from '../models/decoder.ts';
 import type { LoraAdapter } from '../peft/adapter.ts';
-import { adapterTensors, writeAdapterFiles, type AdapterMeta } from '../peft/io.ts';
+import { adapterTensors, keepUserReadme, writeAdapterFiles, type AdapterMeta } from '../peft/io.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { ProgressBar } from '../util/progress.ts';
 import { Rng } from '../util/rng.ts';
@@ -61,6 +61,8 @@ export interface TrainerOptions {
   onLog?: (record: MetricsRecord) => void;
   /** Status lines (resume, saves, stop). */
   log?: (message: string) => void;
+  /** The settings that identify this run, recorded in every checkpoint (run_config). */
+  runConfig?: Record<string, unknown>;
 }
 
 export interface TrainResult {
@@ -74,6 +76,8 @@ export interface TrainResult {
   plotPaths: string[];
   /** True when Ctrl-C stopped training early (a checkpoint was saved). */
   interrupted: boolean;
+  /** The checkpoint saved when training was stopped early. */
+  checkpoint?: string;
 }
 
 const METRICS_FILE = 'metrics.jsonl';
@@ -206,6 +210,7 @@ export class Trainer {
     let runLoss = 0;
     let runSteps = 0;
     let evalLoss: number | undefined;
+    let stopCheckpoint: string | undefined;
     try {
       while (this.globalStep < this.totalSteps && !this.stopRequested) {
         let stepLoss = 0;
@@ -267,8 +272,7 @@ export class Trainer {
         await new Promise((resolve) => setImmediate(resolve));
       }
       if (this.stopRequested) {
-        const path = await this.saveCheckpoint();
-        this.log(`saved ${path}; resume with --resume`);
+        stopCheckpoint = await this.saveCheckpoint();
       } else {
         if (
           this.opts.evalBatches &&
@@ -293,6 +297,7 @@ export class Trainer {
       metricsPath,
       plotPaths,
       interrupted: this.stopRequested,
+      checkpoint: stopCheckpoint,
     };
   }
 
@@ -369,6 +374,7 @@ export class Trainer {
       best_metric: null,
       best_model_checkpoint: null,
       total_steps: this.totalSteps,
+      ...(this.opts.runConfig && { run_config: this.opts.runConfig }),
     };
     const path = writeCheckpoint(args.outputDir, {
       trainerState,
@@ -382,14 +388,12 @@ export class Trainer {
   private async saveFinal(): Promise<void> {
     const tensors = await this.trainableTensors();
     const dir = this.opts.args.outputDir;
-    // The final weights sit at the top of outputDir (as HF's save_model), beside the checkpoints.
-    const staging = join(dir, 'final');
-    writeDirAtomic(staging, (tmp) => this.writeWeights(tmp, tensors));
-    for (const file of readdirSync(staging)) {
-      rmSync(join(dir, file), { force: true });
-      renameSync(join(staging, file), join(dir, file));
-    }
-    rmSync(staging, { recursive: true, force: true });
+    // The final weights sit at the top of outputDir (as HF's save_model), beside the checkpoints;
+    // the config goes in last, so a kill mid-save leaves the old adapter or the new one.
+    publishFiles(dir, (tmp) => this.writeWeights(tmp, tensors), {
+      commitLast: ['adapter_config.json', 'config.json'],
+      keep: keepUserReadme(dir),
+    });
   }
 
   /** Restores adapter, optimizer, schedule position, RNG and data position from a checkpoint. */

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import {
   cpSync,
+  mkdirSync,
   mkdtempSync,
   readFileSync,
   rmSync,
@@ -176,7 +177,7 @@ test('train → chat: the adapter folder is what PEFT writes, and chat uses its 
   assert.match(chat.stderr, /template: tutorial, adapter loaded/);
 });
 
-test('Ctrl-C during training saves a checkpoint, and --resume-from-checkpoint continues from it', async () => {
+test('Ctrl-C during training saves a checkpoint, exits 130, and the printed command resumes it bit-identically', async () => {
   const { spawn } = await import('node:child_process');
   const { existsSync, readdirSync } = await import('node:fs');
   const out = join(root, 'interrupted');
@@ -193,6 +194,9 @@ test('Ctrl-C during training saves a checkpoint, and --resume-from-checkpoint co
     '1',
     '--lora-dropout',
     '0',
+    // A schedule that does not depend on max_steps, so a shorter straight run is comparable.
+    '--lr-scheduler-type',
+    'constant',
   ];
   const child = spawn(process.execPath, [BIN, ...args, '--max-steps', '100000'], {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -209,19 +213,50 @@ test('Ctrl-C during training saves a checkpoint, and --resume-from-checkpoint co
   }
   child.kill('SIGINT');
   const code = await new Promise((r) => child.once('exit', r));
-  assert.equal(code, 0);
+  assert.equal(code, 130);
   const checkpoints = readdirSync(out).filter((f) => /^checkpoint-\d+$/.test(f));
   assert.equal(checkpoints.length, 1, readdirSync(out).join(', '));
   const step = Number(checkpoints[0]!.split('-')[1]);
-  assert.match(stdout, new RegExp(`stopped at step ${step}; resume with`));
-  const resumed = run([
-    ...args,
-    '--max-steps',
-    String(step + 2),
-    '--resume-from-checkpoint',
-    'latest',
-  ]);
+  assert.match(
+    stdout,
+    new RegExp(`stopped at step ${step}; last checkpoint: .*checkpoint-${step}/`),
+  );
+  assert.doesNotMatch(stdout, /--resume |adapter:|next:/);
+  const printed = /resume with: loraforge (.*)/.exec(stdout)?.[1]?.split(' ');
+  assert.ok(printed, stdout);
+  for (const arg of [...args, '--max-steps', '100000', '--resume-from-checkpoint', 'latest'])
+    assert.ok(printed.includes(arg), `${arg} in ${printed.join(' ')}`);
+  // The printed command, with a nearer end instead of 100000 steps.
+  printed[printed.indexOf('--max-steps') + 1] = String(step + 2);
+  const resumed = run(printed);
   assert.equal(resumed.code, 0, resumed.stderr);
   assert.match(resumed.stderr, new RegExp(`resumed from .*checkpoint-${step} at step ${step}`));
   assert.match(resumed.stdout, new RegExp(`done: ${step + 2} steps`));
+  const straight = join(root, 'straight');
+  const args2 = args.map((a) => (a === out ? straight : a));
+  assert.equal(run([...args2, '--max-steps', String(step + 2)]).code, 0);
+  const weights = (dir: string) => readFileSync(join(dir, 'adapter_model.safetensors'));
+  assert.ok(weights(out).equals(weights(straight)), 'resumed adapter = uninterrupted adapter');
+});
+
+test('train into a non-empty output_dir is refused unless --overwrite-output-dir; a user README survives', () => {
+  const out = join(root, 'user-folder');
+  mkdirSync(out);
+  writeFileSync(join(out, 'README.md'), '# my notes');
+  const dataset = join(import.meta.dirname, '..', '..', 'examples', 'identity.json');
+  const args = [
+    'train',
+    '--model',
+    model,
+    '--dataset',
+    dataset,
+    '--output-dir',
+    out,
+    '--max-steps',
+    '1',
+  ];
+  assertOneLineError(run(args), /user-folder: the output folder is not empty/);
+  assert.equal(run([...args, '--overwrite-output-dir']).code, 0);
+  assert.equal(readFileSync(join(out, 'README.md'), 'utf8'), '# my notes');
+  assert.ok(statSync(join(out, 'adapter_model.safetensors')).size > 0);
 });
