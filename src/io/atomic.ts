@@ -50,7 +50,8 @@ export function writeFileAtomic(
   } catch (err) {
     closeSync(fd);
     rmSync(tmp, { force: true });
-    throw err;
+    // A failed write(2) (disk full) names no file; the one being written is what the user needs.
+    throw Object.assign(err as Error, { path: (err as NodeJS.ErrnoException).path ?? path });
   }
   closeSync(fd);
   renameSync(tmp, path);

@@ -6,13 +6,21 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { publishFiles, writeFileAtomic } from '../io/atomic.ts';
-import { readJsonObject } from '../io/hf-folder.ts';
-import { SafetensorsFile, encodeSafetensors, type NamedTensorData } from '../io/safetensors.ts';
+import { readJsonObject, readJsonObjectAsync } from '../io/hf-folder.ts';
+import { readCheckedAsync, READ_LIMITS } from '../io/safe-read.ts';
+import { SafetensorsBuffer } from '../io/safetensors-buffer.ts';
+import {
+  SafetensorsFile,
+  bytesToF32,
+  encodeSafetensors,
+  type NamedTensorData,
+  type TensorSource,
+} from '../io/safetensors.ts';
 import { loadTensor } from '../models/load.ts';
 import type { DecoderModel } from '../models/decoder.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { LoraAdapter, type LoraPair } from './adapter.ts';
-import { isTargeted, parsePeftConfig, toPeftConfig } from './config.ts';
+import { isTargeted, parsePeftConfig, toPeftConfig, type LoraConfig } from './config.ts';
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
 export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
@@ -90,37 +98,107 @@ export function isAdapterFolder(dir: string): boolean {
   return existsSync(join(dir, ADAPTER_CONFIG_FILE));
 }
 
-export function readAdapterMeta(dir: string): AdapterMeta {
-  const path = join(dir, LORAFORGE_META_FILE);
-  return existsSync(path) ? (readJsonObject(path) as AdapterMeta) : {};
+export interface AdapterReadOptions {
+  /** Real path of a folder every file read must stay inside (the server's --adapters-dir). */
+  within?: string;
 }
 
-/** Loads a PEFT adapter folder for `model` (shapes checked against the model's projections). */
-export function loadAdapter(dir: string, model: DecoderModel): LoraAdapter {
+export function readAdapterMeta(dir: string, opts: AdapterReadOptions = {}): AdapterMeta {
+  const path = join(dir, LORAFORGE_META_FILE);
+  return existsSync(path) ? (readJsonObject(path, opts) as AdapterMeta) : {};
+}
+
+/** readAdapterMeta without blocking the event loop. */
+export async function readAdapterMetaAsync(
+  dir: string,
+  opts: AdapterReadOptions = {},
+): Promise<AdapterMeta> {
+  const path = join(dir, LORAFORGE_META_FILE);
+  return existsSync(path) ? ((await readJsonObjectAsync(path, opts)) as AdapterMeta) : {};
+}
+
+function checkAdapterFolder(dir: string): void {
   if (!isAdapterFolder(dir)) {
     throw new LoraforgeError(`${dir}: not a LoRA adapter folder (no ${ADAPTER_CONFIG_FILE})`);
   }
-  const config = parsePeftConfig(
-    readJsonObject(join(dir, ADAPTER_CONFIG_FILE)),
-    join(dir, ADAPTER_CONFIG_FILE),
-  );
+  if (!existsSync(join(dir, ADAPTER_WEIGHTS_FILE)))
+    throw new LoraforgeError(`${dir}: missing ${ADAPTER_WEIGHTS_FILE}`);
+}
+
+/** Loads a PEFT adapter folder for `model` (shapes checked against the model's projections). */
+export function loadAdapter(
+  dir: string,
+  model: DecoderModel,
+  opts: AdapterReadOptions = {},
+): LoraAdapter {
+  checkAdapterFolder(dir);
+  const configPath = join(dir, ADAPTER_CONFIG_FILE);
+  const config = parsePeftConfig(readJsonObject(configPath, opts), configPath);
+  const file = SafetensorsFile.open(join(dir, ADAPTER_WEIGHTS_FILE), opts.within);
+  try {
+    return adapterFromTensors(dir, config, file, model);
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * loadAdapter for the server: the files are read without blocking the event loop (the weights
+ * whole, into memory: adapters are megabytes), and each must be a regular file of bounded size.
+ */
+export async function loadAdapterAsync(
+  dir: string,
+  model: DecoderModel,
+  opts: AdapterReadOptions = {},
+): Promise<LoraAdapter> {
+  checkAdapterFolder(dir);
+  const configPath = join(dir, ADAPTER_CONFIG_FILE);
+  const config = parsePeftConfig(await readJsonObjectAsync(configPath, opts), configPath);
   const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
-  if (!existsSync(weightsPath)) throw new LoraforgeError(`${dir}: missing ${ADAPTER_WEIGHTS_FILE}`);
-  const file = SafetensorsFile.open(weightsPath);
+  const bytes = await readCheckedAsync(weightsPath, {
+    maxBytes: READ_LIMITS.adapterWeights,
+    within: opts.within,
+  });
+  return adapterFromTensors(dir, config, new SafetensorsBuffer(bytes, weightsPath), model);
+}
+
+/** A non-finite weight would turn every answer into NaN: refused by tensor and index. */
+function checkFinite(source: TensorSource, key: string, where: string): void {
+  const info = source.info(key);
+  const values = bytesToF32(info.dtype, source.read(key), `${where}: '${key}'`);
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i]!)) {
+      throw new LoraforgeError(
+        `${where}: tensor '${key}' holds ${values[i]} at index ${i}; adapter weights must be finite`,
+        'the adapter is corrupt or its training diverged: use an earlier checkpoint',
+      );
+    }
+  }
+}
+
+function adapterFromTensors(
+  dir: string,
+  config: LoraConfig,
+  source: TensorSource,
+  model: DecoderModel,
+): LoraAdapter {
+  const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
   const modules = new Map<string, LoraPair>();
   try {
     // PEFT sometimes writes keys with the adapter name (…lora_A.default.weight); accept both.
     const keyFor = (path: string, which: 'A' | 'B'): string => {
       const plain = `base_model.model.${path}.lora_${which}.weight`;
-      return file.has(plain) ? plain : `base_model.model.${path}.lora_${which}.default.weight`;
+      return source.has(plain) ? plain : `base_model.model.${path}.lora_${which}.default.weight`;
     };
     for (const [path, p] of model.projections()) {
       if (!isTargeted(config, path)) continue;
       const [outFeatures, inFeatures] = p.weight.shape as [number, number];
-      modules.set(path, {
-        a: loadTensor(file, keyFor(path, 'A'), [config.r, inFeatures], 'f32', weightsPath),
-        b: loadTensor(file, keyFor(path, 'B'), [outFeatures, config.r], 'f32', weightsPath),
-      });
+      const [keyA, keyB] = [keyFor(path, 'A'), keyFor(path, 'B')];
+      const a = loadTensor(source, keyA, [config.r, inFeatures], 'f32', weightsPath);
+      const b = loadTensor(source, keyB, [outFeatures, config.r], 'f32', weightsPath);
+      modules.set(path, { a, b });
+      checkFinite(source, keyA, weightsPath);
+      checkFinite(source, keyB, weightsPath);
     }
     if (modules.size === 0) {
       throw new LoraforgeError(
@@ -134,8 +212,6 @@ export function loadAdapter(dir: string, model: DecoderModel): LoraAdapter {
       b.dispose();
     }
     throw err;
-  } finally {
-    file.close();
   }
   return new LoraAdapter(config, modules);
 }

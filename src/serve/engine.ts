@@ -53,8 +53,11 @@ export interface ServeEngine {
   readonly maxContext: number;
 
   listAdapters(): string[];
-  /** Loads a PEFT adapter folder (already checked to lie inside the served adapters folder). */
-  loadAdapter(name: string, dir: string): Promise<void>;
+  /**
+   * Loads a PEFT adapter folder (already checked to lie inside the served adapters folder);
+   * `within`: the real path of that folder, which no file read may leave through a symlink.
+   */
+  loadAdapter(name: string, dir: string, opts?: { within?: string }): Promise<void>;
   /** Frees an adapter; the server only calls this when no live sequence uses it. */
   unloadAdapter(name: string): void;
 

@@ -11,7 +11,7 @@ import type { ChatPipeline } from '../infer/pipeline.ts';
 import { SequenceDecoder, type Sequence, type StepTokens } from '../infer/sequences.ts';
 import type { DecoderModel, LoraLookup } from '../models/decoder.ts';
 import type { LoraAdapter } from '../peft/adapter.ts';
-import { loadAdapter, readAdapterMeta } from '../peft/io.ts';
+import { loadAdapterAsync, readAdapterMetaAsync } from '../peft/io.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import type { SequenceHandle, SequenceRequest, ServeEngine, TextStreamer } from './engine.ts';
 
@@ -72,12 +72,12 @@ export class ModelServeEngine implements ServeEngine {
     return [...this.adapters.keys()];
   }
 
-  async loadAdapter(name: string, dir: string): Promise<void> {
+  async loadAdapter(name: string, dir: string, opts: { within?: string } = {}): Promise<void> {
     if (this.adapters.has(name))
       throw new LoraforgeError(`an adapter named "${name}" is already loaded`);
-    const adapter = loadAdapter(dir, this.model);
-    const recorded = readAdapterMeta(dir).template;
+    const recorded = (await readAdapterMetaAsync(dir, opts)).template;
     const template = recorded ? templateFromSpec(recorded, this.tokenizer) : this.baseTemplate;
+    const adapter = await loadAdapterAsync(dir, this.model, opts);
     this.adapters.set(name, { adapter, lookup: adapter.lookup(), template });
   }
 

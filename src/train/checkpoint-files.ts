@@ -8,9 +8,10 @@
  * A folder is built under a temporary name and renamed into place, so a `checkpoint-<step>`
  * folder that exists is always complete; resuming never sees half a checkpoint.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { removeDirAtomic, writeDirAtomic, writeFileAtomic } from '../io/atomic.ts';
+import { parseJsonChecked, readTextChecked, READ_LIMITS } from '../io/safe-read.ts';
 import {
   SafetensorsFile,
   bytesToF32,
@@ -153,7 +154,10 @@ export function readTrainerState(path: string): TrainerState {
       'pass a checkpoint-<step> folder from an output dir',
     );
   }
-  const trainerState = parseJson(readFileSync(statePath, 'utf8'), statePath) as TrainerState;
+  const trainerState = parseJsonChecked(
+    readTextChecked(statePath, { maxBytes: READ_LIMITS.config }),
+    statePath,
+  ) as TrainerState;
   if (!Number.isInteger(trainerState?.global_step) || trainerState.global_step < 0) {
     throw new LoraforgeError(`${statePath}: missing or invalid global_step`);
   }
@@ -180,7 +184,7 @@ export function readOptimizerState(path: string): AdamWStateDict {
       throw new LoraforgeError(
         `${path}: not a loraforge optimizer state (no '${OPTIMIZER_META_KEY}' metadata)`,
       );
-    const meta = parseJson(metaJson, `${path} metadata`) as AdamWStateDict['meta'];
+    const meta = parseJsonChecked(metaJson, `${path} metadata`) as AdamWStateDict['meta'];
     const tensors: Record<string, Float32Array> = {};
     for (const name of file.names()) {
       const info = file.info(name);
@@ -201,13 +205,5 @@ function removeStaleTemps(outputDir: string): void {
     // A temp folder of this very process could belong to a write still in progress.
     if (match && Number(match[1]) !== process.pid)
       rmSync(join(outputDir, name), { recursive: true, force: true });
-  }
-}
-
-function parseJson(text: string, where: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new LoraforgeError(`${where}: invalid JSON (${(err as Error).message})`);
   }
 }

@@ -2,7 +2,7 @@
  * The `loraforge train` configuration: one flat set of snake_case keys (as in LLaMA-Factory's
  * YAML files) that a config file, command-line flags (`--lora-rank 16`) and the demo all share.
  */
-import { readFileSync } from 'node:fs';
+import { readTextChecked, READ_LIMITS } from '../io/safe-read.ts';
 import { parse as parseYaml } from 'yaml';
 import { LoraforgeError } from '../util/errors.ts';
 
@@ -231,12 +231,7 @@ export function resolveTrainConfig(
 
 /** Reads a YAML (or JSON) config file as key/values. */
 export function readConfigFile(path: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    throw new LoraforgeError(`${path}: cannot read the config file`);
-  }
+  const text = readTextChecked(path, { maxBytes: READ_LIMITS.config });
   let value: unknown;
   try {
     value = parseYaml(text);
