@@ -51,6 +51,8 @@ export interface ServeEngine {
   readonly eosTokenIds: readonly number[];
   /** Prompt plus generated tokens may not exceed this. */
   readonly maxContext: number;
+  /** A prompt of more UTF-8 bytes cannot fit maxContext: refused (413) before tokenizing. */
+  readonly maxPromptBytes: number;
 
   listAdapters(): string[];
   /**

@@ -43,6 +43,7 @@ export class ModelServeEngine implements ServeEngine {
   private readonly baseTemplate: PromptTemplate;
 
   readonly maxContext: number;
+  readonly maxPromptBytes: number;
 
   constructor(
     pipeline: ChatPipeline,
@@ -54,6 +55,7 @@ export class ModelServeEngine implements ServeEngine {
     this.tokenizer = pipeline.tokenizer;
     this.maxContext =
       options.maxContext ?? Math.min(pipeline.model.config.maxPositionEmbeddings, 4096);
+    this.maxPromptBytes = this.maxContext * this.tokenizer.maxTokenBytes;
     this.decoder = new SequenceDecoder(this.model, {
       maxContext: this.maxContext,
       prefillChunk: options.prefillChunk ?? DEFAULT_PREFILL_CHUNK,
