@@ -3,11 +3,11 @@
  * base_model.model.<module>.lora_A.weight / lora_B.weight), plus loraforge.json recording how the
  * adapter was trained (prompt template, base model) so inference uses the same template.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { publishFiles, writeFileAtomic } from '../io/atomic.ts';
 import { readJsonObject, readJsonObjectAsync } from '../io/hf-folder.ts';
-import { readCheckedAsync, READ_LIMITS } from '../io/safe-read.ts';
+import { readCheckedAsync, readTextChecked, READ_LIMITS } from '../io/safe-read.ts';
 import { SafetensorsBuffer } from '../io/safetensors-buffer.ts';
 import {
   SafetensorsFile,
@@ -49,11 +49,12 @@ const README_SIGNATURE = 'LoRA adapter trained with loraforge.';
 export function keepUserReadme(dir: string): (name: string) => boolean {
   return (name) => {
     const path = join(dir, name);
-    return (
-      name === 'README.md' &&
-      existsSync(path) &&
-      !readFileSync(path, 'utf8').includes(README_SIGNATURE)
-    );
+    if (name !== 'README.md' || !existsSync(path)) return false;
+    try {
+      return !readTextChecked(path, { maxBytes: READ_LIMITS.config }).includes(README_SIGNATURE);
+    } catch {
+      return true; // unreadable, a FIFO, not UTF-8...: certainly not ours
+    }
   };
 }
 

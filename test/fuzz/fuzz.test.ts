@@ -287,7 +287,7 @@ test('fuzz: chat and completion request bodies get a response below 500', async 
   for (let i = 0; i < Math.min(CASES, 800); i++) {
     const path = m.pick(['/v1/chat/completions', '/v1/completions']);
     const body = m.mutate(Buffer.from(JSON.stringify(m.pick(REQUEST_CORPUS))), REQUEST_TOKENS);
-    const res = await fetch(base + path, { method: 'POST', body });
+    const res = await fetch(base + path, { method: 'POST', body: new Uint8Array(body).buffer });
     await res.arrayBuffer();
     statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
     assert.ok(res.status < 500, `${res.status} for ${path} ${preview(body)}`);
