@@ -84,7 +84,7 @@ export async function handleChatCompletions(ctx: RequestContext): Promise<void> 
   const messages = parseMessages(ctx.body);
   const stop = [...parseStop(ctx.body), ...engine.chatStopStrings(adapter)];
   checkPromptBytes(engine, renderedTexts(messages), 'messages');
-  const promptIds = engine.encodeChat(messages, adapter);
+  const promptIds = await engine.encodeChat(messages, adapter);
   await respond(ctx, CHAT, buildRequest(ctx, promptIds, adapter, stop));
 }
 
@@ -93,7 +93,7 @@ export async function handleCompletions(ctx: RequestContext): Promise<void> {
   const adapter = resolveModel(ctx.body, engine);
   const prompt = requiredString(ctx.body, 'prompt');
   checkPromptBytes(engine, [prompt], 'prompt');
-  const promptIds = engine.encodeText(prompt);
+  const promptIds = await engine.encodeText(prompt);
   await respond(ctx, TEXT, buildRequest(ctx, promptIds, adapter, parseStop(ctx.body)));
 }
 
@@ -103,7 +103,7 @@ export async function handleRouteAlias(ctx: RequestContext): Promise<void> {
   const adapter = resolveModel({ model: routeAliasModel }, engine);
   const messages: ChatMessage[] = [{ role: 'user', content: requiredString(ctx.body, 'prompt') }];
   checkPromptBytes(engine, renderedTexts(messages), 'prompt');
-  const promptIds = engine.encodeChat(messages, adapter);
+  const promptIds = await engine.encodeChat(messages, adapter);
   const request = buildRequest(ctx, promptIds, adapter, engine.chatStopStrings(adapter));
   const result = await generateText(ctx.state.scheduler, engine, request, null, ctx.signal);
   sendJson(ctx.res, 200, { text: result.text });

@@ -63,12 +63,15 @@ export interface ServeEngine {
   /** Frees an adapter; the server only calls this when no live sequence uses it. */
   unloadAdapter(name: string): void;
 
-  /** Token ids of a chat prompt rendered with the adapter's recorded template (base's if null). */
-  encodeChat(messages: ChatMessage[], adapter: string | null): number[];
+  /**
+   * Token ids of a chat prompt rendered with the adapter's recorded template (base's if null);
+   * a promise where a long prompt is tokenized off the event loop.
+   */
+  encodeChat(messages: ChatMessage[], adapter: string | null): number[] | Promise<number[]>;
   /** Extra stop strings the template implies (e.g. "\nHuman:"), trimmed from chat replies. */
   chatStopStrings(adapter: string | null): string[];
   /** Token ids of a raw completion prompt (special tokens such as BOS as the model expects). */
-  encodeText(prompt: string): number[];
+  encodeText(prompt: string): number[] | Promise<number[]>;
   decodeStreamer(): TextStreamer;
 
   /**
