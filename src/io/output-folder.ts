@@ -4,7 +4,7 @@
  * output may never be (or hold, or sit inside) a folder the same command is reading from.
  */
 import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
-import { dirname, basename, join, relative, resolve, isAbsolute } from 'node:path';
+import { dirname, basename, join, relative, resolve, isAbsolute, sep } from 'node:path';
 import { LoraforgeError } from '../util/errors.ts';
 
 export interface OutputFolderCheck {
@@ -27,7 +27,7 @@ function realPathOf(path: string): string {
 
 function isInside(child: string, parent: string): boolean {
   const rel = relative(parent, child);
-  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
 }
 
 /** Names in `dir` that count as content ([] when it does not exist); errors when it is a file. */

@@ -14,7 +14,7 @@ import {
   type Stats,
 } from 'node:fs';
 import { open, realpath } from 'node:fs/promises';
-import { isAbsolute, relative } from 'node:path';
+import { isAbsolute, relative, sep } from 'node:path';
 import { findJsonSyntaxError } from '../util/json-syntax.ts';
 import { formatBytes } from '../util/format.ts';
 import { LoraforgeError } from '../util/errors.ts';
@@ -63,7 +63,7 @@ function checkStat(path: string, stat: Stats, maxBytes: number): void {
 
 function checkWithin(path: string, real: string, within: string): void {
   const rel = relative(within, real);
-  if (rel === '' || rel.startsWith('..') || isAbsolute(rel))
+  if (rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel))
     throw new LoraforgeError(`${path}: links outside the folder it must stay in`);
 }
 
