@@ -4,7 +4,15 @@
  * host, pid no longer alive) is stale and taken over; one from another host cannot be checked
  * and is respected.
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  linkSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { LoraforgeError } from '../util/errors.ts';
@@ -32,6 +40,14 @@ function readOwner(path: string): LockOwner | undefined {
   }
 }
 
+function ageMs(path: string): number {
+  try {
+    return Date.now() - statSync(path).mtimeMs;
+  } catch {
+    return Infinity; // gone meanwhile
+  }
+}
+
 function isAlive(owner: LockOwner): boolean {
   if (owner.host !== hostname()) return true; // cannot tell from here: respect it
   try {
@@ -40,6 +56,31 @@ function isAlive(owner: LockOwner): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, owned by another user
   }
+}
+
+/**
+ * Removes a stale lock file, unless another process replaced it meanwhile: it is first moved
+ * aside (only one taker's rename succeeds), then checked to be the stale one; a fresh lock moved
+ * by mistake is linked back (link fails if the name is taken, so nothing is overwritten).
+ */
+function takeOverStale(path: string, stale: LockOwner | undefined): void {
+  const aside = `${path}.stale-${process.pid}`;
+  try {
+    renameSync(path, aside);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // another taker moved it
+    throw err;
+  }
+  const moved = readOwner(aside);
+  const same = moved?.pid === stale?.pid && moved?.started === stale?.started;
+  if (!same) {
+    try {
+      linkSync(aside, path);
+    } catch {
+      /* the name is taken again: that lock stands */
+    }
+  }
+  rmSync(aside, { force: true });
 }
 
 /** Takes the lock on `dir` (created if missing) or throws naming the process that holds it. */
@@ -55,13 +96,15 @@ export function lockFolder(dir: string): FolderLock {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
     const owner = readOwner(path);
-    if (owner && isAlive(owner)) {
+    // An unreadable lock younger than a few seconds is being written by its taker right now.
+    if (owner ? isAlive(owner) : ageMs(path) < 5000) {
       throw new LoraforgeError(
-        `${dir} is in use by another loraforge run (pid ${owner.pid} on ${owner.host}, since ${owner.started})`,
+        `${dir} is in use by another loraforge run` +
+          (owner ? ` (pid ${owner.pid} on ${owner.host}, since ${owner.started})` : ''),
         `wait for it to end or choose another output folder; if that process is gone, delete ${path}`,
       );
     }
-    rmSync(path, { force: true });
+    takeOverStale(path, owner);
   }
   const release = () => {
     if (readOwner(path)?.pid === me.pid) rmSync(path, { force: true });

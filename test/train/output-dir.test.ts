@@ -1,7 +1,15 @@
 /** output_dir: never another run's or the user's files lost, one trainer at a time, atomic final save. */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import fs, { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import fs, {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -87,6 +95,18 @@ test("two trainers cannot share an output_dir; a dead one's lock is taken over",
   assert.match(readFileSync(join(dir, LOCK_FILE), 'utf8'), new RegExp(`"pid":${process.pid}`));
   lock.release();
   assert.ok(!existsSync(join(dir, LOCK_FILE)));
+});
+
+test('a half-written lock is respected while fresh and taken over once old', () => {
+  const dir = fresh();
+  mkdirSync(dir);
+  const lockPath = join(dir, LOCK_FILE);
+  writeFileSync(lockPath, '');
+  assert.throws(() => lockFolder(dir), loraforgeError(/is in use by another loraforge run$/));
+  utimesSync(lockPath, new Date(2020, 0, 1), new Date(2020, 0, 1));
+  const lock = lockFolder(dir);
+  assert.deepEqual(readdirSync(dir), [LOCK_FILE], 'no file moved aside is left');
+  lock.release();
 });
 
 function writeOldCheckpoint(dir: string, step: number, runConfig: Record<string, unknown>): void {
