@@ -161,5 +161,5 @@ export {
 
 // ---- Utilities (progress output and atomic writes, as the CLI uses them) ------------------------
 export { ProgressBar } from './util/progress.ts';
-export { formatBytes } from './util/format.ts';
+export { formatBytes, shellQuote } from './util/format.ts';
 export { writeFileAtomic } from './io/atomic.ts';

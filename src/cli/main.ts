@@ -1,6 +1,5 @@
 /** The `loraforge` command line. */
 import { Command, CommanderError } from 'commander';
-import { LoraforgeError } from '../index.ts';
 import { registerChat } from './commands/chat.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerDownload } from './commands/download.ts';
@@ -9,12 +8,14 @@ import { registerGenerate } from './commands/generate.ts';
 import { registerMerge } from './commands/merge.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerTrain } from './commands/train.ts';
+import { reportError } from './report-error.ts';
 
 export function buildProgram(): Command {
   const program = new Command('loraforge')
     .description('LoRA fine-tuning, chat and serving of Hugging Face causal LMs, in TypeScript')
     .version('0.1.0')
-    .showHelpAfterError('(run with --help for usage)');
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', '\nAdd --debug to any command for stack traces with errors.');
   for (const register of [
     registerDemo,
     registerTrain,
@@ -31,15 +32,20 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // Accepted anywhere on the line (and as LORAFORGE_DEBUG=1), whatever the command.
+  const debug = argv.includes('--debug') || process.env.LORAFORGE_DEBUG === '1';
+  // Errors that escape a command's promise chain (a server's socket, a stream) end up here too.
+  const fail = (err: unknown) => {
+    reportError(err, debug);
+    process.exit(1);
+  };
+  process.on('uncaughtException', fail);
+  process.on('unhandledRejection', fail);
   try {
-    await buildProgram().parseAsync(argv);
-    process.exit(0);
+    await buildProgram().parseAsync(argv.filter((arg) => arg !== '--debug'));
+    process.exit(process.exitCode ?? 0);
   } catch (err) {
     if (err instanceof CommanderError) process.exit(err.exitCode);
-    if (err instanceof LoraforgeError) {
-      process.stderr.write(`error: ${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ''}`);
-      process.exit(1);
-    }
-    throw err;
+    fail(err);
   }
 }

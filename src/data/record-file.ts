@@ -1,17 +1,12 @@
-import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { decodeUtf8, readCheckedAsync, READ_LIMITS } from '../io/safe-read.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { parseRecords, type RawRecord } from './records.ts';
 import { stripBom } from './text.ts';
 
-/** Reads a .json, .jsonl/.ndjson or .csv dataset file into records. */
+/** Reads a .json, .jsonl/.ndjson or .csv dataset file into records (strict UTF-8, size-capped). */
 export async function readRecords(file: string): Promise<RawRecord[]> {
-  let text: string;
-  try {
-    text = stripBom(await readFile(file, 'utf8'));
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new LoraforgeError(`${file}: dataset file not found`);
-    throw new LoraforgeError(`${file}: cannot read dataset file (${code ?? String(err)})`);
-  }
-  return parseRecords(text, file);
+  if (!existsSync(file)) throw new LoraforgeError(`${file}: dataset file not found`);
+  const bytes = await readCheckedAsync(file, { maxBytes: READ_LIMITS.dataset });
+  return parseRecords(stripBom(decodeUtf8(bytes, file)), file);
 }

@@ -2,7 +2,7 @@
 import { LoraforgeError } from '../util/errors.ts';
 import { parseCsvRows } from './csv.ts';
 import { linesOfOffsets, recordOffsets } from './json-locations.ts';
-import { findJsonSyntaxError } from './json-syntax.ts';
+import { findJsonSyntaxError } from '../util/json-syntax.ts';
 import { lineAt } from './text.ts';
 
 /** One dataset record as read from a file, before any format is applied. */

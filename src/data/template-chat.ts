@@ -1,3 +1,4 @@
+import { appendAll } from '../util/arrays.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
 import { withSystem, type ChatMessage, type Conversation } from './conversation.ts';
@@ -76,8 +77,8 @@ export class ChatTemplatePrompt implements PromptTemplate {
     const labels: number[] = [];
     const add = (from: number, to: number, learned: boolean) => {
       const ids = this.encode(text.slice(from, to));
-      inputIds.push(...ids);
-      labels.push(...(learned ? ids : ids.map(() => IGNORE_INDEX)));
+      appendAll(inputIds, ids);
+      appendAll(labels, learned ? ids : ids.map(() => IGNORE_INDEX));
     };
     let pos = 0;
     for (const span of this.replySpans(messages, text)) {

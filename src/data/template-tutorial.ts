@@ -1,3 +1,4 @@
+import { appendAll } from '../util/arrays.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
 import { withSystem, type ChatMessage, type Conversation } from './conversation.ts';
@@ -61,11 +62,10 @@ export class TutorialTemplate implements PromptTemplate {
     turns.forEach((turn, i) => {
       const promptIds = this.encode(this.turnPrompt(turn, i, system));
       const replyIds = [...this.encode(turn.assistant ?? ''), this.eosId];
-      inputIds.push(...promptIds, ...replyIds);
-      labels.push(
-        ...(opts.trainOnPrompt ? promptIds : promptIds.map(() => IGNORE_INDEX)),
-        ...replyIds,
-      );
+      appendAll(inputIds, promptIds);
+      appendAll(inputIds, replyIds);
+      appendAll(labels, opts.trainOnPrompt ? promptIds : promptIds.map(() => IGNORE_INDEX));
+      appendAll(labels, replyIds);
     });
     return { inputIds, labels };
   }

@@ -1,5 +1,5 @@
 /** The question file of `loraforge eval` (see examples/identity-eval.json) and its validation. */
-import { readFileSync } from 'node:fs';
+import { parseJsonChecked, readTextChecked, READ_LIMITS } from '../io/safe-read.ts';
 import { LoraforgeError } from '../util/errors.ts';
 
 export interface IdentityQuestion {
@@ -74,17 +74,6 @@ export function parseEvalSet(data: unknown, source: string): EvalSet {
 
 /** Reads and checks an eval set JSON file. */
 export function loadEvalSet(path: string): EvalSet {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    throw new LoraforgeError(`cannot read eval file ${path}`);
-  }
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch (error) {
-    throw new LoraforgeError(`${path}: invalid JSON (${(error as Error).message})`);
-  }
-  return parseEvalSet(data, path);
+  const text = readTextChecked(path, { maxBytes: READ_LIMITS.dataset });
+  return parseEvalSet(parseJsonChecked(text, path), path);
 }

@@ -3,7 +3,16 @@
  * over the target, so a crash or Ctrl-C mid-write leaves either the old or the new version,
  * never a torn one.
  */
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync, existsSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 
 function tempSibling(path: string): string {
@@ -41,7 +50,8 @@ export function writeFileAtomic(
   } catch (err) {
     closeSync(fd);
     rmSync(tmp, { force: true });
-    throw err;
+    // A failed write(2) (disk full) names no file; the one being written is what the user needs.
+    throw Object.assign(err as Error, { path: (err as NodeJS.ErrnoException).path ?? path });
   }
   closeSync(fd);
   renameSync(tmp, path);
@@ -84,4 +94,47 @@ export function removeDirAtomic(path: string): void {
   renameSync(path, doomed);
   fsyncDir(dirname(path));
   rmSync(doomed, { recursive: true, force: true });
+}
+
+export interface PublishOptions {
+  /** Files renamed last, in this order: the commit point (a reader treats the folder as holding
+   * the output only once these exist, e.g. adapter_config.json). */
+  commitLast?: readonly string[];
+  /** Files of the target that must stay as they are (a user's README.md): not replaced. */
+  keep?: (name: string) => boolean;
+}
+
+/**
+ * Writes a set of files into `dir`, replacing only those files: `fill(tmpDir)` builds them in a
+ * temporary sibling folder; a missing `dir` is then created by one rename, an existing one gets
+ * each file by its own atomic rename (the `commitLast` ones last), and everything else in it is
+ * left alone. So a folder the user owns never loses a file loraforge did not write, and a crash
+ * leaves every file either old or new.
+ */
+export function publishFiles(
+  dir: string,
+  fill: (tmpDir: string) => void,
+  opts: PublishOptions = {},
+): void {
+  const tmp = tempSibling(dir);
+  rmSync(tmp, { recursive: true, force: true });
+  try {
+    fill(tmp);
+    fsyncDir(tmp);
+    if (!existsSync(dir)) {
+      renameSync(tmp, dir);
+      fsyncDir(dirname(dir));
+      return;
+    }
+    const last = opts.commitLast ?? [];
+    const names = readdirSync(tmp).filter((name) => !opts.keep?.(name));
+    const ordered = [
+      ...names.filter((n) => !last.includes(n)),
+      ...last.filter((n) => names.includes(n)),
+    ];
+    for (const name of ordered) renameSync(join(tmp, name), join(dir, name));
+    fsyncDir(dir);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 }

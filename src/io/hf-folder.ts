@@ -2,9 +2,17 @@
  * A Hugging Face model folder as `save_pretrained` writes it: `config.json`, optional
  * `generation_config.json`, and safetensors weights (one file or an index plus shards).
  */
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { LoraforgeError } from '../util/errors.ts';
+import {
+  parseJsonChecked,
+  readCheckedAsync,
+  readTextChecked,
+  decodeUtf8,
+  READ_LIMITS,
+  type SafeReadOptions,
+} from './safe-read.ts';
 import { readWeightMap } from './safetensors.ts';
 
 export const CONFIG_FILE = 'config.json';
@@ -23,25 +31,22 @@ export interface ModelFolder {
   readonly weightFiles: string[];
 }
 
-/** Parses a JSON file that must hold an object; errors name the file. */
-export function readJsonObject(path: string): JsonObject {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
-      throw new LoraforgeError(`${path}: file not found`);
-    throw err;
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new LoraforgeError(
-      `${path}: invalid JSON (${(err as Error).message.split('\n')[0]})`,
-      'fix or re-download the file',
-    );
-  }
+/** Parses a JSON file that must hold an object (a regular file of config size); errors name the file. */
+export function readJsonObject(path: string, opts: Partial<SafeReadOptions> = {}): JsonObject {
+  const text = readTextChecked(path, { maxBytes: READ_LIMITS.config, ...opts });
+  return expectJsonObject(parseJsonChecked(text, path), path);
+}
+
+/** readJsonObject without blocking the event loop (the server's path). */
+export async function readJsonObjectAsync(
+  path: string,
+  opts: Partial<SafeReadOptions> = {},
+): Promise<JsonObject> {
+  const bytes = await readCheckedAsync(path, { maxBytes: READ_LIMITS.config, ...opts });
+  return expectJsonObject(parseJsonChecked(decodeUtf8(bytes, path), path), path);
+}
+
+function expectJsonObject(value: unknown, path: string): JsonObject {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new LoraforgeError(`${path}: expected a JSON object`);
   }

@@ -58,6 +58,16 @@ function pickChatTemplate(value: unknown): string | undefined {
   return undefined;
 }
 
+/** UTF-8 byte length, without Buffer (this module also runs in browsers). */
+function utf8Length(text: string): number {
+  let bytes = 0;
+  for (const ch of text) {
+    const code = ch.codePointAt(0)!;
+    bytes += code < 0x80 ? 1 : code < 0x800 ? 2 : code < 0x10000 ? 3 : 4;
+  }
+  return bytes;
+}
+
 function firstTokenId(value: unknown): number | undefined {
   const ids = Array.isArray(value) ? value : [value];
   return ids.find((id): id is number => Number.isInteger(id));
@@ -75,6 +85,11 @@ export class HfTokenizer implements Tokenizer {
   readonly padTokenId: number | undefined;
   readonly bosTokenId: number | undefined;
   readonly vocabSize: number;
+  /**
+   * An upper bound on the bytes of text one token stands for: the longest vocabulary entry in
+   * UTF-8 (byte-level and "▁" spellings are never shorter than the bytes they encode).
+   */
+  readonly maxTokenBytes: number;
   /**
    * Every id that should end generation: the tokenizer's eos plus generation_config.json's
    * eos_token_id list (instruct models list both <|im_end|> and <|endoftext|> there).
@@ -96,8 +111,13 @@ export class HfTokenizer implements Tokenizer {
     if (this.eosTokenId !== undefined) stops.unshift(this.eosTokenId);
     this.stopTokenIds = [...new Set(stops)];
     let maxId = -1;
-    for (const id of impl.get_vocab(true).values()) maxId = Math.max(maxId, id);
+    let maxBytes = 1;
+    for (const [token, id] of impl.get_vocab(true)) {
+      maxId = Math.max(maxId, id);
+      maxBytes = Math.max(maxBytes, utf8Length(token));
+    }
     this.vocabSize = maxId + 1;
+    this.maxTokenBytes = maxBytes;
   }
 
   /** `addSpecialTokens` defaults to true, like calling a transformers tokenizer. */

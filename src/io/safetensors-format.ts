@@ -27,6 +27,12 @@ export const DTYPE_BYTES: Readonly<Record<SafetensorsDtype, number>> = {
 /** Headers beyond this are certainly corrupt (real ones are a few hundred KB at most). */
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
+/**
+ * The largest tensor loraforge reads: the CPU engine's whole memory is 4 GiB (wasm32) and one
+ * read(2) moves at most 2 GiB, so a bigger tensor can only end in an allocation failure.
+ */
+export const MAX_TENSOR_BYTES = 2 ** 31 - 1;
+
 export interface TensorInfo {
   readonly name: string;
   readonly dtype: SafetensorsDtype;
@@ -213,13 +219,25 @@ export abstract class SafetensorsReader implements TensorSource {
   }
 
   read(name: string): Uint8Array {
-    const target = new Uint8Array(this.info(name).byteLength);
+    const target = new Uint8Array(this.loadableInfo(name).byteLength);
     this.readInto(name, target);
     return target;
   }
 
-  readInto(name: string, target: Uint8Array): void {
+  /** info(name), refusing a tensor too big to load before anything is allocated for it. */
+  private loadableInfo(name: string): TensorInfo {
     const info = this.info(name);
+    if (info.byteLength > MAX_TENSOR_BYTES) {
+      throw new LoraforgeError(
+        `${this.path}: tensor '${name}' ${info.dtype}${JSON.stringify(info.shape)} has ${info.byteLength} bytes, more than the 2 GiB loraforge can load as one tensor`,
+        'this model is too large for loraforge',
+      );
+    }
+    return info;
+  }
+
+  readInto(name: string, target: Uint8Array): void {
+    const info = this.loadableInfo(name);
     if (target.byteLength !== info.byteLength) {
       throw new Error(
         `readInto '${name}': target has ${target.byteLength} bytes, tensor has ${info.byteLength}`,

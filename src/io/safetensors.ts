@@ -6,10 +6,11 @@
  * Tensors are read one at a time into fresh buffers, so loading a model never holds more than the
  * final weights plus one tensor in flight.
  */
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { LoraforgeError } from '../util/errors.ts';
 import { writeFileAtomic } from './atomic.ts';
+import { openChecked, parseJsonChecked, readTextChecked, READ_LIMITS } from './safe-read.ts';
 import {
   SafetensorsReader,
   encodeSafetensors,
@@ -50,14 +51,9 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
   }
 }
 
-function openOrThrow(path: string): number {
-  try {
-    return openSync(path, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
-      throw new LoraforgeError(`${path}: file not found`);
-    throw err;
-  }
+/** A regular file (a FIFO or device would hang or never end), of any size, confined if asked. */
+function openOrThrow(path: string, within?: string): number {
+  return openChecked(path, { maxBytes: Number.MAX_SAFE_INTEGER, within }).fd;
 }
 
 export class SafetensorsFile extends SafetensorsReader {
@@ -68,8 +64,9 @@ export class SafetensorsFile extends SafetensorsReader {
     this.fd = fd;
   }
 
-  static open(path: string): SafetensorsFile {
-    const fd = openOrThrow(path);
+  /** `within`: real path of a folder the file must stay inside (symlinks included). */
+  static open(path: string, within?: string): SafetensorsFile {
+    const fd = openOrThrow(path, within);
     try {
       return new SafetensorsFile(path, fd);
     } catch (err) {
@@ -173,12 +170,10 @@ const SHARD_FILE_NAME = /^[\w.-]+\.safetensors$/;
 
 /** Reads `weight_map` (tensor name → shard file name) from a `model.safetensors.index.json`. */
 export function readWeightMap(indexPath: string): Record<string, string> {
-  let index: unknown;
-  try {
-    index = JSON.parse(readFileSync(indexPath, 'utf8'));
-  } catch {
-    throw new LoraforgeError(`${indexPath}: not valid JSON`, 'download the model again');
-  }
+  const index = parseJsonChecked(
+    readTextChecked(indexPath, { maxBytes: READ_LIMITS.config }),
+    indexPath,
+  );
   const weightMap = (index as { weight_map?: unknown } | null)?.weight_map;
   if (
     typeof weightMap !== 'object' ||

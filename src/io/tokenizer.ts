@@ -3,11 +3,11 @@
  * hf-tokenizer.ts), plus a streaming detokenizer for generation.
  */
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LoraforgeError } from '../util/errors.ts';
 import { readGenerationConfig, readJsonObject } from './hf-folder.ts';
-import { tokenizerFromFiles, type HfTokenizer } from './hf-tokenizer.ts';
+import { decodeUtf8, parseJsonChecked, readCheckedAsync, READ_LIMITS } from './safe-read.ts';
+import { tokenizerFromFiles, type HfTokenizer, type Tokenizer } from './hf-tokenizer.ts';
 export { createTextStreamer, type TextStreamer } from './text-streamer.ts';
 
 export {
@@ -18,15 +18,15 @@ export {
   type TokenizerFiles,
 } from './hf-tokenizer.ts';
 
+async function readText(path: string, maxBytes: number): Promise<string> {
+  return decodeUtf8(await readCheckedAsync(path, { maxBytes }), path);
+}
+
 async function readTokenizerJson(path: string): Promise<object> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8'));
-  } catch (err) {
-    throw new LoraforgeError(
-      `${path}: invalid JSON (${(err as Error).message.split('\n')[0]})`,
-      'fix or re-download the file',
-    );
-  }
+  const value = parseJsonChecked(await readText(path, READ_LIMITS.tokenizer), path);
+  if (typeof value !== 'object' || value === null)
+    throw new LoraforgeError(`${path}: expected a JSON object`);
+  return value;
 }
 
 export async function loadTokenizer(dir: string): Promise<HfTokenizer> {
@@ -43,7 +43,9 @@ export async function loadTokenizer(dir: string): Promise<HfTokenizer> {
     {
       tokenizerJson: await readTokenizerJson(tokenizerPath),
       tokenizerConfig: existsSync(configPath) ? readJsonObject(configPath) : {},
-      chatTemplateFile: existsSync(templateFile) ? await readFile(templateFile, 'utf8') : undefined,
+      chatTemplateFile: existsSync(templateFile)
+        ? await readText(templateFile, READ_LIMITS.config)
+        : undefined,
       generationConfig: readGenerationConfig(dir),
     },
     tokenizerPath,

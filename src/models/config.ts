@@ -96,7 +96,7 @@ export function parseDecoderConfig(
   if (headDim % 2 !== 0) {
     throw new LoraforgeError(`${source}: head_dim ${headDim} is odd (RoPE rotates pairs)`);
   }
-  return {
+  return checkRanges(raw, source, {
     architecture,
     modelType: String(raw.model_type ?? ''),
     vocabSize: int(raw, 'vocab_size', source),
@@ -116,7 +116,52 @@ export function parseDecoderConfig(
     mlpBias: raw.mlp_bias === true,
     bosTokenId: typeof raw.bos_token_id === 'number' ? raw.bos_token_id : undefined,
     eosTokenIds: idList(raw.eos_token_id),
-  };
+  });
+}
+
+interface ValidRange {
+  field: keyof DecoderConfig;
+  key: string;
+  /** Inclusive lower bound; 0 means "greater than 0". */
+  min: number;
+  max: number;
+}
+
+/**
+ * Far wider than any real model, far narrower than what loads and then answers "!!!!" (a
+ * negative rms_norm_eps or rope_theta) or exhausts memory before saying why.
+ */
+const VALID_RANGES: ValidRange[] = [
+  { field: 'rmsNormEps', key: 'rms_norm_eps', min: 0, max: 1 },
+  { field: 'ropeTheta', key: 'rope_theta', min: 0, max: 1e12 },
+  { field: 'vocabSize', key: 'vocab_size', min: 1, max: 10_000_000 },
+  { field: 'hiddenSize', key: 'hidden_size', min: 1, max: 65536 },
+  { field: 'intermediateSize', key: 'intermediate_size', min: 1, max: 1 << 20 },
+  { field: 'numLayers', key: 'num_hidden_layers', min: 1, max: 1000 },
+  { field: 'numHeads', key: 'num_attention_heads', min: 1, max: 1024 },
+  { field: 'headDim', key: 'head_dim', min: 1, max: 4096 },
+  { field: 'maxPositionEmbeddings', key: 'max_position_embeddings', min: 1, max: 1 << 24 },
+];
+
+/** The real-valued fields must be > 0; the counts >= 1 (int() has checked they are integers). */
+function checkRanges(
+  raw: Record<string, unknown>,
+  source: string,
+  config: DecoderConfig,
+): DecoderConfig {
+  if (raw.rms_norm_eps !== undefined && typeof raw.rms_norm_eps !== 'number')
+    throw new LoraforgeError(`${source}: "rms_norm_eps" must be a number`);
+  for (const { field, key, min, max } of VALID_RANGES) {
+    const value = config[field] as number;
+    const low = min === 0 ? value > 0 : value >= min;
+    if (!(low && value <= max)) {
+      throw new LoraforgeError(
+        `${source}: "${key}" must be ${min === 0 ? 'greater than 0' : `at least ${min}`} and at most ${max} (got ${value})`,
+        'the config.json is corrupt or not for this kind of model',
+      );
+    }
+  }
+  return config;
 }
 
 /**

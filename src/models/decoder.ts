@@ -19,6 +19,7 @@ import { Tensor } from '../engine/tensor.ts';
 import type { DecoderConfig } from './config.ts';
 import type { KVCache } from './kv-cache.ts';
 import { ropeInverseFrequencies } from './rope-frequencies.ts';
+import { LoraforgeError } from '../util/errors.ts';
 
 /** A linear layer of the model, optionally carrying a LoRA adapter (set by peft/). */
 export interface Projection {
@@ -97,6 +98,7 @@ export class DecoderModel {
   forwardHidden(input: ModelInput, cache?: KVCache, rowLora?: (LoraLookup | null)[]): Tensor {
     const c = this.config;
     const { batch, seq } = input;
+    checkTokenIds(input.inputIds, this.embed.shape[0]!);
     const ids = Tensor.from(input.inputIds, [batch * seq], 'i32');
     const positions = Tensor.from(
       input.positionIds ?? defaultPositions(batch, seq, cache?.length ?? 0),
@@ -131,6 +133,7 @@ export class DecoderModel {
   forwardDecode(ids: number[], caches: KVCache[], rowLora?: (LoraLookup | null)[]): Tensor {
     const c = this.config;
     const rows = ids.length;
+    checkTokenIds(ids, this.embed.shape[0]!);
     const positions = Tensor.from(
       Int32Array.from(caches, (cache) => cache.length),
       [rows],
@@ -326,6 +329,19 @@ function defaultPositions(batch: number, seq: number, offset: number): Int32Arra
 }
 
 /** targets[b·seq + t] = labels[b, t+1]; the last position of each row predicts nothing. */
+/** An id past the embedding table would read other memory (or trap): refused by value. */
+function checkTokenIds(ids: ArrayLike<number>, vocabSize: number): void {
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
+    if (!(id >= 0 && id < vocabSize)) {
+      throw new LoraforgeError(
+        `token id ${id} (at position ${i}) is outside the model's vocabulary (ids 0 to ${vocabSize - 1})`,
+        "the tokenizer does not belong to this model: compare tokenizer.json with config.json's vocab_size",
+      );
+    }
+  }
+}
+
 export function shiftLabels(labels: Int32Array, batch: number, seq: number): Int32Array {
   const out = new Int32Array(batch * seq).fill(-100);
   for (let b = 0; b < batch; b++) {

@@ -10,6 +10,8 @@ import { toPeftConfig } from './config.ts';
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
 export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
 export const LORAFORGE_META_FILE = 'loraforge.json';
+/** The model card's line that marks a README.md as loraforge's own (a user's is never replaced). */
+export const README_SIGNATURE = 'LoRA adapter trained with loraforge.';
 
 /** What loraforge records beside the PEFT files. */
 export interface AdapterMeta {
@@ -49,7 +51,7 @@ export function adapterFiles(
     { name: LORAFORGE_META_FILE, contents: JSON.stringify(meta, null, 2) + '\n' },
     {
       name: 'README.md',
-      contents: `---\nlibrary_name: peft\nbase_model: ${adapter.config.baseModelNameOrPath ?? ''}\n---\n\nLoRA adapter trained with loraforge.\n`,
+      contents: `---\nlibrary_name: peft\nbase_model: ${adapter.config.baseModelNameOrPath ?? ''}\n---\n\n${README_SIGNATURE}\n`,
     },
   ];
 }

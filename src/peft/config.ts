@@ -2,6 +2,7 @@
  * LoraConfig with PEFT's field names and defaults, read from and written to adapter_config.json so
  * Python PEFT, vLLM and llama.cpp can use loraforge adapters and the other way round.
  */
+import { RE2JS } from 're2js';
 import { LoraforgeError } from '../util/errors.ts';
 import { coerceOption, option, optionDefaults, type OptionValues } from '../util/options.ts';
 import { PROJECTION_NAMES } from '../models/decoder.ts';
@@ -11,8 +12,12 @@ import { PROJECTION_NAMES } from '../models/decoder.ts';
  * in each help): the CLI flags, YAML validation, `LoraConfig` defaults and its checks derive from it.
  */
 export const LORA_OPTIONS = {
-  lora_rank: option.integer('LoRA rank r (PEFT r)', 8, { min: 1 }),
-  lora_alpha: option.number('LoRA alpha; the update is scaled by alpha / r', 16, { above: 0 }),
+  lora_rank: option.integer('LoRA rank r (PEFT r)', 8, { min: 1, max: 65536 }),
+  // Real adapters use 1..~1000; far beyond, the scale alone overflows the activations.
+  lora_alpha: option.number('LoRA alpha; the update is scaled by alpha / r', 16, {
+    above: 0,
+    max: 65536,
+  }),
   lora_dropout: option.number('dropout on the LoRA path', 0.05, { min: 0, below: 1 }),
   lora_target: option.string(
     'all-linear, or comma-separated projection names (PEFT target_modules)',
@@ -77,15 +82,46 @@ export function loraScale(c: LoraConfig): number {
 export function isTargeted(c: LoraConfig, modulePath: string): boolean {
   const t = c.targetModules;
   if (t === 'all-linear') return true; // every projection; the LM head is never targeted
-  if (typeof t === 'string') return new RegExp(`^(?:${t})$`).test(modulePath);
+  if (typeof t === 'string') return targetRegex(t, 'target_modules').matches(modulePath);
   const leaf = modulePath.split('.').at(-1)!;
   return t.includes(leaf) || t.includes(modulePath);
+}
+
+const MAX_PATTERN_LENGTH = 4096;
+const compiled = new Map<string, RE2JS>();
+
+/**
+ * A target_modules pattern as PEFT uses it (re.fullmatch), compiled by RE2: matching time is
+ * linear in the module path whatever the pattern, so an adapter_config.json from anyone cannot
+ * hang the process with catastrophic backtracking (RE2 has no lookaround or backreferences).
+ */
+function targetRegex(pattern: string, where: string): RE2JS {
+  let regex = compiled.get(pattern);
+  if (regex) return regex;
+  const shown =
+    pattern.length > 80 ? `${JSON.stringify(pattern.slice(0, 80))}...` : JSON.stringify(pattern);
+  if (pattern.length > MAX_PATTERN_LENGTH)
+    throw new LoraforgeError(
+      `${where}: target_modules pattern is longer than ${MAX_PATTERN_LENGTH} characters`,
+    );
+  try {
+    regex = RE2JS.compile(pattern);
+  } catch (err) {
+    throw new LoraforgeError(
+      `${where}: target_modules ${shown} is not a valid regular expression (${(err as Error).message.replace(/:\s*`[^]*$/, '')})`,
+      'use module names such as ["q_proj", "v_proj"], or an RE2 pattern (no lookaround or backreferences)',
+    );
+  }
+  compiled.set(pattern, regex);
+  return regex;
 }
 
 function checkConfig(c: LoraConfig, where: string): LoraConfig {
   coerceOption(LORA_OPTIONS.lora_rank, c.r, `${where}: r`);
   coerceOption(LORA_OPTIONS.lora_alpha, c.loraAlpha, `${where}: lora_alpha`);
   coerceOption(LORA_OPTIONS.lora_dropout, c.loraDropout, `${where}: lora_dropout`);
+  if (typeof c.targetModules === 'string' && c.targetModules !== 'all-linear')
+    targetRegex(c.targetModules, where);
   if (Array.isArray(c.targetModules)) {
     const unknown = c.targetModules.filter(
       (m) => !(PROJECTION_NAMES as readonly string[]).includes(m.split('.').at(-1)!),

@@ -5,9 +5,17 @@
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeDirAtomic, writeFileAtomic } from '../io/atomic.ts';
-import { readJsonObject } from '../io/hf-folder.ts';
-import { SafetensorsFile, type NamedTensorData } from '../io/safetensors.ts';
+import { publishFiles, writeDirAtomic, writeFileAtomic } from '../io/atomic.ts';
+import { readJsonObject, readJsonObjectAsync } from '../io/hf-folder.ts';
+import { readCheckedAsync, readTextChecked, READ_LIMITS } from '../io/safe-read.ts';
+import { SafetensorsBuffer } from '../io/safetensors-buffer.ts';
+import {
+  SafetensorsFile,
+  bytesToF32,
+  encodeSafetensors,
+  type NamedTensorData,
+  type TensorSource,
+} from '../io/safetensors.ts';
 import { loadTensor } from '../models/load.ts';
 import type { DecoderModel } from '../models/decoder.ts';
 import { LoraforgeError } from '../util/errors.ts';
@@ -17,10 +25,12 @@ import {
   ADAPTER_WEIGHTS_FILE,
   LORAFORGE_META_FILE,
   adapterFiles,
+  README_SIGNATURE,
+  adapterFiles,
   adapterTensors,
   type AdapterMeta,
 } from './adapter-files.ts';
-import { isTargeted, parsePeftConfig } from './config.ts';
+import { isTargeted, parsePeftConfig, type LoraConfig } from './config.ts';
 
 export {
   ADAPTER_CONFIG_FILE,
@@ -30,14 +40,33 @@ export {
   type AdapterMeta,
 } from './adapter-files.ts';
 
-/** Writes the adapter folder atomically (a crash leaves the previous version intact). */
+/** For publishFiles: a README.md in `dir` that loraforge did not write is the user's, kept. */
+export function keepUserReadme(dir: string): (name: string) => boolean {
+  return (name) => {
+    const path = join(dir, name);
+    if (name !== 'README.md' || !existsSync(path)) return false;
+    try {
+      return !readTextChecked(path, { maxBytes: READ_LIMITS.config }).includes(README_SIGNATURE);
+    } catch {
+      return true; // unreadable, a FIFO, not UTF-8...: certainly not ours
+    }
+  };
+}
+
+/**
+ * Writes the adapter files into `dir` (created if missing) file by file, adapter_config.json
+ * last: a crash leaves the previous adapter or the new one, and other files in `dir` stay.
+ */
 export async function saveAdapter(
   dir: string,
   adapter: LoraAdapter,
   meta: AdapterMeta = {},
 ): Promise<void> {
   const tensors = await adapterTensors(adapter);
-  writeDirAtomic(dir, (tmp) => writeAdapterFiles(tmp, adapter, tensors, meta));
+  publishFiles(dir, (tmp) => writeAdapterFiles(tmp, adapter, tensors, meta), {
+    commitLast: [ADAPTER_CONFIG_FILE],
+    keep: keepUserReadme(dir),
+  });
 }
 
 /** Writes the adapter files into an existing folder (used inside checkpoint folders). */
@@ -59,38 +88,109 @@ export function isAdapterFolder(dir: string): boolean {
   return existsSync(join(dir, ADAPTER_CONFIG_FILE));
 }
 
-/** What loraforge recorded beside an adapter (prompt template, base model, training config). */
-export function readAdapterMeta(dir: string): AdapterMeta {
-  const path = join(dir, LORAFORGE_META_FILE);
-  return existsSync(path) ? (readJsonObject(path) as AdapterMeta) : {};
+/** Where an adapter's files may be read from. */
+export interface AdapterReadOptions {
+  /** Real path of a folder every file read must stay inside (the server's --adapters-dir). */
+  within?: string;
 }
 
-/** Loads a PEFT adapter folder for `model` (shapes checked against the model's projections). */
-export function loadAdapter(dir: string, model: DecoderModel): LoraAdapter {
+/** What loraforge recorded beside an adapter (prompt template, base model, training config). */
+export function readAdapterMeta(dir: string, opts: AdapterReadOptions = {}): AdapterMeta {
+  const path = join(dir, LORAFORGE_META_FILE);
+  return existsSync(path) ? (readJsonObject(path, opts) as AdapterMeta) : {};
+}
+
+/** readAdapterMeta without blocking the event loop. */
+export async function readAdapterMetaAsync(
+  dir: string,
+  opts: AdapterReadOptions = {},
+): Promise<AdapterMeta> {
+  const path = join(dir, LORAFORGE_META_FILE);
+  return existsSync(path) ? ((await readJsonObjectAsync(path, opts)) as AdapterMeta) : {};
+}
+
+function checkAdapterFolder(dir: string): void {
   if (!isAdapterFolder(dir)) {
     throw new LoraforgeError(`${dir}: not a LoRA adapter folder (no ${ADAPTER_CONFIG_FILE})`);
   }
-  const config = parsePeftConfig(
-    readJsonObject(join(dir, ADAPTER_CONFIG_FILE)),
-    join(dir, ADAPTER_CONFIG_FILE),
-  );
+  if (!existsSync(join(dir, ADAPTER_WEIGHTS_FILE)))
+    throw new LoraforgeError(`${dir}: missing ${ADAPTER_WEIGHTS_FILE}`);
+}
+
+/** Loads a PEFT adapter folder for `model` (shapes checked against the model's projections). */
+export function loadAdapter(
+  dir: string,
+  model: DecoderModel,
+  opts: AdapterReadOptions = {},
+): LoraAdapter {
+  checkAdapterFolder(dir);
+  const configPath = join(dir, ADAPTER_CONFIG_FILE);
+  const config = parsePeftConfig(readJsonObject(configPath, opts), configPath);
+  const file = SafetensorsFile.open(join(dir, ADAPTER_WEIGHTS_FILE), opts.within);
+  try {
+    return adapterFromTensors(dir, config, file, model);
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * loadAdapter for the server: the files are read without blocking the event loop (the weights
+ * whole, into memory: adapters are megabytes), and each must be a regular file of bounded size.
+ */
+export async function loadAdapterAsync(
+  dir: string,
+  model: DecoderModel,
+  opts: AdapterReadOptions = {},
+): Promise<LoraAdapter> {
+  checkAdapterFolder(dir);
+  const configPath = join(dir, ADAPTER_CONFIG_FILE);
+  const config = parsePeftConfig(await readJsonObjectAsync(configPath, opts), configPath);
   const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
-  if (!existsSync(weightsPath)) throw new LoraforgeError(`${dir}: missing ${ADAPTER_WEIGHTS_FILE}`);
-  const file = SafetensorsFile.open(weightsPath);
+  const bytes = await readCheckedAsync(weightsPath, {
+    maxBytes: READ_LIMITS.adapterWeights,
+    within: opts.within,
+  });
+  return adapterFromTensors(dir, config, new SafetensorsBuffer(bytes, weightsPath), model);
+}
+
+/** A non-finite weight would turn every answer into NaN: refused by tensor and index. */
+function checkFinite(source: TensorSource, key: string, where: string): void {
+  const info = source.info(key);
+  const values = bytesToF32(info.dtype, source.read(key), `${where}: '${key}'`);
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i]!)) {
+      throw new LoraforgeError(
+        `${where}: tensor '${key}' holds ${values[i]} at index ${i}; adapter weights must be finite`,
+        'the adapter is corrupt or its training diverged: use an earlier checkpoint',
+      );
+    }
+  }
+}
+
+function adapterFromTensors(
+  dir: string,
+  config: LoraConfig,
+  source: TensorSource,
+  model: DecoderModel,
+): LoraAdapter {
+  const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
   const modules = new Map<string, LoraPair>();
   try {
     // PEFT sometimes writes keys with the adapter name (…lora_A.default.weight); accept both.
     const keyFor = (path: string, which: 'A' | 'B'): string => {
       const plain = `base_model.model.${path}.lora_${which}.weight`;
-      return file.has(plain) ? plain : `base_model.model.${path}.lora_${which}.default.weight`;
+      return source.has(plain) ? plain : `base_model.model.${path}.lora_${which}.default.weight`;
     };
     for (const [path, p] of model.projections()) {
       if (!isTargeted(config, path)) continue;
       const [outFeatures, inFeatures] = p.weight.shape as [number, number];
-      modules.set(path, {
-        a: loadTensor(file, keyFor(path, 'A'), [config.r, inFeatures], 'f32', weightsPath),
-        b: loadTensor(file, keyFor(path, 'B'), [outFeatures, config.r], 'f32', weightsPath),
-      });
+      const [keyA, keyB] = [keyFor(path, 'A'), keyFor(path, 'B')];
+      const a = loadTensor(source, keyA, [config.r, inFeatures], 'f32', weightsPath);
+      const b = loadTensor(source, keyB, [outFeatures, config.r], 'f32', weightsPath);
+      modules.set(path, { a, b });
+      checkFinite(source, keyA, weightsPath);
+      checkFinite(source, keyB, weightsPath);
     }
     if (modules.size === 0) {
       throw new LoraforgeError(
@@ -104,8 +204,6 @@ export function loadAdapter(dir: string, model: DecoderModel): LoraAdapter {
       b.dispose();
     }
     throw err;
-  } finally {
-    file.close();
   }
   return new LoraAdapter(config, modules);
 }

@@ -8,7 +8,8 @@ import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { noGrad } from '../engine/tape.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
-import { writeDirAtomic } from '../io/atomic.ts';
+import { publishFiles, writeFileAtomic } from '../io/atomic.ts';
+import { checkOutputFolder } from '../io/output-folder.ts';
 import {
   bytesToF32,
   encodeSafetensors,
@@ -18,7 +19,6 @@ import {
   type NamedTensorData,
   type SafetensorsDtype,
 } from '../io/safetensors.ts';
-import { writeFileAtomic } from '../io/atomic.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import type { LoraAdapter } from './adapter.ts';
 import { loraScale } from './config.ts';
@@ -65,6 +65,24 @@ function encodeAs(values: Float32Array, dtype: SafetensorsDtype): ArrayBufferVie
 export interface MergeOptions {
   /** Output dtype of merged matrices; default: each tensor's dtype in the base folder. */
   dtype?: 'F32' | 'BF16' | 'F16';
+  /** Write into a non-empty folder (replacing the files a merge writes, keeping the rest). */
+  overwrite?: boolean;
+  /** Folders being read besides the base (the adapter), by flag name: never written over. */
+  sources?: Record<string, string>;
+}
+
+/** Throws unless `outDir` may receive a merged model (see checkOutputFolder). */
+export function checkMergeTarget(baseDir: string, outDir: string, opts: MergeOptions = {}): void {
+  if (existsSync(join(outDir, 'adapter_config.json'))) {
+    throw new LoraforgeError(
+      `${outDir}: refusing to overwrite an adapter folder with a merged model`,
+    );
+  }
+  checkOutputFolder(outDir, {
+    overwrite: opts.overwrite ?? false,
+    overwriteFlag: '--overwrite',
+    sources: { '--model': baseDir, ...opts.sources },
+  });
 }
 
 /** Writes `baseDir`'s model with `adapter` merged into its weights (PEFT `merge_and_unload`) as a new Hugging Face folder `outDir`. */
@@ -74,11 +92,7 @@ export function mergeToFolder(
   outDir: string,
   opts: MergeOptions = {},
 ): void {
-  if (existsSync(outDir) && existsSync(join(outDir, 'adapter_config.json'))) {
-    throw new LoraforgeError(
-      `${outDir}: refusing to overwrite an adapter folder with a merged model`,
-    );
-  }
+  checkMergeTarget(baseDir, outDir, opts);
   const source = SafetensorsFolder.open(baseDir);
   const tensors: NamedTensorData[] = [];
   try {
@@ -99,11 +113,16 @@ export function mergeToFolder(
   } finally {
     source.close();
   }
-  writeDirAtomic(outDir, (tmp) => {
-    mkdirSync(tmp, { recursive: true });
-    writeFileAtomic(join(tmp, 'model.safetensors'), encodeSafetensors(tensors));
-    for (const file of COPIED_FILES) {
-      if (existsSync(join(baseDir, file))) copyFileSync(join(baseDir, file), join(tmp, file));
-    }
-  });
+  publishFiles(
+    outDir,
+    (tmp) => {
+      mkdirSync(tmp, { recursive: true });
+      writeFileAtomic(join(tmp, 'model.safetensors'), encodeSafetensors(tensors));
+      for (const file of COPIED_FILES) {
+        if (existsSync(join(baseDir, file))) copyFileSync(join(baseDir, file), join(tmp, file));
+      }
+    },
+    // A folder is a model once config.json is there: it goes in after the weights.
+    { commitLast: ['config.json'] },
+  );
 }

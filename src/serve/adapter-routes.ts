@@ -48,7 +48,7 @@ export async function handleLoadAdapter(ctx: RequestContext): Promise<void> {
   const dir = await resolveAdapterDir(root, requiredString(ctx.body, 'lora_path'));
   loadingAdapters.add(name);
   try {
-    await engine.loadAdapter(name, dir);
+    await engine.loadAdapter(name, dir, { within: root });
   } catch (err) {
     if (err instanceof LoraforgeError) throw badRequest(err.message, 'lora_path');
     throw err;

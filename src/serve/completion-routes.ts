@@ -6,6 +6,7 @@ import {
   type TextGenerationRequest,
   type TextGenerationResult,
 } from './generation.ts';
+import { checkPromptBytes, renderedTexts } from './prompt-limit.ts';
 import { sendJson, SseWriter } from './http-io.ts';
 import {
   optionalBoolean,
@@ -82,7 +83,8 @@ export async function handleChatCompletions(ctx: RequestContext): Promise<void> 
   const adapter = resolveModel(ctx.body, engine);
   const messages = parseMessages(ctx.body);
   const stop = [...parseStop(ctx.body), ...engine.chatStopStrings(adapter)];
-  const promptIds = engine.encodeChat(messages, adapter);
+  checkPromptBytes(engine, renderedTexts(messages), 'messages');
+  const promptIds = await engine.encodeChat(messages, adapter);
   await respond(ctx, CHAT, buildRequest(ctx, promptIds, adapter, stop));
 }
 
@@ -90,7 +92,8 @@ export async function handleCompletions(ctx: RequestContext): Promise<void> {
   const { engine } = ctx.state;
   const adapter = resolveModel(ctx.body, engine);
   const prompt = requiredString(ctx.body, 'prompt');
-  const promptIds = engine.encodeText(prompt);
+  checkPromptBytes(engine, [prompt], 'prompt');
+  const promptIds = await engine.encodeText(prompt);
   await respond(ctx, TEXT, buildRequest(ctx, promptIds, adapter, parseStop(ctx.body)));
 }
 
@@ -99,7 +102,8 @@ export async function handleRouteAlias(ctx: RequestContext): Promise<void> {
   const { engine, routeAliasModel } = ctx.state;
   const adapter = resolveModel({ model: routeAliasModel }, engine);
   const messages: ChatMessage[] = [{ role: 'user', content: requiredString(ctx.body, 'prompt') }];
-  const promptIds = engine.encodeChat(messages, adapter);
+  checkPromptBytes(engine, renderedTexts(messages), 'prompt');
+  const promptIds = await engine.encodeChat(messages, adapter);
   const request = buildRequest(ctx, promptIds, adapter, engine.chatStopStrings(adapter));
   const result = await generateText(ctx.state.scheduler, engine, request, null, ctx.signal);
   sendJson(ctx.res, 200, { text: result.text });

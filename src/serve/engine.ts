@@ -51,19 +51,27 @@ export interface ServeEngine {
   readonly eosTokenIds: readonly number[];
   /** Prompt plus generated tokens may not exceed this. */
   readonly maxContext: number;
+  /** A prompt of more UTF-8 bytes cannot fit maxContext: refused (413) before tokenizing. */
+  readonly maxPromptBytes: number;
 
   listAdapters(): string[];
-  /** Loads a PEFT adapter folder (already checked to lie inside the served adapters folder). */
-  loadAdapter(name: string, dir: string): Promise<void>;
+  /**
+   * Loads a PEFT adapter folder (already checked to lie inside the served adapters folder);
+   * `within`: the real path of that folder, which no file read may leave through a symlink.
+   */
+  loadAdapter(name: string, dir: string, opts?: { within?: string }): Promise<void>;
   /** Frees an adapter; the server only calls this when no live sequence uses it. */
   unloadAdapter(name: string): void;
 
-  /** Token ids of a chat prompt rendered with the adapter's recorded template (base's if null). */
-  encodeChat(messages: ChatMessage[], adapter: string | null): number[];
+  /**
+   * Token ids of a chat prompt rendered with the adapter's recorded template (base's if null);
+   * a promise where a long prompt is tokenized off the event loop.
+   */
+  encodeChat(messages: ChatMessage[], adapter: string | null): number[] | Promise<number[]>;
   /** Extra stop strings the template implies (e.g. "\nHuman:"), trimmed from chat replies. */
   chatStopStrings(adapter: string | null): string[];
   /** Token ids of a raw completion prompt (special tokens such as BOS as the model expects). */
-  encodeText(prompt: string): number[];
+  encodeText(prompt: string): number[] | Promise<number[]>;
   decodeStreamer(): TextStreamer;
 
   /**

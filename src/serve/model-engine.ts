@@ -11,8 +11,9 @@ import type { ChatPipeline } from '../infer/pipeline.ts';
 import { SequenceDecoder, type Sequence, type StepTokens } from '../infer/sequences.ts';
 import type { DecoderModel, LoraLookup } from '../models/decoder.ts';
 import type { LoraAdapter } from '../peft/adapter.ts';
-import { loadAdapter, readAdapterMeta } from '../peft/io.ts';
+import { loadAdapterAsync, readAdapterMetaAsync } from '../peft/io.ts';
 import { LoraforgeError } from '../util/errors.ts';
+import { TokenizerThread } from './tokenizer-thread.ts';
 import type { SequenceHandle, SequenceRequest, ServeEngine, TextStreamer } from './engine.ts';
 
 interface ServedAdapter {
@@ -35,6 +36,18 @@ export interface ServeEngineOptions {
   prefillChunk?: number;
 }
 
+/**
+ * Prompts of more characters than this are tokenized on a worker thread (at ~1 MB/s, 16 K
+ * characters hold the event loop for about 10-20 ms; longer ones would stall every stream).
+ */
+const LONG_PROMPT_CHARS = 16 * 1024;
+
+function isLong(texts: string[]): boolean {
+  let chars = 0;
+  for (const text of texts) chars += text.length;
+  return chars > LONG_PROMPT_CHARS;
+}
+
 /** Batched decoding of a loaded base model and named LoRA adapters, for `createServer`. */
 export class ModelServeEngine implements ServeEngine {
   private readonly adapters = new Map<string, ServedAdapter>();
@@ -43,8 +56,11 @@ export class ModelServeEngine implements ServeEngine {
   private readonly tokenizer: HfTokenizer;
   private readonly decoder: SequenceDecoder;
   private readonly baseTemplate: PromptTemplate;
+  private readonly modelDir: string;
+  private thread: TokenizerThread | undefined;
 
   readonly maxContext: number;
+  readonly maxPromptBytes: number;
 
   constructor(
     pipeline: ChatPipeline,
@@ -56,11 +72,13 @@ export class ModelServeEngine implements ServeEngine {
     this.tokenizer = pipeline.tokenizer;
     this.maxContext =
       options.maxContext ?? Math.min(pipeline.model.config.maxPositionEmbeddings, 4096);
+    this.maxPromptBytes = this.maxContext * this.tokenizer.maxTokenBytes;
     this.decoder = new SequenceDecoder(this.model, {
       maxContext: this.maxContext,
       prefillChunk: options.prefillChunk ?? DEFAULT_PREFILL_CHUNK,
     });
     this.baseTemplate = pipeline.template;
+    this.modelDir = pipeline.modelDir;
   }
 
   get eosTokenIds(): readonly number[] {
@@ -75,12 +93,12 @@ export class ModelServeEngine implements ServeEngine {
     return [...this.adapters.keys()];
   }
 
-  async loadAdapter(name: string, dir: string): Promise<void> {
+  async loadAdapter(name: string, dir: string, opts: { within?: string } = {}): Promise<void> {
     if (this.adapters.has(name))
       throw new LoraforgeError(`an adapter named "${name}" is already loaded`);
-    const adapter = loadAdapter(dir, this.model);
-    const recorded = readAdapterMeta(dir).template;
+    const recorded = (await readAdapterMetaAsync(dir, opts)).template;
     const template = recorded ? templateFromSpec(recorded, this.tokenizer) : this.baseTemplate;
+    const adapter = await loadAdapterAsync(dir, this.model, opts);
     this.adapters.set(name, { adapter, lookup: adapter.lookup(), template });
   }
 
@@ -96,16 +114,24 @@ export class ModelServeEngine implements ServeEngine {
     return served;
   }
 
-  encodeChat(messages: ChatMessage[], adapter: string | null): number[] {
-    return (this.served(adapter)?.template ?? this.baseTemplate).encodePrompt(messages);
+  encodeChat(messages: ChatMessage[], adapter: string | null): number[] | Promise<number[]> {
+    const template = this.served(adapter)?.template ?? this.baseTemplate;
+    if (!isLong(messages.map((m) => m.content))) return template.encodePrompt(messages);
+    return this.tokenizerThread().encode({ kind: 'chat', messages, spec: template.toJSON() });
   }
 
   chatStopStrings(adapter: string | null): string[] {
     return (this.served(adapter)?.template ?? this.baseTemplate).stopStrings;
   }
 
-  encodeText(prompt: string): number[] {
-    return this.tokenizer.encode(prompt);
+  encodeText(prompt: string): number[] | Promise<number[]> {
+    if (!isLong([prompt])) return this.tokenizer.encode(prompt);
+    return this.tokenizerThread().encode({ kind: 'text', text: prompt });
+  }
+
+  private tokenizerThread(): TokenizerThread {
+    this.thread ??= new TokenizerThread(this.modelDir);
+    return this.thread;
   }
 
   /** A streaming detokenizer for one sequence. */

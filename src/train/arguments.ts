@@ -17,6 +17,10 @@ import { SCHEDULE_NAMES } from './schedule.ts';
 /** Every training argument: type, default, help and allowed values (YAML / HF names). */
 export const TRAINING_ARGUMENTS = {
   output_dir: option.string('where the adapter, checkpoints, metrics and plots go', 'runs/lora'),
+  overwrite_output_dir: option.boolean(
+    'train into a non-empty output_dir (replaces an earlier run there, keeps other files)',
+    false,
+  ),
   num_train_epochs: option.number('epochs', 3, { above: 0 }),
   max_steps: option.integer('optimizer steps (overrides epochs when > 0)', -1),
   gradient_accumulation_steps: option.integer('micro-batches per optimizer step', 1, { min: 1 }),

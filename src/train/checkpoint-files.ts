@@ -8,9 +8,10 @@
  * A folder is built under a temporary name and renamed into place, so a `checkpoint-<step>`
  * folder that exists is always complete; resuming never sees half a checkpoint.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { removeDirAtomic, writeDirAtomic, writeFileAtomic } from '../io/atomic.ts';
+import { parseJsonChecked, readTextChecked, READ_LIMITS } from '../io/safe-read.ts';
 import {
   SafetensorsFile,
   bytesToF32,
@@ -140,6 +141,12 @@ export interface LoadedCheckpoint {
 
 /** Reads the trainer state and optimizer state of one checkpoint folder. */
 export function readCheckpoint(path: string): LoadedCheckpoint {
+  const trainerState = readTrainerState(path);
+  return { path, trainerState, optimizer: readOptimizerState(join(path, OPTIMIZER_FILE)) };
+}
+
+/** trainer_state.json of one checkpoint folder (cheap: no tensors). */
+export function readTrainerState(path: string): TrainerState {
   const statePath = join(path, TRAINER_STATE_FILE);
   if (!existsSync(statePath)) {
     throw new LoraforgeError(
@@ -147,11 +154,14 @@ export function readCheckpoint(path: string): LoadedCheckpoint {
       'pass a checkpoint-<step> folder from an output dir',
     );
   }
-  const trainerState = parseJson(readFileSync(statePath, 'utf8'), statePath) as TrainerState;
+  const trainerState = parseJsonChecked(
+    readTextChecked(statePath, { maxBytes: READ_LIMITS.config }),
+    statePath,
+  ) as TrainerState;
   if (!Number.isInteger(trainerState?.global_step) || trainerState.global_step < 0) {
     throw new LoraforgeError(`${statePath}: missing or invalid global_step`);
   }
-  return { path, trainerState, optimizer: readOptimizerState(join(path, OPTIMIZER_FILE)) };
+  return trainerState;
 }
 
 /** Saves AdamW state as F32 tensors of shape [n] plus its JSON metadata. */
@@ -174,7 +184,7 @@ export function readOptimizerState(path: string): AdamWStateDict {
       throw new LoraforgeError(
         `${path}: not a loraforge optimizer state (no '${OPTIMIZER_META_KEY}' metadata)`,
       );
-    const meta = parseJson(metaJson, `${path} metadata`) as AdamWStateDict['meta'];
+    const meta = parseJsonChecked(metaJson, `${path} metadata`) as AdamWStateDict['meta'];
     const tensors: Record<string, Float32Array> = {};
     for (const name of file.names()) {
       const info = file.info(name);
@@ -195,13 +205,5 @@ function removeStaleTemps(outputDir: string): void {
     // A temp folder of this very process could belong to a write still in progress.
     if (match && Number(match[1]) !== process.pid)
       rmSync(join(outputDir, name), { recursive: true, force: true });
-  }
-}
-
-function parseJson(text: string, where: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new LoraforgeError(`${where}: invalid JSON (${(err as Error).message})`);
   }
 }

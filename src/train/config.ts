@@ -3,8 +3,8 @@
  * YAML files) that a config file, command-line flags (`--lora-rank 16`) and the demo all share,
  * declared once in `TRAIN_OPTIONS`.
  */
-import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
+import { readTextChecked, READ_LIMITS } from '../io/safe-read.ts';
 import { parse as parseYaml } from 'yaml';
 import { DATASET_FORMATS, parseColumnMapping } from '../data/formats.ts';
 import { TEMPLATE_NAMES } from '../data/templates.ts';
@@ -76,12 +76,7 @@ export function datasetFiles(config: TrainConfig): string[] {
 
 /** Reads a YAML (or JSON) config file as key/values. */
 export function readConfigFile(path: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    throw new LoraforgeError(`${path}: cannot read the config file`);
-  }
+  const text = readTextChecked(path, { maxBytes: READ_LIMITS.config });
   let value: unknown;
   try {
     value = parseYaml(text);

@@ -19,6 +19,7 @@ import { formatCount } from '../util/format.ts';
 import { trainingArgumentsOf } from './arguments.ts';
 import { datasetFiles, type TrainConfig } from './config.ts';
 import type { MetricsRecord } from './metrics.ts';
+import { prepareOutputDir, runFingerprint } from './output-dir.ts';
 import { trainInFolder, type TrainResult } from './train-in-folder.ts';
 import { Trainer } from './trainer.ts';
 
@@ -57,6 +58,21 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
       cfg.dataset_dir ? `dataset files are read from dataset_dir ${cfg.dataset_dir}` : undefined,
     );
   }
+  // Then, before any slow load: a second trainer on this folder, or a folder of other things.
+  const { lock, resumeFrom } = prepareOutputDir(cfg);
+  try {
+    return await trainIn(cfg, resumeFrom, log, hooks);
+  } finally {
+    lock.release();
+  }
+}
+
+async function trainIn(
+  cfg: TrainConfig,
+  resumeFrom: string | undefined,
+  log: (line: string) => void,
+  hooks: RunHooks,
+): Promise<RunResult> {
   await selectBackend({ device: cfg.device, threads: cfg.threads });
   const modelDir = await resolveModel(cfg.model);
   const tokenizer = await loadTokenizer(modelDir);
@@ -111,7 +127,7 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
             shuffle: false,
           }).restOfEpoch()
       : undefined;
-  const args = trainingArgumentsOf(cfg);
+  const args = { ...trainingArgumentsOf(cfg), resumeFromCheckpoint: resumeFrom };
   const trainer = new Trainer({ model, adapter, train: loader, evalBatches, args });
   try {
     const result = await trainInFolder(trainer, {
@@ -121,6 +137,7 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
       progress: hooks.progress,
       onLog: hooks.onLog,
       log,
+      runConfig: runFingerprint(cfg),
     });
     return { ...result, trainExamples: trainStats.examples, validationExamples: valStats.examples };
   } finally {

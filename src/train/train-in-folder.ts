@@ -3,13 +3,13 @@
  * and the final adapter (or model) in `outputDir`, resuming from a checkpoint, metrics.jsonl, the
  * loss plot, Ctrl-C (stop after this step with a checkpoint) and a progress bar.
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsFile, bytesToF32, encodeSafetensors } from '../io/safetensors.ts';
 import type { NamedTensorData } from '../io/safetensors.ts';
-import { writeDirAtomic, writeFileAtomic } from '../io/atomic.ts';
+import { publishFiles, writeFileAtomic } from '../io/atomic.ts';
 import type { LoraAdapter } from '../peft/adapter.ts';
-import { writeAdapterFiles, type AdapterMeta } from '../peft/io.ts';
+import { keepUserReadme, writeAdapterFiles, type AdapterMeta } from '../peft/io.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { ProgressBar } from '../util/progress.ts';
 import { latestCheckpoint, readCheckpoint, writeCheckpoint } from './checkpoint-files.ts';
@@ -31,6 +31,8 @@ export interface TrainInFolderOptions {
   onLog?: (record: MetricsRecord) => void;
   /** Status lines (resume, saves, stop). */
   log?: (message: string) => void;
+  /** The settings that identify this run, recorded in every checkpoint (run_config). */
+  runConfig?: Record<string, unknown>;
 }
 
 /** What a run in a folder produced. */
@@ -45,6 +47,8 @@ export interface TrainResult {
   plotPaths: string[];
   /** True when Ctrl-C stopped training early (a checkpoint was saved). */
   interrupted: boolean;
+  /** The checkpoint saved when training was stopped early. */
+  checkpoint?: string;
 }
 
 const METRICS_FILE = 'metrics.jsonl';
@@ -78,6 +82,7 @@ export async function trainInFolder(
     stream: opts.progress === false ? { write: () => true } : undefined,
   });
   bar.update(trainer.globalStep);
+  let stopCheckpoint: string | undefined;
   trainer.addCallback({
     onStep: ({ globalStep, loss, lr }) =>
       bar.update(globalStep, { loss: loss.toFixed(4), lr: lr.toExponential(2) }),
@@ -93,7 +98,7 @@ export async function trainInFolder(
     onSave: async (checkpoint) => {
       if (checkpoint.kind === 'final') return saveFinal(outputDir, checkpoint, opts);
       const path = await saveCheckpoint(outputDir, checkpoint, trainer, opts);
-      if (checkpoint.stopped) log(`saved ${path}; resume with --resume`);
+      if (checkpoint.stopped) stopCheckpoint = path;
     },
   });
   const onSigint = () => {
@@ -119,6 +124,7 @@ export async function trainInFolder(
     metricsPath,
     plotPaths: writePlot(outputDir, metricsPath),
     interrupted: result.stopped,
+    checkpoint: stopCheckpoint,
   };
 }
 
@@ -173,27 +179,30 @@ async function saveCheckpoint(
 ): Promise<string> {
   const tensors = await checkpoint.weights();
   return writeCheckpoint(outputDir, {
-    trainerState: checkpoint.trainerState,
+    trainerState: {
+      ...checkpoint.trainerState,
+      ...(opts.runConfig && { run_config: opts.runConfig }),
+    },
     optimizer: await checkpoint.optimizer(),
     writeExtra: (dir) => writeWeights(dir, tensors, opts),
     saveTotalLimit: trainer.args.saveTotalLimit,
   });
 }
 
-/** The final weights sit at the top of outputDir (as HF's save_model), beside the checkpoints. */
+/**
+ * The final weights sit at the top of outputDir (as HF's save_model), beside the checkpoints; the
+ * config goes in last, so a kill mid-save leaves the old adapter or the new one.
+ */
 async function saveFinal(
   outputDir: string,
   checkpoint: TrainerCheckpoint,
   opts: TrainInFolderOptions,
 ): Promise<void> {
   const tensors = await checkpoint.weights();
-  const staging = join(outputDir, 'final');
-  writeDirAtomic(staging, (tmp) => writeWeights(tmp, tensors, opts));
-  for (const file of readdirSync(staging)) {
-    rmSync(join(outputDir, file), { force: true });
-    renameSync(join(staging, file), join(outputDir, file));
-  }
-  rmSync(staging, { recursive: true, force: true });
+  publishFiles(outputDir, (tmp) => writeWeights(tmp, tensors, opts), {
+    commitLast: ['adapter_config.json', 'config.json'],
+    keep: keepUserReadme(outputDir),
+  });
 }
 
 function writePlot(outputDir: string, metricsPath: string): string[] {

@@ -71,3 +71,8 @@ export function formatFloat(x: number, significant = 4): string {
   }
   return String(Number(x.toPrecision(significant)));
 }
+
+/** An argument as a POSIX shell reads it back unchanged: bare when safe, else single-quoted. */
+export function shellQuote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`;
+}

@@ -26,11 +26,13 @@ export interface OptionSpec<T = unknown, Present extends boolean = boolean> {
   readonly above?: number;
   /** Exclusive upper bound. */
   readonly below?: number;
+  /** Inclusive upper bound. */
+  readonly max?: number;
   /** Phantom marker for the type of resolved configs; never set. */
   readonly present?: Present;
 }
 
-type Bounds = Pick<OptionSpec, 'min' | 'above' | 'below'>;
+type Bounds = Pick<OptionSpec, 'min' | 'above' | 'below' | 'max'>;
 
 function spec<T, P extends boolean>(s: Omit<OptionSpec<T, P>, 'present'>): OptionSpec<T, P> {
   return s as OptionSpec<T, P>;
@@ -165,6 +167,7 @@ export function coerceOption(s: OptionSpec, value: unknown, where: string): unkn
       if (s.min !== undefined && n < s.min) throw bad(`>= ${s.min}`);
       if (s.above !== undefined && !(n > s.above)) throw bad(`> ${s.above}`);
       if (s.below !== undefined && !(n < s.below)) throw bad(`< ${s.below}`);
+      if (s.max !== undefined && !(n <= s.max)) throw bad(`<= ${s.max}`);
       return n;
     }
     case 'boolean':

@@ -50,5 +50,5 @@ test('loadEvalSet reports unreadable files and invalid JSON as user errors', () 
     () => loadEvalSet(bad),
     (e) => e instanceof LoraforgeError && e.message.includes('invalid JSON'),
   );
-  assert.throws(() => loadEvalSet(join(dir, 'missing.json')), /cannot read eval file/);
+  assert.throws(() => loadEvalSet(join(dir, 'missing.json')), /missing\.json: file not found/);
 });

@@ -42,6 +42,7 @@ export class FakeEngine implements ServeEngine {
   readonly baseModelId: string;
   readonly eosTokenIds = [FAKE_EOS];
   readonly maxContext: number;
+  readonly maxPromptBytes: number;
   /** How many steps ran with each batch size: lets tests see that requests were batched. */
   readonly stepsByBatchSize = new Map<number, number>();
   readonly live = new Map<number, FakeSequence>();
@@ -60,6 +61,7 @@ export class FakeEngine implements ServeEngine {
   constructor(options: FakeEngineOptions = {}) {
     this.baseModelId = options.baseModelId ?? 'fake-base';
     this.maxContext = options.maxContext ?? 4096;
+    this.maxPromptBytes = this.maxContext * 4; // one id per code point, at most 4 bytes each
     this.kvBudgetTokens = options.kvBudgetTokens ?? Infinity;
     this.options = {
       stepDelayMs: options.stepDelayMs ?? 0,

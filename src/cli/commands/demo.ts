@@ -55,6 +55,8 @@ export function registerDemo(program: Command): void {
           {
             values: {
               output_dir: flags.outputDir,
+              // Running the demo again replaces its earlier run (files of the user's are kept).
+              overwrite_output_dir: true,
               threads: flags.threads,
               max_steps: flags.maxSteps,
               device: 'cpu',

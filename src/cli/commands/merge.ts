@@ -1,6 +1,12 @@
 /** `loraforge merge`: bake an adapter into the base weights as a standalone HF model folder. */
 import type { Command } from 'commander';
-import { loadAdapter, loadModel, mergeToFolder, resolveModel } from '../../index.ts';
+import {
+  checkMergeTarget,
+  loadAdapter,
+  loadModel,
+  mergeToFolder,
+  resolveModel,
+} from '../../index.ts';
 
 export function registerMerge(program: Command): void {
   program
@@ -15,18 +21,30 @@ export function registerMerge(program: Command): void {
       '--dtype <dtype>',
       'dtype of merged matrices: F32 | BF16 | F16 (default: as in the base)',
     )
+    .option(
+      '--overwrite',
+      'write into a non-empty folder (replaces the merged model files, keeps other files)',
+    )
     .action(
       async (flags: {
         model: string;
         adapter: string;
         out: string;
         dtype?: 'F32' | 'BF16' | 'F16';
+        overwrite?: boolean;
       }) => {
         const dir = await resolveModel(flags.model);
+        const target = {
+          dtype: flags.dtype,
+          overwrite: flags.overwrite,
+          sources: { '--adapter': flags.adapter },
+        };
+        // Before the (slow) load, so a wrong --out costs nothing.
+        checkMergeTarget(dir, flags.out, target);
         // Only the projection shapes are needed to read the adapter; bf16 keeps this cheap.
         const model = await loadModel(dir, { device: 'cpu', dtype: 'bf16' });
         const adapter = loadAdapter(flags.adapter, model);
-        mergeToFolder(dir, adapter, flags.out, { dtype: flags.dtype });
+        mergeToFolder(dir, adapter, flags.out, target);
         process.stdout.write(
           `merged model written to ${flags.out}\nnext: loraforge chat --model ${flags.out}\n`,
         );

@@ -1,5 +1,5 @@
 /** `loraforge serve`: the OpenAI-compatible HTTP server with per-request LoRA adapters. */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import {
   createServer,
   DEFAULT_PREFILL_CHUNK,
@@ -27,6 +27,13 @@ interface ServeFlags {
   servedModelName?: string;
 }
 
+function parsePort(value: string): number {
+  const port = parseInteger(value);
+  if (port < 0 || port > 65535)
+    throw new LoraforgeError(`--port ${value}: a port is from 0 to 65535 (0 picks a free one)`);
+  return port;
+}
+
 function parseAdapterFlag(value: string, previous: string[]): string[] {
   if (!/^[^=]+=.+$/.test(value)) throw new LoraforgeError(`--adapter ${value}: expected NAME=DIR`);
   return [...previous, value];
@@ -47,13 +54,13 @@ export function registerServe(program: Command): void {
     )
     .option('--adapters-dir <dir>', 'folder that POST /v1/load_lora_adapter may load adapters from')
     .option('--template <name>', "base model's prompt template (adapters use their recorded one)")
-    .option(
-      '--dtype <dtype>',
-      'storage of the weights: auto (bf16 above 100M parameters) | f32 | bf16 | f16',
-      'auto',
+    .addOption(
+      new Option('--dtype <dtype>', 'storage of the weights (auto: bf16 above 100M parameters)')
+        .choices(['auto', 'f32', 'bf16', 'f16'])
+        .default('auto'),
     )
     .option('--host <host>', 'address to bind', '127.0.0.1')
-    .option('--port <port>', 'port', parseInteger, 8000)
+    .option('--port <port>', 'port (0 picks a free one)', parsePort, 8000)
     .option('--api-key <key>', 'require Authorization: Bearer <key>')
     .option('--route <path>', 'extra {prompt} -> {text} endpoint, e.g. /api/legal-assistant')
     .option('--route-model <name>', 'adapter the --route endpoint uses (default: the base model)')

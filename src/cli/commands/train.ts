@@ -7,8 +7,22 @@ import {
   readConfigFile,
   resolveTrainConfig,
   runTraining,
+  shellQuote,
   TRAIN_OPTIONS,
 } from '../../index.ts';
+
+/** Keys that describe how a run starts, not the run: a resume command leaves them out. */
+const START_ONLY_KEYS = new Set(['resume_from_checkpoint', 'overwrite_output_dir']);
+
+/** The command that continues this run: same config file and flags, resuming the latest checkpoint. */
+function resumeCommand(configPath: string | undefined, given: Record<string, unknown>): string {
+  const args = ['loraforge', 'train', ...(configPath ? [configPath] : [])];
+  for (const [key, value] of Object.entries(given)) {
+    if (!START_ONLY_KEYS.has(key)) args.push(flagName(key), String(value));
+  }
+  args.push('--resume-from-checkpoint', 'latest');
+  return args.map(shellQuote).join(' ');
+}
 
 export function registerTrain(program: Command): void {
   const cmd = program
@@ -36,12 +50,19 @@ export function registerTrain(program: Command): void {
     ]);
     const result = await runTraining(config);
     const out = relative(process.cwd(), result.outputDir) || '.';
+    if (result.interrupted) {
+      const checkpoint = relative(process.cwd(), result.checkpoint ?? result.outputDir);
+      process.stdout.write(
+        `\nstopped at step ${result.globalStep}; last checkpoint: ${checkpoint}/\n` +
+          `resume with: ${resumeCommand(configPath, fromFlags)}\n`,
+      );
+      process.exitCode = 130; // as shells expect of a run ended by Ctrl-C
+      return;
+    }
     const lines = [
       '',
-      result.interrupted
-        ? `stopped at step ${result.globalStep}; resume with: loraforge train ${configPath ?? ''} --resume-from-checkpoint latest`
-        : `done: ${result.globalStep} steps, train loss ${result.trainLoss.toFixed(4)}` +
-          (result.evalLoss !== undefined ? `, eval loss ${result.evalLoss.toFixed(4)}` : ''),
+      `done: ${result.globalStep} steps, train loss ${result.trainLoss.toFixed(4)}` +
+        (result.evalLoss !== undefined ? `, eval loss ${result.evalLoss.toFixed(4)}` : ''),
       `adapter:  ${out}/  (PEFT format: adapter_config.json + adapter_model.safetensors)`,
       `metrics:  ${relative(process.cwd(), result.metricsPath)}`,
       ...(result.plotPaths.length

@@ -35,56 +35,64 @@ class Scanner {
     while (this.pos < this.text.length && ' \t\r\n'.includes(this.text[this.pos]!)) this.pos++;
   }
 
+  /** One whole value; nesting is kept on a stack, not the call stack (200k '[' are valid input). */
   value(): void {
-    this.whitespace();
-    const c = this.text[this.pos];
-    if (c === '{') this.container('}', () => this.member());
-    else if (c === '[') this.container(']', () => this.value());
-    else if (c === '"') this.string();
-    else if (c !== undefined && /[-0-9]/.test(c)) this.number();
-    else if (!['true', 'false', 'null'].some((word) => this.literal(word))) {
-      this.fail(c === undefined ? 'unexpected end of file' : `unexpected ${JSON.stringify(c)}`);
-    }
-  }
-
-  private container(close: string, item: () => void): void {
-    this.pos++;
-    this.whitespace();
-    if (this.text[this.pos] === close) {
-      this.pos++;
-      return;
-    }
+    const closers: string[] = [];
     for (;;) {
-      item();
       this.whitespace();
       const c = this.text[this.pos];
-      if (c === close) {
+      if (c === '{' || c === '[') {
+        const close = c === '{' ? '}' : ']';
         this.pos++;
-        return;
+        this.whitespace();
+        if (this.text[this.pos] !== close) {
+          closers.push(close);
+          if (close === '}') this.memberName();
+          continue; // the first item's value
+        }
+        this.pos++;
+      } else if (c === '"') this.string();
+      else if (c !== undefined && /[-0-9]/.test(c)) this.number();
+      else if (!['true', 'false', 'null'].some((word) => this.literal(word))) {
+        this.fail(c === undefined ? 'unexpected end of file' : `unexpected ${JSON.stringify(c)}`);
       }
-      if (c !== ',')
-        this.fail(
-          c === undefined
-            ? 'unexpected end of file'
-            : `expected "," or "${close}", found ${JSON.stringify(c)}`,
-        );
-      const comma = this.pos++;
-      this.whitespace();
-      if (this.text[this.pos] === close) {
-        this.pos = comma; // report the line of the comma, not of the bracket
-        this.fail(`trailing comma before "${close}"`);
+      // A value has ended: close containers until one continues with another item.
+      for (;;) {
+        const close = closers.at(-1);
+        if (close === undefined) return;
+        this.whitespace();
+        const next = this.text[this.pos];
+        if (next === close) {
+          this.pos++;
+          closers.pop();
+          continue;
+        }
+        if (next !== ',')
+          this.fail(
+            next === undefined
+              ? 'unexpected end of file'
+              : `expected "," or "${close}", found ${JSON.stringify(next)}`,
+          );
+        const comma = this.pos++;
+        this.whitespace();
+        if (this.text[this.pos] === close) {
+          this.pos = comma; // report the line of the comma, not of the bracket
+          this.fail(`trailing comma before "${close}"`);
+        }
+        if (close === '}') this.memberName();
+        break;
       }
     }
   }
 
-  private member(): void {
+  /** `"name":` of an object member, up to its value. */
+  private memberName(): void {
     this.whitespace();
     if (this.text[this.pos] !== '"') this.fail('expected a property name in double quotes');
     this.string();
     this.whitespace();
     if (this.text[this.pos] !== ':') this.fail('expected ":" after the property name');
     this.pos++;
-    this.value();
   }
 
   private string(): void {
