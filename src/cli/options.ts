@@ -1,7 +1,7 @@
 /** Options several commands share: model loading, device, sampling. */
 import { Option, type Command } from 'commander';
 import { selectBackend, type DeviceName } from '../engine/select-backend.ts';
-import type { SamplingOptions } from '../infer/sampling.ts';
+import { describeRange, inSamplingRange, type SamplingOptions } from '../infer/sampling.ts';
 import { ChatPipeline } from '../infer/pipeline.ts';
 import type { WeightDType } from '../models/load.ts';
 import { LoraforgeError } from '../util/errors.ts';
@@ -35,13 +35,41 @@ export function addModelOptions(cmd: Command): Command {
     );
 }
 
+/** A parser for a sampling flag that refuses values outside the field's range, naming it. */
+function samplingValue(flag: string, field: Parameters<typeof describeRange>[0]) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !inSamplingRange(field, n))
+      throw new LoraforgeError(`${flag} ${value}: must be ${describeRange(field)}`);
+    return n;
+  };
+}
+
+const FROM_MODEL = "default: the model's generation_config.json, else greedy";
+
 export function addSamplingOptions(cmd: Command): Command {
   return cmd
     .option('--max-new-tokens <n>', 'tokens to generate at most', parseInteger, 256)
-    .option('--temperature <t>', 'sampling temperature (0 = greedy)', parseNumber, 0)
-    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', parseInteger, 0)
-    .option('--top-p <p>', 'nucleus sampling mass', parseNumber, 1)
-    .option('--repetition-penalty <p>', 'penalty for repeated tokens (1 = off)', parseNumber, 1)
+    .option(
+      '--temperature <t>',
+      `sampling temperature, 0 = greedy (${FROM_MODEL})`,
+      samplingValue('--temperature', 'temperature'),
+    )
+    .option(
+      '--top-k <k>',
+      "keep the k most likely tokens, 0 = off (default: the model's)",
+      samplingValue('--top-k', 'topK'),
+    )
+    .option(
+      '--top-p <p>',
+      "nucleus sampling mass in (0, 1] (default: the model's)",
+      samplingValue('--top-p', 'topP'),
+    )
+    .option(
+      '--repetition-penalty <p>',
+      "penalty for repeated tokens, 1 = off (default: the model's)",
+      samplingValue('--repetition-penalty', 'repetitionPenalty'),
+    )
     .option('--seed <n>', 'sampling seed', parseInteger);
 }
 
@@ -54,12 +82,13 @@ export interface ModelFlags {
   threads?: number;
 }
 
+/** Unset sampling flags leave the model's generation_config.json defaults in place. */
 export interface SamplingFlags {
   maxNewTokens: number;
-  temperature: number;
-  topK: number;
-  topP: number;
-  repetitionPenalty: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  repetitionPenalty?: number;
   seed?: number;
 }
 

@@ -6,6 +6,7 @@
  */
 import type { ChatMessage, PromptTemplate } from '../data/templates.ts';
 import { createTemplate, templateFromSpec } from '../data/templates.ts';
+import { readGenerationConfig } from '../io/hf-folder.ts';
 import { resolveModel, type ResolveModelOptions } from '../io/hub.ts';
 import { loadTokenizer, type HfTokenizer } from '../io/tokenizer.ts';
 import type { DecoderModel } from '../models/decoder.ts';
@@ -13,6 +14,8 @@ import { loadDecoderConfig, loadModel, type WeightDType } from '../models/load.t
 import { autoWeightDType } from '../models/shapes.ts';
 import type { LoraAdapter } from '../peft/adapter.ts';
 import { loadAdapter, readAdapterMeta } from '../peft/io.ts';
+import type { SamplingOptions } from './sampling.ts';
+import { resolveSampling, samplingDefaults } from './sampling-defaults.ts';
 import { SequenceDecoder } from './sequences.ts';
 import { generateText, type GenerateOptions, type GenerationResult } from './text-generation.ts';
 
@@ -36,6 +39,8 @@ export class ChatPipeline {
     readonly tokenizer: HfTokenizer,
     readonly template: PromptTemplate,
     readonly adapter: LoraAdapter | null,
+    /** From the model's generation_config.json; what a caller leaves unset comes from here. */
+    readonly samplingDefaults: SamplingOptions,
   ) {
     this.decoder = new SequenceDecoder(model);
   }
@@ -60,7 +65,8 @@ export class ChatPipeline {
       : recorded
         ? templateFromSpec(recorded, tokenizer)
         : defaultTemplate(tokenizer);
-    return new ChatPipeline(modelDir, model, tokenizer, template, adapter);
+    const defaults = samplingDefaults(readGenerationConfig(modelDir));
+    return new ChatPipeline(modelDir, model, tokenizer, template, adapter, defaults);
   }
 
   /** The assistant's reply to a conversation. */
@@ -69,12 +75,21 @@ export class ChatPipeline {
       stopStrings: this.template.stopStrings,
       stopTokenIds: this.template.stopTokenIds,
       ...opts,
+      ...this.sampling(opts),
     });
   }
 
   /** Plain continuation of raw text (no template). */
   complete(prompt: string, opts: GenerateOptions = {}): Promise<GenerationResult> {
-    return generateText(this.decoder, this.tokenizer, this.tokenizer.encode(prompt), opts);
+    return generateText(this.decoder, this.tokenizer, this.tokenizer.encode(prompt), {
+      ...opts,
+      ...this.sampling(opts),
+    });
+  }
+
+  /** The model's defaults with the caller's explicit settings over them. */
+  sampling(requested: SamplingOptions = {}): SamplingOptions {
+    return resolveSampling(this.samplingDefaults, requested);
   }
 
   dispose(): void {

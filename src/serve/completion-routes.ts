@@ -14,6 +14,7 @@ import {
   parseMessages,
   parseSampling,
   parseStop,
+  refuseUnsupported,
   requiredString,
   resolveModel,
 } from './request-params.ts';
@@ -112,6 +113,7 @@ function buildRequest(
   stop: string[],
 ): TextGenerationRequest {
   const { engine, maxTokensDefault } = ctx.state;
+  refuseUnsupported(ctx.body);
   return {
     sequence: {
       promptIds,

@@ -41,6 +41,7 @@ export class ModelServeEngine implements ServeEngine {
   private readonly tokenizer: HfTokenizer;
   private readonly decoder: SequenceDecoder;
   private readonly baseTemplate: PromptTemplate;
+  private readonly pipeline: ChatPipeline;
 
   readonly maxContext: number;
 
@@ -50,6 +51,7 @@ export class ModelServeEngine implements ServeEngine {
     options: ServeEngineOptions = {},
   ) {
     if (pipeline.adapter) throw new Error('serve the base model; adapters are loaded per name');
+    this.pipeline = pipeline;
     this.model = pipeline.model;
     this.tokenizer = pipeline.tokenizer;
     this.maxContext =
@@ -110,10 +112,9 @@ export class ModelServeEngine implements ServeEngine {
   }
 
   createSequence(request: SequenceRequest): SequenceHandle {
-    const { temperature, topP, seed } = request.sampling;
     const seq = this.decoder.start(
       request.promptIds,
-      { temperature, topP, seed },
+      this.pipeline.sampling(request.sampling),
       this.served(request.adapter)?.lookup ?? null,
       request.maxNewTokens,
     );

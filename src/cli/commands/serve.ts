@@ -1,5 +1,7 @@
 /** `loraforge serve`: the OpenAI-compatible HTTP server with per-request LoRA adapters. */
 import type { Command } from 'commander';
+import { selectBackend } from '../../engine/select-backend.ts';
+import { describeSampling } from '../../infer/sampling-defaults.ts';
 import { DEFAULT_PREFILL_CHUNK, ModelServeEngine } from '../../serve/model-engine.ts';
 import { createServer } from '../../serve/server.ts';
 import { LoraforgeError } from '../../util/errors.ts';
@@ -22,6 +24,14 @@ interface ServeFlags {
   maxQueue: number;
   prefillChunk: number;
   servedModelName?: string;
+  allowedOrigins?: string[];
+}
+
+function parseOrigins(value: string): string[] {
+  return value
+    .split(',')
+    .map((origin) => origin.trim())
+    .filter(Boolean);
 }
 
 function parseAdapterFlag(value: string, previous: string[]): string[] {
@@ -54,6 +64,11 @@ export function registerServe(program: Command): void {
     .option('--api-key <key>', 'require Authorization: Bearer <key>')
     .option('--route <path>', 'extra {prompt} -> {text} endpoint, e.g. /api/legal-assistant')
     .option('--route-model <name>', 'adapter the --route endpoint uses (default: the base model)')
+    .option(
+      '--allowed-origins <origins>',
+      'browser origins allowed to call the API (CORS), comma-separated, or *',
+      parseOrigins,
+    )
     .option('--served-model-name <name>', 'name of the base model in /v1/models (default: --model)')
     .option('--max-batch <n>', 'sequences decoded together per step', parseInteger, 8)
     .option(
@@ -85,12 +100,20 @@ export function registerServe(program: Command): void {
       routeAliasModel: flags.routeModel,
       maxBatch: flags.maxBatch,
       maxQueue: flags.maxQueue,
+      allowedOrigins: flags.allowedOrigins,
     });
     const { host, port } = await server.listen(flags.port, flags.host);
-    process.stderr.write(
-      `serving ${engine.baseModelId}${engine.listAdapters().length ? ` + adapters ${engine.listAdapters().join(', ')}` : ''} ` +
-        `at http://${host}:${port}/v1 (OpenAI API)${flags.route ? ` and POST ${flags.route}` : ''}\n`,
-    );
+    const backend = await selectBackend({ device: flags.device, threads: flags.threads });
+    const adapters = flags.adapter.map((spec) => spec.replace('=', ' <- ')).join(', ');
+    const lines = [
+      `device:   ${backend.describe()}`,
+      `model:    ${engine.baseModelId} (${pipeline.modelDir}), template ${pipeline.template.name}`,
+      `adapters: ${adapters || 'none'}${flags.adaptersDir ? ` (more loadable from ${flags.adaptersDir})` : ''}`,
+      `sampling: ${describeSampling(pipeline.samplingDefaults)} unless a request says otherwise (generation_config.json)`,
+      ...(flags.allowedOrigins ? [`CORS:     ${flags.allowedOrigins.join(', ')}`] : []),
+      `serving:  http://${host}:${port}/v1 (OpenAI API)${flags.route ? ` and POST http://${host}:${port}${flags.route}` : ''}`,
+    ];
+    process.stderr.write(lines.join('\n') + '\n');
     await new Promise<void>((resolve) => {
       const stop = () => {
         process.stderr.write('shutting down: finishing running requests...\n');

@@ -24,6 +24,11 @@ export class WebGpuBackend implements Backend {
     this.pool = new BufferPool(gpu.device, () => gpu.flush());
   }
 
+  describe(): string {
+    const { description, vendor, device } = this.gpu.context.adapterInfo;
+    return `webgpu (${description || [vendor, device].filter(Boolean).join(' ') || 'unnamed adapter'})`;
+  }
+
   static async create(options?: AcquireOptions): Promise<WebGpuBackend> {
     return new WebGpuBackend(await WebGpuKernels.create(options));
   }
