@@ -28,10 +28,11 @@ export function addModelOptions(cmd: Command): Command {
       '--template <name>',
       "prompt template: tutorial | chatml | model (default: the adapter's, else the model's)",
     )
-    .addOption(
-      new Option('--dtype <dtype>', 'storage of the weights (auto: bf16 above 100M parameters)')
-        .choices(['auto', 'f32', 'bf16', 'f16'])
-        .default('auto'),
+    .option(
+      '--dtype <dtype>',
+      'storage of the weights: auto (bf16 above 100M parameters) | f32 | bf16 | f16',
+      parseWeightDtype,
+      'auto',
     );
 }
 
@@ -119,6 +120,27 @@ export async function loadPipeline(flags: ModelFlags): Promise<ChatPipeline> {
   });
   bar?.done();
   return pipeline;
+}
+
+const DTYPES = ['f32', 'bf16', 'f16'] as const;
+type DtypeName = (typeof DTYPES)[number];
+
+/** A weight dtype flag, lowercase everywhere; BF16 and Bf16 are accepted too. */
+export function parseDtype(value: string): DtypeName {
+  const dtype = value.toLowerCase();
+  if (!(DTYPES as readonly string[]).includes(dtype))
+    throw new LoraforgeError(`--dtype ${value}: expected one of ${DTYPES.join(', ')}`);
+  return dtype as DtypeName;
+}
+
+/** `--dtype` of the commands that load a model: auto or a dtype, case-insensitive. */
+export function parseWeightDtype(value: string): DtypeName | 'auto' {
+  if (value.toLowerCase() === 'auto') return 'auto';
+  try {
+    return parseDtype(value);
+  } catch {
+    throw new LoraforgeError(`--dtype ${value}: expected one of auto, ${DTYPES.join(', ')}`);
+  }
 }
 
 export function parseInteger(value: string): number {

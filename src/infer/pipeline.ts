@@ -2,7 +2,8 @@
  * Everything a chat or generation command needs, loaded from a model folder (or Hub id) and an
  * optional adapter: model, tokenizer, the prompt template the adapter was trained with, and a
  * decoder. "What a model was trained with is what it is used with": the adapter's recorded
- * template wins over the model's own unless the caller names one explicitly.
+ * template (or a merged model's, in its own loraforge.json) wins over the model's chat template
+ * unless the caller names one explicitly.
  */
 import type { ChatMessage, PromptTemplate } from '../data/templates.ts';
 import { createTemplate, templateFromSpec } from '../data/templates.ts';
@@ -54,11 +55,12 @@ export class ChatPipeline {
         : opts.dtype;
     const model = loadModel(modelDir, { dtype, onTensor: opts.onLoadProgress });
     let adapter: LoraAdapter | null = null;
-    let recorded: unknown;
+    // A merged model records its adapter's training template in its own loraforge.json.
+    let recorded: unknown = readAdapterMeta(modelDir).template;
     if (opts.adapter) {
       adapter = loadAdapter(opts.adapter, model);
       adapter.attach(model);
-      recorded = readAdapterMeta(opts.adapter).template;
+      recorded = readAdapterMeta(opts.adapter).template ?? recorded;
     }
     const template = opts.template
       ? createTemplate(opts.template, tokenizer)

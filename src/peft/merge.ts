@@ -19,6 +19,7 @@ import {
   type SafetensorsDtype,
 } from '../io/safetensors.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
+import { readJsonObject } from '../io/hf-folder.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import type { LoraAdapter } from './adapter.ts';
 import { loraScale } from './config.ts';
@@ -61,10 +62,26 @@ function encodeAs(values: Float32Array, dtype: SafetensorsDtype): ArrayBufferVie
   return values;
 }
 
+export type MergeDtype = 'F32' | 'BF16' | 'F16';
+
 export interface MergeOptions {
-  /** Output dtype of merged matrices; default: each tensor's dtype in the base folder. */
-  dtype?: 'F32' | 'BF16' | 'F16';
+  /**
+   * Dtype of every floating tensor written (merged projections, embeddings, norms, head), as
+   * transformers' `model.to(dtype)` converts them, and the `torch_dtype` of config.json;
+   * default: each tensor as it is in the base folder.
+   */
+  dtype?: MergeDtype;
+  /** Text files written into the merged folder after the base's files are copied (replacing them). */
+  files?: Record<string, string>;
 }
+
+const FLOATING: ReadonlySet<SafetensorsDtype> = new Set(['F32', 'BF16', 'F16']);
+
+const TORCH_DTYPE: Record<MergeDtype, string> = {
+  F32: 'float32',
+  BF16: 'bfloat16',
+  F16: 'float16',
+};
 
 export function mergeToFolder(
   baseDir: string,
@@ -84,13 +101,13 @@ export function mergeToFolder(
       const info = source.info(name);
       const modulePath = name.endsWith('.weight') ? name.slice(0, -'.weight'.length) : '';
       const delta = loraDelta(adapter, modulePath);
-      if (!delta) {
-        tensors.push({ name, dtype: info.dtype, shape: info.shape, data: source.read(name) });
+      const dtype = opts.dtype && FLOATING.has(info.dtype) ? opts.dtype : info.dtype;
+      if (!delta && dtype === info.dtype) {
+        tensors.push({ name, dtype, shape: info.shape, data: source.read(name) });
         continue;
       }
       const values = bytesToF32(info.dtype, source.read(name), `${baseDir}: '${name}'`);
-      for (let i = 0; i < values.length; i++) values[i] = values[i]! + delta[i]!;
-      const dtype = opts.dtype ?? info.dtype;
+      if (delta) for (let i = 0; i < values.length; i++) values[i] = values[i]! + delta[i]!;
       tensors.push({ name, dtype, shape: info.shape, data: encodeAs(values, dtype) });
     }
     if (tensors.length === 0) throw new LoraforgeError(`${baseDir}: no weights to merge`);
@@ -103,5 +120,14 @@ export function mergeToFolder(
     for (const file of COPIED_FILES) {
       if (existsSync(join(baseDir, file))) copyFileSync(join(baseDir, file), join(tmp, file));
     }
+    if (opts.dtype) {
+      const config = readJsonObject(join(baseDir, 'config.json'));
+      // transformers >= 4.56 writes `dtype`, older versions `torch_dtype`; keep both right.
+      config.torch_dtype = TORCH_DTYPE[opts.dtype];
+      if ('dtype' in config) config.dtype = TORCH_DTYPE[opts.dtype];
+      writeFileAtomic(join(tmp, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+    }
+    for (const [file, text] of Object.entries(opts.files ?? {}))
+      writeFileAtomic(join(tmp, file), text);
   });
 }

@@ -5,6 +5,8 @@ import { resolveModel } from '../../io/hub.ts';
 import { loadModel } from '../../models/load.ts';
 import { loadAdapter } from '../../peft/io.ts';
 import { mergeToFolder } from '../../peft/merge.ts';
+import { mergedTemplateFiles } from '../../infer/merged-template.ts';
+import { parseDtype } from '../options.ts';
 
 export function registerMerge(program: Command): void {
   program
@@ -17,23 +19,33 @@ export function registerMerge(program: Command): void {
     .requiredOption('-o, --out <dir>', 'output model folder')
     .option(
       '--dtype <dtype>',
-      'dtype of merged matrices: F32 | BF16 | F16 (default: as in the base)',
+      'dtype of every floating tensor written, and config.json torch_dtype: f32 | bf16 | f16 (default: as in the base)',
+      parseDtype,
     )
     .action(
       async (flags: {
         model: string;
         adapter: string;
         out: string;
-        dtype?: 'F32' | 'BF16' | 'F16';
+        dtype?: 'f32' | 'bf16' | 'f16';
       }) => {
         await selectBackend({ device: 'cpu' });
         const dir = await resolveModel(flags.model);
         // Only the projection shapes are needed to read the adapter; bf16 keeps this cheap.
         const model = loadModel(dir, { dtype: 'bf16' });
         const adapter = loadAdapter(flags.adapter, model);
-        mergeToFolder(dir, adapter, flags.out, { dtype: flags.dtype });
+        const template = mergedTemplateFiles(dir, flags.adapter, {
+          model: flags.model,
+          adapter: flags.adapter,
+        });
+        mergeToFolder(dir, adapter, flags.out, {
+          dtype: flags.dtype?.toUpperCase() as 'F32' | 'BF16' | 'F16' | undefined,
+          files: template.files,
+        });
         process.stdout.write(
-          `merged model written to ${flags.out}\nnext: loraforge chat --model ${flags.out}\n`,
+          `merged model written to ${flags.out}${flags.dtype ? ` (${flags.dtype})` : ''}\n` +
+            template.notes.map((note) => `  ${note}\n`).join('') +
+            `next: loraforge chat --model ${flags.out}\n`,
         );
       },
     );

@@ -5,7 +5,7 @@ import { describeSampling } from '../../infer/sampling-defaults.ts';
 import { DEFAULT_PREFILL_CHUNK, ModelServeEngine } from '../../serve/model-engine.ts';
 import { createServer } from '../../serve/server.ts';
 import { LoraforgeError } from '../../util/errors.ts';
-import { addDeviceOptions, loadPipeline, parseInteger } from '../options.ts';
+import { addDeviceOptions, loadPipeline, parseInteger, parseWeightDtype } from '../options.ts';
 
 interface ServeFlags {
   model: string;
@@ -57,6 +57,7 @@ export function registerServe(program: Command): void {
     .option(
       '--dtype <dtype>',
       'storage of the weights: auto (bf16 above 100M parameters) | f32 | bf16 | f16',
+      parseWeightDtype,
       'auto',
     )
     .option('--host <host>', 'address to bind', '127.0.0.1')
