@@ -113,6 +113,7 @@ export async function loadPipeline(flags: ModelFlags): Promise<ChatPipeline> {
     adapter: flags.adapter,
     template: flags.template,
     dtype: flags.dtype,
+    onWarning: (message) => process.stderr.write(`warning: ${message}\n`),
     onLoadProgress: (done, total) => {
       bar ??= new ProgressBar({ total, label: 'loading', unit: 'tensor' });
       bar.update(done);

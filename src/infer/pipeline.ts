@@ -14,6 +14,7 @@ import type { DecoderModel } from '../models/decoder.ts';
 import { loadDecoderConfig, loadModel, type WeightDType } from '../models/load.ts';
 import { autoWeightDType } from '../models/shapes.ts';
 import type { LoraAdapter } from '../peft/adapter.ts';
+import { baseModelMismatch } from '../peft/base-model.ts';
 import { loadAdapter, readAdapterMeta } from '../peft/io.ts';
 import type { SamplingOptions } from './sampling.ts';
 import { resolveSampling, samplingDefaults } from './sampling-defaults.ts';
@@ -29,6 +30,8 @@ export interface PipelineOptions {
   dtype?: WeightDType | 'auto';
   hub?: ResolveModelOptions;
   onLoadProgress?: (done: number, total: number) => void;
+  /** Told about what loads but looks wrong (an adapter trained on another base model). */
+  onWarning?: (message: string) => void;
 }
 
 export class ChatPipeline {
@@ -59,6 +62,12 @@ export class ChatPipeline {
     let recorded: unknown = readAdapterMeta(modelDir).template;
     if (opts.adapter) {
       adapter = loadAdapter(opts.adapter, model);
+      const mismatch = baseModelMismatch(opts.adapter, adapter.config.baseModelNameOrPath, [
+        opts.model,
+        modelDir,
+        ...mergedFrom(modelDir),
+      ]);
+      if (mismatch) opts.onWarning?.(mismatch);
       adapter.attach(model);
       recorded = readAdapterMeta(opts.adapter).template ?? recorded;
     }
@@ -98,6 +107,12 @@ export class ChatPipeline {
     this.adapter?.dispose();
     this.model.dispose();
   }
+}
+
+/** A merged model is also known by the base it was merged from (its loraforge.json). */
+function mergedFrom(modelDir: string): string[] {
+  const from = readAdapterMeta(modelDir).mergedFrom as { model?: unknown } | undefined;
+  return typeof from?.model === 'string' ? [from.model] : [];
 }
 
 /** The model's own chat template when it has one, else the tutorial's Human/Assistant format. */

@@ -11,6 +11,7 @@ import type { ChatPipeline } from '../infer/pipeline.ts';
 import { SequenceDecoder, type Sequence, type StepTokens } from '../infer/sequences.ts';
 import type { DecoderModel, LoraLookup } from '../models/decoder.ts';
 import type { LoraAdapter } from '../peft/adapter.ts';
+import { baseModelMismatch } from '../peft/base-model.ts';
 import { loadAdapter, readAdapterMeta } from '../peft/io.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import type { SequenceHandle, SequenceRequest, ServeEngine, TextStreamer } from './engine.ts';
@@ -32,6 +33,8 @@ export interface ServeEngineOptions {
   maxContext?: number;
   /** Prompt tokens one sequence prefills per step (DEFAULT_PREFILL_CHUNK). */
   prefillChunk?: number;
+  /** Told when an adapter was trained on another base model (it still loads). */
+  onWarning?: (message: string) => void;
 }
 
 export class ModelServeEngine implements ServeEngine {
@@ -61,7 +64,10 @@ export class ModelServeEngine implements ServeEngine {
       prefillChunk: options.prefillChunk ?? DEFAULT_PREFILL_CHUNK,
     });
     this.baseTemplate = pipeline.template;
+    this.onWarning = options.onWarning ?? (() => {});
   }
+
+  private readonly onWarning: (message: string) => void;
 
   get eosTokenIds(): readonly number[] {
     const ids = new Set([...this.tokenizer.stopTokenIds, ...this.baseTemplate.stopTokenIds]);
@@ -78,6 +84,11 @@ export class ModelServeEngine implements ServeEngine {
     if (this.adapters.has(name))
       throw new LoraforgeError(`an adapter named "${name}" is already loaded`);
     const adapter = loadAdapter(dir, this.model);
+    const mismatch = baseModelMismatch(dir, adapter.config.baseModelNameOrPath, [
+      this.baseModelId,
+      this.pipeline.modelDir,
+    ]);
+    if (mismatch) this.onWarning(mismatch);
     const recorded = readAdapterMeta(dir).template;
     const template = recorded ? templateFromSpec(recorded, this.tokenizer) : this.baseTemplate;
     this.adapters.set(name, { adapter, lookup: adapter.lookup(), template });

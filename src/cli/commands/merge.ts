@@ -4,6 +4,7 @@ import { selectBackend } from '../../engine/select-backend.ts';
 import { resolveModel } from '../../io/hub.ts';
 import { loadModel } from '../../models/load.ts';
 import { loadAdapter } from '../../peft/io.ts';
+import { baseModelMismatch } from '../../peft/base-model.ts';
 import { mergeToFolder } from '../../peft/merge.ts';
 import { mergedTemplateFiles } from '../../infer/merged-template.ts';
 import { parseDtype } from '../options.ts';
@@ -34,6 +35,11 @@ export function registerMerge(program: Command): void {
         // Only the projection shapes are needed to read the adapter; bf16 keeps this cheap.
         const model = loadModel(dir, { dtype: 'bf16' });
         const adapter = loadAdapter(flags.adapter, model);
+        const mismatch = baseModelMismatch(flags.adapter, adapter.config.baseModelNameOrPath, [
+          flags.model,
+          dir,
+        ]);
+        if (mismatch) process.stderr.write(`warning: ${mismatch}\n`);
         const template = mergedTemplateFiles(dir, flags.adapter, {
           model: flags.model,
           adapter: flags.adapter,

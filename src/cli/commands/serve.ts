@@ -89,6 +89,7 @@ export function registerServe(program: Command): void {
     const pipeline = await loadPipeline({ ...flags, adapter: undefined });
     const engine = new ModelServeEngine(pipeline, flags.servedModelName ?? flags.model, {
       prefillChunk: flags.prefillChunk,
+      onWarning: (message) => process.stderr.write(`warning: ${message}\n`),
     });
     for (const spec of flags.adapter) {
       const eq = spec.indexOf('=');
