@@ -10,7 +10,7 @@ export interface IdentityQuestion {
 
 export interface GeneralQuestion {
   question: string;
-  /** Acceptable answers; the answer must mention at least one of them. */
+  /** Acceptable whole answers; normalised, the answer must equal one of them (match.ts). */
   expected: string[];
   lang?: string;
 }
@@ -69,6 +69,22 @@ export function parseEvalSet(data: unknown, source: string): EvalSet {
   });
   if (identity.length + general.length === 0) fail('file', 'has no questions');
   return { identity, general };
+}
+
+/**
+ * Whether a file is a question set (a JSON object with `identity` / `general` lists) rather than
+ * a dataset of conversations (an array, JSONL or CSV), which `eval` scores by held-out loss.
+ */
+export function isEvalSetFile(path: string): boolean {
+  if (!path.endsWith('.json')) return false;
+  const text = readFileSync(path, 'utf8').trimStart();
+  if (!text.startsWith('{')) return false;
+  try {
+    const data = JSON.parse(text) as Record<string, unknown>;
+    return 'identity' in data || 'general' in data;
+  } catch {
+    return false;
+  }
 }
 
 export function loadEvalSet(path: string): EvalSet {

@@ -12,7 +12,7 @@ export interface EvaluateOptions {
 export function evaluateModel(
   pipeline: ChatPipeline,
   set: EvalSet,
-  target: IdentityTarget,
+  target: IdentityTarget | undefined,
   opts: EvaluateOptions = {},
 ): Promise<EvalReport> {
   return runEval(
