@@ -89,6 +89,15 @@ export const TRAIN_KEYS = {
   },
   save_total_limit: { kind: 'integer', help: 'keep at most N checkpoints (0 = all)', default: 3 },
   resume_from_checkpoint: { kind: 'string', help: 'a checkpoint folder, or "latest"' },
+  report_to: {
+    kind: 'string',
+    help: 'none | tensorboard (event files in logging_dir)',
+    default: 'none',
+  },
+  logging_dir: {
+    kind: 'string',
+    help: 'TensorBoard folder (default: <output_dir>/runs/<date>_<host>, as HF)',
+  },
   seed: { kind: 'integer', help: 'random seed (init, split, shuffling, dropout)', default: 42 },
   threads: { kind: 'integer', help: 'CPU threads (default: all cores)' },
   device: { kind: 'string', help: 'cpu | webgpu | auto', default: 'auto' },
@@ -136,6 +145,8 @@ export interface TrainConfig {
   save_steps: number;
   save_total_limit: number;
   resume_from_checkpoint?: string;
+  report_to: string;
+  logging_dir?: string;
   seed: number;
   threads?: number;
   device: string;

@@ -20,6 +20,7 @@ import { makeTrainingArguments } from './arguments.ts';
 import type { TrainConfig } from './config.ts';
 import type { MetricsRecord } from './metrics.ts';
 import type { ScheduleName } from './schedule.ts';
+import { defaultLoggingDir, TensorBoardWriter } from './tensorboard.ts';
 import { Trainer, type TrainResult } from './trainer.ts';
 
 export interface RunHooks {
@@ -43,9 +44,25 @@ function chooseDType(cfg: TrainConfig, config: DecoderConfig): WeightDType {
   return autoWeightDType(config);
 }
 
+/** `report_to`: HF's names; only TensorBoard is written here, anything else is refused. */
+function openReporting(cfg: TrainConfig): TensorBoardWriter | null {
+  const targets = cfg.report_to.split(',').map((t) => t.trim().toLowerCase());
+  const unknown = targets.filter((t) => t !== 'none' && t !== 'tensorboard');
+  if (unknown.length) {
+    throw new LoraforgeError(
+      `report_to ${unknown.join(', ')}: not supported`,
+      'use report_to: tensorboard (or none); metrics.jsonl and loss.png are always written',
+    );
+  }
+  if (!targets.includes('tensorboard')) return null;
+  return new TensorBoardWriter(cfg.logging_dir ?? defaultLoggingDir(cfg.output_dir));
+}
+
 export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promise<RunResult> {
   const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  await selectBackend({ device: cfg.device as DeviceName, threads: cfg.threads });
+  const tensorboard = openReporting(cfg);
+  const backend = await selectBackend({ device: cfg.device as DeviceName, threads: cfg.threads });
+  log(`device: ${backend.describe()}`);
   const modelDir = await resolveModel(cfg.model);
   const tokenizer = await loadTokenizer(modelDir);
   const template = createTemplate(cfg.template, tokenizer);
@@ -146,9 +163,13 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
     adapterMeta: { template: template.toJSON(), baseModel: cfg.model, trainConfig: cfg },
     baseModelDir: modelDir,
     progress: hooks.progress,
-    onLog: hooks.onLog,
+    onLog: (record) => {
+      tensorboard?.write(record);
+      hooks.onLog?.(record);
+    },
     log,
   });
+  if (tensorboard) log(`tensorboard: ${tensorboard.path}`);
   try {
     const result = await trainer.train();
     return { ...result, trainExamples: trainStats.examples, validationExamples: valStats.examples };

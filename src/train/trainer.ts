@@ -196,6 +196,10 @@ export class Trainer {
       metrics.write(r);
       this.logHistory.push(r);
       this.opts.onLog?.(r);
+      if (r.eval_loss !== undefined)
+        bar.log(
+          `eval ${r.step}/${this.totalSteps}  eval_loss ${r.eval_loss.toFixed(4)}  eval_ppl ${Math.exp(r.eval_loss).toFixed(3)}`,
+        );
     };
 
     let windowLoss = 0;
