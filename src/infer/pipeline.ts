@@ -13,7 +13,7 @@ import { loadTokenizer, type HfTokenizer } from '../io/tokenizer.ts';
 import type { DecoderModel } from '../models/decoder.ts';
 import { loadDecoderConfig, loadModel, type WeightDType } from '../models/load.ts';
 import { autoWeightDType } from '../models/shapes.ts';
-import type { LoraAdapter } from '../peft/adapter.ts';
+import { LoraAdapter } from '../peft/adapter.ts';
 import { baseModelMismatch } from '../peft/base-model.ts';
 import { loadAdapter, readAdapterMeta } from '../peft/io.ts';
 import type { SamplingOptions } from './sampling.ts';
@@ -36,15 +36,16 @@ export interface PipelineOptions {
 
 export class ChatPipeline {
   readonly decoder: SequenceDecoder;
+  private currentAdapter: LoraAdapter | null = null;
+  private currentTemplate!: PromptTemplate;
 
   private constructor(
     readonly modelDir: string,
     readonly model: DecoderModel,
     readonly tokenizer: HfTokenizer,
-    readonly template: PromptTemplate,
-    readonly adapter: LoraAdapter | null,
     /** From the model's generation_config.json; what a caller leaves unset comes from here. */
     readonly samplingDefaults: SamplingOptions,
+    private readonly opts: PipelineOptions,
   ) {
     this.decoder = new SequenceDecoder(model);
   }
@@ -57,27 +58,50 @@ export class ChatPipeline {
         ? autoWeightDType(loadDecoderConfig(modelDir))
         : opts.dtype;
     const model = loadModel(modelDir, { dtype, onTensor: opts.onLoadProgress });
-    let adapter: LoraAdapter | null = null;
-    // A merged model records its adapter's training template in its own loraforge.json.
-    let recorded: unknown = readAdapterMeta(modelDir).template;
-    if (opts.adapter) {
-      adapter = loadAdapter(opts.adapter, model);
-      const mismatch = baseModelMismatch(opts.adapter, adapter.config.baseModelNameOrPath, [
-        opts.model,
-        modelDir,
-        ...mergedFrom(modelDir),
-      ]);
-      if (mismatch) opts.onWarning?.(mismatch);
-      adapter.attach(model);
-      recorded = readAdapterMeta(opts.adapter).template ?? recorded;
-    }
-    const template = opts.template
-      ? createTemplate(opts.template, tokenizer)
-      : recorded
-        ? templateFromSpec(recorded, tokenizer)
-        : defaultTemplate(tokenizer);
     const defaults = samplingDefaults(readGenerationConfig(modelDir));
-    return new ChatPipeline(modelDir, model, tokenizer, template, adapter, defaults);
+    const pipeline = new ChatPipeline(modelDir, model, tokenizer, defaults, opts);
+    pipeline.useAdapter(opts.adapter ?? null);
+    return pipeline;
+  }
+
+  get adapter(): LoraAdapter | null {
+    return this.currentAdapter;
+  }
+
+  get template(): PromptTemplate {
+    return this.currentTemplate;
+  }
+
+  /**
+   * Replaces the adapter (null: the base model alone) and the template with the new adapter's
+   * recorded one, unless a template was named explicitly. The new adapter is loaded before the
+   * old one is let go, so a folder that fails to load leaves the pipeline as it was.
+   */
+  useAdapter(dir: string | null): void {
+    const next = dir === null ? null : loadAdapter(dir, this.model);
+    if (next && dir) {
+      const mismatch = baseModelMismatch(dir, next.config.baseModelNameOrPath, [
+        this.opts.model,
+        this.modelDir,
+        ...mergedFrom(this.modelDir),
+      ]);
+      if (mismatch) this.opts.onWarning?.(mismatch);
+    }
+    if (this.currentAdapter) {
+      LoraAdapter.detach(this.model);
+      this.currentAdapter.dispose();
+    }
+    this.currentAdapter = next;
+    next?.attach(this.model);
+    // A merged model records its adapter's training template in its own loraforge.json.
+    const recorded =
+      (dir === null ? undefined : readAdapterMeta(dir).template) ??
+      readAdapterMeta(this.modelDir).template;
+    this.currentTemplate = this.opts.template
+      ? createTemplate(this.opts.template, this.tokenizer)
+      : recorded
+        ? templateFromSpec(recorded, this.tokenizer)
+        : defaultTemplate(this.tokenizer);
   }
 
   /** The assistant's reply to a conversation. */
