@@ -120,8 +120,8 @@ export async function runChatRepl(model: ChatModel, opts: ReplOptions): Promise<
     return true;
   };
 
-  say(
-    `template: ${model.template.name}${model.adapter ? ', adapter loaded' : ''}. /help for commands`,
+  (opts.status ?? opts.output).write(
+    `template: ${model.template.name}${model.adapter ? ', adapter loaded' : ''}. /help for commands\n`,
   );
   rl.prompt();
   try {

@@ -21,6 +21,11 @@ export const TRAIN_KEYS = {
     help: 'model folder or Hugging Face id (e.g. Qwen/Qwen2-0.5B-Instruct)',
   },
   dataset: { kind: 'string', help: 'dataset file(s), comma-separated (.json, .jsonl, .csv)' },
+  dataset_dir: {
+    kind: 'string',
+    help: 'folder whose dataset_info.json names datasets (LLaMA-Factory), for dataset names that are not files',
+    default: 'data',
+  },
   dataset_format: { kind: 'string', help: 'alpaca | sharegpt | openai | auto', default: 'auto' },
   columns: { kind: 'map', help: 'column mapping, e.g. instruction=question,output=answer' },
   set: {
@@ -108,6 +113,7 @@ export type TrainKey = keyof typeof TRAIN_KEYS;
 export interface TrainConfig {
   model: string;
   dataset: string;
+  dataset_dir: string;
   dataset_format: string;
   columns?: Record<string, string>;
   set?: Record<string, string>;

@@ -5,6 +5,7 @@
 import { selectBackend, type DeviceName } from '../engine/select-backend.ts';
 import { DataLoader, padIdOf } from '../data/loader.ts';
 import { loadDataset } from '../data/dataset.ts';
+import { resolveDatasets } from '../data/dataset-info.ts';
 import { parseDatasetFormat } from '../data/formats.ts';
 import { createTemplate } from '../data/templates.ts';
 import { resolveModel } from '../io/hub.ts';
@@ -62,15 +63,17 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
   const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const tensorboard = openReporting(cfg);
   const backend = await selectBackend({ device: cfg.device as DeviceName, threads: cfg.threads });
-  log(`device: ${backend.describe()}`);
   const modelDir = await resolveModel(cfg.model);
   const tokenizer = await loadTokenizer(modelDir);
   const template = createTemplate(cfg.template, tokenizer);
   const data = await loadDataset({
-    files: cfg.dataset
-      .split(',')
-      .map((f) => f.trim())
-      .filter(Boolean),
+    files: resolveDatasets(
+      cfg.dataset
+        .split(',')
+        .map((f) => f.trim())
+        .filter(Boolean),
+      cfg.dataset_dir,
+    ),
     format: cfg.dataset_format === 'auto' ? 'auto' : parseDatasetFormat(cfg.dataset_format),
     columns: cfg.columns,
     template,
@@ -89,6 +92,8 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
         : ''),
   );
 
+  // Printed once the data is known good, so a data error stays the only line.
+  log(`device: ${backend.describe()}`);
   const model = loadModel(modelDir, { dtype: chooseDType(cfg, loadDecoderConfig(modelDir)) });
   let adapter: LoraAdapter | null = null;
   if (cfg.finetuning_type === 'lora') {
