@@ -9,6 +9,8 @@ export interface EvaluateOptions {
   onResult?: (result: EvalItemResult, done: number, total: number) => void;
 }
 
+const EVAL_SEED = 0;
+
 export function evaluateModel(
   pipeline: ChatPipeline,
   set: EvalSet,
@@ -19,8 +21,11 @@ export function evaluateModel(
     set,
     async (question) =>
       (
+        // Sampling as every command does (generation_config.json); a fixed seed keeps a run
+        // reproducible when the model samples by default.
         await pipeline.chat([{ role: 'user', content: question }], {
           maxNewTokens: opts.maxNewTokens ?? 64,
+          seed: EVAL_SEED,
         })
       ).text.trim(),
     { target, onResult: opts.onResult },
