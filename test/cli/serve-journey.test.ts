@@ -114,3 +114,19 @@ test('a browser preflight from an allowed origin is answered; others are refused
   const models = await fetch(`${base}/v1/models`, { headers: { origin: PAGE } });
   assert.equal(models.headers.get('access-control-allow-origin'), PAGE);
 });
+
+test('top_k and seed reach the sampler: top_k 1 is greedy at any temperature, a seed repeats', async () => {
+  const ask = async (fields: Record<string, unknown>) =>
+    (
+      await client.chat.completions.create({
+        model: 'identity',
+        messages: [{ role: 'user', content: 'What is 3 + 4?' }],
+        max_tokens: 24,
+        ...fields,
+      })
+    ).choices[0]!.message.content;
+  const greedy = await ask({});
+  assert.equal(await ask({ temperature: 2, top_k: 1 }), greedy);
+  const seeded = { temperature: 1.5, seed: 7 };
+  assert.equal(await ask(seeded), await ask(seeded));
+});
