@@ -1,5 +1,5 @@
 /** The question file of `loraforge eval` (see examples/identity-eval.json) and its validation. */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { LoraforgeError } from '../util/errors.ts';
 
 export interface IdentityQuestion {
@@ -76,7 +76,7 @@ export function parseEvalSet(data: unknown, source: string): EvalSet {
  * a dataset of conversations (an array, JSONL or CSV), which `eval` scores by held-out loss.
  */
 export function isEvalSetFile(path: string): boolean {
-  if (!path.endsWith('.json')) return false;
+  if (!path.endsWith('.json') || !existsSync(path)) return false;
   const text = readFileSync(path, 'utf8').trimStart();
   if (!text.startsWith('{')) return false;
   try {

@@ -5,6 +5,7 @@
  * perplexity on any dataset (alpaca / sharegpt / openai records, under the training template).
  */
 import { writeFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import { Option, type Command } from 'commander';
 import { loadDataset } from '../../data/dataset.ts';
 import { parseAssignments } from '../../data/placeholders.ts';
@@ -165,6 +166,7 @@ async function evalQuestions(
 
 /** What the adapter's loraforge.json says about its training data. */
 interface TrainedWith {
+  dataset?: string;
   cutoff_len?: number;
   val_size?: number;
   seed?: number;
@@ -181,11 +183,17 @@ async function evalLoss(
       'pass --adapter, or --split all',
     );
   }
+  const files = flags.data.split(',').map((file) => file.trim());
+  if (flags.split === 'validation' && trained?.dataset && !sameFiles(files, trained.dataset)) {
+    process.stderr.write(
+      `warning: the adapter was trained on ${trained.dataset}; its held-out split is reproduced only with the same --data\n`,
+    );
+  }
   const pipeline = await loadPipeline(flags);
   try {
     const set = flags.set.length ? parseAssignments(flags.set) : trained?.set;
     const dataset = await loadDataset({
-      files: flags.data.split(',').map((file) => file.trim()),
+      files,
       template: pipeline.template,
       cutoffLen: flags.cutoffLen ?? trained?.cutoff_len,
       valSize: flags.split === 'validation' ? trained?.val_size : 0,
@@ -215,4 +223,10 @@ async function evalLoss(
   } finally {
     pipeline.dispose();
   }
+}
+
+/** Same files by name and order (the recorded paths may be relative to another folder). */
+function sameFiles(files: string[], recorded: string): boolean {
+  const names = (list: string[]) => list.map((file) => basename(file.trim())).join(',');
+  return names(files) === names(recorded.split(','));
 }
