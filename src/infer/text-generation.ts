@@ -53,9 +53,14 @@ export async function generateText(
   let finishReason: GenerationResult['finishReason'] = 'length';
   try {
     while (tokenIds.length < room) {
-      if (opts.shouldStop?.()) {
-        finishReason = 'stop';
-        break;
+      if (opts.shouldStop) {
+        // A decode step on the CPU resolves without ever reaching the event loop, so a
+        // keypress or signal meant to stop (chat's Ctrl-C) would wait for the whole answer.
+        await new Promise((resolve) => setImmediate(resolve));
+        if (opts.shouldStop()) {
+          finishReason = 'stop';
+          break;
+        }
       }
       const [token] = await decoder.step([seq]);
       if (token === null) continue; // a prefill chunk: no token yet
