@@ -51,6 +51,7 @@ export async function generateText(
     opts.onText?.(delta);
   };
   let finishReason: GenerationResult['finishReason'] = 'length';
+  let interrupted = false;
   try {
     while (tokenIds.length < room) {
       if (opts.shouldStop) {
@@ -59,6 +60,7 @@ export async function generateText(
         await new Promise((resolve) => setImmediate(resolve));
         if (opts.shouldStop()) {
           finishReason = 'stop';
+          interrupted = true;
           break;
         }
       }
@@ -75,7 +77,9 @@ export async function generateText(
         break;
       }
     }
-    emit(matcher.push(streamer.flush()));
+    const rest = streamer.flush();
+    // Cut off mid-character, the held bytes of that character only show as U+FFFD: drop them.
+    emit(matcher.push(interrupted ? rest.replace(/\uFFFD+$/u, '') : rest));
     emit(matcher.flush());
   } finally {
     decoder.release(seq);
