@@ -150,7 +150,12 @@ export async function resolveModel(
       'pass an existing model folder or a Hugging Face model id such as Qwen/Qwen2.5-0.5B-Instruct',
     );
   }
-  // `runs/merged` is a path when `runs/` is a folder here, whatever it looks like.
+  const repoId = checkRepoId(idOrPath);
+  const revision = checkRevision(opts.revision ?? 'main');
+  const cacheDir = opts.cacheDir ?? hubCacheDir();
+  const cached = findCachedModel(repoId, revision, cacheDir);
+  if (cached) return cached;
+  // Not cached, and `runs/merged` with `runs/` a folder here: a path, not a model to download.
   const parent = idOrPath.split('/')[0]!;
   if (idOrPath.includes('/') && existsSync(parent) && statSync(parent).isDirectory()) {
     throw new LoraforgeError(
@@ -158,11 +163,6 @@ export async function resolveModel(
       `check the name; ${parent}/ holds: ${listSome(parent)}`,
     );
   }
-  const repoId = checkRepoId(idOrPath);
-  const revision = checkRevision(opts.revision ?? 'main');
-  const cacheDir = opts.cacheDir ?? hubCacheDir();
-  const cached = findCachedModel(repoId, revision, cacheDir);
-  if (cached) return cached;
   if (isOffline()) {
     throw new LoraforgeError(
       `${repoId}: no such folder, and not in the Hugging Face cache (${cacheDir}; HF_HUB_OFFLINE is set)`,
