@@ -20,9 +20,9 @@ export function evaluateModel(
   return runEval(
     set,
     async (question) =>
+      // Sampling as every command does (generation_config.json); a fixed seed keeps a run
+      // reproducible when the model samples by default.
       (
-        // Sampling as every command does (generation_config.json); a fixed seed keeps a run
-        // reproducible when the model samples by default.
         await pipeline.chat([{ role: 'user', content: question }], {
           maxNewTokens: opts.maxNewTokens ?? 64,
           seed: EVAL_SEED,
