@@ -56,7 +56,14 @@ export {
 export { ChatPipeline, type PipelineOptions } from './infer/pipeline.ts';
 export { chatReply } from './infer/chat.ts';
 export type { GenerateOptions, GenerationResult } from './infer/text-generation.ts';
-export type { SamplingOptions } from './infer/sampling.ts';
+export {
+  describeRange,
+  inSamplingRange,
+  type SamplingOptions,
+} from './infer/sampling.ts';
+export { describeSampling, resolveSampling, samplingDefaults } from './infer/sampling-defaults.ts';
+export { mergedTemplateFiles, type MergedTemplatePlan } from './infer/merged-template.ts';
+export { baseModelMismatch } from './peft/base-model.ts';
 export { streamChat, streamCompletion, streamGeneration } from './infer/stream.ts';
 
 // ---- LoRA (PEFT-compatible adapter folders) -----------------------------------------------------
@@ -77,7 +84,12 @@ export {
   saveAdapter,
   type AdapterMeta,
 } from './peft/io.ts';
-export { mergeToFolder, type MergeOptions } from './peft/merge.ts';
+export {
+  checkMergeTarget,
+  mergeToFolder,
+  type MergeDtype,
+  type MergeOptions,
+} from './peft/merge.ts';
 
 // ---- Datasets -----------------------------------------------------------------------------------
 export {
@@ -87,6 +99,7 @@ export {
   type LoadedDataset,
 } from './data/dataset.ts';
 export { parseRecords, type RawRecord } from './data/records.ts';
+export { parseAssignments } from './data/placeholders.ts';
 export { DataLoader, type DataLoaderOptions } from './data/loader.ts';
 
 // ---- Training -----------------------------------------------------------------------------------
@@ -126,7 +139,8 @@ export type { TrainerState } from './train/checkpoint-files.ts';
 export type { MetricsRecord } from './train/metrics.ts';
 
 // ---- Evaluation ---------------------------------------------------------------------------------
-export { loadEvalSet, parseEvalSet, type EvalSet } from './eval/eval-set.ts';
+export { isEvalSetFile, loadEvalSet, parseEvalSet, type EvalSet } from './eval/eval-set.ts';
+export { heldOutLoss, type HeldOutLoss } from './eval/held-out-loss.ts';
 export { evaluateModel, recordedTarget, type EvaluateOptions } from './eval/evaluate-model.ts';
 export {
   runEval,
@@ -136,7 +150,12 @@ export {
   type EvalScore,
 } from './eval/run.ts';
 export { scoreGeneral, scoreIdentity, type IdentityTarget } from './eval/match.ts';
-export { evalComparisonJson, formatEvalTable, type EvalComparisonJson } from './eval/report.ts';
+export {
+  evalComparisonJson,
+  formatEvalTable,
+  formatLossTable,
+  type EvalComparisonJson,
+} from './eval/report.ts';
 
 // ---- Serving (OpenAI-compatible HTTP API) -------------------------------------------------------
 export { createServer, type LoraforgeServer, type ServeOptions } from './serve/server.ts';

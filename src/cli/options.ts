@@ -1,6 +1,8 @@
 /** Options several commands share: model loading, device, sampling. */
 import { Option, type Command } from 'commander';
 import {
+  describeRange,
+  inSamplingRange,
   loadChatPipeline,
   LoraforgeError,
   ProgressBar,
@@ -31,20 +33,49 @@ export function addModelOptions(cmd: Command): Command {
       '--template <name>',
       "prompt template: tutorial | chatml | model (default: the adapter's, else the model's)",
     )
-    .addOption(
-      new Option('--dtype <dtype>', 'storage of the weights (auto: bf16 above 100M parameters)')
-        .choices(['auto', 'f32', 'bf16', 'f16'])
-        .default('auto'),
+    .option(
+      '--dtype <dtype>',
+      'storage of the weights: auto (bf16 above 100M parameters) | f32 | bf16 | f16',
+      parseWeightDtype,
+      'auto',
     );
 }
+
+/** A parser for a sampling flag that refuses values outside the field's range, naming it. */
+function samplingValue(flag: string, field: Parameters<typeof describeRange>[0]) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !inSamplingRange(field, n))
+      throw new LoraforgeError(`${flag} ${value}: must be ${describeRange(field)}`);
+    return n;
+  };
+}
+
+const FROM_MODEL = "default: the model's generation_config.json, else greedy";
 
 export function addSamplingOptions(cmd: Command): Command {
   return cmd
     .option('--max-new-tokens <n>', 'tokens to generate at most', parseInteger, 256)
-    .option('--temperature <t>', 'sampling temperature (0 = greedy)', parseNumber, 0)
-    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', parseInteger, 0)
-    .option('--top-p <p>', 'nucleus sampling mass', parseNumber, 1)
-    .option('--repetition-penalty <p>', 'penalty for repeated tokens (1 = off)', parseNumber, 1)
+    .option(
+      '--temperature <t>',
+      `sampling temperature, 0 = greedy (${FROM_MODEL})`,
+      samplingValue('--temperature', 'temperature'),
+    )
+    .option(
+      '--top-k <k>',
+      "keep the k most likely tokens, 0 = off (default: the model's)",
+      samplingValue('--top-k', 'topK'),
+    )
+    .option(
+      '--top-p <p>',
+      "nucleus sampling mass in (0, 1] (default: the model's)",
+      samplingValue('--top-p', 'topP'),
+    )
+    .option(
+      '--repetition-penalty <p>',
+      "penalty for repeated tokens, 1 = off (default: the model's)",
+      samplingValue('--repetition-penalty', 'repetitionPenalty'),
+    )
     .option('--seed <n>', 'sampling seed', parseInteger);
 }
 
@@ -57,12 +88,13 @@ export interface ModelFlags {
   threads?: number;
 }
 
+/** Unset sampling flags leave the model's generation_config.json defaults in place. */
 export interface SamplingFlags {
   maxNewTokens: number;
-  temperature: number;
-  topK: number;
-  topP: number;
-  repetitionPenalty: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  repetitionPenalty?: number;
   seed?: number;
 }
 
@@ -87,6 +119,7 @@ export async function loadPipeline(flags: ModelFlags): Promise<ChatPipeline> {
     adapter: flags.adapter,
     template: flags.template,
     dtype: flags.dtype,
+    onWarning: (message) => process.stderr.write(`warning: ${message}\n`),
     onLoadProgress: (done, total) => {
       bar ??= new ProgressBar({ total, label: 'loading', unit: 'tensor' });
       bar.update(done);
@@ -94,6 +127,27 @@ export async function loadPipeline(flags: ModelFlags): Promise<ChatPipeline> {
   });
   bar?.done();
   return pipeline;
+}
+
+const DTYPES = ['f32', 'bf16', 'f16'] as const;
+type DtypeName = (typeof DTYPES)[number];
+
+/** A weight dtype flag, lowercase everywhere; BF16 and Bf16 are accepted too. */
+export function parseDtype(value: string): DtypeName {
+  const dtype = value.toLowerCase();
+  if (!(DTYPES as readonly string[]).includes(dtype))
+    throw new LoraforgeError(`--dtype ${value}: expected one of ${DTYPES.join(', ')}`);
+  return dtype as DtypeName;
+}
+
+/** `--dtype` of the commands that load a model: auto or a dtype, case-insensitive. */
+export function parseWeightDtype(value: string): DtypeName | 'auto' {
+  if (value.toLowerCase() === 'auto') return 'auto';
+  try {
+    return parseDtype(value);
+  } catch {
+    throw new LoraforgeError(`--dtype ${value}: expected one of auto, ${DTYPES.join(', ')}`);
+  }
 }
 
 export function parseInteger(value: string): number {

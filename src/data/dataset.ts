@@ -6,6 +6,7 @@ import {
   type EncodedExample,
   type EncodeStats,
 } from './examples.ts';
+import type { DatasetSource } from './dataset-info.ts';
 import { detectFormat, parseColumnMapping, toConversation, type DatasetFormat } from './formats.ts';
 import { fillConversation } from './placeholders.ts';
 import type { PromptTemplate } from './prompt-template.ts';
@@ -15,8 +16,11 @@ import { DEFAULT_VAL_SIZE, splitIndices } from './split.ts';
 
 /** Dataset files, their format and how they become training examples. */
 export interface LoadDatasetOptions {
-  /** One or more .json / .jsonl / .csv files, concatenated in order. */
-  files: string | readonly string[];
+  /**
+   * One or more .json / .jsonl / .csv files, concatenated in order; a DatasetSource (from
+   * dataset_info.json) brings its own format, columns and role tags.
+   */
+  files: string | readonly (string | DatasetSource)[];
   /** Dataset format; 'auto' (default) detects it per file from the first record. */
   format?: DatasetFormat | 'auto';
   /** Renames fields, e.g. {instruction: "question", output: "answer"}. */
@@ -64,7 +68,8 @@ export async function loadDataset(opts: LoadDatasetOptions): Promise<LoadedDatas
     for (const conv of await readConversations(file, opts)) conversations.push(conv);
   }
   if (conversations.length === 0) {
-    throw new LoraforgeError(`${files.join(', ')}: the dataset has no records`);
+    const names = files.map((source) => (typeof source === 'string' ? source : source.file));
+    throw new LoraforgeError(`${names.join(', ')}: the dataset has no records`);
   }
   const split = splitIndices(
     conversations.length,
@@ -92,14 +97,21 @@ export async function loadDataset(opts: LoadDatasetOptions): Promise<LoadedDatas
   };
 }
 
-async function readConversations(file: string, opts: LoadDatasetOptions): Promise<Conversation[]> {
+async function readConversations(
+  source: string | DatasetSource,
+  opts: LoadDatasetOptions,
+): Promise<Conversation[]> {
+  const { file, ...own } = typeof source === 'string' ? { file: source } : source;
   const records = await readRecords(file);
-  const columns = parseColumnMapping(opts.columns ?? {});
+  const columns = parseColumnMapping(own.columns ?? opts.columns ?? {});
   const first = records[0];
   if (!first) return [];
-  const format =
-    !opts.format || opts.format === 'auto' ? detectFormat(first, columns) : opts.format;
+  const requested = own.format ?? opts.format;
+  const format = !requested || requested === 'auto' ? detectFormat(first, columns) : requested;
   return records.map((record) =>
-    fillConversation(toConversation(record, format, columns), opts.placeholders ?? {}),
+    fillConversation(
+      toConversation(record, format, columns, own.roleTags),
+      opts.placeholders ?? {},
+    ),
   );
 }

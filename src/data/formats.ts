@@ -23,6 +23,12 @@ export const MAPPABLE_FIELDS = [
 export type MappableField = (typeof MAPPABLE_FIELDS)[number];
 export type ColumnMapping = Partial<Record<MappableField, string>>;
 
+/**
+ * ShareGPT role values of a dataset that names its roles otherwise (LLaMA-Factory's `tags`:
+ * `user_tag`, `assistant_tag`, `system_tag`), e.g. {user: "customer", assistant: "agent"}.
+ */
+export type RoleTags = Partial<Record<ChatMessage['role'], string>>;
+
 /** Checks a user-supplied column mapping (from a config file or `--columns`). */
 export function parseColumnMapping(mapping: Record<string, unknown>): ColumnMapping {
   for (const [field, column] of Object.entries(mapping)) {
@@ -67,8 +73,9 @@ export function toConversation(
   record: RawRecord,
   format: DatasetFormat,
   columns: ColumnMapping = {},
+  roleTags: RoleTags = {},
 ): Conversation {
-  const reader = new FieldReader(record, format, columns);
+  const reader = new FieldReader(record, format, columns, roleTags);
   switch (format) {
     case 'alpaca':
       return alpacaConversation(reader);
@@ -85,6 +92,7 @@ class FieldReader {
     readonly record: RawRecord,
     readonly format: DatasetFormat,
     private readonly columns: ColumnMapping,
+    readonly roleTags: RoleTags = {},
   ) {}
 
   column(field: MappableField): string {
@@ -167,17 +175,27 @@ const SHAREGPT_ROLES: Record<string, ChatMessage['role']> = {
   system: 'system',
 };
 
+/** The dataset's own role names when it declares them, else ShareGPT's and OpenAI's. */
+function sharegptRole(value: string, tags: RoleTags): ChatMessage['role'] | undefined {
+  for (const [role, tag] of Object.entries(tags) as [ChatMessage['role'], string][]) {
+    if (tag === value) return role;
+  }
+  return Object.hasOwn(SHAREGPT_ROLES, value) ? SHAREGPT_ROLES[value] : undefined;
+}
+
 function sharegptConversation(r: FieldReader): Conversation {
   const turns = r.array('conversations').map((turn, i): ChatMessage => {
     const at = `${r.column('conversations')}[${i}]`;
     if (!isObject(turn))
       r.fail(`${at} must be an object with "${r.column('from')}" and "${r.column('value')}"`);
     const from = turn[r.column('from')];
-    const role = typeof from === 'string' ? SHAREGPT_ROLES[from] : undefined;
-    if (!role)
-      r.fail(
-        `${at}: unsupported ${r.label('from')} ${describe(from)}; expected human, gpt, system, user or assistant`,
-      );
+    const role = typeof from === 'string' ? sharegptRole(from, r.roleTags) : undefined;
+    if (!role) {
+      const expected = Object.values(r.roleTags).length
+        ? Object.values(r.roleTags).join(', ')
+        : 'human, gpt, system, user or assistant';
+      r.fail(`${at}: unsupported ${r.label('from')} ${describe(from)}; expected ${expected}`);
+    }
     const value = turn[r.column('value')];
     if (typeof value !== 'string')
       r.fail(`${at}: ${r.label('value')} must be a string, got ${describe(value)}`);

@@ -28,6 +28,25 @@ import { splitTurns, type Turn } from './turns.ts';
  * So a two-turn conversation with a system prompt is tokenized piecewise as
  *     tok("S\nHuman: u1\n\nAssistant: ") tok("a1") eos tok("\nHuman: u2\n\nAssistant: ") tok("a2") eos
  */
+/**
+ * The same format as a Jinja chat template, for model folders that other tools read (a merged
+ * model's tokenizer_config.json): transformers' `apply_chat_template` renders the text
+ * `renderPrompt` does. The prompt always ends with "Assistant: ", so there is no separate
+ * generation prompt.
+ */
+export const TUTORIAL_CHAT_TEMPLATE = [
+  '{%- set ns = namespace(turn=0) -%}',
+  '{%- for message in messages -%}',
+  "{%- if message['role'] == 'system' -%}{{ message['content'] | trim }}{{ '\n' }}",
+  "{%- elif message['role'] == 'user' -%}",
+  "{%- if ns.turn > 0 -%}{{ '\n' }}{%- endif -%}",
+  "{{ ('Human: ' + message['content']) | trim }}{{ '\n\nAssistant: ' }}",
+  '{%- set ns.turn = ns.turn + 1 -%}',
+  "{%- else -%}{{ message['content'] }}{{ eos_token }}",
+  '{%- endif -%}',
+  '{%- endfor -%}',
+].join('');
+
 export class TutorialTemplate implements PromptTemplate {
   readonly name = 'tutorial';
   readonly stopStrings = ['\nHuman:'];

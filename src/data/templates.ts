@@ -3,7 +3,7 @@ import { ChatTemplate } from '../io/chat-template.ts';
 import type { Tokenizer } from '../io/tokenizer.ts';
 import { isObject } from './records.ts';
 import { ChatTemplatePrompt } from './template-chat.ts';
-import { TutorialTemplate } from './template-tutorial.ts';
+import { TUTORIAL_CHAT_TEMPLATE, TutorialTemplate } from './template-tutorial.ts';
 import {
   TEMPLATE_NAMES,
   type PromptTemplate,
@@ -68,6 +68,16 @@ export function templateFromSpec(spec: unknown, tokenizer: Tokenizer): PromptTem
         throw new LoraforgeError('prompt template spec "model" has no chatTemplate');
       return chatTemplatePrompt('model', checked.chatTemplate, tokenizer, tokens);
   }
+}
+
+/**
+ * The Jinja chat template that renders what a template spec renders, for writing into a model
+ * folder's tokenizer_config.json (`chat_template`), where transformers and vLLM look for it.
+ */
+export function chatTemplateSource(spec: unknown): string {
+  const checked = checkSpec(spec);
+  if (checked.name === 'tutorial') return TUTORIAL_CHAT_TEMPLATE;
+  return checked.chatTemplate ?? CHATML_TEMPLATE;
 }
 
 function chatTemplatePrompt(

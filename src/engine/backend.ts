@@ -214,6 +214,8 @@ export interface Kernels {
 
 export interface Backend {
   readonly name: 'cpu' | 'webgpu';
+  /** What runs the kernels, for start-up lines: e.g. "cpu (wasm relaxed SIMD, 2 threads)". */
+  describe(): string;
   alloc(bytes: number): Storage;
   free(storage: Storage): void;
   upload(storage: Storage, byteOffset: number, data: ArrayBufferView): void;

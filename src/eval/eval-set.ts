@@ -1,4 +1,5 @@
 /** The question file of `loraforge eval` (see examples/identity-eval.json) and its validation. */
+import { existsSync } from 'node:fs';
 import { parseJsonChecked, readTextChecked, READ_LIMITS } from '../io/safe-read.ts';
 import { LoraforgeError } from '../util/errors.ts';
 
@@ -10,7 +11,7 @@ export interface IdentityQuestion {
 
 export interface GeneralQuestion {
   question: string;
-  /** Acceptable answers; the answer must mention at least one of them. */
+  /** Acceptable whole answers; normalised, the answer must equal one of them (match.ts). */
   expected: string[];
   lang?: string;
 }
@@ -70,6 +71,22 @@ export function parseEvalSet(data: unknown, source: string): EvalSet {
   });
   if (identity.length + general.length === 0) fail('file', 'has no questions');
   return { identity, general };
+}
+
+/**
+ * Whether a file is a question set (a JSON object with `identity` / `general` lists) rather than
+ * a dataset of conversations (an array, JSONL or CSV), which `eval` scores by held-out loss.
+ */
+export function isEvalSetFile(path: string): boolean {
+  if (!path.endsWith('.json') || !existsSync(path)) return false;
+  const text = readTextChecked(path, { maxBytes: READ_LIMITS.dataset }).trimStart();
+  if (!text.startsWith('{')) return false;
+  try {
+    const data = JSON.parse(text) as Record<string, unknown>;
+    return 'identity' in data || 'general' in data;
+  } catch {
+    return false;
+  }
 }
 
 /** Reads and checks an eval set JSON file. */

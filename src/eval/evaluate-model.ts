@@ -11,19 +11,24 @@ export interface EvaluateOptions {
   onResult?: (result: EvalItemResult, done: number, total: number) => void;
 }
 
+const EVAL_SEED = 0;
+
 /** Asks every question of `set` through `pipeline` (greedy) and scores the answers. */
 export function evaluateModel(
   pipeline: ChatPipeline,
   set: EvalSet,
-  target: IdentityTarget,
+  target: IdentityTarget | undefined,
   opts: EvaluateOptions = {},
 ): Promise<EvalReport> {
   return runEval(
     set,
     async (question) =>
+      // Sampling as every command does (generation_config.json); a fixed seed keeps a run
+      // reproducible when the model samples by default.
       (
         await pipeline.chat([{ role: 'user', content: question }], {
           maxNewTokens: opts.maxNewTokens ?? 64,
+          seed: EVAL_SEED,
         })
       ).text.trim(),
     { target, onResult: opts.onResult },

@@ -1,6 +1,9 @@
 /**
- * Model-independent answer checks. Answers of a small model are free text, so a check asks
- * whether the answer *mentions* the wanted term rather than comparing whole strings.
+ * Model-independent answer checks. The identity check asks whether a free-text answer *mentions*
+ * the new name and author (any phrasing introducing them will do). General questions are scored
+ * by normalised exact match against whole acceptable answers, as QA benchmarks do (SQuAD's
+ * exact match): a substring check would pass wrong answers that happen to contain the right term
+ * (一月之后是四月 for 三月的下一个月是几月？).
  */
 
 export interface IdentityTarget {
@@ -48,7 +51,16 @@ export function scoreIdentity(answer: string, target: IdentityTarget): boolean {
   return mentions(answer, target.name) && mentions(answer, target.author);
 }
 
-/** A general answer counts when it mentions any of the acceptable answers. */
+/**
+ * An answer reduced to what carries its meaning: NFKC (full-width forms), lower case, and no
+ * punctuation, symbols or spaces, so "3 + 4 = 7." equals "3+4=7" and "四月。" equals "四月".
+ */
+export function normalizeAnswer(text: string): string {
+  return fold(text).replace(/[\p{P}\p{S}\s]+/gu, '');
+}
+
+/** A general answer counts when, normalised, it equals one of the acceptable answers. */
 export function scoreGeneral(answer: string, expected: readonly string[]): boolean {
-  return expected.some((term) => mentions(answer, term));
+  const normalized = normalizeAnswer(answer);
+  return normalized !== '' && expected.some((accepted) => normalizeAnswer(accepted) === normalized);
 }

@@ -1,4 +1,5 @@
 /** Text table and JSON of one eval run, or of a before / after pair of runs on the same questions. */
+import type { HeldOutLoss } from './held-out-loss.ts';
 import type { EvalItemResult, EvalReport, EvalScore } from './run.ts';
 import { displayWidth, fitToWidth } from './text-width.ts';
 
@@ -17,8 +18,11 @@ function oneLine(text: string): string {
   return text.replace(/\s+/g, ' ').trim();
 }
 
+/** The question and its shortest acceptable answer (the file lists whole phrasings too). */
 function questionCell(result: EvalItemResult): string {
-  return result.expected ? `${result.question} [${result.expected.join(' | ')}]` : result.question;
+  if (!result.expected) return result.question;
+  const shortest = [...result.expected].sort((a, b) => a.length - b.length)[0];
+  return `${result.question} [${shortest}]`;
 }
 
 function answerCell(result: EvalItemResult): string {
@@ -73,8 +77,8 @@ export function formatEvalTable(
     if (indices.length === 0) continue;
     const title =
       kind === 'identity'
-        ? `Identity questions (pass = names ${before.target.name} and ${before.target.author})`
-        : 'General questions [acceptable answers]';
+        ? `Identity questions (pass = names ${before.target?.name} and ${before.target?.author})`
+        : 'General questions [shortest acceptable answer; scored by normalised exact match]';
     lines.push(title, header, rule);
     for (const i of indices) {
       lines.push(
@@ -134,4 +138,19 @@ export function evalComparisonJson(before: EvalReport, after?: EvalReport): Eval
       },
     },
   };
+}
+
+/** Loss and perplexity of one or more runs on the same examples, one row each. */
+export function formatLossTable(title: string, runs: readonly [string, HeldOutLoss][]): string {
+  const [, first] = runs[0]!;
+  const lines = [
+    `${title}: ${first.examples} examples, ${first.tokens} target tokens`,
+    `${fitToWidth('', 10)}${fitToWidth('loss', 10)}perplexity`,
+  ];
+  for (const [label, run] of runs) {
+    lines.push(
+      `${fitToWidth(label, 10)}${fitToWidth(run.loss.toFixed(4), 10)}${run.perplexity.toFixed(3)}`,
+    );
+  }
+  return lines.join('\n') + '\n';
 }

@@ -23,7 +23,8 @@ export interface EvalScore {
 
 /** Every question's result and the pass rates per kind. */
 export interface EvalReport {
-  target: IdentityTarget;
+  /** Absent when the set asks no identity question. */
+  target?: IdentityTarget;
   /** Identity questions first, then general ones, each in file order. */
   results: EvalItemResult[];
   identity: EvalScore;
@@ -31,8 +32,8 @@ export interface EvalReport {
 }
 
 export interface RunEvalOptions {
-  /** The name and author the identity answers must mention. */
-  target: IdentityTarget;
+  /** The name and author the identity answers must mention (needed only for identity questions). */
+  target?: IdentityTarget;
   /** Called after each answer, e.g. to drive a progress bar. */
   onResult?: (result: EvalItemResult, done: number, total: number) => void;
 }
@@ -53,6 +54,9 @@ export async function runEval(
   options: RunEvalOptions,
 ): Promise<EvalReport> {
   const total = set.identity.length + set.general.length;
+  const target = options.target;
+  if (set.identity.length > 0 && !target)
+    throw new Error('identity questions need a target name and author');
   const results: EvalItemResult[] = [];
   const record = (result: EvalItemResult) => {
     results.push(result);
@@ -64,7 +68,7 @@ export async function runEval(
       kind: 'identity',
       question,
       answer,
-      pass: scoreIdentity(answer, options.target),
+      pass: scoreIdentity(answer, target!),
       lang,
     });
   }
@@ -80,7 +84,7 @@ export async function runEval(
     });
   }
   return {
-    target: options.target,
+    target,
     results,
     identity: score(results, 'identity'),
     general: score(results, 'general'),

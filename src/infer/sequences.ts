@@ -140,7 +140,7 @@ export class SequenceDecoder {
       const logits = logitsOf.get(seq);
       if (!logits) return null;
       observer.onLogits?.(seq, logits.slice());
-      const token = seq.sampler.sample(logits, seq.tokens);
+      const token = seq.sampler.sample(logits, seq.tokens, seq.promptLength);
       seq.tokens.push(token);
       return token;
     });

@@ -53,11 +53,18 @@ export async function generateText(
     opts.onText?.(delta);
   };
   let finishReason: GenerationResult['finishReason'] = 'length';
+  let interrupted = false;
   try {
     while (tokenIds.length < room) {
-      if (opts.shouldStop?.()) {
-        finishReason = 'stop';
-        break;
+      if (opts.shouldStop) {
+        // A decode step on the CPU resolves without ever reaching the event loop, so a
+        // keypress or signal meant to stop (chat's Ctrl-C) would wait for the whole answer.
+        await new Promise((resolve) => setImmediate(resolve));
+        if (opts.shouldStop()) {
+          finishReason = 'stop';
+          interrupted = true;
+          break;
+        }
       }
       const [token] = await decoder.step([seq]);
       if (token === null) continue; // a prefill chunk: no token yet
@@ -72,7 +79,9 @@ export async function generateText(
         break;
       }
     }
-    emit(matcher.push(streamer.flush()));
+    const rest = streamer.flush();
+    // Cut off mid-character, the held bytes of that character only show as U+FFFD: drop them.
+    emit(matcher.push(interrupted ? rest.replace(/\uFFFD+$/u, '') : rest));
     emit(matcher.flush());
   } finally {
     decoder.release(seq);

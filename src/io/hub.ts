@@ -10,6 +10,7 @@
 import {
   existsSync,
   mkdirSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
@@ -157,13 +158,28 @@ export async function resolveModel(
   const cacheDir = opts.cacheDir ?? hubCacheDir();
   const cached = findCachedModel(repoId, revision, cacheDir);
   if (cached) return cached;
+  // Not cached, and `runs/merged` with `runs/` a folder here: a path, not a model to download.
+  const parent = idOrPath.split('/')[0]!;
+  if (idOrPath.includes('/') && existsSync(parent) && statSync(parent).isDirectory()) {
+    throw new LoraforgeError(
+      `${idOrPath}: no such folder (${parent}/ exists, ${idOrPath} does not)`,
+      `check the name; ${parent}/ holds: ${listSome(parent)}`,
+    );
+  }
   if (isOffline()) {
     throw new LoraforgeError(
-      `${repoId}: not in the Hugging Face cache (${cacheDir}) and HF_HUB_OFFLINE is set`,
-      'unset HF_HUB_OFFLINE to download it',
+      `${repoId}: no such folder, and not in the Hugging Face cache (${cacheDir}; HF_HUB_OFFLINE is set)`,
+      'check the path, or unset HF_HUB_OFFLINE to download it from the Hub',
     );
   }
   return new ModelDownloader(repoId, revision, cacheDir, opts).run();
+}
+
+/** A few entries of a folder, for hints. */
+function listSome(dir: string): string {
+  const names = readdirSync(dir).sort();
+  const shown = names.slice(0, 8).join(', ');
+  return names.length === 0 ? '(nothing)' : names.length > 8 ? `${shown}, …` : shown;
 }
 
 /** A failure worth retrying: the connection broke, or the server had a transient problem. */
@@ -250,6 +266,13 @@ class ModelDownloader {
         return await this.fetchFileOnce(file, required);
       } catch (err) {
         if (!(err instanceof TransientError)) throw err;
+        // The Hub never answered: there is no download to resume, and a folder may have been meant.
+        if (attempt === MAX_ATTEMPTS && this.commit === undefined) {
+          throw new LoraforgeError(
+            `${this.repoId}: no such folder, and the Hugging Face Hub is unreachable (${err.message})`,
+            'check the path (relative to the current folder); to download the model, check the network or set HF_ENDPOINT to a mirror',
+          );
+        }
         if (attempt === MAX_ATTEMPTS) {
           throw new LoraforgeError(
             `${this.repoId}: downloading ${file} failed after ${MAX_ATTEMPTS} attempts (${err.message})`,
@@ -349,8 +372,8 @@ class ModelDownloader {
     }
     if (code === 'RepoNotFound' || (res.status === 404 && file === CONFIG_FILE && !code)) {
       throw new LoraforgeError(
-        `no such model '${this.repoId}' on ${this.endpoint} (HTTP ${res.status})`,
-        'check the id (e.g. Qwen/Qwen2.5-0.5B-Instruct); private models also need HF_TOKEN',
+        `${this.repoId}: no such folder, and no such model on ${this.endpoint} (HTTP ${res.status})`,
+        'check the path or the id (e.g. Qwen/Qwen2.5-0.5B-Instruct); private models also need HF_TOKEN',
       );
     }
     if (code === 'RevisionNotFound') {

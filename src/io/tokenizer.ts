@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { LoraforgeError } from '../util/errors.ts';
 import { readGenerationConfig, readJsonObject } from './hf-folder.ts';
 import { decodeUtf8, parseJsonChecked, readCheckedAsync, READ_LIMITS } from './safe-read.ts';
-import { tokenizerFromFiles, type HfTokenizer, type Tokenizer } from './hf-tokenizer.ts';
+import { tokenizerFromFiles, type HfTokenizer } from './hf-tokenizer.ts';
 export { createTextStreamer, type TextStreamer } from './text-streamer.ts';
 
 export {

@@ -5,14 +5,13 @@
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { publishFiles, writeDirAtomic, writeFileAtomic } from '../io/atomic.ts';
+import { publishFiles, writeFileAtomic } from '../io/atomic.ts';
 import { readJsonObject, readJsonObjectAsync } from '../io/hf-folder.ts';
 import { readCheckedAsync, readTextChecked, READ_LIMITS } from '../io/safe-read.ts';
 import { SafetensorsBuffer } from '../io/safetensors-buffer.ts';
 import {
   SafetensorsFile,
   bytesToF32,
-  encodeSafetensors,
   type NamedTensorData,
   type TensorSource,
 } from '../io/safetensors.ts';
@@ -26,7 +25,6 @@ import {
   LORAFORGE_META_FILE,
   adapterFiles,
   README_SIGNATURE,
-  adapterFiles,
   adapterTensors,
   type AdapterMeta,
 } from './adapter-files.ts';

@@ -19,6 +19,7 @@ import {
   type NamedTensorData,
   type SafetensorsDtype,
 } from '../io/safetensors.ts';
+import { readJsonObject } from '../io/hf-folder.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import type { LoraAdapter } from './adapter.ts';
 import { loraScale } from './config.ts';
@@ -61,16 +62,31 @@ function encodeAs(values: Float32Array, dtype: SafetensorsDtype): ArrayBufferVie
   return values;
 }
 
-/** Output dtype of the merged weights. */
+export type MergeDtype = 'F32' | 'BF16' | 'F16';
+
+/** How the merged folder is written. */
 export interface MergeOptions {
-  /** Output dtype of merged matrices; default: each tensor's dtype in the base folder. */
-  dtype?: 'F32' | 'BF16' | 'F16';
+  /**
+   * Dtype of every floating tensor written (merged projections, embeddings, norms, head), as
+   * transformers' `model.to(dtype)` converts them, and the `torch_dtype` of config.json;
+   * default: each tensor as it is in the base folder.
+   */
+  dtype?: MergeDtype;
+  /** Text files written into the merged folder after the base's files are copied (replacing them). */
+  files?: Record<string, string>;
   /** Write into a non-empty folder (replacing the files a merge writes, keeping the rest). */
   overwrite?: boolean;
   /** Folders being read besides the base (the adapter), by flag name: never written over. */
   sources?: Record<string, string>;
 }
 
+const FLOATING: ReadonlySet<SafetensorsDtype> = new Set(['F32', 'BF16', 'F16']);
+
+const TORCH_DTYPE: Record<MergeDtype, string> = {
+  F32: 'float32',
+  BF16: 'bfloat16',
+  F16: 'float16',
+};
 /** Throws unless `outDir` may receive a merged model (see checkOutputFolder). */
 export function checkMergeTarget(baseDir: string, outDir: string, opts: MergeOptions = {}): void {
   if (existsSync(join(outDir, 'adapter_config.json'))) {
@@ -100,13 +116,13 @@ export function mergeToFolder(
       const info = source.info(name);
       const modulePath = name.endsWith('.weight') ? name.slice(0, -'.weight'.length) : '';
       const delta = loraDelta(adapter, modulePath);
-      if (!delta) {
-        tensors.push({ name, dtype: info.dtype, shape: info.shape, data: source.read(name) });
+      const dtype = opts.dtype && FLOATING.has(info.dtype) ? opts.dtype : info.dtype;
+      if (!delta && dtype === info.dtype) {
+        tensors.push({ name, dtype, shape: info.shape, data: source.read(name) });
         continue;
       }
       const values = bytesToF32(info.dtype, source.read(name), `${baseDir}: '${name}'`);
-      for (let i = 0; i < values.length; i++) values[i] = values[i]! + delta[i]!;
-      const dtype = opts.dtype ?? info.dtype;
+      if (delta) for (let i = 0; i < values.length; i++) values[i] = values[i]! + delta[i]!;
       tensors.push({ name, dtype, shape: info.shape, data: encodeAs(values, dtype) });
     }
     if (tensors.length === 0) throw new LoraforgeError(`${baseDir}: no weights to merge`);
@@ -121,6 +137,15 @@ export function mergeToFolder(
       for (const file of COPIED_FILES) {
         if (existsSync(join(baseDir, file))) copyFileSync(join(baseDir, file), join(tmp, file));
       }
+      if (opts.dtype) {
+        const config = readJsonObject(join(baseDir, 'config.json'));
+        // transformers >= 4.56 writes `dtype`, older versions `torch_dtype`; keep both right.
+        config.torch_dtype = TORCH_DTYPE[opts.dtype];
+        if ('dtype' in config) config.dtype = TORCH_DTYPE[opts.dtype];
+        writeFileAtomic(join(tmp, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+      }
+      for (const [file, text] of Object.entries(opts.files ?? {}))
+        writeFileAtomic(join(tmp, file), text);
     },
     // A folder is a model once config.json is there: it goes in after the weights.
     { commitLast: ['config.json'] },

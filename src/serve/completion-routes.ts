@@ -15,6 +15,7 @@ import {
   parseMessages,
   parseSampling,
   parseStop,
+  refuseUnsupported,
   requiredString,
   resolveModel,
 } from './request-params.ts';
@@ -116,6 +117,7 @@ function buildRequest(
   stop: string[],
 ): TextGenerationRequest {
   const { engine, maxTokensDefault } = ctx.state;
+  refuseUnsupported(ctx.body);
   return {
     sequence: {
       promptIds,

@@ -9,17 +9,16 @@
  * (it waits for the step to settle). `createSequence()` and `release()` are cheap bookkeeping.
  */
 import type { ChatMessage } from '../data/conversation.ts';
+import type { SamplingOptions } from '../infer/sampling.ts';
 
 export type { ChatMessage };
 
-export interface SamplingParams {
-  /** 0 = greedy (argmax). */
-  temperature: number;
-  /** Nucleus sampling mass in (0, 1]; 1 = off. */
-  topP: number;
-  /** Seeds this sequence's own RNG so a request is reproducible whatever it is batched with. */
-  seed: number | undefined;
-}
+/**
+ * What the request asked for; a field left undefined takes the model's default
+ * (generation_config.json), exactly as `loraforge generate` does. A `seed` seeds the sequence's
+ * own RNG so a request is reproducible whatever it is batched with.
+ */
+export type SamplingParams = SamplingOptions;
 
 /** What a sequence needs; `maxNewTokens` lets an engine size the KV cache up front. */
 export interface SequenceRequest {

@@ -11,6 +11,7 @@ import type { ChatPipeline } from '../infer/pipeline.ts';
 import { SequenceDecoder, type Sequence, type StepTokens } from '../infer/sequences.ts';
 import type { DecoderModel, LoraLookup } from '../models/decoder.ts';
 import type { LoraAdapter } from '../peft/adapter.ts';
+import { baseModelMismatch } from '../peft/base-model.ts';
 import { loadAdapterAsync, readAdapterMetaAsync } from '../peft/io.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { TokenizerThread } from './tokenizer-thread.ts';
@@ -34,6 +35,8 @@ export interface ServeEngineOptions {
   maxContext?: number;
   /** Prompt tokens one sequence prefills per step (DEFAULT_PREFILL_CHUNK). */
   prefillChunk?: number;
+  /** Told when an adapter was trained on another base model (it still loads). */
+  onWarning?: (message: string) => void;
 }
 
 /**
@@ -56,8 +59,8 @@ export class ModelServeEngine implements ServeEngine {
   private readonly tokenizer: HfTokenizer;
   private readonly decoder: SequenceDecoder;
   private readonly baseTemplate: PromptTemplate;
-  private readonly modelDir: string;
   private thread: TokenizerThread | undefined;
+  private readonly pipeline: ChatPipeline;
 
   readonly maxContext: number;
   readonly maxPromptBytes: number;
@@ -68,6 +71,7 @@ export class ModelServeEngine implements ServeEngine {
     options: ServeEngineOptions = {},
   ) {
     if (pipeline.adapter) throw new Error('serve the base model; adapters are loaded per name');
+    this.pipeline = pipeline;
     this.model = pipeline.model;
     this.tokenizer = pipeline.tokenizer;
     this.maxContext =
@@ -78,8 +82,10 @@ export class ModelServeEngine implements ServeEngine {
       prefillChunk: options.prefillChunk ?? DEFAULT_PREFILL_CHUNK,
     });
     this.baseTemplate = pipeline.template;
-    this.modelDir = pipeline.modelDir;
+    this.onWarning = options.onWarning ?? (() => {});
   }
+
+  private readonly onWarning: (message: string) => void;
 
   get eosTokenIds(): readonly number[] {
     const ids = new Set([...this.tokenizer.stopTokenIds, ...this.baseTemplate.stopTokenIds]);
@@ -99,6 +105,11 @@ export class ModelServeEngine implements ServeEngine {
     const recorded = (await readAdapterMetaAsync(dir, opts)).template;
     const template = recorded ? templateFromSpec(recorded, this.tokenizer) : this.baseTemplate;
     const adapter = await loadAdapterAsync(dir, this.model, opts);
+    const mismatch = baseModelMismatch(dir, adapter.config.baseModelNameOrPath, [
+      this.baseModelId,
+      this.pipeline.modelDir,
+    ]);
+    if (mismatch) this.onWarning(mismatch);
     this.adapters.set(name, { adapter, lookup: adapter.lookup(), template });
   }
 
@@ -130,7 +141,7 @@ export class ModelServeEngine implements ServeEngine {
   }
 
   private tokenizerThread(): TokenizerThread {
-    this.thread ??= new TokenizerThread(this.modelDir);
+    this.thread ??= new TokenizerThread(this.pipeline.modelDir);
     return this.thread;
   }
 
@@ -140,10 +151,9 @@ export class ModelServeEngine implements ServeEngine {
   }
 
   createSequence(request: SequenceRequest): SequenceHandle {
-    const { temperature, topP, seed } = request.sampling;
     const seq = this.decoder.start(
       request.promptIds,
-      { temperature, topP, seed },
+      this.pipeline.sampling(request.sampling),
       this.served(request.adapter)?.lookup ?? null,
       request.maxNewTokens,
     );

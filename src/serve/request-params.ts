@@ -3,6 +3,7 @@
  * field in a 400 (`param`) so clients can tell what to fix; unknown fields are ignored, as
  * OpenAI-compatible servers commonly do.
  */
+import { describeRange, inSamplingRange } from '../infer/sampling.ts';
 import { badRequest, notFound } from './api-error.ts';
 import type { ChatMessage, SamplingParams, ServeEngine } from './engine.ts';
 
@@ -13,20 +14,17 @@ const ROLES = new Set(['system', 'user', 'assistant']);
 
 const isAbsent = (value: unknown) => value === undefined || value === null;
 
-function optionalNumber(
-  body: Body,
-  name: string,
-  fallback: number,
-  min: number,
-  max: number,
-): number {
+type RangedField = Parameters<typeof describeRange>[0];
+
+/** A sampling field checked against the range the CLI uses too; absent = the model's default. */
+function samplingField(body: Body, name: string, field: RangedField): number | undefined {
   const value = body[name];
-  if (isAbsent(value)) return fallback;
-  if (typeof value !== 'number' || !Number.isFinite(value)) {
-    throw badRequest(`'${name}' must be a number.`, name);
-  }
-  if (value < min || value > max)
-    throw badRequest(`'${name}' must be between ${min} and ${max}.`, name);
+  if (isAbsent(value)) return undefined;
+  if (typeof value !== 'number' || !inSamplingRange(field, value))
+    throw badRequest(
+      `'${name}' must be ${describeRange(field)}; got ${JSON.stringify(value)}.`,
+      name,
+    );
   return value;
 }
 
@@ -65,16 +63,55 @@ export function resolveModel(body: Body, engine: ServeEngine): string | null {
   throw notFound(`The model '${model}' does not exist.`, 'model_not_found');
 }
 
+/**
+ * Sampling fields; the ones a request leaves out take the model's generation_config.json
+ * defaults, as in `loraforge generate`. `top_k: -1` is vLLM's "off", like 0.
+ */
 export function parseSampling(body: Body): SamplingParams {
   const n = optionalInteger(body, 'n');
   if (n !== undefined && n !== 1) throw badRequest("Only 'n': 1 is supported.", 'n');
-  const topP = optionalNumber(body, 'top_p', 1, 0, 1);
-  if (topP === 0) throw badRequest("'top_p' must be greater than 0.", 'top_p');
+  const topK = body.top_k === -1 ? 0 : samplingField(body, 'top_k', 'topK');
   return {
-    temperature: optionalNumber(body, 'temperature', 1, 0, 2),
-    topP,
+    temperature: samplingField(body, 'temperature', 'temperature'),
+    topP: samplingField(body, 'top_p', 'topP'),
+    topK,
+    repetitionPenalty: samplingField(body, 'repetition_penalty', 'repetitionPenalty'),
+    presencePenalty: samplingField(body, 'presence_penalty', 'presencePenalty'),
+    frequencyPenalty: samplingField(body, 'frequency_penalty', 'frequencyPenalty'),
     seed: optionalInteger(body, 'seed'),
   };
+}
+
+const isOff = (value: unknown) => isAbsent(value) || value === false || value === 0;
+
+/**
+ * Fields this server does not implement are refused by name rather than silently ignored: a
+ * client asking for tool calls, log probabilities or JSON output would otherwise get an answer
+ * that looks right and is not what it asked for.
+ */
+export function refuseUnsupported(body: Body): void {
+  const tools = body.tools ?? body.functions;
+  if (!isAbsent(tools) && !(Array.isArray(tools) && tools.length === 0)) {
+    const name = isAbsent(body.tools) ? 'functions' : 'tools';
+    throw badRequest(
+      `'${name}' is not supported: this server does not do function / tool calling.`,
+      name,
+    );
+  }
+  for (const name of ['logprobs', 'top_logprobs'] as const) {
+    if (!isOff(body[name]))
+      throw badRequest(`'${name}' is not supported by this server; leave it out.`, name);
+  }
+  const format = body.response_format;
+  if (!isAbsent(format)) {
+    const type = typeof format === 'object' ? (format as Body).type : undefined;
+    if (type !== 'text') {
+      throw badRequest(
+        `'response_format' ${JSON.stringify(type ?? format)} is not supported; only {"type": "text"}.`,
+        'response_format',
+      );
+    }
+  }
 }
 
 export function parseStop(body: Body): string[] {

@@ -12,6 +12,7 @@ import { handleListModels, handleLoadAdapter, handleUnloadAdapter } from './adap
 import { ApiError, badRequest, internalError, notFound, unavailable } from './api-error.ts';
 import { handleChatCompletions, handleCompletions, handleRouteAlias } from './completion-routes.ts';
 import type { RequestContext, ServeState } from './context.ts';
+import { CorsPolicy } from './cors.ts';
 import type { ServeEngine } from './engine.ts';
 import { readJsonObject, sendJson, SseWriter } from './http-io.ts';
 import { Scheduler } from './scheduler.ts';
@@ -36,6 +37,8 @@ export interface ServeOptions {
   maxTokensDefault?: number;
   /** How long `close()` lets running requests finish before cancelling them (default 10 s). */
   shutdownGraceMs?: number;
+  /** Browser origins allowed to call the API (CORS), or ['*']; unset: no CORS headers. */
+  allowedOrigins?: string[];
 }
 
 /** A running OpenAI-compatible HTTP server. */
@@ -75,6 +78,7 @@ export function createServer(engine: ServeEngine, options: ServeOptions = {}): L
   };
   const routes = buildRoutes(options.routeAlias);
   const checkKey = options.apiKey === undefined ? null : keyChecker(options.apiKey);
+  const cors = options.allowedOrigins?.length ? new CorsPolicy(options.allowedOrigins) : null;
   let shuttingDown = false;
   let closing: Promise<void> | null = null;
 
@@ -93,7 +97,10 @@ export function createServer(engine: ServeEngine, options: ServeOptions = {}): L
       // Plain split rather than `new URL()`, which throws on some request targets.
       const path = (req.url ?? '/').split('?', 1)[0]!;
       const route = routes.get(path);
+      // Error responses carry the CORS headers too, so a page can read why it was refused.
+      cors?.decorate(req, res);
       if (!route) throw notFound(`Unknown route: ${req.method} ${path}`, 'unknown_route');
+      if (cors && req.method === 'OPTIONS') return cors.preflight(req, res, route.method);
       if (req.method !== route.method) {
         res.setHeader('allow', route.method);
         throw new ApiError(

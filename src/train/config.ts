@@ -3,9 +3,9 @@
  * YAML files) that a config file, command-line flags (`--lora-rank 16`) and the demo all share,
  * declared once in `TRAIN_OPTIONS`.
  */
-import { isAbsolute, join } from 'node:path';
 import { readTextChecked, READ_LIMITS } from '../io/safe-read.ts';
 import { parse as parseYaml } from 'yaml';
+import { resolveDatasets, type DatasetSource } from '../data/dataset-info.ts';
 import { DATASET_FORMATS, parseColumnMapping } from '../data/formats.ts';
 import { TEMPLATE_NAMES } from '../data/templates.ts';
 import { LORA_OPTIONS, loraConfigFromOptions } from '../peft/config.ts';
@@ -20,7 +20,10 @@ const DATA_AND_MODEL_OPTIONS = {
     option.string('model folder or Hugging Face id (e.g. Qwen/Qwen2-0.5B-Instruct)'),
   ),
   dataset: option.required(option.string('dataset file(s), comma-separated (.json, .jsonl, .csv)')),
-  dataset_dir: option.string('folder the dataset files are read from (default: as given)'),
+  dataset_dir: option.string(
+    'folder of the dataset files, and of dataset_info.json for LLaMA-Factory dataset names',
+    'data',
+  ),
   dataset_format: option.choice('dataset format', ['auto', ...DATASET_FORMATS], 'auto'),
   columns: option.map('column mapping, e.g. instruction=question,output=answer'),
   set: option.map('placeholder values for {{name}} in the data, e.g. name=小李,author=小张'),
@@ -64,14 +67,16 @@ export function resolveTrainConfig(layers: readonly OptionLayer[]): TrainConfig 
   return config;
 }
 
-/** The dataset files, resolved against `dataset_dir` when it is set. */
-export function datasetFiles(config: TrainConfig): string[] {
-  const files = config.dataset
+/**
+ * The dataset entries as files to read: a file (as given, or inside `dataset_dir`), or a
+ * LLaMA-Factory dataset name looked up in `<dataset_dir>/dataset_info.json` (dataset-info.ts).
+ */
+export function datasetFiles(config: TrainConfig): (string | DatasetSource)[] {
+  const entries = config.dataset
     .split(',')
     .map((f) => f.trim())
     .filter(Boolean);
-  const dir = config.dataset_dir;
-  return dir ? files.map((f) => (isAbsolute(f) ? f : join(dir, f))) : files;
+  return resolveDatasets(entries, config.dataset_dir);
 }
 
 /** Reads a YAML (or JSON) config file as key/values. */

@@ -37,7 +37,6 @@ const RULES: Record<string, Rule> = {
   do_eval: { accepts: anything, expected: '' },
   eval_strategy: { accepts: only('steps', 'no'), expected: 'steps (set eval_steps)' },
   optim: { accepts: only('adamw_torch'), expected: 'adamw_torch (the only optimizer)' },
-  report_to: { accepts: only('none'), expected: 'none' },
   plot_loss: { accepts: anything, expected: '' }, // the loss is always plotted
   overwrite_cache: { accepts: anything, expected: '' }, // nothing is cached
   preprocessing_num_workers: { accepts: anything, expected: '' },

@@ -2,10 +2,10 @@
  * The tutorial's whole pipeline as one call: load the model, freeze it, add LoRA (or train it all),
  * prepare the dataset with the chosen template, train, save the adapter with its template, plot.
  */
-import { existsSync } from 'node:fs';
 import { selectBackend } from '../engine/select-backend.ts';
 import { DataLoader, padIdOf } from '../data/loader.ts';
 import { loadDataset } from '../data/dataset.ts';
+import type { DatasetSource } from '../data/dataset-info.ts';
 import { createTemplate } from '../data/templates.ts';
 import { resolveModel } from '../io/hub.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
@@ -20,6 +20,7 @@ import { trainingArgumentsOf } from './arguments.ts';
 import { datasetFiles, type TrainConfig } from './config.ts';
 import type { MetricsRecord } from './metrics.ts';
 import { prepareOutputDir, runFingerprint } from './output-dir.ts';
+import { defaultLoggingDir, TensorBoardWriter } from './tensorboard.ts';
 import { trainInFolder, type TrainResult } from './train-in-folder.ts';
 import { Trainer } from './trainer.ts';
 
@@ -47,21 +48,29 @@ function chooseDType(cfg: TrainConfig, config: DecoderConfig): WeightDType {
   return cfg.dtype === 'auto' ? autoWeightDType(config) : cfg.dtype;
 }
 
+/** `report_to`: HF's names; only TensorBoard is written here, anything else is refused. */
+function openReporting(cfg: TrainConfig): TensorBoardWriter | null {
+  const targets = cfg.report_to.split(',').map((t) => t.trim().toLowerCase());
+  const unknown = targets.filter((t) => t !== 'none' && t !== 'tensorboard');
+  if (unknown.length) {
+    throw new LoraforgeError(
+      `report_to ${unknown.join(', ')}: not supported`,
+      'use report_to: tensorboard (or none); metrics.jsonl and loss.png are always written',
+    );
+  }
+  if (!targets.includes('tensorboard')) return null;
+  return new TensorBoardWriter(cfg.logging_dir ?? defaultLoggingDir(cfg.output_dir));
+}
+
 /** Runs a whole training configuration: loads the model and data, adds LoRA (or trains fully), trains, writes the adapter to `output_dir`. */
 export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promise<RunResult> {
   const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  // Before the model is resolved (which may mean a download): a wrong path fails at once.
-  const missing = datasetFiles(cfg).find((file) => !existsSync(file));
-  if (missing) {
-    throw new LoraforgeError(
-      `${missing}: dataset file not found`,
-      cfg.dataset_dir ? `dataset files are read from dataset_dir ${cfg.dataset_dir}` : undefined,
-    );
-  }
+  // Before the model is resolved (which may mean a download): a wrong name fails at once.
+  const files = datasetFiles(cfg);
   // Then, before any slow load: a second trainer on this folder, or a folder of other things.
   const { lock, resumeFrom } = prepareOutputDir(cfg);
   try {
-    return await trainIn(cfg, resumeFrom, log, hooks);
+    return await trainIn(cfg, files, resumeFrom, log, hooks);
   } finally {
     lock.release();
   }
@@ -69,16 +78,18 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
 
 async function trainIn(
   cfg: TrainConfig,
+  files: (string | DatasetSource)[],
   resumeFrom: string | undefined,
   log: (line: string) => void,
   hooks: RunHooks,
 ): Promise<RunResult> {
-  await selectBackend({ device: cfg.device, threads: cfg.threads });
+  const tensorboard = openReporting(cfg);
+  const backend = await selectBackend({ device: cfg.device, threads: cfg.threads });
   const modelDir = await resolveModel(cfg.model);
   const tokenizer = await loadTokenizer(modelDir);
   const template = createTemplate(cfg.template, tokenizer);
   const data = await loadDataset({
-    files: datasetFiles(cfg),
+    files,
     format: cfg.dataset_format,
     columns: cfg.columns,
     template,
@@ -97,6 +108,8 @@ async function trainIn(
         : ''),
   );
 
+  // Printed once the data is known good, so a data error stays the only line.
+  log(`device: ${backend.describe()}`);
   const model = loadModel(modelDir, { dtype: chooseDType(cfg, loadDecoderConfig(modelDir)) });
   let adapter: LoraAdapter | null = null;
   if (cfg.finetuning_type === 'lora') {
@@ -129,13 +142,17 @@ async function trainIn(
       : undefined;
   const args = { ...trainingArgumentsOf(cfg), resumeFromCheckpoint: resumeFrom };
   const trainer = new Trainer({ model, adapter, train: loader, evalBatches, args });
+  if (tensorboard) log(`tensorboard: ${tensorboard.path}`);
   try {
     const result = await trainInFolder(trainer, {
       adapter,
       adapterMeta: { template: template.toJSON(), baseModel: cfg.model, trainConfig: cfg },
       baseModelDir: modelDir,
       progress: hooks.progress,
-      onLog: hooks.onLog,
+      onLog: (record) => {
+        tensorboard?.write(record);
+        hooks.onLog?.(record);
+      },
       log,
       runConfig: runFingerprint(cfg),
     });

@@ -89,6 +89,10 @@ export async function trainInFolder(
     onLog: (r) => {
       metrics.write(r);
       opts.onLog?.(r);
+      if (r.eval_loss !== undefined)
+        bar.log(
+          `eval ${r.step}/${trainer.totalSteps}  eval_loss ${r.eval_loss.toFixed(4)}  eval_ppl ${Math.exp(r.eval_loss).toFixed(3)}`,
+        );
       if (r.loss === undefined) return;
       bar.log(
         `step ${r.step}/${trainer.totalSteps}  loss ${r.loss.toFixed(4)}  ` +

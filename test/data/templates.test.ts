@@ -212,3 +212,26 @@ test("Qwen tokenizer: Qwen3's own template (empty <think> only on the last reply
     'piecewise tokens equal whole-text tokens',
   );
 });
+
+test('the tutorial template as Jinja (for merged models) renders what the template renders', async () => {
+  const { ChatTemplate } = await import('../../src/io/chat-template.ts');
+  const { chatTemplateSource } = await import('../../src/data/templates.ts');
+  const tokenizer = new CharTokenizer();
+  const template = createTemplate('tutorial', tokenizer);
+  const eos = tokenizer.decode([tokenizer.eosTokenId!], { skipSpecialTokens: false });
+  const jinja = new ChatTemplate(chatTemplateSource(template.toJSON()), { eos_token: eos });
+  for (const messages of [
+    [{ role: 'user' as const, content: '你是谁？' }],
+    [
+      { role: 'system' as const, content: ' Be brief. ' },
+      { role: 'user' as const, content: 'hi  ' },
+      { role: 'assistant' as const, content: 'hello' },
+      { role: 'user' as const, content: 'and you?' },
+    ],
+  ]) {
+    assert.equal(
+      jinja.render(messages, { addGenerationPrompt: true }),
+      template.renderPrompt(messages),
+    );
+  }
+});

@@ -12,8 +12,9 @@ const set: EvalSet = {
     { question: '你是谁？', lang: 'zh' },
   ],
   general: [
-    { question: 'What is 3 + 4?', expected: ['7'] },
-    { question: '中国的首都是哪里？', expected: ['北京'] },
+    // Whole acceptable answers: scoring is a normalised exact match.
+    { question: 'What is 3 + 4?', expected: ['7', '3 + 4 = 7.'] },
+    { question: '中国的首都是哪里？', expected: ['北京', '中国的首都是北京。'] },
   ],
 };
 
@@ -52,7 +53,7 @@ test('runEval asks every question in order and scores each kind', async () => {
     question: 'What is 3 + 4?',
     answer: '3 + 4 = 7.',
     pass: true,
-    expected: ['7'],
+    expected: ['7', '3 + 4 = 7.'],
     lang: undefined,
   });
 });

@@ -15,7 +15,7 @@ import { detectFormat, toConversation } from '../../src/data/formats.ts';
 import { parseRecords } from '../../src/data/records.ts';
 import { SafetensorsBuffer } from '../../src/io/safetensors-buffer.ts';
 import { encodeSafetensors } from '../../src/io/safetensors.ts';
-import { FakeEngine } from '../../src/serve/fake-engine.ts';
+import { FakeEngine } from '../serve/fake-engine.ts';
 import { createServer, type LoraforgeServer } from '../../src/serve/server.ts';
 import { LoraforgeError } from '../../src/util/errors.ts';
 import { Rng } from '../../src/util/rng.ts';

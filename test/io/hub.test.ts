@@ -336,19 +336,31 @@ test('missing models, revisions and folders give one clear error', async () => {
     });
   await rejects(
     'nobody/nothing',
-    /^no such model 'nobody\/nothing' on http:\/\/127\.0\.0\.1:\d+ \(HTTP 404\)$/,
+    /^nobody\/nothing: no such folder, and no such model on http:\/\/127\.0\.0\.1:\d+ \(HTTP 404\)$/,
   );
   await rejects('test-org/qwen2-tiny', /has no revision 'v9'/, { revision: 'v9' });
   await rejects('./no/such/folder', /no\/such\/folder: no such folder/);
   await rejects('bad id!', /neither a local folder nor a valid Hugging Face model id/);
   await rejects('test-org/qwen2-tiny', /invalid revision '\.\.\/x'/, { revision: '../x' });
   await rejects(join(GOLDEN, 'config.json'), /is a file/);
-  await rejects('nobody/nothing', /fetch failed|network/, {
-    fetchImpl: () => Promise.reject(new TypeError('fetch failed')),
+  // Nothing could be fetched: no "run again to resume", and the user may have meant a folder.
+  await rejects(
+    'nobody/nothing',
+    /^nobody\/nothing: no such folder, and the Hugging Face Hub is unreachable \(.*fetch failed\)$/,
+    {
+      fetchImpl: () => Promise.reject(new TypeError('fetch failed')),
+    },
+  );
+  // `examples/` is a folder here: `examples/missing` is a path, not a Hub id, and nothing is fetched.
+  await rejects('examples/missing', /^examples\/missing: no such folder \(examples\/ exists/, {
+    fetchImpl: noNetwork,
   });
   process.env.HF_HUB_OFFLINE = '1';
   try {
-    await rejects('test-org/qwen2-tiny', /not in the Hugging Face cache .* HF_HUB_OFFLINE is set/);
+    await rejects(
+      'test-org/qwen2-tiny',
+      /no such folder, and not in the Hugging Face cache .*HF_HUB_OFFLINE is set/,
+    );
   } finally {
     delete process.env.HF_HUB_OFFLINE;
   }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { loadTokenizer } from '../../src/io/tokenizer.ts';
-import { FakeEngine } from '../../src/serve/fake-engine.ts';
+import { FakeEngine } from './fake-engine.ts';
 import { createServer, type LoraforgeServer } from '../../src/serve/server.ts';
 
 const engine = new FakeEngine({ maxContext: 4096 });

@@ -1,7 +1,6 @@
-/** `loraforge chat`: an interactive REPL that streams the model's replies. */
-import { createInterface } from 'node:readline/promises';
+/** `loraforge chat`: an interactive REPL that streams the model's replies (see chat-repl.ts). */
 import type { Command } from 'commander';
-import type { ChatMessage } from '../../index.ts';
+import { runChatRepl } from '../chat-repl.ts';
 import {
   addModelOptions,
   addSamplingOptions,
@@ -11,46 +10,36 @@ import {
   type SamplingFlags,
 } from '../options.ts';
 
-const HELP = 'commands: /reset clears the conversation, /exit quits';
-
 export function registerChat(program: Command): void {
   const cmd = program
     .command('chat')
-    .description('chat with a model (and adapter) in the terminal')
+    .description('chat with a model (and adapter) in the terminal; /help lists the commands')
     .option('--system <text>', 'system message');
   addModelOptions(cmd);
   addSamplingOptions(cmd);
   cmd.action(async (flags: ModelFlags & SamplingFlags & { system?: string }) => {
     const pipeline = await loadPipeline(flags);
-    const fresh = (): ChatMessage[] =>
-      flags.system ? [{ role: 'system', content: flags.system }] : [];
-    let history = fresh();
-    const rl = createInterface({ input: process.stdin, terminal: false });
-    process.stderr.write(
-      `template: ${pipeline.template.name}${pipeline.adapter ? ', adapter loaded' : ''}. ${HELP}\n`,
-    );
-    const prompt = () => process.stdout.write('you> ');
-    prompt();
+    const sampling = samplingFrom(flags);
     try {
-      // The async iterator buffers lines, so piped input is never lost while a reply is generated.
-      for await (const raw of rl) {
-        const line = raw.trim();
-        if (line === '/exit' || line === '/quit') break;
-        if (line === '/reset') history = fresh();
-        else if (line) {
-          history.push({ role: 'user', content: line });
-          process.stdout.write('assistant> ');
-          const reply = await pipeline.chat(history, {
-            ...samplingFrom(flags),
-            onText: (t) => process.stdout.write(t),
-          });
-          process.stdout.write('\n');
-          history.push({ role: 'assistant', content: reply.text });
-        }
-        prompt();
-      }
+      await runChatRepl(
+        {
+          get template() {
+            return pipeline.template;
+          },
+          get adapter() {
+            return pipeline.adapter;
+          },
+          chat: (messages, opts) => pipeline.chat(messages, { ...sampling, ...opts }),
+          useAdapter: (dir) => pipeline.useAdapter(dir),
+        },
+        {
+          input: process.stdin,
+          output: process.stdout,
+          status: process.stderr,
+          system: flags.system,
+        },
+      );
     } finally {
-      rl.close();
       pipeline.dispose();
     }
   });

@@ -1,12 +1,16 @@
 /** `loraforge merge`: bake an adapter into the base weights as a standalone HF model folder. */
 import type { Command } from 'commander';
 import {
+  baseModelMismatch,
   checkMergeTarget,
   loadAdapter,
   loadModel,
+  mergedTemplateFiles,
   mergeToFolder,
+  type MergeDtype,
   resolveModel,
 } from '../../index.ts';
+import { parseDtype } from '../options.ts';
 
 export function registerMerge(program: Command): void {
   program
@@ -19,7 +23,8 @@ export function registerMerge(program: Command): void {
     .requiredOption('-o, --out <dir>', 'output model folder')
     .option(
       '--dtype <dtype>',
-      'dtype of merged matrices: F32 | BF16 | F16 (default: as in the base)',
+      'dtype of every floating tensor written, and config.json torch_dtype: f32 | bf16 | f16 (default: as in the base)',
+      parseDtype,
     )
     .option(
       '--overwrite',
@@ -30,12 +35,12 @@ export function registerMerge(program: Command): void {
         model: string;
         adapter: string;
         out: string;
-        dtype?: 'F32' | 'BF16' | 'F16';
+        dtype?: 'f32' | 'bf16' | 'f16';
         overwrite?: boolean;
       }) => {
         const dir = await resolveModel(flags.model);
         const target = {
-          dtype: flags.dtype,
+          dtype: flags.dtype?.toUpperCase() as MergeDtype | undefined,
           overwrite: flags.overwrite,
           sources: { '--adapter': flags.adapter },
         };
@@ -44,9 +49,20 @@ export function registerMerge(program: Command): void {
         // Only the projection shapes are needed to read the adapter; bf16 keeps this cheap.
         const model = await loadModel(dir, { device: 'cpu', dtype: 'bf16' });
         const adapter = loadAdapter(flags.adapter, model);
-        mergeToFolder(dir, adapter, flags.out, target);
+        const mismatch = baseModelMismatch(flags.adapter, adapter.config.baseModelNameOrPath, [
+          flags.model,
+          dir,
+        ]);
+        if (mismatch) process.stderr.write(`warning: ${mismatch}\n`);
+        const template = mergedTemplateFiles(dir, flags.adapter, {
+          model: flags.model,
+          adapter: flags.adapter,
+        });
+        mergeToFolder(dir, adapter, flags.out, { ...target, files: template.files });
         process.stdout.write(
-          `merged model written to ${flags.out}\nnext: loraforge chat --model ${flags.out}\n`,
+          `merged model written to ${flags.out}${flags.dtype ? ` (${flags.dtype})` : ''}\n` +
+            template.notes.map((note) => `  ${note}\n`).join('') +
+            `next: loraforge chat --model ${flags.out}\n`,
         );
       },
     );

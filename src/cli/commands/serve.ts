@@ -1,12 +1,14 @@
 /** `loraforge serve`: the OpenAI-compatible HTTP server with per-request LoRA adapters. */
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import {
   createServer,
   DEFAULT_PREFILL_CHUNK,
+  describeSampling,
   LoraforgeError,
   ModelServeEngine,
+  selectBackend,
 } from '../../index.ts';
-import { addDeviceOptions, loadPipeline, parseInteger } from '../options.ts';
+import { addDeviceOptions, loadPipeline, parseInteger, parseWeightDtype } from '../options.ts';
 
 interface ServeFlags {
   model: string;
@@ -25,6 +27,14 @@ interface ServeFlags {
   maxQueue: number;
   prefillChunk: number;
   servedModelName?: string;
+  allowedOrigins?: string[];
+}
+
+function parseOrigins(value: string): string[] {
+  return value
+    .split(',')
+    .map((origin) => origin.trim())
+    .filter(Boolean);
 }
 
 function parsePort(value: string): number {
@@ -54,16 +64,22 @@ export function registerServe(program: Command): void {
     )
     .option('--adapters-dir <dir>', 'folder that POST /v1/load_lora_adapter may load adapters from')
     .option('--template <name>', "base model's prompt template (adapters use their recorded one)")
-    .addOption(
-      new Option('--dtype <dtype>', 'storage of the weights (auto: bf16 above 100M parameters)')
-        .choices(['auto', 'f32', 'bf16', 'f16'])
-        .default('auto'),
+    .option(
+      '--dtype <dtype>',
+      'storage of the weights: auto (bf16 above 100M parameters) | f32 | bf16 | f16',
+      parseWeightDtype,
+      'auto',
     )
     .option('--host <host>', 'address to bind', '127.0.0.1')
     .option('--port <port>', 'port (0 picks a free one)', parsePort, 8000)
     .option('--api-key <key>', 'require Authorization: Bearer <key>')
     .option('--route <path>', 'extra {prompt} -> {text} endpoint, e.g. /api/legal-assistant')
     .option('--route-model <name>', 'adapter the --route endpoint uses (default: the base model)')
+    .option(
+      '--allowed-origins <origins>',
+      'browser origins allowed to call the API (CORS), comma-separated, or *',
+      parseOrigins,
+    )
     .option('--served-model-name <name>', 'name of the base model in /v1/models (default: --model)')
     .option('--max-batch <n>', 'sequences decoded together per step', parseInteger, 8)
     .option(
@@ -83,6 +99,7 @@ export function registerServe(program: Command): void {
     const pipeline = await loadPipeline({ ...flags, adapter: undefined });
     const engine = new ModelServeEngine(pipeline, flags.servedModelName ?? flags.model, {
       prefillChunk: flags.prefillChunk,
+      onWarning: (message) => process.stderr.write(`warning: ${message}\n`),
     });
     for (const spec of flags.adapter) {
       const eq = spec.indexOf('=');
@@ -95,12 +112,20 @@ export function registerServe(program: Command): void {
       routeAliasModel: flags.routeModel,
       maxBatch: flags.maxBatch,
       maxQueue: flags.maxQueue,
+      allowedOrigins: flags.allowedOrigins,
     });
     const { host, port } = await server.listen(flags.port, flags.host);
-    process.stderr.write(
-      `serving ${engine.baseModelId}${engine.listAdapters().length ? ` + adapters ${engine.listAdapters().join(', ')}` : ''} ` +
-        `at http://${host}:${port}/v1 (OpenAI API)${flags.route ? ` and POST ${flags.route}` : ''}\n`,
-    );
+    const backend = await selectBackend({ device: flags.device, threads: flags.threads });
+    const adapters = flags.adapter.map((spec) => spec.replace('=', ' <- ')).join(', ');
+    const lines = [
+      `device:   ${backend.describe()}`,
+      `model:    ${engine.baseModelId} (${pipeline.modelDir}), template ${pipeline.template.name}`,
+      `adapters: ${adapters || 'none'}${flags.adaptersDir ? ` (more loadable from ${flags.adaptersDir})` : ''}`,
+      `sampling: ${describeSampling(pipeline.samplingDefaults)} unless a request says otherwise (generation_config.json)`,
+      ...(flags.allowedOrigins ? [`CORS:     ${flags.allowedOrigins.join(', ')}`] : []),
+      `serving:  http://${host}:${port}/v1 (OpenAI API)${flags.route ? ` and POST http://${host}:${port}${flags.route}` : ''}`,
+    ];
+    process.stderr.write(lines.join('\n') + '\n');
     await new Promise<void>((resolve) => {
       const stop = () => {
         process.stderr.write('shutting down: finishing running requests...\n');

@@ -37,6 +37,12 @@ export class CpuBackend implements Backend {
     this.kernels = new CpuKernelSet(runtime);
   }
 
+  describe(): string {
+    const simd = this.runtime.relaxed ? 'wasm relaxed SIMD' : 'wasm SIMD128';
+    const threads = this.runtime.threads;
+    return `cpu (${simd}, ${threads} thread${threads === 1 ? '' : 's'})`;
+  }
+
   /** Compiles the kernels and starts the runtime (threads, host: see RuntimeOptions). */
   static async create(opts?: RuntimeOptions): Promise<CpuBackend> {
     return new CpuBackend(await WasmRuntime.create(opts));

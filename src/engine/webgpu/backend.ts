@@ -25,6 +25,11 @@ export class WebGpuBackend implements Backend {
     this.pool = new BufferPool(gpu.device, () => gpu.flush());
   }
 
+  describe(): string {
+    const { description, vendor, device } = this.gpu.context.adapterInfo;
+    return `webgpu (${description || [vendor, device].filter(Boolean).join(' ') || 'unnamed adapter'})`;
+  }
+
   /** Acquires a WebGPU adapter and device and compiles the kernels. */
   static async create(options?: AcquireOptions): Promise<WebGpuBackend> {
     return new WebGpuBackend(await WebGpuKernels.create(options));
