@@ -12,6 +12,7 @@ import { embedding } from '../engine/ops/embedding.ts';
 import { linear } from '../engine/ops/linear.ts';
 import { lmHeadLoss, type LmHeadLossResult } from '../engine/ops/lm-head-loss.ts';
 import { loraLinear, type LoraWeights } from '../engine/ops/lora-linear.ts';
+import { doraLinear } from '../engine/ops/dora-linear.ts';
 import { rmsNorm } from '../engine/ops/norm.ts';
 import { rope } from '../engine/ops/rope.ts';
 import { needsGrad } from '../engine/tape.ts';
@@ -27,6 +28,20 @@ export interface Projection {
   weight: Tensor;
   bias: Tensor | null;
   lora: (LoraWeights & { dropout: number }) | null;
+  /** A bias trained with the adapter (PEFT's bias="all"), used in place of `bias`. */
+  adapterBias?: Tensor | null;
+}
+
+/**
+ * Adapter parts outside the projections (set by peft/): whole trained copies of the input
+ * embedding / LM head (PEFT's modules_to_save) and LoRA on them (inference only).
+ */
+export interface EdgeAdapters {
+  embed?: Tensor;
+  /** PEFT's Embedding LoRA: rows of Aᵀ [vocab, r] gathered per token, times s·Bᵀ [r, dim]. */
+  embedLora?: { aT: Tensor; b: Tensor; scale: number };
+  head?: Tensor;
+  headLora?: LoraWeights;
 }
 
 export const PROJECTION_NAMES = [
@@ -75,6 +90,7 @@ export function projectionPath(layer: number, name: ProjectionName): string {
 export class DecoderModel {
   /** Null outside training: LoRA dropout is off at inference. */
   dropoutSeeds: DropoutSeeds | null = null;
+  edges: EdgeAdapters = {};
   /** RoPE inverse frequencies [headDim/2] (rope_scaling applied), uploaded with each forward. */
   readonly ropeInvFreq: Float32Array;
 
@@ -109,7 +125,7 @@ export class DecoderModel {
 
     const shape = { batch, seq, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim };
     return this.runLayers(
-      embedding(this.embed, ids),
+      this.embedTokens(ids),
       positions,
       batch,
       seq,
@@ -138,7 +154,7 @@ export class DecoderModel {
     for (const cache of caches) cache.append(1, 1);
     const qWidth = c.numHeads * c.headDim;
     const kvWidth = c.numKvHeads * c.headDim;
-    const h = embedding(this.embed, Tensor.from(Int32Array.from(ids), [rows], 'i32'));
+    const h = this.embedTokens(Tensor.from(Int32Array.from(ids), [rows], 'i32'));
     return this.runLayers(h, positions, rows, 1, rowLora, (layer, q, k, v) => {
       const a = Tensor.empty([rows, qWidth]);
       caches.forEach((cache, i) => {
@@ -153,6 +169,29 @@ export class DecoderModel {
       });
       return a;
     });
+  }
+
+  /** Token embeddings [ids, hidden], through the adapter's embedding copy / LoRA if any. */
+  private embedTokens(ids: Tensor): Tensor {
+    const h = embedding(this.edges.embed ?? this.embed, ids);
+    const lora = this.edges.embedLora;
+    if (!lora) return h;
+    const [rank, dim] = [lora.aT.shape[1]!, this.config.hiddenSize];
+    const after = embedding(lora.aT, ids);
+    h.backend.kernels.gemm(after.operand(), lora.b.operand(), h.operand(), {
+      m: ids.size,
+      n: dim,
+      k: rank,
+      transB: true,
+      alpha: lora.scale,
+      beta: 1,
+    });
+    return h;
+  }
+
+  /** The LM head in use: the adapter's trained copy (modules_to_save) or the model's. */
+  private get head(): Tensor {
+    return this.edges.head ?? this.lmHead;
   }
 
   /** The decoder blocks and final norm; `attend` is the only part that differs between modes. */
@@ -203,8 +242,9 @@ export class DecoderModel {
    * counted targets (or over `divisor` of them, for gradient accumulation).
    */
   loss(input: ModelInput, labels: Int32Array, divisor?: number): LmHeadLossResult {
+    if (this.edges.headLora) throw new Error('training LoRA on lm_head is not supported');
     const h = this.forwardHidden(input);
-    return lmHeadLoss(h, this.lmHead, shiftLabels(labels, input.batch, input.seq), { divisor });
+    return lmHeadLoss(h, this.head, shiftLabels(labels, input.batch, input.seq), { divisor });
   }
 
   /** Full-vocabulary logits [rows.length, vocab] of selected rows of `hidden` (inference). */
@@ -216,7 +256,8 @@ export class DecoderModel {
       const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
       h.backend.kernels.gatherRows(hidden.operand(), idx.operand(), h.operand(), rows.length, dim);
     }
-    return linear(h, this.lmHead);
+    const lora = this.edges.headLora;
+    return lora ? this.projectWith(h, this.head, null, lora, null) : linear(h, this.head);
   }
 
   /** Every base weight under its Hugging Face name (the tied head is listed once). */
@@ -249,21 +290,31 @@ export class DecoderModel {
     for (const [, p] of this.projections()) {
       p.lora?.a.dispose();
       p.lora?.b.dispose();
+      p.lora?.columnScale?.dispose();
     }
   }
 
   private project(p: Projection, x: Tensor): Tensor {
-    if (!p.lora) return linear(x, p.weight, p.bias);
-    return loraLinear(
-      x,
-      p.weight,
-      p.bias,
-      p.lora,
-      // Dropout only while training (gradients recorded), as model.train() / model.eval() in PyTorch.
+    const bias = p.adapterBias ?? p.bias;
+    if (!p.lora) return linear(x, p.weight, bias);
+    // Dropout only while training (gradients recorded), as model.train() / model.eval() in PyTorch.
+    const dropout =
       p.lora.dropout > 0 && this.dropoutSeeds && needsGrad(p.lora.a, p.lora.b)
         ? { p: p.lora.dropout, seed: this.dropoutSeeds() }
-        : null,
-    );
+        : null;
+    return this.projectWith(x, p.weight, bias, p.lora, dropout);
+  }
+
+  private projectWith(
+    x: Tensor,
+    w: Tensor,
+    bias: Tensor | null,
+    lora: LoraWeights,
+    dropout: { p: number; seed: number } | null,
+  ): Tensor {
+    if (lora.columnScale) return doraLinear(x, w, bias, lora, lora.columnScale);
+    if (lora.magnitude) throw new Error('DoRA runs with a precomputed column scale only');
+    return loraLinear(x, w, bias, lora, dropout);
   }
 
   /** Base projection for all rows, plus each row group's own adapter delta (inference only). */

@@ -1,83 +1,252 @@
 /**
- * A LoRA adapter: low-rank A [r, in] and B [out, r] per targeted projection, keyed by the module
- * path PEFT uses. Attaching it to a model makes every targeted projection compute
- * x·Wᵀ + b + s·(x·Aᵀ)·Bᵀ; the base weights are never modified.
+ * A LoRA adapter: low-rank A [r, in] and B [out, r] per adapted module, keyed by the module path
+ * PEFT uses, plus what PEFT saves beside them: DoRA magnitudes, trained biases (bias="all" /
+ * "lora_only") and whole trained copies (modules_to_save). Attaching it to a model makes every
+ * adapted projection compute x·Wᵀ + b + s·(x·Aᵀ)·Bᵀ (or DoRA's decomposition); the base weights
+ * are never modified.
  */
 import { Tensor } from '../engine/tensor.ts';
 import type { DecoderModel, LoraLookup } from '../models/decoder.ts';
 import { Rng } from '../util/rng.ts';
 import { formatCount } from '../util/format.ts';
-import { isTargeted, loraScale, type LoraConfig } from './config.ts';
+import { LoraforgeError } from '../util/errors.ts';
+import {
+  EMBED_PATH,
+  isSavedModule,
+  isTargeted,
+  LM_HEAD_PATH,
+  moduleLora,
+  type LoraConfig,
+} from './config.ts';
 import { baseParameterCountOf } from '../models/shapes.ts';
+import { doraColumnScale } from '../engine/ops/dora-linear.ts';
 
 export interface LoraPair {
   a: Tensor;
   b: Tensor;
+  /** DoRA's magnitude vector [out] (use_dora), else null. */
+  magnitude: Tensor | null;
 }
+
+/** A module of the model an adapter can touch: its PEFT path, kind and base weight. */
+export interface AdaptableModule {
+  path: string;
+  /** 'embedding' modules take PEFT's lora_embedding_A [r, vocab] / lora_embedding_B [dim, r]. */
+  kind: 'linear' | 'embedding';
+  weight: Tensor;
+  bias: Tensor | null;
+}
+
+/** The projections, the input embedding and the LM head, under PEFT's module paths. */
+export function adaptableModules(model: DecoderModel): AdaptableModule[] {
+  return [
+    { path: EMBED_PATH, kind: 'embedding', weight: model.embed, bias: null },
+    ...[...model.projections()].map(([path, p]): AdaptableModule => ({
+      path,
+      kind: 'linear',
+      weight: p.weight,
+      bias: p.bias,
+    })),
+    { path: LM_HEAD_PATH, kind: 'linear', weight: model.lmHead, bias: null },
+  ];
+}
+
+/** [A shape, B shape] of a module's LoRA of rank r. */
+export function loraShapes(m: AdaptableModule, r: number): [number[], number[]] {
+  const [rows, cols] = m.weight.shape as [number, number];
+  return m.kind === 'embedding'
+    ? [
+        [r, rows],
+        [cols, r],
+      ]
+    : [
+        [r, cols],
+        [rows, r],
+      ];
+}
+
+/** Modules of `model` the config adapts (PEFT's check_target_module_exists). */
+export function targetedModules(model: DecoderModel, config: LoraConfig): AdaptableModule[] {
+  return adaptableModules(model).filter((m) => isTargeted(config, m.path, m.kind === 'linear'));
+}
+
+/** Keys of the parts saved beside the LoRA tensors (PEFT's naming in get_peft_model_state_dict). */
+export const peftKey = {
+  a: (path: string, kind: AdaptableModule['kind']) =>
+    kind === 'embedding'
+      ? `base_model.model.${path}.lora_embedding_A`
+      : `base_model.model.${path}.lora_A.weight`,
+  b: (path: string, kind: AdaptableModule['kind']) =>
+    kind === 'embedding'
+      ? `base_model.model.${path}.lora_embedding_B`
+      : `base_model.model.${path}.lora_B.weight`,
+  magnitude: (path: string) => `base_model.model.${path}.lora_magnitude_vector`,
+  /** A trained bias: under base_layer when the module carries a LoRA. */
+  bias: (path: string, adapted: boolean) =>
+    `base_model.model.${path}${adapted ? '.base_layer' : ''}.bias`,
+  /** A modules_to_save copy. */
+  copy: (path: string) => `base_model.model.${path}.weight`,
+  /** The base weight of a LoRA-adapted embed_tokens / lm_head (save_embedding_layers). */
+  baseWeight: (path: string) => `base_model.model.${path}.base_layer.weight`,
+};
 
 export class LoraAdapter {
   constructor(
     readonly config: LoraConfig,
     /** Module path (e.g. model.layers.0.self_attn.q_proj) → weights. */
     readonly modules: Map<string, LoraPair>,
+    /** Trained biases by projection path (bias "all" / "lora_only"). */
+    readonly biases = new Map<string, Tensor>(),
+    /** modules_to_save copies by module path (model.embed_tokens, lm_head). */
+    readonly copies = new Map<string, Tensor>(),
+    /**
+     * The model's own weights PEFT saves beside a LoRA on embed_tokens / lm_head (its
+     * save_embedding_layers="auto"), by file key; not owned by the adapter.
+     */
+    readonly baseWeights = new Map<string, Tensor>(),
   ) {}
 
   /** Fresh adapter for `model` with PEFT's initialisation (B = 0, so the model is unchanged). */
   static create(model: DecoderModel, config: LoraConfig, seed = 0): LoraAdapter {
     const rng = new Rng(seed);
     const modules = new Map<string, LoraPair>();
-    for (const [path, p] of model.projections()) {
-      if (!isTargeted(config, path)) continue;
-      const [outFeatures, inFeatures] = p.weight.shape as [number, number];
-      const a = new Float32Array(config.r * inFeatures);
+    for (const m of targetedModules(model, config)) {
+      if (m.kind === 'embedding' || m.path === LM_HEAD_PATH) {
+        throw new LoraforgeError(
+          `training LoRA on ${m.path} is not supported yet`,
+          'leave it out of the targets, or list it in modules_to_save to train a full copy',
+        );
+      }
+      const { r } = moduleLora(config, m.path);
+      const [aShape, bShape] = loraShapes(m, r);
+      const inFeatures = aShape[1]!;
+      const a = new Float32Array(r * inFeatures);
       if (config.init === 'gaussian') {
-        for (let i = 0; i < a.length; i++) a[i] = rng.normal(0, 1 / config.r);
+        for (let i = 0; i < a.length; i++) a[i] = rng.normal(0, 1 / r);
       } else {
         // Kaiming-uniform with a = √5 (nn.Linear's default, which PEFT uses): bound = 1/√fan_in.
         const bound = 1 / Math.sqrt(inFeatures);
         for (let i = 0; i < a.length; i++) a[i] = (rng.uniform() * 2 - 1) * bound;
       }
-      modules.set(path, {
-        a: Tensor.from(a, [config.r, inFeatures]).keep(),
-        b: Tensor.zeros([outFeatures, config.r]).keep(),
-      });
+      const pair: LoraPair = {
+        a: Tensor.from(a, aShape).keep(),
+        b: Tensor.zeros(bShape).keep(),
+        magnitude: null,
+      };
+      // DoRA starts with m = ‖W‖ per output row (B = 0), so the model is unchanged.
+      if (config.useDora) pair.magnitude = doraColumnScale(m.weight, pair, 0, null).keep();
+      modules.set(m.path, pair);
     }
-    return new LoraAdapter(config, modules);
+    if (config.bias === 'lora_only') {
+      throw new LoraforgeError(
+        'bias "lora_only" is not supported for training: PEFT 0.18.1 saves none of those biases',
+        'use bias "all" or "none"',
+      );
+    }
+    const biases = new Map<string, Tensor>();
+    const copies = new Map<string, Tensor>();
+    for (const m of adaptableModules(model)) {
+      if (m.bias && biasIsTrained(config))
+        biases.set(m.path, f32Copy(m.bias).keep());
+      if (isSavedModule(config, m.path)) copies.set(m.path, f32Copy(m.weight).keep());
+    }
+    return new LoraAdapter(config, modules, biases, copies);
   }
 
-  /** Routes the model's targeted projections through this adapter. */
+  /** Routes the model's adapted modules through this adapter. */
   attach(model: DecoderModel): void {
-    const scale = loraScale(this.config);
     for (const [path, p] of model.projections()) {
       const pair = this.modules.get(path);
-      p.lora = pair ? { ...pair, scale, dropout: this.config.loraDropout } : null;
+      p.adapterBias = this.biases.get(path) ?? null;
+      p.lora = pair
+        ? { ...this.weightsOf(path, p.weight), dropout: this.config.loraDropout }
+        : null;
     }
+    const embedLora = this.modules.get(EMBED_PATH);
+    const headLora = this.modules.get(LM_HEAD_PATH);
+    model.edges = {
+      embed: this.copies.get(EMBED_PATH),
+      embedLora: embedLora && {
+        aT: transposed(embedLora.a).keep(),
+        b: embedLora.b,
+        scale: moduleLora(this.config, EMBED_PATH).scale,
+      },
+      head: this.copies.get(LM_HEAD_PATH),
+      headLora: headLora && this.weightsOf(LM_HEAD_PATH, model.lmHead),
+    };
   }
 
   /** Per-row adapter selection for batched inference (models/ LoraLookup), without attaching. */
-  lookup(): LoraLookup {
-    const scale = loraScale(this.config);
-    const weights = new Map([...this.modules].map(([path, pair]) => [path, { ...pair, scale }]));
+  lookup(model: DecoderModel): LoraLookup {
+    const unsupported = this.rowUnsupported();
+    if (unsupported) {
+      throw new LoraforgeError(
+        `per-request adapters with ${unsupported} are not supported yet`,
+        'merge the adapter into the model (loraforge merge) and serve the merged model',
+      );
+    }
+    const weights = new Map(
+      [...model.projections()]
+        .filter(([path]) => this.modules.has(path))
+        .map(([path, p]) => [path, this.weightsOf(path, p.weight)]),
+    );
     return (path) => weights.get(path) ?? null;
   }
 
+  /** What the per-row (serve) path cannot apply yet, or null. */
+  private rowUnsupported(): string | null {
+    if (this.config.useDora) return 'use_dora';
+    if (this.biases.size) return `bias "${this.config.bias}"`;
+    if (this.copies.size) return 'modules_to_save';
+    if (this.modules.has(EMBED_PATH) || this.modules.has(LM_HEAD_PATH))
+      return 'LoRA on embed_tokens / lm_head';
+    return null;
+  }
+
+  /** LoRA weights of one linear module, with DoRA's column scale when it has a magnitude. */
+  private weightsOf(path: string, weight: Tensor) {
+    const pair = this.modules.get(path)!;
+    const { scale } = moduleLora(this.config, path);
+    return {
+      a: pair.a,
+      b: pair.b,
+      scale,
+      magnitude: pair.magnitude,
+      // Inference: DoRA's m/‖W + s·B·A‖ is a constant, computed once.
+      columnScale:
+        pair.magnitude && !pair.magnitude.requiresGrad
+          ? doraColumnScale(weight, pair, scale, pair.magnitude).keep()
+          : null,
+    };
+  }
+
   static detach(model: DecoderModel): void {
-    for (const [, p] of model.projections()) p.lora = null;
+    for (const [, p] of model.projections()) {
+      p.lora?.columnScale?.dispose();
+      p.lora = null;
+      p.adapterBias = null;
+    }
+    model.edges.headLora?.columnScale?.dispose();
+    model.edges.embedLora?.aT.dispose();
+    model.edges = {};
   }
 
   setTrainable(trainable: boolean): void {
-    for (const { a, b } of this.modules.values()) {
-      a.requiresGrad = trainable;
-      b.requiresGrad = trainable;
-    }
+    for (const [, t] of this.namedParameters()) t.requiresGrad = trainable;
   }
 
-  /** Trainable tensors under their PEFT file keys (…lora_A.weight / …lora_B.weight). */
+  /** Trainable tensors under their PEFT file keys. */
   namedParameters(): [string, Tensor][] {
-    return [...this.modules].flatMap(([path, { a, b }]): [string, Tensor][] => [
-      [`base_model.model.${path}.lora_A.weight`, a],
-      [`base_model.model.${path}.lora_B.weight`, b],
-    ]);
+    const out: [string, Tensor][] = [];
+    for (const [path, { a, b, magnitude }] of this.modules) {
+      const kind = path === EMBED_PATH ? 'embedding' : 'linear';
+      out.push([peftKey.a(path, kind), a], [peftKey.b(path, kind), b]);
+      if (magnitude) out.push([peftKey.magnitude(path), magnitude]);
+    }
+    for (const [path, bias] of this.biases)
+      out.push([peftKey.bias(path, this.modules.has(path)), bias]);
+    for (const [path, copy] of this.copies) out.push([peftKey.copy(path), copy]);
+    return out;
   }
 
   parameterCount(): number {
@@ -85,11 +254,41 @@ export class LoraAdapter {
   }
 
   dispose(): void {
-    for (const { a, b } of this.modules.values()) {
-      a.dispose();
-      b.dispose();
-    }
+    for (const [, t] of this.namedParameters()) t.dispose();
   }
+}
+
+/**
+ * Biases saved with the adapter: PEFT's "all" saves every bias; its "lora_only" looks the bias up
+ * under a key the model does not have (…q_proj.bias instead of …q_proj.base_layer.bias), so
+ * PEFT 0.18.1 saves and loads none.
+ */
+export function biasIsTrained(config: LoraConfig): boolean {
+  return config.bias === 'all';
+}
+
+/** A trainable f32 copy of a weight of any float dtype. */
+function f32Copy(t: Tensor): Tensor {
+  const out = Tensor.empty(t.shape);
+  out.backend.kernels.convert(t.operand(), out.operand(), t.size);
+  return out;
+}
+
+/** Aᵀ of a 2-D f32 tensor (host transpose: embedding LoRA tables are small). */
+function transposed(t: Tensor): Tensor {
+  const [rows, cols] = t.shape as [number, number];
+  const src = hostF32(t);
+  const out = new Float32Array(src.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = src[r * cols + c]!;
+  return Tensor.from(out, [cols, rows]);
+}
+
+/** Host f32 values of a tensor of any float dtype (CPU backend). */
+export function hostF32(t: Tensor): Float32Array {
+  const copy = f32Copy(t);
+  const values = (copy.readSync() as Float32Array).slice();
+  copy.dispose();
+  return values;
 }
 
 /** PEFT's print_trainable_parameters line. */

@@ -1,19 +1,35 @@
 /**
  * LoraConfig with PEFT's field names and defaults, read from and written to adapter_config.json so
- * Python PEFT, vLLM and llama.cpp can use loraforge adapters and the other way round.
+ * Python PEFT, vLLM and llama.cpp can use loraforge adapters and the other way round. Every field
+ * of PEFT 0.18.1's LoraConfig is either implemented with PEFT's semantics or refused by name
+ * (peft/config-fields.ts); nothing is silently dropped.
  */
 import { LoraforgeError } from '../util/errors.ts';
 import { PROJECTION_NAMES } from '../models/decoder.ts';
+
+export type LoraBias = 'none' | 'all' | 'lora_only';
+/** Initialisations loraforge can train with (PEFT's `true` = kaiming, and 'gaussian'). */
+export type LoraInit = 'kaiming' | 'gaussian';
 
 export interface LoraConfig {
   r: number;
   loraAlpha: number;
   loraDropout: number;
-  /** Module names (matched against the last path component), a regex, or 'all-linear'. */
+  /** A list (exact module path or `.`-suffix), a full-match regex, or 'all-linear'. */
   targetModules: string[] | string;
+  /** Same forms as targetModules; matched modules get no adapter. */
+  excludeModules: string[] | string | null;
+  layersToTransform: number[] | number | null;
+  layersPattern: string[] | string | null;
+  /** Per-module rank / alpha, keyed by a regex matched against a suffix of the module path. */
+  rankPattern: Record<string, number>;
+  alphaPattern: Record<string, number>;
   useRslora: boolean;
-  /** 'kaiming' = PEFT's default (Kaiming-uniform A, zero B); 'gaussian' = N(0, 1/r) A, zero B. */
-  init: 'kaiming' | 'gaussian';
+  useDora: boolean;
+  bias: LoraBias;
+  /** Whole modules trained and saved with the adapter (embed_tokens, lm_head). */
+  modulesToSave: string[] | null;
+  init: LoraInit;
   baseModelNameOrPath?: string;
 }
 
@@ -22,39 +38,145 @@ export const DEFAULT_LORA_CONFIG: LoraConfig = {
   loraAlpha: 16,
   loraDropout: 0.05,
   targetModules: 'all-linear',
+  excludeModules: null,
+  layersToTransform: null,
+  layersPattern: null,
+  rankPattern: {},
+  alphaPattern: {},
   useRslora: false,
+  useDora: false,
+  bias: 'none',
+  modulesToSave: null,
   init: 'kaiming',
 };
 
-export function loraScale(c: LoraConfig): number {
-  return c.useRslora ? c.loraAlpha / Math.sqrt(c.r) : c.loraAlpha / c.r;
+/** Module paths of the LM head and the input embedding, as PEFT names them for causal LMs. */
+export const LM_HEAD_PATH = 'lm_head';
+export const EMBED_PATH = 'model.embed_tokens';
+/** PEFT's EMBEDDING_LAYER_NAMES: targeting these also saves their base weights. */
+const EMBEDDING_LAYER_NAMES = ['embed_tokens', 'lm_head'];
+
+/** Python's re.fullmatch. */
+function fullMatch(pattern: string, key: string): boolean {
+  return new RegExp(`^(?:${pattern})$`).test(key);
 }
 
-/** Does a module path (e.g. model.layers.0.self_attn.q_proj) receive an adapter? */
-export function isTargeted(c: LoraConfig, modulePath: string): boolean {
+/** PEFT's list rule: the exact module path, or a path ending with '.' + the entry. */
+function listMatch(list: string[], key: string): boolean {
+  return list.includes(key) || list.some((t) => key.endsWith(`.${t}`));
+}
+
+/** The layer index in a module path, as PEFT extracts it (optionally after a `layers_pattern`). */
+function layerIndexOf(c: LoraConfig, key: string): number | null {
+  const patterns =
+    c.layersPattern === null || c.layersPattern.length === 0
+      ? [null]
+      : typeof c.layersPattern === 'string'
+        ? [c.layersPattern]
+        : c.layersPattern;
+  for (const p of patterns) {
+    const m = new RegExp(p === null ? '^.*\\.[^.]*\\.(\\d+)\\.' : `^.*\\.(?:${p})\\.(\\d+)\\.`).exec(
+      key,
+    );
+    if (m) return Number(m[1]);
+  }
+  return null;
+}
+
+/** Is the module a modules_to_save module (those never receive LoRA)? */
+export function isSavedModule(c: LoraConfig, key: string): boolean {
+  return (c.modulesToSave ?? []).some((m) => new RegExp(`^(?:|.*\\.)${m}(?:$|\\..*)`).test(key));
+}
+
+/**
+ * PEFT's check_target_module_exists: does the module at `key` (e.g. model.layers.0.self_attn.q_proj)
+ * receive an adapter? `linear` tells whether the module is a linear layer (for 'all-linear', which
+ * PEFT resolves to every linear layer but the output head).
+ */
+export function isTargeted(c: LoraConfig, key: string, linear = key !== EMBED_PATH): boolean {
+  const ex = c.excludeModules;
+  if (ex !== null && (typeof ex === 'string' ? fullMatch(ex, key) : listMatch(ex, key)))
+    return false;
+  if (isSavedModule(c, key)) return false;
   const t = c.targetModules;
-  if (t === 'all-linear') return true; // every projection; the LM head is never targeted
-  if (typeof t === 'string') return new RegExp(`^(?:${t})$`).test(modulePath);
-  const leaf = modulePath.split('.').at(-1)!;
-  return t.includes(leaf) || t.includes(modulePath);
+  if (t === 'all-linear') return linear && key !== LM_HEAD_PATH;
+  if (typeof t === 'string') return fullMatch(t, key);
+  if (t.includes(key)) return true;
+  if (!listMatch(t, key)) return false;
+  const layers = c.layersToTransform;
+  if (layers === null || (Array.isArray(layers) && layers.length === 0)) return true;
+  const index = layerIndexOf(c, key);
+  if (index === null) return false;
+  return typeof layers === 'number' ? index === layers : layers.includes(index);
+}
+
+/** PEFT's get_pattern_key: the first pattern matching a suffix of the key. */
+function patternValue(patterns: Record<string, number>, key: string): number | undefined {
+  for (const [pattern, value] of Object.entries(patterns)) {
+    if (new RegExp(`^(?:.*\\.)?(?:${pattern})$`).test(key)) return value;
+  }
+  return patterns[key];
+}
+
+/** Rank, alpha and output scale of one adapted module (rank_pattern / alpha_pattern applied). */
+export function moduleLora(c: LoraConfig, key: string): { r: number; alpha: number; scale: number } {
+  const r = patternValue(c.rankPattern, key) ?? c.r;
+  const alpha = patternValue(c.alphaPattern, key) ?? c.loraAlpha;
+  return { r, alpha, scale: c.useRslora ? alpha / Math.sqrt(r) : alpha / r };
+}
+
+export function loraScale(c: LoraConfig, key = ''): number {
+  return moduleLora(c, key).scale;
+}
+
+/**
+ * PEFT saves the base weights of embed_tokens / lm_head beside their LoRA when target_modules
+ * names them (save_embedding_layers="auto").
+ */
+export function embeddingIsTargeted(c: LoraConfig, moduleKeys: string[]): boolean {
+  const t = c.targetModules;
+  if (t === 'all-linear') return false;
+  if (typeof t === 'string') {
+    return moduleKeys.some(
+      (k) =>
+        EMBEDDING_LAYER_NAMES.some((e) => new RegExp(`^(?:.*\\.)?${e}$`).test(k)) &&
+        fullMatch(t, k),
+    );
+  }
+  return EMBEDDING_LAYER_NAMES.some((e) => t.includes(e));
 }
 
 function checkConfig(c: LoraConfig, where: string): LoraConfig {
-  if (!Number.isInteger(c.r) || c.r <= 0)
+  const positiveInt = (v: number) => Number.isInteger(v) && v > 0;
+  if (!positiveInt(c.r))
     throw new LoraforgeError(`${where}: r must be a positive integer (got ${c.r})`);
   if (!(c.loraAlpha > 0))
     throw new LoraforgeError(`${where}: lora_alpha must be positive (got ${c.loraAlpha})`);
   if (!(c.loraDropout >= 0 && c.loraDropout < 1)) {
     throw new LoraforgeError(`${where}: lora_dropout must be in [0, 1) (got ${c.loraDropout})`);
   }
-  if (Array.isArray(c.targetModules)) {
-    const unknown = c.targetModules.filter(
-      (m) => !(PROJECTION_NAMES as readonly string[]).includes(m.split('.').at(-1)!),
+  for (const [name, patterns] of [
+    ['rank_pattern', c.rankPattern],
+    ['alpha_pattern', c.alphaPattern],
+  ] as const) {
+    for (const [key, v] of Object.entries(patterns)) {
+      if (!(name === 'rank_pattern' ? positiveInt(v) : v > 0))
+        throw new LoraforgeError(`${where}: ${name} "${key}" must be positive (got ${v})`);
+    }
+  }
+  if (typeof c.targetModules === 'string' && (c.layersToTransform !== null || c.layersPattern)) {
+    throw new LoraforgeError(
+      `${where}: layers_to_transform / layers_pattern need target_modules as a list (got the regex ${JSON.stringify(c.targetModules)})`,
     );
-    if (unknown.length) {
+  }
+  if (c.layersPattern && c.layersToTransform === null) {
+    throw new LoraforgeError(`${where}: layers_pattern is set without layers_to_transform`);
+  }
+  for (const m of c.modulesToSave ?? []) {
+    if (!EMBEDDING_LAYER_NAMES.includes(m.split('.').at(-1)!)) {
       throw new LoraforgeError(
-        `${where}: target_modules ${JSON.stringify(unknown)} are not projections of this model`,
-        `choose from ${PROJECTION_NAMES.join(', ')} or 'all-linear'`,
+        `${where}: modules_to_save ${JSON.stringify(m)} is not supported`,
+        'loraforge trains and saves whole copies of embed_tokens and lm_head only',
       );
     }
   }
@@ -65,61 +187,5 @@ export function makeLoraConfig(partial: Partial<LoraConfig>, where = 'lora confi
   return checkConfig({ ...DEFAULT_LORA_CONFIG, ...partial }, where);
 }
 
-/** Parses PEFT's adapter_config.json. */
-export function parsePeftConfig(raw: Record<string, unknown>, where: string): LoraConfig {
-  if (raw.peft_type !== undefined && raw.peft_type !== 'LORA') {
-    throw new LoraforgeError(
-      `${where}: peft_type ${JSON.stringify(raw.peft_type)} is not supported (only LORA)`,
-    );
-  }
-  if (raw.use_dora === true)
-    throw new LoraforgeError(`${where}: DoRA adapters are not supported yet`);
-  const hasPatterns = (v: unknown) => v && typeof v === 'object' && Object.keys(v).length > 0;
-  if (hasPatterns(raw.rank_pattern) || hasPatterns(raw.alpha_pattern)) {
-    throw new LoraforgeError(`${where}: rank_pattern / alpha_pattern are not supported yet`);
-  }
-  const targets = raw.target_modules;
-  return checkConfig(
-    {
-      r: Number(raw.r ?? 8),
-      loraAlpha: Number(raw.lora_alpha ?? 8),
-      loraDropout: Number(raw.lora_dropout ?? 0),
-      targetModules: Array.isArray(targets) ? targets.map(String) : String(targets ?? 'all-linear'),
-      useRslora: raw.use_rslora === true,
-      init: raw.init_lora_weights === 'gaussian' ? 'gaussian' : 'kaiming',
-      baseModelNameOrPath:
-        typeof raw.base_model_name_or_path === 'string' ? raw.base_model_name_or_path : undefined,
-    },
-    where,
-  );
-}
-
-/** adapter_config.json as PEFT 0.12 writes it. */
-export function toPeftConfig(c: LoraConfig): Record<string, unknown> {
-  return {
-    alpha_pattern: {},
-    auto_mapping: null,
-    base_model_name_or_path: c.baseModelNameOrPath ?? null,
-    bias: 'none',
-    fan_in_fan_out: false,
-    inference_mode: true,
-    init_lora_weights: c.init === 'gaussian' ? 'gaussian' : true,
-    layer_replication: null,
-    layers_pattern: null,
-    layers_to_transform: null,
-    loftq_config: {},
-    lora_alpha: c.loraAlpha,
-    lora_dropout: c.loraDropout,
-    megatron_config: null,
-    megatron_core: 'megatron.core',
-    modules_to_save: null,
-    peft_type: 'LORA',
-    r: c.r,
-    rank_pattern: {},
-    revision: null,
-    target_modules: c.targetModules === 'all-linear' ? [...PROJECTION_NAMES] : c.targetModules,
-    task_type: 'CAUSAL_LM',
-    use_dora: false,
-    use_rslora: c.useRslora,
-  };
-}
+/** The module names a config's list may name, for error messages. */
+export const LINEAR_MODULE_NAMES = [...PROJECTION_NAMES, LM_HEAD_PATH] as const;

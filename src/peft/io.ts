@@ -11,8 +11,26 @@ import { SafetensorsFile, encodeSafetensors, type NamedTensorData } from '../io/
 import { loadTensor } from '../models/load.ts';
 import type { DecoderModel } from '../models/decoder.ts';
 import { LoraforgeError } from '../util/errors.ts';
-import { LoraAdapter, type LoraPair } from './adapter.ts';
-import { isTargeted, parsePeftConfig, toPeftConfig } from './config.ts';
+import {
+  adaptableModules,
+  biasIsTrained,
+  hostF32,
+  LoraAdapter,
+  loraShapes,
+  peftKey,
+  targetedModules,
+  type LoraPair,
+} from './adapter.ts';
+import {
+  EMBED_PATH,
+  embeddingIsTargeted,
+  isSavedModule,
+  LM_HEAD_PATH,
+  moduleLora,
+  type LoraConfig,
+} from './config.ts';
+import { parsePeftConfig, toPeftConfig } from './peft-json.ts';
+import { Tensor } from '../engine/tensor.ts';
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
 export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
@@ -29,8 +47,10 @@ export interface AdapterMeta {
 /** Host copies of the adapter tensors in PEFT's key order. */
 export async function adapterTensors(adapter: LoraAdapter): Promise<NamedTensorData[]> {
   const out: NamedTensorData[] = [];
-  for (const [name, t] of adapter.namedParameters()) {
-    out.push({ name, dtype: 'F32', shape: t.shape, data: await t.toFloat32() });
+  for (const [name, t] of [...adapter.namedParameters(), ...adapter.baseWeights]) {
+    // Base weights keep the model's storage dtype, as PEFT saves them.
+    const dtype = ({ f32: 'F32', bf16: 'BF16', f16: 'F16' } as const)[t.dtype as 'f32'];
+    out.push({ name, dtype, shape: t.shape, data: await t.toFloat32() });
   }
   return out;
 }
@@ -56,7 +76,7 @@ export function writeAdapterFiles(
   // Each file is fsynced so the folder rename that publishes it is durable.
   writeFileAtomic(
     join(dir, ADAPTER_CONFIG_FILE),
-    JSON.stringify(toPeftConfig(adapter.config), null, 2) + '\n',
+    JSON.stringify(toPeftConfig(adapter.config, [...adapter.modules.keys()]), null, 2) + '\n',
   );
   writeFileAtomic(join(dir, ADAPTER_WEIGHTS_FILE), encodeSafetensors(tensors));
   writeFileAtomic(join(dir, LORAFORGE_META_FILE), JSON.stringify(meta, null, 2) + '\n');
@@ -75,47 +95,149 @@ export function readAdapterMeta(dir: string): AdapterMeta {
   return existsSync(path) ? (readJsonObject(path) as AdapterMeta) : {};
 }
 
-/** Loads a PEFT adapter folder for `model` (shapes checked against the model's projections). */
+/** A tensor an adapter file must hold for a config and model: key, shape, and what it is. */
+export interface ExpectedTensor {
+  key: string;
+  shape: number[];
+  /** Module path and role (lora A / B, DoRA magnitude, trained bias, saved copy, base weight). */
+  path: string;
+  role: 'a' | 'b' | 'magnitude' | 'bias' | 'copy' | 'baseWeight';
+}
+
+/** Every tensor PEFT 0.18.1 writes for `config` on `model`, in the order loraforge writes them. */
+export function expectedTensors(model: DecoderModel, config: LoraConfig): ExpectedTensor[] {
+  const out: ExpectedTensor[] = [];
+  const targeted = targetedModules(model, config);
+  for (const m of targeted) {
+    const [aShape, bShape] = loraShapes(m, moduleLora(config, m.path).r);
+    out.push(
+      { key: peftKey.a(m.path, m.kind), shape: aShape, path: m.path, role: 'a' },
+      { key: peftKey.b(m.path, m.kind), shape: bShape, path: m.path, role: 'b' },
+    );
+    if (config.useDora) {
+      if (m.kind === 'embedding')
+        throw new LoraforgeError(`use_dora on ${m.path} (DoRA embedding) is not supported`);
+      const key = peftKey.magnitude(m.path);
+      out.push({ key, shape: [m.weight.shape[0]!], path: m.path, role: 'magnitude' });
+    }
+  }
+  const adapted = new Set(targeted.map((m) => m.path));
+  for (const m of adaptableModules(model)) {
+    if (m.bias && biasIsTrained(config)) {
+      const key = peftKey.bias(m.path, adapted.has(m.path));
+      out.push({ key, shape: [...m.bias.shape], path: m.path, role: 'bias' });
+    }
+    if (isSavedModule(config, m.path)) {
+      out.push({ key: peftKey.copy(m.path), shape: [...m.weight.shape], path: m.path, role: 'copy' });
+    }
+  }
+  if (embeddingIsTargeted(config, adaptableModules(model).map((m) => m.path))) {
+    for (const m of targeted.filter((t) => t.path === EMBED_PATH || t.path === LM_HEAD_PATH)) {
+      const key = peftKey.baseWeight(m.path);
+      out.push({ key, shape: [...m.weight.shape], path: m.path, role: 'baseWeight' });
+    }
+  }
+  return out;
+}
+
+/** "a, b, c and 4 more" */
+function someNames(names: string[], few = 4): string {
+  if (names.length === 0) return 'none';
+  const shown = names.slice(0, few).join(', ');
+  return names.length > few ? `${shown} and ${names.length - few} more` : shown;
+}
+
+/** PEFT's older files name the adapter inside keys (…lora_A.default.weight); drop that part. */
+function withoutAdapterName(key: string): string {
+  return key.replace(/\.default(\.weight|\.bias)?$/, '$1');
+}
+
+/**
+ * Loads a PEFT adapter folder for `model`. Every tensor the config implies must be in the file,
+ * with its shape, and every tensor of the file must be used: anything else is an error naming
+ * both lists, never a partial load.
+ */
 export function loadAdapter(dir: string, model: DecoderModel): LoraAdapter {
   if (!isAdapterFolder(dir)) {
     throw new LoraforgeError(`${dir}: not a LoRA adapter folder (no ${ADAPTER_CONFIG_FILE})`);
   }
-  const config = parsePeftConfig(
-    readJsonObject(join(dir, ADAPTER_CONFIG_FILE)),
-    join(dir, ADAPTER_CONFIG_FILE),
-  );
+  const configPath = join(dir, ADAPTER_CONFIG_FILE);
+  const config = parsePeftConfig(readJsonObject(configPath), configPath);
   const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
-  if (!existsSync(weightsPath)) throw new LoraforgeError(`${dir}: missing ${ADAPTER_WEIGHTS_FILE}`);
-  const file = SafetensorsFile.open(weightsPath);
-  const modules = new Map<string, LoraPair>();
-  try {
-    // PEFT sometimes writes keys with the adapter name (…lora_A.default.weight); accept both.
-    const keyFor = (path: string, which: 'A' | 'B'): string => {
-      const plain = `base_model.model.${path}.lora_${which}.weight`;
-      return file.has(plain) ? plain : `base_model.model.${path}.lora_${which}.default.weight`;
-    };
-    for (const [path, p] of model.projections()) {
-      if (!isTargeted(config, path)) continue;
-      const [outFeatures, inFeatures] = p.weight.shape as [number, number];
-      modules.set(path, {
-        a: loadTensor(file, keyFor(path, 'A'), [config.r, inFeatures], 'f32', weightsPath),
-        b: loadTensor(file, keyFor(path, 'B'), [outFeatures, config.r], 'f32', weightsPath),
-      });
-    }
-    if (modules.size === 0) {
+  if (!existsSync(weightsPath)) {
+    if (existsSync(join(dir, 'adapter_model.bin'))) {
       throw new LoraforgeError(
-        `${dir}: the adapter targets no module of this model`,
-        'is it for another base model?',
+        `${dir}: adapter_model.bin is a PyTorch pickle, which loraforge never loads`,
+        'convert it with Python: from safetensors.torch import save_file; import torch; ' +
+          "save_file(torch.load('adapter_model.bin', weights_only=True), 'adapter_model.safetensors')",
       );
     }
-  } catch (err) {
-    for (const { a, b } of modules.values()) {
-      a.dispose();
-      b.dispose();
+    throw new LoraforgeError(`${dir}: missing ${ADAPTER_WEIGHTS_FILE}`);
+  }
+  const expected = expectedTensors(model, config);
+  if (expected.length === 0) {
+    throw new LoraforgeError(
+      `${configPath}: the adapter targets no module of this model`,
+      'is it for another base model?',
+    );
+  }
+  const file = SafetensorsFile.open(weightsPath);
+  const fileKey = new Map(file.names().map((name) => [withoutAdapterName(name), name]));
+  const missing = expected.filter((e) => !fileKey.has(e.key)).map((e) => e.key);
+  const wanted = new Set(expected.map((e) => e.key));
+  const unexpected = [...fileKey.keys()].filter((k) => !wanted.has(k));
+  if (missing.length || unexpected.length) {
+    file.close();
+    throw new LoraforgeError(
+      `${weightsPath}: the tensors do not match ${ADAPTER_CONFIG_FILE}: missing ${someNames(missing)}; unexpected ${someNames(unexpected)}`,
+      'a file from another config or base model, or edited by hand; loraforge never loads part of an adapter',
+    );
+  }
+  const modules = new Map<string, LoraPair>();
+  const biases = new Map<string, Tensor>();
+  const copies = new Map<string, Tensor>();
+  const baseWeights = new Map<string, Tensor>();
+  const loaded: Tensor[] = [];
+  try {
+    for (const e of expected) {
+      const t = loadTensor(file, fileKey.get(e.key)!, e.shape, 'f32', weightsPath);
+      loaded.push(t);
+      if (e.role === 'a' || e.role === 'b' || e.role === 'magnitude') {
+        const pair = modules.get(e.path) ?? ({ magnitude: null } as unknown as LoraPair);
+        pair[e.role] = t;
+        modules.set(e.path, pair);
+      } else if (e.role === 'bias') biases.set(e.path, t);
+      else if (e.role === 'copy') copies.set(e.path, t);
+      else {
+        checkSameAsBase(t, e, model, weightsPath);
+        loaded.pop()!.dispose();
+        baseWeights.set(e.key, adaptableModules(model).find((m) => m.path === e.path)!.weight);
+      }
     }
+  } catch (err) {
+    for (const t of loaded) t.dispose();
     throw err;
   } finally {
     file.close();
   }
-  return new LoraAdapter(config, modules);
+  return new LoraAdapter(config, modules, biases, copies, baseWeights);
+}
+
+/**
+ * PEFT writes the base weights of a LoRA-adapted embed_tokens / lm_head and loads them back over
+ * the model's; loraforge accepts them only when they are the model's own (within the model's
+ * storage precision), since it never rewrites base weights.
+ */
+function checkSameAsBase(t: Tensor, e: ExpectedTensor, model: DecoderModel, where: string): void {
+  const base = hostF32(adaptableModules(model).find((m) => m.path === e.path)!.weight);
+  const saved = t.readSync() as Float32Array;
+  const tolerance = model.embed.dtype === 'f32' ? 0 : 1 / 128;
+  for (let i = 0; i < saved.length; i++) {
+    if (Math.abs(saved[i]! - base[i]!) > tolerance * Math.abs(base[i]!)) {
+      throw new LoraforgeError(
+        `${where}: '${e.key}' differs from the base model's ${e.path} weight (element ${i}: ${saved[i]} vs ${base[i]})`,
+        'the adapter was made on another base model, or trained that weight: not supported',
+      );
+    }
+  }
 }

@@ -78,7 +78,7 @@ export class ModelServeEngine implements ServeEngine {
     const adapter = loadAdapter(dir, this.model);
     const recorded = readAdapterMeta(dir).template;
     const template = recorded ? templateFromSpec(recorded, this.tokenizer) : this.baseTemplate;
-    this.adapters.set(name, { adapter, lookup: adapter.lookup(), template });
+    this.adapters.set(name, { adapter, lookup: adapter.lookup(this.model), template });
   }
 
   unloadAdapter(name: string): void {

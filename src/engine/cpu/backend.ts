@@ -299,6 +299,11 @@ class CpuKernelSet implements Kernels {
     else this.f32(x, n).fill(value);
   }
 
+  scaleColumns(x: Operand, scale: Operand, out: Operand, rows: number, cols: number): void {
+    const n = rows * cols;
+    host.scaleColumns(this.f32(x, n), this.f32(scale, cols), this.f32(out, n), rows, cols);
+  }
+
   sumRows(x: Operand, out: Operand, rows: number, cols: number): void {
     host.sumRows(this.f32(x, rows * cols), this.f32(out, cols), rows, cols);
   }

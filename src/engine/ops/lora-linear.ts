@@ -13,6 +13,9 @@ export interface LoraWeights {
   a: Tensor;
   b: Tensor;
   scale: number;
+  /** DoRA: the magnitude vector [out] and, for inference, m/‖W + s·B·A‖ (ops/dora-linear.ts). */
+  magnitude?: Tensor | null;
+  columnScale?: Tensor | null;
 }
 
 /**

@@ -10,7 +10,7 @@
  */
 import type { KernelDef } from './kernel-def.ts';
 import { wgslLoader } from './kernel-def.ts';
-import { ELEMENTWISE_WORKGROUP, FLAT_INDEX } from './elementwise.ts';
+import { ELEMENTWISE_WORKGROUP, FLAT_INDEX, forEachBindingChunk } from './elementwise.ts';
 import { advance, type BufferRef } from './buffer-ref.ts';
 import type { KernelRunner } from './runner.ts';
 
@@ -233,4 +233,43 @@ export function sumRows(
     { rows, cols },
     [Math.ceil(cols / ELEMENTWISE_WORKGROUP)],
   );
+}
+
+const SCALE_COLUMNS: KernelDef = {
+  key: 'scale-columns',
+  params: { n: 'u32', cols: 'u32', first: 'u32' },
+  buffers: [
+    { name: 'x', dtype: 'f32', access: 'read' },
+    { name: 'scale', dtype: 'f32', access: 'read' },
+    { name: 'out', dtype: 'f32', access: 'read_write' },
+  ],
+  workgroupSize: [ELEMENTWISE_WORKGROUP],
+  body: `
+  ${FLAT_INDEX}
+  if (i >= P.n) { return; }
+  out[P.out_off + i] = x[P.x_off + i] * scale[P.scale_off + (P.first + i) % P.cols];
+`,
+};
+
+/** out [rows, cols] = x · scale[col] (out may be x); chunked per binding along the flat index. */
+export function scaleColumns(
+  runner: KernelRunner,
+  x: BufferRef,
+  scale: BufferRef,
+  out: BufferRef,
+  rows: number,
+  cols: number,
+): void {
+  forEachBindingChunk(runner, rows * cols, (start, count) => {
+    runner.dispatch(
+      SCALE_COLUMNS,
+      {
+        x: { ref: advance(x, start * 4), elements: count },
+        scale: { ref: scale, elements: cols },
+        out: { ref: advance(out, start * 4), elements: count },
+      },
+      { n: count, cols, first: start },
+      runner.grid1d(Math.ceil(count / ELEMENTWISE_WORKGROUP)),
+    );
+  });
 }
