@@ -137,6 +137,14 @@ export class LoraAdapter {
       if (config.useDora) pair.magnitude = doraColumnScale(m.weight, pair, 0, null).keep();
       modules.set(m.path, pair);
     }
+    if (modules.size === 0) {
+      const linear = adaptableModules(model).filter((m) => m.kind === 'linear');
+      const names = [...new Set(linear.map((m) => m.path.split('.').at(-1)!))];
+      throw new LoraforgeError(
+        `target_modules ${JSON.stringify(config.targetModules)} matches no module of this model`,
+        `its linear modules are ${names.join(', ')} (e.g. ${linear[1]?.path}); a list entry matches a full module path or a '.'-separated suffix of it`,
+      );
+    }
     if (config.bias === 'lora_only') {
       throw new LoraforgeError(
         'bias "lora_only" is not supported for training: PEFT 0.18.1 saves none of those biases',
@@ -146,8 +154,7 @@ export class LoraAdapter {
     const biases = new Map<string, Tensor>();
     const copies = new Map<string, Tensor>();
     for (const m of adaptableModules(model)) {
-      if (m.bias && biasIsTrained(config))
-        biases.set(m.path, f32Copy(m.bias).keep());
+      if (m.bias && biasIsTrained(config)) biases.set(m.path, f32Copy(m.bias).keep());
       if (isSavedModule(config, m.path)) copies.set(m.path, f32Copy(m.weight).keep());
     }
     return new LoraAdapter(config, modules, biases, copies);
@@ -279,7 +286,8 @@ function transposed(t: Tensor): Tensor {
   const [rows, cols] = t.shape as [number, number];
   const src = hostF32(t);
   const out = new Float32Array(src.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = src[r * cols + c]!;
+  for (let r = 0; r < rows; r++)
+    for (let c = 0; c < cols; c++) out[c * rows + r] = src[r * cols + c]!;
   return Tensor.from(out, [cols, rows]);
 }
 

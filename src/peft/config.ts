@@ -75,9 +75,9 @@ function layerIndexOf(c: LoraConfig, key: string): number | null {
         ? [c.layersPattern]
         : c.layersPattern;
   for (const p of patterns) {
-    const m = new RegExp(p === null ? '^.*\\.[^.]*\\.(\\d+)\\.' : `^.*\\.(?:${p})\\.(\\d+)\\.`).exec(
-      key,
-    );
+    const m = new RegExp(
+      p === null ? '^.*\\.[^.]*\\.(\\d+)\\.' : `^.*\\.(?:${p})\\.(\\d+)\\.`,
+    ).exec(key);
     if (m) return Number(m[1]);
   }
   return null;
@@ -119,7 +119,10 @@ function patternValue(patterns: Record<string, number>, key: string): number | u
 }
 
 /** Rank, alpha and output scale of one adapted module (rank_pattern / alpha_pattern applied). */
-export function moduleLora(c: LoraConfig, key: string): { r: number; alpha: number; scale: number } {
+export function moduleLora(
+  c: LoraConfig,
+  key: string,
+): { r: number; alpha: number; scale: number } {
   const r = patternValue(c.rankPattern, key) ?? c.r;
   const alpha = patternValue(c.alphaPattern, key) ?? c.loraAlpha;
   return { r, alpha, scale: c.useRslora ? alpha / Math.sqrt(r) : alpha / r };

@@ -128,10 +128,20 @@ export function expectedTensors(model: DecoderModel, config: LoraConfig): Expect
       out.push({ key, shape: [...m.bias.shape], path: m.path, role: 'bias' });
     }
     if (isSavedModule(config, m.path)) {
-      out.push({ key: peftKey.copy(m.path), shape: [...m.weight.shape], path: m.path, role: 'copy' });
+      out.push({
+        key: peftKey.copy(m.path),
+        shape: [...m.weight.shape],
+        path: m.path,
+        role: 'copy',
+      });
     }
   }
-  if (embeddingIsTargeted(config, adaptableModules(model).map((m) => m.path))) {
+  if (
+    embeddingIsTargeted(
+      config,
+      adaptableModules(model).map((m) => m.path),
+    )
+  ) {
     for (const m of targeted.filter((t) => t.path === EMBED_PATH || t.path === LM_HEAD_PATH)) {
       const key = peftKey.baseWeight(m.path);
       out.push({ key, shape: [...m.weight.shape], path: m.path, role: 'baseWeight' });

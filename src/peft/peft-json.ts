@@ -117,7 +117,9 @@ export function parsePeftConfig(raw: Raw, where: string): LoraConfig {
   }
   const bias = raw.bias ?? 'none';
   if (bias !== 'none' && bias !== 'all' && bias !== 'lora_only')
-    throw new LoraforgeError(`${where}: bias ${JSON.stringify(bias)} is not none, all or lora_only`);
+    throw new LoraforgeError(
+      `${where}: bias ${JSON.stringify(bias)} is not none, all or lora_only`,
+    );
   const layers = raw.layers_to_transform ?? null;
   if (
     layers !== null &&
@@ -135,7 +137,9 @@ export function parsePeftConfig(raw: Raw, where: string): LoraConfig {
       loraAlpha: Number(raw.lora_alpha ?? 8),
       loraDropout: Number(raw.lora_dropout ?? 0),
       targetModules:
-        typeof targets === 'string' && targets.toLowerCase() === 'all-linear' ? 'all-linear' : targets,
+        typeof targets === 'string' && targets.toLowerCase() === 'all-linear'
+          ? 'all-linear'
+          : targets,
       excludeModules: stringOrList(raw.exclude_modules, 'exclude_modules', where),
       layersToTransform: layers as number[] | number | null,
       layersPattern: stringOrList(raw.layers_pattern, 'layers_pattern', where),
@@ -194,4 +198,3 @@ export function toPeftConfig(c: LoraConfig, targetPaths: string[]): Record<strin
   // PEFT writes the keys sorted.
   return Object.fromEntries(Object.entries(fields).sort(([a], [b]) => (a < b ? -1 : 1)));
 }
-

@@ -43,11 +43,15 @@ export const TRAIN_KEYS = {
   lora_dropout: { kind: 'number', help: 'dropout on the LoRA path', default: 0.05 },
   lora_target: {
     kind: 'string',
-    help: 'all-linear, or comma-separated module names',
+    help: "all-linear, or comma-separated module names or '.'-suffixes (q_proj, self_attn.q_proj)",
     default: 'all-linear',
   },
   use_rslora: { kind: 'boolean', help: 'scale by alpha / sqrt(r)', default: false },
-  lora_init: { kind: 'string', help: 'kaiming (PEFT default) | gaussian', default: 'kaiming' },
+  lora_init: {
+    kind: 'string',
+    help: 'kaiming (PEFT default) | gaussian (pissa, olora, loftq... are refused)',
+    default: 'kaiming',
+  },
   dtype: {
     kind: 'string',
     help: 'storage of frozen weights: auto | f32 | bf16 | f16',

@@ -13,7 +13,7 @@ import type { DecoderConfig } from '../models/config.ts';
 import { loadDecoderConfig, loadModel, type WeightDType } from '../models/load.ts';
 import { LoraAdapter, trainableParametersReport } from '../peft/adapter.ts';
 import { autoWeightDType, baseParameterCountOf } from '../models/shapes.ts';
-import { makeLoraConfig } from '../peft/config.ts';
+import { makeLoraConfig, type LoraInit } from '../peft/config.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { formatCount } from '../util/format.ts';
 import { makeTrainingArguments } from './arguments.ts';
@@ -85,7 +85,7 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
       loraDropout: cfg.lora_dropout,
       targetModules: target,
       useRslora: cfg.use_rslora,
-      init: cfg.lora_init === 'gaussian' ? 'gaussian' : 'kaiming',
+      init: loraInitOf(cfg.lora_init),
       baseModelNameOrPath: cfg.model,
     });
     adapter = LoraAdapter.create(model, loraConfig, cfg.seed);
@@ -156,4 +156,15 @@ export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promi
     adapter?.dispose();
     model.dispose();
   }
+}
+
+/** lora_init → PEFT's init_lora_weights; the inits that rewrite base weights are refused by name. */
+function loraInitOf(value: string): LoraInit {
+  if (value === 'kaiming' || value === 'gaussian') return value;
+  throw new LoraforgeError(
+    `lora_init "${value}" is not supported`,
+    /^(pissa|olora|corda|loftq|eva|orthogonal)/.test(value)
+      ? `loraforge trains with kaiming (PEFT's default) or gaussian; ${value} is not implemented`
+      : 'use kaiming or gaussian',
+  );
 }

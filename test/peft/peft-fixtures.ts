@@ -1,0 +1,71 @@
+/** The PEFT-made interop fixtures (scripts/peft-fixtures/make_fixtures.py) and how tests run them. */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { noGrad } from '../../src/engine/tape.ts';
+import { tidy } from '../../src/engine/tensor.ts';
+import { SequenceDecoder } from '../../src/infer/sequences.ts';
+import type { DecoderModel } from '../../src/models/decoder.ts';
+import { loadModel } from '../../src/models/load.ts';
+
+export const PEFT_FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'peft');
+
+export const CASES = [
+  'suffix-targets',
+  'regex-lm-head',
+  'bias-all',
+  'bias-lora-only',
+  'modules-to-save-lm-head',
+  'modules-to-save-embed',
+  'patterns',
+  'layers-to-transform',
+  'exclude-modules',
+  'embedding-lora',
+  'lm-head-lora-untied',
+  'lm-head-lora-tied',
+  'dora',
+  'rslora',
+];
+
+interface Expected {
+  base: string;
+  prompt: number[];
+  greedy: number[];
+}
+
+export function expectedOf(name: string): Expected {
+  return JSON.parse(readFileSync(join(PEFT_FIXTURES, name, 'expected.json'), 'utf8')) as Expected;
+}
+
+const bases = new Map<string, DecoderModel>();
+export function baseOf(name: string): DecoderModel {
+  const base = expectedOf(name).base;
+  if (!bases.has(base)) bases.set(base, loadModel(join(PEFT_FIXTURES, base), { dtype: 'f32' }));
+  return bases.get(base)!;
+}
+
+/** Logits [prompt, vocab] of the attached model. */
+export function promptLogits(model: DecoderModel, prompt: number[]): Float32Array {
+  return noGrad(() =>
+    tidy(() => {
+      const h = model.forwardHidden({
+        batch: 1,
+        seq: prompt.length,
+        inputIds: Int32Array.from(prompt),
+      });
+      return model.logits(h).readSync() as Float32Array;
+    }),
+  );
+}
+
+/** Greedy continuation through the KV-cache decoder (the path `generate` and `serve` use). */
+export async function greedy(model: DecoderModel, prompt: number[], n: number): Promise<number[]> {
+  const decoder = new SequenceDecoder(model);
+  const seq = decoder.start(prompt, { temperature: 0 }, null, n);
+  const out: number[] = [];
+  while (out.length < n) {
+    const [token] = await decoder.step([seq]);
+    if (token !== null && token !== undefined) out.push(token);
+  }
+  decoder.release(seq);
+  return out;
+}
