@@ -76,9 +76,14 @@ export class ModelServeEngine implements ServeEngine {
     if (this.adapters.has(name))
       throw new LoraforgeError(`an adapter named "${name}" is already loaded`);
     const adapter = loadAdapter(dir, this.model);
-    const recorded = readAdapterMeta(dir).template;
-    const template = recorded ? templateFromSpec(recorded, this.tokenizer) : this.baseTemplate;
-    this.adapters.set(name, { adapter, lookup: adapter.lookup(this.model), template });
+    try {
+      const recorded = readAdapterMeta(dir).template;
+      const template = recorded ? templateFromSpec(recorded, this.tokenizer) : this.baseTemplate;
+      this.adapters.set(name, { adapter, lookup: adapter.lookup(this.model), template });
+    } catch (err) {
+      adapter.dispose();
+      throw err;
+    }
   }
 
   unloadAdapter(name: string): void {

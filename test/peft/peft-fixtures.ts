@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { noGrad } from '../../src/engine/tape.ts';
 import { tidy } from '../../src/engine/tensor.ts';
 import { SequenceDecoder } from '../../src/infer/sequences.ts';
-import type { DecoderModel } from '../../src/models/decoder.ts';
+import type { DecoderModel, LoraLookup } from '../../src/models/decoder.ts';
 import { loadModel } from '../../src/models/load.ts';
 
 export const PEFT_FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'peft');
@@ -58,9 +58,14 @@ export function promptLogits(model: DecoderModel, prompt: number[]): Float32Arra
 }
 
 /** Greedy continuation through the KV-cache decoder (the path `generate` and `serve` use). */
-export async function greedy(model: DecoderModel, prompt: number[], n: number): Promise<number[]> {
+export async function greedy(
+  model: DecoderModel,
+  prompt: number[],
+  n: number,
+  lora: LoraLookup | null = null,
+): Promise<number[]> {
   const decoder = new SequenceDecoder(model);
-  const seq = decoder.start(prompt, { temperature: 0 }, null, n);
+  const seq = decoder.start(prompt, { temperature: 0 }, lora, n);
   const out: number[] = [];
   while (out.length < n) {
     const [token] = await decoder.step([seq]);

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { before, test } from 'node:test';
 import { LoraAdapter } from '../../src/peft/adapter.ts';
 import { loadAdapter } from '../../src/peft/io.ts';
+import { loadModel } from '../../src/models/load.ts';
 import { maxAbsDiff, readGolden, useCpuBackend } from '../helpers.ts';
 import { baseOf, CASES, expectedOf, greedy, PEFT_FIXTURES, promptLogits } from './peft-fixtures.ts';
 
@@ -35,3 +36,49 @@ for (const name of CASES) {
     }
   });
 }
+
+test('merging the PEFT DoRA adapter equals PEFT merge_and_unload', async () => {
+  const { mkdtempSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { mergeToFolder } = await import('../../src/peft/merge.ts');
+  const model = baseOf('dora');
+  const adapter = loadAdapter(join(PEFT_FIXTURES, 'dora'), model);
+  const out = join(mkdtempSync(join(tmpdir(), 'lf-dora-merge-')), 'merged');
+  mergeToFolder(join(PEFT_FIXTURES, 'base-tied'), adapter, out);
+  adapter.dispose();
+  const mine = readGolden(join(out, 'model.safetensors'));
+  const ref = readGolden(join(PEFT_FIXTURES, 'dora', 'expected.safetensors'));
+  const merged = ref.names().filter((n) => n.startsWith('merged.model.'));
+  assert.equal(merged.length, 14);
+  for (const key of merged) {
+    const name = key.slice('merged.'.length);
+    const diff = maxAbsDiff(mine.f32(name).data, ref.f32(key).data);
+    assert.ok(diff <= 1e-6, `${name}: ${diff}`);
+  }
+  const mergedModel = loadModel(out, { dtype: 'f32' });
+  const prompt = expectedOf('dora').prompt;
+  const diff = maxAbsDiff(promptLogits(mergedModel, prompt), ref.f32('merged_logits').data);
+  mergedModel.dispose();
+  assert.ok(diff <= 1e-5, `merged logits differ by ${diff}`);
+});
+
+test('per-request adapters (the serve path) reproduce PEFT for plain LoRA configs', async () => {
+  for (const name of ['suffix-targets', 'patterns', 'rslora', 'layers-to-transform']) {
+    const model = baseOf(name);
+    const expected = expectedOf(name);
+    const adapter = loadAdapter(join(PEFT_FIXTURES, name), model);
+    const ids = await greedy(model, expected.prompt, expected.greedy.length, adapter.lookup(model));
+    adapter.dispose();
+    assert.deepEqual(ids, expected.greedy, name);
+  }
+});
+
+test('per-request adapters the serve path cannot apply are refused by name', () => {
+  const model = baseOf('dora');
+  const adapter = loadAdapter(join(PEFT_FIXTURES, 'dora'), model);
+  assert.throws(
+    () => adapter.lookup(model),
+    /per-request adapters with use_dora are not supported/,
+  );
+  adapter.dispose();
+});

@@ -21,7 +21,8 @@ before(async () => {
   await useCpuBackend();
 });
 
-const readJson = (path: string) => JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+const readJson = (path: string) =>
+  JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
 
 function tensorShapes(dir: string): Record<string, number[]> {
   const file = SafetensorsFile.open(join(dir, 'adapter_model.safetensors'));
@@ -33,7 +34,11 @@ function tensorShapes(dir: string): Record<string, number[]> {
 /** target_modules is a set in PEFT: compare lists without order. */
 function normalized(config: Record<string, unknown>): Record<string, unknown> {
   const t = config.target_modules;
-  return { ...config, base_model_name_or_path: null, target_modules: Array.isArray(t) ? [...t].sort() : t };
+  return {
+    ...config,
+    base_model_name_or_path: null,
+    target_modules: Array.isArray(t) ? [...t].sort() : t,
+  };
 }
 
 for (const name of [
@@ -63,7 +68,10 @@ for (const name of [
     const dir = join(mkdtempSync(join(tmpdir(), 'lf-rt-')), 'adapter');
     await saveAdapter(dir, adapter);
     if (name !== 'regex-lm-head') {
-      assert.deepEqual(normalized(readJson(join(dir, 'adapter_config.json'))), normalized(peftConfig));
+      assert.deepEqual(
+        normalized(readJson(join(dir, 'adapter_config.json'))),
+        normalized(peftConfig),
+      );
       assert.deepEqual(tensorShapes(dir), tensorShapes(fixture));
     }
     const prompt = expectedOf(name).prompt;
@@ -82,11 +90,14 @@ for (const name of [
 
 test('train targets given as dotted suffixes adapt every matching module', () => {
   const model = baseOf('suffix-targets');
-  const adapter = LoraAdapter.create(model, makeLoraConfig({ targetModules: ['self_attn.q_proj'] }));
-  assert.deepEqual([...adapter.modules.keys()], [
-    'model.layers.0.self_attn.q_proj',
-    'model.layers.1.self_attn.q_proj',
-  ]);
+  const adapter = LoraAdapter.create(
+    model,
+    makeLoraConfig({ targetModules: ['self_attn.q_proj'] }),
+  );
+  assert.deepEqual(
+    [...adapter.modules.keys()],
+    ['model.layers.0.self_attn.q_proj', 'model.layers.1.self_attn.q_proj'],
+  );
   adapter.dispose();
 });
 
@@ -96,7 +107,10 @@ test('train targets that match nothing are an error listing the linear modules',
     () => LoraAdapter.create(model, makeLoraConfig({ targetModules: ['attn.q'] })),
     (e: Error & { hint?: string }) => {
       assert.match(e.message, /target_modules \["attn\.q"\] matches no module/);
-      assert.match(e.hint ?? '', /q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, lm_head/);
+      assert.match(
+        e.hint ?? '',
+        /q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, lm_head/,
+      );
       return true;
     },
   );
