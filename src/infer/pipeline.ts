@@ -52,7 +52,7 @@ export class ChatPipeline {
     let recorded: unknown;
     if (opts.adapter) {
       adapter = loadAdapter(opts.adapter, model);
-      adapter.attach(model);
+      adapter.attach(model, { frozen: true });
       recorded = readAdapterMeta(opts.adapter).template;
     }
     const template = opts.template

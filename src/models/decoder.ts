@@ -312,8 +312,8 @@ export class DecoderModel {
     lora: LoraWeights,
     dropout: { p: number; seed: number } | null,
   ): Tensor {
-    if (lora.columnScale) return doraLinear(x, w, bias, lora, lora.columnScale);
-    if (lora.magnitude) throw new Error('DoRA runs with a precomputed column scale only');
+    if (lora.magnitude)
+      return doraLinear(x, w, bias, { ...lora, magnitude: lora.magnitude }, dropout);
     return loraLinear(x, w, bias, lora, dropout);
   }
 

@@ -19,7 +19,7 @@ import {
   type LoraConfig,
 } from './config.ts';
 import { baseParameterCountOf } from '../models/shapes.ts';
-import { doraColumnScale } from '../engine/ops/dora-linear.ts';
+import { doraColumnScale, doraInitialMagnitude } from '../engine/ops/dora-linear.ts';
 
 export interface LoraPair {
   a: Tensor;
@@ -134,7 +134,7 @@ export class LoraAdapter {
         magnitude: null,
       };
       // DoRA starts with m = ‖W‖ per output row (B = 0), so the model is unchanged.
-      if (config.useDora) pair.magnitude = doraColumnScale(m.weight, pair, 0, null).keep();
+      if (config.useDora) pair.magnitude = doraInitialMagnitude(m.weight, pair.a, pair.b).keep();
       modules.set(m.path, pair);
     }
     if (modules.size === 0) {
@@ -160,13 +160,17 @@ export class LoraAdapter {
     return new LoraAdapter(config, modules, biases, copies);
   }
 
-  /** Routes the model's adapted modules through this adapter. */
-  attach(model: DecoderModel): void {
+  /**
+   * Routes the model's adapted modules through this adapter. `frozen` promises the weights will
+   * not change while attached (inference), so DoRA's column scales are computed once.
+   */
+  attach(model: DecoderModel, opts: { frozen?: boolean } = {}): void {
+    const frozen = opts.frozen ?? false;
     for (const [path, p] of model.projections()) {
       const pair = this.modules.get(path);
       p.adapterBias = this.biases.get(path) ?? null;
       p.lora = pair
-        ? { ...this.weightsOf(path, p.weight), dropout: this.config.loraDropout }
+        ? { ...this.weightsOf(path, p.weight, frozen), dropout: this.config.loraDropout }
         : null;
     }
     const embedLora = this.modules.get(EMBED_PATH);
@@ -179,7 +183,7 @@ export class LoraAdapter {
         scale: moduleLora(this.config, EMBED_PATH).scale,
       },
       head: this.copies.get(LM_HEAD_PATH),
-      headLora: headLora && this.weightsOf(LM_HEAD_PATH, model.lmHead),
+      headLora: headLora && this.weightsOf(LM_HEAD_PATH, model.lmHead, frozen),
     };
   }
 
@@ -195,7 +199,7 @@ export class LoraAdapter {
     const weights = new Map(
       [...model.projections()]
         .filter(([path]) => this.modules.has(path))
-        .map(([path, p]) => [path, this.weightsOf(path, p.weight)]),
+        .map(([path, p]) => [path, this.weightsOf(path, p.weight, true)]),
     );
     return (path) => weights.get(path) ?? null;
   }
@@ -210,8 +214,8 @@ export class LoraAdapter {
     return null;
   }
 
-  /** LoRA weights of one linear module, with DoRA's column scale when it has a magnitude. */
-  private weightsOf(path: string, weight: Tensor) {
+  /** LoRA weights of one linear module; with `frozen`, DoRA's column scale computed once. */
+  private weightsOf(path: string, weight: Tensor, frozen: boolean) {
     const pair = this.modules.get(path)!;
     const { scale } = moduleLora(this.config, path);
     return {
@@ -219,10 +223,9 @@ export class LoraAdapter {
       b: pair.b,
       scale,
       magnitude: pair.magnitude,
-      // Inference: DoRA's m/‖W + s·B·A‖ is a constant, computed once.
       columnScale:
-        pair.magnitude && !pair.magnitude.requiresGrad
-          ? doraColumnScale(weight, pair, scale, pair.magnitude).keep()
+        pair.magnitude && frozen
+          ? doraColumnScale(weight, { ...pair, scale }, pair.magnitude).keep()
           : null,
     };
   }

@@ -74,7 +74,7 @@ export function registerEval(program: Command): void {
       if (pipeline.adapter) {
         LoraAdapter.detach(pipeline.model);
         before = await evaluateWithProgress(pipeline, set, target, 'base', flags.maxNewTokens);
-        pipeline.adapter.attach(pipeline.model);
+        pipeline.adapter.attach(pipeline.model, { frozen: true });
         after = await evaluateWithProgress(pipeline, set, target, 'adapter', flags.maxNewTokens);
       } else {
         before = await evaluateWithProgress(pipeline, set, target, 'model', flags.maxNewTokens);

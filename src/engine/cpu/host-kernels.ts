@@ -75,6 +75,19 @@ export function scaleColumns(
   }
 }
 
+export function columnDots(
+  a: Float32Array,
+  b: Float32Array,
+  out: Float32Array,
+  rows: number,
+  cols: number,
+): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols;
+    for (let c = 0; c < cols; c++) out[c]! += a[o + c]! * b[o + c]!;
+  }
+}
+
 export function sumRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void {
   for (let r = 0; r < rows; r++) {
     const o = r * cols;

@@ -1,114 +1,213 @@
 /**
- * DoRA (weight-decomposed LoRA, PEFT's use_dora) for inference:
- *   y = g ⊙ (x·Wᵀ + s·(x·Aᵀ)·Bᵀ) + b,   g = m / ‖W + s·B·A‖ (one norm per output row of W)
- * which is PEFT's DoraLinearLayer: base result plus (g − 1)·x·Wᵀ + g·s·x·Aᵀ·Bᵀ, with the norm
- * detached. g is constant once the weights are, so it is computed once per attached adapter.
+ * DoRA (weight-decomposed LoRA, PEFT's use_dora), as PEFT's DoraLinearLayer computes it:
+ *   y = x·Wᵀ + b + (g − 1) ⊙ (x̃·Wᵀ) + g ⊙ s·(x̃·Aᵀ)·Bᵀ,   g = m / ‖W + s·B·A‖
+ * with x̃ the dropped-out input (x itself without dropout, where y = g ⊙ (x·Wᵀ + s·x·Aᵀ·Bᵀ) + b),
+ * one norm per output row of W, and the norm detached (no gradient flows through it, as PEFT).
+ * Backward, with dy·g written dyg:
+ *   dB = s·dygᵀ·(x̃·Aᵀ)    dA = (s·dyg·B)ᵀ·x̃    dm = Σ_rows dy ⊙ (x̃·Wᵀ + s·x̃·Aᵀ·Bᵀ) / ‖…‖
+ *   dx = dy·W + drop((dy ⊙ (g − 1))·W + s·dyg·B·A)
  */
-import { noGrad } from '../tape.ts';
+import type { DropoutSpec } from '../dropout.ts';
+import { noGrad, record } from '../tape.ts';
 import { Tensor, tidy } from '../tensor.ts';
+import { linearBackward } from './linear.ts';
 import type { LoraWeights } from './lora-linear.ts';
-import { kernels, matrixDims } from './util.ts';
+import { gemmIntoGrad, kernels, matrixDims, writeIntoGrad } from './util.ts';
 
-/**
- * m / ‖W + s·B·A‖ per output row [out] of weight W [out, in] (any float dtype); with
- * `magnitude` null, the norms themselves (DoRA's initial magnitude, as PEFT's update_layer).
- */
-export function doraColumnScale(
-  w: Tensor,
-  lora: { a: Tensor; b: Tensor },
-  scale: number,
-  magnitude: Tensor | null,
-): Tensor {
+/** 1 / ‖W + s·B·A‖ per output row [out] of W [out, in] (any float dtype); no gradient. */
+export function doraInverseNorms(w: Tensor, a: Tensor, b: Tensor, scale: number): Tensor {
   const [outFeatures, inFeatures] = w.shape as [number, number];
-  const rank = lora.a.shape[0]!;
   return noGrad(() =>
     tidy(() => {
       const k = kernels();
       const v = Tensor.empty([outFeatures, inFeatures]);
       k.convert(w.operand(), v.operand(), w.size);
       if (scale !== 0) {
-        k.gemm(lora.b.operand(), lora.a.operand(), v.operand(), {
+        k.gemm(b.operand(), a.operand(), v.operand(), {
           m: outFeatures,
           n: inFeatures,
-          k: rank,
+          k: a.shape[0]!,
           alpha: scale,
           beta: 1,
         });
       }
-      // RMSNorm with eps 0 and unit weights yields rstd = √in / ‖row‖.
+      // RMSNorm with eps 0 and unit weights leaves rstd = √in / ‖row‖ in its second output.
       const ones = Tensor.from(new Float32Array(inFeatures).fill(1), [inFeatures]);
       const normalized = Tensor.empty([outFeatures, inFeatures]);
-      const rstd = Tensor.empty([outFeatures]);
+      const inverse = Tensor.empty([outFeatures]);
       k.rmsnormForward(
         v.operand(),
         ones.operand(),
         normalized.operand(),
-        rstd.operand(),
+        inverse.operand(),
         outFeatures,
         inFeatures,
         0,
       );
-      const out = Tensor.empty([outFeatures]);
-      if (magnitude) {
-        k.scaleColumns(magnitude.operand(), rstd.operand(), out.operand(), 1, outFeatures);
-        k.axpby(out.operand(), out.operand(), outFeatures, 1 / Math.sqrt(inFeatures), 0);
-      } else {
-        const r = rstd.readSync() as Float32Array;
-        const norms = Float32Array.from(r, (x) => Math.sqrt(inFeatures) / x);
-        return Tensor.from(norms, [outFeatures]);
-      }
-      return out;
+      k.axpby(inverse.operand(), inverse.operand(), outFeatures, 1 / Math.sqrt(inFeatures), 0);
+      return inverse;
     }),
   );
 }
 
-/** DoRA projection for inference; `columnScale` is doraColumnScale(w, lora, lora.scale, m). */
+/** ‖W‖ per output row: DoRA's initial magnitude (B = 0), as PEFT's update_layer sets it. */
+export function doraInitialMagnitude(w: Tensor, a: Tensor, b: Tensor): Tensor {
+  const inverse = doraInverseNorms(w, a, b, 0);
+  const norms = Float32Array.from(inverse.readSync() as Float32Array, (v) => 1 / v);
+  inverse.dispose();
+  return Tensor.from(norms, [norms.length]);
+}
+
+/** g = m / ‖W + s·B·A‖ [out]: constant for inference, so computed once per attached adapter. */
+export function doraColumnScale(w: Tensor, lora: LoraWeights, magnitude: Tensor): Tensor {
+  const outFeatures = w.shape[0]!;
+  return noGrad(() =>
+    tidy(() => {
+      const inverse = doraInverseNorms(w, lora.a, lora.b, lora.scale);
+      const g = Tensor.empty([outFeatures]);
+      kernels().scaleColumns(magnitude.operand(), inverse.operand(), g.operand(), 1, outFeatures);
+      return g;
+    }),
+  );
+}
+
+/**
+ * DoRA projection. `lora.magnitude` is m; `lora.columnScale`, when given (inference), is the
+ * precomputed g and no gradient is recorded for m.
+ */
 export function doraLinear(
   x: Tensor,
   w: Tensor,
   bias: Tensor | null,
-  lora: LoraWeights,
-  columnScale: Tensor,
+  lora: LoraWeights & { magnitude: Tensor },
+  dropout: DropoutSpec | null = null,
 ): Tensor {
   const k = kernels();
   const [rows, inFeatures] = matrixDims(x);
   const outFeatures = w.shape[0]!;
   const rank = lora.a.shape[0]!;
-  const y = Tensor.empty([...x.shape.slice(0, -1), outFeatures]);
-  tidy(() => {
-    const t = Tensor.empty([rows, outFeatures]);
-    k.gemm(x.operand(), w.operand(), t.operand(), {
+  const m = lora.magnitude;
+  const inverse = lora.columnScale ? null : doraInverseNorms(w, lora.a, lora.b, lora.scale);
+  const g = lora.columnScale ?? Tensor.empty([outFeatures]);
+  if (inverse) k.scaleColumns(m.operand(), inverse.operand(), g.operand(), 1, outFeatures);
+  const gMinusOne = Tensor.from(new Float32Array(outFeatures).fill(-1), [outFeatures]);
+  k.add(gMinusOne.operand(), g.operand(), gMinusOne.operand(), outFeatures);
+
+  /** x̃: x itself without dropout; with it, a fresh tensor the caller disposes. */
+  const dropped = (): Tensor => {
+    if (!dropout) return x;
+    const xd = Tensor.empty(x.shape);
+    k.dropout(x.operand(), xd.operand(), x.size, dropout.p, dropout.seed);
+    return xd;
+  };
+  const gemmW = (src: Tensor, dst: Tensor) =>
+    k.gemm(src.operand(), w.operand(), dst.operand(), {
       m: rows,
       n: outFeatures,
       k: inFeatures,
       transB: true,
     });
-    const xa = Tensor.empty([rows, rank]);
-    k.gemm(x.operand(), lora.a.operand(), xa.operand(), {
-      m: rows,
-      n: rank,
-      k: inFeatures,
-      transB: true,
-    });
-    k.gemm(xa.operand(), lora.b.operand(), t.operand(), {
+  /** dst = s·xa·Bᵀ [rows, out]. */
+  const loraOut = (xa: Tensor, dst: Tensor, beta: number) =>
+    k.gemm(xa.operand(), lora.b.operand(), dst.operand(), {
       m: rows,
       n: outFeatures,
       k: rank,
       transB: true,
       alpha: lora.scale,
-      beta: 1,
+      beta,
     });
-    k.scaleColumns(t.operand(), columnScale.operand(), y.operand(), rows, outFeatures);
-    if (bias) {
-      // y += 1·bias on every row: a rank-1 GEMM (the backends have no broadcast add).
-      const ones = Tensor.from(new Float32Array(rows).fill(1), [rows, 1]);
-      k.gemm(ones.operand(), bias.operand(), y.operand(), {
+
+  const y = Tensor.empty([...x.shape.slice(0, -1), outFeatures]);
+  k.gemm(x.operand(), w.operand(), y.operand(), {
+    m: rows,
+    n: outFeatures,
+    k: inFeatures,
+    transB: true,
+    bias: bias?.operand(),
+  });
+  const xd = dropped();
+  const xa = Tensor.empty([rows, rank]);
+  k.gemm(xd.operand(), lora.a.operand(), xa.operand(), {
+    m: rows,
+    n: rank,
+    k: inFeatures,
+    transB: true,
+  });
+  tidy(() => {
+    // Scaled copies rather than in place: a WebGPU dispatch cannot bind one buffer twice.
+    const u = Tensor.empty([rows, outFeatures]);
+    const scaled = Tensor.empty([rows, outFeatures]);
+    gemmW(xd, u);
+    k.scaleColumns(u.operand(), gMinusOne.operand(), scaled.operand(), rows, outFeatures);
+    k.add(y.operand(), scaled.operand(), y.operand(), y.size);
+    loraOut(xa, u, 0);
+    k.scaleColumns(u.operand(), g.operand(), scaled.operand(), rows, outFeatures);
+    k.add(y.operand(), scaled.operand(), y.operand(), y.size);
+  });
+  if (xd !== x) xd.dispose();
+
+  record(y, [x, w, bias, lora.a, lora.b, lora.columnScale ? null : m], (dy) => {
+    linearBackward(x, w, bias, dy, rows, inFeatures, outFeatures);
+    const xdAgain = dropped();
+    if (!lora.columnScale && m.requiresGrad && inverse) {
+      // dm = Σ_rows dy ⊙ (x̃·Wᵀ + s·x̃·Aᵀ·Bᵀ), divided by the detached norm.
+      const t = Tensor.empty([rows, outFeatures]);
+      gemmW(xdAgain, t);
+      loraOut(xa, t, 1);
+      const dots = Tensor.zeros([outFeatures]);
+      k.columnDots(dy.operand(), t.operand(), dots.operand(), rows, outFeatures);
+      writeIntoGrad(m, (dst) =>
+        k.scaleColumns(dots.operand(), inverse.operand(), dst.operand(), 1, outFeatures),
+      );
+    }
+    const dyg = Tensor.empty([rows, outFeatures]);
+    k.scaleColumns(dy.operand(), g.operand(), dyg.operand(), rows, outFeatures);
+    if (lora.b.requiresGrad) {
+      gemmIntoGrad(lora.b, (db, beta) =>
+        k.gemm(dyg.operand(), xa.operand(), db.operand(), {
+          m: outFeatures,
+          n: rank,
+          k: rows,
+          transA: true,
+          alpha: lora.scale,
+          beta,
+        }),
+      );
+    }
+    const dxa = Tensor.empty([rows, rank]);
+    k.gemm(dyg.operand(), lora.b.operand(), dxa.operand(), {
+      m: rows,
+      n: rank,
+      k: outFeatures,
+      alpha: lora.scale,
+    });
+    if (lora.a.requiresGrad) {
+      gemmIntoGrad(lora.a, (da, beta) =>
+        k.gemm(dxa.operand(), xdAgain.operand(), da.operand(), {
+          m: rank,
+          n: inFeatures,
+          k: rows,
+          transA: true,
+          beta,
+        }),
+      );
+    }
+    if (xdAgain !== x) xdAgain.dispose();
+    if (!x.requiresGrad) return;
+    // linearBackward wrote dy·W into x.grad; add drop((dy ⊙ (g − 1))·W + dxa·A).
+    writeIntoGrad(x, (dst) => {
+      const dyc = Tensor.empty([rows, outFeatures]);
+      k.scaleColumns(dy.operand(), gMinusOne.operand(), dyc.operand(), rows, outFeatures);
+      k.gemm(dyc.operand(), w.operand(), dst.operand(), { m: rows, n: inFeatures, k: outFeatures });
+      k.gemm(dxa.operand(), lora.a.operand(), dst.operand(), {
         m: rows,
-        n: outFeatures,
-        k: 1,
+        n: inFeatures,
+        k: rank,
         beta: 1,
       });
-    }
+      if (dropout) k.dropout(dst.operand(), dst.operand(), x.size, dropout.p, dropout.seed);
+    });
   });
   return y;
 }

@@ -242,6 +242,10 @@ export class WebGpuKernelSet implements Kernels {
     this.gpu.scaleColumns(bufferRef(x), bufferRef(scale), bufferRef(out), rows, cols);
   }
 
+  columnDots(a: Operand, b: Operand, out: Operand, rows: number, cols: number): void {
+    this.gpu.columnDots(bufferRef(a), bufferRef(b), bufferRef(out), rows, cols);
+  }
+
   sumRows(x: Operand, out: Operand, rows: number, cols: number): void {
     this.gpu.sumRows(bufferRef(x), bufferRef(out), rows, cols);
   }

@@ -25,6 +25,7 @@ import { KernelRunner, type BufferRef } from './runner.ts';
 import { sumSquares } from './sum-squares.ts';
 import {
   embeddingForward,
+  columnDots,
   gatherRows,
   scaleColumns,
   scatterAddRows,
@@ -81,6 +82,7 @@ export class WebGpuKernels {
   scatterAddRows: Tail<typeof scatterAddRows> = (...args) => scatterAddRows(this.runner, ...args);
   sumRows: Tail<typeof sumRows> = (...args) => sumRows(this.runner, ...args);
   scaleColumns: Tail<typeof scaleColumns> = (...args) => scaleColumns(this.runner, ...args);
+  columnDots: Tail<typeof columnDots> = (...args) => columnDots(this.runner, ...args);
   add: Tail<typeof add> = (...args) => add(this.runner, ...args);
   dropout: Tail<typeof dropout> = (...args) => dropout(this.runner, ...args);
   axpby: Tail<typeof axpby> = (...args) => axpby(this.runner, ...args);

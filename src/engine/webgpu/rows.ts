@@ -273,3 +273,44 @@ export function scaleColumns(
     );
   });
 }
+
+const COLUMN_DOTS: KernelDef = {
+  key: 'column-dots',
+  params: { rows: 'u32', cols: 'u32' },
+  buffers: [
+    { name: 'a', dtype: 'f32', access: 'read' },
+    { name: 'b', dtype: 'f32', access: 'read' },
+    { name: 'out', dtype: 'f32', access: 'read_write' },
+  ],
+  workgroupSize: [ELEMENTWISE_WORKGROUP],
+  body: `
+  let c = gid.x;
+  if (c >= P.cols) { return; }
+  var acc = out[P.out_off + c];
+  for (var r = 0u; r < P.rows; r++) {
+    acc += a[P.a_off + r * P.cols + c] * b[P.b_off + r * P.cols + c];
+  }
+  out[P.out_off + c] = acc;
+`,
+};
+
+/** out [cols] += Σ over rows of a ⊙ b [rows, cols] (one thread per column, as sumRows). */
+export function columnDots(
+  runner: KernelRunner,
+  a: BufferRef,
+  b: BufferRef,
+  out: BufferRef,
+  rows: number,
+  cols: number,
+): void {
+  runner.dispatch(
+    COLUMN_DOTS,
+    {
+      a: { ref: a, elements: rows * cols },
+      b: { ref: b, elements: rows * cols },
+      out: { ref: out, elements: cols },
+    },
+    { rows, cols },
+    [Math.ceil(cols / ELEMENTWISE_WORKGROUP)],
+  );
+}
