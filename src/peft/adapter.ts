@@ -6,7 +6,8 @@
  * are never modified.
  */
 import { Tensor } from '../engine/tensor.ts';
-import type { DecoderModel, LoraLookup } from '../models/decoder.ts';
+import type { DecoderModel, LoraLookup, ModuleAdapter } from '../models/decoder.ts';
+import type { LoraWeights } from '../engine/ops/lora-linear.ts';
 import { Rng } from '../util/rng.ts';
 import { formatCount } from '../util/format.ts';
 import { LoraforgeError } from '../util/errors.ts';
@@ -106,6 +107,9 @@ export class LoraAdapter {
     readonly baseWeights = new Map<string, Tensor>(),
   ) {}
 
+  /** Tensors computed from the weights for inference (DoRA scales, embedding Aᵀ). */
+  private readonly derived: Tensor[] = [];
+
   /** Fresh adapter for `model` with PEFT's initialisation (B = 0, so the model is unchanged). */
   static create(model: DecoderModel, config: LoraConfig, seed = 0): LoraAdapter {
     const rng = new Rng(seed);
@@ -165,79 +169,60 @@ export class LoraAdapter {
    * not change while attached (inference), so DoRA's column scales are computed once.
    */
   attach(model: DecoderModel, opts: { frozen?: boolean } = {}): void {
-    const frozen = opts.frozen ?? false;
+    const adapters = this.moduleAdapters(model, opts.frozen ?? false);
     for (const [path, p] of model.projections()) {
-      const pair = this.modules.get(path);
-      p.adapterBias = this.biases.get(path) ?? null;
-      p.lora = pair
-        ? { ...this.weightsOf(path, p.weight, frozen), dropout: this.config.loraDropout }
-        : null;
+      const entry = adapters.get(path);
+      p.adapterBias = entry?.bias ?? null;
+      p.lora = entry?.lora ? { ...entry.lora, dropout: this.config.loraDropout } : null;
     }
-    const embedLora = this.modules.get(EMBED_PATH);
-    const headLora = this.modules.get(LM_HEAD_PATH);
-    model.edges = {
-      embed: this.copies.get(EMBED_PATH),
-      embedLora: embedLora && {
-        aT: transposed(embedLora.a).keep(),
-        b: embedLora.b,
-        scale: moduleLora(this.config, EMBED_PATH).scale,
-      },
-      head: this.copies.get(LM_HEAD_PATH),
-      headLora: headLora && this.weightsOf(LM_HEAD_PATH, model.lmHead, frozen),
-    };
+    model.edges = { embed: adapters.get(EMBED_PATH), head: adapters.get(LM_HEAD_PATH) };
   }
 
   /** Per-row adapter selection for batched inference (models/ LoraLookup), without attaching. */
   lookup(model: DecoderModel): LoraLookup {
-    const unsupported = this.rowUnsupported();
-    if (unsupported) {
-      throw new LoraforgeError(
-        `per-request adapters with ${unsupported} are not supported yet`,
-        'merge the adapter into the model (loraforge merge) and serve the merged model',
-      );
-    }
-    const weights = new Map(
-      [...model.projections()]
-        .filter(([path]) => this.modules.has(path))
-        .map(([path, p]) => [path, this.weightsOf(path, p.weight, true)]),
-    );
-    return (path) => weights.get(path) ?? null;
+    const adapters = this.moduleAdapters(model, true);
+    return (path) => adapters.get(path) ?? null;
   }
 
-  /** What the per-row (serve) path cannot apply yet, or null. */
-  private rowUnsupported(): string | null {
-    if (this.config.useDora) return 'use_dora';
-    if (this.biases.size) return `bias "${this.config.bias}"`;
-    if (this.copies.size) return 'modules_to_save';
-    if (this.modules.has(EMBED_PATH) || this.modules.has(LM_HEAD_PATH))
-      return 'LoRA on embed_tokens / lm_head';
-    return null;
+  /** What this adapter changes in each module of `model`, by module path. */
+  private moduleAdapters(model: DecoderModel, frozen: boolean): Map<string, ModuleAdapter> {
+    const out = new Map<string, ModuleAdapter>();
+    for (const m of adaptableModules(model)) {
+      const pair = this.modules.get(m.path);
+      const { scale } = moduleLora(this.config, m.path);
+      const entry: ModuleAdapter = {
+        lora: pair && m.kind === 'linear' ? this.linearLora(m.weight, pair, scale, frozen) : null,
+        embedLora:
+          pair && m.kind === 'embedding'
+            ? { aT: this.derive(transposed(pair.a)), b: pair.b, scale }
+            : null,
+        bias: this.biases.get(m.path) ?? null,
+        weight: this.copies.get(m.path) ?? null,
+      };
+      if (entry.lora || entry.embedLora || entry.bias || entry.weight) out.set(m.path, entry);
+    }
+    return out;
   }
 
   /** LoRA weights of one linear module; with `frozen`, DoRA's column scale computed once. */
-  private weightsOf(path: string, weight: Tensor, frozen: boolean) {
-    const pair = this.modules.get(path)!;
-    const { scale } = moduleLora(this.config, path);
-    return {
-      a: pair.a,
-      b: pair.b,
-      scale,
-      magnitude: pair.magnitude,
-      columnScale:
-        pair.magnitude && frozen
-          ? doraColumnScale(weight, { ...pair, scale }, pair.magnitude).keep()
-          : null,
-    };
+  private linearLora(weight: Tensor, pair: LoraPair, scale: number, frozen: boolean): LoraWeights {
+    const lora: LoraWeights = { a: pair.a, b: pair.b, scale, magnitude: pair.magnitude };
+    if (pair.magnitude && frozen)
+      lora.columnScale = this.derive(doraColumnScale(weight, lora, pair.magnitude));
+    return lora;
+  }
+
+  /** Keeps a tensor computed from the adapter's weights until the adapter is disposed. */
+  private derive(t: Tensor): Tensor {
+    this.derived.push(t.keep());
+    return t;
   }
 
   static detach(model: DecoderModel): void {
     for (const [, p] of model.projections()) {
-      p.lora?.columnScale?.dispose();
       p.lora = null;
       p.adapterBias = null;
     }
-    model.edges.headLora?.columnScale?.dispose();
-    model.edges.embedLora?.aT.dispose();
     model.edges = {};
   }
 
@@ -265,6 +250,7 @@ export class LoraAdapter {
 
   dispose(): void {
     for (const [, t] of this.namedParameters()) t.dispose();
+    for (const t of this.derived.splice(0)) t.dispose();
   }
 }
 

@@ -5,7 +5,7 @@
  * (peft/config-fields.ts); nothing is silently dropped.
  */
 import { LoraforgeError } from '../util/errors.ts';
-import { PROJECTION_NAMES } from '../models/decoder.ts';
+import { EMBED_PATH, LM_HEAD_PATH, PROJECTION_NAMES } from '../models/decoder.ts';
 
 export type LoraBias = 'none' | 'all' | 'lora_only';
 /** Initialisations loraforge can train with (PEFT's `true` = kaiming, and 'gaussian'). */
@@ -50,9 +50,7 @@ export const DEFAULT_LORA_CONFIG: LoraConfig = {
   init: 'kaiming',
 };
 
-/** Module paths of the LM head and the input embedding, as PEFT names them for causal LMs. */
-export const LM_HEAD_PATH = 'lm_head';
-export const EMBED_PATH = 'model.embed_tokens';
+export { EMBED_PATH, LM_HEAD_PATH };
 /** PEFT's EMBEDDING_LAYER_NAMES: targeting these also saves their base weights. */
 const EMBEDDING_LAYER_NAMES = ['embed_tokens', 'lm_head'];
 

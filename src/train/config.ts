@@ -47,6 +47,33 @@ export const TRAIN_KEYS = {
     default: 'all-linear',
   },
   use_rslora: { kind: 'boolean', help: 'scale by alpha / sqrt(r)', default: false },
+  use_dora: {
+    kind: 'boolean',
+    help: "DoRA: a trained magnitude per output row (PEFT's use_dora)",
+    default: false,
+  },
+  lora_exclude: { kind: 'string', help: "modules left out (PEFT's exclude_modules), comma-separated" },
+  lora_layers: {
+    kind: 'string',
+    help: "layer indexes to adapt, comma-separated (PEFT's layers_to_transform)",
+  },
+  lora_rank_pattern: {
+    kind: 'map',
+    help: "per-module rank, e.g. q_proj=16 (PEFT's rank_pattern)",
+  },
+  lora_alpha_pattern: {
+    kind: 'map',
+    help: "per-module alpha, e.g. v_proj=32 (PEFT's alpha_pattern)",
+  },
+  lora_bias: {
+    kind: 'string',
+    help: "PEFT's bias: none | all (train every bias; lora_only is refused: PEFT 0.18.1 saves none)",
+    default: 'none',
+  },
+  additional_target: {
+    kind: 'string',
+    help: "modules trained whole and saved with the adapter: embed_tokens, lm_head (PEFT's modules_to_save)",
+  },
   lora_init: {
     kind: 'string',
     help: 'kaiming (PEFT default) | gaussian (pissa, olora, loftq... are refused)',
@@ -118,6 +145,13 @@ export interface TrainConfig {
   lora_dropout: number;
   lora_target: string;
   use_rslora: boolean;
+  use_dora: boolean;
+  lora_exclude?: string;
+  lora_layers?: string;
+  lora_rank_pattern?: Record<string, string>;
+  lora_alpha_pattern?: Record<string, string>;
+  lora_bias: string;
+  additional_target?: string;
   lora_init: string;
   dtype: string;
   output_dir: string;

@@ -43,16 +43,18 @@ export function baseOf(name: string): DecoderModel {
   return bases.get(base)!;
 }
 
-/** Logits [prompt, vocab] of the attached model. */
-export function promptLogits(model: DecoderModel, prompt: number[]): Float32Array {
+/** Logits [prompt, vocab] of the attached model, or through a per-row adapter lookup. */
+export function promptLogits(
+  model: DecoderModel,
+  prompt: number[],
+  lora: LoraLookup | null = null,
+): Float32Array {
+  const rowLora = lora ? prompt.map(() => lora) : undefined;
   return noGrad(() =>
     tidy(() => {
-      const h = model.forwardHidden({
-        batch: 1,
-        seq: prompt.length,
-        inputIds: Int32Array.from(prompt),
-      });
-      return model.logits(h).readSync() as Float32Array;
+      const input = { batch: 1, seq: prompt.length, inputIds: Int32Array.from(prompt) };
+      const h = model.forwardHidden(input, undefined, rowLora);
+      return model.logits(h, undefined, rowLora).readSync() as Float32Array;
     }),
   );
 }
@@ -72,5 +74,25 @@ export async function greedy(
     if (token !== null && token !== undefined) out.push(token);
   }
   decoder.release(seq);
+  return out;
+}
+
+/** Greedy continuations of one prompt under several per-row adapters, decoded as one batch. */
+export async function greedyBatch(
+  model: DecoderModel,
+  prompt: number[],
+  n: number,
+  loras: (LoraLookup | null)[],
+): Promise<number[][]> {
+  const decoder = new SequenceDecoder(model);
+  const seqs = loras.map((lora) => decoder.start(prompt, { temperature: 0 }, lora, n));
+  const out = seqs.map((): number[] => []);
+  while (out[0]!.length < n) {
+    const tokens = await decoder.step(seqs);
+    tokens.forEach((t, i) => {
+      if (t !== null) out[i]!.push(t);
+    });
+  }
+  for (const seq of seqs) decoder.release(seq);
   return out;
 }

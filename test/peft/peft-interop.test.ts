@@ -9,7 +9,15 @@ import { LoraAdapter } from '../../src/peft/adapter.ts';
 import { loadAdapter } from '../../src/peft/io.ts';
 import { loadModel } from '../../src/models/load.ts';
 import { maxAbsDiff, readGolden, useCpuBackend } from '../helpers.ts';
-import { baseOf, CASES, expectedOf, greedy, PEFT_FIXTURES, promptLogits } from './peft-fixtures.ts';
+import {
+  baseOf,
+  CASES,
+  expectedOf,
+  greedy,
+  greedyBatch,
+  PEFT_FIXTURES,
+  promptLogits,
+} from './peft-fixtures.ts';
 
 before(async () => {
   await useCpuBackend();
@@ -62,23 +70,27 @@ test('merging the PEFT DoRA adapter equals PEFT merge_and_unload', async () => {
   assert.ok(diff <= 1e-5, `merged logits differ by ${diff}`);
 });
 
-test('per-request adapters (the serve path) reproduce PEFT for plain LoRA configs', async () => {
-  for (const name of ['suffix-targets', 'patterns', 'rslora', 'layers-to-transform']) {
+test('per-request adapters (the serve path) reproduce PEFT for every config, mixed in one batch', async () => {
+  for (const name of CASES) {
     const model = baseOf(name);
     const expected = expectedOf(name);
     const adapter = loadAdapter(join(PEFT_FIXTURES, name), model);
-    const ids = await greedy(model, expected.prompt, expected.greedy.length, adapter.lookup(model));
-    adapter.dispose();
-    assert.deepEqual(ids, expected.greedy, name);
+    try {
+      const lookup = adapter.lookup(model);
+      const ref = readGolden(join(PEFT_FIXTURES, name, 'expected.safetensors')).f32('logits').data;
+      const diff = maxAbsDiff(promptLogits(model, expected.prompt, lookup), ref);
+      assert.ok(diff <= 1e-5, `${name}: per-row logits differ by ${diff}`);
+      // The adapter's sequence decoded beside a base-model one, as the server batches them.
+      const [withAdapter, base] = await greedyBatch(
+        model,
+        expected.prompt,
+        expected.greedy.length,
+        [lookup, null],
+      );
+      assert.deepEqual(withAdapter, expected.greedy, name);
+      assert.deepEqual(base, await greedy(model, expected.prompt, expected.greedy.length), name);
+    } finally {
+      adapter.dispose();
+    }
   }
-});
-
-test('per-request adapters the serve path cannot apply are refused by name', () => {
-  const model = baseOf('dora');
-  const adapter = loadAdapter(join(PEFT_FIXTURES, 'dora'), model);
-  assert.throws(
-    () => adapter.lookup(model),
-    /per-request adapters with use_dora are not supported/,
-  );
-  adapter.dispose();
 });
