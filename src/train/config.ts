@@ -52,7 +52,10 @@ export const TRAIN_KEYS = {
     help: "DoRA: a trained magnitude per output row (PEFT's use_dora)",
     default: false,
   },
-  lora_exclude: { kind: 'string', help: "modules left out (PEFT's exclude_modules), comma-separated" },
+  lora_exclude: {
+    kind: 'string',
+    help: "modules left out (PEFT's exclude_modules), comma-separated",
+  },
   lora_layers: {
     kind: 'string',
     help: "layer indexes to adapt, comma-separated (PEFT's layers_to_transform)",
