@@ -4,7 +4,9 @@ import { resolveTrainConfig } from '../../src/train/config.ts';
 import { loraConfigOf } from '../../src/train/lora-options.ts';
 
 const config = (values: Record<string, unknown>) =>
-  loraConfigOf(resolveTrainConfig([{ values: { model: 'm', dataset: 'd', ...values }, source: 'flags' }]));
+  loraConfigOf(
+    resolveTrainConfig([{ values: { model: 'm', dataset: 'd', ...values }, source: 'flags' }]),
+  );
 
 test('train keys map onto PEFT LoraConfig fields', () => {
   const c = config({

@@ -4,15 +4,16 @@
  * with x̃ the dropped-out input (x itself without dropout, where y = g ⊙ (x·Wᵀ + s·x·Aᵀ·Bᵀ) + b),
  * one norm per output row of W, and the norm detached (no gradient flows through it, as PEFT).
  * Backward, with dy·g written dyg:
- *   dB = s·dygᵀ·(x̃·Aᵀ)    dA = (s·dyg·B)ᵀ·x̃    dm = Σ_rows dy ⊙ (x̃·Wᵀ + s·x̃·Aᵀ·Bᵀ) / ‖…‖
+ *   dB, dA: plain LoRA's with dyg in place of dy (lowRankBackward)
+ *   dm = Σ_rows dy ⊙ (x̃·Wᵀ + s·x̃·Aᵀ·Bᵀ) / ‖W + s·B·A‖
  *   dx = dy·W + drop((dy ⊙ (g − 1))·W + s·dyg·B·A)
  */
 import type { DropoutSpec } from '../dropout.ts';
 import { noGrad, record } from '../tape.ts';
 import { Tensor, tidy } from '../tensor.ts';
 import { linearBackward } from './linear.ts';
-import type { LoraWeights } from './lora-linear.ts';
-import { gemmIntoGrad, kernels, matrixDims, writeIntoGrad } from './util.ts';
+import { lowRankBackward, type LoraWeights } from './lora-linear.ts';
+import { kernels, matrixDims, writeIntoGrad } from './util.ts';
 
 /** 1 / ‖W + s·B·A‖ per output row [out] of W [out, in] (any float dtype); no gradient. */
 export function doraInverseNorms(w: Tensor, a: Tensor, b: Tensor, scale: number): Tensor {
@@ -149,11 +150,12 @@ export function doraLinear(
 
   record(y, [x, w, bias, lora.a, lora.b, lora.columnScale ? null : m], (dy) => {
     linearBackward(x, w, bias, dy, rows, inFeatures, outFeatures);
-    const xdAgain = dropped();
     if (!lora.columnScale && m.requiresGrad && inverse) {
       // dm = Σ_rows dy ⊙ (x̃·Wᵀ + s·x̃·Aᵀ·Bᵀ), divided by the detached norm.
+      const xdAgain = dropped();
       const t = Tensor.empty([rows, outFeatures]);
       gemmW(xdAgain, t);
+      if (xdAgain !== x) xdAgain.dispose();
       loraOut(xa, t, 1);
       const dots = Tensor.zeros([outFeatures]);
       k.columnDots(dy.operand(), t.operand(), dots.operand(), rows, outFeatures);
@@ -163,37 +165,8 @@ export function doraLinear(
     }
     const dyg = Tensor.empty([rows, outFeatures]);
     k.scaleColumns(dy.operand(), g.operand(), dyg.operand(), rows, outFeatures);
-    if (lora.b.requiresGrad) {
-      gemmIntoGrad(lora.b, (db, beta) =>
-        k.gemm(dyg.operand(), xa.operand(), db.operand(), {
-          m: outFeatures,
-          n: rank,
-          k: rows,
-          transA: true,
-          alpha: lora.scale,
-          beta,
-        }),
-      );
-    }
-    const dxa = Tensor.empty([rows, rank]);
-    k.gemm(dyg.operand(), lora.b.operand(), dxa.operand(), {
-      m: rows,
-      n: rank,
-      k: outFeatures,
-      alpha: lora.scale,
-    });
-    if (lora.a.requiresGrad) {
-      gemmIntoGrad(lora.a, (da, beta) =>
-        k.gemm(dxa.operand(), xdAgain.operand(), da.operand(), {
-          m: rank,
-          n: inFeatures,
-          k: rows,
-          transA: true,
-          beta,
-        }),
-      );
-    }
-    if (xdAgain !== x) xdAgain.dispose();
+    const dxa = lowRankBackward(dyg, xa, dropped, x, lora);
+    if (!dxa) return;
     if (!x.requiresGrad) return;
     // linearBackward wrote dy·W into x.grad; add drop((dy ⊙ (g − 1))·W + dxa·A).
     writeIntoGrad(x, (dst) => {

@@ -68,39 +68,8 @@ export function loraLinear(
 
   record(y, [x, w, bias, lora.a, lora.b], (dy) => {
     linearBackward(x, w, bias, dy, rows, inFeatures, outFeatures);
-    if (lora.b.requiresGrad) {
-      gemmIntoGrad(lora.b, (db, beta) =>
-        k.gemm(dy.operand(), xa.operand(), db.operand(), {
-          m: outFeatures,
-          n: rank,
-          k: rows,
-          transA: true,
-          alpha: lora.scale,
-          beta,
-        }),
-      );
-    }
-    if (!lora.a.requiresGrad && !x.requiresGrad) return;
-    const dxa = Tensor.empty([rows, rank]);
-    k.gemm(dy.operand(), lora.b.operand(), dxa.operand(), {
-      m: rows,
-      n: rank,
-      k: outFeatures,
-      alpha: lora.scale,
-    });
-    if (lora.a.requiresGrad) {
-      const xdAgain = dropped();
-      gemmIntoGrad(lora.a, (da, beta) =>
-        k.gemm(dxa.operand(), xdAgain.operand(), da.operand(), {
-          m: rank,
-          n: inFeatures,
-          k: rows,
-          transA: true,
-          beta,
-        }),
-      );
-      if (xdAgain !== x) xdAgain.dispose();
-    }
+    const dxa = lowRankBackward(dy, xa, dropped, x, lora);
+    if (!dxa) return;
     if (!x.requiresGrad) return;
     // linearBackward already wrote dy·W into x.grad; add the adapter path's share.
     if (dropout) {
@@ -120,4 +89,56 @@ export function loraLinear(
     }
   });
   return y;
+}
+
+/**
+ * Backward of the low-rank path s·(x̃·Aᵀ)·Bᵀ given its output gradient `dLow` [rows, out]:
+ * accumulates dB = s·dLowᵀ·(x̃·Aᵀ) and dA = dxaᵀ·x̃ (x̃ redrawn by `dropped`, disposed here when it
+ * is not x) and returns dxa = s·dLow·B [rows, r] for the input gradient, or null when neither A
+ * nor x needs it.
+ */
+export function lowRankBackward(
+  dLow: Tensor,
+  xa: Tensor,
+  dropped: () => Tensor,
+  x: Tensor,
+  lora: LoraWeights,
+): Tensor | null {
+  const k = kernels();
+  const [rows, inFeatures] = matrixDims(x);
+  const [outFeatures, rank] = lora.b.shape as [number, number];
+  if (lora.b.requiresGrad) {
+    gemmIntoGrad(lora.b, (db, beta) =>
+      k.gemm(dLow.operand(), xa.operand(), db.operand(), {
+        m: outFeatures,
+        n: rank,
+        k: rows,
+        transA: true,
+        alpha: lora.scale,
+        beta,
+      }),
+    );
+  }
+  if (!lora.a.requiresGrad && !x.requiresGrad) return null;
+  const dxa = Tensor.empty([rows, rank]);
+  k.gemm(dLow.operand(), lora.b.operand(), dxa.operand(), {
+    m: rows,
+    n: rank,
+    k: outFeatures,
+    alpha: lora.scale,
+  });
+  if (lora.a.requiresGrad) {
+    const xd = dropped();
+    gemmIntoGrad(lora.a, (da, beta) =>
+      k.gemm(dxa.operand(), xd.operand(), da.operand(), {
+        m: rank,
+        n: inFeatures,
+        k: rows,
+        transA: true,
+        beta,
+      }),
+    );
+    if (xd !== x) xd.dispose();
+  }
+  return dxa;
 }
