@@ -109,12 +109,17 @@ CASES = {
     "lm-head-lora-tied": ("base-tied", dict(target_modules=["lm_head", "v_proj"])),
     "dora": ("base-tied", dict(target_modules="all-linear", use_dora=True)),
     "rslora": ("base-tied", dict(target_modules=["q_proj", "k_proj", "up_proj"], use_rslora=True)),
+    # Saved without conversion: loading redoes the SVD on the base and keeps its residual.
+    "pissa": (
+        "base-tied",
+        dict(target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights="pissa", lora_alpha=8),
+    ),
 }
 
 
 def make_case(name: str, base: str, kwargs: dict, seed: int) -> None:
     model = base_model(base == "base-tied")
-    config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM", **kwargs)
+    config = LoraConfig(**{"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "task_type": "CAUSAL_LM", **kwargs})
     peft_model = get_peft_model(model, config)
     perturb(peft_model, seed)
     folder = os.path.join(OUT, name)

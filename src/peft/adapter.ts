@@ -21,6 +21,7 @@ import {
 } from './config.ts';
 import { baseParameterCountOf } from '../models/shapes.ts';
 import { doraColumnScale, doraInitialMagnitude } from '../engine/ops/dora-linear.ts';
+import { pissaFactors } from './pissa.ts';
 
 export interface LoraPair {
   a: Tensor;
@@ -105,15 +106,19 @@ export class LoraAdapter {
      * save_embedding_layers="auto"), by file key; not owned by the adapter.
      */
     readonly baseWeights = new Map<string, Tensor>(),
+    /** PiSSA's starting A₀ / B₀ of a loaded init="pissa" adapter, by module path (peft/pissa.ts). */
+    readonly pissaStarts = new Map<string, PissaStart>(),
   ) {}
 
-  /** Tensors computed from the weights for inference (DoRA scales, embedding Aᵀ). */
+  /** Tensors computed from the weights for inference (DoRA scales, embedding Aᵀ, PiSSA pairs). */
   private readonly derived: Tensor[] = [];
+  private readonly combined = new Map<string, { a: Tensor; b: Tensor }>();
 
   /** Fresh adapter for `model` with PEFT's initialisation (B = 0, so the model is unchanged). */
   static create(model: DecoderModel, config: LoraConfig, seed = 0): LoraAdapter {
     const rng = new Rng(seed);
     const modules = new Map<string, LoraPair>();
+    const residuals: (() => void)[] = [];
     for (const m of targetedModules(model, config)) {
       if (m.kind === 'embedding' || m.path === LM_HEAD_PATH) {
         throw new LoraforgeError(
@@ -121,9 +126,19 @@ export class LoraAdapter {
           'leave it out of the targets, or list it in modules_to_save to train a full copy',
         );
       }
-      const { r } = moduleLora(config, m.path);
+      const { r, scale } = moduleLora(config, m.path);
       const [aShape, bShape] = loraShapes(m, r);
       const inFeatures = aShape[1]!;
+      if (config.init === 'pissa') {
+        const start = pissaStart(m, r, scale);
+        modules.set(m.path, {
+          a: Tensor.from(start.a, aShape).keep(),
+          b: Tensor.from(start.b, bShape).keep(),
+          magnitude: null,
+        });
+        residuals.push(() => writeResidual(m, start, scale));
+        continue;
+      }
       const a = new Float32Array(r * inFeatures);
       if (config.init === 'gaussian') {
         for (let i = 0; i < a.length; i++) a[i] = rng.normal(0, 1 / r);
@@ -155,6 +170,8 @@ export class LoraAdapter {
         'use bias "all" or "none"',
       );
     }
+    // PiSSA's base is the residual W − s·B₀·A₀, as PEFT leaves it (only once all checks passed).
+    for (const write of residuals) write();
     const biases = new Map<string, Tensor>();
     const copies = new Map<string, Tensor>();
     for (const m of adaptableModules(model)) {
@@ -191,7 +208,7 @@ export class LoraAdapter {
       const pair = this.modules.get(m.path);
       const { scale } = moduleLora(this.config, m.path);
       const entry: ModuleAdapter = {
-        lora: pair && m.kind === 'linear' ? this.linearLora(m.weight, pair, scale, frozen) : null,
+        lora: pair && m.kind === 'linear' ? this.linearLora(m, pair, scale, frozen) : null,
         embedLora:
           pair && m.kind === 'embedding'
             ? { aT: this.derive(transposed(pair.a)), b: pair.b, scale }
@@ -205,11 +222,45 @@ export class LoraAdapter {
   }
 
   /** LoRA weights of one linear module; with `frozen`, DoRA's column scale computed once. */
-  private linearLora(weight: Tensor, pair: LoraPair, scale: number, frozen: boolean): LoraWeights {
-    const lora: LoraWeights = { a: pair.a, b: pair.b, scale, magnitude: pair.magnitude };
+  private linearLora(m: AdaptableModule, pair: LoraPair, scale: number, frozen: boolean) {
+    const weight = m.weight;
+    const { a, b } = this.effectivePair(m.path);
+    const lora: LoraWeights = { a, b, scale, magnitude: pair.magnitude };
     if (pair.magnitude && frozen)
       lora.columnScale = this.derive(doraColumnScale(weight, lora, pair.magnitude));
     return lora;
+  }
+
+  /**
+   * A and B as applied to the original base weights. For a loaded PiSSA adapter PEFT's model is
+   * (W − s·B₀·A₀)·x + s·B·A·x, i.e. the rank-2r LoRA [A; A₀], [B, −B₀] on W itself.
+   */
+  effectivePair(path: string): { a: Tensor; b: Tensor } {
+    const pair = this.modules.get(path)!;
+    const start = this.pissaStarts.get(path);
+    if (!start) return pair;
+    let combined = this.combined.get(path);
+    if (!combined) {
+      const [r, inFeatures] = pair.a.shape as [number, number];
+      const outFeatures = pair.b.shape[0]!;
+      const a = new Float32Array(2 * r * inFeatures);
+      a.set(hostF32(pair.a));
+      a.set(start.a, r * inFeatures);
+      const b = new Float32Array(outFeatures * 2 * r);
+      const trained = hostF32(pair.b);
+      for (let o = 0; o < outFeatures; o++) {
+        for (let j = 0; j < r; j++) {
+          b[o * 2 * r + j] = trained[o * r + j]!;
+          b[o * 2 * r + r + j] = -start.b[o * r + j]!;
+        }
+      }
+      combined = {
+        a: this.derive(Tensor.from(a, [2 * r, inFeatures])),
+        b: this.derive(Tensor.from(b, [outFeatures, 2 * r])),
+      };
+      this.combined.set(path, combined);
+    }
+    return combined;
   }
 
   /** Keeps a tensor computed from the adapter's weights until the adapter is disposed. */
@@ -261,6 +312,31 @@ export class LoraAdapter {
  */
 export function biasIsTrained(config: LoraConfig): boolean {
   return config.bias === 'all';
+}
+
+export type PissaStart = { a: Float32Array; b: Float32Array };
+
+/** PiSSA's A₀ / B₀ for a linear module of rank r and scale s, from its current weight. */
+export function pissaStart(m: AdaptableModule, r: number, scale: number): PissaStart {
+  const [outFeatures, inFeatures] = m.weight.shape as [number, number];
+  return pissaFactors(hostF32(m.weight), outFeatures, inFeatures, r, scale);
+}
+
+/** W ← W − s·B₀·A₀ in the weight's own dtype. */
+function writeResidual(m: AdaptableModule, start: PissaStart, scale: number): void {
+  const [outFeatures, inFeatures] = m.weight.shape as [number, number];
+  const r = start.a.length / inFeatures;
+  const w = hostF32(m.weight);
+  for (let o = 0; o < outFeatures; o++) {
+    for (let i = 0; i < inFeatures; i++) {
+      let ba = 0;
+      for (let j = 0; j < r; j++) ba += start.b[o * r + j]! * start.a[j * inFeatures + i]!;
+      w[o * inFeatures + i] = w[o * inFeatures + i]! - scale * ba;
+    }
+  }
+  const residual = Tensor.from(w, m.weight.shape);
+  residual.backend.kernels.convert(residual.operand(), m.weight.operand(), w.length);
+  residual.dispose();
 }
 
 /** A trainable f32 copy of a weight of any float dtype. */

@@ -8,8 +8,11 @@ import { LoraforgeError } from '../util/errors.ts';
 import { EMBED_PATH, LM_HEAD_PATH, PROJECTION_NAMES } from '../models/decoder.ts';
 
 export type LoraBias = 'none' | 'all' | 'lora_only';
-/** Initialisations loraforge can train with (PEFT's `true` = kaiming, and 'gaussian'). */
-export type LoraInit = 'kaiming' | 'gaussian';
+/**
+ * Initialisations loraforge trains with: PEFT's `true` (kaiming), 'gaussian', and 'pissa' (which
+ * also turns the adapted base weights into their residual, peft/pissa.ts).
+ */
+export type LoraInit = 'kaiming' | 'gaussian' | 'pissa';
 
 export interface LoraConfig {
   r: number;
@@ -173,6 +176,8 @@ function checkConfig(c: LoraConfig, where: string): LoraConfig {
   if (c.layersPattern && c.layersToTransform === null) {
     throw new LoraforgeError(`${where}: layers_pattern is set without layers_to_transform`);
   }
+  if (c.init === 'pissa' && c.useDora)
+    throw new LoraforgeError(`${where}: init_lora_weights "pissa" with use_dora is not supported`);
   for (const m of c.modulesToSave ?? []) {
     if (!EMBEDDING_LAYER_NAMES.includes(m.split('.').at(-1)!)) {
       throw new LoraforgeError(

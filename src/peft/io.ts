@@ -18,8 +18,10 @@ import {
   LoraAdapter,
   loraShapes,
   peftKey,
+  pissaStart,
   targetedModules,
   type LoraPair,
+  type PissaStart,
 } from './adapter.ts';
 import {
   EMBED_PATH,
@@ -230,7 +232,21 @@ export function loadAdapter(dir: string, model: DecoderModel): LoraAdapter {
   } finally {
     file.close();
   }
-  return new LoraAdapter(config, modules, biases, copies, baseWeights);
+  // PEFT redoes PiSSA's SVD on the base when it loads such an adapter (peft/pissa.ts).
+  const pissaStarts = new Map<string, PissaStart>();
+  if (config.init === 'pissa') {
+    for (const m of targetedModules(model, config)) {
+      if (m.kind === 'embedding') {
+        for (const t of loaded) t.dispose();
+        throw new LoraforgeError(
+          `${configPath}: init_lora_weights "pissa" on ${m.path} is not supported`,
+        );
+      }
+      const { r, scale } = moduleLora(config, m.path);
+      pissaStarts.set(m.path, pissaStart(m, r, scale));
+    }
+  }
+  return new LoraAdapter(config, modules, biases, copies, baseWeights, pissaStarts);
 }
 
 /**

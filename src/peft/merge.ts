@@ -55,7 +55,7 @@ function mergedWeight(
   if (copy) return hostF32(copy);
   const pair = adapter.modules.get(modulePath);
   if (!pair) return null;
-  const delta = loraDelta(adapter, modulePath, pair);
+  const delta = loraDelta(adapter, modulePath, adapter.effectivePair(modulePath));
   const out = base.map((w, i) => w + delta[i]!);
   if (pair.magnitude) {
     const m = hostF32(pair.magnitude);
@@ -73,7 +73,11 @@ function mergedWeight(
 }
 
 /** s·B·A as a host f32 array [out, in]. */
-function loraDelta(adapter: LoraAdapter, modulePath: string, pair: LoraPair): Float32Array {
+function loraDelta(
+  adapter: LoraAdapter,
+  modulePath: string,
+  pair: { a: Tensor; b: Tensor },
+): Float32Array {
   const [outFeatures, r] = pair.b.shape as [number, number];
   const inFeatures = pair.a.shape[1]!;
   return noGrad(() =>

@@ -19,7 +19,7 @@ const isEmpty = (v: unknown): boolean =>
   (typeof v === 'object' && v !== null && Object.keys(v).length === 0);
 
 /** Initialisations that rewrite the base weights when PEFT loads the adapter. */
-const BASE_REWRITING_INITS = /^(pissa.*|olora|corda|loftq)$/;
+const BASE_REWRITING_INITS = /^(pissa_niter_.*|olora|corda|loftq)$/;
 
 const FIELDS: Record<string, FieldRule> = {
   // PeftConfig
@@ -81,12 +81,12 @@ function numberMap(v: unknown, field: string, where: string): Record<string, num
 
 function parseInit(v: unknown, where: string): LoraConfig['init'] {
   if (v === undefined || v === true || v === false) return 'kaiming';
-  if (v === 'gaussian') return 'gaussian';
+  if (v === 'gaussian' || v === 'pissa') return v;
   // These only choose the starting A and B, which the file overrides.
   if (v === 'orthogonal' || v === 'eva') return 'kaiming';
   if (typeof v === 'string' && BASE_REWRITING_INITS.test(v)) {
     throw new LoraforgeError(
-      `${where}: init_lora_weights ${JSON.stringify(v)} is not supported: PEFT rewrites the base weights when it loads such an adapter`,
+      `${where}: init_lora_weights ${JSON.stringify(v)} is not supported: PEFT rewrites the base weights ${String(v).startsWith('pissa_niter') ? 'with a randomised SVD' : 'from data or quantisation'} when it loads such an adapter`,
       "convert it to a plain LoRA with PEFT's save_pretrained(..., path_initial_model_for_weight_conversion=...)",
     );
   }
@@ -193,7 +193,7 @@ export function toPeftConfig(c: LoraConfig, targetPaths: string[]): Record<strin
     use_dora: c.useDora,
     bias: c.bias,
     modules_to_save: c.modulesToSave,
-    init_lora_weights: c.init === 'gaussian' ? 'gaussian' : true,
+    init_lora_weights: c.init === 'kaiming' ? true : c.init,
   };
   // PEFT writes the keys sorted.
   return Object.fromEntries(Object.entries(fields).sort(([a], [b]) => (a < b ? -1 : 1)));

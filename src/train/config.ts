@@ -79,7 +79,7 @@ export const TRAIN_KEYS = {
   },
   lora_init: {
     kind: 'string',
-    help: 'kaiming (PEFT default) | gaussian (pissa, olora, loftq... are refused)',
+    help: 'kaiming (PEFT default) | gaussian | pissa (exact SVD; the base weights become its residual)',
     default: 'kaiming',
   },
   dtype: {

@@ -24,6 +24,7 @@ export const CASES = [
   'lm-head-lora-tied',
   'dora',
   'rslora',
+  'pissa',
 ];
 
 interface Expected {

@@ -94,3 +94,18 @@ test('per-request adapters (the serve path) reproduce PEFT for every config, mix
     }
   }
 });
+
+test("merging the PEFT PiSSA adapter into the original base gives PEFT's logits", async () => {
+  const { mkdtempSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { mergeToFolder } = await import('../../src/peft/merge.ts');
+  const adapter = loadAdapter(join(PEFT_FIXTURES, 'pissa'), baseOf('pissa'));
+  const out = join(mkdtempSync(join(tmpdir(), 'lf-pissa-merge-')), 'merged');
+  mergeToFolder(join(PEFT_FIXTURES, 'base-tied'), adapter, out);
+  adapter.dispose();
+  const merged = loadModel(out, { dtype: 'f32' });
+  const ref = readGolden(join(PEFT_FIXTURES, 'pissa', 'expected.safetensors')).f32('logits').data;
+  const diff = maxAbsDiff(promptLogits(merged, expectedOf('pissa').prompt), ref);
+  merged.dispose();
+  assert.ok(diff <= 1e-5, `merged logits differ by ${diff}`);
+});

@@ -122,7 +122,6 @@ for (const [field, value, message] of [
   ['layer_replication', [[0, 1]], /layer_replication = \[\[0,1\]\]/],
   ['trainable_token_indices', [1, 2], /trainable_token_indices/],
   ['alora_invocation_tokens', [5], /alora_invocation_tokens/],
-  ['init_lora_weights', 'pissa', /init_lora_weights "pissa" is not supported/],
   ['init_lora_weights', 'pissa_niter_4', /init_lora_weights "pissa_niter_4"/],
   ['init_lora_weights', 'olora', /init_lora_weights "olora"/],
   ['init_lora_weights', 'loftq', /init_lora_weights "loftq"/],

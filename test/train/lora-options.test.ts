@@ -32,10 +32,11 @@ test('train keys map onto PEFT LoraConfig fields', () => {
   assert.deepEqual(c.modulesToSave, ['lm_head']);
   assert.equal(c.init, 'gaussian');
   assert.equal(config({}).targetModules, 'all-linear');
+  assert.equal(config({ lora_init: 'pissa' }).init, 'pissa');
 });
 
 for (const [values, message] of [
-  [{ lora_init: 'pissa' }, /lora_init "pissa" is not supported/],
+  [{ lora_init: 'pissa_niter_4' }, /lora_init "pissa_niter_4" is not supported/],
   [{ lora_init: 'olora' }, /lora_init "olora" is not supported/],
   [{ lora_bias: 'lora_only' }, /lora_bias "lora_only" is not supported/],
   [{ lora_layers: 'first' }, /lora_layers: "first" is not a layer index/],
