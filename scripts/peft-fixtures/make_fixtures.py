@@ -20,6 +20,11 @@ import transformers
 OUT = sys.argv[1]
 PROMPT = [3, 17, 42, 99, 7, 64, 5, 120]
 NEW_TOKENS = 8
+# The shipped tiny chat model, for checks through `loraforge generate` / `serve` (they need its
+# tokenizer). The reference env has no `tokenizers`, so the prompt ids are loraforge's encoding of
+# "The sky is" (io/tokenizer.ts), which the tests re-derive.
+TINY_CHAT = "assets/tiny-chat"
+TINY_CHAT_PROMPT = [349, 1625, 321]
 
 
 def base_model(tied: bool) -> Qwen2ForCausalLM:
@@ -45,13 +50,20 @@ def base_model(tied: bool) -> Qwen2ForCausalLM:
     return model.eval()
 
 
+def load_base(base: str):
+    if base == TINY_CHAT:
+        model = Qwen2ForCausalLM.from_pretrained(TINY_CHAT, torch_dtype=torch.float32, attn_implementation="eager")
+        return model.eval()
+    return base_model(base == "base-tied")
+
+
 def save_base(name: str, tied: bool) -> None:
     folder = os.path.join(OUT, name)
     base_model(tied).save_pretrained(folder, safe_serialization=True)
     os.remove(os.path.join(folder, "generation_config.json"))
 
 
-def perturb(model, seed: int) -> None:
+def perturb(model, seed: int, amount: float = 1.0) -> None:
     """Makes every trainable tensor non-trivial (B != 0, magnitudes != norms, biases and copies moved)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -60,24 +72,24 @@ def perturb(model, seed: int) -> None:
                 continue
             noise = torch.randn(p.shape, generator=g)
             if "lora_magnitude_vector" in name:
-                p.mul_(1 + 0.2 * noise)
+                p.mul_(1 + 0.2 * amount * noise)
             else:
-                p.add_(0.15 * noise)
+                p.add_(0.15 * amount * noise)
 
 
-def run(model):
-    ids = torch.tensor([PROMPT])
+def run(model, prompt=PROMPT, new_tokens=NEW_TOKENS):
+    ids = torch.tensor([prompt])
     with torch.no_grad():
         logits = model(input_ids=ids).logits[0].float().contiguous()
         out = model.generate(
             input_ids=ids,
             attention_mask=torch.ones_like(ids),
-            max_new_tokens=NEW_TOKENS,
+            max_new_tokens=new_tokens,
             do_sample=False,
             pad_token_id=0,
             eos_token_id=None,
         )
-    return logits, out[0, len(PROMPT):].tolist()
+    return logits, out[0, len(prompt):].tolist()
 
 
 CASES = {
@@ -109,6 +121,8 @@ CASES = {
     "lm-head-lora-tied": ("base-tied", dict(target_modules=["lm_head", "v_proj"])),
     "dora": ("base-tied", dict(target_modules="all-linear", use_dora=True)),
     "rslora": ("base-tied", dict(target_modules=["q_proj", "k_proj", "up_proj"], use_rslora=True)),
+    "tiny-chat-dora": (TINY_CHAT, dict(r=4, target_modules=["q_proj", "v_proj"], use_dora=True)),
+    "tiny-chat-bias": (TINY_CHAT, dict(r=4, target_modules=["self_attn.o_proj"], bias="all")),
     # Saved without conversion: loading redoes the SVD on the base and keeps its residual.
     "pissa": (
         "base-tied",
@@ -118,17 +132,19 @@ CASES = {
 
 
 def make_case(name: str, base: str, kwargs: dict, seed: int) -> None:
-    model = base_model(base == "base-tied")
+    model = load_base(base)
+    prompt, new_tokens = (TINY_CHAT_PROMPT, 12) if base == TINY_CHAT else (PROMPT, NEW_TOKENS)
     config = LoraConfig(**{"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "task_type": "CAUSAL_LM", **kwargs})
     peft_model = get_peft_model(model, config)
-    perturb(peft_model, seed)
+    # The trained tiny chat model's weights are small: smaller steps keep its text readable.
+    perturb(peft_model, seed, 0.5 if base == TINY_CHAT else 1.0)
     folder = os.path.join(OUT, name)
     peft_model.save_pretrained(folder)
     os.remove(os.path.join(folder, "README.md"))
     # The reference is what PEFT computes after loading the saved folder into a fresh base model:
     # that is what a user of the file gets (e.g. bias="lora_only" saves no bias in PEFT 0.18.1).
-    loaded = PeftModel.from_pretrained(base_model(base == "base-tied"), folder).eval()
-    logits, greedy = run(loaded)
+    loaded = PeftModel.from_pretrained(load_base(base), folder).eval()
+    logits, greedy = run(loaded, prompt, new_tokens)
     tensors = {"logits": logits}
     if name == "dora":
         merged = loaded.merge_and_unload()
@@ -138,7 +154,7 @@ def make_case(name: str, base: str, kwargs: dict, seed: int) -> None:
                 tensors[f"merged.{key}"] = value.contiguous()
     save_file(tensors, os.path.join(folder, "expected.safetensors"))
     with open(os.path.join(folder, "expected.json"), "w") as f:
-        json.dump({"base": base, "prompt": PROMPT, "greedy": greedy}, f, indent=1)
+        json.dump({"base": base, "prompt": prompt, "greedy": greedy}, f, indent=1)
         f.write("\n")
 
 

@@ -25,6 +25,8 @@ export const CASES = [
   'dora',
   'rslora',
   'pissa',
+  'tiny-chat-dora',
+  'tiny-chat-bias',
 ];
 
 interface Expected {
@@ -37,10 +39,17 @@ export function expectedOf(name: string): Expected {
   return JSON.parse(readFileSync(join(PEFT_FIXTURES, name, 'expected.json'), 'utf8')) as Expected;
 }
 
+/** The base model folder of a fixture: one of the fixtures' own, or the shipped tiny chat model. */
+export function baseDirOf(name: string): string {
+  const base = expectedOf(name).base;
+  return base.startsWith('assets/') ? join(ROOT, base) : join(PEFT_FIXTURES, base);
+}
+
+const ROOT = join(import.meta.dirname, '..', '..');
 const bases = new Map<string, DecoderModel>();
 export function baseOf(name: string): DecoderModel {
   const base = expectedOf(name).base;
-  if (!bases.has(base)) bases.set(base, loadModel(join(PEFT_FIXTURES, base), { dtype: 'f32' }));
+  if (!bases.has(base)) bases.set(base, loadModel(baseDirOf(name), { dtype: 'f32' }));
   return bases.get(base)!;
 }
 
