@@ -13,50 +13,150 @@ export interface TopSingular {
   v: Float64Array; // [cols, r]
 }
 
-/** Eigen-decomposition of a symmetric n×n matrix by cyclic Jacobi rotations (in place). */
+/**
+ * Eigen-decomposition of a symmetric n×n matrix (row-major, overwritten): Householder reduction
+ * to tridiagonal form, then the implicit QL algorithm (the EISPACK tred2 / tql2 pair), O(n³).
+ * Returns the eigenvalues and `vectors` with eigenvector j in row j.
+ */
 function symmetricEigen(
-  a: Float64Array,
+  v: Float64Array,
   n: number,
 ): { values: Float64Array; vectors: Float64Array } {
-  const vectors = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) vectors[i * n + i] = 1;
-  for (let sweep = 0; sweep < 100; sweep++) {
-    let off = 0;
-    let total = 0;
-    for (let i = 0; i < n * n; i++) total += a[i]! * a[i]!;
-    for (let p = 0; p < n; p++) for (let q = p + 1; q < n; q++) off += a[p * n + q]! ** 2;
-    if (off <= 1e-30 * total) break;
-    for (let p = 0; p < n; p++) {
-      for (let q = p + 1; q < n; q++) {
-        const apq = a[p * n + q]!;
-        if (apq === 0) continue;
-        const theta = (a[q * n + q]! - a[p * n + p]!) / (2 * apq);
-        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-        const c = 1 / Math.sqrt(t * t + 1);
-        const s = t * c;
-        for (let k = 0; k < n; k++) {
-          // Columns p and q, then rows p and q, of A ← Jᵀ·A·J.
-          const akp = a[k * n + p]!;
-          const akq = a[k * n + q]!;
-          a[k * n + p] = c * akp - s * akq;
-          a[k * n + q] = s * akp + c * akq;
+  const d = new Float64Array(n);
+  const e = new Float64Array(n);
+  const at = (r: number, c: number) => r * n + c;
+  // Householder tridiagonalisation; v ends up holding the accumulated transformation.
+  for (let j = 0; j < n; j++) d[j] = v[at(n - 1, j)]!;
+  for (let i = n - 1; i > 0; i--) {
+    let scale = 0;
+    let h = 0;
+    for (let k = 0; k < i; k++) scale += Math.abs(d[k]!);
+    if (scale === 0) {
+      e[i] = d[i - 1]!;
+      for (let j = 0; j < i; j++) {
+        d[j] = v[at(i - 1, j)]!;
+        v[at(i, j)] = 0;
+        v[at(j, i)] = 0;
+      }
+    } else {
+      for (let k = 0; k < i; k++) {
+        d[k] = d[k]! / scale;
+        h += d[k]! * d[k]!;
+      }
+      let f = d[i - 1]!;
+      let g = Math.sqrt(h);
+      if (f > 0) g = -g;
+      e[i] = scale * g;
+      h -= f * g;
+      d[i - 1] = f - g;
+      for (let j = 0; j < i; j++) e[j] = 0;
+      for (let j = 0; j < i; j++) {
+        f = d[j]!;
+        v[at(j, i)] = f;
+        g = e[j]! + v[at(j, j)]! * f;
+        for (let k = j + 1; k <= i - 1; k++) {
+          g += v[at(k, j)]! * d[k]!;
+          e[k] = e[k]! + v[at(k, j)]! * f;
         }
-        for (let k = 0; k < n; k++) {
-          const apk = a[p * n + k]!;
-          const aqk = a[q * n + k]!;
-          a[p * n + k] = c * apk - s * aqk;
-          a[q * n + k] = s * apk + c * aqk;
-        }
-        for (let k = 0; k < n; k++) {
-          const vkp = vectors[k * n + p]!;
-          const vkq = vectors[k * n + q]!;
-          vectors[k * n + p] = c * vkp - s * vkq;
-          vectors[k * n + q] = s * vkp + c * vkq;
-        }
+        e[j] = g;
+      }
+      f = 0;
+      for (let j = 0; j < i; j++) {
+        e[j] = e[j]! / h;
+        f += e[j]! * d[j]!;
+      }
+      const hh = f / (h + h);
+      for (let j = 0; j < i; j++) e[j] = e[j]! - hh * d[j]!;
+      for (let j = 0; j < i; j++) {
+        f = d[j]!;
+        g = e[j]!;
+        for (let k = j; k <= i - 1; k++) v[at(k, j)] = v[at(k, j)]! - (f * e[k]! + g * d[k]!);
+        d[j] = v[at(i - 1, j)]!;
+        v[at(i, j)] = 0;
       }
     }
+    d[i] = h;
   }
-  return { values: Float64Array.from({ length: n }, (_, i) => a[i * n + i]!), vectors };
+  for (let i = 0; i < n - 1; i++) {
+    v[at(n - 1, i)] = v[at(i, i)]!;
+    v[at(i, i)] = 1;
+    const h = d[i + 1]!;
+    if (h !== 0) {
+      for (let k = 0; k <= i; k++) d[k] = v[at(k, i + 1)]! / h;
+      for (let j = 0; j <= i; j++) {
+        let g = 0;
+        for (let k = 0; k <= i; k++) g += v[at(k, i + 1)]! * v[at(k, j)]!;
+        for (let k = 0; k <= i; k++) v[at(k, j)] = v[at(k, j)]! - g * d[k]!;
+      }
+    }
+    for (let k = 0; k <= i; k++) v[at(k, i + 1)] = 0;
+  }
+  for (let j = 0; j < n; j++) {
+    d[j] = v[at(n - 1, j)]!;
+    v[at(n - 1, j)] = 0;
+  }
+  v[at(n - 1, n - 1)] = 1;
+  e[0] = 0;
+  // Implicit QL on the tridiagonal (d, e), rotating rows of the transposed vectors (contiguous).
+  const vt = new Float64Array(n * n);
+  for (let r = 0; r < n; r++) for (let c = 0; c < n; c++) vt[at(c, r)] = v[at(r, c)]!;
+  for (let i = 1; i < n; i++) e[i - 1] = e[i]!;
+  e[n - 1] = 0;
+  let f = 0;
+  let tst1 = 0;
+  const eps = 2 ** -52;
+  for (let l = 0; l < n; l++) {
+    tst1 = Math.max(tst1, Math.abs(d[l]!) + Math.abs(e[l]!));
+    let m = l;
+    while (m < n && Math.abs(e[m]!) > eps * tst1) m++;
+    if (m > l) {
+      do {
+        let g = d[l]!;
+        let p = (d[l + 1]! - g) / (2 * e[l]!);
+        let r = Math.hypot(p, 1);
+        if (p < 0) r = -r;
+        d[l] = e[l]! / (p + r);
+        d[l + 1] = e[l]! * (p + r);
+        const dl1 = d[l + 1]!;
+        let h = g - d[l]!;
+        for (let i = l + 2; i < n; i++) d[i] = d[i]! - h;
+        f += h;
+        p = d[m]!;
+        let c = 1;
+        let c2 = c;
+        let c3 = c;
+        const el1 = e[l + 1]!;
+        let s = 0;
+        let s2 = 0;
+        for (let i = m - 1; i >= l; i--) {
+          c3 = c2;
+          c2 = c;
+          s2 = s;
+          g = c * e[i]!;
+          h = c * p;
+          r = Math.hypot(p, e[i]!);
+          e[i + 1] = s * r;
+          s = e[i]! / r;
+          c = p / r;
+          p = c * d[i]! - s * g;
+          d[i + 1] = h + s * (c * g + s * d[i]!);
+          const rowI = i * n;
+          const rowNext = (i + 1) * n;
+          for (let k = 0; k < n; k++) {
+            const hk = vt[rowNext + k]!;
+            vt[rowNext + k] = s * vt[rowI + k]! + c * hk;
+            vt[rowI + k] = c * vt[rowI + k]! - s * hk;
+          }
+        }
+        p = (-s * s2 * c3 * el1 * e[l]!) / dl1;
+        e[l] = s * p;
+        d[l] = c * p;
+      } while (Math.abs(e[l]!) > eps * tst1);
+    }
+    d[l] = d[l]! + f;
+    e[l] = 0;
+  }
+  return { values: d, vectors: vt };
 }
 
 /**
@@ -85,11 +185,11 @@ export function topSingular(w: Float64Array, rows: number, cols: number, r: numb
   order.slice(0, r).forEach((e, j) => {
     const [known, other] = byCols ? [v, u] : [u, v];
     const [knownLen, otherLen] = byCols ? [cols, rows] : [rows, cols];
-    for (let i = 0; i < knownLen; i++) known[i * r + j] = vectors[i * n + e]!;
+    for (let i = 0; i < knownLen; i++) known[i * r + j] = vectors[e * n + i]!;
     for (let i = 0; i < otherLen; i++) {
       let sum = 0;
       for (let k = 0; k < knownLen; k++)
-        sum += (byCols ? at(i, k) : at(k, i)) * vectors[k * n + e]!;
+        sum += (byCols ? at(i, k) : at(k, i)) * vectors[e * n + k]!;
       other[i * r + j] = sigma[j]! > 0 ? sum / sigma[j]! : 0;
     }
   });
