@@ -128,6 +128,7 @@ CASES = {
         "base-tied",
         dict(target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights="pissa", lora_alpha=8),
     ),
+    "olora": ("base-tied", dict(target_modules=["q_proj", "down_proj"], init_lora_weights="olora", r=4)),
 }
 
 

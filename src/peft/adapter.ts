@@ -21,7 +21,7 @@ import {
 } from './config.ts';
 import { baseParameterCountOf } from '../models/shapes.ts';
 import { doraColumnScale, doraInitialMagnitude } from '../engine/ops/dora-linear.ts';
-import { pissaFactors } from './pissa.ts';
+import { isResidualInit, residualFactors, type ResidualInit } from './residual-init.ts';
 
 export interface LoraPair {
   a: Tensor;
@@ -106,8 +106,8 @@ export class LoraAdapter {
      * save_embedding_layers="auto"), by file key; not owned by the adapter.
      */
     readonly baseWeights = new Map<string, Tensor>(),
-    /** PiSSA's starting A₀ / B₀ of a loaded init="pissa" adapter, by module path (peft/pissa.ts). */
-    readonly pissaStarts = new Map<string, PissaStart>(),
+    /** A₀ / B₀ of a loaded PiSSA / OLoRA adapter, by module path (peft/residual-init.ts). */
+    readonly residualStarts = new Map<string, ResidualStart>(),
   ) {}
 
   /** Tensors computed from the weights for inference (DoRA scales, embedding Aᵀ, PiSSA pairs). */
@@ -129,8 +129,8 @@ export class LoraAdapter {
       const { r, scale } = moduleLora(config, m.path);
       const [aShape, bShape] = loraShapes(m, r);
       const inFeatures = aShape[1]!;
-      if (config.init === 'pissa') {
-        const start = pissaStart(m, r, scale);
+      if (isResidualInit(config.init)) {
+        const start = residualStart(config.init, m, r, scale);
         modules.set(m.path, {
           a: Tensor.from(start.a, aShape).keep(),
           b: Tensor.from(start.b, bShape).keep(),
@@ -170,7 +170,7 @@ export class LoraAdapter {
         'use bias "all" or "none"',
       );
     }
-    // PiSSA's base is the residual W − s·B₀·A₀, as PEFT leaves it (only once all checks passed).
+    // PiSSA's / OLoRA's base is the residual W − s·B₀·A₀, as PEFT leaves it (only once all checks passed).
     for (const write of residuals) write();
     const biases = new Map<string, Tensor>();
     const copies = new Map<string, Tensor>();
@@ -232,12 +232,12 @@ export class LoraAdapter {
   }
 
   /**
-   * A and B as applied to the original base weights. For a loaded PiSSA adapter PEFT's model is
+   * A and B as applied to the original base weights. For a loaded PiSSA / OLoRA adapter PEFT's model is
    * (W − s·B₀·A₀)·x + s·B·A·x, i.e. the rank-2r LoRA [A; A₀], [B, −B₀] on W itself.
    */
   effectivePair(path: string): { a: Tensor; b: Tensor } {
     const pair = this.modules.get(path)!;
-    const start = this.pissaStarts.get(path);
+    const start = this.residualStarts.get(path);
     if (!start) return pair;
     let combined = this.combined.get(path);
     if (!combined) {
@@ -314,16 +314,21 @@ export function biasIsTrained(config: LoraConfig): boolean {
   return config.bias === 'all';
 }
 
-export type PissaStart = { a: Float32Array; b: Float32Array };
+export type ResidualStart = { a: Float32Array; b: Float32Array };
 
-/** PiSSA's A₀ / B₀ for a linear module of rank r and scale s, from its current weight. */
-export function pissaStart(m: AdaptableModule, r: number, scale: number): PissaStart {
+/** A₀ / B₀ of a PiSSA / OLoRA init for a linear module, from its current weight. */
+export function residualStart(
+  init: ResidualInit,
+  m: AdaptableModule,
+  r: number,
+  scale: number,
+): ResidualStart {
   const [outFeatures, inFeatures] = m.weight.shape as [number, number];
-  return pissaFactors(hostF32(m.weight), outFeatures, inFeatures, r, scale);
+  return residualFactors(init, hostF32(m.weight), outFeatures, inFeatures, r, scale);
 }
 
 /** W ← W − s·B₀·A₀ in the weight's own dtype. */
-function writeResidual(m: AdaptableModule, start: PissaStart, scale: number): void {
+function writeResidual(m: AdaptableModule, start: ResidualStart, scale: number): void {
   const [outFeatures, inFeatures] = m.weight.shape as [number, number];
   const r = start.a.length / inFeatures;
   const w = hostF32(m.weight);

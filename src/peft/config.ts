@@ -9,10 +9,10 @@ import { EMBED_PATH, LM_HEAD_PATH, PROJECTION_NAMES } from '../models/decoder.ts
 
 export type LoraBias = 'none' | 'all' | 'lora_only';
 /**
- * Initialisations loraforge trains with: PEFT's `true` (kaiming), 'gaussian', and 'pissa' (which
- * also turns the adapted base weights into their residual, peft/pissa.ts).
+ * Initialisations loraforge trains with: PEFT's `true` (kaiming), 'gaussian', and 'pissa' /
+ * 'olora' (which also turn the adapted base weights into their residual, peft/residual-init.ts).
  */
-export type LoraInit = 'kaiming' | 'gaussian' | 'pissa';
+export type LoraInit = 'kaiming' | 'gaussian' | 'pissa' | 'olora';
 
 export interface LoraConfig {
   r: number;
@@ -176,8 +176,10 @@ function checkConfig(c: LoraConfig, where: string): LoraConfig {
   if (c.layersPattern && c.layersToTransform === null) {
     throw new LoraforgeError(`${where}: layers_pattern is set without layers_to_transform`);
   }
-  if (c.init === 'pissa' && c.useDora)
-    throw new LoraforgeError(`${where}: init_lora_weights "pissa" with use_dora is not supported`);
+  if ((c.init === 'pissa' || c.init === 'olora') && c.useDora)
+    throw new LoraforgeError(
+      `${where}: init_lora_weights "${c.init}" with use_dora is not supported`,
+    );
   for (const m of c.modulesToSave ?? []) {
     if (!EMBEDDING_LAYER_NAMES.includes(m.split('.').at(-1)!)) {
       throw new LoraforgeError(

@@ -18,10 +18,10 @@ import {
   LoraAdapter,
   loraShapes,
   peftKey,
-  pissaStart,
+  residualStart,
   targetedModules,
   type LoraPair,
-  type PissaStart,
+  type ResidualStart,
 } from './adapter.ts';
 import {
   EMBED_PATH,
@@ -32,6 +32,7 @@ import {
   type LoraConfig,
 } from './config.ts';
 import { parsePeftConfig, toPeftConfig } from './peft-json.ts';
+import { isResidualInit } from './residual-init.ts';
 import { Tensor } from '../engine/tensor.ts';
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
@@ -232,21 +233,21 @@ export function loadAdapter(dir: string, model: DecoderModel): LoraAdapter {
   } finally {
     file.close();
   }
-  // PEFT redoes PiSSA's SVD on the base when it loads such an adapter (peft/pissa.ts).
-  const pissaStarts = new Map<string, PissaStart>();
-  if (config.init === 'pissa') {
+  // PEFT redoes PiSSA's SVD / OLoRA's QR on the base when it loads such an adapter.
+  const residualStarts = new Map<string, ResidualStart>();
+  if (isResidualInit(config.init)) {
     for (const m of targetedModules(model, config)) {
       if (m.kind === 'embedding') {
         for (const t of loaded) t.dispose();
         throw new LoraforgeError(
-          `${configPath}: init_lora_weights "pissa" on ${m.path} is not supported`,
+          `${configPath}: init_lora_weights "${config.init}" on ${m.path} is not supported`,
         );
       }
       const { r, scale } = moduleLora(config, m.path);
-      pissaStarts.set(m.path, pissaStart(m, r, scale));
+      residualStarts.set(m.path, residualStart(config.init, m, r, scale));
     }
   }
-  return new LoraAdapter(config, modules, biases, copies, baseWeights, pissaStarts);
+  return new LoraAdapter(config, modules, biases, copies, baseWeights, residualStarts);
 }
 
 /**

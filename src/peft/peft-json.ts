@@ -19,7 +19,7 @@ const isEmpty = (v: unknown): boolean =>
   (typeof v === 'object' && v !== null && Object.keys(v).length === 0);
 
 /** Initialisations that rewrite the base weights when PEFT loads the adapter. */
-const BASE_REWRITING_INITS = /^(pissa_niter_.*|olora|corda|loftq)$/;
+const BASE_REWRITING_INITS = /^(pissa_niter_.*|corda|loftq)$/;
 
 const FIELDS: Record<string, FieldRule> = {
   // PeftConfig
@@ -81,7 +81,7 @@ function numberMap(v: unknown, field: string, where: string): Record<string, num
 
 function parseInit(v: unknown, where: string): LoraConfig['init'] {
   if (v === undefined || v === true || v === false) return 'kaiming';
-  if (v === 'gaussian' || v === 'pissa') return v;
+  if (v === 'gaussian' || v === 'pissa' || v === 'olora') return v;
   // These only choose the starting A and B, which the file overrides.
   if (v === 'orthogonal' || v === 'eva') return 'kaiming';
   if (typeof v === 'string' && BASE_REWRITING_INITS.test(v)) {

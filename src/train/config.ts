@@ -79,7 +79,7 @@ export const TRAIN_KEYS = {
   },
   lora_init: {
     kind: 'string',
-    help: 'kaiming (PEFT default) | gaussian | pissa (exact SVD; the base weights become its residual)',
+    help: 'kaiming (PEFT default) | gaussian | pissa | olora (the last two make the base weights their residual)',
     default: 'kaiming',
   },
   dtype: {

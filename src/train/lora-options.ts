@@ -5,12 +5,12 @@ import type { TrainConfig } from './config.ts';
 
 /** lora_init → PEFT's init_lora_weights; the inits that rewrite base weights are refused by name. */
 function loraInitOf(value: string): LoraInit {
-  if (value === 'kaiming' || value === 'gaussian' || value === 'pissa') return value;
+  if (['kaiming', 'gaussian', 'pissa', 'olora'].includes(value)) return value as LoraInit;
   throw new LoraforgeError(
     `lora_init "${value}" is not supported`,
-    /^(pissa_niter|olora|corda|loftq|eva|orthogonal)/.test(value)
-      ? `loraforge trains with kaiming (PEFT's default), gaussian or pissa (exact SVD); ${value} is not implemented`
-      : 'use kaiming, gaussian or pissa',
+    /^(pissa_niter|corda|loftq|eva|orthogonal)/.test(value)
+      ? `loraforge trains with kaiming (PEFT's default), gaussian, pissa (exact SVD) or olora; ${value} is not implemented`
+      : 'use kaiming, gaussian, pissa or olora',
   );
 }
 

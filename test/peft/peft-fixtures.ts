@@ -25,6 +25,7 @@ export const CASES = [
   'dora',
   'rslora',
   'pissa',
+  'olora',
   'tiny-chat-dora',
   'tiny-chat-bias',
 ];

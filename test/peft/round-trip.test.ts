@@ -116,35 +116,40 @@ test('train targets that match nothing are an error listing the linear modules',
   );
 });
 
-test('a PiSSA adapter trained by loraforge reloads on the original base as PEFT would', async () => {
-  const { loadModel } = await import('../../src/models/load.ts');
-  const baseDir = join(PEFT_FIXTURES, 'base-tied');
-  const prompt = expectedOf('pissa').prompt;
-  const model = loadModel(baseDir, { dtype: 'f32' });
-  const original = promptLogits(model, prompt);
-  const peftConfig = readJson(join(PEFT_FIXTURES, 'pissa', 'adapter_config.json'));
-  const adapter = LoraAdapter.create(model, parsePeftConfig(peftConfig, 'pissa'));
-  adapter.attach(model);
-  // Residual base + s·B₀·A₀ is the original model.
-  assert.ok(maxAbsDiff(promptLogits(model, prompt), original) <= 1e-5);
-  const rng = new Rng(4);
-  for (const [, t] of adapter.namedParameters()) {
-    const values = t.hostF32();
-    for (let i = 0; i < values.length; i++) values[i]! += 0.05 * rng.normal(0, 1);
-  }
-  const trained = promptLogits(model, prompt);
-  assert.ok(maxAbsDiff(trained, original) > 1e-2, 'training moved the model');
-  const dir = join(mkdtempSync(join(tmpdir(), 'lf-pissa-')), 'adapter');
-  await saveAdapter(dir, adapter);
-  assert.deepEqual(normalized(readJson(join(dir, 'adapter_config.json'))), normalized(peftConfig));
-  assert.deepEqual(tensorShapes(dir), tensorShapes(join(PEFT_FIXTURES, 'pissa')));
-  adapter.dispose();
-  model.dispose();
-  const fresh = loadModel(baseDir, { dtype: 'f32' });
-  const reloaded = loadAdapter(dir, fresh);
-  reloaded.attach(fresh);
-  const diff = maxAbsDiff(promptLogits(fresh, prompt), trained);
-  assert.ok(diff <= 1e-5, `reloaded PiSSA logits differ by ${diff}`);
-  reloaded.dispose();
-  fresh.dispose();
-});
+for (const name of ['pissa', 'olora']) {
+  test(`a ${name} adapter trained by loraforge reloads on the original base as PEFT would`, async () => {
+    const { loadModel } = await import('../../src/models/load.ts');
+    const baseDir = join(PEFT_FIXTURES, 'base-tied');
+    const prompt = expectedOf(name).prompt;
+    const model = loadModel(baseDir, { dtype: 'f32' });
+    const original = promptLogits(model, prompt);
+    const peftConfig = readJson(join(PEFT_FIXTURES, name, 'adapter_config.json'));
+    const adapter = LoraAdapter.create(model, parsePeftConfig(peftConfig, name));
+    adapter.attach(model);
+    // Residual base + s·B₀·A₀ is the original model.
+    assert.ok(maxAbsDiff(promptLogits(model, prompt), original) <= 1e-5);
+    const rng = new Rng(4);
+    for (const [, t] of adapter.namedParameters()) {
+      const values = t.hostF32();
+      for (let i = 0; i < values.length; i++) values[i]! += 0.05 * rng.normal(0, 1);
+    }
+    const trained = promptLogits(model, prompt);
+    assert.ok(maxAbsDiff(trained, original) > 1e-2, 'training moved the model');
+    const dir = join(mkdtempSync(join(tmpdir(), 'lf-residual-')), 'adapter');
+    await saveAdapter(dir, adapter);
+    assert.deepEqual(
+      normalized(readJson(join(dir, 'adapter_config.json'))),
+      normalized(peftConfig),
+    );
+    assert.deepEqual(tensorShapes(dir), tensorShapes(join(PEFT_FIXTURES, name)));
+    adapter.dispose();
+    model.dispose();
+    const fresh = loadModel(baseDir, { dtype: 'f32' });
+    const reloaded = loadAdapter(dir, fresh);
+    reloaded.attach(fresh);
+    const diff = maxAbsDiff(promptLogits(fresh, prompt), trained);
+    assert.ok(diff <= 1e-5, `reloaded ${name} logits differ by ${diff}`);
+    reloaded.dispose();
+    fresh.dispose();
+  });
+}

@@ -123,7 +123,7 @@ for (const [field, value, message] of [
   ['trainable_token_indices', [1, 2], /trainable_token_indices/],
   ['alora_invocation_tokens', [5], /alora_invocation_tokens/],
   ['init_lora_weights', 'pissa_niter_4', /init_lora_weights "pissa_niter_4"/],
-  ['init_lora_weights', 'olora', /init_lora_weights "olora"/],
+  ['init_lora_weights', 'corda', /init_lora_weights "corda"/],
   ['init_lora_weights', 'loftq', /init_lora_weights "loftq"/],
   ['modules_to_save', ['score'], /modules_to_save "score" is not supported/],
   ['task_type', 'SEQ_CLS', /task_type = "SEQ_CLS"/],

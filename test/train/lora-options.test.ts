@@ -37,7 +37,7 @@ test('train keys map onto PEFT LoraConfig fields', () => {
 
 for (const [values, message] of [
   [{ lora_init: 'pissa_niter_4' }, /lora_init "pissa_niter_4" is not supported/],
-  [{ lora_init: 'olora' }, /lora_init "olora" is not supported/],
+  [{ lora_init: 'loftq' }, /lora_init "loftq" is not supported/],
   [{ lora_bias: 'lora_only' }, /lora_bias "lora_only" is not supported/],
   [{ lora_layers: 'first' }, /lora_layers: "first" is not a layer index/],
   [{ lora_rank_pattern: 'q_proj=0' }, /lora_rank_pattern: q_proj=0/],

@@ -1,9 +1,12 @@
 /**
- * PiSSA (PEFT's init_lora_weights="pissa"): A and B start as the top-r singular triplets of the base
- * weight, W = U·S·Vᵀ:  A₀ = diag(√(S_r/s))·V_rᵀ,  B₀ = U_r·diag(√(S_r/s)),  and the base weight
- * becomes the residual W − s·B₀·A₀. PEFT saves only the trained A and B (and "pissa" in the
- * config); loading recomputes the SVD of the original base. The top-r part U_r·S_r·V_rᵀ is
- * unique whatever the signs the SVD picks, so any exact SVD reproduces PEFT's residual.
+ * The LoRA initialisations that move part of the base weight into the adapter, leaving the base as
+ * the residual W − s·B₀·A₀ (so the model starts unchanged). PEFT saves only the trained A and B
+ * (and the init's name in the config); loading recomputes A₀, B₀ from the original base.
+ * - PiSSA ("pissa"): the top-r singular triplets, W = U·S·Vᵀ:
+ *   A₀ = diag(√(S_r/s))·V_rᵀ,  B₀ = U_r·diag(√(S_r/s)).
+ * - OLoRA ("olora"): the first r columns of W's QR decomposition: A₀ = R_r, B₀ = Q_r.
+ * B₀·A₀ does not depend on the signs a decomposition picks (U_r·S_r·V_rᵀ; Q_r·Q_rᵀ·W), so any
+ * exact decomposition reproduces PEFT's residual.
  */
 
 /** Top-r singular triplets of a row-major [rows, cols] matrix, in float64. */
@@ -213,4 +216,56 @@ export function pissaFactors(
     for (let o = 0; o < outFeatures; o++) b[o * r + j] = u[o * r + j]! * root[j]!;
   }
   return { a, b };
+}
+
+/** OLoRA's A₀ = R_r [r, in] and B₀ = Q_r [out, r]: Gram–Schmidt on W's first r columns, in f64. */
+export function oloraFactors(
+  w: Float32Array,
+  outFeatures: number,
+  inFeatures: number,
+  r: number,
+): { a: Float32Array; b: Float32Array } {
+  const q = new Float64Array(outFeatures * r); // column j of Q_r at q[o * r + j]
+  for (let j = 0; j < r; j++) {
+    const col = Float64Array.from({ length: outFeatures }, (_, o) => w[o * inFeatures + j]!);
+    // Twice-applied modified Gram–Schmidt keeps Q orthonormal to f64 precision.
+    for (let pass = 0; pass < 2; pass++) {
+      for (let k = 0; k < j; k++) {
+        let dot = 0;
+        for (let o = 0; o < outFeatures; o++) dot += q[o * r + k]! * col[o]!;
+        for (let o = 0; o < outFeatures; o++) col[o] = col[o]! - dot * q[o * r + k]!;
+      }
+    }
+    const norm = Math.hypot(...col);
+    for (let o = 0; o < outFeatures; o++) q[o * r + j] = norm > 0 ? col[o]! / norm : 0;
+  }
+  const a = new Float32Array(r * inFeatures);
+  for (let j = 0; j < r; j++) {
+    for (let i = 0; i < inFeatures; i++) {
+      let sum = 0;
+      for (let o = 0; o < outFeatures; o++) sum += q[o * r + j]! * w[o * inFeatures + i]!;
+      a[j * inFeatures + i] = sum;
+    }
+  }
+  return { a, b: Float32Array.from(q) };
+}
+
+export type ResidualInit = 'pissa' | 'olora';
+
+export function isResidualInit(init: string): init is ResidualInit {
+  return init === 'pissa' || init === 'olora';
+}
+
+/** A₀ / B₀ of a residual init for a weight W [out, in] (f32), rank r and LoRA scale s. */
+export function residualFactors(
+  init: ResidualInit,
+  w: Float32Array,
+  outFeatures: number,
+  inFeatures: number,
+  r: number,
+  scale: number,
+): { a: Float32Array; b: Float32Array } {
+  return init === 'pissa'
+    ? pissaFactors(w, outFeatures, inFeatures, r, scale)
+    : oloraFactors(w, outFeatures, inFeatures, r);
 }
