@@ -12,7 +12,7 @@ import type { DropoutSpec } from '../dropout.ts';
 import { noGrad, record } from '../tape.ts';
 import { Tensor, tidy } from '../tensor.ts';
 import { linearBackward } from './linear.ts';
-import { lowRankBackward, type LoraWeights } from './lora-linear.ts';
+import { lowRankBackward, lowRankForward, type LoraWeights } from './lora-linear.ts';
 import { kernels, matrixDims, writeIntoGrad } from './util.ts';
 
 /** 1 / ‖W + s·B·A‖ per output row [out] of W [out, in] (any float dtype); no gradient. */
@@ -94,13 +94,6 @@ export function doraLinear(
   const gMinusOne = Tensor.from(new Float32Array(outFeatures).fill(-1), [outFeatures]);
   k.add(gMinusOne.operand(), g.operand(), gMinusOne.operand(), outFeatures);
 
-  /** x̃: x itself without dropout; with it, a fresh tensor the caller disposes. */
-  const dropped = (): Tensor => {
-    if (!dropout) return x;
-    const xd = Tensor.empty(x.shape);
-    k.dropout(x.operand(), xd.operand(), x.size, dropout.p, dropout.seed);
-    return xd;
-  };
   const gemmW = (src: Tensor, dst: Tensor) =>
     k.gemm(src.operand(), w.operand(), dst.operand(), {
       m: rows,
@@ -119,22 +112,7 @@ export function doraLinear(
       beta,
     });
 
-  const y = Tensor.empty([...x.shape.slice(0, -1), outFeatures]);
-  k.gemm(x.operand(), w.operand(), y.operand(), {
-    m: rows,
-    n: outFeatures,
-    k: inFeatures,
-    transB: true,
-    bias: bias?.operand(),
-  });
-  const xd = dropped();
-  const xa = Tensor.empty([rows, rank]);
-  k.gemm(xd.operand(), lora.a.operand(), xa.operand(), {
-    m: rows,
-    n: rank,
-    k: inFeatures,
-    transB: true,
-  });
+  const { y, xd, xa, dropped } = lowRankForward(x, w, bias, lora, dropout);
   tidy(() => {
     // Scaled copies rather than in place: a WebGPU dispatch cannot bind one buffer twice.
     const u = Tensor.empty([rows, outFeatures]);

@@ -33,29 +33,7 @@ export function loraLinear(
   const [rows, inFeatures] = matrixDims(x);
   const outFeatures = w.shape[0]!;
   const rank = lora.a.shape[0]!;
-  const y = Tensor.empty([...x.shape.slice(0, -1), outFeatures]);
-  k.gemm(x.operand(), w.operand(), y.operand(), {
-    m: rows,
-    n: outFeatures,
-    k: inFeatures,
-    transB: true,
-    bias: bias?.operand(),
-  });
-  /** drop(x): x itself without dropout; with it, a fresh tensor the caller disposes. */
-  const dropped = (): Tensor => {
-    if (!dropout) return x;
-    const xd = Tensor.empty(x.shape);
-    k.dropout(x.operand(), xd.operand(), x.size, dropout.p, dropout.seed);
-    return xd;
-  };
-  const xd = dropped();
-  const xa = Tensor.empty([rows, rank]);
-  k.gemm(xd.operand(), lora.a.operand(), xa.operand(), {
-    m: rows,
-    n: rank,
-    k: inFeatures,
-    transB: true,
-  });
+  const { y, xd, xa, dropped } = lowRankForward(x, w, bias, lora, dropout);
   k.gemm(xa.operand(), lora.b.operand(), y.operand(), {
     m: rows,
     n: outFeatures,
@@ -141,4 +119,45 @@ export function lowRankBackward(
     if (xd !== x) xd.dispose();
   }
   return dxa;
+}
+
+/**
+ * The forward start LoRA and DoRA share: y = x·Wᵀ + b, x̃ = drop(x) and x̃·Aᵀ [rows, r], plus
+ * `dropped` to redraw x̃ in the backward pass (x itself without dropout; otherwise a fresh tensor
+ * the caller disposes, as it does `xd` when it is not x).
+ */
+export function lowRankForward(
+  x: Tensor,
+  w: Tensor,
+  bias: Tensor | null,
+  lora: LoraWeights,
+  dropout: DropoutSpec | null,
+): { y: Tensor; xd: Tensor; xa: Tensor; dropped: () => Tensor } {
+  const k = kernels();
+  const [rows, inFeatures] = matrixDims(x);
+  const outFeatures = w.shape[0]!;
+  const rank = lora.a.shape[0]!;
+  const y = Tensor.empty([...x.shape.slice(0, -1), outFeatures]);
+  k.gemm(x.operand(), w.operand(), y.operand(), {
+    m: rows,
+    n: outFeatures,
+    k: inFeatures,
+    transB: true,
+    bias: bias?.operand(),
+  });
+  const dropped = (): Tensor => {
+    if (!dropout) return x;
+    const out = Tensor.empty(x.shape);
+    k.dropout(x.operand(), out.operand(), x.size, dropout.p, dropout.seed);
+    return out;
+  };
+  const xd = dropped();
+  const xa = Tensor.empty([rows, rank]);
+  k.gemm(xd.operand(), lora.a.operand(), xa.operand(), {
+    m: rows,
+    n: rank,
+    k: inFeatures,
+    transB: true,
+  });
+  return { y, xd, xa, dropped };
 }
