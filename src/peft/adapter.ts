@@ -161,7 +161,7 @@ export class LoraAdapter {
       const names = [...new Set(linear.map((m) => m.path.split('.').at(-1)!))];
       throw new LoraforgeError(
         `target_modules ${JSON.stringify(config.targetModules)} matches no module of this model`,
-        `its linear modules are ${names.join(', ')} (e.g. ${linear[1]?.path}); a list entry matches a full module path or a '.'-separated suffix of it`,
+        `its linear modules are ${names.join(', ')} (e.g. ${linear[0]?.path}); a list entry matches a full module path or a '.'-separated suffix of it`,
       );
     }
     if (config.bias === 'lora_only') {
