@@ -231,13 +231,8 @@ export class DecoderModel {
     path: string,
     rowsOf: (rows: number[]) => (adapter: ModuleAdapter) => Tensor,
   ): Tensor {
-    const groups = new Map<ModuleAdapter, number[]>();
-    rowLora.forEach((lookup, row) => {
-      const adapter = lookup?.(path);
-      if (adapter) groups.set(adapter, [...(groups.get(adapter) ?? []), row]);
-    });
     const cols = all.shape.at(-1)!;
-    for (const [adapter, rows] of groups) {
+    for (const [adapter, rows] of groupRows(rowLora.map((lookup) => lookup?.(path) ?? null))) {
       const out = rowsOf(rows)(adapter);
       const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
       all.backend.kernels.scatterRows(
@@ -309,13 +304,7 @@ export class DecoderModel {
    * `rowLora` (one per selected row) selects adapters per row.
    */
   logits(hidden: Tensor, rows?: number[], rowLora?: (LoraLookup | null)[]): Tensor {
-    const dim = this.config.hiddenSize;
-    let h = hidden;
-    if (rows) {
-      h = Tensor.empty([rows.length, dim]);
-      const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
-      h.backend.kernels.gatherRows(hidden.operand(), idx.operand(), h.operand(), rows.length, dim);
-    }
+    const h = rows ? this.gather(hidden, rows) : hidden;
     if (!rowLora) return this.headWith(h, this.edges.head);
     return this.rowsThrough(this.headWith(h, undefined), rowLora, LM_HEAD_PATH, (group) => {
       const hg = this.gather(h, group);
