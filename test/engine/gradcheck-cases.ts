@@ -180,7 +180,7 @@ export function registerGradchecks(skip: string | false = false): void {
 
   for (const dropout of [null, { p: 0.25, seed: 77 }]) {
     test(
-      `DoRA linear: x, A, B and magnitude gradients, norm detached (dropout ${dropout?.p ?? 0})`,
+      `DoRA linear: x, bias, A, B and magnitude gradients, norm detached (dropout ${dropout?.p ?? 0})`,
       { skip },
       async () => {
         const [rows, inF, outF, r, s] = [5, 8, 6, 3, 1.3];
@@ -208,7 +208,7 @@ export function registerGradchecks(skip: string | false = false): void {
           [
             { shape: [rows, inF], data: randn([rows, inF]), grad: true },
             { shape: [outF, inF], data: init.w, grad: false },
-            { shape: [outF], data: randn([outF]), grad: false },
+            { shape: [outF], data: randn([outF]), grad: true },
             { shape: [r, inF], data: init.a, grad: true },
             { shape: [outF, r], data: init.b, grad: true },
             { shape: [outF], data: norms.map((n) => n * (1 + 0.3 * rng.normal(0, 1))), grad: true },

@@ -13,7 +13,7 @@ import { noGrad, record } from '../tape.ts';
 import { Tensor, tidy } from '../tensor.ts';
 import { linearBackward } from './linear.ts';
 import { lowRankBackward, lowRankForward, type LoraWeights } from './lora-linear.ts';
-import { kernels, matrixDims, writeIntoGrad } from './util.ts';
+import { gemmIntoGrad, kernels, matrixDims, writeIntoGrad, zeroedGrad } from './util.ts';
 
 /** 1 / ‖W + s·B·A‖ per output row [out] of W [out, in] (any float dtype); no gradient. */
 export function doraInverseNorms(w: Tensor, a: Tensor, b: Tensor, scale: number): Tensor {
@@ -117,8 +117,25 @@ export function doraLinear(
     // Scaled copies rather than in place: a WebGPU dispatch cannot bind one buffer twice.
     const u = Tensor.empty([rows, outFeatures]);
     const scaled = Tensor.empty([rows, outFeatures]);
-    gemmW(xd, u);
-    k.scaleColumns(u.operand(), gMinusOne.operand(), scaled.operand(), rows, outFeatures);
+    if (dropout) {
+      gemmW(xd, u);
+      k.scaleColumns(u.operand(), gMinusOne.operand(), scaled.operand(), rows, outFeatures);
+    } else {
+      // x̃ = x: (g − 1)·x·Wᵀ = (g − 1)·(y − b), without a second pass over W.
+      k.scaleColumns(y.operand(), gMinusOne.operand(), scaled.operand(), rows, outFeatures);
+      if (bias) {
+        const shift = Tensor.empty([outFeatures]);
+        k.scaleColumns(bias.operand(), gMinusOne.operand(), shift.operand(), 1, outFeatures);
+        const ones = Tensor.from(new Float32Array(rows).fill(1), [rows, 1]);
+        k.gemm(ones.operand(), shift.operand(), scaled.operand(), {
+          m: rows,
+          n: outFeatures,
+          k: 1,
+          alpha: -1,
+          beta: 1,
+        });
+      }
+    }
     k.add(y.operand(), scaled.operand(), y.operand(), y.size);
     loraOut(xa, u, 0);
     k.scaleColumns(u.operand(), g.operand(), scaled.operand(), rows, outFeatures);
@@ -127,7 +144,11 @@ export function doraLinear(
   if (xd !== x) xd.dispose();
 
   record(y, [x, w, bias, lora.a, lora.b, lora.columnScale ? null : m], (dy) => {
-    linearBackward(x, w, bias, dy, rows, inFeatures, outFeatures);
+    // Without dropout (x̃ = x) and with W frozen, dx's two passes over W fold into (dy ⊙ g)·W.
+    const folded = !dropout && !w.requiresGrad;
+    if (!folded) linearBackward(x, w, bias, dy, rows, inFeatures, outFeatures);
+    else if (bias?.requiresGrad)
+      k.sumRows(dy.operand(), zeroedGrad(bias).operand(), rows, outFeatures);
     if (!lora.columnScale && m.requiresGrad && inverse) {
       // dm = Σ_rows dy ⊙ (x̃·Wᵀ + s·x̃·Aᵀ·Bᵀ), divided by the detached norm.
       const xdAgain = dropped();
@@ -144,8 +165,26 @@ export function doraLinear(
     const dyg = Tensor.empty([rows, outFeatures]);
     k.scaleColumns(dy.operand(), g.operand(), dyg.operand(), rows, outFeatures);
     const dxa = lowRankBackward(dyg, xa, dropped, x, lora);
-    if (!dxa) return;
-    if (!x.requiresGrad) return;
+    if (!dxa || !x.requiresGrad) return;
+    if (folded) {
+      gemmIntoGrad(x, (dx, beta) =>
+        k.gemm(dyg.operand(), w.operand(), dx.operand(), {
+          m: rows,
+          n: inFeatures,
+          k: outFeatures,
+          beta,
+        }),
+      );
+      gemmIntoGrad(x, (dx, beta) =>
+        k.gemm(dxa.operand(), lora.a.operand(), dx.operand(), {
+          m: rows,
+          n: inFeatures,
+          k: rank,
+          beta,
+        }),
+      );
+      return;
+    }
     // linearBackward wrote dy·W into x.grad; add drop((dy ⊙ (g − 1))·W + dxa·A).
     writeIntoGrad(x, (dst) => {
       const dyc = Tensor.empty([rows, outFeatures]);
