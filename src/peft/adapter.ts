@@ -92,6 +92,11 @@ export const peftKey = {
   baseWeight: (path: string) => `base_model.model.${path}.base_layer.weight`,
 };
 
+/**
+ * A LoRA adapter (A and B per adapted module, plus DoRA magnitudes, trained biases and
+ * modules_to_save copies) with its config; `create` a fresh one or `loadAdapter` a PEFT folder,
+ * then `attach` it to the model.
+ */
 export class LoraAdapter {
   constructor(
     readonly config: LoraConfig,
@@ -269,6 +274,7 @@ export class LoraAdapter {
     return t;
   }
 
+  /** Removes any adapter from the model's projections. */
   static detach(model: DecoderModel): void {
     for (const [, p] of model.projections()) {
       p.lora = null;
@@ -277,6 +283,7 @@ export class LoraAdapter {
     model.edges = {};
   }
 
+  /** Marks the A and B matrices as trained (or frozen). */
   setTrainable(trainable: boolean): void {
     for (const [, t] of this.namedParameters()) t.requiresGrad = trainable;
   }
@@ -295,10 +302,12 @@ export class LoraAdapter {
     return out;
   }
 
+  /** Number of adapter weights. */
   parameterCount(): number {
     return this.namedParameters().reduce((n, [, t]) => n + t.size, 0);
   }
 
+  /** Frees the adapter weights. */
   dispose(): void {
     for (const [, t] of this.namedParameters()) t.dispose();
     for (const t of this.derived.splice(0)) t.dispose();

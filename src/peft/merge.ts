@@ -20,7 +20,7 @@ import {
 } from '../io/safetensors.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { LoraforgeError } from '../util/errors.ts';
-import { hostF32, type LoraAdapter, type LoraPair } from './adapter.ts';
+import { hostF32, type LoraAdapter } from './adapter.ts';
 import { EMBED_PATH, LM_HEAD_PATH, loraScale } from './config.ts';
 
 /** Files copied verbatim from the base folder when present. */
@@ -100,11 +100,13 @@ function encodeAs(values: Float32Array, dtype: SafetensorsDtype): ArrayBufferVie
   return values;
 }
 
+/** Output dtype of the merged weights. */
 export interface MergeOptions {
   /** Output dtype of merged matrices; default: each tensor's dtype in the base folder. */
   dtype?: 'F32' | 'BF16' | 'F16';
 }
 
+/** Writes `baseDir`'s model with `adapter` merged into its weights (PEFT `merge_and_unload`) as a new Hugging Face folder `outDir`. */
 export function mergeToFolder(
   baseDir: string,
   adapter: LoraAdapter,
