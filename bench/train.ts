@@ -13,6 +13,7 @@
  *   --max-seconds S    stop a timed phase after S seconds (at least one step after the warm-up)
  *   --progress         with --json, the progress lines go to stderr
  *   --dropout P        LoRA dropout (default 0, as in HF's reference setup)
+ *   --dora             DoRA (use_dora) instead of plain LoRA
  */
 import '../src/engine/cpu/node-host.ts';
 import { CpuBackend } from '../src/engine/cpu/backend.ts';
@@ -55,6 +56,7 @@ const withBaseline = !process.argv.includes('--no-baseline');
 const withUpdate = process.argv.includes('--optimizer');
 const maxSeconds = argValue('--max-seconds', Infinity);
 const loraDropout = argValue('--dropout', 0);
+const useDora = process.argv.includes('--dora');
 const progress = (line: string): void => {
   if (jsonMode && process.argv.includes('--progress')) console.error(line);
   else say(line);
@@ -104,7 +106,7 @@ async function measure(
   const vocab = model.config.vocabSize;
   const adapter = LoraAdapter.create(
     model,
-    makeLoraConfig({ r: 8, loraAlpha: 16, loraDropout, targetModules: 'all-linear' }),
+    makeLoraConfig({ r: 8, loraAlpha: 16, loraDropout, targetModules: 'all-linear', useDora }),
     0,
   );
   adapter.attach(model);
@@ -158,7 +160,7 @@ async function measure(
 }
 
 say(
-  `LoRA r=8 all-linear (dropout ${loraDropout}), batch ${BATCH}x${SEQ} (${PROMPT} prompt positions masked), bf16 frozen weights`,
+  `${useDora ? 'DoRA' : 'LoRA'} r=8 all-linear (dropout ${loraDropout}), batch ${BATCH}x${SEQ} (${PROMPT} prompt positions masked), bf16 frozen weights`,
 );
 const cpu = (t: number) => () => CpuBackend.create({ threads: t });
 let gpuInfo: Record<string, unknown> | undefined;
@@ -216,6 +218,7 @@ const result = {
   seq: SEQ,
   maskedPositions: PROMPT,
   loraDropout,
+  useDora,
   secondsPerStep: main.secondsPerStep,
   tokensPerSecond: tokens / main.secondsPerStep,
   firstStepSeconds: main.firstStep,

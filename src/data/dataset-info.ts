@@ -66,6 +66,12 @@ export function resolveDatasets(
     const inDir = isAbsolute(entry) ? entry : join(datasetDir, entry);
     if (existsSync(inDir) && statSync(inDir).isFile()) return [inDir];
     if (existsSync(entry)) return [entry];
+    if (DATA_FILE.test(entry)) {
+      throw new LoraforgeError(
+        `${entry}: dataset file not found`,
+        `dataset files are read as given, or from dataset_dir (${datasetDir})`,
+      );
+    }
     if (!existsSync(infoPath)) {
       throw new LoraforgeError(
         `dataset ${entry}: no such file, and no ${infoPath} to look the name up in`,

@@ -133,6 +133,10 @@ export interface Kernels {
    */
   dropout(x: Operand, out: Operand, n: number, p: number, seed: number): void;
   fill(x: Operand, n: number, value: number): void;
+  /** out[r, c] = x[r, c] · scale[c] over x [rows, cols] f32 (DoRA's per-output scale). */
+  scaleColumns(x: Operand, scale: Operand, out: Operand, rows: number, cols: number): void;
+  /** out[c] += Σ_r a[r, c] · b[r, c] over a, b [rows, cols] f32 (DoRA's magnitude gradient). */
+  columnDots(a: Operand, b: Operand, out: Operand, rows: number, cols: number): void;
   /** Sums rows of x [rows, cols] into out [cols] (accumulating). */
   sumRows(x: Operand, out: Operand, rows: number, cols: number): void;
   /** Widens/narrows n elements between float dtypes. */

@@ -97,7 +97,7 @@ export class ChatPipeline {
       this.currentAdapter.dispose();
     }
     this.currentAdapter = next;
-    next?.attach(this.model);
+    next?.attach(this.model, { frozen: true });
     // A merged model records its adapter's training template in its own loraforge.json.
     const recorded =
       (dir === null ? undefined : readAdapterMeta(dir).template) ??

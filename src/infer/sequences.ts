@@ -115,7 +115,12 @@ export class SequenceDecoder {
               seq.lora ? new Array(n).fill(seq.lora) : undefined,
             );
             if (seq.cache.length < seq.tokens.length) return []; // more of the prompt to feed
-            return [{ seqs: [seq], logits: this.model.logits(h, [n - 1]) }];
+            return [
+              {
+                seqs: [seq],
+                logits: this.model.logits(h, [n - 1], seq.lora ? [seq.lora] : undefined),
+              },
+            ];
           });
         if (running.length === 0) return prefills;
         const rowLora = running.some((s) => s.lora) ? running.map((s) => s.lora) : undefined;
@@ -124,7 +129,7 @@ export class SequenceDecoder {
           running.map((s) => s.cache!),
           rowLora,
         );
-        return [...prefills, { seqs: running, logits: this.model.logits(h) }];
+        return [...prefills, { seqs: running, logits: this.model.logits(h, undefined, rowLora) }];
       }),
     );
     const logitsOf = new Map<Sequence, Float32Array>();

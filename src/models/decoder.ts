@@ -12,6 +12,7 @@ import { embedding } from '../engine/ops/embedding.ts';
 import { linear } from '../engine/ops/linear.ts';
 import { lmHeadLoss, type LmHeadLossResult } from '../engine/ops/lm-head-loss.ts';
 import { loraLinear, type LoraWeights } from '../engine/ops/lora-linear.ts';
+import { doraLinear } from '../engine/ops/dora-linear.ts';
 import { rmsNorm } from '../engine/ops/norm.ts';
 import { rope } from '../engine/ops/rope.ts';
 import { needsGrad } from '../engine/tape.ts';
@@ -28,6 +29,31 @@ export interface Projection {
   weight: Tensor;
   bias: Tensor | null;
   lora: (LoraWeights & { dropout: number }) | null;
+  /** A bias trained with the adapter (PEFT's bias="all"), used in place of `bias`. */
+  adapterBias?: Tensor | null;
+}
+
+/** PEFT's Embedding LoRA: rows of Aᵀ [vocab, r] gathered per token, times s·Bᵀ [r, dim]. */
+export interface EmbeddingLora {
+  aT: Tensor;
+  b: Tensor;
+  scale: number;
+}
+
+/** What an adapter changes in one module (set by peft/). */
+export interface ModuleAdapter {
+  lora?: LoraWeights | null;
+  embedLora?: EmbeddingLora | null;
+  /** A bias trained with the adapter (PEFT's bias="all"), replacing the module's. */
+  bias?: Tensor | null;
+  /** A whole trained copy of the weight (PEFT's modules_to_save), replacing the module's. */
+  weight?: Tensor | null;
+}
+
+/** The adapter's parts on the input embedding and the LM head (LoRA there: inference only). */
+export interface EdgeAdapters {
+  embed?: ModuleAdapter;
+  head?: ModuleAdapter;
 }
 
 export const PROJECTION_NAMES = [
@@ -59,8 +85,12 @@ export interface ModelInput {
   segmentIds?: Int32Array;
 }
 
-/** Per-row adapter lookup for batched decoding: module path → LoRA weights (or none). */
-export type LoraLookup = (modulePath: string) => LoraWeights | null;
+/** Per-row adapter lookup for batched decoding: module path → what the adapter changes there. */
+export type LoraLookup = (modulePath: string) => ModuleAdapter | null;
+
+/** Module paths of the input embedding and the LM head, as PEFT names them. */
+export const EMBED_PATH = 'model.embed_tokens';
+export const LM_HEAD_PATH = 'lm_head';
 
 /** Makes the dropout mask of a LoRA input (entries 0 or 1/(1-p)), or null when not training. */
 /** Draws the seed of one LoRA dropout mask (engine/dropout.ts); set by the trainer. */
@@ -77,6 +107,7 @@ export function projectionPath(layer: number, name: ProjectionName): string {
 export class DecoderModel {
   /** Null outside training: LoRA dropout is off at inference. */
   dropoutSeeds: DropoutSeeds | null = null;
+  edges: EdgeAdapters = {};
   /** RoPE inverse frequencies [headDim/2] (rope_scaling applied), uploaded with each forward. */
   readonly ropeInvFreq: Float32Array;
 
@@ -112,7 +143,7 @@ export class DecoderModel {
 
     const shape = { batch, seq, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim };
     return this.runLayers(
-      embedding(this.embed, ids),
+      this.embedRows(ids, rowLora),
       positions,
       batch,
       seq,
@@ -142,7 +173,7 @@ export class DecoderModel {
     for (const cache of caches) cache.append(1, 1);
     const qWidth = c.numHeads * c.headDim;
     const kvWidth = c.numKvHeads * c.headDim;
-    const h = embedding(this.embed, Tensor.from(Int32Array.from(ids), [rows], 'i32'));
+    const h = this.embedRows(Tensor.from(Int32Array.from(ids), [rows], 'i32'), rowLora);
     return this.runLayers(h, positions, rows, 1, rowLora, (layer, q, k, v) => {
       const a = Tensor.empty([rows, qWidth]);
       caches.forEach((cache, i) => {
@@ -157,6 +188,66 @@ export class DecoderModel {
       });
       return a;
     });
+  }
+
+  /** Token embeddings [ids, hidden], through the attached or per-row adapters. */
+  private embedRows(ids: Tensor, rowLora?: (LoraLookup | null)[]): Tensor {
+    if (!rowLora) return this.embedWith(ids, this.edges.embed);
+    return this.rowsThrough(this.embedWith(ids, undefined), rowLora, EMBED_PATH, (rows) => {
+      const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
+      const own = Tensor.empty([rows.length], 'i32');
+      ids.backend.kernels.gatherRows(ids.operand(), idx.operand(), own.operand(), rows.length, 1);
+      return (adapter) => this.embedWith(own, adapter);
+    });
+  }
+
+  /** Embeddings of `ids` through one adapter's embedding copy / LoRA, if any. */
+  private embedWith(ids: Tensor, adapter: ModuleAdapter | undefined): Tensor {
+    const h = embedding(adapter?.weight ?? this.embed, ids);
+    const lora = adapter?.embedLora;
+    if (!lora) return h;
+    const [rank, dim] = [lora.aT.shape[1]!, this.config.hiddenSize];
+    const after = embedding(lora.aT, ids);
+    h.backend.kernels.gemm(after.operand(), lora.b.operand(), h.operand(), {
+      m: ids.size,
+      n: dim,
+      k: rank,
+      transB: true,
+      alpha: lora.scale,
+      beta: 1,
+    });
+    return h;
+  }
+
+  /** The LM head in use: the adapter's trained copy (modules_to_save) or the model's. */
+  private get head(): Tensor {
+    return this.edges.head?.weight ?? this.lmHead;
+  }
+
+  /**
+   * `all` computed without adapters, with the rows whose adapter changes module `path`
+   * recomputed through it (grouped per adapter): `rowsOf(rows)` returns how to compute the
+   * output of those rows for one adapter.
+   */
+  private rowsThrough(
+    all: Tensor,
+    rowLora: (LoraLookup | null)[],
+    path: string,
+    rowsOf: (rows: number[]) => (adapter: ModuleAdapter) => Tensor,
+  ): Tensor {
+    const cols = all.shape.at(-1)!;
+    for (const [adapter, rows] of groupRows(rowLora.map((lookup) => lookup?.(path) ?? null))) {
+      const out = rowsOf(rows)(adapter);
+      const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
+      all.backend.kernels.scatterRows(
+        out.operand(),
+        idx.operand(),
+        all.operand(),
+        rows.length,
+        cols,
+      );
+    }
+    return all;
   }
 
   /** The decoder blocks and final norm; `attend` is the only part that differs between modes. */
@@ -207,20 +298,36 @@ export class DecoderModel {
    * counted targets (or over `divisor` of them, for gradient accumulation).
    */
   loss(input: ModelInput, labels: Int32Array, divisor?: number): LmHeadLossResult {
+    if (this.edges.head?.lora) throw new Error('training LoRA on lm_head is not supported');
     const h = this.forwardHidden(input);
-    return lmHeadLoss(h, this.lmHead, shiftLabels(labels, input.batch, input.seq), { divisor });
+    return lmHeadLoss(h, this.head, shiftLabels(labels, input.batch, input.seq), { divisor });
   }
 
-  /** Full-vocabulary logits [rows.length, vocab] of selected rows of `hidden` (inference). */
-  logits(hidden: Tensor, rows?: number[]): Tensor {
-    const dim = this.config.hiddenSize;
-    let h = hidden;
-    if (rows) {
-      h = Tensor.empty([rows.length, dim]);
-      const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
-      h.backend.kernels.gatherRows(hidden.operand(), idx.operand(), h.operand(), rows.length, dim);
-    }
-    return linear(h, this.lmHead);
+  /**
+   * Full-vocabulary logits [rows.length, vocab] of selected rows of `hidden` (inference);
+   * `rowLora` (one per selected row) selects adapters per row.
+   */
+  logits(hidden: Tensor, rows?: number[], rowLora?: (LoraLookup | null)[]): Tensor {
+    const h = rows ? this.gather(hidden, rows) : hidden;
+    if (!rowLora) return this.headWith(h, this.edges.head);
+    return this.rowsThrough(this.headWith(h, undefined), rowLora, LM_HEAD_PATH, (group) => {
+      const hg = this.gather(h, group);
+      return (adapter) => this.headWith(hg, adapter);
+    });
+  }
+
+  private headWith(h: Tensor, adapter: ModuleAdapter | undefined): Tensor {
+    const head = adapter?.weight ?? this.lmHead;
+    return adapter?.lora ? this.projectWith(h, head, null, adapter.lora, null) : linear(h, head);
+  }
+
+  /** Rows `rows` of x [n, cols] as a new tensor. */
+  private gather(x: Tensor, rows: number[]): Tensor {
+    const cols = x.shape.at(-1)!;
+    const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
+    const out = Tensor.empty([rows.length, cols]);
+    x.backend.kernels.gatherRows(x.operand(), idx.operand(), out.operand(), rows.length, cols);
+    return out;
   }
 
   /** Every base weight under its Hugging Face name (the tied head is listed once). */
@@ -258,53 +365,78 @@ export class DecoderModel {
   }
 
   private project(p: Projection, x: Tensor): Tensor {
-    if (!p.lora) return linear(x, p.weight, p.bias);
-    return loraLinear(
-      x,
-      p.weight,
-      p.bias,
-      p.lora,
-      // Dropout only while training (gradients recorded), as model.train() / model.eval() in PyTorch.
+    const bias = p.adapterBias ?? p.bias;
+    if (!p.lora) return linear(x, p.weight, bias);
+    // Dropout only while training (gradients recorded), as model.train() / model.eval() in PyTorch.
+    const dropout =
       p.lora.dropout > 0 && this.dropoutSeeds && needsGrad(p.lora.a, p.lora.b)
         ? { p: p.lora.dropout, seed: this.dropoutSeeds() }
-        : null,
-    );
+        : null;
+    return this.projectWith(x, p.weight, bias, p.lora, dropout);
   }
 
-  /** Base projection for all rows, plus each row group's own adapter delta (inference only). */
+  private projectWith(
+    x: Tensor,
+    w: Tensor,
+    bias: Tensor | null,
+    lora: LoraWeights,
+    dropout: { p: number; seed: number } | null,
+  ): Tensor {
+    if (lora.magnitude)
+      return doraLinear(x, w, bias, { ...lora, magnitude: lora.magnitude }, dropout);
+    return loraLinear(x, w, bias, lora, dropout);
+  }
+
+  /**
+   * Base projection for all rows, plus each row group's own adapter: the low-rank delta added
+   * for plain LoRA, the rows recomputed for DoRA or a trained bias (inference only).
+   */
   private projectRows(p: Projection, x: Tensor, rowLora: (LoraLookup | null)[]): Tensor {
     const y = linear(x, p.weight, p.bias);
-    const groups = new Map<LoraWeights, number[]>();
-    rowLora.forEach((lookup, row) => {
-      const lora = lookup?.(p.path);
-      if (lora) groups.set(lora, [...(groups.get(lora) ?? []), row]);
+    const plain = rowLora.map((lookup) => {
+      const a = lookup?.(p.path);
+      return a?.lora && !a.lora.magnitude && !a.bias ? a.lora : null;
     });
+    for (const [lora, rows] of groupRows(plain)) this.addLoraDelta(y, x, p, lora, rows);
+    const recomputed = rowLora.map((lookup) => {
+      const a = lookup?.(p.path);
+      return a && (a.lora?.magnitude || a.bias) ? lookup : null;
+    });
+    return this.rowsThrough(y, recomputed, p.path, (rows) => {
+      const xg = this.gather(x, rows);
+      return (adapter) => {
+        const bias = adapter.bias ?? p.bias;
+        return adapter.lora
+          ? this.projectWith(xg, p.weight, bias, adapter.lora, null)
+          : linear(xg, p.weight, bias);
+      };
+    });
+  }
+
+  /** y[rows] += s·(x[rows]·Aᵀ)·Bᵀ. */
+  private addLoraDelta(y: Tensor, x: Tensor, p: Projection, lora: LoraWeights, rows: number[]) {
     const k = y.backend.kernels;
     const [, inFeatures] = p.weight.shape as [number, number];
     const outFeatures = y.shape.at(-1)!;
-    for (const [lora, rows] of groups) {
-      const r = lora.a.shape[0]!;
-      const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
-      const xg = Tensor.empty([rows.length, inFeatures]);
-      k.gatherRows(x.operand(), idx.operand(), xg.operand(), rows.length, inFeatures);
-      const xa = Tensor.empty([rows.length, r]);
-      k.gemm(xg.operand(), lora.a.operand(), xa.operand(), {
-        m: rows.length,
-        n: r,
-        k: inFeatures,
-        transB: true,
-      });
-      const delta = Tensor.empty([rows.length, outFeatures]);
-      k.gemm(xa.operand(), lora.b.operand(), delta.operand(), {
-        m: rows.length,
-        n: outFeatures,
-        k: r,
-        transB: true,
-        alpha: lora.scale,
-      });
-      k.scatterAddRows(delta.operand(), idx.operand(), y.operand(), rows.length, outFeatures);
-    }
-    return y;
+    const r = lora.a.shape[0]!;
+    const xg = this.gather(x, rows);
+    const xa = Tensor.empty([rows.length, r]);
+    k.gemm(xg.operand(), lora.a.operand(), xa.operand(), {
+      m: rows.length,
+      n: r,
+      k: inFeatures,
+      transB: true,
+    });
+    const delta = Tensor.empty([rows.length, outFeatures]);
+    k.gemm(xa.operand(), lora.b.operand(), delta.operand(), {
+      m: rows.length,
+      n: outFeatures,
+      k: r,
+      transB: true,
+      alpha: lora.scale,
+    });
+    const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
+    k.scatterAddRows(delta.operand(), idx.operand(), y.operand(), rows.length, outFeatures);
   }
 
   private attentionDims(batch: number, seq: number, cache: KVCache): AttentionDims {
@@ -320,6 +452,15 @@ export class DecoderModel {
       scale: 1 / Math.sqrt(c.headDim),
     };
   }
+}
+
+/** Row indexes per distinct non-null entry. */
+function groupRows<T>(perRow: (T | null)[]): Map<T, number[]> {
+  const groups = new Map<T, number[]>();
+  perRow.forEach((entry, row) => {
+    if (entry) groups.set(entry, [...(groups.get(entry) ?? []), row]);
+  });
+  return groups;
 }
 
 function defaultPositions(batch: number, seq: number, offset: number): Int32Array {

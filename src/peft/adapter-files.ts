@@ -5,7 +5,7 @@
  */
 import { encodeSafetensors, type NamedTensorData } from '../io/safetensors-format.ts';
 import type { LoraAdapter } from './adapter.ts';
-import { toPeftConfig } from './config.ts';
+import { toPeftConfig } from './peft-json.ts';
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
 export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
@@ -30,8 +30,10 @@ export interface AdapterFile {
 /** Host copies of the adapter tensors in PEFT's key order. */
 export async function adapterTensors(adapter: LoraAdapter): Promise<NamedTensorData[]> {
   const out: NamedTensorData[] = [];
-  for (const [name, t] of adapter.namedParameters()) {
-    out.push({ name, dtype: 'F32', shape: t.shape, data: await t.toFloat32() });
+  for (const [name, t] of [...adapter.namedParameters(), ...adapter.baseWeights]) {
+    // Base weights keep the model's storage dtype, as PEFT saves them.
+    const dtype = ({ f32: 'F32', bf16: 'BF16', f16: 'F16' } as const)[t.dtype as 'f32'];
+    out.push({ name, dtype, shape: t.shape, data: await t.toFloat32() });
   }
   return out;
 }
@@ -45,7 +47,8 @@ export function adapterFiles(
   return [
     {
       name: ADAPTER_CONFIG_FILE,
-      contents: JSON.stringify(toPeftConfig(adapter.config), null, 2) + '\n',
+      contents:
+        JSON.stringify(toPeftConfig(adapter.config, [...adapter.modules.keys()]), null, 2) + '\n',
     },
     { name: ADAPTER_WEIGHTS_FILE, contents: encodeSafetensors(tensors) },
     { name: LORAFORGE_META_FILE, contents: JSON.stringify(meta, null, 2) + '\n' },

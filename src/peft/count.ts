@@ -2,17 +2,18 @@
 import type { DecoderConfig } from '../models/config.ts';
 import { PROJECTION_NAMES, projectionPath } from '../models/decoder.ts';
 import { projectionShapes } from '../models/shapes.ts';
-import { isTargeted, type LoraConfig } from './config.ts';
+import { isTargeted, moduleLora, type LoraConfig } from './config.ts';
 
-/** r·(in + out) for every targeted projection. */
+/** r·(in + out) (+ out DoRA magnitudes) for every targeted projection, rank_pattern applied. */
 export function loraParameterCountOf(c: DecoderConfig, lora: LoraConfig): number {
   const shapes = projectionShapes(c);
   let n = 0;
   for (let layer = 0; layer < c.numLayers; layer++) {
     for (const name of PROJECTION_NAMES) {
-      if (!isTargeted(lora, projectionPath(layer, name))) continue;
+      const path = projectionPath(layer, name);
+      if (!isTargeted(lora, path)) continue;
       const [out, inF] = shapes[name];
-      n += lora.r * (out + inF);
+      n += moduleLora(lora, path).r * (out + inF) + (lora.useDora ? out : 0);
     }
   }
   return n;

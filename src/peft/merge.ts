@@ -21,8 +21,8 @@ import {
 } from '../io/safetensors.ts';
 import { readJsonObject } from '../io/hf-folder.ts';
 import { LoraforgeError } from '../util/errors.ts';
-import type { LoraAdapter } from './adapter.ts';
-import { loraScale } from './config.ts';
+import { hostF32, type LoraAdapter } from './adapter.ts';
+import { EMBED_PATH, LM_HEAD_PATH, loraScale } from './config.ts';
 
 /** Files copied verbatim from the base folder when present. */
 const COPIED_FILES = [
@@ -36,10 +36,49 @@ const COPIED_FILES = [
   'chat_template.jinja',
 ];
 
-/** s·B·A as a host f32 array [out, in]. */
-function loraDelta(adapter: LoraAdapter, modulePath: string): Float32Array | null {
+/** What merge cannot fold into a standalone model yet, or null. */
+function unmergeable(adapter: LoraAdapter): string | null {
+  if (adapter.modules.has(EMBED_PATH) || adapter.modules.has(LM_HEAD_PATH))
+    return 'LoRA on embed_tokens / lm_head';
+  return null;
+}
+
+/**
+ * The merged weight of a module as a host f32 array [out, in], or null when the adapter leaves
+ * it alone: W + s·B·A, or for DoRA (PEFT's merge) m/‖W + s·B·A‖ ⊙ (W + s·B·A) row by row.
+ */
+function mergedWeight(
+  adapter: LoraAdapter,
+  modulePath: string,
+  base: Float32Array,
+): Float32Array | null {
+  const copy = adapter.copies.get(modulePath);
+  if (copy) return hostF32(copy);
   const pair = adapter.modules.get(modulePath);
   if (!pair) return null;
+  const delta = loraDelta(adapter, modulePath, adapter.effectivePair(modulePath));
+  const out = base.map((w, i) => w + delta[i]!);
+  if (pair.magnitude) {
+    const m = hostF32(pair.magnitude);
+    const cols = out.length / m.length;
+    for (let r = 0; r < m.length; r++) {
+      const row = out.subarray(r * cols, (r + 1) * cols);
+      // PEFT's norm is taken in f32 by torch.linalg.norm; sum in f64, round once.
+      let sq = 0;
+      for (const v of row) sq += v * v;
+      const g = Math.fround(m[r]! / Math.fround(Math.sqrt(sq)));
+      for (let c = 0; c < cols; c++) row[c] = Math.fround(row[c]! * g);
+    }
+  }
+  return out;
+}
+
+/** s·B·A as a host f32 array [out, in]. */
+function loraDelta(
+  adapter: LoraAdapter,
+  modulePath: string,
+  pair: { a: Tensor; b: Tensor },
+): Float32Array {
   const [outFeatures, r] = pair.b.shape as [number, number];
   const inFeatures = pair.a.shape[1]!;
   return noGrad(() =>
@@ -49,7 +88,7 @@ function loraDelta(adapter: LoraAdapter, modulePath: string): Float32Array | nul
         m: outFeatures,
         n: inFeatures,
         k: r,
-        alpha: loraScale(adapter.config),
+        alpha: loraScale(adapter.config, modulePath),
       });
       return delta.readSync() as Float32Array;
     }),
@@ -109,20 +148,39 @@ export function mergeToFolder(
   opts: MergeOptions = {},
 ): void {
   checkMergeTarget(baseDir, outDir, opts);
+  const refused = unmergeable(adapter);
+  if (refused) {
+    throw new LoraforgeError(
+      `merging an adapter with ${refused} is not supported yet`,
+      'use the adapter unmerged (--adapter)',
+    );
+  }
   const source = SafetensorsFolder.open(baseDir);
   const tensors: NamedTensorData[] = [];
   try {
+    if (adapter.copies.size && !source.has('lm_head.weight')) {
+      throw new LoraforgeError(
+        `${baseDir}: merging modules_to_save into a model with tied embeddings is not supported`,
+        'the merged model would share one table between input and output',
+      );
+    }
     for (const name of source.names()) {
       const info = source.info(name);
-      const modulePath = name.endsWith('.weight') ? name.slice(0, -'.weight'.length) : '';
-      const delta = loraDelta(adapter, modulePath);
+      const modulePath = name.replace(/\.(weight|bias)$/, '');
+      const touched = name.endsWith('.bias')
+        ? adapter.biases.has(modulePath)
+        : adapter.modules.has(modulePath) || adapter.copies.has(modulePath);
       const dtype = opts.dtype && FLOATING.has(info.dtype) ? opts.dtype : info.dtype;
-      if (!delta && dtype === info.dtype) {
-        tensors.push({ name, dtype, shape: info.shape, data: source.read(name) });
+      if (!touched && dtype === info.dtype) {
+        tensors.push({ name, dtype: info.dtype, shape: info.shape, data: source.read(name) });
         continue;
       }
-      const values = bytesToF32(info.dtype, source.read(name), `${baseDir}: '${name}'`);
-      if (delta) for (let i = 0; i < values.length; i++) values[i] = values[i]! + delta[i]!;
+      const base = bytesToF32(info.dtype, source.read(name), `${baseDir}: '${name}'`);
+      const values = !touched
+        ? base
+        : name.endsWith('.bias')
+          ? hostF32(adapter.biases.get(modulePath)!)
+          : mergedWeight(adapter, modulePath, base)!;
       tensors.push({ name, dtype, shape: info.shape, data: encodeAs(values, dtype) });
     }
     if (tensors.length === 0) throw new LoraforgeError(`${baseDir}: no weights to merge`);

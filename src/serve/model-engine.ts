@@ -105,12 +105,17 @@ export class ModelServeEngine implements ServeEngine {
     const recorded = (await readAdapterMetaAsync(dir, opts)).template;
     const template = recorded ? templateFromSpec(recorded, this.tokenizer) : this.baseTemplate;
     const adapter = await loadAdapterAsync(dir, this.model, opts);
-    const mismatch = baseModelMismatch(dir, adapter.config.baseModelNameOrPath, [
-      this.baseModelId,
-      this.pipeline.modelDir,
-    ]);
-    if (mismatch) this.onWarning(mismatch);
-    this.adapters.set(name, { adapter, lookup: adapter.lookup(), template });
+    try {
+      const mismatch = baseModelMismatch(dir, adapter.config.baseModelNameOrPath, [
+        this.baseModelId,
+        this.pipeline.modelDir,
+      ]);
+      if (mismatch) this.onWarning(mismatch);
+      this.adapters.set(name, { adapter, lookup: adapter.lookup(this.model), template });
+    } catch (err) {
+      adapter.dispose();
+      throw err;
+    }
   }
 
   unloadAdapter(name: string): void {

@@ -325,7 +325,7 @@ test('serve: a port in use, a port out of range and an unknown dtype are one err
     run(['serve', '--model', model, '--port', '70000']),
     /--port 70000: a port is from 0 to 65535/,
   );
-  assertOneLineError(run(['serve', '--model', model, '--dtype', 'f64']), /'f64' is invalid/);
+  assertOneLineError(run(['serve', '--model', model, '--dtype', 'f64']), /--dtype f64: expected one of/);
 });
 
 test('a config.json that is a folder and an output_dir that is a file are one error line each', () => {

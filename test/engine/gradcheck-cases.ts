@@ -13,6 +13,7 @@ import { embedding } from '../../src/engine/ops/embedding.ts';
 import { linear } from '../../src/engine/ops/linear.ts';
 import { lmHeadLoss } from '../../src/engine/ops/lm-head-loss.ts';
 import { loraLinear } from '../../src/engine/ops/lora-linear.ts';
+import { doraLinear } from '../../src/engine/ops/dora-linear.ts';
 import { rmsNorm } from '../../src/engine/ops/norm.ts';
 import { rope } from '../../src/engine/ops/rope.ts';
 import { backward } from '../../src/engine/tape.ts';
@@ -96,6 +97,14 @@ function matmulT(
   return y;
 }
 
+/** [cols, rows] from [rows, cols]. */
+function transpose(x: Float64Array, rows: number, cols: number): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let r = 0; r < rows; r++)
+    for (let c = 0; c < cols; c++) out[c * rows + r] = x[r * cols + c]!;
+  return out;
+}
+
 function crossEntropyReference(
   h: Float64Array,
   table: Float64Array,
@@ -168,6 +177,58 @@ export function registerGradchecks(skip: string | false = false): void {
       },
     );
   });
+
+  for (const dropout of [null, { p: 0.25, seed: 77 }]) {
+    test(
+      `DoRA linear: x, bias, A, B and magnitude gradients, norm detached (dropout ${dropout?.p ?? 0})`,
+      { skip },
+      async () => {
+        const [rows, inF, outF, r, s] = [5, 8, 6, 3, 1.3];
+        const mask = new Float64Array(rows * inF).fill(1);
+        if (dropout) ref.dropout(mask.slice(), mask, mask.length, dropout.p, dropout.seed);
+        const init = {
+          w: randn([outF, inF]),
+          a: randn([r, inF], 0.5),
+          b: randn([outF, r], 0.5),
+        };
+        // PEFT detaches ‖W + s·B·A‖: the reference keeps the norm of the unperturbed weights.
+        const v = matmulT(
+          init.b.map((x) => x * s),
+          transpose(init.a, r, inF),
+          outF,
+          r,
+          inF,
+        );
+        const norms = Float64Array.from({ length: outF }, (_, o) => {
+          let sq = 0;
+          for (let i = 0; i < inF; i++) sq += (init.w[o * inF + i]! + v[o * inF + i]!) ** 2;
+          return Math.sqrt(sq);
+        });
+        await gradcheck(
+          [
+            { shape: [rows, inF], data: randn([rows, inF]), grad: true },
+            { shape: [outF, inF], data: init.w, grad: false },
+            { shape: [outF], data: randn([outF]), grad: true },
+            { shape: [r, inF], data: init.a, grad: true },
+            { shape: [outF, r], data: init.b, grad: true },
+            { shape: [outF], data: norms.map((n) => n * (1 + 0.3 * rng.normal(0, 1))), grad: true },
+          ],
+          ([x, w, b, a, bb, m]) =>
+            doraLinear(x!, w!, b!, { a: a!, b: bb!, scale: s, magnitude: m! }, dropout),
+          ([x, w, b, a, bb, m]) => {
+            const xd = x!.map((val, i) => val * mask[i]!);
+            const base = matmulT(x!, w!, rows, inF, outF);
+            const u = matmulT(xd, w!, rows, inF, outF);
+            const l = matmulT(matmulT(xd, a!, rows, inF, r), bb!, rows, r, outF);
+            return base.map((val, i) => {
+              const g = m![i % outF]! / norms[i % outF]!;
+              return val + b![i % outF]! + (g - 1) * u[i]! + g * s * l[i]!;
+            });
+          },
+        );
+      },
+    );
+  }
 
   test('embedding: table gradient with repeated ids', { skip }, async () => {
     const ids = Int32Array.from([3, 1, 3, 0, 4]);

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DEFAULT_LORA_CONFIG, LORA_OPTIONS } from '../../src/peft/config.ts';
 import { makeTrainingArguments, TRAINING_ARGUMENTS } from '../../src/train/arguments.ts';
-import { datasetFiles, resolveTrainConfig, TRAIN_OPTIONS } from '../../src/train/config.ts';
+import { resolveTrainConfig, TRAIN_OPTIONS } from '../../src/train/config.ts';
 import { editDistance, nearestKey } from '../../src/util/options.ts';
 
 const REQUIRED = { model: 'm', dataset: 'd.json' };
@@ -119,15 +119,18 @@ test("LLaMA-Factory's SFT YAML keys are accepted, and its other features refused
   assert.equal(config.model, 'Qwen/Qwen2-0.5B-Instruct');
   assert.equal(config.lora_target, 'all-linear');
   assert.equal(config.dtype, 'bf16');
-  assert.deepEqual(datasetFiles(config), ['data/identity.json']);
+  assert.equal(config.dataset_dir, 'data');
   const refused: [Record<string, unknown>, RegExp][] = [
     [{ stage: 'dpo' }, /stage: "dpo" is not supported/],
     [{ quantization_bit: 4 }, /quantization_bit is not supported: loraforge has no quantized/],
     [{ deepspeed: 'ds_z3.json' }, /deepspeed is not supported/],
-    [{ use_dora: true }, /use_dora is not supported/],
+    [{ pissa_init: true, pissa_iter: 16 }, /pissa_iter/],
+    [{ pissa_convert: true }, /pissa_convert is not supported/],
     [{ optim: 'sgd' }, /optim: "sgd" is not supported/],
   ];
   for (const [values, pattern] of refused) assert.throws(() => resolve(values), pattern);
-  assert.equal(resolve({ use_dora: false }).lora_rank, 8, 'a feature switched off is harmless');
+  assert.equal(resolve({ use_dora: true }).use_dora, true, 'DoRA is a LoRA option');
+  assert.equal(resolve({ pissa_init: true }).lora_init, 'pissa');
+  assert.equal(resolve({ pissa_convert: false }).lora_rank, 8, 'a feature switched off is harmless');
   assert.equal(resolve({ quantization_bit: null, stage: null }).lora_rank, 8, 'so is an unset one');
 });

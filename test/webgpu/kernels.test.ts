@@ -836,6 +836,22 @@ gpuDescribe('webgpu backend helper kernels', () => {
     gpu!.sumRows(upload(src), sumsG, srcRows, cols);
     assertClose(await download(sumsG, cols), sums, 'sumRows');
   });
+  test("DoRA's column kernels: scaleColumns and columnDots", async () => {
+    const [rows, cols] = [7, 300];
+    const a = randomFloats(rows * cols);
+    const b = randomFloats(rows * cols);
+    const scale = randomFloats(cols);
+    const scaled = new Float32Array(rows * cols);
+    host.scaleColumns(a, scale, scaled, rows, cols);
+    const scaledG = upload(new Float32Array(rows * cols));
+    gpu!.scaleColumns(upload(a), upload(scale), scaledG, rows, cols);
+    assertClose(await download(scaledG, rows * cols), scaled, 'scaleColumns');
+    const dots = randomFloats(cols);
+    const dotsG = upload(dots);
+    host.columnDots(a, b, dots, rows, cols);
+    gpu!.columnDots(upload(a), upload(b), dotsG, rows, cols);
+    assertClose(await download(dotsG, cols), dots, 'columnDots (accumulating)');
+  });
   test('online cross-entropy chunks with an accumulator, then finish', async () => {
     const [rows, vocab, chunk, accCols] = [3, 500, 200, 5];
     const targets = Int32Array.from([7, 250, 499]);

@@ -91,7 +91,7 @@ export function registerDemo(program: Command): void {
 
         say('3/3  asking again with the adapter');
         const adapter = loadAdapter(result.outputDir, pipeline.model);
-        adapter.attach(pipeline.model);
+        adapter.attach(pipeline.model, { frozen: true });
         const after = await evaluateWithProgress(pipeline, set, target, 'after');
 
         say('');

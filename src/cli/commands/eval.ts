@@ -72,7 +72,7 @@ async function beforeAfter<T>(
   if (!pipeline.adapter) return { before: await measure('model') };
   LoraAdapter.detach(pipeline.model);
   const before = await measure('base');
-  pipeline.adapter.attach(pipeline.model);
+  pipeline.adapter.attach(pipeline.model, { frozen: true });
   return { before, after: await measure('adapter') };
 }
 

@@ -315,6 +315,16 @@ class CpuKernelSet implements Kernels {
     else this.f32(x, n).fill(value);
   }
 
+  scaleColumns(x: Operand, scale: Operand, out: Operand, rows: number, cols: number): void {
+    const n = rows * cols;
+    host.scaleColumns(this.f32(x, n), this.f32(scale, cols), this.f32(out, n), rows, cols);
+  }
+
+  columnDots(a: Operand, b: Operand, out: Operand, rows: number, cols: number): void {
+    const n = rows * cols;
+    host.columnDots(this.f32(a, n), this.f32(b, n), this.f32(out, cols), rows, cols);
+  }
+
   sumRows(x: Operand, out: Operand, rows: number, cols: number): void {
     host.sumRows(this.f32(x, rows * cols), this.f32(out, cols), rows, cols);
   }

@@ -62,6 +62,32 @@ export function ceOnlineFinish(
   }
 }
 
+export function scaleColumns(
+  x: Float32Array,
+  scale: Float32Array,
+  out: Float32Array,
+  rows: number,
+  cols: number,
+): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols;
+    for (let c = 0; c < cols; c++) out[o + c] = x[o + c]! * scale[c]!;
+  }
+}
+
+export function columnDots(
+  a: Float32Array,
+  b: Float32Array,
+  out: Float32Array,
+  rows: number,
+  cols: number,
+): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols;
+    for (let c = 0; c < cols; c++) out[c]! += a[o + c]! * b[o + c]!;
+  }
+}
+
 export function sumRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void {
   for (let r = 0; r < rows; r++) {
     const o = r * cols;

@@ -13,6 +13,9 @@ export interface LoraWeights {
   a: Tensor;
   b: Tensor;
   scale: number;
+  /** DoRA: the magnitude vector [out] and, for inference, m/‖W + s·B·A‖ (ops/dora-linear.ts). */
+  magnitude?: Tensor | null;
+  columnScale?: Tensor | null;
 }
 
 /**
@@ -30,29 +33,7 @@ export function loraLinear(
   const [rows, inFeatures] = matrixDims(x);
   const outFeatures = w.shape[0]!;
   const rank = lora.a.shape[0]!;
-  const y = Tensor.empty([...x.shape.slice(0, -1), outFeatures]);
-  k.gemm(x.operand(), w.operand(), y.operand(), {
-    m: rows,
-    n: outFeatures,
-    k: inFeatures,
-    transB: true,
-    bias: bias?.operand(),
-  });
-  /** drop(x): x itself without dropout; with it, a fresh tensor the caller disposes. */
-  const dropped = (): Tensor => {
-    if (!dropout) return x;
-    const xd = Tensor.empty(x.shape);
-    k.dropout(x.operand(), xd.operand(), x.size, dropout.p, dropout.seed);
-    return xd;
-  };
-  const xd = dropped();
-  const xa = Tensor.empty([rows, rank]);
-  k.gemm(xd.operand(), lora.a.operand(), xa.operand(), {
-    m: rows,
-    n: rank,
-    k: inFeatures,
-    transB: true,
-  });
+  const { y, xd, xa, dropped } = lowRankForward(x, w, bias, lora, dropout);
   k.gemm(xa.operand(), lora.b.operand(), y.operand(), {
     m: rows,
     n: outFeatures,
@@ -65,39 +46,8 @@ export function loraLinear(
 
   record(y, [x, w, bias, lora.a, lora.b], (dy) => {
     linearBackward(x, w, bias, dy, rows, inFeatures, outFeatures);
-    if (lora.b.requiresGrad) {
-      gemmIntoGrad(lora.b, (db, beta) =>
-        k.gemm(dy.operand(), xa.operand(), db.operand(), {
-          m: outFeatures,
-          n: rank,
-          k: rows,
-          transA: true,
-          alpha: lora.scale,
-          beta,
-        }),
-      );
-    }
-    if (!lora.a.requiresGrad && !x.requiresGrad) return;
-    const dxa = Tensor.empty([rows, rank]);
-    k.gemm(dy.operand(), lora.b.operand(), dxa.operand(), {
-      m: rows,
-      n: rank,
-      k: outFeatures,
-      alpha: lora.scale,
-    });
-    if (lora.a.requiresGrad) {
-      const xdAgain = dropped();
-      gemmIntoGrad(lora.a, (da, beta) =>
-        k.gemm(dxa.operand(), xdAgain.operand(), da.operand(), {
-          m: rank,
-          n: inFeatures,
-          k: rows,
-          transA: true,
-          beta,
-        }),
-      );
-      if (xdAgain !== x) xdAgain.dispose();
-    }
+    const dxa = lowRankBackward(dy, xa, dropped, x, lora);
+    if (!dxa) return;
     if (!x.requiresGrad) return;
     // linearBackward already wrote dy·W into x.grad; add the adapter path's share.
     if (dropout) {
@@ -117,4 +67,97 @@ export function loraLinear(
     }
   });
   return y;
+}
+
+/**
+ * Backward of the low-rank path s·(x̃·Aᵀ)·Bᵀ given its output gradient `dLow` [rows, out]:
+ * accumulates dB = s·dLowᵀ·(x̃·Aᵀ) and dA = dxaᵀ·x̃ (x̃ redrawn by `dropped`, disposed here when it
+ * is not x) and returns dxa = s·dLow·B [rows, r] for the input gradient, or null when neither A
+ * nor x needs it.
+ */
+export function lowRankBackward(
+  dLow: Tensor,
+  xa: Tensor,
+  dropped: () => Tensor,
+  x: Tensor,
+  lora: LoraWeights,
+): Tensor | null {
+  const k = kernels();
+  const [rows, inFeatures] = matrixDims(x);
+  const [outFeatures, rank] = lora.b.shape as [number, number];
+  if (lora.b.requiresGrad) {
+    gemmIntoGrad(lora.b, (db, beta) =>
+      k.gemm(dLow.operand(), xa.operand(), db.operand(), {
+        m: outFeatures,
+        n: rank,
+        k: rows,
+        transA: true,
+        alpha: lora.scale,
+        beta,
+      }),
+    );
+  }
+  if (!lora.a.requiresGrad && !x.requiresGrad) return null;
+  const dxa = Tensor.empty([rows, rank]);
+  k.gemm(dLow.operand(), lora.b.operand(), dxa.operand(), {
+    m: rows,
+    n: rank,
+    k: outFeatures,
+    alpha: lora.scale,
+  });
+  if (lora.a.requiresGrad) {
+    const xd = dropped();
+    gemmIntoGrad(lora.a, (da, beta) =>
+      k.gemm(dxa.operand(), xd.operand(), da.operand(), {
+        m: rank,
+        n: inFeatures,
+        k: rows,
+        transA: true,
+        beta,
+      }),
+    );
+    if (xd !== x) xd.dispose();
+  }
+  return dxa;
+}
+
+/**
+ * The forward start LoRA and DoRA share: y = x·Wᵀ + b, x̃ = drop(x) and x̃·Aᵀ [rows, r], plus
+ * `dropped` to redraw x̃ in the backward pass (x itself without dropout; otherwise a fresh tensor
+ * the caller disposes, as it does `xd` when it is not x).
+ */
+export function lowRankForward(
+  x: Tensor,
+  w: Tensor,
+  bias: Tensor | null,
+  lora: LoraWeights,
+  dropout: DropoutSpec | null,
+): { y: Tensor; xd: Tensor; xa: Tensor; dropped: () => Tensor } {
+  const k = kernels();
+  const [rows, inFeatures] = matrixDims(x);
+  const outFeatures = w.shape[0]!;
+  const rank = lora.a.shape[0]!;
+  const y = Tensor.empty([...x.shape.slice(0, -1), outFeatures]);
+  k.gemm(x.operand(), w.operand(), y.operand(), {
+    m: rows,
+    n: outFeatures,
+    k: inFeatures,
+    transB: true,
+    bias: bias?.operand(),
+  });
+  const dropped = (): Tensor => {
+    if (!dropout) return x;
+    const out = Tensor.empty(x.shape);
+    k.dropout(x.operand(), out.operand(), x.size, dropout.p, dropout.seed);
+    return out;
+  };
+  const xd = dropped();
+  const xa = Tensor.empty([rows, rank]);
+  k.gemm(xd.operand(), lora.a.operand(), xa.operand(), {
+    m: rows,
+    n: rank,
+    k: inFeatures,
+    transB: true,
+  });
+  return { y, xd, xa, dropped };
 }

@@ -238,6 +238,14 @@ export class WebGpuKernelSet implements Kernels {
     this.gpu.fill(bufferRef(x), n, value, x.dtype === 'i32' ? 'i32' : 'f32');
   }
 
+  scaleColumns(x: Operand, scale: Operand, out: Operand, rows: number, cols: number): void {
+    this.gpu.scaleColumns(bufferRef(x), bufferRef(scale), bufferRef(out), rows, cols);
+  }
+
+  columnDots(a: Operand, b: Operand, out: Operand, rows: number, cols: number): void {
+    this.gpu.columnDots(bufferRef(a), bufferRef(b), bufferRef(out), rows, cols);
+  }
+
   sumRows(x: Operand, out: Operand, rows: number, cols: number): void {
     this.gpu.sumRows(bufferRef(x), bufferRef(out), rows, cols);
   }

@@ -23,7 +23,15 @@ import { rmsnormBackward, rmsnormForward } from './rmsnorm.ts';
 import { ropeApply } from './rope.ts';
 import { KernelRunner, type BufferRef } from './runner.ts';
 import { sumSquares } from './sum-squares.ts';
-import { embeddingForward, gatherRows, scatterAddRows, scatterRows, sumRows } from './rows.ts';
+import {
+  embeddingForward,
+  columnDots,
+  gatherRows,
+  scaleColumns,
+  scatterAddRows,
+  scatterRows,
+  sumRows,
+} from './rows.ts';
 import { add, axpby, convert, dropout, fill, scaleByScalar } from './vector-ops.ts';
 
 type Tail<F> = F extends (runner: KernelRunner, ...rest: infer R) => infer Ret
@@ -73,6 +81,8 @@ export class WebGpuKernels {
   scatterRows: Tail<typeof scatterRows> = (...args) => scatterRows(this.runner, ...args);
   scatterAddRows: Tail<typeof scatterAddRows> = (...args) => scatterAddRows(this.runner, ...args);
   sumRows: Tail<typeof sumRows> = (...args) => sumRows(this.runner, ...args);
+  scaleColumns: Tail<typeof scaleColumns> = (...args) => scaleColumns(this.runner, ...args);
+  columnDots: Tail<typeof columnDots> = (...args) => columnDots(this.runner, ...args);
   add: Tail<typeof add> = (...args) => add(this.runner, ...args);
   dropout: Tail<typeof dropout> = (...args) => dropout(this.runner, ...args);
   axpby: Tail<typeof axpby> = (...args) => axpby(this.runner, ...args);

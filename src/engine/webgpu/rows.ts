@@ -10,7 +10,7 @@
  */
 import type { KernelDef } from './kernel-def.ts';
 import { wgslLoader } from './kernel-def.ts';
-import { ELEMENTWISE_WORKGROUP, FLAT_INDEX } from './elementwise.ts';
+import { ELEMENTWISE_WORKGROUP, FLAT_INDEX, forEachBindingChunk } from './elementwise.ts';
 import { advance, type BufferRef } from './buffer-ref.ts';
 import type { KernelRunner } from './runner.ts';
 
@@ -230,6 +230,86 @@ export function sumRows(
   runner.dispatch(
     SUM_ROWS,
     { x: { ref: x, elements: rows * cols }, out: { ref: out, elements: cols } },
+    { rows, cols },
+    [Math.ceil(cols / ELEMENTWISE_WORKGROUP)],
+  );
+}
+
+const SCALE_COLUMNS: KernelDef = {
+  key: 'scale-columns',
+  params: { n: 'u32', cols: 'u32', first: 'u32' },
+  buffers: [
+    { name: 'x', dtype: 'f32', access: 'read' },
+    { name: 'scale', dtype: 'f32', access: 'read' },
+    { name: 'out', dtype: 'f32', access: 'read_write' },
+  ],
+  workgroupSize: [ELEMENTWISE_WORKGROUP],
+  body: `
+  ${FLAT_INDEX}
+  if (i >= P.n) { return; }
+  out[P.out_off + i] = x[P.x_off + i] * scale[P.scale_off + (P.first + i) % P.cols];
+`,
+};
+
+/** out [rows, cols] = x · scale[col] (out may be x); chunked per binding along the flat index. */
+export function scaleColumns(
+  runner: KernelRunner,
+  x: BufferRef,
+  scale: BufferRef,
+  out: BufferRef,
+  rows: number,
+  cols: number,
+): void {
+  forEachBindingChunk(runner, rows * cols, (start, count) => {
+    runner.dispatch(
+      SCALE_COLUMNS,
+      {
+        x: { ref: advance(x, start * 4), elements: count },
+        scale: { ref: scale, elements: cols },
+        out: { ref: advance(out, start * 4), elements: count },
+      },
+      { n: count, cols, first: start },
+      runner.grid1d(Math.ceil(count / ELEMENTWISE_WORKGROUP)),
+    );
+  });
+}
+
+const COLUMN_DOTS: KernelDef = {
+  key: 'column-dots',
+  params: { rows: 'u32', cols: 'u32' },
+  buffers: [
+    { name: 'a', dtype: 'f32', access: 'read' },
+    { name: 'b', dtype: 'f32', access: 'read' },
+    { name: 'out', dtype: 'f32', access: 'read_write' },
+  ],
+  workgroupSize: [ELEMENTWISE_WORKGROUP],
+  body: `
+  let c = gid.x;
+  if (c >= P.cols) { return; }
+  var acc = out[P.out_off + c];
+  for (var r = 0u; r < P.rows; r++) {
+    acc += a[P.a_off + r * P.cols + c] * b[P.b_off + r * P.cols + c];
+  }
+  out[P.out_off + c] = acc;
+`,
+};
+
+/** out [cols] += Σ over rows of a ⊙ b [rows, cols] (one thread per column, as sumRows). */
+export function columnDots(
+  runner: KernelRunner,
+  a: BufferRef,
+  b: BufferRef,
+  out: BufferRef,
+  rows: number,
+  cols: number,
+): void {
+  runner.dispatch(
+    COLUMN_DOTS,
+    {
+      a: { ref: a, elements: rows * cols },
+      b: { ref: b, elements: rows * cols },
+      out: { ref: out, elements: cols },
+    },
     { rows, cols },
     [Math.ceil(cols / ELEMENTWISE_WORKGROUP)],
   );
