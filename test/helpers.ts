@@ -89,3 +89,8 @@ export async function makeRandomChatModel(dir: string, seed = 0): Promise<string
     copyFileSync(join(assets, file), join(dir, file));
   return dir;
 }
+
+/** Golden packages of the families beyond qwen2 (same layout as qwen2-tiny). */
+export const FAMILY_GOLDENS: { name: string; dir: string }[] = [
+  { name: 'qwen3-tiny', dir: join(GOLDEN, 'qwen3-tiny') },
+];

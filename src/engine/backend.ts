@@ -43,6 +43,11 @@ export interface AttentionDims {
   kvHeads: number;
   headDim: number;
   scale: number;
+  /**
+   * Sliding window: the query at absolute position p sees keys j with p − window < j ≤ p
+   * (0 or absent: every earlier key).
+   */
+  window?: number;
 }
 
 /**
@@ -112,6 +117,16 @@ export interface Kernels {
   ): void;
   swigluForward(gate: Operand, up: Operand, out: Operand, n: number): void;
   swigluBackward(
+    gate: Operand,
+    up: Operand,
+    dout: Operand,
+    dgate: Operand,
+    dup: Operand,
+    n: number,
+  ): void;
+  /** out = gelu_tanh(gate) · up (Gemma's gate: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))). */
+  geluTanhGateForward(gate: Operand, up: Operand, out: Operand, n: number): void;
+  geluTanhGateBackward(
     gate: Operand,
     up: Operand,
     dout: Operand,

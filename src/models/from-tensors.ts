@@ -18,7 +18,7 @@ import {
   type Projection,
   type ProjectionName,
 } from './decoder.ts';
-import { hasBias, projectionShapes } from './shapes.ts';
+import { hasBias, layerNormShapes, projectionShapes } from './shapes.ts';
 
 export type WeightDType = 'f32' | 'bf16' | 'f16';
 
@@ -79,7 +79,8 @@ export function modelFromTensors(
 ): DecoderModel {
   const dtype = opts.dtype ?? 'f32';
   const c = config;
-  const total = 3 + c.numLayers * (2 + PROJECTION_NAMES.length);
+  const norms = layerNormShapes(c);
+  const total = 3 + c.numLayers * (norms.length + PROJECTION_NAMES.length);
   let done = 0;
   const load = (name: string, shape: number[], as: DType): Tensor => {
     const t = loadTensor(source, name, shape, as, where);
@@ -87,12 +88,13 @@ export function modelFromTensors(
     return t;
   };
   const shapes = projectionShapes(c);
-  const embed = load('model.embed_tokens.weight', [c.vocabSize, c.hiddenSize], dtype);
+  const prefix = c.modulePrefix;
+  const embed = load(`${prefix}.embed_tokens.weight`, [c.vocabSize, c.hiddenSize], dtype);
   const layers: DecoderLayer[] = [];
   for (let i = 0; i < c.numLayers; i++) {
     const proj = {} as Record<ProjectionName, Projection>;
     for (const name of PROJECTION_NAMES) {
-      const path = projectionPath(i, name);
+      const path = projectionPath(i, name, prefix);
       const shape = shapes[name];
       proj[name] = {
         path,
@@ -103,13 +105,13 @@ export function modelFromTensors(
         lora: null,
       };
     }
-    layers.push({
-      inputNorm: load(`model.layers.${i}.input_layernorm.weight`, [c.hiddenSize], 'f32'),
-      postNorm: load(`model.layers.${i}.post_attention_layernorm.weight`, [c.hiddenSize], 'f32'),
-      proj,
-    });
+    const layerNorms: DecoderLayer['norms'] = {};
+    for (const [name, size] of norms) {
+      layerNorms[name] = load(`${prefix}.layers.${i}.${name}.weight`, [size], 'f32');
+    }
+    layers.push({ norms: layerNorms, proj });
   }
-  const finalNorm = load('model.norm.weight', [c.hiddenSize], 'f32');
+  const finalNorm = load(`${prefix}.norm.weight`, [c.hiddenSize], 'f32');
   const lmHead =
     c.tieWordEmbeddings || !source.has('lm_head.weight')
       ? embed

@@ -11,7 +11,7 @@ import { encodeSafetensors, f32ToBf16, f32ToF16, type NamedTensorData } from '..
 import { Rng } from '../util/rng.ts';
 import { parseDecoderConfig } from './config.ts';
 import { PROJECTION_NAMES, projectionPath } from './decoder.ts';
-import { hasBias, projectionShapes } from './shapes.ts';
+import { hasBias, layerNormShapes, projectionShapes } from './shapes.ts';
 
 /** Qwen2-0.5B-Instruct's config.json (the shape every benchmark uses). */
 export const QWEN2_0_5B_CONFIG = {
@@ -62,16 +62,21 @@ export function writeRandomModel(
 
   const c = config;
   const shapes = projectionShapes(c);
-  normal('model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]);
+  const prefix = c.modulePrefix;
+  // A norm that scales by (1 + w) starts at w = 0, as transformers initialises Gemma's.
+  const normInit = c.normPlusOne ? 0 : 1;
+  normal(`${prefix}.embed_tokens.weight`, [c.vocabSize, c.hiddenSize]);
   for (let i = 0; i < c.numLayers; i++) {
-    constant(`model.layers.${i}.input_layernorm.weight`, c.hiddenSize, 1);
-    constant(`model.layers.${i}.post_attention_layernorm.weight`, c.hiddenSize, 1);
+    for (const [name, size] of layerNormShapes(c)) {
+      constant(`${prefix}.layers.${i}.${name}.weight`, size, normInit);
+    }
     for (const name of PROJECTION_NAMES) {
-      normal(`${projectionPath(i, name)}.weight`, shapes[name]);
-      if (hasBias(c, name)) constant(`${projectionPath(i, name)}.bias`, shapes[name][0], 0);
+      const path = projectionPath(i, name, prefix);
+      normal(`${path}.weight`, shapes[name]);
+      if (hasBias(c, name)) constant(`${path}.bias`, shapes[name][0], 0);
     }
   }
-  constant('model.norm.weight', c.hiddenSize, 1);
+  constant(`${prefix}.norm.weight`, c.hiddenSize, normInit);
   if (!c.tieWordEmbeddings) normal('lm_head.weight', [c.vocabSize, c.hiddenSize]);
 
   mkdirSync(dir, { recursive: true });

@@ -245,6 +245,28 @@ class CpuKernelSet implements Kernels {
     this.wasm.swigluBackward(ptrOf(gate), ptrOf(up), ptrOf(dout), ptrOf(dgate), ptrOf(dup), n);
   }
 
+  geluTanhGateForward(gate: Operand, up: Operand, out: Operand, n: number): void {
+    this.wasm.geluTanhGateForward(ptrOf(gate), ptrOf(up), ptrOf(out), n);
+  }
+
+  geluTanhGateBackward(
+    gate: Operand,
+    up: Operand,
+    dout: Operand,
+    dgate: Operand,
+    dup: Operand,
+    n: number,
+  ): void {
+    this.wasm.geluTanhGateBackward(
+      ptrOf(gate),
+      ptrOf(up),
+      ptrOf(dout),
+      ptrOf(dgate),
+      ptrOf(dup),
+      n,
+    );
+  }
+
   embeddingForward(table: Operand, ids: Operand, out: Operand, count: number, dim: number): void {
     const idArray = this.i32(ids, count);
     let maxId = 0;

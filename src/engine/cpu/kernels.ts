@@ -195,6 +195,23 @@ export class CpuKernels {
     this.run('swigluBackward', n, 25, [gate, up, dout, dgate, dup, n]);
   }
 
+  /** out = gelu_tanh(gate) * up. */
+  geluTanhGateForward(gate: number, up: number, out: number, n: number): void {
+    this.run('geluTanhGateForward', n, 20, [gate, up, out, n]);
+  }
+
+  /** dgate = dout * up * gelu_tanh'(gate), dup = dout * gelu_tanh(gate). */
+  geluTanhGateBackward(
+    gate: number,
+    up: number,
+    dout: number,
+    dgate: number,
+    dup: number,
+    n: number,
+  ): void {
+    this.run('geluTanhGateBackward', n, 25, [gate, up, dout, dgate, dup, n]);
+  }
+
   /**
    * Online log-sum-exp over a vocab chunk [rows, cols] (ids colOffset..): runMax / runSum f32
    * [rows] (start at -Infinity / 0; lse = runMax + log(runSum) after the last chunk); tgtLogit[r]

@@ -249,6 +249,39 @@ export function swigluBackward(
   }
 }
 
+/** gelu_tanh(x) = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), as torch's approximate='tanh'. */
+function geluTanh(x: number): number {
+  return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+}
+
+function geluTanhGrad(x: number): number {
+  const k = Math.sqrt(2 / Math.PI);
+  const t = Math.tanh(k * (x + 0.044715 * x ** 3));
+  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x);
+}
+
+/** out = gelu_tanh(gate) * up. */
+export function geluTanhGateForward(gate: Floats, up: Floats, out: Floats, n: number): void {
+  for (let i = 0; i < n; i++) out[i] = geluTanh(gate[i]) * up[i];
+}
+
+/** dgate = dout * up * gelu_tanh'(gate), dup = dout * gelu_tanh(gate). */
+export function geluTanhGateBackward(
+  gate: Floats,
+  up: Floats,
+  dout: Floats,
+  dgate: Floats,
+  dup: Floats,
+  n: number,
+): void {
+  for (let i = 0; i < n; i++) {
+    const g = gate[i];
+    const u = up[i];
+    dgate[i] = dout[i] * u * geluTanhGrad(g);
+    dup[i] = dout[i] * geluTanh(g);
+  }
+}
+
 /**
  * Online log-sum-exp over one vocab chunk: logits [rows, cols] cover vocab ids
  * colOffset..colOffset+cols-1. Updates runMax / runSum (start at -inf / 0; the row's lse is

@@ -200,6 +200,28 @@ export class WebGpuKernelSet implements Kernels {
     );
   }
 
+  geluTanhGateForward(gate: Operand, up: Operand, out: Operand, n: number): void {
+    this.gpu.geluTanhGateForward(bufferRef(gate), bufferRef(up), bufferRef(out), n);
+  }
+
+  geluTanhGateBackward(
+    gate: Operand,
+    up: Operand,
+    dout: Operand,
+    dgate: Operand,
+    dup: Operand,
+    n: number,
+  ): void {
+    this.gpu.geluTanhGateBackward(
+      bufferRef(gate),
+      bufferRef(up),
+      bufferRef(dout),
+      bufferRef(dgate),
+      bufferRef(dup),
+      n,
+    );
+  }
+
   embeddingForward(table: Operand, ids: Operand, out: Operand, count: number, dim: number): void {
     this.gpu.embeddingForward(
       bufferRef(table),
