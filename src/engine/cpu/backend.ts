@@ -134,6 +134,7 @@ class CpuKernelSet implements Kernels {
       optionalPtr(keyMask),
       optionalPtr(segmentIds),
       d.scale,
+      d.window ?? 0,
     );
   }
 
@@ -169,6 +170,7 @@ class CpuKernelSet implements Kernels {
       optionalPtr(keyMask),
       optionalPtr(segmentIds),
       d.scale,
+      d.window ?? 0,
     );
   }
 

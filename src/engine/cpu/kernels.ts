@@ -57,7 +57,8 @@ export class CpuKernels {
   /**
    * Causal GQA attention. q/out [B,Tq,H,D]; k/v [B,kvCap,KVH,D] (first Tk rows valid); query i
    * at position Tk-Tq+i; lse [B,H,Tq] (+Infinity for a query that sees no key; its output is 0).
-   * keyMask / segIds: i32 [B,kvCap] or 0.
+   * keyMask / segIds: i32 [B,kvCap] or 0. `window` > 0: a query sees itself and the window − 1
+   * keys before it.
    */
   attentionForward(
     q: number,
@@ -75,8 +76,9 @@ export class CpuKernels {
     keyMask: number,
     segIds: number,
     scale: number,
+    window = 0,
   ): void {
-    const args = [q, k, v, out, lse, B, Tq, Tk, kvCap, H, KVH, D, keyMask, segIds, scale];
+    const args = [q, k, v, out, lse, B, Tq, Tk, kvCap, H, KVH, D, keyMask, segIds, scale, window];
     this.run('attentionForward', B * H, 2 * Tq * Tk * D, args);
   }
 
@@ -103,17 +105,28 @@ export class CpuKernels {
     keyMask: number,
     segIds: number,
     scale: number,
+    window = 0,
   ): void {
     const threads = this.host.threads ?? 1;
     // Per query head: 2 dots + 3 axpys of length D (2 flops each) per visible pair, ~T^2/2 pairs.
     const pairFlops = 5 * T * T * D;
     const fusedRounds = Math.ceil((B * KVH) / threads);
+    const dims = [B, T, H, KVH, D, keyMask, segIds, scale, window];
     if (!this.host.parallelFor || (SPLIT_BACKWARD_COST * B * KVH) / threads >= fusedRounds) {
-      const args = [q, k, v, out, lse, dout, dq, dk, dv, B, T, H, KVH, D, keyMask, segIds, scale];
-      this.run('attentionBackward', B * KVH, (H / KVH) * pairFlops, args);
+      this.run('attentionBackward', B * KVH, (H / KVH) * pairFlops, [
+        q,
+        k,
+        v,
+        out,
+        lse,
+        dout,
+        dq,
+        dk,
+        dv,
+        ...dims,
+      ]);
       return;
     }
-    const dims = [B, T, H, KVH, D, keyMask, segIds, scale];
     this.run('attentionBackwardQuery', B * H, pairFlops, [q, k, v, out, lse, dout, dq, ...dims]);
     // Enough key blocks for about four work items per thread.
     const keyBlock = Math.max(8, Math.ceil((B * KVH * T) / (4 * threads)));

@@ -20,8 +20,9 @@ function keyVisible(
   kvCap: number,
   keyMask: Int32Array | null,
   segIds: Int32Array | null,
+  window: number,
 ): boolean {
-  if (j > p) return false;
+  if (j > p || (window > 0 && j <= p - window)) return false;
   if (keyMask && keyMask[b * kvCap + j] === 0) return false;
   if (segIds && segIds[b * kvCap + j] !== segIds[b * kvCap + p]) return false;
   return true;
@@ -33,7 +34,10 @@ function dot(a: Floats, aOff: number, b: Floats, bOff: number, n: number): numbe
   return s;
 }
 
-/** Causal grouped-query attention; query i sits at absolute position Tk-Tq+i. */
+/**
+ * Causal grouped-query attention; query i sits at absolute position Tk-Tq+i. `window` > 0 limits
+ * each query to itself and the window − 1 keys before it (sliding-window layers).
+ */
 export function attentionForward(
   q: Floats,
   k: Floats,
@@ -50,6 +54,7 @@ export function attentionForward(
   keyMask: Int32Array | null,
   segIds: Int32Array | null,
   scale: number,
+  window = 0,
 ): void {
   const group = H / KVH;
   const scores = new Float64Array(Tk);
@@ -61,7 +66,7 @@ export function attentionForward(
         const qOff = ((b * Tq + i) * H + h) * D;
         let max = -Infinity;
         for (let j = 0; j < Tk; j++) {
-          scores[j] = keyVisible(b, j, p, kvCap, keyMask, segIds)
+          scores[j] = keyVisible(b, j, p, kvCap, keyMask, segIds, window)
             ? scale * dot(q, qOff, k, ((b * kvCap + j) * KVH + kvh) * D, D)
             : -Infinity;
           max = Math.max(max, scores[j]);
@@ -109,6 +114,7 @@ export function attentionBackward(
   keyMask: Int32Array | null,
   segIds: Int32Array | null,
   scale: number,
+  window = 0,
 ): void {
   const group = H / KVH;
   dq.fill(0, 0, B * T * H * D);
@@ -122,7 +128,7 @@ export function attentionBackward(
         const rowLse = lse[(b * H + h) * T + i];
         const rowDelta = dot(dout, qOff, out, qOff, D);
         for (let j = 0; j <= i; j++) {
-          if (!keyVisible(b, j, i, T, keyMask, segIds)) continue;
+          if (!keyVisible(b, j, i, T, keyMask, segIds, window)) continue;
           const kvOff = ((b * T + j) * KVH + kvh) * D;
           const prob = Math.exp(scale * dot(q, qOff, k, kvOff, D) - rowLse);
           const dScore = prob * (dot(dout, qOff, v, kvOff, D) - rowDelta);

@@ -74,6 +74,7 @@ export class WebGpuKernelSet implements Kernels {
       optionalRef(keyMask),
       optionalRef(segmentIds),
       d.scale,
+      d.window ?? 0,
     );
   }
 
@@ -109,6 +110,7 @@ export class WebGpuKernelSet implements Kernels {
       optionalRef(keyMask),
       optionalRef(segmentIds),
       d.scale,
+      d.window ?? 0,
     );
   }
 

@@ -174,6 +174,11 @@ function sinCos(angle: f64): v128 {
   return pos + 1;
 }
 
+/** The first key a query at `pos` may see: 0, or pos − window + 1 in a sliding-window layer. */
+@inline function firstKey(pos: i32, window: i32): i32 {
+  return window > 0 ? max(0, pos - window + 1) : 0;
+}
+
 /** [x.a, x.b, x.c, x.d] for rows of length D. */
 function dot4(x: usize, a: usize, b: usize, c: usize, d: usize, D: i32): v128 {
   let sa = splat(0);
@@ -262,7 +267,7 @@ function scaleInPlace(y: usize, alpha: f32, n: i32): void {
 export function attentionForward(
   q: usize, k: usize, v: usize, out: usize, lse: usize,
   B: i32, Tq: i32, Tk: i32, kvCap: i32, H: i32, KVH: i32, D: i32,
-  keyMask: usize, segIds: usize, scale: f32, start: i32, end: i32,
+  keyMask: usize, segIds: usize, scale: f32, window: i32, start: i32, end: i32,
 ): void {
   const group = H / KVH;
   const keyStride = <usize>(KVH * D) << 2;
@@ -281,7 +286,7 @@ export function attentionForward(
       fillZero(oRow, D);
       let runMax: f32 = -Infinity;
       let runSum: f32 = 0;
-      let j0 = nextVisibleKey(0, pos, maskRow, segRow, querySeg);
+      let j0 = nextVisibleKey(firstKey(pos, window), pos, maskRow, segRow, querySeg);
       while (j0 <= pos) {
         const j1 = nextVisibleKey(j0 + 1, pos, maskRow, segRow, querySeg);
         const j2 = nextVisibleKey(j1 + 1, pos, maskRow, segRow, querySeg);
@@ -383,7 +388,7 @@ export function attentionBackward(
   q: usize, k: usize, v: usize, out: usize, lse: usize, dout: usize,
   dq: usize, dk: usize, dv: usize,
   B: i32, T: i32, H: i32, KVH: i32, D: i32,
-  keyMask: usize, segIds: usize, scale: f32, start: i32, end: i32,
+  keyMask: usize, segIds: usize, scale: f32, window: i32, start: i32, end: i32,
 ): void {
   const group = H / KVH;
   const keyStride = <usize>(KVH * D) << 2;
@@ -402,7 +407,7 @@ export function attentionBackward(
           q + rowOffset, dout + rowOffset, dq + rowOffset,
           load<f32>(at(lse, (b * H + h) * T + i)), dot(dout + rowOffset, out + rowOffset, D),
           k + headOffset, v + headOffset, dk + headOffset, dv + headOffset, keyStride,
-          0, i, maskRow, segRow, segRow ? load<i32>(at(segRow, i)) : 0, D, scale,
+          firstKey(i, window), i, maskRow, segRow, segRow ? load<i32>(at(segRow, i)) : 0, D, scale,
         );
       }
     }
@@ -416,7 +421,7 @@ export function attentionBackward(
 export function attentionBackwardQuery(
   q: usize, k: usize, v: usize, out: usize, lse: usize, dout: usize, dq: usize,
   B: i32, T: i32, H: i32, KVH: i32, D: i32,
-  keyMask: usize, segIds: usize, scale: f32, start: i32, end: i32,
+  keyMask: usize, segIds: usize, scale: f32, window: i32, start: i32, end: i32,
 ): void {
   const group = H / KVH;
   const keyStride = <usize>(KVH * D) << 2;
@@ -433,7 +438,7 @@ export function attentionBackwardQuery(
         q + rowOffset, dout + rowOffset, dq + rowOffset,
         load<f32>(at(lse, (b * H + h) * T + i)), dot(dout + rowOffset, out + rowOffset, D),
         k + headOffset, v + headOffset, 0, 0, keyStride,
-        0, i, maskRow, segRow, segRow ? load<i32>(at(segRow, i)) : 0, D, scale,
+        firstKey(i, window), i, maskRow, segRow, segRow ? load<i32>(at(segRow, i)) : 0, D, scale,
       );
     }
   }
@@ -447,7 +452,7 @@ export function attentionBackwardQuery(
 export function attentionBackwardKeyValue(
   q: usize, k: usize, v: usize, out: usize, lse: usize, dout: usize, dk: usize, dv: usize,
   B: i32, T: i32, H: i32, KVH: i32, D: i32,
-  keyMask: usize, segIds: usize, scale: f32, keyBlock: i32, start: i32, end: i32,
+  keyMask: usize, segIds: usize, scale: f32, window: i32, keyBlock: i32, start: i32, end: i32,
 ): void {
   const group = H / KVH;
   const keyStride = <usize>(KVH * D) << 2;
@@ -461,14 +466,16 @@ export function attentionBackwardKeyValue(
     zeroKeyRows(dk + headOffset, dv + headOffset, keyStride, first, last, D);
     const maskRow = keyMask ? at(keyMask, b * T) : 0;
     const segRow = segIds ? at(segIds, b * T) : 0;
+    // With a window, queries past last + window − 1 see none of this block's keys.
+    const lastQuery = window > 0 ? min(T, last + window) : T;
     for (let h = kvh * group; h < (kvh + 1) * group; h++) {
-      for (let i = first; i < T; i++) {
+      for (let i = first; i < lastQuery; i++) {
         const rowOffset = <usize>(((b * T + i) * H + h) * D) << 2;
         backwardRow(
           q + rowOffset, dout + rowOffset, 0,
           load<f32>(at(lse, (b * H + h) * T + i)), dot(dout + rowOffset, out + rowOffset, D),
           k + headOffset, v + headOffset, dk + headOffset, dv + headOffset, keyStride,
-          first, min(i, last), maskRow, segRow, segRow ? load<i32>(at(segRow, i)) : 0, D, scale,
+          max(first, firstKey(i, window)), min(i, last), maskRow, segRow, segRow ? load<i32>(at(segRow, i)) : 0, D, scale,
         );
       }
     }
