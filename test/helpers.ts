@@ -93,4 +93,6 @@ export async function makeRandomChatModel(dir: string, seed = 0): Promise<string
 /** Golden packages of the families beyond qwen2 (same layout as qwen2-tiny). */
 export const FAMILY_GOLDENS: { name: string; dir: string }[] = [
   { name: 'qwen3-tiny', dir: join(GOLDEN, 'qwen3-tiny') },
+  // Made by this repository (scripts/golden/README.md), committed under test/fixtures/golden.
+  { name: 'gemma3-tiny', dir: join(import.meta.dirname, 'fixtures', 'golden', 'gemma3-tiny') },
 ];

@@ -24,7 +24,8 @@ export const gemma3: ArchitectureFamily = {
   tiedByDefault: true,
   traits(raw, base, source) {
     refuseIfSet(raw, 'final_logit_softcapping', source, 'Gemma 2 style logit soft-capping');
-    refuseIfSet(raw, 'attn_logit_softcapping', source, 'Gemma 2 style attention soft-capping');
+    // attn_logit_softcapping is read but not applied by transformers' Gemma3Attention (4.57): so
+    // it is ignored here too, and the logits stay those of transformers.
     refuseIfSet(
       raw,
       'use_bidirectional_attention',
