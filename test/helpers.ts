@@ -63,12 +63,17 @@ export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): numbe
  * A small random Qwen2 model folder using the shipped tiny-chat tokenizer (2048 tokens): fast
  * enough for end-to-end tests of training, chat and serving.
  */
-export async function makeRandomChatModel(dir: string, seed = 0): Promise<string> {
+export async function makeRandomChatModel(
+  dir: string,
+  seed = 0,
+  /** Another family's config.json (its vocab_size should stay 2048, the tokenizer's). */
+  config?: Record<string, unknown>,
+): Promise<string> {
   const { copyFileSync } = await import('node:fs');
   const { writeRandomModel } = await import('../src/models/random.ts');
   writeRandomModel(
     dir,
-    {
+    config ?? {
       architectures: ['Qwen2ForCausalLM'],
       vocab_size: 2048,
       hidden_size: 64,
