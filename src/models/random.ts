@@ -33,6 +33,53 @@ export const QWEN2_0_5B_CONFIG = {
   torch_dtype: 'bfloat16',
 };
 
+/** Qwen3-0.6B's config.json shape (q/k norms, head_dim 128 ≠ hidden / heads). */
+export const QWEN3_0_6B_CONFIG = {
+  architectures: ['Qwen3ForCausalLM'],
+  model_type: 'qwen3',
+  vocab_size: 151936,
+  hidden_size: 1024,
+  intermediate_size: 3072,
+  num_hidden_layers: 28,
+  num_attention_heads: 16,
+  num_key_value_heads: 8,
+  head_dim: 128,
+  max_position_embeddings: 40960,
+  rope_theta: 1000000.0,
+  rms_norm_eps: 1e-6,
+  tie_word_embeddings: true,
+  hidden_act: 'silu',
+  attention_bias: false,
+  bos_token_id: 151643,
+  eos_token_id: 151645,
+  torch_dtype: 'bfloat16',
+};
+
+/** Gemma-3-1B's text config shape (262k vocabulary, 5 sliding layers of 512 : 1 global). */
+export const GEMMA3_1B_CONFIG = {
+  architectures: ['Gemma3ForCausalLM'],
+  model_type: 'gemma3_text',
+  vocab_size: 262144,
+  hidden_size: 1152,
+  intermediate_size: 6912,
+  num_hidden_layers: 26,
+  num_attention_heads: 4,
+  num_key_value_heads: 1,
+  head_dim: 256,
+  max_position_embeddings: 32768,
+  query_pre_attn_scalar: 256,
+  sliding_window: 512,
+  sliding_window_pattern: 6,
+  rope_theta: 1000000.0,
+  rope_local_base_freq: 10000.0,
+  rms_norm_eps: 1e-6,
+  hidden_activation: 'gelu_pytorch_tanh',
+  tie_word_embeddings: true,
+  bos_token_id: 2,
+  eos_token_id: [1, 106],
+  torch_dtype: 'bfloat16',
+};
+
 export type RandomDType = 'F32' | 'BF16' | 'F16';
 
 export function writeRandomModel(
