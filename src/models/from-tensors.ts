@@ -79,6 +79,12 @@ export function modelFromTensors(
 ): DecoderModel {
   const dtype = opts.dtype ?? 'f32';
   const c = config;
+  if (dtype === 'f16' && c.f16Refused) {
+    throw new LoraforgeError(
+      `dtype f16 is refused for ${c.architecture}: ${c.f16Refused}`,
+      'use --dtype bf16 (what the checkpoint ships in) or f32',
+    );
+  }
   const norms = layerNormShapes(c);
   const total = 3 + c.numLayers * (norms.length + PROJECTION_NAMES.length);
   let done = 0;

@@ -61,6 +61,8 @@ export interface FamilyTraits {
   layers: LayerSpec[];
   /** RoPE of the 'local' layers (Gemma 3's sliding layers); null when no layer uses it. */
   localRope: RopeSettings | null;
+  /** Why float16 weights are refused for this family, or null when they are allowed. */
+  f16Refused: string | null;
 }
 
 export interface ArchitectureFamily {
@@ -91,6 +93,7 @@ export function baseTraits(
     attentionScale: 1 / Math.sqrt(base.headDim),
     layers: withGlobalRope(layerWindows(raw, base.numLayers, source)),
     localRope: null,
+    f16Refused: null,
   };
 }
 

@@ -64,6 +64,11 @@ export const gemma3: ArchitectureFamily = {
         rope: types[i] === 'sliding_attention' ? 'local' : 'global',
       })),
       localRope: localRope(raw, source),
+      // loraforge's activations and accumulations are float32 whatever the weights' dtype, but
+      // Gemma is known to overflow float16 (its checkpoints are bf16) and f16 weights have not
+      // been checked against a reference for it.
+      f16Refused:
+        'Gemma overflows float16 (its checkpoints are bfloat16); f16 weights are not validated for it',
     };
   },
 };
