@@ -59,6 +59,20 @@ export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): numbe
   return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
 }
 
+/** The size of the tiny random chat models (its vocabulary is the tiny-chat tokenizer's). */
+export const TINY_CHAT_SHAPE = {
+  vocab_size: 2048,
+  hidden_size: 64,
+  intermediate_size: 128,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 512,
+  rms_norm_eps: 1e-6,
+  tie_word_embeddings: true,
+  eos_token_id: 2047,
+};
+
 /**
  * A small random Qwen2 model folder using the shipped tiny-chat tokenizer (2048 tokens): fast
  * enough for end-to-end tests of training, chat and serving.
@@ -73,20 +87,7 @@ export async function makeRandomChatModel(
   const { writeRandomModel } = await import('../src/models/random.ts');
   writeRandomModel(
     dir,
-    config ?? {
-      architectures: ['Qwen2ForCausalLM'],
-      vocab_size: 2048,
-      hidden_size: 64,
-      intermediate_size: 128,
-      num_hidden_layers: 2,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      max_position_embeddings: 512,
-      rope_theta: 10000,
-      rms_norm_eps: 1e-6,
-      tie_word_embeddings: true,
-      eos_token_id: 2047,
-    },
+    config ?? { ...TINY_CHAT_SHAPE, architectures: ['Qwen2ForCausalLM'], rope_theta: 10000 },
     { seed, std: 0.5 },
   );
   const assets = join(import.meta.dirname, '..', 'assets', 'tiny-chat');

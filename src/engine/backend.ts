@@ -18,6 +18,9 @@ export interface Operand {
   dtype: DType;
 }
 
+/** Gate activation of a gated MLP: silu (Llama, Qwen) or the tanh approximation of GELU (Gemma). */
+export type GateActivation = 'silu' | 'gelu_tanh';
+
 export interface GemmOptions {
   m: number;
   n: number;
@@ -115,18 +118,20 @@ export interface Kernels {
     invFreq: Operand,
     inverse: boolean,
   ): void;
-  swigluForward(gate: Operand, up: Operand, out: Operand, n: number): void;
-  swigluBackward(
+  /**
+   * out = act(gate) · up: `silu` (SwiGLU) or `gelu_tanh` (Gemma's gate,
+   * 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))).
+   */
+  gatedForward(
+    activation: GateActivation,
     gate: Operand,
     up: Operand,
-    dout: Operand,
-    dgate: Operand,
-    dup: Operand,
+    out: Operand,
     n: number,
   ): void;
-  /** out = gelu_tanh(gate) · up (Gemma's gate: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))). */
-  geluTanhGateForward(gate: Operand, up: Operand, out: Operand, n: number): void;
-  geluTanhGateBackward(
+  /** dgate = dout · up · act'(gate), dup = dout · act(gate) (overwritten; may alias gate / up). */
+  gatedBackward(
+    activation: GateActivation,
     gate: Operand,
     up: Operand,
     dout: Operand,

@@ -23,20 +23,9 @@ import { ModelServeEngine } from '../../src/serve/model-engine.ts';
 import { createServer } from '../../src/serve/server.ts';
 import { resolveTrainConfig } from '../../src/train/config.ts';
 import { runTraining } from '../../src/train/run.ts';
-import { makeRandomChatModel, maxAbsDiff, useCpuBackend } from '../helpers.ts';
+import { TINY_CHAT_SHAPE, makeRandomChatModel, maxAbsDiff, useCpuBackend } from '../helpers.ts';
 
-const SHAPE = {
-  vocab_size: 2048,
-  hidden_size: 64,
-  intermediate_size: 128,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  max_position_embeddings: 512,
-  rms_norm_eps: 1e-6,
-  tie_word_embeddings: true,
-  eos_token_id: 2047,
-};
+const SHAPE = TINY_CHAT_SHAPE;
 
 const GEMMA3_TEXT = {
   ...SHAPE,

@@ -2,7 +2,15 @@
  * The CPU backend: storage is a region of the shared wasm memory, GEMM runs on the worker pool,
  * the other heavy kernels are wasm SIMD (CpuKernels) and the light ones plain TypeScript.
  */
-import type { AttentionDims, Backend, GemmOptions, Kernels, Operand, Storage } from '../backend.ts';
+import type {
+  AttentionDims,
+  Backend,
+  GateActivation,
+  GemmOptions,
+  Kernels,
+  Operand,
+  Storage,
+} from '../backend.ts';
 import { DTYPE_BYTES, type DType } from '../dtype.ts';
 import * as host from './host-kernels.ts';
 import { CpuKernels } from './kernels.ts';
@@ -232,11 +240,19 @@ class CpuKernelSet implements Kernels {
     );
   }
 
-  swigluForward(gate: Operand, up: Operand, out: Operand, n: number): void {
-    this.wasm.swigluForward(ptrOf(gate), ptrOf(up), ptrOf(out), n);
+  gatedForward(
+    activation: GateActivation,
+    gate: Operand,
+    up: Operand,
+    out: Operand,
+    n: number,
+  ): void {
+    const kernel = activation === 'silu' ? 'swigluForward' : 'geluTanhGateForward';
+    this.wasm[kernel](ptrOf(gate), ptrOf(up), ptrOf(out), n);
   }
 
-  swigluBackward(
+  gatedBackward(
+    activation: GateActivation,
     gate: Operand,
     up: Operand,
     dout: Operand,
@@ -244,29 +260,8 @@ class CpuKernelSet implements Kernels {
     dup: Operand,
     n: number,
   ): void {
-    this.wasm.swigluBackward(ptrOf(gate), ptrOf(up), ptrOf(dout), ptrOf(dgate), ptrOf(dup), n);
-  }
-
-  geluTanhGateForward(gate: Operand, up: Operand, out: Operand, n: number): void {
-    this.wasm.geluTanhGateForward(ptrOf(gate), ptrOf(up), ptrOf(out), n);
-  }
-
-  geluTanhGateBackward(
-    gate: Operand,
-    up: Operand,
-    dout: Operand,
-    dgate: Operand,
-    dup: Operand,
-    n: number,
-  ): void {
-    this.wasm.geluTanhGateBackward(
-      ptrOf(gate),
-      ptrOf(up),
-      ptrOf(dout),
-      ptrOf(dgate),
-      ptrOf(dup),
-      n,
-    );
+    const kernel = activation === 'silu' ? 'swigluBackward' : 'geluTanhGateBackward';
+    this.wasm[kernel](ptrOf(gate), ptrOf(up), ptrOf(dout), ptrOf(dgate), ptrOf(dup), n);
   }
 
   embeddingForward(table: Operand, ids: Operand, out: Operand, count: number, dim: number): void {

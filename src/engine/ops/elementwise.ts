@@ -1,4 +1,5 @@
 /** Residual add, scaling and the gated-MLP activations. */
+import type { GateActivation } from '../backend.ts';
 import { record } from '../tape.ts';
 import { Tensor } from '../tensor.ts';
 import { gemmIntoGrad, gradTarget, kernels } from './util.ts';
@@ -17,23 +18,16 @@ export function add(a: Tensor, b: Tensor): Tensor {
   return out;
 }
 
-/** Gate activation of a gated MLP: silu (Llama, Qwen) or the tanh approximation of GELU (Gemma). */
-export type GateActivation = 'silu' | 'gelu_tanh';
-
 /** act(gate) · up. */
 export function gatedActivation(activation: GateActivation, gate: Tensor, up: Tensor): Tensor {
   const k = kernels();
-  const [forward, backward] =
-    activation === 'silu'
-      ? [k.swigluForward, k.swigluBackward]
-      : [k.geluTanhGateForward, k.geluTanhGateBackward];
   const out = Tensor.empty(gate.shape);
-  forward.call(k, gate.operand(), up.operand(), out.operand(), gate.size);
+  k.gatedForward(activation, gate.operand(), up.operand(), out.operand(), gate.size);
   record(out, [gate, up], (dy) => {
     const dGate = gradTarget(gate);
     const dUp = gradTarget(up);
-    backward.call(
-      k,
+    k.gatedBackward(
+      activation,
       gate.operand(),
       up.operand(),
       dy.operand(),

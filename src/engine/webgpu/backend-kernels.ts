@@ -5,7 +5,14 @@
  * table read or written through an index list as what fits between the offset and the end of
  * its storage (the indices live on the GPU, so which rows are touched is unknown here).
  */
-import type { AttentionDims, GemmOptions, Kernels, Operand, Storage } from '../backend.ts';
+import type {
+  AttentionDims,
+  GateActivation,
+  GemmOptions,
+  Kernels,
+  Operand,
+  Storage,
+} from '../backend.ts';
 import { DTYPE_BYTES, type DType } from '../dtype.ts';
 import type { BufferRef } from './buffer-ref.ts';
 import type { GemmDtype } from './gemm.ts';
@@ -180,11 +187,18 @@ export class WebGpuKernelSet implements Kernels {
     );
   }
 
-  swigluForward(gate: Operand, up: Operand, out: Operand, n: number): void {
-    this.gpu.swigluForward(bufferRef(gate), bufferRef(up), bufferRef(out), n);
+  gatedForward(
+    activation: GateActivation,
+    gate: Operand,
+    up: Operand,
+    out: Operand,
+    n: number,
+  ): void {
+    this.gpu.gatedForward(activation, bufferRef(gate), bufferRef(up), bufferRef(out), n);
   }
 
-  swigluBackward(
+  gatedBackward(
+    activation: GateActivation,
     gate: Operand,
     up: Operand,
     dout: Operand,
@@ -192,29 +206,8 @@ export class WebGpuKernelSet implements Kernels {
     dup: Operand,
     n: number,
   ): void {
-    this.gpu.swigluBackward(
-      bufferRef(gate),
-      bufferRef(up),
-      bufferRef(dout),
-      bufferRef(dgate),
-      bufferRef(dup),
-      n,
-    );
-  }
-
-  geluTanhGateForward(gate: Operand, up: Operand, out: Operand, n: number): void {
-    this.gpu.geluTanhGateForward(bufferRef(gate), bufferRef(up), bufferRef(out), n);
-  }
-
-  geluTanhGateBackward(
-    gate: Operand,
-    up: Operand,
-    dout: Operand,
-    dgate: Operand,
-    dup: Operand,
-    n: number,
-  ): void {
-    this.gpu.geluTanhGateBackward(
+    this.gpu.gatedBackward(
+      activation,
       bufferRef(gate),
       bufferRef(up),
       bufferRef(dout),

@@ -3,6 +3,7 @@
  * GELU-tanh) forward/backward and scaling.
  * Vectors longer than one storage binding are processed in binding-sized chunks.
  */
+import type { GateActivation } from '../backend.ts';
 import type { KernelDef } from './kernel-def.ts';
 import { advance, type BufferRef } from './buffer-ref.ts';
 import type { KernelRunner } from './runner.ts';
@@ -51,13 +52,13 @@ export function launchFlat(
 const SIGMOID = 'fn sigmoid(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }';
 
 /** WGSL `act(g)` and `act_grad(g)` of each gate activation of the gated MLP. */
-const ACTIVATIONS = {
-  swiglu: `${SIGMOID}
+const ACTIVATIONS: Record<GateActivation, string> = {
+  silu: `${SIGMOID}
 fn act(g: f32) -> f32 { return g * sigmoid(g); }
 // d/dg [g * sigmoid(g)] = sigmoid(g) * (1 + g * (1 - sigmoid(g)))
 fn act_grad(g: f32) -> f32 { let s = sigmoid(g); return s * (1.0 + g * (1.0 - s)); }`,
   // 0.5·x·(1 + tanh(u)) = x·σ(2u), u = √(2/π)·(x + 0.044715·x³)
-  'gelu-tanh-gate': `${SIGMOID}
+  gelu_tanh: `${SIGMOID}
 const GELU_K: f32 = 0.7978845608028654;
 const GELU_C: f32 = 0.044715;
 fn gelu_sigmoid(x: f32) -> f32 { return sigmoid(2.0 * GELU_K * (x + GELU_C * x * x * x)); }
@@ -67,11 +68,10 @@ fn act_grad(g: f32) -> f32 {
   return s + g * s * (1.0 - s) * 2.0 * GELU_K * (1.0 + 3.0 * GELU_C * g * g);
 }`,
 };
-type GateActivation = keyof typeof ACTIVATIONS;
 
 function gatedForwardDef(activation: GateActivation): KernelDef {
   return {
-    key: `${activation}-forward`,
+    key: `gated-${activation}-forward`,
     params: { n: 'u32' },
     buffers: [
       { name: 'gate', dtype: 'f32', access: 'read' },
@@ -90,7 +90,7 @@ function gatedForwardDef(activation: GateActivation): KernelDef {
 
 function gatedBackwardDef(activation: GateActivation): KernelDef {
   return {
-    key: `${activation}-backward`,
+    key: `gated-${activation}-backward`,
     params: { n: 'u32' },
     buffers: [
       { name: 'gate', dtype: 'f32', access: 'read' },
@@ -112,14 +112,8 @@ function gatedBackwardDef(activation: GateActivation): KernelDef {
   };
 }
 
-const GATED_FORWARD = {
-  swiglu: gatedForwardDef('swiglu'),
-  'gelu-tanh-gate': gatedForwardDef('gelu-tanh-gate'),
-};
-const GATED_BACKWARD = {
-  swiglu: gatedBackwardDef('swiglu'),
-  'gelu-tanh-gate': gatedBackwardDef('gelu-tanh-gate'),
-};
+const GATED_FORWARD = { silu: gatedForwardDef('silu'), gelu_tanh: gatedForwardDef('gelu_tanh') };
+const GATED_BACKWARD = { silu: gatedBackwardDef('silu'), gelu_tanh: gatedBackwardDef('gelu_tanh') };
 
 const SCALE: KernelDef = {
   key: 'scale',
@@ -136,7 +130,7 @@ const SCALE: KernelDef = {
 `,
 };
 
-/** out = act(gate) * up: silu (swiglu) or gelu_tanh (gelu-tanh-gate). */
+/** out = act(gate) * up: silu (SwiGLU) or gelu_tanh. */
 export function gatedForward(
   runner: KernelRunner,
   activation: GateActivation,

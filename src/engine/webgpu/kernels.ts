@@ -65,12 +65,10 @@ export class WebGpuKernels {
   rmsnormBackward: Tail<typeof rmsnormBackward> = (...args) =>
     rmsnormBackward(this.runner, ...args);
   ropeApply: Tail<typeof ropeApply> = (...args) => ropeApply(this.runner, ...args);
-  swigluForward: GatedForward = (...args) => gatedForward(this.runner, 'swiglu', ...args);
-  swigluBackward: GatedBackward = (...args) => gatedBackward(this.runner, 'swiglu', ...args);
-  geluTanhGateForward: GatedForward = (...args) =>
-    gatedForward(this.runner, 'gelu-tanh-gate', ...args);
-  geluTanhGateBackward: GatedBackward = (...args) =>
-    gatedBackward(this.runner, 'gelu-tanh-gate', ...args);
+  gatedForward: Tail<typeof gatedForward> = (...args) => gatedForward(this.runner, ...args);
+  gatedBackward: Tail<typeof gatedBackward> = (...args) => gatedBackward(this.runner, ...args);
+  swigluForward: GatedForward = (...args) => gatedForward(this.runner, 'silu', ...args);
+  swigluBackward: GatedBackward = (...args) => gatedBackward(this.runner, 'silu', ...args);
   ceChunkForward: Tail<typeof ceChunkForward> = (...args) => ceChunkForward(this.runner, ...args);
   ceChunkBackward: Tail<typeof ceChunkBackward> = (...args) =>
     ceChunkBackward(this.runner, ...args);

@@ -3,7 +3,7 @@
  * (models/decoder.ts), read from its config.json. A family file holds only those differences;
  * everything a family does not mention keeps the Llama/Qwen2 default of `baseTraits`.
  */
-import type { GateActivation } from '../../engine/ops/elementwise.ts';
+import type { GateActivation } from '../../engine/backend.ts';
 import { LoraforgeError } from '../../util/errors.ts';
 import type { RopeSettings } from '../rope-config.ts';
 
