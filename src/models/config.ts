@@ -17,6 +17,7 @@ import type { RopeScaling } from './rope-frequencies.ts';
 export { SUPPORTED_ARCHITECTURES } from './architectures/registry.ts';
 export type { Activation, LayerSpec } from './architectures/family.ts';
 
+/** A model's config.json, parsed and checked (architecture, sizes, RoPE, norms, family traits). */
 export interface DecoderConfig extends BaseDecoderConfig, FamilyTraits {
   ropeTheta: number;
   /** rope_scaling of the config; null for the default (unscaled) RoPE. */

@@ -89,6 +89,7 @@ export function projectionPath(layer: number, name: ProjectionName, prefix = 'mo
   return `${prefix}.layers.${layer}.${block}.${name}`;
 }
 
+/** A decoder-only transformer of any registered family, with its weights on the current backend. */
 export class DecoderModel {
   /** Null outside training: LoRA dropout is off at inference. */
   dropoutSeeds: DropoutSeeds | null = null;
@@ -119,7 +120,6 @@ export class DecoderModel {
    * `rowLora` (one entry per token row) selects adapters per row for inference.
    */
   forwardHidden(input: ModelInput, cache?: KVCache, rowLora?: (LoraLookup | null)[]): Tensor {
-    const c = this.config;
     const { batch, seq } = input;
     const ids = Tensor.from(input.inputIds, [batch * seq], 'i32');
     const positions = Tensor.from(
@@ -303,6 +303,7 @@ export class DecoderModel {
     }
   }
 
+  /** Frees the weights; the model must not be used afterwards. */
   dispose(): void {
     for (const t of this.namedWeights().values()) t.dispose();
     for (const t of this.ones.values()) t.dispose();
