@@ -64,9 +64,23 @@ function realTokenDiff(mine: Float32Array, expected: Float32Array, input: ModelI
   return worst;
 }
 
+/** Logits of the last position of `tokens` from a forward pass without a cache. */
+async function lastLogits(model: DecoderModel, tokens: number[]): Promise<Float32Array> {
+  const logits = noGrad(() =>
+    tidy(() => {
+      const input = { batch: 1, seq: tokens.length, inputIds: Int32Array.from(tokens) };
+      return model.logits(model.forwardHidden(input), [tokens.length - 1]);
+    }),
+  );
+  const values = await logits.toFloat32();
+  logits.dispose();
+  return values;
+}
+
 /**
  * Greedy decoding of each golden prompt with the KV cache (prefill, then one token a step);
- * asserts the ids and returns the largest step-logit difference.
+ * asserts the ids and that every step equals a full forward pass of the sequence so far, and
+ * returns the largest difference from transformers' step logits.
  */
 export async function greedyDecodeDiff(model: DecoderModel, pkg: string): Promise<number> {
   const golden = JSON.parse(readFileSync(join(pkg, 'generate.json'), 'utf8')) as {
@@ -93,6 +107,10 @@ export async function greedyDecodeDiff(model: DecoderModel, pkg: string): Promis
       const logits = await next.toFloat32();
       next.dispose();
       mine.set(logits, step * vocab);
+      // The cached step equals a full forward pass over the sequence so far (windows included).
+      const full = await lastLogits(model, tokens);
+      const drift = maxAbsDiff(logits, full);
+      assert.ok(drift < 1e-5, `prompt ${p} step ${step}: cache vs full forward ${drift}`);
       const token = logits.indexOf(Math.max(...logits));
       tokens.push(token);
       if (tokens.length < expectedIds.length) {
