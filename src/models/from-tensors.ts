@@ -18,6 +18,7 @@ import {
   type Projection,
   type ProjectionName,
 } from './decoder.ts';
+import { withCurrentNames } from './checkpoint-names.ts';
 import { hasBias, layerNormShapes, projectionShapes } from './shapes.ts';
 
 /** Storage type of weight matrices. */
@@ -69,15 +70,17 @@ export function loadTensor(
 }
 
 /**
- * The model described by `config` with its weights from `source` (left open: the caller owns it).
+ * The model described by `config` with its weights from `fileSource` (left open: the caller owns
+ * it; legacy multimodal names such as `language_model.model.*` are read as their current ones).
  * `where` names the weights in errors (a folder or a URL).
  */
 export function modelFromTensors(
   config: DecoderConfig,
-  source: TensorSource,
+  fileSource: TensorSource,
   where: string,
   opts: LoadModelOptions = {},
 ): DecoderModel {
+  const source = withCurrentNames(fileSource);
   const dtype = opts.dtype ?? 'f32';
   const c = config;
   if (dtype === 'f16' && c.f16Refused) {

@@ -38,6 +38,14 @@ const GEMMA3_TEXT = {
   layer_types: ['sliding_attention', 'full_attention'],
 };
 
+const GEMMA3_MULTIMODAL = {
+  architectures: ['Gemma3ForConditionalGeneration'],
+  model_type: 'gemma3',
+  eos_token_id: 2047,
+  text_config: { ...GEMMA3_TEXT, architectures: undefined, eos_token_id: undefined },
+  vision_config: { model_type: 'siglip_vision_model' },
+};
+
 const FAMILIES: Record<string, Record<string, unknown>> = {
   qwen3: { ...SHAPE, architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', head_dim: 32 },
   gemma3: GEMMA3_TEXT,
@@ -48,22 +56,21 @@ const FAMILIES: Record<string, Record<string, unknown>> = {
     sliding_window: 4,
     layer_types: ['sliding_attention', 'full_attention'],
   },
-  'gemma3 multimodal': {
-    architectures: ['Gemma3ForConditionalGeneration'],
-    model_type: 'gemma3',
-    eos_token_id: 2047,
-    text_config: { ...GEMMA3_TEXT, architectures: undefined, eos_token_id: undefined },
-    vision_config: { model_type: 'siglip_vision_model' },
-  },
+  'gemma3 multimodal': GEMMA3_MULTIMODAL,
+  // Saved before transformers 4.52 (most published Gemma 3 4B+ folders): language_model.model.*
+  'gemma3 multimodal legacy': GEMMA3_MULTIMODAL,
 };
 
 const VISION_TENSOR = 'model.vision_tower.vision_model.post_layernorm.weight';
 
-/** Adds a vision-tower tensor to a model folder's weights (a multimodal checkpoint has many). */
-function addVisionTensor(dir: string): void {
+/**
+ * Adds a vision-tower tensor to a model folder's weights (a multimodal checkpoint has many), and
+ * with `legacy` spells the language model's names as checkpoints before transformers 4.52 did.
+ */
+function makeMultimodal(dir: string, legacy: boolean): void {
   const file = SafetensorsFile.open(join(dir, 'model.safetensors'));
   const tensors = file.names().map((name) => ({
-    name,
+    name: legacy ? name.replace(/^model\.language_model\./, 'language_model.model.') : name,
     dtype: file.info(name).dtype,
     shape: file.info(name).shape,
     data: file.read(name),
@@ -89,11 +96,12 @@ after(() => rmSync(root, { recursive: true, force: true }));
 
 for (const [family, config] of Object.entries(FAMILIES)) {
   describe(family, () => {
-    const modelDir = join(root, family.replace(' ', '-'), 'model');
-    const adapterDir = join(root, family.replace(' ', '-'), 'adapter');
+    const folder = join(root, family.replaceAll(' ', '-'));
+    const modelDir = join(folder, 'model');
+    const adapterDir = join(folder, 'adapter');
     before(async () => {
       await makeRandomChatModel(modelDir, 0, config);
-      if (config.text_config) addVisionTensor(modelDir);
+      if (config.text_config) makeMultimodal(modelDir, family.endsWith('legacy'));
       await runTraining(
         resolveTrainConfig([
           {
@@ -153,14 +161,23 @@ for (const [family, config] of Object.entries(FAMILIES)) {
     test('merge gives the adapted logits and keeps every other tensor', () => {
       const model = loadModel(modelDir);
       const adapter = loadAdapter(adapterDir, model);
-      const out = join(root, family.replace(' ', '-'), 'merged');
+      const out = join(folder, 'merged');
       mergeToFolder(modelDir, adapter, out);
+      const base = logits(model);
       adapter.attach(model);
+      const adapted = logits(model);
+      const moved = maxAbsDiff(adapted, base);
+      assert.ok(moved > 1e-3, `the adapter changes the logits (by ${moved})`);
       const merged = loadModel(out);
-      const diff = maxAbsDiff(logits(merged), logits(model));
+      const diff = maxAbsDiff(logits(merged), adapted);
       assert.ok(diff < 1e-4, `merged vs adapted logits: ${diff}`);
       const names = SafetensorsFile.open(join(out, 'model.safetensors')).names();
       assert.equal(names.includes(VISION_TENSOR), Boolean(config.text_config));
+      // The merged folder keeps the base folder's spelling of every name.
+      assert.deepEqual(
+        names.sort(),
+        SafetensorsFile.open(join(modelDir, 'model.safetensors')).names().sort(),
+      );
       assert.deepEqual(
         JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).architectures,
         config.architectures,
