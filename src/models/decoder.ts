@@ -113,6 +113,11 @@ export class DecoderModel {
     this.localRopeInvFreq = local
       ? ropeInverseFrequencies(config.headDim, local.theta ?? 10000, local.scaling)
       : null;
+    if (!local && config.layers.some((l) => l.rope === 'local')) {
+      throw new Error(
+        `${config.architecture}: a layer rotates with the local RoPE, which is unset`,
+      );
+    }
   }
 
   /**
