@@ -213,7 +213,7 @@ const result = {
   arch: modelArg ? null : benchArch(),
   device,
   threads,
-  model: modelArg ?? 'qwen2-0.5b-random-bf16',
+  model: modelArg ?? `${benchArch()}-random-bf16`,
   batch: BATCH,
   seq: SEQ,
   maskedPositions: PROMPT,
