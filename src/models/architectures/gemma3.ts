@@ -6,7 +6,7 @@
  * global one (`rope_theta` and its scaling).
  */
 import { LoraforgeError } from '../../util/errors.ts';
-import { isObject, parseRopeParams } from '../rope-config.ts';
+import { isObject, parseRopeParams, type RopeSettings } from '../rope-config.ts';
 import {
   activationOf,
   baseTraits,
@@ -77,18 +77,13 @@ export const gemma3: ArchitectureFamily = {
  * The sliding layers' RoPE: `rope_local_base_freq` with no scaling (transformers 4), or
  * `rope_parameters.sliding_attention` (transformers 5).
  */
-function localRope(raw: Record<string, unknown>, source: string) {
+function localRope(raw: Record<string, unknown>, source: string): RopeSettings {
+  const base = typeof raw.rope_local_base_freq === 'number' ? raw.rope_local_base_freq : 10000;
   const params = raw.rope_parameters;
   if (isObject(params) && isObject(params.sliding_attention)) {
-    const theta = undefined;
-    const rope = parseRopeParams(
-      params.sliding_attention,
-      'rope_parameters.sliding_attention',
-      theta,
-      source,
-    );
-    return { theta: rope.theta ?? 10000, scaling: rope.scaling };
+    const key = 'rope_parameters.sliding_attention';
+    const rope = parseRopeParams(params.sliding_attention, key, base, source);
+    return { theta: rope.theta ?? base, scaling: rope.scaling };
   }
-  const theta = typeof raw.rope_local_base_freq === 'number' ? raw.rope_local_base_freq : 10000;
-  return { theta, scaling: null };
+  return { theta: base, scaling: null };
 }
