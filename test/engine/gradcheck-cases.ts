@@ -366,7 +366,7 @@ export function registerGradchecks(skip: string | false = false): void {
       ([g, u]) => scale(gatedActivation('gelu_tanh', g!, u!), 1.5),
       ([g, u]) => {
         const out = new Float64Array(n);
-        ref.geluTanhGateForward(g!, u!, out, n);
+        ref.gatedForward('gelu_tanh', g!, u!, out, n);
         return out.map((v) => 1.5 * v);
       },
     );

@@ -247,8 +247,7 @@ class CpuKernelSet implements Kernels {
     out: Operand,
     n: number,
   ): void {
-    const kernel = activation === 'silu' ? 'swigluForward' : 'geluTanhGateForward';
-    this.wasm[kernel](ptrOf(gate), ptrOf(up), ptrOf(out), n);
+    this.wasm.gatedForward(activation, ptrOf(gate), ptrOf(up), ptrOf(out), n);
   }
 
   gatedBackward(
@@ -260,8 +259,15 @@ class CpuKernelSet implements Kernels {
     dup: Operand,
     n: number,
   ): void {
-    const kernel = activation === 'silu' ? 'swigluBackward' : 'geluTanhGateBackward';
-    this.wasm[kernel](ptrOf(gate), ptrOf(up), ptrOf(dout), ptrOf(dgate), ptrOf(dup), n);
+    this.wasm.gatedBackward(
+      activation,
+      ptrOf(gate),
+      ptrOf(up),
+      ptrOf(dout),
+      ptrOf(dgate),
+      ptrOf(dup),
+      n,
+    );
   }
 
   embeddingForward(table: Operand, ids: Operand, out: Operand, count: number, dim: number): void {

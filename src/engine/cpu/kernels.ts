@@ -6,6 +6,7 @@
  * where a round trip to the workers would cost more than the work.
  */
 
+import type { GateActivation } from '../backend.ts';
 import { dropoutKeepScale, dropoutThreshold } from '../dropout.ts';
 
 /** Structurally a `WasmRuntime`: the main-thread instance, plus the pool when there is one. */
@@ -26,6 +27,12 @@ type WasmKernel = (...args: number[]) => number;
 
 /** Time of the split attention backward relative to the fused one on the same threads (measured). */
 const SPLIT_BACKWARD_COST = 1.8;
+
+/** The wasm exports (forward, backward) of each gate activation. */
+const GATE_KERNELS: Record<GateActivation, [string, string]> = {
+  silu: ['swigluForward', 'swigluBackward'],
+  gelu_tanh: ['geluTanhGateForward', 'geluTanhGateBackward'],
+};
 
 export class CpuKernels {
   private readonly minParallelFlops: number;
@@ -191,9 +198,27 @@ export class CpuKernels {
     ]);
   }
 
+  /** out = act(gate) * up (act: silu or gelu_tanh). */
+  gatedForward(activation: GateActivation, gate: number, up: number, out: number, n: number): void {
+    this.run(GATE_KERNELS[activation][0], n, 20, [gate, up, out, n]);
+  }
+
+  /** dgate = dout * up * act'(gate), dup = dout * act(gate); dgate / dup may be gate / up. */
+  gatedBackward(
+    activation: GateActivation,
+    gate: number,
+    up: number,
+    dout: number,
+    dgate: number,
+    dup: number,
+    n: number,
+  ): void {
+    this.run(GATE_KERNELS[activation][1], n, 25, [gate, up, dout, dgate, dup, n]);
+  }
+
   /** out = silu(gate) * up. */
   swigluForward(gate: number, up: number, out: number, n: number): void {
-    this.run('swigluForward', n, 20, [gate, up, out, n]);
+    this.gatedForward('silu', gate, up, out, n);
   }
 
   /** dgate = dout * up * silu'(gate), dup = dout * silu(gate); dgate / dup may be gate / up. */
@@ -205,24 +230,7 @@ export class CpuKernels {
     dup: number,
     n: number,
   ): void {
-    this.run('swigluBackward', n, 25, [gate, up, dout, dgate, dup, n]);
-  }
-
-  /** out = gelu_tanh(gate) * up. */
-  geluTanhGateForward(gate: number, up: number, out: number, n: number): void {
-    this.run('geluTanhGateForward', n, 20, [gate, up, out, n]);
-  }
-
-  /** dgate = dout * up * gelu_tanh'(gate), dup = dout * gelu_tanh(gate). */
-  geluTanhGateBackward(
-    gate: number,
-    up: number,
-    dout: number,
-    dgate: number,
-    dup: number,
-    n: number,
-  ): void {
-    this.run('geluTanhGateBackward', n, 25, [gate, up, dout, dgate, dup, n]);
+    this.gatedBackward('silu', gate, up, dout, dgate, dup, n);
   }
 
   /**

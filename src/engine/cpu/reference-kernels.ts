@@ -6,6 +6,7 @@
  * JS numbers (f64), so passing Float64Array buffers gives float64 results.
  */
 
+import type { GateActivation } from '../backend.ts';
 import { dropoutHash, dropoutKeepScale, dropoutThreshold } from '../dropout.ts';
 
 export type Floats = Float32Array | Float64Array;
@@ -232,9 +233,61 @@ function sigmoid(z: number): number {
   return 1 / (1 + Math.exp(-z));
 }
 
+/** gelu_tanh(x) = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), as torch's approximate='tanh'. */
+function geluTanh(x: number): number {
+  return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+}
+
+/** Each gate activation and its derivative. */
+const GATES: Record<GateActivation, { act(x: number): number; grad(x: number): number }> = {
+  silu: {
+    act: (x) => x * sigmoid(x),
+    grad: (x) => sigmoid(x) * (1 + x * (1 - sigmoid(x))),
+  },
+  gelu_tanh: {
+    act: geluTanh,
+    grad: (x) => {
+      const k = Math.sqrt(2 / Math.PI);
+      const t = Math.tanh(k * (x + 0.044715 * x ** 3));
+      return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x);
+    },
+  },
+};
+
+/** out = act(gate) * up. */
+export function gatedForward(
+  activation: GateActivation,
+  gate: Floats,
+  up: Floats,
+  out: Floats,
+  n: number,
+): void {
+  const { act } = GATES[activation];
+  for (let i = 0; i < n; i++) out[i] = act(gate[i]) * up[i];
+}
+
+/** dgate = dout * up * act'(gate), dup = dout * act(gate); outputs may alias gate / up. */
+export function gatedBackward(
+  activation: GateActivation,
+  gate: Floats,
+  up: Floats,
+  dout: Floats,
+  dgate: Floats,
+  dup: Floats,
+  n: number,
+): void {
+  const { act, grad } = GATES[activation];
+  for (let i = 0; i < n; i++) {
+    const g = gate[i];
+    const u = up[i];
+    dgate[i] = dout[i] * u * grad(g);
+    dup[i] = dout[i] * act(g);
+  }
+}
+
 /** out = silu(gate) * up. */
 export function swigluForward(gate: Floats, up: Floats, out: Floats, n: number): void {
-  for (let i = 0; i < n; i++) out[i] = gate[i] * sigmoid(gate[i]) * up[i];
+  gatedForward('silu', gate, up, out, n);
 }
 
 /** dgate = dout * up * silu'(gate), dup = dout * silu(gate); outputs may alias gate / up. */
@@ -246,46 +299,7 @@ export function swigluBackward(
   dup: Floats,
   n: number,
 ): void {
-  for (let i = 0; i < n; i++) {
-    const g = gate[i];
-    const u = up[i];
-    const s = sigmoid(g);
-    dgate[i] = dout[i] * u * s * (1 + g * (1 - s));
-    dup[i] = dout[i] * g * s;
-  }
-}
-
-/** gelu_tanh(x) = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), as torch's approximate='tanh'. */
-function geluTanh(x: number): number {
-  return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
-}
-
-function geluTanhGrad(x: number): number {
-  const k = Math.sqrt(2 / Math.PI);
-  const t = Math.tanh(k * (x + 0.044715 * x ** 3));
-  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x);
-}
-
-/** out = gelu_tanh(gate) * up. */
-export function geluTanhGateForward(gate: Floats, up: Floats, out: Floats, n: number): void {
-  for (let i = 0; i < n; i++) out[i] = geluTanh(gate[i]) * up[i];
-}
-
-/** dgate = dout * up * gelu_tanh'(gate), dup = dout * gelu_tanh(gate). */
-export function geluTanhGateBackward(
-  gate: Floats,
-  up: Floats,
-  dout: Floats,
-  dgate: Floats,
-  dup: Floats,
-  n: number,
-): void {
-  for (let i = 0; i < n; i++) {
-    const g = gate[i];
-    const u = up[i];
-    dgate[i] = dout[i] * u * geluTanhGrad(g);
-    dup[i] = dout[i] * geluTanh(g);
-  }
+  gatedBackward('silu', gate, up, dout, dgate, dup, n);
 }
 
 /**
