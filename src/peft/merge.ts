@@ -20,6 +20,7 @@ import {
   type SafetensorsDtype,
 } from '../io/safetensors.ts';
 import { readJsonObject } from '../io/hf-folder.ts';
+import { currentWeightName } from '../models/checkpoint-names.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { hostF32, type LoraAdapter } from './adapter.ts';
 import { EMBED_PATH, LM_HEAD_PATH, loraScale } from './config.ts';
@@ -166,7 +167,8 @@ export function mergeToFolder(
     }
     for (const name of source.names()) {
       const info = source.info(name);
-      const modulePath = name.replace(/\.(weight|bias)$/, '');
+      // Adapters name modules as transformers does today, whatever spelling the file uses.
+      const modulePath = currentWeightName(name).replace(/\.(weight|bias)$/, '');
       const touched = name.endsWith('.bias')
         ? adapter.biases.has(modulePath)
         : adapter.modules.has(modulePath) || adapter.copies.has(modulePath);

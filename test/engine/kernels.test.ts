@@ -640,7 +640,7 @@ for (const relaxed of [false, true]) {
     test(`${variant} attentionForward and attentionBackward match the reference (${threads} threads)`, async () => {
       const { mem, kernels, splits } = await harness(await binaryPromise, threads);
       const shapes = [
-        { ...attentionCase(), name: 'masked+packed D=6' },
+        { ...attentionCase(), window: 0, name: 'masked+packed D=6' },
         {
           B: 1,
           T: 19,
@@ -650,9 +650,24 @@ for (const relaxed of [false, true]) {
           keyMask: null,
           segIds: null,
           scale: 0.125,
+          window: 0,
           name: 'plain D=64',
         },
-        { ...attentionCase(), D: 8, T: 7, keyMask: null, name: 'packed only D=8' },
+        { ...attentionCase(), D: 8, T: 7, keyMask: null, window: 0, name: 'packed only D=8' },
+        // Sliding windows shorter than the sequence (Gemma 3, Mistral): keys before p - window + 1 unseen.
+        { ...attentionCase(), window: 3, name: 'masked+packed D=6 window 3' },
+        {
+          B: 2,
+          T: 19,
+          H: 4,
+          KVH: 2,
+          D: 16,
+          keyMask: null,
+          segIds: null,
+          scale: 0.25,
+          window: 5,
+          name: 'window 5 D=16',
+        },
       ];
       for (const c of shapes) {
         const rand = makeRandom(11);
@@ -678,6 +693,7 @@ for (const relaxed of [false, true]) {
           c.keyMask,
           c.segIds,
           c.scale,
+          c.window,
         );
         const dq = new Float32Array(q.length);
         const dk = new Float32Array(k.length);
@@ -700,6 +716,7 @@ for (const relaxed of [false, true]) {
           c.keyMask,
           c.segIds,
           c.scale,
+          c.window,
         );
 
         const [qP, kP, vP, doP] = [q, k, v, dout].map((a) => mem.f32(a));
@@ -723,6 +740,7 @@ for (const relaxed of [false, true]) {
           maskP,
           segP,
           c.scale,
+          c.window,
         );
         assertClose(mem.readF32(outP, out.length), out, 1e-5, `${c.name} out`);
         assertClose(mem.readF32(lseP, lse.length), lse, 1e-5, `${c.name} lse`);
@@ -747,6 +765,7 @@ for (const relaxed of [false, true]) {
           maskP,
           segP,
           c.scale,
+          c.window,
         );
         assertClose(mem.readF32(dqP, dq.length), dq, 1e-5, `${c.name} dq`);
         assertClose(mem.readF32(dkP, dk.length), dk, 1e-5, `${c.name} dk`);
