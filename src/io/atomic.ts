@@ -6,7 +6,8 @@
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync, existsSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 
-function tempSibling(path: string): string {
+/** A hidden name next to `path` that no other writer uses. */
+export function tempSibling(path: string): string {
   return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Date.now()}`);
 }
 
@@ -40,12 +41,21 @@ export function writeFileAtomic(
     fsyncSync(fd);
   } catch (err) {
     closeSync(fd);
-    rmSync(tmp, { force: true });
+    discardTempFile(tmp);
     throw err;
   }
   closeSync(fd);
+  commitTempFile(tmp, path);
+}
+
+/** Publishes a complete, fsynced temporary file under its final name. */
+export function commitTempFile(tmp: string, path: string): void {
   renameSync(tmp, path);
   fsyncDir(dirname(path));
+}
+
+export function discardTempFile(tmp: string): void {
+  rmSync(tmp, { force: true });
 }
 
 /**

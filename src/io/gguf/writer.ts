@@ -1,0 +1,89 @@
+/**
+ * Streaming GGUF writer. The header (metadata and every tensor's info) is known before any data,
+ * so it is written first; then each tensor's bytes are produced, written and dropped in turn:
+ * peak memory is one tensor. The file is built under a temporary sibling name, fsynced and
+ * renamed at the end, so an interrupted export never leaves a file under the final name.
+ */
+import { closeSync, existsSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { LoraforgeError } from '../../util/errors.ts';
+import { commitTempFile, discardTempFile, tempSibling } from '../atomic.ts';
+import { alignUp, GGUF_DEFAULT_ALIGNMENT, type GgufMetadata } from './format.ts';
+import { type GgmlType, tensorBytes } from './ggml-types.ts';
+import { encodeGgufHeader, type GgufTensorInfo } from './metadata.ts';
+
+export interface GgufTensorPlan {
+  name: string;
+  /** Row-major shape (outermost first). */
+  shape: readonly number[];
+  type: GgmlType;
+  /** Produces the values (f32, row-major) just before they are encoded and written. */
+  values(): Float32Array;
+}
+
+export interface WriteGgufOptions {
+  /** Replace an existing file (default: refuse). */
+  overwrite?: boolean;
+  /** Called after each tensor is written. */
+  onTensor?: (index: number, total: number, name: string) => void;
+}
+
+function elementCount(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Refuses to replace an existing file unless told to. */
+export function checkOutputFile(path: string, overwrite: boolean | undefined): void {
+  if (!overwrite && existsSync(path)) {
+    throw new LoraforgeError(`${path} already exists`, 'pass --overwrite to replace it');
+  }
+}
+
+export function writeGguf(
+  path: string,
+  metadata: GgufMetadata,
+  tensors: readonly GgufTensorPlan[],
+  opts: WriteGgufOptions = {},
+): void {
+  checkOutputFile(path, opts.overwrite);
+  const alignment = GGUF_DEFAULT_ALIGNMENT;
+  const infos: GgufTensorInfo[] = [];
+  let offset = 0;
+  for (const t of tensors) {
+    const count = elementCount(t.shape);
+    const rowLength = t.shape[t.shape.length - 1]!;
+    if (rowLength % t.type.blockSize !== 0) {
+      throw new Error(`${t.name}: rows of ${rowLength} do not fit ${t.type.name} blocks`);
+    }
+    infos.push({ name: t.name, shape: t.shape, typeId: t.type.id, offset });
+    offset = alignUp(offset + tensorBytes(t.type, count), alignment);
+  }
+  const tmp = tempSibling(path);
+  const fd = openSync(tmp, 'w');
+  try {
+    writeAll(fd, encodeGgufHeader(metadata, infos, alignment));
+    tensors.forEach((t, i) => {
+      const values = t.values();
+      const count = elementCount(t.shape);
+      if (values.length !== count) {
+        throw new Error(`${t.name}: ${values.length} values for shape [${t.shape.join(', ')}]`);
+      }
+      const bytes = t.type.encode(values);
+      writeAll(fd, bytes);
+      const pad = alignUp(bytes.length, alignment) - bytes.length;
+      if (pad > 0 && i < tensors.length - 1) writeAll(fd, new Uint8Array(pad));
+      opts.onTensor?.(i, tensors.length, t.name);
+    });
+    fsyncSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    discardTempFile(tmp);
+    throw err;
+  }
+  closeSync(fd);
+  commitTempFile(tmp, path);
+}
+
+function writeAll(fd: number, bytes: Uint8Array): void {
+  let off = 0;
+  while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+}
