@@ -36,7 +36,7 @@ const COPIED_FILES = [
 ];
 
 /** s·B·A as a host f32 array [out, in]. */
-function loraDelta(adapter: LoraAdapter, modulePath: string): Float32Array | null {
+export function loraDelta(adapter: LoraAdapter, modulePath: string): Float32Array | null {
   const pair = adapter.modules.get(modulePath);
   if (!pair) return null;
   const [outFeatures, r] = pair.b.shape as [number, number];

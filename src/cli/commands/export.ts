@@ -1,0 +1,48 @@
+/** `loraforge export`: a model (with an adapter merged in, or the adapter alone) for llama.cpp / Ollama. */
+import type { Command } from 'commander';
+import { selectBackend } from '../../engine/select-backend.ts';
+import { EXPORT_TYPES } from '../../export/quant-mix.ts';
+import { EXPORT_FORMATS, exportDefaults, runExport } from '../../export/run.ts';
+import { resolveModel } from '../../io/hub.ts';
+
+export function registerExport(program: Command): void {
+  program
+    .command('export')
+    .description(
+      'export a model (+ LoRA adapter merged in) as GGUF for llama.cpp, LM Studio and Ollama',
+    )
+    .requiredOption('-m, --model <model>', 'base model folder or Hugging Face id')
+    .option('-a, --adapter <dir>', 'LoRA adapter folder')
+    .option(
+      '--format <format>',
+      `output format: ${EXPORT_FORMATS.join(' | ')}`,
+      exportDefaults.format,
+    )
+    .option('--type <type>', `weight type: ${EXPORT_TYPES.join(' | ')}`, exportDefaults.type)
+    .requiredOption('-o, --out <path>', 'output file')
+    .option('--overwrite', 'replace an existing output')
+    .action(
+      async (flags: {
+        model: string;
+        adapter?: string;
+        format: string;
+        type: string;
+        out: string;
+        overwrite?: boolean;
+      }) => {
+        await selectBackend({ device: 'cpu' });
+        const modelDir = await resolveModel(flags.model);
+        await runExport({
+          modelDir,
+          adapterDir: flags.adapter,
+          format: flags.format,
+          type: flags.type,
+          out: flags.out,
+          overwrite: flags.overwrite,
+          onTensor: (i, total) => process.stderr.write(`\rwriting tensor ${i + 1}/${total}`),
+        });
+        process.stderr.write('\n');
+        process.stdout.write(`${flags.out} written\n`);
+      },
+    );
+}

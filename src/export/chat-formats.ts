@@ -1,0 +1,77 @@
+/**
+ * The prompt template an adapter was trained with, written for other runtimes: as a Jinja chat
+ * template (GGUF's `tokenizer.chat_template`, read by llama.cpp, LM Studio, Ollama's importer)
+ * and as an Ollama Go template (Modelfile TEMPLATE), plus the stop strings. Both reproduce
+ * loraforge's own prompt for a conversation (data/template-tutorial.ts, ChatML), so the exported
+ * model is prompted as it was trained.
+ */
+import type { PromptTemplate } from '../data/templates.ts';
+import { LoraforgeError } from '../util/errors.ts';
+
+/** Written without whitespace control (`{%-`), so every character outside tags is literal. */
+function tutorialJinja(eos: string): string {
+  return (
+    '{% set ns = namespace(turn=0) %}{% for m in messages %}' +
+    "{% if m.role == 'system' %}{{ m.content | trim }}\n" +
+    "{% elif m.role == 'user' %}{% if ns.turn %}\n{% endif %}{{ ('Human: ' + m.content) | trim }}\n\nAssistant: {% set ns.turn = 1 %}" +
+    `{% elif m.role == 'assistant' %}{{ m.content }}${eos}{% endif %}{% endfor %}`
+  );
+}
+
+/**
+ * Ollama renders Go's text/template over `.Messages` (role, content). Go templates have no trim,
+ * so the user's text goes in as it is (loraforge strips whitespace around "Human: …"; the two
+ * agree unless a message ends in whitespace).
+ */
+function tutorialGo(eos: string): string {
+  return (
+    '{{ $turn := 0 }}{{ range .Messages }}' +
+    '{{ if eq .Role "system" }}{{ .Content }}\n' +
+    '{{ else if eq .Role "user" }}{{ if $turn }}\n{{ end }}Human: {{ .Content }}\n\nAssistant: {{ $turn = 1 }}' +
+    `{{ else if eq .Role "assistant" }}{{ .Content }}${eos}{{ end }}{{ end }}`
+  );
+}
+
+const CHATML_GO =
+  '{{ range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n';
+
+export interface ExportedChatFormat {
+  /** Jinja for tokenizer.chat_template. */
+  jinja: string;
+  /** Go template for an Ollama Modelfile. */
+  goTemplate: string;
+  /** Texts that end a reply (Modelfile `PARAMETER stop`). */
+  stops: string[];
+}
+
+export function exportedChatFormat(
+  template: PromptTemplate,
+  tokenText: (id: number) => string,
+): ExportedChatFormat {
+  const stopTokens = template.stopTokenIds.map(tokenText);
+  const stops = [...new Set([...stopTokens, ...template.stopStrings])];
+  const spec = template.toJSON();
+  if (template.name === 'tutorial') {
+    const eos = stopTokens[0]!;
+    return { jinja: tutorialJinja(eos), goTemplate: tutorialGo(eos), stops };
+  }
+  if (template.name === 'chatml') {
+    return { jinja: spec.chatTemplate!, goTemplate: CHATML_GO, stops };
+  }
+  // A model's own Jinja template has no general Go translation; ChatML-shaped ones do.
+  const probe = [
+    { role: 'user' as const, content: 'a' },
+    { role: 'assistant' as const, content: 'b' },
+    { role: 'user' as const, content: 'c' },
+  ];
+  const chatml =
+    probe.map((m) => `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`).join('') +
+    '<|im_start|>assistant\n';
+  if (template.renderPrompt(probe) === chatml) {
+    return { jinja: spec.chatTemplate!, goTemplate: CHATML_GO, stops };
+  }
+  throw new LoraforgeError(
+    "the model's chat template has no Ollama equivalent in loraforge (missing: a Go TEMPLATE for it)",
+    'train and export with --template chatml or --template tutorial, or write the Modelfile TEMPLATE by hand',
+  );
+}

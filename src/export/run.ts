@@ -1,0 +1,94 @@
+/**
+ * `loraforge export`: loads what an export needs (config, tokenizer, adapter, the prompt template
+ * it was trained with) and writes the requested format.
+ */
+import { templateFromSpec, type PromptTemplate } from '../data/templates.ts';
+import { defaultTemplate } from '../infer/pipeline.ts';
+import { loadTokenizer, type HfTokenizer } from '../io/tokenizer.ts';
+import type { DecoderConfig } from '../models/config.ts';
+import { loadDecoderConfig, loadModel } from '../models/load.ts';
+import type { LoraAdapter } from '../peft/adapter.ts';
+import { loadAdapter, readAdapterMeta } from '../peft/io.ts';
+import { LoraforgeError } from '../util/errors.ts';
+import { exportedChatFormat, type ExportedChatFormat } from './chat-formats.ts';
+import { exportGgufModel } from './gguf-model.ts';
+import { EXPORT_TYPES, type ExportType } from './quant-mix.ts';
+
+export const EXPORT_FORMATS = ['gguf'] as const;
+export type ExportFormat = (typeof EXPORT_FORMATS)[number];
+
+export interface ExportOptions {
+  modelDir: string;
+  adapterDir?: string;
+  format: string;
+  type: string;
+  out: string;
+  overwrite?: boolean;
+  onTensor?: (index: number, total: number, name: string) => void;
+}
+
+export interface ExportSources {
+  modelDir: string;
+  config: DecoderConfig;
+  tokenizer: HfTokenizer;
+  adapter: LoraAdapter | undefined;
+  /** The template the adapter was trained with (else the model's default). */
+  template: PromptTemplate;
+  chat: ExportedChatFormat;
+}
+
+function checkChoice<T extends string>(flag: string, value: string, choices: readonly T[]): T {
+  if (!(choices as readonly string[]).includes(value)) {
+    throw new LoraforgeError(
+      `${flag} ${JSON.stringify(value)} is not supported`,
+      `choose one of ${choices.join(', ')}`,
+    );
+  }
+  return value as T;
+}
+
+export async function loadExportSources(
+  modelDir: string,
+  adapterDir?: string,
+): Promise<ExportSources> {
+  const config = loadDecoderConfig(modelDir);
+  const tokenizer = await loadTokenizer(modelDir);
+  let adapter: LoraAdapter | undefined;
+  let template = defaultTemplate(tokenizer);
+  if (adapterDir) {
+    // Only the projection shapes are needed to read the adapter; bf16 keeps the load cheap.
+    adapter = loadAdapter(adapterDir, loadModel(modelDir, { dtype: 'bf16' }));
+    const recorded = readAdapterMeta(adapterDir).template;
+    if (recorded) template = templateFromSpec(recorded, tokenizer);
+  }
+  const tokenText = (id: number) => tokenizer.decode([id], { skipSpecialTokens: false });
+  return {
+    modelDir,
+    config,
+    tokenizer,
+    adapter,
+    template,
+    chat: exportedChatFormat(template, tokenText),
+  };
+}
+
+export async function runExport(opts: ExportOptions): Promise<void> {
+  const format = checkChoice('--format', opts.format, EXPORT_FORMATS);
+  const type: ExportType = checkChoice('--type', opts.type, EXPORT_TYPES);
+  const s = await loadExportSources(opts.modelDir, opts.adapterDir);
+  if (format === 'gguf') {
+    exportGgufModel({
+      modelDir: s.modelDir,
+      config: s.config,
+      tokenizer: s.tokenizer,
+      adapter: s.adapter,
+      type,
+      chatTemplate: s.chat.jinja,
+      out: opts.out,
+      overwrite: opts.overwrite,
+      onTensor: opts.onTensor,
+    });
+  }
+}
+
+export const exportDefaults = { format: 'gguf', type: 'f16' } as const;
