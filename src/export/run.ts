@@ -2,6 +2,7 @@
  * `loraforge export`: loads what an export needs (config, tokenizer, adapter, the prompt template
  * it was trained with) and writes the requested format.
  */
+import { basename, join, resolve } from 'node:path';
 import { templateFromSpec, type PromptTemplate } from '../data/templates.ts';
 import { defaultTemplate } from '../infer/pipeline.ts';
 import { loadTokenizer, type HfTokenizer } from '../io/tokenizer.ts';
@@ -11,10 +12,12 @@ import type { LoraAdapter } from '../peft/adapter.ts';
 import { loadAdapter, readAdapterMeta } from '../peft/io.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { exportedChatFormat, type ExportedChatFormat } from './chat-formats.ts';
+import { exportGgufAdapter } from './gguf-adapter.ts';
 import { exportGgufModel } from './gguf-model.ts';
+import { exportOllamaFolder } from './ollama.ts';
 import { EXPORT_TYPES, type ExportType } from './quant-mix.ts';
 
-export const EXPORT_FORMATS = ['gguf'] as const;
+export const EXPORT_FORMATS = ['gguf', 'gguf-adapter', 'ollama'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 
 export interface ExportOptions {
@@ -24,6 +27,8 @@ export interface ExportOptions {
   type: string;
   out: string;
   overwrite?: boolean;
+  /** ollama: merge the adapter into model.gguf instead of writing adapter.gguf + ADAPTER. */
+  merge?: boolean;
   onTensor?: (index: number, total: number, name: string) => void;
 }
 
@@ -72,23 +77,67 @@ export async function loadExportSources(
   };
 }
 
-export async function runExport(opts: ExportOptions): Promise<void> {
+/** What was written, for the command's closing message. */
+export interface ExportResult {
+  /** `ollama create …` for an Ollama folder. */
+  ollamaCreate?: string;
+}
+
+export async function runExport(opts: ExportOptions): Promise<ExportResult> {
   const format = checkChoice('--format', opts.format, EXPORT_FORMATS);
   const type: ExportType = checkChoice('--type', opts.type, EXPORT_TYPES);
+  if (format === 'gguf-adapter' && !opts.adapterDir) {
+    throw new LoraforgeError('--format gguf-adapter needs --adapter <dir>');
+  }
   const s = await loadExportSources(opts.modelDir, opts.adapterDir);
-  if (format === 'gguf') {
+  const model = (path: string, adapter: LoraAdapter | undefined, overwrite?: boolean) =>
     exportGgufModel({
       modelDir: s.modelDir,
       config: s.config,
       tokenizer: s.tokenizer,
-      adapter: s.adapter,
+      adapter,
       type,
       chatTemplate: s.chat.jinja,
-      out: opts.out,
-      overwrite: opts.overwrite,
+      out: path,
+      overwrite,
       onTensor: opts.onTensor,
     });
+  const adapterFile = (path: string, adapter: LoraAdapter, overwrite?: boolean) =>
+    exportGgufAdapter({
+      adapterDir: opts.adapterDir!,
+      config: s.config,
+      adapter,
+      // Adapters stay in float: f32 as given, else f16.
+      type: type === 'f32' || type === 'bf16' ? type : 'f16',
+      out: path,
+      overwrite,
+    });
+  if (format === 'gguf') model(opts.out, s.adapter, opts.overwrite);
+  else if (format === 'gguf-adapter') {
+    adapterFile(opts.out, s.adapter!, opts.overwrite);
+  } else {
+    const separate = s.adapter && !opts.merge ? s.adapter : undefined;
+    exportOllamaFolder({
+      out: opts.out,
+      overwrite: opts.overwrite,
+      chat: s.chat,
+      writeModel: (path) => model(path, separate ? undefined : s.adapter),
+      writeAdapter: separate && ((path) => adapterFile(path, separate)),
+    });
+    return {
+      ollamaCreate: `ollama create ${ollamaName(opts.out)} -f ${join(opts.out, 'Modelfile')}`,
+    };
   }
+  return {};
+}
+
+/** Ollama model names are lowercase letters, digits and - _ . */
+function ollamaName(dir: string): string {
+  return (
+    basename(resolve(dir))
+      .toLowerCase()
+      .replace(/[^a-z0-9._-]+/g, '-') || 'loraforge-model'
+  );
 }
 
 export const exportDefaults = { format: 'gguf', type: 'f16' } as const;

@@ -19,7 +19,11 @@ export function registerExport(program: Command): void {
       exportDefaults.format,
     )
     .option('--type <type>', `weight type: ${EXPORT_TYPES.join(' | ')}`, exportDefaults.type)
-    .requiredOption('-o, --out <path>', 'output file')
+    .requiredOption('-o, --out <path>', 'output file (a folder for --format ollama)')
+    .option(
+      '--merge',
+      'ollama: merge the adapter into model.gguf (default: adapter.gguf + ADAPTER)',
+    )
     .option('--overwrite', 'replace an existing output')
     .action(
       async (flags: {
@@ -29,20 +33,23 @@ export function registerExport(program: Command): void {
         type: string;
         out: string;
         overwrite?: boolean;
+        merge?: boolean;
       }) => {
         await selectBackend({ device: 'cpu' });
         const modelDir = await resolveModel(flags.model);
-        await runExport({
+        const result = await runExport({
           modelDir,
           adapterDir: flags.adapter,
           format: flags.format,
           type: flags.type,
           out: flags.out,
           overwrite: flags.overwrite,
+          merge: flags.merge,
           onTensor: (i, total) => process.stderr.write(`\rwriting tensor ${i + 1}/${total}`),
         });
         process.stderr.write('\n');
         process.stdout.write(`${flags.out} written\n`);
+        if (result.ollamaCreate) process.stdout.write(`next: ${result.ollamaCreate}\n`);
       },
     );
 }
