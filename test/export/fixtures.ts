@@ -136,3 +136,28 @@ export function byteTokenizerFiles(eosId: number): Record<string, unknown> {
     },
   };
 }
+
+/** A small Llama 3-style config: GQA, Llama 3 RoPE scaling, untied output matrix. */
+export const RANDOM_LLAMA = {
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  vocab_size: 320,
+  hidden_size: 64,
+  intermediate_size: 96,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 256,
+  rope_theta: 500000,
+  rope_scaling: {
+    rope_type: 'llama3',
+    factor: 8,
+    low_freq_factor: 1,
+    high_freq_factor: 4,
+    original_max_position_embeddings: 32,
+  },
+  rms_norm_eps: 1e-5,
+  tie_word_embeddings: false,
+  hidden_act: 'silu',
+  torch_dtype: 'float32',
+};

@@ -15,34 +15,10 @@ import { GgufReader } from '../../src/io/gguf/reader.ts';
 import { loadModel } from '../../src/models/load.ts';
 import { writeRandomModel } from '../../src/models/random.ts';
 import { GOLDEN } from '../helpers.ts';
-import { byteTokenizerFiles, loraforge } from './fixtures.ts';
+import { byteTokenizerFiles, loraforge, RANDOM_LLAMA } from './fixtures.ts';
 import { loadGguf } from './llama-cpp.ts';
 
 const GOLDEN_QWEN2 = join(GOLDEN, 'qwen2-tiny');
-
-const RANDOM_LLAMA = {
-  architectures: ['LlamaForCausalLM'],
-  model_type: 'llama',
-  vocab_size: 320,
-  hidden_size: 64,
-  intermediate_size: 96,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  max_position_embeddings: 256,
-  rope_theta: 500000,
-  rope_scaling: {
-    rope_type: 'llama3',
-    factor: 8,
-    low_freq_factor: 1,
-    high_freq_factor: 4,
-    original_max_position_embeddings: 32,
-  },
-  rms_norm_eps: 1e-5,
-  tie_word_embeddings: false,
-  hidden_act: 'silu',
-  torch_dtype: 'float32',
-};
 
 let dir: string;
 before(async () => {
