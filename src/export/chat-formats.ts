@@ -8,13 +8,21 @@
 import type { PromptTemplate } from '../data/templates.ts';
 import { LoraforgeError } from '../util/errors.ts';
 
-/** Written without whitespace control (`{%-`), so every character outside tags is literal. */
+function jinjaString(text: string): string {
+  return `'${text.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
+
+/**
+ * Every output is an expression: chat templates run with trim_blocks (transformers, llama.cpp),
+ * which would drop a literal newline that follows a tag.
+ */
 function tutorialJinja(eos: string): string {
   return (
     '{% set ns = namespace(turn=0) %}{% for m in messages %}' +
-    "{% if m.role == 'system' %}{{ m.content | trim }}\n" +
-    "{% elif m.role == 'user' %}{% if ns.turn %}\n{% endif %}{{ ('Human: ' + m.content) | trim }}\n\nAssistant: {% set ns.turn = 1 %}" +
-    `{% elif m.role == 'assistant' %}{{ m.content }}${eos}{% endif %}{% endfor %}`
+    "{% if m.role == 'system' %}{{ (m.content | trim) + '\\n' }}" +
+    "{% elif m.role == 'user' %}{% if ns.turn %}{{ '\\n' }}{% endif %}" +
+    "{{ ('Human: ' + m.content) | trim }}{{ '\\n\\nAssistant: ' }}{% set ns.turn = 1 %}" +
+    `{% elif m.role == 'assistant' %}{{ m.content + ${jinjaString(eos)} }}{% endif %}{% endfor %}`
   );
 }
 
