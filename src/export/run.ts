@@ -7,9 +7,9 @@ import { templateFromSpec, type PromptTemplate } from '../data/templates.ts';
 import { defaultTemplate } from '../infer/pipeline.ts';
 import { loadTokenizer, type HfTokenizer } from '../io/tokenizer.ts';
 import type { DecoderConfig } from '../models/config.ts';
-import { loadDecoderConfig, loadModel } from '../models/load.ts';
+import { loadDecoderConfig } from '../models/load.ts';
 import type { LoraAdapter } from '../peft/adapter.ts';
-import { loadAdapter, readAdapterMeta } from '../peft/io.ts';
+import { loadAdapterForConfig, readAdapterMeta } from '../peft/io.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { exportedChatFormat, type ExportedChatFormat } from './chat-formats.ts';
 import { exportGgufAdapter } from './gguf-adapter.ts';
@@ -61,8 +61,7 @@ export async function loadExportSources(
   let adapter: LoraAdapter | undefined;
   let template = defaultTemplate(tokenizer);
   if (adapterDir) {
-    // Only the projection shapes are needed to read the adapter; bf16 keeps the load cheap.
-    adapter = loadAdapter(adapterDir, loadModel(modelDir, { dtype: 'bf16' }));
+    adapter = loadAdapterForConfig(adapterDir, config);
     const recorded = readAdapterMeta(adapterDir).template;
     if (recorded) template = templateFromSpec(recorded, tokenizer);
   }

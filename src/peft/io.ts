@@ -9,7 +9,9 @@ import { writeDirAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { readJsonObject } from '../io/hf-folder.ts';
 import { SafetensorsFile, encodeSafetensors, type NamedTensorData } from '../io/safetensors.ts';
 import { loadTensor } from '../models/load.ts';
-import type { DecoderModel } from '../models/decoder.ts';
+import type { DecoderConfig } from '../models/config.ts';
+import { PROJECTION_NAMES, projectionPath, type DecoderModel } from '../models/decoder.ts';
+import { projectionShapes } from '../models/shapes.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { LoraAdapter, type LoraPair } from './adapter.ts';
 import { isTargeted, parsePeftConfig, toPeftConfig } from './config.ts';
@@ -77,6 +79,28 @@ export function readAdapterMeta(dir: string): AdapterMeta {
 
 /** Loads a PEFT adapter folder for `model` (shapes checked against the model's projections). */
 export function loadAdapter(dir: string, model: DecoderModel): LoraAdapter {
+  const shapes = [...model.projections()].map(
+    ([path, p]) => [path, p.weight.shape as [number, number]] as const,
+  );
+  return readAdapter(dir, shapes);
+}
+
+/**
+ * The adapter for a model of this config, without loading the model's weights (an export that
+ * streams the base tensor by tensor needs only the projection shapes).
+ */
+export function loadAdapterForConfig(dir: string, config: DecoderConfig): LoraAdapter {
+  const shapes = projectionShapes(config);
+  const list = Array.from({ length: config.numLayers }, (_, i) =>
+    PROJECTION_NAMES.map((name) => [projectionPath(i, name), shapes[name]] as const),
+  ).flat();
+  return readAdapter(dir, list);
+}
+
+function readAdapter(
+  dir: string,
+  projections: readonly (readonly [string, readonly [number, number]])[],
+): LoraAdapter {
   if (!isAdapterFolder(dir)) {
     throw new LoraforgeError(`${dir}: not a LoRA adapter folder (no ${ADAPTER_CONFIG_FILE})`);
   }
@@ -94,9 +118,8 @@ export function loadAdapter(dir: string, model: DecoderModel): LoraAdapter {
       const plain = `base_model.model.${path}.lora_${which}.weight`;
       return file.has(plain) ? plain : `base_model.model.${path}.lora_${which}.default.weight`;
     };
-    for (const [path, p] of model.projections()) {
+    for (const [path, [outFeatures, inFeatures]] of projections) {
       if (!isTargeted(config, path)) continue;
-      const [outFeatures, inFeatures] = p.weight.shape as [number, number];
       modules.set(path, {
         a: loadTensor(file, keyFor(path, 'A'), [config.r, inFeatures], 'f32', weightsPath),
         b: loadTensor(file, keyFor(path, 'B'), [outFeatures, config.r], 'f32', weightsPath),
