@@ -43,40 +43,52 @@ function tutorialGo(eos: string): string {
 const CHATML_GO =
   '{{ range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n';
 
-export interface ExportedChatFormat {
-  /** Jinja for tokenizer.chat_template. */
-  jinja: string;
+/** The training template as Jinja, for GGUF's tokenizer.chat_template. */
+export function ggufChatTemplate(
+  template: PromptTemplate,
+  tokenText: (id: number) => string,
+): string {
+  if (template.name === 'tutorial') return tutorialJinja(tokenText(template.stopTokenIds[0]!));
+  return template.toJSON().chatTemplate!;
+}
+
+export interface OllamaChatFormat {
   /** Go template for an Ollama Modelfile. */
   goTemplate: string;
   /** Texts that end a reply (Modelfile `PARAMETER stop`). */
   stops: string[];
+  /** System prompt the template adds when a conversation has none (Modelfile `SYSTEM`). */
+  defaultSystem?: string;
 }
 
-export function exportedChatFormat(
+/** The training template for an Ollama Modelfile (TEMPLATE, stops, default SYSTEM). */
+export function ollamaChatFormat(
   template: PromptTemplate,
   tokenText: (id: number) => string,
-): ExportedChatFormat {
+): OllamaChatFormat {
   const stopTokens = template.stopTokenIds.map(tokenText);
   const stops = [...new Set([...stopTokens, ...template.stopStrings])];
-  const spec = template.toJSON();
-  if (template.name === 'tutorial') {
-    const eos = stopTokens[0]!;
-    return { jinja: tutorialJinja(eos), goTemplate: tutorialGo(eos), stops };
-  }
-  if (template.name === 'chatml') {
-    return { jinja: spec.chatTemplate!, goTemplate: CHATML_GO, stops };
-  }
-  // A model's own Jinja template has no general Go translation; ChatML-shaped ones do.
+  if (template.name === 'tutorial') return { goTemplate: tutorialGo(stopTokens[0]!), stops };
+  if (template.name === 'chatml') return { goTemplate: CHATML_GO, stops };
+  // A model's own Jinja template has no general Go translation; ChatML-shaped ones do, also
+  // those that add a default system prompt when none is given (Qwen2-Instruct): Ollama's
+  // SYSTEM does the same.
   const probe = [
     { role: 'user' as const, content: 'a' },
     { role: 'assistant' as const, content: 'b' },
     { role: 'user' as const, content: 'c' },
   ];
-  const chatml =
-    probe.map((m) => `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`).join('') +
+  const chatml = (messages: { role: string; content: string }[]) =>
+    messages.map((m) => `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`).join('') +
     '<|im_start|>assistant\n';
-  if (template.renderPrompt(probe) === chatml) {
-    return { jinja: spec.chatTemplate!, goTemplate: CHATML_GO, stops };
+  const withSystem = [{ role: 'system' as const, content: 's' }, ...probe];
+  if (template.renderPrompt(withSystem) === chatml(withSystem)) {
+    const plain = template.renderPrompt(probe);
+    if (plain === chatml(probe)) return { goTemplate: CHATML_GO, stops };
+    const m = /^<\|im_start\|>system\n([\s\S]*?)<\|im_end\|>\n/.exec(plain);
+    if (m && plain === chatml([{ role: 'system', content: m[1]! }, ...probe])) {
+      return { goTemplate: CHATML_GO, stops, defaultSystem: m[1] };
+    }
   }
   throw new LoraforgeError(
     "the model's chat template has no Ollama equivalent in loraforge (missing: a Go TEMPLATE for it)",

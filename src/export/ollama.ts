@@ -9,7 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeDirAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { checkOutputFile } from '../io/gguf/writer.ts';
-import type { ExportedChatFormat } from './chat-formats.ts';
+import type { OllamaChatFormat } from './chat-formats.ts';
 
 export const OLLAMA_MODEL_FILE = 'model.gguf';
 export const OLLAMA_ADAPTER_FILE = 'adapter.gguf';
@@ -21,10 +21,11 @@ function quoted(text: string): string {
   return `"""${text}"""`;
 }
 
-export function modelfile(chat: ExportedChatFormat, withAdapter: boolean): string {
+export function modelfile(chat: OllamaChatFormat, withAdapter: boolean): string {
   const lines = [`FROM ./${OLLAMA_MODEL_FILE}`];
   if (withAdapter) lines.push(`ADAPTER ./${OLLAMA_ADAPTER_FILE}`);
   lines.push(`TEMPLATE ${quoted(chat.goTemplate)}`);
+  if (chat.defaultSystem !== undefined) lines.push(`SYSTEM ${quoted(chat.defaultSystem)}`);
   for (const stop of chat.stops) lines.push(`PARAMETER stop ${quoted(stop)}`);
   return lines.join('\n') + '\n';
 }
@@ -32,7 +33,7 @@ export function modelfile(chat: ExportedChatFormat, withAdapter: boolean): strin
 export interface OllamaFolderExport {
   out: string;
   overwrite?: boolean;
-  chat: ExportedChatFormat;
+  chat: OllamaChatFormat;
   /** Writes the model GGUF (and the adapter GGUF when `withAdapter`) into the folder. */
   writeModel(path: string): void;
   writeAdapter?: (path: string) => void;

@@ -11,7 +11,7 @@ import { loadDecoderConfig } from '../models/load.ts';
 import type { LoraAdapter } from '../peft/adapter.ts';
 import { loadAdapterForConfig, readAdapterMeta } from '../peft/io.ts';
 import { LoraforgeError } from '../util/errors.ts';
-import { exportedChatFormat, type ExportedChatFormat } from './chat-formats.ts';
+import { ggufChatTemplate, ollamaChatFormat } from './chat-formats.ts';
 import { exportGgufAdapter } from './gguf-adapter.ts';
 import { exportGgufModel } from './gguf-model.ts';
 import { exportOllamaFolder } from './ollama.ts';
@@ -39,7 +39,10 @@ export interface ExportSources {
   adapter: LoraAdapter | undefined;
   /** The template the adapter was trained with (else the model's default). */
   template: PromptTemplate;
-  chat: ExportedChatFormat;
+  /** The template as Jinja, for the GGUF. */
+  chatTemplate: string;
+  /** Token id → its text (special tokens included). */
+  tokenText: (id: number) => string;
 }
 
 function checkChoice<T extends string>(flag: string, value: string, choices: readonly T[]): T {
@@ -72,7 +75,8 @@ export async function loadExportSources(
     tokenizer,
     adapter,
     template,
-    chat: exportedChatFormat(template, tokenText),
+    chatTemplate: ggufChatTemplate(template, tokenText),
+    tokenText,
   };
 }
 
@@ -96,7 +100,7 @@ export async function runExport(opts: ExportOptions): Promise<ExportResult> {
       tokenizer: s.tokenizer,
       adapter,
       type,
-      chatTemplate: s.chat.jinja,
+      chatTemplate: s.chatTemplate,
       out: path,
       overwrite,
       onTensor: opts.onTensor,
@@ -119,7 +123,7 @@ export async function runExport(opts: ExportOptions): Promise<ExportResult> {
     exportOllamaFolder({
       out: opts.out,
       overwrite: opts.overwrite,
-      chat: s.chat,
+      chat: ollamaChatFormat(s.template, s.tokenText),
       writeModel: (path) => model(path, separate ? undefined : s.adapter),
       writeAdapter: separate && ((path) => adapterFile(path, separate)),
     });

@@ -15,6 +15,7 @@ import { ChatTemplate } from '../../src/io/chat-template.ts';
 import { GgufReader } from '../../src/io/gguf/reader.ts';
 import { loadTokenizer, type HfTokenizer } from '../../src/io/tokenizer.ts';
 import { readAdapterMeta } from '../../src/peft/io.ts';
+import { GOLDEN } from '../helpers.ts';
 import { IDENTITY_ADAPTER, loraforge, TINY_CHAT } from './fixtures.ts';
 import { renderGoTemplate } from './go-template.ts';
 
@@ -57,7 +58,11 @@ const TWO_TURNS: ChatMessage[] = [
 ];
 const WITH_SYSTEM: ChatMessage[] = [{ role: 'system', content: 'Be brief.' }, ...TWO_TURNS];
 
-function ollamaRender(template: string, messages: ChatMessage[]): string {
+/** As Ollama does: the Modelfile's SYSTEM joins a conversation that has no system message. */
+function ollamaRender(template: string, messages: ChatMessage[], defaultSystem?: string): string {
+  if (defaultSystem !== undefined && !messages.some((m) => m.role === 'system')) {
+    messages = [{ role: 'system', content: defaultSystem }, ...messages];
+  }
   const Messages = messages.map((m) => ({ Role: m.role, Content: m.content }));
   const system = messages.find((m) => m.role === 'system')?.content ?? '';
   return renderGoTemplate(template, { Messages, System: system, Prompt: '', Response: '' });
@@ -125,6 +130,28 @@ test('ChatML adapter merged (--merge): one GGUF, no ADAPTER, and the ChatML TEMP
     directives.filter(([d]) => d === 'PARAMETER stop').map(([, v]) => v),
     ['<|im_end|>'],
   );
+});
+
+test("Qwen2-Instruct's own chat template (default system prompt): ChatML TEMPLATE + SYSTEM", () => {
+  const adapterDir = join(dir, 'qwen2-template-adapter');
+  cpSync(IDENTITY_ADAPTER, adapterDir, { recursive: true });
+  const chatTemplate = readFileSync(
+    join(GOLDEN, 'chat_template', 'qwen2_chat_template.jinja'),
+    'utf8',
+  );
+  const spec = { name: 'model', chatTemplate, specialTokens: { eos: '<|im_end|>' } };
+  writeFileSync(join(adapterDir, 'loraforge.json'), JSON.stringify({ template: spec }));
+  const out = join(dir, 'qwen2-template');
+  const directives = exportOllama(adapterDir, out, ['--merge']);
+  const system = directives.find(([d]) => d === 'SYSTEM')?.[1];
+  assert.equal(system, 'You are a helpful assistant.');
+  const template = templateFromSpec(spec, tokenizer);
+  const goTemplate = directives.find(([d]) => d === 'TEMPLATE')![1];
+  for (const messages of [TWO_TURNS, WITH_SYSTEM]) {
+    assert.equal(ollamaRender(goTemplate, messages, system), template.renderPrompt(messages));
+  }
+  const gguf = GgufReader.open(join(out, 'model.gguf'));
+  assert.equal(gguf.scalar('tokenizer.chat_template'), chatTemplate);
 });
 
 test('an existing output folder is refused without --overwrite', () => {
