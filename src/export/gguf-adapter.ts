@@ -66,16 +66,16 @@ export function exportGgufAdapter(e: GgufAdapterExport): void {
         name: `${module}.weight.lora_a`,
         shape: pair.a.shape,
         type,
-        values: () => pair.a.readSync() as Float32Array,
+        chunks: () => [pair.a.readSync() as Float32Array],
       },
       {
         name: `${module}.weight.lora_b`,
         shape: pair.b.shape,
         type,
-        values: () => {
+        chunks: () => {
           const b = pair.b.readSync() as Float32Array;
           // B's rows are the projection's output rows: permuted like the base q/k weights.
-          return rotated ? interleaveRopeRows(b, heads, pair.b.shape[1]!) : b;
+          return [rotated ? interleaveRopeRows(b, heads, pair.b.shape[1]!) : b];
         },
       },
     );

@@ -7,7 +7,12 @@ import { basename, join } from 'node:path';
 import type { GgufMetadata, GgufValue } from '../io/gguf/format.ts';
 import { GGML_TYPES } from '../io/gguf/ggml-types.ts';
 import { type GgufTensorPlan, writeGguf } from '../io/gguf/writer.ts';
-import { bytesToF32, SafetensorsFolder } from '../io/safetensors.ts';
+import {
+  bytesToF32,
+  DTYPE_BYTES,
+  SafetensorsFolder,
+  type SafetensorsDtype,
+} from '../io/safetensors.ts';
 import type { HfTokenizer } from '../io/tokenizer.ts';
 import type { DecoderConfig } from '../models/config.ts';
 import { defaultInverseFrequencies, ropeInverseFrequencies } from '../models/rope-frequencies.ts';
@@ -85,9 +90,25 @@ function ropeFactorsTensor(c: DecoderConfig): GgufTensorPlan | undefined {
     name: 'rope_freqs.weight',
     shape: [plain.length],
     type: GGML_TYPES.F32,
-    values: () => plain.map((v, j) => v / scaled[j]!),
+    chunks: () => [plain.map((v, j) => v / scaled[j]!)],
   };
 }
+
+/** Rows widened to f32 a few MB at a time: the embedding of a large vocabulary is never all f32. */
+function* widenByRows(
+  dtype: SafetensorsDtype,
+  raw: Uint8Array,
+  rowLength: number,
+  what: string,
+): Generator<Float32Array> {
+  const rowBytes = DTYPE_BYTES[dtype] * rowLength;
+  const rowsPerChunk = Math.max(1, Math.floor(CHUNK_BYTES / rowBytes));
+  for (let start = 0; start < raw.length; start += rowsPerChunk * rowBytes) {
+    yield bytesToF32(dtype, raw.subarray(start, start + rowsPerChunk * rowBytes), what);
+  }
+}
+
+const CHUNK_BYTES = 8 << 20;
 
 /** Every weight of the folder as a GGUF tensor plan (values produced lazily, one at a time). */
 function weightPlans(
@@ -117,15 +138,21 @@ function weightPlans(
       name,
       shape,
       type: tensorType(type, name, shape, { layers: c.numLayers, hasOutput }),
-      values: () => {
-        let values = bytesToF32(info.dtype, source.read(hfName), `${source.dir}: '${hfName}'`);
+      chunks: function* () {
+        const raw = source.read(hfName);
+        const what = `${source.dir}: '${hfName}'`;
         const delta = m[2] === 'weight' && adapter ? loraDelta(adapter, m[1]!) : null;
+        if (!delta && !rotated) {
+          yield* widenByRows(info.dtype, raw, shape.length === 2 ? shape[1]! : raw.length, what);
+          return;
+        }
+        let values = bytesToF32(info.dtype, raw, what);
         if (delta) for (let i = 0; i < values.length; i++) values[i] = values[i]! + delta[i]!;
         if (rotated) {
           const heads = rotated === 'q' ? c.numHeads : c.numKvHeads;
           values = interleaveRopeRows(values, heads, shape.length === 2 ? shape[1]! : 1);
         }
-        return values;
+        yield values;
       },
     });
   }

@@ -39,8 +39,13 @@ test('gguf: every metadata value type, tensor infos and aligned data round-trip'
   const w = randomValues(3 * 5, 1);
   const b = randomValues(3, 2);
   writeGguf(path, metadata, [
-    { name: 'w', shape: [3, 5], type: GGML_TYPES.F32, values: () => w },
-    { name: 'b', shape: [3], type: GGML_TYPES.F16, values: () => b },
+    {
+      name: 'w',
+      shape: [3, 5],
+      type: GGML_TYPES.F32,
+      chunks: () => [w.subarray(0, 10), w.subarray(10)],
+    },
+    { name: 'b', shape: [3], type: GGML_TYPES.F16, chunks: () => [b] },
   ]);
   const r = GgufReader.open(path);
   assert.equal(r.version, 3);
@@ -60,12 +65,17 @@ test('gguf: an existing file is refused without overwrite; a failed write leaves
   const dir = mkdtempSync(join(tmpdir(), 'lf-gguf-'));
   const path = join(dir, 'm.gguf');
   writeFileSync(path, 'old');
-  const one = { name: 'x', shape: [32], type: GGML_TYPES.F32, values: () => new Float32Array(32) };
+  const one = {
+    name: 'x',
+    shape: [32],
+    type: GGML_TYPES.F32,
+    chunks: () => [new Float32Array(32)],
+  };
   assert.throws(() => writeGguf(path, new Map(), [one]), /already exists.*|--overwrite/);
   assert.equal(readFileSync(path, 'utf8'), 'old');
   const failing = {
     ...one,
-    values: (): Float32Array => {
+    chunks: (): Float32Array[] => {
       throw new Error('interrupted');
     },
   };

@@ -16,8 +16,11 @@ export interface GgufTensorPlan {
   /** Row-major shape (outermost first). */
   shape: readonly number[];
   type: GgmlType;
-  /** Produces the values (f32, row-major) just before they are encoded and written. */
-  values(): Float32Array;
+  /**
+   * The values (f32, row-major), produced just before they are encoded and written, in pieces of
+   * whole rows (a large tensor need not be widened to f32 all at once).
+   */
+  chunks(): Iterable<Float32Array>;
 }
 
 export interface WriteGgufOptions {
@@ -62,14 +65,22 @@ export function writeGguf(
   try {
     writeAll(fd, encodeGgufHeader(metadata, infos, alignment));
     tensors.forEach((t, i) => {
-      const values = t.values();
-      const count = elementCount(t.shape);
-      if (values.length !== count) {
-        throw new Error(`${t.name}: ${values.length} values for shape [${t.shape.join(', ')}]`);
+      const rowLength = t.shape[t.shape.length - 1]!;
+      let values = 0;
+      let bytes = 0;
+      for (const chunk of t.chunks()) {
+        if (chunk.length % rowLength !== 0) {
+          throw new Error(`${t.name}: a chunk of ${chunk.length} values is not whole rows`);
+        }
+        const encoded = t.type.encode(chunk);
+        writeAll(fd, encoded);
+        values += chunk.length;
+        bytes += encoded.length;
       }
-      const bytes = t.type.encode(values);
-      writeAll(fd, bytes);
-      const pad = alignUp(bytes.length, alignment) - bytes.length;
+      if (values !== elementCount(t.shape)) {
+        throw new Error(`${t.name}: ${values} values for shape [${t.shape.join(', ')}]`);
+      }
+      const pad = alignUp(bytes, alignment) - bytes;
       if (pad > 0 && i < tensors.length - 1) writeAll(fd, new Uint8Array(pad));
       opts.onTensor?.(i, tensors.length, t.name);
     });
