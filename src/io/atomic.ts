@@ -6,8 +6,7 @@
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync, existsSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 
-/** A hidden name next to `path` that no other writer uses. */
-export function tempSibling(path: string): string {
+function tempSibling(path: string): string {
   return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Date.now()}`);
 }
 
@@ -30,32 +29,37 @@ export function writeFileAtomic(
   path: string,
   chunks: Uint8Array | string | (Uint8Array | string)[],
 ): void {
+  writeFileAtomicStreaming(path, (write) => {
+    for (const chunk of Array.isArray(chunks) ? chunks : [chunks]) {
+      write(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk);
+    }
+  });
+}
+
+/**
+ * Writes `path` atomically from a producer that hands over bytes piece by piece (a file larger
+ * than memory): if the producer throws, the temporary file is removed and `path` is untouched.
+ */
+export function writeFileAtomicStreaming(
+  path: string,
+  produce: (write: (bytes: Uint8Array) => void) => void,
+): void {
   const tmp = tempSibling(path);
   const fd = openSync(tmp, 'w');
   try {
-    for (const chunk of Array.isArray(chunks) ? chunks : [chunks]) {
-      const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+    produce((bytes) => {
       let off = 0;
       while (off < bytes.byteLength) off += writeSync(fd, bytes, off, bytes.byteLength - off);
-    }
+    });
     fsyncSync(fd);
   } catch (err) {
     closeSync(fd);
-    discardTempFile(tmp);
+    rmSync(tmp, { force: true });
     throw err;
   }
   closeSync(fd);
-  commitTempFile(tmp, path);
-}
-
-/** Publishes a complete, fsynced temporary file under its final name. */
-export function commitTempFile(tmp: string, path: string): void {
   renameSync(tmp, path);
   fsyncDir(dirname(path));
-}
-
-export function discardTempFile(tmp: string): void {
-  rmSync(tmp, { force: true });
 }
 
 /**

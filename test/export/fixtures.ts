@@ -1,7 +1,10 @@
 /** Shared inputs of the export tests: the tiny chat model, the demo's identity adapter, prompts. */
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { noGrad } from '../../src/engine/tape.ts';
+import { tidy } from '../../src/engine/tensor.ts';
+import type { DecoderModel } from '../../src/models/decoder.ts';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const TINY_CHAT = join(ROOT, 'assets', 'tiny-chat');
@@ -161,3 +164,36 @@ export const RANDOM_LLAMA = {
   hidden_act: 'silu',
   torch_dtype: 'float32',
 };
+
+/** Writes byteTokenizerFiles into a model folder. */
+export function addByteTokenizer(modelDir: string, eosId: number): void {
+  for (const [name, json] of Object.entries(byteTokenizerFiles(eosId))) {
+    writeFileSync(join(modelDir, name), JSON.stringify(json));
+  }
+}
+
+/** Byte ids of "Hello, 你好!\n2024". */
+export const PROBE_TOKENS = [
+  72, 101, 108, 108, 111, 44, 32, 228, 189, 160, 229, 165, 189, 33, 10, 50, 48, 50, 52,
+];
+
+/** loraforge's logits for one sequence, [tokens · vocab] row-major. */
+export function loraforgeLogits(model: DecoderModel, tokens: number[]): Float32Array {
+  return noGrad(() =>
+    tidy(() => {
+      const input = { batch: 1, seq: tokens.length, inputIds: Int32Array.from(tokens) };
+      return model.logits(model.forwardHidden(input)).readSync() as Float32Array;
+    }),
+  );
+}
+
+/** Largest |difference| between llama.cpp's rows and loraforge's row-major logits. */
+export function maxLogitDiff(rows: Float32Array[], ours: Float32Array): number {
+  let diff = 0;
+  rows.forEach((row, t) => {
+    for (let v = 0; v < row.length; v++) {
+      diff = Math.max(diff, Math.abs(row[v]! - ours[t * row.length + v]!));
+    }
+  });
+  return diff;
+}

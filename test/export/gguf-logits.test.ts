@@ -4,18 +4,23 @@
  * loraforge), both with a byte-level tokenizer added so that llama.cpp can load them.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { noGrad } from '../../src/engine/tape.ts';
-import { tidy } from '../../src/engine/tensor.ts';
 import { selectBackend } from '../../src/engine/select-backend.ts';
 import { GgufReader } from '../../src/io/gguf/reader.ts';
 import { loadModel } from '../../src/models/load.ts';
 import { writeRandomModel } from '../../src/models/random.ts';
 import { GOLDEN } from '../helpers.ts';
-import { byteTokenizerFiles, loraforge, RANDOM_LLAMA } from './fixtures.ts';
+import {
+  addByteTokenizer,
+  loraforge,
+  loraforgeLogits,
+  maxLogitDiff,
+  PROBE_TOKENS,
+  RANDOM_LLAMA,
+} from './fixtures.ts';
 import { loadGguf } from './llama-cpp.ts';
 
 const GOLDEN_QWEN2 = join(GOLDEN, 'qwen2-tiny');
@@ -27,50 +32,27 @@ before(async () => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function withTokenizer(modelDir: string, eosId: number): void {
-  for (const [name, json] of Object.entries(byteTokenizerFiles(eosId))) {
-    writeFileSync(join(modelDir, name), JSON.stringify(json));
-  }
-}
-
-async function maxLogitDiff(modelDir: string, tokens: number[]): Promise<number> {
+async function llamaCppDiff(modelDir: string, tokens: number[]): Promise<number> {
   const out = join(modelDir, 'model-f32.gguf');
   const r = loraforge(['export', '-m', modelDir, '--type', 'f32', '-o', out]);
   assert.equal(r.status, 0, r.stderr);
   const model = loadModel(modelDir, { dtype: 'f32' });
-  const ours = noGrad(() =>
-    tidy(() => {
-      const h = model.forwardHidden({
-        batch: 1,
-        seq: tokens.length,
-        inputIds: Int32Array.from(tokens),
-      });
-      return model.logits(h).readSync() as Float32Array;
-    }),
-  );
+  const ours = loraforgeLogits(model, tokens);
   const vocab = model.config.vocabSize;
   model.dispose();
   const gguf = await loadGguf(out);
   const theirs = await gguf.logits(tokens, vocab);
   await gguf.dispose();
-  let diff = 0;
-  theirs.forEach((row, t) => {
-    for (let v = 0; v < vocab; v++) diff = Math.max(diff, Math.abs(row[v]! - ours[t * vocab + v]!));
-  });
-  return diff;
+  return maxLogitDiff(theirs, ours);
 }
-
-const TOKENS = [
-  72, 101, 108, 108, 111, 44, 32, 228, 189, 160, 229, 165, 189, 33, 10, 50, 48, 50, 52,
-];
 
 test('golden qwen2-tiny (transformers) as f32 GGUF: llama.cpp logits within 1e-3 of loraforge', async () => {
   const modelDir = join(dir, 'qwen2');
   mkdirSync(modelDir);
   for (const f of ['config.json', 'model.safetensors'])
     copyFileSync(join(GOLDEN_QWEN2, f), join(modelDir, f));
-  withTokenizer(modelDir, 999);
-  const diff = await maxLogitDiff(modelDir, TOKENS);
+  addByteTokenizer(modelDir, 999);
+  const diff = await llamaCppDiff(modelDir, PROBE_TOKENS);
   console.log(`qwen2-tiny: max |logit diff| ${diff.toExponential(2)}`);
   assert.ok(diff < 1e-3, `${diff}`);
 });
@@ -78,8 +60,8 @@ test('golden qwen2-tiny (transformers) as f32 GGUF: llama.cpp logits within 1e-3
 test('random Llama (llama3 RoPE scaling, untied head) as f32 GGUF: logits within 1e-3', async () => {
   const modelDir = join(dir, 'llama');
   writeRandomModel(modelDir, RANDOM_LLAMA, { seed: 3, std: 0.2 });
-  withTokenizer(modelDir, 319);
-  const diff = await maxLogitDiff(modelDir, TOKENS);
+  addByteTokenizer(modelDir, 319);
+  const diff = await llamaCppDiff(modelDir, PROBE_TOKENS);
   console.log(`random llama: max |logit diff| ${diff.toExponential(2)}`);
   const file = GgufReader.open(join(modelDir, 'model-f32.gguf'));
   assert.equal(file.scalar('general.architecture'), 'llama');

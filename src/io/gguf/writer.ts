@@ -4,9 +4,9 @@
  * peak memory is one tensor. The file is built under a temporary sibling name, fsynced and
  * renamed at the end, so an interrupted export never leaves a file under the final name.
  */
-import { closeSync, existsSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { LoraforgeError } from '../../util/errors.ts';
-import { commitTempFile, discardTempFile, tempSibling } from '../atomic.ts';
+import { writeFileAtomicStreaming } from '../atomic.ts';
 import { alignUp, GGUF_DEFAULT_ALIGNMENT, type GgufMetadata } from './format.ts';
 import { type GgmlType, tensorBytes } from './ggml-types.ts';
 import { encodeGgufHeader, type GgufTensorInfo } from './metadata.ts';
@@ -60,10 +60,8 @@ export function writeGguf(
     infos.push({ name: t.name, shape: t.shape, typeId: t.type.id, offset });
     offset = alignUp(offset + tensorBytes(t.type, count), alignment);
   }
-  const tmp = tempSibling(path);
-  const fd = openSync(tmp, 'w');
-  try {
-    writeAll(fd, encodeGgufHeader(metadata, infos, alignment));
+  writeFileAtomicStreaming(path, (write) => {
+    write(encodeGgufHeader(metadata, infos, alignment));
     tensors.forEach((t, i) => {
       const rowLength = t.shape[t.shape.length - 1]!;
       let values = 0;
@@ -73,7 +71,7 @@ export function writeGguf(
           throw new Error(`${t.name}: a chunk of ${chunk.length} values is not whole rows`);
         }
         const encoded = t.type.encode(chunk);
-        writeAll(fd, encoded);
+        write(encoded);
         values += chunk.length;
         bytes += encoded.length;
       }
@@ -81,20 +79,8 @@ export function writeGguf(
         throw new Error(`${t.name}: ${values} values for shape [${t.shape.join(', ')}]`);
       }
       const pad = alignUp(bytes, alignment) - bytes;
-      if (pad > 0 && i < tensors.length - 1) writeAll(fd, new Uint8Array(pad));
+      if (pad > 0 && i < tensors.length - 1) write(new Uint8Array(pad));
       opts.onTensor?.(i, tensors.length, t.name);
     });
-    fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    discardTempFile(tmp);
-    throw err;
-  }
-  closeSync(fd);
-  commitTempFile(tmp, path);
-}
-
-function writeAll(fd: number, bytes: Uint8Array): void {
-  let off = 0;
-  while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+  });
 }
