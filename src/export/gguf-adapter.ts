@@ -30,14 +30,11 @@ export interface GgufAdapterExport {
   overwrite?: boolean;
 }
 
+/** LoRA tensors stay in float (they are small): f32 or bf16 as asked, else f16. */
 function adapterTensorType(type: ExportType): GgmlType {
   if (type === 'f32') return GGML_TYPES.F32;
-  if (type === 'f16') return GGML_TYPES.F16;
   if (type === 'bf16') return GGML_TYPES.BF16;
-  throw new LoraforgeError(
-    `--type ${type} is not available for an adapter GGUF`,
-    'LoRA tensors are written as f32, f16 or bf16 (llama.cpp does not quantize them)',
-  );
+  return GGML_TYPES.F16;
 }
 
 export function exportGgufAdapter(e: GgufAdapterExport): void {

@@ -93,6 +93,19 @@ export async function runExport(opts: ExportOptions): Promise<ExportResult> {
     throw new LoraforgeError('--format gguf-adapter needs --adapter <dir>');
   }
   const s = await loadExportSources(opts.modelDir, opts.adapterDir);
+  try {
+    return writeExport(opts, format, type, s);
+  } finally {
+    s.adapter?.dispose();
+  }
+}
+
+function writeExport(
+  opts: ExportOptions,
+  format: ExportFormat,
+  type: ExportType,
+  s: ExportSources,
+): ExportResult {
   const model = (path: string, adapter: LoraAdapter | undefined, overwrite?: boolean) =>
     exportGgufModel({
       modelDir: s.modelDir,
@@ -110,8 +123,7 @@ export async function runExport(opts: ExportOptions): Promise<ExportResult> {
       adapterDir: opts.adapterDir!,
       config: s.config,
       adapter,
-      // Adapters stay in float: f32 as given, else f16.
-      type: type === 'f32' || type === 'bf16' ? type : 'f16',
+      type,
       out: path,
       overwrite,
     });
