@@ -10,7 +10,9 @@
  */
 import { GGML_TYPES, type GgmlType, type GgmlTypeName } from '../io/gguf/ggml-types.ts';
 
+/** Weight types of an export: floats, llama.cpp's Q8_0, and its Q4_K_M mix. */
 export const EXPORT_TYPES = ['f32', 'f16', 'bf16', 'q8_0', 'q4_k_m'] as const;
+/** One of {@link EXPORT_TYPES}. */
 export type ExportType = (typeof EXPORT_TYPES)[number];
 
 /** llama.cpp's `general.file_type` (enum llama_ftype) of each export type. */

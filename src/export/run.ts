@@ -17,9 +17,12 @@ import { exportGgufModel } from './gguf-model.ts';
 import { exportOllamaFolder } from './ollama.ts';
 import { EXPORT_TYPES, type ExportType } from './quant-mix.ts';
 
+/** Output formats: merged GGUF, LoRA adapter GGUF, Ollama folder (GGUFs + Modelfile). */
 export const EXPORT_FORMATS = ['gguf', 'gguf-adapter', 'ollama'] as const;
+/** One of {@link EXPORT_FORMATS}. */
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 
+/** What `loraforge export` takes; `format` and `type` are checked against the lists above. */
 export interface ExportOptions {
   modelDir: string;
   adapterDir?: string;
@@ -29,6 +32,7 @@ export interface ExportOptions {
   overwrite?: boolean;
   /** ollama: merge the adapter into model.gguf instead of writing adapter.gguf + ADAPTER. */
   merge?: boolean;
+  /** Called after each tensor is written (progress). */
   onTensor?: (index: number, total: number, name: string) => void;
 }
 
@@ -86,6 +90,10 @@ export interface ExportResult {
   ollamaCreate?: string;
 }
 
+/**
+ * Writes a model folder (with an adapter merged in, or the adapter alone) as GGUF, or an Ollama
+ * folder; throws LoraforgeError for what GGUF or llama.cpp cannot express, naming the piece.
+ */
 export async function runExport(opts: ExportOptions): Promise<ExportResult> {
   const format = checkChoice('--format', opts.format, EXPORT_FORMATS);
   const type: ExportType = checkChoice('--type', opts.type, EXPORT_TYPES);
@@ -155,4 +163,5 @@ function ollamaName(dir: string): string {
   );
 }
 
+/** The command's defaults: a merged f16 GGUF. */
 export const exportDefaults = { format: 'gguf', type: 'f16' } as const;

@@ -56,11 +56,10 @@ export function loraforge(args: string[]): {
   stderr: string;
   status: number | null;
 } {
-  const r = spawnSync(
-    process.execPath,
-    ['--experimental-wasm-relaxed-simd', join(ROOT, 'bin', 'loraforge.js'), ...args],
-    { encoding: 'utf8', timeout: 300_000 },
-  );
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'loraforge.js'), ...args], {
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
   return { stdout: r.stdout, stderr: r.stderr, status: r.status };
 }
 

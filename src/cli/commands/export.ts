@@ -1,9 +1,13 @@
 /** `loraforge export`: a model (with an adapter merged in, or the adapter alone) for llama.cpp / Ollama. */
 import type { Command } from 'commander';
-import { selectBackend } from '../../engine/select-backend.ts';
-import { EXPORT_TYPES } from '../../export/quant-mix.ts';
-import { EXPORT_FORMATS, exportDefaults, runExport } from '../../export/run.ts';
-import { resolveModel } from '../../io/hub.ts';
+import {
+  EXPORT_FORMATS,
+  EXPORT_TYPES,
+  exportDefaults,
+  resolveModel,
+  runExport,
+  selectBackend,
+} from '../../index.ts';
 
 export function registerExport(program: Command): void {
   program

@@ -14,6 +14,7 @@ import { WebGpuKernels } from './kernels.ts';
 /** writeBuffer and buffer copies work in whole 4-byte words. */
 const WORD = 4;
 
+/** The WebGPU compute backend (navigator.gpu in a browser, Dawn in Node). */
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu' as const;
   readonly kernels: WebGpuKernelSet;
@@ -24,15 +25,18 @@ export class WebGpuBackend implements Backend {
     this.pool = new BufferPool(gpu.device, () => gpu.flush());
   }
 
+  /** Acquires a WebGPU adapter and device and compiles the kernels. */
   static async create(options?: AcquireOptions): Promise<WebGpuBackend> {
     return new WebGpuBackend(await WebGpuKernels.create(options));
   }
 
+  /** A GPU buffer of `bytes` bytes. */
   alloc(bytes: number): Storage {
     const storage: GpuStorage = { buffer: this.pool.acquire(bytes), bytes };
     return storage;
   }
 
+  /** Releases a buffer from `alloc`. */
   free(storage: Storage): void {
     this.pool.release((storage as GpuStorage).buffer);
   }
@@ -78,6 +82,7 @@ export class WebGpuBackend implements Backend {
     return this.pool.createdBuffers;
   }
 
+  /** Releases the device. */
   dispose(): void {
     this.gpu.flush();
     this.pool.destroy();
