@@ -143,7 +143,7 @@ function weightPlans(
         const what = `${source.dir}: '${hfName}'`;
         const delta = m[2] === 'weight' && adapter ? loraDelta(adapter, m[1]!) : null;
         if (!delta && !rotated) {
-          yield* widenByRows(info.dtype, raw, shape.length === 2 ? shape[1]! : raw.length, what);
+          yield* widenByRows(info.dtype, raw, shape[shape.length - 1]!, what);
           return;
         }
         let values = bytesToF32(info.dtype, raw, what);
