@@ -1,4 +1,4 @@
-/** Shared benchmark plumbing: machine description, JSON mode, the 0.5B-shaped random model. */
+/** Shared benchmark plumbing: machine description, JSON mode, the random models of `--arch`. */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
@@ -33,14 +33,32 @@ export function emitJson(result: Record<string, unknown>): void {
   if (jsonMode) console.log(JSON.stringify({ machine: machine(), ...result }));
 }
 
-/** A Qwen2-0.5B-shaped model with random bf16 weights (written once, reused by later runs). */
-export function randomQwen05B(): string {
-  const dir = join('.tmp', 'bench-models', 'qwen2-0.5b-random-bf16');
+/** The model shapes `--arch` picks (the config constants of src/models/random.ts). */
+export const BENCH_ARCHS = {
+  'qwen2-0.5b': 'QWEN2_0_5B_CONFIG',
+  'qwen3-0.6b': 'QWEN3_0_6B_CONFIG',
+  'gemma3-1b': 'GEMMA3_1B_CONFIG',
+} as const;
+export type BenchArch = keyof typeof BENCH_ARCHS;
+
+/** `--arch NAME` (default qwen2-0.5b). */
+export function benchArch(): BenchArch {
+  const i = process.argv.indexOf('--arch');
+  const name = i >= 0 ? process.argv[i + 1]! : 'qwen2-0.5b';
+  if (!(name in BENCH_ARCHS)) {
+    throw new Error(`--arch ${name}: choose ${Object.keys(BENCH_ARCHS).join(', ')}`);
+  }
+  return name as BenchArch;
+}
+
+/** A model of `arch`'s shape with random bf16 weights (written once, reused by later runs). */
+export function randomBenchModel(arch: BenchArch = benchArch()): string {
+  const dir = join('.tmp', 'bench-models', `${arch}-random-bf16`);
   if (!existsSync(join(dir, 'model.safetensors'))) {
-    say(`writing ${dir} (Qwen2-0.5B shape, random bf16 weights; once)...`);
+    say(`writing ${dir} (${arch} shape, random bf16 weights; once)...`);
     // In a child process, so writing 1 GB does not count in this benchmark's peak RSS.
-    const script = `import { writeRandomModel, QWEN2_0_5B_CONFIG } from './src/models/random.ts';
-      writeRandomModel(${JSON.stringify(dir)}, QWEN2_0_5B_CONFIG, { dtype: 'BF16', seed: 0 });`;
+    const script = `import { writeRandomModel, ${BENCH_ARCHS[arch]} } from './src/models/random.ts';
+      writeRandomModel(${JSON.stringify(dir)}, ${BENCH_ARCHS[arch]}, { dtype: 'BF16', seed: 0 });`;
     execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
       stdio: 'inherit',
     });

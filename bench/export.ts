@@ -1,20 +1,21 @@
 /**
- * GGUF export of a Qwen2-0.5B-shaped model (random bf16 weights, the tiny chat model's tokenizer
- * padded to the 151,936-token vocabulary): seconds and peak RSS per export type. Each export runs
- * in its own process, so its peak RSS is its own (streaming: about one tensor, not the model).
- *   npm run bench:export [-- --types f16,q4_k_m --json]
+ * GGUF export of a Qwen2-0.5B-shaped model (or `--arch`'s shape; random bf16 weights, the tiny chat
+ * model's tokenizer padded to the model's vocabulary): seconds and peak RSS per export type. Each
+ * export runs in its own process, so its peak RSS is its own (streaming: about one tensor, not the
+ * model).
+ *   npm run bench:export [-- --types f16,q4_k_m --arch qwen3-0.6b --json]
  */
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { emitJson, printMachine, randomQwen05B, say } from './common.ts';
+import { emitJson, printMachine, randomBenchModel, say } from './common.ts';
 
 const typesArg = process.argv.indexOf('--types');
 const types = typesArg >= 0 ? process.argv[typesArg + 1]!.split(',') : ['f16', 'q4_k_m'];
 
 printMachine();
-const modelDir = randomQwen05B();
+const modelDir = randomBenchModel();
 for (const file of ['tokenizer.json', 'tokenizer_config.json']) {
   copyFileSync(join('assets', 'tiny-chat', file), join(modelDir, file));
 }

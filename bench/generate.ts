@@ -1,22 +1,30 @@
 /**
- * Loading and generation on a Qwen2-0.5B-shaped model (random bf16 weights): load time and peak
- * RSS, prefill tokens/s, KV-cache decode tokens/s, and as the same-run baseline, decoding by
- * recomputing the whole sequence each token (no cache).
- *   npm run bench:generate [-- --threads T --prompt N --new M --json]
+ * Loading and generation on a Qwen2-0.5B-shaped model (or --arch qwen3-0.6b / gemma3-1b; random
+ * bf16 weights): load time and peak RSS, prefill tokens/s, KV-cache decode tokens/s, and as the
+ * same-run baseline, decoding by recomputing the whole sequence each token (no cache).
+ *   npm run bench:generate [-- --arch A --threads T --prompt N --new M --json]
  */
 import { CpuBackend } from '../src/engine/cpu/backend.ts';
 import { noGrad } from '../src/engine/tape.ts';
 import { setBackend, tidy } from '../src/engine/tensor.ts';
 import { SequenceDecoder } from '../src/infer/sequences.ts';
 import { loadModel } from '../src/models/load.ts';
-import { argValue, emitJson, peakRss, printMachine, randomQwen05B, say } from './common.ts';
+import {
+  argValue,
+  benchArch,
+  emitJson,
+  peakRss,
+  printMachine,
+  randomBenchModel,
+  say,
+} from './common.ts';
 
 const threads = argValue('--threads', 2);
 const promptLength = argValue('--prompt', 128);
 const newTokens = argValue('--new', 32);
 
 printMachine();
-const dir = randomQwen05B();
+const dir = randomBenchModel();
 setBackend(await CpuBackend.create({ threads }));
 const loadStart = performance.now();
 const model = loadModel(dir, { dtype: 'bf16' });
@@ -55,6 +63,7 @@ noGrad(() => {
 const noCacheSecondsPerToken = (performance.now() - start) / 1000 / baselineTokens;
 
 const result = {
+  arch: benchArch(),
   threads,
   loadSeconds,
   loadPeakRssBytes: loadPeakRss,

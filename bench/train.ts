@@ -3,7 +3,8 @@
  * projections, batch 8 × 64 tokens with the first 32 positions of each row labelled -100 (the
  * Hugging Face + PEFT reference setup). Reports seconds per step, tokens/s and peak RSS, with the
  * same step on 1 thread measured in the same run as the baseline.
- *   npm run bench:train [-- --steps N --threads T --device cpu|webgpu --json]
+ *   npm run bench:train [-- --arch qwen2-0.5b|qwen3-0.6b|gemma3-1b --steps N --threads T
+ *                           --device cpu|webgpu --json]
  * With --device webgpu the same-run baseline is the CPU backend on T threads.
  * More options (for the GPU benchmark, scripts/device/gpu-bench.sh):
  *   --model DIR        a model folder instead of the 0.5B-shaped random one (ids wrap to its vocab)
@@ -31,11 +32,12 @@ import { fmaCeilingGflops, loraStepFlops } from './flops.ts';
 import { Rng } from '../src/util/rng.ts';
 import {
   argValue,
+  benchArch,
   emitJson,
   jsonMode,
   peakRss,
   printMachine,
-  randomQwen05B,
+  randomBenchModel,
   say,
 } from './common.ts';
 
@@ -60,7 +62,7 @@ const progress = (line: string): void => {
 };
 
 printMachine();
-const dir = modelArg ?? randomQwen05B();
+const dir = modelArg ?? randomBenchModel();
 
 interface Timed {
   secondsPerStep: number;
@@ -208,9 +210,10 @@ const cpuLimit =
       })()
     : undefined;
 const result = {
+  arch: modelArg ? null : benchArch(),
   device,
   threads,
-  model: modelArg ?? 'qwen2-0.5b-random-bf16',
+  model: modelArg ?? `${benchArch()}-random-bf16`,
   batch: BATCH,
   seq: SEQ,
   maskedPositions: PROMPT,

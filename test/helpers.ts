@@ -59,29 +59,35 @@ export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): numbe
   return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
 }
 
+/** The size of the tiny random chat models (its vocabulary is the tiny-chat tokenizer's). */
+export const TINY_CHAT_SHAPE = {
+  vocab_size: 2048,
+  hidden_size: 64,
+  intermediate_size: 128,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 512,
+  rms_norm_eps: 1e-6,
+  tie_word_embeddings: true,
+  eos_token_id: 2047,
+};
+
 /**
  * A small random Qwen2 model folder using the shipped tiny-chat tokenizer (2048 tokens): fast
  * enough for end-to-end tests of training, chat and serving.
  */
-export async function makeRandomChatModel(dir: string, seed = 0): Promise<string> {
+export async function makeRandomChatModel(
+  dir: string,
+  seed = 0,
+  /** Another family's config.json (its vocab_size should stay 2048, the tokenizer's). */
+  config?: Record<string, unknown>,
+): Promise<string> {
   const { copyFileSync } = await import('node:fs');
   const { writeRandomModel } = await import('../src/models/random.ts');
   writeRandomModel(
     dir,
-    {
-      architectures: ['Qwen2ForCausalLM'],
-      vocab_size: 2048,
-      hidden_size: 64,
-      intermediate_size: 128,
-      num_hidden_layers: 2,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      max_position_embeddings: 512,
-      rope_theta: 10000,
-      rms_norm_eps: 1e-6,
-      tie_word_embeddings: true,
-      eos_token_id: 2047,
-    },
+    config ?? { ...TINY_CHAT_SHAPE, architectures: ['Qwen2ForCausalLM'], rope_theta: 10000 },
     { seed, std: 0.5 },
   );
   const assets = join(import.meta.dirname, '..', 'assets', 'tiny-chat');
@@ -89,3 +95,11 @@ export async function makeRandomChatModel(dir: string, seed = 0): Promise<string
     copyFileSync(join(assets, file), join(dir, file));
   return dir;
 }
+
+/** Golden packages of the families beyond qwen2 (same layout as qwen2-tiny). */
+export const FAMILY_GOLDENS: { name: string; dir: string }[] = [
+  { name: 'qwen3-tiny', dir: join(GOLDEN, 'qwen3-tiny') },
+  // Made by this repository (scripts/golden/README.md), committed under test/fixtures/golden.
+  { name: 'gemma3-tiny', dir: join(import.meta.dirname, 'fixtures', 'golden', 'gemma3-tiny') },
+  { name: 'smollm3-tiny', dir: join(import.meta.dirname, 'fixtures', 'golden', 'smollm3-tiny') },
+];

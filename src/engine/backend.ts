@@ -18,6 +18,9 @@ export interface Operand {
   dtype: DType;
 }
 
+/** Gate activation of a gated MLP: silu (Llama, Qwen) or the tanh approximation of GELU (Gemma). */
+export type GateActivation = 'silu' | 'gelu_tanh';
+
 export interface GemmOptions {
   m: number;
   n: number;
@@ -43,6 +46,11 @@ export interface AttentionDims {
   kvHeads: number;
   headDim: number;
   scale: number;
+  /**
+   * Sliding window: the query at absolute position p sees keys j with p − window < j ≤ p
+   * (0 or absent: every earlier key).
+   */
+  window?: number;
 }
 
 /**
@@ -110,8 +118,20 @@ export interface Kernels {
     invFreq: Operand,
     inverse: boolean,
   ): void;
-  swigluForward(gate: Operand, up: Operand, out: Operand, n: number): void;
-  swigluBackward(
+  /**
+   * out = act(gate) · up: `silu` (SwiGLU) or `gelu_tanh` (Gemma's gate,
+   * 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))).
+   */
+  gatedForward(
+    activation: GateActivation,
+    gate: Operand,
+    up: Operand,
+    out: Operand,
+    n: number,
+  ): void;
+  /** dgate = dout · up · act'(gate), dup = dout · act(gate) (overwritten; may alias gate / up). */
+  gatedBackward(
+    activation: GateActivation,
     gate: Operand,
     up: Operand,
     dout: Operand,

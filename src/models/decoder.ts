@@ -1,13 +1,16 @@
 /**
- * The pre-norm decoder shared by Qwen2, Llama and Mistral:
- *   h = embed(ids); per layer: h += o(attn(rope(q(n1(h))), rope(k(n1(h))), v(n1(h))));
- *                              h += down(silu(gate(n2(h))) · up(n2(h)));
+ * The pre-norm decoder shared by every family (models/architectures/ says how each differs):
+ *   h = embed(ids)·s; per layer: h += P(o(attn(rope(Nq(q(n1(h)))), rope(Nk(k(n1(h)))), v(n1(h)))));
+ *                                h += Q(down(act(gate(n2(h))) · up(n2(h))));
  *   logits = norm(h) · headᵀ
- * Training goes through `loss`, which never materialises full-vocabulary logits.
+ * where the q/k norms Nq, Nk (Qwen3, Gemma 3), the output norms P, Q and the embedding scale s
+ * (Gemma) are there only when the family has them, rope may be per-layer or absent, and
+ * attention may slide over a window. Training goes through `loss`, which never materialises
+ * full-vocabulary logits.
  */
 import type { AttentionDims } from '../engine/backend.ts';
-import { attention } from '../engine/ops/attention.ts';
-import { add, swiglu } from '../engine/ops/elementwise.ts';
+import { attention, type AttentionShape } from '../engine/ops/attention.ts';
+import { add, gatedActivation, scale } from '../engine/ops/elementwise.ts';
 import { embedding } from '../engine/ops/embedding.ts';
 import { linear } from '../engine/ops/linear.ts';
 import { lmHeadLoss, type LmHeadLossResult } from '../engine/ops/lm-head-loss.ts';
@@ -40,9 +43,20 @@ export const PROJECTION_NAMES = [
 ] as const;
 export type ProjectionName = (typeof PROJECTION_NAMES)[number];
 
+/** Norm weights of a layer by their name under model.layers.N (transformers' module names). */
+export const LAYER_NORM_NAMES = [
+  'input_layernorm',
+  'post_attention_layernorm',
+  'pre_feedforward_layernorm',
+  'post_feedforward_layernorm',
+  'self_attn.q_norm',
+  'self_attn.k_norm',
+] as const;
+export type LayerNormName = (typeof LAYER_NORM_NAMES)[number];
+
 export interface DecoderLayer {
-  inputNorm: Tensor;
-  postNorm: Tensor;
+  /** The norms this family has (shapes.ts: layerNormShapes). */
+  norms: Partial<Record<LayerNormName, Tensor>>;
   proj: Record<ProjectionName, Projection>;
 }
 
@@ -65,19 +79,26 @@ export type LoraLookup = (modulePath: string) => LoraWeights | null;
 /** Draws the seed of one LoRA dropout mask (engine/dropout.ts); set by the trainer. */
 export type DropoutSeeds = () => number;
 
-/** HF's module path of a projection, e.g. model.layers.3.self_attn.q_proj. */
-export function projectionPath(layer: number, name: ProjectionName): string {
+/**
+ * HF's module path of a projection, e.g. model.layers.3.self_attn.q_proj; `prefix` is the decoder
+ * stack's module path (model.language_model in a multimodal checkpoint).
+ */
+export function projectionPath(layer: number, name: ProjectionName, prefix = 'model'): string {
   const block =
     name === 'gate_proj' || name === 'up_proj' || name === 'down_proj' ? 'mlp' : 'self_attn';
-  return `model.layers.${layer}.${block}.${name}`;
+  return `${prefix}.layers.${layer}.${block}.${name}`;
 }
 
-/** A decoder-only transformer (Qwen2, Llama, Mistral) with its weights on the current backend. */
+/** A decoder-only transformer of any registered family, with its weights on the current backend. */
 export class DecoderModel {
   /** Null outside training: LoRA dropout is off at inference. */
   dropoutSeeds: DropoutSeeds | null = null;
   /** RoPE inverse frequencies [headDim/2] (rope_scaling applied), uploaded with each forward. */
   readonly ropeInvFreq: Float32Array;
+  /** The 'local' layers' table (Gemma 3's sliding layers), or null. */
+  readonly localRopeInvFreq: Float32Array | null;
+  /** Ones of each norm size, for zero-centred norms that scale by (1 + w). */
+  private readonly ones = new Map<number, Tensor>();
 
   constructor(
     readonly config: DecoderConfig,
@@ -88,6 +109,15 @@ export class DecoderModel {
     readonly lmHead: Tensor,
   ) {
     this.ropeInvFreq = ropeInverseFrequencies(config.headDim, config.ropeTheta, config.ropeScaling);
+    const local = config.localRope;
+    this.localRopeInvFreq = local
+      ? ropeInverseFrequencies(config.headDim, local.theta ?? 10000, local.scaling)
+      : null;
+    if (!local && config.layers.some((l) => l.rope === 'local')) {
+      throw new Error(
+        `${config.architecture}: a layer rotates with the local RoPE, which is unset`,
+      );
+    }
   }
 
   /**
@@ -95,7 +125,6 @@ export class DecoderModel {
    * `rowLora` (one entry per token row) selects adapters per row for inference.
    */
   forwardHidden(input: ModelInput, cache?: KVCache, rowLora?: (LoraLookup | null)[]): Tensor {
-    const c = this.config;
     const { batch, seq } = input;
     const ids = Tensor.from(input.inputIds, [batch * seq], 'i32');
     const positions = Tensor.from(
@@ -108,17 +137,16 @@ export class DecoderModel {
     const segments = input.segmentIds ? Tensor.from(input.segmentIds, [batch * seq], 'i32') : null;
     if (cache) cache.append(batch, seq, input.attentionMask);
 
-    const shape = { batch, seq, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim };
     return this.runLayers(
-      embedding(this.embed, ids),
+      this.embedTokens(ids),
       positions,
       batch,
       seq,
       rowLora,
       (layer, q, k, v) =>
         cache
-          ? cache.attend(layer, q, k, v, this.attentionDims(batch, seq, cache))
-          : attention(q, k, v, shape, keyMask, segments),
+          ? cache.attend(layer, q, k, v, this.attentionDims(layer, batch, seq, cache))
+          : attention(q, k, v, this.attentionShape(layer, batch, seq), keyMask, segments),
     );
   }
 
@@ -139,7 +167,7 @@ export class DecoderModel {
     for (const cache of caches) cache.append(1, 1);
     const qWidth = c.numHeads * c.headDim;
     const kvWidth = c.numKvHeads * c.headDim;
-    const h = embedding(this.embed, Tensor.from(Int32Array.from(ids), [rows], 'i32'));
+    const h = this.embedTokens(Tensor.from(Int32Array.from(ids), [rows], 'i32'));
     return this.runLayers(h, positions, rows, 1, rowLora, (layer, q, k, v) => {
       const a = Tensor.empty([rows, qWidth]);
       caches.forEach((cache, i) => {
@@ -148,7 +176,7 @@ export class DecoderModel {
           q.view([1, qWidth], i * qWidth),
           k.view([1, kvWidth], i * kvWidth),
           v.view([1, kvWidth], i * kvWidth),
-          this.attentionDims(1, 1, cache),
+          this.attentionDims(layer, 1, 1, cache),
           a.view([1, qWidth], i * qWidth),
         );
       });
@@ -168,35 +196,68 @@ export class DecoderModel {
     const c = this.config;
     const project = (p: Projection, x: Tensor) =>
       rowLora ? this.projectRows(p, x, rowLora) : this.project(p, x);
-    const invFreq = Tensor.from(this.ropeInvFreq, [this.ropeInvFreq.length]);
+    const tables = {
+      global: Tensor.from(this.ropeInvFreq, [this.ropeInvFreq.length]),
+      local: this.localRopeInvFreq && Tensor.from(this.localRopeInvFreq, [c.headDim / 2]),
+      none: null,
+    };
+    const rotate = (x: Tensor, table: Tensor | null, heads: number) =>
+      table ? rope(x, positions, table, batch, seq, heads, c.headDim) : x;
     let h = embedded;
     this.layers.forEach((layer, i) => {
-      const x = rmsNorm(h, layer.inputNorm, c.rmsNormEps);
-      const q = rope(
-        project(layer.proj.q_proj, x),
-        positions,
-        invFreq,
-        batch,
-        seq,
-        c.numHeads,
-        c.headDim,
-      );
-      const k = rope(
-        project(layer.proj.k_proj, x),
-        positions,
-        invFreq,
-        batch,
-        seq,
-        c.numKvHeads,
-        c.headDim,
-      );
+      const table = tables[c.layers[i]!.rope];
+      const x = this.norm(h, layer, 'input_layernorm');
+      let q = project(layer.proj.q_proj, x);
+      let k = project(layer.proj.k_proj, x);
+      if (c.qkNorm) {
+        q = this.norm(q, layer, 'self_attn.q_norm');
+        k = this.norm(k, layer, 'self_attn.k_norm');
+      }
+      q = rotate(q, table, c.numHeads);
+      k = rotate(k, table, c.numKvHeads);
       const v = project(layer.proj.v_proj, x);
-      h = add(h, project(layer.proj.o_proj, attend(i, q, k, v)));
-      const y = rmsNorm(h, layer.postNorm, c.rmsNormEps);
-      const m = swiglu(project(layer.proj.gate_proj, y), project(layer.proj.up_proj, y));
-      h = add(h, project(layer.proj.down_proj, m));
+      let a = project(layer.proj.o_proj, attend(i, q, k, v));
+      if (c.sandwichNorms) a = this.norm(a, layer, 'post_attention_layernorm');
+      h = add(h, a);
+      const y = this.norm(
+        h,
+        layer,
+        c.sandwichNorms ? 'pre_feedforward_layernorm' : 'post_attention_layernorm',
+      );
+      const gated = gatedActivation(
+        c.activation,
+        project(layer.proj.gate_proj, y),
+        project(layer.proj.up_proj, y),
+      );
+      let m = project(layer.proj.down_proj, gated);
+      if (c.sandwichNorms) m = this.norm(m, layer, 'post_feedforward_layernorm');
+      h = add(h, m);
     });
-    return rmsNorm(h, this.finalNorm, c.rmsNormEps);
+    return this.applyNorm(h, this.finalNorm);
+  }
+
+  /** Token embeddings, times the family's scale (Gemma: √hidden). */
+  private embedTokens(ids: Tensor): Tensor {
+    const x = embedding(this.embed, ids);
+    return this.config.embedScale === 1 ? x : scale(x, this.config.embedScale);
+  }
+
+  private norm(x: Tensor, layer: DecoderLayer, name: LayerNormName): Tensor {
+    const w = layer.norms[name];
+    if (!w) throw new Error(`${this.config.architecture} layer has no ${name}`);
+    return this.applyNorm(x, w);
+  }
+
+  /** RMSNorm with weight w, or (1 + w) for zero-centred families (added in float32, as HF). */
+  private applyNorm(x: Tensor, w: Tensor): Tensor {
+    const c = this.config;
+    if (!c.normPlusOne) return rmsNorm(x, w, c.rmsNormEps);
+    let ones = this.ones.get(w.size);
+    if (!ones) {
+      ones = Tensor.from(new Float32Array(w.size).fill(1), [w.size]).keep();
+      this.ones.set(w.size, ones);
+    }
+    return rmsNorm(x, add(w, ones), c.rmsNormEps);
   }
 
   /**
@@ -222,32 +283,35 @@ export class DecoderModel {
 
   /** Every base weight under its Hugging Face name (the tied head is listed once). */
   namedWeights(): Map<string, Tensor> {
-    const out = new Map<string, Tensor>([['model.embed_tokens.weight', this.embed]]);
+    const prefix = this.config.modulePrefix;
+    const out = new Map<string, Tensor>([[`${prefix}.embed_tokens.weight`, this.embed]]);
     this.layers.forEach((layer, i) => {
-      out.set(`model.layers.${i}.input_layernorm.weight`, layer.inputNorm);
-      out.set(`model.layers.${i}.post_attention_layernorm.weight`, layer.postNorm);
+      for (const name of LAYER_NORM_NAMES) {
+        const w = layer.norms[name];
+        if (w) out.set(`${prefix}.layers.${i}.${name}.weight`, w);
+      }
       for (const name of PROJECTION_NAMES) {
         const p = layer.proj[name];
-        out.set(`${projectionPath(i, name)}.weight`, p.weight);
-        if (p.bias) out.set(`${projectionPath(i, name)}.bias`, p.bias);
+        out.set(`${p.path}.weight`, p.weight);
+        if (p.bias) out.set(`${p.path}.bias`, p.bias);
       }
     });
-    out.set('model.norm.weight', this.finalNorm);
+    out.set(`${prefix}.norm.weight`, this.finalNorm);
     if (!this.config.tieWordEmbeddings) out.set('lm_head.weight', this.lmHead);
     return out;
   }
 
   /** Every projection with its HF module path. */
   *projections(): Generator<[string, Projection, ProjectionName]> {
-    for (let i = 0; i < this.layers.length; i++) {
-      for (const name of PROJECTION_NAMES)
-        yield [projectionPath(i, name), this.layers[i]!.proj[name], name];
+    for (const layer of this.layers) {
+      for (const name of PROJECTION_NAMES) yield [layer.proj[name].path, layer.proj[name], name];
     }
   }
 
   /** Frees the weights; the model must not be used afterwards. */
   dispose(): void {
     for (const t of this.namedWeights().values()) t.dispose();
+    for (const t of this.ones.values()) t.dispose();
     for (const [, p] of this.projections()) {
       p.lora?.a.dispose();
       p.lora?.b.dispose();
@@ -304,17 +368,29 @@ export class DecoderModel {
     return y;
   }
 
-  private attentionDims(batch: number, seq: number, cache: KVCache): AttentionDims {
+  /** Attention of `layer` over the `seq` positions of the input (no cache). */
+  private attentionShape(layer: number, batch: number, seq: number): AttentionShape {
     const c = this.config;
     return {
       batch,
-      queryLen: seq,
-      keyLen: cache.length,
-      kvCapacity: cache.capacity,
+      seq,
       heads: c.numHeads,
       kvHeads: c.numKvHeads,
       headDim: c.headDim,
-      scale: 1 / Math.sqrt(c.headDim),
+      scale: c.attentionScale,
+      window: c.layers[layer]!.window ?? 0,
+    };
+  }
+
+  /** Attention of `layer`'s `seq` new positions over everything in `cache`. */
+  private attentionDims(layer: number, batch: number, seq: number, cache: KVCache): AttentionDims {
+    const shape = this.attentionShape(layer, batch, seq);
+    return {
+      ...shape,
+      scale: this.config.attentionScale,
+      queryLen: seq,
+      keyLen: cache.length,
+      kvCapacity: cache.capacity,
     };
   }
 }

@@ -18,7 +18,8 @@ import {
   type Projection,
   type ProjectionName,
 } from './decoder.ts';
-import { hasBias, projectionShapes } from './shapes.ts';
+import { withCurrentNames } from './checkpoint-names.ts';
+import { hasBias, layerNormShapes, projectionShapes } from './shapes.ts';
 
 /** Storage type of weight matrices. */
 export type WeightDType = 'f32' | 'bf16' | 'f16';
@@ -69,18 +70,27 @@ export function loadTensor(
 }
 
 /**
- * The model described by `config` with its weights from `source` (left open: the caller owns it).
+ * The model described by `config` with its weights from `fileSource` (left open: the caller owns
+ * it; legacy multimodal names such as `language_model.model.*` are read as their current ones).
  * `where` names the weights in errors (a folder or a URL).
  */
 export function modelFromTensors(
   config: DecoderConfig,
-  source: TensorSource,
+  fileSource: TensorSource,
   where: string,
   opts: LoadModelOptions = {},
 ): DecoderModel {
+  const source = withCurrentNames(fileSource);
   const dtype = opts.dtype ?? 'f32';
   const c = config;
-  const total = 3 + c.numLayers * (2 + PROJECTION_NAMES.length);
+  if (dtype === 'f16' && c.f16Refused) {
+    throw new LoraforgeError(
+      `dtype f16 is refused for ${c.architecture}: ${c.f16Refused}`,
+      'use --dtype bf16 (what the checkpoint ships in) or f32',
+    );
+  }
+  const norms = layerNormShapes(c);
+  const total = 3 + c.numLayers * (norms.length + PROJECTION_NAMES.length);
   let done = 0;
   const load = (name: string, shape: number[], as: DType): Tensor => {
     const t = loadTensor(source, name, shape, as, where);
@@ -88,12 +98,13 @@ export function modelFromTensors(
     return t;
   };
   const shapes = projectionShapes(c);
-  const embed = load('model.embed_tokens.weight', [c.vocabSize, c.hiddenSize], dtype);
+  const prefix = c.modulePrefix;
+  const embed = load(`${prefix}.embed_tokens.weight`, [c.vocabSize, c.hiddenSize], dtype);
   const layers: DecoderLayer[] = [];
   for (let i = 0; i < c.numLayers; i++) {
     const proj = {} as Record<ProjectionName, Projection>;
     for (const name of PROJECTION_NAMES) {
-      const path = projectionPath(i, name);
+      const path = projectionPath(i, name, prefix);
       const shape = shapes[name];
       proj[name] = {
         path,
@@ -104,13 +115,13 @@ export function modelFromTensors(
         lora: null,
       };
     }
-    layers.push({
-      inputNorm: load(`model.layers.${i}.input_layernorm.weight`, [c.hiddenSize], 'f32'),
-      postNorm: load(`model.layers.${i}.post_attention_layernorm.weight`, [c.hiddenSize], 'f32'),
-      proj,
-    });
+    const layerNorms: DecoderLayer['norms'] = {};
+    for (const [name, size] of norms) {
+      layerNorms[name] = load(`${prefix}.layers.${i}.${name}.weight`, [size], 'f32');
+    }
+    layers.push({ norms: layerNorms, proj });
   }
-  const finalNorm = load('model.norm.weight', [c.hiddenSize], 'f32');
+  const finalNorm = load(`${prefix}.norm.weight`, [c.hiddenSize], 'f32');
   const lmHead =
     c.tieWordEmbeddings || !source.has('lm_head.weight')
       ? embed

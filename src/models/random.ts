@@ -11,7 +11,7 @@ import { encodeSafetensors, f32ToBf16, f32ToF16, type NamedTensorData } from '..
 import { Rng } from '../util/rng.ts';
 import { parseDecoderConfig } from './config.ts';
 import { PROJECTION_NAMES, projectionPath } from './decoder.ts';
-import { hasBias, projectionShapes } from './shapes.ts';
+import { hasBias, layerNormShapes, projectionShapes } from './shapes.ts';
 
 /** Qwen2-0.5B-Instruct's config.json (the shape every benchmark uses). */
 export const QWEN2_0_5B_CONFIG = {
@@ -30,6 +30,53 @@ export const QWEN2_0_5B_CONFIG = {
   hidden_act: 'silu',
   bos_token_id: 151643,
   eos_token_id: 151645,
+  torch_dtype: 'bfloat16',
+};
+
+/** Qwen3-0.6B's config.json shape (q/k norms, head_dim 128 ≠ hidden / heads). */
+export const QWEN3_0_6B_CONFIG = {
+  architectures: ['Qwen3ForCausalLM'],
+  model_type: 'qwen3',
+  vocab_size: 151936,
+  hidden_size: 1024,
+  intermediate_size: 3072,
+  num_hidden_layers: 28,
+  num_attention_heads: 16,
+  num_key_value_heads: 8,
+  head_dim: 128,
+  max_position_embeddings: 40960,
+  rope_theta: 1000000.0,
+  rms_norm_eps: 1e-6,
+  tie_word_embeddings: true,
+  hidden_act: 'silu',
+  attention_bias: false,
+  bos_token_id: 151643,
+  eos_token_id: 151645,
+  torch_dtype: 'bfloat16',
+};
+
+/** Gemma-3-1B's text config shape (262k vocabulary, 5 sliding layers of 512 : 1 global). */
+export const GEMMA3_1B_CONFIG = {
+  architectures: ['Gemma3ForCausalLM'],
+  model_type: 'gemma3_text',
+  vocab_size: 262144,
+  hidden_size: 1152,
+  intermediate_size: 6912,
+  num_hidden_layers: 26,
+  num_attention_heads: 4,
+  num_key_value_heads: 1,
+  head_dim: 256,
+  max_position_embeddings: 32768,
+  query_pre_attn_scalar: 256,
+  sliding_window: 512,
+  sliding_window_pattern: 6,
+  rope_theta: 1000000.0,
+  rope_local_base_freq: 10000.0,
+  rms_norm_eps: 1e-6,
+  hidden_activation: 'gelu_pytorch_tanh',
+  tie_word_embeddings: true,
+  bos_token_id: 2,
+  eos_token_id: [1, 106],
   torch_dtype: 'bfloat16',
 };
 
@@ -62,16 +109,21 @@ export function writeRandomModel(
 
   const c = config;
   const shapes = projectionShapes(c);
-  normal('model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]);
+  const prefix = c.modulePrefix;
+  // A norm that scales by (1 + w) starts at w = 0, as transformers initialises Gemma's.
+  const normInit = c.normPlusOne ? 0 : 1;
+  normal(`${prefix}.embed_tokens.weight`, [c.vocabSize, c.hiddenSize]);
   for (let i = 0; i < c.numLayers; i++) {
-    constant(`model.layers.${i}.input_layernorm.weight`, c.hiddenSize, 1);
-    constant(`model.layers.${i}.post_attention_layernorm.weight`, c.hiddenSize, 1);
+    for (const [name, size] of layerNormShapes(c)) {
+      constant(`${prefix}.layers.${i}.${name}.weight`, size, normInit);
+    }
     for (const name of PROJECTION_NAMES) {
-      normal(`${projectionPath(i, name)}.weight`, shapes[name]);
-      if (hasBias(c, name)) constant(`${projectionPath(i, name)}.bias`, shapes[name][0], 0);
+      const path = projectionPath(i, name, prefix);
+      normal(`${path}.weight`, shapes[name]);
+      if (hasBias(c, name)) constant(`${path}.bias`, shapes[name][0], 0);
     }
   }
-  constant('model.norm.weight', c.hiddenSize, 1);
+  constant(`${prefix}.norm.weight`, c.hiddenSize, normInit);
   if (!c.tieWordEmbeddings) normal('lm_head.weight', [c.vocabSize, c.hiddenSize]);
 
   mkdirSync(dir, { recursive: true });

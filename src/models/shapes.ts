@@ -1,6 +1,6 @@
 /** Weight shapes and counts a decoder config implies. */
 import type { DecoderConfig } from './config.ts';
-import { PROJECTION_NAMES, type ProjectionName } from './decoder.ts';
+import { PROJECTION_NAMES, type LayerNormName, type ProjectionName } from './decoder.ts';
 
 /** [out, in] of each projection. */
 export function projectionShapes(c: DecoderConfig): Record<ProjectionName, [number, number]> {
@@ -17,6 +17,20 @@ export function projectionShapes(c: DecoderConfig): Record<ProjectionName, [numb
   };
 }
 
+/** The norms of one layer of this family with their sizes. */
+export function layerNormShapes(c: DecoderConfig): [LayerNormName, number][] {
+  const norms: [LayerNormName, number][] = [
+    ['input_layernorm', c.hiddenSize],
+    ['post_attention_layernorm', c.hiddenSize],
+  ];
+  if (c.sandwichNorms) {
+    norms.push(['pre_feedforward_layernorm', c.hiddenSize]);
+    norms.push(['post_feedforward_layernorm', c.hiddenSize]);
+  }
+  if (c.qkNorm) norms.push(['self_attn.q_norm', c.headDim], ['self_attn.k_norm', c.headDim]);
+  return norms;
+}
+
 export function hasBias(c: DecoderConfig, name: ProjectionName): boolean {
   if (name === 'o_proj') return c.oBias;
   if (name === 'q_proj' || name === 'k_proj' || name === 'v_proj') return c.qkvBias;
@@ -26,7 +40,7 @@ export function hasBias(c: DecoderConfig, name: ProjectionName): boolean {
 /** Every base weight (a tied head counted once). */
 export function baseParameterCountOf(c: DecoderConfig): number {
   const shapes = projectionShapes(c);
-  let perLayer = 2 * c.hiddenSize;
+  let perLayer = layerNormShapes(c).reduce((sum, [, size]) => sum + size, 0);
   for (const name of PROJECTION_NAMES) {
     const [out, inF] = shapes[name];
     perLayer += out * inF + (hasBias(c, name) ? out : 0);

@@ -19,6 +19,7 @@ import {
   type SafetensorsDtype,
 } from '../io/safetensors.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
+import { currentWeightName } from '../models/checkpoint-names.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import type { LoraAdapter } from './adapter.ts';
 import { loraScale } from './config.ts';
@@ -84,7 +85,9 @@ export function mergeToFolder(
   try {
     for (const name of source.names()) {
       const info = source.info(name);
-      const modulePath = name.endsWith('.weight') ? name.slice(0, -'.weight'.length) : '';
+      // Adapters name modules as transformers does today, whatever spelling the file uses.
+      const current = currentWeightName(name);
+      const modulePath = current.endsWith('.weight') ? current.slice(0, -'.weight'.length) : '';
       const delta = loraDelta(adapter, modulePath);
       if (!delta) {
         tensors.push({ name, dtype: info.dtype, shape: info.shape, data: source.read(name) });

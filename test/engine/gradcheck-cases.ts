@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as ref from '../../src/engine/cpu/reference-kernels.ts';
 import { attention } from '../../src/engine/ops/attention.ts';
-import { add, swiglu } from '../../src/engine/ops/elementwise.ts';
+import { add, gatedActivation, scale, swiglu } from '../../src/engine/ops/elementwise.ts';
 import { embedding } from '../../src/engine/ops/embedding.ts';
 import { linear } from '../../src/engine/ops/linear.ts';
 import { lmHeadLoss } from '../../src/engine/ops/lm-head-loss.ts';
@@ -183,6 +183,37 @@ export function registerGradchecks(skip: string | false = false): void {
     );
   });
 
+  test(
+    'per-head q/k norm: RMSNorm over each head, weight (1 + w) shared by the heads',
+    { skip },
+    async () => {
+      // Qwen3 normalises [tokens, heads·headDim] per head with one [headDim] weight; Gemma scales by 1 + w.
+      const [rows, heads, headDim, eps] = [3, 4, 6, 1e-6];
+      const ones = new Float64Array(headDim).fill(1);
+      await gradcheck(
+        [
+          { shape: [rows, heads * headDim], data: randn([rows, heads * headDim]), grad: true },
+          { shape: [headDim], data: randn([headDim], 0.1), grad: true },
+          { shape: [headDim], data: ones, grad: false },
+        ],
+        ([x, w, one]) => rmsNorm(x!, add(w!, one!), eps),
+        ([x, w]) => {
+          const out = new Float64Array(rows * heads * headDim);
+          ref.rmsnormForward(
+            x!,
+            w!.map((v) => 1 + v),
+            out,
+            null,
+            rows * heads,
+            headDim,
+            eps,
+          );
+          return out;
+        },
+      );
+    },
+  );
+
   test('RMSNorm: x and weight gradients', { skip }, async () => {
     const [rows, dim, eps] = [5, 13, 1e-6];
     await gradcheck(
@@ -242,67 +273,72 @@ export function registerGradchecks(skip: string | false = false): void {
     });
   }
 
-  test(
-    'attention: q, k, v gradients with GQA, key padding and packed documents',
-    { skip },
-    async () => {
-      const [batch, seq, heads, kvHeads, headDim] = [2, 7, 4, 2, 6];
-      const mask = Int32Array.from({ length: batch * seq }, (_, i) => (i >= seq + 5 ? 0 : 1));
-      const segments = Int32Array.from({ length: batch * seq }, (_, i) => (i % seq < 3 ? 1 : 2));
-      const shape = { batch, seq, heads, kvHeads, headDim };
-      await gradcheck(
-        [
-          {
-            shape: [batch * seq, heads * headDim],
-            data: randn([batch * seq, heads * headDim]),
-            grad: true,
+  // window 3 < seq: a sliding-window layer (Gemma 3, Mistral), with a score scale of its own.
+  for (const window of [0, 3]) {
+    test(
+      `attention: q, k, v gradients with GQA, key padding and packed documents (window ${window})`,
+      { skip },
+      async () => {
+        const [batch, seq, heads, kvHeads, headDim] = [2, 7, 4, 2, 6];
+        const attnScale = window ? 0.3 : 1 / Math.sqrt(headDim);
+        const mask = Int32Array.from({ length: batch * seq }, (_, i) => (i >= seq + 5 ? 0 : 1));
+        const segments = Int32Array.from({ length: batch * seq }, (_, i) => (i % seq < 3 ? 1 : 2));
+        const shape = { batch, seq, heads, kvHeads, headDim, scale: attnScale, window };
+        await gradcheck(
+          [
+            {
+              shape: [batch * seq, heads * headDim],
+              data: randn([batch * seq, heads * headDim]),
+              grad: true,
+            },
+            {
+              shape: [batch * seq, kvHeads * headDim],
+              data: randn([batch * seq, kvHeads * headDim]),
+              grad: true,
+            },
+            {
+              shape: [batch * seq, kvHeads * headDim],
+              data: randn([batch * seq, kvHeads * headDim]),
+              grad: true,
+            },
+          ],
+          ([q, k, v]) =>
+            attention(
+              q!,
+              k!,
+              v!,
+              shape,
+              Tensor.from(mask, [mask.length], 'i32'),
+              Tensor.from(segments, [segments.length], 'i32'),
+            ),
+          ([q, k, v]) => {
+            const out = new Float64Array(q!.length);
+            const lse = new Float64Array(batch * heads * seq);
+            ref.attentionForward(
+              q!,
+              k!,
+              v!,
+              out,
+              lse,
+              batch,
+              seq,
+              seq,
+              seq,
+              heads,
+              kvHeads,
+              headDim,
+              mask,
+              segments,
+              attnScale,
+              window,
+            );
+            return out;
           },
-          {
-            shape: [batch * seq, kvHeads * headDim],
-            data: randn([batch * seq, kvHeads * headDim]),
-            grad: true,
-          },
-          {
-            shape: [batch * seq, kvHeads * headDim],
-            data: randn([batch * seq, kvHeads * headDim]),
-            grad: true,
-          },
-        ],
-        ([q, k, v]) =>
-          attention(
-            q!,
-            k!,
-            v!,
-            shape,
-            Tensor.from(mask, [mask.length], 'i32'),
-            Tensor.from(segments, [segments.length], 'i32'),
-          ),
-        ([q, k, v]) => {
-          const out = new Float64Array(q!.length);
-          const lse = new Float64Array(batch * heads * seq);
-          ref.attentionForward(
-            q!,
-            k!,
-            v!,
-            out,
-            lse,
-            batch,
-            seq,
-            seq,
-            seq,
-            heads,
-            kvHeads,
-            headDim,
-            mask,
-            segments,
-            1 / Math.sqrt(headDim),
-          );
-          return out;
-        },
-        40,
-      );
-    },
-  );
+          40,
+        );
+      },
+    );
+  }
 
   test('SwiGLU and residual add', { skip }, async () => {
     const n = 11;
@@ -316,6 +352,22 @@ export function registerGradchecks(skip: string | false = false): void {
         const out = new Float64Array(n);
         ref.swigluForward(g!, u!, out, n);
         return out.map((v, i) => v + u![i]!);
+      },
+    );
+  });
+
+  test('GELU-tanh gate (Gemma) and Gemma-style embedding scale', { skip }, async () => {
+    const n = 11;
+    await gradcheck(
+      [
+        { shape: [n], data: randn([n], 2), grad: true },
+        { shape: [n], data: randn([n]), grad: true },
+      ],
+      ([g, u]) => scale(gatedActivation('gelu_tanh', g!, u!), 1.5),
+      ([g, u]) => {
+        const out = new Float64Array(n);
+        ref.gatedForward('gelu_tanh', g!, u!, out, n);
+        return out.map((v) => 1.5 * v);
       },
     );
   });

@@ -591,7 +591,10 @@ async function harness(binary: Uint8Array<ArrayBuffer>, threads = 1): Promise<Ha
   const mem = new TestMemory();
   // The same V8 settings as the runtime (relaxed SIMD is behind a flag on Node 20).
   prepareWasmCompiler();
-  assert.ok(WebAssembly.validate(binary) || supportsRelaxedSimd(binary), 'module does not validate');
+  assert.ok(
+    WebAssembly.validate(binary) || supportsRelaxedSimd(binary),
+    'module does not validate',
+  );
   const instance = await WebAssembly.instantiate(await WebAssembly.compile(binary), {
     env: { memory: mem.memory, abort: () => assert.fail('wasm abort') },
   });
@@ -636,7 +639,7 @@ for (const relaxed of [false, true]) {
     test(`${variant} attentionForward and attentionBackward match the reference (${threads} threads)`, async () => {
       const { mem, kernels, splits } = await harness(await binaryPromise, threads);
       const shapes = [
-        { ...attentionCase(), name: 'masked+packed D=6' },
+        { ...attentionCase(), window: 0, name: 'masked+packed D=6' },
         {
           B: 1,
           T: 19,
@@ -646,9 +649,24 @@ for (const relaxed of [false, true]) {
           keyMask: null,
           segIds: null,
           scale: 0.125,
+          window: 0,
           name: 'plain D=64',
         },
-        { ...attentionCase(), D: 8, T: 7, keyMask: null, name: 'packed only D=8' },
+        { ...attentionCase(), D: 8, T: 7, keyMask: null, window: 0, name: 'packed only D=8' },
+        // Sliding windows shorter than the sequence (Gemma 3, Mistral): keys before p - window + 1 unseen.
+        { ...attentionCase(), window: 3, name: 'masked+packed D=6 window 3' },
+        {
+          B: 2,
+          T: 19,
+          H: 4,
+          KVH: 2,
+          D: 16,
+          keyMask: null,
+          segIds: null,
+          scale: 0.25,
+          window: 5,
+          name: 'window 5 D=16',
+        },
       ];
       for (const c of shapes) {
         const rand = makeRandom(11);
@@ -674,6 +692,7 @@ for (const relaxed of [false, true]) {
           c.keyMask,
           c.segIds,
           c.scale,
+          c.window,
         );
         const dq = new Float32Array(q.length);
         const dk = new Float32Array(k.length);
@@ -696,6 +715,7 @@ for (const relaxed of [false, true]) {
           c.keyMask,
           c.segIds,
           c.scale,
+          c.window,
         );
 
         const [qP, kP, vP, doP] = [q, k, v, dout].map((a) => mem.f32(a));
@@ -719,6 +739,7 @@ for (const relaxed of [false, true]) {
           maskP,
           segP,
           c.scale,
+          c.window,
         );
         assertClose(mem.readF32(outP, out.length), out, 1e-5, `${c.name} out`);
         assertClose(mem.readF32(lseP, lse.length), lse, 1e-5, `${c.name} lse`);
@@ -743,6 +764,7 @@ for (const relaxed of [false, true]) {
           maskP,
           segP,
           c.scale,
+          c.window,
         );
         assertClose(mem.readF32(dqP, dq.length), dq, 1e-5, `${c.name} dq`);
         assertClose(mem.readF32(dkP, dk.length), dk, 1e-5, `${c.name} dk`);

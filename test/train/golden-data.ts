@@ -1,4 +1,7 @@
-/** The golden training run's data, arguments and expected results (shared/golden/qwen2-tiny/train). */
+/**
+ * The golden training run's data, arguments and expected results (shared/golden/qwen2-tiny/train
+ * by default; `pkg` picks another golden package of the same layout, e.g. qwen3-tiny).
+ */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,8 +34,8 @@ export class FixedBatches implements BatchSource {
   }
 }
 
-export function goldenBatches(): Batch[] {
-  const g = readGolden(join(TRAIN, 'train_batches.safetensors'));
+export function goldenBatches(pkg = TINY): Batch[] {
+  const g = readGolden(join(pkg, 'train', 'train_batches.safetensors'));
   const ids = g.i32('input_ids');
   const mask = g.i32('attention_mask').data;
   const labels = g.i32('labels').data;
@@ -77,15 +80,15 @@ export function goldenArgs(
 export async function trainGolden(
   model: DecoderModel,
   outputDir: string,
-  opts: { args?: Partial<TrainingArguments>; stopAt?: number } = {},
+  opts: { args?: Partial<TrainingArguments>; stopAt?: number; pkg?: string } = {},
 ): Promise<MetricsRecord[]> {
-  const adapter = loadAdapter(join(TRAIN, 'adapter_init'), model);
+  const adapter = loadAdapter(join(opts.pkg ?? TINY, 'train', 'adapter_init'), model);
   adapter.attach(model);
   const logs: MetricsRecord[] = [];
   const trainer: Trainer = new Trainer({
     model,
     adapter,
-    train: new FixedBatches(goldenBatches()),
+    train: new FixedBatches(goldenBatches(opts.pkg)),
     args: goldenArgs(outputDir, opts.args),
     progress: false,
     log: () => {},
@@ -128,17 +131,20 @@ export async function resumedVsStraight(
 }
 
 /** Hugging Face's log of the golden run, one entry per step. */
-export function goldenSteps(): {
+export function goldenSteps(pkg = TINY): {
   loss: number;
   grad_norm: number;
   lr_after_scheduler_step: number;
 }[] {
-  return JSON.parse(readFileSync(join(TRAIN, 'train_log.json'), 'utf8')).steps;
+  return JSON.parse(readFileSync(join(pkg, 'train', 'train_log.json'), 'utf8')).steps;
 }
 
 /** Largest absolute difference of each tensor of the adapter in `outputDir` from adapter_final. */
-export function finalAdapterDiffs(outputDir: string): { name: string; maxAbs: number }[] {
-  const final = readGolden(join(TRAIN, 'adapter_final', 'adapter_model.safetensors'));
+export function finalAdapterDiffs(
+  outputDir: string,
+  pkg = TINY,
+): { name: string; maxAbs: number }[] {
+  const final = readGolden(join(pkg, 'train', 'adapter_final', 'adapter_model.safetensors'));
   const mine = readGolden(join(outputDir, 'adapter_model.safetensors'));
   return final
     .names()

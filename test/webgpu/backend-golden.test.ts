@@ -1,16 +1,15 @@
 // The model path on the WebGPU backend against the Hugging Face references that the CPU golden
 // tests use (test/models/golden-forward.test.ts, test/peft/golden-lora.test.ts).
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
 import { backward, noGrad } from '../../src/engine/tape.ts';
 import { Tensor, tidy } from '../../src/engine/tensor.ts';
 import type { DecoderModel } from '../../src/models/decoder.ts';
-import { KVCache } from '../../src/models/kv-cache.ts';
 import { loadModel } from '../../src/models/load.ts';
 import { loadAdapter } from '../../src/peft/io.ts';
 import { TINY, maxAbsDiff, readGolden, relativeError } from '../helpers.ts';
+import { greedyDecodeDiff } from '../models/golden-package.ts';
 import { useWebGpuBackend } from './use-webgpu-backend.ts';
 
 const gpu = await useWebGpuBackend();
@@ -34,37 +33,8 @@ test('qwen2-tiny logits match transformers on a padded batch', { skip }, async (
 });
 
 test('greedy KV-cache decoding reproduces the transformers step logits', { skip }, async () => {
-  const golden = JSON.parse(readFileSync(join(TINY, 'generate.json'), 'utf8'));
-  const { prompt_ids: prompt, output_ids_use_cache_true: expectedIds } = golden.prompts[0] as {
-    prompt_ids: number[];
-    output_ids_use_cache_true: number[];
-  };
-  const expected = readGolden(join(TINY, 'generate_logits.safetensors')).f32(
-    'prompt0.step_logits',
-  ).data;
-  const cache = new KVCache(model.config, 1, expectedIds.length);
-  const vocab = model.config.vocabSize;
-  const tokens = [...prompt];
-  const stepLogits = new Float32Array(expected.length);
-  let next = noGrad(() =>
-    tidy(() => {
-      const input = { batch: 1, seq: prompt.length, inputIds: Int32Array.from(prompt) };
-      return model.logits(model.forwardHidden(input, cache), [prompt.length - 1]);
-    }),
-  );
-  for (let step = 0; tokens.length < expectedIds.length; step++) {
-    const logits = await next.toFloat32();
-    next.dispose();
-    stepLogits.set(logits, step * vocab);
-    const token = logits.indexOf(Math.max(...logits));
-    tokens.push(token);
-    if (tokens.length < expectedIds.length) {
-      next = noGrad(() => tidy(() => model.logits(model.forwardDecode([token], [cache]))));
-    }
-  }
-  cache.dispose();
-  assert.deepEqual(tokens, expectedIds);
-  const diff = maxAbsDiff(stepLogits, expected);
+  // Both prompts; every cached step is also checked against a full forward pass.
+  const diff = await greedyDecodeDiff(model, TINY);
   console.log(`# step logits max abs diff ${diff.toExponential(2)}`);
   assert.ok(diff < 1e-4, `step logits differ by ${diff}`);
 });

@@ -2,7 +2,15 @@
  * The CPU backend: storage is a region of the shared wasm memory, GEMM runs on the worker pool,
  * the other heavy kernels are wasm SIMD (CpuKernels) and the light ones plain TypeScript.
  */
-import type { AttentionDims, Backend, GemmOptions, Kernels, Operand, Storage } from '../backend.ts';
+import type {
+  AttentionDims,
+  Backend,
+  GateActivation,
+  GemmOptions,
+  Kernels,
+  Operand,
+  Storage,
+} from '../backend.ts';
 import { DTYPE_BYTES, type DType } from '../dtype.ts';
 import * as host from './host-kernels.ts';
 import { CpuKernels } from './kernels.ts';
@@ -134,6 +142,7 @@ class CpuKernelSet implements Kernels {
       optionalPtr(keyMask),
       optionalPtr(segmentIds),
       d.scale,
+      d.window ?? 0,
     );
   }
 
@@ -169,6 +178,7 @@ class CpuKernelSet implements Kernels {
       optionalPtr(keyMask),
       optionalPtr(segmentIds),
       d.scale,
+      d.window ?? 0,
     );
   }
 
@@ -230,11 +240,18 @@ class CpuKernelSet implements Kernels {
     );
   }
 
-  swigluForward(gate: Operand, up: Operand, out: Operand, n: number): void {
-    this.wasm.swigluForward(ptrOf(gate), ptrOf(up), ptrOf(out), n);
+  gatedForward(
+    activation: GateActivation,
+    gate: Operand,
+    up: Operand,
+    out: Operand,
+    n: number,
+  ): void {
+    this.wasm.gatedForward(activation, ptrOf(gate), ptrOf(up), ptrOf(out), n);
   }
 
-  swigluBackward(
+  gatedBackward(
+    activation: GateActivation,
     gate: Operand,
     up: Operand,
     dout: Operand,
@@ -242,7 +259,15 @@ class CpuKernelSet implements Kernels {
     dup: Operand,
     n: number,
   ): void {
-    this.wasm.swigluBackward(ptrOf(gate), ptrOf(up), ptrOf(dout), ptrOf(dgate), ptrOf(dup), n);
+    this.wasm.gatedBackward(
+      activation,
+      ptrOf(gate),
+      ptrOf(up),
+      ptrOf(dout),
+      ptrOf(dgate),
+      ptrOf(dup),
+      n,
+    );
   }
 
   embeddingForward(table: Operand, ids: Operand, out: Operand, count: number, dim: number): void {

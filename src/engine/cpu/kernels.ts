@@ -6,6 +6,7 @@
  * where a round trip to the workers would cost more than the work.
  */
 
+import type { GateActivation } from '../backend.ts';
 import { dropoutKeepScale, dropoutThreshold } from '../dropout.ts';
 
 /** Structurally a `WasmRuntime`: the main-thread instance, plus the pool when there is one. */
@@ -26,6 +27,12 @@ type WasmKernel = (...args: number[]) => number;
 
 /** Time of the split attention backward relative to the fused one on the same threads (measured). */
 const SPLIT_BACKWARD_COST = 1.8;
+
+/** The wasm exports (forward, backward) of each gate activation. */
+const GATE_KERNELS: Record<GateActivation, [string, string]> = {
+  silu: ['swigluForward', 'swigluBackward'],
+  gelu_tanh: ['geluTanhGateForward', 'geluTanhGateBackward'],
+};
 
 export class CpuKernels {
   private readonly minParallelFlops: number;
@@ -57,7 +64,8 @@ export class CpuKernels {
   /**
    * Causal GQA attention. q/out [B,Tq,H,D]; k/v [B,kvCap,KVH,D] (first Tk rows valid); query i
    * at position Tk-Tq+i; lse [B,H,Tq] (+Infinity for a query that sees no key; its output is 0).
-   * keyMask / segIds: i32 [B,kvCap] or 0.
+   * keyMask / segIds: i32 [B,kvCap] or 0. `window` > 0: a query sees itself and the window − 1
+   * keys before it.
    */
   attentionForward(
     q: number,
@@ -75,8 +83,9 @@ export class CpuKernels {
     keyMask: number,
     segIds: number,
     scale: number,
+    window = 0,
   ): void {
-    const args = [q, k, v, out, lse, B, Tq, Tk, kvCap, H, KVH, D, keyMask, segIds, scale];
+    const args = [q, k, v, out, lse, B, Tq, Tk, kvCap, H, KVH, D, keyMask, segIds, scale, window];
     this.run('attentionForward', B * H, 2 * Tq * Tk * D, args);
   }
 
@@ -103,17 +112,28 @@ export class CpuKernels {
     keyMask: number,
     segIds: number,
     scale: number,
+    window = 0,
   ): void {
     const threads = this.host.threads ?? 1;
     // Per query head: 2 dots + 3 axpys of length D (2 flops each) per visible pair, ~T^2/2 pairs.
     const pairFlops = 5 * T * T * D;
     const fusedRounds = Math.ceil((B * KVH) / threads);
+    const dims = [B, T, H, KVH, D, keyMask, segIds, scale, window];
     if (!this.host.parallelFor || (SPLIT_BACKWARD_COST * B * KVH) / threads >= fusedRounds) {
-      const args = [q, k, v, out, lse, dout, dq, dk, dv, B, T, H, KVH, D, keyMask, segIds, scale];
-      this.run('attentionBackward', B * KVH, (H / KVH) * pairFlops, args);
+      this.run('attentionBackward', B * KVH, (H / KVH) * pairFlops, [
+        q,
+        k,
+        v,
+        out,
+        lse,
+        dout,
+        dq,
+        dk,
+        dv,
+        ...dims,
+      ]);
       return;
     }
-    const dims = [B, T, H, KVH, D, keyMask, segIds, scale];
     this.run('attentionBackwardQuery', B * H, pairFlops, [q, k, v, out, lse, dout, dq, ...dims]);
     // Enough key blocks for about four work items per thread.
     const keyBlock = Math.max(8, Math.ceil((B * KVH * T) / (4 * threads)));
@@ -178,9 +198,27 @@ export class CpuKernels {
     ]);
   }
 
+  /** out = act(gate) * up (act: silu or gelu_tanh). */
+  gatedForward(activation: GateActivation, gate: number, up: number, out: number, n: number): void {
+    this.run(GATE_KERNELS[activation][0], n, 20, [gate, up, out, n]);
+  }
+
+  /** dgate = dout * up * act'(gate), dup = dout * act(gate); dgate / dup may be gate / up. */
+  gatedBackward(
+    activation: GateActivation,
+    gate: number,
+    up: number,
+    dout: number,
+    dgate: number,
+    dup: number,
+    n: number,
+  ): void {
+    this.run(GATE_KERNELS[activation][1], n, 25, [gate, up, dout, dgate, dup, n]);
+  }
+
   /** out = silu(gate) * up. */
   swigluForward(gate: number, up: number, out: number, n: number): void {
-    this.run('swigluForward', n, 20, [gate, up, out, n]);
+    this.gatedForward('silu', gate, up, out, n);
   }
 
   /** dgate = dout * up * silu'(gate), dup = dout * silu(gate); dgate / dup may be gate / up. */
@@ -192,7 +230,7 @@ export class CpuKernels {
     dup: number,
     n: number,
   ): void {
-    this.run('swigluBackward', n, 25, [gate, up, dout, dgate, dup, n]);
+    this.gatedBackward('silu', gate, up, dout, dgate, dup, n);
   }
 
   /**

@@ -6,6 +6,7 @@
  * JS numbers (f64), so passing Float64Array buffers gives float64 results.
  */
 
+import type { GateActivation } from '../backend.ts';
 import { dropoutHash, dropoutKeepScale, dropoutThreshold } from '../dropout.ts';
 
 export type Floats = Float32Array | Float64Array;
@@ -20,8 +21,9 @@ function keyVisible(
   kvCap: number,
   keyMask: Int32Array | null,
   segIds: Int32Array | null,
+  window: number,
 ): boolean {
-  if (j > p) return false;
+  if (j > p || (window > 0 && j <= p - window)) return false;
   if (keyMask && keyMask[b * kvCap + j] === 0) return false;
   if (segIds && segIds[b * kvCap + j] !== segIds[b * kvCap + p]) return false;
   return true;
@@ -33,7 +35,10 @@ function dot(a: Floats, aOff: number, b: Floats, bOff: number, n: number): numbe
   return s;
 }
 
-/** Causal grouped-query attention; query i sits at absolute position Tk-Tq+i. */
+/**
+ * Causal grouped-query attention; query i sits at absolute position Tk-Tq+i. `window` > 0 limits
+ * each query to itself and the window − 1 keys before it (sliding-window layers).
+ */
 export function attentionForward(
   q: Floats,
   k: Floats,
@@ -50,6 +55,7 @@ export function attentionForward(
   keyMask: Int32Array | null,
   segIds: Int32Array | null,
   scale: number,
+  window = 0,
 ): void {
   const group = H / KVH;
   const scores = new Float64Array(Tk);
@@ -61,7 +67,7 @@ export function attentionForward(
         const qOff = ((b * Tq + i) * H + h) * D;
         let max = -Infinity;
         for (let j = 0; j < Tk; j++) {
-          scores[j] = keyVisible(b, j, p, kvCap, keyMask, segIds)
+          scores[j] = keyVisible(b, j, p, kvCap, keyMask, segIds, window)
             ? scale * dot(q, qOff, k, ((b * kvCap + j) * KVH + kvh) * D, D)
             : -Infinity;
           max = Math.max(max, scores[j]);
@@ -109,6 +115,7 @@ export function attentionBackward(
   keyMask: Int32Array | null,
   segIds: Int32Array | null,
   scale: number,
+  window = 0,
 ): void {
   const group = H / KVH;
   dq.fill(0, 0, B * T * H * D);
@@ -122,7 +129,7 @@ export function attentionBackward(
         const rowLse = lse[(b * H + h) * T + i];
         const rowDelta = dot(dout, qOff, out, qOff, D);
         for (let j = 0; j <= i; j++) {
-          if (!keyVisible(b, j, i, T, keyMask, segIds)) continue;
+          if (!keyVisible(b, j, i, T, keyMask, segIds, window)) continue;
           const kvOff = ((b * T + j) * KVH + kvh) * D;
           const prob = Math.exp(scale * dot(q, qOff, k, kvOff, D) - rowLse);
           const dScore = prob * (dot(dout, qOff, v, kvOff, D) - rowDelta);
@@ -226,9 +233,61 @@ function sigmoid(z: number): number {
   return 1 / (1 + Math.exp(-z));
 }
 
+/** gelu_tanh(x) = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), as torch's approximate='tanh'. */
+function geluTanh(x: number): number {
+  return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+}
+
+/** Each gate activation and its derivative. */
+const GATES: Record<GateActivation, { act(x: number): number; grad(x: number): number }> = {
+  silu: {
+    act: (x) => x * sigmoid(x),
+    grad: (x) => sigmoid(x) * (1 + x * (1 - sigmoid(x))),
+  },
+  gelu_tanh: {
+    act: geluTanh,
+    grad: (x) => {
+      const k = Math.sqrt(2 / Math.PI);
+      const t = Math.tanh(k * (x + 0.044715 * x ** 3));
+      return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x);
+    },
+  },
+};
+
+/** out = act(gate) * up. */
+export function gatedForward(
+  activation: GateActivation,
+  gate: Floats,
+  up: Floats,
+  out: Floats,
+  n: number,
+): void {
+  const { act } = GATES[activation];
+  for (let i = 0; i < n; i++) out[i] = act(gate[i]) * up[i];
+}
+
+/** dgate = dout * up * act'(gate), dup = dout * act(gate); outputs may alias gate / up. */
+export function gatedBackward(
+  activation: GateActivation,
+  gate: Floats,
+  up: Floats,
+  dout: Floats,
+  dgate: Floats,
+  dup: Floats,
+  n: number,
+): void {
+  const { act, grad } = GATES[activation];
+  for (let i = 0; i < n; i++) {
+    const g = gate[i];
+    const u = up[i];
+    dgate[i] = dout[i] * u * grad(g);
+    dup[i] = dout[i] * act(g);
+  }
+}
+
 /** out = silu(gate) * up. */
 export function swigluForward(gate: Floats, up: Floats, out: Floats, n: number): void {
-  for (let i = 0; i < n; i++) out[i] = gate[i] * sigmoid(gate[i]) * up[i];
+  gatedForward('silu', gate, up, out, n);
 }
 
 /** dgate = dout * up * silu'(gate), dup = dout * silu(gate); outputs may alias gate / up. */
@@ -240,13 +299,7 @@ export function swigluBackward(
   dup: Floats,
   n: number,
 ): void {
-  for (let i = 0; i < n; i++) {
-    const g = gate[i];
-    const u = up[i];
-    const s = sigmoid(g);
-    dgate[i] = dout[i] * u * s * (1 + g * (1 - s));
-    dup[i] = dout[i] * g * s;
-  }
+  gatedBackward('silu', gate, up, dout, dgate, dup, n);
 }
 
 /**

@@ -13,6 +13,10 @@ export interface AttentionShape {
   heads: number;
   kvHeads: number;
   headDim: number;
+  /** Score scale (default 1/√headDim). */
+  scale?: number;
+  /** Sliding window: a query sees itself and the window − 1 keys before it (0 or absent: all). */
+  window?: number;
 }
 
 /**
@@ -28,7 +32,7 @@ export function attention(
   segmentIds: Tensor | null = null,
 ): Tensor {
   const kern = kernels();
-  const { batch, seq, heads, kvHeads, headDim } = shape;
+  const { batch, seq, heads, kvHeads, headDim, window = 0 } = shape;
   const dims: AttentionDims = {
     batch,
     queryLen: seq,
@@ -37,7 +41,8 @@ export function attention(
     heads,
     kvHeads,
     headDim,
-    scale: 1 / Math.sqrt(headDim),
+    scale: shape.scale ?? 1 / Math.sqrt(headDim),
+    window,
   };
   const out = Tensor.empty(q.shape);
   const lse = Tensor.empty([batch, heads, seq]);

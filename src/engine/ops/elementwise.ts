@@ -1,4 +1,5 @@
-/** Residual add and the SwiGLU gate. */
+/** Residual add, scaling and the gated-MLP activations. */
+import type { GateActivation } from '../backend.ts';
 import { record } from '../tape.ts';
 import { Tensor } from '../tensor.ts';
 import { gemmIntoGrad, gradTarget, kernels } from './util.ts';
@@ -17,15 +18,16 @@ export function add(a: Tensor, b: Tensor): Tensor {
   return out;
 }
 
-/** silu(gate) · up. */
-export function swiglu(gate: Tensor, up: Tensor): Tensor {
+/** act(gate) · up. */
+export function gatedActivation(activation: GateActivation, gate: Tensor, up: Tensor): Tensor {
   const k = kernels();
   const out = Tensor.empty(gate.shape);
-  k.swigluForward(gate.operand(), up.operand(), out.operand(), gate.size);
+  k.gatedForward(activation, gate.operand(), up.operand(), out.operand(), gate.size);
   record(out, [gate, up], (dy) => {
     const dGate = gradTarget(gate);
     const dUp = gradTarget(up);
-    k.swigluBackward(
+    k.gatedBackward(
+      activation,
       gate.operand(),
       up.operand(),
       dy.operand(),
@@ -35,6 +37,22 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
     );
     dGate.commit();
     dUp.commit();
+  });
+  return out;
+}
+
+/** silu(gate) · up. */
+export function swiglu(gate: Tensor, up: Tensor): Tensor {
+  return gatedActivation('silu', gate, up);
+}
+
+/** factor · x (Gemma's embedding scale). */
+export function scale(x: Tensor, factor: number): Tensor {
+  const k = kernels();
+  const out = Tensor.empty(x.shape);
+  k.axpby(x.operand(), out.operand(), x.size, factor, 0);
+  record(out, [x], (dy) => {
+    gemmIntoGrad(x, (g, beta) => k.axpby(dy.operand(), g.operand(), x.size, factor, beta));
   });
   return out;
 }

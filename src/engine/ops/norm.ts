@@ -1,11 +1,16 @@
-/** RMSNorm: x · rsqrt(mean(x²) + eps) · w over the last dimension. */
+/**
+ * RMSNorm: x · rsqrt(mean(x²) + eps) · w over consecutive groups of w.size elements: the last
+ * dimension, or each head of a [tokens, heads·headDim] projection when w is [headDim] (q/k norms).
+ */
 import { record } from '../tape.ts';
 import { Tensor } from '../tensor.ts';
-import { gradTarget, kernels, matrixDims, zeroedGrad } from './util.ts';
+import { gradTarget, kernels, zeroedGrad } from './util.ts';
 
 export function rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
   const k = kernels();
-  const [rows, dim] = matrixDims(x);
+  const dim = w.size;
+  const rows = x.size / dim;
+  if (!Number.isInteger(rows)) throw new Error(`rmsNorm: [${x.shape}] is not in groups of ${dim}`);
   const out = Tensor.empty(x.shape);
   const rstd = Tensor.empty([rows]);
   k.rmsnormForward(x.operand(), w.operand(), out.operand(), rstd.operand(), rows, dim, eps);

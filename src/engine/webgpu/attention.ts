@@ -11,7 +11,7 @@
  *   so no float atomics are needed and dk/dv are overwritten with the group's sum.
  *
  * Visibility of key j to query position p: j <= p, keyMask[b, j] != 0 and seg[b, j] == seg[b, p]
- * (each optional). Scores use finite sentinels, never infinities.
+ * (each optional), and p - j < window in a sliding-window layer (window > 0). Scores use finite sentinels, never infinities.
  */
 import type { KernelDef } from './kernel-def.ts';
 import { ELEMENTWISE_WORKGROUP, FLAT_INDEX } from './elementwise.ts';
@@ -48,7 +48,7 @@ function maskBuffers(m: Masking) {
 function visibleFn(m: Masking): string {
   return `
 fn visible(b: u32, p: u32, j: u32) -> bool {
-  if (j > p) { return false; }
+  if (j > p || (P.window > 0u && j + P.window <= p)) { return false; }
   ${m.keyMask ? 'if (keyMask[P.keyMask_off + b * P.kvCap + j] == 0) { return false; }' : ''}
   ${m.segIds ? 'if (segIds[P.segIds_off + b * P.kvCap + j] != segIds[P.segIds_off + b * P.kvCap + p]) { return false; }' : ''}
   return true;
@@ -88,6 +88,7 @@ function forwardKernel(D: number, m: Masking): KernelDef {
       KVH: 'u32',
       scale: 'f32',
       emptyRowLse: 'f32',
+      window: 'u32',
     },
     buffers: [
       { name: 'q', dtype: 'f32', access: 'read' },
@@ -179,7 +180,14 @@ const DELTA: KernelDef = {
 };
 
 /** Uniform params of both the dq and the dk/dv kernel. */
-const BACKWARD_PARAMS = { T: 'u32', kvCap: 'u32', H: 'u32', KVH: 'u32', scale: 'f32' } as const;
+const BACKWARD_PARAMS = {
+  T: 'u32',
+  kvCap: 'u32',
+  H: 'u32',
+  KVH: 'u32',
+  scale: 'f32',
+  window: 'u32',
+} as const;
 
 function backwardBuffers(m: Masking, outputs: string[]) {
   return [
@@ -357,6 +365,7 @@ export function attentionForward(
   keyMask: BufferRef | null,
   segIds: BufferRef | null,
   scale: number,
+  window = 0,
 ): void {
   const def = forwardKernel(D, { keyMask: keyMask !== null, segIds: segIds !== null });
   runner.dispatch(
@@ -369,7 +378,7 @@ export function attentionForward(
       lse: { ref: lse, elements: B * H * Tq },
       ...maskArgs(B, kvCap, keyMask, segIds),
     },
-    { Tq, Tk, kvCap, H, KVH, scale, emptyRowLse: EMPTY_ROW_LSE },
+    { Tq, Tk, kvCap, H, KVH, scale, emptyRowLse: EMPTY_ROW_LSE, window },
     [Math.ceil(Tq / ROWS_PER_WORKGROUP), B * H],
   );
 }
@@ -394,6 +403,7 @@ export function attentionBackward(
   keyMask: BufferRef | null,
   segIds: BufferRef | null,
   scale: number,
+  window = 0,
 ): void {
   const qElements = B * T * H * D;
   const kvElements = B * T * KVH * D;
@@ -418,7 +428,7 @@ export function attentionBackward(
     delta: { ref: delta, elements: B * H * T },
     ...maskArgs(B, T, keyMask, segIds),
   };
-  const params = { T, kvCap: T, H, KVH, scale };
+  const params = { T, kvCap: T, H, KVH, scale, window };
   const blocks = Math.ceil(T / ROWS_PER_WORKGROUP);
   runner.dispatch(
     dqKernel(D, masking),

@@ -5,7 +5,14 @@
  * table read or written through an index list as what fits between the offset and the end of
  * its storage (the indices live on the GPU, so which rows are touched is unknown here).
  */
-import type { AttentionDims, GemmOptions, Kernels, Operand, Storage } from '../backend.ts';
+import type {
+  AttentionDims,
+  GateActivation,
+  GemmOptions,
+  Kernels,
+  Operand,
+  Storage,
+} from '../backend.ts';
 import { DTYPE_BYTES, type DType } from '../dtype.ts';
 import type { BufferRef } from './buffer-ref.ts';
 import type { GemmDtype } from './gemm.ts';
@@ -74,6 +81,7 @@ export class WebGpuKernelSet implements Kernels {
       optionalRef(keyMask),
       optionalRef(segmentIds),
       d.scale,
+      d.window ?? 0,
     );
   }
 
@@ -109,6 +117,7 @@ export class WebGpuKernelSet implements Kernels {
       optionalRef(keyMask),
       optionalRef(segmentIds),
       d.scale,
+      d.window ?? 0,
     );
   }
 
@@ -178,11 +187,18 @@ export class WebGpuKernelSet implements Kernels {
     );
   }
 
-  swigluForward(gate: Operand, up: Operand, out: Operand, n: number): void {
-    this.gpu.swigluForward(bufferRef(gate), bufferRef(up), bufferRef(out), n);
+  gatedForward(
+    activation: GateActivation,
+    gate: Operand,
+    up: Operand,
+    out: Operand,
+    n: number,
+  ): void {
+    this.gpu.gatedForward(activation, bufferRef(gate), bufferRef(up), bufferRef(out), n);
   }
 
-  swigluBackward(
+  gatedBackward(
+    activation: GateActivation,
     gate: Operand,
     up: Operand,
     dout: Operand,
@@ -190,7 +206,8 @@ export class WebGpuKernelSet implements Kernels {
     dup: Operand,
     n: number,
   ): void {
-    this.gpu.swigluBackward(
+    this.gpu.gatedBackward(
+      activation,
       bufferRef(gate),
       bufferRef(up),
       bufferRef(dout),

@@ -1,7 +1,9 @@
 /**
- * One-thread-per-element kernels over flat f32 vectors: SwiGLU forward/backward and scaling.
+ * One-thread-per-element kernels over flat f32 vectors: the gated-MLP activations (SwiGLU,
+ * GELU-tanh) forward/backward and scaling.
  * Vectors longer than one storage binding are processed in binding-sized chunks.
  */
+import type { GateActivation } from '../backend.ts';
 import type { KernelDef } from './kernel-def.ts';
 import { advance, type BufferRef } from './buffer-ref.ts';
 import type { KernelRunner } from './runner.ts';
@@ -49,48 +51,69 @@ export function launchFlat(
 
 const SIGMOID = 'fn sigmoid(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }';
 
-const SWIGLU_FORWARD: KernelDef = {
-  key: 'swiglu-forward',
-  params: { n: 'u32' },
-  buffers: [
-    { name: 'gate', dtype: 'f32', access: 'read' },
-    { name: 'up', dtype: 'f32', access: 'read' },
-    { name: 'out', dtype: 'f32', access: 'read_write' },
-  ],
-  workgroupSize: [ELEMENTWISE_WORKGROUP],
-  prelude: SIGMOID,
-  body: `
-  ${FLAT_INDEX}
-  if (i >= P.n) { return; }
-  let g = gate[P.gate_off + i];
-  out[P.out_off + i] = g * sigmoid(g) * up[P.up_off + i];
-`,
+/** WGSL `act(g)` and `act_grad(g)` of each gate activation of the gated MLP. */
+const ACTIVATIONS: Record<GateActivation, string> = {
+  silu: `${SIGMOID}
+fn act(g: f32) -> f32 { return g * sigmoid(g); }
+// d/dg [g * sigmoid(g)] = sigmoid(g) * (1 + g * (1 - sigmoid(g)))
+fn act_grad(g: f32) -> f32 { let s = sigmoid(g); return s * (1.0 + g * (1.0 - s)); }`,
+  // 0.5·x·(1 + tanh(u)) = x·σ(2u), u = √(2/π)·(x + 0.044715·x³)
+  gelu_tanh: `${SIGMOID}
+const GELU_K: f32 = 0.7978845608028654;
+const GELU_C: f32 = 0.044715;
+fn gelu_sigmoid(x: f32) -> f32 { return sigmoid(2.0 * GELU_K * (x + GELU_C * x * x * x)); }
+fn act(g: f32) -> f32 { return g * gelu_sigmoid(g); }
+fn act_grad(g: f32) -> f32 {
+  let s = gelu_sigmoid(g);
+  return s + g * s * (1.0 - s) * 2.0 * GELU_K * (1.0 + 3.0 * GELU_C * g * g);
+}`,
 };
 
-const SWIGLU_BACKWARD: KernelDef = {
-  key: 'swiglu-backward',
-  params: { n: 'u32' },
-  buffers: [
-    { name: 'gate', dtype: 'f32', access: 'read' },
-    { name: 'up', dtype: 'f32', access: 'read' },
-    { name: 'dout', dtype: 'f32', access: 'read' },
-    { name: 'dgate', dtype: 'f32', access: 'read_write' },
-    { name: 'dup', dtype: 'f32', access: 'read_write' },
-  ],
-  workgroupSize: [ELEMENTWISE_WORKGROUP],
-  prelude: SIGMOID,
-  body: `
+function gatedForwardDef(activation: GateActivation): KernelDef {
+  return {
+    key: `gated-${activation}-forward`,
+    params: { n: 'u32' },
+    buffers: [
+      { name: 'gate', dtype: 'f32', access: 'read' },
+      { name: 'up', dtype: 'f32', access: 'read' },
+      { name: 'out', dtype: 'f32', access: 'read_write' },
+    ],
+    workgroupSize: [ELEMENTWISE_WORKGROUP],
+    prelude: ACTIVATIONS[activation],
+    body: `
+  ${FLAT_INDEX}
+  if (i >= P.n) { return; }
+  out[P.out_off + i] = act(gate[P.gate_off + i]) * up[P.up_off + i];
+`,
+  };
+}
+
+function gatedBackwardDef(activation: GateActivation): KernelDef {
+  return {
+    key: `gated-${activation}-backward`,
+    params: { n: 'u32' },
+    buffers: [
+      { name: 'gate', dtype: 'f32', access: 'read' },
+      { name: 'up', dtype: 'f32', access: 'read' },
+      { name: 'dout', dtype: 'f32', access: 'read' },
+      { name: 'dgate', dtype: 'f32', access: 'read_write' },
+      { name: 'dup', dtype: 'f32', access: 'read_write' },
+    ],
+    workgroupSize: [ELEMENTWISE_WORKGROUP],
+    prelude: ACTIVATIONS[activation],
+    body: `
   ${FLAT_INDEX}
   if (i >= P.n) { return; }
   let g = gate[P.gate_off + i];
-  let u = up[P.up_off + i];
   let d = dout[P.dout_off + i];
-  let s = sigmoid(g);
-  // d/dg [g * sigmoid(g)] = sigmoid(g) * (1 + g * (1 - sigmoid(g)))
-  dgate[P.dgate_off + i] = d * u * s * (1.0 + g * (1.0 - s));
-  dup[P.dup_off + i] = d * g * s;
+  dgate[P.dgate_off + i] = d * up[P.up_off + i] * act_grad(g);
+  dup[P.dup_off + i] = d * act(g);
 `,
-};
+  };
+}
+
+const GATED_FORWARD = { silu: gatedForwardDef('silu'), gelu_tanh: gatedForwardDef('gelu_tanh') };
+const GATED_BACKWARD = { silu: gatedBackwardDef('silu'), gelu_tanh: gatedBackwardDef('gelu_tanh') };
 
 const SCALE: KernelDef = {
   key: 'scale',
@@ -107,20 +130,22 @@ const SCALE: KernelDef = {
 `,
 };
 
-/** out = silu(gate) * up. */
-export function swigluForward(
+/** out = act(gate) * up: silu (SwiGLU) or gelu_tanh. */
+export function gatedForward(
   runner: KernelRunner,
+  activation: GateActivation,
   gate: BufferRef,
   up: BufferRef,
   out: BufferRef,
   n: number,
 ): void {
-  launchFlat(runner, SWIGLU_FORWARD, { gate, up, out }, n);
+  launchFlat(runner, GATED_FORWARD[activation], { gate, up, out }, n);
 }
 
 /** dgate, dup (overwritten) from dout. */
-export function swigluBackward(
+export function gatedBackward(
   runner: KernelRunner,
+  activation: GateActivation,
   gate: BufferRef,
   up: BufferRef,
   dout: BufferRef,
@@ -128,7 +153,7 @@ export function swigluBackward(
   dup: BufferRef,
   n: number,
 ): void {
-  launchFlat(runner, SWIGLU_BACKWARD, { gate, up, dout, dgate, dup }, n);
+  launchFlat(runner, GATED_BACKWARD[activation], { gate, up, dout, dgate, dup }, n);
 }
 
 /** out = alpha * x (out may be x). */

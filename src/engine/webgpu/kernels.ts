@@ -17,7 +17,7 @@ import {
   ceOnlineChunk,
   ceOnlineFinish,
 } from './cross-entropy.ts';
-import { scale, swigluBackward, swigluForward } from './elementwise.ts';
+import { gatedBackward, gatedForward, scale } from './elementwise.ts';
 import { gemm, type GemmArgs } from './gemm.ts';
 import { rmsnormBackward, rmsnormForward } from './rmsnorm.ts';
 import { ropeApply } from './rope.ts';
@@ -29,6 +29,17 @@ import { add, axpby, convert, dropout, fill, scaleByScalar } from './vector-ops.
 type Tail<F> = F extends (runner: KernelRunner, ...rest: infer R) => infer Ret
   ? (...args: R) => Ret
   : never;
+
+/** A gated-MLP kernel with its activation bound. */
+type GatedForward = (gate: BufferRef, up: BufferRef, out: BufferRef, n: number) => void;
+type GatedBackward = (
+  gate: BufferRef,
+  up: BufferRef,
+  dout: BufferRef,
+  dgate: BufferRef,
+  dup: BufferRef,
+  n: number,
+) => void;
 
 export class WebGpuKernels {
   readonly runner: KernelRunner;
@@ -54,8 +65,10 @@ export class WebGpuKernels {
   rmsnormBackward: Tail<typeof rmsnormBackward> = (...args) =>
     rmsnormBackward(this.runner, ...args);
   ropeApply: Tail<typeof ropeApply> = (...args) => ropeApply(this.runner, ...args);
-  swigluForward: Tail<typeof swigluForward> = (...args) => swigluForward(this.runner, ...args);
-  swigluBackward: Tail<typeof swigluBackward> = (...args) => swigluBackward(this.runner, ...args);
+  gatedForward: Tail<typeof gatedForward> = (...args) => gatedForward(this.runner, ...args);
+  gatedBackward: Tail<typeof gatedBackward> = (...args) => gatedBackward(this.runner, ...args);
+  swigluForward: GatedForward = (...args) => gatedForward(this.runner, 'silu', ...args);
+  swigluBackward: GatedBackward = (...args) => gatedBackward(this.runner, 'silu', ...args);
   ceChunkForward: Tail<typeof ceChunkForward> = (...args) => ceChunkForward(this.runner, ...args);
   ceChunkBackward: Tail<typeof ceChunkBackward> = (...args) =>
     ceChunkBackward(this.runner, ...args);

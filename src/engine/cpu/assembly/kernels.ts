@@ -174,6 +174,11 @@ function sinCos(angle: f64): v128 {
   return pos + 1;
 }
 
+/** The first key a query at `pos` may see: 0, or pos − window + 1 in a sliding-window layer. */
+@inline function firstKey(pos: i32, window: i32): i32 {
+  return window > 0 ? max(0, pos - window + 1) : 0;
+}
+
 /** [x.a, x.b, x.c, x.d] for rows of length D. */
 function dot4(x: usize, a: usize, b: usize, c: usize, d: usize, D: i32): v128 {
   let sa = splat(0);
@@ -262,7 +267,7 @@ function scaleInPlace(y: usize, alpha: f32, n: i32): void {
 export function attentionForward(
   q: usize, k: usize, v: usize, out: usize, lse: usize,
   B: i32, Tq: i32, Tk: i32, kvCap: i32, H: i32, KVH: i32, D: i32,
-  keyMask: usize, segIds: usize, scale: f32, start: i32, end: i32,
+  keyMask: usize, segIds: usize, scale: f32, window: i32, start: i32, end: i32,
 ): void {
   const group = H / KVH;
   const keyStride = <usize>(KVH * D) << 2;
@@ -281,7 +286,7 @@ export function attentionForward(
       fillZero(oRow, D);
       let runMax: f32 = -Infinity;
       let runSum: f32 = 0;
-      let j0 = nextVisibleKey(0, pos, maskRow, segRow, querySeg);
+      let j0 = nextVisibleKey(firstKey(pos, window), pos, maskRow, segRow, querySeg);
       while (j0 <= pos) {
         const j1 = nextVisibleKey(j0 + 1, pos, maskRow, segRow, querySeg);
         const j2 = nextVisibleKey(j1 + 1, pos, maskRow, segRow, querySeg);
@@ -383,7 +388,7 @@ export function attentionBackward(
   q: usize, k: usize, v: usize, out: usize, lse: usize, dout: usize,
   dq: usize, dk: usize, dv: usize,
   B: i32, T: i32, H: i32, KVH: i32, D: i32,
-  keyMask: usize, segIds: usize, scale: f32, start: i32, end: i32,
+  keyMask: usize, segIds: usize, scale: f32, window: i32, start: i32, end: i32,
 ): void {
   const group = H / KVH;
   const keyStride = <usize>(KVH * D) << 2;
@@ -402,7 +407,7 @@ export function attentionBackward(
           q + rowOffset, dout + rowOffset, dq + rowOffset,
           load<f32>(at(lse, (b * H + h) * T + i)), dot(dout + rowOffset, out + rowOffset, D),
           k + headOffset, v + headOffset, dk + headOffset, dv + headOffset, keyStride,
-          0, i, maskRow, segRow, segRow ? load<i32>(at(segRow, i)) : 0, D, scale,
+          firstKey(i, window), i, maskRow, segRow, segRow ? load<i32>(at(segRow, i)) : 0, D, scale,
         );
       }
     }
@@ -416,7 +421,7 @@ export function attentionBackward(
 export function attentionBackwardQuery(
   q: usize, k: usize, v: usize, out: usize, lse: usize, dout: usize, dq: usize,
   B: i32, T: i32, H: i32, KVH: i32, D: i32,
-  keyMask: usize, segIds: usize, scale: f32, start: i32, end: i32,
+  keyMask: usize, segIds: usize, scale: f32, window: i32, start: i32, end: i32,
 ): void {
   const group = H / KVH;
   const keyStride = <usize>(KVH * D) << 2;
@@ -433,7 +438,7 @@ export function attentionBackwardQuery(
         q + rowOffset, dout + rowOffset, dq + rowOffset,
         load<f32>(at(lse, (b * H + h) * T + i)), dot(dout + rowOffset, out + rowOffset, D),
         k + headOffset, v + headOffset, 0, 0, keyStride,
-        0, i, maskRow, segRow, segRow ? load<i32>(at(segRow, i)) : 0, D, scale,
+        firstKey(i, window), i, maskRow, segRow, segRow ? load<i32>(at(segRow, i)) : 0, D, scale,
       );
     }
   }
@@ -447,7 +452,7 @@ export function attentionBackwardQuery(
 export function attentionBackwardKeyValue(
   q: usize, k: usize, v: usize, out: usize, lse: usize, dout: usize, dk: usize, dv: usize,
   B: i32, T: i32, H: i32, KVH: i32, D: i32,
-  keyMask: usize, segIds: usize, scale: f32, keyBlock: i32, start: i32, end: i32,
+  keyMask: usize, segIds: usize, scale: f32, window: i32, keyBlock: i32, start: i32, end: i32,
 ): void {
   const group = H / KVH;
   const keyStride = <usize>(KVH * D) << 2;
@@ -461,14 +466,16 @@ export function attentionBackwardKeyValue(
     zeroKeyRows(dk + headOffset, dv + headOffset, keyStride, first, last, D);
     const maskRow = keyMask ? at(keyMask, b * T) : 0;
     const segRow = segIds ? at(segIds, b * T) : 0;
+    // With a window, queries past last + window − 1 see none of this block's keys.
+    const lastQuery = window > 0 ? min(T, last + window) : T;
     for (let h = kvh * group; h < (kvh + 1) * group; h++) {
-      for (let i = first; i < T; i++) {
+      for (let i = first; i < lastQuery; i++) {
         const rowOffset = <usize>(((b * T + i) * H + h) * D) << 2;
         backwardRow(
           q + rowOffset, dout + rowOffset, 0,
           load<f32>(at(lse, (b * H + h) * T + i)), dot(dout + rowOffset, out + rowOffset, D),
           k + headOffset, v + headOffset, dk + headOffset, dv + headOffset, keyStride,
-          first, min(i, last), maskRow, segRow, segRow ? load<i32>(at(segRow, i)) : 0, D, scale,
+          max(first, firstKey(i, window)), min(i, last), maskRow, segRow, segRow ? load<i32>(at(segRow, i)) : 0, D, scale,
         );
       }
     }
@@ -638,28 +645,57 @@ export function ropeApply(
 // Element-wise kernels. Each formula is written once on vectors; the scalar tail runs it on a
 // splatted element and stores lane 0. Work items: elements.
 
-@inline function swigluVec(gate: v128, up: v128): v128 {
-  return f32x4.mul(f32x4.mul(gate, sigmoidv(gate)), up);
+// Gate activations of the gated MLP, down(act(gate) · up): SiLU (Llama, Qwen) and GELU-tanh
+// (Gemma). GELU-tanh is written with the sigmoid: 0.5·x·(1 + tanh(u)) = x·σ(2u),
+// u = √(2/π)·(x + 0.044715·x³).
+const ACT_SILU: i32 = 0;
+const ACT_GELU_TANH: i32 = 1;
+const GELU_K: f32 = 0.7978845608028654; // √(2/π)
+const GELU_C: f32 = 0.044715;
+
+/** σ(2u) of GELU-tanh at x. */
+@inline function geluSigmoidv(x: v128): v128 {
+  const u = f32x4.mul(splat(GELU_K), madd(f32x4.mul(splat(GELU_C), x), f32x4.mul(x, x), x));
+  return sigmoidv(f32x4.add(u, u));
 }
 
-/** out = silu(gate) * up. */
-export function swigluForward(gate: usize, up: usize, out: usize, n: i32, start: i32, end: i32): void {
+/** act(g). */
+@inline function activationv(g: v128, act: i32): v128 {
+  return f32x4.mul(g, act == ACT_GELU_TANH ? geluSigmoidv(g) : sigmoidv(g));
+}
+
+/** act'(g). */
+@inline function activationGradv(g: v128, act: i32): v128 {
+  if (act == ACT_GELU_TANH) {
+    // d/dx x·σ(2u) = s + x·s·(1 − s)·2u', u' = √(2/π)·(1 + 3·0.044715·x²)
+    const s = geluSigmoidv(g);
+    const du2 = f32x4.mul(splat(2 * GELU_K), madd(splat(3 * GELU_C), f32x4.mul(g, g), splat(1)));
+    return madd(f32x4.mul(f32x4.mul(g, s), f32x4.sub(splat(1), s)), du2, s);
+  }
+  // silu'(g) = s * (1 + g * (1 - s))
+  const s = sigmoidv(g);
+  return f32x4.mul(s, madd(g, f32x4.sub(splat(1), s), splat(1)));
+}
+
+@inline function gatedForward(gate: usize, up: usize, out: usize, act: i32, start: i32, end: i32): void {
   let i = start;
-  for (; i + 4 <= end; i += 4) v128.store(at(out, i), swigluVec(v128.load(at(gate, i)), v128.load(at(up, i))));
+  for (; i + 4 <= end; i += 4) {
+    v128.store(at(out, i), f32x4.mul(activationv(v128.load(at(gate, i)), act), v128.load(at(up, i))));
+  }
   for (; i < end; i++) {
-    v128.store32_lane(at(out, i), swigluVec(v128.load32_splat(at(gate, i)), v128.load32_splat(at(up, i))), 0);
+    const g = v128.load32_splat(at(gate, i));
+    v128.store32_lane(at(out, i), f32x4.mul(activationv(g, act), v128.load32_splat(at(up, i))), 0);
   }
 }
 
-@inline function swigluBackwardAt(gate: usize, up: usize, dout: usize, dgate: usize, dup: usize, wide: bool): void {
+@inline function gatedBackwardAt(
+  gate: usize, up: usize, dout: usize, dgate: usize, dup: usize, act: i32, wide: bool,
+): void {
   const g = wide ? v128.load(gate) : v128.load32_splat(gate);
   const u = wide ? v128.load(up) : v128.load32_splat(up);
   const d = wide ? v128.load(dout) : v128.load32_splat(dout);
-  const s = sigmoidv(g);
-  // silu'(g) = s * (1 + g * (1 - s))
-  const dsilu = f32x4.mul(s, madd(g, f32x4.sub(splat(1), s), splat(1)));
-  const dg = f32x4.mul(f32x4.mul(d, u), dsilu);
-  const du = f32x4.mul(d, f32x4.mul(g, s));
+  const dg = f32x4.mul(f32x4.mul(d, u), activationGradv(g, act));
+  const du = f32x4.mul(d, activationv(g, act));
   if (wide) {
     v128.store(dgate, dg);
     v128.store(dup, du);
@@ -669,13 +705,36 @@ export function swigluForward(gate: usize, up: usize, out: usize, n: i32, start:
   }
 }
 
+@inline function gatedBackward(
+  gate: usize, up: usize, dout: usize, dgate: usize, dup: usize, act: i32, start: i32, end: i32,
+): void {
+  let i = start;
+  for (; i + 4 <= end; i += 4) gatedBackwardAt(at(gate, i), at(up, i), at(dout, i), at(dgate, i), at(dup, i), act, true);
+  for (; i < end; i++) gatedBackwardAt(at(gate, i), at(up, i), at(dout, i), at(dgate, i), at(dup, i), act, false);
+}
+
+/** out = silu(gate) * up. */
+export function swigluForward(gate: usize, up: usize, out: usize, n: i32, start: i32, end: i32): void {
+  gatedForward(gate, up, out, ACT_SILU, start, end);
+}
+
 /** dgate = dout * up * silu'(gate), dup = dout * silu(gate); dgate / dup may be gate / up. */
 export function swigluBackward(
   gate: usize, up: usize, dout: usize, dgate: usize, dup: usize, n: i32, start: i32, end: i32,
 ): void {
-  let i = start;
-  for (; i + 4 <= end; i += 4) swigluBackwardAt(at(gate, i), at(up, i), at(dout, i), at(dgate, i), at(dup, i), true);
-  for (; i < end; i++) swigluBackwardAt(at(gate, i), at(up, i), at(dout, i), at(dgate, i), at(dup, i), false);
+  gatedBackward(gate, up, dout, dgate, dup, ACT_SILU, start, end);
+}
+
+/** out = gelu_tanh(gate) * up. */
+export function geluTanhGateForward(gate: usize, up: usize, out: usize, n: i32, start: i32, end: i32): void {
+  gatedForward(gate, up, out, ACT_GELU_TANH, start, end);
+}
+
+/** dgate = dout * up * gelu_tanh'(gate), dup = dout * gelu_tanh(gate); may alias gate / up. */
+export function geluTanhGateBackward(
+  gate: usize, up: usize, dout: usize, dgate: usize, dup: usize, n: i32, start: i32, end: i32,
+): void {
+  gatedBackward(gate, up, dout, dgate, dup, ACT_GELU_TANH, start, end);
 }
 
 @inline function adamwAt(
