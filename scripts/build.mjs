@@ -29,8 +29,11 @@ execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], {
   stdio: 'inherit',
 });
 
-// Plain-JS modules (the pool worker) are not compiled; copy them beside their importers.
+// Plain-JS modules (the pool worker) are not compiled; copy them beside their importers. The
+// tokenizer worker's tsx bootstrap is for checkouts only: dist/ runs the compiled service.
+const checkoutOnly = new Set(['serve/tokenize-worker.mjs']);
 for (const file of walk(src).filter((f) => f.endsWith('.mjs'))) {
+  if (checkoutOnly.has(relative(src, file))) continue;
   cpSync(file, join(dist, relative(src, file)));
 }
 

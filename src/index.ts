@@ -157,6 +157,17 @@ export {
   type EvalComparisonJson,
 } from './eval/report.ts';
 
+// ---- Export (GGUF for llama.cpp / LM Studio, Ollama folders) -----------------------------------
+export {
+  EXPORT_FORMATS,
+  exportDefaults,
+  runExport,
+  type ExportFormat,
+  type ExportOptions,
+  type ExportResult,
+} from './export/run.ts';
+export { EXPORT_TYPES, type ExportType } from './export/quant-mix.ts';
+
 // ---- Serving (OpenAI-compatible HTTP API) -------------------------------------------------------
 export { createServer, type LoraforgeServer, type ServeOptions } from './serve/server.ts';
 export {

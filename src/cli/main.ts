@@ -4,6 +4,7 @@ import { registerChat } from './commands/chat.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerDownload } from './commands/download.ts';
 import { registerEval } from './commands/eval.ts';
+import { registerExport } from './commands/export.ts';
 import { registerGenerate } from './commands/generate.ts';
 import { registerMerge } from './commands/merge.ts';
 import { registerServe } from './commands/serve.ts';
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
     registerEval,
     registerServe,
     registerMerge,
+    registerExport,
     registerDownload,
   ]) {
     register(program);

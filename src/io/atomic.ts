@@ -38,14 +38,28 @@ export function writeFileAtomic(
   path: string,
   chunks: Uint8Array | string | (Uint8Array | string)[],
 ): void {
+  writeFileAtomicStreaming(path, (write) => {
+    for (const chunk of Array.isArray(chunks) ? chunks : [chunks]) {
+      write(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk);
+    }
+  });
+}
+
+/**
+ * Writes `path` atomically from a producer that hands over bytes piece by piece (a file larger
+ * than memory): if the producer throws, the temporary file is removed and `path` is untouched.
+ */
+export function writeFileAtomicStreaming(
+  path: string,
+  produce: (write: (bytes: Uint8Array) => void) => void,
+): void {
   const tmp = tempSibling(path);
   const fd = openSync(tmp, 'w');
   try {
-    for (const chunk of Array.isArray(chunks) ? chunks : [chunks]) {
-      const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+    produce((bytes) => {
       let off = 0;
       while (off < bytes.byteLength) off += writeSync(fd, bytes, off, bytes.byteLength - off);
-    }
+    });
     fsyncSync(fd);
   } catch (err) {
     closeSync(fd);

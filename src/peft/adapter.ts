@@ -53,9 +53,21 @@ export function adaptableModules(model: DecoderModel): AdaptableModule[] {
   ];
 }
 
+/** What an adapter file's layout depends on: a module's path, kind and shapes (no weights). */
+export interface ModuleLayout {
+  path: string;
+  kind: AdaptableModule['kind'];
+  shape: readonly number[];
+  biasShape: readonly number[] | null;
+}
+
+export function layoutOf(m: AdaptableModule): ModuleLayout {
+  return { path: m.path, kind: m.kind, shape: m.weight.shape, biasShape: m.bias?.shape ?? null };
+}
+
 /** [A shape, B shape] of a module's LoRA of rank r. */
-export function loraShapes(m: AdaptableModule, r: number): [number[], number[]] {
-  const [rows, cols] = m.weight.shape as [number, number];
+export function loraShapes(m: Pick<ModuleLayout, 'kind' | 'shape'>, r: number): [number[], number[]] {
+  const [rows, cols] = m.shape as [number, number];
   return m.kind === 'embedding'
     ? [
         [r, rows],
@@ -67,7 +79,6 @@ export function loraShapes(m: AdaptableModule, r: number): [number[], number[]] 
       ];
 }
 
-/** Modules of `model` the config adapts (PEFT's check_target_module_exists). */
 export function targetedModules(model: DecoderModel, config: LoraConfig): AdaptableModule[] {
   return adaptableModules(model).filter((m) => isTargeted(config, m.path, m.kind === 'linear'));
 }
@@ -132,7 +143,7 @@ export class LoraAdapter {
         );
       }
       const { r, scale } = moduleLora(config, m.path);
-      const [aShape, bShape] = loraShapes(m, r);
+      const [aShape, bShape] = loraShapes(layoutOf(m), r);
       const inFeatures = aShape[1]!;
       if (isResidualInit(config.init)) {
         const start = residualStart(config.init, m, r, scale);

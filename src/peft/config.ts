@@ -16,6 +16,9 @@ export type LoraBias = 'none' | 'all' | 'lora_only';
  */
 export type LoraInit = 'kaiming' | 'gaussian' | 'pissa' | 'olora';
 
+/** The module names a config's list may name, for error messages. */
+export const LINEAR_MODULE_NAMES = [...PROJECTION_NAMES, LM_HEAD_PATH] as const;
+
 /**
  * The LoRA options of `loraforge train`, declared once (LLaMA-Factory's YAML names; PEFT's field
  * in each help): the CLI flags, YAML validation, `LoraConfig` defaults and its checks derive from it.
@@ -108,12 +111,25 @@ export function loraConfigFromOptions(
     if (!/^\d+$/.test(s)) throw new LoraforgeError(`lora_layers: "${s}" is not a layer index`);
     return Number(s);
   });
+  const targets = v.lora_target === 'all-linear' ? 'all-linear' : commaList(v.lora_target)!;
+  if (Array.isArray(targets)) {
+    // A list names modules by their last part (q_proj) or a '.'-suffix of the path: a typo would
+    // adapt nothing, so it is refused here, before the model loads.
+    const known: readonly string[] = [...LINEAR_MODULE_NAMES, 'embed_tokens'];
+    const unknown = targets.filter((t) => !known.includes(t.split('.').at(-1)!));
+    if (unknown.length) {
+      throw new LoraforgeError(
+        `lora_target: target_modules ${JSON.stringify(unknown)} are not projections of this model`,
+        `choose from ${known.join(', ')} (or '.'-suffixes of module paths), or all-linear`,
+      );
+    }
+  }
   return checkConfig(
     {
       r: v.lora_rank,
       loraAlpha: v.lora_alpha,
       loraDropout: v.lora_dropout,
-      targetModules: v.lora_target === 'all-linear' ? 'all-linear' : commaList(v.lora_target)!,
+      targetModules: targets,
       excludeModules: commaList(v.lora_exclude),
       layersToTransform: layers ?? null,
       layersPattern: null,
@@ -312,5 +328,3 @@ export function makeLoraConfig(partial: Partial<LoraConfig>, where = 'lora confi
   return checkConfig({ ...DEFAULT_LORA_CONFIG, ...partial }, where);
 }
 
-/** The module names a config's list may name, for error messages. */
-export const LINEAR_MODULE_NAMES = [...PROJECTION_NAMES, LM_HEAD_PATH] as const;

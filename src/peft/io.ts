@@ -16,7 +16,9 @@ import {
   type TensorSource,
 } from '../io/safetensors.ts';
 import { loadTensor } from '../models/load.ts';
-import type { DecoderModel } from '../models/decoder.ts';
+import type { DecoderConfig } from '../models/config.ts';
+import { PROJECTION_NAMES, projectionPath, type DecoderModel } from '../models/decoder.ts';
+import { hasBias, projectionShapes } from '../models/shapes.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { Tensor } from '../engine/tensor.ts';
 import {
@@ -24,11 +26,13 @@ import {
   biasIsTrained,
   hostF32,
   LoraAdapter,
+  layoutOf,
   loraShapes,
   peftKey,
   residualStart,
   targetedModules,
   type LoraPair,
+  type ModuleLayout,
   type ResidualStart,
 } from './adapter.ts';
 import {
@@ -44,6 +48,7 @@ import {
   EMBED_PATH,
   embeddingIsTargeted,
   isSavedModule,
+  isTargeted,
   LM_HEAD_PATH,
   moduleLora,
   type LoraConfig,
@@ -159,7 +164,7 @@ export function loadAdapter(
   const config = parsePeftConfig(readJsonObject(configPath, opts), configPath);
   const file = SafetensorsFile.open(join(dir, ADAPTER_WEIGHTS_FILE), opts.within);
   try {
-    return adapterFromTensors(dir, config, file, model);
+    return adapterFromTensors(dir, config, file, moduleLayouts(model), model);
   } finally {
     file.close();
   }
@@ -182,7 +187,50 @@ export async function loadAdapterAsync(
     maxBytes: READ_LIMITS.adapterWeights,
     within: opts.within,
   });
-  return adapterFromTensors(dir, config, new SafetensorsBuffer(bytes, weightsPath), model);
+  const source = new SafetensorsBuffer(bytes, weightsPath);
+  return adapterFromTensors(dir, config, source, moduleLayouts(model), model);
+}
+
+function moduleLayouts(model: DecoderModel): ModuleLayout[] {
+  return adaptableModules(model).map(layoutOf);
+}
+
+/** The adaptable modules of a model of this config, from its shapes alone. */
+function configLayouts(config: DecoderConfig): ModuleLayout[] {
+  const shapes = projectionShapes(config);
+  const table = [config.vocabSize, config.hiddenSize];
+  const projections = Array.from({ length: config.numLayers }, (_, layer) =>
+    PROJECTION_NAMES.map(
+      (name): ModuleLayout => ({
+        path: projectionPath(layer, name, config.modulePrefix),
+        kind: 'linear',
+        shape: shapes[name],
+        biasShape: hasBias(config, name) ? [shapes[name][0]] : null,
+      }),
+    ),
+  ).flat();
+  return [
+    { path: EMBED_PATH, kind: 'embedding', shape: table, biasShape: null },
+    ...projections,
+    { path: LM_HEAD_PATH, kind: 'linear', shape: table, biasShape: null },
+  ];
+}
+
+/**
+ * The adapter for a model of this config without loading the model's weights: an export that
+ * streams the base tensor by tensor needs only the module shapes. Adapters whose reading needs the
+ * base weights (PiSSA / OLoRA, LoRA on the embeddings) are refused by name.
+ */
+export function loadAdapterForConfig(dir: string, config: DecoderConfig): LoraAdapter {
+  checkAdapterFolder(dir);
+  const configPath = join(dir, ADAPTER_CONFIG_FILE);
+  const peftConfig = parsePeftConfig(readJsonObject(configPath), configPath);
+  const file = SafetensorsFile.open(join(dir, ADAPTER_WEIGHTS_FILE));
+  try {
+    return adapterFromTensors(dir, peftConfig, file, configLayouts(config), null);
+  } finally {
+    file.close();
+  }
 }
 
 /** A non-finite weight would turn every answer into NaN: refused by tensor and index. */
@@ -208,10 +256,16 @@ export interface ExpectedTensor {
   role: 'a' | 'b' | 'magnitude' | 'bias' | 'copy' | 'baseWeight';
 }
 
-/** Every tensor PEFT 0.18.1 writes for `config` on `model`, in the order loraforge writes them. */
-export function expectedTensors(model: DecoderModel, config: LoraConfig): ExpectedTensor[] {
+/**
+ * Every tensor PEFT 0.18.1 writes for `config` on a model of these modules, in the order
+ * loraforge writes them.
+ */
+export function expectedTensors(
+  modules: readonly ModuleLayout[],
+  config: LoraConfig,
+): ExpectedTensor[] {
   const out: ExpectedTensor[] = [];
-  const targeted = targetedModules(model, config);
+  const targeted = modules.filter((m) => isTargeted(config, m.path, m.kind === 'linear'));
   for (const m of targeted) {
     const [aShape, bShape] = loraShapes(m, moduleLora(config, m.path).r);
     out.push(
@@ -222,33 +276,28 @@ export function expectedTensors(model: DecoderModel, config: LoraConfig): Expect
       if (m.kind === 'embedding')
         throw new LoraforgeError(`use_dora on ${m.path} (DoRA embedding) is not supported`);
       const key = peftKey.magnitude(m.path);
-      out.push({ key, shape: [m.weight.shape[0]!], path: m.path, role: 'magnitude' });
+      out.push({ key, shape: [m.shape[0]!], path: m.path, role: 'magnitude' });
     }
   }
   const adapted = new Set(targeted.map((m) => m.path));
-  for (const m of adaptableModules(model)) {
-    if (m.bias && biasIsTrained(config)) {
+  for (const m of modules) {
+    if (m.biasShape && biasIsTrained(config)) {
       const key = peftKey.bias(m.path, adapted.has(m.path));
-      out.push({ key, shape: [...m.bias.shape], path: m.path, role: 'bias' });
+      out.push({ key, shape: [...m.biasShape], path: m.path, role: 'bias' });
     }
     if (isSavedModule(config, m.path)) {
-      out.push({
-        key: peftKey.copy(m.path),
-        shape: [...m.weight.shape],
-        path: m.path,
-        role: 'copy',
-      });
+      out.push({ key: peftKey.copy(m.path), shape: [...m.shape], path: m.path, role: 'copy' });
     }
   }
   if (
     embeddingIsTargeted(
       config,
-      adaptableModules(model).map((m) => m.path),
+      modules.map((m) => m.path),
     )
   ) {
     for (const m of targeted.filter((t) => t.path === EMBED_PATH || t.path === LM_HEAD_PATH)) {
       const key = peftKey.baseWeight(m.path);
-      out.push({ key, shape: [...m.weight.shape], path: m.path, role: 'baseWeight' });
+      out.push({ key, shape: [...m.shape], path: m.path, role: 'baseWeight' });
     }
   }
   return out;
@@ -266,15 +315,21 @@ function withoutAdapterName(key: string): string {
   return key.replace(/\.default(\.weight|\.bias)?$/, '$1');
 }
 
+/**
+ * The adapter of `file` for a model of `layouts`. `model` holds the base weights that PiSSA /
+ * OLoRA adapters and saved embedding weights are checked against; without it (an export that
+ * streams the base), such adapters are refused by name.
+ */
 function adapterFromTensors(
   dir: string,
   config: LoraConfig,
   file: TensorSource,
-  model: DecoderModel,
+  layouts: readonly ModuleLayout[],
+  model: DecoderModel | null,
 ): LoraAdapter {
   const configPath = join(dir, ADAPTER_CONFIG_FILE);
   const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
-  const expected = expectedTensors(model, config);
+  const expected = expectedTensors(layouts, config);
   if (expected.length === 0) {
     throw new LoraforgeError(
       `${configPath}: the adapter targets no module of this model`,
@@ -290,6 +345,19 @@ function adapterFromTensors(
       `${weightsPath}: the tensors do not match ${ADAPTER_CONFIG_FILE}: missing ${someNames(missing)}; unexpected ${someNames(unexpected)}`,
       'a file from another config or base model, or edited by hand; loraforge never loads part of an adapter',
     );
+  }
+  if (!model) {
+    const needsBase = isResidualInit(config.init)
+      ? `init_lora_weights "${config.init}"`
+      : expected.some((e) => e.role === 'baseWeight')
+        ? 'LoRA on embed_tokens / lm_head'
+        : null;
+    if (needsBase) {
+      throw new LoraforgeError(
+        `${configPath}: an adapter with ${needsBase} needs the base weights loaded to be read`,
+        'merge it first (loraforge merge), then use the merged folder',
+      );
+    }
   }
   const modules = new Map<string, LoraPair>();
   const biases = new Map<string, Tensor>();
@@ -309,9 +377,9 @@ function adapterFromTensors(
       } else if (e.role === 'bias') biases.set(e.path, t);
       else if (e.role === 'copy') copies.set(e.path, t);
       else {
-        checkSameAsBase(t, e, model, weightsPath);
+        checkSameAsBase(t, e, model!, weightsPath);
         loaded.pop()!.dispose();
-        baseWeights.set(e.key, adaptableModules(model).find((m) => m.path === e.path)!.weight);
+        baseWeights.set(e.key, adaptableModules(model!).find((m) => m.path === e.path)!.weight);
       }
     }
   } catch (err) {
@@ -321,7 +389,7 @@ function adapterFromTensors(
   // PEFT redoes PiSSA's SVD / OLoRA's QR on the base when it loads such an adapter.
   const residualStarts = new Map<string, ResidualStart>();
   if (isResidualInit(config.init)) {
-    for (const m of targetedModules(model, config)) {
+    for (const m of targetedModules(model!, config)) {
       if (m.kind === 'embedding') {
         for (const t of loaded) t.dispose();
         throw new LoraforgeError(

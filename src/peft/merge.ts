@@ -37,11 +37,44 @@ const COPIED_FILES = [
   'chat_template.jinja',
 ];
 
-/** What merge cannot fold into a standalone model yet, or null. */
-function unmergeable(adapter: LoraAdapter): string | null {
-  if (adapter.modules.has(EMBED_PATH) || adapter.modules.has(LM_HEAD_PATH))
-    return 'LoRA on embed_tokens / lm_head';
-  return null;
+/**
+ * Throws for what merging cannot fold into a standalone model (yet): LoRA on the embeddings or
+ * the head, and a trained head copy when the base model ties its head to the embeddings.
+ */
+export function checkMergeable(adapter: LoraAdapter, hasLmHead: boolean): void {
+  if (adapter.modules.has(EMBED_PATH) || adapter.modules.has(LM_HEAD_PATH)) {
+    throw new LoraforgeError(
+      'merging an adapter with LoRA on embed_tokens / lm_head is not supported yet',
+      'use the adapter unmerged (--adapter)',
+    );
+  }
+  if (adapter.copies.size && !hasLmHead) {
+    throw new LoraforgeError(
+      'merging modules_to_save into a model with tied embeddings is not supported',
+      'the merged model would share one table between input and output',
+    );
+  }
+}
+
+/** A weight or bias name as module path and part; adapters use transformers' current names. */
+function moduleOf(name: string): { path: string; part: 'weight' | 'bias' } | null {
+  const m = /^(.+)\.(weight|bias)$/.exec(currentWeightName(name));
+  return m ? { path: m[1]!, part: m[2] as 'weight' | 'bias' } : null;
+}
+
+/** Whether merging `adapter` changes the base tensor `name`. */
+export function adapterTouches(adapter: LoraAdapter, name: string): boolean {
+  const m = moduleOf(name);
+  if (!m) return false;
+  return m.part === 'bias'
+    ? adapter.biases.has(m.path)
+    : adapter.modules.has(m.path) || adapter.copies.has(m.path);
+}
+
+/** The merged values of the base tensor `name` (one `adapterTouches` says changes). */
+export function mergedValues(adapter: LoraAdapter, name: string, base: Float32Array): Float32Array {
+  const { path, part } = moduleOf(name)!;
+  return part === 'bias' ? hostF32(adapter.biases.get(path)!) : mergedWeight(adapter, path, base)!;
 }
 
 /**
@@ -149,40 +182,20 @@ export function mergeToFolder(
   opts: MergeOptions = {},
 ): void {
   checkMergeTarget(baseDir, outDir, opts);
-  const refused = unmergeable(adapter);
-  if (refused) {
-    throw new LoraforgeError(
-      `merging an adapter with ${refused} is not supported yet`,
-      'use the adapter unmerged (--adapter)',
-    );
-  }
   const source = SafetensorsFolder.open(baseDir);
   const tensors: NamedTensorData[] = [];
   try {
-    if (adapter.copies.size && !source.has('lm_head.weight')) {
-      throw new LoraforgeError(
-        `${baseDir}: merging modules_to_save into a model with tied embeddings is not supported`,
-        'the merged model would share one table between input and output',
-      );
-    }
+    checkMergeable(adapter, source.has('lm_head.weight'));
     for (const name of source.names()) {
       const info = source.info(name);
-      // Adapters name modules as transformers does today, whatever spelling the file uses.
-      const modulePath = currentWeightName(name).replace(/\.(weight|bias)$/, '');
-      const touched = name.endsWith('.bias')
-        ? adapter.biases.has(modulePath)
-        : adapter.modules.has(modulePath) || adapter.copies.has(modulePath);
+      const touched = adapterTouches(adapter, name);
       const dtype = opts.dtype && FLOATING.has(info.dtype) ? opts.dtype : info.dtype;
       if (!touched && dtype === info.dtype) {
         tensors.push({ name, dtype: info.dtype, shape: info.shape, data: source.read(name) });
         continue;
       }
       const base = bytesToF32(info.dtype, source.read(name), `${baseDir}: '${name}'`);
-      const values = !touched
-        ? base
-        : name.endsWith('.bias')
-          ? hostF32(adapter.biases.get(modulePath)!)
-          : mergedWeight(adapter, modulePath, base)!;
+      const values = touched ? mergedValues(adapter, name, base) : base;
       tensors.push({ name, dtype, shape: info.shape, data: encodeAs(values, dtype) });
     }
     if (tensors.length === 0) throw new LoraforgeError(`${baseDir}: no weights to merge`);

@@ -1,5 +1,6 @@
-// Entry of the tokenizer worker thread (see tokenizer-thread.ts). Plain JavaScript so that it
-// starts under any loader; tsx is registered here to run the TypeScript service.
+// Entry of the tokenizer worker thread in a checkout (see tokenizer-thread.ts): plain JavaScript
+// that registers tsx to run the TypeScript service. The package runs the compiled service instead
+// and does not ship this file (scripts/build.mjs).
 import { register } from 'tsx/esm/api';
 
 register();

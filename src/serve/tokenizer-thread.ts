@@ -3,6 +3,8 @@
  * few hundred kilobytes, takes long enough (0.1-1 s) to stall every stream the server decodes
  * and its /health; short prompts stay on the main thread, where a round trip would cost more.
  */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { ChatMessage } from '../data/templates.ts';
 import { LoraforgeError } from '../util/errors.ts';
@@ -17,6 +19,16 @@ export type TokenizeReply =
   | { id: number; ids: number[] }
   | { id: number; error: { message: string; hint?: string; user: boolean } };
 
+/**
+ * The worker's entry: in the package, the compiled service beside this module (dist/); in a
+ * checkout (src/ under tsx), a bootstrap that registers tsx in the worker first.
+ */
+function workerEntry(): URL {
+  const compiled = new URL('./tokenize-service.js', import.meta.url);
+  if (existsSync(fileURLToPath(compiled))) return compiled;
+  return new URL('./tokenize-worker.mjs', import.meta.url);
+}
+
 type Pending = { resolve: (ids: number[]) => void; reject: (err: Error) => void };
 
 export class TokenizerThread {
@@ -28,7 +40,7 @@ export class TokenizerThread {
   private busy = 0;
 
   constructor(modelDir: string) {
-    this.worker = new Worker(new URL('./tokenize-worker.mjs', import.meta.url), {
+    this.worker = new Worker(workerEntry(), {
       workerData: { modelDir },
     });
     this.ready = new Promise((resolve, reject) => {

@@ -83,7 +83,7 @@ before(async () => {
     writeFileSync(join(dir, 'adapter_config.json'), 'root:x:0:0:root:/root:/bin/bash\n'),
   );
   variant('backtracking', (dir) =>
-    editConfig(dir, (c) => (c.target_modules = '([a-z_.0-9]+)+X|.*q_proj')),
+    editConfig(dir, (c) => (c.target_modules = '([a-z_.0-9]+)+X|.*[qv]_proj')),
   );
   variant('bad-regex', (dir) => editConfig(dir, (c) => (c.target_modules = '(q_proj')));
   variant('huge-alpha', (dir) => editConfig(dir, (c) => (c.lora_alpha = 1e30)));

@@ -72,7 +72,7 @@ test('types, ranges and choices are checked for every key before anything loads'
     [{ template: 'qwen' }, /template must be one of tutorial, chatml, model/],
     [{ lr_scheduler_type: 'step' }, /lr_scheduler_type must be one of linear, cosine/],
     [{ finetuning_type: 'freeze' }, /finetuning_type must be one of lora, full/],
-    [{ lora_init: 'pissa' }, /lora_init must be one of kaiming, gaussian/],
+    [{ lora_init: 'loftq' }, /lora_init must be one of kaiming, gaussian, pissa, olora/],
     [{ lora_target: 'q_prj,v_proj' }, /target_modules \["q_prj"\] are not projections/],
     [{ columns: { answer: 'a' } }, /column mapping: unknown field "answer"/],
     [{ packing: 'yes' }, /packing must be true or false/],

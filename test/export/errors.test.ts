@@ -1,0 +1,161 @@
+/**
+ * Bad input to `loraforge export`: what GGUF (or loraforge's mapping to it) cannot express fails
+ * with one message naming the missing piece; outputs are never overwritten without --overwrite;
+ * an export killed midway leaves no file under the final name.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { ggufArchitecture } from '../../src/export/architectures.ts';
+import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.ts';
+import { writeRandomModel } from '../../src/models/random.ts';
+import { loraforge, ROOT, TINY_CHAT } from './fixtures.ts';
+
+let dir: string;
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'lf-export-errors-'));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A copy of the tiny chat model whose files `edit` may change. */
+function tinyCopy(name: string): string {
+  const copy = join(dir, name);
+  mkdirSync(copy);
+  for (const f of readdirSync(TINY_CHAT)) copyFileSync(join(TINY_CHAT, f), join(copy, f));
+  return copy;
+}
+
+function failure(args: string[]): string {
+  const r = loraforge(args);
+  assert.notEqual(r.status, 0, r.stdout);
+  const lines = r.stderr.trim().split('\n');
+  assert.ok(lines.length <= 2, `one message (and a hint), got:\n${r.stderr}`);
+  return r.stderr;
+}
+
+test('an architecture without a GGUF mapping is named with what is missing', () => {
+  assert.throws(
+    () => ggufArchitecture({ architecture: 'Gemma3ForCausalLM' }, 'm/config.json'),
+    /m\/config.json: no GGUF mapping for architecture Gemma3ForCausalLM \(missing: its llama.cpp architecture name and tensor names\)/,
+  );
+});
+
+test('a pre-tokenizer llama.cpp has no name for: the error names tokenizer.ggml.pre', () => {
+  const model = tinyCopy('odd-pre');
+  const path = join(model, 'tokenizer.json');
+  const json = JSON.parse(readFileSync(path, 'utf8'));
+  json.pre_tokenizer.pretokenizers[0].pattern.Regex = '\\p{L}+|\\s+';
+  writeFileSync(path, JSON.stringify(json));
+  const err = failure(['export', '-m', model, '-o', join(dir, 'x.gguf')]);
+  assert.match(
+    err,
+    /tokenizer\.json: the pre-tokenizer \("\\\\p\{L\}\+\|\\\\s\+"\) has no llama\.cpp name \(missing: tokenizer\.ggml\.pre\)/,
+  );
+  assert.equal(existsSync(join(dir, 'x.gguf')), false);
+});
+
+test('a SentencePiece-style tokenizer and a tensor without a llama.cpp name are refused by name', () => {
+  // Llama 2 / Mistral v0.1 style: BPE over Metaspace ("▁") pieces, which llama.cpp reads as its
+  // "llama" tokenizer model with scores: not the gpt2 byte-level form loraforge writes.
+  const model = tinyCopy('metaspace');
+  const path = join(model, 'tokenizer.json');
+  const json = JSON.parse(readFileSync(path, 'utf8'));
+  const metaspace = { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first', split: false };
+  json.pre_tokenizer = metaspace;
+  json.decoder = metaspace;
+  writeFileSync(path, JSON.stringify(json));
+  assert.match(
+    failure(['export', '-m', model, '-o', join(dir, 'u.gguf')]),
+    /a BPE tokenizer without byte-level encoding has no GGUF form in loraforge \(missing: a llama\.cpp tokenizer model for it\)/,
+  );
+
+  const extra = tinyCopy('extra-tensor');
+  const file = SafetensorsFile.open(join(extra, 'model.safetensors'));
+  const tensors = file.names().map((name) => ({ ...file.info(name), name, data: file.read(name) }));
+  file.close();
+  tensors.push({
+    name: 'model.layers.0.self_attn.q_norm.weight',
+    dtype: 'BF16',
+    shape: [64],
+    data: new Uint8Array(128),
+  } as never);
+  writeSafetensors(join(extra, 'model.safetensors'), tensors as never);
+  assert.match(
+    failure(['export', '-m', extra, '-o', join(dir, 'e.gguf')]),
+    /tensor 'model\.layers\.0\.self_attn\.q_norm\.weight' has no llama\.cpp name for Qwen2ForCausalLM \(missing: its GGUF tensor mapping\)/,
+  );
+});
+
+test('unknown --type / --format and gguf-adapter without --adapter', () => {
+  assert.match(
+    failure(['export', '-m', TINY_CHAT, '--type', 'q3_k', '-o', join(dir, 't.gguf')]),
+    /--type "q3_k" is not supported/,
+  );
+  assert.match(
+    failure(['export', '-m', TINY_CHAT, '--format', 'onnx', '-o', join(dir, 't.gguf')]),
+    /--format "onnx" is not supported/,
+  );
+  assert.match(
+    failure(['export', '-m', TINY_CHAT, '--format', 'gguf-adapter', '-o', join(dir, 't.gguf')]),
+    /needs --adapter/,
+  );
+});
+
+test('an existing file is kept without --overwrite and replaced with it', () => {
+  const out = join(dir, 'exists.gguf');
+  writeFileSync(out, 'keep me');
+  assert.match(failure(['export', '-m', TINY_CHAT, '-o', out]), /exists\.gguf already exists/);
+  assert.equal(readFileSync(out, 'utf8'), 'keep me');
+  const r = loraforge(['export', '-m', TINY_CHAT, '-o', out, '--overwrite']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(readFileSync(out).readUInt32LE(0), 0x46554747);
+});
+
+test('an export killed midway leaves no file under the final name', async () => {
+  const model = join(dir, 'bigger');
+  const config = JSON.parse(readFileSync(join(TINY_CHAT, 'config.json'), 'utf8'));
+  writeRandomModel(
+    model,
+    { ...config, hidden_size: 512, intermediate_size: 1536, num_hidden_layers: 6 },
+    { dtype: 'BF16' },
+  );
+  for (const f of ['tokenizer.json', 'tokenizer_config.json'])
+    copyFileSync(join(TINY_CHAT, f), join(model, f));
+  const outDir = join(dir, 'killed');
+  mkdirSync(outDir);
+  const child = spawn(
+    process.execPath,
+    [
+      join(ROOT, 'bin', 'loraforge.js'),
+      'export',
+      '-m',
+      model,
+      '--type',
+      'q4_k_m',
+      '-o',
+      join(outDir, 'model.gguf'),
+    ],
+    { stdio: 'ignore' },
+  );
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  // Kill as soon as the temporary file exists (the export is writing tensors).
+  while (!readdirSync(outDir).some((f) => f.includes('.tmp-'))) {
+    assert.equal(child.exitCode, null, 'the export finished before it could be killed');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  child.kill('SIGKILL');
+  await exited;
+  assert.equal(existsSync(join(outDir, 'model.gguf')), false);
+});

@@ -1,0 +1,198 @@
+/** Shared inputs of the export tests: the tiny chat model, the demo's identity adapter, prompts. */
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { noGrad } from '../../src/engine/tape.ts';
+import { tidy } from '../../src/engine/tensor.ts';
+import type { DecoderModel } from '../../src/models/decoder.ts';
+
+export const ROOT = join(import.meta.dirname, '..', '..');
+export const TINY_CHAT = join(ROOT, 'assets', 'tiny-chat');
+/**
+ * The adapter `loraforge demo` trains (examples/identity.yaml: 8 epochs, seed 42) on the tiny
+ * chat model, kept as a fixture so the export tests need no training run.
+ */
+export const IDENTITY_ADAPTER = join(ROOT, 'test', 'fixtures', 'gguf', 'identity-adapter');
+
+const EVAL = JSON.parse(readFileSync(join(ROOT, 'examples', 'identity-eval.json'), 'utf8')) as {
+  identity: { question: string }[];
+  general: { question: string }[];
+};
+/** The 20 held-out identity questions. */
+export const IDENTITY_QUESTIONS = EVAL.identity.map((q) => q.question);
+/** 10 identity and 10 general questions. */
+export const MIXED_QUESTIONS = [
+  ...IDENTITY_QUESTIONS.slice(0, 10),
+  ...EVAL.general.slice(0, 10).map((q) => q.question),
+];
+
+/** Varied texts for tokenizer agreement: English, Chinese, digits, spaces, emoji, code, marks. */
+export const TOKENIZER_TEXTS = [
+  'Hello, world!',
+  'Human: Who are you?\n\nAssistant: ',
+  '你好，世界！我是小李。',
+  '请告诉我你的名字。',
+  'The year 2024 had 366 days; 1234567890.',
+  '3.14159 + 2.71828 = 5.85987',
+  '   leading and trailing spaces   ',
+  'tabs\tand\nnewlines\n\n\nthree',
+  'emoji 🙂🚀 and flags 🇨🇳',
+  "It's, we're, they'll, I'd, you've",
+  'CamelCaseWords and snake_case_names',
+  'mixed 中文 and English 混合 text',
+  '日本語のテキストとカタカナ',
+  'Ünïcödé àccents çà et là',
+  'def f(x):\n    return x ** 2  # square',
+  '{"key": [1, 2, 3], "ok": true}',
+  'multiple    spaces     between',
+  '!!!???...,,,;;;',
+  '小张开发的AI助手，版本2.0。',
+  'a',
+];
+
+/** Runs the loraforge CLI; throws with its stderr on failure. */
+export function loraforge(args: string[]): {
+  stdout: string;
+  stderr: string;
+  status: number | null;
+} {
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'loraforge.js'), ...args], {
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
+  return { stdout: r.stdout, stderr: r.stderr, status: r.status };
+}
+
+/** GPT-2's byte → printable character table (byte-level BPE token strings). */
+function byteChars(): string[] {
+  const chars: string[] = [];
+  let extra = 0;
+  for (let b = 0; b < 256; b++) {
+    const printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+    chars.push(String.fromCodePoint(printable ? b : 256 + extra++));
+  }
+  return chars;
+}
+
+/**
+ * A byte-level BPE tokenizer with the 256 byte tokens, no merges, Qwen2's pre-tokenizer and an
+ * end-of-text token at `eosId`: enough for llama.cpp to load a model that has no tokenizer of
+ * its own (the golden and random test models).
+ */
+export function byteTokenizerFiles(eosId: number): Record<string, unknown> {
+  const vocab = Object.fromEntries(byteChars().map((c, i) => [c, i]));
+  const byteLevel = {
+    type: 'ByteLevel',
+    add_prefix_space: false,
+    trim_offsets: false,
+    use_regex: false,
+  };
+  return {
+    'tokenizer.json': {
+      version: '1.0',
+      added_tokens: [
+        {
+          id: eosId,
+          content: '<|endoftext|>',
+          single_word: false,
+          lstrip: false,
+          rstrip: false,
+          normalized: false,
+          special: true,
+        },
+      ],
+      normalizer: null,
+      pre_tokenizer: {
+        type: 'Sequence',
+        pretokenizers: [
+          {
+            type: 'Split',
+            pattern: {
+              Regex:
+                "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+            },
+            behavior: 'Isolated',
+            invert: false,
+          },
+          byteLevel,
+        ],
+      },
+      post_processor: byteLevel,
+      decoder: byteLevel,
+      model: {
+        type: 'BPE',
+        dropout: null,
+        unk_token: null,
+        continuing_subword_prefix: '',
+        end_of_word_suffix: '',
+        fuse_unk: false,
+        byte_fallback: false,
+        vocab,
+        merges: [],
+      },
+    },
+    'tokenizer_config.json': {
+      eos_token: '<|endoftext|>',
+      bos_token: null,
+      tokenizer_class: 'Qwen2Tokenizer',
+    },
+  };
+}
+
+/** A small Llama 3-style config: GQA, Llama 3 RoPE scaling, untied output matrix. */
+export const RANDOM_LLAMA = {
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  vocab_size: 320,
+  hidden_size: 64,
+  intermediate_size: 96,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 256,
+  rope_theta: 500000,
+  rope_scaling: {
+    rope_type: 'llama3',
+    factor: 8,
+    low_freq_factor: 1,
+    high_freq_factor: 4,
+    original_max_position_embeddings: 32,
+  },
+  rms_norm_eps: 1e-5,
+  tie_word_embeddings: false,
+  hidden_act: 'silu',
+  torch_dtype: 'float32',
+};
+
+/** Writes byteTokenizerFiles into a model folder. */
+export function addByteTokenizer(modelDir: string, eosId: number): void {
+  for (const [name, json] of Object.entries(byteTokenizerFiles(eosId))) {
+    writeFileSync(join(modelDir, name), JSON.stringify(json));
+  }
+}
+
+/** Byte ids of "Hello, 你好!\n2024". */
+export const PROBE_TOKENS = [
+  72, 101, 108, 108, 111, 44, 32, 228, 189, 160, 229, 165, 189, 33, 10, 50, 48, 50, 52,
+];
+
+/** loraforge's logits for one sequence, [tokens · vocab] row-major. */
+export function loraforgeLogits(model: DecoderModel, tokens: number[]): Float32Array {
+  return noGrad(() =>
+    tidy(() => {
+      const input = { batch: 1, seq: tokens.length, inputIds: Int32Array.from(tokens) };
+      return model.logits(model.forwardHidden(input)).readSync() as Float32Array;
+    }),
+  );
+}
+
+/** Largest |difference| between llama.cpp's rows and loraforge's row-major logits. */
+export function maxLogitDiff(rows: Float32Array[], ours: Float32Array): number {
+  let diff = 0;
+  rows.forEach((row, t) => {
+    for (let v = 0; v < row.length; v++) {
+      diff = Math.max(diff, Math.abs(row[v]! - ours[t * row.length + v]!));
+    }
+  });
+  return diff;
+}
