@@ -6,6 +6,7 @@ import { CpuBackend } from './cpu/backend.ts';
 import { setBackend } from './tensor.ts';
 import { WebGpuBackend } from './webgpu/backend.ts';
 import { hasHardwareGpu } from './webgpu/device.ts';
+import { fileTuneStore } from './webgpu/tune-store-file.ts';
 
 export type DeviceName = 'cpu' | 'webgpu' | 'auto';
 
@@ -53,7 +54,7 @@ export async function selectBackend(opts: BackendOptions = {}): Promise<Backend>
   const gpu =
     device === 'webgpu' || (device === 'auto' && mayHaveGpu() && (await hasHardwareGpu()));
   const backend = gpu
-    ? await WebGpuBackend.create()
+    ? await WebGpuBackend.create({ store: fileTuneStore() })
     : await CpuBackend.create({ threads: opts.threads });
   setBackend(backend);
   active = { key, backend };
