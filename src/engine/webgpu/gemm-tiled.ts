@@ -99,7 +99,7 @@ export function storageOf(access: OperandAccess): StorageDtype {
   return access.width === 4 ? 'f32x4' : access.dtype;
 }
 
-/** WGSL `fn <name>(i: u32) -> array<f32, width>`-like loader returning a vecN of f32 (N = width). */
+/** WGSL `fn <name>(i: u32)` returning the `width` elements from element i on (vec4 / vec2 / f32). */
 function vectorLoader(name: string, buffer: string, access: OperandAccess): string {
   if (access.width === 4) return `fn ${name}(i: u32) -> vec4<f32> { return ${buffer}[i >> 2u]; }`;
   if (access.width === 2) {
@@ -110,6 +110,18 @@ function vectorLoader(name: string, buffer: string, access: OperandAccess): stri
   }
   return wgslLoader(name, buffer, access.dtype);
 }
+
+/** The uniforms every GEMM kernel takes (the legacy one in gemm.ts too). */
+export const GEMM_PARAMS: KernelDef['params'] = {
+  m: 'u32',
+  n: 'u32',
+  k: 'u32',
+  lda: 'u32',
+  ldb: 'u32',
+  ldc: 'u32',
+  alpha: 'f32',
+  beta: 'f32',
+};
 
 const kernels = new Map<string, KernelDef>();
 
@@ -125,7 +137,7 @@ export function tiledGemmKernel(v: TiledVariant): KernelDef {
 
 /**
  * WGSL that stages one operand's `bk x outer` slice into workgroup memory, `width` elements per
- * load along the stored (contiguous) dimension. `inner` is whether k is the contiguous dimension.
+ * load along the stored (contiguous) dimension. `kContiguous`: k is the stored rows' contiguous dimension.
  */
 function stageOperand(o: {
   name: 'A' | 'B';
@@ -279,14 +291,7 @@ function buildKernel(key: string, v: TiledVariant): KernelDef {
   return {
     key,
     params: {
-      m: 'u32',
-      n: 'u32',
-      k: 'u32',
-      lda: 'u32',
-      ldb: 'u32',
-      ldc: 'u32',
-      alpha: 'f32',
-      beta: 'f32',
+      ...GEMM_PARAMS,
       kchunk: 'u32',
       /** Elements between the split-K slabs of `c` (the partial products of one k chunk). */
       slab: 'u32',

@@ -18,6 +18,7 @@ import type { KernelRunner } from './runner.ts';
 import {
   blockCols,
   blockRows,
+  GEMM_PARAMS,
   operandAccess,
   splitKReduceKernel,
   tiledGemmKernel,
@@ -84,16 +85,7 @@ function gemmKernel(
   const bIndex = transB ? 'col * P.ldb + row' : 'row * P.ldb + col';
   return {
     key: `gemm:${transA ? 't' : 'n'}${transB ? 't' : 'n'}:${aDtype}:${bDtype}:${bias ? 'bias' : ''}`,
-    params: {
-      m: 'u32',
-      n: 'u32',
-      k: 'u32',
-      lda: 'u32',
-      ldb: 'u32',
-      ldc: 'u32',
-      alpha: 'f32',
-      beta: 'f32',
-    },
+    params: GEMM_PARAMS,
     buffers: [
       { name: 'a', dtype: aDtype, access: 'read' },
       { name: 'b', dtype: bDtype, access: 'read' },
