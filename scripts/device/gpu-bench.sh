@@ -131,7 +131,7 @@ if [ $WEBGPU_OK -eq 0 ]; then
   [ -n "${CPU_BASELINE:-}" ] && extra=(--threads "$(nproc)")
   t=$(budget "${LF_TIMEOUT:-240}" 150)
   say "loraforge webgpu (timeout ${t}s)"
-  timeout -k 10 "$t" $NODE --experimental-wasm-relaxed-simd "$D/app/bench-train.mjs" \
+  timeout -k 10 "$t" $NODE "$D/app/bench-train.mjs" \
     --device webgpu --model "$MODEL" --steps "$STEPS" --max-seconds "$MAX_SECONDS" --optimizer \
     "${extra[@]}" --json --progress 2>&1 | tee "$OUT/loraforge.out"
   say "loraforge exit ${PIPESTATUS[0]}"

@@ -1,6 +1,6 @@
 /** The `loraforge` command line. */
 import { Command, CommanderError } from 'commander';
-import { LoraforgeError } from '../util/errors.ts';
+import { LoraforgeError } from '../index.ts';
 import { registerChat } from './commands/chat.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerDownload } from './commands/download.ts';

@@ -1,11 +1,14 @@
 /** Options several commands share: model loading, device, sampling. */
 import { Option, type Command } from 'commander';
-import { selectBackend, type DeviceName } from '../engine/select-backend.ts';
-import type { SamplingOptions } from '../infer/sampling.ts';
-import { ChatPipeline } from '../infer/pipeline.ts';
-import type { WeightDType } from '../models/load.ts';
-import { LoraforgeError } from '../util/errors.ts';
-import { ProgressBar } from '../util/progress.ts';
+import {
+  loadChatPipeline,
+  LoraforgeError,
+  ProgressBar,
+  type ChatPipeline,
+  type DeviceName,
+  type SamplingOptions,
+  type WeightDType,
+} from '../index.ts';
 
 export function addDeviceOptions(cmd: Command): Command {
   return cmd
@@ -76,9 +79,10 @@ export function samplingFrom(flags: SamplingFlags): SamplingOptions & { maxNewTo
 
 /** Selects the device and loads model, tokenizer, adapter and template, with a progress bar. */
 export async function loadPipeline(flags: ModelFlags): Promise<ChatPipeline> {
-  await selectBackend({ device: flags.device, threads: flags.threads });
   let bar: ProgressBar | undefined;
-  const pipeline = await ChatPipeline.load({
+  const pipeline = await loadChatPipeline({
+    device: flags.device,
+    threads: flags.threads,
     model: flags.model,
     adapter: flags.adapter,
     template: flags.template,

@@ -13,6 +13,7 @@ import { DEFAULT_SEED } from '../util/rng.ts';
 import { readRecords } from './record-file.ts';
 import { DEFAULT_VAL_SIZE, splitIndices } from './split.ts';
 
+/** Dataset files, their format and how they become training examples. */
 export interface LoadDatasetOptions {
   /** One or more .json / .jsonl / .csv files, concatenated in order. */
   files: string | readonly string[];
@@ -30,6 +31,7 @@ export interface LoadDatasetOptions {
   placeholders?: Readonly<Record<string, string>>;
 }
 
+/** Counts of what a dataset became: records read, train and validation examples and tokens. */
 export interface DatasetStats {
   /** Records read from the files. */
   records: number;
@@ -37,6 +39,7 @@ export interface DatasetStats {
   validation: EncodeStats;
 }
 
+/** Tokenized training and validation examples, with their counts. */
 export interface LoadedDataset {
   train: EncodedExample[];
   validation: EncodedExample[];

@@ -5,6 +5,7 @@ import type { EncodedExample } from './examples.ts';
 import { packIndices } from './packing.ts';
 import { DEFAULT_SEED, Rng, deriveSeed } from '../util/rng.ts';
 
+/** Batching of encoded examples: batch size, padding, shuffling, grouping and packing. */
 export interface DataLoaderOptions {
   /** Rows per batch (with packing, each row holds several examples). */
   batchSize: number;
@@ -98,6 +99,7 @@ export class DataLoader {
     while (this.epochNumber === epoch && this.currentPlan().length > 0) yield this.next();
   }
 
+  /** Where the loader is (epoch, order, position), for checkpoints. */
   state(): LoaderState {
     return {
       seed: this.seed,
@@ -107,6 +109,7 @@ export class DataLoader {
     };
   }
 
+  /** Continues from a state returned by `state()` (resuming a run). */
   restore(state: LoaderState): void {
     if (state.seed !== this.seed || state.examples !== this.examples.length) {
       throw new LoraforgeError(

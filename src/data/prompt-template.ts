@@ -26,9 +26,11 @@ export interface PromptTemplate {
   readonly stopStrings: string[];
   /** ...or when one of these tokens is sampled (eos, end-of-turn). */
   readonly stopTokenIds: number[];
+  /** The spec recorded in the adapter folder (loraforge.json), read back by templateFromSpec. */
   toJSON(): PromptTemplateSpec; // recorded in the adapter folder (loraforge.json)
 }
 
+/** Names `createTemplate` accepts. */
 export const TEMPLATE_NAMES = ['tutorial', 'chatml', 'model'] as const;
 /** tutorial: "Human: ...\n\nAssistant: "; chatml: built-in Qwen-style; model: the tokenizer's chat_template. */
 export type TemplateName = (typeof TEMPLATE_NAMES)[number];

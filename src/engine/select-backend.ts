@@ -8,8 +8,10 @@ import { WebGpuBackend } from './webgpu/backend.ts';
 import { hasHardwareGpu } from './webgpu/device.ts';
 import { fileTuneStore } from './webgpu/tune-store-file.ts';
 
+/** A compute device: `cpu` (WebAssembly SIMD), `webgpu`, or `auto` (a hardware GPU if there is one, else the CPU). */
 export type DeviceName = 'cpu' | 'webgpu' | 'auto';
 
+/** Which compute device to use, and how many CPU threads. */
 export interface BackendOptions {
   /**
    * `auto` (default): WebGPU when it finds a hardware GPU adapter, else the CPU. Software

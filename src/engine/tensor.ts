@@ -26,6 +26,7 @@ class SharedStorage {
 let activeBackend: Backend | null = null;
 const scopes: Set<Tensor>[] = [];
 
+/** Makes `backend` the one new tensors live on. */
 export function setBackend(backend: Backend): void {
   activeBackend = backend;
 }

@@ -15,6 +15,7 @@ export interface GeneralQuestion {
   lang?: string;
 }
 
+/** Held-out questions: identity ones (who are you?) and general ones with expected answers. */
 export interface EvalSet {
   /** Questions whose answer must give the fine-tuned name and author. */
   identity: IdentityQuestion[];
@@ -71,6 +72,7 @@ export function parseEvalSet(data: unknown, source: string): EvalSet {
   return { identity, general };
 }
 
+/** Reads and checks an eval set JSON file. */
 export function loadEvalSet(path: string): EvalSet {
   let text: string;
   try {

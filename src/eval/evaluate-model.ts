@@ -4,11 +4,14 @@ import type { EvalSet } from './eval-set.ts';
 import type { IdentityTarget } from './match.ts';
 import { runEval, type EvalItemResult, type EvalReport } from './run.ts';
 
+/** Answer length and a per-answer callback. */
 export interface EvaluateOptions {
   maxNewTokens?: number;
+  /** Called after each answer, e.g. for a progress bar. */
   onResult?: (result: EvalItemResult, done: number, total: number) => void;
 }
 
+/** Asks every question of `set` through `pipeline` (greedy) and scores the answers. */
 export function evaluateModel(
   pipeline: ChatPipeline,
   set: EvalSet,

@@ -105,6 +105,7 @@ export function formatEvalTable(
   return lines.join('\n') + '\n';
 }
 
+/** Before/after evaluation scores in the JSON form `loraforge eval --json` prints. */
 export interface EvalComparisonJson {
   target: EvalReport['target'];
   before: EvalReport;

@@ -2,6 +2,7 @@
 import type { EvalSet } from './eval-set.ts';
 import { scoreGeneral, scoreIdentity, type IdentityTarget } from './match.ts';
 
+/** One question, the answer given and whether it passed. */
 export interface EvalItemResult {
   kind: 'identity' | 'general';
   question: string;
@@ -12,6 +13,7 @@ export interface EvalItemResult {
   lang?: string;
 }
 
+/** Passed / total for one kind of question (rate null when there were none). */
 export interface EvalScore {
   passed: number;
   total: number;
@@ -19,6 +21,7 @@ export interface EvalScore {
   rate: number | null;
 }
 
+/** Every question's result and the pass rates per kind. */
 export interface EvalReport {
   target: IdentityTarget;
   /** Identity questions first, then general ones, each in file order. */
@@ -34,6 +37,7 @@ export interface RunEvalOptions {
   onResult?: (result: EvalItemResult, done: number, total: number) => void;
 }
 
+/** The model under evaluation: a question in, its answer out. */
 export type AnswerFn = (question: string) => Promise<string>;
 
 function score(results: EvalItemResult[], kind: EvalItemResult['kind']): EvalScore {

@@ -16,6 +16,7 @@ import { loadAdapter, readAdapterMeta } from '../peft/io.ts';
 import { SequenceDecoder } from './sequences.ts';
 import { generateText, type GenerateOptions, type GenerationResult } from './text-generation.ts';
 
+/** What {@link ChatPipeline.load} loads: a model, optionally a LoRA adapter, and the prompt template. */
 export interface PipelineOptions {
   model: string;
   adapter?: string;
@@ -24,9 +25,11 @@ export interface PipelineOptions {
   /** Storage of the weights; `auto` (default): bf16 above 100M parameters, else f32. */
   dtype?: WeightDType | 'auto';
   hub?: ResolveModelOptions;
+  /** Called after each weight tensor is loaded (for progress bars). */
   onLoadProgress?: (done: number, total: number) => void;
 }
 
+/** A loaded model, tokenizer, optional LoRA adapter and prompt template, ready to chat or complete text. */
 export class ChatPipeline {
   readonly decoder: SequenceDecoder;
 
@@ -40,6 +43,7 @@ export class ChatPipeline {
     this.decoder = new SequenceDecoder(model);
   }
 
+  /** Loads everything for `opts.model` (a folder or Hugging Face id) on the current backend (see `selectBackend`, or use `loadChatPipeline`). */
   static async load(opts: PipelineOptions): Promise<ChatPipeline> {
     const modelDir = await resolveModel(opts.model, opts.hub);
     const tokenizer = await loadTokenizer(modelDir);
@@ -77,6 +81,7 @@ export class ChatPipeline {
     return generateText(this.decoder, this.tokenizer, this.tokenizer.encode(prompt), opts);
   }
 
+  /** Frees the model and adapter weights; the pipeline must not be used afterwards. */
   dispose(): void {
     this.adapter?.dispose();
     this.model.dispose();

@@ -4,6 +4,7 @@
  */
 import { Rng } from '../util/rng.ts';
 
+/** How the next token is picked (temperature 0 = greedy). */
 export interface SamplingOptions {
   /** 0 (default) = greedy. */
   temperature?: number;

@@ -9,6 +9,7 @@ import type { SamplingOptions } from './sampling.ts';
 import type { SequenceDecoder } from './sequences.ts';
 import { StopStringMatcher } from './stop-strings.ts';
 
+/** Sampling, length and stop conditions of one generation, and its text callback. */
 export interface GenerateOptions extends SamplingOptions {
   maxNewTokens?: number;
   stopStrings?: string[];
@@ -19,6 +20,7 @@ export interface GenerateOptions extends SamplingOptions {
   shouldStop?: () => boolean;
 }
 
+/** The generated text and tokens, the prompt length and why generation ended. */
 export interface GenerationResult {
   text: string;
   tokenIds: number[];

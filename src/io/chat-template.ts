@@ -11,6 +11,7 @@ import { Template } from '@huggingface/jinja';
 import { LoraforgeError } from '../util/errors.ts';
 import type { SpecialTokens } from './tokenizer.ts';
 
+/** One message as a Jinja chat template sees it. */
 export interface ChatTemplateMessage {
   role: string;
   content: string;
@@ -31,6 +32,7 @@ function firstLine(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split('\n')[0]!;
 }
 
+/** A model's Jinja chat template (tokenizer_config.json `chat_template`), rendered as transformers' `apply_chat_template` does. */
 export class ChatTemplate {
   private readonly template: Template;
 
@@ -48,6 +50,7 @@ export class ChatTemplate {
     }
   }
 
+  /** The prompt text for `messages`. */
   render(messages: readonly ChatTemplateMessage[], opts: ChatTemplateRenderOptions): string {
     try {
       return this.template.render({

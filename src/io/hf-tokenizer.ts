@@ -8,9 +8,13 @@ import { LoraforgeError } from '../util/errors.ts';
 // Type only (erased): hf-folder.ts itself reads files, which this module must not.
 import type { JsonObject } from './hf-folder.ts';
 
+/** Text to token ids and back. */
 export interface Tokenizer {
+  /** Token ids of `text`. */
   encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];
+  /** Text of `ids`. */
   decode(ids: number[], opts?: { skipSpecialTokens?: boolean }): string;
+  /** Id of a vocabulary entry, if any. */
   tokenToId(token: string): number | undefined;
   readonly eosTokenId: number | undefined;
   readonly padTokenId: number | undefined;
@@ -65,6 +69,7 @@ function allTokenIds(value: unknown): number[] {
   );
 }
 
+/** A Hugging Face tokenizer (tokenizer.json) with its special tokens and chat template. */
 export class HfTokenizer implements Tokenizer {
   readonly eosTokenId: number | undefined;
   readonly padTokenId: number | undefined;
@@ -100,16 +105,19 @@ export class HfTokenizer implements Tokenizer {
     return this.impl.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids;
   }
 
+  /** Text of `ids`. */
   decode(ids: number[], opts: { skipSpecialTokens?: boolean } = {}): string {
     // The library rejects an empty list; an empty generation is a normal case here.
     if (ids.length === 0) return '';
     return this.impl.decode(ids, { skip_special_tokens: opts.skipSpecialTokens ?? false });
   }
 
+  /** Id of a vocabulary entry, if any. */
   tokenToId(token: string): number | undefined {
     return this.impl.token_to_id(token);
   }
 
+  /** Vocabulary entry of an id, if any. */
   idToToken(id: number): string | undefined {
     return this.impl.id_to_token(id);
   }

@@ -43,6 +43,7 @@ const RETRY_DELAY_MS = 300;
 const MAX_REDIRECTS = 10;
 const IDLE_TIMEOUT_MS = 60_000;
 
+/** Bytes downloaded so far for one file of a Hugging Face repository. */
 export interface DownloadProgress {
   file: string;
   received: number;
@@ -50,6 +51,7 @@ export interface DownloadProgress {
   total: number | undefined;
 }
 
+/** Hugging Face Hub cache and download settings. */
 export interface ResolveModelOptions {
   /** Branch, tag or commit hash (default `main`). */
   revision?: string;
@@ -59,6 +61,7 @@ export interface ResolveModelOptions {
   endpoint?: string;
   /** Default: $HF_TOKEN. Needed for gated and private models. */
   token?: string;
+  /** Called as files download. */
   onProgress?: (progress: DownloadProgress) => void;
   /** Injected in tests; defaults to the global fetch. */
   fetchImpl?: typeof fetch;

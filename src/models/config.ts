@@ -5,6 +5,7 @@
 import { LoraforgeError } from '../util/errors.ts';
 import { SUPPORTED_ROPE_SCALING, type RopeScaling } from './rope-frequencies.ts';
 
+/** A model's config.json, parsed and checked (architecture, sizes, RoPE, norms). */
 export interface DecoderConfig {
   architecture: string;
   modelType: string;

@@ -72,6 +72,7 @@ export function projectionPath(layer: number, name: ProjectionName): string {
   return `model.layers.${layer}.${block}.${name}`;
 }
 
+/** A decoder-only transformer (Qwen2, Llama, Mistral) with its weights on the current backend. */
 export class DecoderModel {
   /** Null outside training: LoRA dropout is off at inference. */
   dropoutSeeds: DropoutSeeds | null = null;
@@ -244,6 +245,7 @@ export class DecoderModel {
     }
   }
 
+  /** Frees the weights; the model must not be used afterwards. */
   dispose(): void {
     for (const t of this.namedWeights().values()) t.dispose();
     for (const [, p] of this.projections()) {

@@ -20,6 +20,7 @@ import {
 } from './decoder.ts';
 import { hasBias, projectionShapes } from './shapes.ts';
 
+/** Storage type of weight matrices. */
 export type WeightDType = 'f32' | 'bf16' | 'f16';
 
 export interface LoadModelOptions {

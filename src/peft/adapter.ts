@@ -15,6 +15,7 @@ export interface LoraPair {
   b: Tensor;
 }
 
+/** LoRA weights (A and B per targeted projection) with their config; `create` a fresh one or `loadAdapter` a PEFT folder, then `attach` it to the model. */
 export class LoraAdapter {
   constructor(
     readonly config: LoraConfig,
@@ -61,10 +62,12 @@ export class LoraAdapter {
     return (path) => weights.get(path) ?? null;
   }
 
+  /** Removes any adapter from the model's projections. */
   static detach(model: DecoderModel): void {
     for (const [, p] of model.projections()) p.lora = null;
   }
 
+  /** Marks the A and B matrices as trained (or frozen). */
   setTrainable(trainable: boolean): void {
     for (const { a, b } of this.modules.values()) {
       a.requiresGrad = trainable;
@@ -80,10 +83,12 @@ export class LoraAdapter {
     ]);
   }
 
+  /** Number of adapter weights. */
   parameterCount(): number {
     return this.namedParameters().reduce((n, [, t]) => n + t.size, 0);
   }
 
+  /** Frees the adapter weights. */
   dispose(): void {
     for (const { a, b } of this.modules.values()) {
       a.dispose();

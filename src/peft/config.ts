@@ -5,6 +5,7 @@
 import { LoraforgeError } from '../util/errors.ts';
 import { PROJECTION_NAMES } from '../models/decoder.ts';
 
+/** A LoRA adapter's shape and scaling, with PEFT's `LoraConfig` fields (camelCase). */
 export interface LoraConfig {
   r: number;
   loraAlpha: number;
@@ -17,6 +18,7 @@ export interface LoraConfig {
   baseModelNameOrPath?: string;
 }
 
+/** PEFT's LoraConfig defaults where loraforge keeps them (r 8, alpha 16, dropout 0.05, all linear layers). */
 export const DEFAULT_LORA_CONFIG: LoraConfig = {
   r: 8,
   loraAlpha: 16,
@@ -61,6 +63,7 @@ function checkConfig(c: LoraConfig, where: string): LoraConfig {
   return c;
 }
 
+/** A full, validated LoraConfig from some fields and the defaults; `where` names the source in error messages. */
 export function makeLoraConfig(partial: Partial<LoraConfig>, where = 'lora config'): LoraConfig {
   return checkConfig({ ...DEFAULT_LORA_CONFIG, ...partial }, where);
 }

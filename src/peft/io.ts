@@ -66,10 +66,12 @@ export function writeAdapterFiles(
   );
 }
 
+/** Whether `dir` holds a PEFT adapter (adapter_config.json). */
 export function isAdapterFolder(dir: string): boolean {
   return existsSync(join(dir, ADAPTER_CONFIG_FILE));
 }
 
+/** What loraforge recorded beside an adapter (prompt template, base model, training config). */
 export function readAdapterMeta(dir: string): AdapterMeta {
   const path = join(dir, LORAFORGE_META_FILE);
   return existsSync(path) ? (readJsonObject(path) as AdapterMeta) : {};

@@ -61,11 +61,13 @@ function encodeAs(values: Float32Array, dtype: SafetensorsDtype): ArrayBufferVie
   return values;
 }
 
+/** Output dtype of the merged weights. */
 export interface MergeOptions {
   /** Output dtype of merged matrices; default: each tensor's dtype in the base folder. */
   dtype?: 'F32' | 'BF16' | 'F16';
 }
 
+/** Writes `baseDir`'s model with `adapter` merged into its weights (PEFT `merge_and_unload`) as a new Hugging Face folder `outDir`. */
 export function mergeToFolder(
   baseDir: string,
   adapter: LoraAdapter,

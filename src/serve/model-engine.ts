@@ -27,6 +27,7 @@ interface ServedAdapter {
  */
 export const DEFAULT_PREFILL_CHUNK = 128;
 
+/** Context length and prefill chunking of the served model. */
 export interface ServeEngineOptions {
   /** Longest prompt + completion served (bounds each sequence's KV cache); default min(model, 4096). */
   maxContext?: number;
@@ -34,6 +35,7 @@ export interface ServeEngineOptions {
   prefillChunk?: number;
 }
 
+/** Batched decoding of a loaded base model and named LoRA adapters, for `createServer`. */
 export class ModelServeEngine implements ServeEngine {
   private readonly adapters = new Map<string, ServedAdapter>();
   private readonly live = new Map<number, Sequence>();
@@ -68,6 +70,7 @@ export class ModelServeEngine implements ServeEngine {
     return [...ids];
   }
 
+  /** Names of the loaded adapters. */
   listAdapters(): string[] {
     return [...this.adapters.keys()];
   }
@@ -105,6 +108,7 @@ export class ModelServeEngine implements ServeEngine {
     return this.tokenizer.encode(prompt);
   }
 
+  /** A streaming detokenizer for one sequence. */
   decodeStreamer(): TextStreamer {
     return createTextStreamer(this.tokenizer);
   }

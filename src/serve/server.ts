@@ -16,6 +16,7 @@ import type { ServeEngine } from './engine.ts';
 import { readJsonObject, sendJson, SseWriter } from './http-io.ts';
 import { Scheduler } from './scheduler.ts';
 
+/** Authentication, runtime adapter loading, batching and limits of the server. */
 export interface ServeOptions {
   /** When set, every route except /health needs `Authorization: Bearer <apiKey>`. */
   apiKey?: string;
@@ -37,6 +38,7 @@ export interface ServeOptions {
   shutdownGraceMs?: number;
 }
 
+/** A running OpenAI-compatible HTTP server. */
 export interface LoraforgeServer {
   /** Starts listening; port 0 picks a free port. Resolves to the address actually bound. */
   listen(port: number, host: string): Promise<{ port: number; host: string }>;
@@ -55,6 +57,7 @@ interface Route {
 /** Reason a request's signal is aborted with when its client goes away; never answered. */
 class ClientGone extends Error {}
 
+/** An OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions, /v1/models) over `engine`; call `listen`, and `close` to stop. */
 export function createServer(engine: ServeEngine, options: ServeOptions = {}): LoraforgeServer {
   const maxBatch = positiveInteger(options.maxBatch ?? 8, 'maxBatch');
   const maxQueue = nonNegativeInteger(options.maxQueue ?? 64, 'maxQueue');

@@ -2,6 +2,7 @@
 import { LoraforgeError } from '../util/errors.ts';
 import { SCHEDULE_NAMES, type ScheduleName } from './schedule.ts';
 
+/** The Trainer's settings, named after transformers' `TrainingArguments`. */
 export interface TrainingArguments {
   outputDir: string;
   numTrainEpochs: number;
@@ -28,6 +29,7 @@ export interface TrainingArguments {
   resumeFromCheckpoint?: string | boolean;
 }
 
+/** Defaults of every training argument but `outputDir`. */
 export const DEFAULT_TRAINING_ARGUMENTS: Omit<TrainingArguments, 'outputDir'> = {
   numTrainEpochs: 3,
   maxSteps: -1,
@@ -48,6 +50,7 @@ export const DEFAULT_TRAINING_ARGUMENTS: Omit<TrainingArguments, 'outputDir'> = 
   seed: 42,
 };
 
+/** Full, validated TrainingArguments from some fields and the defaults. */
 export function makeTrainingArguments(
   partial: Partial<TrainingArguments> & { outputDir: string },
 ): TrainingArguments {

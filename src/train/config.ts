@@ -94,8 +94,10 @@ export const TRAIN_KEYS = {
   device: { kind: 'string', help: 'cpu | webgpu | auto', default: 'auto' },
 } satisfies Record<string, KeySpec>;
 
+/** A training configuration key. */
 export type TrainKey = keyof typeof TRAIN_KEYS;
 
+/** A full training configuration (the keys of `loraforge train`'s YAML file). */
 export interface TrainConfig {
   model: string;
   dataset: string;

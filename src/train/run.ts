@@ -22,12 +22,16 @@ import type { MetricsRecord } from './metrics.ts';
 import type { ScheduleName } from './schedule.ts';
 import { Trainer, type TrainResult } from './trainer.ts';
 
+/** Where a training run reports: log lines, metrics records, the progress bar. */
 export interface RunHooks {
+  /** Receives each log line (default: stderr). */
   log?: (line: string) => void;
+  /** Receives each metrics record (loss, learning rate, eval loss...) as it is written. */
   onLog?: (record: MetricsRecord) => void;
   progress?: boolean;
 }
 
+/** The Trainer's result plus the dataset sizes. */
 export interface RunResult extends TrainResult {
   trainExamples: number;
   validationExamples: number;
@@ -43,6 +47,7 @@ function chooseDType(cfg: TrainConfig, config: DecoderConfig): WeightDType {
   return autoWeightDType(config);
 }
 
+/** Runs a whole training configuration: loads the model and data, adds LoRA (or trains fully), trains, writes the adapter to `output_dir`. */
 export async function runTraining(cfg: TrainConfig, hooks: RunHooks = {}): Promise<RunResult> {
   const log = hooks.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   await selectBackend({ device: cfg.device as DeviceName, threads: cfg.threads });

@@ -43,6 +43,7 @@ export interface BatchSource {
   restore(state: never): void;
 }
 
+/** The model (and adapter) to train, the data, the arguments and where to report. */
 export interface TrainerOptions {
   model: DecoderModel;
   /** The adapter to train; null trains every model weight (full fine-tuning). */
@@ -63,6 +64,7 @@ export interface TrainerOptions {
   log?: (message: string) => void;
 }
 
+/** How a training run ended: steps, losses, where the adapter and checkpoints are. */
 export interface TrainResult {
   globalStep: number;
   /** Mean training loss over the steps run in this call. */
@@ -94,6 +96,7 @@ function decays(name: string): boolean {
   return !name.endsWith('.bias') && !name.includes('norm');
 }
 
+/** The training loop: micro-batches, gradient accumulation, clipping, AdamW, learning-rate schedule, evaluation, checkpoints and metrics. */
 export class Trainer {
   private readonly params: [string, Tensor][];
   private readonly optimizer: TrainerOptimizer;
@@ -172,6 +175,7 @@ export class Trainer {
     });
   }
 
+  /** Trains to the end (or until interrupted) and saves the result. */
   async train(): Promise<TrainResult> {
     const { args, train } = this.opts;
     mkdirSync(args.outputDir, { recursive: true });

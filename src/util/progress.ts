@@ -37,6 +37,7 @@ export interface ProgressBarOptions {
 const TTY_REDRAW_MS = 100;
 const BAR_WIDTH = 24;
 
+/** A one-line terminal progress bar (count, rate, ETA) on stderr. */
 export class ProgressBar {
   private readonly stream: ProgressStream;
   private readonly isTTY: boolean;

@@ -4,6 +4,7 @@ import { detectFormat, toConversation } from '../data/formats.ts';
 import { fillConversation } from '../data/placeholders.ts';
 import { parseRecords } from '../data/records.ts';
 
+/** Conversations from the text of a dataset file (any format `loraforge train` reads). */
 export function conversationsFromText(
   text: string,
   file: string,

@@ -10,12 +10,14 @@ import type { PromptTemplate } from '../data/templates.ts';
 import type { DecoderModel } from '../models/decoder.ts';
 import { KVCache } from '../models/kv-cache.ts';
 
+/** Reply length. */
 export interface GreedyOptions {
   maxNewTokens: number;
   /** Called with the reply so far after each token (for a live display). */
   onText?: (text: string) => void;
 }
 
+/** The greedy reply of `model` to a conversation. */
 export async function greedyReply(
   model: DecoderModel,
   tokenizer: Tokenizer,

@@ -7,11 +7,13 @@ import { modelFromTensors } from '../models/from-tensors.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { readJsonObject, type ModelFiles } from './model-files.ts';
 
+/** A model and its tokenizer, loaded from bytes. */
 export interface LoadedModel {
   model: DecoderModel;
   tokenizer: HfTokenizer;
 }
 
+/** Loads a model folder given as files (URLs or picked files) on the current backend. */
 export async function loadModelFiles(files: ModelFiles): Promise<LoadedModel> {
   const missing = (name: string) => new LoraforgeError(`${files.label}: no ${name}`);
   const config = await readJsonObject(files, 'config.json');

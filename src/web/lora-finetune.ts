@@ -19,6 +19,7 @@ import { makeLoraConfig } from '../peft/config.ts';
 import { LrSchedule, type ScheduleName } from '../train/schedule.ts';
 import { createTrainerOptimizer } from '../train/trainer-optimizer.ts';
 
+/** The page's LoRA recipe. */
 export interface FineTuneOptions {
   steps: number;
   batchSize: number;
@@ -55,6 +56,7 @@ export const DEFAULT_FINETUNE: Readonly<FineTuneOptions> = {
 const WARMUP_RATIO = 0.05;
 const MAX_GRAD_NORM = 1;
 
+/** Losses and timing of a fine-tune in the page. */
 export interface FineTuneResult {
   /** Attached to the model. */
   adapter: LoraAdapter;

@@ -4,6 +4,7 @@
  */
 import { LoraforgeError } from '../util/errors.ts';
 
+/** A model folder as named byte sources. */
 export interface ModelFiles {
   /** Names the folder in messages; ends with '/', so `label + name` names a file. */
   readonly label: string;
@@ -11,6 +12,7 @@ export interface ModelFiles {
   read(name: string): Promise<ArrayBuffer | undefined>;
 }
 
+/** The model folder at a URL (fetched on demand). */
 export function filesAtUrl(base: string): ModelFiles {
   const folder = base.endsWith('/') ? base : `${base}/`;
   return {

@@ -7,6 +7,7 @@ import * as ref from '../../src/engine/cpu/reference-kernels.ts';
 import type { Floats } from '../../src/engine/cpu/reference-kernels.ts';
 import { CpuKernels } from '../../src/engine/cpu/kernels.ts';
 import { WasmRuntime } from '../../src/engine/cpu/runtime.ts';
+import { prepareWasmCompiler, supportsRelaxedSimd } from '../../src/engine/cpu/v8-flags.ts';
 import {
   defaultInverseFrequencies,
   ropeInverseFrequencies,
@@ -588,6 +589,9 @@ interface Harness {
  */
 async function harness(binary: Uint8Array<ArrayBuffer>, threads = 1): Promise<Harness> {
   const mem = new TestMemory();
+  // The same V8 settings as the runtime (relaxed SIMD is behind a flag on Node 20).
+  prepareWasmCompiler();
+  assert.ok(WebAssembly.validate(binary) || supportsRelaxedSimd(binary), 'module does not validate');
   const instance = await WebAssembly.instantiate(await WebAssembly.compile(binary), {
     env: { memory: mem.memory, abort: () => assert.fail('wasm abort') },
   });

@@ -1,7 +1,7 @@
 /** `loraforge chat`: an interactive REPL that streams the model's replies. */
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
-import type { ChatMessage } from '../../data/templates.ts';
+import { type ChatMessage } from '../../index.ts';
 import {
   addModelOptions,
   addSamplingOptions,

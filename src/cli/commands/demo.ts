@@ -5,15 +5,19 @@
 import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { Command } from 'commander';
-import { selectBackend } from '../../engine/select-backend.ts';
-import { loadEvalSet } from '../../eval/eval-set.ts';
-import { evalComparisonJson, formatEvalTable } from '../../eval/report.ts';
-import { ChatPipeline } from '../../infer/pipeline.ts';
-import { loadAdapter } from '../../peft/io.ts';
-import { readConfigFile, resolveTrainConfig } from '../../train/config.ts';
-import { runTraining } from '../../train/run.ts';
-import { writeFileAtomic } from '../../io/atomic.ts';
-import { LoraforgeError } from '../../util/errors.ts';
+import {
+  ChatPipeline,
+  evalComparisonJson,
+  formatEvalTable,
+  loadAdapter,
+  loadEvalSet,
+  LoraforgeError,
+  readConfigFile,
+  resolveTrainConfig,
+  runTraining,
+  selectBackend,
+  writeFileAtomic,
+} from '../../index.ts';
 import { evaluateWithProgress } from './eval.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..', '..');

@@ -1,8 +1,6 @@
 /** `loraforge download`: fetch a model from the Hugging Face Hub into the HF cache. */
 import type { Command } from 'commander';
-import { resolveModel } from '../../io/hub.ts';
-import { formatBytes } from '../../util/format.ts';
-import { ProgressBar } from '../../util/progress.ts';
+import { formatBytes, ProgressBar, resolveModel } from '../../index.ts';
 
 export function registerDownload(program: Command): void {
   program

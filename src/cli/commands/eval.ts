@@ -1,16 +1,20 @@
 /** `loraforge eval`: identity hit rate and general accuracy, before and after an adapter. */
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { loadEvalSet } from '../../eval/eval-set.ts';
-import { evaluateModel, recordedTarget } from '../../eval/evaluate-model.ts';
-import type { IdentityTarget } from '../../eval/match.ts';
-import { evalComparisonJson, formatEvalTable } from '../../eval/report.ts';
-import type { EvalReport } from '../../eval/run.ts';
-import type { ChatPipeline } from '../../infer/pipeline.ts';
-import { LoraAdapter } from '../../peft/adapter.ts';
-import { readAdapterMeta } from '../../peft/io.ts';
-import { LoraforgeError } from '../../util/errors.ts';
-import { ProgressBar } from '../../util/progress.ts';
+import {
+  type ChatPipeline,
+  evalComparisonJson,
+  type EvalReport,
+  evaluateModel,
+  formatEvalTable,
+  type IdentityTarget,
+  loadEvalSet,
+  LoraAdapter,
+  LoraforgeError,
+  ProgressBar,
+  readAdapterMeta,
+  recordedTarget,
+} from '../../index.ts';
 import { addModelOptions, loadPipeline, parseInteger, type ModelFlags } from '../options.ts';
 
 /** Evaluates with a progress bar. */

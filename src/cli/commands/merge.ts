@@ -1,10 +1,6 @@
 /** `loraforge merge`: bake an adapter into the base weights as a standalone HF model folder. */
 import type { Command } from 'commander';
-import { selectBackend } from '../../engine/select-backend.ts';
-import { resolveModel } from '../../io/hub.ts';
-import { loadModel } from '../../models/load.ts';
-import { loadAdapter } from '../../peft/io.ts';
-import { mergeToFolder } from '../../peft/merge.ts';
+import { loadAdapter, loadModel, mergeToFolder, resolveModel } from '../../index.ts';
 
 export function registerMerge(program: Command): void {
   program
@@ -26,10 +22,9 @@ export function registerMerge(program: Command): void {
         out: string;
         dtype?: 'F32' | 'BF16' | 'F16';
       }) => {
-        await selectBackend({ device: 'cpu' });
         const dir = await resolveModel(flags.model);
         // Only the projection shapes are needed to read the adapter; bf16 keeps this cheap.
-        const model = loadModel(dir, { dtype: 'bf16' });
+        const model = await loadModel(dir, { device: 'cpu', dtype: 'bf16' });
         const adapter = loadAdapter(flags.adapter, model);
         mergeToFolder(dir, adapter, flags.out, { dtype: flags.dtype });
         process.stdout.write(

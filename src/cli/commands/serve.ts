@@ -1,8 +1,11 @@
 /** `loraforge serve`: the OpenAI-compatible HTTP server with per-request LoRA adapters. */
 import type { Command } from 'commander';
-import { DEFAULT_PREFILL_CHUNK, ModelServeEngine } from '../../serve/model-engine.ts';
-import { createServer } from '../../serve/server.ts';
-import { LoraforgeError } from '../../util/errors.ts';
+import {
+  createServer,
+  DEFAULT_PREFILL_CHUNK,
+  LoraforgeError,
+  ModelServeEngine,
+} from '../../index.ts';
 import { addDeviceOptions, loadPipeline, parseInteger } from '../options.ts';
 
 interface ServeFlags {

@@ -4,10 +4,10 @@ import { relative } from 'node:path';
 import {
   readConfigFile,
   resolveTrainConfig,
+  runTraining,
   TRAIN_KEYS,
   type TrainKey,
-} from '../../train/config.ts';
-import { runTraining } from '../../train/run.ts';
+} from '../../index.ts';
 
 function flagName(key: string): string {
   return `--${key.replaceAll('_', '-')}`;

@@ -5,10 +5,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { setFlagsFromString } from 'node:v8';
 import { LoraforgeError } from '../../util/errors.ts';
 import { FreeListAllocator } from './allocator.ts';
 import { CONTROL_BLOCK_BYTES, WorkerPool, type ExportedFunction } from './pool.ts';
+import { prepareWasmCompiler, supportsRelaxedSimd } from './v8-flags.ts';
 
 export type MatrixDtype = 'f32' | 'bf16' | 'f16';
 
@@ -56,6 +56,10 @@ const HEAP_START = Math.max(PAGE_BYTES, CONTROL_BLOCK_OFFSET + CONTROL_BLOCK_BYT
 const PARALLEL_GEMM_MIN_MULTIPLY_ADDS = 1 << 20;
 const DTYPE_CODES: Record<MatrixDtype, number> = { f32: 0, bf16: 1, f16: 2 };
 
+/**
+ * The prebuilt kernels: <repository or package root>/build/. src/ (run by tsx in a checkout) and
+ * dist/ (the compiled package) sit at the same depth, so one relative URL serves both.
+ */
 const buildDir = new URL('../../../build/', import.meta.url);
 
 export class WasmRuntime {
@@ -229,15 +233,10 @@ function checkGemmArgs(args: GemmArgs): void {
 async function compileKernels(
   wantRelaxed: boolean,
 ): Promise<{ module: WebAssembly.Module; relaxed: boolean }> {
-  // V8 first runs wasm from its baseline compiler (Liftoff, ~4x slower here) and swaps in optimized
-  // code only for later calls; a long kernel call (an LM-head GEMM takes seconds) would run entirely
-  // on the baseline code. Compile everything optimized up front instead (the module is small).
-  setFlagsFromString('--no-liftoff');
+  prepareWasmCompiler();
   if (wantRelaxed) {
-    // Node 20's V8 ships relaxed SIMD behind a flag; setting it before compiling is enough.
-    setFlagsFromString('--experimental-wasm-relaxed-simd');
     const bytes = await readBuild('loraforge-relaxed.wasm');
-    if (WebAssembly.validate(bytes))
+    if (supportsRelaxedSimd(bytes))
       return { module: await WebAssembly.compile(bytes), relaxed: true };
   }
   return { module: await WebAssembly.compile(await readBuild('loraforge.wasm')), relaxed: false };

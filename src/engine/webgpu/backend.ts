@@ -13,6 +13,7 @@ import { WebGpuKernels, type WebGpuKernelsOptions } from './kernels.ts';
 /** writeBuffer and buffer copies work in whole 4-byte words. */
 const WORD = 4;
 
+/** The WebGPU compute backend (navigator.gpu in a browser, Dawn in Node). */
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu' as const;
   readonly kernels: WebGpuKernelSet;
@@ -23,15 +24,18 @@ export class WebGpuBackend implements Backend {
     this.pool = new BufferPool(gpu.device, () => gpu.flush());
   }
 
+  /** Acquires a WebGPU adapter and device and picks its GEMM kernels (tuner.ts). */
   static async create(options?: WebGpuKernelsOptions): Promise<WebGpuBackend> {
     return new WebGpuBackend(await WebGpuKernels.create(options));
   }
 
+  /** A GPU buffer of `bytes` bytes. */
   alloc(bytes: number): Storage {
     const storage: GpuStorage = { buffer: this.pool.acquire(bytes), bytes };
     return storage;
   }
 
+  /** Releases a buffer from `alloc`. */
   free(storage: Storage): void {
     this.pool.release((storage as GpuStorage).buffer);
   }
@@ -82,6 +86,7 @@ export class WebGpuBackend implements Backend {
     return this.pool.createdBuffers;
   }
 
+  /** Releases the device. */
   dispose(): void {
     this.gpu.flush();
     this.pool.destroy();

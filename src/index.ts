@@ -1,0 +1,127 @@
+// The WebGPU types (GPUDevice, GPUBuffer...) the declarations of the WebGPU backend use, from the
+// `webgpu` dependency (@webgpu/types); kept in the emitted .d.ts for users' type-checks.
+/// <reference types="webgpu" preserve="true" />
+/**
+ * loraforge for Node.js: LoRA fine-tuning, generation, evaluation and serving of Hugging Face
+ * causal LMs (Qwen2, Llama, Mistral) on the CPU (WebAssembly SIMD) or a GPU (WebGPU).
+ *
+ * This file is the whole public API: `import { … } from 'loraforge'`. Anything not exported here
+ * is internal and may change. The command line (`src/cli/`) uses only these exports.
+ * The browser build is `loraforge/web` (src/web.ts).
+ *
+ * ```ts
+ * import { loadChatPipeline, streamChat } from 'loraforge';
+ * const pipe = await loadChatPipeline({ model: 'Qwen/Qwen2-0.5B-Instruct', adapter: 'runs/me' });
+ * for await (const text of streamChat(pipe, [{ role: 'user', content: 'Who are you?' }]))
+ *   process.stdout.write(text);
+ * ```
+ *
+ * @packageDocumentation
+ */
+
+// ---- Errors -------------------------------------------------------------------------------------
+export { LoraforgeError } from './util/errors.ts';
+
+// ---- Device -------------------------------------------------------------------------------------
+export { selectBackend, type BackendOptions, type DeviceName } from './engine/select-backend.ts';
+
+// ---- Models and tokenizers (from a Hugging Face id or a local folder) ---------------------------
+export {
+  loadChatPipeline,
+  loadModel,
+  loadTokenizer,
+  type FromPretrainedOptions,
+} from './api/pretrained.ts';
+export { resolveModel, type DownloadProgress, type ResolveModelOptions } from './io/hub.ts';
+export type { DecoderModel } from './models/decoder.ts';
+export type { DecoderConfig } from './models/config.ts';
+export type { WeightDType } from './models/load.ts';
+export { HfTokenizer, type SpecialTokens, type Tokenizer } from './io/tokenizer.ts';
+export { ChatTemplate, type ChatTemplateMessage } from './io/chat-template.ts';
+
+// ---- Prompt templates (how a conversation becomes tokens and labels) ----------------------------
+export {
+  createTemplate,
+  templateFromSpec,
+  IGNORE_INDEX,
+  TEMPLATE_NAMES,
+  type ChatMessage,
+  type Conversation,
+  type PromptTemplate,
+  type PromptTemplateSpec,
+  type TemplateName,
+} from './data/templates.ts';
+
+// ---- Generation ---------------------------------------------------------------------------------
+export { ChatPipeline, type PipelineOptions } from './infer/pipeline.ts';
+export type { GenerateOptions, GenerationResult } from './infer/text-generation.ts';
+export type { SamplingOptions } from './infer/sampling.ts';
+export { streamChat, streamCompletion, streamGeneration } from './infer/stream.ts';
+
+// ---- LoRA (PEFT-compatible adapter folders) -----------------------------------------------------
+export { DEFAULT_LORA_CONFIG, makeLoraConfig, type LoraConfig } from './peft/config.ts';
+export { LoraAdapter, trainableParametersReport } from './peft/adapter.ts';
+export {
+  isAdapterFolder,
+  loadAdapter,
+  readAdapterMeta,
+  saveAdapter,
+  type AdapterMeta,
+} from './peft/io.ts';
+export { mergeToFolder, type MergeOptions } from './peft/merge.ts';
+
+// ---- Datasets -----------------------------------------------------------------------------------
+export {
+  loadDataset,
+  type DatasetStats,
+  type LoadDatasetOptions,
+  type LoadedDataset,
+} from './data/dataset.ts';
+export { parseRecords, type RawRecord } from './data/records.ts';
+export { DataLoader, type DataLoaderOptions } from './data/loader.ts';
+
+// ---- Training -----------------------------------------------------------------------------------
+export { train, type TrainOptions } from './api/train.ts';
+export { runTraining, type RunHooks, type RunResult } from './train/run.ts';
+export {
+  readConfigFile,
+  resolveTrainConfig,
+  TRAIN_KEYS,
+  type TrainConfig,
+  type TrainKey,
+} from './train/config.ts';
+export { Trainer, type TrainerOptions, type TrainResult } from './train/trainer.ts';
+export {
+  DEFAULT_TRAINING_ARGUMENTS,
+  makeTrainingArguments,
+  type TrainingArguments,
+} from './train/arguments.ts';
+export type { MetricsRecord } from './train/metrics.ts';
+// TRAINER CALLBACKS: the `arch` branch adds onLog / onStep / onEvaluate / onSave / shouldStop
+// (HF TrainerCallback, mlx-lm TrainingCallback); export their types here when it lands.
+
+// ---- Evaluation ---------------------------------------------------------------------------------
+export { loadEvalSet, parseEvalSet, type EvalSet } from './eval/eval-set.ts';
+export { evaluateModel, recordedTarget, type EvaluateOptions } from './eval/evaluate-model.ts';
+export {
+  runEval,
+  type AnswerFn,
+  type EvalItemResult,
+  type EvalReport,
+  type EvalScore,
+} from './eval/run.ts';
+export { scoreGeneral, scoreIdentity, type IdentityTarget } from './eval/match.ts';
+export { evalComparisonJson, formatEvalTable, type EvalComparisonJson } from './eval/report.ts';
+
+// ---- Serving (OpenAI-compatible HTTP API) -------------------------------------------------------
+export { createServer, type LoraforgeServer, type ServeOptions } from './serve/server.ts';
+export {
+  DEFAULT_PREFILL_CHUNK,
+  ModelServeEngine,
+  type ServeEngineOptions,
+} from './serve/model-engine.ts';
+
+// ---- Utilities (progress output and atomic writes, as the CLI uses them) ------------------------
+export { ProgressBar } from './util/progress.ts';
+export { formatBytes } from './util/format.ts';
+export { writeFileAtomic } from './io/atomic.ts';
