@@ -5,7 +5,9 @@
  * same step on 1 thread measured in the same run as the baseline.
  *   npm run bench:train [-- --arch qwen2-0.5b|qwen3-0.6b|gemma3-1b --steps N --threads T
  *                           --device cpu|webgpu --json]
- * With --device webgpu the same-run baseline is the CPU backend on T threads.
+ * With --device webgpu the same-run baseline is the CPU backend on T threads, and the step also
+ * runs on the first WebGPU GEMM kernel (`old kernels`, skip with --no-old-kernels) beside the
+ * tuned ones; the device memory the buffer pool held at its peak is reported.
  * More options (for the GPU benchmark, scripts/device/gpu-bench.sh):
  *   --model DIR        a model folder instead of the 0.5B-shaped random one (ids wrap to its vocab)
  *   --no-baseline      skip the CPU baseline
@@ -21,6 +23,7 @@ import { CpuBackend } from '../src/engine/cpu/backend.ts';
 import type { Backend } from '../src/engine/backend.ts';
 import { WebGpuBackend } from '../src/engine/webgpu/backend.ts';
 import { WebGpuKernels } from '../src/engine/webgpu/kernels.ts';
+import { fileTuneStore } from '../src/engine/webgpu/tune-store-file.ts';
 import { backward, gradSlot } from '../src/engine/tape.ts';
 import { setBackend, tidyAsync } from '../src/engine/tensor.ts';
 import { loadModel } from '../src/models/load.ts';
@@ -101,7 +104,7 @@ async function measure(
   label: string,
   stepCount: number,
   timeUpdate: boolean,
-): Promise<Timed & { update?: Timed }> {
+): Promise<Timed & { update?: Timed; deviceMemory?: WebGpuBackend['deviceMemory'] }> {
   const backend = await makeBackend();
   setBackend(backend);
   const model = loadModel(dir, { dtype: 'bf16' });
@@ -155,10 +158,11 @@ async function measure(
     });
     optimizer.dispose();
   }
+  const deviceMemory = backend instanceof WebGpuBackend ? backend.deviceMemory : undefined;
   adapter.dispose();
   model.dispose();
   backend.dispose();
-  return { ...forwardBackward, update };
+  return { ...forwardBackward, update, deviceMemory };
 }
 
 say(
@@ -166,8 +170,8 @@ say(
 );
 const cpu = (t: number) => () => CpuBackend.create({ threads: t });
 let gpuInfo: Record<string, unknown> | undefined;
-const webgpu = async () => {
-  const kernels = await WebGpuKernels.create();
+const webgpu = (gemm?: string) => async () => {
+  const kernels = await WebGpuKernels.create({ store: fileTuneStore(), ...(gemm && { gemm }) });
   const { adapterInfo, shaderF16, subgroups, limits } = kernels.context;
   gpuInfo = {
     ...adapterInfo,
@@ -176,13 +180,19 @@ const webgpu = async () => {
     maxBufferSize: limits.maxBufferSize,
     maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
   };
-  progress(`webgpu adapter: ${JSON.stringify(gpuInfo)}`);
+  progress(
+    `webgpu adapter: ${JSON.stringify(gpuInfo)}, GEMM plan ${JSON.stringify(kernels.gemmPlan)}`,
+  );
   return new WebGpuBackend(kernels);
 };
 const main =
   device === 'webgpu'
-    ? await measure(webgpu, 'webgpu', steps + 1, withUpdate)
+    ? await measure(webgpu(), 'webgpu', steps + 1, withUpdate)
     : await measure(cpu(threads), `${threads} thread(s)`, steps + 1, withUpdate);
+const oldKernels =
+  device === 'webgpu' && !process.argv.includes('--no-old-kernels')
+    ? await measure(webgpu('legacy'), 'webgpu old kernels', steps + 1, false)
+    : undefined;
 const mainPeakRss = peakRss();
 const baselineThreads = device === 'webgpu' ? threads : 1;
 const baseline = withBaseline
@@ -233,6 +243,11 @@ const result = {
     trainerStepSeconds: main.update.stepSeconds,
   }),
   ...(gpuInfo && { webgpuAdapter: gpuInfo }),
+  ...(main.deviceMemory && { devicePeakHeldBytes: main.deviceMemory.peakHeldBytes }),
+  ...(oldKernels && {
+    oldKernelsSecondsPerStep: oldKernels.secondsPerStep,
+    speedupVsOldKernels: oldKernels.secondsPerStep / main.secondsPerStep,
+  }),
   baselineCpuThreads: baseline ? baselineThreads : null,
   baselineSecondsPerStep: baseline?.secondsPerStep ?? null,
   speedupVsBaseline: baseline ? baseline.secondsPerStep / main.secondsPerStep : null,
@@ -248,6 +263,16 @@ say(
 if (main.update) {
   say(
     `with the Trainer's update (clip + AdamW): ${main.update.secondsPerStep.toFixed(2)} s/step, ${(tokens / main.update.secondsPerStep).toFixed(1)} tokens/s`,
+  );
+}
+if (oldKernels) {
+  say(
+    `webgpu old kernels (first GEMM kernel, same run): ${oldKernels.secondsPerStep.toFixed(2)} s/step -> new kernels x${result.speedupVsOldKernels!.toFixed(2)}`,
+  );
+}
+if (main.deviceMemory) {
+  say(
+    `device memory held by the buffer pool at its peak: ${(main.deviceMemory.peakHeldBytes / 2 ** 30).toFixed(2)} GiB`,
   );
 }
 if (baseline) {

@@ -1,4 +1,4 @@
-// Bundles the GPU benchmark's entry (bench/train.ts) with esbuild into a folder that runs with a bare `node`, without node_modules or tsx: scripts/device/prepare.sh
+// Bundles the GPU benchmark's entries (bench/train.ts, bench/gemm.ts) with esbuild into a folder that runs with a bare `node`, without node_modules or tsx: scripts/device/prepare.sh
 // calls it and lays out the rest of that folder (see there).
 //   node scripts/device/bundle.mjs <outdir>
 // The CPU engine finds its worker and its wasm build relative to its own module
@@ -30,7 +30,7 @@ const cpuModuleUrl = {
 };
 
 const result = await build({
-  entryPoints: { 'bench-train': 'bench/train.ts' },
+  entryPoints: { 'bench-train': 'bench/train.ts', 'bench-gemm': 'bench/gemm.ts' },
   outdir,
   outExtension: { '.js': '.mjs' },
   bundle: true,
@@ -50,7 +50,7 @@ const result = await build({
   metafile: true,
   logLevel: 'warning',
 });
-// runtime.ts (its build dir) and pool.ts (its worker) use it once each.
+// runtime.ts (its build dir) and pool.ts (its worker) use it once each (per entry).
 if (rewritten < 2) {
   console.error(
     `bundle.mjs: expected import.meta.url in src/engine/cpu/{runtime,pool}.ts, found ${rewritten}`,

@@ -137,6 +137,16 @@ if [ $WEBGPU_OK -eq 0 ]; then
   say "loraforge exit ${PIPESTATUS[0]}"
 fi
 
+# 5b. loraforge's WebGPU GEMM on the 0.5B shapes (old and tuned kernels), for TFLOP/s and the
+# share of the card's peak (bench/gpu/peaks.mjs).
+if [ $WEBGPU_OK -eq 0 ] && [ -s "$D/app/bench-gemm.mjs" ]; then
+  t=$(budget 90 150)
+  say "loraforge webgpu GEMM (timeout ${t}s)"
+  timeout -k 10 "$t" $NODE --experimental-wasm-relaxed-simd "$D/app/bench-gemm.mjs" \
+    --device webgpu --json 2>&1 | tee "$OUT/gemm.out"
+  say "loraforge GEMM exit ${PIPESTATUS[0]}"
+fi
+
 # 6. Hugging Face Trainer + PEFT, bf16 (then its plain PyTorch loop, if time is left).
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 HF_VERSIONS=
@@ -165,6 +175,7 @@ fi
 SOURCE=$(paste -sd ';' "$D/source.txt" 2>/dev/null) MODE=$MODE SHAPE=$SHAPE GPU_NAME=$GPU_NAME ADAPTER=$ADAPTER HF_VERSIONS=$HF_VERSIONS ELAPSED=$SECONDS \
   $NODE --input-type=module -e "
   import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+  const { gpuPeak } = await import('$ROOT/bench/gpu/peaks.mjs');
   const out = process.argv[1];
   const last = (name) => {
     const f = out + '/' + name;
@@ -177,6 +188,7 @@ SOURCE=$(paste -sd ';' "$D/source.txt" 2>/dev/null) MODE=$MODE SHAPE=$SHAPE GPU_
     return null;
   };
   const lf = last('loraforge.out'), hfT = last('hf_trainer.out'), hfL = last('hf_loop.out');
+  const gm = last('gemm.out');
   const r = (a, b) => (a && b ? +(a / b).toFixed(4) : null);
   const e = process.env;
   const probed = (() => { try { return JSON.parse(e.ADAPTER); } catch { return e.ADAPTER || null; } })();
@@ -193,6 +205,14 @@ SOURCE=$(paste -sd ';' "$D/source.txt" 2>/dev/null) MODE=$MODE SHAPE=$SHAPE GPU_
     hfTrainer: hfT && { tokensPerSecond: hfT.tokens_per_s, medianStepSeconds: hfT.median_step_s, peakGpuMiB: hfT.peak_gpu_mb, device: hfT.device_name },
     hfLoop: hfL && { tokensPerSecond: hfL.tokens_per_s, medianStepSeconds: hfL.median_step_s, peakGpuMiB: hfL.peak_gpu_mb },
     hfVersions: e.HF_VERSIONS || null,
+    gemm: gm && (() => {
+      const peak = gpuPeak(e.GPU_NAME || hfT?.device_name);
+      const best = Math.max(...gm.results.map((x) => x.newGflops)) / 1000;
+      return {
+        plan: gm.plan, shapes: gm.results.map((x) => ({ shape: x.shape, newTflops: x.newGflops / 1000, oldTflops: x.oldGflops / 1000, speedup: x.speedup })),
+        bestTflops: best, peak, shareOfTensorPeak: peak ? best / peak.tensor16 : null, shareOfFp32Peak: peak ? best / peak.fp32 : null,
+      };
+    })(),
     ratioVsHfTrainer: r(lf?.trainerTokensPerSecond, hfT?.tokens_per_s),
     ratioVsHfLoop: r(lf?.trainerTokensPerSecond, hfL?.tokens_per_s),
     elapsedSeconds: +e.ELAPSED,
@@ -201,6 +221,7 @@ SOURCE=$(paste -sd ';' "$D/source.txt" 2>/dev/null) MODE=$MODE SHAPE=$SHAPE GPU_
   const f = (x) => (x == null ? 'n/a' : x.toFixed(1));
   console.log('loraforge webgpu (Trainer step): ' + f(lf?.trainerTokensPerSecond) + ' tok/s; forward+backward only: ' + f(lf?.tokensPerSecond) + ' tok/s');
   console.log('HF Trainer + PEFT bf16: ' + f(hfT?.tokens_per_s) + ' tok/s; HF plain loop: ' + f(hfL?.tokens_per_s) + ' tok/s');
+  if (summary.gemm) console.log('loraforge GEMM: ' + summary.gemm.bestTflops.toFixed(2) + ' TFLOP/s at best' + (summary.gemm.peak ? ' = ' + (100 * summary.gemm.shareOfTensorPeak).toFixed(1) + '% of the ' + summary.gemm.peak.name + ' bf16 tensor peak (' + summary.gemm.peak.tensor16 + '), ' + (100 * summary.gemm.shareOfFp32Peak).toFixed(1) + '% of its FP32 peak (' + summary.gemm.peak.fp32 + ')' : ' (card not in bench/gpu/peaks.mjs)'));
   console.log('ratio loraforge / HF Trainer: ' + (summary.ratioVsHfTrainer ?? 'n/a') + ' on ' + (summary.gpu ?? 'unknown GPU'));
   console.log(JSON.stringify(summary));
 " "$OUT"

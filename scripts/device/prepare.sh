@@ -10,6 +10,7 @@
 #   source.txt                               the commit bundled, and uncommitted changes if any
 #   debs/*.deb                               Vulkan loader + glvnd (the device README's recipe)
 #   app/bench-train.mjs                      bench/train.ts, bundled (scripts/device/bundle.mjs)
+#   app/bench-gemm.mjs                       bench/gemm.ts (the WebGPU GEMM, old and tuned kernels)
 #   app/src/engine/cpu/worker.mjs            the CPU pool's worker, beside the bundles' CPU URL
 #   app/build/*.wasm                         the CPU kernels (npm run build:wasm)
 #   app/node_modules/webgpu/                 the package's index.js + package.json, and

@@ -7,6 +7,7 @@ import { CpuBackend } from './cpu/backend.ts';
 import { setBackend } from './tensor.ts';
 import { WebGpuBackend } from './webgpu/backend.ts';
 import { hasHardwareGpu } from './webgpu/device.ts';
+import { fileTuneStore } from './webgpu/tune-store-file.ts';
 
 /** A compute device: `cpu` (WebAssembly SIMD), `webgpu`, or `auto` (a hardware GPU if there is one, else the CPU). */
 export type DeviceName = 'cpu' | 'webgpu' | 'auto';
@@ -56,7 +57,7 @@ export async function selectBackend(opts: BackendOptions = {}): Promise<Backend>
   const gpu =
     device === 'webgpu' || (device === 'auto' && mayHaveGpu() && (await hasHardwareGpu()));
   const backend = gpu
-    ? await WebGpuBackend.create()
+    ? await WebGpuBackend.create({ store: fileTuneStore() })
     : await CpuBackend.create({ threads: opts.threads });
   setBackend(backend);
   active = { key, backend };

@@ -13,7 +13,16 @@ import {
 import { WebGpuKernels } from '../../src/engine/webgpu/kernels.ts';
 import { KernelRunner, type BufferRef } from '../../src/engine/webgpu/runner.ts';
 import type { KernelDef } from '../../src/engine/webgpu/kernel-def.ts';
-import { gemm, type GemmDtype } from '../../src/engine/webgpu/gemm.ts';
+import {
+  DEFAULT_GEMM_PLAN,
+  LEGACY_GEMM_PLAN,
+  gemm,
+  type GemmDtype,
+  type GemmPlan,
+} from '../../src/engine/webgpu/gemm.ts';
+import { tileName, type GemmTile } from '../../src/engine/webgpu/gemm-tiled.ts';
+import { candidateTiles, chooseGemmPlan, parseGemmSpec } from '../../src/engine/webgpu/tuner.ts';
+import { isHardwareAdapter } from '../../src/engine/webgpu/device.ts';
 import { adamwStep } from '../../src/engine/webgpu/adamw.ts';
 import { scale } from '../../src/engine/webgpu/elementwise.ts';
 import { rmsnormForward } from '../../src/engine/webgpu/rmsnorm.ts';
@@ -150,7 +159,11 @@ interface GemmCase {
   offsetElements?: number;
 }
 
-async function checkGemm(c: GemmCase, runner: KernelRunner = gpu!.runner) {
+async function checkGemm(
+  c: GemmCase,
+  runner: KernelRunner = gpu!.runner,
+  plan: GemmPlan = DEFAULT_GEMM_PLAN,
+) {
   const {
     m,
     n,
@@ -183,22 +196,26 @@ async function checkGemm(c: GemmCase, runner: KernelRunner = gpu!.runner) {
   A = a.rounded;
   B = b.rounded;
   const cRef = upload(C, offsetElements * 4);
-  gemm(runner, {
-    a: upload(a.data, offsetElements * a.bytes),
-    b: upload(b.data, offsetElements * b.bytes),
-    c: cRef,
-    bias: bias ? upload(bias, offsetElements * 4) : null,
-    m,
-    n,
-    k,
-    transA,
-    transB,
-    alpha,
-    beta,
-    aDtype,
-    bDtype,
-    ...(pad ? { lda, ldb, ldc } : {}),
-  });
+  gemm(
+    runner,
+    {
+      a: upload(a.data, offsetElements * a.bytes),
+      b: upload(b.data, offsetElements * b.bytes),
+      c: cRef,
+      bias: bias ? upload(bias, offsetElements * 4) : null,
+      m,
+      n,
+      k,
+      transA,
+      transB,
+      alpha,
+      beta,
+      aDtype,
+      bDtype,
+      ...(pad ? { lda, ldb, ldc } : {}),
+    },
+    plan,
+  );
   runner.flush();
   const expected = referenceGemm(
     A,
@@ -222,7 +239,15 @@ async function checkGemm(c: GemmCase, runner: KernelRunner = gpu!.runner) {
     for (let i = 0; i < m; i++)
       for (let j = n; j < ldc; j++) assert.equal(actual[i * ldc + j], C[i * ldc + j]);
   }
-  assertClose(actual, expected, `gemm ${JSON.stringify(c)}`);
+  // f16 tiles round both operands to f16 (11-bit mantissa).
+  const f16Tiles = !plan.legacy && Object.values(plan.tiles).some((t) => t.f16);
+  assertClose(
+    actual,
+    expected,
+    `gemm ${JSON.stringify(c)}`,
+    f16Tiles ? 1e-2 : 1e-4,
+    f16Tiles ? 1e-2 : 1e-5,
+  );
 }
 
 gpuDescribe('webgpu gemm', () => {
@@ -271,6 +296,85 @@ gpuDescribe('webgpu gemm', () => {
       { m: 20, n: 30, k: 50, transA: true, bDtype: 'bf16', offsetElements: 7 },
       small,
     );
+  });
+});
+
+// Every tile the tuner may pick (forced one at a time), on cases that take each load path: vec4
+// f32 rows, packed bf16 pairs (the models' transposed weights), element loads (odd offsets) and
+// split-K (few tiles, deep k). Tiles the adapter cannot run are skipped with the reason. On a
+// software adapter a large tile's shader takes seconds of CPU to compile, so there only the tiles
+// it runs (its fixed plan and the default plan) and the 4x4 ones (the f16 and subgroup paths
+// among them) are tested unless LORAFORGE_TEST_ALL_GEMM_TILES=1.
+const everyTile = (): { tile: GemmTile; skip: string | false }[] => {
+  const all = {
+    shaderF16: true,
+    subgroups: true,
+    limits: { maxComputeInvocationsPerWorkgroup: 1024 },
+  };
+  const software = gpu !== null && !isHardwareAdapter(gpu.context.adapterInfo);
+  const allTiles = !software || process.env.LORAFORGE_TEST_ALL_GEMM_TILES === '1';
+  const used = new Set(
+    [DEFAULT_GEMM_PLAN, gpu?.gemmPlan ?? DEFAULT_GEMM_PLAN].flatMap((plan) =>
+      plan.legacy ? [] : Object.values(plan.tiles).map(tileName),
+    ),
+  );
+  const names = new Set<string>();
+  const tiles: GemmTile[] = [];
+  for (const cls of ['large', 'rows', 'cols'] as const) {
+    for (const tile of candidateTiles(all as never, cls, true)) {
+      if (!names.has(tileName(tile))) tiles.push(tile);
+      names.add(tileName(tile));
+    }
+  }
+  return tiles.map((tile) => ({
+    tile,
+    skip:
+      gpu === null
+        ? 'no adapter'
+        : tile.f16 && !gpu.context.shaderF16
+          ? 'adapter has no shader-f16'
+          : tile.sg && !gpu.context.subgroups
+            ? 'adapter has no subgroups'
+            : !allTiles && !used.has(tileName(tile)) && tile.tm * tile.tn > 16
+              ? 'software adapter (compiles take seconds): LORAFORGE_TEST_ALL_GEMM_TILES=1 tests it'
+              : false,
+  }));
+};
+
+gpuDescribe('webgpu gemm tiles (each forced)', () => {
+  everyTile().forEach(({ tile, skip }, i) => {
+    const plan: GemmPlan = { legacy: false, tiles: { large: tile, rows: tile, cols: tile } };
+    const transA = (i & 1) === 1;
+    const transB = (i & 2) === 0;
+    test(`${tileName(tile)}: f32 transA=${transA} transB=${transB}, beta, bias`, { skip }, () =>
+      checkGemm({ m: 37, n: 44, k: 40, transA, transB, beta: 0.5, bias: true }, gpu!.runner, plan),
+    );
+    test(`${tileName(tile)}: bf16 x W^T, split-K, odd offsets`, { skip }, async () => {
+      await checkGemm(
+        { m: 5, n: 36, k: 700, transB: true, bDtype: 'bf16', offsetElements: 2, bias: true },
+        gpu!.runner,
+        plan,
+      );
+      await checkGemm(
+        { m: 19, n: 13, k: 21, transB: true, bDtype: 'bf16', offsetElements: 1 },
+        gpu!.runner,
+        plan,
+      );
+    });
+  });
+  test('legacy kernel (benchmark baseline)', () =>
+    checkGemm({ m: 70, n: 45, k: 33, transB: true, bias: true }, gpu!.runner, LEGACY_GEMM_PLAN));
+  test('plans: forced by name, per class, and the software-adapter plan without tuning', async () => {
+    const one = parseGemmSpec('8x16.8x8.k16.sg');
+    assert.ok(one && !one.legacy && one.tiles.rows.sg && one.tiles.large.tm === 8);
+    const mixed = parseGemmSpec('large=16x16.4x4.k16,cols=4x16.8x4.k16');
+    assert.ok(mixed && !mixed.legacy);
+    assert.equal(tileName(mixed.tiles.large), '16x16.4x4.k16');
+    assert.ok(!DEFAULT_GEMM_PLAN.legacy);
+    assert.equal(tileName(mixed.tiles.rows), tileName(DEFAULT_GEMM_PLAN.tiles.rows));
+    assert.throws(() => parseGemmSpec('large=huge'), /not a GEMM plan/);
+    const plan = await chooseGemmPlan(gpu!.context, gpu!.runner, {});
+    assert.ok(!plan.legacy);
   });
 });
 

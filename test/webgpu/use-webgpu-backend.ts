@@ -6,6 +6,7 @@
 import { after, before, test } from 'node:test';
 import { setBackend } from '../../src/engine/tensor.ts';
 import { WebGpuBackend } from '../../src/engine/webgpu/backend.ts';
+import { fileTuneStore } from '../../src/engine/webgpu/tune-store-file.ts';
 
 export interface WebGpuTestSetup {
   /** Truthy (a reason) when the file's tests should be skipped. */
@@ -17,7 +18,7 @@ export async function useWebGpuBackend(): Promise<WebGpuTestSetup> {
   let backend: WebGpuBackend | null = null;
   let acquireError: unknown = null;
   try {
-    backend = await WebGpuBackend.create();
+    backend = await WebGpuBackend.create({ store: fileTuneStore() });
   } catch (err) {
     acquireError = err;
   }

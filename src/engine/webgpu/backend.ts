@@ -6,10 +6,9 @@
  * Device memory is not visible to the host: there is no readSync / hostView, and reads are async.
  */
 import type { Backend, Storage } from '../backend.ts';
-import type { AcquireOptions } from './device.ts';
 import { WebGpuKernelSet, type GpuStorage } from './backend-kernels.ts';
 import { BufferPool } from './buffer-pool.ts';
-import { WebGpuKernels } from './kernels.ts';
+import { WebGpuKernels, type WebGpuKernelsOptions } from './kernels.ts';
 
 /** writeBuffer and buffer copies work in whole 4-byte words. */
 const WORD = 4;
@@ -30,8 +29,8 @@ export class WebGpuBackend implements Backend {
     return `webgpu (${description || [vendor, device].filter(Boolean).join(' ') || 'unnamed adapter'})`;
   }
 
-  /** Acquires a WebGPU adapter and device and compiles the kernels. */
-  static async create(options?: AcquireOptions): Promise<WebGpuBackend> {
+  /** Acquires a WebGPU adapter and device and picks its GEMM kernels (tuner.ts). */
+  static async create(options?: WebGpuKernelsOptions): Promise<WebGpuBackend> {
     return new WebGpuBackend(await WebGpuKernels.create(options));
   }
 
@@ -80,6 +79,11 @@ export class WebGpuBackend implements Backend {
 
   allocatedBytes(): number {
     return this.pool.liveBytes;
+  }
+
+  /** Device bytes held by the buffer pool now, and at most so far (live + idle, in size classes). */
+  get deviceMemory(): { heldBytes: number; peakHeldBytes: number } {
+    return { heldBytes: this.pool.heldBytes, peakHeldBytes: this.pool.peakHeldBytes };
   }
 
   /** GPUBuffers created so far: stops growing once every size a step needs is pooled. */

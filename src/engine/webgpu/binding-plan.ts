@@ -11,7 +11,7 @@
  *   offsets are relative to the shared range). Sharing needs the same WGSL element type, so an
  *   allocator should align tensors to `minStorageBufferOffsetAlignment`.
  */
-import { bytesPerElement, type BufferDecl, type KernelDef } from './kernel-def.ts';
+import { bytesPerElement, wgslArrayType, type BufferDecl, type KernelDef } from './kernel-def.ts';
 import { refBuffer, refOffset, type BufferArg } from './buffer-ref.ts';
 
 export interface Binding {
@@ -139,5 +139,5 @@ function mergeInto(
 }
 
 function wgslElement(decl: BufferDecl): string {
-  return decl.dtype === 'f32' || decl.dtype === 'i32' ? decl.dtype : 'u32';
+  return wgslArrayType(decl.dtype);
 }

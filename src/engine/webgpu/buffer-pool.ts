@@ -22,6 +22,7 @@ export class BufferPool {
   private readonly idle = new Map<number, GPUBuffer[]>();
   private idleBytes = 0;
   private live = 0;
+  private peak = 0;
   private created = 0;
 
   constructor(
@@ -49,6 +50,7 @@ export class BufferPool {
       this.created++;
     }
     this.live += size;
+    this.peak = Math.max(this.peak, this.live + this.idleBytes);
     return buffer;
   }
 
@@ -68,6 +70,16 @@ export class BufferPool {
   /** Bytes of the buffers handed out and not yet released. */
   get liveBytes(): number {
     return this.live;
+  }
+
+  /** Device bytes the pool holds: handed out plus kept idle for reuse. */
+  get heldBytes(): number {
+    return this.live + this.idleBytes;
+  }
+
+  /** The most `heldBytes` has been (what a step needs of the device's memory, from the pool). */
+  get peakHeldBytes(): number {
+    return this.peak;
   }
 
   /** GPUBuffers created so far (constant across steps once the pool is warm). */

@@ -20,7 +20,7 @@ export interface WebGpuContext {
   shaderF16: boolean;
   subgroups: boolean;
   limits: GPUSupportedLimits;
-  /** Destroys the device and drops Dawn's instance so that Node can exit. */
+  /** Destroys the device (Dawn's instance stays for the process: see findGpu). */
   destroy(): void;
 }
 
@@ -53,8 +53,8 @@ const WANTED_LIMITS = [
 const WANTED_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups' as GPUFeatureName];
 
 export async function acquireWebGpu(options: AcquireOptions = {}): Promise<WebGpuContext> {
-  // Dawn's GPU object must stay referenced for as long as the device is used; `release` drops it.
-  let gpu: GPU | undefined = await findGpu(options.dawnFlags ?? []);
+  // Dawn's GPU object must stay referenced while the device is used: findGpu keeps it.
+  const gpu = await findGpu(options.dawnFlags ?? []);
   // Dawn rejects (rather than resolving null) when a requested backend or adapter is missing.
   const adapter = await gpu
     .requestAdapter({
@@ -86,7 +86,6 @@ export async function acquireWebGpu(options: AcquireOptions = {}): Promise<WebGp
     limits: device.limits,
     destroy() {
       device.destroy();
-      gpu = undefined;
     },
   };
 }
@@ -127,6 +126,8 @@ function noAdapter(detail: string): LoraforgeError {
   );
 }
 
+const dawnInstances = new Map<string, GPU>();
+
 async function findGpu(dawnFlags: string[]): Promise<GPU> {
   const browserGpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
   if (browserGpu) return browserGpu;
@@ -147,5 +148,15 @@ async function findGpu(dawnFlags: string[]): Promise<GPU> {
   }
   // Dawn's constants (GPUBufferUsage, GPUShaderStage, ...) are globals in browsers; kernels use them.
   Object.assign(globalThis, dawn.globals);
-  return dawn.create(dawnFlags);
+  // One Dawn instance per set of flags for the whole process: an instance being finalized by the
+  // garbage collector while another one starts can crash Dawn on lavapipe (seen as SIGSEGV /
+  // SIGABRT in test/webgpu/select-backend.test.ts when a device is destroyed and a new adapter
+  // asked for). A destroyed device does not keep Node running; the instance alone does not either.
+  const key = dawnFlags.join(' ');
+  let instance = dawnInstances.get(key);
+  if (!instance) {
+    instance = dawn.create(dawnFlags);
+    dawnInstances.set(key, instance);
+  }
+  return instance;
 }

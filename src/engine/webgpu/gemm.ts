@@ -1,16 +1,29 @@
 /**
- * Tiled GEMM: C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C + bias[n], row-major with
- * leading dimensions (elements between rows as stored). A and B may be stored as f32, f16 or bf16
- * and are widened to f32 while being staged in workgroup memory; C and bias are f32.
+ * GEMM: C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C + bias[n], row-major with leading
+ * dimensions (elements between rows as stored). A and B may be stored as f32, f16 or bf16 and are
+ * widened to f32 in the shader; C and bias are f32.
  *
- * Each 16x16 workgroup computes a 64x64 tile of C; every thread keeps a 4x4 block of accumulators
- * in registers, reading 4 A and 4 B values from workgroup memory per k step (16 multiply-adds per
- * 8 loads). Thread rows/columns are strided by 16 so neighbouring threads touch neighbouring
- * addresses when loading and storing.
+ * Two kernel families: the register-tiled kernels of gemm-tiled.ts (tile shape per class of
+ * problem, picked by the tuner, with split-K for skinny problems) and the first kernel this
+ * backend had (`legacy`: one 64x64 tile per 16x16 workgroup, scalar loads), kept as the
+ * benchmark baseline and as a second opinion in tests.
+ *
+ * Legacy kernel: every thread keeps a 4x4 block of accumulators in registers, reading 4 A and 4 B
+ * values from workgroup memory per k step (16 multiply-adds per 8 loads). Thread rows/columns are
+ * strided by 16 so neighbouring threads touch neighbouring addresses when loading and storing.
  */
 import { wgslLoader, type KernelDef, type StorageDtype } from './kernel-def.ts';
-import { advance, type BufferRef } from './buffer-ref.ts';
+import { advance, refBuffer, refOffset, type BufferRef } from './buffer-ref.ts';
 import type { KernelRunner } from './runner.ts';
+import {
+  blockCols,
+  blockRows,
+  GEMM_PARAMS,
+  operandAccess,
+  splitKReduceKernel,
+  tiledGemmKernel,
+  type GemmTile,
+} from './gemm-tiled.ts';
 
 export type GemmDtype = 'f32' | 'f16' | 'bf16';
 
@@ -72,16 +85,7 @@ function gemmKernel(
   const bIndex = transB ? 'col * P.ldb + row' : 'row * P.ldb + col';
   return {
     key: `gemm:${transA ? 't' : 'n'}${transB ? 't' : 'n'}:${aDtype}:${bDtype}:${bias ? 'bias' : ''}`,
-    params: {
-      m: 'u32',
-      n: 'u32',
-      k: 'u32',
-      lda: 'u32',
-      ldb: 'u32',
-      ldc: 'u32',
-      alpha: 'f32',
-      beta: 'f32',
-    },
+    params: GEMM_PARAMS,
     buffers: [
       { name: 'a', dtype: aDtype, access: 'read' },
       { name: 'b', dtype: bDtype, access: 'read' },
@@ -164,7 +168,38 @@ function spanBytes(rows: number, cols: number, ld: number, itemBytes: number): n
   return rows === 0 || cols === 0 ? 0 : ((rows - 1) * ld + cols) * itemBytes;
 }
 
-export function gemm(runner: KernelRunner, args: GemmArgs): void {
+/** Problem classes that get their own tile shape: few rows (decode, LoRA's r x n), few columns (x A^T), the rest. */
+export type GemmShapeClass = 'large' | 'rows' | 'cols';
+
+export const SKINNY = 16;
+
+export function shapeClass(m: number, n: number): GemmShapeClass {
+  if (m <= SKINNY) return 'rows';
+  if (n <= SKINNY) return 'cols';
+  return 'large';
+}
+
+/** Which kernels GEMMs run: the legacy kernel, or a tile shape per problem class. */
+export type GemmPlan =
+  { legacy: true } | { legacy: false; tiles: Record<GemmShapeClass, GemmTile> };
+
+/** Tile shapes used when no tuner has chosen (plain f32 tiles every adapter runs: 128 threads, 12 KiB). */
+export const DEFAULT_GEMM_PLAN: GemmPlan = {
+  legacy: false,
+  tiles: {
+    large: { wgX: 8, wgY: 16, tm: 8, tn: 8, bk: 16, f16: false, sg: false },
+    rows: { wgX: 32, wgY: 4, tm: 4, tn: 4, bk: 16, f16: false, sg: false },
+    cols: { wgX: 4, wgY: 32, tm: 4, tn: 4, bk: 16, f16: false, sg: false },
+  },
+};
+
+export const LEGACY_GEMM_PLAN: GemmPlan = { legacy: true };
+
+export function gemm(
+  runner: KernelRunner,
+  args: GemmArgs,
+  plan: GemmPlan = DEFAULT_GEMM_PLAN,
+): void {
   const transA = args.transA ?? false;
   const transB = args.transB ?? false;
   const problem: GemmProblem = {
@@ -181,7 +216,7 @@ export function gemm(runner: KernelRunner, args: GemmArgs): void {
     ldc: args.ldc ?? args.n,
   };
   if (problem.m === 0 || problem.n === 0) return;
-  splitToBindingLimit(runner, problem);
+  splitToBindingLimit(runner, problem, plan);
 }
 
 /**
@@ -190,7 +225,7 @@ export function gemm(runner: KernelRunner, args: GemmArgs): void {
  * m for A (or k if transposed) and C, n for B (or k if not transposed). A k split runs the second
  * half with beta = 1 and no bias, accumulating onto the first half's result.
  */
-function splitToBindingLimit(runner: KernelRunner, p: GemmProblem): void {
+function splitToBindingLimit(runner: KernelRunner, p: GemmProblem, plan: GemmPlan): void {
   // Leave room for the part of the range before an offset that is rounded down for alignment.
   const limit = runner.maxBindingBytes - runner.bindingAlignment;
   const ea = elementBytes(p.aDtype);
@@ -205,13 +240,14 @@ function splitToBindingLimit(runner: KernelRunner, p: GemmProblem): void {
     splitOf(aBytes, p.transA ? 'k' : 'm') ??
     splitOf(bBytes, p.transB ? 'n' : 'k');
   if (!dim) {
-    dispatchGemm(runner, p);
+    if (plan.legacy) dispatchLegacy(runner, p);
+    else dispatchTiled(runner, p, plan.tiles[shapeClass(p.m, p.n)]);
     return;
   }
   const first = Math.ceil(p[dim] / 2);
   const [lo, hi] = splitProblem(p, dim, first);
-  splitToBindingLimit(runner, lo);
-  splitToBindingLimit(runner, hi);
+  splitToBindingLimit(runner, lo, plan);
+  splitToBindingLimit(runner, hi, plan);
 }
 
 function splitProblem(
@@ -239,13 +275,103 @@ function splitProblem(
   return [lo, hi];
 }
 
-function dispatchGemm(runner: KernelRunner, p: GemmProblem): void {
+/** Elements of A and B the problem touches, from each operand's offset. */
+function operandElements(p: GemmProblem): { a: number; b: number } {
   const ea = elementBytes(p.aDtype);
   const eb = elementBytes(p.bDtype);
-  const aElements =
-    (p.transA ? spanBytes(p.k, p.m, p.lda, ea) : spanBytes(p.m, p.k, p.lda, ea)) / ea;
-  const bElements =
-    (p.transB ? spanBytes(p.n, p.k, p.ldb, eb) : spanBytes(p.k, p.n, p.ldb, eb)) / eb;
+  return {
+    a: (p.transA ? spanBytes(p.k, p.m, p.lda, ea) : spanBytes(p.m, p.k, p.lda, ea)) / ea,
+    b: (p.transB ? spanBytes(p.n, p.k, p.ldb, eb) : spanBytes(p.k, p.n, p.ldb, eb)) / eb,
+  };
+}
+
+/** Split-K aims for at least this many workgroups (a few waves on a large GPU)... */
+const SPLIT_K_TARGET_GROUPS = 256;
+/** ...with each chunk still this deep, so the partial sums stay a small share of the traffic. */
+const SPLIT_K_MIN_CHUNK = 256;
+
+function dispatchTiled(runner: KernelRunner, p: GemmProblem, tile: GemmTile): void {
+  const { a: aElements, b: bElements } = operandElements(p);
+  const cBuffer = refBuffer(p.c);
+  // A vec4 binding cannot share a binding with C (different element types), and an empty
+  // operand (k = 0) is below a vec4 binding's minimum size: both are read element by element.
+  const access = (
+    dtype: GemmDtype,
+    ref: BufferRef,
+    ld: number,
+    extent: number,
+    elements: number,
+  ) =>
+    refBuffer(ref) === cBuffer || elements === 0
+      ? { dtype, width: 1 as const }
+      : operandAccess(dtype, refOffset(ref) / elementBytes(dtype), ld, extent);
+  const a = access(p.aDtype, p.a, p.lda, p.transA ? p.m : p.k, aElements);
+  const b = access(p.bDtype, p.b, p.ldb, p.transB ? p.k : p.n, bElements);
+  const groupsX = Math.ceil(p.n / blockCols(tile));
+  const groupsY = Math.ceil(p.m / blockRows(tile));
+  const maxSplitsByMemory = Math.floor(runner.maxBindingBytes / (p.m * p.n * 4));
+  const wanted = Math.min(
+    Math.ceil(SPLIT_K_TARGET_GROUPS / (groupsX * groupsY)),
+    Math.floor(p.k / SPLIT_K_MIN_CHUNK),
+    maxSplitsByMemory,
+    runner.maxWorkgroupsPerDimension,
+  );
+  const kchunk = wanted > 1 ? Math.ceil(p.k / wanted / tile.bk) * tile.bk : Math.max(p.k, 1);
+  const splits = Math.max(1, Math.ceil(p.k / kchunk));
+  const partial = splits > 1;
+  // A vec4 binding counts vec4s (its offset stays in bytes).
+  const vecElements = (count: number, width: number) =>
+    width === 4 ? Math.ceil(count / 4) : count;
+  const part = partial ? runner.scratchBuffer('gemm-split-k', splits * p.m * p.n * 4) : null;
+  const def = tiledGemmKernel({
+    tile,
+    transA: p.transA,
+    transB: p.transB,
+    a,
+    b,
+    bias: p.bias !== null && !partial,
+    partial,
+  });
+  runner.dispatch(
+    def,
+    {
+      a: { ref: p.a, elements: vecElements(aElements, a.width) },
+      b: { ref: p.b, elements: vecElements(bElements, b.width) },
+      c: part
+        ? { ref: part, elements: splits * p.m * p.n }
+        : { ref: p.c, elements: spanBytes(p.m, p.n, p.ldc, 4) / 4 },
+      ...(p.bias && !partial ? { bias: { ref: p.bias, elements: p.n } } : {}),
+    },
+    {
+      m: p.m,
+      n: p.n,
+      k: p.k,
+      lda: p.lda,
+      ldb: p.ldb,
+      ldc: partial ? p.n : p.ldc,
+      alpha: p.alpha,
+      beta: p.beta,
+      kchunk,
+      slab: partial ? p.m * p.n : 0,
+    },
+    [groupsX, groupsY, splits],
+  );
+  if (!part) return;
+  const rowGroups = Math.min(p.m, runner.maxWorkgroupsPerDimension);
+  runner.dispatch(
+    splitKReduceKernel(p.bias !== null),
+    {
+      part: { ref: part, elements: splits * p.m * p.n },
+      c: { ref: p.c, elements: spanBytes(p.m, p.n, p.ldc, 4) / 4 },
+      ...(p.bias ? { bias: { ref: p.bias, elements: p.n } } : {}),
+    },
+    { m: p.m, n: p.n, ldc: p.ldc, beta: p.beta, splits, rowGroups },
+    [Math.ceil(p.n / 64), rowGroups],
+  );
+}
+
+function dispatchLegacy(runner: KernelRunner, p: GemmProblem): void {
+  const { a: aElements, b: bElements } = operandElements(p);
   const def = cachedGemmKernel(p.transA, p.transB, p.aDtype, p.bDtype, p.bias !== null);
   runner.dispatch(
     def,

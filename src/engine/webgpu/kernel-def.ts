@@ -6,8 +6,11 @@
  */
 export type ParamType = 'u32' | 'i32' | 'f32';
 
-/** How elements are stored: f16/bf16 are read as u32 words holding two halves (no shader-f16 needed). */
-export type StorageDtype = 'f32' | 'f16' | 'bf16' | 'i32' | 'u32';
+/**
+ * How elements are stored: f16/bf16 are read as u32 words holding two halves (no shader-f16
+ * needed); `f32x4` binds f32 data as vec4<f32> (16-byte elements: offsets and extents count vec4s).
+ */
+export type StorageDtype = 'f32' | 'f16' | 'bf16' | 'i32' | 'u32' | 'f32x4';
 
 export interface BufferDecl {
   name: string;
@@ -21,6 +24,10 @@ export interface KernelDef {
   params: Record<string, ParamType>;
   buffers: BufferDecl[];
   workgroupSize: [number, number?, number?];
+  /** Global directives, e.g. `enable f16;` (placed before every declaration). */
+  directives?: string[];
+  /** Extra entry-point parameters, e.g. `@builtin(subgroup_size) sgSize: u32`. */
+  builtins?: string[];
   /** Module-scope WGSL placed before the entry point (helpers, workgroup arrays, constants). */
   prelude?: string;
   /**
@@ -33,10 +40,12 @@ export interface KernelDef {
 }
 
 export function bytesPerElement(dtype: StorageDtype): number {
+  if (dtype === 'f32x4') return 16;
   return dtype === 'f16' || dtype === 'bf16' ? 2 : 4;
 }
 
-function wgslArrayType(dtype: StorageDtype): string {
+export function wgslArrayType(dtype: StorageDtype): string {
+  if (dtype === 'f32x4') return 'vec4<f32>';
   if (dtype === 'f32') return 'f32';
   if (dtype === 'i32') return 'i32';
   return 'u32';
@@ -68,7 +77,9 @@ export function generateWgsl(def: KernelDef): string {
       code,
     );
   const [x, y = 1, z = 1] = def.workgroupSize;
-  return `struct Params {
+  const directives = (def.directives ?? []).map((d) => `${d}\n`).join('');
+  const builtins = (def.builtins ?? []).map((b) => `,\n        ${b}`).join('');
+  return `${directives}struct Params {
 ${fields}
 }
 @group(0) @binding(0) var<uniform> P: Params;
@@ -78,7 +89,7 @@ ${rename(def.prelude ?? '')}
 fn main(@builtin(global_invocation_id) gid: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
+        @builtin(num_workgroups) nwg: vec3<u32>${builtins}) {
 ${rename(def.body)}
 }
 `;

@@ -18,7 +18,8 @@ import {
   ceOnlineFinish,
 } from './cross-entropy.ts';
 import { gatedBackward, gatedForward, scale } from './elementwise.ts';
-import { gemm, type GemmArgs } from './gemm.ts';
+import { DEFAULT_GEMM_PLAN, gemm, type GemmArgs, type GemmPlan } from './gemm.ts';
+import { chooseGemmPlan, type GemmChoiceOptions } from './tuner.ts';
 import { rmsnormBackward, rmsnormForward } from './rmsnorm.ts';
 import { ropeApply } from './rope.ts';
 import { KernelRunner, type BufferRef } from './runner.ts';
@@ -49,22 +50,29 @@ type GatedBackward = (
   n: number,
 ) => void;
 
+export type WebGpuKernelsOptions = AcquireOptions & GemmChoiceOptions;
+
 export class WebGpuKernels {
   readonly runner: KernelRunner;
+  /** Which GEMM kernels run (tuned by `create`; settable to compare plans in one process). */
+  gemmPlan: GemmPlan = DEFAULT_GEMM_PLAN;
 
   constructor(readonly context: WebGpuContext) {
     this.runner = new KernelRunner(context.device);
   }
 
-  static async create(options?: AcquireOptions): Promise<WebGpuKernels> {
-    return new WebGpuKernels(await acquireWebGpu(options));
+  /** Acquires a device and picks its GEMM plan (forced, cached or tuned now: tuner.ts). */
+  static async create(options: WebGpuKernelsOptions = {}): Promise<WebGpuKernels> {
+    const kernels = new WebGpuKernels(await acquireWebGpu(options));
+    kernels.gemmPlan = await chooseGemmPlan(kernels.context, kernels.runner, options);
+    return kernels;
   }
 
   get device(): GPUDevice {
     return this.context.device;
   }
 
-  gemm = (args: GemmArgs): void => gemm(this.runner, args);
+  gemm = (args: GemmArgs): void => gemm(this.runner, args, this.gemmPlan);
   attentionForward: Tail<typeof attentionForward> = (...args) =>
     attentionForward(this.runner, ...args);
   attentionBackward: Tail<typeof attentionBackward> = (...args) =>

@@ -1,0 +1,374 @@
+/**
+ * Register-tiled GEMM kernels (the tuned path of gemm.ts): C = alpha * op(A) op(B) + beta * C + bias.
+ *
+ * A workgroup of `wgX x wgY` threads computes a `BM x BN` block of C (BM = wgY * tm, BN = wgX * tn),
+ * walking k in steps of `bk`: each step stages a `bk x BM` slice of A and a `bk x BN` slice of B in
+ * workgroup memory, then every thread multiplies `tm` A values by `tn / 4` vec4s of B into
+ * `tm x tn` f32 accumulators held in registers (tm * tn multiply-adds per tm + tn/4 shared loads).
+ * The A values a thread reads are the same for all threads of its row of the workgroup, so
+ * neighbouring invocations broadcast them instead of each fetching its own.
+ *
+ * Global loads follow the operand's stored layout: f32 operands whose rows are 16-byte aligned are
+ * bound as vec4<f32> and read four elements per load; f16 / bf16 operands are read as packed u32
+ * pairs (two elements per load) and widened in the shader (WGSL has no bf16). With `f16` the
+ * staged tiles are f16 (half the workgroup memory and shared-memory traffic; needs `shader-f16`)
+ * while the products still accumulate in f32.
+ *
+ * Split-K: with `P.kchunk < k` the grid's z dimension walks k in chunks and every chunk writes
+ * alpha * its partial product into its own slab of a scratch buffer; `splitKReduce` then sums the
+ * slabs into C with beta and bias. That keeps every core busy on skinny products (decode rows,
+ * LoRA rank-r factors) whose C has too few tiles for the device.
+ */
+import { wgslLoader, type KernelDef, type StorageDtype } from './kernel-def.ts';
+
+export interface GemmTile {
+  /** Threads along n and along m. */
+  wgX: number;
+  wgY: number;
+  /** Outputs per thread along m and along n (tn a multiple of 4: accumulators are vec4 columns). */
+  tm: number;
+  tn: number;
+  /** k depth staged per step. */
+  bk: number;
+  /** f16 workgroup tiles (needs shader-f16); accumulation stays f32. */
+  f16: boolean;
+  /**
+   * Share A values across a subgroup (needs `subgroups`): each invocation reads one of its rows'
+   * values from workgroup memory and receives the others by subgroup broadcast, cutting the
+   * workgroup-memory reads per k step from tm + tn/4 to 1 + tn/4 where the invocations of a
+   * subgroup share their rows (checked at run time; otherwise every invocation reads its own).
+   */
+  sg: boolean;
+}
+
+/** A short stable name, used by the tuner's cache, tests and LORAFORGE_WEBGPU_GEMM. */
+export function tileName(t: GemmTile): string {
+  return `${t.wgX}x${t.wgY}.${t.tm}x${t.tn}.k${t.bk}${t.f16 ? '.f16' : ''}${t.sg ? '.sg' : ''}`;
+}
+
+export function parseTileName(name: string): GemmTile | null {
+  const match = /^(\d+)x(\d+)\.(\d+)x(\d+)\.k(\d+)(\.f16)?(\.sg)?$/.exec(name);
+  if (!match) return null;
+  const [wgX, wgY, tm, tn, bk] = match.slice(1, 6).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  return { wgX, wgY, tm, tn, bk, f16: match[6] !== undefined, sg: match[7] !== undefined };
+}
+
+export const blockRows = (t: GemmTile) => t.wgY * t.tm;
+export const blockCols = (t: GemmTile) => t.wgX * t.tn;
+
+/** How one operand is read from storage: `width` consecutive elements per load. */
+export interface OperandAccess {
+  dtype: 'f32' | 'f16' | 'bf16';
+  /** 4: vec4<f32> binding; 2: a packed u32 pair of halves; 1: one element. */
+  width: 1 | 2 | 4;
+}
+
+export interface TiledVariant {
+  tile: GemmTile;
+  transA: boolean;
+  transB: boolean;
+  a: OperandAccess;
+  b: OperandAccess;
+  bias: boolean;
+  /** Writes alpha * partial products to a split-K scratch slab instead of finishing C. */
+  partial: boolean;
+}
+
+/**
+ * The widest load an operand allows: every stored row (and the offset) must start on a multiple
+ * of the width and the contiguous extent must be a multiple of it, so no load straddles a row end.
+ */
+export function operandAccess(
+  dtype: 'f32' | 'f16' | 'bf16',
+  elementOffset: number,
+  ld: number,
+  contiguousExtent: number,
+): OperandAccess {
+  const width = dtype === 'f32' ? 4 : 2;
+  const fits = elementOffset % width === 0 && ld % width === 0 && contiguousExtent % width === 0;
+  return { dtype, width: fits ? width : 1 };
+}
+
+export function storageOf(access: OperandAccess): StorageDtype {
+  return access.width === 4 ? 'f32x4' : access.dtype;
+}
+
+/** WGSL `fn <name>(i: u32)` returning the `width` elements from element i on (vec4 / vec2 / f32). */
+function vectorLoader(name: string, buffer: string, access: OperandAccess): string {
+  if (access.width === 4) return `fn ${name}(i: u32) -> vec4<f32> { return ${buffer}[i >> 2u]; }`;
+  if (access.width === 2) {
+    const word = `${buffer}[i >> 1u]`;
+    return access.dtype === 'f16'
+      ? `fn ${name}(i: u32) -> vec2<f32> { return unpack2x16float(${word}); }`
+      : `fn ${name}(i: u32) -> vec2<f32> { let w = ${word}; return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u)); }`;
+  }
+  return wgslLoader(name, buffer, access.dtype);
+}
+
+/** The uniforms every GEMM kernel takes (the legacy one in gemm.ts too). */
+export const GEMM_PARAMS: KernelDef['params'] = {
+  m: 'u32',
+  n: 'u32',
+  k: 'u32',
+  lda: 'u32',
+  ldb: 'u32',
+  ldc: 'u32',
+  alpha: 'f32',
+  beta: 'f32',
+};
+
+const kernels = new Map<string, KernelDef>();
+
+export function tiledGemmKernel(v: TiledVariant): KernelDef {
+  const key = `gemmt:${tileName(v.tile)}:${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}:${v.a.dtype}${v.a.width}:${v.b.dtype}${v.b.width}:${v.bias ? 'bias' : ''}:${v.partial ? 'part' : ''}`;
+  let def = kernels.get(key);
+  if (!def) {
+    def = buildKernel(key, v);
+    kernels.set(key, def);
+  }
+  return def;
+}
+
+/**
+ * WGSL that stages one operand's `bk x outer` slice into workgroup memory, `width` elements per
+ * load along the stored (contiguous) dimension. `kContiguous`: k is the stored rows' contiguous dimension.
+ */
+function stageOperand(o: {
+  name: 'A' | 'B';
+  access: OperandAccess;
+  kContiguous: boolean;
+  /** Tile extent along the operand's non-k dimension. */
+  outer: number;
+  bk: number;
+  threads: number;
+  /** WGSL expressions: the operand's extent along its non-k dimension, the tile origin there. */
+  outerLimit: string;
+  outerStart: string;
+  ld: string;
+  off: string;
+  store: (kk: string, oo: string, value: string) => string;
+  /** A whole vec4 store, when the tile layout holds four contiguous elements as one vec4. */
+  storeVec4?: (kk: string, oo: string, value: string) => string;
+}): string {
+  const w = o.access.width;
+  const contiguous = o.kContiguous ? o.bk : o.outer;
+  const loads = (o.bk * o.outer) / w;
+  const perThread = Math.ceil(loads / o.threads);
+  // Only the last round can run past the tile; those threads skip their load.
+  const lastGuard = loads % o.threads === 0 ? 'true' : `idx < ${loads}u`;
+  const c = `(idx % ${contiguous / w}u) * ${w}u`;
+  const s = `idx / ${contiguous / w}u`;
+  const [kk, oo] = o.kContiguous ? [c, s] : [s, c];
+  const lanes = w === 1 ? ['value'] : ['value.x', 'value.y', 'value.z', 'value.w'].slice(0, w);
+  const zero = w === 1 ? '0.0' : `vec${w}<f32>()`;
+  const stores =
+    o.storeVec4 && !o.kContiguous && w === 4
+      ? o.storeVec4('kk', 'oo', 'value')
+      : lanes
+          .map((lane, i) =>
+            o.kContiguous ? o.store(`kk + ${i}u`, 'oo', lane) : o.store('kk', `oo + ${i}u`, lane),
+          )
+          .join(' ');
+  // Unrolled by generation (see the accumulators in buildKernel).
+  return Array.from(
+    { length: perThread },
+    (_, e) => `{
+      let idx = tid + ${e * o.threads}u;
+      if (${e === perThread - 1 ? lastGuard : 'true'}) {
+      let kk = ${kk};
+      let oo = ${oo};
+      let kg = k0 + kk;
+      let og = ${o.outerStart} + oo;
+      var value = ${zero};
+      if (kg < kEnd && og < ${o.outerLimit}) {
+        value = load${o.name}(${o.off} + ${o.kContiguous ? `og * ${o.ld} + kg` : `kg * ${o.ld} + og`});
+      }
+      ${stores}
+      }
+    }`,
+  ).join('\n');
+}
+
+function buildKernel(key: string, v: TiledVariant): KernelDef {
+  const { wgX, wgY, tm, tn, bk, f16, sg } = v.tile;
+  const BM = wgY * tm;
+  const BN = wgX * tn;
+  const threads = wgX * wgY;
+  const T = f16 ? 'f16' : 'f32';
+  const cast = (x: string) => (f16 ? `f16(${x})` : x);
+  const tn4 = tn / 4;
+  const stageA = stageOperand({
+    name: 'A',
+    access: v.a,
+    kContiguous: !v.transA,
+    outer: BM,
+    bk,
+    threads,
+    outerLimit: 'P.m',
+    outerStart: 'm0',
+    ld: 'P.lda',
+    off: 'P.a_off',
+    store: (kk, mm, value) => `tA[(${kk}) * ${BM}u + ${mm}] = ${cast(value)};`,
+  });
+  const stageB = stageOperand({
+    name: 'B',
+    access: v.b,
+    kContiguous: v.transB,
+    outer: BN,
+    bk,
+    threads,
+    outerLimit: 'P.n',
+    outerStart: 'n0',
+    ld: 'P.ldb',
+    off: 'P.b_off',
+    store: (kk, nn, value) => {
+      const flat = `(${kk}) * ${BN}u + ${nn}`;
+      return `{ let f = ${flat}; tB[f >> 2u][f & 3u] = ${cast(value)}; }`;
+    },
+    storeVec4: (kk, nn, value) => `tB[((${kk}) * ${BN}u + ${nn}) >> 2u] = vec4<${T}>(${value});`,
+  });
+  // Offsets of vec4 bindings count vec4s; the loaders take element indices.
+  const elementOffset = (name: 'a' | 'b', access: OperandAccess) =>
+    access.width === 4 ? `(P.${name}_off * 4u)` : `P.${name}_off`;
+  const epilogue = v.partial
+    ? `c[cBase + col] = P.alpha * value;`
+    : `var out = P.alpha * value;
+        if (P.beta != 0.0) { out += P.beta * c[cBase + col]; }
+        ${v.bias ? 'out += bias[P.bias_off + col];' : ''}
+        c[cBase + col] = out;`;
+  // Unrolled by generation, so every accumulator is a named register whatever the WGSL
+  // compiler's unrolling limits (a dynamically indexed private array would live in memory).
+  const range = (count: number) => Array.from({ length: count }, (_, i) => i);
+  const acc = (i: number, j: number) => `acc${i}_${j}`;
+  const accumulators = range(tm)
+    .flatMap((i) => range(tn4).map((j) => `var ${acc(i, j)} = vec4<f32>();`))
+    .join(' ');
+  const inner = [
+    ...range(tn4).map(
+      (j) => `let b${j} = vec4<f32>(tB[kk * ${BN / 4}u + lid.x * ${tn4}u + ${j}u]);`,
+    ),
+    `let aBase = kk * ${BM}u + lid.y * ${tm}u;`,
+    ...range(tm).map((i) => `var a${i}: f32;`),
+    ...(sg
+      ? [
+          `if (sgShare) {`,
+          `  let mine = f32(tA[aBase + sgLane % ${tm}u]);`,
+          ...range(tm).map((i) => `  a${i} = subgroupBroadcast(mine, ${i}u);`),
+          `} else {`,
+          ...range(tm).map((i) => `  a${i} = f32(tA[aBase + ${i}u]);`),
+          `}`,
+        ]
+      : range(tm).map((i) => `a${i} = f32(tA[aBase + ${i}u]);`)),
+    ...range(tm).flatMap((i) =>
+      range(tn4).map((j) => `${acc(i, j)} = fma(vec4<f32>(a${i}), b${j}, ${acc(i, j)});`),
+    ),
+  ].join('\n      ');
+  const stores = range(tm)
+    .map(
+      (i) => `{
+    let row = m0 + lid.y * ${tm}u + ${i}u;
+    if (row < P.m) {
+      let cBase = cOff + row * P.ldc;
+      ${range(tn)
+        .map(
+          (j) => `if (colBase + ${j}u < P.n) {
+        let col = colBase + ${j}u;
+        let value = ${acc(i, j >> 2)}[${j & 3}];
+        ${epilogue}
+      }`,
+        )
+        .join('\n      ')}
+    }
+  }`,
+    )
+    .join('\n  ');
+  return {
+    key,
+    params: {
+      ...GEMM_PARAMS,
+      kchunk: 'u32',
+      /** Elements between the split-K slabs of `c` (the partial products of one k chunk). */
+      slab: 'u32',
+    },
+    buffers: [
+      { name: 'a', dtype: storageOf(v.a), access: 'read' },
+      { name: 'b', dtype: storageOf(v.b), access: 'read' },
+      { name: 'c', dtype: 'f32', access: 'read_write' },
+      ...(v.bias ? [{ name: 'bias', dtype: 'f32' as const, access: 'read' as const }] : []),
+    ],
+    workgroupSize: [wgX, wgY],
+    directives: [
+      ...(f16 ? ['enable f16;'] : []),
+      // The broadcasts sit under a subgroup-uniform branch the analysis cannot see as uniform.
+      ...(sg ? ['enable subgroups;', 'diagnostic(off, subgroup_uniformity);'] : []),
+    ],
+    builtins: sg
+      ? ['@builtin(subgroup_invocation_id) sgLane: u32', '@builtin(subgroup_size) sgSize: u32']
+      : [],
+    prelude: `
+${vectorLoader('loadA', 'a', v.a)}
+${vectorLoader('loadB', 'b', v.b)}
+var<workgroup> tA: array<${T}, ${bk * BM}>;      // [kk][mm]
+var<workgroup> tB: array<vec4<${T}>, ${(bk * BN) / 4}>; // [kk][nn / 4]
+`,
+    body: `
+  let tid = lid.y * ${wgX}u + lid.x;
+  let m0 = wid.y * ${BM}u;
+  let n0 = wid.x * ${BN}u;
+  let kBegin = wid.z * P.kchunk;
+  let kEnd = min(P.k, kBegin + P.kchunk);
+  ${sg ? `let sgShare = sgSize >= ${tm}u && subgroupAll(lid.y == subgroupBroadcastFirst(lid.y));` : ''}
+  ${accumulators}
+  for (var k0 = kBegin; k0 < kEnd; k0 += ${bk}u) {
+    ${stageA.replaceAll('P.a_off', elementOffset('a', v.a))}
+    ${stageB.replaceAll('P.b_off', elementOffset('b', v.b))}
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${bk}u; kk++) {
+      ${inner}
+    }
+    workgroupBarrier();
+  }
+  let cOff = P.c_off + wid.z * P.slab;
+  let colBase = n0 + lid.x * ${tn}u;
+  ${stores}
+`,
+  };
+}
+
+/** Sums `splits` slabs of `m x n` partial products into C (ldc), with beta * C and bias. */
+export function splitKReduceKernel(bias: boolean): KernelDef {
+  const key = `gemm-splitk-reduce:${bias ? 'bias' : ''}`;
+  let def = kernels.get(key);
+  if (!def) {
+    def = {
+      key,
+      params: { m: 'u32', n: 'u32', ldc: 'u32', beta: 'f32', splits: 'u32', rowGroups: 'u32' },
+      buffers: [
+        { name: 'part', dtype: 'f32', access: 'read' },
+        { name: 'c', dtype: 'f32', access: 'read_write' },
+        ...(bias ? [{ name: 'bias', dtype: 'f32' as const, access: 'read' as const }] : []),
+      ],
+      workgroupSize: [64],
+      body: `
+  let col = wid.x * 64u + lid.x;
+  if (col >= P.n) { return; }
+  for (var row = wid.y; row < P.m; row += P.rowGroups) {
+    var sum = 0.0;
+    for (var s = 0u; s < P.splits; s++) { sum += part[P.part_off + (s * P.m + row) * P.n + col]; }
+    let ci = P.c_off + row * P.ldc + col;
+    if (P.beta != 0.0) { sum += P.beta * c[ci]; }
+    ${bias ? 'sum += bias[P.bias_off + col];' : ''}
+    c[ci] = sum;
+  }
+`,
+    };
+    kernels.set(key, def);
+  }
+  return def;
+}

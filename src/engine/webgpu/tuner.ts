@@ -1,0 +1,207 @@
+/**
+ * Start-up GEMM tuner: times a few tile shapes per problem class (gemm.ts's `shapeClass`) on a
+ * representative problem and keeps the fastest, as the tuned GPU engines do. Results are cached by
+ * adapter (vendor, architecture, device, description, features) and candidate set, in a store the
+ * caller provides: a file in the user cache directory under Node (tune-store-file.ts), memory in
+ * the browser.
+ *
+ * `LORAFORGE_WEBGPU_GEMM` (or the `gemm` option) forces a plan instead: `legacy` (the first kernel,
+ * the benchmark baseline), a tile name for every class (`8x16.8x8.k16`), or per class
+ * (`large=8x16.8x8.k16,rows=32x4.4x4.k16,cols=4x32.4x4.k16`); `tune` retunes ignoring the cache.
+ */
+import { LoraforgeError } from '../../util/errors.ts';
+import { isHardwareAdapter, type WebGpuContext } from './device.ts';
+import {
+  DEFAULT_GEMM_PLAN,
+  LEGACY_GEMM_PLAN,
+  gemm,
+  type GemmPlan,
+  type GemmShapeClass,
+} from './gemm.ts';
+import { parseTileName, tileName, type GemmTile } from './gemm-tiled.ts';
+import type { KernelRunner } from './runner.ts';
+
+export interface TuneStore {
+  get(key: string): string | undefined;
+  set(key: string, value: string): void;
+}
+
+export function memoryTuneStore(): TuneStore {
+  const entries = new Map<string, string>();
+  return { get: (key) => entries.get(key), set: (key, value) => void entries.set(key, value) };
+}
+
+const CLASSES: GemmShapeClass[] = ['large', 'rows', 'cols'];
+
+/** Candidate tiles per class (names as in tileName). Bump CANDIDATES_VERSION when editing. */
+const CANDIDATES: Record<GemmShapeClass, string[]> = {
+  large: [
+    '16x16.4x4.k16',
+    '16x16.8x4.k16',
+    '8x16.8x8.k16',
+    '16x8.8x8.k16',
+    '8x16.8x8.k16.sg',
+    '8x16.8x8.k16.f16',
+  ],
+  rows: ['32x4.4x4.k16', '64x2.4x4.k16', '16x2.8x8.k16', '32x4.4x4.k16.sg', '32x4.4x4.k16.f16'],
+  cols: ['4x32.4x4.k16', '4x16.8x4.k16', '4x16.8x4.k16.sg'],
+};
+const CANDIDATES_VERSION = 3;
+
+/**
+ * What software adapters (lavapipe, SwiftShader) run without tuning: there a shader compile takes
+ * seconds of CPU (a minute for 16x16 register tiles), so timing every candidate would cost
+ * minutes per process. The tuner picked these on lavapipe (LORAFORGE_WEBGPU_GEMM=tune retunes);
+ * the subgroup tile only where subgroups exist.
+ */
+const SOFTWARE_PLAN = (subgroups: boolean) =>
+  `large=8x16.8x8.k16${subgroups ? '.sg' : ''},rows=64x2.4x4.k16,cols=4x16.8x4.k16`;
+
+/** One representative problem per class (k as in a 0.5B model's projections; sized for seconds, not minutes, on a CPU adapter). */
+const PROBLEMS: Record<GemmShapeClass, { m: number; n: number; k: number }> = {
+  large: { m: 256, n: 512, k: 896 },
+  rows: { m: 4, n: 2048, k: 896 },
+  cols: { m: 512, n: 8, k: 896 },
+};
+
+/**
+ * The tiles a device can run: f16 tiles need `shader-f16`, subgroup tiles `subgroups`; f16 tiles
+ * round f32 operands to f16 (11-bit mantissa, range ±65504), so they are only candidates when
+ * the caller allows that precision.
+ */
+export function candidateTiles(
+  context: Pick<WebGpuContext, 'shaderF16' | 'subgroups' | 'limits'>,
+  cls: GemmShapeClass,
+  allowF16: boolean,
+): GemmTile[] {
+  return CANDIDATES[cls]
+    .map((name) => parseTileName(name)!)
+    .filter(
+      (t) =>
+        (!t.f16 || (context.shaderF16 && allowF16)) &&
+        (!t.sg || context.subgroups) &&
+        t.wgX * t.wgY <= context.limits.maxComputeInvocationsPerWorkgroup,
+    );
+}
+
+export interface GemmChoiceOptions {
+  /** What LORAFORGE_WEBGPU_GEMM takes; the environment variable wins when set. */
+  gemm?: string;
+  store?: TuneStore;
+  /** Lets the tuner consider f16 tiles (f32 operands rounded to f16). */
+  allowF16?: boolean;
+}
+
+function env(name: string): string | undefined {
+  return typeof process !== 'undefined' ? process.env?.[name] : undefined;
+}
+
+/** A forced plan from a spec string, or null for "tune". */
+export function parseGemmSpec(spec: string): GemmPlan | null {
+  if (spec === 'tune') return null;
+  if (spec === 'legacy') return LEGACY_GEMM_PLAN;
+  if (spec === 'default') return DEFAULT_GEMM_PLAN;
+  const bad = () =>
+    new LoraforgeError(
+      `LORAFORGE_WEBGPU_GEMM="${spec}" is not a GEMM plan`,
+      'use legacy, tune, default, a tile such as 8x16.8x8.k16, or large=...,rows=...,cols=...',
+    );
+  const single = parseTileName(spec);
+  if (single) return { legacy: false, tiles: { large: single, rows: single, cols: single } };
+  const tiles = { ...(DEFAULT_GEMM_PLAN as { tiles: Record<GemmShapeClass, GemmTile> }).tiles };
+  for (const part of spec.split(',')) {
+    const [cls, name] = part.split('=') as [string, string | undefined];
+    const tile = name ? parseTileName(name) : null;
+    if (!tile || !CLASSES.includes(cls as GemmShapeClass)) throw bad();
+    tiles[cls as GemmShapeClass] = tile;
+  }
+  return { legacy: false, tiles };
+}
+
+/** The plan for this device: forced, cached, or measured now (and cached). */
+export async function chooseGemmPlan(
+  context: WebGpuContext,
+  runner: KernelRunner,
+  options: GemmChoiceOptions = {},
+): Promise<GemmPlan> {
+  const spec = env('LORAFORGE_WEBGPU_GEMM') ?? options.gemm;
+  const forced = spec ? parseGemmSpec(spec) : null;
+  if (forced) return forced;
+  if (spec !== 'tune' && !isHardwareAdapter(context.adapterInfo)) {
+    return parseGemmSpec(SOFTWARE_PLAN(context.subgroups))!;
+  }
+  const store = options.store ?? memoryTuneStore();
+  const key = tuneKey(context, options.allowF16 ?? false);
+  const cached = spec === 'tune' ? undefined : store.get(key);
+  if (cached) {
+    try {
+      const plan = parseGemmSpec(cached);
+      if (plan) return plan;
+    } catch {
+      // A cache written by other code: retune below.
+    }
+  }
+  const tiles = {} as Record<GemmShapeClass, GemmTile>;
+  for (const cls of CLASSES) {
+    tiles[cls] = await fastestTile(
+      runner,
+      candidateTiles(context, cls, options.allowF16 ?? false),
+      cls,
+    );
+  }
+  store.set(key, CLASSES.map((cls) => `${cls}=${tileName(tiles[cls])}`).join(','));
+  return { legacy: false, tiles };
+}
+
+function tuneKey(context: WebGpuContext, allowF16: boolean): string {
+  const { vendor, architecture, device, description } = context.adapterInfo;
+  return JSON.stringify({
+    v: CANDIDATES_VERSION,
+    vendor,
+    architecture,
+    device,
+    description,
+    shaderF16: context.shaderF16,
+    subgroups: context.subgroups,
+    allowF16,
+  });
+}
+
+const USAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
+
+/** Times each candidate (one untimed run compiles and warms it, then the best of two). */
+async function fastestTile(
+  runner: KernelRunner,
+  candidates: GemmTile[],
+  cls: GemmShapeClass,
+): Promise<GemmTile> {
+  const { m, n, k } = PROBLEMS[cls];
+  const device = runner.device;
+  // Weights as the models store them (bf16, transposed: x W^T), activations f32.
+  const a = device.createBuffer({ size: m * k * 4, usage: USAGE() });
+  const b = device.createBuffer({ size: n * k * 2, usage: USAGE() });
+  const c = device.createBuffer({ size: m * n * 4, usage: USAGE() });
+  let best = candidates[0]!;
+  let bestSeconds = Infinity;
+  try {
+    for (const tile of candidates) {
+      const plan: GemmPlan = { legacy: false, tiles: { large: tile, rows: tile, cols: tile } };
+      const run = async () => {
+        const start = performance.now();
+        gemm(runner, { a, b, c, m, n, k, transB: true, bDtype: 'bf16' }, plan);
+        runner.flush();
+        await device.queue.onSubmittedWorkDone();
+        return (performance.now() - start) / 1000;
+      };
+      await run();
+      const seconds = Math.min(await run(), await run());
+      if (seconds < bestSeconds) {
+        bestSeconds = seconds;
+        best = tile;
+      }
+    }
+  } finally {
+    for (const buffer of [a, b, c]) buffer.destroy();
+  }
+  return best;
+}
