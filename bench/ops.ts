@@ -200,10 +200,10 @@ const ops: Array<{ name: string; run: () => void }> = [
       kernels.ropeApply(dk, dk, positions, BATCH, SEQ, KV_HEADS, HEAD_DIM, invFreq, 1);
     },
   },
-  { name: 'swiglu forward', run: () => kernels.swigluForward(gate, up, mlpOut, mlpSize) },
+  { name: 'swiglu forward', run: () => kernels.gatedForward('silu', gate, up, mlpOut, mlpSize) },
   {
     name: 'swiglu backward',
-    run: () => kernels.swigluBackward(gate, up, mlpGrad, dgate, dup, mlpSize),
+    run: () => kernels.gatedBackward('silu', gate, up, mlpGrad, dgate, dup, mlpSize),
   },
   {
     name: `ce online chunk ${TOKENS}x${CE_CHUNK}`,

@@ -139,9 +139,9 @@ async function measure(
   let update: Timed | undefined;
   if (timeUpdate) {
     // The Trainer's step (train/trainer.ts): gradients kept and zeroed on the device.
-    for (const [, t] of params) backend.kernels.fill(gradSlot(t).grad.operand(), t.size, 0);
+    for (const [, t] of params)
+      backend.kernels.fill({ x: gradSlot(t).grad.operand() }, { n: t.size, value: 0 });
     const optimizer = createTrainerOptimizer(
-      backend,
       params.map(([name, tensor]) => ({ name, tensor, weightDecay: 0 })),
       { lr: 1e-4 },
     );

@@ -4,6 +4,7 @@
  * code runs on the CPU (WebAssembly) and on WebGPU.
  */
 import type { DType } from './dtype.ts';
+import type { RegistryKernels } from './kernels/registry.ts';
 
 /** An opaque device allocation. */
 export interface Storage {
@@ -54,10 +55,11 @@ export interface AttentionDims {
 }
 
 /**
- * Kernel entry points. Semantics are documented in docs/ARCHITECTURE.md ("Kernel signatures");
- * every backend must agree with src/engine/cpu/reference-kernels.ts.
+ * Kernel entry points: the registry's kernels (kernels/registry.ts, each declared once with its
+ * reference), plus GEMM and the kernels not yet moved into the registry, whose semantics are
+ * documented in docs/ARCHITECTURE.md ("Kernel signatures") and src/engine/cpu/reference-kernels.ts.
  */
-export interface Kernels {
+export interface Kernels extends RegistryKernels {
   gemm(a: Operand, b: Operand, c: Operand, o: GemmOptions): void;
   attentionForward(
     q: Operand,
@@ -143,16 +145,6 @@ export interface Kernels {
   embeddingForward(table: Operand, ids: Operand, out: Operand, count: number, dim: number): void;
   /** dTable[ids[i]] += dout[i]. */
   embeddingBackward(dout: Operand, ids: Operand, dTable: Operand, count: number, dim: number): void;
-  /** y = alpha * x + beta * y over n f32 elements. */
-  axpby(x: Operand, y: Operand, n: number, alpha: number, beta: number): void;
-  /** out = a + b over n f32 elements. */
-  add(a: Operand, b: Operand, out: Operand, n: number): void;
-  /**
-   * LoRA dropout over n f32 elements: out = x / (1 - p), or 0 where the mask drawn from `seed`
-   * drops the element (engine/dropout.ts); out may be x. The same seed redraws the same mask.
-   */
-  dropout(x: Operand, out: Operand, n: number, p: number, seed: number): void;
-  fill(x: Operand, n: number, value: number): void;
   /** out[r, c] = x[r, c] · scale[c] over x [rows, cols] f32 (DoRA's per-output scale). */
   scaleColumns(x: Operand, scale: Operand, out: Operand, rows: number, cols: number): void;
   /** out[c] += Σ_r a[r, c] · b[r, c] over a, b [rows, cols] f32 (DoRA's magnitude gradient). */
@@ -216,24 +208,6 @@ export interface Kernels {
     loss: Operand,
     divisor: number,
   ): void;
-  /** x *= factor[0] / divisor over n f32 elements: applies a device-resident scalar (a backward seed). */
-  scaleByScalar(x: Operand, n: number, factor: Operand, divisor: number): void;
-  adamwStep(
-    p: Operand,
-    g: Operand,
-    m: Operand,
-    v: Operand,
-    n: number,
-    lr: number,
-    beta1: number,
-    beta2: number,
-    eps: number,
-    weightDecay: number,
-    bc1: number,
-    bc2: number,
-  ): void;
-  /** Sum of squares of n f32 elements, in float64. */
-  sumSquares(x: Operand, n: number): Promise<number>;
 }
 
 export interface Backend {

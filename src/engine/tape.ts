@@ -61,8 +61,8 @@ export function backward(output: Tensor, seed: number | Tensor = 1): void {
   try {
     const { grad } = gradSlot(output);
     const k = output.backend.kernels;
-    if (typeof seed === 'number') k.fill(grad.operand(), grad.size, seed);
-    else k.axpby(seed.operand(), grad.operand(), grad.size, 1, 0);
+    if (typeof seed === 'number') k.fill({ x: grad.operand() }, { n: grad.size, value: seed });
+    else k.axpby({ x: seed.operand(), y: grad.operand() }, { n: grad.size, alpha: 1, beta: 0 });
     for (let i = tape.length - 1; i >= 0; i--) {
       const { output, backward: run } = tape[i]!;
       const grad = output.grad;

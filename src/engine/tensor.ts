@@ -63,7 +63,8 @@ export class Tensor {
 
   static zeros(shape: readonly number[], dtype: DType = 'f32'): Tensor {
     const t = Tensor.empty(shape, dtype);
-    if (dtype === 'f32' || dtype === 'i32') getBackend().kernels.fill(t.operand(), t.size, 0);
+    if (dtype === 'f32' || dtype === 'i32')
+      getBackend().kernels.fill({ x: t.operand() }, { n: t.size, value: 0 });
     else getBackend().upload(t.storage, t.byteOffset, new Uint8Array(t.bytes));
     return t;
   }

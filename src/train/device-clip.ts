@@ -11,7 +11,8 @@ import { clipCoefficient } from './clip.ts';
 export async function deviceGradNorm(grads: readonly Tensor[]): Promise<number> {
   let sumSq = 0;
   // One at a time: a backend may reuse one result slot for every sum.
-  for (const g of grads) sumSq += await g.backend.kernels.sumSquares(g.operand(), g.size);
+  for (const g of grads)
+    sumSq += await g.backend.kernels.sumSquares({ x: g.operand() }, { n: g.size });
   return Math.sqrt(sumSq);
 }
 
@@ -28,7 +29,11 @@ export async function clipDeviceGradNorm(
   if (!Number.isFinite(norm)) return norm;
   const coef = clipCoefficient(norm, maxNorm);
   if (coef < 1) {
-    for (const g of grads) g.backend.kernels.axpby(g.operand(), g.operand(), g.size, 0, coef); // g = coef · g
+    for (const g of grads)
+      g.backend.kernels.axpby(
+        { x: g.operand(), y: g.operand() },
+        { n: g.size, alpha: 0, beta: coef },
+      ); // g = coef · g
   }
   return norm;
 }

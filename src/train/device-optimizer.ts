@@ -1,9 +1,10 @@
 /**
- * AdamW over tensors in device memory, for backends whose memory the host cannot see (WebGPU):
- * the moments are device tensors and each step is the backend's `adamwStep` kernel. It keeps the
- * host AdamW's semantics and checkpoint format (optimizer.ts); the moments only cross to the
- * host when a checkpoint is written or restored.
+ * The Trainer's AdamW on every backend: the moments are device tensors and each step is the
+ * backend's `adamwStep` kernel (engine/kernels/adamw.ts). It keeps the reference AdamW's
+ * semantics and checkpoint format (optimizer.ts); the moments only cross to the host when a
+ * checkpoint is written or restored.
  */
+import { adamwScalars } from '../engine/kernels/adamw.ts';
 import { Tensor } from '../engine/tensor.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { AdamWBase, type AdamWHyperparameters, type AdamWStateDict } from './optimizer.ts';
@@ -47,28 +48,23 @@ export class DeviceAdamW extends AdamWBase {
   /** Applies one update to every parameter from its current `grad`, at learning rate `lr`. */
   step(lr: number = this.lr): void {
     const { bc1, bc2 } = this.beginStep(lr);
-    const [beta1, beta2] = this.betas;
     this.params.forEach(({ tensor, weightDecay = this.weightDecay }, i) => {
+      const scalars = adamwScalars(lr, this.betas, this.eps, weightDecay, bc1, bc2);
       tensor.backend.kernels.adamwStep(
-        tensor.operand(),
-        this.grads[i]!.operand(),
-        this.expAvg[i]!.operand(),
-        this.expAvgSq[i]!.operand(),
-        tensor.size,
-        lr,
-        beta1,
-        beta2,
-        this.eps,
-        weightDecay,
-        bc1,
-        bc2,
+        {
+          p: tensor.operand(),
+          g: this.grads[i]!.operand(),
+          m: this.expAvg[i]!.operand(),
+          v: this.expAvgSq[i]!.operand(),
+        },
+        { n: tensor.size, ...scalars },
       );
     });
   }
 
   /** Zeroes every gradient (the caller accumulates into `grad` between steps). */
   zeroGrad(): void {
-    for (const g of this.grads) g.backend.kernels.fill(g.operand(), g.size, 0);
+    for (const g of this.grads) g.backend.kernels.fill({ x: g.operand() }, { n: g.size, value: 0 });
   }
 
   dispose(): void {

@@ -1,18 +1,11 @@
 /**
  * AdamW with the exact semantics of `torch.optim.AdamW` (single-tensor path, amsgrad off), the
- * optimizer HF Trainer uses by default:
- *
- *   t += 1
- *   p ← p · (1 − lr·wd)                         decoupled weight decay, before the moments
- *   m ← β1·m + (1 − β1)·g
- *   v ← β2·v + (1 − β2)·g·g
- *   p ← p + (−lr / (1 − β1^t)) · m / (sqrt(v) / sqrt(1 − β2^t) + eps)
- *
- * PyTorch computes the scalars (1 − lr·wd, lr / bc1, sqrt(bc2)) in float64, casts them to float32
- * and then runs every tensor operation in float32. The JS step below does the same, rounding
- * with Math.fround after each operation in PyTorch's order, so results agree to the last bit or
- * two (PyTorch's vectorized kernels may fuse some multiply-adds).
+ * optimizer HF Trainer uses by default; the update itself is the `adamwStep` kernel
+ * (engine/kernels/adamw.ts). `AdamW` runs the kernel's JS reference on host arrays: the test
+ * reference of the Trainer's optimizer (device-optimizer.ts), which runs the kernel on the
+ * backend. Both share the step count, bias corrections and checkpoint format (AdamWBase).
  */
+import { ADAMW, adamwScalars } from '../engine/kernels/adamw.ts';
 import { LoraforgeError } from '../util/errors.ts';
 
 /** A trainable tensor as the optimizer sees it: flat f32 values and their gradient. */
@@ -23,24 +16,6 @@ export interface NamedParameter {
   /** Overrides the optimizer's weight decay for this tensor (HF uses 0 for biases and norms). */
   weightDecay?: number;
 }
-
-/**
- * One AdamW update of n = p.length values, in place on p, m and v. `bc1` = 1 − β1^t and
- * `bc2` = 1 − β2^t (the bias corrections, as float64 numbers).
- */
-export type AdamWStepFn = (
-  p: Float32Array,
-  g: Float32Array,
-  m: Float32Array,
-  v: Float32Array,
-  lr: number,
-  beta1: number,
-  beta2: number,
-  eps: number,
-  weightDecay: number,
-  bc1: number,
-  bc2: number,
-) => void;
 
 /** Hyperparameters both AdamW implementations take. */
 export interface AdamWHyperparameters {
@@ -63,41 +38,6 @@ export interface AdamWStateDict {
     names: string[];
   };
 }
-
-/** The PyTorch reference update in f32 arithmetic (see the file comment for the formula). */
-export const adamwStepJs: AdamWStepFn = (
-  p,
-  g,
-  m,
-  v,
-  lr,
-  beta1,
-  beta2,
-  eps,
-  weightDecay,
-  bc1,
-  bc2,
-) => {
-  const f = Math.fround;
-  const decay = f(1 - lr * weightDecay);
-  const b1 = f(beta1);
-  const oneMinusB1 = f(1 - beta1);
-  const b2 = f(beta2);
-  const oneMinusB2 = f(1 - beta2);
-  const bc2Sqrt = f(Math.sqrt(bc2));
-  const epsF = f(eps);
-  const negStepSize = f(-(lr / bc1));
-  for (let i = 0; i < p.length; i++) {
-    const gi = g[i]!;
-    const pi = f(p[i]! * decay);
-    const mi = f(f(m[i]! * b1) + f(oneMinusB1 * gi)); // exp_avg.mul_(β1).add_(g, alpha=1−β1)
-    const vi = f(f(v[i]! * b2) + f(f(oneMinusB2 * gi) * gi)); // exp_avg_sq.mul_(β2).addcmul_(g, g, value=1−β2)
-    const denom = f(f(f(Math.sqrt(vi)) / bc2Sqrt) + epsF); // (v.sqrt() / sqrt(bc2)).add_(eps)
-    p[i] = f(pi + f(f(negStepSize * mi) / denom)); // p.addcdiv_(m, denom, value=−step_size)
-    m[i] = mi;
-    v[i] = vi;
-  }
-};
 
 /**
  * What the host AdamW and the device one (device-optimizer.ts) share: hyperparameters, the step
@@ -233,21 +173,18 @@ export class AdamW extends AdamWBase {
   /** Applies one update to every parameter from its current `grad`, at learning rate `lr`. */
   step(lr: number = this.lr): void {
     const { bc1, bc2 } = this.beginStep(lr);
-    const [beta1, beta2] = this.betas;
     this.params.forEach((p, i) => {
-      const wd = p.weightDecay ?? this.weightDecay;
-      adamwStepJs(
-        p.data,
-        p.grad,
-        this.expAvg[i]!,
-        this.expAvgSq[i]!,
+      const scalars = adamwScalars(
         lr,
-        beta1,
-        beta2,
+        this.betas,
         this.eps,
-        wd,
+        p.weightDecay ?? this.weightDecay,
         bc1,
         bc2,
+      );
+      ADAMW.adamwStep.reference(
+        { p: p.data, g: p.grad, m: this.expAvg[i]!, v: this.expAvgSq[i]! },
+        { n: p.data.length, ...scalars },
       );
     });
   }

@@ -168,14 +168,14 @@ export class Trainer {
         );
       }
       t.requiresGrad = true;
-      getBackend().kernels.fill(gradSlot(t).grad.operand(), t.size, 0);
+      getBackend().kernels.fill({ x: gradSlot(t).grad.operand() }, { n: t.size, value: 0 });
     }
     const trainable = this.params.map(([name, tensor]) => ({
       name,
       tensor,
       weightDecay: adapter || decays(name) ? args.weightDecay : 0,
     }));
-    this.optimizer = createTrainerOptimizer(getBackend(), trainable, {
+    this.optimizer = createTrainerOptimizer(trainable, {
       lr: args.learningRate,
       betas: [args.adamBeta1, args.adamBeta2],
       eps: args.adamEpsilon,

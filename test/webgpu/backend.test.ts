@@ -40,6 +40,6 @@ test('size classes waste at most an eighth and stay word-aligned', () => {
 
 test('sumSquares returns the kernel result to the host', { skip }, async () => {
   const x = Tensor.from(Float32Array.from([1, 2, 3, 4]), [4]);
-  assert.equal(await gpu.backend().kernels.sumSquares(x.operand(), 4), 30);
+  assert.equal(await gpu.backend().kernels.sumSquares({ x: x.operand() }, { n: 4 }), 30);
   x.dispose();
 });

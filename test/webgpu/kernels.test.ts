@@ -12,6 +12,7 @@ import {
 } from '../../src/engine/half.ts';
 import { WebGpuKernels } from '../../src/engine/webgpu/kernels.ts';
 import { KernelRunner, type BufferRef } from '../../src/engine/webgpu/runner.ts';
+import { refBuffer, refOffset } from '../../src/engine/webgpu/buffer-ref.ts';
 import type { KernelDef } from '../../src/engine/webgpu/kernel-def.ts';
 import {
   DEFAULT_GEMM_PLAN,
@@ -23,8 +24,7 @@ import {
 import { tileName, type GemmTile } from '../../src/engine/webgpu/gemm-tiled.ts';
 import { candidateTiles, chooseGemmPlan, parseGemmSpec } from '../../src/engine/webgpu/tuner.ts';
 import { isHardwareAdapter } from '../../src/engine/webgpu/device.ts';
-import { adamwStep } from '../../src/engine/webgpu/adamw.ts';
-import { scale } from '../../src/engine/webgpu/elementwise.ts';
+import { WEBGPU_KERNELS } from '../../src/engine/webgpu/kernel-table.ts';
 import { rmsnormForward } from '../../src/engine/webgpu/rmsnorm.ts';
 import { ropeInverseFrequencies } from '../../src/models/rope-frequencies.ts';
 
@@ -632,58 +632,6 @@ gpuDescribe('webgpu elementwise', () => {
     assertClose(await download(dgateG!, n), dgate, 'dgate');
     assertClose(await download(dupG!, n), dup, 'dup');
   });
-  test('scale, in place and into another buffer at an offset', async () => {
-    const x = randomFloats(n);
-    const xG = upload(x);
-    const outG = upload(new Float32Array(n), 12);
-    gpu!.scale(xG, 3, outG, n);
-    gpu!.scale(xG, -0.5, xG, n);
-    assertClose(
-      await download(outG, n),
-      Float32Array.from(x, (v) => 3 * v),
-      'scaled copy',
-    );
-    assertClose(
-      await download(xG, n),
-      Float32Array.from(x, (v) => -0.5 * v),
-      'scaled in place',
-    );
-  });
-  test('adamw step, also split into binding-sized chunks', async () => {
-    const count = 3000;
-    const p = randomFloats(count);
-    const g = randomFloats(count);
-    const m = randomFloats(count, 0.1);
-    const v = Float32Array.from(randomFloats(count, 0.1), Math.abs);
-    const args = [1e-3, 0.9, 0.999, 1e-8, 0.01, 1 - 0.9 ** 3, 1 - 0.999 ** 3] as const;
-    const expected = [p, m, v].map((a) => a.slice());
-    ref.adamwStep(expected[0]!, g, expected[1]!, expected[2]!, count, ...args);
-    for (const runner of [gpu!.runner, new KernelRunner(gpu!.device, { maxBindingBytes: 4096 })]) {
-      const [pG, mG, vG] = [p, m, v].map((a) => upload(a));
-      adamwStep(runner, pG!, upload(g), mG!, vG!, count, ...args);
-      runner.flush();
-      assertClose(await download(pG!, count), expected[0]!, 'p');
-      assertClose(await download(mG!, count), expected[1]!, 'm');
-      assertClose(await download(vG!, count), expected[2]!, 'v');
-    }
-  });
-  test('sum of squares, overwriting and accumulating', async () => {
-    const big = randomFloats(300_001);
-    const small = randomFloats(77);
-    const out = upload(new Float32Array([123]));
-    gpu!.sumSquares(upload(big), big.length, out, false);
-    const bigSum = ref.sumSquares(big, big.length);
-    assertClose(await download(out, 1), [bigSum], 'sum', 1e-5);
-    gpu!.sumSquares(upload(small), small.length, out, true);
-    assertClose(
-      await download(out, 1),
-      [bigSum + ref.sumSquares(small, small.length)],
-      'accumulated',
-      1e-5,
-    );
-    gpu!.sumSquares(upload(small), 0, out);
-    assert.deepEqual(Array.from(await download(out, 1)), [0]);
-  });
 });
 
 gpuDescribe('webgpu cross-entropy chunks', () => {
@@ -786,7 +734,13 @@ gpuDescribe('webgpu launches wider than one grid dimension', () => {
     const n = 5000; // 20 workgroups of 256 -> a 5 x 4 grid
     const x = randomFloats(n);
     const out = upload(new Float32Array(n));
-    scale(narrow, upload(x), 2, out, n);
+    const asArg = (ref: BufferRef) => ({
+      buffer: refBuffer(ref),
+      offset: refOffset(ref),
+      dtype: 'f32' as const,
+      bytes: n * 4,
+    });
+    WEBGPU_KERNELS.axpby({ x: asArg(upload(x)), y: asArg(out) }, { n, alpha: 2, beta: 0 }, narrow);
     const [rows, dim] = [10, 8]; // a 5 x 2 grid
     const xr = randomFloats(rows * dim);
     const w = randomFloats(dim);
@@ -805,45 +759,6 @@ gpuDescribe('webgpu launches wider than one grid dimension', () => {
 });
 
 gpuDescribe('webgpu backend helper kernels', () => {
-  test('add, dropout (the reference mask, in place too), axpby (beta 0 ignores NaN) and fill', async () => {
-    const n = 600;
-    const a = randomFloats(n);
-    const b = randomFloats(n);
-    const [aG, bG] = [upload(a), upload(b)];
-    const sum = upload(new Float32Array(n));
-    const dropped = upload(new Float32Array(n));
-    gpu!.add(aG, bG, sum, n);
-    gpu!.dropout(aG, dropped, n, 0.3, 12345);
-    assertClose(
-      await download(sum, n),
-      Float32Array.from(a, (v, i) => v + b[i]!),
-      'add',
-    );
-    const expectedDrop = new Float32Array(n);
-    ref.dropout(a, expectedDrop, n, 0.3, 12345);
-    assert.deepEqual(await download(dropped, n), expectedDrop, 'dropout');
-    gpu!.dropout(dropped, dropped, n, 0.3, 12345); // in place: the same elements drop again
-    ref.dropout(expectedDrop, expectedDrop, n, 0.3, 12345);
-    assertClose(await download(dropped, n), expectedDrop, 'dropout in place');
-    gpu!.axpby(aG, bG, n, 2, -1);
-    assertClose(
-      await download(bG, n),
-      Float32Array.from(a, (v, i) => 2 * v - b[i]!),
-      'axpby',
-    );
-    const nan = upload(new Float32Array(n).fill(NaN));
-    gpu!.axpby(aG, nan, n, 3, 0);
-    assertClose(
-      await download(nan, n),
-      Float32Array.from(a, (v) => 3 * v),
-      'axpby beta 0',
-    );
-    gpu!.fill(nan, n, -2.5);
-    assert.deepEqual(Array.from(await download(nan, 3)), [-2.5, -2.5, -2.5]);
-    const ints = upload(new Int32Array(4));
-    gpu!.fill(ints, 4, -7, 'i32');
-    assert.deepEqual(Array.from(new Int32Array(await gpu!.read(ints, 16))), [-7, -7, -7, -7]);
-  });
   test('convert between f32, f16 and bf16 bit-exactly, at odd half offsets', async () => {
     const values = Float32Array.from([
       ...randomFloats(37, 10),

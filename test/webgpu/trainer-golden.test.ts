@@ -38,8 +38,10 @@ test(
     golden.forEach((g, i) => {
       const { loss, grad_norm: gradNorm, lr } = logs[i]!;
       assert.ok(relDiff(loss!, g.loss) < 1e-4, `step ${i + 1} loss ${loss} vs ${g.loss}`);
+      // 2e-6: AdamW's scalars formed in float32 on the device (1 − β2 off by 1.3e-5) drift the
+      // grad norm by 6e-6 over these steps; with the host's float64 scalars it stays under 5e-7.
       assert.ok(
-        relDiff(gradNorm!, g.grad_norm) < 1e-4,
+        relDiff(gradNorm!, g.grad_norm) < 2e-6,
         `step ${i + 1} grad norm ${gradNorm} vs ${g.grad_norm}`,
       );
       assert.ok(

@@ -13,7 +13,9 @@ import type {
 } from '../backend.ts';
 import { DTYPE_BYTES, type DType } from '../dtype.ts';
 import * as host from './host-kernels.ts';
-import { CpuKernels } from './kernels.ts';
+import { bindKernels, type RegistryKernels } from '../kernels/registry.ts';
+import { CPU_KERNELS } from './kernel-table.ts';
+import { CpuKernels, type CpuArg } from './kernels.ts';
 import { WasmRuntime, type RuntimeOptions } from './runtime.ts';
 
 interface CpuStorage extends Storage {
@@ -22,6 +24,11 @@ interface CpuStorage extends Storage {
 
 function ptrOf(o: Operand): number {
   return (o.storage as CpuStorage).ptr + o.byteOffset;
+}
+
+/** The generic adapter Operand → pointer of every registry kernel. */
+function cpuArg(o: Operand): CpuArg {
+  return { ptr: ptrOf(o), dtype: o.dtype };
 }
 
 function optionalPtr(o: Operand | null): number {
@@ -42,7 +49,8 @@ export class CpuBackend implements Backend {
   readonly kernels: Kernels;
 
   private constructor(readonly runtime: WasmRuntime) {
-    this.kernels = new CpuKernelSet(runtime);
+    const set = new CpuKernelSet(runtime);
+    this.kernels = Object.assign(set, bindKernels(CPU_KERNELS, cpuArg, set.wasm));
   }
 
   describe(): string {
@@ -96,8 +104,9 @@ export class CpuBackend implements Backend {
   }
 }
 
-class CpuKernelSet implements Kernels {
-  private readonly wasm: CpuKernels;
+/** GEMM and the kernels not yet in the registry; the registry's come from `bindKernels`. */
+class CpuKernelSet implements Omit<Kernels, keyof RegistryKernels> {
+  readonly wasm: CpuKernels;
 
   constructor(private readonly rt: WasmRuntime) {
     this.wasm = new CpuKernels(rt);
@@ -320,26 +329,6 @@ class CpuKernelSet implements Kernels {
     );
   }
 
-  axpby(x: Operand, y: Operand, n: number, alpha: number, beta: number): void {
-    const xs = this.f32(x, n);
-    const ys = this.f32(y, n);
-    if (beta === 0) for (let i = 0; i < n; i++) ys[i] = alpha * xs[i]!;
-    else for (let i = 0; i < n; i++) ys[i] = alpha * xs[i]! + beta * ys[i]!;
-  }
-
-  add(a: Operand, b: Operand, out: Operand, n: number): void {
-    this.wasm.add(ptrOf(a), ptrOf(b), ptrOf(out), n);
-  }
-
-  dropout(x: Operand, out: Operand, n: number, p: number, seed: number): void {
-    this.wasm.dropout(ptrOf(x), ptrOf(out), n, p, seed);
-  }
-
-  fill(x: Operand, n: number, value: number): void {
-    if (x.dtype === 'i32') this.i32(x, n).fill(value);
-    else this.f32(x, n).fill(value);
-  }
-
   scaleColumns(x: Operand, scale: Operand, out: Operand, rows: number, cols: number): void {
     const n = rows * cols;
     host.scaleColumns(this.f32(x, n), this.f32(scale, cols), this.f32(out, n), rows, cols);
@@ -484,45 +473,5 @@ class CpuKernelSet implements Kernels {
       total += lses[r]! - picked[r]!;
     }
     this.f32(loss, 1)[0] = total / divisor;
-  }
-
-  scaleByScalar(x: Operand, n: number, factor: Operand, divisor: number): void {
-    const scale = this.f32(factor, 1)[0]! / divisor;
-    const xs = this.f32(x, n);
-    for (let i = 0; i < n; i++) xs[i] = xs[i]! * scale;
-  }
-
-  adamwStep(
-    p: Operand,
-    g: Operand,
-    m: Operand,
-    v: Operand,
-    n: number,
-    lr: number,
-    beta1: number,
-    beta2: number,
-    eps: number,
-    weightDecay: number,
-    bc1: number,
-    bc2: number,
-  ): void {
-    this.wasm.adamwStep(
-      ptrOf(p),
-      ptrOf(g),
-      ptrOf(m),
-      ptrOf(v),
-      n,
-      lr,
-      beta1,
-      beta2,
-      eps,
-      weightDecay,
-      bc1,
-      bc2,
-    );
-  }
-
-  async sumSquares(x: Operand, n: number): Promise<number> {
-    return this.wasm.sumSquares(ptrOf(x), n);
   }
 }

@@ -1,21 +1,63 @@
 /**
- * `CpuKernels`: typed entry points to the non-GEMM wasm kernels (src/engine/cpu/assembly/kernels.ts),
- * with the argument lists of docs/ARCHITECTURE.md "Kernel signatures". Pointers are byte offsets
- * into the shared memory; 0 means "absent" where a buffer is optional. Kernels with enough work
- * are split over the worker pool through `parallelFor`; small calls stay on the calling thread,
- * where a round trip to the workers would cost more than the work.
+ * How the CPU runs kernels: wasm exports (src/engine/cpu/assembly/*.ts) split over the worker
+ * pool through `parallelFor` when a call has enough work, on the calling thread otherwise (a
+ * round trip to the workers would cost more). `CpuKernels` is the context every CPU kernel
+ * implementation (cpu/kernels/*.ts) receives; `wasmKernel` is the one generic adapter from a
+ * registry spec to a wasm export: pointers of the spec's buffers in declaration order (0 for an
+ * absent one), then its params, then the work range. Pointers are byte offsets into the shared
+ * memory.
  */
 
 import type { GateActivation } from '../backend.ts';
-import { dropoutKeepScale, dropoutThreshold } from '../dropout.ts';
+import type { DType } from '../dtype.ts';
+import {
+  paramNumbers,
+  type AnySpec,
+  type Implementation,
+  type SpecParams,
+} from '../kernels/spec.ts';
 
-/** Structurally a `WasmRuntime`: the main-thread instance, plus the pool when there is one. */
+/** A buffer as CPU kernels see it: where it starts in the shared memory and its dtype. */
+export interface CpuArg {
+  ptr: number;
+  dtype: DType;
+}
+
+/** Structurally a `WasmRuntime`: the main-thread instance and memory views, plus the pool when there is one. */
 export interface KernelHost {
   exports: WebAssembly.Exports;
   /** Calls export `name(...args, start, end)` on workers over slices of [0, total). */
   parallelFor?(name: string, total: number, args: number[]): void;
   /** Threads parallelFor spreads over (1 when absent). */
   readonly threads?: number;
+  f32(ptr: number, length: number): Float32Array;
+  i32(ptr: number, length: number): Int32Array;
+  u16(ptr: number, length: number): Uint16Array;
+  u8(ptr: number, length: number): Uint8Array;
+}
+
+/** The CPU implementations of a family of specs (`F`: name → spec). */
+export type CpuTable<F extends Record<string, AnySpec>> = {
+  [K in keyof F]: Implementation<F[K], CpuArg, CpuKernels>;
+};
+
+/**
+ * A spec run by the wasm export `exportName`, whose arguments are the spec's buffers and params
+ * in declaration order; `work` gives the items the export's [start, end) range covers and the
+ * flops of one item (which decide whether the call is worth the pool).
+ */
+export function wasmKernel<S extends AnySpec>(
+  spec: S,
+  exportName: string,
+  work: (params: SpecParams<S>) => [items: number, flopsPerItem: number],
+): Implementation<S, CpuArg, CpuKernels> {
+  const buffers = Object.keys(spec.buffers);
+  const run = (handles: Record<string, CpuArg | null>, params: SpecParams<S>, cpu: CpuKernels) => {
+    const [items, flopsPerItem] = work(params);
+    const pointers = buffers.map((name) => handles[name]?.ptr ?? 0);
+    cpu.run(exportName, items, flopsPerItem, [...pointers, ...paramNumbers(spec, params)]);
+  };
+  return run as Implementation<S, CpuArg, CpuKernels>;
 }
 
 export interface CpuKernelsOptions {
@@ -44,8 +86,25 @@ export class CpuKernels {
     this.minParallelFlops = options.minParallelFlops ?? 1 << 18;
   }
 
+  get threads(): number {
+    return this.host.threads ?? 1;
+  }
+
+  f32(arg: CpuArg, length: number): Float32Array {
+    return this.host.f32(arg.ptr, length);
+  }
+  i32(arg: CpuArg, length: number): Int32Array {
+    return this.host.i32(arg.ptr, length);
+  }
+  u16(arg: CpuArg, length: number): Uint16Array {
+    return this.host.u16(arg.ptr, length);
+  }
+  u8(arg: CpuArg, length: number): Uint8Array {
+    return this.host.u8(arg.ptr, length);
+  }
+
   /** Runs `name(...args, start, end)` over [0, total) items of about `flopsPerItem` each. */
-  private run(name: string, total: number, flopsPerItem: number, args: number[]): void {
+  run(name: string, total: number, flopsPerItem: number, args: number[]): void {
     if (total <= 0) return;
     const { parallelFor } = this.host;
     if (parallelFor && total > 1 && total * flopsPerItem >= this.minParallelFlops) {
@@ -55,7 +114,7 @@ export class CpuKernels {
     }
   }
 
-  private kernel(name: string): WasmKernel {
+  kernel(name: string): WasmKernel {
     const fn = this.host.exports[name];
     if (typeof fn !== 'function') throw new Error(`wasm module has no kernel export '${name}'`);
     return fn as WasmKernel;
@@ -216,50 +275,6 @@ export class CpuKernels {
     this.run(GATE_KERNELS[activation][1], n, 25, [gate, up, dout, dgate, dup, n]);
   }
 
-  /** out = silu(gate) * up. */
-  swigluForward(gate: number, up: number, out: number, n: number): void {
-    this.gatedForward('silu', gate, up, out, n);
-  }
-
-  /** dgate = dout * up * silu'(gate), dup = dout * silu(gate); dgate / dup may be gate / up. */
-  swigluBackward(
-    gate: number,
-    up: number,
-    dout: number,
-    dgate: number,
-    dup: number,
-    n: number,
-  ): void {
-    this.gatedBackward('silu', gate, up, dout, dgate, dup, n);
-  }
-
-  /**
-   * Online log-sum-exp over a vocab chunk [rows, cols] (ids colOffset..): runMax / runSum f32
-   * [rows] (start at -Infinity / 0; lse = runMax + log(runSum) after the last chunk); tgtLogit[r]
-   * is set when targets[r] (i32) falls in the chunk.
-   */
-  ceChunkForward(
-    logits: number,
-    rows: number,
-    cols: number,
-    colOffset: number,
-    targets: number,
-    runMax: number,
-    runSum: number,
-    tgtLogit: number,
-  ): void {
-    this.run('ceChunkForward', rows, 20 * cols, [
-      logits,
-      rows,
-      cols,
-      colOffset,
-      targets,
-      runMax,
-      runSum,
-      tgtLogit,
-    ]);
-  }
-
   /** Online-softmax chunk of the fused LM-head loss (see the wasm kernel); acc = 0 skips it. */
   ceOnlineChunk(
     logits: number,
@@ -299,64 +314,5 @@ export class CpuKernels {
       lse,
       rowScale,
     ]);
-  }
-
-  /** PyTorch AdamW step over n parameters; bc1 = 1 - beta1^t, bc2 = 1 - beta2^t. */
-  adamwStep(
-    p: number,
-    g: number,
-    m: number,
-    v: number,
-    n: number,
-    lr: number,
-    beta1: number,
-    beta2: number,
-    eps: number,
-    weightDecay: number,
-    bc1: number,
-    bc2: number,
-  ): void {
-    this.run('adamwStep', n, 15, [p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, bc1, bc2]);
-  }
-
-  /** out = a + b (out may be a or b). */
-  add(a: number, b: number, out: number, n: number): void {
-    this.run('add', n, 2, [a, b, out, n]);
-  }
-
-  /** LoRA dropout of n floats under `seed` (reference-kernels.ts `dropout`); out may be x. */
-  dropout(x: number, out: number, n: number, p: number, seed: number): void {
-    const args = [x, out, n, dropoutThreshold(p), dropoutKeepScale(p), seed >>> 0];
-    this.run('dropoutApply', n, 12, args);
-  }
-
-  /** y += alpha * x. */
-  axpy(alpha: number, x: number, y: number, n: number): void {
-    this.run('axpy', n, 3, [alpha, x, y, n]);
-  }
-
-  /** out = alpha * x (out may be x). */
-  scale(x: number, alpha: number, out: number, n: number): void {
-    this.run('scale', n, 2, [x, alpha, out, n]);
-  }
-
-  /** Sum of squares of n floats, accumulated in f64 (calling thread). */
-  sumSquares(x: number, n: number): number {
-    return this.kernel('sumSquares')(x, n);
-  }
-
-  /** Row-wise softmax of [rows, cols] (out may be x). */
-  softmaxRows(x: number, out: number, rows: number, cols: number): void {
-    this.run('softmaxRows', rows, 25 * cols, [x, out, rows, cols]);
-  }
-
-  /** bf16 bits (u16) -> f32. */
-  bf16ToF32(src: number, dst: number, n: number): void {
-    this.run('bf16ToF32', n, 2, [src, dst, n]);
-  }
-
-  /** f32 -> bf16 bits (u16), round to nearest even. */
-  f32ToBf16(src: number, dst: number, n: number): void {
-    this.run('f32ToBf16', n, 4, [src, dst, n]);
   }
 }

@@ -45,7 +45,10 @@ export function doraInverseNorms(w: Tensor, a: Tensor, b: Tensor, scale: number)
         inFeatures,
         0,
       );
-      k.axpby(inverse.operand(), inverse.operand(), outFeatures, 1 / Math.sqrt(inFeatures), 0);
+      k.axpby(
+        { x: inverse.operand(), y: inverse.operand() },
+        { n: outFeatures, alpha: 1 / Math.sqrt(inFeatures), beta: 0 },
+      );
       return inverse;
     }),
   );
@@ -92,7 +95,7 @@ export function doraLinear(
   const g = lora.columnScale ?? Tensor.empty([outFeatures]);
   if (inverse) k.scaleColumns(m.operand(), inverse.operand(), g.operand(), 1, outFeatures);
   const gMinusOne = Tensor.from(new Float32Array(outFeatures).fill(-1), [outFeatures]);
-  k.add(gMinusOne.operand(), g.operand(), gMinusOne.operand(), outFeatures);
+  k.add({ a: gMinusOne.operand(), b: g.operand(), out: gMinusOne.operand() }, { n: outFeatures });
 
   const gemmW = (src: Tensor, dst: Tensor) =>
     k.gemm(src.operand(), w.operand(), dst.operand(), {
@@ -136,10 +139,10 @@ export function doraLinear(
         });
       }
     }
-    k.add(y.operand(), scaled.operand(), y.operand(), y.size);
+    k.add({ a: y.operand(), b: scaled.operand(), out: y.operand() }, { n: y.size });
     loraOut(xa, u, 0);
     k.scaleColumns(u.operand(), g.operand(), scaled.operand(), rows, outFeatures);
-    k.add(y.operand(), scaled.operand(), y.operand(), y.size);
+    k.add({ a: y.operand(), b: scaled.operand(), out: y.operand() }, { n: y.size });
   });
   if (xd !== x) xd.dispose();
 
@@ -196,7 +199,11 @@ export function doraLinear(
         k: rank,
         beta: 1,
       });
-      if (dropout) k.dropout(dst.operand(), dst.operand(), x.size, dropout.p, dropout.seed);
+      if (dropout)
+        k.dropout(
+          { x: dst.operand(), out: dst.operand() },
+          { n: x.size, p: dropout.p, seed: dropout.seed },
+        );
     });
   });
   return y;

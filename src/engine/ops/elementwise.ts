@@ -7,12 +7,14 @@ import { gemmIntoGrad, gradTarget, kernels } from './util.ts';
 export function add(a: Tensor, b: Tensor): Tensor {
   const k = kernels();
   const out = Tensor.empty(a.shape);
-  k.add(a.operand(), b.operand(), out.operand(), a.size);
+  k.add({ a: a.operand(), b: b.operand(), out: out.operand() }, { n: a.size });
   record(out, [a, b], (dy) => {
     for (const t of [a, b]) {
       if (!t.requiresGrad) continue;
       // axpby with beta 0 copies into a fresh gradient, beta 1 accumulates.
-      gemmIntoGrad(t, (g, beta) => k.axpby(dy.operand(), g.operand(), t.size, 1, beta));
+      gemmIntoGrad(t, (g, beta) =>
+        k.axpby({ x: dy.operand(), y: g.operand() }, { n: t.size, alpha: 1, beta }),
+      );
     }
   });
   return out;
@@ -50,9 +52,11 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
 export function scale(x: Tensor, factor: number): Tensor {
   const k = kernels();
   const out = Tensor.empty(x.shape);
-  k.axpby(x.operand(), out.operand(), x.size, factor, 0);
+  k.axpby({ x: x.operand(), y: out.operand() }, { n: x.size, alpha: factor, beta: 0 });
   record(out, [x], (dy) => {
-    gemmIntoGrad(x, (g, beta) => k.axpby(dy.operand(), g.operand(), x.size, factor, beta));
+    gemmIntoGrad(x, (g, beta) =>
+      k.axpby({ x: dy.operand(), y: g.operand() }, { n: x.size, alpha: factor, beta }),
+    );
   });
   return out;
 }

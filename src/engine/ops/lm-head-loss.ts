@@ -67,7 +67,7 @@ export function lmHeadLoss(
   const runMax = Tensor.empty([rows]);
   const runSum = Tensor.zeros([rows]);
   const tgtLogit = Tensor.zeros([rows]);
-  k.fill(runMax.operand(), rows, -Infinity);
+  k.fill({ x: runMax.operand() }, { n: rows, value: -Infinity });
   const acc = onlineGrad ? Tensor.zeros([rows, dim]) : null;
 
   for (let c0 = 0; c0 < vocab; c0 += chunk) {
@@ -125,14 +125,17 @@ export function lmHeadLoss(
       1 / denominator,
     );
     record(loss, [h], (dLoss) => {
-      k.scaleByScalar(acc.operand(), acc.size, dLoss.operand(), 1);
+      k.scaleByScalar({ x: acc.operand(), factor: dLoss.operand() }, { n: acc.size, divisor: 1 });
       k.scatterAddRows(acc.operand(), rowIndex.operand(), zeroedGrad(h).operand(), rows, dim);
     });
   } else {
     record(loss, [h, table], (dLoss) => {
       const rowScale = Tensor.empty([rows]);
-      k.fill(rowScale.operand(), rows, 1);
-      k.scaleByScalar(rowScale.operand(), rows, dLoss.operand(), denominator);
+      k.fill({ x: rowScale.operand() }, { n: rows, value: 1 });
+      k.scaleByScalar(
+        { x: rowScale.operand(), factor: dLoss.operand() },
+        { n: rows, divisor: denominator },
+      );
       const dhs = Tensor.zeros([rows, dim]);
       const dTable = table.requiresGrad ? zeroedGrad(table) : null;
       for (let c0 = 0; c0 < vocab; c0 += chunk) {

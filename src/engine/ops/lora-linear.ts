@@ -53,7 +53,10 @@ export function loraLinear(
     if (dropout) {
       writeIntoGrad(x, (dst) => {
         k.gemm(dxa.operand(), lora.a.operand(), dst.operand(), { m: rows, n: inFeatures, k: rank });
-        k.dropout(dst.operand(), dst.operand(), x.size, dropout.p, dropout.seed);
+        k.dropout(
+          { x: dst.operand(), out: dst.operand() },
+          { n: x.size, p: dropout.p, seed: dropout.seed },
+        );
       });
     } else {
       gemmIntoGrad(x, (dx, beta) =>
@@ -148,7 +151,10 @@ export function lowRankForward(
   const dropped = (): Tensor => {
     if (!dropout) return x;
     const out = Tensor.empty(x.shape);
-    k.dropout(x.operand(), out.operand(), x.size, dropout.p, dropout.seed);
+    k.dropout(
+      { x: x.operand(), out: out.operand() },
+      { n: x.size, p: dropout.p, seed: dropout.seed },
+    );
     return out;
   };
   const xd = dropped();

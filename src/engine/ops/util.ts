@@ -31,7 +31,8 @@ export function gradTarget(t: Tensor): { dst: Tensor; commit: () => void } {
   const tmp = Tensor.empty(t.shape);
   return {
     dst: tmp,
-    commit: () => kernels().add(grad.operand(), tmp.operand(), grad.operand(), grad.size),
+    commit: () =>
+      kernels().add({ a: grad.operand(), b: tmp.operand(), out: grad.operand() }, { n: grad.size }),
   };
 }
 
@@ -45,6 +46,6 @@ export function writeIntoGrad(t: Tensor, run: (dst: Tensor) => void): void {
 /** Gradient slot zero-filled when fresh, for kernels that only accumulate. */
 export function zeroedGrad(t: Tensor): Tensor {
   const { grad, fresh } = gradSlot(t);
-  if (fresh) kernels().fill(grad.operand(), grad.size, 0);
+  if (fresh) kernels().fill({ x: grad.operand() }, { n: grad.size, value: 0 });
   return grad;
 }

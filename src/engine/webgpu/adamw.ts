@@ -1,24 +1,24 @@
 /**
- * AdamW step with decoupled weight decay (PyTorch's formulation):
- *   p *= 1 - lr * weightDecay
- *   m = beta1 * m + (1 - beta1) * g;  v = beta2 * v + (1 - beta2) * g^2
- *   p -= lr * (m / bc1) / (sqrt(v / bc2) + eps)      with bc1 = 1 - beta1^t, bc2 = 1 - beta2^t
+ * AdamW on WebGPU (kernels/adamw.ts): the float32 operations of PyTorch's step in its order,
+ * with every scalar computed on the host in float64.
  */
+import { ADAMW } from '../kernels/adamw.ts';
 import type { KernelDef } from './kernel-def.ts';
 import { ELEMENTWISE_WORKGROUP, FLAT_INDEX, launchFlat } from './elementwise.ts';
-import type { BufferRef, KernelRunner } from './runner.ts';
+import type { GpuTable } from './kernel-table.ts';
 
-const ADAMW: KernelDef = {
+const ADAMW_STEP: KernelDef = {
   key: 'adamw',
   params: {
     n: 'u32',
-    lr: 'f32',
+    decay: 'f32',
     beta1: 'f32',
+    oneMinusBeta1: 'f32',
     beta2: 'f32',
+    oneMinusBeta2: 'f32',
+    stepSize: 'f32',
+    bc2Sqrt: 'f32',
     eps: 'f32',
-    weightDecay: 'f32',
-    bc1: 'f32',
-    bc2: 'f32',
   },
   buffers: [
     { name: 'p', dtype: 'f32', access: 'read_write' },
@@ -31,29 +31,16 @@ const ADAMW: KernelDef = {
   ${FLAT_INDEX}
   if (i >= P.n) { return; }
   let grad = g[P.g_off + i];
-  let m1 = P.beta1 * m[P.m_off + i] + (1.0 - P.beta1) * grad;
-  let v1 = P.beta2 * v[P.v_off + i] + (1.0 - P.beta2) * grad * grad;
+  let m1 = P.beta1 * m[P.m_off + i] + P.oneMinusBeta1 * grad;
+  let v1 = P.beta2 * v[P.v_off + i] + (P.oneMinusBeta2 * grad) * grad;
   m[P.m_off + i] = m1;
   v[P.v_off + i] = v1;
-  let decayed = p[P.p_off + i] * (1.0 - P.lr * P.weightDecay);
-  p[P.p_off + i] = decayed - P.lr * (m1 / P.bc1) / (sqrt(v1 / P.bc2) + P.eps);
+  let denom = sqrt(v1) / P.bc2Sqrt + P.eps;
+  p[P.p_off + i] = p[P.p_off + i] * P.decay - (P.stepSize * m1) / denom;
 `,
 };
 
-export function adamwStep(
-  runner: KernelRunner,
-  p: BufferRef,
-  g: BufferRef,
-  m: BufferRef,
-  v: BufferRef,
-  n: number,
-  lr: number,
-  beta1: number,
-  beta2: number,
-  eps: number,
-  weightDecay: number,
-  bc1: number,
-  bc2: number,
-): void {
-  launchFlat(runner, ADAMW, { p, g, m, v }, n, { lr, beta1, beta2, eps, weightDecay, bc1, bc2 });
-}
+export const adamw: GpuTable<typeof ADAMW> = {
+  adamwStep: ({ p, g, m, v }, { n, ...scalars }, runner) =>
+    launchFlat(runner, ADAMW_STEP, { p, g, m, v }, n, scalars),
+};

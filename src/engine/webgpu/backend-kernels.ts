@@ -14,7 +14,9 @@ import type {
   Storage,
 } from '../backend.ts';
 import { DTYPE_BYTES, type DType } from '../dtype.ts';
+import type { RegistryKernels } from '../kernels/registry.ts';
 import type { BufferRef } from './buffer-ref.ts';
+import type { GpuArg } from './kernel-table.ts';
 import type { GemmDtype } from './gemm.ts';
 import type { WebGpuKernels } from './kernels.ts';
 
@@ -40,7 +42,14 @@ function rowsInStorage(o: Operand, cols: number): number {
   return Math.floor((o.storage.bytes - o.byteOffset) / (cols * DTYPE_BYTES[o.dtype]));
 }
 
-export class WebGpuKernelSet implements Kernels {
+/** The generic adapter Operand → buffer range of every registry kernel. */
+export function gpuArg(o: Operand): GpuArg {
+  const { buffer, bytes } = o.storage as GpuStorage;
+  return { buffer, offset: o.byteOffset, dtype: o.dtype, bytes: bytes - o.byteOffset };
+}
+
+/** GEMM and the kernels not yet in the registry; the registry's come from `bindKernels`. */
+export class WebGpuKernelSet implements Omit<Kernels, keyof RegistryKernels> {
   constructor(private readonly gpu: WebGpuKernels) {}
 
   gemm(a: Operand, b: Operand, c: Operand, o: GemmOptions): void {
@@ -239,22 +248,6 @@ export class WebGpuKernelSet implements Kernels {
     this.scatterAddRows(dout, ids, dTable, count, dim);
   }
 
-  axpby(x: Operand, y: Operand, n: number, alpha: number, beta: number): void {
-    this.gpu.axpby(bufferRef(x), bufferRef(y), n, alpha, beta);
-  }
-
-  add(a: Operand, b: Operand, out: Operand, n: number): void {
-    this.gpu.add(bufferRef(a), bufferRef(b), bufferRef(out), n);
-  }
-
-  dropout(x: Operand, out: Operand, n: number, p: number, seed: number): void {
-    this.gpu.dropout(bufferRef(x), bufferRef(out), n, p, seed);
-  }
-
-  fill(x: Operand, n: number, value: number): void {
-    this.gpu.fill(bufferRef(x), n, value, x.dtype === 'i32' ? 'i32' : 'f32');
-  }
-
   scaleColumns(x: Operand, scale: Operand, out: Operand, rows: number, cols: number): void {
     this.gpu.scaleColumns(bufferRef(x), bufferRef(scale), bufferRef(out), rows, cols);
   }
@@ -394,45 +387,5 @@ export class WebGpuKernelSet implements Kernels {
       bufferRef(loss),
       divisor,
     );
-  }
-
-  scaleByScalar(x: Operand, n: number, factor: Operand, divisor: number): void {
-    this.gpu.scaleByScalar(bufferRef(x), n, bufferRef(factor), divisor);
-  }
-
-  adamwStep(
-    p: Operand,
-    g: Operand,
-    m: Operand,
-    v: Operand,
-    n: number,
-    lr: number,
-    beta1: number,
-    beta2: number,
-    eps: number,
-    weightDecay: number,
-    bc1: number,
-    bc2: number,
-  ): void {
-    this.gpu.adamwStep(
-      bufferRef(p),
-      bufferRef(g),
-      bufferRef(m),
-      bufferRef(v),
-      n,
-      lr,
-      beta1,
-      beta2,
-      eps,
-      weightDecay,
-      bc1,
-      bc2,
-    );
-  }
-
-  async sumSquares(x: Operand, n: number): Promise<number> {
-    const result = this.gpu.runner.scratchBuffer('sum-squares-result', 4);
-    this.gpu.sumSquares(bufferRef(x), n, result);
-    return new Float32Array(await this.gpu.read(result, 4))[0]!;
   }
 }

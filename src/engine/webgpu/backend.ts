@@ -5,8 +5,10 @@
  *
  * Device memory is not visible to the host: there is no readSync / hostView, and reads are async.
  */
-import type { Backend, Storage } from '../backend.ts';
-import { WebGpuKernelSet, type GpuStorage } from './backend-kernels.ts';
+import type { Backend, Kernels, Storage } from '../backend.ts';
+import { bindKernels } from '../kernels/registry.ts';
+import { gpuArg, WebGpuKernelSet, type GpuStorage } from './backend-kernels.ts';
+import { WEBGPU_KERNELS } from './kernel-table.ts';
 import { BufferPool } from './buffer-pool.ts';
 import { WebGpuKernels, type WebGpuKernelsOptions } from './kernels.ts';
 
@@ -16,11 +18,12 @@ const WORD = 4;
 /** The WebGPU compute backend (navigator.gpu in a browser, Dawn in Node). */
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu' as const;
-  readonly kernels: WebGpuKernelSet;
+  readonly kernels: Kernels;
   private readonly pool: BufferPool;
 
-  constructor(private readonly gpu: WebGpuKernels) {
-    this.kernels = new WebGpuKernelSet(gpu);
+  constructor(readonly gpu: WebGpuKernels) {
+    const registry = bindKernels(WEBGPU_KERNELS, gpuArg, gpu.runner);
+    this.kernels = Object.assign(new WebGpuKernelSet(gpu), registry);
     this.pool = new BufferPool(gpu.device, () => gpu.flush());
   }
 

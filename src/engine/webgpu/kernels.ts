@@ -8,7 +8,6 @@
  * dtypes and table row counts explicitly, since a GPU buffer records neither.
  */
 import { acquireWebGpu, type AcquireOptions, type WebGpuContext } from './device.ts';
-import { adamwStep } from './adamw.ts';
 import { attentionBackward, attentionForward } from './attention.ts';
 import {
   ceChunkBackward,
@@ -17,13 +16,12 @@ import {
   ceOnlineChunk,
   ceOnlineFinish,
 } from './cross-entropy.ts';
-import { gatedBackward, gatedForward, scale } from './elementwise.ts';
+import { gatedBackward, gatedForward } from './elementwise.ts';
 import { DEFAULT_GEMM_PLAN, gemm, type GemmArgs, type GemmPlan } from './gemm.ts';
 import { chooseGemmPlan, type GemmChoiceOptions } from './tuner.ts';
 import { rmsnormBackward, rmsnormForward } from './rmsnorm.ts';
 import { ropeApply } from './rope.ts';
 import { KernelRunner, type BufferRef } from './runner.ts';
-import { sumSquares } from './sum-squares.ts';
 import {
   embeddingForward,
   columnDots,
@@ -33,7 +31,7 @@ import {
   scatterRows,
   sumRows,
 } from './rows.ts';
-import { add, axpby, convert, dropout, fill, scaleByScalar } from './vector-ops.ts';
+import { convert } from './vector-ops.ts';
 
 type Tail<F> = F extends (runner: KernelRunner, ...rest: infer R) => infer Ret
   ? (...args: R) => Ret
@@ -88,14 +86,10 @@ export class WebGpuKernels {
   ceChunkForward: Tail<typeof ceChunkForward> = (...args) => ceChunkForward(this.runner, ...args);
   ceChunkBackward: Tail<typeof ceChunkBackward> = (...args) =>
     ceChunkBackward(this.runner, ...args);
-  adamwStep: Tail<typeof adamwStep> = (...args) => adamwStep(this.runner, ...args);
-  sumSquares: Tail<typeof sumSquares> = (...args) => sumSquares(this.runner, ...args);
-  scale: Tail<typeof scale> = (...args) => scale(this.runner, ...args);
 
   ceOnlineChunk: Tail<typeof ceOnlineChunk> = (...args) => ceOnlineChunk(this.runner, ...args);
   ceOnlineFinish: Tail<typeof ceOnlineFinish> = (...args) => ceOnlineFinish(this.runner, ...args);
   ceLossFinish: Tail<typeof ceLossFinish> = (...args) => ceLossFinish(this.runner, ...args);
-  scaleByScalar: Tail<typeof scaleByScalar> = (...args) => scaleByScalar(this.runner, ...args);
   embeddingForward: Tail<typeof embeddingForward> = (...args) =>
     embeddingForward(this.runner, ...args);
   gatherRows: Tail<typeof gatherRows> = (...args) => gatherRows(this.runner, ...args);
@@ -104,10 +98,6 @@ export class WebGpuKernels {
   sumRows: Tail<typeof sumRows> = (...args) => sumRows(this.runner, ...args);
   scaleColumns: Tail<typeof scaleColumns> = (...args) => scaleColumns(this.runner, ...args);
   columnDots: Tail<typeof columnDots> = (...args) => columnDots(this.runner, ...args);
-  add: Tail<typeof add> = (...args) => add(this.runner, ...args);
-  dropout: Tail<typeof dropout> = (...args) => dropout(this.runner, ...args);
-  axpby: Tail<typeof axpby> = (...args) => axpby(this.runner, ...args);
-  fill: Tail<typeof fill> = (...args) => fill(this.runner, ...args);
   convert: Tail<typeof convert> = (...args) => convert(this.runner, ...args);
 
   flush(): void {

@@ -9,6 +9,8 @@ import { workgroupReduce } from './wgsl-reduce.ts';
 import { forEachBindingChunk } from './elementwise.ts';
 import { advance, type BufferRef } from './buffer-ref.ts';
 import type { KernelRunner } from './runner.ts';
+import { SUM_SQUARES } from '../kernels/sum-squares.ts';
+import type { GpuTable } from './kernel-table.ts';
 
 const WORKGROUP = 256;
 const PARTIALS = 1024;
@@ -57,7 +59,7 @@ const FINAL_SUM: KernelDef = {
 };
 
 /** out[0] = (accumulate ? out[0] : 0) + sum(x[i]^2). */
-export function sumSquares(
+function sumSquaresInto(
   runner: KernelRunner,
   x: BufferRef,
   n: number,
@@ -87,3 +89,11 @@ export function sumSquares(
     first = false;
   });
 }
+
+export const sumSquares: GpuTable<typeof SUM_SQUARES> = {
+  sumSquares: async ({ x }, { n }, runner) => {
+    const result = runner.scratchBuffer('sum-squares-result', 4);
+    sumSquaresInto(runner, x, n, result);
+    return new Float32Array(await runner.read(result, 4))[0]!;
+  },
+};

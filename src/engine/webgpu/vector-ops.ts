@@ -14,6 +14,8 @@ import {
 import { advance, type BufferRef } from './buffer-ref.ts';
 import type { KernelRunner } from './runner.ts';
 import { dropoutKeepScale, dropoutThreshold } from '../dropout.ts';
+import { VECTOR_OPS } from '../kernels/vector-ops.ts';
+import type { GpuTable } from './kernel-table.ts';
 
 function binaryKernel(name: string, expression: string): KernelDef {
   return {
@@ -89,62 +91,6 @@ const FILL: KernelDef = {
 `,
 };
 
-export function add(
-  runner: KernelRunner,
-  a: BufferRef,
-  b: BufferRef,
-  out: BufferRef,
-  n: number,
-): void {
-  launchFlat(runner, ADD, { a, b, out }, n);
-}
-
-export function dropout(
-  runner: KernelRunner,
-  x: BufferRef,
-  out: BufferRef,
-  n: number,
-  p: number,
-  seed: number,
-): void {
-  const params = { threshold: dropoutThreshold(p), keep: dropoutKeepScale(p), seed: seed >>> 0 };
-  forEachBindingChunk(runner, n, (first, count) => {
-    runner.dispatch(
-      DROPOUT,
-      {
-        x: { ref: advance(x, first * 4), elements: count },
-        out: { ref: advance(out, first * 4), elements: count },
-      },
-      { ...params, n: count, first },
-      runner.grid1d(Math.ceil(count / ELEMENTWISE_WORKGROUP)),
-    );
-  });
-}
-
-/** y = alpha * x + beta * y. */
-export function axpby(
-  runner: KernelRunner,
-  x: BufferRef,
-  y: BufferRef,
-  n: number,
-  alpha: number,
-  beta: number,
-): void {
-  launchFlat(runner, AXPBY, { x, y }, n, { alpha, beta });
-}
-
-/** Sets n f32 (or, with dtype 'i32', i32) elements to `value`. */
-export function fill(
-  runner: KernelRunner,
-  x: BufferRef,
-  n: number,
-  value: number,
-  dtype: 'f32' | 'i32' = 'f32',
-): void {
-  const bits = dtype === 'i32' ? value >>> 0 : new Uint32Array(Float32Array.of(value).buffer)[0]!;
-  launchFlat(runner, FILL, { x }, n, { bits });
-}
-
 const SCALE_BY_SCALAR: KernelDef = {
   key: 'scale-by-scalar',
   params: { n: 'u32', divisor: 'f32' },
@@ -161,22 +107,43 @@ const SCALE_BY_SCALAR: KernelDef = {
 };
 
 /** x *= factor[0] / divisor over n f32 elements; the factor stays on the device (a backward seed). */
-export function scaleByScalar(
-  runner: KernelRunner,
-  x: BufferRef,
-  n: number,
-  factor: BufferRef,
-  divisor: number,
-): void {
-  forEachBindingChunk(runner, n, (start, count) => {
-    runner.dispatch(
-      SCALE_BY_SCALAR,
-      { x: { ref: advance(x, start * 4), elements: count }, factor: { ref: factor, elements: 1 } },
-      { n: count, divisor },
-      runner.grid1d(Math.ceil(count / ELEMENTWISE_WORKGROUP)),
-    );
-  });
-}
+export const vectorOps: GpuTable<typeof VECTOR_OPS> = {
+  add: ({ a, b, out }, { n }, runner) => launchFlat(runner, ADD, { a, b, out }, n),
+  axpby: ({ x, y }, { n, alpha, beta }, runner) =>
+    launchFlat(runner, AXPBY, { x, y }, n, { alpha, beta }),
+  fill: ({ x }, { n, value }, runner) => {
+    const bits =
+      x.dtype === 'i32' ? value >>> 0 : new Uint32Array(Float32Array.of(value).buffer)[0]!;
+    launchFlat(runner, FILL, { x }, n, { bits });
+  },
+  dropout: ({ x, out }, { n, p, seed }, runner) => {
+    const params = { threshold: dropoutThreshold(p), keep: dropoutKeepScale(p), seed: seed >>> 0 };
+    forEachBindingChunk(runner, n, (first, count) => {
+      runner.dispatch(
+        DROPOUT,
+        {
+          x: { ref: advance(x, first * 4), elements: count },
+          out: { ref: advance(out, first * 4), elements: count },
+        },
+        { ...params, n: count, first },
+        runner.grid1d(Math.ceil(count / ELEMENTWISE_WORKGROUP)),
+      );
+    });
+  },
+  scaleByScalar: ({ x, factor }, { n, divisor }, runner) => {
+    forEachBindingChunk(runner, n, (start, count) => {
+      runner.dispatch(
+        SCALE_BY_SCALAR,
+        {
+          x: { ref: advance(x, start * 4), elements: count },
+          factor: { ref: factor, elements: 1 },
+        },
+        { n: count, divisor },
+        runner.grid1d(Math.ceil(count / ELEMENTWISE_WORKGROUP)),
+      );
+    });
+  },
+};
 
 export type FloatDtype = 'f32' | 'f16' | 'bf16';
 
