@@ -8,8 +8,7 @@
 import '../src/engine/cpu/node-host.ts';
 import { availableParallelism, cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { CpuKernels } from '../src/engine/cpu/kernels.ts';
-import { WasmRuntime } from '../src/engine/cpu/runtime.ts';
+import type { Operand, Storage } from '../src/engine/backend.ts';
 import { CpuBackend } from '../src/engine/cpu/backend.ts';
 import { f32ToBf16 } from '../src/engine/half.ts';
 import { defaultInverseFrequencies } from '../src/models/rope-frequencies.ts';
@@ -57,48 +56,58 @@ function secondsPerCall(fn: () => void): number {
   return (performance.now() - start) / 1000 / calls;
 }
 
-const runtime = await WasmRuntime.create();
-const kernels = new CpuKernels(runtime);
+const backend = await CpuBackend.create();
+setBackend(backend);
+const { runtime, kernels } = backend;
+
+/** The whole of a fresh allocation of n elements, as a kernel operand. */
+function alloc(n: number, dtype: 'f32' | 'i32' = 'f32'): Operand {
+  return { storage: backend.alloc(n * 4), byteOffset: 0, dtype };
+}
+
+function pointer(o: Operand): number {
+  return (o.storage as Storage & { ptr: number }).ptr;
+}
 
 /** A buffer of n random f32 values in [-1, 1). */
-function randomF32(n: number): number {
-  const ptr = runtime.malloc(n * 4);
-  const view = runtime.f32(ptr, n);
+function randomF32(n: number): Operand {
+  const o = alloc(n);
+  const view = runtime.f32(pointer(o), n);
   for (let i = 0; i < n; i++) view[i] = Math.random() * 2 - 1;
-  return ptr;
+  return o;
 }
 
-function f32Table(values: Float32Array): number {
-  const ptr = runtime.malloc(values.length * 4);
-  runtime.f32(ptr, values.length).set(values);
-  return ptr;
+function f32Table(values: Float32Array): Operand {
+  const o = alloc(values.length);
+  runtime.f32(pointer(o), values.length).set(values);
+  return o;
 }
 
-function int32(values: ArrayLike<number>): number {
-  const ptr = runtime.malloc(values.length * 4);
-  runtime.i32(ptr, values.length).set(values);
-  return ptr;
+function int32(values: ArrayLike<number>): Operand {
+  const o = alloc(values.length, 'i32');
+  runtime.i32(pointer(o), values.length).set(values);
+  return o;
 }
 
 // One layer's forward projections.
 const gemmTimes = PROJECTIONS.map(({ name, inFeatures, outFeatures }) => {
   const input = randomF32(TOKENS * inFeatures);
   const weight = randomF32(outFeatures * inFeatures);
-  const output = runtime.malloc(TOKENS * outFeatures * 4);
+  const output = alloc(TOKENS * outFeatures);
   const seconds = secondsPerCall(() =>
     runtime.gemm({
       m: TOKENS,
       n: outFeatures,
       k: inFeatures,
-      a: input,
+      a: pointer(input),
       lda: inFeatures,
       transA: false,
       aDtype: 'f32',
-      b: weight,
+      b: pointer(weight),
       ldb: inFeatures,
       transB: true,
       bDtype: 'f32',
-      c: output,
+      c: pointer(output),
       ldc: outFeatures,
     }),
   );
@@ -110,124 +119,111 @@ const layerGemmMs = gemmTimes.reduce((sum, g) => sum + g.ms, 0);
 const qSize = TOKENS * HEADS * HEAD_DIM;
 const kvSize = TOKENS * KV_HEADS * HEAD_DIM;
 const [q, k, v, dout] = [qSize, kvSize, kvSize, qSize].map(randomF32);
-const [attnOut, dq] = [qSize, qSize].map((n) => runtime.malloc(n * 4));
-const [dk, dv] = [kvSize, kvSize].map((n) => runtime.malloc(n * 4));
-const lse = runtime.malloc(BATCH * HEADS * SEQ * 4);
+const [attnOut, dq] = [qSize, qSize].map((n) => alloc(n));
+const [dk, dv] = [kvSize, kvSize].map((n) => alloc(n));
+const lse = alloc(BATCH * HEADS * SEQ);
 const positions = int32(Array.from({ length: TOKENS }, (_, i) => i % SEQ));
 const invFreq = f32Table(defaultInverseFrequencies(HEAD_DIM, ROPE_THETA));
 const [x, hiddenGrad, normWeight] = [TOKENS * HIDDEN, TOKENS * HIDDEN, HIDDEN].map(randomF32);
-const [normOut, dx] = [TOKENS * HIDDEN, TOKENS * HIDDEN].map((n) => runtime.malloc(n * 4));
-const rstd = runtime.malloc(TOKENS * 4);
-const normWeightGrad = runtime.malloc(HIDDEN * 4);
+const [normOut, dx] = [TOKENS * HIDDEN, TOKENS * HIDDEN].map((n) => alloc(n));
+const rstd = alloc(TOKENS);
+const normWeightGrad = alloc(HIDDEN);
 const mlpSize = TOKENS * INTERMEDIATE;
 const [gate, up, mlpGrad] = [mlpSize, mlpSize, mlpSize].map(randomF32);
-const [mlpOut, dgate, dup] = [mlpSize, mlpSize, mlpSize].map((n) => runtime.malloc(n * 4));
+const [mlpOut, dgate, dup] = [mlpSize, mlpSize, mlpSize].map((n) => alloc(n));
 const logits = randomF32(TOKENS * CE_CHUNK);
 const targets = int32(Array.from({ length: TOKENS }, (_, i) => (i * 7919) % CE_CHUNK));
-const [runMax, runSum, tgtLogit, rowLse, rowScale] = [0, 1, 2, 3, 4].map(() =>
-  runtime.malloc(TOKENS * 4),
-);
+const [runMax, runSum, tgtLogit, rowLse, rowScale] = [0, 1, 2, 3, 4].map(() => alloc(TOKENS));
 const acc = randomF32(TOKENS * HIDDEN);
-runtime.f32(rowLse, TOKENS).fill(Math.log(CE_CHUNK) + 1);
-runtime.f32(rowScale, TOKENS).fill(1 / TOKENS);
+runtime.f32(pointer(rowLse), TOKENS).fill(Math.log(CE_CHUNK) + 1);
+runtime.f32(pointer(rowScale), TOKENS).fill(1 / TOKENS);
 const scale = 1 / Math.sqrt(HEAD_DIM);
 
+const attention = { B: BATCH, H: HEADS, KVH: KV_HEADS, D: HEAD_DIM, scale, window: 0 };
+const masks = { keyMask: null, segIds: null };
+const rope = (x: Operand, H: number, inverse: boolean) =>
+  kernels.ropeApply(
+    { x, out: x, positions, invFreq },
+    { B: BATCH, T: SEQ, H, D: HEAD_DIM, inverse },
+  );
 const ops: Array<{ name: string; run: () => void }> = [
   {
     name: 'attention forward',
     run: () =>
       kernels.attentionForward(
-        q,
-        k,
-        v,
-        attnOut,
-        lse,
-        BATCH,
-        SEQ,
-        SEQ,
-        SEQ,
-        HEADS,
-        KV_HEADS,
-        HEAD_DIM,
-        0,
-        0,
-        scale,
+        { q, k, v, out: attnOut, lse, ...masks },
+        { ...attention, Tq: SEQ, Tk: SEQ, kvCap: SEQ },
       ),
   },
   {
     name: 'attention backward',
     run: () =>
       kernels.attentionBackward(
-        q,
-        k,
-        v,
-        attnOut,
-        lse,
-        dout,
-        dq,
-        dk,
-        dv,
-        BATCH,
-        SEQ,
-        HEADS,
-        KV_HEADS,
-        HEAD_DIM,
-        0,
-        0,
-        scale,
+        { q, k, v, out: attnOut, lse, dout, dq, dk, dv, ...masks },
+        { ...attention, T: SEQ },
       ),
   },
   {
     name: 'rmsnorm forward',
-    run: () => kernels.rmsnormForward(x, normWeight, normOut, rstd, TOKENS, HIDDEN, 1e-6),
+    run: () =>
+      kernels.rmsnormForward(
+        { x, w: normWeight, out: normOut, rstd },
+        { rows: TOKENS, dim: HIDDEN, eps: 1e-6 },
+      ),
   },
   {
     name: 'rmsnorm backward (+dw)',
     run: () =>
-      kernels.rmsnormBackward(x, normWeight, rstd, hiddenGrad, dx, normWeightGrad, TOKENS, HIDDEN),
+      kernels.rmsnormBackward(
+        { x, w: normWeight, rstd, dout: hiddenGrad, dx, dw: normWeightGrad },
+        { rows: TOKENS, dim: HIDDEN },
+      ),
   },
   {
     name: 'rope q+k forward',
     run: () => {
-      kernels.ropeApply(q, q, positions, BATCH, SEQ, HEADS, HEAD_DIM, invFreq, 0);
-      kernels.ropeApply(k, k, positions, BATCH, SEQ, KV_HEADS, HEAD_DIM, invFreq, 0);
+      rope(q, HEADS, false);
+      rope(k, KV_HEADS, false);
     },
   },
   {
     name: 'rope q+k backward',
     run: () => {
-      kernels.ropeApply(dq, dq, positions, BATCH, SEQ, HEADS, HEAD_DIM, invFreq, 1);
-      kernels.ropeApply(dk, dk, positions, BATCH, SEQ, KV_HEADS, HEAD_DIM, invFreq, 1);
+      rope(dq, HEADS, true);
+      rope(dk, KV_HEADS, true);
     },
   },
-  { name: 'swiglu forward', run: () => kernels.gatedForward('silu', gate, up, mlpOut, mlpSize) },
+  {
+    name: 'swiglu forward',
+    run: () => kernels.gatedForward({ gate, up, out: mlpOut }, { n: mlpSize, activation: 'silu' }),
+  },
   {
     name: 'swiglu backward',
-    run: () => kernels.gatedBackward('silu', gate, up, mlpGrad, dgate, dup, mlpSize),
+    run: () =>
+      kernels.gatedBackward(
+        { gate, up, dout: mlpGrad, dgate, dup },
+        { n: mlpSize, activation: 'silu' },
+      ),
   },
   {
     name: `ce online chunk ${TOKENS}x${CE_CHUNK}`,
     run: () => {
-      runtime.f32(runMax, TOKENS).fill(-Infinity);
-      runtime.f32(runSum, TOKENS).fill(0);
+      runtime.f32(pointer(runMax), TOKENS).fill(-Infinity);
+      runtime.f32(pointer(runSum), TOKENS).fill(0);
       kernels.ceOnlineChunk(
-        logits,
-        TOKENS,
-        CE_CHUNK,
-        0,
-        targets,
-        runMax,
-        runSum,
-        tgtLogit,
-        acc,
-        HIDDEN,
+        { logits, targets, runMax, runSum, tgtLogit, acc },
+        { rows: TOKENS, cols: CE_CHUNK, colOffset: 0, accCols: HIDDEN },
       );
     },
   },
   // In place, so every call after the first sees gradients as logits: same cost.
   {
     name: `ce chunk backward ${TOKENS}x${CE_CHUNK}`,
-    run: () => kernels.ceChunkBackward(logits, TOKENS, CE_CHUNK, 0, targets, rowLse, rowScale),
+    run: () =>
+      kernels.ceChunkBackward(
+        { logits, targets, lse: rowLse, rowScale },
+        { rows: TOKENS, cols: CE_CHUNK, colOffset: 0 },
+      ),
   },
 ];
 
@@ -245,8 +241,6 @@ for (const g of gemmTimes) log(`  ${g.name.padEnd(24)} ${g.ms.toFixed(2).padStar
 
 // The whole fused LM-head loss (the GEMMs over the 151,936-token vocabulary included), forward and
 // backward, through the engine: 8 x 64 tokens with the first 32 of each row unsupervised.
-const backend = await CpuBackend.create();
-setBackend(backend);
 const vocab = 151936;
 const hidden = Tensor.from(
   Float32Array.from({ length: TOKENS * HIDDEN }, () => Math.random() - 0.5),
@@ -278,7 +272,6 @@ const results = ops.map(({ name, run }) => {
   );
   return { name, ms, shareOfLayerGemm };
 });
-runtime.dispose();
 backend.dispose();
 
 if (json) {

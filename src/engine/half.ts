@@ -2,6 +2,8 @@
  * bf16 / f16 <-> f32 conversions (round to nearest even, as PyTorch's `.to()`), scalar and over
  * arrays: the one implementation the CPU kernels, the safetensors reader/writer and the tests use.
  */
+import type { DType } from './dtype.ts';
+
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
@@ -81,4 +83,18 @@ export function f16ToF32(src: Uint16Array): Float32Array {
 
 export function f32ToF16(src: Float32Array): Uint16Array {
   return mapHalf(src, new Uint16Array(src.length), f32ToF16Scalar);
+}
+
+/** Bits of a half dtype to the f32 value (f32 passes through). */
+export function widenScalar(dtype: DType): (bits: number) => number {
+  if (dtype === 'bf16') return bf16ToF32Scalar;
+  if (dtype === 'f16') return f16ToF32Scalar;
+  return (value) => value;
+}
+
+/** An f32 value to the bits of a half dtype, rounded to nearest even (f32 passes through). */
+export function narrowScalar(dtype: DType): (value: number) => number {
+  if (dtype === 'bf16') return f32ToBf16Scalar;
+  if (dtype === 'f16') return f32ToF16Scalar;
+  return (value) => value;
 }

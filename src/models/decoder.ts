@@ -8,7 +8,7 @@
  * attention may slide over a window. Training goes through `loss`, which never materialises
  * full-vocabulary logits.
  */
-import type { AttentionDims } from '../engine/backend.ts';
+import type { AttentionParams } from '../engine/kernels/attention.ts';
 import { attention, type AttentionShape } from '../engine/ops/attention.ts';
 import { add, gatedActivation, scale } from '../engine/ops/elementwise.ts';
 import { embedding } from '../engine/ops/embedding.ts';
@@ -224,7 +224,10 @@ export class DecoderModel {
     return this.rowsThrough(this.embedWith(ids, undefined), rowLora, EMBED_PATH, (rows) => {
       const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
       const own = Tensor.empty([rows.length], 'i32');
-      ids.backend.kernels.gatherRows(ids.operand(), idx.operand(), own.operand(), rows.length, 1);
+      ids.backend.kernels.gatherRows(
+        { src: ids.operand(), idx: idx.operand(), dst: own.operand() },
+        { rows: rows.length, cols: 1 },
+      );
       return (adapter) => this.embedWith(own, adapter);
     });
   }
@@ -273,11 +276,8 @@ export class DecoderModel {
       const out = rowsOf(rows)(adapter);
       const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
       all.backend.kernels.scatterRows(
-        out.operand(),
-        idx.operand(),
-        all.operand(),
-        rows.length,
-        cols,
+        { src: out.operand(), idx: idx.operand(), dst: all.operand() },
+        { rows: rows.length, cols },
       );
     }
     return all;
@@ -389,7 +389,10 @@ export class DecoderModel {
     const cols = x.shape.at(-1)!;
     const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
     const out = Tensor.empty([rows.length, cols]);
-    x.backend.kernels.gatherRows(x.operand(), idx.operand(), out.operand(), rows.length, cols);
+    x.backend.kernels.gatherRows(
+      { src: x.operand(), idx: idx.operand(), dst: out.operand() },
+      { rows: rows.length, cols },
+    );
     return out;
   }
 
@@ -502,7 +505,10 @@ export class DecoderModel {
       alpha: lora.scale,
     });
     const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
-    k.scatterAddRows(delta.operand(), idx.operand(), y.operand(), rows.length, outFeatures);
+    k.scatterAddRows(
+      { src: delta.operand(), idx: idx.operand(), dst: y.operand() },
+      { rows: rows.length, cols: outFeatures },
+    );
   }
 
   /** Attention of `layer` over the `seq` positions of the input (no cache). */
@@ -520,15 +526,16 @@ export class DecoderModel {
   }
 
   /** Attention of `layer`'s `seq` new positions over everything in `cache`. */
-  private attentionDims(layer: number, batch: number, seq: number, cache: KVCache): AttentionDims {
+  private attentionDims(
+    layer: number,
+    batch: number,
+    seq: number,
+    cache: KVCache,
+  ): AttentionParams {
     const shape = this.attentionShape(layer, batch, seq);
-    return {
-      ...shape,
-      scale: this.config.attentionScale,
-      queryLen: seq,
-      keyLen: cache.length,
-      kvCapacity: cache.capacity,
-    };
+    const { heads: H, kvHeads: KVH, headDim: D, window = 0 } = shape;
+    const scale = this.config.attentionScale;
+    return { B: batch, Tq: seq, Tk: cache.length, kvCap: cache.capacity, H, KVH, D, scale, window };
   }
 }
 

@@ -2,7 +2,7 @@
  * Key/value cache for incremental decoding: per layer [batch, capacity, kvHeads·headDim] f32, plus
  * a key mask so left-padded prompts in a batch never attend to padding.
  */
-import type { AttentionDims } from '../engine/backend.ts';
+import type { AttentionParams } from '../engine/kernels/attention.ts';
 import { Tensor, getBackend } from '../engine/tensor.ts';
 import type { DecoderConfig } from './config.ts';
 
@@ -59,24 +59,32 @@ export class KVCache {
     q: Tensor,
     k: Tensor,
     v: Tensor,
-    dims: AttentionDims,
+    params: AttentionParams,
     out = Tensor.empty(q.shape),
   ): Tensor {
     const kern = getBackend().kernels;
     const rows = this.writeRows!;
-    const width = k.shape.at(-1)!;
-    kern.scatterRows(k.operand(), rows.operand(), this.keys[layer]!.operand(), rows.size, width);
-    kern.scatterRows(v.operand(), rows.operand(), this.values[layer]!.operand(), rows.size, width);
-    const lse = Tensor.empty([dims.batch, dims.heads, dims.queryLen]);
+    const write = { rows: rows.size, cols: k.shape.at(-1)! };
+    kern.scatterRows(
+      { src: k.operand(), idx: rows.operand(), dst: this.keys[layer]!.operand() },
+      write,
+    );
+    kern.scatterRows(
+      { src: v.operand(), idx: rows.operand(), dst: this.values[layer]!.operand() },
+      write,
+    );
+    const lse = Tensor.empty([params.B, params.H, params.Tq]);
     kern.attentionForward(
-      q.operand(),
-      this.keys[layer]!.operand(),
-      this.values[layer]!.operand(),
-      out.operand(),
-      lse.operand(),
-      this.maskTensor.operand(),
-      null,
-      dims,
+      {
+        q: q.operand(),
+        k: this.keys[layer]!.operand(),
+        v: this.values[layer]!.operand(),
+        out: out.operand(),
+        lse: lse.operand(),
+        keyMask: this.maskTensor.operand(),
+        segIds: null,
+      },
+      params,
     );
     return out;
   }

@@ -360,14 +360,17 @@ function writeResidual(m: AdaptableModule, start: ResidualStart, scale: number):
     }
   }
   const residual = Tensor.from(w, m.weight.shape);
-  residual.backend.kernels.convert(residual.operand(), m.weight.operand(), w.length);
+  residual.backend.kernels.convert(
+    { src: residual.operand(), dst: m.weight.operand() },
+    { n: w.length },
+  );
   residual.dispose();
 }
 
 /** A trainable f32 copy of a weight of any float dtype. */
 function f32Copy(t: Tensor): Tensor {
   const out = Tensor.empty(t.shape);
-  out.backend.kernels.convert(t.operand(), out.operand(), t.size);
+  out.backend.kernels.convert({ src: t.operand(), dst: out.operand() }, { n: t.size });
   return out;
 }
 

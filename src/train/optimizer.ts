@@ -185,6 +185,7 @@ export class AdamW extends AdamWBase {
       ADAMW.adamwStep.reference(
         { p: p.data, g: p.grad, m: this.expAvg[i]!, v: this.expAvgSq[i]! },
         { n: p.data.length, ...scalars },
+        { p: 'f32', g: 'f32', m: 'f32', v: 'f32' },
       );
     });
   }

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import * as ref from '../../src/engine/cpu/reference-kernels.ts';
+import { reference } from './kernel-cases.ts';
 import { attention } from '../../src/engine/ops/attention.ts';
 import { add, gatedActivation, scale, swiglu } from '../../src/engine/ops/elementwise.ts';
 import { embedding } from '../../src/engine/ops/embedding.ts';
@@ -152,7 +152,11 @@ export function registerGradchecks(skip: string | false = false): void {
     const dropout = { p: 0.3, seed: 2024 };
     // The mask the kernels draw from the seed, as the float64 reference computes it.
     const mask = new Float64Array(rows * inF);
-    ref.dropout(new Float64Array(rows * inF).fill(1), mask, mask.length, dropout.p, dropout.seed);
+    reference(
+      'dropout',
+      { x: new Float64Array(rows * inF).fill(1), out: mask },
+      { n: mask.length, ...dropout },
+    );
     assert.ok(mask.includes(0) && mask.some((v) => v > 1), 'some elements dropped, some kept');
     await gradcheck(
       [
@@ -185,7 +189,8 @@ export function registerGradchecks(skip: string | false = false): void {
       async () => {
         const [rows, inF, outF, r, s] = [5, 8, 6, 3, 1.3];
         const mask = new Float64Array(rows * inF).fill(1);
-        if (dropout) ref.dropout(mask.slice(), mask, mask.length, dropout.p, dropout.seed);
+        if (dropout)
+          reference('dropout', { x: mask.slice(), out: mask }, { n: mask.length, ...dropout });
         const init = {
           w: randn([outF, inF]),
           a: randn([r, inF], 0.5),
@@ -260,14 +265,10 @@ export function registerGradchecks(skip: string | false = false): void {
         ([x, w, one]) => rmsNorm(x!, add(w!, one!), eps),
         ([x, w]) => {
           const out = new Float64Array(rows * heads * headDim);
-          ref.rmsnormForward(
-            x!,
-            w!.map((v) => 1 + v),
-            out,
-            null,
-            rows * heads,
-            headDim,
-            eps,
+          reference(
+            'rmsnormForward',
+            { x: x!, w: w!.map((v) => 1 + v), out, rstd: null },
+            { rows: rows * heads, dim: headDim, eps },
           );
           return out;
         },
@@ -285,7 +286,7 @@ export function registerGradchecks(skip: string | false = false): void {
       ([x, w]) => rmsNorm(x!, w!, eps),
       ([x, w]) => {
         const out = new Float64Array(rows * dim);
-        ref.rmsnormForward(x!, w!, out, null, rows, dim, eps);
+        reference('rmsnormForward', { x: x!, w: w!, out, rstd: null }, { rows, dim, eps });
         return out;
       },
     );
@@ -327,7 +328,11 @@ export function registerGradchecks(skip: string | false = false): void {
           ),
         ([x]) => {
           const out = new Float64Array(x!.length);
-          ref.ropeApply(x!, out, positions, batch, seq, heads, headDim, table, 0);
+          reference(
+            'ropeApply',
+            { x: x!, out, positions, invFreq: table },
+            { B: batch, T: seq, H: heads, D: headDim, inverse: false },
+          );
           return out;
         },
       );
@@ -375,23 +380,20 @@ export function registerGradchecks(skip: string | false = false): void {
           ([q, k, v]) => {
             const out = new Float64Array(q!.length);
             const lse = new Float64Array(batch * heads * seq);
-            ref.attentionForward(
-              q!,
-              k!,
-              v!,
-              out,
-              lse,
-              batch,
-              seq,
-              seq,
-              seq,
-              heads,
-              kvHeads,
-              headDim,
-              mask,
-              segments,
-              attnScale,
-              window,
+            reference(
+              'attentionForward',
+              { q: q!, k: k!, v: v!, out, lse, keyMask: mask, segIds: segments },
+              {
+                B: batch,
+                Tq: seq,
+                Tk: seq,
+                kvCap: seq,
+                H: heads,
+                KVH: kvHeads,
+                D: headDim,
+                scale: attnScale,
+                window,
+              },
             );
             return out;
           },
@@ -411,7 +413,7 @@ export function registerGradchecks(skip: string | false = false): void {
       ([g, u]) => add(swiglu(g!, u!), u!),
       ([g, u]) => {
         const out = new Float64Array(n);
-        ref.swigluForward(g!, u!, out, n);
+        reference('gatedForward', { gate: g!, up: u!, out }, { n, activation: 'silu' });
         return out.map((v, i) => v + u![i]!);
       },
     );
@@ -427,7 +429,7 @@ export function registerGradchecks(skip: string | false = false): void {
       ([g, u]) => scale(gatedActivation('gelu_tanh', g!, u!), 1.5),
       ([g, u]) => {
         const out = new Float64Array(n);
-        ref.gatedForward('gelu_tanh', g!, u!, out, n);
+        reference('gatedForward', { gate: g!, up: u!, out }, { n, activation: 'gelu_tanh' });
         return out.map((v) => 1.5 * v);
       },
     );

@@ -1,13 +1,65 @@
-// The registry's kernel suite (kernel-cases.ts) on the CPU backend: wasm kernels over 2 worker
-// threads (the larger cases are split over both), bit-exact where the CPU computes in the
+// The registry's kernel suite (kernel-cases.ts) on the CPU: through the backend (2 worker
+// threads), and through a host that runs every parallel call as three uneven slices on this
+// thread while claiming 64 threads, so each kernel's [start, end) handling and the attention
+// backward's other work split are exercised. Bit-exact where the kernel computes in the
 // reference's float32 order.
-import { before } from 'node:test';
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
 import '../../src/engine/cpu/node-host.ts';
-import { CpuBackend } from '../../src/engine/cpu/backend.ts';
+import { CpuBackend, cpuArg } from '../../src/engine/cpu/backend.ts';
+import { CPU_KERNELS } from '../../src/engine/cpu/kernel-table.ts';
+import { CpuKernels } from '../../src/engine/cpu/kernels.ts';
+import { bindKernels } from '../../src/engine/kernels/registry.ts';
 import { setBackend } from '../../src/engine/tensor.ts';
-import { registerKernelCases } from './kernel-cases.ts';
+import { registerKernelCases, type Tolerances } from './kernel-cases.ts';
 
 const backend = await CpuBackend.create({ threads: 2 });
 before(() => setBackend(backend));
 
-registerKernelCases('cpu', () => backend.kernels, { fused: 0, reduction: 1e-12 });
+const tolerances: Tolerances = {
+  exact: { rtol: 0, atol: 0 },
+  float: { rtol: 2e-5, atol: 2e-5 },
+  angles: { rtol: 0, atol: 0 },
+};
+
+registerKernelCases('cpu', () => backend.kernels, tolerances);
+
+/** Export name → the [start, end) slices its calls were split into. */
+const slices = new Map<string, number[][]>();
+const rt = backend.runtime;
+const sliced = new CpuKernels(
+  {
+    exports: rt.exports,
+    threads: 64,
+    parallelFor(name, total, args) {
+      const cuts = [0, Math.floor(total / 3), Math.floor((2 * total) / 3) + 1, total];
+      const ranges = [0, 1, 2]
+        .map((s) => [Math.min(cuts[s]!, total), Math.min(cuts[s + 1]!, total)])
+        .filter(([start, end]) => start! < end!);
+      slices.set(name, ranges);
+      const kernel = rt.exports[name] as (...a: number[]) => void;
+      for (const [start, end] of ranges) kernel(...args, start!, end!);
+    },
+    f32: (ptr, n) => rt.f32(ptr, n),
+    i32: (ptr, n) => rt.i32(ptr, n),
+    u16: (ptr, n) => rt.u16(ptr, n),
+    u8: (ptr, n) => rt.u8(ptr, n),
+  },
+  { minParallelFlops: 0 },
+);
+registerKernelCases(
+  'cpu, sliced work, 64 threads',
+  () => bindKernels(CPU_KERNELS, cpuArg, sliced),
+  tolerances,
+);
+
+test('the sliced host split the kernels, the attention backward per query and key block', () => {
+  for (const name of [
+    'attentionForward',
+    'attentionBackwardKeyValue',
+    'rmsnormForward',
+    'dropoutApply',
+    'adamwStep',
+  ])
+    assert.ok((slices.get(name)?.length ?? 0) > 1, `${name} was not split`);
+});

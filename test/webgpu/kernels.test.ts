@@ -2,8 +2,7 @@
 // Without an adapter the first test fails; set LORAFORGE_SKIP_WEBGPU=1 (outside CI) to skip.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as ref from '../../src/engine/cpu/reference-kernels.ts';
-import * as host from '../../src/engine/cpu/host-kernels.ts';
+import { reference } from '../engine/kernel-cases.ts';
 import {
   f32ToBf16Scalar,
   f32ToF16Scalar,
@@ -24,9 +23,7 @@ import {
 import { tileName, type GemmTile } from '../../src/engine/webgpu/gemm-tiled.ts';
 import { candidateTiles, chooseGemmPlan, parseGemmSpec } from '../../src/engine/webgpu/tuner.ts';
 import { isHardwareAdapter } from '../../src/engine/webgpu/device.ts';
-import { WEBGPU_KERNELS } from '../../src/engine/webgpu/kernel-table.ts';
-import { rmsnormForward } from '../../src/engine/webgpu/rmsnorm.ts';
-import { ropeInverseFrequencies } from '../../src/models/rope-frequencies.ts';
+import { WEBGPU_KERNELS, type GpuArg } from '../../src/engine/webgpu/kernel-table.ts';
 
 let gpu: WebGpuKernels | null = null;
 let acquireError: unknown = null;
@@ -378,303 +375,13 @@ gpuDescribe('webgpu gemm tiles (each forced)', () => {
   });
 });
 
-// ---- attention ---------------------------------------------------------------------------------
-
-interface AttentionCase {
-  B: number;
-  Tq: number;
-  Tk: number;
-  kvCap: number;
-  H: number;
-  KVH: number;
-  D: number;
-  mask?: boolean;
-  seg?: boolean;
-}
-
-/** keyMask hides key 0 of batch 0 (so query 0 of batch 0 sees nothing) and a trailing key; segIds pack 2-3 documents. */
-function masks(c: { B: number; kvCap: number }) {
-  const keyMask = new Int32Array(c.B * c.kvCap).fill(1);
-  keyMask[0] = 0;
-  keyMask[c.B * c.kvCap - 2] = 0;
-  const segIds = Int32Array.from(
-    { length: c.B * c.kvCap },
-    (_, i) => 1 + Math.floor(((i % c.kvCap) * (2 + (i >= c.kvCap ? 1 : 0))) / c.kvCap),
-  );
-  return { keyMask, segIds };
-}
-
-async function checkAttentionForward(c: AttentionCase) {
-  const { B, Tq, Tk, kvCap, H, KVH, D } = c;
-  const q = randomFloats(B * Tq * H * D);
-  const k = randomFloats(B * kvCap * KVH * D);
-  const v = randomFloats(B * kvCap * KVH * D);
-  const { keyMask, segIds } = masks(c);
-  const mask = c.mask ? keyMask : null;
-  const seg = c.seg ? segIds : null;
-  const scale = 1 / Math.sqrt(D);
-  const out = new Float32Array(B * Tq * H * D);
-  const lse = new Float32Array(B * H * Tq);
-  ref.attentionForward(q, k, v, out, lse, B, Tq, Tk, kvCap, H, KVH, D, mask, seg, scale);
-  // The masks leave query 0 of batch 0 without a visible key in training shapes.
-  if (mask && Tq === Tk) assert.equal(lse[0], Infinity);
-  const outGpu = upload(new Float32Array(out.length).fill(NaN));
-  const lseGpu = upload(new Float32Array(lse.length));
-  gpu!.attentionForward(
-    upload(q),
-    upload(k),
-    upload(v),
-    outGpu,
-    lseGpu,
-    B,
-    Tq,
-    Tk,
-    kvCap,
-    H,
-    KVH,
-    D,
-    mask && upload(mask),
-    seg && upload(seg),
-    scale,
-  );
-  assertClose(await download(outGpu, out.length), out, 'out');
-  assertClose(await download(lseGpu, lse.length), lse, 'lse');
-}
-
-async function checkAttentionBackward(
-  c: Omit<AttentionCase, 'Tq' | 'Tk' | 'kvCap'> & { T: number },
-) {
-  const { B, T, H, KVH, D } = c;
-  const q = randomFloats(B * T * H * D);
-  const k = randomFloats(B * T * KVH * D);
-  const v = randomFloats(B * T * KVH * D);
-  const dout = randomFloats(B * T * H * D);
-  const { keyMask, segIds } = masks({ B, kvCap: T });
-  const mask = c.mask ? keyMask : null;
-  const seg = c.seg ? segIds : null;
-  const scale = 1 / Math.sqrt(D);
-  const out = new Float32Array(B * T * H * D);
-  const lse = new Float32Array(B * H * T);
-  ref.attentionForward(q, k, v, out, lse, B, T, T, T, H, KVH, D, mask, seg, scale);
-  const dq = new Float32Array(q.length);
-  const dk = new Float32Array(k.length);
-  const dv = new Float32Array(v.length);
-  ref.attentionBackward(q, k, v, out, lse, dout, dq, dk, dv, B, T, H, KVH, D, mask, seg, scale);
-  const [dqGpu, dkGpu, dvGpu] = [dq, dk, dv].map((a) =>
-    upload(new Float32Array(a.length).fill(NaN)),
-  );
-  gpu!.attentionBackward(
-    upload(q),
-    upload(k),
-    upload(v),
-    upload(out),
-    upload(lse),
-    upload(dout),
-    dqGpu!,
-    dkGpu!,
-    dvGpu!,
-    B,
-    T,
-    H,
-    KVH,
-    D,
-    mask && upload(mask),
-    seg && upload(seg),
-    scale,
-  );
-  assertClose(await download(dqGpu!, dq.length), dq, 'dq', 1e-4, 1e-5);
-  assertClose(await download(dkGpu!, dk.length), dk, 'dk', 1e-4, 1e-5);
-  assertClose(await download(dvGpu!, dv.length), dv, 'dv', 1e-4, 1e-5);
-}
-
-gpuDescribe('webgpu attention', () => {
-  test('forward, training shape, GQA, several query blocks', () =>
-    checkAttentionForward({ B: 2, Tq: 37, Tk: 37, kvCap: 37, H: 4, KVH: 2, D: 16 }));
-  test('forward with key mask and segment ids; a query with no visible key gives 0 and lse +inf', () =>
-    checkAttentionForward({
-      B: 2,
-      Tq: 37,
-      Tk: 37,
-      kvCap: 37,
-      H: 2,
-      KVH: 1,
-      D: 16,
-      mask: true,
-      seg: true,
-    }));
-  test('forward decode: Tq < Tk < kvCap, D = 64', () =>
-    checkAttentionForward({ B: 2, Tq: 3, Tk: 20, kvCap: 24, H: 4, KVH: 1, D: 64, mask: true }));
-  test('backward, GQA, several key blocks', () =>
-    checkAttentionBackward({ B: 2, T: 37, H: 4, KVH: 2, D: 16 }));
-  test('forward and backward, D = 128 (tiles of 16 and 15 rows), 4 query heads per kv head', async () => {
-    await checkAttentionForward({
-      B: 1,
-      Tq: 40,
-      Tk: 40,
-      kvCap: 40,
-      H: 4,
-      KVH: 1,
-      D: 128,
-      seg: true,
-    });
-    await checkAttentionBackward({ B: 1, T: 40, H: 4, KVH: 1, D: 128, seg: true });
-  });
-  test('backward with key mask and segment ids, D = 64', () =>
-    checkAttentionBackward({ B: 1, T: 35, H: 2, KVH: 1, D: 64, mask: true, seg: true }));
-});
-
-// ---- row kernels -------------------------------------------------------------------------------
-
-gpuDescribe('webgpu rmsnorm', () => {
-  const rows = 5;
-  const dim = 300; // more than one workgroup's worth of columns
-  const eps = 1e-6;
-  test('forward (with and without rstd) and backward (dw accumulated, and skipped)', async () => {
-    const x = randomFloats(rows * dim, 2);
-    const w = randomFloats(dim);
-    const out = new Float32Array(rows * dim);
-    const rstd = new Float32Array(rows);
-    ref.rmsnormForward(x, w, out, rstd, rows, dim, eps);
-    const xG = upload(x);
-    const wG = upload(w);
-    const outG = upload(new Float32Array(rows * dim));
-    const rstdG = upload(new Float32Array(rows));
-    gpu!.rmsnormForward(xG, wG, outG, rstdG, rows, dim, eps);
-    assertClose(await download(outG, out.length), out, 'out');
-    assertClose(await download(rstdG, rows), rstd, 'rstd');
-    const outNoRstd = upload(new Float32Array(rows * dim));
-    gpu!.rmsnormForward(xG, wG, outNoRstd, null, rows, dim, eps);
-    assertClose(await download(outNoRstd, out.length), out, 'out without rstd');
-
-    const dout = randomFloats(rows * dim);
-    const dx = new Float32Array(rows * dim);
-    const dw = randomFloats(dim);
-    const dwG = upload(dw);
-    ref.rmsnormBackward(x, w, rstd, dout, dx, dw, rows, dim);
-    const dxG = upload(new Float32Array(rows * dim));
-    gpu!.rmsnormBackward(xG, wG, rstdG, upload(dout), dxG, dwG, rows, dim);
-    assertClose(await download(dxG, dx.length), dx, 'dx');
-    assertClose(await download(dwG, dim), dw, 'dw');
-    const dxOnly = upload(new Float32Array(rows * dim));
-    gpu!.rmsnormBackward(xG, wG, rstdG, upload(dout), dxOnly, null, rows, dim);
-    assertClose(await download(dxOnly, dx.length), dx, 'dx without dw');
-  });
-});
-
-gpuDescribe('webgpu rope', () => {
-  const [B, T, heads, D, theta] = [2, 5, 3, 64, 500000];
-  const positions = Int32Array.from({ length: B * T }, (_, i) => (i * 97) % 1000);
-  const tables = {
-    default: ropeInverseFrequencies(D, theta, null),
-    // Llama 3.2's scaling: at D = 64 pairs are kept, blended and divided by the factor.
-    llama3: ropeInverseFrequencies(D, theta, {
-      type: 'llama3',
-      factor: 32,
-      lowFreqFactor: 1,
-      highFreqFactor: 4,
-      originalMaxPositionEmbeddings: 8192,
-    }),
-  };
-  for (const [name, table] of Object.entries(tables)) {
-    test(`${name} frequencies: forward, inverse and in place`, async () => {
-      const x = randomFloats(B * T * heads * D);
-      const expected = new Float32Array(x.length);
-      ref.ropeApply(x, expected, positions, B, T, heads, D, table, 0);
-      const xG = upload(x);
-      const outG = upload(new Float32Array(x.length));
-      const posG = upload(positions);
-      const tableG = upload(table, 12); // an offset exercises the binding realignment
-      gpu!.ropeApply(xG, outG, posG, B, T, heads, D, tableG, false);
-      assertClose(await download(outG, x.length), expected, 'rope');
-      const back = new Float32Array(x.length);
-      ref.ropeApply(expected, back, positions, B, T, heads, D, table, 1);
-      gpu!.ropeApply(outG, outG, posG, B, T, heads, D, tableG, true);
-      assertClose(await download(outG, x.length), back, 'inverse rope in place');
-      assertClose(back, x, 'inverse undoes forward', 1e-4, 1e-5);
-    });
-  }
-  test('a table that differs from the default changes the result', async () => {
-    const x = randomFloats(B * T * heads * D);
-    const posG = upload(positions);
-    const xG = upload(x);
-    const outs: Float32Array[] = [];
-    for (const table of Object.values(tables)) {
-      const outG = upload(new Float32Array(x.length));
-      gpu!.ropeApply(xG, outG, posG, B, T, heads, D, upload(table), false);
-      outs.push(await download(outG, x.length));
-    }
-    const diff = outs[0]!.reduce((m, v, i) => Math.max(m, Math.abs(v - outs[1]![i]!)), 0);
-    assert.ok(diff > 0.1, `max difference ${diff}`);
-  });
-});
-
-// ---- flat kernels ------------------------------------------------------------------------------
-
-gpuDescribe('webgpu elementwise', () => {
-  const n = 1000;
-  test('swiglu forward and backward', async () => {
-    const gate = randomFloats(n, 4);
-    const up = randomFloats(n);
-    const dout = randomFloats(n);
-    const out = new Float32Array(n);
-    const dgate = new Float32Array(n);
-    const dup = new Float32Array(n);
-    ref.swigluForward(gate, up, out, n);
-    ref.swigluBackward(gate, up, dout, dgate, dup, n);
-    const [gateG, upG, outG, dgateG, dupG] = [gate, up, out, dgate, dup].map((a) =>
-      upload(new Float32Array(a.length)),
-    );
-    gpu!.write(gateG!, gate);
-    gpu!.write(upG!, up);
-    gpu!.swigluForward(gateG!, upG!, outG!, n);
-    gpu!.swigluBackward(gateG!, upG!, upload(dout), dgateG!, dupG!, n);
-    assertClose(await download(outG!, n), out, 'out');
-    assertClose(await download(dgateG!, n), dgate, 'dgate');
-    assertClose(await download(dupG!, n), dup, 'dup');
-  });
-});
-
-gpuDescribe('webgpu cross-entropy chunks', () => {
-  const rows = 4;
-  const vocab = 700;
-  const chunk = 300; // chunks of 300, 300, 100
-  const targets = Int32Array.from([5, 310, 699, 650]);
-  test('online forward over chunks, then backward with a zero row scale', async () => {
-    const logits = randomFloats(rows * vocab, 8);
-    const chunkOf = (c0: number, cols: number) => {
-      const part = new Float32Array(rows * cols);
-      for (let r = 0; r < rows; r++)
-        part.set(logits.subarray(r * vocab + c0, r * vocab + c0 + cols), r * cols);
-      return part;
-    };
-    const runMax = new Float32Array(rows).fill(-Infinity);
-    const runSum = new Float32Array(rows);
-    const tgt = new Float32Array(rows);
-    const [maxG, sumG, tgtG] = [runMax, runSum, tgt].map((a) => upload(a));
-    const targetsG = upload(targets);
-    for (let c0 = 0; c0 < vocab; c0 += chunk) {
-      const cols = Math.min(chunk, vocab - c0);
-      const part = chunkOf(c0, cols);
-      ref.ceChunkForward(part, rows, cols, c0, targets, runMax, runSum, tgt);
-      gpu!.ceChunkForward(upload(part), rows, cols, c0, targetsG, maxG!, sumG!, tgtG!);
-    }
-    assertClose(await download(maxG!, rows), runMax, 'runMax');
-    assertClose(await download(sumG!, rows), runSum, 'runSum');
-    assertClose(await download(tgtG!, rows), tgt, 'tgtLogit');
-
-    const lse = Float32Array.from(runMax, (mx, r) => mx + Math.log(runSum[r]!));
-    const rowScale = new Float32Array([0.25, 0, 0.25, 0.25]);
-    const part = chunkOf(300, 300);
-    const partG = upload(part);
-    ref.ceChunkBackward(part, rows, 300, 300, targets, lse, rowScale);
-    gpu!.ceChunkBackward(partG, rows, 300, 300, targetsG, upload(lse), upload(rowScale));
-    assertClose(await download(partG, part.length), part, 'dlogits');
-  });
-});
-
-// ---- bindings of one buffer --------------------------------------------------------------------
-
 /** Packs arrays back to back (4-byte aligned, closer than the binding alignment) into one buffer. */
+/** A kernel argument for f32 data at `ref` (extent: the rest of the buffer). */
+function f32Arg(ref: BufferRef): GpuArg {
+  const buffer = refBuffer(ref);
+  return { buffer, offset: refOffset(ref), dtype: 'f32', bytes: buffer.size - refOffset(ref) };
+}
+
 function uploadArena(parts: (Float32Array | Int32Array)[]): BufferRef[] {
   const offsets: number[] = [];
   let bytes = 0;
@@ -697,9 +404,13 @@ gpuDescribe('webgpu kernels on tensors sharing one buffer', () => {
     const w = randomFloats(dim);
     const out = new Float32Array(rows * dim);
     const rstd = new Float32Array(rows);
-    const [xG, wG, outG, rstdG] = uploadArena([x, w, out, rstd]);
-    ref.rmsnormForward(x, w, out, rstd, rows, dim, 1e-5);
-    gpu!.rmsnormForward(xG!, wG!, outG!, rstdG!, rows, dim, 1e-5);
+    const [xG, wG, outG, rstdG] = uploadArena([x, w, out, rstd]).map(f32Arg);
+    reference('rmsnormForward', { x, w, out, rstd }, { rows, dim, eps: 1e-5 });
+    WEBGPU_KERNELS.rmsnormForward(
+      { x: xG!, w: wG!, out: outG!, rstd: rstdG! },
+      { rows, dim, eps: 1e-5 },
+      gpu!.runner,
+    );
     assertClose(await download(outG!, out.length), out, 'out');
     assertClose(await download(rstdG!, rows), rstd, 'rstd');
   });
@@ -708,10 +419,14 @@ gpuDescribe('webgpu kernels on tensors sharing one buffer', () => {
     const gate = randomFloats(n, 3);
     const up = randomFloats(n);
     const dout = randomFloats(n);
-    const [gateG, upG, doutG] = uploadArena([gate, up, dout]);
+    const [gateG, upG, doutG] = uploadArena([gate, up, dout]).map(f32Arg);
     const [dgate, dup] = [gate.slice(), up.slice()];
-    ref.swigluBackward(gate, up, dout, dgate, dup, n);
-    gpu!.swigluBackward(gateG!, upG!, doutG!, gateG!, upG!, n);
+    reference('gatedBackward', { gate, up, dout, dgate, dup }, { n, activation: 'silu' });
+    WEBGPU_KERNELS.gatedBackward(
+      { gate: gateG!, up: upG!, dout: doutG!, dgate: gateG!, dup: upG! },
+      { n, activation: 'silu' },
+      gpu!.runner,
+    );
     assertClose(await download(gateG!, n), dgate, 'dgate');
     assertClose(await download(upG!, n), dup, 'dup');
   });
@@ -725,180 +440,6 @@ gpuDescribe('webgpu kernels on tensors sharing one buffer', () => {
     gemm(gpu!.runner, { a: aG!, b: bG!, c: cG!, bias: biasG!, m, n, k, beta: 1 });
     const expected = referenceGemm(A, B, C, bias, m, n, k, false, false, 1, 1, k, n, n);
     assertClose(await download(cG!, m * n), expected, 'C');
-  });
-});
-
-gpuDescribe('webgpu launches wider than one grid dimension', () => {
-  test('flat and one-row-per-workgroup kernels fold the excess into grid y', async () => {
-    const narrow = new KernelRunner(gpu!.device, { maxWorkgroupsPerDimension: 5 });
-    const n = 5000; // 20 workgroups of 256 -> a 5 x 4 grid
-    const x = randomFloats(n);
-    const out = upload(new Float32Array(n));
-    const asArg = (ref: BufferRef) => ({
-      buffer: refBuffer(ref),
-      offset: refOffset(ref),
-      dtype: 'f32' as const,
-      bytes: n * 4,
-    });
-    WEBGPU_KERNELS.axpby({ x: asArg(upload(x)), y: asArg(out) }, { n, alpha: 2, beta: 0 }, narrow);
-    const [rows, dim] = [10, 8]; // a 5 x 2 grid
-    const xr = randomFloats(rows * dim);
-    const w = randomFloats(dim);
-    const expected = new Float32Array(rows * dim);
-    ref.rmsnormForward(xr, w, expected, null, rows, dim, 1e-5);
-    const normed = upload(new Float32Array(rows * dim));
-    rmsnormForward(narrow, upload(xr), upload(w), normed, null, rows, dim, 1e-5);
-    narrow.flush();
-    assertClose(
-      await download(out, n),
-      Float32Array.from(x, (v) => 2 * v),
-      'scale',
-    );
-    assertClose(await download(normed, rows * dim), expected, 'rmsnorm');
-  });
-});
-
-gpuDescribe('webgpu backend helper kernels', () => {
-  test('convert between f32, f16 and bf16 bit-exactly, at odd half offsets', async () => {
-    const values = Float32Array.from([
-      ...randomFloats(37, 10),
-      1e-7,
-      -3e-5,
-      65519,
-      65520,
-      1e6,
-      -0,
-      Infinity,
-      -Infinity,
-      0.1,
-      1 / 3,
-    ]);
-    const n = values.length;
-    for (const dtype of ['f16', 'bf16'] as const) {
-      const { bits } = toHalf(values, dtype);
-      const guard = 0xabcd;
-      const dst = upload(new Uint16Array(n + 2).fill(guard));
-      const dstAt1 = { buffer: (dst as { buffer: GPUBuffer }).buffer, offset: 2 };
-      gpu!.convert(upload(values), 'f32', dstAt1, dtype, n);
-      const out = new Uint16Array(await gpu!.read(dst, Math.ceil(((n + 2) * 2) / 4) * 4));
-      assert.equal(out[0], guard, `${dtype}: word-mate before the range kept`);
-      assert.equal(out[n + 1], guard, `${dtype}: word-mate after the range kept`);
-      assert.deepEqual(Array.from(out.subarray(1, n + 1)), Array.from(bits), `${dtype} bits`);
-      const widened = upload(new Float32Array(n));
-      gpu!.convert(dstAt1, dtype, widened, 'f32', n);
-      const widen = dtype === 'f16' ? f16ToF32Scalar : bf16ToF32Scalar;
-      assert.deepEqual(
-        Array.from(await download(widened, n)),
-        Array.from(bits, (b) => widen(b)),
-      );
-    }
-  });
-  test('embedding lookup (f32 and bf16 tables, chunked table) and its gradient', async () => {
-    const [vocab, dim] = [40, 6];
-    const ids = Int32Array.from([3, 39, 0, 3, 17, 3]);
-    const table = randomFloats(vocab * dim);
-    const expected = new Float32Array(ids.length * dim);
-    host.embeddingForward(table, 'f32', ids, expected, dim);
-    const small = new KernelRunner(gpu!.device, { maxBindingBytes: 512 }); // a few rows per chunk
-    const out = upload(new Float32Array(expected.length));
-    const idsG = upload(ids);
-    const { embeddingForward, scatterAddRows } = await import('../../src/engine/webgpu/rows.ts');
-    embeddingForward(small, upload(table), 'f32', vocab, idsG, out, ids.length, dim);
-    small.flush();
-    assertClose(await download(out, expected.length), expected, 'f32 table');
-    const { bits } = toHalf(table, 'bf16');
-    const expectedBf16 = new Float32Array(expected.length);
-    host.embeddingForward(bits, 'bf16', ids, expectedBf16, dim);
-    gpu!.embeddingForward(upload(bits), 'bf16', vocab, idsG, out, ids.length, dim);
-    assertClose(await download(out, expected.length), expectedBf16, 'bf16 table');
-
-    const dout = randomFloats(ids.length * dim);
-    const dTable = randomFloats(vocab * dim);
-    const dTableG = upload(dTable);
-    host.scatterAddRows(dout, ids, dTable, dim);
-    scatterAddRows(small, upload(dout), idsG, dTableG, vocab, ids.length, dim);
-    small.flush();
-    assertClose(await download(dTableG, dTable.length), dTable, 'dTable (repeated ids summed)');
-  });
-  test('gather and scatter rows, column sums', async () => {
-    const [srcRows, rows, cols] = [9, 4, 6];
-    const idx = Int32Array.from([8, 0, 5, 0]);
-    const src = randomFloats(srcRows * cols);
-    const gathered = upload(new Float32Array(rows * cols));
-    gpu!.gatherRows(upload(src), srcRows, upload(idx), gathered, rows, cols, 4);
-    const expected = new Float32Array(rows * cols);
-    idx.forEach((r, i) => expected.set(src.subarray(r * cols, (r + 1) * cols), i * cols));
-    assertClose(await download(gathered, rows * cols), expected, 'gather');
-
-    const halves = Uint16Array.from({ length: srcRows * cols }, (_, i) => i);
-    const gatheredHalves = upload(new Uint16Array(rows * cols));
-    gpu!.gatherRows(upload(halves), srcRows, upload(idx), gatheredHalves, rows, cols, 2);
-    const halfOut = new Uint16Array(await gpu!.read(gatheredHalves, rows * cols * 2));
-    assert.deepEqual(
-      Array.from(halfOut),
-      Array.from(idx).flatMap((r) => Array.from(halves.subarray(r * cols, (r + 1) * cols))),
-    );
-
-    const target = randomFloats(srcRows * cols);
-    const scattered = target.slice();
-    const scatterIdx = Int32Array.from([2, 7, 4, 1]);
-    scatterIdx.forEach((r, i) =>
-      scattered.set(expected.subarray(i * cols, (i + 1) * cols), r * cols),
-    );
-    const targetG = upload(target);
-    gpu!.scatterRows(gathered, upload(scatterIdx), targetG, srcRows, rows, cols);
-    assertClose(await download(targetG, target.length), scattered, 'scatter');
-
-    const sums = randomFloats(cols);
-    const sumsG = upload(sums);
-    host.sumRows(src, sums, srcRows, cols);
-    gpu!.sumRows(upload(src), sumsG, srcRows, cols);
-    assertClose(await download(sumsG, cols), sums, 'sumRows');
-  });
-  test("DoRA's column kernels: scaleColumns and columnDots", async () => {
-    const [rows, cols] = [7, 300];
-    const a = randomFloats(rows * cols);
-    const b = randomFloats(rows * cols);
-    const scale = randomFloats(cols);
-    const scaled = new Float32Array(rows * cols);
-    host.scaleColumns(a, scale, scaled, rows, cols);
-    const scaledG = upload(new Float32Array(rows * cols));
-    gpu!.scaleColumns(upload(a), upload(scale), scaledG, rows, cols);
-    assertClose(await download(scaledG, rows * cols), scaled, 'scaleColumns');
-    const dots = randomFloats(cols);
-    const dotsG = upload(dots);
-    host.columnDots(a, b, dots, rows, cols);
-    gpu!.columnDots(upload(a), upload(b), dotsG, rows, cols);
-    assertClose(await download(dotsG, cols), dots, 'columnDots (accumulating)');
-  });
-  test('online cross-entropy chunks with an accumulator, then finish', async () => {
-    const [rows, vocab, chunk, accCols] = [3, 500, 200, 5];
-    const targets = Int32Array.from([7, 250, 499]);
-    const logits = randomFloats(rows * vocab, 6);
-    const runMax = new Float32Array(rows).fill(-Infinity);
-    const runSum = new Float32Array(rows);
-    const tgt = new Float32Array(rows);
-    const acc = randomFloats(rows * accCols);
-    const [maxG, sumG, tgtG, accG] = [runMax, runSum, tgt, acc].map((a) => upload(a));
-    const targetsG = upload(targets);
-    for (let c0 = 0; c0 < vocab; c0 += chunk) {
-      const cols = Math.min(chunk, vocab - c0);
-      const part = new Float32Array(rows * cols);
-      for (let r = 0; r < rows; r++)
-        part.set(logits.subarray(r * vocab + c0, r * vocab + c0 + cols), r * cols);
-      const partG = upload(part);
-      ref.ceOnlineChunk(part, rows, cols, c0, targets, runMax, runSum, tgt, acc, accCols);
-      gpu!.ceOnlineChunk(partG, rows, cols, c0, targetsG, maxG!, sumG!, tgtG!, accG!, accCols);
-      assertClose(await download(partG, part.length), part, 'exp chunk');
-    }
-    assertClose(await download(maxG!, rows), runMax, 'runMax');
-    assertClose(await download(sumG!, rows), runSum, 'runSum');
-    assertClose(await download(tgtG!, rows), tgt, 'tgtLogit');
-    assertClose(await download(accG!, acc.length), acc, 'rescaled acc');
-    const targetRows = randomFloats(rows * accCols);
-    host.ceOnlineFinish(acc, runSum, targetRows, rows, accCols, 0.5);
-    gpu!.ceOnlineFinish(accG!, sumG!, upload(targetRows), rows, accCols, 0.5);
-    assertClose(await download(accG!, acc.length), acc, 'finished acc');
   });
 });
 

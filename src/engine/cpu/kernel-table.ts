@@ -1,12 +1,24 @@
 /** The CPU's implementation of every registry kernel (one file per family under cpu/kernels/). */
 import type { KernelTable } from '../kernels/registry.ts';
 import { adamw } from './kernels/adamw.ts';
+import { attention } from './kernels/attention.ts';
+import { crossEntropy } from './kernels/cross-entropy.ts';
+import { elementwise } from './kernels/elementwise.ts';
+import { rmsnorm } from './kernels/rmsnorm.ts';
+import { rope } from './kernels/rope.ts';
+import { rows } from './kernels/rows.ts';
 import { sumSquares } from './kernels/sum-squares.ts';
 import { vectorOps } from './kernels/vector-ops.ts';
 import type { CpuArg, CpuKernels } from './kernels.ts';
 
 export const CPU_KERNELS: KernelTable<CpuArg, CpuKernels> = {
   ...adamw,
+  ...attention,
+  ...crossEntropy,
+  ...elementwise,
+  ...rmsnorm,
+  ...rope,
+  ...rows,
   ...sumSquares,
   ...vectorOps,
 };

@@ -5,12 +5,28 @@
  */
 import type { Operand } from '../backend.ts';
 import { ADAMW } from './adamw.ts';
+import { ATTENTION } from './attention.ts';
+import { CROSS_ENTROPY } from './cross-entropy.ts';
+import { ELEMENTWISE } from './elementwise.ts';
+import { RMSNORM } from './rmsnorm.ts';
+import { ROPE } from './rope.ts';
+import { ROWS } from './rows.ts';
 import type { AnySpec, Dispatch, Implementation } from './spec.ts';
 import { SUM_SQUARES } from './sum-squares.ts';
 import { VECTOR_OPS } from './vector-ops.ts';
 
 /** The families of kernels (one file each, the same name in every backend). */
-export const KERNELS = { ...ADAMW, ...SUM_SQUARES, ...VECTOR_OPS } as const;
+export const KERNELS = {
+  ...ADAMW,
+  ...ATTENTION,
+  ...CROSS_ENTROPY,
+  ...ELEMENTWISE,
+  ...RMSNORM,
+  ...ROPE,
+  ...ROWS,
+  ...SUM_SQUARES,
+  ...VECTOR_OPS,
+} as const;
 
 export type KernelName = keyof typeof KERNELS;
 

@@ -11,14 +11,16 @@
  *   H   query heads           KVH  key/value heads (GQA: query head h reads kv head h / (H/KVH))
  *   D   head dimension        C    channels of a row (hidden size, `dim`, `cols`)
  *   V   vocabulary columns    n    flat element count
+ *   rows, cols   a row-major matrix [rows, cols] (rows of tokens, cols of channels or vocabulary)
  */
 import type { Operand } from '../backend.ts';
+import type { DType } from '../dtype.ts';
 
 /**
  * f32 or i32 data; `float`: any float dtype the operand carries (f32, bf16, f16); `word`: f32 or
- * i32 (the kernel reads the operand's dtype).
+ * i32; `any`: any dtype (the kernel reads the operand's dtype, the reference gets it too).
  */
-export type BufferDType = 'f32' | 'i32' | 'float' | 'word';
+export type BufferDType = 'f32' | 'i32' | 'float' | 'word' | 'any';
 
 export interface BufferSpec {
   dtype: BufferDType;
@@ -48,13 +50,18 @@ export type HostArray<D> = D extends 'i32'
     ? Floats | Uint16Array
     : D extends 'word'
       ? Floats | Int32Array
-      : Floats;
+      : D extends 'any'
+        ? Floats | Int32Array | Uint16Array
+        : Floats;
 
 type Nullable<S, T> = S extends { optional: true } ? T | null : T;
 
 export type HostBuffers<B> = {
   [K in keyof B]: Nullable<B[K], HostArray<B[K] extends BufferSpec ? B[K]['dtype'] : never>>;
 };
+
+/** The dtype of each buffer of a call (what `float` / `word` / `any` buffers hold). */
+export type DTypes<B> = { [K in keyof B]: DType };
 
 /** The buffers of one call, typed by the spec: each a backend's handle `T` (null when optional). */
 export type BufferArgs<B, T> = { [K in keyof B]: Nullable<B[K], T> };
@@ -71,7 +78,7 @@ export interface KernelSpec<
    * The reference: what the kernel computes, in plain JS on host arrays. A kernel that returns
    * a scalar (`R` = number) hands it to the caller as a Promise (a GPU read is asynchronous).
    */
-  reference(buffers: HostBuffers<B>, params: ParamValues<P>): R;
+  reference(buffers: HostBuffers<B>, params: ParamValues<P>, dtypes: DTypes<B>): R;
 }
 
 /** Declares a kernel; the `const` parameters keep the literal names and kinds for the types. */

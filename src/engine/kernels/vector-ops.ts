@@ -1,5 +1,9 @@
-/** Flat kernels over n elements: residual add, axpby, fill, dropout, a device-scalar scale. */
+/**
+ * Flat kernels over n elements: residual add, axpby, fill, dropout, a device-scalar scale and
+ * dtype conversion.
+ */
 import { dropoutHash, dropoutKeepScale, dropoutThreshold } from '../dropout.ts';
+import { narrowScalar, widenScalar } from '../half.ts';
 import { defineKernel } from './spec.ts';
 
 /** out = a + b (out may be a or b). */
@@ -74,4 +78,19 @@ export const scaleByScalar = defineKernel({
   },
 });
 
-export const VECTOR_OPS = { add, axpby, fill, dropout, scaleByScalar } as const;
+/** dst = src widened or narrowed between float dtypes (round to nearest even; same dtype: a copy). */
+export const convert = defineKernel({
+  name: 'convert',
+  buffers: {
+    src: { dtype: 'float', access: 'read' },
+    dst: { dtype: 'float', access: 'write' },
+  },
+  params: { n: 'u32' },
+  reference({ src, dst }, { n }, dtypes) {
+    const toF32 = widenScalar(dtypes.src);
+    const fromF32 = narrowScalar(dtypes.dst);
+    for (let i = 0; i < n; i++) dst[i] = fromF32(toF32(src[i]!));
+  },
+});
+
+export const VECTOR_OPS = { add, axpby, fill, dropout, scaleByScalar, convert } as const;

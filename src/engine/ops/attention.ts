@@ -2,7 +2,6 @@
  * Causal grouped-query attention over [batch, seq, heads·headDim] projections, flash-style: the
  * kernels keep only the per-row log-sum-exp for the backward pass, never a [T × T] matrix.
  */
-import type { AttentionDims } from '../backend.ts';
 import { record } from '../tape.ts';
 import { Tensor } from '../tensor.ts';
 import { gradTarget, kernels } from './util.ts';
@@ -32,49 +31,31 @@ export function attention(
   segmentIds: Tensor | null = null,
 ): Tensor {
   const kern = kernels();
-  const { batch, seq, heads, kvHeads, headDim, window = 0 } = shape;
-  const dims: AttentionDims = {
-    batch,
-    queryLen: seq,
-    keyLen: seq,
-    kvCapacity: seq,
-    heads,
-    kvHeads,
-    headDim,
-    scale: shape.scale ?? 1 / Math.sqrt(headDim),
-    window,
-  };
+  const { batch: B, seq: T, heads: H, kvHeads: KVH, headDim: D, window = 0 } = shape;
+  const scale = shape.scale ?? 1 / Math.sqrt(D);
   const out = Tensor.empty(q.shape);
-  const lse = Tensor.empty([batch, heads, seq]);
-  const mask = keyMask?.operand() ?? null;
-  const seg = segmentIds?.operand() ?? null;
+  const lse = Tensor.empty([B, H, T]);
+  const masks = { keyMask: keyMask?.operand() ?? null, segIds: segmentIds?.operand() ?? null };
+  const inputs = { q: q.operand(), k: k.operand(), v: v.operand(), out: out.operand() };
   kern.attentionForward(
-    q.operand(),
-    k.operand(),
-    v.operand(),
-    out.operand(),
-    lse.operand(),
-    mask,
-    seg,
-    dims,
+    { ...inputs, lse: lse.operand(), ...masks },
+    { B, Tq: T, Tk: T, kvCap: T, H, KVH, D, scale, window },
   );
   record(out, [q, k, v], (dOut) => {
     const dq = gradTarget(q);
     const dk = gradTarget(k);
     const dv = gradTarget(v);
     kern.attentionBackward(
-      q.operand(),
-      k.operand(),
-      v.operand(),
-      out.operand(),
-      lse.operand(),
-      dOut.operand(),
-      dq.dst.operand(),
-      dk.dst.operand(),
-      dv.dst.operand(),
-      mask,
-      seg,
-      dims,
+      {
+        ...inputs,
+        lse: lse.operand(),
+        dout: dOut.operand(),
+        dq: dq.dst.operand(),
+        dk: dk.dst.operand(),
+        dv: dv.dst.operand(),
+        ...masks,
+      },
+      { B, T, H, KVH, D, scale, window },
     );
     dq.commit();
     dk.commit();

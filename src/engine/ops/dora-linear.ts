@@ -22,7 +22,7 @@ export function doraInverseNorms(w: Tensor, a: Tensor, b: Tensor, scale: number)
     tidy(() => {
       const k = kernels();
       const v = Tensor.empty([outFeatures, inFeatures]);
-      k.convert(w.operand(), v.operand(), w.size);
+      k.convert({ src: w.operand(), dst: v.operand() }, { n: w.size });
       if (scale !== 0) {
         k.gemm(b.operand(), a.operand(), v.operand(), {
           m: outFeatures,
@@ -37,13 +37,8 @@ export function doraInverseNorms(w: Tensor, a: Tensor, b: Tensor, scale: number)
       const normalized = Tensor.empty([outFeatures, inFeatures]);
       const inverse = Tensor.empty([outFeatures]);
       k.rmsnormForward(
-        v.operand(),
-        ones.operand(),
-        normalized.operand(),
-        inverse.operand(),
-        outFeatures,
-        inFeatures,
-        0,
+        { x: v.operand(), w: ones.operand(), out: normalized.operand(), rstd: inverse.operand() },
+        { rows: outFeatures, dim: inFeatures, eps: 0 },
       );
       k.axpby(
         { x: inverse.operand(), y: inverse.operand() },
@@ -69,7 +64,10 @@ export function doraColumnScale(w: Tensor, lora: LoraWeights, magnitude: Tensor)
     tidy(() => {
       const inverse = doraInverseNorms(w, lora.a, lora.b, lora.scale);
       const g = Tensor.empty([outFeatures]);
-      kernels().scaleColumns(magnitude.operand(), inverse.operand(), g.operand(), 1, outFeatures);
+      kernels().scaleColumns(
+        { x: magnitude.operand(), scale: inverse.operand(), out: g.operand() },
+        { rows: 1, cols: outFeatures },
+      );
       return g;
     }),
   );
@@ -93,7 +91,11 @@ export function doraLinear(
   const m = lora.magnitude;
   const inverse = lora.columnScale ? null : doraInverseNorms(w, lora.a, lora.b, lora.scale);
   const g = lora.columnScale ?? Tensor.empty([outFeatures]);
-  if (inverse) k.scaleColumns(m.operand(), inverse.operand(), g.operand(), 1, outFeatures);
+  if (inverse)
+    k.scaleColumns(
+      { x: m.operand(), scale: inverse.operand(), out: g.operand() },
+      { rows: 1, cols: outFeatures },
+    );
   const gMinusOne = Tensor.from(new Float32Array(outFeatures).fill(-1), [outFeatures]);
   k.add({ a: gMinusOne.operand(), b: g.operand(), out: gMinusOne.operand() }, { n: outFeatures });
 
@@ -122,13 +124,22 @@ export function doraLinear(
     const scaled = Tensor.empty([rows, outFeatures]);
     if (dropout) {
       gemmW(xd, u);
-      k.scaleColumns(u.operand(), gMinusOne.operand(), scaled.operand(), rows, outFeatures);
+      k.scaleColumns(
+        { x: u.operand(), scale: gMinusOne.operand(), out: scaled.operand() },
+        { rows, cols: outFeatures },
+      );
     } else {
       // x̃ = x: (g − 1)·x·Wᵀ = (g − 1)·(y − b), without a second pass over W.
-      k.scaleColumns(y.operand(), gMinusOne.operand(), scaled.operand(), rows, outFeatures);
+      k.scaleColumns(
+        { x: y.operand(), scale: gMinusOne.operand(), out: scaled.operand() },
+        { rows, cols: outFeatures },
+      );
       if (bias) {
         const shift = Tensor.empty([outFeatures]);
-        k.scaleColumns(bias.operand(), gMinusOne.operand(), shift.operand(), 1, outFeatures);
+        k.scaleColumns(
+          { x: bias.operand(), scale: gMinusOne.operand(), out: shift.operand() },
+          { rows: 1, cols: outFeatures },
+        );
         const ones = Tensor.from(new Float32Array(rows).fill(1), [rows, 1]);
         k.gemm(ones.operand(), shift.operand(), scaled.operand(), {
           m: rows,
@@ -141,7 +152,10 @@ export function doraLinear(
     }
     k.add({ a: y.operand(), b: scaled.operand(), out: y.operand() }, { n: y.size });
     loraOut(xa, u, 0);
-    k.scaleColumns(u.operand(), g.operand(), scaled.operand(), rows, outFeatures);
+    k.scaleColumns(
+      { x: u.operand(), scale: g.operand(), out: scaled.operand() },
+      { rows, cols: outFeatures },
+    );
     k.add({ a: y.operand(), b: scaled.operand(), out: y.operand() }, { n: y.size });
   });
   if (xd !== x) xd.dispose();
@@ -151,7 +165,7 @@ export function doraLinear(
     const folded = !dropout && !w.requiresGrad;
     if (!folded) linearBackward(x, w, bias, dy, rows, inFeatures, outFeatures);
     else if (bias?.requiresGrad)
-      k.sumRows(dy.operand(), zeroedGrad(bias).operand(), rows, outFeatures);
+      k.sumRows({ x: dy.operand(), out: zeroedGrad(bias).operand() }, { rows, cols: outFeatures });
     if (!lora.columnScale && m.requiresGrad && inverse) {
       // dm = Σ_rows dy ⊙ (x̃·Wᵀ + s·x̃·Aᵀ·Bᵀ), divided by the detached norm.
       const xdAgain = dropped();
@@ -160,13 +174,22 @@ export function doraLinear(
       if (xdAgain !== x) xdAgain.dispose();
       loraOut(xa, t, 1);
       const dots = Tensor.zeros([outFeatures]);
-      k.columnDots(dy.operand(), t.operand(), dots.operand(), rows, outFeatures);
+      k.columnDots(
+        { a: dy.operand(), b: t.operand(), out: dots.operand() },
+        { rows, cols: outFeatures },
+      );
       writeIntoGrad(m, (dst) =>
-        k.scaleColumns(dots.operand(), inverse.operand(), dst.operand(), 1, outFeatures),
+        k.scaleColumns(
+          { x: dots.operand(), scale: inverse.operand(), out: dst.operand() },
+          { rows: 1, cols: outFeatures },
+        ),
       );
     }
     const dyg = Tensor.empty([rows, outFeatures]);
-    k.scaleColumns(dy.operand(), g.operand(), dyg.operand(), rows, outFeatures);
+    k.scaleColumns(
+      { x: dy.operand(), scale: g.operand(), out: dyg.operand() },
+      { rows, cols: outFeatures },
+    );
     const dxa = lowRankBackward(dyg, xa, dropped, x, lora);
     if (!dxa || !x.requiresGrad) return;
     if (folded) {
@@ -191,7 +214,10 @@ export function doraLinear(
     // linearBackward wrote dy·W into x.grad; add drop((dy ⊙ (g − 1))·W + dxa·A).
     writeIntoGrad(x, (dst) => {
       const dyc = Tensor.empty([rows, outFeatures]);
-      k.scaleColumns(dy.operand(), gMinusOne.operand(), dyc.operand(), rows, outFeatures);
+      k.scaleColumns(
+        { x: dy.operand(), scale: gMinusOne.operand(), out: dyc.operand() },
+        { rows, cols: outFeatures },
+      );
       k.gemm(dyc.operand(), w.operand(), dst.operand(), { m: rows, n: inFeatures, k: outFeatures });
       k.gemm(dxa.operand(), lora.a.operand(), dst.operand(), {
         m: rows,

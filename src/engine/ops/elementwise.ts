@@ -24,18 +24,22 @@ export function add(a: Tensor, b: Tensor): Tensor {
 export function gatedActivation(activation: GateActivation, gate: Tensor, up: Tensor): Tensor {
   const k = kernels();
   const out = Tensor.empty(gate.shape);
-  k.gatedForward(activation, gate.operand(), up.operand(), out.operand(), gate.size);
+  k.gatedForward(
+    { gate: gate.operand(), up: up.operand(), out: out.operand() },
+    { n: gate.size, activation },
+  );
   record(out, [gate, up], (dy) => {
     const dGate = gradTarget(gate);
     const dUp = gradTarget(up);
     k.gatedBackward(
-      activation,
-      gate.operand(),
-      up.operand(),
-      dy.operand(),
-      dGate.dst.operand(),
-      dUp.dst.operand(),
-      gate.size,
+      {
+        gate: gate.operand(),
+        up: up.operand(),
+        dout: dy.operand(),
+        dgate: dGate.dst.operand(),
+        dup: dUp.dst.operand(),
+      },
+      { n: gate.size, activation },
     );
     dGate.commit();
     dUp.commit();

@@ -8,9 +8,15 @@ export function embedding(table: Tensor, ids: Tensor): Tensor {
   const k = kernels();
   const dim = table.shape[1]!;
   const out = Tensor.empty([ids.size, dim]);
-  k.embeddingForward(table.operand(), ids.operand(), out.operand(), ids.size, dim);
+  k.embeddingForward(
+    { table: table.operand(), ids: ids.operand(), out: out.operand() },
+    { count: ids.size, dim },
+  );
   record(out, [table], (dy) => {
-    k.embeddingBackward(dy.operand(), ids.operand(), zeroedGrad(table).operand(), ids.size, dim);
+    k.embeddingBackward(
+      { dout: dy.operand(), ids: ids.operand(), dTable: zeroedGrad(table).operand() },
+      { count: ids.size, dim },
+    );
   });
   return out;
 }

@@ -51,5 +51,6 @@ export function linearBackward(
       }),
     );
   }
-  if (b?.requiresGrad) k.sumRows(dy.operand(), zeroedGrad(b).operand(), rows, outFeatures);
+  if (b?.requiresGrad)
+    k.sumRows({ x: dy.operand(), out: zeroedGrad(b).operand() }, { rows, cols: outFeatures });
 }

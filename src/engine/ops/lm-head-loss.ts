@@ -57,7 +57,10 @@ export function lmHeadLoss(
   const rowIndex = Tensor.from(Int32Array.from(rowsIdx), [rows], 'i32');
   const targetIndex = Tensor.from(Int32Array.from(targetIds), [rows], 'i32');
   const hs = Tensor.empty([rows, dim]);
-  k.gatherRows(h.operand(), rowIndex.operand(), hs.operand(), rows, dim);
+  k.gatherRows(
+    { src: h.operand(), idx: rowIndex.operand(), dst: hs.operand() },
+    { rows, cols: dim },
+  );
 
   const trainableHead = needsGrad(table);
   const onlineGrad = needsGrad(h) && !trainableHead;
@@ -79,16 +82,15 @@ export function lmHeadLoss(
       transB: true,
     });
     k.ceOnlineChunk(
-      logits.operand(),
-      rows,
-      cols,
-      c0,
-      targetIndex.operand(),
-      runMax.operand(),
-      runSum.operand(),
-      tgtLogit.operand(),
-      acc?.operand() ?? null,
-      dim,
+      {
+        logits: logits.operand(),
+        targets: targetIndex.operand(),
+        runMax: runMax.operand(),
+        runSum: runSum.operand(),
+        tgtLogit: tgtLogit.operand(),
+        acc: acc?.operand() ?? null,
+      },
+      { rows, cols, colOffset: c0, accCols: dim },
     );
     if (acc) {
       k.gemm(logits.operand(), table.operand(c0 * dim), acc.operand(), {
@@ -104,29 +106,32 @@ export function lmHeadLoss(
   const loss = Tensor.empty([1]);
   const lse = Tensor.empty([rows]);
   k.ceLossFinish(
-    runMax.operand(),
-    runSum.operand(),
-    tgtLogit.operand(),
-    rows,
-    lse.operand(),
-    loss.operand(),
-    denominator,
+    {
+      runMax: runMax.operand(),
+      runSum: runSum.operand(),
+      tgtLogit: tgtLogit.operand(),
+      lse: lse.operand(),
+      loss: loss.operand(),
+    },
+    { rows, divisor: denominator },
   );
 
   if (acc) {
     const targetRows = Tensor.empty([rows, dim]);
-    k.embeddingForward(table.operand(), targetIndex.operand(), targetRows.operand(), rows, dim);
+    k.embeddingForward(
+      { table: table.operand(), ids: targetIndex.operand(), out: targetRows.operand() },
+      { count: rows, dim },
+    );
     k.ceOnlineFinish(
-      acc.operand(),
-      runSum.operand(),
-      targetRows.operand(),
-      rows,
-      dim,
-      1 / denominator,
+      { acc: acc.operand(), runSum: runSum.operand(), targetRows: targetRows.operand() },
+      { rows, cols: dim, scale: 1 / denominator },
     );
     record(loss, [h], (dLoss) => {
       k.scaleByScalar({ x: acc.operand(), factor: dLoss.operand() }, { n: acc.size, divisor: 1 });
-      k.scatterAddRows(acc.operand(), rowIndex.operand(), zeroedGrad(h).operand(), rows, dim);
+      k.scatterAddRows(
+        { src: acc.operand(), idx: rowIndex.operand(), dst: zeroedGrad(h).operand() },
+        { rows, cols: dim },
+      );
     });
   } else {
     record(loss, [h, table], (dLoss) => {
@@ -147,13 +152,13 @@ export function lmHeadLoss(
           transB: true,
         });
         k.ceChunkBackward(
-          logits.operand(),
-          rows,
-          cols,
-          c0,
-          targetIndex.operand(),
-          lse.operand(),
-          rowScale.operand(),
+          {
+            logits: logits.operand(),
+            targets: targetIndex.operand(),
+            lse: lse.operand(),
+            rowScale: rowScale.operand(),
+          },
+          { rows, cols, colOffset: c0 },
         );
         k.gemm(logits.operand(), table.operand(c0 * dim), dhs.operand(), {
           m: rows,
@@ -172,7 +177,10 @@ export function lmHeadLoss(
         }
       }
       if (h.requiresGrad)
-        k.scatterAddRows(dhs.operand(), rowIndex.operand(), zeroedGrad(h).operand(), rows, dim);
+        k.scatterAddRows(
+          { src: dhs.operand(), idx: rowIndex.operand(), dst: zeroedGrad(h).operand() },
+          { rows, cols: dim },
+        );
     });
   }
   return { loss, targets: rows };

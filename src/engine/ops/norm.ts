@@ -13,19 +13,23 @@ export function rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
   if (!Number.isInteger(rows)) throw new Error(`rmsNorm: [${x.shape}] is not in groups of ${dim}`);
   const out = Tensor.empty(x.shape);
   const rstd = Tensor.empty([rows]);
-  k.rmsnormForward(x.operand(), w.operand(), out.operand(), rstd.operand(), rows, dim, eps);
+  k.rmsnormForward(
+    { x: x.operand(), w: w.operand(), out: out.operand(), rstd: rstd.operand() },
+    { rows, dim, eps },
+  );
   record(out, [x, w], (dy) => {
     const dw = w.requiresGrad ? zeroedGrad(w).operand() : null;
     const dx = gradTarget(x);
     k.rmsnormBackward(
-      x.operand(),
-      w.operand(),
-      rstd.operand(),
-      dy.operand(),
-      dx.dst.operand(),
-      dw,
-      rows,
-      dim,
+      {
+        x: x.operand(),
+        w: w.operand(),
+        rstd: rstd.operand(),
+        dout: dy.operand(),
+        dx: dx.dst.operand(),
+        dw,
+      },
+      { rows, dim },
     );
     dx.commit();
   });

@@ -25,28 +25,24 @@ export function rope(
   const k = kernels();
   const out = Tensor.empty(x.shape);
   k.ropeApply(
-    x.operand(),
-    out.operand(),
-    positions.operand(),
-    batch,
-    seq,
-    heads,
-    headDim,
-    invFreq.operand(),
-    false,
+    {
+      x: x.operand(),
+      out: out.operand(),
+      positions: positions.operand(),
+      invFreq: invFreq.operand(),
+    },
+    { B: batch, T: seq, H: heads, D: headDim, inverse: false },
   );
   record(out, [x], (dy) => {
     writeIntoGrad(x, (dx) =>
       k.ropeApply(
-        dy.operand(),
-        dx.operand(),
-        positions.operand(),
-        batch,
-        seq,
-        heads,
-        headDim,
-        invFreq.operand(),
-        true,
+        {
+          x: dy.operand(),
+          out: dx.operand(),
+          positions: positions.operand(),
+          invFreq: invFreq.operand(),
+        },
+        { B: batch, T: seq, H: heads, D: headDim, inverse: true },
       ),
     );
   });

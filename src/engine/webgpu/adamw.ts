@@ -3,29 +3,13 @@
  * with every scalar computed on the host in float64.
  */
 import { ADAMW } from '../kernels/adamw.ts';
-import type { KernelDef } from './kernel-def.ts';
+import { specBindings, type KernelDef } from './kernel-def.ts';
 import { ELEMENTWISE_WORKGROUP, FLAT_INDEX, launchFlat } from './elementwise.ts';
 import type { GpuTable } from './kernel-table.ts';
 
 const ADAMW_STEP: KernelDef = {
   key: 'adamw',
-  params: {
-    n: 'u32',
-    decay: 'f32',
-    beta1: 'f32',
-    oneMinusBeta1: 'f32',
-    beta2: 'f32',
-    oneMinusBeta2: 'f32',
-    stepSize: 'f32',
-    bc2Sqrt: 'f32',
-    eps: 'f32',
-  },
-  buffers: [
-    { name: 'p', dtype: 'f32', access: 'read_write' },
-    { name: 'g', dtype: 'f32', access: 'read' },
-    { name: 'm', dtype: 'f32', access: 'read_write' },
-    { name: 'v', dtype: 'f32', access: 'read_write' },
-  ],
+  ...specBindings(ADAMW.adamwStep),
   workgroupSize: [ELEMENTWISE_WORKGROUP],
   body: `
   ${FLAT_INDEX}

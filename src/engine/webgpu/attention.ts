@@ -15,7 +15,9 @@
  */
 import type { KernelDef } from './kernel-def.ts';
 import { ELEMENTWISE_WORKGROUP, FLAT_INDEX } from './elementwise.ts';
-import type { BufferRef, KernelRunner } from './runner.ts';
+import type { BufferRef } from './runner.ts';
+import { ATTENTION } from '../kernels/attention.ts';
+import type { GpuTable } from './kernel-table.ts';
 
 /**
  * The lse of a query with no visible key (as in reference-kernels.ts): +inf makes exp(score - lse)
@@ -344,102 +346,73 @@ function maskArgs(B: number, kvCap: number, keyMask: BufferRef | null, segIds: B
   };
 }
 
-/**
- * q/out `[B,Tq,H,D]`; k/v `[B,kvCap,KVH,D]` with the first Tk rows valid; lse `[B,H,Tq]`;
- * query i sits at position Tk - Tq + i. keyMask/segIds i32 `[B,kvCap]` or null.
- */
-export function attentionForward(
-  runner: KernelRunner,
-  q: BufferRef,
-  k: BufferRef,
-  v: BufferRef,
-  out: BufferRef,
-  lse: BufferRef,
-  B: number,
-  Tq: number,
-  Tk: number,
-  kvCap: number,
-  H: number,
-  KVH: number,
-  D: number,
-  keyMask: BufferRef | null,
-  segIds: BufferRef | null,
-  scale: number,
-  window = 0,
-): void {
-  const def = forwardKernel(D, { keyMask: keyMask !== null, segIds: segIds !== null });
-  runner.dispatch(
-    def,
-    {
-      q: { ref: q, elements: B * Tq * H * D },
-      k: { ref: k, elements: B * kvCap * KVH * D },
-      v: { ref: v, elements: B * kvCap * KVH * D },
-      out: { ref: out, elements: B * Tq * H * D },
-      lse: { ref: lse, elements: B * H * Tq },
-      ...maskArgs(B, kvCap, keyMask, segIds),
-    },
-    { Tq, Tk, kvCap, H, KVH, scale, emptyRowLse: EMPTY_ROW_LSE, window },
-    [Math.ceil(Tq / ROWS_PER_WORKGROUP), B * H],
-  );
-}
-
-/** Training shapes (Tq = Tk = kvCap = T); dq, dk, dv are overwritten (dk/dv summed over each GQA group). */
-export function attentionBackward(
-  runner: KernelRunner,
-  q: BufferRef,
-  k: BufferRef,
-  v: BufferRef,
-  out: BufferRef,
-  lse: BufferRef,
-  dout: BufferRef,
-  dq: BufferRef,
-  dk: BufferRef,
-  dv: BufferRef,
-  B: number,
-  T: number,
-  H: number,
-  KVH: number,
-  D: number,
-  keyMask: BufferRef | null,
-  segIds: BufferRef | null,
-  scale: number,
-  window = 0,
-): void {
-  const qElements = B * T * H * D;
-  const kvElements = B * T * KVH * D;
-  const delta = runner.scratchBuffer('attention-delta', B * H * T * 4);
-  runner.dispatch(
-    DELTA,
-    {
-      out: { ref: out, elements: qElements },
+export const attention: GpuTable<typeof ATTENTION> = {
+  /**
+   * q/out `[B,Tq,H,D]`; k/v `[B,kvCap,KVH,D]` with the first Tk rows valid; lse `[B,H,Tq]`;
+   * query i sits at position Tk - Tq + i. keyMask/segIds i32 `[B,kvCap]` or null.
+   */
+  attentionForward: (
+    { q, k, v, out, lse, keyMask, segIds },
+    { B, Tq, Tk, kvCap, H, KVH, D, scale, window },
+    runner,
+  ) => {
+    const def = forwardKernel(D, { keyMask: keyMask !== null, segIds: segIds !== null });
+    runner.dispatch(
+      def,
+      {
+        q: { ref: q, elements: B * Tq * H * D },
+        k: { ref: k, elements: B * kvCap * KVH * D },
+        v: { ref: v, elements: B * kvCap * KVH * D },
+        out: { ref: out, elements: B * Tq * H * D },
+        lse: { ref: lse, elements: B * H * Tq },
+        ...maskArgs(B, kvCap, keyMask, segIds),
+      },
+      { Tq, Tk, kvCap, H, KVH, scale, emptyRowLse: EMPTY_ROW_LSE, window },
+      [Math.ceil(Tq / ROWS_PER_WORKGROUP), B * H],
+    );
+  },
+  /** Training shapes (Tq = Tk = kvCap = T); dq, dk, dv are overwritten (dk/dv summed over each GQA group). */
+  attentionBackward: (
+    { q, k, v, out, lse, dout, dq, dk, dv, keyMask, segIds },
+    { B, T, H, KVH, D, scale, window },
+    runner,
+  ) => {
+    const qElements = B * T * H * D;
+    const kvElements = B * T * KVH * D;
+    const delta = runner.scratchBuffer('attention-delta', B * H * T * 4);
+    runner.dispatch(
+      DELTA,
+      {
+        out: { ref: out, elements: qElements },
+        dout: { ref: dout, elements: qElements },
+        delta: { ref: delta, elements: B * H * T },
+      },
+      { rows: B * T * H, T, H, D },
+      runner.grid1d(Math.ceil((B * T * H) / ELEMENTWISE_WORKGROUP)),
+    );
+    const masking = { keyMask: keyMask !== null, segIds: segIds !== null };
+    const inputs = {
+      q: { ref: q, elements: qElements },
+      k: { ref: k, elements: kvElements },
+      v: { ref: v, elements: kvElements },
       dout: { ref: dout, elements: qElements },
+      lse: { ref: lse, elements: B * H * T },
       delta: { ref: delta, elements: B * H * T },
-    },
-    { rows: B * T * H, T, H, D },
-    runner.grid1d(Math.ceil((B * T * H) / ELEMENTWISE_WORKGROUP)),
-  );
-  const masking = { keyMask: keyMask !== null, segIds: segIds !== null };
-  const inputs = {
-    q: { ref: q, elements: qElements },
-    k: { ref: k, elements: kvElements },
-    v: { ref: v, elements: kvElements },
-    dout: { ref: dout, elements: qElements },
-    lse: { ref: lse, elements: B * H * T },
-    delta: { ref: delta, elements: B * H * T },
-    ...maskArgs(B, T, keyMask, segIds),
-  };
-  const params = { T, kvCap: T, H, KVH, scale, window };
-  const blocks = Math.ceil(T / ROWS_PER_WORKGROUP);
-  runner.dispatch(
-    dqKernel(D, masking),
-    { ...inputs, dq: { ref: dq, elements: qElements } },
-    params,
-    [blocks, B * H],
-  );
-  runner.dispatch(
-    dkdvKernel(D, masking),
-    { ...inputs, dk: { ref: dk, elements: kvElements }, dv: { ref: dv, elements: kvElements } },
-    params,
-    [blocks, B * KVH],
-  );
-}
+      ...maskArgs(B, T, keyMask, segIds),
+    };
+    const params = { T, kvCap: T, H, KVH, scale, window };
+    const blocks = Math.ceil(T / ROWS_PER_WORKGROUP);
+    runner.dispatch(
+      dqKernel(D, masking),
+      { ...inputs, dq: { ref: dq, elements: qElements } },
+      params,
+      [blocks, B * H],
+    );
+    runner.dispatch(
+      dkdvKernel(D, masking),
+      { ...inputs, dk: { ref: dk, elements: kvElements }, dv: { ref: dv, elements: kvElements } },
+      params,
+      [blocks, B * KVH],
+    );
+  },
+};

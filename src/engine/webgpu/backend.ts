@@ -7,7 +7,7 @@
  */
 import type { Backend, Kernels, Storage } from '../backend.ts';
 import { bindKernels } from '../kernels/registry.ts';
-import { gpuArg, WebGpuKernelSet, type GpuStorage } from './backend-kernels.ts';
+import { gpuArg, WebGpuGemm, type GpuStorage } from './backend-kernels.ts';
 import { WEBGPU_KERNELS } from './kernel-table.ts';
 import { BufferPool } from './buffer-pool.ts';
 import { WebGpuKernels, type WebGpuKernelsOptions } from './kernels.ts';
@@ -23,7 +23,7 @@ export class WebGpuBackend implements Backend {
 
   constructor(readonly gpu: WebGpuKernels) {
     const registry = bindKernels(WEBGPU_KERNELS, gpuArg, gpu.runner);
-    this.kernels = Object.assign(new WebGpuKernelSet(gpu), registry);
+    this.kernels = Object.assign(new WebGpuGemm(gpu), registry);
     this.pool = new BufferPool(gpu.device, () => gpu.flush());
   }
 

@@ -13,47 +13,12 @@
  */
 import type { KernelDef } from './kernel-def.ts';
 import { ELEMENTWISE_WORKGROUP, FLAT_INDEX } from './elementwise.ts';
-import type { BufferRef, KernelRunner } from './runner.ts';
+import type { BufferRef } from './runner.ts';
 import { workgroupReduce } from './wgsl-reduce.ts';
+import { CROSS_ENTROPY } from '../kernels/cross-entropy.ts';
+import type { GpuTable } from './kernel-table.ts';
 
 const WORKGROUP = 256;
-
-const FORWARD: KernelDef = {
-  key: 'ce-chunk-forward',
-  params: { rows: 'u32', cols: 'u32', colOffset: 'i32' },
-  buffers: [
-    { name: 'logits', dtype: 'f32', access: 'read' },
-    { name: 'targets', dtype: 'i32', access: 'read' },
-    { name: 'runMax', dtype: 'f32', access: 'read_write' },
-    { name: 'runSum', dtype: 'f32', access: 'read_write' },
-    { name: 'tgtLogit', dtype: 'f32', access: 'read_write' },
-  ],
-  workgroupSize: [WORKGROUP],
-  prelude:
-    workgroupReduce('rowMax', WORKGROUP, 'max') + workgroupReduce('rowSum', WORKGROUP, 'sum'),
-  body: `
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= P.rows) { return; }
-  let base = P.logits_off + row * P.cols;
-  var localMax = -3.0e38;
-  for (var j = lid.x; j < P.cols; j += ${WORKGROUP}u) { localMax = max(localMax, logits[base + j]); }
-  let chunkMax = rowMax(lid.x, localMax);
-  let previousSum = runSum[P.runSum_off + row];
-  var newMax = chunkMax;
-  if (previousSum != 0.0) { newMax = max(chunkMax, runMax[P.runMax_off + row]); }
-  var localSum = 0.0;
-  for (var j = lid.x; j < P.cols; j += ${WORKGROUP}u) { localSum += exp(logits[base + j] - newMax); }
-  let chunkSum = rowSum(lid.x, localSum);
-  if (lid.x == 0u) {
-    var total = chunkSum;
-    if (previousSum != 0.0) { total += previousSum * exp(runMax[P.runMax_off + row] - newMax); }
-    runMax[P.runMax_off + row] = newMax;
-    runSum[P.runSum_off + row] = total;
-    let local = targets[P.targets_off + row] - P.colOffset;
-    if (local >= 0 && local < i32(P.cols)) { tgtLogit[P.tgtLogit_off + row] = logits[base + u32(local)]; }
-  }
-`,
-};
 
 const BACKWARD: KernelDef = {
   key: 'ce-chunk-backward',
@@ -78,58 +43,6 @@ const BACKWARD: KernelDef = {
   logits[P.logits_off + i] = s * grad;
 `,
 };
-
-/** logits `[rows, cols]` chunk; targets i32 `[rows]` (full-vocabulary ids); runMax/runSum/tgtLogit `[rows]`. */
-export function ceChunkForward(
-  runner: KernelRunner,
-  logits: BufferRef,
-  rows: number,
-  cols: number,
-  colOffset: number,
-  targets: BufferRef,
-  runMax: BufferRef,
-  runSum: BufferRef,
-  tgtLogit: BufferRef,
-): void {
-  const perRow = (ref: BufferRef) => ({ ref, elements: rows });
-  runner.dispatch(
-    FORWARD,
-    {
-      logits: { ref: logits, elements: rows * cols },
-      targets: perRow(targets),
-      runMax: perRow(runMax),
-      runSum: perRow(runSum),
-      tgtLogit: perRow(tgtLogit),
-    },
-    { rows, cols, colOffset },
-    runner.grid1d(rows),
-  );
-}
-
-/** Rewrites the chunk as rowScale[r] * (exp(logit - lse[r]) - [column is the row's target]). */
-export function ceChunkBackward(
-  runner: KernelRunner,
-  logits: BufferRef,
-  rows: number,
-  cols: number,
-  colOffset: number,
-  targets: BufferRef,
-  lse: BufferRef,
-  rowScale: BufferRef,
-): void {
-  const count = rows * cols;
-  runner.dispatch(
-    BACKWARD,
-    {
-      logits: { ref: logits, elements: count },
-      targets: { ref: targets, elements: rows },
-      lse: { ref: lse, elements: rows },
-      rowScale: { ref: rowScale, elements: rows },
-    },
-    { count, cols, colOffset },
-    runner.grid1d(Math.ceil(count / ELEMENTWISE_WORKGROUP)),
-  );
-}
 
 function onlineChunkKernel(hasAcc: boolean): KernelDef {
   return {
@@ -189,39 +102,6 @@ function onlineChunkKernel(hasAcc: boolean): KernelDef {
   };
 }
 
-/**
- * One chunk of the online loss: logits [rows, cols] become exp(logit - newMax) in place,
- * runMax / runSum / tgtLogit `[rows]` are updated, and acc [rows, accCols] (null: none) is rescaled.
- */
-export function ceOnlineChunk(
-  runner: KernelRunner,
-  logits: BufferRef,
-  rows: number,
-  cols: number,
-  colOffset: number,
-  targets: BufferRef,
-  runMax: BufferRef,
-  runSum: BufferRef,
-  tgtLogit: BufferRef,
-  acc: BufferRef | null,
-  accCols: number,
-): void {
-  const perRow = (ref: BufferRef) => ({ ref, elements: rows });
-  runner.dispatch(
-    onlineChunkKernel(acc !== null),
-    {
-      logits: { ref: logits, elements: rows * cols },
-      targets: perRow(targets),
-      runMax: perRow(runMax),
-      runSum: perRow(runSum),
-      tgtLogit: perRow(tgtLogit),
-      ...(acc ? { acc: { ref: acc, elements: rows * accCols } } : {}),
-    },
-    { rows, cols, colOffset, accCols },
-    runner.grid1d(rows),
-  );
-}
-
 const ONLINE_FINISH: KernelDef = {
   key: 'ce-online-finish',
   params: { count: 'u32', cols: 'u32', scale: 'f32' },
@@ -238,29 +118,6 @@ const ONLINE_FINISH: KernelDef = {
   acc[P.acc_off + i] = P.scale * (value - targetRows[P.targetRows_off + i]);
 `,
 };
-
-/** acc [rows, cols] = scale * (acc[r] / runSum[r] - targetRows[r]): the finished dLoss/dh. */
-export function ceOnlineFinish(
-  runner: KernelRunner,
-  acc: BufferRef,
-  runSum: BufferRef,
-  targetRows: BufferRef,
-  rows: number,
-  cols: number,
-  scale: number,
-): void {
-  const count = rows * cols;
-  runner.dispatch(
-    ONLINE_FINISH,
-    {
-      acc: { ref: acc, elements: count },
-      runSum: { ref: runSum, elements: rows },
-      targetRows: { ref: targetRows, elements: count },
-    },
-    { count, cols, scale },
-    runner.grid1d(Math.ceil(count / ELEMENTWISE_WORKGROUP)),
-  );
-}
 
 const LOSS_FINISH: KernelDef = {
   key: 'ce-loss-finish',
@@ -286,31 +143,77 @@ const LOSS_FINISH: KernelDef = {
 `,
 };
 
-/**
- * lse[r] = runMax[r] + log(runSum[r]); loss[0] = Σ (lse[r] − tgtLogit[r]) / divisor. One
- * workgroup: it runs once per loss over one value per supervised row.
- */
-export function ceLossFinish(
-  runner: KernelRunner,
-  runMax: BufferRef,
-  runSum: BufferRef,
-  tgtLogit: BufferRef,
-  rows: number,
-  lse: BufferRef,
-  loss: BufferRef,
-  divisor: number,
-): void {
-  const perRow = (ref: BufferRef) => ({ ref, elements: rows });
-  runner.dispatch(
-    LOSS_FINISH,
-    {
-      runMax: perRow(runMax),
-      runSum: perRow(runSum),
-      tgtLogit: perRow(tgtLogit),
-      lse: perRow(lse),
-      loss: { ref: loss, elements: 1 },
-    },
-    { rows, divisor },
-    [1],
-  );
-}
+export const crossEntropy: GpuTable<typeof CROSS_ENTROPY> = {
+  /**
+   * One chunk of the online loss: logits [rows, cols] become exp(logit - newMax) in place,
+   * runMax / runSum / tgtLogit `[rows]` are updated, and acc [rows, accCols] (null: none) is rescaled.
+   */
+  ceOnlineChunk: (
+    { logits, targets, runMax, runSum, tgtLogit, acc },
+    { rows, cols, colOffset, accCols },
+    runner,
+  ) => {
+    const perRow = (ref: BufferRef) => ({ ref, elements: rows });
+    runner.dispatch(
+      onlineChunkKernel(acc !== null),
+      {
+        logits: { ref: logits, elements: rows * cols },
+        targets: perRow(targets),
+        runMax: perRow(runMax),
+        runSum: perRow(runSum),
+        tgtLogit: perRow(tgtLogit),
+        ...(acc ? { acc: { ref: acc, elements: rows * accCols } } : {}),
+      },
+      { rows, cols, colOffset, accCols },
+      runner.grid1d(rows),
+    );
+  },
+  /** acc [rows, cols] = scale * (acc[r] / runSum[r] - targetRows[r]): the finished dLoss/dh. */
+  ceOnlineFinish: ({ acc, runSum, targetRows }, { rows, cols, scale }, runner) => {
+    const count = rows * cols;
+    runner.dispatch(
+      ONLINE_FINISH,
+      {
+        acc: { ref: acc, elements: count },
+        runSum: { ref: runSum, elements: rows },
+        targetRows: { ref: targetRows, elements: count },
+      },
+      { count, cols, scale },
+      runner.grid1d(Math.ceil(count / ELEMENTWISE_WORKGROUP)),
+    );
+  },
+  /** Rewrites the chunk as rowScale[r] * (exp(logit - lse[r]) - [column is the row's target]). */
+  ceChunkBackward: ({ logits, targets, lse, rowScale }, { rows, cols, colOffset }, runner) => {
+    const count = rows * cols;
+    runner.dispatch(
+      BACKWARD,
+      {
+        logits: { ref: logits, elements: count },
+        targets: { ref: targets, elements: rows },
+        lse: { ref: lse, elements: rows },
+        rowScale: { ref: rowScale, elements: rows },
+      },
+      { count, cols, colOffset },
+      runner.grid1d(Math.ceil(count / ELEMENTWISE_WORKGROUP)),
+    );
+  },
+  /**
+   * lse[r] = runMax[r] + log(runSum[r]); loss[0] = Σ (lse[r] − tgtLogit[r]) / divisor. One
+   * workgroup: it runs once per loss over one value per supervised row.
+   */
+  ceLossFinish: ({ runMax, runSum, tgtLogit, lse, loss }, { rows, divisor }, runner) => {
+    const perRow = (ref: BufferRef) => ({ ref, elements: rows });
+    runner.dispatch(
+      LOSS_FINISH,
+      {
+        runMax: perRow(runMax),
+        runSum: perRow(runSum),
+        tgtLogit: perRow(tgtLogit),
+        lse: perRow(lse),
+        loss: { ref: loss, elements: 1 },
+      },
+      { rows, divisor },
+      [1],
+    );
+  },
+};

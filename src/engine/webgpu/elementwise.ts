@@ -7,6 +7,8 @@ import type { GateActivation } from '../backend.ts';
 import type { KernelDef } from './kernel-def.ts';
 import { advance, type BufferRef } from './buffer-ref.ts';
 import type { KernelRunner } from './runner.ts';
+import { ELEMENTWISE } from '../kernels/elementwise.ts';
+import type { GpuTable } from './kernel-table.ts';
 
 export const ELEMENTWISE_WORKGROUP = 256;
 
@@ -115,54 +117,13 @@ function gatedBackwardDef(activation: GateActivation): KernelDef {
 const GATED_FORWARD = { silu: gatedForwardDef('silu'), gelu_tanh: gatedForwardDef('gelu_tanh') };
 const GATED_BACKWARD = { silu: gatedBackwardDef('silu'), gelu_tanh: gatedBackwardDef('gelu_tanh') };
 
-const SCALE: KernelDef = {
-  key: 'scale',
-  params: { n: 'u32', alpha: 'f32' },
-  buffers: [
-    { name: 'x', dtype: 'f32', access: 'read' },
-    { name: 'out', dtype: 'f32', access: 'read_write' },
-  ],
-  workgroupSize: [ELEMENTWISE_WORKGROUP],
-  body: `
-  ${FLAT_INDEX}
-  if (i >= P.n) { return; }
-  out[P.out_off + i] = P.alpha * x[P.x_off + i];
-`,
+export const elementwise: GpuTable<typeof ELEMENTWISE> = {
+  /** out = act(gate) * up: silu (SwiGLU) or gelu_tanh. */
+  gatedForward: ({ gate, up, out }, { n, activation }, runner) => {
+    launchFlat(runner, GATED_FORWARD[activation], { gate, up, out }, n);
+  },
+  /** dgate, dup (overwritten) from dout. */
+  gatedBackward: ({ gate, up, dout, dgate, dup }, { n, activation }, runner) => {
+    launchFlat(runner, GATED_BACKWARD[activation], { gate, up, dout, dgate, dup }, n);
+  },
 };
-
-/** out = act(gate) * up: silu (SwiGLU) or gelu_tanh. */
-export function gatedForward(
-  runner: KernelRunner,
-  activation: GateActivation,
-  gate: BufferRef,
-  up: BufferRef,
-  out: BufferRef,
-  n: number,
-): void {
-  launchFlat(runner, GATED_FORWARD[activation], { gate, up, out }, n);
-}
-
-/** dgate, dup (overwritten) from dout. */
-export function gatedBackward(
-  runner: KernelRunner,
-  activation: GateActivation,
-  gate: BufferRef,
-  up: BufferRef,
-  dout: BufferRef,
-  dgate: BufferRef,
-  dup: BufferRef,
-  n: number,
-): void {
-  launchFlat(runner, GATED_BACKWARD[activation], { gate, up, dout, dgate, dup }, n);
-}
-
-/** out = alpha * x (out may be x). */
-export function scale(
-  runner: KernelRunner,
-  x: BufferRef,
-  alpha: number,
-  out: BufferRef,
-  n: number,
-): void {
-  launchFlat(runner, SCALE, { x, out }, n, { alpha });
-}

@@ -4,6 +4,8 @@
  * bound from an offset aligned down to the device's minimum binding alignment and the shader adds
  * the remainder, so callers may pass any element-aligned offset (see binding-plan.ts).
  */
+import type { AnySpec, BufferSpec, ParamKind } from '../kernels/spec.ts';
+
 export type ParamType = 'u32' | 'i32' | 'f32';
 
 /**
@@ -37,6 +39,27 @@ export interface KernelDef {
   aliases?: Record<string, string>;
   /** Body of `fn main(@builtin(global_invocation_id) gid, local_invocation_id lid, workgroup_id wid, num_workgroups nwg)`. */
   body: string;
+}
+
+/**
+ * The params and buffers of a kernel whose WGSL takes exactly its registry spec's arguments, so
+ * that the list is written once (flags and name lists arrive as u32; f32 / i32 buffers only).
+ */
+export function specBindings(spec: AnySpec): Pick<KernelDef, 'params' | 'buffers'> {
+  const kinds = spec.params as Record<string, ParamKind>;
+  const buffers = spec.buffers as Record<string, BufferSpec>;
+  return {
+    params: Object.fromEntries(
+      Object.entries(kinds).map(([name, kind]) => [
+        name,
+        typeof kind === 'string' && kind !== 'bool' ? kind : 'u32',
+      ]),
+    ),
+    buffers: Object.entries(buffers).map(([name, { dtype, access }]) => {
+      if (dtype !== 'f32' && dtype !== 'i32') throw new Error(`${spec.name}: ${name} is ${dtype}`);
+      return { name, dtype, access: access === 'read' ? 'read' : 'read_write' };
+    }),
+  };
 }
 
 export function bytesPerElement(dtype: StorageDtype): number {

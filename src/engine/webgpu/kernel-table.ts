@@ -8,6 +8,12 @@ import type { DType } from '../dtype.ts';
 import type { KernelTable } from '../kernels/registry.ts';
 import type { AnySpec, Implementation } from '../kernels/spec.ts';
 import { adamw } from './adamw.ts';
+import { attention } from './attention.ts';
+import { crossEntropy } from './cross-entropy.ts';
+import { elementwise } from './elementwise.ts';
+import { rmsnorm } from './rmsnorm.ts';
+import { rope } from './rope.ts';
+import { rows } from './rows.ts';
 import type { KernelRunner } from './runner.ts';
 import { sumSquares } from './sum-squares.ts';
 import { vectorOps } from './vector-ops.ts';
@@ -27,6 +33,12 @@ export type GpuTable<F extends Record<string, AnySpec>> = {
 
 export const WEBGPU_KERNELS: KernelTable<GpuArg, KernelRunner> = {
   ...adamw,
+  ...attention,
+  ...crossEntropy,
+  ...elementwise,
+  ...rmsnorm,
+  ...rope,
+  ...rows,
   ...sumSquares,
   ...vectorOps,
 };

@@ -5,7 +5,9 @@
  */
 import type { KernelDef } from './kernel-def.ts';
 import { workgroupReduce } from './wgsl-reduce.ts';
-import type { BufferRef, KernelRunner } from './runner.ts';
+import type { BufferRef } from './runner.ts';
+import { RMSNORM } from '../kernels/rmsnorm.ts';
+import type { GpuTable } from './kernel-table.ts';
 
 const WORKGROUP = 256;
 
@@ -97,62 +99,44 @@ const BACKWARD_DW: KernelDef = {
 `,
 };
 
-/** rstd `[rows]` is saved for backward; null skips it (inference). */
-export function rmsnormForward(
-  runner: KernelRunner,
-  x: BufferRef,
-  w: BufferRef,
-  out: BufferRef,
-  rstd: BufferRef | null,
-  rows: number,
-  dim: number,
-  eps: number,
-): void {
-  runner.dispatch(
-    forwardKernel(rstd !== null),
-    {
-      x: { ref: x, elements: rows * dim },
-      w: { ref: w, elements: dim },
-      out: { ref: out, elements: rows * dim },
-      ...(rstd ? { rstd: { ref: rstd, elements: rows } } : {}),
-    },
-    { rows, dim, eps },
-    runner.grid1d(rows),
-  );
-}
-
-/** dx overwritten; dw accumulated (null skips it, e.g. for a frozen norm weight). */
-export function rmsnormBackward(
-  runner: KernelRunner,
-  x: BufferRef,
-  w: BufferRef,
-  rstd: BufferRef,
-  dout: BufferRef,
-  dx: BufferRef,
-  dw: BufferRef | null,
-  rows: number,
-  dim: number,
-): void {
-  const rowsArg = { ref: rstd, elements: rows };
-  const matrix = (ref: BufferRef) => ({ ref, elements: rows * dim });
-  runner.dispatch(
-    BACKWARD_DX,
-    {
-      x: matrix(x),
-      w: { ref: w, elements: dim },
-      rstd: rowsArg,
-      dout: matrix(dout),
-      dx: matrix(dx),
-    },
-    { rows, dim },
-    runner.grid1d(rows),
-  );
-  if (dw) {
+export const rmsnorm: GpuTable<typeof RMSNORM> = {
+  /** rstd `[rows]` is saved for backward; null skips it (inference). */
+  rmsnormForward: ({ x, w, out, rstd }, { rows, dim, eps }, runner) => {
     runner.dispatch(
-      BACKWARD_DW,
-      { x: matrix(x), rstd: rowsArg, dout: matrix(dout), dw: { ref: dw, elements: dim } },
-      { rows, dim },
-      [Math.ceil(dim / WORKGROUP)],
+      forwardKernel(rstd !== null),
+      {
+        x: { ref: x, elements: rows * dim },
+        w: { ref: w, elements: dim },
+        out: { ref: out, elements: rows * dim },
+        ...(rstd ? { rstd: { ref: rstd, elements: rows } } : {}),
+      },
+      { rows, dim, eps },
+      runner.grid1d(rows),
     );
-  }
-}
+  },
+  /** dx overwritten; dw accumulated (null skips it, e.g. for a frozen norm weight). */
+  rmsnormBackward: ({ x, w, rstd, dout, dx, dw }, { rows, dim }, runner) => {
+    const rowsArg = { ref: rstd, elements: rows };
+    const matrix = (ref: BufferRef) => ({ ref, elements: rows * dim });
+    runner.dispatch(
+      BACKWARD_DX,
+      {
+        x: matrix(x),
+        w: { ref: w, elements: dim },
+        rstd: rowsArg,
+        dout: matrix(dout),
+        dx: matrix(dx),
+      },
+      { rows, dim },
+      runner.grid1d(rows),
+    );
+    if (dw) {
+      runner.dispatch(
+        BACKWARD_DW,
+        { x: matrix(x), rstd: rowsArg, dout: matrix(dout), dw: { ref: dw, elements: dim } },
+        { rows, dim },
+        [Math.ceil(dim / WORKGROUP)],
+      );
+    }
+  },
+};

@@ -6,9 +6,10 @@
  */
 import type { KernelDef } from './kernel-def.ts';
 import { ELEMENTWISE_WORKGROUP, FLAT_INDEX } from './elementwise.ts';
-import type { BufferRef, KernelRunner } from './runner.ts';
+import { ROPE } from '../kernels/rope.ts';
+import type { GpuTable } from './kernel-table.ts';
 
-const ROPE: KernelDef = {
+const ROPE_KERNEL: KernelDef = {
   key: 'rope',
   params: { pairs: 'u32', heads: 'u32', dim: 'u32', sign: 'f32' },
   buffers: [
@@ -38,30 +39,21 @@ const ROPE: KernelDef = {
 `,
 };
 
-/** x/out `[B,T,heads,D]`, positions i32 `[B,T]`, invFreq f32 `[D/2]`. */
-export function ropeApply(
-  runner: KernelRunner,
-  x: BufferRef,
-  out: BufferRef,
-  positions: BufferRef,
-  B: number,
-  T: number,
-  heads: number,
-  D: number,
-  invFreq: BufferRef,
-  inverse: boolean | number,
-): void {
-  const elements = B * T * heads * D;
-  const pairs = elements / 2;
-  runner.dispatch(
-    ROPE,
-    {
-      x: { ref: x, elements },
-      out: { ref: out, elements },
-      positions: { ref: positions, elements: B * T },
-      invFreq: { ref: invFreq, elements: D / 2 },
-    },
-    { pairs, heads, dim: D, sign: inverse ? -1 : 1 },
-    runner.grid1d(Math.ceil(pairs / ELEMENTWISE_WORKGROUP)),
-  );
-}
+export const rope: GpuTable<typeof ROPE> = {
+  /** x/out `[B,T,heads,D]`, positions i32 `[B,T]`, invFreq f32 `[D/2]`. */
+  ropeApply: ({ x, out, positions, invFreq }, { B, T, H: heads, D, inverse }, runner) => {
+    const elements = B * T * heads * D;
+    const pairs = elements / 2;
+    runner.dispatch(
+      ROPE_KERNEL,
+      {
+        x: { ref: x, elements },
+        out: { ref: out, elements },
+        positions: { ref: positions, elements: B * T },
+        invFreq: { ref: invFreq, elements: D / 2 },
+      },
+      { pairs, heads, dim: D, sign: inverse ? -1 : 1 },
+      runner.grid1d(Math.ceil(pairs / ELEMENTWISE_WORKGROUP)),
+    );
+  },
+};

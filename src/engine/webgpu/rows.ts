@@ -13,6 +13,22 @@ import { wgslLoader } from './kernel-def.ts';
 import { ELEMENTWISE_WORKGROUP, FLAT_INDEX, forEachBindingChunk } from './elementwise.ts';
 import { advance, type BufferRef } from './buffer-ref.ts';
 import type { KernelRunner } from './runner.ts';
+import { ROWS } from '../kernels/rows.ts';
+import type { GpuArg, GpuTable } from './kernel-table.ts';
+import { DTYPE_BYTES, type DType } from '../dtype.ts';
+
+/**
+ * Whole rows of `cols` elements between an operand's offset and the end of its storage: the rows
+ * a table read or written through device-side indices may touch.
+ */
+function rowsInStorage(arg: GpuArg, cols: number): number {
+  return Math.floor(arg.bytes / (cols * DTYPE_BYTES[arg.dtype]));
+}
+
+function floatDtype(dtype: DType, what: string): 'f32' | 'f16' | 'bf16' {
+  if (dtype === 'i32') throw new Error(`${what} on an i32 tensor`);
+  return dtype;
+}
 
 /** Calls `run(firstRow, rowCount)` over table rows in chunks whose bytes fit one binding. */
 function forEachTableChunk(
@@ -50,33 +66,6 @@ function embeddingKernel(dtype: 'f32' | 'f16' | 'bf16'): KernelDef {
   };
 }
 
-/** out [count, dim] f32 = rows ids[i] of table [tableRows, dim] (f32, f16 or bf16, widened). */
-export function embeddingForward(
-  runner: KernelRunner,
-  table: BufferRef,
-  tableDtype: 'f32' | 'f16' | 'bf16',
-  tableRows: number,
-  ids: BufferRef,
-  out: BufferRef,
-  count: number,
-  dim: number,
-): void {
-  const rowBytes = dim * (tableDtype === 'f32' ? 4 : 2);
-  const def = embeddingKernel(tableDtype);
-  forEachTableChunk(runner, tableRows, rowBytes, (firstRow, rowCount) => {
-    runner.dispatch(
-      def,
-      {
-        table: { ref: advance(table, firstRow * rowBytes), elements: rowCount * dim },
-        ids: { ref: ids, elements: count },
-        out: { ref: out, elements: count * dim },
-      },
-      { count, dim, firstRow, rowCount },
-      runner.grid1d(Math.ceil((count * dim) / ELEMENTWISE_WORKGROUP)),
-    );
-  });
-}
-
 /** Rows of 4-byte words: halves move as pairs, so 2-byte rows need an even column count. */
 function rowWords(cols: number, elementBytes: 2 | 4, what: string): number {
   if ((cols * elementBytes) % 4 !== 0)
@@ -101,32 +90,6 @@ const GATHER: KernelDef = {
   dst[P.dst_off + i] = src[P.src_off + u32(row) * P.words + i % P.words];
 `,
 };
-
-/** dst row i = src row idx[i] (src has srcRows rows); any dtype, moved as raw bits. */
-export function gatherRows(
-  runner: KernelRunner,
-  src: BufferRef,
-  srcRows: number,
-  idx: BufferRef,
-  dst: BufferRef,
-  rows: number,
-  cols: number,
-  elementBytes: 2 | 4,
-): void {
-  const words = rowWords(cols, elementBytes, 'gatherRows');
-  forEachTableChunk(runner, srcRows, words * 4, (firstRow, rowCount) => {
-    runner.dispatch(
-      GATHER,
-      {
-        src: { ref: advance(src, firstRow * words * 4), elements: rowCount * words },
-        idx: { ref: idx, elements: rows },
-        dst: { ref: dst, elements: rows * words },
-      },
-      { rows, words, firstRow, rowCount },
-      runner.grid1d(Math.ceil((rows * words) / ELEMENTWISE_WORKGROUP)),
-    );
-  });
-}
 
 function scatterKernel(accumulate: boolean): KernelDef {
   return {
@@ -176,32 +139,6 @@ function scatter(
   });
 }
 
-/** dst row idx[i] = src row i (f32; with repeated indices the last one wins). */
-export function scatterRows(
-  runner: KernelRunner,
-  src: BufferRef,
-  idx: BufferRef,
-  dst: BufferRef,
-  dstRows: number,
-  rows: number,
-  cols: number,
-): void {
-  scatter(runner, false, src, idx, dst, dstRows, rows, cols);
-}
-
-/** dst row idx[i] += src row i (f32); also the embedding gradient (src = dout, dst = dTable). */
-export function scatterAddRows(
-  runner: KernelRunner,
-  src: BufferRef,
-  idx: BufferRef,
-  dst: BufferRef,
-  dstRows: number,
-  rows: number,
-  cols: number,
-): void {
-  scatter(runner, true, src, idx, dst, dstRows, rows, cols);
-}
-
 const SUM_ROWS: KernelDef = {
   key: 'sum-rows',
   params: { rows: 'u32', cols: 'u32' },
@@ -219,22 +156,6 @@ const SUM_ROWS: KernelDef = {
 `,
 };
 
-/** out [cols] += column sums of x [rows, cols]. */
-export function sumRows(
-  runner: KernelRunner,
-  x: BufferRef,
-  out: BufferRef,
-  rows: number,
-  cols: number,
-): void {
-  runner.dispatch(
-    SUM_ROWS,
-    { x: { ref: x, elements: rows * cols }, out: { ref: out, elements: cols } },
-    { rows, cols },
-    [Math.ceil(cols / ELEMENTWISE_WORKGROUP)],
-  );
-}
-
 const SCALE_COLUMNS: KernelDef = {
   key: 'scale-columns',
   params: { n: 'u32', cols: 'u32', first: 'u32' },
@@ -250,29 +171,6 @@ const SCALE_COLUMNS: KernelDef = {
   out[P.out_off + i] = x[P.x_off + i] * scale[P.scale_off + (P.first + i) % P.cols];
 `,
 };
-
-/** out [rows, cols] = x · scale[col] (out may be x); chunked per binding along the flat index. */
-export function scaleColumns(
-  runner: KernelRunner,
-  x: BufferRef,
-  scale: BufferRef,
-  out: BufferRef,
-  rows: number,
-  cols: number,
-): void {
-  forEachBindingChunk(runner, rows * cols, (start, count) => {
-    runner.dispatch(
-      SCALE_COLUMNS,
-      {
-        x: { ref: advance(x, start * 4), elements: count },
-        scale: { ref: scale, elements: cols },
-        out: { ref: advance(out, start * 4), elements: count },
-      },
-      { n: count, cols, first: start },
-      runner.grid1d(Math.ceil(count / ELEMENTWISE_WORKGROUP)),
-    );
-  });
-}
 
 const COLUMN_DOTS: KernelDef = {
   key: 'column-dots',
@@ -294,23 +192,96 @@ const COLUMN_DOTS: KernelDef = {
 `,
 };
 
-/** out [cols] += Σ over rows of a ⊙ b [rows, cols] (one thread per column, as sumRows). */
-export function columnDots(
-  runner: KernelRunner,
-  a: BufferRef,
-  b: BufferRef,
-  out: BufferRef,
-  rows: number,
-  cols: number,
-): void {
-  runner.dispatch(
-    COLUMN_DOTS,
-    {
-      a: { ref: a, elements: rows * cols },
-      b: { ref: b, elements: rows * cols },
-      out: { ref: out, elements: cols },
-    },
-    { rows, cols },
-    [Math.ceil(cols / ELEMENTWISE_WORKGROUP)],
-  );
-}
+export const rows: GpuTable<typeof ROWS> = {
+  /** out [count, dim] f32 = rows ids[i] of table [tableRows, dim] (f32, f16 or bf16, widened). */
+  embeddingForward: ({ table, ids, out }, { count, dim }, runner) => {
+    const tableDtype = floatDtype(table.dtype, 'embedding');
+    const tableRows = rowsInStorage(table, dim);
+
+    const rowBytes = dim * (tableDtype === 'f32' ? 4 : 2);
+    const def = embeddingKernel(tableDtype);
+    forEachTableChunk(runner, tableRows, rowBytes, (firstRow, rowCount) => {
+      runner.dispatch(
+        def,
+        {
+          table: { ref: advance(table, firstRow * rowBytes), elements: rowCount * dim },
+          ids: { ref: ids, elements: count },
+          out: { ref: out, elements: count * dim },
+        },
+        { count, dim, firstRow, rowCount },
+        runner.grid1d(Math.ceil((count * dim) / ELEMENTWISE_WORKGROUP)),
+      );
+    });
+  },
+  /** dst row i = src row idx[i] (src has srcRows rows); any dtype, moved as raw bits. */
+  gatherRows: ({ src, idx, dst }, { rows, cols }, runner) => {
+    const srcRows = rowsInStorage(src, cols);
+    const elementBytes = DTYPE_BYTES[src.dtype] as 2 | 4;
+
+    const words = rowWords(cols, elementBytes, 'gatherRows');
+    forEachTableChunk(runner, srcRows, words * 4, (firstRow, rowCount) => {
+      runner.dispatch(
+        GATHER,
+        {
+          src: { ref: advance(src, firstRow * words * 4), elements: rowCount * words },
+          idx: { ref: idx, elements: rows },
+          dst: { ref: dst, elements: rows * words },
+        },
+        { rows, words, firstRow, rowCount },
+        runner.grid1d(Math.ceil((rows * words) / ELEMENTWISE_WORKGROUP)),
+      );
+    });
+  },
+  /** dst row idx[i] = src row i (f32; with repeated indices the last one wins). */
+  scatterRows: ({ src, idx, dst }, { rows, cols }, runner) => {
+    const dstRows = rowsInStorage(dst, cols);
+
+    scatter(runner, false, src, idx, dst, dstRows, rows, cols);
+  },
+  /** dst row idx[i] += src row i (f32); also the embedding gradient (src = dout, dst = dTable). */
+  scatterAddRows: ({ src, idx, dst }, { rows, cols }, runner) => {
+    const dstRows = rowsInStorage(dst, cols);
+
+    scatter(runner, true, src, idx, dst, dstRows, rows, cols);
+  },
+  /** out [cols] += column sums of x [rows, cols]. */
+  // The gradient of a lookup is a scatter-add of dout into the table's rows.
+  embeddingBackward: ({ dout, ids, dTable }, { count, dim }, runner) =>
+    scatter(runner, true, dout, ids, dTable, rowsInStorage(dTable, dim), count, dim),
+  sumRows: ({ x, out }, { rows, cols }, runner) => {
+    runner.dispatch(
+      SUM_ROWS,
+      { x: { ref: x, elements: rows * cols }, out: { ref: out, elements: cols } },
+      { rows, cols },
+      [Math.ceil(cols / ELEMENTWISE_WORKGROUP)],
+    );
+  },
+  /** out [rows, cols] = x · scale[col] (out may be x); chunked per binding along the flat index. */
+  scaleColumns: ({ x, scale, out }, { rows, cols }, runner) => {
+    forEachBindingChunk(runner, rows * cols, (start, count) => {
+      runner.dispatch(
+        SCALE_COLUMNS,
+        {
+          x: { ref: advance(x, start * 4), elements: count },
+          scale: { ref: scale, elements: cols },
+          out: { ref: advance(out, start * 4), elements: count },
+        },
+        { n: count, cols, first: start },
+        runner.grid1d(Math.ceil(count / ELEMENTWISE_WORKGROUP)),
+      );
+    });
+  },
+  /** out [cols] += Σ over rows of a ⊙ b [rows, cols] (one thread per column, as sumRows). */
+  columnDots: ({ a, b, out }, { rows, cols }, runner) => {
+    runner.dispatch(
+      COLUMN_DOTS,
+      {
+        a: { ref: a, elements: rows * cols },
+        b: { ref: b, elements: rows * cols },
+        out: { ref: out, elements: cols },
+      },
+      { rows, cols },
+      [Math.ceil(cols / ELEMENTWISE_WORKGROUP)],
+    );
+  },
+};

@@ -4,15 +4,14 @@
  * backend, src/engine/cpu/backend.ts).
  */
 import type { KernelDef, StorageDtype } from './kernel-def.ts';
-import { wgslLoader } from './kernel-def.ts';
+import { specBindings, wgslLoader } from './kernel-def.ts';
 import {
   ELEMENTWISE_WORKGROUP,
   FLAT_INDEX,
   forEachBindingChunk,
   launchFlat,
 } from './elementwise.ts';
-import { advance, type BufferRef } from './buffer-ref.ts';
-import type { KernelRunner } from './runner.ts';
+import { advance } from './buffer-ref.ts';
 import { dropoutKeepScale, dropoutThreshold } from '../dropout.ts';
 import { VECTOR_OPS } from '../kernels/vector-ops.ts';
 import type { GpuTable } from './kernel-table.ts';
@@ -63,11 +62,7 @@ const DROPOUT: KernelDef = {
 
 const AXPBY: KernelDef = {
   key: 'axpby',
-  params: { n: 'u32', alpha: 'f32', beta: 'f32' },
-  buffers: [
-    { name: 'x', dtype: 'f32', access: 'read' },
-    { name: 'y', dtype: 'f32', access: 'read_write' },
-  ],
+  ...specBindings(VECTOR_OPS.axpby),
   workgroupSize: [ELEMENTWISE_WORKGROUP],
   body: `
   ${FLAT_INDEX}
@@ -129,6 +124,17 @@ export const vectorOps: GpuTable<typeof VECTOR_OPS> = {
         runner.grid1d(Math.ceil(count / ELEMENTWISE_WORKGROUP)),
       );
     });
+  },
+  /** Converts n elements between f32, f16 and bf16 (same dtype: a copy). */
+  convert: ({ src, dst }, { n }, runner) => {
+    const [srcDtype, dstDtype] = [src.dtype, dst.dtype] as FloatDtype[];
+    const words = dstDtype === 'f32' ? n : Math.ceil(n / 2) + 1;
+    runner.dispatch(
+      convertKernel(srcDtype, dstDtype),
+      { src: { ref: src, elements: n }, dst: { ref: dst, elements: n } },
+      { n },
+      runner.grid1d(Math.ceil(words / ELEMENTWISE_WORKGROUP)),
+    );
   },
   scaleByScalar: ({ x, factor }, { n, divisor }, runner) => {
     forEachBindingChunk(runner, n, (start, count) => {
@@ -228,22 +234,4 @@ function convertKernel(src: FloatDtype, dst: FloatDtype): KernelDef {
   dst[w] = word;
 `,
   };
-}
-
-/** Converts n elements between f32, f16 and bf16 (same dtype: a copy). */
-export function convert(
-  runner: KernelRunner,
-  src: BufferRef,
-  srcDtype: FloatDtype,
-  dst: BufferRef,
-  dstDtype: FloatDtype,
-  n: number,
-): void {
-  const words = dstDtype === 'f32' ? n : Math.ceil(n / 2) + 1;
-  runner.dispatch(
-    convertKernel(srcDtype, dstDtype),
-    { src: { ref: src, elements: n }, dst: { ref: dst, elements: n } },
-    { n },
-    runner.grid1d(Math.ceil(words / ELEMENTWISE_WORKGROUP)),
-  );
 }

@@ -25,9 +25,9 @@ import { at, splat, madd, lanes, hsum, hmax, hsum4 } from './lib/simd';
  * read inside valid rows. Work items: b * H + h.
  */
 export function attentionForward(
-  q: usize, k: usize, v: usize, out: usize, lse: usize,
-  B: i32, Tq: i32, Tk: i32, kvCap: i32, H: i32, KVH: i32, D: i32,
-  keyMask: usize, segIds: usize, scale: f32, window: i32, start: i32, end: i32,
+  q: usize, k: usize, v: usize, out: usize, lse: usize, keyMask: usize, segIds: usize,
+  B: i32, Tq: i32, Tk: i32, kvCap: i32, H: i32, KVH: i32, D: i32, scale: f32, window: i32,
+  start: i32, end: i32,
 ): void {
   const group = H / KVH;
   const keyStride = <usize>(KVH * D) << 2;
@@ -146,9 +146,8 @@ function zeroKeyRows(dkHead: usize, dvHead: usize, keyStride: usize, first: i32,
  */
 export function attentionBackward(
   q: usize, k: usize, v: usize, out: usize, lse: usize, dout: usize,
-  dq: usize, dk: usize, dv: usize,
-  B: i32, T: i32, H: i32, KVH: i32, D: i32,
-  keyMask: usize, segIds: usize, scale: f32, window: i32, start: i32, end: i32,
+  dq: usize, dk: usize, dv: usize, keyMask: usize, segIds: usize,
+  B: i32, T: i32, H: i32, KVH: i32, D: i32, scale: f32, window: i32, start: i32, end: i32,
 ): void {
   const group = H / KVH;
   const keyStride = <usize>(KVH * D) << 2;
@@ -180,8 +179,8 @@ export function attentionBackward(
  */
 export function attentionBackwardQuery(
   q: usize, k: usize, v: usize, out: usize, lse: usize, dout: usize, dq: usize,
-  B: i32, T: i32, H: i32, KVH: i32, D: i32,
-  keyMask: usize, segIds: usize, scale: f32, window: i32, start: i32, end: i32,
+  keyMask: usize, segIds: usize,
+  B: i32, T: i32, H: i32, KVH: i32, D: i32, scale: f32, window: i32, start: i32, end: i32,
 ): void {
   const group = H / KVH;
   const keyStride = <usize>(KVH * D) << 2;
@@ -211,8 +210,9 @@ export function attentionBackwardQuery(
  */
 export function attentionBackwardKeyValue(
   q: usize, k: usize, v: usize, out: usize, lse: usize, dout: usize, dk: usize, dv: usize,
-  B: i32, T: i32, H: i32, KVH: i32, D: i32,
-  keyMask: usize, segIds: usize, scale: f32, window: i32, keyBlock: i32, start: i32, end: i32,
+  keyMask: usize, segIds: usize,
+  B: i32, T: i32, H: i32, KVH: i32, D: i32, scale: f32, window: i32, keyBlock: i32,
+  start: i32, end: i32,
 ): void {
   const group = H / KVH;
   const keyStride = <usize>(KVH * D) << 2;

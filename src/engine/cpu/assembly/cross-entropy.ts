@@ -39,8 +39,8 @@ function sumExp(row: usize, n: i32, shift: f32, dest: usize): f32 {
  * acc = 0 skips the accumulator. Work items: rows.
  */
 export function ceOnlineChunk(
-  logits: usize, rows: i32, cols: i32, colOffset: i32, targets: usize,
-  runMax: usize, runSum: usize, tgtLogit: usize, acc: usize, accCols: i32, start: i32, end: i32,
+  logits: usize, targets: usize, runMax: usize, runSum: usize, tgtLogit: usize, acc: usize,
+  rows: i32, cols: i32, colOffset: i32, accCols: i32, start: i32, end: i32,
 ): void {
   for (let r = start; r < end; r++) {
     const row = at(logits, r * cols);
@@ -60,7 +60,7 @@ export function ceOnlineChunk(
  * Rows with rowScale 0 (unsupervised) become exact zeros. Work items: rows.
  */
 export function ceChunkBackward(
-  logits: usize, rows: i32, cols: i32, colOffset: i32, targets: usize, lse: usize, rowScale: usize,
+  logits: usize, targets: usize, lse: usize, rowScale: usize, rows: i32, cols: i32, colOffset: i32,
   start: i32, end: i32,
 ): void {
   for (let r = start; r < end; r++) {

@@ -38,7 +38,7 @@ const GELU_C: f32 = 0.044715;
   return f32x4.mul(s, madd(g, f32x4.sub(splat(1), s), splat(1)));
 }
 
-@inline function gatedForward(gate: usize, up: usize, out: usize, act: i32, start: i32, end: i32): void {
+@inline function gatedForwardOf(gate: usize, up: usize, out: usize, act: i32, start: i32, end: i32): void {
   let i = start;
   for (; i + 4 <= end; i += 4) {
     v128.store(at(out, i), f32x4.mul(activationv(v128.load(at(gate, i)), act), v128.load(at(up, i))));
@@ -66,7 +66,7 @@ const GELU_C: f32 = 0.044715;
   }
 }
 
-@inline function gatedBackward(
+@inline function gatedBackwardOf(
   gate: usize, up: usize, dout: usize, dgate: usize, dup: usize, act: i32, start: i32, end: i32,
 ): void {
   let i = start;
@@ -74,26 +74,17 @@ const GELU_C: f32 = 0.044715;
   for (; i < end; i++) gatedBackwardAt(at(gate, i), at(up, i), at(dout, i), at(dgate, i), at(dup, i), act, false);
 }
 
-/** out = silu(gate) * up. */
-export function swigluForward(gate: usize, up: usize, out: usize, n: i32, start: i32, end: i32): void {
-  gatedForward(gate, up, out, ACT_SILU, start, end);
+/** out = act(gate) * up; activation 0 = silu, 1 = gelu_tanh (the spec's order). */
+export function gatedForward(gate: usize, up: usize, out: usize, n: i32, activation: i32, start: i32, end: i32): void {
+  // A constant activation per call site, so each inlined loop is specialised.
+  if (activation == ACT_SILU) gatedForwardOf(gate, up, out, ACT_SILU, start, end);
+  else gatedForwardOf(gate, up, out, ACT_GELU_TANH, start, end);
 }
 
-/** dgate = dout * up * silu'(gate), dup = dout * silu(gate); dgate / dup may be gate / up. */
-export function swigluBackward(
-  gate: usize, up: usize, dout: usize, dgate: usize, dup: usize, n: i32, start: i32, end: i32,
+/** dgate = dout * up * act'(gate), dup = dout * act(gate); dgate / dup may be gate / up. */
+export function gatedBackward(
+  gate: usize, up: usize, dout: usize, dgate: usize, dup: usize, n: i32, activation: i32, start: i32, end: i32,
 ): void {
-  gatedBackward(gate, up, dout, dgate, dup, ACT_SILU, start, end);
-}
-
-/** out = gelu_tanh(gate) * up. */
-export function geluTanhGateForward(gate: usize, up: usize, out: usize, n: i32, start: i32, end: i32): void {
-  gatedForward(gate, up, out, ACT_GELU_TANH, start, end);
-}
-
-/** dgate = dout * up * gelu_tanh'(gate), dup = dout * gelu_tanh(gate); may alias gate / up. */
-export function geluTanhGateBackward(
-  gate: usize, up: usize, dout: usize, dgate: usize, dup: usize, n: i32, start: i32, end: i32,
-): void {
-  gatedBackward(gate, up, dout, dgate, dup, ACT_GELU_TANH, start, end);
+  if (activation == ACT_SILU) gatedBackwardOf(gate, up, dout, dgate, dup, ACT_SILU, start, end);
+  else gatedBackwardOf(gate, up, dout, dgate, dup, ACT_GELU_TANH, start, end);
 }

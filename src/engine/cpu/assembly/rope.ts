@@ -47,7 +47,7 @@ import { at, splat, lanes } from './lib/simd';
  * Work items: b * T + t. Pairs are the outer loop so each frequency is read once per call.
  */
 export function ropeApply(
-  x: usize, out: usize, positions: usize, B: i32, T: i32, heads: i32, D: i32, invFreq: usize,
+  x: usize, out: usize, positions: usize, invFreq: usize, B: i32, T: i32, heads: i32, D: i32,
   inverse: i32, start: i32, end: i32,
 ): void {
   const half = D >> 1;

@@ -1,7 +1,7 @@
 /** The flat kernels on the CPU (kernels/vector-ops.ts): wasm where the pool helps, else JS. */
 import { dropoutKeepScale, dropoutThreshold } from '../../dropout.ts';
 import { VECTOR_OPS } from '../../kernels/vector-ops.ts';
-import { wasmKernel, type CpuTable } from '../kernels.ts';
+import { hostKernel, wasmKernel, type CpuTable } from '../kernels.ts';
 
 export const vectorOps: CpuTable<typeof VECTOR_OPS> = {
   add: wasmKernel(VECTOR_OPS.add, 'add', ({ n }) => [n, 2]),
@@ -19,6 +19,7 @@ export const vectorOps: CpuTable<typeof VECTOR_OPS> = {
     const args = [x.ptr, out.ptr, n, dropoutThreshold(p), dropoutKeepScale(p), seed >>> 0];
     cpu.run('dropoutApply', n, 12, args);
   },
+  convert: hostKernel(VECTOR_OPS.convert),
   scaleByScalar: ({ x, factor }, { n, divisor }, cpu) => {
     const scale = cpu.f32(factor, 1)[0]! / divisor;
     const xs = cpu.f32(x, n);
