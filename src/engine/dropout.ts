@@ -3,7 +3,8 @@
  * counter-based hash of (seed, i) (murmur3's finalizer of seed·φ + i) falls below p·2^32. Any
  * thread or GPU invocation draws element i's decision without shared state, and the backward pass
  * redraws the forward's mask, so a training step keeps no mask tensors. The CPU and WebGPU kernels
- * implement the same hash; reference-kernels.ts `dropout` is the float64 reference.
+ * implement the same hash; the `dropout` spec's reference (kernels/vector-ops.ts) is the float64
+ * one.
  */
 
 export function dropoutHash(seed: number, i: number): number {

@@ -359,7 +359,7 @@ const CE = {
   targets: Int32Array.from([0, 22, 10, -100, 15]),
 };
 
-/** Runs ceChunkForward over the chunks of a [rows, vocab] logits matrix; returns lse and tgtLogit. */
+/** Runs ceOnlineChunk over the chunks of a [rows, vocab] logits matrix; returns lse and tgtLogit. */
 function referenceCrossEntropy(logits: Float64Array): {
   lse: Float64Array;
   tgtLogit: Float64Array;

@@ -1,5 +1,5 @@
 /**
- * Flash-style attention (see docs/ARCHITECTURE.md "Kernel signatures" for the exact semantics):
+ * Flash-style attention (the semantics are the spec's, src/engine/kernels/attention.ts):
  * scores are never materialised. Each workgroup owns a block of rows of one (batch, head), keeps
  * its own row vectors and accumulators in registers, and streams the other side's rows through
  * workgroup memory in tiles.
@@ -16,14 +16,10 @@
 import type { KernelDef } from './kernel-def.ts';
 import { ELEMENTWISE_WORKGROUP, FLAT_INDEX } from './elementwise.ts';
 import type { BufferRef } from './runner.ts';
-import { ATTENTION } from '../kernels/attention.ts';
+// EMPTY_ROW_LSE (+inf) is passed as a uniform, because WGSL rejects infinite constants.
+import { ATTENTION, EMPTY_ROW_LSE } from '../kernels/attention.ts';
 import type { GpuTable } from './kernel-table.ts';
 
-/**
- * The lse of a query with no visible key (as in reference-kernels.ts): +inf makes exp(score - lse)
- * zero for anything that reads it. A uniform, because WGSL rejects infinite constants.
- */
-const EMPTY_ROW_LSE = Infinity;
 
 const ROWS_PER_WORKGROUP = 32;
 /** Workgroup memory for streamed tiles: WebGPU's guaranteed minimum is 16 KiB. */

@@ -3,8 +3,9 @@ import { at, splat } from './lib/simd';
 
 /** out = a + b. */
 /**
- * LoRA dropout (reference-kernels.ts `dropout`): out = x * keep, or 0 where the murmur3 finalizer
- * of seed·φ + i is below `threshold` (unsigned); four elements at a time. out may be x.
+ * LoRA dropout (the spec in src/engine/kernels/vector-ops.ts): out = x * keep, or 0 where the
+ * murmur3 finalizer of seed·φ + i is below `threshold` (unsigned); four elements at a time.
+ * out may be x.
  */
 export function dropoutApply(
   x: usize, out: usize, n: i32, threshold: u32, keep: f32, seed: u32, start: i32, end: i32,
