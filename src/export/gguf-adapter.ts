@@ -50,7 +50,7 @@ export function exportGgufAdapter(e: GgufAdapterExport): void {
   ]);
   const plans: GgufTensorPlan[] = [];
   for (const [path, pair] of e.adapter.modules) {
-    const module = ggufModuleName(path);
+    const module = ggufModuleName(arch, e.config.modulePrefix, path);
     if (!module) {
       throw new LoraforgeError(
         `${e.adapterDir}: LoRA module '${path}' has no llama.cpp tensor (missing: its GGUF tensor mapping)`,

@@ -94,7 +94,9 @@ export function loadAdapter(dir: string, model: DecoderModel): LoraAdapter {
 export function loadAdapterForConfig(dir: string, config: DecoderConfig): LoraAdapter {
   const shapes = projectionShapes(config);
   const list = Array.from({ length: config.numLayers }, (_, i) =>
-    PROJECTION_NAMES.map((name) => [projectionPath(i, name), shapes[name]] as const),
+    PROJECTION_NAMES.map(
+      (name) => [projectionPath(i, name, config.modulePrefix), shapes[name]] as const,
+    ),
   ).flat();
   return readAdapter(dir, list);
 }

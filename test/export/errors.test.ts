@@ -47,8 +47,8 @@ function failure(args: string[]): string {
 
 test('an architecture without a GGUF mapping is named with what is missing', () => {
   assert.throws(
-    () => ggufArchitecture({ architecture: 'Gemma3ForCausalLM' }, 'm/config.json'),
-    /m\/config.json: no GGUF mapping for architecture Gemma3ForCausalLM \(missing: its llama.cpp architecture name and tensor names\)/,
+    () => ggufArchitecture({ architecture: 'Phi3ForCausalLM' }, 'm/config.json'),
+    /m\/config.json: no GGUF mapping for architecture Phi3ForCausalLM \(missing: its llama.cpp architecture name and tensor names\)/,
   );
 });
 

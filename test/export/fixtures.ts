@@ -3,8 +3,11 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { noGrad } from '../../src/engine/tape.ts';
-import { tidy } from '../../src/engine/tensor.ts';
+import { Tensor, tidy } from '../../src/engine/tensor.ts';
 import type { DecoderModel } from '../../src/models/decoder.ts';
+import { LoraAdapter } from '../../src/peft/adapter.ts';
+import { makeLoraConfig } from '../../src/peft/config.ts';
+import { Rng } from '../../src/util/rng.ts';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const TINY_CHAT = join(ROOT, 'assets', 'tiny-chat');
@@ -195,4 +198,29 @@ export function maxLogitDiff(rows: Float32Array[], ours: Float32Array): number {
     }
   });
   return diff;
+}
+
+/**
+ * A LoRA adapter on every linear layer of `model` with a random B (PEFT starts B at zero), so
+ * that every projection's update, and its row order, counts.
+ */
+export function randomLoraAdapter(
+  model: DecoderModel,
+  opts: { r: number; loraAlpha: number; useRslora?: boolean; seed: number },
+): LoraAdapter {
+  const config = makeLoraConfig({
+    r: opts.r,
+    loraAlpha: opts.loraAlpha,
+    useRslora: opts.useRslora ?? false,
+    targetModules: 'all-linear',
+  });
+  const adapter = LoraAdapter.create(model, config, opts.seed);
+  const rng = new Rng(opts.seed + 1);
+  for (const pair of adapter.modules.values()) {
+    const b = new Float32Array(pair.b.size).map(() => rng.normal(0, 0.3));
+    const shape = pair.b.shape;
+    pair.b.dispose();
+    pair.b = Tensor.from(b, shape).keep();
+  }
+  return adapter;
 }

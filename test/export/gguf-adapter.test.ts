@@ -8,16 +8,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { Tensor } from '../../src/engine/tensor.ts';
 import { selectBackend } from '../../src/engine/select-backend.ts';
 import { ChatPipeline } from '../../src/infer/pipeline.ts';
 import { GgufReader } from '../../src/io/gguf/reader.ts';
 import { loadModel } from '../../src/models/load.ts';
 import { writeRandomModel } from '../../src/models/random.ts';
-import { LoraAdapter } from '../../src/peft/adapter.ts';
-import { makeLoraConfig } from '../../src/peft/config.ts';
 import { saveAdapter } from '../../src/peft/io.ts';
-import { Rng } from '../../src/util/rng.ts';
 import {
   addByteTokenizer,
   IDENTITY_ADAPTER,
@@ -27,6 +23,7 @@ import {
   MIXED_QUESTIONS,
   PROBE_TOKENS,
   RANDOM_LLAMA,
+  randomLoraAdapter,
   TINY_CHAT,
 } from './fixtures.ts';
 import { loadGguf } from './llama-cpp.ts';
@@ -75,21 +72,7 @@ test('random rsLoRA adapter on a random Llama: llama.cpp base + adapter logits w
   writeRandomModel(modelDir, RANDOM_LLAMA, { seed: 5, std: 0.2 });
   addByteTokenizer(modelDir, 319);
   const model = loadModel(modelDir, { dtype: 'f32' });
-  const config = makeLoraConfig({
-    r: 4,
-    loraAlpha: 8,
-    useRslora: true,
-    targetModules: 'all-linear',
-  });
-  const adapter = LoraAdapter.create(model, config, 1);
-  // PEFT starts B at zero; a random B makes every projection's update (and its row order) count.
-  const rng = new Rng(9);
-  for (const pair of adapter.modules.values()) {
-    const b = new Float32Array(pair.b.size).map(() => rng.normal(0, 0.3));
-    const shape = pair.b.shape;
-    pair.b.dispose();
-    pair.b = Tensor.from(b, shape).keep();
-  }
+  const adapter = randomLoraAdapter(model, { r: 4, loraAlpha: 8, useRslora: true, seed: 1 });
   const adapterDir = join(dir, 'llama-lora');
   await saveAdapter(adapterDir, adapter);
   adapter.attach(model);

@@ -1,0 +1,169 @@
+/**
+ * The families beyond Qwen2 / Llama exported as f32 GGUF and read by llama.cpp, on a tiny random
+ * model of each (the shipped tiny-chat tokenizer): llama.cpp's logits equal loraforge's, with the
+ * base GGUF alone and with a random adapter as adapter GGUF, and the merged GGUF's greedy replies
+ * equal loraforge's base + adapter token for token. Each config sets what llama.cpp must be told
+ * to compute the same thing: Qwen3's head_dim apart from hidden / heads and its q/k norms; Gemma
+ * 3's (1 + w) norms, sliding layers in a pattern other than llama.cpp's default 5-in-6 and a
+ * local RoPE base other than its default 10000; SmolLM3's NoPE layer; a multimodal Gemma 3 folder
+ * (names as transformers < 4.52 saved them, plus a vision tensor) exported as its text model.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { runExport } from '../../src/export/run.ts';
+import { selectBackend } from '../../src/engine/select-backend.ts';
+import { ChatPipeline } from '../../src/infer/pipeline.ts';
+import { GgufReader } from '../../src/io/gguf/reader.ts';
+import { loadModel } from '../../src/models/load.ts';
+import { saveAdapter } from '../../src/peft/io.ts';
+import { TINY_CHAT_SHAPE, makeMultimodal, makeRandomChatModel, maxAbsDiff } from '../helpers.ts';
+import {
+  loraforgeLogits,
+  maxLogitDiff,
+  MIXED_QUESTIONS,
+  PROBE_TOKENS,
+  randomLoraAdapter,
+} from './fixtures.ts';
+import { loadGguf } from './llama-cpp.ts';
+
+const GEMMA3_TEXT = {
+  ...TINY_CHAT_SHAPE,
+  num_hidden_layers: 3,
+  architectures: ['Gemma3ForCausalLM'],
+  model_type: 'gemma3_text',
+  head_dim: 16,
+  hidden_activation: 'gelu_pytorch_tanh',
+  query_pre_attn_scalar: 16,
+  sliding_window: 4,
+  layer_types: ['sliding_attention', 'full_attention', 'sliding_attention'],
+  rope_theta: 1_000_000,
+  rope_local_base_freq: 500,
+};
+
+/**
+ * ggml's CPU GELU reads a float16 table (input and output rounded to f16, relative error up to
+ * ~1e-3 per activation), so Gemma's logits differ from loraforge's exact GELU-tanh by a few 1e-3
+ * where the SiLU families agree to 1e-4: its limit is 1e-2 (logits up to ~30).
+ */
+const FAMILIES: { name: string; config: Record<string, unknown>; arch: string; limit: number }[] = [
+  {
+    name: 'qwen3',
+    arch: 'qwen3',
+    limit: 1e-3,
+    config: {
+      ...TINY_CHAT_SHAPE,
+      architectures: ['Qwen3ForCausalLM'],
+      model_type: 'qwen3',
+      head_dim: 32,
+      rope_theta: 1_000_000,
+    },
+  },
+  { name: 'gemma3', arch: 'gemma3', limit: 1e-2, config: GEMMA3_TEXT },
+  {
+    name: 'smollm3',
+    arch: 'smollm3',
+    limit: 1e-3,
+    config: {
+      ...TINY_CHAT_SHAPE,
+      num_hidden_layers: 4,
+      architectures: ['SmolLM3ForCausalLM'],
+      no_rope_layers: [1, 1, 1, 0],
+      rope_theta: 100_000,
+    },
+  },
+  {
+    name: 'gemma3 multimodal (legacy names)',
+    arch: 'gemma3',
+    limit: 1e-2,
+    config: {
+      architectures: ['Gemma3ForConditionalGeneration'],
+      model_type: 'gemma3',
+      eos_token_id: 2047,
+      text_config: { ...GEMMA3_TEXT, architectures: undefined, eos_token_id: undefined },
+      vision_config: { model_type: 'siglip_vision_model' },
+    },
+  },
+];
+
+const root = mkdtempSync(join(tmpdir(), 'lf-gguf-families-'));
+before(() => selectBackend({ device: 'cpu' }));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+for (const family of FAMILIES) {
+  describe(family.name, () => {
+    const folder = join(root, family.name.replace(/\W+/g, '-'));
+    const modelDir = join(folder, 'model');
+    const adapterDir = join(folder, 'adapter');
+    const out = (name: string) => join(folder, name);
+    let vocab: number;
+    let base: Float32Array;
+    let adapted: Float32Array;
+
+    before(async () => {
+      await makeRandomChatModel(modelDir, 7, family.config);
+      if (family.config.text_config) makeMultimodal(modelDir, true);
+      const model = loadModel(modelDir, { dtype: 'f32' });
+      vocab = model.config.vocabSize;
+      base = loraforgeLogits(model, PROBE_TOKENS);
+      const adapter = randomLoraAdapter(model, { r: 4, loraAlpha: 8, seed: 3 });
+      await saveAdapter(adapterDir, adapter);
+      adapter.attach(model);
+      adapted = loraforgeLogits(model, PROBE_TOKENS);
+      adapter.dispose();
+      model.dispose();
+      const common = { modelDir, type: 'f32' };
+      await runExport({ ...common, format: 'gguf', out: out('base.gguf') });
+      await runExport({ ...common, format: 'gguf-adapter', adapterDir, out: out('lora.gguf') });
+      await runExport({ ...common, format: 'gguf', adapterDir, out: out('merged.gguf') });
+    });
+
+    test(`writes llama.cpp's ${family.arch} architecture with the text model's tensors only`, () => {
+      const file = GgufReader.open(out('base.gguf'));
+      assert.equal(file.scalar('general.architecture'), family.arch);
+      const names = file.tensors.map((t) => t.name);
+      assert.ok(
+        names.every((n) => /^(token_embd|output_norm|blk\.\d+\.)/.test(n)),
+        `${names}`,
+      );
+    });
+
+    test('llama.cpp logits of the base GGUF, and with the adapter GGUF, equal loraforge', async () => {
+      const moved = maxAbsDiff(adapted, base);
+      assert.ok(moved > 0.1, `the adapter changes the logits (by ${moved})`);
+      for (const [what, lora, ours] of [
+        ['base', undefined, base],
+        ['base + adapter GGUF', out('lora.gguf'), adapted],
+      ] as const) {
+        const gguf = await loadGguf(out('base.gguf'), { lora });
+        const diff = maxLogitDiff(await gguf.logits(PROBE_TOKENS, vocab), ours);
+        await gguf.dispose();
+        console.log(`${family.name} ${what}: max |logit diff| ${diff.toExponential(2)}`);
+        assert.ok(diff < family.limit, `${what}: ${diff}`);
+      }
+    });
+
+    test('greedy replies of the merged GGUF equal loraforge base + adapter', async () => {
+      const pipeline = await ChatPipeline.load({
+        model: modelDir,
+        adapter: adapterDir,
+        dtype: 'f32',
+      });
+      const gguf = await loadGguf(out('merged.gguf'));
+      let same = 0;
+      const questions = MIXED_QUESTIONS.slice(8, 12);
+      for (const q of questions) {
+        const messages = [{ role: 'user' as const, content: q }];
+        const ours = (await pipeline.chat(messages, { maxNewTokens: 16 })).tokenIds;
+        const prompt = pipeline.template.encodePrompt(messages);
+        const theirs = await gguf.greedy(prompt, 16, pipeline.template.stopTokenIds);
+        if (theirs.join() === ours.join()) same++;
+      }
+      await gguf.dispose();
+      pipeline.dispose();
+      assert.equal(same, questions.length, `${same}/${questions.length} greedy replies identical`);
+    });
+  });
+}
