@@ -40,6 +40,9 @@ function plainLayers(c: DecoderConfig): { layers: LayerSpec[]; keys: Architectur
 /** llama.cpp's SmolLM3: layer i uses no RoPE when (i + 1) is a multiple of 4 (no GGUF key sets it). */
 const SMOLLM3_NOPE_STEP = 4;
 
+/** Per-head q/k RMSNorm weights (Qwen3, Gemma 3): only in the families whose graph reads them. */
+const QK_NORMS = { 'self_attn.q_norm': 'attn_q_norm', 'self_attn.k_norm': 'attn_k_norm' };
+
 const llama: GgufArchitecture = { name: 'llama', interleavedRope: true, layers: plainLayers };
 
 const ARCHITECTURES: Record<string, GgufArchitecture> = {
@@ -47,6 +50,7 @@ const ARCHITECTURES: Record<string, GgufArchitecture> = {
   Qwen3ForCausalLM: {
     name: 'qwen3',
     interleavedRope: false,
+    layerTensors: QK_NORMS,
     layers: plainLayers,
     refuses: (c) => (c.qkvBias ? 'attention_bias (q/k/v biases)' : undefined),
   },
@@ -69,6 +73,7 @@ const ARCHITECTURES: Record<string, GgufArchitecture> = {
     name: 'gemma3',
     interleavedRope: false,
     layerTensors: {
+      ...QK_NORMS,
       post_attention_layernorm: 'post_attention_norm',
       pre_feedforward_layernorm: 'ffn_norm',
       post_feedforward_layernorm: 'post_ffw_norm',
@@ -168,8 +173,6 @@ const LAYER_TENSORS: Record<string, string> = {
   'self_attn.k_proj': 'attn_k',
   'self_attn.v_proj': 'attn_v',
   'self_attn.o_proj': 'attn_output',
-  'self_attn.q_norm': 'attn_q_norm',
-  'self_attn.k_norm': 'attn_k_norm',
   'mlp.gate_proj': 'ffn_gate',
   'mlp.up_proj': 'ffn_up',
   'mlp.down_proj': 'ffn_down',

@@ -5,7 +5,7 @@
  * `.lora_b` (B, [out, r]); llama.cpp scales B·A by adapter.lora.alpha / r, so alpha is written
  * as scale · r, which also covers rsLoRA's alpha / √r.
  */
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
 import type { GgufMetadata } from '../io/gguf/format.ts';
 import { GGML_TYPES, type GgmlType } from '../io/gguf/ggml-types.ts';
 import { type GgufTensorPlan, writeGguf } from '../io/gguf/writer.ts';
@@ -14,6 +14,7 @@ import type { LoraAdapter } from '../peft/adapter.ts';
 import { loraScale } from '../peft/config.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import {
+  architectureKeys,
   ggufArchitecture,
   ggufModuleName,
   interleaveRopeRows,
@@ -23,6 +24,8 @@ import type { ExportType } from './quant-mix.ts';
 
 export interface GgufAdapterExport {
   adapterDir: string;
+  /** The base model's folder (its config.json is named in errors). */
+  modelDir: string;
   config: DecoderConfig;
   adapter: LoraAdapter;
   type: ExportType;
@@ -38,7 +41,10 @@ function adapterTensorType(type: ExportType): GgmlType {
 }
 
 export function exportGgufAdapter(e: GgufAdapterExport): void {
-  const arch = ggufArchitecture(e.config, e.adapterDir);
+  const where = join(e.modelDir, 'config.json');
+  const arch = ggufArchitecture(e.config, where);
+  // The base it applies to must be one llama.cpp runs as loraforge does.
+  architectureKeys(arch, e.config, where);
   const type = adapterTensorType(e.type);
   const r = e.adapter.config.r;
   const metadata: GgufMetadata = new Map([

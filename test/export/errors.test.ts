@@ -19,12 +19,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ggufArchitecture } from '../../src/export/architectures.ts';
+import { runExport } from '../../src/export/run.ts';
+import { selectBackend } from '../../src/engine/select-backend.ts';
 import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.ts';
+import { loadModel } from '../../src/models/load.ts';
 import { writeRandomModel } from '../../src/models/random.ts';
-import { loraforge, ROOT, TINY_CHAT } from './fixtures.ts';
+import { saveAdapter } from '../../src/peft/io.ts';
+import { makeRandomChatModel, TINY_CHAT_SHAPE } from '../helpers.ts';
+import { loraforge, randomLoraAdapter, ROOT, TINY_CHAT } from './fixtures.ts';
 
 let dir: string;
-before(() => {
+before(async () => {
+  await selectBackend({ device: 'cpu' });
   dir = mkdtempSync(join(tmpdir(), 'lf-export-errors-'));
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -97,6 +103,60 @@ test('a SentencePiece-style tokenizer and a tensor without a llama.cpp name are 
     /tensor 'model\.layers\.0\.self_attn\.q_norm\.weight' has no llama\.cpp name for Qwen2ForCausalLM \(missing: its GGUF tensor mapping\)/,
   );
 });
+
+/**
+ * Configs whose layers llama.cpp (node-llama-cpp 3.22.1's build) would compute differently, each
+ * measured: its llama / mistral3 graphs attend past Ministral's sliding window, SmolLM3's NoPE
+ * layers are fixed at every 4th, and Gemma 3's query scale is fixed by the layer count.
+ */
+const REFUSED: [name: string, config: Record<string, unknown>, message: RegExp][] = [
+  [
+    'ministral',
+    {
+      ...TINY_CHAT_SHAPE,
+      architectures: ['MinistralForCausalLM'],
+      sliding_window: 4,
+      layer_types: ['sliding_attention', 'full_attention'],
+    },
+    /config\.json: layer 0 has a 4-key sliding window, RoPE; llama\.cpp's llama computes full attention, RoPE there \(missing: a GGUF key for this layer pattern\)/,
+  ],
+  [
+    'smollm3',
+    { ...TINY_CHAT_SHAPE, architectures: ['SmolLM3ForCausalLM'], no_rope_layers: [1, 0] },
+    /layer 1 has full attention, no RoPE; llama\.cpp's smollm3 computes full attention, RoPE there/,
+  ],
+  [
+    'gemma3',
+    {
+      ...TINY_CHAT_SHAPE,
+      architectures: ['Gemma3ForCausalLM'],
+      head_dim: 16,
+      query_pre_attn_scalar: 8,
+      sliding_window: 4,
+      layer_types: ['sliding_attention', 'full_attention'],
+    },
+    /Gemma3ForCausalLM with query_pre_attn_scalar 8 \(llama\.cpp's gemma3 uses 16\) cannot be exported \(missing: a GGUF key for it in llama\.cpp's gemma3\)/,
+  ],
+];
+
+for (const [name, config, message] of REFUSED) {
+  test(`${name}: layers llama.cpp would compute differently are refused, merged and as adapter`, async () => {
+    const model = await makeRandomChatModel(join(dir, `refused-${name}`), 0, config);
+    const out = join(dir, `refused-${name}.gguf`);
+    await assert.rejects(runExport({ modelDir: model, format: 'gguf', type: 'f16', out }), message);
+    const m = loadModel(model, { dtype: 'f32' });
+    const adapterDir = join(dir, `refused-${name}-adapter`);
+    const adapter = randomLoraAdapter(m, { r: 2, loraAlpha: 4, seed: 1 });
+    await saveAdapter(adapterDir, adapter);
+    adapter.dispose();
+    m.dispose();
+    await assert.rejects(
+      runExport({ modelDir: model, adapterDir, format: 'gguf-adapter', type: 'f16', out }),
+      message,
+    );
+    assert.equal(existsSync(out), false);
+  });
+}
 
 test('unknown --type / --format and gguf-adapter without --adapter', () => {
   assert.match(
