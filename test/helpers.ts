@@ -110,6 +110,29 @@ export const FAMILY_GOLDENS: { name: string; dir: string }[] = [
   { name: 'smollm3-tiny', dir: join(import.meta.dirname, 'fixtures', 'golden', 'smollm3-tiny') },
 ];
 
+/** A tiny Gemma 3 text config of the tiny chat shape: one sliding and one global layer. */
+export const TINY_GEMMA3_TEXT: Record<string, unknown> = {
+  ...TINY_CHAT_SHAPE,
+  architectures: ['Gemma3ForCausalLM'],
+  model_type: 'gemma3_text',
+  head_dim: 16,
+  hidden_activation: 'gelu_pytorch_tanh',
+  query_pre_attn_scalar: 16,
+  sliding_window: 4,
+  layer_types: ['sliding_attention', 'full_attention'],
+};
+
+/** A Gemma3ForConditionalGeneration config around `text` (a Gemma 3 text config). */
+export function multimodalConfig(text: Record<string, unknown>): Record<string, unknown> {
+  return {
+    architectures: ['Gemma3ForConditionalGeneration'],
+    model_type: 'gemma3',
+    eos_token_id: text.eos_token_id,
+    text_config: { ...text, architectures: undefined, eos_token_id: undefined },
+    vision_config: { model_type: 'siglip_vision_model' },
+  };
+}
+
 export const VISION_TENSOR = 'model.vision_tower.vision_model.post_layernorm.weight';
 
 /**

@@ -25,8 +25,11 @@ export interface GgufArchitecture {
    * (window sizes, RoPE bases) that makes it so. Layers loraforge computes otherwise are refused.
    */
   layers(c: DecoderConfig): { layers: LayerSpec[]; keys: ArchitectureKey[] };
-  /** A config value llama.cpp's graph has no key for, checked before export (else undefined). */
-  refuses?(c: DecoderConfig): string | undefined;
+  /**
+   * A setting of `c` that llama.cpp's graph cannot express, and what it lacks for it (checked
+   * before export); undefined when there is none.
+   */
+  refuses?(c: DecoderConfig): { setting: string; missing: string } | undefined;
 }
 
 const u32 = (value: number): GgufValue => ({ type: 'u32', value });
@@ -40,6 +43,13 @@ function plainLayers(c: DecoderConfig): { layers: LayerSpec[]; keys: Architectur
 /** llama.cpp's SmolLM3: layer i uses no RoPE when (i + 1) is a multiple of 4 (no GGUF key sets it). */
 const SMOLLM3_NOPE_STEP = 4;
 
+/** llama.cpp's qwen3 and gemma3 graphs have no attention biases (a file with them fails to load). */
+function biasRefused(c: DecoderConfig): { setting: string; missing: string } | undefined {
+  return c.qkvBias || c.oBias
+    ? { setting: 'attention_bias true', missing: 'attention bias tensors' }
+    : undefined;
+}
+
 /** Per-head q/k RMSNorm weights (Qwen3, Gemma 3): only in the families whose graph reads them. */
 const QK_NORMS = { 'self_attn.q_norm': 'attn_q_norm', 'self_attn.k_norm': 'attn_k_norm' };
 
@@ -52,7 +62,7 @@ const ARCHITECTURES: Record<string, GgufArchitecture> = {
     interleavedRope: false,
     layerTensors: QK_NORMS,
     layers: plainLayers,
-    refuses: (c) => (c.qkvBias ? 'attention_bias (q/k/v biases)' : undefined),
+    refuses: biasRefused,
   },
   LlamaForCausalLM: llama,
   // llama.cpp reads Mistral (dense) and Ministral checkpoints as its llama architecture.
@@ -97,14 +107,22 @@ const ARCHITECTURES: Record<string, GgufArchitecture> = {
       };
     },
     refuses: (c) => {
+      const bias = biasRefused(c);
+      if (bias) return bias;
       // llama.cpp scales Gemma 3's queries by head_dim^-½, or (hidden / heads)^-½ for the 27B
       // model (62 layers), which is what query_pre_attn_scalar says for every released size.
       const scalar = c.numLayers === 62 ? c.hiddenSize / c.numHeads : c.headDim;
       if (Math.abs(c.attentionScale * Math.sqrt(scalar) - 1) > 1e-6) {
-        return `query_pre_attn_scalar ${Number((1 / c.attentionScale ** 2).toPrecision(6))} (llama.cpp's gemma3 uses ${scalar})`;
+        const given = Number((1 / c.attentionScale ** 2).toPrecision(6));
+        return {
+          setting: `query_pre_attn_scalar ${given}`,
+          missing: `a key for the query scale; it uses ${scalar}`,
+        };
       }
-      if (c.localRope?.scaling) return 'RoPE scaling of the sliding layers';
-      if (c.layers.every((l) => l.window === null)) return 'no sliding-window layer';
+      // llama.cpp's sliding layers rotate unscaled (rope_freq_scale_train_swa is 1).
+      if (c.localRope?.scaling) {
+        return { setting: 'RoPE scaling on the sliding layers', missing: 'a key for it' };
+      }
       return undefined;
     },
   },
@@ -143,7 +161,7 @@ export function architectureKeys(
   const refused = arch.refuses?.(c);
   if (refused) {
     throw new LoraforgeError(
-      `${where}: ${c.architecture} with ${refused} cannot be exported (missing: a GGUF key for it in llama.cpp's ${arch.name})`,
+      `${where}: ${c.architecture} with ${refused.setting} cannot be exported (missing: ${refused.missing} in llama.cpp's ${arch.name})`,
     );
   }
   if (c.ropeScaling?.type === 'llama3' && arch.name !== 'llama') {

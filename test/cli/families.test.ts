@@ -23,8 +23,10 @@ import { resolveTrainConfig } from '../../src/train/config.ts';
 import { runTraining } from '../../src/train/run.ts';
 import {
   TINY_CHAT_SHAPE,
+  TINY_GEMMA3_TEXT,
   VISION_TENSOR,
   makeMultimodal,
+  multimodalConfig,
   makeRandomChatModel,
   maxAbsDiff,
   useCpuBackend,
@@ -32,28 +34,11 @@ import {
 
 const SHAPE = TINY_CHAT_SHAPE;
 
-const GEMMA3_TEXT = {
-  ...SHAPE,
-  architectures: ['Gemma3ForCausalLM'],
-  model_type: 'gemma3_text',
-  head_dim: 16,
-  hidden_activation: 'gelu_pytorch_tanh',
-  query_pre_attn_scalar: 16,
-  sliding_window: 4,
-  layer_types: ['sliding_attention', 'full_attention'],
-};
-
-const GEMMA3_MULTIMODAL = {
-  architectures: ['Gemma3ForConditionalGeneration'],
-  model_type: 'gemma3',
-  eos_token_id: 2047,
-  text_config: { ...GEMMA3_TEXT, architectures: undefined, eos_token_id: undefined },
-  vision_config: { model_type: 'siglip_vision_model' },
-};
+const GEMMA3_MULTIMODAL = multimodalConfig(TINY_GEMMA3_TEXT);
 
 const FAMILIES: Record<string, Record<string, unknown>> = {
   qwen3: { ...SHAPE, architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', head_dim: 32 },
-  gemma3: GEMMA3_TEXT,
+  gemma3: TINY_GEMMA3_TEXT,
   smollm3: { ...SHAPE, architectures: ['SmolLM3ForCausalLM'], no_rope_layers: [1, 0] },
   ministral: {
     ...SHAPE,

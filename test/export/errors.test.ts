@@ -107,7 +107,8 @@ test('a SentencePiece-style tokenizer and a tensor without a llama.cpp name are 
 /**
  * Configs whose layers llama.cpp (node-llama-cpp 3.22.1's build) would compute differently, each
  * measured: its llama / mistral3 graphs attend past Ministral's sliding window, SmolLM3's NoPE
- * layers are fixed at every 4th, and Gemma 3's query scale is fixed by the layer count.
+ * layers are fixed at every 4th, Gemma 3's query scale is fixed by the layer count, and its qwen3
+ * (like gemma3) fails to load a file with attention biases.
  */
 const REFUSED: [name: string, config: Record<string, unknown>, message: RegExp][] = [
   [
@@ -135,7 +136,17 @@ const REFUSED: [name: string, config: Record<string, unknown>, message: RegExp][
       sliding_window: 4,
       layer_types: ['sliding_attention', 'full_attention'],
     },
-    /Gemma3ForCausalLM with query_pre_attn_scalar 8 \(llama\.cpp's gemma3 uses 16\) cannot be exported \(missing: a GGUF key for it in llama\.cpp's gemma3\)/,
+    /Gemma3ForCausalLM with query_pre_attn_scalar 8 cannot be exported \(missing: a key for the query scale; it uses 16 in llama\.cpp's gemma3\)/,
+  ],
+  [
+    'qwen3',
+    {
+      ...TINY_CHAT_SHAPE,
+      architectures: ['Qwen3ForCausalLM'],
+      head_dim: 32,
+      attention_bias: true,
+    },
+    /Qwen3ForCausalLM with attention_bias true cannot be exported \(missing: attention bias tensors in llama\.cpp's qwen3\)/,
   ],
 ];
 

@@ -21,7 +21,14 @@ import { loadTokenizer } from '../../src/io/tokenizer.ts';
 import { loadModel } from '../../src/models/load.ts';
 import { writeRandomModel } from '../../src/models/random.ts';
 import { saveAdapter } from '../../src/peft/io.ts';
-import { TINY_CHAT_SHAPE, makeMultimodal, makeRandomChatModel, maxAbsDiff } from '../helpers.ts';
+import {
+  TINY_CHAT_SHAPE,
+  TINY_GEMMA3_TEXT,
+  makeMultimodal,
+  makeRandomChatModel,
+  maxAbsDiff,
+  multimodalConfig,
+} from '../helpers.ts';
 import {
   loraforgeLogits,
   maxLogitDiff,
@@ -33,15 +40,10 @@ import {
 } from './fixtures.ts';
 import { loadGguf } from './llama-cpp.ts';
 
+/** Three layers, the global one in the middle, and a local RoPE base other than 10000. */
 const GEMMA3_TEXT = {
-  ...TINY_CHAT_SHAPE,
+  ...TINY_GEMMA3_TEXT,
   num_hidden_layers: 3,
-  architectures: ['Gemma3ForCausalLM'],
-  model_type: 'gemma3_text',
-  head_dim: 16,
-  hidden_activation: 'gelu_pytorch_tanh',
-  query_pre_attn_scalar: 16,
-  sliding_window: 4,
   layer_types: ['sliding_attention', 'full_attention', 'sliding_attention'],
   rope_theta: 1_000_000,
   rope_local_base_freq: 500,
@@ -82,13 +84,7 @@ const FAMILIES: { name: string; config: Record<string, unknown>; arch: string; l
     name: 'gemma3 multimodal (legacy names)',
     arch: 'gemma3',
     limit: 1e-2,
-    config: {
-      architectures: ['Gemma3ForConditionalGeneration'],
-      model_type: 'gemma3',
-      eos_token_id: 2047,
-      text_config: { ...GEMMA3_TEXT, architectures: undefined, eos_token_id: undefined },
-      vision_config: { model_type: 'siglip_vision_model' },
-    },
+    config: multimodalConfig(GEMMA3_TEXT),
   },
 ];
 
