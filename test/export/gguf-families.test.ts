@@ -9,7 +9,7 @@
  * (names as transformers < 4.52 saved them, plus a vision tensor) exported as its text model.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -36,6 +36,7 @@ import {
   PROBE_TOKENS,
   randomLoraAdapter,
   ROOT,
+  sentencePieceTokenizerFiles,
   TOKENIZER_TEXTS,
 } from './fixtures.ts';
 import { loadGguf } from './llama-cpp.ts';
@@ -200,3 +201,31 @@ test("Qwen3 with Qwen3's own tokenizer: its chat template verbatim, llama.cpp to
   await gguf.dispose();
   assert.deepEqual(differ, []);
 });
+
+for (const [family, config, spacePrefix] of [
+  ['Gemma 3', GEMMA3_TEXT, false],
+  ['Llama 2-style', { ...TINY_CHAT_SHAPE, architectures: ['LlamaForCausalLM'] }, true],
+] as const) {
+  test(`${family} with a SentencePiece-style tokenizer (byte fallback, "▁" prefix ${spacePrefix}): llama.cpp tokenizes as loraforge`, async () => {
+    const modelDir = join(root, `spm-${spacePrefix}`);
+    writeRandomModel(modelDir, config);
+    for (const [name, json] of Object.entries(sentencePieceTokenizerFiles(spacePrefix))) {
+      writeFileSync(join(modelDir, name), JSON.stringify(json));
+    }
+    const out = join(root, `spm-${spacePrefix}.gguf`);
+    await runExport({ modelDir, format: 'gguf', type: 'f16', out });
+    const file = GgufReader.open(out);
+    assert.equal(file.scalar('tokenizer.ggml.model'), 'llama');
+    assert.equal(file.scalar('tokenizer.ggml.add_space_prefix'), spacePrefix);
+    const tokenizer = await loadTokenizer(modelDir);
+    const gguf = await loadGguf(out);
+    const differ = TOKENIZER_TEXTS.filter(
+      (text) => gguf.tokenize(text).join() !== tokenizer.encode(text).join(),
+    );
+    // The texts must use merges and byte fallback for the check to mean something.
+    const all = TOKENIZER_TEXTS.flatMap((text) => tokenizer.encode(text));
+    assert.ok(all.some((id) => id >= 260 + 100) && all.some((id) => id >= 4 && id < 260));
+    await gguf.dispose();
+    assert.deepEqual(differ, []);
+  });
+}
