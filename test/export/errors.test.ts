@@ -72,9 +72,9 @@ test('a pre-tokenizer llama.cpp has no name for: the error names tokenizer.ggml.
   assert.equal(existsSync(join(dir, 'x.gguf')), false);
 });
 
-test('a SentencePiece-style tokenizer and a tensor without a llama.cpp name are refused by name', () => {
-  // Llama 2 / Mistral v0.1 style: BPE over Metaspace ("▁") pieces, which llama.cpp reads as its
-  // "llama" tokenizer model with scores: not the gpt2 byte-level form loraforge writes.
+test('a tokenizer neither byte-level nor SentencePiece-shaped, and a tensor without a llama.cpp name, are refused by name', () => {
+  // BPE over Metaspace ("▁") pieces like Llama 2's, but without byte fallback: characters outside
+  // the vocabulary would become <unk> in transformers and bytes in llama.cpp.
   const model = tinyCopy('metaspace');
   const path = join(model, 'tokenizer.json');
   const json = JSON.parse(readFileSync(path, 'utf8'));
@@ -84,7 +84,7 @@ test('a SentencePiece-style tokenizer and a tensor without a llama.cpp name are 
   writeFileSync(path, JSON.stringify(json));
   assert.match(
     failure(['export', '-m', model, '-o', join(dir, 'u.gguf')]),
-    /a BPE tokenizer without byte-level encoding has no GGUF form in loraforge \(missing: a llama\.cpp tokenizer model for it\)/,
+    /a BPE tokenizer neither byte-level nor SentencePiece-shaped has no GGUF form in loraforge \(missing: a llama\.cpp tokenizer model for it\)/,
   );
 
   const extra = tinyCopy('extra-tensor');
