@@ -4,10 +4,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { noGrad } from '../../src/engine/tape.ts';
 import { Tensor, tidy } from '../../src/engine/tensor.ts';
+import type { ChatPipeline } from '../../src/infer/pipeline.ts';
 import type { DecoderModel } from '../../src/models/decoder.ts';
 import { LoraAdapter } from '../../src/peft/adapter.ts';
 import { makeLoraConfig } from '../../src/peft/config.ts';
 import { Rng } from '../../src/util/rng.ts';
+import { specialTokenEntry } from '../../scripts/tiny-model/train-tokenizer.ts';
+import type { LlamaGguf } from './llama-cpp.ts';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const TINY_CHAT = join(ROOT, 'assets', 'tiny-chat');
@@ -93,17 +96,7 @@ export function byteTokenizerFiles(eosId: number): Record<string, unknown> {
   return {
     'tokenizer.json': {
       version: '1.0',
-      added_tokens: [
-        {
-          id: eosId,
-          content: '<|endoftext|>',
-          single_word: false,
-          lstrip: false,
-          rstrip: false,
-          normalized: false,
-          special: true,
-        },
-      ],
+      added_tokens: [specialTokenEntry('<|endoftext|>', eosId)],
       normalizer: null,
       pre_tokenizer: {
         type: 'Sequence',
@@ -275,15 +268,7 @@ export function sentencePieceTokenizerFiles(spacePrefix: boolean): Record<string
   return {
     'tokenizer.json': {
       version: '1.0',
-      added_tokens: specials.map((content, id) => ({
-        id,
-        content,
-        single_word: false,
-        lstrip: false,
-        rstrip: false,
-        normalized: false,
-        special: true,
-      })),
+      added_tokens: specials.map((content, id) => specialTokenEntry(content, id)),
       normalizer: spacePrefix
         ? { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: SPACE }, replace] }
         : replace,
@@ -318,4 +303,22 @@ export function sentencePieceTokenizerFiles(spacePrefix: boolean): Record<string
       tokenizer_class: 'GemmaTokenizer',
     },
   };
+}
+
+/** How many of `questions` llama.cpp answers with exactly the pipeline's greedy reply tokens. */
+export async function sameGreedyReplies(
+  pipeline: ChatPipeline,
+  gguf: LlamaGguf,
+  questions: string[],
+  maxNewTokens: number,
+): Promise<number> {
+  let same = 0;
+  for (const q of questions) {
+    const messages = [{ role: 'user' as const, content: q }];
+    const ours = (await pipeline.chat(messages, { maxNewTokens })).tokenIds;
+    const prompt = pipeline.template.encodePrompt(messages);
+    const theirs = await gguf.greedy(prompt, maxNewTokens, pipeline.template.stopTokenIds);
+    if (theirs.join() === ours.join()) same++;
+  }
+  return same;
 }

@@ -24,6 +24,7 @@ import {
   PROBE_TOKENS,
   RANDOM_LLAMA,
   randomLoraAdapter,
+  sameGreedyReplies,
   TINY_CHAT,
 } from './fixtures.ts';
 import { loadGguf } from './llama-cpp.ts';
@@ -54,14 +55,7 @@ test('identity adapter GGUF on the f16 base GGUF: 20/20 greedy replies equal lor
 
   const pipeline = await ChatPipeline.load({ model: TINY_CHAT, adapter: IDENTITY_ADAPTER });
   const gguf = await loadGguf(base, { lora });
-  let same = 0;
-  for (const q of MIXED_QUESTIONS) {
-    const messages = [{ role: 'user' as const, content: q }];
-    const ours = (await pipeline.chat(messages, { maxNewTokens: 24 })).tokenIds;
-    const prompt = pipeline.template.encodePrompt(messages);
-    const theirs = await gguf.greedy(prompt, 24, pipeline.template.stopTokenIds);
-    if (theirs.join() === ours.join()) same++;
-  }
+  const same = await sameGreedyReplies(pipeline, gguf, MIXED_QUESTIONS, 24);
   await gguf.dispose();
   pipeline.dispose();
   assert.equal(same, 20, `${same}/20 greedy replies identical`);

@@ -35,6 +35,7 @@ import {
   MIXED_QUESTIONS,
   PROBE_TOKENS,
   randomLoraAdapter,
+  sameGreedyReplies,
   ROOT,
   sentencePieceTokenizerFiles,
   TOKENIZER_TEXTS,
@@ -153,15 +154,8 @@ for (const family of FAMILIES) {
         dtype: 'f32',
       });
       const gguf = await loadGguf(out('merged.gguf'));
-      let same = 0;
       const questions = MIXED_QUESTIONS.slice(8, 12);
-      for (const q of questions) {
-        const messages = [{ role: 'user' as const, content: q }];
-        const ours = (await pipeline.chat(messages, { maxNewTokens: 16 })).tokenIds;
-        const prompt = pipeline.template.encodePrompt(messages);
-        const theirs = await gguf.greedy(prompt, 16, pipeline.template.stopTokenIds);
-        if (theirs.join() === ours.join()) same++;
-      }
+      const same = await sameGreedyReplies(pipeline, gguf, questions, 16);
       await gguf.dispose();
       pipeline.dispose();
       assert.equal(same, questions.length, `${same}/${questions.length} greedy replies identical`);
