@@ -14,12 +14,12 @@ import {
   type SafetensorsDtype,
 } from '../io/safetensors.ts';
 import type { HfTokenizer } from '../io/tokenizer.ts';
+import { withCurrentNames } from '../models/checkpoint-names.ts';
 import type { DecoderConfig } from '../models/config.ts';
 import { defaultInverseFrequencies, ropeInverseFrequencies } from '../models/rope-frequencies.ts';
 import type { LoraAdapter } from '../peft/adapter.ts';
 import { loraDelta } from '../peft/merge.ts';
 import { LoraforgeError } from '../util/errors.ts';
-import { withCurrentNames } from '../models/checkpoint-names.ts';
 import {
   architectureKeys,
   ggufArchitecture,
