@@ -42,12 +42,16 @@ import {
 } from './fixtures.ts';
 import { loadGguf } from './llama-cpp.ts';
 
-/** Three layers, the global one in the middle, and a local RoPE base other than 10000. */
+/**
+ * Three layers, the global one in the middle, a local RoPE base other than 10000, and the linear
+ * RoPE scaling of the global layers that Gemma 3 4B+ use (the sliding layers stay unscaled).
+ */
 const GEMMA3_TEXT = {
   ...TINY_GEMMA3_TEXT,
   num_hidden_layers: 3,
   layer_types: ['sliding_attention', 'full_attention', 'sliding_attention'],
   rope_theta: 1_000_000,
+  rope_scaling: { rope_type: 'linear', factor: 8 },
   rope_local_base_freq: 500,
 };
 
