@@ -176,7 +176,7 @@ export function architectureKeys(
     const theirs = layers[i]!;
     if (window(ours.window) !== window(theirs.window) || ours.rope !== theirs.rope) {
       throw new LoraforgeError(
-        `${where}: layer ${i} has ${describeLayer(ours)}; llama.cpp's ${arch.name} computes ${describeLayer(theirs)} there (missing: a GGUF key for this layer pattern)`,
+        `${where}: layer ${i} has ${describeLayer(ours)}; llama.cpp's ${arch.name} computes ${describeLayer(theirs)} there (missing: a GGUF key for this layer in llama.cpp's ${arch.name})`,
       );
     }
   });

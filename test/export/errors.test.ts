@@ -119,7 +119,7 @@ const REFUSED: [name: string, config: Record<string, unknown>, message: RegExp][
       sliding_window: 4,
       layer_types: ['sliding_attention', 'full_attention'],
     },
-    /config\.json: layer 0 has a 4-key sliding window, RoPE; llama\.cpp's llama computes full attention, RoPE there \(missing: a GGUF key for this layer pattern\)/,
+    /config\.json: layer 0 has a 4-key sliding window, RoPE; llama\.cpp's llama computes full attention, RoPE there \(missing: a GGUF key for this layer in llama\.cpp's llama\)/,
   ],
   [
     'smollm3',
