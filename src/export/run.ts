@@ -129,6 +129,7 @@ function writeExport(
   const adapterFile = (path: string, adapter: LoraAdapter, overwrite?: boolean) =>
     exportGgufAdapter({
       adapterDir: opts.adapterDir!,
+      modelDir: s.modelDir,
       config: s.config,
       adapter,
       type,

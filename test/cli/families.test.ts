@@ -12,9 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { noGrad } from '../../src/engine/tape.ts';
 import { tidy } from '../../src/engine/tensor.ts';
 import { ChatPipeline } from '../../src/infer/pipeline.ts';
-import { encodeSafetensors } from '../../src/io/safetensors.ts';
 import { SafetensorsFile } from '../../src/io/safetensors.ts';
-import { writeFileAtomic } from '../../src/io/atomic.ts';
 import type { DecoderModel } from '../../src/models/decoder.ts';
 import { loadModel } from '../../src/models/load.ts';
 import { loadAdapter } from '../../src/peft/io.ts';
@@ -23,32 +21,24 @@ import { ModelServeEngine } from '../../src/serve/model-engine.ts';
 import { createServer } from '../../src/serve/server.ts';
 import { resolveTrainConfig } from '../../src/train/config.ts';
 import { runTraining } from '../../src/train/run.ts';
-import { TINY_CHAT_SHAPE, makeRandomChatModel, maxAbsDiff, useCpuBackend } from '../helpers.ts';
+import {
+  TINY_CHAT_SHAPE,
+  TINY_GEMMA3_TEXT,
+  VISION_TENSOR,
+  makeMultimodal,
+  multimodalConfig,
+  makeRandomChatModel,
+  maxAbsDiff,
+  useCpuBackend,
+} from '../helpers.ts';
 
 const SHAPE = TINY_CHAT_SHAPE;
 
-const GEMMA3_TEXT = {
-  ...SHAPE,
-  architectures: ['Gemma3ForCausalLM'],
-  model_type: 'gemma3_text',
-  head_dim: 16,
-  hidden_activation: 'gelu_pytorch_tanh',
-  query_pre_attn_scalar: 16,
-  sliding_window: 4,
-  layer_types: ['sliding_attention', 'full_attention'],
-};
-
-const GEMMA3_MULTIMODAL = {
-  architectures: ['Gemma3ForConditionalGeneration'],
-  model_type: 'gemma3',
-  eos_token_id: 2047,
-  text_config: { ...GEMMA3_TEXT, architectures: undefined, eos_token_id: undefined },
-  vision_config: { model_type: 'siglip_vision_model' },
-};
+const GEMMA3_MULTIMODAL = multimodalConfig(TINY_GEMMA3_TEXT);
 
 const FAMILIES: Record<string, Record<string, unknown>> = {
   qwen3: { ...SHAPE, architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', head_dim: 32 },
-  gemma3: GEMMA3_TEXT,
+  gemma3: TINY_GEMMA3_TEXT,
   smollm3: { ...SHAPE, architectures: ['SmolLM3ForCausalLM'], no_rope_layers: [1, 0] },
   ministral: {
     ...SHAPE,
@@ -60,25 +50,6 @@ const FAMILIES: Record<string, Record<string, unknown>> = {
   // Saved before transformers 4.52 (most published Gemma 3 4B+ folders): language_model.model.*
   'gemma3 multimodal legacy': GEMMA3_MULTIMODAL,
 };
-
-const VISION_TENSOR = 'model.vision_tower.vision_model.post_layernorm.weight';
-
-/**
- * Adds a vision-tower tensor to a model folder's weights (a multimodal checkpoint has many), and
- * with `legacy` spells the language model's names as checkpoints before transformers 4.52 did.
- */
-function makeMultimodal(dir: string, legacy: boolean): void {
-  const file = SafetensorsFile.open(join(dir, 'model.safetensors'));
-  const tensors = file.names().map((name) => ({
-    name: legacy ? name.replace(/^model\.language_model\./, 'language_model.model.') : name,
-    dtype: file.info(name).dtype,
-    shape: file.info(name).shape,
-    data: file.read(name),
-  }));
-  file.close();
-  tensors.push({ name: VISION_TENSOR, dtype: 'F32', shape: [3], data: new Uint8Array(12) });
-  writeFileAtomic(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
-}
 
 function logits(model: DecoderModel): Float32Array {
   const inputIds = Int32Array.from([5, 17, 300, 41, 8, 99, 1000, 7, 12]);
