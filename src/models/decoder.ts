@@ -4,9 +4,10 @@
  *                                h += Q(down(act(gate(n2(h))) · up(n2(h))));
  *   logits = norm(h) · headᵀ
  * where the q/k norms Nq, Nk (Qwen3, Gemma 3), the output norms P, Q and the embedding scale s
- * (Gemma) are there only when the family has them, rope may be per-layer or absent, and
- * attention may slide over a window. Training goes through `loss`, which never materialises
- * full-vocabulary logits.
+ * (Gemma) are there only when the family has them, rope may be per-layer, partial or absent, and
+ * attention may slide over a window. Phi-3 computes q, k, v with one fused qkv_proj and gate, up
+ * with one gate_up_proj, whose outputs are split into column blocks. Training goes through
+ * `loss`, which never materialises full-vocabulary logits.
  */
 import type { AttentionDims } from '../engine/backend.ts';
 import { attention, type AttentionShape } from '../engine/ops/attention.ts';
@@ -17,11 +18,12 @@ import { lmHeadLoss, type LmHeadLossResult } from '../engine/ops/lm-head-loss.ts
 import { loraLinear, type LoraWeights } from '../engine/ops/lora-linear.ts';
 import { rmsNorm } from '../engine/ops/norm.ts';
 import { rope } from '../engine/ops/rope.ts';
+import { splitColumns } from '../engine/ops/split-columns.ts';
 import { needsGrad } from '../engine/tape.ts';
 import { Tensor } from '../engine/tensor.ts';
 import type { DecoderConfig } from './config.ts';
 import type { KVCache } from './kv-cache.ts';
-import { ropeInverseFrequencies } from './rope-frequencies.ts';
+import { ropeTables, tableFor, type RopeTables } from './rope-frequencies.ts';
 
 /** A linear layer of the model, optionally carrying a LoRA adapter (set by peft/). */
 export interface Projection {
@@ -32,16 +34,26 @@ export interface Projection {
   lora: (LoraWeights & { dropout: number }) | null;
 }
 
+/** Every projection name a family may have (shapes.ts: projectionShapes lists a family's own). */
 export const PROJECTION_NAMES = [
   'q_proj',
   'k_proj',
   'v_proj',
+  'qkv_proj',
   'o_proj',
   'gate_proj',
   'up_proj',
+  'gate_up_proj',
   'down_proj',
 ] as const;
 export type ProjectionName = (typeof PROJECTION_NAMES)[number];
+
+const MLP_PROJECTIONS: readonly ProjectionName[] = [
+  'gate_proj',
+  'up_proj',
+  'gate_up_proj',
+  'down_proj',
+];
 
 /** Norm weights of a layer by their name under model.layers.N (transformers' module names). */
 export const LAYER_NORM_NAMES = [
@@ -57,7 +69,8 @@ export type LayerNormName = (typeof LAYER_NORM_NAMES)[number];
 export interface DecoderLayer {
   /** The norms this family has (shapes.ts: layerNormShapes). */
   norms: Partial<Record<LayerNormName, Tensor>>;
-  proj: Record<ProjectionName, Projection>;
+  /** The projections this family has (shapes.ts: projectionShapes). */
+  proj: Partial<Record<ProjectionName, Projection>>;
 }
 
 export interface ModelInput {
@@ -84,8 +97,7 @@ export type DropoutSeeds = () => number;
  * stack's module path (model.language_model in a multimodal checkpoint).
  */
 export function projectionPath(layer: number, name: ProjectionName, prefix = 'model'): string {
-  const block =
-    name === 'gate_proj' || name === 'up_proj' || name === 'down_proj' ? 'mlp' : 'self_attn';
+  const block = MLP_PROJECTIONS.includes(name) ? 'mlp' : 'self_attn';
   return `${prefix}.layers.${layer}.${block}.${name}`;
 }
 
@@ -93,10 +105,10 @@ export function projectionPath(layer: number, name: ProjectionName, prefix = 'mo
 export class DecoderModel {
   /** Null outside training: LoRA dropout is off at inference. */
   dropoutSeeds: DropoutSeeds | null = null;
-  /** RoPE inverse frequencies [headDim/2] (rope_scaling applied), uploaded with each forward. */
-  readonly ropeInvFreq: Float32Array;
-  /** The 'local' layers' table (Gemma 3's sliding layers), or null. */
-  readonly localRopeInvFreq: Float32Array | null;
+  /** RoPE inverse frequencies [rotaryDim/2] (rope_scaling applied), uploaded with each forward. */
+  readonly rope: RopeTables;
+  /** The 'local' layers' tables (Gemma 3's sliding layers), or null. */
+  readonly localRope: RopeTables | null;
   /** Ones of each norm size, for zero-centred norms that scale by (1 + w). */
   private readonly ones = new Map<number, Tensor>();
 
@@ -108,10 +120,10 @@ export class DecoderModel {
     /** The LM head; the embedding table itself when embeddings are tied. */
     readonly lmHead: Tensor,
   ) {
-    this.ropeInvFreq = ropeInverseFrequencies(config.headDim, config.ropeTheta, config.ropeScaling);
+    this.rope = ropeTables(config.rotaryDim, config.ropeTheta, config.ropeScaling);
     const local = config.localRope;
-    this.localRopeInvFreq = local
-      ? ropeInverseFrequencies(config.headDim, local.theta ?? 10000, local.scaling)
+    this.localRope = local
+      ? ropeTables(config.rotaryDim, local.theta ?? 10000, local.scaling)
       : null;
     if (!local && config.layers.some((l) => l.rope === 'local')) {
       throw new Error(
@@ -127,11 +139,7 @@ export class DecoderModel {
   forwardHidden(input: ModelInput, cache?: KVCache, rowLora?: (LoraLookup | null)[]): Tensor {
     const { batch, seq } = input;
     const ids = Tensor.from(input.inputIds, [batch * seq], 'i32');
-    const positions = Tensor.from(
-      input.positionIds ?? defaultPositions(batch, seq, cache?.length ?? 0),
-      [batch * seq],
-      'i32',
-    );
+    const positions = input.positionIds ?? defaultPositions(batch, seq, cache?.length ?? 0);
     const keyMask =
       input.attentionMask && !cache ? Tensor.from(input.attentionMask, [batch * seq], 'i32') : null;
     const segments = input.segmentIds ? Tensor.from(input.segmentIds, [batch * seq], 'i32') : null;
@@ -159,11 +167,7 @@ export class DecoderModel {
   forwardDecode(ids: number[], caches: KVCache[], rowLora?: (LoraLookup | null)[]): Tensor {
     const c = this.config;
     const rows = ids.length;
-    const positions = Tensor.from(
-      Int32Array.from(caches, (cache) => cache.length),
-      [rows],
-      'i32',
-    );
+    const positions = Int32Array.from(caches, (cache) => cache.length);
     for (const cache of caches) cache.append(1, 1);
     const qWidth = c.numHeads * c.headDim;
     const kvWidth = c.numKvHeads * c.headDim;
@@ -184,39 +188,61 @@ export class DecoderModel {
     });
   }
 
-  /** The decoder blocks and final norm; `attend` is the only part that differs between modes. */
+  /**
+   * The decoder blocks and final norm; `attend` is the only part that differs between modes.
+   * `positions` [batch·seq] are on the host: their largest picks LongRoPE's table.
+   */
   private runLayers(
     embedded: Tensor,
-    positions: Tensor,
+    positions: Int32Array,
     batch: number,
     seq: number,
     rowLora: (LoraLookup | null)[] | undefined,
     attend: (layer: number, q: Tensor, k: Tensor, v: Tensor) => Tensor,
   ): Tensor {
     const c = this.config;
-    const project = (p: Projection, x: Tensor) =>
-      rowLora ? this.projectRows(p, x, rowLora) : this.project(p, x);
-    const tables = {
-      global: Tensor.from(this.ropeInvFreq, [this.ropeInvFreq.length]),
-      local: this.localRopeInvFreq && Tensor.from(this.localRopeInvFreq, [c.headDim / 2]),
-      none: null,
+    const project = (layer: DecoderLayer, name: ProjectionName, x: Tensor) => {
+      const p = layer.proj[name];
+      if (!p) throw new Error(`${c.architecture} layer has no ${name}`);
+      return rowLora ? this.projectRows(p, x, rowLora) : this.project(p, x);
     };
-    const rotate = (x: Tensor, table: Tensor | null, heads: number) =>
-      table ? rope(x, positions, table, batch, seq, heads, c.headDim) : x;
+    const qWidth = c.numHeads * c.headDim;
+    const kvWidth = c.numKvHeads * c.headDim;
+    /** q, k, v: three projections, or Phi-3's fused one split into its column blocks. */
+    const qkv = (layer: DecoderLayer, x: Tensor) =>
+      (c.fusedProjections
+        ? splitColumns(project(layer, 'qkv_proj', x), [qWidth, kvWidth, kvWidth])
+        : (['q_proj', 'k_proj', 'v_proj'] as const).map((name) => project(layer, name, x))) as [
+        Tensor,
+        Tensor,
+        Tensor,
+      ];
+    const gateUp = (layer: DecoderLayer, y: Tensor) =>
+      (c.fusedProjections
+        ? splitColumns(project(layer, 'gate_up_proj', y), [c.intermediateSize, c.intermediateSize])
+        : [project(layer, 'gate_proj', y), project(layer, 'up_proj', y)]) as [Tensor, Tensor];
+    const maxPosition = positions.reduce((m, p) => Math.max(m, p), 0);
+    const upload = (tables: RopeTables | null) => {
+      if (!tables) return null;
+      const invFreq = tableFor(tables, maxPosition);
+      return { invFreq: Tensor.from(invFreq, [invFreq.length]), scale: tables.scale };
+    };
+    const tables = { global: upload(this.rope), local: upload(this.localRope), none: null };
+    const positionIds = Tensor.from(positions, [positions.length], 'i32');
+    const rotate = (x: Tensor, table: ReturnType<typeof upload>, heads: number) =>
+      table
+        ? rope(x, positionIds, table.invFreq, batch, seq, heads, c.headDim, table.scale)
+        : x;
     let h = embedded;
     this.layers.forEach((layer, i) => {
       const table = tables[c.layers[i]!.rope];
       const x = this.norm(h, layer, 'input_layernorm');
-      let q = project(layer.proj.q_proj, x);
-      let k = project(layer.proj.k_proj, x);
-      if (c.qkNorm) {
-        q = this.norm(q, layer, 'self_attn.q_norm');
-        k = this.norm(k, layer, 'self_attn.k_norm');
-      }
-      q = rotate(q, table, c.numHeads);
-      k = rotate(k, table, c.numKvHeads);
-      const v = project(layer.proj.v_proj, x);
-      let a = project(layer.proj.o_proj, attend(i, q, k, v));
+      const [qRaw, kRaw, v] = qkv(layer, x);
+      const qNormed = c.qkNorm ? this.norm(qRaw, layer, 'self_attn.q_norm') : qRaw;
+      const kNormed = c.qkNorm ? this.norm(kRaw, layer, 'self_attn.k_norm') : kRaw;
+      const q = rotate(qNormed, table, c.numHeads);
+      const k = rotate(kNormed, table, c.numKvHeads);
+      let a = project(layer, 'o_proj', attend(i, q, k, v));
       if (c.sandwichNorms) a = this.norm(a, layer, 'post_attention_layernorm');
       h = add(h, a);
       const y = this.norm(
@@ -224,12 +250,9 @@ export class DecoderModel {
         layer,
         c.sandwichNorms ? 'pre_feedforward_layernorm' : 'post_attention_layernorm',
       );
-      const gated = gatedActivation(
-        c.activation,
-        project(layer.proj.gate_proj, y),
-        project(layer.proj.up_proj, y),
-      );
-      let m = project(layer.proj.down_proj, gated);
+      const [gate, up] = gateUp(layer, y);
+      const gated = gatedActivation(c.activation, gate, up);
+      let m = project(layer, 'down_proj', gated);
       if (c.sandwichNorms) m = this.norm(m, layer, 'post_feedforward_layernorm');
       h = add(h, m);
     });
@@ -290,8 +313,7 @@ export class DecoderModel {
         const w = layer.norms[name];
         if (w) out.set(`${prefix}.layers.${i}.${name}.weight`, w);
       }
-      for (const name of PROJECTION_NAMES) {
-        const p = layer.proj[name];
+      for (const p of Object.values(layer.proj)) {
         out.set(`${p.path}.weight`, p.weight);
         if (p.bias) out.set(`${p.path}.bias`, p.bias);
       }
@@ -304,7 +326,10 @@ export class DecoderModel {
   /** Every projection with its HF module path. */
   *projections(): Generator<[string, Projection, ProjectionName]> {
     for (const layer of this.layers) {
-      for (const name of PROJECTION_NAMES) yield [layer.proj[name].path, layer.proj[name], name];
+      for (const name of PROJECTION_NAMES) {
+        const p = layer.proj[name];
+        if (p) yield [p.path, p, name];
+      }
     }
   }
 

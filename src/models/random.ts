@@ -10,7 +10,7 @@ import { writeFileAtomic } from '../io/atomic.ts';
 import { encodeSafetensors, f32ToBf16, f32ToF16, type NamedTensorData } from '../io/safetensors.ts';
 import { Rng } from '../util/rng.ts';
 import { parseDecoderConfig } from './config.ts';
-import { PROJECTION_NAMES, projectionPath } from './decoder.ts';
+import { projectionPath } from './decoder.ts';
 import { hasBias, layerNormShapes, projectionShapes } from './shapes.ts';
 
 /** Qwen2-0.5B-Instruct's config.json (the shape every benchmark uses). */
@@ -108,7 +108,6 @@ export function writeRandomModel(
     });
 
   const c = config;
-  const shapes = projectionShapes(c);
   const prefix = c.modulePrefix;
   // A norm that scales by (1 + w) starts at w = 0, as transformers initialises Gemma's.
   const normInit = c.normPlusOne ? 0 : 1;
@@ -117,10 +116,10 @@ export function writeRandomModel(
     for (const [name, size] of layerNormShapes(c)) {
       constant(`${prefix}.layers.${i}.${name}.weight`, size, normInit);
     }
-    for (const name of PROJECTION_NAMES) {
+    for (const [name, shape] of projectionShapes(c)) {
       const path = projectionPath(i, name, prefix);
-      normal(`${path}.weight`, shapes[name]);
-      if (hasBias(c, name)) constant(`${path}.bias`, shapes[name][0], 0);
+      normal(`${path}.weight`, shape);
+      if (hasBias(c, name)) constant(`${path}.bias`, shape[0], 0);
     }
   }
   constant(`${prefix}.norm.weight`, c.hiddenSize, normInit);

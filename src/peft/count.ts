@@ -1,18 +1,15 @@
 /** LoRA parameter counts from a config alone, as PEFT reports them (no weights needed). */
 import type { DecoderConfig } from '../models/config.ts';
-import { PROJECTION_NAMES, projectionPath } from '../models/decoder.ts';
+import { projectionPath } from '../models/decoder.ts';
 import { projectionShapes } from '../models/shapes.ts';
 import { isTargeted, type LoraConfig } from './config.ts';
 
 /** r·(in + out) for every targeted projection. */
 export function loraParameterCountOf(c: DecoderConfig, lora: LoraConfig): number {
-  const shapes = projectionShapes(c);
   let n = 0;
   for (let layer = 0; layer < c.numLayers; layer++) {
-    for (const name of PROJECTION_NAMES) {
-      if (!isTargeted(lora, projectionPath(layer, name))) continue;
-      const [out, inF] = shapes[name];
-      n += lora.r * (out + inF);
+    for (const [name, [out, inF]] of projectionShapes(c)) {
+      if (isTargeted(lora, projectionPath(layer, name))) n += lora.r * (out + inF);
     }
   }
   return n;

@@ -158,9 +158,9 @@ test('an explicit head_dim other than hidden_size / num_attention_heads sets the
   const c = parseDecoderConfig({ ...LLAMA_3_2_1B, head_dim: 128 });
   assert.equal(c.headDim, 128);
   const shapes = projectionShapes(c);
-  assert.deepEqual(shapes.q_proj, [32 * 128, 2048]);
-  assert.deepEqual(shapes.k_proj, [8 * 128, 2048]);
-  assert.deepEqual(shapes.o_proj, [2048, 32 * 128]);
+  assert.deepEqual(shapes.get('q_proj'), [32 * 128, 2048]);
+  assert.deepEqual(shapes.get('k_proj'), [8 * 128, 2048]);
+  assert.deepEqual(shapes.get('o_proj'), [2048, 32 * 128]);
   assert.equal(parseDecoderConfig({ ...LLAMA_3_2_1B, head_dim: null }).headDim, 64);
   assertRefused({ ...LLAMA_3_2_1B, head_dim: 63 }, /head_dim 63/);
 });
