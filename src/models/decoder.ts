@@ -230,9 +230,7 @@ export class DecoderModel {
     const tables = { global: upload(this.rope), local: upload(this.localRope), none: null };
     const positionIds = Tensor.from(positions, [positions.length], 'i32');
     const rotate = (x: Tensor, table: ReturnType<typeof upload>, heads: number) =>
-      table
-        ? rope(x, positionIds, table.invFreq, batch, seq, heads, c.headDim, table.scale)
-        : x;
+      table ? rope(x, positionIds, table.invFreq, batch, seq, heads, c.headDim, table.scale) : x;
     let h = embedded;
     this.layers.forEach((layer, i) => {
       const table = tables[c.layers[i]!.rope];

@@ -80,6 +80,38 @@ export const GEMMA3_1B_CONFIG = {
   torch_dtype: 'bfloat16',
 };
 
+/**
+ * Phi-4-mini-instruct's config.json shape (fused projections, RoPE on 3/4 of each head, LongRoPE
+ * past 4096 positions, 200k vocabulary). The 48 short / long factors are placeholders of the
+ * right length, not the published values: they do not change the cost of anything.
+ */
+export const PHI4_MINI_CONFIG = {
+  architectures: ['Phi3ForCausalLM'],
+  model_type: 'phi3',
+  vocab_size: 200064,
+  hidden_size: 3072,
+  intermediate_size: 8192,
+  num_hidden_layers: 32,
+  num_attention_heads: 24,
+  num_key_value_heads: 8,
+  max_position_embeddings: 131072,
+  original_max_position_embeddings: 4096,
+  partial_rotary_factor: 0.75,
+  rope_theta: 10000.0,
+  rope_scaling: {
+    type: 'longrope',
+    short_factor: new Array<number>(48).fill(1),
+    long_factor: new Array<number>(48).fill(1),
+  },
+  sliding_window: 262144,
+  rms_norm_eps: 1e-5,
+  hidden_act: 'silu',
+  tie_word_embeddings: true,
+  bos_token_id: 199999,
+  eos_token_id: 199999,
+  torch_dtype: 'bfloat16',
+};
+
 export type RandomDType = 'F32' | 'BF16' | 'F16';
 
 export function writeRandomModel(

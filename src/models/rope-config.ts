@@ -69,13 +69,12 @@ export function parseRopeParams(
     }
     return { theta, scaling };
   }
-  // transformers' Phi3Config renames the "su" and "yarn" types of early Phi-3 configs to longrope.
-  if ((type === 'longrope' || type === 'su' || type === 'yarn') && context) {
+  if (type === 'longrope' && context) {
     return { theta, scaling: longRope(p, key, source, context) };
   }
   throw new LoraforgeError(
     `${source}: RoPE scaling type ${JSON.stringify(type)} (${key}) is not supported`,
-    `loraforge supports RoPE scaling types default, ${SUPPORTED_ROPE_SCALING.join(' and ')}`,
+    `loraforge supports RoPE scaling types default, ${SUPPORTED_ROPE_SCALING.join(', ')}`,
   );
 }
 

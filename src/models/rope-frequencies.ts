@@ -42,9 +42,7 @@ const f32 = Math.fround;
 
 /** theta^(2j/D) in float32 (the exponent and the power each rounded), j < D/2. */
 function basePowers(dim: number, theta: number): Float32Array {
-  return Float32Array.from({ length: dim / 2 }, (_, j) =>
-    Math.pow(f32(theta), f32((2 * j) / dim)),
-  );
+  return Float32Array.from({ length: dim / 2 }, (_, j) => Math.pow(f32(theta), f32((2 * j) / dim)));
 }
 
 /** Unscaled inv_freq: 1 / theta^(2j/D) in float32 (the exponent, power and quotient each rounded). */
@@ -77,7 +75,10 @@ export function ropeTables(dim: number, theta: number, scaling: RopeScaling | nu
   const withFactors = (ext: number[]) => powers.map((p, j) => 1 / f32(f32(ext[j]!) * p));
   return {
     invFreq: withFactors(scaling.shortFactor),
-    long: { invFreq: withFactors(scaling.longFactor), after: scaling.originalMaxPositionEmbeddings },
+    long: {
+      invFreq: withFactors(scaling.longFactor),
+      after: scaling.originalMaxPositionEmbeddings,
+    },
     scale: scaling.attentionFactor,
   };
 }

@@ -83,6 +83,11 @@ export class LoraAdapter {
     ]);
   }
 
+  /** The distinct module names adapted (q_proj, …, down_proj), in module order. */
+  moduleNames(): string[] {
+    return [...new Set([...this.modules.keys()].map((path) => path.split('.').at(-1)!))];
+  }
+
   /** Number of adapter weights. */
   parameterCount(): number {
     return this.namedParameters().reduce((n, [, t]) => n + t.size, 0);

@@ -97,8 +97,11 @@ export function parsePeftConfig(raw: Record<string, unknown>, where: string): Lo
   );
 }
 
-/** adapter_config.json as PEFT 0.12 writes it. */
-export function toPeftConfig(c: LoraConfig): Record<string, unknown> {
+/**
+ * adapter_config.json as PEFT 0.12 writes it. `adaptedNames`: the module names the adapter has
+ * (q_proj …, or Phi-3's qkv_proj …), written for 'all-linear' as PEFT writes what it expanded.
+ */
+export function toPeftConfig(c: LoraConfig, adaptedNames: string[]): Record<string, unknown> {
   return {
     alpha_pattern: {},
     auto_mapping: null,
@@ -120,7 +123,7 @@ export function toPeftConfig(c: LoraConfig): Record<string, unknown> {
     r: c.r,
     rank_pattern: {},
     revision: null,
-    target_modules: c.targetModules === 'all-linear' ? [...PROJECTION_NAMES] : c.targetModules,
+    target_modules: c.targetModules === 'all-linear' ? adaptedNames : c.targetModules,
     task_type: 'CAUSAL_LM',
     use_dora: false,
     use_rslora: c.useRslora,

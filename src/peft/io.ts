@@ -56,7 +56,7 @@ export function writeAdapterFiles(
   // Each file is fsynced so the folder rename that publishes it is durable.
   writeFileAtomic(
     join(dir, ADAPTER_CONFIG_FILE),
-    JSON.stringify(toPeftConfig(adapter.config), null, 2) + '\n',
+    JSON.stringify(toPeftConfig(adapter.config, adapter.moduleNames()), null, 2) + '\n',
   );
   writeFileAtomic(join(dir, ADAPTER_WEIGHTS_FILE), encodeSafetensors(tensors));
   writeFileAtomic(join(dir, LORAFORGE_META_FILE), JSON.stringify(meta, null, 2) + '\n');

@@ -15,6 +15,7 @@ import { lmHeadLoss } from '../../src/engine/ops/lm-head-loss.ts';
 import { loraLinear } from '../../src/engine/ops/lora-linear.ts';
 import { rmsNorm } from '../../src/engine/ops/norm.ts';
 import { rope } from '../../src/engine/ops/rope.ts';
+import { splitColumns } from '../../src/engine/ops/split-columns.ts';
 import { backward } from '../../src/engine/tape.ts';
 import { Tensor, tidyAsync } from '../../src/engine/tensor.ts';
 import { ropeInverseFrequencies } from '../../src/models/rope-frequencies.ts';
@@ -242,7 +243,12 @@ export function registerGradchecks(skip: string | false = false): void {
       originalMaxPositionEmbeddings: 1024,
     }),
   };
-  for (const [name, table] of Object.entries(ropeTables)) {
+  // Phi-3: RoPE on the first 6 of 8 values of each head, cos and sin times an attention factor.
+  const partial = ropeInverseFrequencies(6, 10000, null);
+  for (const [name, table, scale] of [
+    ...Object.entries(ropeTables).map(([name, t]) => [name, t, 1] as const),
+    ['partial, scaled', partial, 1.3] as const,
+  ]) {
     test(`RoPE (${name} frequencies): gradient through the rotation`, { skip }, async () => {
       const [batch, seq, heads, headDim] = [2, 3, 3, 8];
       const positions = Int32Array.from([0, 5, 2, 7, 1, 3000]);
@@ -263,15 +269,45 @@ export function registerGradchecks(skip: string | false = false): void {
             seq,
             heads,
             headDim,
+            scale,
           ),
         ([x]) => {
           const out = new Float64Array(x!.length);
-          ref.ropeApply(x!, out, positions, batch, seq, heads, headDim, table, 0);
+          const rotaryDim = table.length * 2;
+          ref.ropeApply(x!, out, positions, batch, seq, heads, headDim, table, 0, rotaryDim, scale);
           return out;
         },
       );
     });
   }
+
+  test('splitColumns: blocks of columns, gradients back in place', { skip }, async () => {
+    // Phi-3's qkv_proj split into q [8], k [4], v [4] columns (common unit 4).
+    const rows = 5;
+    const input = () => [{ shape: [rows, 16], data: randn([rows, 16]), grad: true }];
+    const columns = (x: Float64Array, from: number, width: number) =>
+      Float64Array.from(
+        { length: rows * width },
+        (_, i) => x[Math.floor(i / width) * 16 + from + (i % width)]!,
+      );
+    await gradcheck(
+      input(),
+      ([x]) => splitColumns(x!, [8, 4, 4])[0]!,
+      ([x]) => columns(x!, 0, 8),
+    );
+    // Two blocks feeding one output: both gradients accumulate into the input's.
+    await gradcheck(
+      input(),
+      ([x]) => {
+        const [, k, v] = splitColumns(x!, [8, 4, 4]);
+        return add(k!, scale(v!, -3));
+      },
+      ([x]) => {
+        const [k, v] = [columns(x!, 8, 4), columns(x!, 12, 4)];
+        return k.map((value, i) => value - 3 * v[i]!);
+      },
+    );
+  });
 
   // window 3 < seq: a sliding-window layer (Gemma 3, Mistral), with a score scale of its own.
   for (const window of [0, 3]) {

@@ -120,14 +120,14 @@ test('transformers 5 rope_parameters carries rope_theta and the scaling', () => 
 });
 
 test('other scaling types are refused, naming the type and the supported ones', () => {
-  for (const type of ['dynamic', 'yarn', 'longrope', 'ntk']) {
+  for (const type of ['dynamic', 'yarn', 'ntk']) {
     for (const key of ['rope_type', 'type']) {
       const err = assertRefused(
         withRope({ rope_scaling: { [key]: type, factor: 4.0 } }),
         new RegExp(`"${type}"`),
         /not supported/,
       );
-      assert.match(err.hint ?? '', /default, linear and llama3/);
+      assert.match(err.hint ?? '', /default, linear, llama3, longrope/);
     }
   }
   assertRefused(
@@ -138,6 +138,10 @@ test('other scaling types are refused, naming the type and the supported ones', 
 });
 
 test('incomplete or contradictory rope_scaling is refused with the key at fault', () => {
+  assertRefused(
+    withRope({ rope_scaling: { type: 'longrope', long_factor: [1] } }),
+    /"short_factor"/,
+  );
   assertRefused(withRope({ rope_scaling: { rope_type: 'linear' } }), /"factor"/);
   assertRefused(withRope({ rope_scaling: { rope_type: 'linear', factor: 0 } }), /"factor"/);
   const { low_freq_factor: _, ...noLow } = LLAMA_3_2_1B.rope_scaling;

@@ -145,7 +145,11 @@ test('longrope config: attention factor from max / original max, as Phi3Config g
     max_position_embeddings: 131072,
     original_max_position_embeddings: 4096,
     partial_rotary_factor: 0.75,
-    rope_scaling: { type: 'longrope', short_factor: [1, 1, 1, 1, 1, 1], long_factor: [2, 2, 2, 2, 2, 2] },
+    rope_scaling: {
+      type: 'longrope',
+      short_factor: [1, 1, 1, 1, 1, 1],
+      long_factor: [2, 2, 2, 2, 2, 2],
+    },
   });
   assert.equal(c.rotaryDim, 12);
   assert.ok(c.ropeScaling?.type === 'longrope');

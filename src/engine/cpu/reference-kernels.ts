@@ -232,7 +232,8 @@ export function ropeApply(
       }
     }
     for (let h = 0; h < heads; h++) {
-      for (let d = rotaryDim; d < D; d++) out[(bt * heads + h) * D + d] = x[(bt * heads + h) * D + d];
+      for (let d = rotaryDim; d < D; d++)
+        out[(bt * heads + h) * D + d] = x[(bt * heads + h) * D + d];
     }
   }
 }
