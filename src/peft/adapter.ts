@@ -7,6 +7,7 @@ import { Tensor } from '../engine/tensor.ts';
 import type { DecoderModel, LoraLookup } from '../models/decoder.ts';
 import { Rng } from '../util/rng.ts';
 import { formatCount } from '../util/format.ts';
+import { LoraforgeError } from '../util/errors.ts';
 import { isTargeted, loraScale, type LoraConfig } from './config.ts';
 import { baseParameterCountOf } from '../models/shapes.ts';
 
@@ -25,6 +26,7 @@ export class LoraAdapter {
 
   /** Fresh adapter for `model` with PEFT's initialisation (B = 0, so the model is unchanged). */
   static create(model: DecoderModel, config: LoraConfig, seed = 0): LoraAdapter {
+    refuseMissingTargets(model, config);
     const rng = new Rng(seed);
     const modules = new Map<string, LoraPair>();
     for (const [path, p] of model.projections()) {
@@ -99,6 +101,22 @@ export class LoraAdapter {
       a.dispose();
       b.dispose();
     }
+  }
+}
+
+/**
+ * Target module names this model does not have: a recipe written for separate q/k/v (q_proj,
+ * v_proj) would adapt nothing of Phi-3's fused qkv_proj, so it is refused with the model's names.
+ */
+function refuseMissingTargets(model: DecoderModel, config: LoraConfig): void {
+  if (!Array.isArray(config.targetModules)) return;
+  const names = new Set([...model.projections()].map(([, , name]) => name as string));
+  const missing = config.targetModules.filter((t) => !names.has(t.split('.').at(-1)!));
+  if (missing.length) {
+    throw new LoraforgeError(
+      `target_modules ${missing.join(', ')}: ${model.config.architecture} has no such projection`,
+      `its projections are ${[...names].join(', ')} (or use 'all-linear')`,
+    );
   }
 }
 

@@ -17,12 +17,15 @@ import { SafetensorsFile } from '../../src/io/safetensors.ts';
 import { writeFileAtomic } from '../../src/io/atomic.ts';
 import type { DecoderModel } from '../../src/models/decoder.ts';
 import { loadModel } from '../../src/models/load.ts';
+import { LoraAdapter } from '../../src/peft/adapter.ts';
+import { makeLoraConfig } from '../../src/peft/config.ts';
 import { loadAdapter } from '../../src/peft/io.ts';
 import { mergeToFolder } from '../../src/peft/merge.ts';
 import { ModelServeEngine } from '../../src/serve/model-engine.ts';
 import { createServer } from '../../src/serve/server.ts';
 import { resolveTrainConfig } from '../../src/train/config.ts';
 import { runTraining } from '../../src/train/run.ts';
+import { LoraforgeError } from '../../src/util/errors.ts';
 import { TINY_CHAT_SHAPE, makeRandomChatModel, maxAbsDiff, useCpuBackend } from '../helpers.ts';
 
 const SHAPE = TINY_CHAT_SHAPE;
@@ -217,4 +220,14 @@ test('phi3: one LoRA pair per fused matrix, under the names PEFT gives them', ()
   );
   const config = JSON.parse(readFileSync(join(adapterDir, 'adapter_config.json'), 'utf8'));
   assert.deepEqual(config.target_modules, ['qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj']);
+  // A Llama recipe's targets would adapt nothing of the fused matrices: refused, naming Phi-3's.
+  const model = loadModel(join(root, 'phi3', 'model'));
+  assert.throws(
+    () => LoraAdapter.create(model, makeLoraConfig({ targetModules: ['q_proj', 'v_proj'] })),
+    (err: unknown) =>
+      err instanceof LoraforgeError &&
+      /q_proj, v_proj: Phi3ForCausalLM has no such projection/.test(err.message) &&
+      /qkv_proj, o_proj, gate_up_proj, down_proj/.test(err.hint ?? ''),
+  );
+  model.dispose();
 });
