@@ -105,7 +105,10 @@ export function projectionPath(layer: number, name: ProjectionName, prefix = 'mo
 export class DecoderModel {
   /** Null outside training: LoRA dropout is off at inference. */
   dropoutSeeds: DropoutSeeds | null = null;
-  /** RoPE inverse frequencies [rotaryDim/2] (rope_scaling applied), uploaded with each forward. */
+  /**
+   * RoPE inverse frequencies [rotaryDim/2] with rope_scaling applied (LongRoPE: short and long
+   * tables, and the cos/sin scale); the table a forward pass uses is uploaded with it.
+   */
   readonly rope: RopeTables;
   /** The 'local' layers' tables (Gemma 3's sliding layers), or null. */
   readonly localRope: RopeTables | null;
