@@ -5,8 +5,9 @@
  *   logits = norm(h) · headᵀ
  * where the q/k norms Nq, Nk (Qwen3, Gemma 3), the output norms P, Q and the embedding scale s
  * (Gemma) are there only when the family has them, rope may be per-layer, partial or absent, and
- * attention may slide over a window. Phi-3 computes q, k, v with one fused qkv_proj and gate, up
- * with one gate_up_proj, whose outputs are split into column blocks. Training goes through
+ * attention may slide over a window. Phi-3 fuses q, k, v into one qkv_proj and gate, up into one
+ * gate_up_proj: each part is computed from the rows of the fused weight (and of its LoRA B) it
+ * owns, so the fused matrix keeps one adapter and no fused output is materialised. Training goes through
  * `loss`, which never materialises full-vocabulary logits.
  */
 import type { AttentionDims } from '../engine/backend.ts';
@@ -16,9 +17,10 @@ import { embedding } from '../engine/ops/embedding.ts';
 import { linear } from '../engine/ops/linear.ts';
 import { lmHeadLoss, type LmHeadLossResult } from '../engine/ops/lm-head-loss.ts';
 import { loraLinear, type LoraWeights } from '../engine/ops/lora-linear.ts';
+import type { OutputBlock } from '../engine/ops/util.ts';
+import type { DropoutSpec } from '../engine/dropout.ts';
 import { rmsNorm } from '../engine/ops/norm.ts';
 import { rope } from '../engine/ops/rope.ts';
-import { splitColumns } from '../engine/ops/split-columns.ts';
 import { needsGrad } from '../engine/tape.ts';
 import { Tensor } from '../engine/tensor.ts';
 import type { DecoderConfig } from './config.ts';
@@ -204,26 +206,41 @@ export class DecoderModel {
     attend: (layer: number, q: Tensor, k: Tensor, v: Tensor) => Tensor,
   ): Tensor {
     const c = this.config;
-    const project = (layer: DecoderLayer, name: ProjectionName, x: Tensor) => {
+    /**
+     * The projection `name` of `layer` on x; for a fused one, each of its output blocks (widths
+     * in order), computed straight from the weight rows the block owns: no fused output to split.
+     */
+    const project = (layer: DecoderLayer, name: ProjectionName, x: Tensor, widths?: number[]) => {
       const p = layer.proj[name];
       if (!p) throw new Error(`${c.architecture} layer has no ${name}`);
-      return rowLora ? this.projectRows(p, x, rowLora) : this.project(p, x);
+      const dropout = this.dropoutOf(p);
+      let offset = 0;
+      return (widths ?? [p.weight.shape[0]!]).map((count) => {
+        const block = { offset, count };
+        offset += count;
+        return rowLora
+          ? this.projectRows(p, x, rowLora, block)
+          : this.project(p, x, block, dropout);
+      });
     };
     const qWidth = c.numHeads * c.headDim;
     const kvWidth = c.numKvHeads * c.headDim;
-    /** q, k, v: three projections, or Phi-3's fused one split into its column blocks. */
+    /** q, k, v: three projections, or the three blocks of Phi-3's qkv_proj. */
     const qkv = (layer: DecoderLayer, x: Tensor) =>
       (c.fusedProjections
-        ? splitColumns(project(layer, 'qkv_proj', x), [qWidth, kvWidth, kvWidth])
-        : (['q_proj', 'k_proj', 'v_proj'] as const).map((name) => project(layer, name, x))) as [
+        ? project(layer, 'qkv_proj', x, [qWidth, kvWidth, kvWidth])
+        : (['q_proj', 'k_proj', 'v_proj'] as const).map((name) => project(layer, name, x)[0]!)) as [
         Tensor,
         Tensor,
         Tensor,
       ];
     const gateUp = (layer: DecoderLayer, y: Tensor) =>
       (c.fusedProjections
-        ? splitColumns(project(layer, 'gate_up_proj', y), [c.intermediateSize, c.intermediateSize])
-        : [project(layer, 'gate_proj', y), project(layer, 'up_proj', y)]) as [Tensor, Tensor];
+        ? project(layer, 'gate_up_proj', y, [c.intermediateSize, c.intermediateSize])
+        : [project(layer, 'gate_proj', y)[0]!, project(layer, 'up_proj', y)[0]!]) as [
+        Tensor,
+        Tensor,
+      ];
     const maxPosition = positions.reduce((m, p) => Math.max(m, p), 0);
     const upload = (tables: RopeTables | null) => {
       if (!tables) return null;
@@ -243,7 +260,7 @@ export class DecoderModel {
       const kNormed = c.qkNorm ? this.norm(kRaw, layer, 'self_attn.k_norm') : kRaw;
       const q = rotate(qNormed, table, c.numHeads);
       const k = rotate(kNormed, table, c.numKvHeads);
-      let a = project(layer, 'o_proj', attend(i, q, k, v));
+      let a = project(layer, 'o_proj', attend(i, q, k, v))[0]!;
       if (c.sandwichNorms) a = this.norm(a, layer, 'post_attention_layernorm');
       h = add(h, a);
       const y = this.norm(
@@ -253,7 +270,7 @@ export class DecoderModel {
       );
       const [gate, up] = gateUp(layer, y);
       const gated = gatedActivation(c.activation, gate, up);
-      let m = project(layer, 'down_proj', gated);
+      let m = project(layer, 'down_proj', gated)[0]!;
       if (c.sandwichNorms) m = this.norm(m, layer, 'post_feedforward_layernorm');
       h = add(h, m);
     });
@@ -344,23 +361,30 @@ export class DecoderModel {
     }
   }
 
-  private project(p: Projection, x: Tensor): Tensor {
-    if (!p.lora) return linear(x, p.weight, p.bias);
-    return loraLinear(
-      x,
-      p.weight,
-      p.bias,
-      p.lora,
-      // Dropout only while training (gradients recorded), as model.train() / model.eval() in PyTorch.
-      p.lora.dropout > 0 && this.dropoutSeeds && needsGrad(p.lora.a, p.lora.b)
-        ? { p: p.lora.dropout, seed: this.dropoutSeeds() }
-        : null,
-    );
+  /**
+   * LoRA dropout of one application of `p`: only while training (gradients recorded), as
+   * model.train() / model.eval() in PyTorch. The blocks of a fused projection share it, as PEFT
+   * drops the fused module's input once.
+   */
+  private dropoutOf(p: Projection): DropoutSpec | null {
+    return p.lora && p.lora.dropout > 0 && this.dropoutSeeds && needsGrad(p.lora.a, p.lora.b)
+      ? { p: p.lora.dropout, seed: this.dropoutSeeds() }
+      : null;
+  }
+
+  private project(p: Projection, x: Tensor, block: OutputBlock, dropout: DropoutSpec | null) {
+    if (!p.lora) return linear(x, p.weight, p.bias, block);
+    return loraLinear(x, p.weight, p.bias, p.lora, dropout, block);
   }
 
   /** Base projection for all rows, plus each row group's own adapter delta (inference only). */
-  private projectRows(p: Projection, x: Tensor, rowLora: (LoraLookup | null)[]): Tensor {
-    const y = linear(x, p.weight, p.bias);
+  private projectRows(
+    p: Projection,
+    x: Tensor,
+    rowLora: (LoraLookup | null)[],
+    block: OutputBlock,
+  ): Tensor {
+    const y = linear(x, p.weight, p.bias, block);
     const groups = new Map<LoraWeights, number[]>();
     rowLora.forEach((lookup, row) => {
       const lora = lookup?.(p.path);
@@ -382,7 +406,7 @@ export class DecoderModel {
         transB: true,
       });
       const delta = Tensor.empty([rows.length, outFeatures]);
-      k.gemm(xa.operand(), lora.b.operand(), delta.operand(), {
+      k.gemm(xa.operand(), lora.b.operand(block.offset * r), delta.operand(), {
         m: rows.length,
         n: outFeatures,
         k: r,

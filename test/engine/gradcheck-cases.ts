@@ -15,7 +15,6 @@ import { lmHeadLoss } from '../../src/engine/ops/lm-head-loss.ts';
 import { loraLinear } from '../../src/engine/ops/lora-linear.ts';
 import { rmsNorm } from '../../src/engine/ops/norm.ts';
 import { rope } from '../../src/engine/ops/rope.ts';
-import { splitColumns } from '../../src/engine/ops/split-columns.ts';
 import { backward } from '../../src/engine/tape.ts';
 import { Tensor, tidyAsync } from '../../src/engine/tensor.ts';
 import { ropeInverseFrequencies } from '../../src/models/rope-frequencies.ts';
@@ -170,6 +169,55 @@ export function registerGradchecks(skip: string | false = false): void {
     );
   });
 
+  test(
+    'LoRA linear on blocks of a fused matrix: W, b, A and B gradients land in place',
+    { skip },
+    async () => {
+      // Phi-3's qkv_proj: rows [0, 4) and [4, 6) of one W, b and B, with one A, summed so that
+      // both blocks' gradients accumulate (W trained too, as full fine-tuning does).
+      const [rows, inF, outF, r, s] = [5, 7, 6, 3, 0.9];
+      const blocks = [
+        { offset: 0, count: 2 },
+        { offset: 4, count: 2 },
+      ];
+      const dropout = { p: 0.25, seed: 77 };
+      const mask = new Float64Array(rows * inF);
+      ref.dropout(new Float64Array(rows * inF).fill(1), mask, mask.length, dropout.p, dropout.seed);
+      await gradcheck(
+        [
+          { shape: [rows, inF], data: randn([rows, inF]), grad: true },
+          { shape: [outF, inF], data: randn([outF, inF]), grad: true },
+          { shape: [outF], data: randn([outF]), grad: true },
+          { shape: [r, inF], data: randn([r, inF]), grad: true },
+          { shape: [outF, r], data: randn([outF, r]), grad: true },
+        ],
+        ([x, w, b, a, bb]) => {
+          const [first, second] = blocks.map((block) =>
+            loraLinear(x!, w!, b!, { a: a!, b: bb!, scale: s }, dropout, block),
+          );
+          return add(first!, scale(second!, -2));
+        },
+        ([x, w, b, a, bb]) => {
+          const base = matmulT(x!, w!, rows, inF, outF);
+          const xa = matmulT(
+            x!.map((v, i) => v * mask[i]!),
+            a!,
+            rows,
+            inF,
+            r,
+          );
+          const delta = matmulT(xa, bb!, rows, r, outF);
+          const y = (row: number, o: number) =>
+            base[row * outF + o]! + b![o]! + s * delta[row * outF + o]!;
+          return Float64Array.from({ length: rows * 2 }, (_, i) => {
+            const [row, o] = [Math.floor(i / 2), i % 2];
+            return y(row, o) - 2 * y(row, 4 + o);
+          });
+        },
+      );
+    },
+  );
+
   test('embedding: table gradient with repeated ids', { skip }, async () => {
     const ids = Int32Array.from([3, 1, 3, 0, 4]);
     const dim = 6;
@@ -280,34 +328,6 @@ export function registerGradchecks(skip: string | false = false): void {
       );
     });
   }
-
-  test('splitColumns: blocks of columns, gradients back in place', { skip }, async () => {
-    // Phi-3's qkv_proj split into q [8], k [4], v [4] columns (common unit 4).
-    const rows = 5;
-    const input = () => [{ shape: [rows, 16], data: randn([rows, 16]), grad: true }];
-    const columns = (x: Float64Array, from: number, width: number) =>
-      Float64Array.from(
-        { length: rows * width },
-        (_, i) => x[Math.floor(i / width) * 16 + from + (i % width)]!,
-      );
-    await gradcheck(
-      input(),
-      ([x]) => splitColumns(x!, [8, 4, 4])[0]!,
-      ([x]) => columns(x!, 0, 8),
-    );
-    // Two blocks feeding one output: both gradients accumulate into the input's.
-    await gradcheck(
-      input(),
-      ([x]) => {
-        const [, k, v] = splitColumns(x!, [8, 4, 4]);
-        return add(k!, scale(v!, -3));
-      },
-      ([x]) => {
-        const [k, v] = [columns(x!, 8, 4), columns(x!, 12, 4)];
-        return k.map((value, i) => value - 3 * v[i]!);
-      },
-    );
-  });
 
   // window 3 < seq: a sliding-window layer (Gemma 3, Mistral), with a score scale of its own.
   for (const window of [0, 3]) {

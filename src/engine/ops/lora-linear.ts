@@ -7,7 +7,14 @@ import type { DropoutSpec } from '../dropout.ts';
 import { record } from '../tape.ts';
 import { Tensor } from '../tensor.ts';
 import { linearBackward } from './linear.ts';
-import { gemmIntoGrad, kernels, matrixDims, writeIntoGrad } from './util.ts';
+import {
+  blockGrad,
+  gemmIntoGrad,
+  kernels,
+  matrixDims,
+  writeIntoGrad,
+  type OutputBlock,
+} from './util.ts';
 
 export interface LoraWeights {
   a: Tensor;
@@ -17,7 +24,9 @@ export interface LoraWeights {
 
 /**
  * `dropout` applies LoRA dropout to the adapter path only, as PEFT does, with the mask drawn from
- * its seed (engine/dropout.ts); null means no dropout.
+ * its seed (engine/dropout.ts); null means no dropout. `block` computes only those output
+ * features (rows of W, b and B) of a fused matrix: the blocks of one fused projection share A,
+ * and share the dropout mask when they are given the same seed.
  */
 export function loraLinear(
   x: Tensor,
@@ -25,19 +34,21 @@ export function loraLinear(
   bias: Tensor | null,
   lora: LoraWeights,
   dropout: DropoutSpec | null = null,
+  block?: OutputBlock,
 ): Tensor {
   const k = kernels();
   const [rows, inFeatures] = matrixDims(x);
-  const outFeatures = w.shape[0]!;
+  const { offset, count: outFeatures } = block ?? { offset: 0, count: w.shape[0]! };
   const rank = lora.a.shape[0]!;
   const y = Tensor.empty([...x.shape.slice(0, -1), outFeatures]);
-  k.gemm(x.operand(), w.operand(), y.operand(), {
+  k.gemm(x.operand(), w.operand(offset * inFeatures), y.operand(), {
     m: rows,
     n: outFeatures,
     k: inFeatures,
     transB: true,
-    bias: bias?.operand(),
+    bias: bias?.operand(offset),
   });
+  const bBlock = lora.b.operand(offset * rank);
   /** drop(x): x itself without dropout; with it, a fresh tensor the caller disposes. */
   const dropped = (): Tensor => {
     if (!dropout) return x;
@@ -53,7 +64,7 @@ export function loraLinear(
     k: inFeatures,
     transB: true,
   });
-  k.gemm(xa.operand(), lora.b.operand(), y.operand(), {
+  k.gemm(xa.operand(), bBlock, y.operand(), {
     m: rows,
     n: outFeatures,
     k: rank,
@@ -64,22 +75,21 @@ export function loraLinear(
   if (xd !== x) xd.dispose();
 
   record(y, [x, w, bias, lora.a, lora.b], (dy) => {
-    linearBackward(x, w, bias, dy, rows, inFeatures, outFeatures);
+    linearBackward(x, w, bias, dy, rows, inFeatures, { offset, count: outFeatures });
     if (lora.b.requiresGrad) {
-      gemmIntoGrad(lora.b, (db, beta) =>
-        k.gemm(dy.operand(), xa.operand(), db.operand(), {
-          m: outFeatures,
-          n: rank,
-          k: rows,
-          transA: true,
-          alpha: lora.scale,
-          beta,
-        }),
-      );
+      const { grad, beta } = blockGrad(lora.b, outFeatures === lora.b.shape[0]);
+      k.gemm(dy.operand(), xa.operand(), grad.operand(offset * rank), {
+        m: outFeatures,
+        n: rank,
+        k: rows,
+        transA: true,
+        alpha: lora.scale,
+        beta,
+      });
     }
     if (!lora.a.requiresGrad && !x.requiresGrad) return;
     const dxa = Tensor.empty([rows, rank]);
-    k.gemm(dy.operand(), lora.b.operand(), dxa.operand(), {
+    k.gemm(dy.operand(), bBlock, dxa.operand(), {
       m: rows,
       n: rank,
       k: outFeatures,
