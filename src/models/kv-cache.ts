@@ -6,7 +6,7 @@
 import type { AttentionDims } from '../engine/backend.ts';
 import { Tensor, getBackend } from '../engine/tensor.ts';
 import type { DecoderConfig } from './config.ts';
-import { SlidingWindowKV } from './kv-window.ts';
+import { SlidingWindowKV, attendCached } from './kv-window.ts';
 
 export class KVCache {
   /** Full-length keys and values by layer (the layers that attend to every position). */
@@ -87,18 +87,7 @@ export class KVCache {
     const [keys, values] = [this.keys.get(layer)!, this.values.get(layer)!];
     kern.scatterRows(k.operand(), rows.operand(), keys.operand(), rows.size, width);
     kern.scatterRows(v.operand(), rows.operand(), values.operand(), rows.size, width);
-    const lse = Tensor.empty([dims.batch, dims.heads, dims.queryLen]);
-    kern.attentionForward(
-      q.operand(),
-      keys.operand(),
-      values.operand(),
-      out.operand(),
-      lse.operand(),
-      this.maskTensor.operand(),
-      null,
-      dims,
-    );
-    return out;
+    return attendCached(q, keys, values, this.maskTensor, out, dims);
   }
 
   dispose(): void {

@@ -124,7 +124,6 @@ export class SlidingWindowKV {
   /** Stores this step's keys/values of `layer` and attends over what its window sees. */
   attend(layer: number, q: Tensor, k: Tensor, v: Tensor, dims: AttentionDims, out: Tensor): Tensor {
     const step = this.step!;
-    const kern = getBackend().kernels;
     const [keyRing, valueRing] = [this.keys.get(layer)!, this.values.get(layer)!];
     // Read the prior positions out of the ring before this step's keys overwrite their slots.
     const linear = (fresh: Tensor, ring: Tensor) =>
@@ -134,24 +133,13 @@ export class SlidingWindowKV {
       : [keyRing, valueRing];
     this.store(k, keyRing, step);
     this.store(v, valueRing, step);
-    const lse = Tensor.empty([dims.batch, dims.heads, dims.queryLen]);
-    kern.attentionForward(
-      q.operand(),
-      keys.operand(),
-      values.operand(),
-      out.operand(),
-      lse.operand(),
-      (step.linear ? step.linearMask! : this.maskTensor).operand(),
-      null,
-      {
-        ...dims,
-        keyLen: step.keyLen,
-        kvCapacity: step.linear ? step.keyLen : this.window,
-        // Decoding: every filled slot is inside the window (see the module note).
-        window: step.linear ? this.window : 0,
-      },
-    );
-    return out;
+    return attendCached(q, keys, values, step.linear ? step.linearMask! : this.maskTensor, out, {
+      ...dims,
+      keyLen: step.keyLen,
+      kvCapacity: step.linear ? step.keyLen : this.window,
+      // Decoding: every filled slot is inside the window (see the module note).
+      window: step.linear ? this.window : 0,
+    });
   }
 
   /** [batch, prior + seq, width]: the prior positions out of the ring, then the new rows. */
@@ -193,4 +181,27 @@ export class SlidingWindowKV {
     this.disposeStep();
     for (const t of [...this.keys.values(), ...this.values.values(), this.maskTensor]) t.dispose();
   }
+}
+
+/** Attention of the new queries over cached keys/values [batch, kvCapacity, width], into `out`. */
+export function attendCached(
+  q: Tensor,
+  keys: Tensor,
+  values: Tensor,
+  keyMask: Tensor,
+  out: Tensor,
+  dims: AttentionDims,
+): Tensor {
+  const lse = Tensor.empty([dims.batch, dims.heads, dims.queryLen]);
+  getBackend().kernels.attentionForward(
+    q.operand(),
+    keys.operand(),
+    values.operand(),
+    out.operand(),
+    lse.operand(),
+    keyMask.operand(),
+    null,
+    dims,
+  );
+  return out;
 }
