@@ -80,8 +80,9 @@ export function parseRopeParams(
 
 /**
  * LongRoPE as transformers 4.57 computes it (_compute_longrope_parameters): with a top-level
- * original_max_position_embeddings the scale s is max_position_embeddings / it, else s is the
- * `factor` key and the original length max_position_embeddings; attention factor
+ * original_max_position_embeddings (Phi-3) the scale s is max_position_embeddings / it; else the
+ * original length is the one inside the parameters (transformers 5 keeps it there) or
+ * max_position_embeddings, and s the `factor` key (or max / original). Attention factor
  * √(1 + ln s / ln original) (1 when s ≤ 1) unless `attention_factor` is given.
  */
 function longRope(
