@@ -173,6 +173,16 @@ export class DecoderModel {
     const c = this.config;
     const rows = ids.length;
     const positions = Int32Array.from(caches, (cache) => cache.length);
+    const long = this.rope.long;
+    if (
+      long &&
+      positions.some((p) => p + 1 > long.after) &&
+      positions.some((p) => p + 1 <= long.after)
+    ) {
+      // LongRoPE picks one table per forward pass; these rows are independent sequences on both
+      // sides of its switch, so each side runs as its own pass, as if decoded alone.
+      return this.decodeGroups(ids, caches, rowLora, (i) => positions[i]! + 1 > long.after);
+    }
     for (const cache of caches) cache.append(1, 1);
     const qWidth = c.numHeads * c.headDim;
     const kvWidth = c.numKvHeads * c.headDim;
@@ -191,6 +201,33 @@ export class DecoderModel {
       });
       return a;
     });
+  }
+
+  /** forwardDecode of the rows where `inGroup` holds, then of the others, merged in row order. */
+  private decodeGroups(
+    ids: number[],
+    caches: KVCache[],
+    rowLora: (LoraLookup | null)[] | undefined,
+    inGroup: (row: number) => boolean,
+  ): Tensor {
+    const out = Tensor.empty([ids.length, this.config.hiddenSize]);
+    for (const wanted of [true, false]) {
+      const rows = ids.map((_, i) => i).filter((i) => inGroup(i) === wanted);
+      const h = this.forwardDecode(
+        rows.map((i) => ids[i]!),
+        rows.map((i) => caches[i]!),
+        rowLora && rows.map((i) => rowLora[i] ?? null),
+      );
+      const index = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
+      h.backend.kernels.scatterRows(
+        h.operand(),
+        index.operand(),
+        out.operand(),
+        rows.length,
+        this.config.hiddenSize,
+      );
+    }
+    return out;
   }
 
   /**
