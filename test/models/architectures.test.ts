@@ -166,6 +166,32 @@ test('Phi-4-mini: fused projections, 3/4 of each head rotated, LongRoPE, window 
   );
 });
 
+test('Phi-4-mini in transformers 5 form: LongRoPE and partial rotary inside rope_parameters', () => {
+  const {
+    rope_scaling,
+    original_max_position_embeddings,
+    partial_rotary_factor,
+    rope_theta,
+    ...rest
+  } = PHI4_MINI_CONFIG;
+  const v5 = parseDecoderConfig({
+    ...rest,
+    rope_parameters: {
+      rope_type: 'longrope',
+      short_factor: rope_scaling.short_factor,
+      long_factor: rope_scaling.long_factor,
+      original_max_position_embeddings,
+      partial_rotary_factor,
+      rope_theta,
+    },
+  });
+  const v4 = parseDecoderConfig(PHI4_MINI_CONFIG);
+  assert.equal(v5.rotaryDim, 96);
+  // transformers 5: factor (absent) = max / original, as transformers 4 derives it.
+  assert.deepEqual(v5.ropeScaling, v4.ropeScaling);
+  assert.equal(v5.ropeTheta, v4.ropeTheta);
+});
+
 test('an unknown architecture is one line naming every supported one', () => {
   for (const architectures of [['PhiMoEForCausalLM'], ['Qwen3_5ForConditionalGeneration']]) {
     assert.throws(
