@@ -109,6 +109,7 @@ export const FAMILY_GOLDENS: { name: string; dir: string }[] = [
   // Made by this repository (scripts/golden/README.md), committed under test/fixtures/golden.
   { name: 'gemma3-tiny', dir: join(import.meta.dirname, 'fixtures', 'golden', 'gemma3-tiny') },
   { name: 'smollm3-tiny', dir: join(import.meta.dirname, 'fixtures', 'golden', 'smollm3-tiny') },
+  { name: 'phi3-tiny', dir: join(import.meta.dirname, 'fixtures', 'golden', 'phi3-tiny') },
 ];
 
 /** A tiny Gemma 3 text config of the tiny chat shape: one sliding and one global layer. */

@@ -103,9 +103,12 @@ export interface Kernels {
     dim: number,
   ): void;
   /**
-   * Rotate-half RoPE of x [batch, seq, heads, headDim] at positions i32 [batch·seq]: pair j is
-   * rotated by angle f32(position · invFreq[j]), invFreq f32 [headDim/2] (the model's table,
-   * models/rope-frequencies.ts); `inverse` rotates by -angle (the backward). out may be x.
+   * Rotate-half RoPE of x [batch, seq, heads, headDim] at positions i32 [batch·seq]: the first
+   * `rotaryDim` (default headDim) values of each head turn in pairs (j, j + rotaryDim/2) by angle
+   * f32(position · invFreq[j]), invFreq f32 [rotaryDim/2] (the model's table,
+   * models/rope-frequencies.ts), with cos and sin multiplied by `scale` (default 1: LongRoPE's
+   * attention factor); the other values are copied. `inverse` rotates by -angle (the backward).
+   * out may be x.
    */
   ropeApply(
     x: Operand,
@@ -117,6 +120,8 @@ export interface Kernels {
     headDim: number,
     invFreq: Operand,
     inverse: boolean,
+    rotaryDim?: number,
+    scale?: number,
   ): void;
   /**
    * out = act(gate) · up: `silu` (SwiGLU) or `gelu_tanh` (Gemma's gate,

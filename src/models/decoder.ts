@@ -4,9 +4,11 @@
  *                                h += Q(down(act(gate(n2(h))) · up(n2(h))));
  *   logits = norm(h) · headᵀ
  * where the q/k norms Nq, Nk (Qwen3, Gemma 3), the output norms P, Q and the embedding scale s
- * (Gemma) are there only when the family has them, rope may be per-layer or absent, and
- * attention may slide over a window. Training goes through `loss`, which never materialises
- * full-vocabulary logits.
+ * (Gemma) are there only when the family has them, rope may be per-layer, partial or absent, and
+ * attention may slide over a window. Phi-3 fuses q, k, v into one qkv_proj and gate, up into one
+ * gate_up_proj: each part is computed from the rows of the fused weight (and of its LoRA B) it
+ * owns, so the fused matrix keeps one adapter and no fused output is materialised. Training goes through
+ * `loss`, which never materialises full-vocabulary logits.
  */
 import type { AttentionDims } from '../engine/backend.ts';
 import { attention, type AttentionShape } from '../engine/ops/attention.ts';
@@ -16,13 +18,15 @@ import { linear } from '../engine/ops/linear.ts';
 import { lmHeadLoss, type LmHeadLossResult } from '../engine/ops/lm-head-loss.ts';
 import { loraLinear, type LoraWeights } from '../engine/ops/lora-linear.ts';
 import { doraLinear } from '../engine/ops/dora-linear.ts';
+import type { OutputBlock } from '../engine/ops/util.ts';
+import type { DropoutSpec } from '../engine/dropout.ts';
 import { rmsNorm } from '../engine/ops/norm.ts';
 import { rope } from '../engine/ops/rope.ts';
 import { needsGrad } from '../engine/tape.ts';
 import { Tensor } from '../engine/tensor.ts';
 import type { DecoderConfig } from './config.ts';
 import type { KVCache } from './kv-cache.ts';
-import { ropeInverseFrequencies } from './rope-frequencies.ts';
+import { ropeTables, tableFor, type RopeTables } from './rope-frequencies.ts';
 import { LoraforgeError } from '../util/errors.ts';
 
 /** A linear layer of the model, optionally carrying a LoRA adapter (set by peft/). */
@@ -59,16 +63,26 @@ export interface EdgeAdapters {
   head?: ModuleAdapter;
 }
 
+/** Every projection name a family may have (shapes.ts: projectionShapes lists a family's own). */
 export const PROJECTION_NAMES = [
   'q_proj',
   'k_proj',
   'v_proj',
+  'qkv_proj',
   'o_proj',
   'gate_proj',
   'up_proj',
+  'gate_up_proj',
   'down_proj',
 ] as const;
 export type ProjectionName = (typeof PROJECTION_NAMES)[number];
+
+const MLP_PROJECTIONS: readonly ProjectionName[] = [
+  'gate_proj',
+  'up_proj',
+  'gate_up_proj',
+  'down_proj',
+];
 
 /** Norm weights of a layer by their name under model.layers.N (transformers' module names). */
 export const LAYER_NORM_NAMES = [
@@ -84,7 +98,8 @@ export type LayerNormName = (typeof LAYER_NORM_NAMES)[number];
 export interface DecoderLayer {
   /** The norms this family has (shapes.ts: layerNormShapes). */
   norms: Partial<Record<LayerNormName, Tensor>>;
-  proj: Record<ProjectionName, Projection>;
+  /** The projections this family has (shapes.ts: projectionShapes). */
+  proj: Partial<Record<ProjectionName, Projection>>;
 }
 
 export interface ModelInput {
@@ -115,8 +130,7 @@ export type DropoutSeeds = () => number;
  * stack's module path (model.language_model in a multimodal checkpoint).
  */
 export function projectionPath(layer: number, name: ProjectionName, prefix = 'model'): string {
-  const block =
-    name === 'gate_proj' || name === 'up_proj' || name === 'down_proj' ? 'mlp' : 'self_attn';
+  const block = MLP_PROJECTIONS.includes(name) ? 'mlp' : 'self_attn';
   return `${prefix}.layers.${layer}.${block}.${name}`;
 }
 
@@ -125,10 +139,13 @@ export class DecoderModel {
   /** Null outside training: LoRA dropout is off at inference. */
   dropoutSeeds: DropoutSeeds | null = null;
   edges: EdgeAdapters = {};
-  /** RoPE inverse frequencies [headDim/2] (rope_scaling applied), uploaded with each forward. */
-  readonly ropeInvFreq: Float32Array;
-  /** The 'local' layers' table (Gemma 3's sliding layers), or null. */
-  readonly localRopeInvFreq: Float32Array | null;
+  /**
+   * RoPE inverse frequencies [rotaryDim/2] with rope_scaling applied (LongRoPE: short and long
+   * tables, and the cos/sin scale); the table a forward pass uses is uploaded with it.
+   */
+  readonly rope: RopeTables;
+  /** The 'local' layers' tables (Gemma 3's sliding layers), or null. */
+  readonly localRope: RopeTables | null;
   /** Ones of each norm size, for zero-centred norms that scale by (1 + w). */
   private readonly ones = new Map<number, Tensor>();
 
@@ -140,10 +157,10 @@ export class DecoderModel {
     /** The LM head; the embedding table itself when embeddings are tied. */
     readonly lmHead: Tensor,
   ) {
-    this.ropeInvFreq = ropeInverseFrequencies(config.headDim, config.ropeTheta, config.ropeScaling);
+    this.rope = ropeTables(config.rotaryDim, config.ropeTheta, config.ropeScaling);
     const local = config.localRope;
-    this.localRopeInvFreq = local
-      ? ropeInverseFrequencies(config.headDim, local.theta ?? 10000, local.scaling)
+    this.localRope = local
+      ? ropeTables(config.rotaryDim, local.theta ?? 10000, local.scaling)
       : null;
     if (!local && config.layers.some((l) => l.rope === 'local')) {
       throw new Error(
@@ -160,11 +177,7 @@ export class DecoderModel {
     const { batch, seq } = input;
     checkTokenIds(input.inputIds, this.embed.shape[0]!);
     const ids = Tensor.from(input.inputIds, [batch * seq], 'i32');
-    const positions = Tensor.from(
-      input.positionIds ?? defaultPositions(batch, seq, cache?.length ?? 0),
-      [batch * seq],
-      'i32',
-    );
+    const positions = input.positionIds ?? defaultPositions(batch, seq, cache?.length ?? 0);
     const keyMask =
       input.attentionMask && !cache ? Tensor.from(input.attentionMask, [batch * seq], 'i32') : null;
     const segments = input.segmentIds ? Tensor.from(input.segmentIds, [batch * seq], 'i32') : null;
@@ -193,11 +206,17 @@ export class DecoderModel {
     const c = this.config;
     const rows = ids.length;
     checkTokenIds(ids, this.embed.shape[0]!);
-    const positions = Tensor.from(
-      Int32Array.from(caches, (cache) => cache.length),
-      [rows],
-      'i32',
-    );
+    const positions = Int32Array.from(caches, (cache) => cache.length);
+    const long = this.rope.long;
+    if (
+      long &&
+      positions.some((p) => p + 1 > long.after) &&
+      positions.some((p) => p + 1 <= long.after)
+    ) {
+      // LongRoPE picks one table per forward pass; these rows are independent sequences on both
+      // sides of its switch, so each side runs as its own pass, as if decoded alone.
+      return this.decodeGroups(ids, caches, rowLora, (i) => positions[i]! + 1 > long.after);
+    }
     for (const cache of caches) cache.append(1, 1);
     const qWidth = c.numHeads * c.headDim;
     const kvWidth = c.numKvHeads * c.headDim;
@@ -283,39 +302,101 @@ export class DecoderModel {
     return all;
   }
 
-  /** The decoder blocks and final norm; `attend` is the only part that differs between modes. */
+  /** forwardDecode of the rows where `inGroup` holds, then of the others, merged in row order. */
+  private decodeGroups(
+    ids: number[],
+    caches: KVCache[],
+    rowLora: (LoraLookup | null)[] | undefined,
+    inGroup: (row: number) => boolean,
+  ): Tensor {
+    const out = Tensor.empty([ids.length, this.config.hiddenSize]);
+    for (const wanted of [true, false]) {
+      const rows = ids.map((_, i) => i).filter((i) => inGroup(i) === wanted);
+      const h = this.forwardDecode(
+        rows.map((i) => ids[i]!),
+        rows.map((i) => caches[i]!),
+        rowLora && rows.map((i) => rowLora[i] ?? null),
+      );
+      const index = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
+      h.backend.kernels.scatterRows(
+        h.operand(),
+        index.operand(),
+        out.operand(),
+        rows.length,
+        this.config.hiddenSize,
+      );
+    }
+    return out;
+  }
+
+  /**
+   * The decoder blocks and final norm; `attend` is the only part that differs between modes.
+   * `positions` [batch·seq] are on the host: their largest picks LongRoPE's table.
+   */
   private runLayers(
     embedded: Tensor,
-    positions: Tensor,
+    positions: Int32Array,
     batch: number,
     seq: number,
     rowLora: (LoraLookup | null)[] | undefined,
     attend: (layer: number, q: Tensor, k: Tensor, v: Tensor) => Tensor,
   ): Tensor {
     const c = this.config;
-    const project = (p: Projection, x: Tensor) =>
-      rowLora ? this.projectRows(p, x, rowLora) : this.project(p, x);
-    const tables = {
-      global: Tensor.from(this.ropeInvFreq, [this.ropeInvFreq.length]),
-      local: this.localRopeInvFreq && Tensor.from(this.localRopeInvFreq, [c.headDim / 2]),
-      none: null,
+    /**
+     * The projection `name` of `layer` on x; for a fused one, each of its output blocks (widths
+     * in order), computed straight from the weight rows the block owns: no fused output to split.
+     */
+    const project = (layer: DecoderLayer, name: ProjectionName, x: Tensor, widths?: number[]) => {
+      const p = layer.proj[name];
+      if (!p) throw new Error(`${c.architecture} layer has no ${name}`);
+      const dropout = this.dropoutOf(p);
+      let offset = 0;
+      return (widths ?? [p.weight.shape[0]!]).map((count) => {
+        const block = { offset, count };
+        offset += count;
+        return rowLora
+          ? this.projectRows(p, x, rowLora, block)
+          : this.project(p, x, block, dropout);
+      });
     };
-    const rotate = (x: Tensor, table: Tensor | null, heads: number) =>
-      table ? rope(x, positions, table, batch, seq, heads, c.headDim) : x;
+    const qWidth = c.numHeads * c.headDim;
+    const kvWidth = c.numKvHeads * c.headDim;
+    /** q, k, v: three projections, or the three blocks of Phi-3's qkv_proj. */
+    const qkv = (layer: DecoderLayer, x: Tensor) =>
+      (c.fusedProjections
+        ? project(layer, 'qkv_proj', x, [qWidth, kvWidth, kvWidth])
+        : (['q_proj', 'k_proj', 'v_proj'] as const).map((name) => project(layer, name, x)[0]!)) as [
+        Tensor,
+        Tensor,
+        Tensor,
+      ];
+    const gateUp = (layer: DecoderLayer, y: Tensor) =>
+      (c.fusedProjections
+        ? project(layer, 'gate_up_proj', y, [c.intermediateSize, c.intermediateSize])
+        : [project(layer, 'gate_proj', y)[0]!, project(layer, 'up_proj', y)[0]!]) as [
+        Tensor,
+        Tensor,
+      ];
+    const maxPosition = positions.reduce((m, p) => Math.max(m, p), 0);
+    const upload = (tables: RopeTables | null) => {
+      if (!tables) return null;
+      const invFreq = tableFor(tables, maxPosition);
+      return { invFreq: Tensor.from(invFreq, [invFreq.length]), scale: tables.scale };
+    };
+    const tables = { global: upload(this.rope), local: upload(this.localRope), none: null };
+    const positionIds = Tensor.from(positions, [positions.length], 'i32');
+    const rotate = (x: Tensor, table: ReturnType<typeof upload>, heads: number) =>
+      table ? rope(x, positionIds, table.invFreq, batch, seq, heads, c.headDim, table.scale) : x;
     let h = embedded;
     this.layers.forEach((layer, i) => {
       const table = tables[c.layers[i]!.rope];
       const x = this.norm(h, layer, 'input_layernorm');
-      let q = project(layer.proj.q_proj, x);
-      let k = project(layer.proj.k_proj, x);
-      if (c.qkNorm) {
-        q = this.norm(q, layer, 'self_attn.q_norm');
-        k = this.norm(k, layer, 'self_attn.k_norm');
-      }
-      q = rotate(q, table, c.numHeads);
-      k = rotate(k, table, c.numKvHeads);
-      const v = project(layer.proj.v_proj, x);
-      let a = project(layer.proj.o_proj, attend(i, q, k, v));
+      const [qRaw, kRaw, v] = qkv(layer, x);
+      const qNormed = c.qkNorm ? this.norm(qRaw, layer, 'self_attn.q_norm') : qRaw;
+      const kNormed = c.qkNorm ? this.norm(kRaw, layer, 'self_attn.k_norm') : kRaw;
+      const q = rotate(qNormed, table, c.numHeads);
+      const k = rotate(kNormed, table, c.numKvHeads);
+      let a = project(layer, 'o_proj', attend(i, q, k, v))[0]!;
       if (c.sandwichNorms) a = this.norm(a, layer, 'post_attention_layernorm');
       h = add(h, a);
       const y = this.norm(
@@ -323,12 +404,9 @@ export class DecoderModel {
         layer,
         c.sandwichNorms ? 'pre_feedforward_layernorm' : 'post_attention_layernorm',
       );
-      const gated = gatedActivation(
-        c.activation,
-        project(layer.proj.gate_proj, y),
-        project(layer.proj.up_proj, y),
-      );
-      let m = project(layer.proj.down_proj, gated);
+      const [gate, up] = gateUp(layer, y);
+      const gated = gatedActivation(c.activation, gate, up);
+      let m = project(layer, 'down_proj', gated)[0]!;
       if (c.sandwichNorms) m = this.norm(m, layer, 'post_feedforward_layernorm');
       h = add(h, m);
     });
@@ -381,7 +459,8 @@ export class DecoderModel {
 
   private headWith(h: Tensor, adapter: ModuleAdapter | undefined): Tensor {
     const head = adapter?.weight ?? this.lmHead;
-    return adapter?.lora ? this.projectWith(h, head, null, adapter.lora, null) : linear(h, head);
+    if (!adapter?.lora) return linear(h, head);
+    return this.projectWith(h, head, null, adapter.lora, null, { offset: 0, count: head.shape[0]! });
   }
 
   /** Rows `rows` of x [n, cols] as a new tensor. */
@@ -402,8 +481,7 @@ export class DecoderModel {
         const w = layer.norms[name];
         if (w) out.set(`${prefix}.layers.${i}.${name}.weight`, w);
       }
-      for (const name of PROJECTION_NAMES) {
-        const p = layer.proj[name];
+      for (const p of Object.values(layer.proj)) {
         out.set(`${p.path}.weight`, p.weight);
         if (p.bias) out.set(`${p.path}.bias`, p.bias);
       }
@@ -416,7 +494,10 @@ export class DecoderModel {
   /** Every projection with its HF module path. */
   *projections(): Generator<[string, Projection, ProjectionName]> {
     for (const layer of this.layers) {
-      for (const name of PROJECTION_NAMES) yield [layer.proj[name].path, layer.proj[name], name];
+      for (const name of PROJECTION_NAMES) {
+        const p = layer.proj[name];
+        if (p) yield [p.path, p, name];
+      }
     }
   }
 
@@ -430,15 +511,21 @@ export class DecoderModel {
     }
   }
 
-  private project(p: Projection, x: Tensor): Tensor {
+  /**
+   * LoRA dropout of one application of `p`: only while training (gradients recorded), as
+   * model.train() / model.eval() in PyTorch. The blocks of a fused projection share it, as PEFT
+   * drops the fused module's input once.
+   */
+  private dropoutOf(p: Projection): DropoutSpec | null {
+    return p.lora && p.lora.dropout > 0 && this.dropoutSeeds && needsGrad(p.lora.a, p.lora.b)
+      ? { p: p.lora.dropout, seed: this.dropoutSeeds() }
+      : null;
+  }
+
+  private project(p: Projection, x: Tensor, block: OutputBlock, dropout: DropoutSpec | null) {
     const bias = p.adapterBias ?? p.bias;
-    if (!p.lora) return linear(x, p.weight, bias);
-    // Dropout only while training (gradients recorded), as model.train() / model.eval() in PyTorch.
-    const dropout =
-      p.lora.dropout > 0 && this.dropoutSeeds && needsGrad(p.lora.a, p.lora.b)
-        ? { p: p.lora.dropout, seed: this.dropoutSeeds() }
-        : null;
-    return this.projectWith(x, p.weight, bias, p.lora, dropout);
+    if (!p.lora) return linear(x, p.weight, bias, block);
+    return this.projectWith(x, p.weight, bias, p.lora, dropout, block);
   }
 
   private projectWith(
@@ -446,24 +533,35 @@ export class DecoderModel {
     w: Tensor,
     bias: Tensor | null,
     lora: LoraWeights,
-    dropout: { p: number; seed: number } | null,
+    dropout: DropoutSpec | null,
+    block: OutputBlock,
   ): Tensor {
-    if (lora.magnitude)
-      return doraLinear(x, w, bias, { ...lora, magnitude: lora.magnitude }, dropout);
-    return loraLinear(x, w, bias, lora, dropout);
+    if (!lora.magnitude) return loraLinear(x, w, bias, lora, dropout, block);
+    if (block.count !== w.shape[0]) {
+      throw new LoraforgeError(
+        'DoRA on a fused projection (qkv_proj, gate_up_proj) is not supported yet',
+        'use plain LoRA (use_dora: false) for this model',
+      );
+    }
+    return doraLinear(x, w, bias, { ...lora, magnitude: lora.magnitude }, dropout);
   }
 
   /**
-   * Base projection for all rows, plus each row group's own adapter: the low-rank delta added
-   * for plain LoRA, the rows recomputed for DoRA or a trained bias (inference only).
+   * Base projection for all rows (of `block`), plus each row group's own adapter: the low-rank
+   * delta added for plain LoRA, the rows recomputed for DoRA or a trained bias (inference only).
    */
-  private projectRows(p: Projection, x: Tensor, rowLora: (LoraLookup | null)[]): Tensor {
-    const y = linear(x, p.weight, p.bias);
+  private projectRows(
+    p: Projection,
+    x: Tensor,
+    rowLora: (LoraLookup | null)[],
+    block: OutputBlock,
+  ): Tensor {
+    const y = linear(x, p.weight, p.bias, block);
     const plain = rowLora.map((lookup) => {
       const a = lookup?.(p.path);
       return a?.lora && !a.lora.magnitude && !a.bias ? a.lora : null;
     });
-    for (const [lora, rows] of groupRows(plain)) this.addLoraDelta(y, x, p, lora, rows);
+    for (const [lora, rows] of groupRows(plain)) this.addLoraDelta(y, x, p, lora, rows, block);
     const recomputed = rowLora.map((lookup) => {
       const a = lookup?.(p.path);
       return a && (a.lora?.magnitude || a.bias) ? lookup : null;
@@ -473,14 +571,21 @@ export class DecoderModel {
       return (adapter) => {
         const bias = adapter.bias ?? p.bias;
         return adapter.lora
-          ? this.projectWith(xg, p.weight, bias, adapter.lora, null)
-          : linear(xg, p.weight, bias);
+          ? this.projectWith(xg, p.weight, bias, adapter.lora, null, block)
+          : linear(xg, p.weight, bias, block);
       };
     });
   }
 
-  /** y[rows] += s·(x[rows]·Aᵀ)·Bᵀ. */
-  private addLoraDelta(y: Tensor, x: Tensor, p: Projection, lora: LoraWeights, rows: number[]) {
+  /** y[rows] += s·(x[rows]·Aᵀ)·Bᵀ, for `block`'s rows of B. */
+  private addLoraDelta(
+    y: Tensor,
+    x: Tensor,
+    p: Projection,
+    lora: LoraWeights,
+    rows: number[],
+    block: OutputBlock,
+  ) {
     const k = y.backend.kernels;
     const [, inFeatures] = p.weight.shape as [number, number];
     const outFeatures = y.shape.at(-1)!;
@@ -494,7 +599,7 @@ export class DecoderModel {
       transB: true,
     });
     const delta = Tensor.empty([rows.length, outFeatures]);
-    k.gemm(xa.operand(), lora.b.operand(), delta.operand(), {
+    k.gemm(xa.operand(), lora.b.operand(block.offset * r), delta.operand(), {
       m: rows.length,
       n: outFeatures,
       k: r,

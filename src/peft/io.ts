@@ -17,7 +17,7 @@ import {
 } from '../io/safetensors.ts';
 import { loadTensor } from '../models/load.ts';
 import type { DecoderConfig } from '../models/config.ts';
-import { PROJECTION_NAMES, projectionPath, type DecoderModel } from '../models/decoder.ts';
+import { projectionPath, type DecoderModel } from '../models/decoder.ts';
 import { hasBias, projectionShapes } from '../models/shapes.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { Tensor } from '../engine/tensor.ts';
@@ -200,12 +200,12 @@ function configLayouts(config: DecoderConfig): ModuleLayout[] {
   const shapes = projectionShapes(config);
   const table = [config.vocabSize, config.hiddenSize];
   const projections = Array.from({ length: config.numLayers }, (_, layer) =>
-    PROJECTION_NAMES.map(
-      (name): ModuleLayout => ({
+    [...shapes].map(
+      ([name, shape]): ModuleLayout => ({
         path: projectionPath(layer, name, config.modulePrefix),
         kind: 'linear',
-        shape: shapes[name],
-        biasShape: hasBias(config, name) ? [shapes[name][0]] : null,
+        shape,
+        biasShape: hasBias(config, name) ? [shape[0]] : null,
       }),
     ),
   ).flat();

@@ -15,6 +15,8 @@ import { ChatPipeline } from '../../src/infer/pipeline.ts';
 import { SafetensorsFile } from '../../src/io/safetensors.ts';
 import type { DecoderModel } from '../../src/models/decoder.ts';
 import { loadModel } from '../../src/models/load.ts';
+import { LoraAdapter } from '../../src/peft/adapter.ts';
+import { makeLoraConfig } from '../../src/peft/config.ts';
 import { loadAdapter } from '../../src/peft/io.ts';
 import { mergeToFolder } from '../../src/peft/merge.ts';
 import { ModelServeEngine } from '../../src/serve/model-engine.ts';
@@ -31,6 +33,7 @@ import {
   maxAbsDiff,
   useCpuBackend,
 } from '../helpers.ts';
+import { LoraforgeError } from '../../src/util/errors.ts';
 
 const SHAPE = TINY_CHAT_SHAPE;
 
@@ -45,6 +48,21 @@ const FAMILIES: Record<string, Record<string, unknown>> = {
     architectures: ['MinistralForCausalLM'],
     sliding_window: 4,
     layer_types: ['sliding_attention', 'full_attention'],
+  },
+  // Phi-4-mini's kind: fused qkv_proj / gate_up_proj, RoPE on 3/4 of each head, LongRoPE whose
+  // long factors apply past 8 positions, a sliding window on every layer.
+  phi3: {
+    ...SHAPE,
+    architectures: ['Phi3ForCausalLM'],
+    model_type: 'phi3',
+    partial_rotary_factor: 0.75,
+    sliding_window: 4,
+    original_max_position_embeddings: 8,
+    rope_scaling: {
+      type: 'longrope',
+      short_factor: [1, 1.2, 1.5, 2, 3, 4],
+      long_factor: [2, 3, 5, 8, 13, 21],
+    },
   },
   'gemma3 multimodal': GEMMA3_MULTIMODAL,
   // Saved before transformers 4.52 (most published Gemma 3 4B+ folders): language_model.model.*
@@ -158,3 +176,29 @@ for (const [family, config] of Object.entries(FAMILIES)) {
     });
   });
 }
+
+test('phi3: one LoRA pair per fused matrix, under the names PEFT gives them', () => {
+  const adapterDir = join(root, 'phi3', 'adapter');
+  const keys = SafetensorsFile.open(join(adapterDir, 'adapter_model.safetensors')).names();
+  const layer0 = keys.filter((k) => k.includes('.layers.0.')).sort();
+  assert.deepEqual(
+    layer0,
+    ['mlp.down_proj', 'mlp.gate_up_proj', 'self_attn.o_proj', 'self_attn.qkv_proj']
+      .flatMap((m) =>
+        ['A', 'B'].map((ab) => `base_model.model.model.layers.0.${m}.lora_${ab}.weight`),
+      )
+      .sort(),
+  );
+  const config = JSON.parse(readFileSync(join(adapterDir, 'adapter_config.json'), 'utf8'));
+  assert.deepEqual(config.target_modules, ['qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj']);
+  // A Llama recipe's targets would adapt nothing of the fused matrices: refused, naming Phi-3's.
+  const model = loadModel(join(root, 'phi3', 'model'));
+  assert.throws(
+    () => LoraAdapter.create(model, makeLoraConfig({ targetModules: ['q_proj', 'v_proj'] })),
+    (err: unknown) =>
+      err instanceof LoraforgeError &&
+      /q_proj, v_proj: Phi3ForCausalLM has no such projection/.test(err.message) &&
+      /qkv_proj, o_proj, gate_up_proj, down_proj/.test(err.hint ?? ''),
+  );
+  model.dispose();
+});

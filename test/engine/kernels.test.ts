@@ -903,6 +903,33 @@ for (const relaxed of [false, true]) {
     }
   });
 
+  test(`${variant} ropeApply turns only the first rotaryDim values, cos/sin scaled (Phi-3)`, async () => {
+    const { mem, kernels } = await harness(await binaryPromise);
+    // rotaryDim 12 of 16: one 4-wide group and 2 single pairs; 4 values pass through.
+    for (const [D, rotaryDim] of [
+      [16, 12],
+      [128, 96],
+    ]) {
+      const [B, T, heads] = [2, 3, 3];
+      const positions = Int32Array.from({ length: B * T }, (_, i) => i * 11);
+      const x = f32(makeRandom(15)(B * T * heads * D));
+      const table = ropeInverseFrequencies(rotaryDim, 10000, null);
+      for (const inverse of [0, 1]) {
+        const expected = new Float32Array(x.length);
+        ref.ropeApply(x, expected, positions, B, T, heads, D, table, inverse, rotaryDim, 1.25);
+        const xP = mem.f32(x);
+        const outP = mem.f32(x.length);
+        const [posP, tableP] = [mem.i32(positions), mem.f32(table)];
+        kernels.ropeApply(xP, outP, posP, B, T, heads, D, tableP, inverse, rotaryDim, 1.25);
+        const out = mem.readF32(outP, x.length);
+        assertClose(out, expected, 1e-6, `D=${D} inverse=${inverse}`);
+        for (let i = 0; i < x.length; i++) {
+          if (i % D >= rotaryDim) assert.equal(out[i], x[i], `pass-through value ${i}`);
+        }
+      }
+    }
+  });
+
   test(`${variant} dropout draws the reference mask from its seed, split over threads`, async () => {
     const { mem, kernels, splits } = await harness(await binaryPromise);
     for (const [n, p, seed] of [

@@ -606,6 +606,26 @@ gpuDescribe('webgpu rope', () => {
     const diff = outs[0]!.reduce((m, v, i) => Math.max(m, Math.abs(v - outs[1]![i]!)), 0);
     assert.ok(diff > 0.1, `max difference ${diff}`);
   });
+  test('partial rotary (Phi-3: 48 of 64 values turn) with scaled cos/sin', async () => {
+    const rotaryDim = 48;
+    const table = ropeInverseFrequencies(rotaryDim, theta, null);
+    const x = randomFloats(B * T * heads * D);
+    const expected = new Float32Array(x.length);
+    ref.ropeApply(x, expected, positions, B, T, heads, D, table, 0, rotaryDim, 1.19);
+    const [xG, posG, tableG] = [upload(x), upload(positions), upload(table)];
+    const outG = upload(new Float32Array(x.length));
+    gpu!.ropeApply(xG, outG, posG, B, T, heads, D, tableG, false, rotaryDim, 1.19);
+    const out = await download(outG, x.length);
+    assertClose(out, expected, 'partial rope');
+    assert.ok(
+      out.every((v, i) => i % D < rotaryDim || v === x[i]),
+      'pass-through values copied',
+    );
+    const back = new Float32Array(x.length);
+    ref.ropeApply(expected, back, positions, B, T, heads, D, table, 1, rotaryDim, 1.19);
+    gpu!.ropeApply(outG, outG, posG, B, T, heads, D, tableG, true, rotaryDim, 1.19);
+    assertClose(await download(outG, x.length), back, 'inverse partial rope in place');
+  });
 });
 
 // ---- flat kernels ------------------------------------------------------------------------------

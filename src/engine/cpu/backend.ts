@@ -242,6 +242,8 @@ class CpuKernelSet implements Kernels {
     headDim: number,
     invFreq: Operand,
     inverse: boolean,
+    rotaryDim = headDim,
+    scale = 1,
   ): void {
     this.wasm.ropeApply(
       ptrOf(x),
@@ -253,6 +255,8 @@ class CpuKernelSet implements Kernels {
       headDim,
       ptrOf(invFreq),
       inverse ? 1 : 0,
+      rotaryDim,
+      scale,
     );
   }
 

@@ -172,7 +172,8 @@ export class CpuKernels {
 
   /**
    * Rotate-half RoPE of x [B,T,heads,D] at positions i32 [B,T]; inverse=1 is the backward; out may
-   * be x. Pair j turns by position · invFreq[j] from the f32 table `invFreq` [D/2].
+   * be x. The first `rotaryDim` values of each head turn, pair j by position · invFreq[j] from the
+   * f32 table `invFreq` [rotaryDim/2], with cos/sin times `scale`; the rest are copied.
    */
   ropeApply(
     x: number,
@@ -184,6 +185,8 @@ export class CpuKernels {
     D: number,
     invFreq: number,
     inverse: number,
+    rotaryDim = D,
+    scale = 1,
   ): void {
     this.run('ropeApply', B * T, 3 * heads * D + 100 * D, [
       x,
@@ -195,6 +198,8 @@ export class CpuKernels {
       D,
       invFreq,
       inverse,
+      rotaryDim,
+      scale,
     ]);
   }
 

@@ -198,9 +198,10 @@ export function ropeAngle(pos: number, invFreq: number): { cos: number; sin: num
 }
 
 /**
- * Rotate-half RoPE on x [B,T,heads,D] (pairs j, j+D/2) at positions [B,T], pair j turning by
- * pos * invFreq[j] (invFreq [D/2]); `inverse` rotates by -angle, which is also the backward.
- * out may be x.
+ * Rotate-half RoPE on x [B,T,heads,D] at positions [B,T]: the first `rotaryDim` values of each
+ * head turn in pairs (j, j+rotaryDim/2) by pos * invFreq[j] (invFreq [rotaryDim/2]), the rest are
+ * copied; cos and sin are multiplied by `scale` (LongRoPE's attention factor) in f32. `inverse`
+ * rotates by -angle, which is also the backward. out may be x.
  */
 export function ropeApply(
   x: Floats,
@@ -212,12 +213,16 @@ export function ropeApply(
   D: number,
   invFreq: Floats,
   inverse: number,
+  rotaryDim = D,
+  scale = 1,
 ): void {
-  const half = D / 2;
+  const f = Math.fround;
+  const half = rotaryDim / 2;
   for (let bt = 0; bt < B * T; bt++) {
     for (let j = 0; j < half; j++) {
-      const { cos, sin: rawSin } = ropeAngle(positions[bt], invFreq[j]);
-      const sin = inverse ? -rawSin : rawSin;
+      const angle = ropeAngle(positions[bt], invFreq[j]);
+      const cos = f(angle.cos * f(scale));
+      const sin = f(angle.sin * f(scale)) * (inverse ? -1 : 1);
       for (let h = 0; h < heads; h++) {
         const off = (bt * heads + h) * D + j;
         const x1 = x[off];
@@ -225,6 +230,10 @@ export function ropeApply(
         out[off] = x1 * cos - x2 * sin;
         out[off + half] = x2 * cos + x1 * sin;
       }
+    }
+    for (let h = 0; h < heads; h++) {
+      for (let d = rotaryDim; d < D; d++)
+        out[(bt * heads + h) * D + d] = x[(bt * heads + h) * D + d];
     }
   }
 }

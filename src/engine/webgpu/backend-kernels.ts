@@ -173,6 +173,8 @@ export class WebGpuKernelSet implements Kernels {
     headDim: number,
     invFreq: Operand,
     inverse: boolean,
+    rotaryDim = headDim,
+    scale = 1,
   ): void {
     this.gpu.ropeApply(
       bufferRef(x),
@@ -184,6 +186,8 @@ export class WebGpuKernelSet implements Kernels {
       headDim,
       bufferRef(invFreq),
       inverse,
+      rotaryDim,
+      scale,
     );
   }
 
