@@ -132,7 +132,6 @@ export class LoraAdapter {
 
   /** Fresh adapter for `model` with PEFT's initialisation (B = 0, so the model is unchanged). */
   static create(model: DecoderModel, config: LoraConfig, seed = 0): LoraAdapter {
-    refuseMissingTargets(model, config);
     const rng = new Rng(seed);
     const modules = new Map<string, LoraPair>();
     const residuals: (() => void)[] = [];
@@ -388,27 +387,6 @@ export function hostF32(t: Tensor): Float32Array {
   const values = (copy.readSync() as Float32Array).slice();
   copy.dispose();
   return values;
-}
-
-/**
- * Target module names this model does not have: a recipe written for separate q/k/v (q_proj,
- * v_proj) would adapt nothing of Phi-3's fused qkv_proj, so it is refused with the model's names.
- */
-function refuseMissingTargets(model: DecoderModel, config: LoraConfig): void {
-  if (!Array.isArray(config.targetModules)) return;
-  // embed_tokens / lm_head are checked by create() itself (with their own message).
-  const names = new Set([
-    ...[...model.projections()].map(([, , name]) => name as string),
-    'embed_tokens',
-    'lm_head',
-  ]);
-  const missing = config.targetModules.filter((t) => !names.has(t.split('.').at(-1)!));
-  if (missing.length) {
-    throw new LoraforgeError(
-      `target_modules ${missing.join(', ')}: ${model.config.architecture} has no such projection`,
-      `its projections are ${[...names].join(', ')} (or use 'all-linear')`,
-    );
-  }
 }
 
 /** PEFT's print_trainable_parameters line. */
