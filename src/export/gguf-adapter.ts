@@ -43,11 +43,13 @@ function adapterTensorType(type: ExportType): GgmlType {
  */
 function llamaCppAlpha(e: GgufAdapterExport): number {
   const { adapter } = e;
-  const extra =
-    [...adapter.modules.values()].some((p) => p.magnitude) ? 'DoRA magnitudes'
-    : adapter.biases.size ? 'trained biases'
-    : adapter.copies.size ? 'modules_to_save copies'
-    : null;
+  const extra = [...adapter.modules.values()].some((p) => p.magnitude)
+    ? 'DoRA magnitudes'
+    : adapter.biases.size
+      ? 'trained biases'
+      : adapter.copies.size
+        ? 'modules_to_save copies'
+        : null;
   const alphas = new Set(
     [...adapter.modules].map(([path, pair]) => loraScale(adapter.config, path) * pair.a.shape[0]!),
   );
@@ -61,7 +63,7 @@ function llamaCppAlpha(e: GgufAdapterExport): number {
   return [...alphas][0]!;
 }
 
-export function exportGgufAdapter(e: GgufAdapterExport): void {
+export async function exportGgufAdapter(e: GgufAdapterExport): Promise<void> {
   const arch = ggufArchitecture(e.config, e.adapterDir);
   const type = adapterTensorType(e.type);
   const metadata: GgufMetadata = new Map([
@@ -100,5 +102,5 @@ export function exportGgufAdapter(e: GgufAdapterExport): void {
       },
     );
   }
-  writeGguf(e.out, metadata, plans, { overwrite: e.overwrite });
+  await writeGguf(e.out, metadata, plans, { overwrite: e.overwrite });
 }

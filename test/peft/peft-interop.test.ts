@@ -52,7 +52,7 @@ test('merging the PEFT DoRA adapter equals PEFT merge_and_unload', async () => {
   const model = baseOf('dora');
   const adapter = loadAdapter(join(PEFT_FIXTURES, 'dora'), model);
   const out = join(mkdtempSync(join(tmpdir(), 'lf-dora-merge-')), 'merged');
-  mergeToFolder(join(PEFT_FIXTURES, 'base-tied'), adapter, out);
+  await mergeToFolder(join(PEFT_FIXTURES, 'base-tied'), adapter, out);
   adapter.dispose();
   const mine = readGolden(join(out, 'model.safetensors'));
   const ref = readGolden(join(PEFT_FIXTURES, 'dora', 'expected.safetensors'));
@@ -101,7 +101,7 @@ test("merging the PEFT PiSSA adapter into the original base gives PEFT's logits"
   const { mergeToFolder } = await import('../../src/peft/merge.ts');
   const adapter = loadAdapter(join(PEFT_FIXTURES, 'pissa'), baseOf('pissa'));
   const out = join(mkdtempSync(join(tmpdir(), 'lf-pissa-merge-')), 'merged');
-  mergeToFolder(join(PEFT_FIXTURES, 'base-tied'), adapter, out);
+  await mergeToFolder(join(PEFT_FIXTURES, 'base-tied'), adapter, out);
   adapter.dispose();
   const merged = loadModel(out, { dtype: 'f32' });
   const ref = readGolden(join(PEFT_FIXTURES, 'pissa', 'expected.safetensors')).f32('logits').data;
