@@ -7,7 +7,8 @@
  */
 import { Tensor } from '../engine/tensor.ts';
 import type { DecoderModel, LoraLookup, ModuleAdapter } from '../models/decoder.ts';
-import { loraDelta, type LoraWeights } from '../engine/ops/lora-linear.ts';
+import type { LoraWeights } from '../engine/ops/lora-linear.ts';
+import { loraDelta } from '../engine/ops/lora-layer.ts';
 import { noGrad } from '../engine/tape.ts';
 import { Rng } from '../util/rng.ts';
 import { formatCount } from '../util/format.ts';

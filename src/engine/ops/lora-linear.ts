@@ -161,20 +161,3 @@ export function lowRankForward(
   });
   return { y, xd, xa, dropped };
 }
-
-/**
- * s·B·A [out, in] in f32: the weight change a LoRA stands for (PEFT's get_delta_weight), which
- * merging adds to W. No gradient.
- */
-export function loraDelta(lora: Pick<LoraWeights, 'a' | 'b' | 'scale'>): Tensor {
-  const [rank, inFeatures] = lora.a.shape as [number, number];
-  const outFeatures = lora.b.shape[0]!;
-  const delta = Tensor.empty([outFeatures, inFeatures]);
-  kernels().gemm(lora.b.operand(), lora.a.operand(), delta.operand(), {
-    m: outFeatures,
-    n: inFeatures,
-    k: rank,
-    alpha: lora.scale,
-  });
-  return delta;
-}
