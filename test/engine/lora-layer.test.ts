@@ -5,7 +5,12 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import { linear } from '../../src/engine/ops/linear.ts';
-import { adaptedLinear, loraDelta, mixedBatchLinear } from '../../src/engine/ops/lora-layer.ts';
+import {
+  adaptedLinear,
+  loraDelta,
+  mixedBatchLinear,
+  type RowAdapter,
+} from '../../src/engine/ops/lora-layer.ts';
 import type { LoraWeights } from '../../src/engine/ops/lora-linear.ts';
 import { noGrad } from '../../src/engine/tape.ts';
 import { Tensor, tidy } from '../../src/engine/tensor.ts';
@@ -36,7 +41,13 @@ test('mixedBatchLinear gives every row what its own adapter gives it alone', () 
       const dora: LoraWeights = { ...lora(), magnitude: random([OUT]) };
       const trainedBias = { lora: lora(), bias: random([OUT]) };
       // Two rows share the plain adapter, one row has none.
-      const perRow = [{ lora: plain }, null, { lora: dora }, trainedBias, { lora: plain }];
+      const perRow: (RowAdapter | null)[] = [
+        { lora: plain },
+        null,
+        { lora: dora },
+        trainedBias,
+        { lora: plain },
+      ];
       const mixed = read(mixedBatchLinear(x, w, bias, perRow));
       perRow.forEach((adapter, row) => {
         const xr = x.view([1, IN], row * IN);

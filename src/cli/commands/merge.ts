@@ -3,8 +3,7 @@ import type { Command } from 'commander';
 import {
   baseModelMismatch,
   checkMergeTarget,
-  loadAdapter,
-  loadModel,
+  loadAdapterForModel,
   mergedTemplateFiles,
   mergeToFolder,
   type DeviceName,
@@ -51,14 +50,12 @@ export function registerMerge(program: Command): void {
         };
         // Before the (slow) load, so a wrong --out costs nothing.
         checkMergeTarget(dir, flags.out, target);
-        // Reading the adapter checks it against the model (shapes; PiSSA's base); bf16 keeps this
-        // cheap. The merged weights are computed on the same device, tensor by tensor.
-        const model = await loadModel(dir, {
+        // The adapter is read against the model's shapes (the model itself is loaded only for
+        // PiSSA / OLoRA checks); the merged weights are computed on the device, tensor by tensor.
+        const adapter = await loadAdapterForModel(dir, flags.adapter, {
           device: flags.device,
           threads: flags.threads,
-          dtype: 'bf16',
         });
-        const adapter = loadAdapter(flags.adapter, model);
         const mismatch = baseModelMismatch(flags.adapter, adapter.config.baseModelNameOrPath, [
           flags.model,
           dir,
