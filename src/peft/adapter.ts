@@ -405,6 +405,7 @@ function transposed(t: Tensor): Tensor {
 
 /** Host f32 values of a tensor of any float dtype, read back from any backend. */
 export async function downloadF32(t: Tensor): Promise<Float32Array> {
+  if (t.dtype === 'f32') return t.toFloat32();
   const copy = f32Copy(t);
   try {
     return await copy.toFloat32();
