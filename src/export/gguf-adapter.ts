@@ -46,11 +46,13 @@ function adapterTensorType(type: ExportType): GgmlType {
  */
 function llamaCppAlpha(e: GgufAdapterExport): number {
   const { adapter } = e;
-  const extra =
-    [...adapter.modules.values()].some((p) => p.magnitude) ? 'DoRA magnitudes'
-    : adapter.biases.size ? 'trained biases'
-    : adapter.copies.size ? 'modules_to_save copies'
-    : null;
+  const extra = [...adapter.modules.values()].some((p) => p.magnitude)
+    ? 'DoRA magnitudes'
+    : adapter.biases.size
+      ? 'trained biases'
+      : adapter.copies.size
+        ? 'modules_to_save copies'
+        : null;
   const alphas = new Set(
     [...adapter.modules].map(([path, pair]) => loraScale(adapter.config, path) * pair.a.shape[0]!),
   );
@@ -64,7 +66,7 @@ function llamaCppAlpha(e: GgufAdapterExport): number {
   return [...alphas][0]!;
 }
 
-export function exportGgufAdapter(e: GgufAdapterExport): void {
+export async function exportGgufAdapter(e: GgufAdapterExport): Promise<void> {
   const where = join(e.modelDir, 'config.json');
   const arch = ggufArchitecture(e.config, where);
   // The base it applies to must be one llama.cpp runs as loraforge does.
@@ -106,5 +108,5 @@ export function exportGgufAdapter(e: GgufAdapterExport): void {
       },
     );
   }
-  writeGguf(e.out, metadata, plans, { overwrite: e.overwrite });
+  await writeGguf(e.out, metadata, plans, { overwrite: e.overwrite });
 }

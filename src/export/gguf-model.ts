@@ -157,7 +157,7 @@ function weightPlans(
       name,
       shape,
       type: tensorType(type, name, shape, { layers: c.numLayers, hasOutput }),
-      chunks: function* () {
+      chunks: async function* () {
         const raw = source.read(hfName);
         const what = `${folder.dir}: '${hfName}'`;
         const merged = adapter !== undefined && adapterTouches(adapter, hfName);
@@ -166,7 +166,7 @@ function weightPlans(
           return;
         }
         let values = bytesToF32(info.dtype, raw, what);
-        if (merged) values = mergedValues(adapter, hfName, values);
+        if (merged) values = await mergedValues(adapter, hfName, values);
         if (plusOne) for (let i = 0; i < values.length; i++) values[i] = values[i]! + 1;
         if (rotated) {
           const heads = rotated === 'q' ? c.numHeads : c.numKvHeads;
@@ -179,7 +179,7 @@ function weightPlans(
   return plans;
 }
 
-export function exportGgufModel(e: GgufModelExport): void {
+export async function exportGgufModel(e: GgufModelExport): Promise<void> {
   const where = join(e.modelDir, 'config.json');
   const arch = ggufArchitecture(e.config, where);
   const metadata = architectureMetadata(arch, e.config, basename(e.modelDir), e.type, where);
@@ -195,7 +195,7 @@ export function exportGgufModel(e: GgufModelExport): void {
     const plans = weightPlans(source, arch, e.config, e.type, e.adapter);
     const ropeFactors = ropeFactorsTensor(e.config);
     if (ropeFactors) plans.push(ropeFactors);
-    writeGguf(e.out, metadata, plans, { overwrite: e.overwrite, onTensor: e.onTensor });
+    await writeGguf(e.out, metadata, plans, { overwrite: e.overwrite, onTensor: e.onTensor });
   } finally {
     source.close();
   }

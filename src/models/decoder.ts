@@ -16,10 +16,17 @@ import { add, gatedActivation, scale } from '../engine/ops/elementwise.ts';
 import { embedding } from '../engine/ops/embedding.ts';
 import { linear } from '../engine/ops/linear.ts';
 import { lmHeadLoss, type LmHeadLossResult } from '../engine/ops/lm-head-loss.ts';
-import { loraLinear, type LoraWeights } from '../engine/ops/lora-linear.ts';
-import { doraLinear } from '../engine/ops/dora-linear.ts';
+import type { LoraWeights } from '../engine/ops/lora-linear.ts';
 import type { OutputBlock } from '../engine/ops/util.ts';
 import type { DropoutSpec } from '../engine/dropout.ts';
+import {
+  adaptedLinear,
+  addEmbeddingLora,
+  gatherRows,
+  mixedBatchLinear,
+  replaceRowGroups,
+  type EmbeddingLora,
+} from '../engine/ops/lora-layer.ts';
 import { rmsNorm } from '../engine/ops/norm.ts';
 import { rope } from '../engine/ops/rope.ts';
 import { needsGrad } from '../engine/tape.ts';
@@ -38,13 +45,6 @@ export interface Projection {
   lora: (LoraWeights & { dropout: number }) | null;
   /** A bias trained with the adapter (PEFT's bias="all"), used in place of `bias`. */
   adapterBias?: Tensor | null;
-}
-
-/** PEFT's Embedding LoRA: rows of Aᵀ [vocab, r] gathered per token, times s·Bᵀ [r, dim]. */
-export interface EmbeddingLora {
-  aT: Tensor;
-  b: Tensor;
-  scale: number;
 }
 
 /** What an adapter changes in one module (set by peft/). */
@@ -121,7 +121,6 @@ export type LoraLookup = (modulePath: string) => ModuleAdapter | null;
 export const EMBED_PATH = 'model.embed_tokens';
 export const LM_HEAD_PATH = 'lm_head';
 
-/** Makes the dropout mask of a LoRA input (entries 0 or 1/(1-p)), or null when not training. */
 /** Draws the seed of one LoRA dropout mask (engine/dropout.ts); set by the trainer. */
 export type DropoutSeeds = () => number;
 
@@ -240,66 +239,26 @@ export class DecoderModel {
   /** Token embeddings [ids, hidden], through the attached or per-row adapters. */
   private embedRows(ids: Tensor, rowLora?: (LoraLookup | null)[]): Tensor {
     if (!rowLora) return this.embedWith(ids, this.edges.embed);
-    return this.rowsThrough(this.embedWith(ids, undefined), rowLora, EMBED_PATH, (rows) => {
-      const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
-      const own = Tensor.empty([rows.length], 'i32');
-      ids.backend.kernels.gatherRows(ids.operand(), idx.operand(), own.operand(), rows.length, 1);
-      return (adapter) => this.embedWith(own, adapter);
-    });
+    return replaceRowGroups(
+      this.embedWith(ids, undefined),
+      rowLora.map((lookup) => lookup?.(EMBED_PATH) ?? null),
+      (rows, adapter) => this.embedWith(gatherRows(ids, rows), adapter),
+    );
   }
 
-  /** Embeddings of `ids` through one adapter's embedding copy / LoRA, if any. */
   /**
-   * Embeddings of `ids` through an embedding adapter. The family's scale (Gemma's √hidden) applies
-   * to the table lookup only: PEFT adds the LoRA term after the scaled base embedding.
+   * Embeddings of `ids` through an embedding adapter (its trained copy, its LoRA). The family's
+   * scale (Gemma's √hidden) applies to the table lookup only: PEFT adds the LoRA term after it.
    */
   private embedWith(ids: Tensor, adapter: ModuleAdapter | undefined): Tensor {
     const table = embedding(adapter?.weight ?? this.embed, ids);
     const h = this.config.embedScale === 1 ? table : scale(table, this.config.embedScale);
-    const lora = adapter?.embedLora;
-    if (!lora) return h;
-    const [rank, dim] = [lora.aT.shape[1]!, this.config.hiddenSize];
-    const after = embedding(lora.aT, ids);
-    h.backend.kernels.gemm(after.operand(), lora.b.operand(), h.operand(), {
-      m: ids.size,
-      n: dim,
-      k: rank,
-      transB: true,
-      alpha: lora.scale,
-      beta: 1,
-    });
-    return h;
+    return adapter?.embedLora ? addEmbeddingLora(h, ids, adapter.embedLora) : h;
   }
 
   /** The LM head in use: the adapter's trained copy (modules_to_save) or the model's. */
   private get head(): Tensor {
     return this.edges.head?.weight ?? this.lmHead;
-  }
-
-  /**
-   * `all` computed without adapters, with the rows whose adapter changes module `path`
-   * recomputed through it (grouped per adapter): `rowsOf(rows)` returns how to compute the
-   * output of those rows for one adapter.
-   */
-  private rowsThrough(
-    all: Tensor,
-    rowLora: (LoraLookup | null)[],
-    path: string,
-    rowsOf: (rows: number[]) => (adapter: ModuleAdapter) => Tensor,
-  ): Tensor {
-    const cols = all.shape.at(-1)!;
-    for (const [adapter, rows] of groupRows(rowLora.map((lookup) => lookup?.(path) ?? null))) {
-      const out = rowsOf(rows)(adapter);
-      const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
-      all.backend.kernels.scatterRows(
-        out.operand(),
-        idx.operand(),
-        all.operand(),
-        rows.length,
-        cols,
-      );
-    }
-    return all;
   }
 
   /** forwardDecode of the rows where `inGroup` holds, then of the others, merged in row order. */
@@ -355,7 +314,13 @@ export class DecoderModel {
         const block = { offset, count };
         offset += count;
         return rowLora
-          ? this.projectRows(p, x, rowLora, block)
+          ? mixedBatchLinear(
+              x,
+              p.weight,
+              p.bias,
+              rowLora.map((lookup) => lookup?.(p.path) ?? null),
+              block,
+            )
           : this.project(p, x, block, dropout);
       });
     };
@@ -413,9 +378,6 @@ export class DecoderModel {
     return this.applyNorm(h, this.finalNorm);
   }
 
-  /** Token embeddings, times the family's scale (Gemma: √hidden). */
-
-
   private norm(x: Tensor, layer: DecoderLayer, name: LayerNormName): Tensor {
     const w = layer.norms[name];
     if (!w) throw new Error(`${this.config.architecture} layer has no ${name}`);
@@ -449,27 +411,18 @@ export class DecoderModel {
    * `rowLora` (one per selected row) selects adapters per row.
    */
   logits(hidden: Tensor, rows?: number[], rowLora?: (LoraLookup | null)[]): Tensor {
-    const h = rows ? this.gather(hidden, rows) : hidden;
+    const h = rows ? gatherRows(hidden, rows) : hidden;
     if (!rowLora) return this.headWith(h, this.edges.head);
-    return this.rowsThrough(this.headWith(h, undefined), rowLora, LM_HEAD_PATH, (group) => {
-      const hg = this.gather(h, group);
-      return (adapter) => this.headWith(hg, adapter);
-    });
+    return replaceRowGroups(
+      this.headWith(h, undefined),
+      rowLora.map((lookup) => lookup?.(LM_HEAD_PATH) ?? null),
+      (group, adapter) => this.headWith(gatherRows(h, group), adapter),
+    );
   }
 
   private headWith(h: Tensor, adapter: ModuleAdapter | undefined): Tensor {
     const head = adapter?.weight ?? this.lmHead;
-    if (!adapter?.lora) return linear(h, head);
-    return this.projectWith(h, head, null, adapter.lora, null, { offset: 0, count: head.shape[0]! });
-  }
-
-  /** Rows `rows` of x [n, cols] as a new tensor. */
-  private gather(x: Tensor, rows: number[]): Tensor {
-    const cols = x.shape.at(-1)!;
-    const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
-    const out = Tensor.empty([rows.length, cols]);
-    x.backend.kernels.gatherRows(x.operand(), idx.operand(), out.operand(), rows.length, cols);
-    return out;
+    return adapter?.lora ? adaptedLinear(h, head, null, adapter.lora) : linear(h, head);
   }
 
   /** Every base weight under its Hugging Face name (the tied head is listed once). */
@@ -525,89 +478,7 @@ export class DecoderModel {
   private project(p: Projection, x: Tensor, block: OutputBlock, dropout: DropoutSpec | null) {
     const bias = p.adapterBias ?? p.bias;
     if (!p.lora) return linear(x, p.weight, bias, block);
-    return this.projectWith(x, p.weight, bias, p.lora, dropout, block);
-  }
-
-  private projectWith(
-    x: Tensor,
-    w: Tensor,
-    bias: Tensor | null,
-    lora: LoraWeights,
-    dropout: DropoutSpec | null,
-    block: OutputBlock,
-  ): Tensor {
-    if (!lora.magnitude) return loraLinear(x, w, bias, lora, dropout, block);
-    if (block.count !== w.shape[0]) {
-      throw new LoraforgeError(
-        'DoRA on a fused projection (qkv_proj, gate_up_proj) is not supported yet',
-        'use plain LoRA (use_dora: false) for this model',
-      );
-    }
-    return doraLinear(x, w, bias, { ...lora, magnitude: lora.magnitude }, dropout);
-  }
-
-  /**
-   * Base projection for all rows (of `block`), plus each row group's own adapter: the low-rank
-   * delta added for plain LoRA, the rows recomputed for DoRA or a trained bias (inference only).
-   */
-  private projectRows(
-    p: Projection,
-    x: Tensor,
-    rowLora: (LoraLookup | null)[],
-    block: OutputBlock,
-  ): Tensor {
-    const y = linear(x, p.weight, p.bias, block);
-    const plain = rowLora.map((lookup) => {
-      const a = lookup?.(p.path);
-      return a?.lora && !a.lora.magnitude && !a.bias ? a.lora : null;
-    });
-    for (const [lora, rows] of groupRows(plain)) this.addLoraDelta(y, x, p, lora, rows, block);
-    const recomputed = rowLora.map((lookup) => {
-      const a = lookup?.(p.path);
-      return a && (a.lora?.magnitude || a.bias) ? lookup : null;
-    });
-    return this.rowsThrough(y, recomputed, p.path, (rows) => {
-      const xg = this.gather(x, rows);
-      return (adapter) => {
-        const bias = adapter.bias ?? p.bias;
-        return adapter.lora
-          ? this.projectWith(xg, p.weight, bias, adapter.lora, null, block)
-          : linear(xg, p.weight, bias, block);
-      };
-    });
-  }
-
-  /** y[rows] += s·(x[rows]·Aᵀ)·Bᵀ, for `block`'s rows of B. */
-  private addLoraDelta(
-    y: Tensor,
-    x: Tensor,
-    p: Projection,
-    lora: LoraWeights,
-    rows: number[],
-    block: OutputBlock,
-  ) {
-    const k = y.backend.kernels;
-    const [, inFeatures] = p.weight.shape as [number, number];
-    const outFeatures = y.shape.at(-1)!;
-    const r = lora.a.shape[0]!;
-    const xg = this.gather(x, rows);
-    const xa = Tensor.empty([rows.length, r]);
-    k.gemm(xg.operand(), lora.a.operand(), xa.operand(), {
-      m: rows.length,
-      n: r,
-      k: inFeatures,
-      transB: true,
-    });
-    const delta = Tensor.empty([rows.length, outFeatures]);
-    k.gemm(xa.operand(), lora.b.operand(block.offset * r), delta.operand(), {
-      m: rows.length,
-      n: outFeatures,
-      k: r,
-      transB: true,
-      alpha: lora.scale,
-    });
-    const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
-    k.scatterAddRows(delta.operand(), idx.operand(), y.operand(), rows.length, outFeatures);
+    return adaptedLinear(x, p.weight, bias, p.lora, dropout, block);
   }
 
   /** Attention of `layer` over the `seq` positions of the input (no cache). */
@@ -637,22 +508,12 @@ export class DecoderModel {
   }
 }
 
-/** Row indexes per distinct non-null entry. */
-function groupRows<T>(perRow: (T | null)[]): Map<T, number[]> {
-  const groups = new Map<T, number[]>();
-  perRow.forEach((entry, row) => {
-    if (entry) groups.set(entry, [...(groups.get(entry) ?? []), row]);
-  });
-  return groups;
-}
-
 function defaultPositions(batch: number, seq: number, offset: number): Int32Array {
   const out = new Int32Array(batch * seq);
   for (let b = 0; b < batch; b++) for (let t = 0; t < seq; t++) out[b * seq + t] = offset + t;
   return out;
 }
 
-/** targets[b·seq + t] = labels[b, t+1]; the last position of each row predicts nothing. */
 /** An id past the embedding table would read other memory (or trap): refused by value. */
 function checkTokenIds(ids: ArrayLike<number>, vocabSize: number): void {
   for (let i = 0; i < ids.length; i++) {
@@ -666,6 +527,7 @@ function checkTokenIds(ids: ArrayLike<number>, vocabSize: number): void {
   }
 }
 
+/** targets[b·seq + t] = labels[b, t+1]; the last position of each row predicts nothing. */
 export function shiftLabels(labels: Int32Array, batch: number, seq: number): Int32Array {
   const out = new Int32Array(batch * seq).fill(-100);
   for (let b = 0; b < batch; b++) {

@@ -147,11 +147,11 @@ for (const [family, config] of Object.entries(FAMILIES)) {
       }
     });
 
-    test('merge gives the adapted logits and keeps every other tensor', () => {
+    test('merge gives the adapted logits and keeps every other tensor', async () => {
       const model = loadModel(modelDir);
       const adapter = loadAdapter(adapterDir, model);
       const out = join(folder, 'merged');
-      mergeToFolder(modelDir, adapter, out);
+      await mergeToFolder(modelDir, adapter, out);
       const base = logits(model);
       adapter.attach(model);
       const adapted = logits(model);
