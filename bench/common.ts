@@ -38,6 +38,7 @@ export const BENCH_ARCHS = {
   'qwen2-0.5b': 'QWEN2_0_5B_CONFIG',
   'qwen3-0.6b': 'QWEN3_0_6B_CONFIG',
   'gemma3-1b': 'GEMMA3_1B_CONFIG',
+  'phi4-mini': 'PHI4_MINI_CONFIG',
 } as const;
 export type BenchArch = keyof typeof BENCH_ARCHS;
 

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { emitJson, printMachine, randomBenchModel, say } from './common.ts';
+import { benchArch, emitJson, printMachine, randomBenchModel, say } from './common.ts';
 
 const typesArg = process.argv.indexOf('--types');
 const types = typesArg >= 0 ? process.argv[typesArg + 1]!.split(',') : ['f16', 'q4_k_m'];
@@ -47,4 +47,4 @@ try {
 }
 const weightBytes = statSync(join(modelDir, 'model.safetensors')).size;
 say(`(bf16 weights in: ${(weightBytes / 2 ** 20).toFixed(0)} MiB)`);
-emitJson({ model: 'qwen2-0.5b-shape random bf16', weightBytes, results });
+emitJson({ model: `${benchArch()}-shape random bf16`, weightBytes, results });

@@ -45,7 +45,7 @@ export function loraStepFlops(c: DecoderConfig, s: LoraStepShape): Record<string
   const tokens = s.batch * s.seq;
   let projections = 0;
   let lora = 0;
-  for (const [out, inp] of Object.values(projectionShapes(c))) {
+  for (const [out, inp] of projectionShapes(c).values()) {
     projections += 2 * 2 * tokens * out * inp;
     lora += 2 * tokens * s.rank * (3 * inp + 3 * out);
   }

@@ -144,7 +144,7 @@ const masks = { keyMask: null, segIds: null };
 const rope = (x: Operand, H: number, inverse: boolean) =>
   kernels.ropeApply(
     { x, out: x, positions, invFreq },
-    { B: BATCH, T: SEQ, H, D: HEAD_DIM, inverse },
+    { B: BATCH, T: SEQ, H, D: HEAD_DIM, inverse, rotaryDim: HEAD_DIM, scale: 1 },
   );
 const ops: Array<{ name: string; run: () => void }> = [
   {

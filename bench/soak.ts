@@ -83,7 +83,7 @@ function startServer(options: Options): Promise<{ child: ChildProcess; base: str
     let stderr = '';
     child.stderr!.on('data', (chunk: Buffer) => {
       stderr += chunk.toString();
-      const match = /at (http:\/\/127\.0\.0\.1:\d+)\/v1/.exec(stderr);
+      const match = /serving: +(http:\/\/127\.0\.0\.1:\d+)\/v1/.exec(stderr);
       if (match) resolve({ child, base: match[1]! });
     });
     child.once('exit', (code) => reject(new Error(`serve exited with ${code}:\n${stderr}`)));

@@ -27,6 +27,7 @@ export { selectBackend, type BackendOptions, type DeviceName } from './engine/se
 
 // ---- Models and tokenizers (from a Hugging Face id or a local folder) ---------------------------
 export {
+  loadAdapterForModel,
   loadChatPipeline,
   loadModel,
   loadTokenizer,
@@ -56,11 +57,7 @@ export {
 export { ChatPipeline, type PipelineOptions } from './infer/pipeline.ts';
 export { chatReply } from './infer/chat.ts';
 export type { GenerateOptions, GenerationResult } from './infer/text-generation.ts';
-export {
-  describeRange,
-  inSamplingRange,
-  type SamplingOptions,
-} from './infer/sampling.ts';
+export { describeRange, inSamplingRange, type SamplingOptions } from './infer/sampling.ts';
 export { describeSampling, resolveSampling, samplingDefaults } from './infer/sampling-defaults.ts';
 export { mergedTemplateFiles, type MergedTemplatePlan } from './infer/merged-template.ts';
 export { baseModelMismatch } from './peft/base-model.ts';

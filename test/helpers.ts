@@ -3,7 +3,13 @@ import '../src/engine/cpu/node-host.ts';
 import { join } from 'node:path';
 import { CpuBackend } from '../src/engine/cpu/backend.ts';
 import { setBackend } from '../src/engine/tensor.ts';
-import { SafetensorsFile, bytesToF32, bytesToI32 } from '../src/io/safetensors.ts';
+import { writeFileAtomic } from '../src/io/atomic.ts';
+import {
+  SafetensorsFile,
+  bytesToF32,
+  bytesToI32,
+  encodeSafetensors,
+} from '../src/io/safetensors.ts';
 
 export const GOLDEN = join(import.meta.dirname, '..', '..', 'shared', 'golden');
 export const TINY = join(GOLDEN, 'qwen2-tiny');
@@ -103,4 +109,47 @@ export const FAMILY_GOLDENS: { name: string; dir: string }[] = [
   // Made by this repository (scripts/golden/README.md), committed under test/fixtures/golden.
   { name: 'gemma3-tiny', dir: join(import.meta.dirname, 'fixtures', 'golden', 'gemma3-tiny') },
   { name: 'smollm3-tiny', dir: join(import.meta.dirname, 'fixtures', 'golden', 'smollm3-tiny') },
+  { name: 'phi3-tiny', dir: join(import.meta.dirname, 'fixtures', 'golden', 'phi3-tiny') },
 ];
+
+/** A tiny Gemma 3 text config of the tiny chat shape: one sliding and one global layer. */
+export const TINY_GEMMA3_TEXT: Record<string, unknown> = {
+  ...TINY_CHAT_SHAPE,
+  architectures: ['Gemma3ForCausalLM'],
+  model_type: 'gemma3_text',
+  head_dim: 16,
+  hidden_activation: 'gelu_pytorch_tanh',
+  query_pre_attn_scalar: 16,
+  sliding_window: 4,
+  layer_types: ['sliding_attention', 'full_attention'],
+};
+
+/** A Gemma3ForConditionalGeneration config around `text` (a Gemma 3 text config). */
+export function multimodalConfig(text: Record<string, unknown>): Record<string, unknown> {
+  return {
+    architectures: ['Gemma3ForConditionalGeneration'],
+    model_type: 'gemma3',
+    eos_token_id: text.eos_token_id,
+    text_config: { ...text, architectures: undefined, eos_token_id: undefined },
+    vision_config: { model_type: 'siglip_vision_model' },
+  };
+}
+
+export const VISION_TENSOR = 'model.vision_tower.vision_model.post_layernorm.weight';
+
+/**
+ * Adds a vision-tower tensor to a model folder's weights (a multimodal checkpoint has many), and
+ * with `legacy` spells the language model's names as checkpoints before transformers 4.52 did.
+ */
+export function makeMultimodal(dir: string, legacy: boolean): void {
+  const file = SafetensorsFile.open(join(dir, 'model.safetensors'));
+  const tensors = file.names().map((name) => ({
+    name: legacy ? name.replace(/^model\.language_model\./, 'language_model.model.') : name,
+    dtype: file.info(name).dtype,
+    shape: file.info(name).shape,
+    data: file.read(name),
+  }));
+  file.close();
+  tensors.push({ name: VISION_TENSOR, dtype: 'F32', shape: [3], data: new Uint8Array(12) });
+  writeFileAtomic(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
+}

@@ -1,4 +1,4 @@
-"""Shared definitions for the golden-reference generators (new architectures: Qwen3, Gemma 3 text).
+"""Shared definitions for the golden-reference generators (new architectures: Qwen3, Gemma 3 text, SmolLM3, Phi-3).
 
 Model configurations, deterministic data builders and small helpers used by
 gen_model_package.py. Everything is float32 on CPU with eager attention.
@@ -26,15 +26,23 @@ def _softmax_fp64_aware(input, dim=None, _stacklevel=3, dtype=None):
 torch.nn.functional.softmax = _softmax_fp64_aware
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# Phi-3 fuses q/k/v into qkv_proj and gate/up into gate_up_proj: PEFT puts one A/B pair on each
+_LORA_TARGETS_BY_ARCH = {"phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]}
+
+
+def lora_targets(arch):
+    """The linear layers the packages' adapters target: every projection of the architecture."""
+    return _LORA_TARGETS_BY_ARCH.get(arch, LORA_TARGETS)
 LORA_R, LORA_ALPHA = 8, 16
 PAD_ID = 0
 
 _COMMON = dict(attention_dropout=0.0, initializer_range=0.02, use_cache=True, dtype="float32")
 # activation kwarg per architecture (Gemma's config calls it hidden_activation)
 _ACT = {"qwen2": dict(hidden_act="silu"), "llama": dict(hidden_act="silu"), "qwen3": dict(hidden_act="silu"),
-        "gemma3": dict(hidden_activation="gelu_pytorch_tanh"), "smollm3": dict(hidden_act="silu")}
+        "gemma3": dict(hidden_activation="gelu_pytorch_tanh"), "smollm3": dict(hidden_act="silu"),
+        "phi3": dict(hidden_act="silu")}
 # RMSNorm weight convention: Gemma scales by (1 + w) and initialises w = 0; the others scale by w, init 1
-_NORM_CENTER = {"qwen2": 1.0, "llama": 1.0, "qwen3": 1.0, "gemma3": 0.0, "smollm3": 1.0}
+_NORM_CENTER = {"qwen2": 1.0, "llama": 1.0, "qwen3": 1.0, "gemma3": 0.0, "smollm3": 1.0, "phi3": 1.0}
 
 # name -> architecture, seeds and HF config kwargs. Only the public package is defined here; further
 # packages come from a JSON file of the same shape (gen_model_package.py --spec FILE).
@@ -70,6 +78,9 @@ def model_classes(arch):
     if arch == "gemma3":
         from transformers import Gemma3TextConfig, Gemma3ForCausalLM
         return Gemma3TextConfig, Gemma3ForCausalLM
+    if arch == "phi3":
+        from transformers import Phi3Config, Phi3ForCausalLM
+        return Phi3Config, Phi3ForCausalLM
     if arch == "smollm3":
         from transformers import SmolLM3Config, SmolLM3ForCausalLM
         return SmolLM3Config, SmolLM3ForCausalLM

@@ -203,6 +203,19 @@ function mergePair(word: number[], a: number, b: number, merged: number): number
   return out;
 }
 
+/** A tokenizer.json `added_tokens` entry for a special token. */
+export function specialTokenEntry(content: string, id: number): Record<string, unknown> {
+  return {
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  };
+}
+
 /** Hugging Face `tokenizer.json` of a byte-level BPE with Qwen2's pipeline and special tokens. */
 export function buildTokenizerJson(model: BpeModel): object {
   const firstSpecialId = model.vocab.size;
@@ -210,15 +223,9 @@ export function buildTokenizerJson(model: BpeModel): object {
     version: '1.0',
     truncation: null,
     padding: null,
-    added_tokens: SPECIAL_TOKENS.map((content, i) => ({
-      id: firstSpecialId + i,
-      content,
-      single_word: false,
-      lstrip: false,
-      rstrip: false,
-      normalized: false,
-      special: true,
-    })),
+    added_tokens: SPECIAL_TOKENS.map((content, i) =>
+      specialTokenEntry(content, firstSpecialId + i),
+    ),
     normalizer: { type: 'NFC' },
     pre_tokenizer: PRE_TOKENIZER,
     post_processor: { type: 'ByteLevel', ...BYTE_LEVEL },

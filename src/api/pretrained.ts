@@ -13,6 +13,8 @@ import {
   type WeightDType,
 } from '../models/load.ts';
 import { autoWeightDType } from '../models/shapes.ts';
+import type { LoraAdapter } from '../peft/adapter.ts';
+import { adapterNeedsBaseWeights, loadAdapter, loadAdapterForConfig } from '../peft/io.ts';
 
 /** Where the weights come from and where they run. */
 export interface FromPretrainedOptions extends BackendOptions {
@@ -40,6 +42,24 @@ export async function loadModel(
       ? autoWeightDType(loadDecoderConfig(dir))
       : options.dtype;
   return loadModelFolder(dir, { dtype, onTensor: options.onProgress });
+}
+
+/**
+ * The adapter at `adapterDir` for the model folder `modelDir`, on `device`, for a merge or an
+ * export: read against the model's shapes alone, so the model is never loaded, unless the adapter
+ * is checked against the base weights (PiSSA / OLoRA, LoRA on the embeddings); then the model is
+ * loaded too (bf16 unless `dtype` says otherwise).
+ */
+export async function loadAdapterForModel(
+  modelDir: string,
+  adapterDir: string,
+  options: BackendOptions & { dtype?: WeightDType } = {},
+): Promise<LoraAdapter> {
+  await selectBackend({ device: options.device, threads: options.threads });
+  const config = loadDecoderConfig(modelDir);
+  if (!adapterNeedsBaseWeights(adapterDir, config)) return loadAdapterForConfig(adapterDir, config);
+  const model = loadModelFolder(modelDir, { dtype: options.dtype ?? 'bf16' });
+  return loadAdapter(adapterDir, model);
 }
 
 /** Loads the tokenizer (with its chat template) of a Hugging Face id or a local model folder. */

@@ -5,7 +5,7 @@
  * `.lora_b` (B, [out, r]); llama.cpp scales B·A by adapter.lora.alpha / r, so alpha is written
  * as scale · r, which also covers rsLoRA's alpha / √r.
  */
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
 import type { GgufMetadata } from '../io/gguf/format.ts';
 import { GGML_TYPES, type GgmlType } from '../io/gguf/ggml-types.ts';
 import { type GgufTensorPlan, writeGguf } from '../io/gguf/writer.ts';
@@ -14,6 +14,7 @@ import type { LoraAdapter } from '../peft/adapter.ts';
 import { loraScale } from '../peft/config.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import {
+  architectureKeys,
   ggufArchitecture,
   ggufModuleName,
   interleaveRopeRows,
@@ -23,6 +24,8 @@ import type { ExportType } from './quant-mix.ts';
 
 export interface GgufAdapterExport {
   adapterDir: string;
+  /** The base model's folder (its config.json is named in errors). */
+  modelDir: string;
   config: DecoderConfig;
   adapter: LoraAdapter;
   type: ExportType;
@@ -43,11 +46,13 @@ function adapterTensorType(type: ExportType): GgmlType {
  */
 function llamaCppAlpha(e: GgufAdapterExport): number {
   const { adapter } = e;
-  const extra =
-    [...adapter.modules.values()].some((p) => p.magnitude) ? 'DoRA magnitudes'
-    : adapter.biases.size ? 'trained biases'
-    : adapter.copies.size ? 'modules_to_save copies'
-    : null;
+  const extra = [...adapter.modules.values()].some((p) => p.magnitude)
+    ? 'DoRA magnitudes'
+    : adapter.biases.size
+      ? 'trained biases'
+      : adapter.copies.size
+        ? 'modules_to_save copies'
+        : null;
   const alphas = new Set(
     [...adapter.modules].map(([path, pair]) => loraScale(adapter.config, path) * pair.a.shape[0]!),
   );
@@ -61,8 +66,11 @@ function llamaCppAlpha(e: GgufAdapterExport): number {
   return [...alphas][0]!;
 }
 
-export function exportGgufAdapter(e: GgufAdapterExport): void {
-  const arch = ggufArchitecture(e.config, e.adapterDir);
+export async function exportGgufAdapter(e: GgufAdapterExport): Promise<void> {
+  const where = join(e.modelDir, 'config.json');
+  const arch = ggufArchitecture(e.config, where);
+  // The base it applies to must be one llama.cpp runs as loraforge does.
+  architectureKeys(arch, e.config, where);
   const type = adapterTensorType(e.type);
   const metadata: GgufMetadata = new Map([
     ['general.architecture', { type: 'string', value: arch.name }],
@@ -73,7 +81,7 @@ export function exportGgufAdapter(e: GgufAdapterExport): void {
   ]);
   const plans: GgufTensorPlan[] = [];
   for (const [path, pair] of e.adapter.modules) {
-    const module = ggufModuleName(path);
+    const module = ggufModuleName(arch, e.config.modulePrefix, path);
     if (!module) {
       throw new LoraforgeError(
         `${e.adapterDir}: LoRA module '${path}' has no llama.cpp tensor (missing: its GGUF tensor mapping)`,
@@ -100,5 +108,5 @@ export function exportGgufAdapter(e: GgufAdapterExport): void {
       },
     );
   }
-  writeGguf(e.out, metadata, plans, { overwrite: e.overwrite });
+  await writeGguf(e.out, metadata, plans, { overwrite: e.overwrite });
 }

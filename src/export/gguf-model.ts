@@ -14,12 +14,14 @@ import {
   type SafetensorsDtype,
 } from '../io/safetensors.ts';
 import type { HfTokenizer } from '../io/tokenizer.ts';
+import { withCurrentNames } from '../models/checkpoint-names.ts';
 import type { DecoderConfig } from '../models/config.ts';
 import { defaultInverseFrequencies, ropeInverseFrequencies } from '../models/rope-frequencies.ts';
 import type { LoraAdapter } from '../peft/adapter.ts';
 import { adapterTouches, checkMergeable, mergedValues } from '../peft/merge.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import {
+  architectureKeys,
   ggufArchitecture,
   ggufModuleName,
   interleaveRopeRows,
@@ -43,12 +45,16 @@ export interface GgufModelExport {
   onTensor?: (index: number, total: number, name: string) => void;
 }
 
-/** The architecture's hyper-parameters under llama.cpp's `<arch>.*` keys. */
+/**
+ * The architecture's hyper-parameters under llama.cpp's `<arch>.*` keys; throws for what
+ * llama.cpp's graph for the architecture cannot express (`where` names the config).
+ */
 export function architectureMetadata(
   arch: GgufArchitecture,
   c: DecoderConfig,
   name: string,
   type: ExportType,
+  where: string,
 ): GgufMetadata {
   const u32 = (value: number): GgufValue => ({ type: 'u32', value });
   const f32 = (value: number): GgufValue => ({ type: 'f32', value });
@@ -70,6 +76,7 @@ export function architectureMetadata(
     [`${a}.rope.freq_base`, f32(c.ropeTheta)],
     [`${a}.rope.dimension_count`, u32(c.headDim)],
   ]);
+  for (const [key, value] of architectureKeys(arch, c, where)) meta.set(`${a}.${key}`, value);
   if (type === 'q8_0' || type === 'q4_k_m') meta.set('general.quantization_version', u32(2));
   if (c.ropeScaling?.type === 'linear') {
     meta.set(`${a}.rope.scaling.type`, { type: 'string', value: 'linear' });
@@ -110,45 +117,57 @@ function* widenByRows(
 
 const CHUNK_BYTES = 8 << 20;
 
-/** Every weight of the folder as a GGUF tensor plan (values produced lazily, one at a time). */
+/**
+ * Every weight of the folder as a GGUF tensor plan (values produced lazily, one at a time). A
+ * multimodal folder gives its text model only (llama.cpp keeps vision towers in a separate
+ * projector file), whichever transformers version spelled its names.
+ */
 function weightPlans(
-  source: SafetensorsFolder,
+  folder: SafetensorsFolder,
   arch: GgufArchitecture,
   c: DecoderConfig,
   type: ExportType,
   adapter: LoraAdapter | undefined,
 ): GgufTensorPlan[] {
+  const source = withCurrentNames(folder);
   const plans: GgufTensorPlan[] = [];
   const hasOutput = !c.tieWordEmbeddings;
   if (adapter) checkMergeable(adapter, hasOutput);
+  const multimodal = c.modulePrefix !== 'model';
   for (const hfName of source.names()) {
     // Tied models may still carry lm_head.weight; llama.cpp reuses token_embd when output is absent.
     if (hfName === 'lm_head.weight' && !hasOutput) continue;
+    const textModel = hfName.startsWith(`${c.modulePrefix}.`) || hfName.startsWith('lm_head.');
+    if (multimodal && !textModel) continue;
     const m = /^(.+)\.(weight|bias)$/.exec(hfName);
-    const module = m ? ggufModuleName(m[1]!) : undefined;
+    const module = m ? ggufModuleName(arch, c.modulePrefix, m[1]!) : undefined;
     if (!m || !module) {
       throw new LoraforgeError(
-        `${source.dir}: tensor '${hfName}' has no llama.cpp name for ${c.architecture} (missing: its GGUF tensor mapping)`,
+        `${folder.dir}: tensor '${hfName}' has no llama.cpp name for ${c.architecture} (missing: its GGUF tensor mapping)`,
       );
     }
     const name = `${module}.${m[2]}`;
     const info = source.info(hfName);
     const shape = info.shape;
     const rotated = arch.interleavedRope ? ropeRotatedRows(module) : undefined;
+    // Gemma scales by (1 + w); llama.cpp's norms multiply by the stored weight, so its converter
+    // stores 1 + w (added here in f32, as transformers computes it).
+    const plusOne = c.normPlusOne && m[2] === 'weight' && /norm$/.test(m[1]!);
     plans.push({
       name,
       shape,
       type: tensorType(type, name, shape, { layers: c.numLayers, hasOutput }),
-      chunks: function* () {
+      chunks: async function* () {
         const raw = source.read(hfName);
-        const what = `${source.dir}: '${hfName}'`;
+        const what = `${folder.dir}: '${hfName}'`;
         const merged = adapter !== undefined && adapterTouches(adapter, hfName);
-        if (!merged && !rotated) {
+        if (!merged && !rotated && !plusOne) {
           yield* widenByRows(info.dtype, raw, shape[shape.length - 1]!, what);
           return;
         }
         let values = bytesToF32(info.dtype, raw, what);
-        if (merged) values = mergedValues(adapter, hfName, values);
+        if (merged) values = await mergedValues(adapter, hfName, values);
+        if (plusOne) for (let i = 0; i < values.length; i++) values[i] = values[i]! + 1;
         if (rotated) {
           const heads = rotated === 'q' ? c.numHeads : c.numKvHeads;
           values = interleaveRopeRows(values, heads, shape.length === 2 ? shape[1]! : 1);
@@ -160,10 +179,10 @@ function weightPlans(
   return plans;
 }
 
-export function exportGgufModel(e: GgufModelExport): void {
+export async function exportGgufModel(e: GgufModelExport): Promise<void> {
   const where = join(e.modelDir, 'config.json');
   const arch = ggufArchitecture(e.config, where);
-  const metadata = architectureMetadata(arch, e.config, basename(e.modelDir), e.type);
+  const metadata = architectureMetadata(arch, e.config, basename(e.modelDir), e.type, where);
   const tokenizer = tokenizerMetadata({
     modelDir: e.modelDir,
     tokenizer: e.tokenizer,
@@ -176,7 +195,7 @@ export function exportGgufModel(e: GgufModelExport): void {
     const plans = weightPlans(source, arch, e.config, e.type, e.adapter);
     const ropeFactors = ropeFactorsTensor(e.config);
     if (ropeFactors) plans.push(ropeFactors);
-    writeGguf(e.out, metadata, plans, { overwrite: e.overwrite, onTensor: e.onTensor });
+    await writeGguf(e.out, metadata, plans, { overwrite: e.overwrite, onTensor: e.onTensor });
   } finally {
     source.close();
   }

@@ -7,7 +7,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeDirAtomic, writeFileAtomic } from '../io/atomic.ts';
+import { writeDirAtomicAsync, writeFileAtomic } from '../io/atomic.ts';
 import { checkOutputFile } from '../io/gguf/writer.ts';
 import type { OllamaChatFormat } from './chat-formats.ts';
 
@@ -35,16 +35,16 @@ export interface OllamaFolderExport {
   overwrite?: boolean;
   chat: OllamaChatFormat;
   /** Writes the model GGUF (and the adapter GGUF when `withAdapter`) into the folder. */
-  writeModel(path: string): void;
-  writeAdapter?: (path: string) => void;
+  writeModel(path: string): Promise<void>;
+  writeAdapter?: (path: string) => Promise<void>;
 }
 
-export function exportOllamaFolder(e: OllamaFolderExport): void {
+export async function exportOllamaFolder(e: OllamaFolderExport): Promise<void> {
   checkOutputFile(e.out, e.overwrite);
-  writeDirAtomic(e.out, (tmp) => {
+  await writeDirAtomicAsync(e.out, async (tmp) => {
     mkdirSync(tmp, { recursive: true });
-    e.writeModel(join(tmp, OLLAMA_MODEL_FILE));
-    e.writeAdapter?.(join(tmp, OLLAMA_ADAPTER_FILE));
+    await e.writeModel(join(tmp, OLLAMA_MODEL_FILE));
+    await e.writeAdapter?.(join(tmp, OLLAMA_ADAPTER_FILE));
     writeFileAtomic(join(tmp, 'Modelfile'), modelfile(e.chat, e.writeAdapter !== undefined));
   });
 }

@@ -102,18 +102,18 @@ export async function runExport(opts: ExportOptions): Promise<ExportResult> {
   }
   const s = await loadExportSources(opts.modelDir, opts.adapterDir);
   try {
-    return writeExport(opts, format, type, s);
+    return await writeExport(opts, format, type, s);
   } finally {
     s.adapter?.dispose();
   }
 }
 
-function writeExport(
+async function writeExport(
   opts: ExportOptions,
   format: ExportFormat,
   type: ExportType,
   s: ExportSources,
-): ExportResult {
+): Promise<ExportResult> {
   const model = (path: string, adapter: LoraAdapter | undefined, overwrite?: boolean) =>
     exportGgufModel({
       modelDir: s.modelDir,
@@ -129,18 +129,19 @@ function writeExport(
   const adapterFile = (path: string, adapter: LoraAdapter, overwrite?: boolean) =>
     exportGgufAdapter({
       adapterDir: opts.adapterDir!,
+      modelDir: s.modelDir,
       config: s.config,
       adapter,
       type,
       out: path,
       overwrite,
     });
-  if (format === 'gguf') model(opts.out, s.adapter, opts.overwrite);
+  if (format === 'gguf') await model(opts.out, s.adapter, opts.overwrite);
   else if (format === 'gguf-adapter') {
-    adapterFile(opts.out, s.adapter!, opts.overwrite);
+    await adapterFile(opts.out, s.adapter!, opts.overwrite);
   } else {
     const separate = s.adapter && !opts.merge ? s.adapter : undefined;
-    exportOllamaFolder({
+    await exportOllamaFolder({
       out: opts.out,
       overwrite: opts.overwrite,
       chat: ollamaChatFormat(s.template, s.tokenText),

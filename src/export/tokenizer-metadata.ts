@@ -1,9 +1,14 @@
 /**
- * The tokenizer as llama.cpp reads it from GGUF: a gpt2-style byte-level BPE vocabulary (token
- * strings as in tokenizer.json, merges, token types), the special token ids, and the name of the
- * pre-tokenizer (llama.cpp compiles its own regexes per name, so the name must be one whose
- * regex equals the tokenizer's). Vocabulary rows the tokenizer does not use are filled with
- * `[PAD<id>]` entries of type unused, as llama.cpp's converter does.
+ * The tokenizer as llama.cpp reads it from GGUF, in one of its two BPE forms:
+ * - `gpt2`, byte-level BPE (Qwen, Llama 3, SmolLM3): token strings as in tokenizer.json, merges,
+ *   and the name of the pre-tokenizer (llama.cpp compiles its own regexes per name, so the name
+ *   must be one whose regex equals the tokenizer's);
+ * - `llama`, SentencePiece BPE with byte fallback (Gemma, Llama 2, Mistral v0.1): pieces with a
+ *   score (llama.cpp merges the adjacent pair whose joined piece scores highest; tokenizer.json
+ *   keeps no scores, so a piece scores minus the rank of its first merge, which orders merges as
+ *   tokenizer.json does), `<0xXX>` byte pieces, and whether a space is put before the text.
+ * Both carry token types and the special token ids. Vocabulary rows the tokenizer does not use
+ * are filled with `[PAD<id>]` entries of type unused, as llama.cpp's converter does.
  */
 import { join } from 'node:path';
 import { readJsonObject, type JsonObject } from '../io/hf-folder.ts';
@@ -12,7 +17,14 @@ import type { HfTokenizer } from '../io/tokenizer.ts';
 import { LoraforgeError } from '../util/errors.ts';
 
 /** llama.cpp token types (llama_token_type). */
-const TOKEN_TYPE = { normal: 1, control: 3, userDefined: 4, unused: 5 } as const;
+const TOKEN_TYPE = {
+  normal: 1,
+  unknown: 2,
+  control: 3,
+  userDefined: 4,
+  unused: 5,
+  byte: 6,
+} as const;
 
 const QWEN2_REGEX =
   "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
@@ -73,17 +85,55 @@ export interface TokenizerMetadataOptions {
   chatTemplate: string | undefined;
 }
 
+/** The Metaspace marker SentencePiece puts for a space. */
+const SPACE = '\u2581';
+
+function isReplaceSpace(node: unknown): boolean {
+  const n = node as JsonObject | null;
+  return (
+    n?.type === 'Replace' &&
+    (n.pattern as JsonObject | undefined)?.String === ' ' &&
+    n.content === SPACE
+  );
+}
+
+/**
+ * Whether a BPE tokenizer.json is SentencePiece-shaped (spaces become "▁" before BPE, unknown
+ * characters fall back to byte pieces) and then whether a "▁" is put before the text; undefined
+ * for any other shape. Three spellings exist: a Replace normalizer (Gemma: no prefix, its Split
+ * on " " then finds no space), Prepend "▁" + Replace (Llama 2, newer files), or a Metaspace
+ * pre-tokenizer that does not split (Llama 2 / Mistral, older files).
+ */
+function sentencePieceSpacePrefix(json: JsonObject, model: JsonObject): boolean | undefined {
+  if (model.byte_fallback !== true) return undefined;
+  const norm = json.normalizer as JsonObject | null;
+  const pre = json.pre_tokenizer as JsonObject | null;
+  const splitsOnSpace =
+    pre?.type === 'Split' && (pre.pattern as JsonObject | undefined)?.String === ' ';
+  if (norm && (pre === null || splitsOnSpace)) {
+    if (isReplaceSpace(norm)) return false;
+    const steps = norm.type === 'Sequence' ? (norm.normalizers as JsonObject[]) : [];
+    const prepends = steps[0]?.type === 'Prepend' && steps[0].prepend === SPACE;
+    if (steps.length === 2 && prepends && isReplaceSpace(steps[1])) return true;
+  }
+  if (!norm && pre?.type === 'Metaspace' && pre.replacement === SPACE && pre.split === false) {
+    return pre.prepend_scheme !== 'never';
+  }
+  return undefined;
+}
+
 export function tokenizerMetadata(opts: TokenizerMetadataOptions): GgufMetadata {
   const where = join(opts.modelDir, 'tokenizer.json');
   const json = readJsonObject(where);
   const model = (json.model ?? {}) as JsonObject;
-  if (model.type !== 'BPE' || !isByteLevel(json)) {
+  const spacePrefix = model.type === 'BPE' ? sentencePieceSpacePrefix(json, model) : undefined;
+  if (model.type !== 'BPE' || (!isByteLevel(json) && spacePrefix === undefined)) {
     throw new LoraforgeError(
-      `${where}: a ${String(model.type)} tokenizer${model.type === 'BPE' ? ' without byte-level encoding' : ''} has no GGUF form in loraforge (missing: a llama.cpp tokenizer model for it)`,
-      'loraforge writes byte-level BPE tokenizers (tokenizer.ggml.model gpt2: Qwen2, Llama 3)',
+      `${where}: a ${String(model.type)} tokenizer${model.type === 'BPE' ? ' neither byte-level nor SentencePiece-shaped' : ''} has no GGUF form in loraforge (missing: a llama.cpp tokenizer model for it)`,
+      'loraforge writes byte-level BPE (gpt2: Qwen, Llama 3) and SentencePiece BPE with byte fallback (llama: Gemma, Llama 2)',
     );
   }
-  const pre = preTokenizerName(json, where);
+  const sentencePiece = spacePrefix !== undefined;
   const tokens: (string | undefined)[] = new Array(opts.vocabSize);
   const types = new Array<number>(opts.vocabSize).fill(TOKEN_TYPE.normal);
   const place = (token: string, id: number, type: number) => {
@@ -95,15 +145,18 @@ export function tokenizerMetadata(opts: TokenizerMetadataOptions): GgufMetadata 
     tokens[id] = token;
     types[id] = type;
   };
+  const pieceType = (token: string) => {
+    if (!sentencePiece) return TOKEN_TYPE.normal;
+    if (token === model.unk_token) return TOKEN_TYPE.unknown;
+    return /^<0x[0-9A-F]{2}>$/.test(token) ? TOKEN_TYPE.byte : TOKEN_TYPE.normal;
+  };
   for (const [token, id] of Object.entries((model.vocab ?? {}) as Record<string, number>)) {
-    place(token, id, TOKEN_TYPE.normal);
+    place(token, id, pieceType(token));
   }
   for (const added of (json.added_tokens ?? []) as JsonObject[]) {
-    place(
-      String(added.content),
-      Number(added.id),
-      added.special ? TOKEN_TYPE.control : TOKEN_TYPE.userDefined,
-    );
+    const token = String(added.content);
+    const type = added.special ? TOKEN_TYPE.control : TOKEN_TYPE.userDefined;
+    place(token, Number(added.id), token === model.unk_token ? TOKEN_TYPE.unknown : type);
   }
   for (let id = 0; id < opts.vocabSize; id++) {
     if (tokens[id] === undefined) {
@@ -117,15 +170,20 @@ export function tokenizerMetadata(opts: TokenizerMetadataOptions): GgufMetadata 
   );
   const t = opts.tokenizer;
   const meta: GgufMetadata = new Map();
-  meta.set('tokenizer.ggml.model', { type: 'string', value: 'gpt2' });
-  meta.set('tokenizer.ggml.pre', { type: 'string', value: pre });
-  meta.set('tokenizer.ggml.tokens', {
-    type: 'array',
-    itemType: 'string',
-    values: tokens as string[],
-  });
-  meta.set('tokenizer.ggml.token_type', { type: 'array', itemType: 'i32', values: types });
-  meta.set('tokenizer.ggml.merges', { type: 'array', itemType: 'string', values: merges });
+  const list = (key: string, itemType: 'string' | 'i32' | 'f32', values: (string | number)[]) =>
+    meta.set(key, { type: 'array', itemType, values });
+  meta.set('tokenizer.ggml.model', { type: 'string', value: sentencePiece ? 'llama' : 'gpt2' });
+  list('tokenizer.ggml.tokens', 'string', tokens as string[]);
+  list('tokenizer.ggml.token_type', 'i32', types);
+  if (sentencePiece) {
+    list('tokenizer.ggml.scores', 'f32', mergeScores(tokens as string[], merges));
+    meta.set('tokenizer.ggml.add_space_prefix', { type: 'bool', value: spacePrefix });
+    const unk = typeof model.unk_token === 'string' ? tokens.indexOf(model.unk_token) : -1;
+    if (unk >= 0) meta.set('tokenizer.ggml.unknown_token_id', { type: 'u32', value: unk });
+  } else {
+    meta.set('tokenizer.ggml.pre', { type: 'string', value: preTokenizerName(json, where) });
+    list('tokenizer.ggml.merges', 'string', merges);
+  }
   const id = (key: string, value: number | undefined) => {
     if (value !== undefined) meta.set(key, { type: 'u32', value });
   };
@@ -139,4 +197,20 @@ export function tokenizerMetadata(opts: TokenizerMetadataOptions): GgufMetadata 
     meta.set('tokenizer.chat_template', { type: 'string', value: opts.chatTemplate });
   }
   return meta;
+}
+
+/**
+ * SentencePiece scores from merge ranks: a piece made by merge k scores -(k + 1) (its first
+ * merge, if several make it); pieces no merge makes (characters, bytes, specials) score 0.
+ */
+function mergeScores(tokens: string[], merges: string[]): number[] {
+  const rank = new Map<string, number>();
+  merges.forEach((merge, k) => {
+    const joined = merge.replace(' ', '');
+    if (!rank.has(joined)) rank.set(joined, k);
+  });
+  return tokens.map((token) => {
+    const k = rank.get(token);
+    return k === undefined ? 0 : -(k + 1);
+  });
 }

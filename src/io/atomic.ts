@@ -53,23 +53,56 @@ export function writeFileAtomicStreaming(
   path: string,
   produce: (write: (bytes: Uint8Array) => void) => void,
 ): void {
+  const file = openTemporary(path);
+  try {
+    produce(file.write);
+  } catch (err) {
+    throw file.abandon(err);
+  }
+  file.publish();
+}
+
+/** writeFileAtomicStreaming for a producer that awaits between pieces (data read from a GPU). */
+export async function writeFileAtomicStreamingAsync(
+  path: string,
+  produce: (write: (bytes: Uint8Array) => void) => Promise<void>,
+): Promise<void> {
+  const file = openTemporary(path);
+  try {
+    await produce(file.write);
+  } catch (err) {
+    throw file.abandon(err);
+  }
+  file.publish();
+}
+
+/** A temporary sibling of `path` being written: published by fsync + rename, or abandoned. */
+function openTemporary(path: string) {
   const tmp = tempSibling(path);
   const fd = openSync(tmp, 'w');
-  try {
-    produce((bytes) => {
-      let off = 0;
-      while (off < bytes.byteLength) off += writeSync(fd, bytes, off, bytes.byteLength - off);
-    });
-    fsyncSync(fd);
-  } catch (err) {
+  const abandon = (err: unknown): Error => {
     closeSync(fd);
     rmSync(tmp, { force: true });
     // A failed write(2) (disk full) names no file; the one being written is what the user needs.
-    throw Object.assign(err as Error, { path: (err as NodeJS.ErrnoException).path ?? path });
-  }
-  closeSync(fd);
-  renameSync(tmp, path);
-  fsyncDir(dirname(path));
+    return Object.assign(err as Error, { path: (err as NodeJS.ErrnoException).path ?? path });
+  };
+  return {
+    write(bytes: Uint8Array): void {
+      let off = 0;
+      while (off < bytes.byteLength) off += writeSync(fd, bytes, off, bytes.byteLength - off);
+    },
+    abandon,
+    publish(): void {
+      try {
+        fsyncSync(fd);
+      } catch (err) {
+        throw abandon(err);
+      }
+      closeSync(fd);
+      renameSync(tmp, path);
+      fsyncDir(dirname(path));
+    },
+  };
 }
 
 /**
@@ -85,6 +118,27 @@ export function writeDirAtomic(path: string, fill: (tmpDir: string) => void): vo
     rmSync(tmp, { recursive: true, force: true });
     throw err;
   }
+  replaceDir(tmp, path);
+}
+
+/** writeDirAtomic for a `fill` that awaits (files whose bytes are read back from a GPU). */
+export async function writeDirAtomicAsync(
+  path: string,
+  fill: (tmpDir: string) => Promise<void>,
+): Promise<void> {
+  const tmp = tempSibling(path);
+  rmSync(tmp, { recursive: true, force: true });
+  try {
+    await fill(tmp);
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+  replaceDir(tmp, path);
+}
+
+/** The finished folder `tmp` in place of `path` (the old one removed only afterwards). */
+function replaceDir(tmp: string, path: string): void {
   fsyncDir(tmp);
   if (existsSync(path)) {
     const old = `${tmp}.old`;
@@ -134,21 +188,42 @@ export function publishFiles(
   rmSync(tmp, { recursive: true, force: true });
   try {
     fill(tmp);
-    fsyncDir(tmp);
-    if (!existsSync(dir)) {
-      renameSync(tmp, dir);
-      fsyncDir(dirname(dir));
-      return;
-    }
-    const last = opts.commitLast ?? [];
-    const names = readdirSync(tmp).filter((name) => !opts.keep?.(name));
-    const ordered = [
-      ...names.filter((n) => !last.includes(n)),
-      ...last.filter((n) => names.includes(n)),
-    ];
-    for (const name of ordered) renameSync(join(tmp, name), join(dir, name));
-    fsyncDir(dir);
+    moveFilesInto(tmp, dir, opts);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/** publishFiles for a `fill` that awaits (files whose bytes are read back from a GPU). */
+export async function publishFilesAsync(
+  dir: string,
+  fill: (tmpDir: string) => Promise<void>,
+  opts: PublishOptions = {},
+): Promise<void> {
+  const tmp = tempSibling(dir);
+  rmSync(tmp, { recursive: true, force: true });
+  try {
+    await fill(tmp);
+    moveFilesInto(tmp, dir, opts);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** The publishing step of publishFiles: the finished `tmp` folder's files into `dir`. */
+function moveFilesInto(tmp: string, dir: string, opts: PublishOptions): void {
+  fsyncDir(tmp);
+  if (!existsSync(dir)) {
+    renameSync(tmp, dir);
+    fsyncDir(dirname(dir));
+    return;
+  }
+  const last = opts.commitLast ?? [];
+  const names = readdirSync(tmp).filter((name) => !opts.keep?.(name));
+  const ordered = [
+    ...names.filter((n) => !last.includes(n)),
+    ...last.filter((n) => names.includes(n)),
+  ];
+  for (const name of ordered) renameSync(join(tmp, name), join(dir, name));
+  fsyncDir(dir);
 }

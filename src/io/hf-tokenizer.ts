@@ -114,7 +114,8 @@ export class HfTokenizer implements Tokenizer {
     let maxBytes = 1;
     for (const [token, id] of impl.get_vocab(true)) {
       maxId = Math.max(maxId, id);
-      maxBytes = Math.max(maxBytes, utf8Length(token));
+      // The library lists ids missing from a sparse vocabulary with an undefined token.
+      if (typeof token === 'string') maxBytes = Math.max(maxBytes, utf8Length(token));
     }
     this.vocabSize = maxId + 1;
     this.maxTokenBytes = maxBytes;

@@ -236,6 +236,19 @@ export abstract class SafetensorsReader implements TensorSource {
     return info;
   }
 
+  /** Copies `target.byteLength` bytes of the tensor's data from byte `start` on (a piece of it). */
+  readSlice(name: string, start: number, target: Uint8Array): void {
+    const info = this.info(name);
+    if (start < 0 || start + target.byteLength > info.byteLength) {
+      throw new Error(
+        `readSlice '${name}': bytes ${start}..${start + target.byteLength} outside its ${info.byteLength}`,
+      );
+    }
+    if (this.readAt(target, info.fileOffset + start) !== target.byteLength) {
+      throw corrupt(this.path, `tensor '${name}' data ends early`);
+    }
+  }
+
   readInto(name: string, target: Uint8Array): void {
     const info = this.loadableInfo(name);
     if (target.byteLength !== info.byteLength) {
@@ -342,6 +355,51 @@ export interface NamedTensorData extends TensorData {
   name: string;
 }
 
+/** A tensor's name, dtype and shape: all a safetensors header says about it. */
+export interface TensorLayout {
+  name: string;
+  dtype: SafetensorsDtype;
+  shape: readonly number[];
+}
+
+/**
+ * The header bytes of a safetensors file holding `tensors` (length prefix and JSON) and the order
+ * their data follows it in: by the Rust library's dtype rank, then by name. Known before any
+ * tensor data, so a writer can stream the data after it (writeSafetensorsStreaming).
+ */
+export function safetensorsLayout<T extends TensorLayout>(
+  tensors: readonly T[],
+  metadata: Record<string, string> = { format: 'pt' },
+): { header: Uint8Array; order: T[] } {
+  const order = [...tensors].sort(
+    (a, b) =>
+      DTYPE_WRITE_RANK[b.dtype] - DTYPE_WRITE_RANK[a.dtype] ||
+      (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
+  );
+  const fields: Record<string, unknown> = { __metadata__: metadata };
+  let offset = 0;
+  for (const t of order) {
+    if (Object.hasOwn(fields, t.name))
+      throw new Error(`writeSafetensors: duplicate tensor name '${t.name}'`);
+    const bytes = tensorByteLength(t);
+    fields[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  const utf8 = new TextEncoder();
+  const json = JSON.stringify(fields);
+  // Padding the header with spaces to a multiple of 8 keeps the data area 8-byte aligned.
+  const jsonBytes = utf8.encode(json + ' '.repeat((8 - (utf8.encode(json).byteLength % 8)) % 8));
+  const header = new Uint8Array(8 + jsonBytes.byteLength);
+  new DataView(header.buffer).setBigUint64(0, BigInt(jsonBytes.byteLength), true);
+  header.set(jsonBytes, 8);
+  return { header, order };
+}
+
+/** Bytes of a tensor's data. */
+export function tensorByteLength(t: Pick<TensorLayout, 'dtype' | 'shape'>): number {
+  return elementCount(t.shape) * DTYPE_BYTES[t.dtype];
+}
+
 /** Serializes tensors into the chunks of a safetensors file (header first, then data). */
 export function encodeSafetensors(
   tensors: readonly NamedTensorData[] | Readonly<Record<string, TensorData>>,
@@ -350,33 +408,17 @@ export function encodeSafetensors(
   const list: NamedTensorData[] = Array.isArray(tensors)
     ? [...tensors]
     : Object.entries(tensors).map(([name, t]) => ({ name, ...t }));
-  list.sort(
-    (a, b) =>
-      DTYPE_WRITE_RANK[b.dtype] - DTYPE_WRITE_RANK[a.dtype] ||
-      (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
-  );
-
-  const header: Record<string, unknown> = { __metadata__: metadata };
-  const chunks: Uint8Array[] = [];
-  let offset = 0;
   for (const t of list) {
-    if (Object.hasOwn(header, t.name))
-      throw new Error(`writeSafetensors: duplicate tensor name '${t.name}'`);
-    const expected = elementCount(t.shape) * DTYPE_BYTES[t.dtype];
+    const expected = tensorByteLength(t);
     if (t.data.byteLength !== expected) {
       throw new Error(
         `writeSafetensors: '${t.name}' ${t.dtype}${JSON.stringify(t.shape)} needs ${expected} bytes, got ${t.data.byteLength}`,
       );
     }
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + expected] };
-    chunks.push(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-    offset += expected;
   }
-  const json = JSON.stringify(header);
-  // Padding the header with spaces to a multiple of 8 keeps the data area 8-byte aligned.
-  const utf8 = new TextEncoder();
-  const jsonBytes = utf8.encode(json + ' '.repeat((8 - (utf8.encode(json).byteLength % 8)) % 8));
-  const lengthBytes = new Uint8Array(8);
-  new DataView(lengthBytes.buffer).setBigUint64(0, BigInt(jsonBytes.byteLength), true);
-  return [lengthBytes, jsonBytes, ...chunks];
+  const { header, order } = safetensorsLayout(list, metadata);
+  return [
+    header,
+    ...order.map((t) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)),
+  ];
 }

@@ -9,7 +9,7 @@
 import { closeSync, existsSync, fstatSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { LoraforgeError } from '../util/errors.ts';
-import { writeFileAtomic } from './atomic.ts';
+import { writeFileAtomic, writeFileAtomicStreamingAsync } from './atomic.ts';
 import { openChecked, parseJsonChecked, readTextChecked, READ_LIMITS } from './safe-read.ts';
 import {
   SafetensorsReader,
@@ -17,7 +17,10 @@ import {
   type NamedTensorData,
   type TensorData,
   parseSafetensorsHeader,
+  safetensorsLayout,
   type SafetensorsHeader,
+  tensorByteLength,
+  type TensorLayout,
   type TensorInfo,
   type TensorSource,
 } from './safetensors-format.ts';
@@ -160,6 +163,10 @@ export class SafetensorsFolder implements TensorSource {
     this.fileFor(name).readInto(name, target);
   }
 
+  readSlice(name: string, start: number, target: Uint8Array): void {
+    this.fileFor(name).readSlice(name, start, target);
+  }
+
   close(): void {
     for (const file of this.files) file.close();
   }
@@ -198,4 +205,38 @@ export function writeSafetensors(
   metadata?: Record<string, string>,
 ): void {
   writeFileAtomic(path, encodeSafetensors(tensors, metadata));
+}
+
+/** A tensor to write whose bytes are produced only when its turn comes, in one or more pieces. */
+export interface SafetensorsPlan extends TensorLayout {
+  bytes(): Iterable<ArrayBufferView> | AsyncIterable<ArrayBufferView>;
+}
+
+/**
+ * Writes a safetensors file atomically, tensor by tensor: the header (names, dtypes, shapes,
+ * offsets) goes first, then each tensor's bytes as they are produced, so memory holds one tensor
+ * (or one piece of one) at a time, never the file. Same layout as writeSafetensors.
+ */
+export async function writeSafetensorsStreaming(
+  path: string,
+  tensors: readonly SafetensorsPlan[],
+  metadata?: Record<string, string>,
+): Promise<void> {
+  const { header, order } = safetensorsLayout(tensors, metadata);
+  await writeFileAtomicStreamingAsync(path, async (write) => {
+    write(header);
+    for (const t of order) {
+      const expected = tensorByteLength(t);
+      let written = 0;
+      for await (const piece of t.bytes()) {
+        write(new Uint8Array(piece.buffer, piece.byteOffset, piece.byteLength));
+        written += piece.byteLength;
+      }
+      if (written !== expected) {
+        throw new Error(
+          `writeSafetensors: '${t.name}' ${t.dtype}${JSON.stringify(t.shape)} needs ${expected} bytes, got ${written}`,
+        );
+      }
+    }
+  });
 }

@@ -23,6 +23,11 @@ export interface DecoderConfig extends BaseDecoderConfig, FamilyTraits {
   /** rope_scaling of the config; null for the default (unscaled) RoPE. */
   ropeScaling: RopeScaling | null;
   /**
+   * How many values of each q/k head RoPE turns: head_dim · partial_rotary_factor (Phi-4-mini
+   * 0.75); the rest pass through unrotated.
+   */
+  rotaryDim: number;
+  /**
    * Module path of the decoder stack (embed_tokens, layers, norm): `model`, or
    * `model.language_model` for the text model of a multimodal checkpoint. PEFT keys follow it.
    */
@@ -85,7 +90,14 @@ export function parseDecoderConfig(
         `loraforge runs ${SUPPORTED_ARCHITECTURES.join(', ')} (and their *ForConditionalGeneration text models)`,
     );
   }
-  const rope: RopeSettings = parseRope(raw, source);
+  const maxPositionEmbeddings = int(raw, 'max_position_embeddings', source, 32768);
+  const rope: RopeSettings = parseRope(raw, source, {
+    maxPositionEmbeddings,
+    originalMaxPositionEmbeddings:
+      typeof raw.original_max_position_embeddings === 'number'
+        ? raw.original_max_position_embeddings
+        : undefined,
+  });
   const hiddenSize = int(raw, 'hidden_size', source);
   const numHeads = int(raw, 'num_attention_heads', source);
   const numKvHeads = int(raw, 'num_key_value_heads', source, numHeads);
@@ -109,7 +121,7 @@ export function parseDecoderConfig(
     numKvHeads,
     headDim,
     rmsNormEps: typeof raw.rms_norm_eps === 'number' ? raw.rms_norm_eps : 1e-6,
-    maxPositionEmbeddings: int(raw, 'max_position_embeddings', source, 32768),
+    maxPositionEmbeddings,
     tieWordEmbeddings:
       typeof raw.tie_word_embeddings === 'boolean'
         ? raw.tie_word_embeddings
@@ -122,6 +134,7 @@ export function parseDecoderConfig(
     ...family.traits(raw, base, source),
     ropeTheta: rope.theta ?? family.defaultRopeTheta,
     ropeScaling: rope.scaling,
+    rotaryDim: rotaryDimOf(raw, headDim, rope.scaling, source),
     modulePrefix,
   });
 }
@@ -169,4 +182,42 @@ function checkRanges(
     }
   }
   return config;
+}
+
+/**
+ * int(head_dim · partial_rotary_factor) (top level, or in transformers 5's rope_parameters),
+ * checked against LongRoPE's per-frequency factor lists.
+ */
+function rotaryDimOf(
+  raw: Record<string, unknown>,
+  headDim: number,
+  scaling: RopeScaling | null,
+  source: string,
+): number {
+  const params = isObject(raw.rope_parameters) ? raw.rope_parameters : {};
+  const factor = raw.partial_rotary_factor ?? params.partial_rotary_factor ?? 1;
+  if (typeof factor !== 'number' || !(factor > 0 && factor <= 1)) {
+    throw new LoraforgeError(
+      `${source}: partial_rotary_factor must be in (0, 1] (got ${JSON.stringify(factor)})`,
+    );
+  }
+  const dim = Math.floor(headDim * factor);
+  if (dim % 2 !== 0) {
+    throw new LoraforgeError(
+      `${source}: head_dim ${headDim} × partial_rotary_factor ${factor} = ${dim} is odd (RoPE rotates pairs)`,
+    );
+  }
+  if (scaling?.type === 'longrope') {
+    for (const [name, list] of [
+      ['short_factor', scaling.shortFactor],
+      ['long_factor', scaling.longFactor],
+    ] as const) {
+      if (list.length !== dim / 2) {
+        throw new LoraforgeError(
+          `${source}: rope_scaling ${name} has ${list.length} entries, the rotated head part needs ${dim / 2}`,
+        );
+      }
+    }
+  }
+  return dim;
 }

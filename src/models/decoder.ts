@@ -4,9 +4,11 @@
  *                                h += Q(down(act(gate(n2(h))) · up(n2(h))));
  *   logits = norm(h) · headᵀ
  * where the q/k norms Nq, Nk (Qwen3, Gemma 3), the output norms P, Q and the embedding scale s
- * (Gemma) are there only when the family has them, rope may be per-layer or absent, and
- * attention may slide over a window. Training goes through `loss`, which never materialises
- * full-vocabulary logits.
+ * (Gemma) are there only when the family has them, rope may be per-layer, partial or absent, and
+ * attention may slide over a window. Phi-3 fuses q, k, v into one qkv_proj and gate, up into one
+ * gate_up_proj: each part is computed from the rows of the fused weight (and of its LoRA B) it
+ * owns, so the fused matrix keeps one adapter and no fused output is materialised. Training goes through
+ * `loss`, which never materialises full-vocabulary logits.
  */
 import type { AttentionParams } from '../engine/kernels/attention.ts';
 import { attention, type AttentionShape } from '../engine/ops/attention.ts';
@@ -14,15 +16,24 @@ import { add, gatedActivation, scale } from '../engine/ops/elementwise.ts';
 import { embedding } from '../engine/ops/embedding.ts';
 import { linear } from '../engine/ops/linear.ts';
 import { lmHeadLoss, type LmHeadLossResult } from '../engine/ops/lm-head-loss.ts';
-import { loraLinear, type LoraWeights } from '../engine/ops/lora-linear.ts';
-import { doraLinear } from '../engine/ops/dora-linear.ts';
+import type { LoraWeights } from '../engine/ops/lora-linear.ts';
+import type { OutputBlock } from '../engine/ops/util.ts';
+import type { DropoutSpec } from '../engine/dropout.ts';
+import {
+  adaptedLinear,
+  addEmbeddingLora,
+  gatherRows,
+  mixedBatchLinear,
+  replaceRowGroups,
+  type EmbeddingLora,
+} from '../engine/ops/lora-layer.ts';
 import { rmsNorm } from '../engine/ops/norm.ts';
 import { rope } from '../engine/ops/rope.ts';
 import { needsGrad } from '../engine/tape.ts';
 import { Tensor } from '../engine/tensor.ts';
 import type { DecoderConfig } from './config.ts';
 import type { KVCache } from './kv-cache.ts';
-import { ropeInverseFrequencies } from './rope-frequencies.ts';
+import { ropeTables, tableFor, type RopeTables } from './rope-frequencies.ts';
 import { LoraforgeError } from '../util/errors.ts';
 
 /** A linear layer of the model, optionally carrying a LoRA adapter (set by peft/). */
@@ -34,13 +45,6 @@ export interface Projection {
   lora: (LoraWeights & { dropout: number }) | null;
   /** A bias trained with the adapter (PEFT's bias="all"), used in place of `bias`. */
   adapterBias?: Tensor | null;
-}
-
-/** PEFT's Embedding LoRA: rows of Aᵀ [vocab, r] gathered per token, times s·Bᵀ [r, dim]. */
-export interface EmbeddingLora {
-  aT: Tensor;
-  b: Tensor;
-  scale: number;
 }
 
 /** What an adapter changes in one module (set by peft/). */
@@ -59,16 +63,26 @@ export interface EdgeAdapters {
   head?: ModuleAdapter;
 }
 
+/** Every projection name a family may have (shapes.ts: projectionShapes lists a family's own). */
 export const PROJECTION_NAMES = [
   'q_proj',
   'k_proj',
   'v_proj',
+  'qkv_proj',
   'o_proj',
   'gate_proj',
   'up_proj',
+  'gate_up_proj',
   'down_proj',
 ] as const;
 export type ProjectionName = (typeof PROJECTION_NAMES)[number];
+
+const MLP_PROJECTIONS: readonly ProjectionName[] = [
+  'gate_proj',
+  'up_proj',
+  'gate_up_proj',
+  'down_proj',
+];
 
 /** Norm weights of a layer by their name under model.layers.N (transformers' module names). */
 export const LAYER_NORM_NAMES = [
@@ -84,7 +98,8 @@ export type LayerNormName = (typeof LAYER_NORM_NAMES)[number];
 export interface DecoderLayer {
   /** The norms this family has (shapes.ts: layerNormShapes). */
   norms: Partial<Record<LayerNormName, Tensor>>;
-  proj: Record<ProjectionName, Projection>;
+  /** The projections this family has (shapes.ts: projectionShapes). */
+  proj: Partial<Record<ProjectionName, Projection>>;
 }
 
 export interface ModelInput {
@@ -106,7 +121,6 @@ export type LoraLookup = (modulePath: string) => ModuleAdapter | null;
 export const EMBED_PATH = 'model.embed_tokens';
 export const LM_HEAD_PATH = 'lm_head';
 
-/** Makes the dropout mask of a LoRA input (entries 0 or 1/(1-p)), or null when not training. */
 /** Draws the seed of one LoRA dropout mask (engine/dropout.ts); set by the trainer. */
 export type DropoutSeeds = () => number;
 
@@ -115,8 +129,7 @@ export type DropoutSeeds = () => number;
  * stack's module path (model.language_model in a multimodal checkpoint).
  */
 export function projectionPath(layer: number, name: ProjectionName, prefix = 'model'): string {
-  const block =
-    name === 'gate_proj' || name === 'up_proj' || name === 'down_proj' ? 'mlp' : 'self_attn';
+  const block = MLP_PROJECTIONS.includes(name) ? 'mlp' : 'self_attn';
   return `${prefix}.layers.${layer}.${block}.${name}`;
 }
 
@@ -125,10 +138,13 @@ export class DecoderModel {
   /** Null outside training: LoRA dropout is off at inference. */
   dropoutSeeds: DropoutSeeds | null = null;
   edges: EdgeAdapters = {};
-  /** RoPE inverse frequencies [headDim/2] (rope_scaling applied), uploaded with each forward. */
-  readonly ropeInvFreq: Float32Array;
-  /** The 'local' layers' table (Gemma 3's sliding layers), or null. */
-  readonly localRopeInvFreq: Float32Array | null;
+  /**
+   * RoPE inverse frequencies [rotaryDim/2] with rope_scaling applied (LongRoPE: short and long
+   * tables, and the cos/sin scale); the table a forward pass uses is uploaded with it.
+   */
+  readonly rope: RopeTables;
+  /** The 'local' layers' tables (Gemma 3's sliding layers), or null. */
+  readonly localRope: RopeTables | null;
   /** Ones of each norm size, for zero-centred norms that scale by (1 + w). */
   private readonly ones = new Map<number, Tensor>();
 
@@ -140,10 +156,10 @@ export class DecoderModel {
     /** The LM head; the embedding table itself when embeddings are tied. */
     readonly lmHead: Tensor,
   ) {
-    this.ropeInvFreq = ropeInverseFrequencies(config.headDim, config.ropeTheta, config.ropeScaling);
+    this.rope = ropeTables(config.rotaryDim, config.ropeTheta, config.ropeScaling);
     const local = config.localRope;
-    this.localRopeInvFreq = local
-      ? ropeInverseFrequencies(config.headDim, local.theta ?? 10000, local.scaling)
+    this.localRope = local
+      ? ropeTables(config.rotaryDim, local.theta ?? 10000, local.scaling)
       : null;
     if (!local && config.layers.some((l) => l.rope === 'local')) {
       throw new Error(
@@ -160,11 +176,7 @@ export class DecoderModel {
     const { batch, seq } = input;
     checkTokenIds(input.inputIds, this.embed.shape[0]!);
     const ids = Tensor.from(input.inputIds, [batch * seq], 'i32');
-    const positions = Tensor.from(
-      input.positionIds ?? defaultPositions(batch, seq, cache?.length ?? 0),
-      [batch * seq],
-      'i32',
-    );
+    const positions = input.positionIds ?? defaultPositions(batch, seq, cache?.length ?? 0);
     const keyMask =
       input.attentionMask && !cache ? Tensor.from(input.attentionMask, [batch * seq], 'i32') : null;
     const segments = input.segmentIds ? Tensor.from(input.segmentIds, [batch * seq], 'i32') : null;
@@ -193,11 +205,17 @@ export class DecoderModel {
     const c = this.config;
     const rows = ids.length;
     checkTokenIds(ids, this.embed.shape[0]!);
-    const positions = Tensor.from(
-      Int32Array.from(caches, (cache) => cache.length),
-      [rows],
-      'i32',
-    );
+    const positions = Int32Array.from(caches, (cache) => cache.length);
+    const long = this.rope.long;
+    if (
+      long &&
+      positions.some((p) => p + 1 > long.after) &&
+      positions.some((p) => p + 1 <= long.after)
+    ) {
+      // LongRoPE picks one table per forward pass; these rows are independent sequences on both
+      // sides of its switch, so each side runs as its own pass, as if decoded alone.
+      return this.decodeGroups(ids, caches, rowLora, (i) => positions[i]! + 1 > long.after);
+    }
     for (const cache of caches) cache.append(1, 1);
     const qWidth = c.numHeads * c.headDim;
     const kvWidth = c.numKvHeads * c.headDim;
@@ -221,38 +239,21 @@ export class DecoderModel {
   /** Token embeddings [ids, hidden], through the attached or per-row adapters. */
   private embedRows(ids: Tensor, rowLora?: (LoraLookup | null)[]): Tensor {
     if (!rowLora) return this.embedWith(ids, this.edges.embed);
-    return this.rowsThrough(this.embedWith(ids, undefined), rowLora, EMBED_PATH, (rows) => {
-      const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
-      const own = Tensor.empty([rows.length], 'i32');
-      ids.backend.kernels.gatherRows(
-        { src: ids.operand(), idx: idx.operand(), dst: own.operand() },
-        { rows: rows.length, cols: 1 },
-      );
-      return (adapter) => this.embedWith(own, adapter);
-    });
+    return replaceRowGroups(
+      this.embedWith(ids, undefined),
+      rowLora.map((lookup) => lookup?.(EMBED_PATH) ?? null),
+      (rows, adapter) => this.embedWith(gatherRows(ids, rows), adapter),
+    );
   }
 
-  /** Embeddings of `ids` through one adapter's embedding copy / LoRA, if any. */
   /**
-   * Embeddings of `ids` through an embedding adapter. The family's scale (Gemma's √hidden) applies
-   * to the table lookup only: PEFT adds the LoRA term after the scaled base embedding.
+   * Embeddings of `ids` through an embedding adapter (its trained copy, its LoRA). The family's
+   * scale (Gemma's √hidden) applies to the table lookup only: PEFT adds the LoRA term after it.
    */
   private embedWith(ids: Tensor, adapter: ModuleAdapter | undefined): Tensor {
     const table = embedding(adapter?.weight ?? this.embed, ids);
     const h = this.config.embedScale === 1 ? table : scale(table, this.config.embedScale);
-    const lora = adapter?.embedLora;
-    if (!lora) return h;
-    const [rank, dim] = [lora.aT.shape[1]!, this.config.hiddenSize];
-    const after = embedding(lora.aT, ids);
-    h.backend.kernels.gemm(after.operand(), lora.b.operand(), h.operand(), {
-      m: ids.size,
-      n: dim,
-      k: rank,
-      transB: true,
-      alpha: lora.scale,
-      beta: 1,
-    });
-    return h;
+    return adapter?.embedLora ? addEmbeddingLora(h, ids, adapter.embedLora) : h;
   }
 
   /** The LM head in use: the adapter's trained copy (modules_to_save) or the model's. */
@@ -260,62 +261,104 @@ export class DecoderModel {
     return this.edges.head?.weight ?? this.lmHead;
   }
 
-  /**
-   * `all` computed without adapters, with the rows whose adapter changes module `path`
-   * recomputed through it (grouped per adapter): `rowsOf(rows)` returns how to compute the
-   * output of those rows for one adapter.
-   */
-  private rowsThrough(
-    all: Tensor,
-    rowLora: (LoraLookup | null)[],
-    path: string,
-    rowsOf: (rows: number[]) => (adapter: ModuleAdapter) => Tensor,
+  /** forwardDecode of the rows where `inGroup` holds, then of the others, merged in row order. */
+  private decodeGroups(
+    ids: number[],
+    caches: KVCache[],
+    rowLora: (LoraLookup | null)[] | undefined,
+    inGroup: (row: number) => boolean,
   ): Tensor {
-    const cols = all.shape.at(-1)!;
-    for (const [adapter, rows] of groupRows(rowLora.map((lookup) => lookup?.(path) ?? null))) {
-      const out = rowsOf(rows)(adapter);
-      const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
-      all.backend.kernels.scatterRows(
-        { src: out.operand(), idx: idx.operand(), dst: all.operand() },
-        { rows: rows.length, cols },
+    const out = Tensor.empty([ids.length, this.config.hiddenSize]);
+    for (const wanted of [true, false]) {
+      const rows = ids.map((_, i) => i).filter((i) => inGroup(i) === wanted);
+      const h = this.forwardDecode(
+        rows.map((i) => ids[i]!),
+        rows.map((i) => caches[i]!),
+        rowLora && rows.map((i) => rowLora[i] ?? null),
+      );
+      const index = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
+      h.backend.kernels.scatterRows(
+        { src: h.operand(), idx: index.operand(), dst: out.operand() },
+        { rows: rows.length, cols: this.config.hiddenSize },
       );
     }
-    return all;
+    return out;
   }
 
-  /** The decoder blocks and final norm; `attend` is the only part that differs between modes. */
+  /**
+   * The decoder blocks and final norm; `attend` is the only part that differs between modes.
+   * `positions` [batch·seq] are on the host: their largest picks LongRoPE's table.
+   */
   private runLayers(
     embedded: Tensor,
-    positions: Tensor,
+    positions: Int32Array,
     batch: number,
     seq: number,
     rowLora: (LoraLookup | null)[] | undefined,
     attend: (layer: number, q: Tensor, k: Tensor, v: Tensor) => Tensor,
   ): Tensor {
     const c = this.config;
-    const project = (p: Projection, x: Tensor) =>
-      rowLora ? this.projectRows(p, x, rowLora) : this.project(p, x);
-    const tables = {
-      global: Tensor.from(this.ropeInvFreq, [this.ropeInvFreq.length]),
-      local: this.localRopeInvFreq && Tensor.from(this.localRopeInvFreq, [c.headDim / 2]),
-      none: null,
+    /**
+     * The projection `name` of `layer` on x; for a fused one, each of its output blocks (widths
+     * in order), computed straight from the weight rows the block owns: no fused output to split.
+     */
+    const project = (layer: DecoderLayer, name: ProjectionName, x: Tensor, widths?: number[]) => {
+      const p = layer.proj[name];
+      if (!p) throw new Error(`${c.architecture} layer has no ${name}`);
+      const dropout = this.dropoutOf(p);
+      let offset = 0;
+      return (widths ?? [p.weight.shape[0]!]).map((count) => {
+        const block = { offset, count };
+        offset += count;
+        return rowLora
+          ? mixedBatchLinear(
+              x,
+              p.weight,
+              p.bias,
+              rowLora.map((lookup) => lookup?.(p.path) ?? null),
+              block,
+            )
+          : this.project(p, x, block, dropout);
+      });
     };
-    const rotate = (x: Tensor, table: Tensor | null, heads: number) =>
-      table ? rope(x, positions, table, batch, seq, heads, c.headDim) : x;
+    const qWidth = c.numHeads * c.headDim;
+    const kvWidth = c.numKvHeads * c.headDim;
+    /** q, k, v: three projections, or the three blocks of Phi-3's qkv_proj. */
+    const qkv = (layer: DecoderLayer, x: Tensor) =>
+      (c.fusedProjections
+        ? project(layer, 'qkv_proj', x, [qWidth, kvWidth, kvWidth])
+        : (['q_proj', 'k_proj', 'v_proj'] as const).map((name) => project(layer, name, x)[0]!)) as [
+        Tensor,
+        Tensor,
+        Tensor,
+      ];
+    const gateUp = (layer: DecoderLayer, y: Tensor) =>
+      (c.fusedProjections
+        ? project(layer, 'gate_up_proj', y, [c.intermediateSize, c.intermediateSize])
+        : [project(layer, 'gate_proj', y)[0]!, project(layer, 'up_proj', y)[0]!]) as [
+        Tensor,
+        Tensor,
+      ];
+    const maxPosition = positions.reduce((m, p) => Math.max(m, p), 0);
+    const upload = (tables: RopeTables | null) => {
+      if (!tables) return null;
+      const invFreq = tableFor(tables, maxPosition);
+      return { invFreq: Tensor.from(invFreq, [invFreq.length]), scale: tables.scale };
+    };
+    const tables = { global: upload(this.rope), local: upload(this.localRope), none: null };
+    const positionIds = Tensor.from(positions, [positions.length], 'i32');
+    const rotate = (x: Tensor, table: ReturnType<typeof upload>, heads: number) =>
+      table ? rope(x, positionIds, table.invFreq, batch, seq, heads, c.headDim, table.scale) : x;
     let h = embedded;
     this.layers.forEach((layer, i) => {
       const table = tables[c.layers[i]!.rope];
       const x = this.norm(h, layer, 'input_layernorm');
-      let q = project(layer.proj.q_proj, x);
-      let k = project(layer.proj.k_proj, x);
-      if (c.qkNorm) {
-        q = this.norm(q, layer, 'self_attn.q_norm');
-        k = this.norm(k, layer, 'self_attn.k_norm');
-      }
-      q = rotate(q, table, c.numHeads);
-      k = rotate(k, table, c.numKvHeads);
-      const v = project(layer.proj.v_proj, x);
-      let a = project(layer.proj.o_proj, attend(i, q, k, v));
+      const [qRaw, kRaw, v] = qkv(layer, x);
+      const qNormed = c.qkNorm ? this.norm(qRaw, layer, 'self_attn.q_norm') : qRaw;
+      const kNormed = c.qkNorm ? this.norm(kRaw, layer, 'self_attn.k_norm') : kRaw;
+      const q = rotate(qNormed, table, c.numHeads);
+      const k = rotate(kNormed, table, c.numKvHeads);
+      let a = project(layer, 'o_proj', attend(i, q, k, v))[0]!;
       if (c.sandwichNorms) a = this.norm(a, layer, 'post_attention_layernorm');
       h = add(h, a);
       const y = this.norm(
@@ -323,20 +366,14 @@ export class DecoderModel {
         layer,
         c.sandwichNorms ? 'pre_feedforward_layernorm' : 'post_attention_layernorm',
       );
-      const gated = gatedActivation(
-        c.activation,
-        project(layer.proj.gate_proj, y),
-        project(layer.proj.up_proj, y),
-      );
-      let m = project(layer.proj.down_proj, gated);
+      const [gate, up] = gateUp(layer, y);
+      const gated = gatedActivation(c.activation, gate, up);
+      let m = project(layer, 'down_proj', gated)[0]!;
       if (c.sandwichNorms) m = this.norm(m, layer, 'post_feedforward_layernorm');
       h = add(h, m);
     });
     return this.applyNorm(h, this.finalNorm);
   }
-
-  /** Token embeddings, times the family's scale (Gemma: √hidden). */
-
 
   private norm(x: Tensor, layer: DecoderLayer, name: LayerNormName): Tensor {
     const w = layer.norms[name];
@@ -371,29 +408,18 @@ export class DecoderModel {
    * `rowLora` (one per selected row) selects adapters per row.
    */
   logits(hidden: Tensor, rows?: number[], rowLora?: (LoraLookup | null)[]): Tensor {
-    const h = rows ? this.gather(hidden, rows) : hidden;
+    const h = rows ? gatherRows(hidden, rows) : hidden;
     if (!rowLora) return this.headWith(h, this.edges.head);
-    return this.rowsThrough(this.headWith(h, undefined), rowLora, LM_HEAD_PATH, (group) => {
-      const hg = this.gather(h, group);
-      return (adapter) => this.headWith(hg, adapter);
-    });
+    return replaceRowGroups(
+      this.headWith(h, undefined),
+      rowLora.map((lookup) => lookup?.(LM_HEAD_PATH) ?? null),
+      (group, adapter) => this.headWith(gatherRows(h, group), adapter),
+    );
   }
 
   private headWith(h: Tensor, adapter: ModuleAdapter | undefined): Tensor {
     const head = adapter?.weight ?? this.lmHead;
-    return adapter?.lora ? this.projectWith(h, head, null, adapter.lora, null) : linear(h, head);
-  }
-
-  /** Rows `rows` of x [n, cols] as a new tensor. */
-  private gather(x: Tensor, rows: number[]): Tensor {
-    const cols = x.shape.at(-1)!;
-    const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
-    const out = Tensor.empty([rows.length, cols]);
-    x.backend.kernels.gatherRows(
-      { src: x.operand(), idx: idx.operand(), dst: out.operand() },
-      { rows: rows.length, cols },
-    );
-    return out;
+    return adapter?.lora ? adaptedLinear(h, head, null, adapter.lora) : linear(h, head);
   }
 
   /** Every base weight under its Hugging Face name (the tied head is listed once). */
@@ -405,8 +431,7 @@ export class DecoderModel {
         const w = layer.norms[name];
         if (w) out.set(`${prefix}.layers.${i}.${name}.weight`, w);
       }
-      for (const name of PROJECTION_NAMES) {
-        const p = layer.proj[name];
+      for (const p of Object.values(layer.proj)) {
         out.set(`${p.path}.weight`, p.weight);
         if (p.bias) out.set(`${p.path}.bias`, p.bias);
       }
@@ -419,7 +444,10 @@ export class DecoderModel {
   /** Every projection with its HF module path. */
   *projections(): Generator<[string, Projection, ProjectionName]> {
     for (const layer of this.layers) {
-      for (const name of PROJECTION_NAMES) yield [layer.proj[name].path, layer.proj[name], name];
+      for (const name of PROJECTION_NAMES) {
+        const p = layer.proj[name];
+        if (p) yield [p.path, p, name];
+      }
     }
   }
 
@@ -433,82 +461,21 @@ export class DecoderModel {
     }
   }
 
-  private project(p: Projection, x: Tensor): Tensor {
-    const bias = p.adapterBias ?? p.bias;
-    if (!p.lora) return linear(x, p.weight, bias);
-    // Dropout only while training (gradients recorded), as model.train() / model.eval() in PyTorch.
-    const dropout =
-      p.lora.dropout > 0 && this.dropoutSeeds && needsGrad(p.lora.a, p.lora.b)
-        ? { p: p.lora.dropout, seed: this.dropoutSeeds() }
-        : null;
-    return this.projectWith(x, p.weight, bias, p.lora, dropout);
-  }
-
-  private projectWith(
-    x: Tensor,
-    w: Tensor,
-    bias: Tensor | null,
-    lora: LoraWeights,
-    dropout: { p: number; seed: number } | null,
-  ): Tensor {
-    if (lora.magnitude)
-      return doraLinear(x, w, bias, { ...lora, magnitude: lora.magnitude }, dropout);
-    return loraLinear(x, w, bias, lora, dropout);
-  }
-
   /**
-   * Base projection for all rows, plus each row group's own adapter: the low-rank delta added
-   * for plain LoRA, the rows recomputed for DoRA or a trained bias (inference only).
+   * LoRA dropout of one application of `p`: only while training (gradients recorded), as
+   * model.train() / model.eval() in PyTorch. The blocks of a fused projection share it, as PEFT
+   * drops the fused module's input once.
    */
-  private projectRows(p: Projection, x: Tensor, rowLora: (LoraLookup | null)[]): Tensor {
-    const y = linear(x, p.weight, p.bias);
-    const plain = rowLora.map((lookup) => {
-      const a = lookup?.(p.path);
-      return a?.lora && !a.lora.magnitude && !a.bias ? a.lora : null;
-    });
-    for (const [lora, rows] of groupRows(plain)) this.addLoraDelta(y, x, p, lora, rows);
-    const recomputed = rowLora.map((lookup) => {
-      const a = lookup?.(p.path);
-      return a && (a.lora?.magnitude || a.bias) ? lookup : null;
-    });
-    return this.rowsThrough(y, recomputed, p.path, (rows) => {
-      const xg = this.gather(x, rows);
-      return (adapter) => {
-        const bias = adapter.bias ?? p.bias;
-        return adapter.lora
-          ? this.projectWith(xg, p.weight, bias, adapter.lora, null)
-          : linear(xg, p.weight, bias);
-      };
-    });
+  private dropoutOf(p: Projection): DropoutSpec | null {
+    return p.lora && p.lora.dropout > 0 && this.dropoutSeeds && needsGrad(p.lora.a, p.lora.b)
+      ? { p: p.lora.dropout, seed: this.dropoutSeeds() }
+      : null;
   }
 
-  /** y[rows] += s·(x[rows]·Aᵀ)·Bᵀ. */
-  private addLoraDelta(y: Tensor, x: Tensor, p: Projection, lora: LoraWeights, rows: number[]) {
-    const k = y.backend.kernels;
-    const [, inFeatures] = p.weight.shape as [number, number];
-    const outFeatures = y.shape.at(-1)!;
-    const r = lora.a.shape[0]!;
-    const xg = this.gather(x, rows);
-    const xa = Tensor.empty([rows.length, r]);
-    k.gemm(xg.operand(), lora.a.operand(), xa.operand(), {
-      m: rows.length,
-      n: r,
-      k: inFeatures,
-      transB: true,
-    });
-    const delta = Tensor.empty([rows.length, outFeatures]);
-    k.gemm(xa.operand(), lora.b.operand(), delta.operand(), {
-      m: rows.length,
-      n: outFeatures,
-      k: r,
-      transB: true,
-      alpha: lora.scale,
-    });
-    const idx = Tensor.from(Int32Array.from(rows), [rows.length], 'i32');
-    k.scatterAddRows(
-      { src: delta.operand(), idx: idx.operand(), dst: y.operand() },
-      { rows: rows.length, cols: outFeatures },
-    );
+  private project(p: Projection, x: Tensor, block: OutputBlock, dropout: DropoutSpec | null) {
+    const bias = p.adapterBias ?? p.bias;
+    if (!p.lora) return linear(x, p.weight, bias, block);
+    return adaptedLinear(x, p.weight, bias, p.lora, dropout, block);
   }
 
   /** Attention of `layer` over the `seq` positions of the input (no cache). */
@@ -539,22 +506,12 @@ export class DecoderModel {
   }
 }
 
-/** Row indexes per distinct non-null entry. */
-function groupRows<T>(perRow: (T | null)[]): Map<T, number[]> {
-  const groups = new Map<T, number[]>();
-  perRow.forEach((entry, row) => {
-    if (entry) groups.set(entry, [...(groups.get(entry) ?? []), row]);
-  });
-  return groups;
-}
-
 function defaultPositions(batch: number, seq: number, offset: number): Int32Array {
   const out = new Int32Array(batch * seq);
   for (let b = 0; b < batch; b++) for (let t = 0; t < seq; t++) out[b * seq + t] = offset + t;
   return out;
 }
 
-/** targets[b·seq + t] = labels[b, t+1]; the last position of each row predicts nothing. */
 /** An id past the embedding table would read other memory (or trap): refused by value. */
 function checkTokenIds(ids: ArrayLike<number>, vocabSize: number): void {
   for (let i = 0; i < ids.length; i++) {
@@ -568,6 +525,7 @@ function checkTokenIds(ids: ArrayLike<number>, vocabSize: number): void {
   }
 }
 
+/** targets[b·seq + t] = labels[b, t+1]; the last position of each row predicts nothing. */
 export function shiftLabels(labels: Int32Array, batch: number, seq: number): Int32Array {
   const out = new Int32Array(batch * seq).fill(-100);
   for (let b = 0; b < batch; b++) {

@@ -10,14 +10,7 @@ import { f32ToBf16, f32ToF16 } from '../engine/half.ts';
 import { bytesToF32, type TensorSource } from '../io/safetensors-format.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import type { DecoderConfig } from './config.ts';
-import {
-  DecoderModel,
-  PROJECTION_NAMES,
-  projectionPath,
-  type DecoderLayer,
-  type Projection,
-  type ProjectionName,
-} from './decoder.ts';
+import { DecoderModel, projectionPath, type DecoderLayer } from './decoder.ts';
 import { withCurrentNames } from './checkpoint-names.ts';
 import { hasBias, layerNormShapes, projectionShapes } from './shapes.ts';
 
@@ -90,22 +83,21 @@ export function modelFromTensors(
     );
   }
   const norms = layerNormShapes(c);
-  const total = 3 + c.numLayers * (norms.length + PROJECTION_NAMES.length);
+  const shapes = projectionShapes(c);
+  const total = 3 + c.numLayers * (norms.length + shapes.size);
   let done = 0;
   const load = (name: string, shape: number[], as: DType): Tensor => {
     const t = loadTensor(source, name, shape, as, where);
     opts.onTensor?.(++done, total);
     return t;
   };
-  const shapes = projectionShapes(c);
   const prefix = c.modulePrefix;
   const embed = load(`${prefix}.embed_tokens.weight`, [c.vocabSize, c.hiddenSize], dtype);
   const layers: DecoderLayer[] = [];
   for (let i = 0; i < c.numLayers; i++) {
-    const proj = {} as Record<ProjectionName, Projection>;
-    for (const name of PROJECTION_NAMES) {
+    const proj: DecoderLayer['proj'] = {};
+    for (const [name, shape] of shapes) {
       const path = projectionPath(i, name, prefix);
-      const shape = shapes[name];
       proj[name] = {
         path,
         weight: load(`${path}.weight`, shape, dtype),

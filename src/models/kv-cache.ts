@@ -1,14 +1,19 @@
 /**
  * Key/value cache for incremental decoding: per layer [batch, capacity, kvHeads·headDim] f32, plus
- * a key mask so left-padded prompts in a batch never attend to padding.
+ * a key mask so left-padded prompts in a batch never attend to padding. Sliding-window layers
+ * whose window is below the capacity keep only their window, in a ring (kv-window.ts).
  */
 import type { AttentionParams } from '../engine/kernels/attention.ts';
 import { Tensor, getBackend } from '../engine/tensor.ts';
 import type { DecoderConfig } from './config.ts';
+import { SlidingWindowKV, attendCached } from './kv-window.ts';
 
 export class KVCache {
-  readonly keys: Tensor[];
-  readonly values: Tensor[];
+  /** Full-length keys and values by layer (the layers that attend to every position). */
+  private readonly keys = new Map<number, Tensor>();
+  private readonly values = new Map<number, Tensor>();
+  /** The sliding-window layers' rings, one per window size. */
+  private readonly rings: SlidingWindowKV[] = [];
   /** Number of positions filled (the same for every row). */
   length = 0;
   private readonly mask: Int32Array;
@@ -21,14 +26,25 @@ export class KVCache {
     readonly capacity: number,
   ) {
     const width = config.numKvHeads * config.headDim;
-    this.keys = Array.from({ length: config.numLayers }, () =>
-      Tensor.empty([batch, capacity, width]).keep(),
-    );
-    this.values = Array.from({ length: config.numLayers }, () =>
-      Tensor.empty([batch, capacity, width]).keep(),
-    );
+    const byWindow = new Map<number, number[]>();
+    config.layers.forEach(({ window }, layer) => {
+      if (window !== null && window < capacity) {
+        byWindow.set(window, [...(byWindow.get(window) ?? []), layer]);
+      } else {
+        this.keys.set(layer, Tensor.empty([batch, capacity, width]).keep());
+        this.values.set(layer, Tensor.empty([batch, capacity, width]).keep());
+      }
+    });
+    for (const [window, layers] of byWindow) {
+      this.rings.push(new SlidingWindowKV(layers, batch, window, width));
+    }
     this.mask = new Int32Array(batch * capacity);
     this.maskTensor = Tensor.from(this.mask, [batch * capacity], 'i32').keep();
+  }
+
+  /** How many positions `layer` keeps: the capacity, or its window in a ring. */
+  positionsKept(layer: number): number {
+    return this.rings.find((r) => r.has(layer))?.window ?? this.capacity;
   }
 
   /** Reserves `seq` new positions per row; `attentionMask` [batch·seq] marks padding among them. */
@@ -47,6 +63,7 @@ export class KVCache {
         rows[b * seq + t] = slot;
       }
     }
+    for (const ring of this.rings) ring.prepare(this.length, seq, attentionMask);
     this.length += seq;
     getBackend().upload(this.maskTensor.storage, this.maskTensor.byteOffset, this.mask);
     this.writeRows?.dispose();
@@ -62,35 +79,20 @@ export class KVCache {
     params: AttentionParams,
     out = Tensor.empty(q.shape),
   ): Tensor {
+    const ring = this.rings.find((r) => r.has(layer));
+    if (ring) return ring.attend(layer, q, k, v, params, out);
     const kern = getBackend().kernels;
     const rows = this.writeRows!;
     const write = { rows: rows.size, cols: k.shape.at(-1)! };
-    kern.scatterRows(
-      { src: k.operand(), idx: rows.operand(), dst: this.keys[layer]!.operand() },
-      write,
-    );
-    kern.scatterRows(
-      { src: v.operand(), idx: rows.operand(), dst: this.values[layer]!.operand() },
-      write,
-    );
-    const lse = Tensor.empty([params.B, params.H, params.Tq]);
-    kern.attentionForward(
-      {
-        q: q.operand(),
-        k: this.keys[layer]!.operand(),
-        v: this.values[layer]!.operand(),
-        out: out.operand(),
-        lse: lse.operand(),
-        keyMask: this.maskTensor.operand(),
-        segIds: null,
-      },
-      params,
-    );
-    return out;
+    const [keys, values] = [this.keys.get(layer)!, this.values.get(layer)!];
+    kern.scatterRows({ src: k.operand(), idx: rows.operand(), dst: keys.operand() }, write);
+    kern.scatterRows({ src: v.operand(), idx: rows.operand(), dst: values.operand() }, write);
+    return attendCached(q, keys, values, this.maskTensor, out, params);
   }
 
   dispose(): void {
-    for (const t of [...this.keys, ...this.values, this.maskTensor]) t.dispose();
+    for (const t of [...this.keys.values(), ...this.values.values(), this.maskTensor]) t.dispose();
+    for (const ring of this.rings) ring.dispose();
     this.writeRows?.dispose();
   }
 }

@@ -10,7 +10,7 @@ import { writeFileAtomic } from '../io/atomic.ts';
 import { encodeSafetensors, f32ToBf16, f32ToF16, type NamedTensorData } from '../io/safetensors.ts';
 import { Rng } from '../util/rng.ts';
 import { parseDecoderConfig } from './config.ts';
-import { PROJECTION_NAMES, projectionPath } from './decoder.ts';
+import { projectionPath } from './decoder.ts';
 import { hasBias, layerNormShapes, projectionShapes } from './shapes.ts';
 
 /** Qwen2-0.5B-Instruct's config.json (the shape every benchmark uses). */
@@ -80,6 +80,38 @@ export const GEMMA3_1B_CONFIG = {
   torch_dtype: 'bfloat16',
 };
 
+/**
+ * Phi-4-mini-instruct's config.json shape (fused projections, RoPE on 3/4 of each head, LongRoPE
+ * past 4096 positions, 200k vocabulary). The 48 short / long factors are placeholders of the
+ * right length, not the published values: they do not change the cost of anything.
+ */
+export const PHI4_MINI_CONFIG = {
+  architectures: ['Phi3ForCausalLM'],
+  model_type: 'phi3',
+  vocab_size: 200064,
+  hidden_size: 3072,
+  intermediate_size: 8192,
+  num_hidden_layers: 32,
+  num_attention_heads: 24,
+  num_key_value_heads: 8,
+  max_position_embeddings: 131072,
+  original_max_position_embeddings: 4096,
+  partial_rotary_factor: 0.75,
+  rope_theta: 10000.0,
+  rope_scaling: {
+    type: 'longrope',
+    short_factor: new Array<number>(48).fill(1),
+    long_factor: new Array<number>(48).fill(1),
+  },
+  sliding_window: 262144,
+  rms_norm_eps: 1e-5,
+  hidden_act: 'silu',
+  tie_word_embeddings: true,
+  bos_token_id: 199999,
+  eos_token_id: 199999,
+  torch_dtype: 'bfloat16',
+};
+
 export type RandomDType = 'F32' | 'BF16' | 'F16';
 
 export function writeRandomModel(
@@ -108,7 +140,6 @@ export function writeRandomModel(
     });
 
   const c = config;
-  const shapes = projectionShapes(c);
   const prefix = c.modulePrefix;
   // A norm that scales by (1 + w) starts at w = 0, as transformers initialises Gemma's.
   const normInit = c.normPlusOne ? 0 : 1;
@@ -117,10 +148,10 @@ export function writeRandomModel(
     for (const [name, size] of layerNormShapes(c)) {
       constant(`${prefix}.layers.${i}.${name}.weight`, size, normInit);
     }
-    for (const name of PROJECTION_NAMES) {
+    for (const [name, shape] of projectionShapes(c)) {
       const path = projectionPath(i, name, prefix);
-      normal(`${path}.weight`, shapes[name]);
-      if (hasBias(c, name)) constant(`${path}.bias`, shapes[name][0], 0);
+      normal(`${path}.weight`, shape);
+      if (hasBias(c, name)) constant(`${path}.bias`, shape[0], 0);
     }
   }
   constant(`${prefix}.norm.weight`, c.hiddenSize, normInit);

@@ -1,20 +1,31 @@
 /** Weight shapes and counts a decoder config implies. */
 import type { DecoderConfig } from './config.ts';
-import { PROJECTION_NAMES, type LayerNormName, type ProjectionName } from './decoder.ts';
+import type { LayerNormName, ProjectionName } from './decoder.ts';
 
-/** [out, in] of each projection. */
-export function projectionShapes(c: DecoderConfig): Record<ProjectionName, [number, number]> {
+/** [out, in] of each projection of this family, in module order (fused ones for Phi-3). */
+export function projectionShapes(c: DecoderConfig): Map<ProjectionName, [number, number]> {
   const q = c.numHeads * c.headDim;
   const kv = c.numKvHeads * c.headDim;
-  return {
-    q_proj: [q, c.hiddenSize],
-    k_proj: [kv, c.hiddenSize],
-    v_proj: [kv, c.hiddenSize],
-    o_proj: [c.hiddenSize, q],
-    gate_proj: [c.intermediateSize, c.hiddenSize],
-    up_proj: [c.intermediateSize, c.hiddenSize],
-    down_proj: [c.hiddenSize, c.intermediateSize],
-  };
+  const h = c.hiddenSize;
+  const attention: [ProjectionName, [number, number]][] = c.fusedProjections
+    ? [['qkv_proj', [q + 2 * kv, h]]]
+    : [
+        ['q_proj', [q, h]],
+        ['k_proj', [kv, h]],
+        ['v_proj', [kv, h]],
+      ];
+  const mlp: [ProjectionName, [number, number]][] = c.fusedProjections
+    ? [['gate_up_proj', [2 * c.intermediateSize, h]]]
+    : [
+        ['gate_proj', [c.intermediateSize, h]],
+        ['up_proj', [c.intermediateSize, h]],
+      ];
+  return new Map([
+    ...attention,
+    ['o_proj', [h, q]],
+    ...mlp,
+    ['down_proj', [h, c.intermediateSize]],
+  ]);
 }
 
 /** The norms of one layer of this family with their sizes. */
@@ -33,16 +44,16 @@ export function layerNormShapes(c: DecoderConfig): [LayerNormName, number][] {
 
 export function hasBias(c: DecoderConfig, name: ProjectionName): boolean {
   if (name === 'o_proj') return c.oBias;
-  if (name === 'q_proj' || name === 'k_proj' || name === 'v_proj') return c.qkvBias;
+  if (name === 'q_proj' || name === 'k_proj' || name === 'v_proj' || name === 'qkv_proj') {
+    return c.qkvBias;
+  }
   return c.mlpBias;
 }
 
 /** Every base weight (a tied head counted once). */
 export function baseParameterCountOf(c: DecoderConfig): number {
-  const shapes = projectionShapes(c);
   let perLayer = layerNormShapes(c).reduce((sum, [, size]) => sum + size, 0);
-  for (const name of PROJECTION_NAMES) {
-    const [out, inF] = shapes[name];
+  for (const [name, [out, inF]] of projectionShapes(c)) {
     perLayer += out * inF + (hasBias(c, name) ? out : 0);
   }
   const embed = c.vocabSize * c.hiddenSize;

@@ -8,6 +8,8 @@
 import { Tensor } from '../engine/tensor.ts';
 import type { DecoderModel, LoraLookup, ModuleAdapter } from '../models/decoder.ts';
 import type { LoraWeights } from '../engine/ops/lora-linear.ts';
+import { loraDelta } from '../engine/ops/lora-layer.ts';
+import { noGrad } from '../engine/tape.ts';
 import { Rng } from '../util/rng.ts';
 import { formatCount } from '../util/format.ts';
 import { LoraforgeError } from '../util/errors.ts';
@@ -66,7 +68,10 @@ export function layoutOf(m: AdaptableModule): ModuleLayout {
 }
 
 /** [A shape, B shape] of a module's LoRA of rank r. */
-export function loraShapes(m: Pick<ModuleLayout, 'kind' | 'shape'>, r: number): [number[], number[]] {
+export function loraShapes(
+  m: Pick<ModuleLayout, 'kind' | 'shape'>,
+  r: number,
+): [number[], number[]] {
   const [rows, cols] = m.shape as [number, number];
   return m.kind === 'embedding'
     ? [
@@ -224,7 +229,7 @@ export class LoraAdapter {
       const pair = this.modules.get(m.path);
       const { scale } = moduleLora(this.config, m.path);
       const entry: ModuleAdapter = {
-        lora: pair && m.kind === 'linear' ? this.linearLora(m, pair, scale, frozen) : null,
+        lora: pair && m.kind === 'linear' ? this.linearLora(m, frozen) : null,
         embedLora:
           pair && m.kind === 'embedding'
             ? { aT: this.derive(transposed(pair.a)), b: pair.b, scale }
@@ -238,12 +243,10 @@ export class LoraAdapter {
   }
 
   /** LoRA weights of one linear module; with `frozen`, DoRA's column scale computed once. */
-  private linearLora(m: AdaptableModule, pair: LoraPair, scale: number, frozen: boolean) {
-    const weight = m.weight;
-    const { a, b } = this.effectivePair(m.path);
-    const lora: LoraWeights = { a, b, scale, magnitude: pair.magnitude };
-    if (pair.magnitude && frozen)
-      lora.columnScale = this.derive(doraColumnScale(weight, lora, pair.magnitude));
+  private linearLora(m: AdaptableModule, frozen: boolean): LoraWeights {
+    const lora = this.loraWeights(m.path);
+    if (lora.magnitude && frozen)
+      lora.columnScale = this.derive(doraColumnScale(m.weight, lora, lora.magnitude));
     return lora;
   }
 
@@ -277,6 +280,25 @@ export class LoraAdapter {
       this.combined.set(path, combined);
     }
     return combined;
+  }
+
+  /**
+   * The LoRA weights of a linear module as they apply to its original base weight: A and B
+   * (PiSSA's pair folded in, effectivePair), its scale and DoRA magnitude.
+   */
+  loraWeights(path: string): LoraWeights {
+    const pair = this.modules.get(path);
+    if (!pair) throw new Error(`the adapter has no LoRA on ${path}`);
+    return {
+      ...this.effectivePair(path),
+      scale: moduleLora(this.config, path).scale,
+      magnitude: pair.magnitude,
+    };
+  }
+
+  /** s·B·A [out, in] f32 of a linear module on the backend (PEFT's get_delta_weight): what merging adds. */
+  delta(path: string): Tensor {
+    return noGrad(() => loraDelta(this.loraWeights(path)));
   }
 
   /** Keeps a tensor computed from the adapter's weights until the adapter is disposed. */
@@ -382,6 +404,17 @@ function transposed(t: Tensor): Tensor {
   for (let r = 0; r < rows; r++)
     for (let c = 0; c < cols; c++) out[c * rows + r] = src[r * cols + c]!;
   return Tensor.from(out, [cols, rows]);
+}
+
+/** Host f32 values of a tensor of any float dtype, read back from any backend. */
+export async function downloadF32(t: Tensor): Promise<Float32Array> {
+  if (t.dtype === 'f32') return t.toFloat32();
+  const copy = f32Copy(t);
+  try {
+    return await copy.toFloat32();
+  } finally {
+    copy.dispose();
+  }
 }
 
 /** Host f32 values of a tensor of any float dtype (CPU backend). */

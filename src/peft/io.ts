@@ -17,7 +17,7 @@ import {
 } from '../io/safetensors.ts';
 import { loadTensor } from '../models/load.ts';
 import type { DecoderConfig } from '../models/config.ts';
-import { PROJECTION_NAMES, projectionPath, type DecoderModel } from '../models/decoder.ts';
+import { projectionPath, type DecoderModel } from '../models/decoder.ts';
 import { hasBias, projectionShapes } from '../models/shapes.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { Tensor } from '../engine/tensor.ts';
@@ -200,12 +200,12 @@ function configLayouts(config: DecoderConfig): ModuleLayout[] {
   const shapes = projectionShapes(config);
   const table = [config.vocabSize, config.hiddenSize];
   const projections = Array.from({ length: config.numLayers }, (_, layer) =>
-    PROJECTION_NAMES.map(
-      (name): ModuleLayout => ({
+    [...shapes].map(
+      ([name, shape]): ModuleLayout => ({
         path: projectionPath(layer, name, config.modulePrefix),
         kind: 'linear',
-        shape: shapes[name],
-        biasShape: hasBias(config, name) ? [shapes[name][0]] : null,
+        shape,
+        biasShape: hasBias(config, name) ? [shape[0]] : null,
       }),
     ),
   ).flat();
@@ -231,6 +231,25 @@ export function loadAdapterForConfig(dir: string, config: DecoderConfig): LoraAd
   } finally {
     file.close();
   }
+}
+
+/** Why reading an adapter needs the base model's weights (checked against them), or null. */
+function baseWeightsNeed(config: LoraConfig, expected: readonly ExpectedTensor[]): string | null {
+  if (isResidualInit(config.init)) return `init_lora_weights "${config.init}"`;
+  if (expected.some((e) => e.role === 'baseWeight')) return 'LoRA on embed_tokens / lm_head';
+  return null;
+}
+
+/**
+ * Whether reading the adapter at `dir` for a model of this config needs the model's weights
+ * (PiSSA / OLoRA starts, LoRA on the embeddings); otherwise loadAdapterForConfig reads it from
+ * the shapes alone and a merge never holds the model.
+ */
+export function adapterNeedsBaseWeights(dir: string, config: DecoderConfig): boolean {
+  checkAdapterFolder(dir);
+  const configPath = join(dir, ADAPTER_CONFIG_FILE);
+  const peftConfig = parsePeftConfig(readJsonObject(configPath), configPath);
+  return baseWeightsNeed(peftConfig, expectedTensors(configLayouts(config), peftConfig)) !== null;
 }
 
 /** A non-finite weight would turn every answer into NaN: refused by tensor and index. */
@@ -347,11 +366,7 @@ function adapterFromTensors(
     );
   }
   if (!model) {
-    const needsBase = isResidualInit(config.init)
-      ? `init_lora_weights "${config.init}"`
-      : expected.some((e) => e.role === 'baseWeight')
-        ? 'LoRA on embed_tokens / lm_head'
-        : null;
+    const needsBase = baseWeightsNeed(config, expected);
     if (needsBase) {
       throw new LoraforgeError(
         `${configPath}: an adapter with ${needsBase} needs the base weights loaded to be read`,

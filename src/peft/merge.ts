@@ -1,29 +1,32 @@
 /**
  * merge_and_unload: W' = W + s·B·A for every targeted projection, written as a standalone Hugging
  * Face model folder (weights, config, tokenizer files) that any HF tool loads without PEFT.
- * Weights are streamed from the base folder one tensor at a time, so the merge is exact whatever
- * dtype the base was loaded with, and memory stays at one tensor plus the adapter.
+ * The merged weight is computed on the backend (CPU or WebGPU) from the adapter's delta
+ * (LoraAdapter.delta). The safetensors header is written first and each tensor's bytes follow as
+ * they are produced, so memory holds one tensor (untouched ones in pieces) plus the adapter,
+ * never the model; the merge is exact whatever dtype the base was loaded with.
  */
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { doraColumnScale } from '../engine/ops/dora-linear.ts';
 import { noGrad } from '../engine/tape.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
-import { publishFiles, writeFileAtomic } from '../io/atomic.ts';
+import { publishFilesAsync, writeFileAtomic } from '../io/atomic.ts';
 import { checkOutputFolder } from '../io/output-folder.ts';
 import {
   bytesToF32,
-  encodeSafetensors,
   f32ToBf16,
   f32ToF16,
   SafetensorsFolder,
-  type NamedTensorData,
   type SafetensorsDtype,
+  type SafetensorsPlan,
+  writeSafetensorsStreaming,
 } from '../io/safetensors.ts';
 import { readJsonObject } from '../io/hf-folder.ts';
 import { currentWeightName } from '../models/checkpoint-names.ts';
 import { LoraforgeError } from '../util/errors.ts';
-import { hostF32, type LoraAdapter } from './adapter.ts';
-import { EMBED_PATH, LM_HEAD_PATH, loraScale } from './config.ts';
+import { downloadF32, type LoraAdapter } from './adapter.ts';
+import { EMBED_PATH, LM_HEAD_PATH } from './config.ts';
 
 /** Files copied verbatim from the base folder when present. */
 const COPIED_FILES = [
@@ -72,61 +75,59 @@ export function adapterTouches(adapter: LoraAdapter, name: string): boolean {
 }
 
 /** The merged values of the base tensor `name` (one `adapterTouches` says changes). */
-export function mergedValues(adapter: LoraAdapter, name: string, base: Float32Array): Float32Array {
+export async function mergedValues(
+  adapter: LoraAdapter,
+  name: string,
+  base: Float32Array,
+): Promise<Float32Array> {
   const { path, part } = moduleOf(name)!;
-  return part === 'bias' ? hostF32(adapter.biases.get(path)!) : mergedWeight(adapter, path, base)!;
+  if (part === 'bias') return downloadF32(adapter.biases.get(path)!);
+  const copy = adapter.copies.get(path);
+  return copy ? downloadF32(copy) : mergedWeight(adapter, path, base);
 }
 
 /**
- * The merged weight of a module as a host f32 array [out, in], or null when the adapter leaves
- * it alone: W + s·B·A, or for DoRA (PEFT's merge) m/‖W + s·B·A‖ ⊙ (W + s·B·A) row by row.
+ * The merged weight of an adapted module [out, in]: W + s·B·A, or for DoRA (PEFT's merge)
+ * m/‖W + s·B·A‖ ⊙ (W + s·B·A) row by row; computed on the backend, read back once.
  */
-function mergedWeight(
+async function mergedWeight(
   adapter: LoraAdapter,
   modulePath: string,
   base: Float32Array,
-): Float32Array | null {
-  const copy = adapter.copies.get(modulePath);
-  if (copy) return hostF32(copy);
-  const pair = adapter.modules.get(modulePath);
-  if (!pair) return null;
-  const delta = loraDelta(adapter, modulePath, adapter.effectivePair(modulePath));
-  const out = base.map((w, i) => w + delta[i]!);
-  if (pair.magnitude) {
-    const m = hostF32(pair.magnitude);
-    const cols = out.length / m.length;
-    for (let r = 0; r < m.length; r++) {
-      const row = out.subarray(r * cols, (r + 1) * cols);
-      // PEFT's norm is taken in f32 by torch.linalg.norm; sum in f64, round once.
-      let sq = 0;
-      for (const v of row) sq += v * v;
-      const g = Math.fround(m[r]! / Math.fround(Math.sqrt(sq)));
-      for (let c = 0; c < cols; c++) row[c] = Math.fround(row[c]! * g);
-    }
-  }
-  return out;
-}
-
-/** s·B·A as a host f32 array [out, in]. */
-function loraDelta(
-  adapter: LoraAdapter,
-  modulePath: string,
-  pair: { a: Tensor; b: Tensor },
-): Float32Array {
-  const [outFeatures, r] = pair.b.shape as [number, number];
-  const inFeatures = pair.a.shape[1]!;
-  return noGrad(() =>
+): Promise<Float32Array> {
+  const lora = adapter.loraWeights(modulePath);
+  const shape = [lora.b.shape[0]!, lora.a.shape[1]!];
+  const { merged, rowScale } = noGrad(() =>
     tidy(() => {
-      const delta = Tensor.empty([outFeatures, inFeatures]);
-      delta.backend.kernels.gemm(pair.b.operand(), pair.a.operand(), delta.operand(), {
-        m: outFeatures,
-        n: inFeatures,
-        k: r,
-        alpha: loraScale(adapter.config, modulePath),
-      });
-      return delta.readSync() as Float32Array;
+      const w = Tensor.from(base, shape);
+      const delta = adapter.delta(modulePath);
+      const sum = Tensor.empty(shape);
+      sum.backend.kernels.add(
+        { a: w.operand(), b: delta.operand(), out: sum.operand() },
+        { n: sum.size },
+      );
+      // g = m/‖W + s·B·A‖ per output row: the same scale DoRA inference applies to its outputs.
+      const g = lora.magnitude ? doraColumnScale(w, lora, lora.magnitude) : null;
+      return { merged: sum, rowScale: g };
     }),
   );
+  try {
+    const values = await merged.toFloat32();
+    if (rowScale) scaleRows(values, await rowScale.toFloat32());
+    return values;
+  } finally {
+    merged.dispose();
+    rowScale?.dispose();
+  }
+}
+
+/** values[r, ·] ×= g[r] in place (the backend has no row-scaling kernel; this is one pass). */
+function scaleRows(values: Float32Array, g: Float32Array): void {
+  const cols = values.length / g.length;
+  for (let r = 0; r < g.length; r++) {
+    const row = values.subarray(r * cols, (r + 1) * cols);
+    for (let c = 0; c < cols; c++) row[c] = Math.fround(row[c]! * g[r]!);
+  }
 }
 
 function encodeAs(values: Float32Array, dtype: SafetensorsDtype): ArrayBufferView {
@@ -174,53 +175,82 @@ export function checkMergeTarget(baseDir: string, outDir: string, opts: MergeOpt
   });
 }
 
-/** Writes `baseDir`'s model with `adapter` merged into its weights (PEFT `merge_and_unload`) as a new Hugging Face folder `outDir`. */
-export function mergeToFolder(
+/** Untouched tensors are copied (or converted) in pieces of this many bytes, never whole. */
+const PIECE_BYTES = 8 << 20;
+
+/** The bytes of base tensor `name` as written into the merged file, produced piece by piece. */
+async function* mergedBytes(
+  source: SafetensorsFolder,
+  adapter: LoraAdapter,
+  name: string,
+  dtype: SafetensorsDtype,
+): AsyncGenerator<ArrayBufferView> {
+  const info = source.info(name);
+  const what = `${source.dir}: '${name}'`;
+  if (adapterTouches(adapter, name)) {
+    const base = bytesToF32(info.dtype, source.read(name), what);
+    yield encodeAs(await mergedValues(adapter, name, base), dtype);
+    return;
+  }
+  for (let start = 0; start < info.byteLength; start += PIECE_BYTES) {
+    const piece = new Uint8Array(Math.min(PIECE_BYTES, info.byteLength - start));
+    source.readSlice(name, start, piece);
+    yield dtype === info.dtype ? piece : encodeAs(bytesToF32(info.dtype, piece, what), dtype);
+  }
+}
+
+/**
+ * Writes `baseDir`'s model with `adapter` merged into its weights (PEFT `merge_and_unload`) as a
+ * new Hugging Face folder `outDir`, tensor by tensor, on the adapter's backend.
+ */
+export async function mergeToFolder(
   baseDir: string,
   adapter: LoraAdapter,
   outDir: string,
   opts: MergeOptions = {},
-): void {
+): Promise<void> {
   checkMergeTarget(baseDir, outDir, opts);
   const source = SafetensorsFolder.open(baseDir);
-  const tensors: NamedTensorData[] = [];
   try {
     checkMergeable(adapter, source.has('lm_head.weight'));
-    for (const name of source.names()) {
+    const plans: SafetensorsPlan[] = source.names().map((name) => {
       const info = source.info(name);
-      const touched = adapterTouches(adapter, name);
       const dtype = opts.dtype && FLOATING.has(info.dtype) ? opts.dtype : info.dtype;
-      if (!touched && dtype === info.dtype) {
-        tensors.push({ name, dtype: info.dtype, shape: info.shape, data: source.read(name) });
-        continue;
-      }
-      const base = bytesToF32(info.dtype, source.read(name), `${baseDir}: '${name}'`);
-      const values = touched ? mergedValues(adapter, name, base) : base;
-      tensors.push({ name, dtype, shape: info.shape, data: encodeAs(values, dtype) });
-    }
-    if (tensors.length === 0) throw new LoraforgeError(`${baseDir}: no weights to merge`);
+      return {
+        name,
+        dtype,
+        shape: info.shape,
+        bytes: () => mergedBytes(source, adapter, name, dtype),
+      };
+    });
+    if (plans.length === 0) throw new LoraforgeError(`${baseDir}: no weights to merge`);
+    await publishFilesAsync(
+      outDir,
+      async (tmp) => {
+        mkdirSync(tmp, { recursive: true });
+        await writeSafetensorsStreaming(join(tmp, 'model.safetensors'), plans);
+        writeSmallFiles(baseDir, tmp, opts);
+      },
+      // A folder is a model once config.json is there: it goes in after the weights.
+      { commitLast: ['config.json'] },
+    );
   } finally {
     source.close();
   }
-  publishFiles(
-    outDir,
-    (tmp) => {
-      mkdirSync(tmp, { recursive: true });
-      writeFileAtomic(join(tmp, 'model.safetensors'), encodeSafetensors(tensors));
-      for (const file of COPIED_FILES) {
-        if (existsSync(join(baseDir, file))) copyFileSync(join(baseDir, file), join(tmp, file));
-      }
-      if (opts.dtype) {
-        const config = readJsonObject(join(baseDir, 'config.json'));
-        // transformers >= 4.56 writes `dtype`, older versions `torch_dtype`; keep both right.
-        config.torch_dtype = TORCH_DTYPE[opts.dtype];
-        if ('dtype' in config) config.dtype = TORCH_DTYPE[opts.dtype];
-        writeFileAtomic(join(tmp, 'config.json'), JSON.stringify(config, null, 2) + '\n');
-      }
-      for (const [file, text] of Object.entries(opts.files ?? {}))
-        writeFileAtomic(join(tmp, file), text);
-    },
-    // A folder is a model once config.json is there: it goes in after the weights.
-    { commitLast: ['config.json'] },
-  );
+}
+
+/** config.json (dtype updated), tokenizer files and the caller's text files beside the weights. */
+function writeSmallFiles(baseDir: string, tmp: string, opts: MergeOptions): void {
+  for (const file of COPIED_FILES) {
+    if (existsSync(join(baseDir, file))) copyFileSync(join(baseDir, file), join(tmp, file));
+  }
+  if (opts.dtype) {
+    const config = readJsonObject(join(baseDir, 'config.json'));
+    // transformers >= 4.56 writes `dtype`, older versions `torch_dtype`; keep both right.
+    config.torch_dtype = TORCH_DTYPE[opts.dtype];
+    if ('dtype' in config) config.dtype = TORCH_DTYPE[opts.dtype];
+    writeFileAtomic(join(tmp, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+  }
+  for (const [file, text] of Object.entries(opts.files ?? {}))
+    writeFileAtomic(join(tmp, file), text);
 }

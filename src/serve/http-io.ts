@@ -10,13 +10,23 @@ const tooLarge = (limit: number) =>
     'body_too_large',
   );
 
+/** A size above which a body is read to its end but neither kept nor parsed. */
+export interface DrainAbove {
+  bytes: number;
+  /** The refusal once the body has been read (the connection stays usable). */
+  error: () => ApiError;
+}
+
 /**
  * Reads and parses a JSON object body. Stops reading as soon as `limit` bytes are exceeded (the
- * caller answers 413 and the connection is closed, so the rest is never buffered).
+ * caller answers 413 and the connection is closed, so the rest is never buffered). Above
+ * `drain.bytes` the rest is read and dropped: parsing a megabyte of JSON costs the event loop
+ * milliseconds that every stream and /health would wait for.
  */
 export function readJsonObject(
   req: IncomingMessage,
   limit: number,
+  drain?: DrainAbove,
 ): Promise<Record<string, unknown>> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) return Promise.reject(tooLarge(limit));
@@ -31,10 +41,12 @@ export function readJsonObject(
         reject(tooLarge(limit));
         return;
       }
-      chunks.push(chunk);
+      if (drain && size > drain.bytes) chunks.length = 0;
+      else chunks.push(chunk);
     };
     const onEnd = () => {
       detach();
+      if (drain && size > drain.bytes) return reject(drain.error());
       try {
         resolve(parseObject(Buffer.concat(chunks).toString('utf8')));
       } catch (err) {

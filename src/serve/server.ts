@@ -15,6 +15,7 @@ import type { RequestContext, ServeState } from './context.ts';
 import { CorsPolicy } from './cors.ts';
 import type { ServeEngine } from './engine.ts';
 import { readJsonObject, sendJson, SseWriter } from './http-io.ts';
+import { promptBodyDrain } from './prompt-limit.ts';
 import { Scheduler } from './scheduler.ts';
 
 /** Authentication, runtime adapter loading, batching and limits of the server. */
@@ -52,6 +53,8 @@ export interface LoraforgeServer {
 
 interface Route {
   method: 'GET' | 'POST';
+  /** Bodies that carry a prompt: too large to hold one that fits, they are dropped unparsed. */
+  prompt?: boolean;
   /** Health checks must work without credentials (load balancers have none). */
   public?: boolean;
   handle(ctx: RequestContext): void | Promise<void>;
@@ -67,6 +70,7 @@ export function createServer(engine: ServeEngine, options: ServeOptions = {}): L
   const maxBodyBytes = positiveInteger(options.maxBodyBytes ?? 1 << 20, 'maxBodyBytes');
   const shutdownGraceMs = nonNegativeInteger(options.shutdownGraceMs ?? 10_000, 'shutdownGraceMs');
   const scheduler = new Scheduler(engine, { maxBatch, maxQueue });
+  const promptDrain = promptBodyDrain(engine);
   const state: ServeState = {
     engine,
     scheduler,
@@ -119,7 +123,10 @@ export function createServer(engine: ServeEngine, options: ServeOptions = {}): L
         );
       }
       if (shuttingDown && !route.public) throw unavailable('The server is shutting down.');
-      const body = route.method === 'POST' ? await readJsonObject(req, maxBodyBytes) : {};
+      const body =
+        route.method === 'POST'
+          ? await readJsonObject(req, maxBodyBytes, route.prompt ? promptDrain : undefined)
+          : {};
       await route.handle({ state, req, res, body, signal: controller.signal });
     } catch (err) {
       respondWithError(req, res, err);
@@ -130,8 +137,8 @@ export function createServer(engine: ServeEngine, options: ServeOptions = {}): L
     const routes = new Map<string, Route>([
       ['/health', { method: 'GET', public: true, handle: ({ res }) => health(res) }],
       ['/v1/models', { method: 'GET', handle: handleListModels }],
-      ['/v1/chat/completions', { method: 'POST', handle: handleChatCompletions }],
-      ['/v1/completions', { method: 'POST', handle: handleCompletions }],
+      ['/v1/chat/completions', { method: 'POST', prompt: true, handle: handleChatCompletions }],
+      ['/v1/completions', { method: 'POST', prompt: true, handle: handleCompletions }],
       ['/v1/load_lora_adapter', { method: 'POST', handle: handleLoadAdapter }],
       ['/v1/unload_lora_adapter', { method: 'POST', handle: handleUnloadAdapter }],
     ]);
@@ -141,7 +148,7 @@ export function createServer(engine: ServeEngine, options: ServeOptions = {}): L
           `--route '${alias}' must start with '/' and not be a built-in route.`,
         );
       }
-      routes.set(alias, { method: 'POST', handle: handleRouteAlias });
+      routes.set(alias, { method: 'POST', prompt: true, handle: handleRouteAlias });
     }
     return routes;
   }

@@ -12,43 +12,36 @@ import { after, before, describe, test } from 'node:test';
 import { noGrad } from '../../src/engine/tape.ts';
 import { tidy } from '../../src/engine/tensor.ts';
 import { ChatPipeline } from '../../src/infer/pipeline.ts';
-import { encodeSafetensors } from '../../src/io/safetensors.ts';
 import { SafetensorsFile } from '../../src/io/safetensors.ts';
-import { writeFileAtomic } from '../../src/io/atomic.ts';
 import type { DecoderModel } from '../../src/models/decoder.ts';
 import { loadModel } from '../../src/models/load.ts';
+import { LoraAdapter } from '../../src/peft/adapter.ts';
+import { makeLoraConfig } from '../../src/peft/config.ts';
 import { loadAdapter } from '../../src/peft/io.ts';
 import { mergeToFolder } from '../../src/peft/merge.ts';
 import { ModelServeEngine } from '../../src/serve/model-engine.ts';
 import { createServer } from '../../src/serve/server.ts';
 import { resolveTrainConfig } from '../../src/train/config.ts';
 import { runTraining } from '../../src/train/run.ts';
-import { TINY_CHAT_SHAPE, makeRandomChatModel, maxAbsDiff, useCpuBackend } from '../helpers.ts';
+import {
+  TINY_CHAT_SHAPE,
+  TINY_GEMMA3_TEXT,
+  VISION_TENSOR,
+  makeMultimodal,
+  multimodalConfig,
+  makeRandomChatModel,
+  maxAbsDiff,
+  useCpuBackend,
+} from '../helpers.ts';
+import { LoraforgeError } from '../../src/util/errors.ts';
 
 const SHAPE = TINY_CHAT_SHAPE;
 
-const GEMMA3_TEXT = {
-  ...SHAPE,
-  architectures: ['Gemma3ForCausalLM'],
-  model_type: 'gemma3_text',
-  head_dim: 16,
-  hidden_activation: 'gelu_pytorch_tanh',
-  query_pre_attn_scalar: 16,
-  sliding_window: 4,
-  layer_types: ['sliding_attention', 'full_attention'],
-};
-
-const GEMMA3_MULTIMODAL = {
-  architectures: ['Gemma3ForConditionalGeneration'],
-  model_type: 'gemma3',
-  eos_token_id: 2047,
-  text_config: { ...GEMMA3_TEXT, architectures: undefined, eos_token_id: undefined },
-  vision_config: { model_type: 'siglip_vision_model' },
-};
+const GEMMA3_MULTIMODAL = multimodalConfig(TINY_GEMMA3_TEXT);
 
 const FAMILIES: Record<string, Record<string, unknown>> = {
   qwen3: { ...SHAPE, architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', head_dim: 32 },
-  gemma3: GEMMA3_TEXT,
+  gemma3: TINY_GEMMA3_TEXT,
   smollm3: { ...SHAPE, architectures: ['SmolLM3ForCausalLM'], no_rope_layers: [1, 0] },
   ministral: {
     ...SHAPE,
@@ -56,29 +49,25 @@ const FAMILIES: Record<string, Record<string, unknown>> = {
     sliding_window: 4,
     layer_types: ['sliding_attention', 'full_attention'],
   },
+  // Phi-4-mini's kind: fused qkv_proj / gate_up_proj, RoPE on 3/4 of each head, LongRoPE whose
+  // long factors apply past 8 positions, a sliding window on every layer.
+  phi3: {
+    ...SHAPE,
+    architectures: ['Phi3ForCausalLM'],
+    model_type: 'phi3',
+    partial_rotary_factor: 0.75,
+    sliding_window: 4,
+    original_max_position_embeddings: 8,
+    rope_scaling: {
+      type: 'longrope',
+      short_factor: [1, 1.2, 1.5, 2, 3, 4],
+      long_factor: [2, 3, 5, 8, 13, 21],
+    },
+  },
   'gemma3 multimodal': GEMMA3_MULTIMODAL,
   // Saved before transformers 4.52 (most published Gemma 3 4B+ folders): language_model.model.*
   'gemma3 multimodal legacy': GEMMA3_MULTIMODAL,
 };
-
-const VISION_TENSOR = 'model.vision_tower.vision_model.post_layernorm.weight';
-
-/**
- * Adds a vision-tower tensor to a model folder's weights (a multimodal checkpoint has many), and
- * with `legacy` spells the language model's names as checkpoints before transformers 4.52 did.
- */
-function makeMultimodal(dir: string, legacy: boolean): void {
-  const file = SafetensorsFile.open(join(dir, 'model.safetensors'));
-  const tensors = file.names().map((name) => ({
-    name: legacy ? name.replace(/^model\.language_model\./, 'language_model.model.') : name,
-    dtype: file.info(name).dtype,
-    shape: file.info(name).shape,
-    data: file.read(name),
-  }));
-  file.close();
-  tensors.push({ name: VISION_TENSOR, dtype: 'F32', shape: [3], data: new Uint8Array(12) });
-  writeFileAtomic(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
-}
 
 function logits(model: DecoderModel): Float32Array {
   const inputIds = Int32Array.from([5, 17, 300, 41, 8, 99, 1000, 7, 12]);
@@ -158,11 +147,11 @@ for (const [family, config] of Object.entries(FAMILIES)) {
       }
     });
 
-    test('merge gives the adapted logits and keeps every other tensor', () => {
+    test('merge gives the adapted logits and keeps every other tensor', async () => {
       const model = loadModel(modelDir);
       const adapter = loadAdapter(adapterDir, model);
       const out = join(folder, 'merged');
-      mergeToFolder(modelDir, adapter, out);
+      await mergeToFolder(modelDir, adapter, out);
       const base = logits(model);
       adapter.attach(model);
       const adapted = logits(model);
@@ -187,3 +176,35 @@ for (const [family, config] of Object.entries(FAMILIES)) {
     });
   });
 }
+
+test('phi3: one LoRA pair per fused matrix, under the names PEFT gives them', () => {
+  const adapterDir = join(root, 'phi3', 'adapter');
+  const keys = SafetensorsFile.open(join(adapterDir, 'adapter_model.safetensors')).names();
+  const layer0 = keys.filter((k) => k.includes('.layers.0.')).sort();
+  assert.deepEqual(
+    layer0,
+    ['mlp.down_proj', 'mlp.gate_up_proj', 'self_attn.o_proj', 'self_attn.qkv_proj']
+      .flatMap((m) =>
+        ['A', 'B'].map((ab) => `base_model.model.model.layers.0.${m}.lora_${ab}.weight`),
+      )
+      .sort(),
+  );
+  const config = JSON.parse(readFileSync(join(adapterDir, 'adapter_config.json'), 'utf8'));
+  // PEFT 0.18 saves the module paths 'all-linear' resolved to.
+  assert.deepEqual(
+    config.target_modules.filter((t: string) => t.includes('.layers.0.')),
+    ['self_attn.qkv_proj', 'self_attn.o_proj', 'mlp.gate_up_proj', 'mlp.down_proj'].map(
+      (m) => `model.layers.0.${m}`,
+    ),
+  );
+  // A Llama recipe's targets would adapt nothing of the fused matrices: refused, naming Phi-3's.
+  const model = loadModel(join(root, 'phi3', 'model'));
+  assert.throws(
+    () => LoraAdapter.create(model, makeLoraConfig({ targetModules: ['q_proj', 'v_proj'] })),
+    (err: unknown) =>
+      err instanceof LoraforgeError &&
+      /target_modules \["q_proj","v_proj"\] matches no module/.test(err.message) &&
+      /qkv_proj, o_proj, gate_up_proj, down_proj/.test(err.hint ?? ''),
+  );
+  model.dispose();
+});

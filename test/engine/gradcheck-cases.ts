@@ -105,6 +105,25 @@ function transpose(x: Float64Array, rows: number, cols: number): Float64Array {
   return out;
 }
 
+/** x·Wᵀ + b + s·((mask ⊙ x)·Aᵀ)·Bᵀ in float64: LoRA linear with its dropout mask. */
+function loraReference(
+  [x, w, b, a, bb]: Float64Array[],
+  mask: Float64Array,
+  [rows, inF, outF, r]: number[],
+  s: number,
+): Float64Array {
+  const base = matmulT(x!, w!, rows!, inF!, outF!);
+  const xa = matmulT(
+    x!.map((v, i) => v * mask[i]!),
+    a!,
+    rows!,
+    inF!,
+    r!,
+  );
+  const delta = matmulT(xa, bb!, rows!, r!, outF!);
+  return base.map((v, i) => v + b![i % outF!]! + s * delta[i]!);
+}
+
 function crossEntropyReference(
   h: Float64Array,
   table: Float64Array,
@@ -167,18 +186,7 @@ export function registerGradchecks(skip: string | false = false): void {
         { shape: [outF, r], data: randn([outF, r]), grad: true },
       ],
       ([x, w, b, a, bb]) => loraLinear(x!, w!, b!, { a: a!, b: bb!, scale: s }, dropout),
-      ([x, w, b, a, bb]) => {
-        const base = matmulT(x!, w!, rows, inF, outF);
-        const xa = matmulT(
-          x!.map((v, i) => v * mask[i]!),
-          a!,
-          rows,
-          inF,
-          r,
-        );
-        const delta = matmulT(xa, bb!, rows, r, outF);
-        return base.map((v, i) => v + b![i % outF]! + s * delta[i]!);
-      },
+      ([x, w, b, a, bb]) => loraReference([x!, w!, b!, a!, bb!], mask, [rows, inF, outF, r], s),
     );
   });
 
@@ -234,6 +242,49 @@ export function registerGradchecks(skip: string | false = false): void {
       },
     );
   }
+
+  test(
+    'LoRA linear on blocks of a fused matrix: W, b, A and B gradients land in place',
+    { skip },
+    async () => {
+      // Phi-3's qkv_proj: rows [0, 4) and [4, 6) of one W, b and B, with one A, summed so that
+      // both blocks' gradients accumulate (W trained too, as full fine-tuning does).
+      const [rows, inF, outF, r, s] = [5, 7, 6, 3, 0.9];
+      const blocks = [
+        { offset: 0, count: 2 },
+        { offset: 4, count: 2 },
+      ];
+      const dropout = { p: 0.25, seed: 77 };
+      const mask = new Float64Array(rows * inF);
+      reference(
+        'dropout',
+        { x: new Float64Array(rows * inF).fill(1), out: mask },
+        { n: mask.length, ...dropout },
+      );
+      await gradcheck(
+        [
+          { shape: [rows, inF], data: randn([rows, inF]), grad: true },
+          { shape: [outF, inF], data: randn([outF, inF]), grad: true },
+          { shape: [outF], data: randn([outF]), grad: true },
+          { shape: [r, inF], data: randn([r, inF]), grad: true },
+          { shape: [outF, r], data: randn([outF, r]), grad: true },
+        ],
+        ([x, w, b, a, bb]) => {
+          const [first, second] = blocks.map((block) =>
+            loraLinear(x!, w!, b!, { a: a!, b: bb!, scale: s }, dropout, block),
+          );
+          return add(first!, scale(second!, -2));
+        },
+        ([x, w, b, a, bb]) => {
+          const y = loraReference([x!, w!, b!, a!, bb!], mask, [rows, inF, outF, r], s);
+          return Float64Array.from({ length: rows * 2 }, (_, i) => {
+            const [row, o] = [Math.floor(i / 2), i % 2];
+            return y[row * outF + o]! - 2 * y[row * outF + 4 + o]!;
+          });
+        },
+      );
+    },
+  );
 
   test('embedding: table gradient with repeated ids', { skip }, async () => {
     const ids = Int32Array.from([3, 1, 3, 0, 4]);
@@ -304,7 +355,12 @@ export function registerGradchecks(skip: string | false = false): void {
       originalMaxPositionEmbeddings: 1024,
     }),
   };
-  for (const [name, table] of Object.entries(ropeTables)) {
+  // Phi-3: RoPE on the first 6 of 8 values of each head, cos and sin times an attention factor.
+  const partial = ropeInverseFrequencies(6, 10000, null);
+  for (const [name, table, scale] of [
+    ...Object.entries(ropeTables).map(([name, t]) => [name, t, 1] as const),
+    ['partial, scaled', partial, 1.3] as const,
+  ]) {
     test(`RoPE (${name} frequencies): gradient through the rotation`, { skip }, async () => {
       const [batch, seq, heads, headDim] = [2, 3, 3, 8];
       const positions = Int32Array.from([0, 5, 2, 7, 1, 3000]);
@@ -325,13 +381,15 @@ export function registerGradchecks(skip: string | false = false): void {
             seq,
             heads,
             headDim,
+            scale,
           ),
         ([x]) => {
           const out = new Float64Array(x!.length);
+          const rotaryDim = table.length * 2;
           reference(
             'ropeApply',
             { x: x!, out, positions, invFreq: table },
-            { B: batch, T: seq, H: heads, D: headDim, inverse: false },
+            { B: batch, T: seq, H: heads, D: headDim, inverse: false, rotaryDim, scale },
           );
           return out;
         },

@@ -17,7 +17,7 @@ import {
   type KernelName,
   type RegistryKernels,
 } from '../../src/engine/kernels/registry.ts';
-import type { BufferSpec } from '../../src/engine/kernels/spec.ts';
+import type { BufferSpec, SpecParams } from '../../src/engine/kernels/spec.ts';
 import { Tensor, tidyAsync } from '../../src/engine/tensor.ts';
 import {
   defaultInverseFrequencies,
@@ -64,10 +64,10 @@ const zeros = (n: number) => new Float32Array(n);
  * Runs kernel `name`'s reference on host arrays, inferring each buffer's dtype from its array
  * (Float32Array / Float64Array f32, Int32Array i32); half data (Uint16Array) needs `dtypes`.
  */
-export function reference(
-  name: KernelName,
+export function reference<K extends KernelName>(
+  name: K,
   buffers: Record<string, ArrayLike<number> | null>,
-  params: Record<string, unknown>,
+  params: SpecParams<(typeof KERNELS)[K]>,
   dtypes: Record<string, DType> = {},
 ): number | void {
   const inferred = Object.fromEntries(
@@ -382,7 +382,29 @@ function normAndRopeCases(): KernelCase[] {
         aliases: inverse ? { out: 'x' } : {},
         // An offset exercises WebGPU's binding realignment.
         offsets: { invFreq: 3 },
-        params: { B, T, H, D, inverse },
+        params: { B, T, H, D, inverse, rotaryDim: D, scale: 1 },
+        precision: 'float',
+      });
+    }
+  }
+  // Partial rotary (Phi-3: 48 of 64 values turn, the rest pass through) with LongRoPE's scaled
+  // cos / sin, and rotaryDim 12 of 16 (one 4-wide group and 2 single pairs on the CPU).
+  for (const [Dp, rotaryDim] of [
+    [64, 48],
+    [16, 12],
+  ] as const) {
+    for (const inverse of [false, true]) {
+      list.push({
+        kernel: 'ropeApply',
+        label: `rotaryDim ${rotaryDim} of ${Dp}, scale 1.19${inverse ? ', inverse in place' : ''}`,
+        buffers: {
+          x: normals(B * T * H * Dp),
+          out: inverse ? null : zeros(B * T * H * Dp),
+          positions,
+          invFreq: ropeInverseFrequencies(rotaryDim, 10000, null),
+        },
+        aliases: inverse ? { out: 'x' } : {},
+        params: { B, T, H, D: Dp, inverse, rotaryDim, scale: 1.19 },
         precision: 'float',
       });
     }
@@ -399,7 +421,7 @@ function normAndRopeCases(): KernelCase[] {
       positions: ints([0, 1, 2, 7, 300, 40000]),
       invFreq: defaultInverseFrequencies(16, 10000),
     },
-    params: { B: 1, T: 6, H: 1, D: 16, inverse: false },
+    params: { B: 1, T: 6, H: 1, D: 16, inverse: false, rotaryDim: 16, scale: 1 },
     precision: 'angles',
   });
   return list;
@@ -691,7 +713,7 @@ async function runCase(kernels: RegistryKernels, c: KernelCase, tol: Tolerances)
     let expected: number | void = undefined;
     let got: number | void = undefined;
     for (let i = 0; i < (c.repeat ?? 1); i++) {
-      expected = reference(c.kernel, host, c.params, dtypes);
+      expected = reference(c.kernel, host, c.params as never, dtypes);
       got = await run(operands, c.params);
     }
     const tolerance = tol[c.precision];

@@ -294,7 +294,7 @@ test('reference rope: inverse undoes it, and is its backward', () => {
     reference(
       'ropeApply',
       { x, out: rotated, positions, invFreq: theta },
-      { B, T, H: heads, D, inverse: false },
+      { B, T, H: heads, D, inverse: false, rotaryDim: D, scale: 1 },
     ),
     weightedSum(rotated, weights)
   );
@@ -304,14 +304,14 @@ test('reference rope: inverse undoes it, and is its backward', () => {
   reference(
     'ropeApply',
     { x: back, out: back, positions, invFreq: theta },
-    { B, T, H: heads, D, inverse: true },
+    { B, T, H: heads, D, inverse: true, rotaryDim: D, scale: 1 },
   );
   assertClose(back, x, 1e-6, 'inverse(rope(x))'); // f32 cos/sin: rotation is orthogonal to ~1e-7
   const grad = new Float64Array(x.length);
   reference(
     'ropeApply',
     { x: weights, out: grad, positions, invFreq: theta },
-    { B, T, H: heads, D, inverse: true },
+    { B, T, H: heads, D, inverse: true, rotaryDim: D, scale: 1 },
   );
   assertClose(grad, numericGrad(x, loss), 1e-7, 'dx');
   // Position 0 is the identity.

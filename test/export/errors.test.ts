@@ -19,12 +19,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ggufArchitecture } from '../../src/export/architectures.ts';
+import { runExport } from '../../src/export/run.ts';
+import { selectBackend } from '../../src/engine/select-backend.ts';
 import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.ts';
+import { loadModel } from '../../src/models/load.ts';
 import { writeRandomModel } from '../../src/models/random.ts';
-import { loraforge, ROOT, TINY_CHAT } from './fixtures.ts';
+import { saveAdapter } from '../../src/peft/io.ts';
+import { makeRandomChatModel, TINY_CHAT_SHAPE } from '../helpers.ts';
+import { loraforge, randomLoraAdapter, ROOT, TINY_CHAT } from './fixtures.ts';
 
 let dir: string;
-before(() => {
+before(async () => {
+  await selectBackend({ device: 'cpu' });
   dir = mkdtempSync(join(tmpdir(), 'lf-export-errors-'));
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -47,8 +53,8 @@ function failure(args: string[]): string {
 
 test('an architecture without a GGUF mapping is named with what is missing', () => {
   assert.throws(
-    () => ggufArchitecture({ architecture: 'Gemma3ForCausalLM' }, 'm/config.json'),
-    /m\/config.json: no GGUF mapping for architecture Gemma3ForCausalLM \(missing: its llama.cpp architecture name and tensor names\)/,
+    () => ggufArchitecture({ architecture: 'Phi3ForCausalLM' }, 'm/config.json'),
+    /m\/config.json: no GGUF mapping for architecture Phi3ForCausalLM \(missing: its llama.cpp architecture name and tensor names\)/,
   );
 });
 
@@ -66,9 +72,9 @@ test('a pre-tokenizer llama.cpp has no name for: the error names tokenizer.ggml.
   assert.equal(existsSync(join(dir, 'x.gguf')), false);
 });
 
-test('a SentencePiece-style tokenizer and a tensor without a llama.cpp name are refused by name', () => {
-  // Llama 2 / Mistral v0.1 style: BPE over Metaspace ("▁") pieces, which llama.cpp reads as its
-  // "llama" tokenizer model with scores: not the gpt2 byte-level form loraforge writes.
+test('a tokenizer neither byte-level nor SentencePiece-shaped, and a tensor without a llama.cpp name, are refused by name', () => {
+  // BPE over Metaspace ("▁") pieces like Llama 2's, but without byte fallback: characters outside
+  // the vocabulary would become <unk> in transformers and bytes in llama.cpp.
   const model = tinyCopy('metaspace');
   const path = join(model, 'tokenizer.json');
   const json = JSON.parse(readFileSync(path, 'utf8'));
@@ -78,7 +84,7 @@ test('a SentencePiece-style tokenizer and a tensor without a llama.cpp name are 
   writeFileSync(path, JSON.stringify(json));
   assert.match(
     failure(['export', '-m', model, '-o', join(dir, 'u.gguf')]),
-    /a BPE tokenizer without byte-level encoding has no GGUF form in loraforge \(missing: a llama\.cpp tokenizer model for it\)/,
+    /a BPE tokenizer neither byte-level nor SentencePiece-shaped has no GGUF form in loraforge \(missing: a llama\.cpp tokenizer model for it\)/,
   );
 
   const extra = tinyCopy('extra-tensor');
@@ -97,6 +103,71 @@ test('a SentencePiece-style tokenizer and a tensor without a llama.cpp name are 
     /tensor 'model\.layers\.0\.self_attn\.q_norm\.weight' has no llama\.cpp name for Qwen2ForCausalLM \(missing: its GGUF tensor mapping\)/,
   );
 });
+
+/**
+ * Configs whose layers llama.cpp (node-llama-cpp 3.22.1's build) would compute differently, each
+ * measured: its llama / mistral3 graphs attend past Ministral's sliding window, SmolLM3's NoPE
+ * layers are fixed at every 4th, Gemma 3's query scale is fixed by the layer count, and its qwen3
+ * (like gemma3) fails to load a file with attention biases.
+ */
+const REFUSED: [name: string, config: Record<string, unknown>, message: RegExp][] = [
+  [
+    'ministral',
+    {
+      ...TINY_CHAT_SHAPE,
+      architectures: ['MinistralForCausalLM'],
+      sliding_window: 4,
+      layer_types: ['sliding_attention', 'full_attention'],
+    },
+    /config\.json: layer 0 has a 4-key sliding window, RoPE; llama\.cpp's llama computes full attention, RoPE there \(missing: a GGUF key for this layer in llama\.cpp's llama\)/,
+  ],
+  [
+    'smollm3',
+    { ...TINY_CHAT_SHAPE, architectures: ['SmolLM3ForCausalLM'], no_rope_layers: [1, 0] },
+    /layer 1 has full attention, no RoPE; llama\.cpp's smollm3 computes full attention, RoPE there/,
+  ],
+  [
+    'gemma3',
+    {
+      ...TINY_CHAT_SHAPE,
+      architectures: ['Gemma3ForCausalLM'],
+      head_dim: 16,
+      query_pre_attn_scalar: 8,
+      sliding_window: 4,
+      layer_types: ['sliding_attention', 'full_attention'],
+    },
+    /Gemma3ForCausalLM with query_pre_attn_scalar 8 cannot be exported \(missing: a key for the query scale; it uses 16 in llama\.cpp's gemma3\)/,
+  ],
+  [
+    'qwen3',
+    {
+      ...TINY_CHAT_SHAPE,
+      architectures: ['Qwen3ForCausalLM'],
+      head_dim: 32,
+      attention_bias: true,
+    },
+    /Qwen3ForCausalLM with attention_bias true cannot be exported \(missing: attention bias tensors in llama\.cpp's qwen3\)/,
+  ],
+];
+
+for (const [name, config, message] of REFUSED) {
+  test(`${name}: layers llama.cpp would compute differently are refused, merged and as adapter`, async () => {
+    const model = await makeRandomChatModel(join(dir, `refused-${name}`), 0, config);
+    const out = join(dir, `refused-${name}.gguf`);
+    await assert.rejects(runExport({ modelDir: model, format: 'gguf', type: 'f16', out }), message);
+    const m = loadModel(model, { dtype: 'f32' });
+    const adapterDir = join(dir, `refused-${name}-adapter`);
+    const adapter = randomLoraAdapter(m, { r: 2, loraAlpha: 4, seed: 1 });
+    await saveAdapter(adapterDir, adapter);
+    adapter.dispose();
+    m.dispose();
+    await assert.rejects(
+      runExport({ modelDir: model, adapterDir, format: 'gguf-adapter', type: 'f16', out }),
+      message,
+    );
+    assert.equal(existsSync(out), false);
+  });
+}
 
 test('unknown --type / --format and gguf-adapter without --adapter', () => {
   assert.match(

@@ -3,8 +3,14 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { noGrad } from '../../src/engine/tape.ts';
-import { tidy } from '../../src/engine/tensor.ts';
+import { Tensor, tidy } from '../../src/engine/tensor.ts';
+import type { ChatPipeline } from '../../src/infer/pipeline.ts';
 import type { DecoderModel } from '../../src/models/decoder.ts';
+import { LoraAdapter } from '../../src/peft/adapter.ts';
+import { makeLoraConfig } from '../../src/peft/config.ts';
+import { Rng } from '../../src/util/rng.ts';
+import { specialTokenEntry } from '../../scripts/tiny-model/train-tokenizer.ts';
+import type { LlamaGguf } from './llama-cpp.ts';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const TINY_CHAT = join(ROOT, 'assets', 'tiny-chat');
@@ -90,17 +96,7 @@ export function byteTokenizerFiles(eosId: number): Record<string, unknown> {
   return {
     'tokenizer.json': {
       version: '1.0',
-      added_tokens: [
-        {
-          id: eosId,
-          content: '<|endoftext|>',
-          single_word: false,
-          lstrip: false,
-          rstrip: false,
-          normalized: false,
-          special: true,
-        },
-      ],
+      added_tokens: [specialTokenEntry('<|endoftext|>', eosId)],
       normalizer: null,
       pre_tokenizer: {
         type: 'Sequence',
@@ -195,4 +191,134 @@ export function maxLogitDiff(rows: Float32Array[], ours: Float32Array): number {
     }
   });
   return diff;
+}
+
+/**
+ * A LoRA adapter on every linear layer of `model` with a random B (PEFT starts B at zero), so
+ * that every projection's update, and its row order, counts.
+ */
+export function randomLoraAdapter(
+  model: DecoderModel,
+  opts: { r: number; loraAlpha: number; useRslora?: boolean; seed: number },
+): LoraAdapter {
+  const config = makeLoraConfig({
+    r: opts.r,
+    loraAlpha: opts.loraAlpha,
+    useRslora: opts.useRslora ?? false,
+    targetModules: 'all-linear',
+  });
+  const adapter = LoraAdapter.create(model, config, opts.seed);
+  const rng = new Rng(opts.seed + 1);
+  for (const pair of adapter.modules.values()) {
+    const b = new Float32Array(pair.b.size).map(() => rng.normal(0, 0.3));
+    const shape = pair.b.shape;
+    pair.b.dispose();
+    pair.b = Tensor.from(b, shape).keep();
+  }
+  return adapter;
+}
+
+/**
+ * A small SentencePiece-style BPE tokenizer (as transformers converts Gemma's and Llama 2's):
+ * spaces become "▁" in the normalizer (`spacePrefix`: a "▁" is also put before the text, Llama 2
+ * style), 256 `<0xXX>` byte pieces for characters the vocabulary lacks, pieces learnt by a few
+ * hundred BPE steps on English text, and merges listed as transformers' SentencePiece converter
+ * lists them: every split of every piece into two pieces, in piece order.
+ */
+export function sentencePieceTokenizerFiles(spacePrefix: boolean): Record<string, unknown> {
+  const SPACE = '\u2581';
+  const specials = ['<pad>', '<eos>', '<bos>', '<unk>'];
+  const bytes = Array.from(
+    { length: 256 },
+    (_, b) => `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`,
+  );
+  const corpus = [...IDENTITY_QUESTIONS, ...MIXED_QUESTIONS, ...TOKENIZER_TEXTS]
+    .join(' ')
+    .replace(/[^\x20-\x7e]/g, '');
+  const words = corpus.split(/ +/).map((w) => [...`${SPACE}${w}`]);
+  const pieces = [...new Set(words.flat())];
+  for (let step = 0; step < 300; step++) {
+    const counts = new Map<string, number>();
+    for (const w of words) {
+      for (let i = 0; i + 1 < w.length; i++) {
+        const pair = `${w[i]}\u0000${w[i + 1]}`;
+        counts.set(pair, (counts.get(pair) ?? 0) + 1);
+      }
+    }
+    const best = [...counts].reduce((a, b) => (b[1] > a[1] ? b : a), ['', 0] as [string, number]);
+    if (best[1] < 2) break;
+    const [l, r] = best[0].split('\u0000') as [string, string];
+    pieces.push(l + r);
+    for (const w of words) {
+      for (let i = 0; i + 1 < w.length; i++) {
+        if (w[i] === l && w[i + 1] === r) w.splice(i, 2, l + r);
+      }
+    }
+  }
+  const vocabList = [...specials, ...bytes, ...pieces];
+  const vocab = Object.fromEntries(vocabList.map((p, i) => [p, i]));
+  const merges = pieces.flatMap((p) =>
+    [...p]
+      .map((_, i) => [p.slice(0, i), p.slice(i)] as const)
+      .filter(([l, r]) => l && r && l in vocab && r in vocab)
+      .sort((a, b) => vocab[a[0]]! - vocab[b[0]]! || vocab[a[1]]! - vocab[b[1]]!)
+      .map(([l, r]) => `${l} ${r}`),
+  );
+  const replace = { type: 'Replace', pattern: { String: ' ' }, content: SPACE };
+  return {
+    'tokenizer.json': {
+      version: '1.0',
+      added_tokens: specials.map((content, id) => specialTokenEntry(content, id)),
+      normalizer: spacePrefix
+        ? { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: SPACE }, replace] }
+        : replace,
+      pre_tokenizer: null,
+      post_processor: null,
+      decoder: {
+        type: 'Sequence',
+        decoders: [
+          { type: 'Replace', pattern: { String: SPACE }, content: ' ' },
+          { type: 'ByteFallback' },
+          { type: 'Fuse' },
+        ],
+      },
+      model: {
+        type: 'BPE',
+        dropout: null,
+        unk_token: '<unk>',
+        continuing_subword_prefix: null,
+        end_of_word_suffix: null,
+        fuse_unk: true,
+        byte_fallback: true,
+        vocab,
+        merges,
+      },
+    },
+    'tokenizer_config.json': {
+      bos_token: '<bos>',
+      eos_token: '<eos>',
+      pad_token: '<pad>',
+      unk_token: '<unk>',
+      add_bos_token: false,
+      tokenizer_class: 'GemmaTokenizer',
+    },
+  };
+}
+
+/** How many of `questions` llama.cpp answers with exactly the pipeline's greedy reply tokens. */
+export async function sameGreedyReplies(
+  pipeline: ChatPipeline,
+  gguf: LlamaGguf,
+  questions: string[],
+  maxNewTokens: number,
+): Promise<number> {
+  let same = 0;
+  for (const q of questions) {
+    const messages = [{ role: 'user' as const, content: q }];
+    const ours = (await pipeline.chat(messages, { maxNewTokens })).tokenIds;
+    const prompt = pipeline.template.encodePrompt(messages);
+    const theirs = await gguf.greedy(prompt, maxNewTokens, pipeline.template.stopTokenIds);
+    if (theirs.join() === ours.join()) same++;
+  }
+  return same;
 }

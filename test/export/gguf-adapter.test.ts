@@ -8,16 +8,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { Tensor } from '../../src/engine/tensor.ts';
 import { selectBackend } from '../../src/engine/select-backend.ts';
 import { ChatPipeline } from '../../src/infer/pipeline.ts';
 import { GgufReader } from '../../src/io/gguf/reader.ts';
 import { loadModel } from '../../src/models/load.ts';
 import { writeRandomModel } from '../../src/models/random.ts';
-import { LoraAdapter } from '../../src/peft/adapter.ts';
-import { makeLoraConfig } from '../../src/peft/config.ts';
 import { saveAdapter } from '../../src/peft/io.ts';
-import { Rng } from '../../src/util/rng.ts';
 import {
   addByteTokenizer,
   IDENTITY_ADAPTER,
@@ -27,6 +23,8 @@ import {
   MIXED_QUESTIONS,
   PROBE_TOKENS,
   RANDOM_LLAMA,
+  randomLoraAdapter,
+  sameGreedyReplies,
   TINY_CHAT,
 } from './fixtures.ts';
 import { loadGguf } from './llama-cpp.ts';
@@ -57,14 +55,7 @@ test('identity adapter GGUF on the f16 base GGUF: 20/20 greedy replies equal lor
 
   const pipeline = await ChatPipeline.load({ model: TINY_CHAT, adapter: IDENTITY_ADAPTER });
   const gguf = await loadGguf(base, { lora });
-  let same = 0;
-  for (const q of MIXED_QUESTIONS) {
-    const messages = [{ role: 'user' as const, content: q }];
-    const ours = (await pipeline.chat(messages, { maxNewTokens: 24 })).tokenIds;
-    const prompt = pipeline.template.encodePrompt(messages);
-    const theirs = await gguf.greedy(prompt, 24, pipeline.template.stopTokenIds);
-    if (theirs.join() === ours.join()) same++;
-  }
+  const same = await sameGreedyReplies(pipeline, gguf, MIXED_QUESTIONS, 24);
   await gguf.dispose();
   pipeline.dispose();
   assert.equal(same, 20, `${same}/20 greedy replies identical`);
@@ -75,21 +66,7 @@ test('random rsLoRA adapter on a random Llama: llama.cpp base + adapter logits w
   writeRandomModel(modelDir, RANDOM_LLAMA, { seed: 5, std: 0.2 });
   addByteTokenizer(modelDir, 319);
   const model = loadModel(modelDir, { dtype: 'f32' });
-  const config = makeLoraConfig({
-    r: 4,
-    loraAlpha: 8,
-    useRslora: true,
-    targetModules: 'all-linear',
-  });
-  const adapter = LoraAdapter.create(model, config, 1);
-  // PEFT starts B at zero; a random B makes every projection's update (and its row order) count.
-  const rng = new Rng(9);
-  for (const pair of adapter.modules.values()) {
-    const b = new Float32Array(pair.b.size).map(() => rng.normal(0, 0.3));
-    const shape = pair.b.shape;
-    pair.b.dispose();
-    pair.b = Tensor.from(b, shape).keep();
-  }
+  const adapter = randomLoraAdapter(model, { r: 4, loraAlpha: 8, useRslora: true, seed: 1 });
   const adapterDir = join(dir, 'llama-lora');
   await saveAdapter(adapterDir, adapter);
   adapter.attach(model);

@@ -11,7 +11,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { ggufModuleName } from '../../src/export/architectures.ts';
+import { ggufArchitecture, ggufModuleName } from '../../src/export/architectures.ts';
 import { selectBackend } from '../../src/engine/select-backend.ts';
 import { GgufReader } from '../../src/io/gguf/reader.ts';
 import { SafetensorsFolder, writeSafetensors } from '../../src/io/safetensors.ts';
@@ -33,7 +33,8 @@ function decodedModel(ggufPath: string, out: string): string {
   const source = SafetensorsFolder.open(TINY_CHAT);
   const tensors = source.names().map((name) => {
     const m = /^(.+)\.(weight|bias)$/.exec(name)!;
-    const values = gguf.values(`${ggufModuleName(m[1]!)}.${m[2]}`);
+    const arch = ggufArchitecture({ architecture: 'Qwen2ForCausalLM' }, TINY_CHAT);
+    const values = gguf.values(`${ggufModuleName(arch, 'model', m[1]!)}.${m[2]}`);
     return { name, dtype: 'F32' as const, shape: source.info(name).shape, data: values };
   });
   source.close();

@@ -17,7 +17,7 @@ function randomValues(n: number, seed: number, std = 0.02): Float32Array {
   return out;
 }
 
-test('gguf: every metadata value type, tensor infos and aligned data round-trip', () => {
+test('gguf: every metadata value type, tensor infos and aligned data round-trip', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'lf-gguf-'));
   const path = join(dir, 'm.gguf');
   const metadata: GgufMetadata = new Map([
@@ -38,7 +38,7 @@ test('gguf: every metadata value type, tensor infos and aligned data round-trip'
   ]);
   const w = randomValues(3 * 5, 1);
   const b = randomValues(3, 2);
-  writeGguf(path, metadata, [
+  await writeGguf(path, metadata, [
     {
       name: 'w',
       shape: [3, 5],
@@ -61,7 +61,7 @@ test('gguf: every metadata value type, tensor infos and aligned data round-trip'
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('gguf: an existing file is refused without overwrite; a failed write leaves nothing', () => {
+test('gguf: an existing file is refused without overwrite; a failed write leaves nothing', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'lf-gguf-'));
   const path = join(dir, 'm.gguf');
   writeFileSync(path, 'old');
@@ -71,7 +71,7 @@ test('gguf: an existing file is refused without overwrite; a failed write leaves
     type: GGML_TYPES.F32,
     chunks: () => [new Float32Array(32)],
   };
-  assert.throws(() => writeGguf(path, new Map(), [one]), /already exists.*|--overwrite/);
+  await assert.rejects(writeGguf(path, new Map(), [one]), /already exists.*|--overwrite/);
   assert.equal(readFileSync(path, 'utf8'), 'old');
   const failing = {
     ...one,
@@ -79,16 +79,16 @@ test('gguf: an existing file is refused without overwrite; a failed write leaves
       throw new Error('interrupted');
     },
   };
-  assert.throws(
-    () => writeGguf(path, new Map(), [one, failing], { overwrite: true }),
+  await assert.rejects(
+    writeGguf(path, new Map(), [one, failing], { overwrite: true }),
     /interrupted/,
   );
   assert.equal(readFileSync(path, 'utf8'), 'old', 'the old file is untouched');
   const fresh = join(dir, 'new.gguf');
-  assert.throws(() => writeGguf(fresh, new Map(), [one, failing]), /interrupted/);
+  await assert.rejects(writeGguf(fresh, new Map(), [one, failing]), /interrupted/);
   assert.equal(existsSync(fresh), false);
   assert.deepEqual(readdirSync(dir), ['m.gguf'], 'no temporary file is left');
-  writeGguf(path, new Map(), [one], { overwrite: true });
+  await writeGguf(path, new Map(), [one], { overwrite: true });
   assert.equal(GgufReader.open(path).tensors.length, 1);
   rmSync(dir, { recursive: true, force: true });
 });

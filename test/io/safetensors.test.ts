@@ -15,6 +15,7 @@ import {
   openSafetensorsFolder,
   readSafetensorsHeader,
   writeSafetensors,
+  writeSafetensorsStreaming,
   type NamedTensorData,
 } from '../../src/io/safetensors.ts';
 import { SafetensorsBuffer } from '../../src/io/safetensors-buffer.ts';
@@ -247,6 +248,46 @@ test('writer accepts a record, sorts by dtype then name, and pads the header to 
         ]),
       /needs 12 bytes/,
     );
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+});
+
+test('the streaming writer produces the same bytes, piece by piece, in the layout order', async () => {
+  const dir = tmp();
+  try {
+    const tensors: NamedTensorData[] = [
+      { name: 'w', dtype: 'F32', shape: [2, 3], data: new Float32Array([1, 2, 3, 4, 5, 6]) },
+      { name: 'h', dtype: 'BF16', shape: [3], data: new Uint16Array([0x3f80, 0x4000, 0x4040]) },
+      { name: 'ids', dtype: 'I64', shape: [1], data: new BigInt64Array([7n]) },
+    ];
+    writeSafetensors(join(dir, 'whole.safetensors'), tensors);
+    const produced: string[] = [];
+    const streamed = join(dir, 'streamed.safetensors');
+    await writeSafetensorsStreaming(
+      streamed,
+      tensors.map((t) => ({
+        ...t,
+        // Produced only when its turn comes, in two pieces where it has two elements or more.
+        async *bytes() {
+          produced.push(t.name);
+          const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+          const half = (bytes.byteLength / 2) & ~1;
+          yield bytes.subarray(0, half);
+          yield bytes.subarray(half);
+        },
+      })),
+    );
+    assert.deepEqual(readFileSync(streamed), readFileSync(join(dir, 'whole.safetensors')));
+    assert.deepEqual(produced, ['ids', 'w', 'h'], 'data follows the header in layout order');
+    const short = join(dir, 'short.safetensors');
+    await assert.rejects(
+      writeSafetensorsStreaming(short, [
+        { name: 'x', dtype: 'F32', shape: [3], bytes: () => [new Float32Array(2)] },
+      ]),
+      /'x' F32\[3\] needs 12 bytes, got 8/,
+    );
+    assert.deepEqual(readdirSync(dir).sort(), ['streamed.safetensors', 'whole.safetensors']);
   } finally {
     rmSync(dir, { recursive: true });
   }

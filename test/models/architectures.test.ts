@@ -5,7 +5,8 @@ import { SafetensorsBuffer } from '../../src/io/safetensors-buffer.ts';
 import { encodeSafetensors } from '../../src/io/safetensors.ts';
 import { SUPPORTED_ARCHITECTURES, parseDecoderConfig } from '../../src/models/config.ts';
 import { modelFromTensors } from '../../src/models/from-tensors.ts';
-import { GEMMA3_1B_CONFIG, QWEN3_0_6B_CONFIG } from '../../src/models/random.ts';
+import { GEMMA3_1B_CONFIG, PHI4_MINI_CONFIG, QWEN3_0_6B_CONFIG } from '../../src/models/random.ts';
+import { baseParameterCountOf, projectionShapes } from '../../src/models/shapes.ts';
 import { LoraforgeError } from '../../src/util/errors.ts';
 import { useCpuBackend } from '../helpers.ts';
 
@@ -135,8 +136,64 @@ test('a *ForConditionalGeneration config is read as its text model under model.l
   assert.equal(c.hiddenSize, 16);
 });
 
+test('Phi-4-mini: fused projections, 3/4 of each head rotated, LongRoPE, window everywhere', () => {
+  const c = parseDecoderConfig(PHI4_MINI_CONFIG);
+  assert.equal(c.fusedProjections, true);
+  assert.equal(c.rotaryDim, 96);
+  assert.deepEqual(
+    [...projectionShapes(c)],
+    [
+      ['qkv_proj', [(24 + 2 * 8) * 128, 3072]],
+      ['o_proj', [3072, 3072]],
+      ['gate_up_proj', [2 * 8192, 3072]],
+      ['down_proj', [3072, 8192]],
+    ],
+  );
+  assert.ok(c.layers.every((l) => l.window === 262144 && l.rope === 'global'));
+  assert.equal(c.tieWordEmbeddings, true);
+  // 3.84B parameters, as the model card says.
+  assert.equal(Math.round(baseParameterCountOf(c) / 1e7), 384);
+  assert.ok(c.ropeScaling?.type === 'longrope');
+  assert.equal(c.ropeScaling.originalMaxPositionEmbeddings, 4096);
+  const wrongLength = { ...PHI4_MINI_CONFIG.rope_scaling, short_factor: [1, 1] };
+  assert.throws(
+    () => parseDecoderConfig({ ...PHI4_MINI_CONFIG, rope_scaling: wrongLength }),
+    /short_factor has 2 entries, the rotated head part needs 48/,
+  );
+  assert.throws(
+    () => parseDecoderConfig({ ...PHI4_MINI_CONFIG, partial_rotary_factor: 0.7 }),
+    /89 is odd/,
+  );
+});
+
+test('Phi-4-mini in transformers 5 form: LongRoPE and partial rotary inside rope_parameters', () => {
+  const {
+    rope_scaling,
+    original_max_position_embeddings,
+    partial_rotary_factor,
+    rope_theta,
+    ...rest
+  } = PHI4_MINI_CONFIG;
+  const v5 = parseDecoderConfig({
+    ...rest,
+    rope_parameters: {
+      rope_type: 'longrope',
+      short_factor: rope_scaling.short_factor,
+      long_factor: rope_scaling.long_factor,
+      original_max_position_embeddings,
+      partial_rotary_factor,
+      rope_theta,
+    },
+  });
+  const v4 = parseDecoderConfig(PHI4_MINI_CONFIG);
+  assert.equal(v5.rotaryDim, 96);
+  // transformers 5: factor (absent) = max / original, as transformers 4 derives it.
+  assert.deepEqual(v5.ropeScaling, v4.ropeScaling);
+  assert.equal(v5.ropeTheta, v4.ropeTheta);
+});
+
 test('an unknown architecture is one line naming every supported one', () => {
-  for (const architectures of [['Phi3ForCausalLM'], ['Qwen3_5ForConditionalGeneration']]) {
+  for (const architectures of [['PhiMoEForCausalLM'], ['Qwen3_5ForConditionalGeneration']]) {
     assert.throws(
       () => parseDecoderConfig({ ...SMALL, architectures }),
       (err: unknown) =>

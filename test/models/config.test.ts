@@ -120,14 +120,14 @@ test('transformers 5 rope_parameters carries rope_theta and the scaling', () => 
 });
 
 test('other scaling types are refused, naming the type and the supported ones', () => {
-  for (const type of ['dynamic', 'yarn', 'longrope', 'ntk']) {
+  for (const type of ['dynamic', 'yarn', 'ntk']) {
     for (const key of ['rope_type', 'type']) {
       const err = assertRefused(
         withRope({ rope_scaling: { [key]: type, factor: 4.0 } }),
         new RegExp(`"${type}"`),
         /not supported/,
       );
-      assert.match(err.hint ?? '', /default, linear and llama3/);
+      assert.match(err.hint ?? '', /default, linear, llama3, longrope/);
     }
   }
   assertRefused(
@@ -138,6 +138,10 @@ test('other scaling types are refused, naming the type and the supported ones', 
 });
 
 test('incomplete or contradictory rope_scaling is refused with the key at fault', () => {
+  assertRefused(
+    withRope({ rope_scaling: { type: 'longrope', long_factor: [1] } }),
+    /"short_factor"/,
+  );
   assertRefused(withRope({ rope_scaling: { rope_type: 'linear' } }), /"factor"/);
   assertRefused(withRope({ rope_scaling: { rope_type: 'linear', factor: 0 } }), /"factor"/);
   const { low_freq_factor: _, ...noLow } = LLAMA_3_2_1B.rope_scaling;
@@ -158,9 +162,9 @@ test('an explicit head_dim other than hidden_size / num_attention_heads sets the
   const c = parseDecoderConfig({ ...LLAMA_3_2_1B, head_dim: 128 });
   assert.equal(c.headDim, 128);
   const shapes = projectionShapes(c);
-  assert.deepEqual(shapes.q_proj, [32 * 128, 2048]);
-  assert.deepEqual(shapes.k_proj, [8 * 128, 2048]);
-  assert.deepEqual(shapes.o_proj, [2048, 32 * 128]);
+  assert.deepEqual(shapes.get('q_proj'), [32 * 128, 2048]);
+  assert.deepEqual(shapes.get('k_proj'), [8 * 128, 2048]);
+  assert.deepEqual(shapes.get('o_proj'), [2048, 32 * 128]);
   assert.equal(parseDecoderConfig({ ...LLAMA_3_2_1B, head_dim: null }).headDim, 64);
   assertRefused({ ...LLAMA_3_2_1B, head_dim: 63 }, /head_dim 63/);
 });

@@ -201,7 +201,7 @@ export async function mergeErrors(
 ): Promise<{ weights: number; unmergedLogits: number; mergedLogits: number }> {
   const adapter = loadAdapter(join(pkg, 'lora', 'adapter_randB'), model);
   const out = join(mkdtempSync(join(tmpdir(), 'lf-merge-')), 'merged');
-  mergeToFolder(pkg, adapter, out);
+  await mergeToFolder(pkg, adapter, out);
   const mine = readGolden(join(out, 'model.safetensors'));
   const ref = mergedReference(pkg);
   assert.deepEqual(mine.names().sort(), [...ref.keys()].sort());

@@ -1,12 +1,15 @@
 /**
  * RoPE inverse-frequency tables against a float64 reimplementation of transformers' formulas
- * (default, linear, llama3), and against values worked out by hand.
+ * (default, linear, llama3, longrope), and against values worked out by hand.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { parseDecoderConfig } from '../../src/models/config.ts';
 import {
   defaultInverseFrequencies,
   ropeInverseFrequencies,
+  ropeTables,
+  tableFor,
   type RopeScaling,
 } from '../../src/models/rope-frequencies.ts';
 
@@ -15,6 +18,7 @@ function reference(headDim: number, theta: number, scaling: RopeScaling | null):
   const base = Array.from({ length: headDim / 2 }, (_, j) => 1 / theta ** ((2 * j) / headDim));
   if (!scaling) return base;
   if (scaling.type === 'linear') return base.map((v) => v / scaling.factor);
+  if (scaling.type === 'longrope') return base.map((v, j) => v / scaling.shortFactor[j]!);
   const { factor, lowFreqFactor: low, highFreqFactor: high } = scaling;
   const old = scaling.originalMaxPositionEmbeddings;
   return base.map((v) => {
@@ -105,4 +109,51 @@ test('the default table is the float32 one transformers computes', () => {
   assert.equal(table[1], 0.6493816375732422);
   const diff = maxRelDiff(table, reference(64, 1e6, null));
   assert.ok(diff < 1e-6, `max relative difference ${diff}`);
+});
+
+test('longrope: short factors up to original_max_position_embeddings, long ones past it', () => {
+  const shortFactor = [1, 1.25, 1.5, 2, 3, 4.5];
+  const longFactor = [1.5, 2.5, 4, 8, 16, 32];
+  const scaling: RopeScaling = {
+    type: 'longrope',
+    shortFactor,
+    longFactor,
+    originalMaxPositionEmbeddings: 20,
+    attentionFactor: 1.25,
+  };
+  const tables = ropeTables(12, 10000, scaling);
+  const diff = maxRelDiff(tables.invFreq, reference(12, 10000, scaling));
+  assert.ok(diff < 1e-6, `max relative difference ${diff}`);
+  // 1 / f32(ext · f32(theta^(2j/D))): pair 1 of the long table, rounded as torch does.
+  const power = Math.fround(Math.pow(10000, Math.fround(2 / 12)));
+  assert.equal(tables.long!.invFreq[1], Math.fround(1 / Math.fround(2.5 * power)));
+  assert.equal(tables.scale, 1.25);
+  // transformers picks the table per forward pass from its largest position: seq_len > original.
+  assert.equal(tableFor(tables, 19), tables.invFreq);
+  assert.equal(tableFor(tables, 20), tables.long!.invFreq);
+  assert.equal(ropeTables(12, 10000, null).long, null);
+});
+
+test('longrope config: attention factor from max / original max, as Phi3Config gives it', () => {
+  const c = parseDecoderConfig({
+    architectures: ['Phi3ForCausalLM'],
+    vocab_size: 10,
+    hidden_size: 64,
+    intermediate_size: 32,
+    num_hidden_layers: 1,
+    num_attention_heads: 4,
+    max_position_embeddings: 131072,
+    original_max_position_embeddings: 4096,
+    partial_rotary_factor: 0.75,
+    rope_scaling: {
+      type: 'longrope',
+      short_factor: [1, 1, 1, 1, 1, 1],
+      long_factor: [2, 2, 2, 2, 2, 2],
+    },
+  });
+  assert.equal(c.rotaryDim, 12);
+  assert.ok(c.ropeScaling?.type === 'longrope');
+  // Phi-3.5-mini / Phi-4-mini: √(1 + ln 32 / ln 4096) = 1.1902380714238083.
+  assert.equal(c.ropeScaling.attentionFactor, Math.sqrt(1 + Math.log(32) / Math.log(4096)));
+  assert.equal(c.ropeScaling.originalMaxPositionEmbeddings, 4096);
 });

@@ -47,7 +47,7 @@ test('merging adapter_randB reproduces PEFT merge_and_unload', async () => {
   const { maxAbsDiff } = await import('../helpers.ts');
   const adapter = loadAdapter(join(TINY, 'lora', 'adapter_randB'), model);
   const out = join(mkdtempSync(join(tmpdir(), 'lf-merge-')), 'merged');
-  mergeToFolder(TINY, adapter, out);
+  await mergeToFolder(TINY, adapter, out);
   const mine = readGolden(join(out, 'model.safetensors'));
   const ref = readGolden(join(TINY, 'lora', 'merged', 'model.safetensors'));
   assert.deepEqual(mine.names().sort(), ref.names().sort());

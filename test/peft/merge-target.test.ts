@@ -26,37 +26,36 @@ before(async () => {
   adapter = loadAdapter(adapterDir, model);
 });
 
-test('merge refuses a non-empty folder and leaves it untouched', () => {
+test('merge refuses a non-empty folder and leaves it untouched', async () => {
   const out = join(root, 'user-folder');
   mkdirSync(out);
   writeFileSync(join(out, 'thesis.tex'), 'years of work');
-  assert.throws(
-    () => mergeToFolder(base, adapter, out),
+  await assert.rejects(
+    mergeToFolder(base, adapter, out),
     (err: Error) => err instanceof LoraforgeError && /not empty/.test(err.message),
   );
   assert.equal(readFileSync(join(out, 'thesis.tex'), 'utf8'), 'years of work');
 });
 
-test('merge --overwrite replaces its own files and keeps the others', () => {
+test('merge --overwrite replaces its own files and keeps the others', async () => {
   const out = join(root, 'user-folder-2');
   mkdirSync(out);
   writeFileSync(join(out, 'notes.txt'), 'keep me');
   writeFileSync(join(out, 'model.safetensors'), 'stale');
-  mergeToFolder(base, adapter, out, { overwrite: true });
+  await mergeToFolder(base, adapter, out, { overwrite: true });
   assert.equal(readFileSync(join(out, 'notes.txt'), 'utf8'), 'keep me');
   assert.ok(existsSync(join(out, 'config.json')));
   loadModel(out).dispose();
 });
 
-test('merge never writes over the model or adapter it reads, even with --overwrite', () => {
+test('merge never writes over the model or adapter it reads, even with --overwrite', async () => {
   const before = readFileSync(join(base, 'model.safetensors'));
   for (const out of [base, join(base, 'merged'), adapterDir, root]) {
-    assert.throws(
-      () =>
-        mergeToFolder(base, adapter, out, {
-          overwrite: true,
-          sources: { '--adapter': adapterDir },
-        }),
+    await assert.rejects(
+      mergeToFolder(base, adapter, out, {
+        overwrite: true,
+        sources: { '--adapter': adapterDir },
+      }),
       (err: Error) =>
         err instanceof LoraforgeError &&
         /which this command reads|refusing to overwrite an adapter/.test(err.message),
@@ -66,11 +65,11 @@ test('merge never writes over the model or adapter it reads, even with --overwri
   assert.deepEqual(readFileSync(join(base, 'model.safetensors')), before);
 });
 
-test('merge into a path that is a file is one clear error', () => {
+test('merge into a path that is a file is one clear error', async () => {
   const out = join(root, 'a-file');
   writeFileSync(out, 'x');
-  assert.throws(
-    () => mergeToFolder(base, adapter, out),
+  await assert.rejects(
+    mergeToFolder(base, adapter, out),
     (err: Error) => err instanceof LoraforgeError && /is a file/.test(err.message),
   );
 });

@@ -6,6 +6,7 @@ import { tidy } from '../../src/engine/tensor.ts';
 import { SequenceDecoder } from '../../src/infer/sequences.ts';
 import type { DecoderModel, LoraLookup } from '../../src/models/decoder.ts';
 import { loadModel } from '../../src/models/load.ts';
+import { maxAbsDiff, readGolden } from '../helpers.ts';
 
 export const PEFT_FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'peft');
 
@@ -106,4 +107,19 @@ export async function greedyBatch(
   }
   for (const seq of seqs) decoder.release(seq);
   return out;
+}
+
+/**
+ * Max |difference| per merged weight between `mergedFile` (a merge of the DoRA fixture) and PEFT's
+ * merge_and_unload of it, for the 14 tensors PEFT's merge changes.
+ */
+export function doraMergeDiffs(mergedFile: string): [string, number][] {
+  const mine = readGolden(mergedFile);
+  const ref = readGolden(join(PEFT_FIXTURES, 'dora', 'expected.safetensors'));
+  const merged = ref.names().filter((n) => n.startsWith('merged.model.'));
+  if (merged.length !== 14) throw new Error(`${merged.length} merged tensors in the DoRA fixture`);
+  return merged.map((key) => {
+    const name = key.slice('merged.'.length);
+    return [name, maxAbsDiff(mine.f32(name).data, ref.f32(key).data)];
+  });
 }

@@ -3,21 +3,23 @@ import type { Command } from 'commander';
 import {
   baseModelMismatch,
   checkMergeTarget,
-  loadAdapter,
-  loadModel,
+  loadAdapterForModel,
   mergedTemplateFiles,
   mergeToFolder,
+  type DeviceName,
   type MergeDtype,
   resolveModel,
 } from '../../index.ts';
-import { parseDtype } from '../options.ts';
+import { addDeviceOptions, parseDtype } from '../options.ts';
 
 export function registerMerge(program: Command): void {
-  program
-    .command('merge')
-    .description(
-      'merge a LoRA adapter into its base model (merge_and_unload) and save an HF model folder',
-    )
+  addDeviceOptions(
+    program
+      .command('merge')
+      .description(
+        'merge a LoRA adapter into its base model (merge_and_unload) and save an HF model folder',
+      ),
+  )
     .requiredOption('-m, --model <model>', 'base model folder or Hugging Face id')
     .requiredOption('-a, --adapter <dir>', 'LoRA adapter folder')
     .requiredOption('-o, --out <dir>', 'output model folder')
@@ -37,6 +39,8 @@ export function registerMerge(program: Command): void {
         out: string;
         dtype?: 'f32' | 'bf16' | 'f16';
         overwrite?: boolean;
+        device: DeviceName;
+        threads?: number;
       }) => {
         const dir = await resolveModel(flags.model);
         const target = {
@@ -46,9 +50,12 @@ export function registerMerge(program: Command): void {
         };
         // Before the (slow) load, so a wrong --out costs nothing.
         checkMergeTarget(dir, flags.out, target);
-        // Only the projection shapes are needed to read the adapter; bf16 keeps this cheap.
-        const model = await loadModel(dir, { device: 'cpu', dtype: 'bf16' });
-        const adapter = loadAdapter(flags.adapter, model);
+        // The adapter is read against the model's shapes (the model itself is loaded only for
+        // PiSSA / OLoRA checks); the merged weights are computed on the device, tensor by tensor.
+        const adapter = await loadAdapterForModel(dir, flags.adapter, {
+          device: flags.device,
+          threads: flags.threads,
+        });
         const mismatch = baseModelMismatch(flags.adapter, adapter.config.baseModelNameOrPath, [
           flags.model,
           dir,
@@ -58,7 +65,7 @@ export function registerMerge(program: Command): void {
           model: flags.model,
           adapter: flags.adapter,
         });
-        mergeToFolder(dir, adapter, flags.out, { ...target, files: template.files });
+        await mergeToFolder(dir, adapter, flags.out, { ...target, files: template.files });
         process.stdout.write(
           `merged model written to ${flags.out}${flags.dtype ? ` (${flags.dtype})` : ''}\n` +
             template.notes.map((note) => `  ${note}\n`).join('') +

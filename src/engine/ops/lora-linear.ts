@@ -7,7 +7,14 @@ import type { DropoutSpec } from '../dropout.ts';
 import { record } from '../tape.ts';
 import { Tensor } from '../tensor.ts';
 import { linearBackward } from './linear.ts';
-import { gemmIntoGrad, kernels, matrixDims, writeIntoGrad } from './util.ts';
+import {
+  blockGrad,
+  gemmIntoGrad,
+  kernels,
+  matrixDims,
+  writeIntoGrad,
+  type OutputBlock,
+} from './util.ts';
 
 export interface LoraWeights {
   a: Tensor;
@@ -20,7 +27,9 @@ export interface LoraWeights {
 
 /**
  * `dropout` applies LoRA dropout to the adapter path only, as PEFT does, with the mask drawn from
- * its seed (engine/dropout.ts); null means no dropout.
+ * its seed (engine/dropout.ts); null means no dropout. `block` computes only those output
+ * features (rows of W, b and B) of a fused matrix: the blocks of one fused projection share A,
+ * and share the dropout mask when they are given the same seed.
  */
 export function loraLinear(
   x: Tensor,
@@ -28,13 +37,20 @@ export function loraLinear(
   bias: Tensor | null,
   lora: LoraWeights,
   dropout: DropoutSpec | null = null,
+  block?: OutputBlock,
 ): Tensor {
   const k = kernels();
   const [rows, inFeatures] = matrixDims(x);
-  const outFeatures = w.shape[0]!;
   const rank = lora.a.shape[0]!;
-  const { y, xd, xa, dropped } = lowRankForward(x, w, bias, lora, dropout);
-  k.gemm(xa.operand(), lora.b.operand(), y.operand(), {
+  const { y, xd, xa, dropped, offset, outFeatures } = lowRankForward(
+    x,
+    w,
+    bias,
+    lora,
+    dropout,
+    block,
+  );
+  k.gemm(xa.operand(), lora.b.operand(offset * rank), y.operand(), {
     m: rows,
     n: outFeatures,
     k: rank,
@@ -45,8 +61,8 @@ export function loraLinear(
   if (xd !== x) xd.dispose();
 
   record(y, [x, w, bias, lora.a, lora.b], (dy) => {
-    linearBackward(x, w, bias, dy, rows, inFeatures, outFeatures);
-    const dxa = lowRankBackward(dy, xa, dropped, x, lora);
+    linearBackward(x, w, bias, dy, rows, inFeatures, { offset, count: outFeatures });
+    const dxa = lowRankBackward(dy, xa, dropped, x, lora, block);
     if (!dxa) return;
     if (!x.requiresGrad) return;
     // linearBackward already wrote dy·W into x.grad; add the adapter path's share.
@@ -73,10 +89,10 @@ export function loraLinear(
 }
 
 /**
- * Backward of the low-rank path s·(x̃·Aᵀ)·Bᵀ given its output gradient `dLow` [rows, out]:
- * accumulates dB = s·dLowᵀ·(x̃·Aᵀ) and dA = dxaᵀ·x̃ (x̃ redrawn by `dropped`, disposed here when it
- * is not x) and returns dxa = s·dLow·B [rows, r] for the input gradient, or null when neither A
- * nor x needs it.
+ * Backward of the low-rank path s·(x̃·Aᵀ)·Bᵀ given its output gradient `dLow` [rows, out] (of
+ * `block`'s rows of B, or all of them): accumulates dB = s·dLowᵀ·(x̃·Aᵀ) and dA = dxaᵀ·x̃ (x̃
+ * redrawn by `dropped`, disposed here when it is not x) and returns dxa = s·dLow·B [rows, r] for
+ * the input gradient, or null when neither A nor x needs it.
  */
 export function lowRankBackward(
   dLow: Tensor,
@@ -84,25 +100,26 @@ export function lowRankBackward(
   dropped: () => Tensor,
   x: Tensor,
   lora: LoraWeights,
+  block?: OutputBlock,
 ): Tensor | null {
   const k = kernels();
   const [rows, inFeatures] = matrixDims(x);
-  const [outFeatures, rank] = lora.b.shape as [number, number];
+  const rank = lora.b.shape[1]!;
+  const { offset, count: outFeatures } = block ?? { offset: 0, count: lora.b.shape[0]! };
   if (lora.b.requiresGrad) {
-    gemmIntoGrad(lora.b, (db, beta) =>
-      k.gemm(dLow.operand(), xa.operand(), db.operand(), {
-        m: outFeatures,
-        n: rank,
-        k: rows,
-        transA: true,
-        alpha: lora.scale,
-        beta,
-      }),
-    );
+    const { grad, beta } = blockGrad(lora.b, outFeatures === lora.b.shape[0]);
+    k.gemm(dLow.operand(), xa.operand(), grad.operand(offset * rank), {
+      m: outFeatures,
+      n: rank,
+      k: rows,
+      transA: true,
+      alpha: lora.scale,
+      beta,
+    });
   }
   if (!lora.a.requiresGrad && !x.requiresGrad) return null;
   const dxa = Tensor.empty([rows, rank]);
-  k.gemm(dLow.operand(), lora.b.operand(), dxa.operand(), {
+  k.gemm(dLow.operand(), lora.b.operand(offset * rank), dxa.operand(), {
     m: rows,
     n: rank,
     k: outFeatures,
@@ -125,9 +142,9 @@ export function lowRankBackward(
 }
 
 /**
- * The forward start LoRA and DoRA share: y = x·Wᵀ + b, x̃ = drop(x) and x̃·Aᵀ [rows, r], plus
- * `dropped` to redraw x̃ in the backward pass (x itself without dropout; otherwise a fresh tensor
- * the caller disposes, as it does `xd` when it is not x).
+ * The forward start LoRA and DoRA share: y = x·Wᵀ + b (of `block`'s rows, or all), x̃ = drop(x)
+ * and x̃·Aᵀ [rows, r], plus `dropped` to redraw x̃ in the backward pass (x itself without dropout;
+ * otherwise a fresh tensor the caller disposes, as it does `xd` when it is not x).
  */
 export function lowRankForward(
   x: Tensor,
@@ -135,18 +152,26 @@ export function lowRankForward(
   bias: Tensor | null,
   lora: LoraWeights,
   dropout: DropoutSpec | null,
-): { y: Tensor; xd: Tensor; xa: Tensor; dropped: () => Tensor } {
+  block?: OutputBlock,
+): {
+  y: Tensor;
+  xd: Tensor;
+  xa: Tensor;
+  dropped: () => Tensor;
+  offset: number;
+  outFeatures: number;
+} {
   const k = kernels();
   const [rows, inFeatures] = matrixDims(x);
-  const outFeatures = w.shape[0]!;
+  const { offset, count: outFeatures } = block ?? { offset: 0, count: w.shape[0]! };
   const rank = lora.a.shape[0]!;
   const y = Tensor.empty([...x.shape.slice(0, -1), outFeatures]);
-  k.gemm(x.operand(), w.operand(), y.operand(), {
+  k.gemm(x.operand(), w.operand(offset * inFeatures), y.operand(), {
     m: rows,
     n: outFeatures,
     k: inFeatures,
     transB: true,
-    bias: bias?.operand(),
+    bias: bias?.operand(offset),
   });
   const dropped = (): Tensor => {
     if (!dropout) return x;
@@ -165,5 +190,5 @@ export function lowRankForward(
     k: inFeatures,
     transB: true,
   });
-  return { y, xd, xa, dropped };
+  return { y, xd, xa, dropped, offset, outFeatures };
 }

@@ -49,3 +49,23 @@ export function zeroedGrad(t: Tensor): Tensor {
   if (fresh) kernels().fill({ x: grad.operand() }, { n: grad.size, value: 0 });
   return grad;
 }
+
+/**
+ * Output features [offset, offset + count) of a projection: one block of a fused matrix (Phi-3's
+ * qkv_proj → q, k, v), computed straight from the weight rows it owns.
+ */
+export interface OutputBlock {
+  offset: number;
+  count: number;
+}
+
+/**
+ * The gradient of `t` to accumulate rows of a block into (beta 1): a fresh gradient is zeroed
+ * first unless the block covers all of `t` (then beta 0 overwrites it), since the other blocks
+ * write their rows later.
+ */
+export function blockGrad(t: Tensor, whole: boolean): { grad: Tensor; beta: number } {
+  if (!whole) return { grad: zeroedGrad(t), beta: 1 };
+  const { grad, fresh } = gradSlot(t);
+  return { grad, beta: fresh ? 0 : 1 };
+}

@@ -6,7 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import { LoraforgeError } from '../../util/errors.ts';
-import { writeFileAtomicStreaming } from '../atomic.ts';
+import { writeFileAtomicStreamingAsync } from '../atomic.ts';
 import { alignUp, GGUF_DEFAULT_ALIGNMENT, type GgufMetadata } from './format.ts';
 import { type GgmlType, tensorBytes } from './ggml-types.ts';
 import { encodeGgufHeader, type GgufTensorInfo } from './metadata.ts';
@@ -18,9 +18,10 @@ export interface GgufTensorPlan {
   type: GgmlType;
   /**
    * The values (f32, row-major), produced just before they are encoded and written, in pieces of
-   * whole rows (a large tensor need not be widened to f32 all at once).
+   * whole rows (a large tensor need not be widened to f32 all at once); asynchronously when
+   * they are read back from a GPU (a merged adapter).
    */
-  chunks(): Iterable<Float32Array>;
+  chunks(): Iterable<Float32Array> | AsyncIterable<Float32Array>;
 }
 
 export interface WriteGgufOptions {
@@ -41,12 +42,12 @@ export function checkOutputFile(path: string, overwrite: boolean | undefined): v
   }
 }
 
-export function writeGguf(
+export async function writeGguf(
   path: string,
   metadata: GgufMetadata,
   tensors: readonly GgufTensorPlan[],
   opts: WriteGgufOptions = {},
-): void {
+): Promise<void> {
   checkOutputFile(path, opts.overwrite);
   const alignment = GGUF_DEFAULT_ALIGNMENT;
   const infos: GgufTensorInfo[] = [];
@@ -60,13 +61,13 @@ export function writeGguf(
     infos.push({ name: t.name, shape: t.shape, typeId: t.type.id, offset });
     offset = alignUp(offset + tensorBytes(t.type, count), alignment);
   }
-  writeFileAtomicStreaming(path, (write) => {
+  await writeFileAtomicStreamingAsync(path, async (write) => {
     write(encodeGgufHeader(metadata, infos, alignment));
-    tensors.forEach((t, i) => {
+    for (const [i, t] of tensors.entries()) {
       const rowLength = t.shape[t.shape.length - 1]!;
       let values = 0;
       let bytes = 0;
-      for (const chunk of t.chunks()) {
+      for await (const chunk of t.chunks()) {
         if (chunk.length % rowLength !== 0) {
           throw new Error(`${t.name}: a chunk of ${chunk.length} values is not whole rows`);
         }
@@ -81,6 +82,6 @@ export function writeGguf(
       const pad = alignUp(bytes, alignment) - bytes;
       if (pad > 0 && i < tensors.length - 1) write(new Uint8Array(pad));
       opts.onTensor?.(i, tensors.length, t.name);
-    });
+    }
   });
 }

@@ -44,6 +44,11 @@ export interface FamilyTraits {
   /** o_proj carries a bias (Llama attention_bias). */
   oBias: boolean;
   mlpBias: boolean;
+  /**
+   * q/k/v are one qkv_proj ([q; k; v] rows) and gate/up one gate_up_proj ([gate; up] rows), each
+   * with one LoRA A/B pair over its whole output (Phi-3).
+   */
+  fusedProjections: boolean;
   /** Per-head RMSNorm of q and k over head_dim before RoPE (self_attn.q_norm / k_norm). */
   qkNorm: boolean;
   /** Norm weights scale by (1 + w), zero-centred (Gemma). */
@@ -85,6 +90,7 @@ export function baseTraits(
     qkvBias: false,
     oBias: false,
     mlpBias: raw.mlp_bias === true,
+    fusedProjections: false,
     qkNorm: false,
     normPlusOne: false,
     sandwichNorms: false,

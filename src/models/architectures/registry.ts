@@ -5,10 +5,19 @@
 import type { ArchitectureFamily } from './family.ts';
 import { gemma3 } from './gemma3.ts';
 import { llama, mistral } from './llama.ts';
+import { phi3 } from './phi3.ts';
 import { qwen2, qwen3 } from './qwen.ts';
 import { smollm3 } from './smollm3.ts';
 
-const FAMILIES: readonly ArchitectureFamily[] = [qwen2, qwen3, llama, mistral, gemma3, smollm3];
+const FAMILIES: readonly ArchitectureFamily[] = [
+  qwen2,
+  qwen3,
+  llama,
+  mistral,
+  gemma3,
+  smollm3,
+  phi3,
+];
 
 const BY_ARCHITECTURE = new Map(
   FAMILIES.flatMap((family) => family.architectures.map((name) => [name, family] as const)),
@@ -32,4 +41,5 @@ export const TEXT_MODEL_ARCHITECTURES: Record<string, string> = {
   mistral: 'MistralForCausalLM',
   ministral: 'MinistralForCausalLM',
   smollm3: 'SmolLM3ForCausalLM',
+  phi3: 'Phi3ForCausalLM',
 };

@@ -44,7 +44,7 @@ export async function useEverything(): Promise<void> {
   adapter.attach(model);
   await saveAdapter('runs/adapter', adapter, { template: 'tutorial' });
   const reloaded: LoraAdapter = loadAdapter('runs/adapter', model);
-  mergeToFolder('models/base', reloaded, 'models/merged', { dtype: 'BF16' });
+  await mergeToFolder('models/base', reloaded, 'models/merged', { dtype: 'BF16' });
 
   const pipeline: ChatPipeline = await loadChatPipeline({ model: 'models/base', adapter: 'a' });
   const messages: ChatMessage[] = [{ role: 'user', content: text }];

@@ -17,12 +17,12 @@ import { at, splat, lanes } from './lib/simd';
 
 /**
  * Rotates pairs (j.., j+half..) of every head of one row: four pairs wide, or the single pair j
- * in lane 0 when not `wide`.
+ * in lane 0 when not `wide`. `half` is half the rotated part of a head (D/2 unless partial).
  */
 @inline function rotateHeads(
-  xRow: usize, oRow: usize, heads: i32, D: i32, j: i32, cosv: v128, sinv: v128, wide: bool,
+  xRow: usize, oRow: usize, heads: i32, D: i32, half: i32, j: i32, cosv: v128, sinv: v128,
+  wide: bool,
 ): void {
-  const half = D >> 1;
   for (let h = 0; h < heads; h++) {
     const first = at(xRow, h * D + j);
     const second = at(xRow, h * D + j + half);
@@ -42,16 +42,19 @@ import { at, splat, lanes } from './lib/simd';
 
 /**
  * Rotate-half RoPE of x [B,T,heads,D] at positions i32 [B,T]; `inverse` rotates by -angle (the
- * backward). out may be x. Pair j turns by position * invFreq[j] (f32 table [D/2], the model's
- * possibly scaled frequencies, models/rope-frequencies.ts).
+ * backward). out may be x. Only the first `rotaryDim` values of each head turn (pairs j, j +
+ * rotaryDim/2: partial rotary, Phi-3); the rest are copied. Pair j turns by position * invFreq[j]
+ * (f32 table [rotaryDim/2], the model's possibly scaled frequencies, models/rope-frequencies.ts),
+ * with cos and sin multiplied by `scale` (LongRoPE's attention factor; 1 otherwise) in f32.
  * Work items: b * T + t. Pairs are the outer loop so each frequency is read once per call.
  */
 export function ropeApply(
   x: usize, out: usize, positions: usize, invFreq: usize, B: i32, T: i32, heads: i32, D: i32,
-  inverse: i32, start: i32, end: i32,
+  inverse: i32, rotaryDim: i32, scale: f32, start: i32, end: i32,
 ): void {
-  const half = D >> 1;
-  const sign = splat(inverse ? -1 : 1);
+  const half = rotaryDim >> 1;
+  const cosScale = splat(scale);
+  const sinScale = splat(inverse ? -scale : scale);
   let j = 0;
   for (; j + 4 <= half; j += 4) {
     const f0 = load<f32>(at(invFreq, j));
@@ -64,18 +67,25 @@ export function ropeApply(
       const a1 = ropeSinCos(pos, f1);
       const a2 = ropeSinCos(pos, f2);
       const a3 = ropeSinCos(pos, f3);
-      const cosv = lanes(cosLane(a0), cosLane(a1), cosLane(a2), cosLane(a3));
-      const sinv = f32x4.mul(sign, lanes(sinLane(a0), sinLane(a1), sinLane(a2), sinLane(a3)));
-      rotateHeads(at(x, row * heads * D), at(out, row * heads * D), heads, D, j, cosv, sinv, true);
+      const cosv = f32x4.mul(cosScale, lanes(cosLane(a0), cosLane(a1), cosLane(a2), cosLane(a3)));
+      const sinv = f32x4.mul(sinScale, lanes(sinLane(a0), sinLane(a1), sinLane(a2), sinLane(a3)));
+      rotateHeads(at(x, row * heads * D), at(out, row * heads * D), heads, D, half, j, cosv, sinv, true);
     }
   }
   for (; j < half; j++) {
     const freq = load<f32>(at(invFreq, j));
     for (let row = start; row < end; row++) {
       const angle = ropeSinCos(<f32>load<i32>(at(positions, row)), freq);
-      const cosv = splat(cosLane(angle));
-      const sinv = f32x4.mul(sign, splat(sinLane(angle)));
-      rotateHeads(at(x, row * heads * D), at(out, row * heads * D), heads, D, j, cosv, sinv, false);
+      const cosv = f32x4.mul(cosScale, splat(cosLane(angle)));
+      const sinv = f32x4.mul(sinScale, splat(sinLane(angle)));
+      rotateHeads(at(x, row * heads * D), at(out, row * heads * D), heads, D, half, j, cosv, sinv, false);
+    }
+  }
+  if (rotaryDim == D || out == x) return;
+  for (let row = start; row < end; row++) {
+    for (let h = 0; h < heads; h++) {
+      const head = (row * heads + h) * D;
+      for (let d = rotaryDim; d < D; d++) store<f32>(at(out, head + d), load<f32>(at(x, head + d)));
     }
   }
 }

