@@ -9,7 +9,7 @@
  * races, and the same summation order as the CPU backend.
  */
 import type { KernelDef } from './kernel-def.ts';
-import { wgslLoader } from './kernel-def.ts';
+import { specBindings, wgslLoader } from './kernel-def.ts';
 import { ELEMENTWISE_WORKGROUP, FLAT_INDEX, forEachBindingChunk } from './elementwise.ts';
 import { advance, type BufferRef } from './buffer-ref.ts';
 import type { KernelRunner } from './runner.ts';
@@ -141,11 +141,7 @@ function scatter(
 
 const SUM_ROWS: KernelDef = {
   key: 'sum-rows',
-  params: { rows: 'u32', cols: 'u32' },
-  buffers: [
-    { name: 'x', dtype: 'f32', access: 'read' },
-    { name: 'out', dtype: 'f32', access: 'read_write' },
-  ],
+  ...specBindings(ROWS.sumRows),
   workgroupSize: [ELEMENTWISE_WORKGROUP],
   body: `
   let c = gid.x;
@@ -174,12 +170,7 @@ const SCALE_COLUMNS: KernelDef = {
 
 const COLUMN_DOTS: KernelDef = {
   key: 'column-dots',
-  params: { rows: 'u32', cols: 'u32' },
-  buffers: [
-    { name: 'a', dtype: 'f32', access: 'read' },
-    { name: 'b', dtype: 'f32', access: 'read' },
-    { name: 'out', dtype: 'f32', access: 'read_write' },
-  ],
+  ...specBindings(ROWS.columnDots),
   workgroupSize: [ELEMENTWISE_WORKGROUP],
   body: `
   let c = gid.x;
