@@ -56,6 +56,32 @@ const GEMMA3_TEXT = {
 };
 
 /**
+ * Phi-3 with partial rotary (12 of 16 values per head) and LongRoPE. llama.cpp picks LongRoPE's
+ * table by its context per sequence (256 here, see llama-cpp.ts) against the original context;
+ * loraforge (as transformers) by the forward pass's largest position. Each config makes both
+ * choose the same table for every call of the test (the probe is 19 tokens, chat prompts are
+ * longer than 8): long factors when the original context is 8 (256 > 8, every pass past 8),
+ * short ones when it is 256 (256 ≤ 256, no pass past 256). The sliding window (≥ the context)
+ * is full attention.
+ */
+function phi3Config(originalContext: number, maxContext: number): Record<string, unknown> {
+  return {
+    ...TINY_CHAT_SHAPE,
+    architectures: ['Phi3ForCausalLM'],
+    model_type: 'phi3',
+    max_position_embeddings: maxContext,
+    partial_rotary_factor: 0.75,
+    sliding_window: maxContext,
+    original_max_position_embeddings: originalContext,
+    rope_scaling: {
+      type: 'longrope',
+      short_factor: [1, 1.2, 1.5, 2, 3, 4],
+      long_factor: [2, 3, 5, 8, 13, 21],
+    },
+  };
+}
+
+/**
  * ggml's CPU GELU reads a float16 table (input and output rounded to f16, relative error up to
  * ~1e-3 per activation), so Gemma's logits differ from loraforge's exact GELU-tanh by a few 1e-3
  * where the SiLU families agree to 1e-4: its limit is 1e-2 (logits up to ~30).
@@ -86,6 +112,8 @@ const FAMILIES: { name: string; config: Record<string, unknown>; arch: string; l
       rope_theta: 100_000,
     },
   },
+  { name: 'phi3 long factors', arch: 'phi3', limit: 1e-3, config: phi3Config(8, 512) },
+  { name: 'phi3 short factors', arch: 'phi3', limit: 1e-3, config: phi3Config(256, 1024) },
   {
     name: 'gemma3 multimodal (legacy names)',
     arch: 'gemma3',
@@ -131,7 +159,7 @@ for (const family of FAMILIES) {
       assert.equal(file.scalar('general.architecture'), family.arch);
       const names = file.tensors.map((t) => t.name);
       assert.ok(
-        names.every((n) => /^(token_embd|output_norm|blk\.\d+\.)/.test(n)),
+        names.every((n) => /^(token_embd|output_norm|blk\.\d+\.|rope_factors_)/.test(n)),
         `${names}`,
       );
     });
