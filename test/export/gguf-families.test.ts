@@ -41,7 +41,7 @@ import {
   sentencePieceTokenizerFiles,
   TOKENIZER_TEXTS,
 } from './fixtures.ts';
-import { loadGguf } from './llama-cpp.ts';
+import { LLAMA_CONTEXT, loadGguf } from './llama-cpp.ts';
 
 /**
  * Three layers, the global one in the middle, a local RoPE base other than 10000, and the linear
@@ -62,8 +62,8 @@ const GEMMA3_TEXT = {
  * loraforge (as transformers) by the forward pass's largest position. Each config makes both
  * choose the same table for every call of the test (the probe is 19 tokens, chat prompts are
  * longer than 8): long factors when the original context is 8 (256 > 8, every pass past 8),
- * short ones when it is 256 (256 ≤ 256, no pass past 256). The sliding window (≥ the context)
- * is full attention.
+ * short ones when it is llama.cpp's context (256 ≤ 256, no pass past 256). The sliding window
+ * (≥ the context) is full attention.
  */
 function phi3Config(originalContext: number, maxContext: number): Record<string, unknown> {
   return {
@@ -114,7 +114,12 @@ const FAMILIES: { name: string; config: Record<string, unknown>; arch: string; l
     },
   },
   { name: 'phi3 long factors', arch: 'phi3', limit: 1e-3, config: phi3Config(8, 512) },
-  { name: 'phi3 short factors', arch: 'phi3', limit: 1e-3, config: phi3Config(256, 1024) },
+  {
+    name: 'phi3 short factors',
+    arch: 'phi3',
+    limit: 1e-3,
+    config: phi3Config(LLAMA_CONTEXT, 4 * LLAMA_CONTEXT),
+  },
   {
     name: 'gemma3 multimodal (legacy names)',
     arch: 'gemma3',
