@@ -40,6 +40,7 @@ import {
   ROOT,
   sentencePieceTokenizerFiles,
   TOKENIZER_TEXTS,
+  writeO200kProbeTokenizer,
 } from './fixtures.ts';
 import { LLAMA_CONTEXT, loadGguf } from './llama-cpp.ts';
 
@@ -246,6 +247,29 @@ test("Qwen3 with Qwen3's own tokenizer: its chat template verbatim, llama.cpp to
   assert.equal(file.scalar('tokenizer.chat_template'), tokenizer.chatTemplate);
   assert.equal(file.scalar('tokenizer.ggml.pre'), 'qwen2');
   assert.equal(file.scalar('tokenizer.ggml.eos_token_id'), tokenizer.encode('<|im_end|>')[0]);
+  const gguf = await loadGguf(out);
+  const differ = TOKENIZER_TEXTS.filter(
+    (text) => gguf.tokenize(text).join() !== tokenizer.encode(text).join(),
+  );
+  await gguf.dispose();
+  assert.deepEqual(differ, []);
+});
+
+test("Phi-4-mini's o200k split: tokenizer.ggml.pre gpt-4o, llama.cpp tokenizes as loraforge", async () => {
+  const modelDir = join(root, 'o200k');
+  await makeRandomChatModel(modelDir, 1, { ...phi3Config(8, 512), vocab_size: 2064 });
+  writeO200kProbeTokenizer(modelDir, 'qwen2');
+  const qwen2Split = await loadTokenizer(modelDir);
+  writeO200kProbeTokenizer(modelDir, 'o200k');
+  const tokenizer = await loadTokenizer(modelDir);
+  // The texts must split differently from Qwen2's regex for the check to mean something.
+  const resplit = TOKENIZER_TEXTS.filter(
+    (text) => tokenizer.encode(text).join() !== qwen2Split.encode(text).join(),
+  );
+  assert.ok(resplit.length >= 2, `${resplit}`);
+  const out = join(root, 'o200k.gguf');
+  await runExport({ modelDir, format: 'gguf', type: 'f16', out });
+  assert.equal(GgufReader.open(out).scalar('tokenizer.ggml.pre'), 'gpt-4o');
   const gguf = await loadGguf(out);
   const differ = TOKENIZER_TEXTS.filter(
     (text) => gguf.tokenize(text).join() !== tokenizer.encode(text).join(),
