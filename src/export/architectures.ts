@@ -55,6 +55,39 @@ const QK_NORMS = { 'self_attn.q_norm': 'attn_q_norm', 'self_attn.k_norm': 'attn_
 
 const llama: GgufArchitecture = { name: 'llama', interleavedRope: true, layers: plainLayers };
 
+/**
+ * llama.cpp's phi3 graph: fused [q; k; v] and [gate; up] matrices (its SwiGLU gates with the first
+ * half of ffn_up, as transformers' gate_up_proj), NEOX RoPE over rope.dimension_count values, and
+ * no sliding window (it reads attention.sliding_window, then switches SWA off): every layer is
+ * full attention, so a window shorter than the context is refused by the layer check. LongRoPE's
+ * factor tables are tensors (gguf-model.ts); its attention factor and original context are keys.
+ */
+const phi3: GgufArchitecture = {
+  name: 'phi3',
+  interleavedRope: false,
+  layerTensors: { 'self_attn.qkv_proj': 'attn_qkv', 'mlp.gate_up_proj': 'ffn_up' },
+  layers: (c) => {
+    const keys: ArchitectureKey[] = [];
+    const window = c.layers[0]?.window;
+    if (window) keys.push(['attention.sliding_window', u32(window)]);
+    if (c.ropeScaling?.type === 'longrope') {
+      keys.push(
+        ['rope.scaling.attn_factor', f32(c.ropeScaling.attentionFactor)],
+        ['rope.scaling.original_context_length', u32(c.ropeScaling.originalMaxPositionEmbeddings)],
+      );
+    }
+    return { layers: plainLayers(c).layers, keys };
+  },
+  // Its query and output matrices are [hidden, hidden]: heads · head_dim must be the hidden size.
+  refuses: (c) =>
+    c.numHeads * c.headDim === c.hiddenSize
+      ? undefined
+      : {
+          setting: `head_dim ${c.headDim} (× ${c.numHeads} heads ≠ hidden_size ${c.hiddenSize})`,
+          missing: 'a query width other than the embedding length',
+        },
+};
+
 const ARCHITECTURES: Record<string, GgufArchitecture> = {
   Qwen2ForCausalLM: { name: 'qwen2', interleavedRope: false, layers: plainLayers },
   Qwen3ForCausalLM: {
@@ -68,6 +101,7 @@ const ARCHITECTURES: Record<string, GgufArchitecture> = {
   // llama.cpp reads Mistral (dense) and Ministral checkpoints as its llama architecture.
   MistralForCausalLM: llama,
   MinistralForCausalLM: llama,
+  Phi3ForCausalLM: phi3,
   SmolLM3ForCausalLM: {
     name: 'smollm3',
     interleavedRope: true,
@@ -143,6 +177,15 @@ export function ggufArchitecture(
   return arch;
 }
 
+/**
+ * RoPE scalings that llama.cpp reads as per-frequency factor tensors, and the one architecture
+ * whose graph reads them (others ignore the tensors and would rotate unscaled).
+ */
+const ROPE_FACTOR_TENSORS: Record<string, { arch: string; tensors: string }> = {
+  llama3: { arch: 'llama', tensors: 'rope_freqs' },
+  longrope: { arch: 'phi3', tensors: 'rope_factors_long / rope_factors_short' },
+};
+
 function describeLayer(l: LayerSpec): string {
   const attention = l.window === null ? 'full attention' : `a ${l.window}-key sliding window`;
   const rope = { global: 'RoPE', local: 'local RoPE', none: 'no RoPE' }[l.rope];
@@ -164,9 +207,10 @@ export function architectureKeys(
       `${where}: ${c.architecture} with ${refused.setting} cannot be exported (missing: ${refused.missing} in llama.cpp's ${arch.name})`,
     );
   }
-  if (c.ropeScaling?.type === 'llama3' && arch.name !== 'llama') {
+  const factors = c.ropeScaling && ROPE_FACTOR_TENSORS[c.ropeScaling.type];
+  if (factors && factors.arch !== arch.name) {
     throw new LoraforgeError(
-      `${where}: llama3 RoPE scaling on ${c.architecture} cannot be exported (missing: rope_freqs in llama.cpp's ${arch.name})`,
+      `${where}: ${c.ropeScaling!.type} RoPE scaling on ${c.architecture} cannot be exported (missing: ${factors.tensors} in llama.cpp's ${arch.name})`,
     );
   }
   const { layers, keys } = arch.layers(c);

@@ -74,7 +74,8 @@ export function architectureMetadata(
     [`${a}.attention.value_length`, u32(c.headDim)],
     [`${a}.attention.layer_norm_rms_epsilon`, f32(c.rmsNormEps)],
     [`${a}.rope.freq_base`, f32(c.ropeTheta)],
-    [`${a}.rope.dimension_count`, u32(c.headDim)],
+    // The rotated part of a head (Phi-3's partial_rotary_factor); the rest passes through.
+    [`${a}.rope.dimension_count`, u32(c.rotaryDim)],
   ]);
   for (const [key, value] of architectureKeys(arch, c, where)) meta.set(`${a}.${key}`, value);
   if (type === 'q8_0' || type === 'q4_k_m') meta.set('general.quantization_version', u32(2));
@@ -85,20 +86,38 @@ export function architectureMetadata(
   return meta;
 }
 
-/**
- * Llama 3's frequency-dependent RoPE scaling has no metadata key in llama.cpp: its converter
- * writes per-frequency divisors as the `rope_freqs.weight` tensor (theta_j / factor_j).
- */
-function ropeFactorsTensor(c: DecoderConfig): GgufTensorPlan | undefined {
-  if (c.ropeScaling?.type !== 'llama3') return undefined;
-  const plain = defaultInverseFrequencies(c.headDim, c.ropeTheta);
-  const scaled = ropeInverseFrequencies(c.headDim, c.ropeTheta, c.ropeScaling);
+/** A 1-D f32 tensor of per-frequency RoPE divisors. */
+function factorTensor(name: string, values: ArrayLike<number>): GgufTensorPlan {
   return {
-    name: 'rope_freqs.weight',
-    shape: [plain.length],
+    name,
+    shape: [values.length],
     type: GGML_TYPES.F32,
-    chunks: () => [plain.map((v, j) => v / scaled[j]!)],
+    chunks: () => [Float32Array.from(values)],
   };
+}
+
+/**
+ * Frequency-dependent RoPE scalings have no metadata key in llama.cpp: its converter writes
+ * per-frequency divisors as tensors. Llama 3's as `rope_freqs.weight` (theta_j / factor_j);
+ * LongRoPE's two lists as `rope_factors_short` / `rope_factors_long`, of which llama.cpp picks
+ * one per context (long when its context per sequence exceeds rope.scaling.original_context_length).
+ */
+function ropeFactorTensors(c: DecoderConfig): GgufTensorPlan[] {
+  if (c.ropeScaling?.type === 'longrope') {
+    return [
+      factorTensor('rope_factors_long.weight', c.ropeScaling.longFactor),
+      factorTensor('rope_factors_short.weight', c.ropeScaling.shortFactor),
+    ];
+  }
+  if (c.ropeScaling?.type !== 'llama3') return [];
+  const plain = defaultInverseFrequencies(c.rotaryDim, c.ropeTheta);
+  const scaled = ropeInverseFrequencies(c.rotaryDim, c.ropeTheta, c.ropeScaling);
+  return [
+    factorTensor(
+      'rope_freqs.weight',
+      plain.map((v, j) => v / scaled[j]!),
+    ),
+  ];
 }
 
 /** Rows widened to f32 a few MB at a time: the embedding of a large vocabulary is never all f32. */
@@ -193,8 +212,7 @@ export async function exportGgufModel(e: GgufModelExport): Promise<void> {
   const source = SafetensorsFolder.open(e.modelDir);
   try {
     const plans = weightPlans(source, arch, e.config, e.type, e.adapter);
-    const ropeFactors = ropeFactorsTensor(e.config);
-    if (ropeFactors) plans.push(ropeFactors);
+    plans.push(...ropeFactorTensors(e.config));
     await writeGguf(e.out, metadata, plans, { overwrite: e.overwrite, onTensor: e.onTensor });
   } finally {
     source.close();

@@ -39,6 +39,9 @@ function q4kmChoice(ggufName: string, layers: number, hasOutput: boolean): GgmlT
   if (ggufName === 'output.weight' || (!hasOutput && ggufName === 'token_embd.weight')) {
     return 'Q6_K';
   }
+  // llama.cpp gives a fused q/k/v matrix (Phi-3) Q5_K; without a Q5_K encoder here, the next
+  // K type up keeps at least its precision.
+  if (/^blk\.\d+\.attn_qkv\.weight$/.test(ggufName)) return 'Q6_K';
   const m = /^blk\.(\d+)\.(attn_v|ffn_down)\.weight$/.exec(ggufName);
   if (m && useMoreBits(Number(m[1]), layers)) return 'Q6_K';
   return 'Q4_K';

