@@ -1,12 +1,12 @@
 /**
  * The CPU backend: storage is a region of the shared wasm memory, GEMM runs on the worker pool,
- * the other heavy kernels are wasm SIMD (CpuKernels) and the light ones plain TypeScript.
+ * the other heavy kernels are wasm SIMD (WasmLauncher) and the light ones plain TypeScript.
  */
 import type { Backend, GemmOptions, Kernels, Operand, Storage } from '../backend.ts';
 import type { DType } from '../dtype.ts';
 import { bindKernels } from '../kernels/registry.ts';
 import { CPU_KERNELS } from './kernel-table.ts';
-import { CpuKernels, type CpuArg } from './kernels.ts';
+import { WasmLauncher, type CpuArg } from './wasm-launcher.ts';
 import { WasmRuntime, type RuntimeOptions } from './runtime.ts';
 
 interface CpuStorage extends Storage {
@@ -36,7 +36,7 @@ export class CpuBackend implements Backend {
   readonly kernels: Kernels;
 
   private constructor(readonly runtime: WasmRuntime) {
-    const registry = bindKernels(CPU_KERNELS, cpuArg, new CpuKernels(runtime));
+    const registry = bindKernels(CPU_KERNELS, cpuArg, new WasmLauncher(runtime));
     this.kernels = Object.assign(new CpuGemm(runtime), registry);
   }
 

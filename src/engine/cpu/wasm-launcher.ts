@@ -1,7 +1,7 @@
 /**
  * How the CPU runs kernels: wasm exports (src/engine/cpu/assembly/*.ts) split over the worker
  * pool through `parallelFor` when a call has enough work, on the calling thread otherwise (a
- * round trip to the workers would cost more). `CpuKernels` is the context every CPU kernel
+ * round trip to the workers would cost more). `WasmLauncher` is the context every CPU kernel
  * implementation (cpu/kernels/*.ts) receives; `wasmKernel` is the one generic adapter from a
  * registry spec to a wasm export: pointers of the spec's buffers in declaration order (0 for an
  * absent one), then its params, then the work range. Pointers are byte offsets into the shared
@@ -41,9 +41,13 @@ export interface KernelHost {
  * A spec run as its JS reference over views of the shared memory (each buffer viewed up to the
  * end of its storage, as its dtype): for kernels too light to be worth wasm or the pool.
  */
-export function hostKernel<S extends AnySpec>(spec: S): Implementation<S, CpuArg, CpuKernels> {
+export function hostKernel<S extends AnySpec>(spec: S): Implementation<S, CpuArg, WasmLauncher> {
   const buffers = Object.keys(spec.buffers);
-  const run = (handles: Record<string, CpuArg | null>, params: SpecParams<S>, cpu: CpuKernels) => {
+  const run = (
+    handles: Record<string, CpuArg | null>,
+    params: SpecParams<S>,
+    cpu: WasmLauncher,
+  ) => {
     const views: Record<string, ArrayBufferView | null> = {};
     const dtypes: Record<string, DType> = {};
     for (const name of buffers) {
@@ -53,12 +57,12 @@ export function hostKernel<S extends AnySpec>(spec: S): Implementation<S, CpuArg
     }
     return spec.reference(views as never, params, dtypes);
   };
-  return run as Implementation<S, CpuArg, CpuKernels>;
+  return run as Implementation<S, CpuArg, WasmLauncher>;
 }
 
 /** The CPU implementations of a family of specs (`F`: name → spec). */
 export type CpuTable<F extends Record<string, AnySpec>> = {
-  [K in keyof F]: Implementation<F[K], CpuArg, CpuKernels>;
+  [K in keyof F]: Implementation<F[K], CpuArg, WasmLauncher>;
 };
 
 /**
@@ -70,29 +74,33 @@ export function wasmKernel<S extends AnySpec>(
   spec: S,
   exportName: string,
   work: (params: SpecParams<S>) => [items: number, flopsPerItem: number],
-): Implementation<S, CpuArg, CpuKernels> {
+): Implementation<S, CpuArg, WasmLauncher> {
   const buffers = Object.keys(spec.buffers);
-  const run = (handles: Record<string, CpuArg | null>, params: SpecParams<S>, cpu: CpuKernels) => {
+  const run = (
+    handles: Record<string, CpuArg | null>,
+    params: SpecParams<S>,
+    cpu: WasmLauncher,
+  ) => {
     const [items, flopsPerItem] = work(params);
     const pointers = buffers.map((name) => handles[name]?.ptr ?? 0);
     cpu.run(exportName, items, flopsPerItem, [...pointers, ...paramNumbers(spec, params)]);
   };
-  return run as Implementation<S, CpuArg, CpuKernels>;
+  return run as Implementation<S, CpuArg, WasmLauncher>;
 }
 
-export interface CpuKernelsOptions {
+export interface WasmLauncherOptions {
   /** Calls estimated below this many flops run on the calling thread (default 2^18). */
   minParallelFlops?: number;
 }
 
 type WasmKernel = (...args: number[]) => number;
 
-export class CpuKernels {
+export class WasmLauncher {
   private readonly minParallelFlops: number;
 
   constructor(
     private readonly host: KernelHost,
-    options: CpuKernelsOptions = {},
+    options: WasmLauncherOptions = {},
   ) {
     this.minParallelFlops = options.minParallelFlops ?? 1 << 18;
   }
