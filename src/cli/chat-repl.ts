@@ -59,6 +59,15 @@ export async function runChatRepl(model: ChatModel, opts: ReplOptions): Promise<
   let answering = false;
   let stopAnswer = false;
   let exitArmed = false;
+  // Piped input ends (and readline closes) while lines are still buffered for the loop below;
+  // Node ≥ 24 throws on prompt() after close, so the prompt is only shown while input is open.
+  let inputOpen = true;
+  rl.on('close', () => {
+    inputOpen = false;
+  });
+  const prompt = () => {
+    if (inputOpen) rl.prompt();
+  };
 
   // Only reached in terminal mode: readline turns the Ctrl-C key into this event.
   rl.on('SIGINT', () => {
@@ -72,7 +81,7 @@ export async function runChatRepl(model: ChatModel, opts: ReplOptions): Promise<
     }
     exitArmed = true;
     opts.output.write('\n(Ctrl-C again to quit, or /exit)\n');
-    rl.prompt();
+    prompt();
   });
 
   /** Runs a slash command; false when it means quitting. */
@@ -123,7 +132,7 @@ export async function runChatRepl(model: ChatModel, opts: ReplOptions): Promise<
   (opts.status ?? opts.output).write(
     `template: ${model.template.name}${model.adapter ? ', adapter loaded' : ''}. /help for commands\n`,
   );
-  rl.prompt();
+  prompt();
   try {
     // The async iterator buffers lines, so piped input is never lost while a reply is generated.
     for await (const raw of rl) {
@@ -148,7 +157,7 @@ export async function runChatRepl(model: ChatModel, opts: ReplOptions): Promise<
           answering = false;
         }
       }
-      rl.prompt();
+      prompt();
     }
   } finally {
     rl.close();

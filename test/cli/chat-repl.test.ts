@@ -134,3 +134,20 @@ test('history: the up arrow brings back the previous line', async () => {
   await s.done;
   assert.equal(model.calls.length, 2);
 });
+
+test('piped input that ends while an answer streams: every buffered line is answered, no prompt after the end', async () => {
+  const model = new FakeModel(12);
+  const input = new PassThrough();
+  const output = new PassThrough();
+  let printed = '';
+  output.on('data', (chunk) => (printed += chunk));
+  // Both lines and the end of input arrive at once, long before the first answer is written
+  // (Node 24 and later throw if the prompt is shown after readline closed).
+  input.end('first\nsecond\n');
+  await runChatRepl(model, { input, output, terminal: false });
+  assert.deepEqual(
+    model.calls.map((c) => c.at(-1)!.content),
+    ['first', 'second'],
+  );
+  assert.ok(printed.endsWith('echo: second\n'), `output ends with a prompt:\n${printed}`);
+});
