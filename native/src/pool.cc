@@ -1,0 +1,78 @@
+#include "pool.h"
+
+#include <algorithm>
+
+namespace lf {
+
+ThreadPool::ThreadPool(int threads) {
+  for (int i = 1; i < threads; i++) workers_.emplace_back([this] { work(); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+// Takes slices until none is left. Slices are claimed under the lock: a call has at most a few
+// slices per thread, so the lock is cheap next to the work.
+void ThreadPool::drain() {
+  for (;;) {
+    int64_t begin, end;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (next_ >= total_) return;
+      begin = next_;
+      end = std::min(total_, begin + grain_);
+      next_ = end;
+    }
+    (*body_)(begin, end);
+  }
+}
+
+void ThreadPool::work() {
+  uint64_t seen = 0;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      busy_++;
+    }
+    drain();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (--busy_ == 0) done_.notify_all();
+    }
+  }
+}
+
+void ThreadPool::run(int64_t total, const std::function<void(int64_t, int64_t)>& body) {
+  if (total <= 0) return;
+  if (workers_.empty() || total == 1) {
+    body(0, total);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    body_ = &body;
+    total_ = total;
+    next_ = 0;
+    // About four slices per thread: even finishing times without a lock round per item.
+    grain_ = std::max<int64_t>(1, total / (4 * size()));
+    generation_++;
+  }
+  wake_.notify_all();
+  drain();
+  std::unique_lock<std::mutex> lock(mutex_);
+  // A worker that wakes late finds no slice left and leaves at once, so waiting for busy_ to
+  // reach zero after the last slice is taken cannot miss one.
+  done_.wait(lock, [&] { return busy_ == 0 && next_ >= total_; });
+  body_ = nullptr;
+}
+
+}  // namespace lf
