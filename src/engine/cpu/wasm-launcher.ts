@@ -82,8 +82,11 @@ export function wasmKernel<S extends AnySpec>(
     cpu: WasmLauncher,
   ) => {
     const [items, flopsPerItem] = work(params);
-    const pointers = buffers.map((name) => handles[name]?.ptr ?? 0);
-    cpu.run(exportName, items, flopsPerItem, [...pointers, ...paramNumbers(spec, params)]);
+    const numbers = paramNumbers(spec, params);
+    const args = new Array<number>(buffers.length + numbers.length);
+    for (let i = 0; i < buffers.length; i++) args[i] = handles[buffers[i]!]?.ptr ?? 0;
+    for (let i = 0; i < numbers.length; i++) args[buffers.length + i] = numbers[i]!;
+    cpu.run(exportName, items, flopsPerItem, args);
   };
   return run as Implementation<S, CpuArg, WasmLauncher>;
 }

@@ -53,9 +53,10 @@ export function bindKernels<T, C>(
       context: C,
     ) => unknown;
     const spec: AnySpec = KERNELS[name];
+    const buffers = Object.keys(spec.buffers);
     bound[name] = (operands: Record<string, Operand | null>, params: unknown) => {
       const handles: Record<string, T | null> = {};
-      for (const buffer of Object.keys(spec.buffers)) {
+      for (const buffer of buffers) {
         const operand = operands[buffer];
         handles[buffer] = operand ? adapt(operand) : null;
       }

@@ -110,12 +110,32 @@ export type Implementation<S extends AnySpec, T, C> = (
   context: C,
 ) => SpecResult<S> extends void ? void : Promise<SpecResult<S>> | SpecResult<S>;
 
+type ParamEncoder = (params: Record<string, unknown>) => number[];
+
+const encoders = new WeakMap<AnySpec, ParamEncoder>();
+
+/** The encoder of a spec's params, built once: `paramNumbers` runs on every CPU kernel call. */
+function paramEncoder(spec: AnySpec): ParamEncoder {
+  const kinds = Object.entries(spec.params as Record<string, ParamKind>);
+  return (params) => {
+    const numbers = new Array<number>(kinds.length);
+    for (let i = 0; i < kinds.length; i++) {
+      const [name, kind] = kinds[i]!;
+      const value = params[name];
+      if (kind === 'bool') numbers[i] = value ? 1 : 0;
+      else if (typeof kind !== 'string') numbers[i] = kind.indexOf(value as string);
+      else numbers[i] = value as number;
+    }
+    return numbers;
+  };
+}
+
 /** Scalar params in declaration order as numbers (flags 0 / 1): a wasm export's tail arguments. */
 export function paramNumbers(spec: AnySpec, params: Record<string, unknown>): number[] {
-  return Object.entries(spec.params as Record<string, ParamKind>).map(([name, kind]) => {
-    const value = params[name];
-    if (kind === 'bool') return value ? 1 : 0;
-    if (typeof kind !== 'string') return kind.indexOf(value as string);
-    return value as number;
-  });
+  let encode = encoders.get(spec);
+  if (!encode) {
+    encode = paramEncoder(spec);
+    encoders.set(spec, encode);
+  }
+  return encode(params);
 }
