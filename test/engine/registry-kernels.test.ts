@@ -8,7 +8,7 @@ import { before, test } from 'node:test';
 import '../../src/engine/cpu/node-host.ts';
 import { CpuBackend, cpuArg } from '../../src/engine/cpu/backend.ts';
 import { CPU_KERNELS } from '../../src/engine/cpu/kernel-table.ts';
-import { WasmLauncher } from '../../src/engine/cpu/wasm-launcher.ts';
+import { CpuLauncher } from '../../src/engine/cpu/launcher.ts';
 import { bindKernels } from '../../src/engine/kernels/registry.ts';
 import { setBackend } from '../../src/engine/tensor.ts';
 import { registerKernelCases, type Tolerances } from './kernel-cases.ts';
@@ -27,7 +27,7 @@ registerKernelCases('cpu', () => backend.kernels, tolerances);
 /** Export name → the [start, end) slices its calls were split into. */
 const slices = new Map<string, number[][]>();
 const rt = backend.runtime;
-const sliced = new WasmLauncher(
+const sliced = new CpuLauncher(
   {
     exports: rt.exports,
     threads: 64,
