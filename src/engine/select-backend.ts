@@ -84,7 +84,7 @@ async function fastestCpuBackend(threads: number | undefined): Promise<Backend> 
   if (!fallbackNoticed) {
     fallbackNoticed = true;
     process.stderr.write(
-      `loraforge: CPU backend is WebAssembly (no native build: ${load.reason}); \`npm run build:native\` with a C++ compiler builds it\n`,
+      `loraforge: CPU backend is WebAssembly, the native one is unavailable (${load.reason}); \`npm run build:native\` (needs a C++ compiler) builds it\n`,
     );
   }
   return CpuBackend.create({ threads });

@@ -53,7 +53,9 @@ const requireAddon = createRequire(import.meta.url);
 export function nativeVariants(): NativeVariant[] {
   const manifest = join(PREBUILDS, 'variants.json');
   if (!existsSync(manifest)) {
-    throw new Error(`no native build for ${process.platform}-${process.arch} (${manifest})`);
+    throw new Error(
+      `no native build for ${process.platform}-${process.arch}: ${manifest} not found`,
+    );
   }
   const listed = JSON.parse(readFileSync(manifest, 'utf8')) as { name: string; cpu: string[] }[];
   const built = listed
