@@ -89,7 +89,8 @@ interface Case {
 }
 
 /** Runs one GEMM in wasm and checks it against a float64 reference. */
-function checkGemm(rt: GemmRuntime, spec: Case, seed = 1): void {
+/** `relative`: the error allowed per unit of Σ|a·b| (float32 accumulation: 1e-5). */
+function checkGemm(rt: GemmRuntime, spec: Case, seed = 1, relative = 1e-5): void {
   const { m, n, k, transA = false, transB = false, aDtype = 'f32', bDtype = 'f32', pad = 0 } = spec;
   const next = random(seed);
   const aRows = transA ? k : m;
@@ -148,7 +149,7 @@ function checkGemm(rt: GemmRuntime, spec: Case, seed = 1): void {
         magnitude += Math.abs(bias.values[j]);
       }
       const actual = got[i * ldc + j];
-      const tolerance = 1e-5 * magnitude + 1e-30;
+      const tolerance = relative * magnitude + 1e-30;
       if (!(Math.abs(actual - expected) <= tolerance)) {
         assert.fail(
           `${JSON.stringify(spec)}: C[${i},${j}] = ${actual}, expected ${expected} (tolerance ${tolerance})`,
@@ -320,3 +321,24 @@ for (const { label, create } of RUNTIMES)
       });
     });
   }
+
+// Precision 'bf16' lets bf16 weights meet A rounded to bf16 (VDPBF16PS where the CPU has it):
+// each product then carries up to 2^-8 relative error from A's rounding, so the bound is
+// 2^-8 of Σ|a·b| (float32 sums add far less). On variants without bf16 dot products it is exact.
+for (const variant of nativeTestVariants().variants) {
+  it(`native ${variant} gemm, bf16 precision: within A's bf16 rounding of the reference`, () => {
+    const rt = NativeRuntime.create({ threads: 2, variant, gemmPrecision: 'bf16' });
+    let seed = 500;
+    for (const [m, n, k] of [
+      [1, 301, 1000],
+      [5, 40, 300],
+      [130, 70, 300],
+      [64, 600, 40],
+    ] as const) {
+      for (const [transA, transB] of TRANSPOSES)
+        checkGemm(rt, { m, n, k, transA, transB, bDtype: 'bf16', bias: true }, seed++, 2 ** -8);
+      checkGemm(rt, { m, n, k, transB: true, aDtype: 'bf16', bDtype: 'bf16' }, seed++, 1e-5);
+    }
+    rt.dispose();
+  });
+}
