@@ -3,6 +3,10 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
+import '../src/engine/cpu/node-host.ts';
+import { CpuBackend } from '../src/engine/cpu/backend.ts';
+import { loadNativeAddon } from '../src/engine/native/addon.ts';
+import { NativeBackend } from '../src/engine/native/backend.ts';
 
 export const jsonMode = process.argv.includes('--json');
 
@@ -70,4 +74,57 @@ export function randomBenchModel(arch: BenchArch = benchArch()): string {
 export function argValue(name: string, fallback: number): number {
   const i = process.argv.indexOf(name);
   return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+/** A CPU backend the benchmarks compare: native code (the addon) or WebAssembly. */
+export type CpuBackendName = 'native' | 'wasm';
+
+/**
+ * `--backends native,wasm` (either order, or one of them): the CPU backends to run side by side;
+ * default both when this platform has a native build, else wasm alone.
+ */
+export function cpuBackendNames(): CpuBackendName[] {
+  const i = process.argv.indexOf('--backends');
+  if (i < 0) return loadNativeAddon().addon ? ['native', 'wasm'] : ['wasm'];
+  const names = process.argv[i + 1]!.split(',');
+  for (const name of names)
+    if (name !== 'native' && name !== 'wasm') throw new Error(`--backends: unknown '${name}'`);
+  return names as CpuBackendName[];
+}
+
+/** The backend of that name on `threads` threads (native: the best variant, exact GEMM). */
+export async function createCpuBackend(
+  name: CpuBackendName,
+  threads: number,
+): Promise<CpuBackend | NativeBackend> {
+  return name === 'native' ? NativeBackend.create({ threads }) : CpuBackend.create({ threads });
+}
+
+/**
+ * Runs this benchmark once per backend, each in a child process of its own (so each has its own
+ * peak RSS), with this run's arguments plus `--backends NAME --json` and `extraArgs`; returns
+ * each child's JSON result. The children's progress goes to stderr.
+ */
+export function runPerBackend(
+  names: CpuBackendName[],
+  extraArgs: string[] = [],
+): Record<string, Record<string, unknown>> {
+  const own = process.argv.slice(2);
+  const drop = new Set(['--json']);
+  const args: string[] = [];
+  for (let i = 0; i < own.length; i++) {
+    if (own[i] === '--backends') i++;
+    else if (!drop.has(own[i]!)) args.push(own[i]!);
+  }
+  const results: Record<string, Record<string, unknown>> = {};
+  for (const name of names) {
+    say(`-- ${name} (child process)`);
+    const out = execFileSync(
+      process.execPath,
+      [...process.execArgv, process.argv[1]!, ...args, ...extraArgs, '--backends', name, '--json'],
+      { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', maxBuffer: 64 << 20 },
+    );
+    results[name] = JSON.parse(out.trimEnd().split('\n').at(-1)!) as Record<string, unknown>;
+  }
+  return results;
 }
