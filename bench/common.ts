@@ -7,6 +7,7 @@ import '../src/engine/cpu/node-host.ts';
 import { CpuBackend } from '../src/engine/cpu/backend.ts';
 import { loadNativeAddon } from '../src/engine/native/addon.ts';
 import { NativeBackend } from '../src/engine/native/backend.ts';
+import { RANDOM_MODEL_SHAPES } from '../src/models/random.ts';
 
 export const jsonMode = process.argv.includes('--json');
 
@@ -37,23 +38,26 @@ export function emitJson(result: Record<string, unknown>): void {
   if (jsonMode) console.log(JSON.stringify({ machine: machine(), ...result }));
 }
 
-/** The model shapes `--arch` picks (the config constants of src/models/random.ts). */
-export const BENCH_ARCHS = {
-  'qwen2-0.5b': 'QWEN2_0_5B_CONFIG',
-  'qwen3-0.6b': 'QWEN3_0_6B_CONFIG',
-  'gemma3-1b': 'GEMMA3_1B_CONFIG',
-  'phi4-mini': 'PHI4_MINI_CONFIG',
-} as const;
-export type BenchArch = keyof typeof BENCH_ARCHS;
+/** The model shapes `--arch` picks (src/models/random.ts). */
+export const BENCH_ARCHS = Object.keys(RANDOM_MODEL_SHAPES);
+export type BenchArch = string;
 
 /** `--arch NAME` (default qwen2-0.5b). */
 export function benchArch(): BenchArch {
   const i = process.argv.indexOf('--arch');
   const name = i >= 0 ? process.argv[i + 1]! : 'qwen2-0.5b';
-  if (!(name in BENCH_ARCHS)) {
-    throw new Error(`--arch ${name}: choose ${Object.keys(BENCH_ARCHS).join(', ')}`);
+  if (!BENCH_ARCHS.includes(name)) {
+    throw new Error(`--arch ${name}: choose ${BENCH_ARCHS.join(', ')}`);
   }
-  return name as BenchArch;
+  return name;
+}
+
+/** Writes a random bf16 model of `arch`'s shape into `dir` (a child process: its memory is not ours). */
+export function writeRandomBenchModel(arch: BenchArch, dir: string): void {
+  const script = join(import.meta.dirname, '..', 'scripts', 'make-random-model.ts');
+  execFileSync(process.execPath, ['--import', 'tsx', script, '--arch', arch, '--out', dir], {
+    stdio: 'inherit',
+  });
 }
 
 /** A model of `arch`'s shape with random bf16 weights (written once, reused by later runs). */
@@ -61,12 +65,7 @@ export function randomBenchModel(arch: BenchArch = benchArch()): string {
   const dir = join('.tmp', 'bench-models', `${arch}-random-bf16`);
   if (!existsSync(join(dir, 'model.safetensors'))) {
     say(`writing ${dir} (${arch} shape, random bf16 weights; once)...`);
-    // In a child process, so writing 1 GB does not count in this benchmark's peak RSS.
-    const script = `import { writeRandomModel, ${BENCH_ARCHS[arch]} } from './src/models/random.ts';
-      writeRandomModel(${JSON.stringify(dir)}, ${BENCH_ARCHS[arch]}, { dtype: 'BF16', seed: 0 });`;
-    execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-      stdio: 'inherit',
-    });
+    writeRandomBenchModel(arch, dir);
   }
   return dir;
 }
