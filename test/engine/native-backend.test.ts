@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import { LoraforgeError } from '../../src/util/errors.ts';
 import { loadNativeVariant, nativeVariants } from '../../src/engine/native/addon.ts';
 import { NativeBackend } from '../../src/engine/native/backend.ts';
+import { sizeClass } from '../../src/engine/native/memory.ts';
 import { NativeRuntime } from '../../src/engine/native/runtime.ts';
 import { nativeTestVariants } from '../cpu-backends.ts';
 
@@ -40,10 +41,10 @@ test(
     const a = rt.allocBlock(100);
     const b = rt.allocBlock(4096);
     assert.equal(a.address % 64, 0);
-    assert.equal(rt.allocatedBytes - before, 4196);
-    rt.f32(a.address + 8, 23).fill(1.5); // up to the block's last whole float
+    assert.equal(rt.allocatedBytes - before, 128 + 4096); // size classes
+    rt.f32(a.address + 8, 30).fill(1.5); // up to the block's (size class's) last float
     assert.equal(new Float32Array(a.buffer)[2], 1.5);
-    assert.throws(() => rt.f32(a.address + 8, 24), /no block holds/);
+    assert.throws(() => rt.f32(a.address + 8, 31), /no block holds/);
     rt.u16(b.address + 4094, 1)[0] = 0xbeef;
     assert.equal(new Uint16Array(b.buffer)[2047], 0xbeef);
     rt.free(a.address);
@@ -66,6 +67,33 @@ test('memory: more than 4 GiB in all, as blocks of 1 GiB (never touched)', { ski
   for (const block of blocks) backend.free(block);
   assert.equal(backend.allocatedBytes(), 0);
   backend.dispose();
+});
+
+test('size classes: 64-byte steps to 4 KiB, then at most 1/8 more than asked', () => {
+  assert.deepEqual([1, 64, 65, 4096].map(sizeClass), [64, 64, 128, 4096]);
+  assert.equal(sizeClass(4097), 4608);
+  for (const bytes of [5000, 123_457, 10 * 2 ** 20 + 1, 3e9]) {
+    const size = sizeClass(bytes);
+    assert.ok(size >= bytes && size <= bytes * 1.125 + 64, `${bytes} -> ${size}`);
+  }
+});
+
+test('freed blocks are reused for their size class, and returned by trim()', { skip }, () => {
+  const rt = NativeRuntime.create({ threads: 1, variant: best });
+  const a = rt.allocBlock(100_000);
+  rt.free(a.address);
+  assert.equal(rt.memory.cachedBytes, a.bytes);
+  const b = rt.allocBlock(99_000); // the same class
+  assert.equal(b.address, a.address);
+  assert.equal(rt.memory.cachedBytes, 0);
+  const c = rt.allocBlock(300_000);
+  assert.notEqual(c.address, a.address);
+  rt.free(b.address);
+  rt.free(c.address);
+  rt.memory.trim();
+  assert.equal(rt.memory.cachedBytes, 0);
+  assert.equal(rt.allocatedBytes, 0);
+  rt.dispose();
 });
 
 test('describe() names the variant and the threads', { skip }, () => {

@@ -126,8 +126,12 @@ export class NativeRuntime implements KernelHost {
     this.addon.call(this.gemmId, Float64Array.from([...gemmKernelArgs(args), precision]), 0, 1);
   }
 
-  /** Stops the pool's threads (when this runtime sized it last); memory stays readable. */
+  /**
+   * Returns the cached free blocks and stops the pool's threads (when this runtime sized it
+   * last); live blocks stay readable.
+   */
   dispose(): void {
+    this.memory.trim();
     if (poolOwners.get(this.addon) !== this) return;
     this.addon.setThreads(1);
     poolOwners.delete(this.addon);
