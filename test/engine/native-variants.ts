@@ -30,8 +30,13 @@ const PREBUILDS = join(ROOT, 'prebuilds', `${process.platform}-${process.arch}`)
 /** Variant names, baseline first (the order builds are listed in). */
 const ORDER = ['x86-64', 'avx2', 'avx512', 'avx512bf16', 'neon'];
 
-/** Builds the variants when a compiler is there and they are stale (a no-op otherwise). */
+/**
+ * Builds the variants when a compiler is there and they are stale (a no-op otherwise), unless
+ * LORAFORGE_SKIP_NATIVE_BUILD=1: scripts/test-arm64.sh builds first, since under qemu-user this
+ * Node cannot start a child Node.
+ */
 export function buildNativeIfPossible(): void {
+  if (process.env.LORAFORGE_SKIP_NATIVE_BUILD === '1') return;
   execFileSync(process.execPath, [join(ROOT, 'scripts', 'build-native.mjs'), '--if-possible'], {
     cwd: ROOT,
     stdio: 'inherit',
