@@ -138,7 +138,8 @@ class Blocked {
   void task(int64_t i0, int64_t r0, int64_t r1, int64_t j0, int64_t j1) {
     thread_local Scratch packedBScratch;
     const int64_t panels = ceilDiv(j1 - j0, F::NR);
-    Packed* packedB = packedBScratch.get<Packed>(panels * F::NR * F::packedSteps(kc_) * sizeof(Packed));
+    const size_t packedBBytes = panels * F::NR * F::packedSteps(kc_) * sizeof(Packed);
+    Packed* packedB = packedBScratch.get<Packed>(packedBBytes);
     alignas(64) float tile[F::MR * F::NR];
     for (int64_t pc = 0; pc < g_.k; pc += kc_) {
       const int kc = static_cast<int>(std::min<int64_t>(kc_, g_.k - pc));
