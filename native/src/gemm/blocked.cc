@@ -17,8 +17,8 @@ namespace {
 struct F32Flavor {
   using Packed = float;
   static constexpr int MR = kTileRows, NR = kTileVectors * Simd::W;
-  /** k per block: an A panel (MR x KC floats, 14 KiB on AVX-512) stays in L1. */
-  static constexpr int KC = 256;
+  /** k per block at most (blocks are made equal, about this size). */
+  static constexpr int KC = 384;
   static int packedSteps(int kc) { return kc; }
   static void pack(const StridedView& x, size_t lane0, int lanes, int width, size_t step0,
                    int steps, Packed* dst) {
@@ -34,7 +34,7 @@ struct F32Flavor {
 struct PairFlavor {
   using Packed = uint32_t;
   static constexpr int MR = 14, NR = 32;
-  static constexpr int KC = 512;
+  static constexpr int KC = 768;
   static int packedSteps(int kc) { return (kc + 1) / 2; }
   static void pack(const StridedView& x, size_t lane0, int lanes, int width, size_t step0,
                    int steps, Packed* dst) {
@@ -63,10 +63,10 @@ Scratch& packedAScratch() {
 template <class F>
 class Blocked {
  public:
-  explicit Blocked(const GemmCall& g) : g_(g) {}
+  explicit Blocked(const GemmCall& g) : g_(g), kc_(equalBlocks(g.k)) {}
 
   void run() {
-    const int64_t rowBytes = ceilDiv(g_.k, F::KC) * F::packedSteps(F::KC) * sizeof(typename F::Packed);
+    const int64_t rowBytes = ceilDiv(g_.k, kc_) * F::packedSteps(kc_) * sizeof(typename F::Packed);
     const int64_t passRows =
         std::max<int64_t>(F::MR, static_cast<int64_t>(kMaxPackedABytes / rowBytes) / F::MR * F::MR);
     for (int64_t i0 = 0; i0 < g_.m; i0 += passRows) pass(i0, std::min(passRows, g_.m - i0));
@@ -75,22 +75,29 @@ class Blocked {
  private:
   using Packed = typename F::Packed;
 
-  /** Offset of k block `pc` (a multiple of KC) in packed A, of `paddedRows` rows. */
-  static size_t blockOffset(int64_t pc, int64_t paddedRows) {
-    return static_cast<size_t>(pc / F::KC) * F::packedSteps(F::KC) * paddedRows;
+  /** k per block: the fewest blocks of at most KC, made equal (even, for pairs), so that no
+   * block is a short remainder that pays a full pass over C for little work. */
+  static int equalBlocks(int64_t k) {
+    const int64_t blocks = ceilDiv(k, F::KC);
+    return static_cast<int>(std::min<int64_t>(F::KC, (ceilDiv(k, blocks) + 1) / 2 * 2));
+  }
+
+  /** Offset of k block `pc` (a multiple of kc_) in packed A, of `paddedRows` rows. */
+  size_t blockOffset(int64_t pc, int64_t paddedRows) const {
+    return static_cast<size_t>(pc / kc_) * F::packedSteps(kc_) * paddedRows;
   }
 
   void pass(int64_t i0, int64_t rows) {
     const int64_t rowPanels = ceilDiv(rows, F::MR), paddedRows = rowPanels * F::MR;
-    packedA_ = packedAScratch().get<Packed>(blockOffset(ceilDiv(g_.k, F::KC) * F::KC, paddedRows) *
+    packedA_ = packedAScratch().get<Packed>(blockOffset(ceilDiv(g_.k, kc_) * kc_, paddedRows) *
                                             sizeof(Packed));
     paddedRows_ = paddedRows;
     parallelFor(rowPanels, [&](int64_t begin, int64_t end) {
       for (int64_t panel = begin; panel < end; panel++) {
         const int64_t r = panel * F::MR;
         const int lanes = static_cast<int>(std::min<int64_t>(F::MR, rows - r));
-        for (int64_t pc = 0; pc < g_.k; pc += F::KC) {
-          const int kc = static_cast<int>(std::min<int64_t>(F::KC, g_.k - pc));
+        for (int64_t pc = 0; pc < g_.k; pc += kc_) {
+          const int kc = static_cast<int>(std::min<int64_t>(kc_, g_.k - pc));
           Packed* dst = packedA_ + blockOffset(pc, paddedRows) + r * F::packedSteps(kc);
           F::pack(g_.a, i0 + r, lanes, F::MR, pc, kc, dst);
         }
@@ -117,14 +124,25 @@ class Blocked {
     });
   }
 
+  /**
+   * Asks for the C tile's lines before the micro-kernel runs: C is too big to stay in cache
+   * between k blocks, and the tile's rows are far apart, so without it storeTile waits on
+   * memory once per row.
+   */
+  void prefetchTile(const float* c, int rows) const {
+    for (int r = 0; r < rows; r++)
+      for (int j = 0; j < F::NR; j += 16) __builtin_prefetch(c + r * g_.ldc + j, 1);
+  }
+
   /** Pass rows [r0, r1) (from i0) x columns [j0, j1) of C. */
   void task(int64_t i0, int64_t r0, int64_t r1, int64_t j0, int64_t j1) {
     thread_local Scratch packedBScratch;
     const int64_t panels = ceilDiv(j1 - j0, F::NR);
-    Packed* packedB = packedBScratch.get<Packed>(panels * F::NR * F::packedSteps(F::KC) * sizeof(Packed));
+    const size_t packedBBytes = panels * F::NR * F::packedSteps(kc_) * sizeof(Packed);
+    Packed* packedB = packedBScratch.get<Packed>(packedBBytes);
     alignas(64) float tile[F::MR * F::NR];
-    for (int64_t pc = 0; pc < g_.k; pc += F::KC) {
-      const int kc = static_cast<int>(std::min<int64_t>(F::KC, g_.k - pc));
+    for (int64_t pc = 0; pc < g_.k; pc += kc_) {
+      const int kc = static_cast<int>(std::min<int64_t>(kc_, g_.k - pc));
       const int steps = F::packedSteps(kc);
       for (int64_t p = 0; p < panels; p++) {
         const int64_t j = j0 + p * F::NR;
@@ -138,15 +156,18 @@ class Blocked {
         for (int64_t p = 0; p < panels; p++) {
           const int64_t j = j0 + p * F::NR;
           const int cols = static_cast<int>(std::min<int64_t>(F::NR, j1 - j));
+          float* c = g_.c + (i0 + r) * g_.ldc + j;
+          prefetchTile(c, rows);
           F::multiply(steps, ap, packedB + p * F::NR * steps, tile);
           const Epilogue e{g_.alpha, g_.beta, g_.bias ? g_.bias + j : nullptr, pc > 0};
-          storeTile(tile, F::NR, g_.c + (i0 + r) * g_.ldc + j, g_.ldc, rows, cols, e);
+          storeTile(tile, F::NR, c, g_.ldc, rows, cols, e);
         }
       }
     }
   }
 
   const GemmCall& g_;
+  const int kc_;
   Packed* packedA_ = nullptr;
   int64_t paddedRows_ = 0;
 };

@@ -12,9 +12,13 @@ namespace lf::gemm {
 
 template <int Dtype>
 inline float elementAt(const uint8_t* base, size_t index) {
-  if constexpr (Dtype == kF32) return reinterpret_cast<const float*>(base)[index];
-  else if constexpr (Dtype == kBf16) return bf16ToFloat(reinterpret_cast<const uint16_t*>(base)[index]);
-  else return f16ToFloat(reinterpret_cast<const uint16_t*>(base)[index]);
+  if constexpr (Dtype == kF32) {
+    return reinterpret_cast<const float*>(base)[index];
+  } else {
+    const uint16_t half = reinterpret_cast<const uint16_t*>(base)[index];
+    if constexpr (Dtype == kBf16) return bf16ToFloat(half);
+    else return f16ToFloat(half);
+  }
 }
 
 template <int Dtype>
@@ -23,10 +27,10 @@ void packF32Typed(const StridedView& x, size_t lane0, int lanes, int width, size
   const uint8_t* base = x.at(lane0, step0);
   if (x.laneStride == 1 && lanes == width && width % Simd::W == 0) {
     // Lanes contiguous in memory (plain B, transposed A): whole vectors per step.
-    const size_t stepBytes = x.stepStride * StridedView::dtypeBytes(Dtype);
+    const size_t bytes = StridedView::dtypeBytes(Dtype), stepBytes = x.stepStride * bytes;
     for (int s = 0; s < steps; s++, dst += width)
       for (int l = 0; l < width; l += Simd::W)
-        Simd::store(dst + l, loadWidened(base + s * stepBytes + l * StridedView::dtypeBytes(Dtype), Dtype));
+        Simd::store(dst + l, loadWidened(base + s * stepBytes + l * bytes, Dtype));
     return;
   }
   // Lane by lane: each lane's steps are read in memory order when steps are contiguous (weights
@@ -62,7 +66,8 @@ void packPairsTyped(const StridedView& x, size_t lane0, int lanes, int width, si
     int s = 0;
     if (Dtype == kBf16 && x.stepStride == 1) {
       // A bf16 lane contiguous in steps already holds its pairs as 32-bit words.
-      for (; s + 1 < steps; s += 2) std::memcpy(&dst[(s / 2) * width + l], base + (lane + s) * 2, 4);
+      for (; s + 1 < steps; s += 2)
+        std::memcpy(&dst[(s / 2) * width + l], base + (lane + s) * 2, 4);
     }
     for (; s < steps; s += 2) {
       const uint32_t even = bf16At<Dtype>(base, lane + s * x.stepStride);

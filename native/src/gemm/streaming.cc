@@ -22,11 +22,6 @@ Scratch& rowsScratch() {
   return scratch;
 }
 
-template <int Dtype>
-inline Simd::V loadB(const uint8_t* p) {
-  return loadWidened(p, Dtype);
-}
-
 /** Dot products of rows [j0, j1) of B (transposed) with the M rows of a (f32, k apart). */
 template <int M, int Dtype>
 void dotRows(const GemmCall& g, const float* a, int64_t j0, int64_t j1) {
@@ -39,7 +34,8 @@ void dotRows(const GemmCall& g, const float* a, int64_t j0, int64_t j1) {
     int64_t p = 0;
     // Two chains per row hide the multiply-add latency.
     for (; p + 2 * W <= k; p += 2 * W) {
-      const Simd::V b0 = loadB<Dtype>(b + p * bytes), b1 = loadB<Dtype>(b + (p + W) * bytes);
+      const Simd::V b0 = loadWidened(b + p * bytes, Dtype);
+      const Simd::V b1 = loadWidened(b + (p + W) * bytes, Dtype);
 #pragma GCC unroll 4
       for (int i = 0; i < M; i++) {
         acc[i][0] = Simd::fma(Simd::load(a + i * k + p), b0, acc[i][0]);
@@ -68,7 +64,7 @@ void sweepColumns(const GemmCall& g, const float* a, int64_t j0, int64_t j1) {
       const uint8_t* b = g.b.at(j, p);
       Simd::V bv[4];
 #pragma GCC unroll 4
-      for (int v = 0; v < 4; v++) bv[v] = loadB<Dtype>(b + v * W * bytes);
+      for (int v = 0; v < 4; v++) bv[v] = loadWidened(b + v * W * bytes, Dtype);
 #pragma GCC unroll 4
       for (int i = 0; i < M; i++) {
         const Simd::V x = Simd::splat(a[i * k + p]);
@@ -107,28 +103,37 @@ void dotRowsPairs(const GemmCall& g, const uint16_t* a, int64_t kPadded, int64_t
       const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + p + 32);
 #pragma GCC unroll 4
       for (int i = 0; i < M; i++) {
-        acc[i][0] = _mm512_dpbf16_ps(acc[i][0], (__m512bh)_mm512_load_si512(a + i * kPadded + p), b0);
-        acc[i][1] = _mm512_dpbf16_ps(acc[i][1], (__m512bh)_mm512_load_si512(a + i * kPadded + p + 32), b1);
+        const uint16_t* row = a + i * kPadded + p;
+        acc[i][0] = _mm512_dpbf16_ps(acc[i][0], (__m512bh)_mm512_load_si512(row), b0);
+        acc[i][1] = _mm512_dpbf16_ps(acc[i][1], (__m512bh)_mm512_load_si512(row + 32), b1);
       }
     }
     for (; p < k; p += 32) {
       // The last vector may pass k: its B lanes load as zero (masked), A is zero there too.
       const __m512bh bv = (__m512bh)(p + 32 <= k ? _mm512_loadu_si512(b + p)
                                                   : _mm512_maskz_loadu_epi16(tail, b + p));
-      for (int i = 0; i < M; i++)
-        acc[i][0] = _mm512_dpbf16_ps(acc[i][0], (__m512bh)_mm512_load_si512(a + i * kPadded + p), bv);
+      for (int i = 0; i < M; i++) {
+        const __m512bh row = (__m512bh)_mm512_load_si512(a + i * kPadded + p);
+        acc[i][0] = _mm512_dpbf16_ps(acc[i][0], row, bv);
+      }
     }
-    for (int i = 0; i < M; i++) storeOne(g, i, j, _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1])));
+    for (int i = 0; i < M; i++)
+      storeOne(g, i, j, _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1])));
   }
 }
 #endif
 
 using ColumnsFn = void (*)(const GemmCall&, const float*, int64_t, int64_t);
 
+template <int M, int Dtype>
+ColumnsFn columnsFn(bool dot) {
+  return dot ? dotRows<M, Dtype> : sweepColumns<M, Dtype>;
+}
+
 template <int M>
 ColumnsFn columnsFn(bool dot, int dtype) {
-  if (dot) return dtype == kF32 ? dotRows<M, kF32> : dtype == kBf16 ? dotRows<M, kBf16> : dotRows<M, kF16>;
-  return dtype == kF32 ? sweepColumns<M, kF32> : dtype == kBf16 ? sweepColumns<M, kBf16> : sweepColumns<M, kF16>;
+  if (dtype == kF32) return columnsFn<M, kF32>(dot);
+  return dtype == kBf16 ? columnsFn<M, kBf16>(dot) : columnsFn<M, kF16>(dot);
 }
 
 /** Splits C's n columns over the pool in units of `unit` columns. */
@@ -154,7 +159,10 @@ void multiplyStreaming(const GemmCall& g) {
       for (int64_t p = 0; p < kPadded; p++)
         a[i * kPadded + p] = p < k ? floatToBf16(widen(g.a.at(i, p), 0, g.a.dtype)) : 0;
     using PairsFn = void (*)(const GemmCall&, const uint16_t*, int64_t, int64_t, int64_t);
-    const PairsFn fn = m == 1 ? dotRowsPairs<1> : m == 2 ? dotRowsPairs<2> : m == 3 ? dotRowsPairs<3> : dotRowsPairs<4>;
+    const PairsFn fn = m == 1   ? dotRowsPairs<1>
+                       : m == 2 ? dotRowsPairs<2>
+                       : m == 3 ? dotRowsPairs<3>
+                                : dotRowsPairs<4>;
     forColumns(g.n, unit, [&](int64_t j0, int64_t j1) { fn(g, a, kPadded, j0, j1); });
     return;
   }
