@@ -208,7 +208,12 @@ const oldKernels =
 const mainPeakRss = peakRss();
 const baselineThreads = device === 'webgpu' ? threads : 1;
 const baseline = withBaseline
-  ? await measure(cpu(baselineThreads), `cpu ${baselineThreads} thread(s) (baseline)`, 1, false)
+  ? await measure(
+      cpu(baselineThreads),
+      `${cpuBackend} ${baselineThreads} thread(s) (baseline)`,
+      1,
+      false,
+    )
   : undefined;
 const tokens = BATCH * SEQ;
 const stepFlops = loraStepFlops(parseDecoderConfig(readModelConfig(dir)), {
@@ -290,7 +295,7 @@ if (main.deviceMemory) {
 }
 if (baseline) {
   say(
-    `cpu ${baselineThreads} thread(s) (baseline, same run): ${baseline.secondsPerStep.toFixed(2)} s/step -> speedup ${result.speedupVsBaseline!.toFixed(2)}x`,
+    `${cpuBackend} ${baselineThreads} thread(s) (baseline, same run): ${baseline.secondsPerStep.toFixed(2)} s/step -> speedup ${result.speedupVsBaseline!.toFixed(2)}x`,
   );
 }
 say(`peak RSS ${(result.peakRssBytes / 2 ** 30).toFixed(2)} GiB`);
