@@ -3,6 +3,11 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
+import '../src/engine/cpu/node-host.ts';
+import { CpuBackend } from '../src/engine/cpu/backend.ts';
+import { loadNativeAddon } from '../src/engine/native/addon.ts';
+import { NativeBackend } from '../src/engine/native/backend.ts';
+import { RANDOM_MODEL_SHAPES } from '../src/models/random.ts';
 
 export const jsonMode = process.argv.includes('--json');
 
@@ -33,23 +38,26 @@ export function emitJson(result: Record<string, unknown>): void {
   if (jsonMode) console.log(JSON.stringify({ machine: machine(), ...result }));
 }
 
-/** The model shapes `--arch` picks (the config constants of src/models/random.ts). */
-export const BENCH_ARCHS = {
-  'qwen2-0.5b': 'QWEN2_0_5B_CONFIG',
-  'qwen3-0.6b': 'QWEN3_0_6B_CONFIG',
-  'gemma3-1b': 'GEMMA3_1B_CONFIG',
-  'phi4-mini': 'PHI4_MINI_CONFIG',
-} as const;
-export type BenchArch = keyof typeof BENCH_ARCHS;
+/** The model shapes `--arch` picks (src/models/random.ts). */
+export const BENCH_ARCHS = Object.keys(RANDOM_MODEL_SHAPES);
+export type BenchArch = string;
 
 /** `--arch NAME` (default qwen2-0.5b). */
 export function benchArch(): BenchArch {
   const i = process.argv.indexOf('--arch');
   const name = i >= 0 ? process.argv[i + 1]! : 'qwen2-0.5b';
-  if (!(name in BENCH_ARCHS)) {
-    throw new Error(`--arch ${name}: choose ${Object.keys(BENCH_ARCHS).join(', ')}`);
+  if (!BENCH_ARCHS.includes(name)) {
+    throw new Error(`--arch ${name}: choose ${BENCH_ARCHS.join(', ')}`);
   }
-  return name as BenchArch;
+  return name;
+}
+
+/** Writes a random bf16 model of `arch`'s shape into `dir` (a child process: its memory is not ours). */
+export function writeRandomBenchModel(arch: BenchArch, dir: string): void {
+  const script = join(import.meta.dirname, '..', 'scripts', 'make-random-model.ts');
+  execFileSync(process.execPath, ['--import', 'tsx', script, '--arch', arch, '--out', dir], {
+    stdio: 'inherit',
+  });
 }
 
 /** A model of `arch`'s shape with random bf16 weights (written once, reused by later runs). */
@@ -57,12 +65,7 @@ export function randomBenchModel(arch: BenchArch = benchArch()): string {
   const dir = join('.tmp', 'bench-models', `${arch}-random-bf16`);
   if (!existsSync(join(dir, 'model.safetensors'))) {
     say(`writing ${dir} (${arch} shape, random bf16 weights; once)...`);
-    // In a child process, so writing 1 GB does not count in this benchmark's peak RSS.
-    const script = `import { writeRandomModel, ${BENCH_ARCHS[arch]} } from './src/models/random.ts';
-      writeRandomModel(${JSON.stringify(dir)}, ${BENCH_ARCHS[arch]}, { dtype: 'BF16', seed: 0 });`;
-    execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-      stdio: 'inherit',
-    });
+    writeRandomBenchModel(arch, dir);
   }
   return dir;
 }
@@ -70,4 +73,57 @@ export function randomBenchModel(arch: BenchArch = benchArch()): string {
 export function argValue(name: string, fallback: number): number {
   const i = process.argv.indexOf(name);
   return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+/** A CPU backend the benchmarks compare: native code (the addon) or WebAssembly. */
+export type CpuBackendName = 'native' | 'wasm';
+
+/**
+ * `--backends native,wasm` (either order, or one of them): the CPU backends to run side by side;
+ * default both when this platform has a native build, else wasm alone.
+ */
+export function cpuBackendNames(): CpuBackendName[] {
+  const i = process.argv.indexOf('--backends');
+  if (i < 0) return loadNativeAddon().addon ? ['native', 'wasm'] : ['wasm'];
+  const names = process.argv[i + 1]!.split(',');
+  for (const name of names)
+    if (name !== 'native' && name !== 'wasm') throw new Error(`--backends: unknown '${name}'`);
+  return names as CpuBackendName[];
+}
+
+/** The backend of that name on `threads` threads (native: the best variant, exact GEMM). */
+export async function createCpuBackend(
+  name: CpuBackendName,
+  threads: number,
+): Promise<CpuBackend | NativeBackend> {
+  return name === 'native' ? NativeBackend.create({ threads }) : CpuBackend.create({ threads });
+}
+
+/**
+ * Runs this benchmark once per backend, each in a child process of its own (so each has its own
+ * peak RSS), with this run's arguments plus `--backends NAME --json` and `extraArgs`; returns
+ * each child's JSON result. The children's progress goes to stderr.
+ */
+export function runPerBackend(
+  names: CpuBackendName[],
+  extraArgs: string[] = [],
+): Record<string, Record<string, unknown>> {
+  const own = process.argv.slice(2);
+  const drop = new Set(['--json']);
+  const args: string[] = [];
+  for (let i = 0; i < own.length; i++) {
+    if (own[i] === '--backends') i++;
+    else if (!drop.has(own[i]!)) args.push(own[i]!);
+  }
+  const results: Record<string, Record<string, unknown>> = {};
+  for (const name of names) {
+    say(`-- ${name} (child process)`);
+    const out = execFileSync(
+      process.execPath,
+      [...process.execArgv, process.argv[1]!, ...args, ...extraArgs, '--backends', name, '--json'],
+      { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', maxBuffer: 64 << 20 },
+    );
+    results[name] = JSON.parse(out.trimEnd().split('\n').at(-1)!) as Record<string, unknown>;
+  }
+  return results;
 }

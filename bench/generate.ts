@@ -1,22 +1,32 @@
 /**
  * Loading and generation on a Qwen2-0.5B-shaped model (or --arch qwen3-0.6b / gemma3-1b; random
- * bf16 weights): load time and peak RSS, prefill tokens/s, KV-cache decode tokens/s, and as the
- * same-run baseline, decoding by recomputing the whole sequence each token (no cache).
- *   npm run bench:generate [-- --arch A --threads T --prompt N --new M --json]
+ * bf16 weights): load time and peak RSS, prefill tokens/s, KV-cache decode tokens/s at batch 1,
+ * and as the same-run baseline, decoding by recomputing the whole sequence each token (no cache).
+ * Decode is also given as GB/s of weights read (every weight matrix is read once per token; the
+ * embedding table only when it is also the LM head) beside the machine's read bandwidth, measured
+ * in the same run by the native `streamRead` probe (a STREAM-like parallel read of 1 GiB).
+ * The native and wasm CPU backends run side by side (`--backends`, default both when the native
+ * build exists), each in a child process of its own (its own peak RSS).
+ *   npm run bench:generate [-- --arch A --threads T --prompt N --new M --backends native,wasm --json]
  */
-import '../src/engine/cpu/node-host.ts';
-import { CpuBackend } from '../src/engine/cpu/backend.ts';
 import { noGrad } from '../src/engine/tape.ts';
 import { setBackend, tidy } from '../src/engine/tensor.ts';
 import { SequenceDecoder } from '../src/infer/sequences.ts';
+import { readModelConfig } from '../src/io/hf-folder.ts';
+import { SafetensorsFolder } from '../src/io/safetensors.ts';
+import { parseDecoderConfig } from '../src/models/config.ts';
 import { loadModel } from '../src/models/load.ts';
+import { NativeBackend } from '../src/engine/native/backend.ts';
 import {
   argValue,
   benchArch,
+  cpuBackendNames,
+  createCpuBackend,
   emitJson,
   peakRss,
   printMachine,
   randomBenchModel,
+  runPerBackend,
   say,
 } from './common.ts';
 
@@ -26,7 +36,15 @@ const newTokens = argValue('--new', 32);
 
 printMachine();
 const dir = randomBenchModel();
-setBackend(await CpuBackend.create({ threads }));
+const backends = cpuBackendNames();
+if (backends.length > 1) {
+  compareBackends();
+  process.exit(0);
+}
+const backendName = backends[0]!;
+const backend = await createCpuBackend(backendName, threads);
+setBackend(backend);
+say(`backend: ${backend.describe()}`);
 const loadStart = performance.now();
 const model = loadModel(dir, { dtype: 'bf16' });
 const loadSeconds = (performance.now() - loadStart) / 1000;
@@ -63,8 +81,14 @@ noGrad(() => {
 });
 const noCacheSecondsPerToken = (performance.now() - start) / 1000 / baselineTokens;
 
+const weightBytes = weightBytesPerToken(dir);
+// Before the probe, whose 1 GiB buffer is not the model's.
+const generatePeakRss = peakRss();
+const readProbe = backend instanceof NativeBackend ? readBandwidth(backend) : null;
 const result = {
   arch: benchArch(),
+  backend: backendName,
+  describe: backend.describe(),
   threads,
   loadSeconds,
   loadPeakRssBytes: loadPeakRss,
@@ -73,11 +97,77 @@ const result = {
   decodeTokensPerSecond: (newTokens - 1) / decodeSeconds,
   noCacheTokensPerSecond: 1 / noCacheSecondsPerToken,
   kvCacheSpeedup: noCacheSecondsPerToken / (decodeSeconds / (newTokens - 1)),
+  weightBytesPerToken: weightBytes,
+  decodeWeightGBps: (weightBytes * (newTokens - 1)) / decodeSeconds / 1e9,
+  readProbeGBps: readProbe,
+  peakRssBytes: generatePeakRss,
 };
 say(`prefill: ${result.prefillTokensPerSecond.toFixed(1)} tokens/s (${promptLength} tokens)`);
 say(`decode (KV cache): ${result.decodeTokensPerSecond.toFixed(2)} tokens/s`);
 say(
   `decode without cache (baseline, same run): ${result.noCacheTokensPerSecond.toFixed(2)} tokens/s -> KV cache ${result.kvCacheSpeedup.toFixed(1)}x`,
 );
+say(
+  `weights read while decoding: ${result.decodeWeightGBps.toFixed(1)} GB/s` +
+    (readProbe ? ` (read probe, same run: ${readProbe.toFixed(1)} GB/s)` : ''),
+);
 emitJson(result);
 process.exit(0);
+
+/** Bytes of weights one decoded token reads: every matrix, the embedding table if tied. */
+function weightBytesPerToken(folder: string): number {
+  const config = parseDecoderConfig(readModelConfig(folder), folder);
+  const weights = SafetensorsFolder.open(folder);
+  let bytes = 0;
+  for (const name of weights.names()) {
+    const embedding = name.endsWith('embed_tokens.weight');
+    if (!embedding || config.tieWordEmbeddings) bytes += weights.info(name).byteLength;
+  }
+  return bytes;
+}
+
+/** GB/s of the native `streamRead` probe over 1 GiB (best of 5 reads after a warm-up). */
+function readBandwidth(native: NativeBackend): number | null {
+  const read = native.runtime.exports.streamRead;
+  if (!read) return null;
+  const bytes = 2 ** 30;
+  const block = native.runtime.allocBlock(bytes);
+  new Uint8Array(block.buffer).fill(1); // touch every page before timing
+  let best = Infinity;
+  for (let i = 0; i < 6; i++) {
+    const start = performance.now();
+    read(block.address, bytes);
+    if (i > 0) best = Math.min(best, (performance.now() - start) / 1000);
+  }
+  native.runtime.free(block.address);
+  return bytes / best / 1e9;
+}
+
+/** Both backends, one child process each; prints and emits all figures. */
+function compareBackends(): void {
+  const runs = runPerBackend(backends);
+  const probe = Number(runs.native?.readProbeGBps) || null;
+  for (const [name, r] of Object.entries(runs)) {
+    const gbps = Number(r.decodeWeightGBps);
+    const share = probe ? ` = ${((100 * gbps) / probe).toFixed(0)}% of the read probe` : '';
+    say(
+      `${name} (${String(r.describe)}): load ${Number(r.loadSeconds).toFixed(2)} s, prefill ${Number(r.prefillTokensPerSecond).toFixed(1)} tokens/s, ` +
+        `decode ${Number(r.decodeTokensPerSecond).toFixed(2)} tokens/s (${gbps.toFixed(1)} GB/s of weights${share}), peak RSS ${(Number(r.peakRssBytes) / 2 ** 30).toFixed(2)} GiB`,
+    );
+  }
+  if (probe) say(`read probe (native streamRead, same run): ${probe.toFixed(1)} GB/s`);
+  const ratio = (key: string) =>
+    runs.native && runs.wasm ? Number(runs.native[key]) / Number(runs.wasm[key]) : null;
+  const decodeRatio = ratio('decodeTokensPerSecond');
+  const prefillRatio = ratio('prefillTokensPerSecond');
+  if (decodeRatio !== null && prefillRatio !== null)
+    say(
+      `native / wasm (same run): decode ${decodeRatio.toFixed(2)}x, prefill ${prefillRatio.toFixed(2)}x`,
+    );
+  emitJson({
+    threads,
+    backends: runs,
+    readProbeGBps: probe,
+    nativeOverWasm: { decode: decodeRatio, prefill: prefillRatio },
+  });
+}

@@ -4,7 +4,11 @@
  * Hugging Face + PEFT reference setup). Reports seconds per step, tokens/s and peak RSS, with the
  * same step on 1 thread measured in the same run as the baseline.
  *   npm run bench:train [-- --arch qwen2-0.5b|qwen3-0.6b|gemma3-1b --steps N --threads T
- *                           --device cpu|webgpu --json]
+ *                           --device cpu|webgpu --backends native,wasm --json]
+ * On the CPU the native and wasm backends run side by side (`--backends`, default both when the
+ * native build exists), each in a child process of its own (its own peak RSS), without the
+ * 1-thread baseline; the native / wasm ratio of tokens/s is reported. With one backend the
+ * 1-thread baseline runs on the same backend.
  * With --device webgpu the same-run baseline is the CPU backend on T threads, and the step also
  * runs on the first WebGPU GEMM kernel (`old kernels`, skip with --no-old-kernels) beside the
  * tuned ones; the device memory the buffer pool held at its peak is reported.
@@ -18,8 +22,6 @@
  *   --dropout P        LoRA dropout (default 0, as in HF's reference setup)
  *   --dora             DoRA (use_dora) instead of plain LoRA
  */
-import '../src/engine/cpu/node-host.ts';
-import { CpuBackend } from '../src/engine/cpu/backend.ts';
 import type { Backend } from '../src/engine/backend.ts';
 import { WebGpuBackend } from '../src/engine/webgpu/backend.ts';
 import { WebGpuKernels } from '../src/engine/webgpu/kernels.ts';
@@ -38,11 +40,14 @@ import { Rng } from '../src/util/rng.ts';
 import {
   argValue,
   benchArch,
+  cpuBackendNames,
+  createCpuBackend,
   emitJson,
   jsonMode,
   peakRss,
   printMachine,
   randomBenchModel,
+  runPerBackend,
   say,
 } from './common.ts';
 
@@ -69,6 +74,13 @@ const progress = (line: string): void => {
 
 printMachine();
 const dir = modelArg ?? randomBenchModel();
+const cpuBackends = device === 'cpu' ? cpuBackendNames() : [];
+if (cpuBackends.length > 1) {
+  compareCpuBackends();
+  process.exit(0);
+}
+/** The CPU backend this run measures. */
+const cpuBackend = cpuBackends[0] ?? 'wasm';
 
 interface Timed {
   secondsPerStep: number;
@@ -168,7 +180,7 @@ async function measure(
 say(
   `${useDora ? 'DoRA' : 'LoRA'} r=8 all-linear (dropout ${loraDropout}), batch ${BATCH}x${SEQ} (${PROMPT} prompt positions masked), bf16 frozen weights`,
 );
-const cpu = (t: number) => () => CpuBackend.create({ threads: t });
+const cpu = (t: number) => () => createCpuBackend(cpuBackend, t);
 let gpuInfo: Record<string, unknown> | undefined;
 const webgpu = (gemm?: string) => async () => {
   const kernels = await WebGpuKernels.create({ store: fileTuneStore(), ...(gemm && { gemm }) });
@@ -188,7 +200,7 @@ const webgpu = (gemm?: string) => async () => {
 const main =
   device === 'webgpu'
     ? await measure(webgpu(), 'webgpu', steps + 1, withUpdate)
-    : await measure(cpu(threads), `${threads} thread(s)`, steps + 1, withUpdate);
+    : await measure(cpu(threads), `${cpuBackend} ${threads} thread(s)`, steps + 1, withUpdate);
 const oldKernels =
   device === 'webgpu' && !process.argv.includes('--no-old-kernels')
     ? await measure(webgpu('legacy'), 'webgpu old kernels', steps + 1, false)
@@ -196,7 +208,12 @@ const oldKernels =
 const mainPeakRss = peakRss();
 const baselineThreads = device === 'webgpu' ? threads : 1;
 const baseline = withBaseline
-  ? await measure(cpu(baselineThreads), `cpu ${baselineThreads} thread(s) (baseline)`, 1, false)
+  ? await measure(
+      cpu(baselineThreads),
+      `${cpuBackend} ${baselineThreads} thread(s) (baseline)`,
+      1,
+      false,
+    )
   : undefined;
 const tokens = BATCH * SEQ;
 const stepFlops = loraStepFlops(parseDecoderConfig(readModelConfig(dir)), {
@@ -205,9 +222,9 @@ const stepFlops = loraStepFlops(parseDecoderConfig(readModelConfig(dir)), {
   supervisedRows: BATCH * (SEQ - PROMPT),
   rank: 8,
 });
-/** On the CPU: how close the step runs to the wasm SIMD multiply-add ceiling of its threads. */
+/** On wasm: how close the step runs to the wasm SIMD multiply-add ceiling of its threads. */
 const cpuLimit =
-  device === 'cpu'
+  device === 'cpu' && cpuBackend === 'wasm'
     ? await (async () => {
         const rt = await WasmRuntime.create({ threads: 1 });
         const perThread = fmaCeilingGflops(rt);
@@ -225,6 +242,7 @@ const cpuLimit =
 const result = {
   arch: modelArg ? null : benchArch(),
   device,
+  ...(device === 'cpu' && { backend: cpuBackend }),
   threads,
   model: modelArg ?? `${benchArch()}-random-bf16`,
   batch: BATCH,
@@ -258,7 +276,7 @@ const result = {
     'HF Trainer + PEFT on PyTorch CPU, this machine type: ~57 tok/s f32, ~90 tok/s bf16 autocast, 5.1-5.7 GB (documented, not measured in this run)',
 };
 say(
-  `${device === 'webgpu' ? 'webgpu' : `${threads} threads`}: ${result.secondsPerStep.toFixed(2)} s/step, ${result.tokensPerSecond.toFixed(1)} tokens/s`,
+  `${device === 'webgpu' ? 'webgpu' : `${cpuBackend}, ${threads} threads`}: ${result.secondsPerStep.toFixed(2)} s/step, ${result.tokensPerSecond.toFixed(1)} tokens/s`,
 );
 if (main.update) {
   say(
@@ -277,7 +295,7 @@ if (main.deviceMemory) {
 }
 if (baseline) {
   say(
-    `cpu ${baselineThreads} thread(s) (baseline, same run): ${baseline.secondsPerStep.toFixed(2)} s/step -> speedup ${result.speedupVsBaseline!.toFixed(2)}x`,
+    `${cpuBackend} ${baselineThreads} thread(s) (baseline, same run): ${baseline.secondsPerStep.toFixed(2)} s/step -> speedup ${result.speedupVsBaseline!.toFixed(2)}x`,
   );
 }
 say(`peak RSS ${(result.peakRssBytes / 2 ** 30).toFixed(2)} GiB`);
@@ -297,3 +315,22 @@ if (cpuLimit) {
 say(`reference: ${result.reference}`);
 emitJson(result);
 process.exit(0);
+
+/** The CPU backends side by side, one child process each; prints and emits all figures. */
+function compareCpuBackends(): void {
+  const runs = runPerBackend(cpuBackends, ['--no-baseline', '--progress']);
+  const tokensPerSecond = (name: string) => Number(runs[name]!.tokensPerSecond);
+  for (const [name, r] of Object.entries(runs)) {
+    const steady = (r.stepSeconds as number[]).slice(1);
+    const spread = steady.length
+      ? ` (steps ${Math.min(...steady).toFixed(2)}–${Math.max(...steady).toFixed(2)} s)`
+      : '';
+    say(
+      `${name}: ${Number(r.secondsPerStep).toFixed(2)} s/step${spread}, ${tokensPerSecond(name).toFixed(1)} tokens/s, peak RSS ${(Number(r.peakRssBytes) / 2 ** 30).toFixed(2)} GiB`,
+    );
+  }
+  const ratio =
+    runs.native && runs.wasm ? tokensPerSecond('native') / tokensPerSecond('wasm') : null;
+  if (ratio !== null) say(`native / wasm (same run): ${ratio.toFixed(2)}x tokens/s`);
+  emitJson({ threads, backends: runs, nativeOverWasm: ratio });
+}

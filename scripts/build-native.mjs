@@ -8,7 +8,7 @@
 // --if-possible: exit 0 with one line when there is no compiler (npm test on a machine without
 // g++ then runs on the wasm backend). Skips a variant whose output is newer than every source.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,13 +20,23 @@ const ifPossible = args.includes('--if-possible');
 const force = args.includes('--force');
 const arch = args.includes('--arch') ? args[args.indexOf('--arch') + 1] : process.arch;
 
-/** The variants of each architecture, best last; `flags` are the compiler's ISA switches. */
+/**
+ * The variants of each architecture, best last; `flags` are the compiler's ISA switches, `cpu` the
+ * features (as the addon's cpuFeatures() names them) a CPU needs to run the variant. The build
+ * writes the names and features, in this order, to variants.json beside the binaries: the loader
+ * picks from that list.
+ */
 export const VARIANTS = {
   x64: [
-    { name: 'x86-64', flags: ['-march=x86-64', '-mtune=generic'] },
-    { name: 'avx2', flags: ['-march=x86-64', '-mavx2', '-mfma', '-mf16c', '-mbmi2'] },
+    { name: 'x86-64', cpu: [], flags: ['-march=x86-64', '-mtune=generic'] },
+    {
+      name: 'avx2',
+      cpu: ['avx2'],
+      flags: ['-march=x86-64', '-mavx2', '-mfma', '-mf16c', '-mbmi2'],
+    },
     {
       name: 'avx512',
+      cpu: ['avx2', 'avx512f'],
       flags: [
         '-march=x86-64',
         '-mavx2',
@@ -41,6 +51,7 @@ export const VARIANTS = {
     },
     {
       name: 'avx512bf16',
+      cpu: ['avx2', 'avx512f', 'avx512bf16'],
       flags: [
         '-march=x86-64',
         '-mavx2',
@@ -55,7 +66,7 @@ export const VARIANTS = {
       ],
     },
   ],
-  arm64: [{ name: 'neon', flags: ['-march=armv8-a'] }],
+  arm64: [{ name: 'neon', cpu: [], flags: ['-march=armv8-a'] }],
 };
 
 const compiler = arch === process.arch ? process.env.CXX || 'g++' : 'aarch64-linux-gnu-g++';
@@ -133,6 +144,9 @@ async function main() {
   const stale = variants.filter(
     (v) => force || mtime(join(outDir, `loraforge-${v.name}.node`)) < newest,
   );
+  mkdirSync(outDir, { recursive: true });
+  const manifest = JSON.stringify(variants.map(({ name, cpu }) => ({ name, cpu })));
+  writeFileSync(join(outDir, 'variants.json'), `${manifest}\n`);
   if (stale.length === 0) return;
   const objDir = join(root, 'build', 'native-obj', `${process.platform}-${arch}`);
   const common = [
@@ -163,7 +177,6 @@ async function main() {
   }
   const started = Date.now();
   await pooled(compiles, availableParallelism());
-  mkdirSync(outDir, { recursive: true });
   for (const variant of stale) {
     const objs = units.map((unit) =>
       join(objDir, variant.name, relative(sourceDir, unit).replace(/[/\\]/g, '__') + '.o'),

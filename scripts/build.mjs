@@ -20,8 +20,13 @@ function walk(dir) {
   });
 }
 
-// The kernels (skipped when up to date): the package ships build/*.wasm.
+// The kernels (skipped when up to date): the package ships build/*.wasm and the native variants
+// of this platform under prebuilds/ (without a C++ compiler, one line, and the package falls
+// back to wasm).
 execFileSync(process.execPath, [join(root, 'scripts/build-wasm.mjs')], { stdio: 'inherit' });
+execFileSync(process.execPath, [join(root, 'scripts/build-native.mjs'), '--if-possible'], {
+  stdio: 'inherit',
+});
 
 rmSync(dist, { recursive: true, force: true });
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');

@@ -23,7 +23,13 @@
 export { LoraforgeError } from './util/errors.ts';
 
 // ---- Device -------------------------------------------------------------------------------------
-export { selectBackend, type BackendOptions, type DeviceName } from './engine/select-backend.ts';
+export {
+  DEVICE_NAMES,
+  selectBackend,
+  type BackendOptions,
+  type DeviceName,
+} from './engine/select-backend.ts';
+export { NATIVE_ISA_ENV, nativeVariants, type NativeVariant } from './engine/native/addon.ts';
 
 // ---- Models and tokenizers (from a Hugging Face id or a local folder) ---------------------------
 export {

@@ -169,7 +169,11 @@ napi_value Alloc(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   napi_value out;
-  CHECK(napi_create_external_arraybuffer(env, data, size, nullptr, nullptr, &out));
+  // Above the engine's ArrayBuffer limit (4 GiB in Node 20) this fails with a pending exception.
+  if (napi_create_external_arraybuffer(env, data, size, nullptr, nullptr, &out) != napi_ok) {
+    std::free(data);
+    return nullptr;
+  }
   return out;
 }
 
@@ -204,6 +208,19 @@ napi_value KernelId(napi_env env, napi_callback_info info) {
   for (size_t i = 0; i < table().size(); i++)
     if (table()[i].name == name) return number(env, static_cast<double>(i));
   return number(env, -1);
+}
+
+/** kernelArity(id) → the number of arguments the kernel takes before its work range. */
+napi_value KernelArity(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  double id = argNumber(env, argv[0]);
+  if (!(id >= 0 && id < table().size())) {
+    napi_throw_range_error(env, nullptr, "loraforge native: unknown kernel id");
+    return nullptr;
+  }
+  return number(env, table()[static_cast<size_t>(id)].argc);
 }
 
 /** Reads (id, args: Float64Array) and checks the argument count. */
@@ -265,6 +282,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"address", nullptr, Address, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"free", nullptr, Free, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"kernelId", nullptr, KernelId, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"kernelArity", nullptr, KernelArity, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"call", nullptr, Call, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"parallelFor", nullptr, ParallelFor, nullptr, nullptr, nullptr, napi_default, nullptr},
   };

@@ -6,6 +6,7 @@ import { registerDownload } from './commands/download.ts';
 import { registerEval } from './commands/eval.ts';
 import { registerExport } from './commands/export.ts';
 import { registerGenerate } from './commands/generate.ts';
+import { registerInfo } from './commands/info.ts';
 import { registerMerge } from './commands/merge.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerTrain } from './commands/train.ts';
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
     registerMerge,
     registerExport,
     registerDownload,
+    registerInfo,
   ]) {
     register(program);
   }

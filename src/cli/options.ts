@@ -2,6 +2,7 @@
 import { Option, type Command } from 'commander';
 import {
   describeRange,
+  DEVICE_NAMES,
   inSamplingRange,
   loadChatPipeline,
   LoraforgeError,
@@ -17,12 +18,12 @@ export function addDeviceOptions(cmd: Command): Command {
     .addOption(
       new Option(
         '--device <device>',
-        'compute device: auto (a hardware GPU through WebGPU if there is one, else the CPU), cpu, or webgpu (any adapter, software ones included)',
+        'compute device: auto (a hardware GPU through WebGPU if there is one, else the CPU), cpu (native code if built for this machine, else WebAssembly), wasm (WebAssembly), or webgpu (any adapter, software ones included)',
       )
-        .choices(['cpu', 'webgpu', 'auto'])
+        .choices(DEVICE_NAMES)
         .default('auto'),
     )
-    .option('--threads <n>', 'CPU threads (default: all cores)', parseInteger);
+    .option('--threads <n>', 'CPU threads, native or wasm (default: all cores)', parseInteger);
 }
 
 export function addModelOptions(cmd: Command): Command {

@@ -4,20 +4,23 @@ import { readdirSync } from 'node:fs';
 import { LoraforgeError } from '../util/errors.ts';
 import type { Backend } from './backend.ts';
 import { CpuBackend } from './cpu/backend.ts';
+import { DEVICE_NAMES, type DeviceName } from './devices.ts';
+import { loadNativeAddon } from './native/addon.ts';
+import { NativeBackend } from './native/backend.ts';
 import { setBackend } from './tensor.ts';
 import { WebGpuBackend } from './webgpu/backend.ts';
 import { hasHardwareGpu } from './webgpu/device.ts';
 import { fileTuneStore } from './webgpu/tune-store-file.ts';
 
-/** A compute device: `cpu` (WebAssembly SIMD), `webgpu`, or `auto` (a hardware GPU if there is one, else the CPU). */
-export type DeviceName = 'cpu' | 'webgpu' | 'auto';
+export { DEVICE_NAMES, type DeviceName };
 
 /** Which compute device to use, and how many CPU threads. */
 export interface BackendOptions {
   /**
-   * `auto` (default): WebGPU when it finds a hardware GPU adapter, else the CPU. Software
-   * adapters (lavapipe, SwiftShader) are only used when asked for with `webgpu`: they run the
-   * kernels on the CPU, far slower than the wasm backend.
+   * `auto` (default): WebGPU when it finds a hardware GPU adapter, else the CPU (native when this
+   * platform has the addon's binary, else WebAssembly). Software adapters (lavapipe,
+   * SwiftShader) are only used when asked for with `webgpu`: they run the kernels on the CPU,
+   * far slower than the CPU backends.
    */
   device?: DeviceName;
   /** CPU worker threads including the main one (default: all cores). */
@@ -51,15 +54,38 @@ export async function selectBackend(opts: BackendOptions = {}): Promise<Backend>
   const device = opts.device ?? 'auto';
   const key = `${device}:${opts.threads ?? 'all'}`;
   if (active?.key === key) return active.backend;
-  if (device !== 'cpu' && device !== 'webgpu' && device !== 'auto') {
-    throw new LoraforgeError(`unknown device "${device}"`, 'use --device cpu, webgpu or auto');
+  if (!(DEVICE_NAMES as readonly string[]).includes(device)) {
+    throw new LoraforgeError(
+      `unknown device "${device}"`,
+      `use --device ${DEVICE_NAMES.join(', ')}`,
+    );
   }
   const gpu =
     device === 'webgpu' || (device === 'auto' && mayHaveGpu() && (await hasHardwareGpu()));
   const backend = gpu
     ? await WebGpuBackend.create({ store: fileTuneStore() })
-    : await CpuBackend.create({ threads: opts.threads });
+    : device === 'wasm'
+      ? await CpuBackend.create({ threads: opts.threads })
+      : await fastestCpuBackend(opts.threads);
   setBackend(backend);
   active = { key, backend };
   return backend;
+}
+
+let fallbackNoticed = false;
+
+/**
+ * The native backend when this platform has its binary, else the wasm one with one stderr line
+ * (once per process) saying why and how to build the native one.
+ */
+async function fastestCpuBackend(threads: number | undefined): Promise<Backend> {
+  const load = loadNativeAddon();
+  if (load.addon) return NativeBackend.create({ threads, variant: load.variant });
+  if (!fallbackNoticed) {
+    fallbackNoticed = true;
+    process.stderr.write(
+      `loraforge: CPU backend is WebAssembly, the native one is unavailable (${load.reason}); \`npm run build:native\` (needs a C++ compiler) builds it\n`,
+    );
+  }
+  return CpuBackend.create({ threads });
 }

@@ -7,7 +7,13 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.ts';
-import { encodeSafetensors, f32ToBf16, f32ToF16, type NamedTensorData } from '../io/safetensors.ts';
+import {
+  encodeSafetensors,
+  f32ToBf16,
+  f32ToF16,
+  writeSafetensorsStreaming,
+  type TensorLayout,
+} from '../io/safetensors.ts';
 import { Rng } from '../util/rng.ts';
 import { parseDecoderConfig } from './config.ts';
 import { projectionPath } from './decoder.ts';
@@ -31,6 +37,16 @@ export const QWEN2_0_5B_CONFIG = {
   bos_token_id: 151643,
   eos_token_id: 151645,
   torch_dtype: 'bfloat16',
+};
+
+/** Qwen2.5-3B's config.json shape: ~3.1B parameters, ~6.2 GB of bf16 (above wasm32's 4 GiB). */
+export const QWEN2_5_3B_CONFIG = {
+  ...QWEN2_0_5B_CONFIG,
+  hidden_size: 2048,
+  intermediate_size: 11008,
+  num_hidden_layers: 36,
+  num_attention_heads: 16,
+  num_key_value_heads: 2,
 };
 
 /** Qwen3-0.6B's config.json shape (q/k norms, head_dim 128 ≠ hidden / heads). */
@@ -114,29 +130,73 @@ export const PHI4_MINI_CONFIG = {
 
 export type RandomDType = 'F32' | 'BF16' | 'F16';
 
+/** Writes a model folder (config.json, model.safetensors) of random weights, built in memory. */
 export function writeRandomModel(
   dir: string,
   rawConfig: Record<string, unknown>,
-  opts: { dtype?: RandomDType; seed?: number; std?: number } = {},
+  opts: RandomModelOptions = {},
 ): void {
+  // Drawn in declaration order, so a seed gives the same weights as it always has.
+  const tensors = randomTensors(rawConfig, opts).map(({ make, ...t }) => ({ ...t, data: make() }));
+  mkdirSync(dir, { recursive: true });
+  writeFileAtomic(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
+  writeFileAtomic(join(dir, 'config.json'), JSON.stringify(rawConfig, null, 2) + '\n');
+}
+
+/**
+ * writeRandomModel for models of any size: each tensor is drawn as the file reaches it (in file
+ * order, so the values differ from writeRandomModel's for the same seed) and written at once, so
+ * memory holds one tensor, never the file (a 3B model is ~6 GB of bf16).
+ */
+export async function writeRandomModelStreaming(
+  dir: string,
+  rawConfig: Record<string, unknown>,
+  opts: RandomModelOptions = {},
+): Promise<void> {
+  const plans = randomTensors(rawConfig, opts).map(({ make, ...t }) => ({
+    ...t,
+    bytes: () => [make()],
+  }));
+  mkdirSync(dir, { recursive: true });
+  await writeSafetensorsStreaming(join(dir, 'model.safetensors'), plans);
+  writeFileAtomic(join(dir, 'config.json'), JSON.stringify(rawConfig, null, 2) + '\n');
+}
+
+export interface RandomModelOptions {
+  dtype?: RandomDType;
+  seed?: number;
+  std?: number;
+}
+
+/** Every weight of the model, each drawn from one shared generator when `make` is called. */
+function randomTensors(
+  rawConfig: Record<string, unknown>,
+  opts: RandomModelOptions,
+): (TensorLayout & { make(): ArrayBufferView })[] {
   const config = parseDecoderConfig(rawConfig, 'random model config');
   const dtype = opts.dtype ?? 'F32';
   const rng = new Rng(opts.seed ?? 0);
   const std = opts.std ?? 0.02;
-  const tensors: NamedTensorData[] = [];
+  const tensors: (TensorLayout & { make(): ArrayBufferView })[] = [];
   const encode = (values: Float32Array): ArrayBufferView =>
     dtype === 'BF16' ? f32ToBf16(values) : dtype === 'F16' ? f32ToF16(values) : values;
-  const normal = (name: string, shape: number[]) => {
-    const values = new Float32Array(shape[0]! * shape[1]!);
-    for (let i = 0; i < values.length; i++) values[i] = rng.normal(0, std);
-    tensors.push({ name, dtype, shape, data: encode(values) });
-  };
+  const normal = (name: string, shape: number[]) =>
+    tensors.push({
+      name,
+      dtype,
+      shape,
+      make: () => {
+        const values = new Float32Array(shape[0]! * shape[1]!);
+        for (let i = 0; i < values.length; i++) values[i] = rng.normal(0, std);
+        return encode(values);
+      },
+    });
   const constant = (name: string, length: number, value: number) =>
     tensors.push({
       name,
       dtype,
       shape: [length],
-      data: encode(new Float32Array(length).fill(value)),
+      make: () => encode(new Float32Array(length).fill(value)),
     });
 
   const c = config;
@@ -156,8 +216,14 @@ export function writeRandomModel(
   }
   constant(`${prefix}.norm.weight`, c.hiddenSize, normInit);
   if (!c.tieWordEmbeddings) normal('lm_head.weight', [c.vocabSize, c.hiddenSize]);
-
-  mkdirSync(dir, { recursive: true });
-  writeFileAtomic(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
-  writeFileAtomic(join(dir, 'config.json'), JSON.stringify(rawConfig, null, 2) + '\n');
+  return tensors;
 }
+
+/** The shapes benchmarks and scripts/make-random-model.ts build random models of, by name. */
+export const RANDOM_MODEL_SHAPES: Record<string, Record<string, unknown>> = {
+  'qwen2-0.5b': QWEN2_0_5B_CONFIG,
+  'qwen3-0.6b': QWEN3_0_6B_CONFIG,
+  'gemma3-1b': GEMMA3_1B_CONFIG,
+  'phi4-mini': PHI4_MINI_CONFIG,
+  'qwen2.5-3b': QWEN2_5_3B_CONFIG,
+};

@@ -13,6 +13,7 @@ import { LoraforgeError } from '../util/errors.ts';
 import { option, resolveOptions, type OptionLayer, type OptionValues } from '../util/options.ts';
 import { TRAINING_ARGUMENTS } from './arguments.ts';
 import { fromLlamaFactory } from './llama-factory.ts';
+import { DEVICE_NAMES } from '../engine/devices.ts';
 
 /** The data and model options of `loraforge train` (the training and LoRA ones live beside their code). */
 const DATA_AND_MODEL_OPTIONS = {
@@ -38,7 +39,7 @@ const DATA_AND_MODEL_OPTIONS = {
   per_device_train_batch_size: option.integer('rows per micro-batch', 4, { min: 1 }),
   per_device_eval_batch_size: option.integer('rows per evaluation batch', 8, { min: 1 }),
   threads: option.integer('CPU threads (default: all cores)', undefined, { min: 1 }),
-  device: option.choice('compute device', ['auto', 'cpu', 'webgpu'], 'auto'),
+  device: option.choice('compute device', DEVICE_NAMES, 'auto'),
 };
 
 /** Every key of `loraforge train`: its type, default, one-line help and allowed values. */

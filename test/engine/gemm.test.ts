@@ -2,6 +2,11 @@ import '../../src/engine/cpu/node-host.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { WasmRuntime, type GemmArgs, type MatrixDtype } from '../../src/engine/cpu/runtime.ts';
+import { NativeRuntime } from '../../src/engine/native/runtime.ts';
+import { nativeTestVariants } from '../cpu-backends.ts';
+
+/** What the GEMM checks need of a CPU runtime (WasmRuntime and NativeRuntime both offer it). */
+type GemmRuntime = Pick<WasmRuntime, 'malloc' | 'free' | 'f32' | 'u16' | 'gemm' | 'dispose'>;
 
 /** Deterministic pseudo-random numbers in [-1, 1). */
 function random(seed: number): () => number {
@@ -37,7 +42,7 @@ interface Operand {
 }
 
 function makeOperand(
-  rt: WasmRuntime,
+  rt: GemmRuntime,
   count: number,
   dtype: MatrixDtype,
   next: () => number,
@@ -84,7 +89,8 @@ interface Case {
 }
 
 /** Runs one GEMM in wasm and checks it against a float64 reference. */
-function checkGemm(rt: WasmRuntime, spec: Case, seed = 1): void {
+/** `relative`: the error allowed per unit of Σ|a·b| (float32 accumulation: 1e-5). */
+function checkGemm(rt: GemmRuntime, spec: Case, seed = 1, relative = 1e-5): void {
   const { m, n, k, transA = false, transB = false, aDtype = 'f32', bDtype = 'f32', pad = 0 } = spec;
   const next = random(seed);
   const aRows = transA ? k : m;
@@ -143,7 +149,7 @@ function checkGemm(rt: WasmRuntime, spec: Case, seed = 1): void {
         magnitude += Math.abs(bias.values[j]);
       }
       const actual = got[i * ldc + j];
-      const tolerance = 1e-5 * magnitude + 1e-30;
+      const tolerance = relative * magnitude + 1e-30;
       if (!(Math.abs(actual - expected) <= tolerance)) {
         assert.fail(
           `${JSON.stringify(spec)}: C[${i},${j}] = ${actual}, expected ${expected} (tolerance ${tolerance})`,
@@ -183,123 +189,156 @@ const TRANSPOSES = [
   [true, true],
 ] as const;
 
-for (const threads of [1, 2]) {
-  describe(`gemm with ${threads} thread(s)`, () => {
-    let rt: WasmRuntime;
-    before(async () => {
-      rt = await WasmRuntime.create({ threads });
-    });
-    after(() => rt.dispose());
+/** Every CPU runtime: wasm, and each native ISA variant this CPU runs (exact precision). */
+const RUNTIMES: { label: string; create: (threads: number) => Promise<GemmRuntime> }[] = [
+  { label: 'wasm', create: (threads) => WasmRuntime.create({ threads }) },
+  ...nativeTestVariants().variants.map((variant) => ({
+    label: `native ${variant}`,
+    create: async (threads: number) => NativeRuntime.create({ threads, variant }),
+  })),
+];
+const nativeSkip = nativeTestVariants().skip;
+if (nativeSkip) it('native gemm', { skip: nativeSkip }, () => {});
 
-    it('matches the float64 reference for odd shapes and every transpose combination', () => {
-      let seed = 1;
-      for (const [m, n, k] of SHAPES) {
-        for (const [transA, transB] of TRANSPOSES)
-          checkGemm(rt, { m, n, k, transA, transB }, seed++);
-      }
-    });
+for (const { label, create } of RUNTIMES)
+  for (const threads of [1, 2]) {
+    describe(`${label} gemm with ${threads} thread(s)`, () => {
+      let rt: GemmRuntime;
+      before(async () => {
+        rt = await create(threads);
+      });
+      after(() => rt.dispose());
 
-    it('widens bf16 and f16 operands (A and B, both layouts)', () => {
-      let seed = 100;
-      for (const [m, n, k] of [
-        [1, 33, 65],
-        [2, 9, 130],
-        [3, 5, 7],
-        [5, 40, 300], // bf16 B transposed: dot path, k in whole groups of 16 plus a tail
-        [1, 301, 1000],
-        [17, 33, 65],
-        [130, 70, 300],
-      ] as const) {
-        for (const dtype of ['bf16', 'f16'] as const) {
-          for (const [transA, transB] of TRANSPOSES) {
-            checkGemm(rt, { m, n, k, transA, transB, bDtype: dtype }, seed++);
-            checkGemm(rt, { m, n, k, transA, transB, aDtype: dtype }, seed++);
-          }
-          checkGemm(rt, { m, n, k, aDtype: dtype, bDtype: dtype, transB: true }, seed++);
+      it('matches the float64 reference for odd shapes and every transpose combination', () => {
+        let seed = 1;
+        for (const [m, n, k] of SHAPES) {
+          for (const [transA, transB] of TRANSPOSES)
+            checkGemm(rt, { m, n, k, transA, transB }, seed++);
         }
-      }
-    });
-
-    it('applies alpha, beta and bias', () => {
-      let seed = 200;
-      for (const [m, n, k] of [
-        [1, 1, 1],
-        [7, 9, 257],
-        [130, 70, 300],
-        [64, 600, 40],
-      ] as const) {
-        checkGemm(rt, { m, n, k, alpha: 0.5, beta: 1 }, seed++);
-        checkGemm(rt, { m, n, k, alpha: -2, beta: 0.25, bias: true, transB: true }, seed++);
-        checkGemm(rt, { m, n, k, bias: true, transA: true }, seed++);
-        checkGemm(rt, { m, n, k, beta: 1, bias: true, bDtype: 'bf16', transB: true }, seed++);
-      }
-    });
-
-    it('handles leading dimensions larger than the rows', () => {
-      checkGemm(rt, { m: 13, n: 19, k: 23, pad: 5 }, 300);
-      checkGemm(rt, { m: 13, n: 19, k: 23, pad: 3, transA: true, transB: true, beta: 1 }, 301);
-      checkGemm(rt, { m: 40, n: 200, k: 30, pad: 1, transB: true, bDtype: 'bf16' }, 302);
-    });
-
-    it('handles k = 0 and alpha = 0 as C = beta * C + bias', () => {
-      checkGemm(rt, { m: 4, n: 9, k: 0, beta: 0.5, bias: true }, 400);
-      checkGemm(rt, { m: 4, n: 9, k: 0 }, 401);
-      checkGemm(rt, { m: 9, n: 4, k: 5, alpha: 0, beta: 2 }, 402);
-    });
-
-    it('ignores empty outputs', () => {
-      rt.gemm({
-        m: 0,
-        n: 5,
-        k: 3,
-        a: 0,
-        lda: 3,
-        transA: false,
-        aDtype: 'f32',
-        b: 0,
-        ldb: 5,
-        transB: false,
-        bDtype: 'f32',
-        c: 0,
-        ldc: 5,
       });
-      rt.gemm({
-        m: 5,
-        n: 0,
-        k: 3,
-        a: 0,
-        lda: 3,
-        transA: false,
-        aDtype: 'f32',
-        b: 0,
-        ldb: 0,
-        transB: false,
-        bDtype: 'f32',
-        c: 0,
-        ldc: 0,
+
+      it('widens bf16 and f16 operands (A and B, both layouts)', () => {
+        let seed = 100;
+        for (const [m, n, k] of [
+          [1, 33, 65],
+          [2, 9, 130],
+          [3, 5, 7],
+          [5, 40, 300], // bf16 B transposed: dot path, k in whole groups of 16 plus a tail
+          [1, 301, 1000],
+          [17, 33, 65],
+          [130, 70, 300],
+        ] as const) {
+          for (const dtype of ['bf16', 'f16'] as const) {
+            for (const [transA, transB] of TRANSPOSES) {
+              checkGemm(rt, { m, n, k, transA, transB, bDtype: dtype }, seed++);
+              checkGemm(rt, { m, n, k, transA, transB, aDtype: dtype }, seed++);
+            }
+            checkGemm(rt, { m, n, k, aDtype: dtype, bDtype: dtype, transB: true }, seed++);
+          }
+        }
+      });
+
+      it('applies alpha, beta and bias', () => {
+        let seed = 200;
+        for (const [m, n, k] of [
+          [1, 1, 1],
+          [7, 9, 257],
+          [130, 70, 300],
+          [64, 600, 40],
+        ] as const) {
+          checkGemm(rt, { m, n, k, alpha: 0.5, beta: 1 }, seed++);
+          checkGemm(rt, { m, n, k, alpha: -2, beta: 0.25, bias: true, transB: true }, seed++);
+          checkGemm(rt, { m, n, k, bias: true, transA: true }, seed++);
+          checkGemm(rt, { m, n, k, beta: 1, bias: true, bDtype: 'bf16', transB: true }, seed++);
+        }
+      });
+
+      it('handles leading dimensions larger than the rows', () => {
+        checkGemm(rt, { m: 13, n: 19, k: 23, pad: 5 }, 300);
+        checkGemm(rt, { m: 13, n: 19, k: 23, pad: 3, transA: true, transB: true, beta: 1 }, 301);
+        checkGemm(rt, { m: 40, n: 200, k: 30, pad: 1, transB: true, bDtype: 'bf16' }, 302);
+      });
+
+      it('handles k = 0 and alpha = 0 as C = beta * C + bias', () => {
+        checkGemm(rt, { m: 4, n: 9, k: 0, beta: 0.5, bias: true }, 400);
+        checkGemm(rt, { m: 4, n: 9, k: 0 }, 401);
+        checkGemm(rt, { m: 9, n: 4, k: 5, alpha: 0, beta: 2 }, 402);
+      });
+
+      it('ignores empty outputs', () => {
+        rt.gemm({
+          m: 0,
+          n: 5,
+          k: 3,
+          a: 0,
+          lda: 3,
+          transA: false,
+          aDtype: 'f32',
+          b: 0,
+          ldb: 5,
+          transB: false,
+          bDtype: 'f32',
+          c: 0,
+          ldc: 5,
+        });
+        rt.gemm({
+          m: 5,
+          n: 0,
+          k: 3,
+          a: 0,
+          lda: 3,
+          transA: false,
+          aDtype: 'f32',
+          b: 0,
+          ldb: 0,
+          transB: false,
+          bDtype: 'f32',
+          c: 0,
+          ldc: 0,
+        });
+      });
+
+      it('rejects leading dimensions shorter than the rows', () => {
+        assert.throws(
+          () =>
+            rt.gemm({
+              m: 2,
+              n: 3,
+              k: 4,
+              a: 64,
+              lda: 3,
+              transA: false,
+              aDtype: 'f32',
+              b: 64,
+              ldb: 3,
+              transB: false,
+              bDtype: 'f32',
+              c: 64,
+              ldc: 3,
+            }),
+          /lda/,
+        );
       });
     });
+  }
 
-    it('rejects leading dimensions shorter than the rows', () => {
-      assert.throws(
-        () =>
-          rt.gemm({
-            m: 2,
-            n: 3,
-            k: 4,
-            a: 64,
-            lda: 3,
-            transA: false,
-            aDtype: 'f32',
-            b: 64,
-            ldb: 3,
-            transB: false,
-            bDtype: 'f32',
-            c: 64,
-            ldc: 3,
-          }),
-        /lda/,
-      );
-    });
+// Precision 'bf16' lets bf16 weights meet A rounded to bf16 (VDPBF16PS where the CPU has it):
+// each product then carries up to 2^-8 relative error from A's rounding, so the bound is
+// 2^-8 of Σ|a·b| (float32 sums add far less). On variants without bf16 dot products it is exact.
+for (const variant of nativeTestVariants().variants) {
+  it(`native ${variant} gemm, bf16 precision: within A's bf16 rounding of the reference`, () => {
+    const rt = NativeRuntime.create({ threads: 2, variant, gemmPrecision: 'bf16' });
+    let seed = 500;
+    for (const [m, n, k] of [
+      [1, 301, 1000],
+      [5, 40, 300],
+      [130, 70, 300],
+      [64, 600, 40],
+    ] as const) {
+      for (const [transA, transB] of TRANSPOSES)
+        checkGemm(rt, { m, n, k, transA, transB, bDtype: 'bf16', bias: true }, seed++, 2 ** -8);
+      checkGemm(rt, { m, n, k, transB: true, aDtype: 'bf16', bDtype: 'bf16' }, seed++, 1e-5);
+    }
+    rt.dispose();
   });
 }

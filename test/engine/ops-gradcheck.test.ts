@@ -1,7 +1,7 @@
-// The op gradient checks (gradcheck-cases.ts) on the CPU backend.
-import { before } from 'node:test';
-import { useCpuBackend } from '../helpers.ts';
+// The op gradient checks (gradcheck-cases.ts) on the CPU backends (wasm, native).
 import { registerGradchecks } from './gradcheck-cases.ts';
+import { forEachCpuBackend } from '../cpu-backends.ts';
 
-before(() => useCpuBackend());
-registerGradchecks();
+forEachCpuBackend(() => {
+  registerGradchecks();
+});

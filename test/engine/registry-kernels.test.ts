@@ -1,20 +1,19 @@
-// The registry's kernel suite (kernel-cases.ts) on the CPU: through the backend (2 worker
-// threads), and through a host that runs every parallel call as three uneven slices on this
-// thread while claiming 64 threads, so each kernel's [start, end) handling and the attention
-// backward's other work split are exercised. Bit-exact where the kernel computes in the
-// reference's float32 order.
+// The registry's kernel suite (kernel-cases.ts) on the CPU backends, WebAssembly and every native
+// ISA variant this CPU runs: through the backend (2 threads), and through a host that runs every
+// parallel call as three uneven slices on this thread while claiming 64 threads, so each kernel's
+// [start, end) handling and the attention backward's other work split are exercised. Bit-exact
+// where the kernel computes in the reference's float32 order.
 import assert from 'node:assert/strict';
-import { before, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import '../../src/engine/cpu/node-host.ts';
+import type { Backend } from '../../src/engine/backend.ts';
 import { CpuBackend, cpuArg } from '../../src/engine/cpu/backend.ts';
 import { CPU_KERNELS } from '../../src/engine/cpu/kernel-table.ts';
-import { WasmLauncher } from '../../src/engine/cpu/wasm-launcher.ts';
+import { CpuLauncher, type KernelHost } from '../../src/engine/cpu/launcher.ts';
 import { bindKernels } from '../../src/engine/kernels/registry.ts';
 import { setBackend } from '../../src/engine/tensor.ts';
+import { nativeTestVariants, useNativeBackend } from '../cpu-backends.ts';
 import { registerKernelCases, type Tolerances } from './kernel-cases.ts';
-
-const backend = await CpuBackend.create({ threads: 2 });
-before(() => setBackend(backend));
 
 const tolerances: Tolerances = {
   exact: { rtol: 0, atol: 0 },
@@ -22,13 +21,12 @@ const tolerances: Tolerances = {
   angles: { rtol: 0, atol: 0 },
 };
 
-registerKernelCases('cpu', () => backend.kernels, tolerances);
-
-/** Export name → the [start, end) slices its calls were split into. */
-const slices = new Map<string, number[][]>();
-const rt = backend.runtime;
-const sliced = new WasmLauncher(
-  {
+/**
+ * A host over `rt`'s kernels and memory that claims 64 threads and runs each parallel call as
+ * three uneven slices on this thread, recording them in `slices` (kernel name → ranges).
+ */
+function slicedHost(rt: KernelHost, slices: Map<string, number[][]>): KernelHost {
+  return {
     exports: rt.exports,
     threads: 64,
     parallelFor(name, total, args) {
@@ -44,22 +42,52 @@ const sliced = new WasmLauncher(
     i32: (ptr, n) => rt.i32(ptr, n),
     u16: (ptr, n) => rt.u16(ptr, n),
     u8: (ptr, n) => rt.u8(ptr, n),
-  },
-  { minParallelFlops: 0 },
-);
-registerKernelCases(
-  'cpu, sliced work, 64 threads',
-  () => bindKernels(CPU_KERNELS, cpuArg, sliced),
-  tolerances,
-);
+  };
+}
 
-test('the sliced host split the kernels, the attention backward per query and key block', () => {
-  for (const name of [
-    'attentionForward',
-    'attentionBackwardKeyValue',
-    'rmsnormForward',
-    'dropoutApply',
-    'adamwStep',
-  ])
-    assert.ok((slices.get(name)?.length ?? 0) > 1, `${name} was not split`);
-});
+/** The suite on one backend: its own kernels, then sliced over its kernel host. */
+function registerBackendSuite(label: string, backend: () => Backend, host: () => KernelHost) {
+  before(() => setBackend(backend()));
+  registerKernelCases(label, () => backend().kernels, tolerances);
+  const slices = new Map<string, number[][]>();
+  let sliced: ReturnType<typeof bindKernels> | undefined;
+  registerKernelCases(
+    `${label}, sliced work, 64 threads`,
+    () =>
+      (sliced ??= bindKernels(
+        CPU_KERNELS,
+        cpuArg,
+        new CpuLauncher(slicedHost(host(), slices), { minParallelFlops: 0 }),
+      )),
+    tolerances,
+  );
+  test(`${label}: the sliced host split the kernels, the attention backward per query and key block`, () => {
+    for (const name of [
+      'attentionForward',
+      'attentionBackwardKeyValue',
+      'rmsnormForward',
+      'dropoutApply',
+      'adamwStep',
+    ])
+      assert.ok((slices.get(name)?.length ?? 0) > 1, `${name} was not split`);
+  });
+}
+
+const wasm = await CpuBackend.create({ threads: 2 });
+describe('wasm', () =>
+  registerBackendSuite(
+    'cpu',
+    () => wasm,
+    () => wasm.runtime,
+  ));
+
+const native = nativeTestVariants();
+if (native.skip) test('native CPU backend', { skip: native.skip }, () => {});
+for (const variant of native.variants) {
+  describe(`native ${variant}`, () =>
+    registerBackendSuite(
+      `native ${variant}`,
+      () => useNativeBackend(variant),
+      () => useNativeBackend(variant).runtime,
+    ));
+}

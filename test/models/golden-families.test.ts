@@ -5,27 +5,26 @@ import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import type { DecoderModel } from '../../src/models/decoder.ts';
 import { loadModel } from '../../src/models/load.ts';
-import { FAMILY_GOLDENS, useCpuBackend } from '../helpers.ts';
+import { FAMILY_GOLDENS } from '../helpers.ts';
 import { assertGoldenPackage, mergeErrors } from './golden-package.ts';
+import { forEachCpuBackend } from '../cpu-backends.ts';
 
-before(async () => {
-  await useCpuBackend();
+forEachCpuBackend(() => {
+  for (const { name, dir } of FAMILY_GOLDENS) {
+    describe(name, () => {
+      let model: DecoderModel;
+      before(() => {
+        model = loadModel(dir);
+      });
+      for (const check of ['forward', 'generate', 'lora', 'train'] as const) {
+        test(`${check} matches transformers`, () => assertGoldenPackage(model, dir, check));
+      }
+      test('merge matches PEFT merge_and_unload', async () => {
+        const errors = await mergeErrors(model, dir);
+        console.log(`# merge ${JSON.stringify(errors)}`);
+        assert.ok(errors.weights < 1e-6, `weights ${errors.weights}`);
+        assert.ok(errors.unmergedLogits < 1e-4 && errors.mergedLogits < 1e-4);
+      });
+    });
+  }
 });
-
-for (const { name, dir } of FAMILY_GOLDENS) {
-  describe(name, () => {
-    let model: DecoderModel;
-    before(() => {
-      model = loadModel(dir);
-    });
-    for (const check of ['forward', 'generate', 'lora', 'train'] as const) {
-      test(`${check} matches transformers`, () => assertGoldenPackage(model, dir, check));
-    }
-    test('merge matches PEFT merge_and_unload', async () => {
-      const errors = await mergeErrors(model, dir);
-      console.log(`# merge ${JSON.stringify(errors)}`);
-      assert.ok(errors.weights < 1e-6, `weights ${errors.weights}`);
-      assert.ok(errors.unmergedLogits < 1e-4 && errors.mergedLogits < 1e-4);
-    });
-  });
-}

@@ -29,6 +29,8 @@ const require = createRequire(import.meta.url);
 const TSC = require.resolve('typescript/bin/tsc');
 const ESBUILD = join(dirname(require.resolve('esbuild/package.json')), 'bin', 'esbuild');
 const MAX_TARBALL_BYTES = 15 * 2 ** 20;
+/** This platform's native builds, as `npm run build` (prepack) leaves them for the tarball. */
+const PREBUILDS = join('prebuilds', `${process.platform}-${process.arch}`);
 
 const work = mkdtempSync(join(tmpdir(), 'lf-pack-'));
 const app = join(work, 'app');
@@ -84,6 +86,12 @@ after(() => rmSync(work, { recursive: true, force: true }));
 test(`the tarball is under ${MAX_TARBALL_BYTES / 2 ** 20} MiB`, () => {
   assert.ok(tarballBytes > 0 && tarballBytes < MAX_TARBALL_BYTES, `${tarballBytes} bytes`);
 });
+
+/** Why the native checks cannot run here (no compiler made the binaries); never under CI. */
+function nativeSkip(): string | false {
+  if (process.env.CI || existsSync(join(ROOT, PREBUILDS, 'variants.json'))) return false;
+  return `no ${PREBUILDS}/ in the checkout (npm run build:native needs a C++ compiler)`;
+}
 
 test('the package ships compiled JavaScript, declarations and kernels, and no TypeScript', () => {
   const files = filesUnder(installed).map((f) => relative(installed, f));
@@ -180,6 +188,33 @@ test('a strict TypeScript consumer type-checks against the shipped declarations'
   }
 });
 
+test(
+  'the installed package runs on the native CPU backend (prebuilt, no install script)',
+  {
+    skip: nativeSkip(),
+  },
+  () => {
+    assert.ok(existsSync(join(installed, PREBUILDS, 'variants.json')), `${PREBUILDS} not shipped`);
+    const out = run('npx', ['loraforge', 'info', '--device', 'cpu']);
+    assert.match(out, /^device: +cpu \(native [\w-]+, \d+ threads?\)$/m, out);
+  },
+);
+
+test('without prebuilds/ the installed package runs on wasm with a one-line notice', () => {
+  rmSync(join(installed, 'prebuilds'), { recursive: true, force: true });
+  const r = spawnSync('npx', ['loraforge', 'info', '--device', 'cpu'], {
+    cwd: app,
+    env,
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^device: +cpu \(wasm [^)]*\)$/m, r.stdout);
+  const notice = r.stderr.trimEnd().split('\n');
+  assert.equal(notice.length, 1, r.stderr);
+  assert.match(notice[0]!, /CPU backend is WebAssembly.*npm run build:native/);
+});
+
 test('a page importing loraforge/web bundles with esbuild and no configuration', () => {
   writeFileSync(
     join(app, 'page.js'),
@@ -188,4 +223,8 @@ test('a page importing loraforge/web bundles with esbuild and no configuration',
   run(ESBUILD, ['page.js', '--bundle', '--outfile=page.bundle.js', '--log-level=warning']);
   const bundle = readFileSync(join(app, 'page.bundle.js'), 'utf8');
   assert.ok(bundle.includes('loadModelFiles'), 'the bundle lacks the web API');
+  assert.ok(
+    !/prebuilds|variants\.json/.test(bundle),
+    'the native loader entered the browser bundle',
+  );
 });

@@ -7,6 +7,7 @@ import {
   LoraforgeError,
   ModelServeEngine,
   selectBackend,
+  type DeviceName,
 } from '../../index.ts';
 import { addDeviceOptions, loadPipeline, parseInteger, parseWeightDtype } from '../options.ts';
 
@@ -16,7 +17,7 @@ interface ServeFlags {
   adaptersDir?: string;
   template?: string;
   dtype: 'auto' | 'f32' | 'bf16' | 'f16';
-  device: 'cpu' | 'webgpu' | 'auto';
+  device: DeviceName;
   threads?: number;
   host: string;
   port: number;

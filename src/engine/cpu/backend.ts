@@ -1,15 +1,16 @@
 /**
  * The CPU backend: storage is a region of the shared wasm memory, GEMM runs on the worker pool,
- * the other heavy kernels are wasm SIMD (WasmLauncher) and the light ones plain TypeScript.
+ * the other heavy kernels are wasm SIMD (CpuLauncher) and the light ones plain TypeScript.
  */
 import type { Backend, GemmOptions, Kernels, Operand, Storage } from '../backend.ts';
 import type { DType } from '../dtype.ts';
 import { bindKernels } from '../kernels/registry.ts';
 import { CPU_KERNELS } from './kernel-table.ts';
-import { WasmLauncher, type CpuArg } from './wasm-launcher.ts';
-import { WasmRuntime, type RuntimeOptions } from './runtime.ts';
+import { CpuLauncher, type CpuArg } from './launcher.ts';
+import { WasmRuntime, type GemmArgs, type RuntimeOptions } from './runtime.ts';
 
-interface CpuStorage extends Storage {
+/** A CPU block: `ptr` is its address in the kernels' memory (wasm offset or native address). */
+export interface CpuStorage extends Storage {
   readonly ptr: number;
 }
 
@@ -36,7 +37,7 @@ export class CpuBackend implements Backend {
   readonly kernels: Kernels;
 
   private constructor(readonly runtime: WasmRuntime) {
-    const registry = bindKernels(CPU_KERNELS, cpuArg, new WasmLauncher(runtime));
+    const registry = bindKernels(CPU_KERNELS, cpuArg, new CpuLauncher(runtime));
     this.kernels = Object.assign(new CpuGemm(runtime), registry);
   }
 
@@ -91,9 +92,9 @@ export class CpuBackend implements Backend {
   }
 }
 
-/** GEMM on the worker pool; every other kernel comes from the registry (`bindKernels`). */
-class CpuGemm implements Pick<Kernels, 'gemm'> {
-  constructor(private readonly rt: WasmRuntime) {}
+/** GEMM on a CPU runtime's pool; every other kernel comes from the registry (`bindKernels`). */
+export class CpuGemm implements Pick<Kernels, 'gemm'> {
+  constructor(private readonly rt: { gemm(args: GemmArgs): void }) {}
 
   gemm(a: Operand, b: Operand, c: Operand, o: GemmOptions): void {
     const { m, n, k } = o;

@@ -9,9 +9,9 @@ import { rope } from './kernels/rope.ts';
 import { rows } from './kernels/rows.ts';
 import { sumSquares } from './kernels/sum-squares.ts';
 import { vectorOps } from './kernels/vector-ops.ts';
-import type { CpuArg, WasmLauncher } from './wasm-launcher.ts';
+import type { CpuArg, CpuLauncher } from './launcher.ts';
 
-export const CPU_KERNELS: KernelTable<CpuArg, WasmLauncher> = {
+export const CPU_KERNELS: KernelTable<CpuArg, CpuLauncher> = {
   ...adamw,
   ...attention,
   ...crossEntropy,

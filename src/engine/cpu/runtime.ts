@@ -172,27 +172,7 @@ export class WasmRuntime {
     if (m === 0 || n === 0) return;
     const parts = m * n * k < PARALLEL_GEMM_MIN_MULTIPLY_ADDS ? 1 : this.threads;
     const scratch = this.ensureGemmScratch();
-    const callArgs = [
-      m,
-      n,
-      k,
-      args.a,
-      args.lda,
-      args.transA ? 1 : 0,
-      DTYPE_CODES[args.aDtype],
-      args.b,
-      args.ldb,
-      args.transB ? 1 : 0,
-      DTYPE_CODES[args.bDtype],
-      args.c,
-      args.ldc,
-      args.alpha ?? 1,
-      args.beta ?? 0,
-      args.bias ?? 0,
-      scratch,
-      this.gemmScratchStride,
-      parts,
-    ];
+    const callArgs = [...gemmKernelArgs(args), scratch, this.gemmScratchStride, parts];
     if (parts === 1) this.exports.gemmPart(...callArgs, 0, 1);
     else this.parallelFor('gemmPart', parts, callArgs);
   }
@@ -232,7 +212,34 @@ export class WasmRuntime {
   }
 }
 
-function checkGemmArgs(args: GemmArgs): void {
+/**
+ * The GEMM kernel's leading arguments, shared by the wasm `gemmPart` and the native `gemm`: m, n,
+ * k, A, lda, transA, A's dtype code, B, ldb, transB, B's dtype code, C, ldc, alpha, beta, bias
+ * (0 for none); dtype codes 0 f32, 1 bf16, 2 f16.
+ */
+export function gemmKernelArgs(args: GemmArgs): number[] {
+  return [
+    args.m,
+    args.n,
+    args.k,
+    args.a,
+    args.lda,
+    args.transA ? 1 : 0,
+    DTYPE_CODES[args.aDtype],
+    args.b,
+    args.ldb,
+    args.transB ? 1 : 0,
+    DTYPE_CODES[args.bDtype],
+    args.c,
+    args.ldc,
+    args.alpha ?? 1,
+    args.beta ?? 0,
+    args.bias ?? 0,
+  ];
+}
+
+/** Throws a RangeError naming the first argument a GEMM kernel cannot take. */
+export function checkGemmArgs(args: GemmArgs): void {
   const { m, n, k } = args;
   for (const [name, value] of Object.entries({
     m,

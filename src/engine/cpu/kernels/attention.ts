@@ -5,7 +5,7 @@
  */
 import { ATTENTION } from '../../kernels/attention.ts';
 import { paramNumbers } from '../../kernels/spec.ts';
-import { wasmKernel, type CpuTable } from '../wasm-launcher.ts';
+import { wasmKernel, type CpuTable } from '../launcher.ts';
 
 /** Time of the split attention backward relative to the fused one on the same threads (measured). */
 const SPLIT_BACKWARD_COST = 1.8;

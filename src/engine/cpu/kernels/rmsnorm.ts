@@ -1,6 +1,6 @@
 /** RMSNorm on the CPU: wasm over rows; the weight gradient in a second, column-parallel pass. */
 import { RMSNORM } from '../../kernels/rmsnorm.ts';
-import { wasmKernel, type CpuTable } from '../wasm-launcher.ts';
+import { wasmKernel, type CpuTable } from '../launcher.ts';
 
 export const rmsnorm: CpuTable<typeof RMSNORM> = {
   rmsnormForward: wasmKernel(RMSNORM.rmsnormForward, 'rmsnormForward', ({ rows, dim }) => [

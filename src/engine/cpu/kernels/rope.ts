@@ -1,6 +1,6 @@
 /** RoPE on the CPU: wasm over (batch, token) rows. */
 import { ROPE } from '../../kernels/rope.ts';
-import { wasmKernel, type CpuTable } from '../wasm-launcher.ts';
+import { wasmKernel, type CpuTable } from '../launcher.ts';
 
 export const rope: CpuTable<typeof ROPE> = {
   // The sin / cos of each pair cost about 100 flops, shared by the heads.

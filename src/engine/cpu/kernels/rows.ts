@@ -4,7 +4,7 @@
  */
 import { DTYPE_BYTES } from '../../dtype.ts';
 import { ROWS } from '../../kernels/rows.ts';
-import { hostKernel, type CpuTable } from '../wasm-launcher.ts';
+import { hostKernel, type CpuTable } from '../launcher.ts';
 
 export const rows: CpuTable<typeof ROWS> = {
   // f32 tables copy whole rows; half tables widen through the reference.

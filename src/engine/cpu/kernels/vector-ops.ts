@@ -1,7 +1,7 @@
 /** The flat kernels on the CPU (kernels/vector-ops.ts): wasm where the pool helps, else JS. */
 import { dropoutKeepScale, dropoutThreshold } from '../../dropout.ts';
 import { VECTOR_OPS } from '../../kernels/vector-ops.ts';
-import { hostKernel, wasmKernel, type CpuTable } from '../wasm-launcher.ts';
+import { hostKernel, wasmKernel, type CpuTable } from '../launcher.ts';
 
 export const vectorOps: CpuTable<typeof VECTOR_OPS> = {
   add: wasmKernel(VECTOR_OPS.add, 'add', ({ n }) => [n, 2]),

@@ -1,11 +1,13 @@
 /**
- * How the CPU runs kernels: wasm exports (src/engine/cpu/assembly/*.ts) split over the worker
- * pool through `parallelFor` when a call has enough work, on the calling thread otherwise (a
- * round trip to the workers would cost more). `WasmLauncher` is the context every CPU kernel
- * implementation (cpu/kernels/*.ts) receives; `wasmKernel` is the one generic adapter from a
- * registry spec to a wasm export: pointers of the spec's buffers in declaration order (0 for an
- * absent one), then its params, then the work range. Pointers are byte offsets into the shared
- * memory.
+ * How the CPU backends run kernels: the compiled kernels (the wasm exports of
+ * src/engine/cpu/assembly/*.ts, or the native addon's kernels of the same names and arguments)
+ * split over a thread pool through `parallelFor` when a call has enough work, on the calling
+ * thread otherwise (a round trip to the workers would cost more). `CpuLauncher` is the context
+ * every CPU kernel implementation (cpu/kernels/*.ts) receives, whichever `KernelHost` is below
+ * it; `wasmKernel` is the one generic adapter from a registry spec to a compiled kernel: the
+ * addresses of the spec's buffers in declaration order (0 for an absent one), then its params,
+ * then the work range. Addresses are byte offsets into the shared wasm memory, or native
+ * addresses (exact as numbers: below 2^53).
  */
 
 import { DTYPE_BYTES, type DType } from '../dtype.ts';
@@ -16,7 +18,7 @@ import {
   type SpecParams,
 } from '../kernels/spec.ts';
 
-/** A buffer as CPU kernels see it: where it starts in the shared memory, its dtype and extent. */
+/** A buffer as CPU kernels see it: where it starts in memory, its dtype and extent. */
 export interface CpuArg {
   ptr: number;
   dtype: DType;
@@ -24,10 +26,14 @@ export interface CpuArg {
   bytes: number;
 }
 
-/** Structurally a `WasmRuntime`: the main-thread instance and memory views, plus the pool when there is one. */
+/**
+ * What runs the compiled kernels: structurally a `WasmRuntime` (the main-thread instance) or a
+ * `NativeRuntime` (the addon), with views of its memory, plus the pool when there is one.
+ */
 export interface KernelHost {
+  /** Kernels by name, called as `(...args, start, end)`. */
   exports: WebAssembly.Exports;
-  /** Calls export `name(...args, start, end)` on workers over slices of [0, total). */
+  /** Calls kernel `name(...args, start, end)` on the pool over slices of [0, total). */
   parallelFor?(name: string, total: number, args: number[]): void;
   /** Threads parallelFor spreads over (1 when absent). */
   readonly threads?: number;
@@ -38,16 +44,12 @@ export interface KernelHost {
 }
 
 /**
- * A spec run as its JS reference over views of the shared memory (each buffer viewed up to the
- * end of its storage, as its dtype): for kernels too light to be worth wasm or the pool.
+ * A spec run as its JS reference over views of the kernels' memory (each buffer viewed up to the
+ * end of its storage, as its dtype): for kernels too light to be worth compiled code or the pool.
  */
-export function hostKernel<S extends AnySpec>(spec: S): Implementation<S, CpuArg, WasmLauncher> {
+export function hostKernel<S extends AnySpec>(spec: S): Implementation<S, CpuArg, CpuLauncher> {
   const buffers = Object.keys(spec.buffers);
-  const run = (
-    handles: Record<string, CpuArg | null>,
-    params: SpecParams<S>,
-    cpu: WasmLauncher,
-  ) => {
+  const run = (handles: Record<string, CpuArg | null>, params: SpecParams<S>, cpu: CpuLauncher) => {
     const views: Record<string, ArrayBufferView | null> = {};
     const dtypes: Record<string, DType> = {};
     for (const name of buffers) {
@@ -57,16 +59,17 @@ export function hostKernel<S extends AnySpec>(spec: S): Implementation<S, CpuArg
     }
     return spec.reference(views as never, params, dtypes);
   };
-  return run as Implementation<S, CpuArg, WasmLauncher>;
+  return run as Implementation<S, CpuArg, CpuLauncher>;
 }
 
 /** The CPU implementations of a family of specs (`F`: name → spec). */
 export type CpuTable<F extends Record<string, AnySpec>> = {
-  [K in keyof F]: Implementation<F[K], CpuArg, WasmLauncher>;
+  [K in keyof F]: Implementation<F[K], CpuArg, CpuLauncher>;
 };
 
 /**
- * A spec run by the wasm export `exportName`, whose arguments are the spec's buffers and params
+ * A spec run by the compiled kernel `exportName` (a wasm export, or the native kernel of the
+ * same name), whose arguments are the spec's buffers and params
  * in declaration order; `work` gives the items the export's [start, end) range covers and the
  * flops of one item (which decide whether the call is worth the pool).
  */
@@ -74,13 +77,9 @@ export function wasmKernel<S extends AnySpec>(
   spec: S,
   exportName: string,
   work: (params: SpecParams<S>) => [items: number, flopsPerItem: number],
-): Implementation<S, CpuArg, WasmLauncher> {
+): Implementation<S, CpuArg, CpuLauncher> {
   const buffers = Object.keys(spec.buffers);
-  const run = (
-    handles: Record<string, CpuArg | null>,
-    params: SpecParams<S>,
-    cpu: WasmLauncher,
-  ) => {
+  const run = (handles: Record<string, CpuArg | null>, params: SpecParams<S>, cpu: CpuLauncher) => {
     const [items, flopsPerItem] = work(params);
     const numbers = paramNumbers(spec, params);
     const args = new Array<number>(buffers.length + numbers.length);
@@ -88,22 +87,22 @@ export function wasmKernel<S extends AnySpec>(
     for (let i = 0; i < numbers.length; i++) args[buffers.length + i] = numbers[i]!;
     cpu.run(exportName, items, flopsPerItem, args);
   };
-  return run as Implementation<S, CpuArg, WasmLauncher>;
+  return run as Implementation<S, CpuArg, CpuLauncher>;
 }
 
-export interface WasmLauncherOptions {
+export interface CpuLauncherOptions {
   /** Calls estimated below this many flops run on the calling thread (default 2^18). */
   minParallelFlops?: number;
 }
 
-type WasmKernel = (...args: number[]) => number;
+type CompiledKernel = (...args: number[]) => number;
 
-export class WasmLauncher {
+export class CpuLauncher {
   private readonly minParallelFlops: number;
 
   constructor(
     private readonly host: KernelHost,
-    options: WasmLauncherOptions = {},
+    options: CpuLauncherOptions = {},
   ) {
     this.minParallelFlops = options.minParallelFlops ?? 1 << 18;
   }
@@ -148,9 +147,9 @@ export class WasmLauncher {
     }
   }
 
-  kernel(name: string): WasmKernel {
+  kernel(name: string): CompiledKernel {
     const fn = this.host.exports[name];
-    if (typeof fn !== 'function') throw new Error(`wasm module has no kernel export '${name}'`);
-    return fn as WasmKernel;
+    if (typeof fn !== 'function') throw new Error(`the CPU kernels have no '${name}'`);
+    return fn as CompiledKernel;
   }
 }

@@ -1,0 +1,73 @@
+/**
+ * The native CPU backend: tensors in native memory blocks (one per storage, no 4 GiB cap), the
+ * CPU kernel table (cpu/kernel-table.ts) run unchanged on the addon's kernels through a
+ * CpuLauncher, GEMM by the addon's `gemm`. It is a CPU backend (`name` 'cpu'): its memory is host
+ * memory, readable synchronously and through live views, as the wasm backend's.
+ */
+import type { Backend, Kernels, Storage } from '../backend.ts';
+import { cpuArg, CpuGemm, type CpuStorage } from '../cpu/backend.ts';
+import { CPU_KERNELS } from '../cpu/kernel-table.ts';
+import { CpuLauncher } from '../cpu/launcher.ts';
+import { bindKernels } from '../kernels/registry.ts';
+import { NativeRuntime, type NativeRuntimeOptions } from './runtime.ts';
+
+interface NativeStorage extends CpuStorage {
+  readonly buffer: ArrayBuffer;
+}
+
+export class NativeBackend implements Backend {
+  readonly name = 'cpu' as const;
+  readonly kernels: Kernels;
+
+  private constructor(readonly runtime: NativeRuntime) {
+    const registry = bindKernels(CPU_KERNELS, cpuArg, new CpuLauncher(runtime));
+    this.kernels = Object.assign(new CpuGemm(runtime), registry);
+  }
+
+  /** Loads the addon (see NativeRuntimeOptions) and sizes its pool. */
+  static create(opts?: NativeRuntimeOptions): NativeBackend {
+    return new NativeBackend(NativeRuntime.create(opts));
+  }
+
+  describe(): string {
+    const { variant, threads, gemmPrecision } = this.runtime;
+    const precision = gemmPrecision === 'bf16' ? ', bf16 GEMM' : '';
+    return `cpu (native ${variant}, ${threads} thread${threads === 1 ? '' : 's'}${precision})`;
+  }
+
+  alloc(bytes: number): Storage {
+    const block = this.runtime.allocBlock(bytes);
+    const storage: NativeStorage = { ptr: block.address, bytes, buffer: block.buffer };
+    return storage;
+  }
+
+  free(storage: Storage): void {
+    this.runtime.free((storage as NativeStorage).ptr);
+  }
+
+  upload(storage: Storage, byteOffset: number, data: ArrayBufferView): void {
+    const src = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    this.hostView(storage, byteOffset, data.byteLength).set(src);
+  }
+
+  async download(storage: Storage, byteOffset: number, bytes: number): Promise<Uint8Array> {
+    return this.readSync(storage, byteOffset, bytes);
+  }
+
+  readSync(storage: Storage, byteOffset: number, bytes: number): Uint8Array {
+    return this.hostView(storage, byteOffset, bytes).slice();
+  }
+
+  hostView(storage: Storage, byteOffset: number, bytes: number): Uint8Array {
+    return new Uint8Array((storage as NativeStorage).buffer, byteOffset, bytes);
+  }
+
+  allocatedBytes(): number {
+    return this.runtime.allocatedBytes;
+  }
+
+  /** Stops the addon's threads; the backend must not be used afterwards. */
+  dispose(): void {
+    this.runtime.dispose();
+  }
+}
