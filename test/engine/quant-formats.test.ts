@@ -53,7 +53,9 @@ test('NF4 table: the paper values, and the normal quantiles they come from', () 
   const linspace = (from: number, to: number, n: number) =>
     Array.from({ length: n }, (_, i) => from + ((to - from) * i) / (n - 1));
   const positive = linspace(0.9677083, 0.5, 9).slice(0, -1).map(normalQuantile);
-  const negative = linspace(0.9677083, 0.5, 8).slice(0, -1).map((p) => -normalQuantile(p));
+  const negative = linspace(0.9677083, 0.5, 8)
+    .slice(0, -1)
+    .map((p) => -normalQuantile(p));
   const values = [...positive, 0, ...negative].sort((a, b) => a - b);
   const max = Math.max(...values.map(Math.abs));
   values.forEach((v, i) => assert.ok(Math.abs(v / max - PAPER_NF4[i]!) < 1e-6, `NF4[${i}]`));

@@ -39,6 +39,7 @@ const CHUNKED: KernelName[] = [
   'gatherRows',
   'scatterRows',
   'scatterAddRows',
+  'dequantizeRows',
 ];
 const tiny = memo(() => narrowKernels({ maxBindingBytes: 8192 }));
 registerKernelCases('webgpu, 8 KiB bindings', () => tiny(), tolerances, {

@@ -36,6 +36,12 @@ export interface NestedAbsmax {
   table: Float32Array;
 }
 
+/** What reading nested absmax values needs (a NestedAbsmax, or a kernel's buffers). */
+export type NestedLayout = Omit<NestedAbsmax, 'absmax' | 'table'> & {
+  absmax: ArrayLike<number>;
+  table: ArrayLike<number>;
+};
+
 /** A quantized [rows, cols] matrix in bitsandbytes' layout, on the host. */
 export interface QuantizedData {
   type: QuantType;
@@ -82,9 +88,7 @@ const FP4_BY_MAGNITUDE = [0, 1, 6, 7, 4, 5, 2, 3];
 /** The exact midpoints between FP4 magnitudes (k/12 values), rounded once to float32. */
 const FP4_BOUNDS = Float32Array.from({ length: 7 }, (_, i) => {
   const magnitude = (code: number) => Math.abs(codeTable('fp4')[code]!) * 12;
-  return Math.fround(
-    (magnitude(FP4_BY_MAGNITUDE[i]!) + magnitude(FP4_BY_MAGNITUDE[i + 1]!)) / 24,
-  );
+  return Math.fround((magnitude(FP4_BY_MAGNITUDE[i]!) + magnitude(FP4_BY_MAGNITUDE[i + 1]!)) / 24);
 });
 
 /** Smallest absmax a block divides by (bnb clamps to 1e-38 in float32). */
@@ -141,8 +145,7 @@ function nestAbsmax(absmax: Float32Array): NestedAbsmax {
 /** Two 4-bit codes per byte, the first in the high nibble (an odd count pads a zero code). */
 function packNibbles(codes: Uint8Array): Uint8Array {
   const packed = new Uint8Array(Math.ceil(codes.length / 2));
-  for (let i = 0; i < codes.length; i++)
-    packed[i >> 1]! |= i & 1 ? codes[i]! : codes[i]! << 4;
+  for (let i = 0; i < codes.length; i++) packed[i >> 1]! |= i & 1 ? codes[i]! : codes[i]! << 4;
   return packed;
 }
 
@@ -204,7 +207,7 @@ export function quantize(
 /** The absmax of block `b`: stored, or recovered from its nested quantization. */
 export function blockScale(
   absmax: ArrayLike<number> | null,
-  nested: Pick<NestedAbsmax, 'codes' | 'absmax' | 'offset' | 'blockSize' | 'table'> | null,
+  nested: NestedLayout | null,
   b: number,
 ): number {
   if (!nested) return absmax![b]!;
@@ -220,26 +223,42 @@ export function elementCode(codes: Uint8Array, bits: 4 | 8, i: number): number {
   return i & 1 ? byte & 15 : byte >> 4;
 }
 
+/** What dequantization reads: a QuantizedData, or a kernel's buffers and params. */
+export interface QuantLayout {
+  codes: Uint8Array;
+  bits: 4 | 8;
+  blockSize: number;
+  absmax: ArrayLike<number> | null;
+  nested: NestedLayout | null;
+  table: ArrayLike<number>;
+  /** 1, or f32(1/127) for int8. */
+  postScale: number;
+}
+
+export function layoutOf(q: QuantizedData): QuantLayout {
+  const { codes, blockSize, absmax, nested, table } = q;
+  const postScale = q.type === 'int8' ? INT8_POST_SCALE : 1;
+  return { codes, bits: codeBits(q.type), blockSize, absmax, nested, table, postScale };
+}
+
 /**
  * Flat elements [start, start + count) of a quantized matrix as float32 values into `out` from
- * `outOffset`: f32(table[code] · absmax), times f32(1/127) for int8.
+ * `outOffset`: f32(f32(table[code] · absmax) · postScale).
  */
 export function dequantizeRange(
-  q: QuantizedData,
+  q: QuantLayout,
   start: number,
   count: number,
   out: { [i: number]: number },
   outOffset = 0,
 ): void {
-  const bits = codeBits(q.type);
-  const post = q.type === 'int8' ? INT8_POST_SCALE : 1;
   let block = -1;
   let scale = 0;
   for (let i = start; i < start + count; i++) {
     const b = Math.floor(i / q.blockSize);
     if (b !== block) [block, scale] = [b, blockScale(q.absmax, q.nested, b)];
-    const value = Math.fround(q.table[elementCode(q.codes, bits, i)]! * scale);
-    out[outOffset + i - start] = Math.fround(value * post);
+    const value = Math.fround(q.table[elementCode(q.codes, q.bits, i)]! * scale);
+    out[outOffset + i - start] = Math.fround(value * q.postScale);
   }
 }
 
@@ -247,6 +266,13 @@ export function dequantizeRange(
 export function dequantize(q: QuantizedData): Float32Array {
   const [rows, cols] = q.shape;
   const out = new Float32Array(rows * cols);
-  dequantizeRange(q, 0, rows * cols, out);
+  dequantizeRange(layoutOf(q), 0, rows * cols, out);
   return out;
+}
+
+/** Bytes as little-endian i32 words (zero-padded to a whole word): how devices store codes. */
+export function bytesToWords(bytes: Uint8Array): Int32Array {
+  const words = new Int32Array(Math.max(1, Math.ceil(bytes.length / 4)));
+  new Uint8Array(words.buffer).set(bytes);
+  return words;
 }
