@@ -163,7 +163,8 @@ export function doraLinear(
   record(y, [x, w, bias, lora.a, lora.b, lora.columnScale ? null : m], (dy) => {
     // Without dropout (x̃ = x) and with W frozen, dx's two passes over W fold into (dy ⊙ g)·W.
     const folded = !dropout && !w.requiresGrad;
-    if (!folded) linearBackward(x, w, bias, dy, rows, inFeatures, { offset: 0, count: outFeatures });
+    if (!folded)
+      linearBackward(x, w, bias, dy, rows, inFeatures, { offset: 0, count: outFeatures });
     else if (bias?.requiresGrad)
       k.sumRows({ x: dy.operand(), out: zeroedGrad(bias).operand() }, { rows, cols: outFeatures });
     if (!lora.columnScale && m.requiresGrad && inverse) {

@@ -20,7 +20,6 @@ import type { BufferRef } from './runner.ts';
 import { ATTENTION, EMPTY_ROW_LSE } from '../kernels/attention.ts';
 import type { GpuTable } from './kernel-table.ts';
 
-
 const ROWS_PER_WORKGROUP = 32;
 /** Workgroup memory for streamed tiles: WebGPU's guaranteed minimum is 16 KiB. */
 const TILE_BYTES = 16384;
