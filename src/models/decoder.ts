@@ -29,6 +29,7 @@ import {
 } from '../engine/ops/lora-layer.ts';
 import { rmsNorm } from '../engine/ops/norm.ts';
 import { rope } from '../engine/ops/rope.ts';
+import type { BaseWeight } from '../engine/quant/quantized-weight.ts';
 import { needsGrad } from '../engine/tape.ts';
 import { Tensor } from '../engine/tensor.ts';
 import type { DecoderConfig } from './config.ts';
@@ -40,7 +41,8 @@ import { LoraforgeError } from '../util/errors.ts';
 export interface Projection {
   /** HF module path, e.g. model.layers.0.self_attn.q_proj (PEFT keys adapters by it). */
   path: string;
-  weight: Tensor;
+  /** Dense, or quantized (QLoRA's frozen base: engine/quant). */
+  weight: BaseWeight;
   bias: Tensor | null;
   lora: (LoraWeights & { dropout: number }) | null;
   /** A bias trained with the adapter (PEFT's bias="all"), used in place of `bias`. */
@@ -422,10 +424,28 @@ export class DecoderModel {
     return adapter?.lora ? adaptedLinear(h, head, null, adapter.lora) : linear(h, head);
   }
 
-  /** Every base weight under its Hugging Face name (the tied head is listed once). */
+  /**
+   * Every base weight under its Hugging Face name (the tied head is listed once), as tensors:
+   * what full fine-tuning trains, so a quantized model is refused.
+   */
   namedWeights(): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    for (const [name, w] of this.baseWeights()) {
+      if (!(w instanceof Tensor)) {
+        throw new LoraforgeError(
+          `${name} is ${w.type}-quantized: a quantized base is frozen (QLoRA trains adapters only)`,
+          'use finetuning_type: lora, or load the model without quantization',
+        );
+      }
+      out.set(name, w);
+    }
+    return out;
+  }
+
+  /** Every base weight under its Hugging Face name, dense or quantized. */
+  baseWeights(): Map<string, BaseWeight> {
     const prefix = this.config.modulePrefix;
-    const out = new Map<string, Tensor>([[`${prefix}.embed_tokens.weight`, this.embed]]);
+    const out = new Map<string, BaseWeight>([[`${prefix}.embed_tokens.weight`, this.embed]]);
     this.layers.forEach((layer, i) => {
       for (const name of LAYER_NORM_NAMES) {
         const w = layer.norms[name];
@@ -453,7 +473,7 @@ export class DecoderModel {
 
   /** Frees the weights; the model must not be used afterwards. */
   dispose(): void {
-    for (const t of this.namedWeights().values()) t.dispose();
+    for (const t of this.baseWeights().values()) t.dispose();
     for (const t of this.ones.values()) t.dispose();
     for (const [, p] of this.projections()) {
       p.lora?.a.dispose();

@@ -5,6 +5,7 @@
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { denseWeight } from '../engine/quant/quantized-weight.ts';
 import { publishFiles, writeFileAtomic } from '../io/atomic.ts';
 import { readJsonObject, readJsonObjectAsync } from '../io/hf-folder.ts';
 import { readCheckedAsync, readTextChecked, READ_LIMITS } from '../io/safe-read.ts';
@@ -394,7 +395,10 @@ function adapterFromTensors(
       else {
         checkSameAsBase(t, e, model!, weightsPath);
         loaded.pop()!.dispose();
-        baseWeights.set(e.key, adaptableModules(model!).find((m) => m.path === e.path)!.weight);
+        baseWeights.set(
+          e.key,
+          denseWeight(adaptableModules(model!).find((m) => m.path === e.path)!.weight, e.key),
+        );
       }
     }
   } catch (err) {
@@ -424,7 +428,9 @@ function adapterFromTensors(
  * storage precision), since it never rewrites base weights.
  */
 function checkSameAsBase(t: Tensor, e: ExpectedTensor, model: DecoderModel, where: string): void {
-  const base = hostF32(adaptableModules(model).find((m) => m.path === e.path)!.weight);
+  const base = hostF32(
+    denseWeight(adaptableModules(model).find((m) => m.path === e.path)!.weight, e.key),
+  );
   const saved = t.readSync() as Float32Array;
   const tolerance = model.embed.dtype === 'f32' ? 0 : 1 / 128;
   for (let i = 0; i < saved.length; i++) {

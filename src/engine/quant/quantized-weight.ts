@@ -4,6 +4,7 @@
  * kernel (ops/quantized-linear.ts multiplies each tile), so no dequantized copy of the whole
  * weight exists. It has no gradient: QLoRA trains adapters on top of it.
  */
+import { LoraforgeError } from '../../util/errors.ts';
 import { Tensor } from '../tensor.ts';
 import { INT8_POST_SCALE, codeBits, type QuantType } from './formats.ts';
 import { bytesToWords, type QuantizedData } from './quantize.ts';
@@ -98,3 +99,12 @@ export class QuantizedWeight {
 
 /** What a frozen linear layer's weight may be: a dense tensor or a quantized one. */
 export type BaseWeight = Tensor | QuantizedWeight;
+
+/** `w` as a dense tensor, for what needs W's values (DoRA's norms, PiSSA); quantized: refused. */
+export function denseWeight(w: BaseWeight, what: string): Tensor {
+  if (w instanceof Tensor) return w;
+  throw new LoraforgeError(
+    `${what} needs the dense base weight, and this one is ${w.type}-quantized`,
+    'load the model without quantization for this',
+  );
+}
