@@ -37,6 +37,12 @@ export { resolveModel, type DownloadProgress, type ResolveModelOptions } from '.
 export type { DecoderModel } from './models/decoder.ts';
 export type { DecoderConfig } from './models/config.ts';
 export type { WeightDType } from './models/load.ts';
+export type { Quantization } from './models/quantized-load.ts';
+export {
+  QUANTIZATION_OPTIONS,
+  quantizationFromOptions,
+  type QuantizationValues,
+} from './models/quantization-options.ts';
 export { HfTokenizer, type SpecialTokens, type Tokenizer } from './io/tokenizer.ts';
 export { ChatTemplate, type ChatTemplateMessage } from './io/chat-template.ts';
 
