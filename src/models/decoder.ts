@@ -30,7 +30,7 @@ import {
 import { rmsNorm } from '../engine/ops/norm.ts';
 import { rope } from '../engine/ops/rope.ts';
 import type { BaseWeight } from '../engine/quant/quantized-weight.ts';
-import { needsGrad } from '../engine/tape.ts';
+import { checkpoint, needsGrad } from '../engine/tape.ts';
 import { Tensor } from '../engine/tensor.ts';
 import type { DecoderConfig } from './config.ts';
 import type { KVCache } from './kv-cache.ts';
@@ -139,6 +139,11 @@ export function projectionPath(layer: number, name: ProjectionName, prefix = 'mo
 export class DecoderModel {
   /** Null outside training: LoRA dropout is off at inference. */
   dropoutSeeds: DropoutSeeds | null = null;
+  /**
+   * HF's gradient_checkpointing: in training, keep only each decoder layer's input and recompute
+   * the layer in the backward pass (engine/tape.ts: checkpoint).
+   */
+  gradientCheckpointing = false;
   edges: EdgeAdapters = {};
   /**
    * RoPE inverse frequencies [rotaryDim/2] with rope_scaling applied (LongRoPE: short and long
@@ -190,6 +195,8 @@ export class DecoderModel {
       batch,
       seq,
       rowLora,
+      // A cache is appended to as layers run: recomputing a layer would append twice.
+      this.gradientCheckpointing && !cache,
       (layer, q, k, v) =>
         cache
           ? cache.attend(layer, q, k, v, this.attentionDims(layer, batch, seq, cache))
@@ -222,7 +229,7 @@ export class DecoderModel {
     const qWidth = c.numHeads * c.headDim;
     const kvWidth = c.numKvHeads * c.headDim;
     const h = this.embedRows(Tensor.from(Int32Array.from(ids), [rows], 'i32'), rowLora);
-    return this.runLayers(h, positions, rows, 1, rowLora, (layer, q, k, v) => {
+    return this.runLayers(h, positions, rows, 1, rowLora, false, (layer, q, k, v) => {
       const a = Tensor.empty([rows, qWidth]);
       caches.forEach((cache, i) => {
         cache.attend(
@@ -297,6 +304,7 @@ export class DecoderModel {
     batch: number,
     seq: number,
     rowLora: (LoraLookup | null)[] | undefined,
+    checkpointLayers: boolean,
     attend: (layer: number, q: Tensor, k: Tensor, v: Tensor) => Tensor,
   ): Tensor {
     const c = this.config;
@@ -351,10 +359,9 @@ export class DecoderModel {
     const positionIds = Tensor.from(positions, [positions.length], 'i32');
     const rotate = (x: Tensor, table: ReturnType<typeof upload>, heads: number) =>
       table ? rope(x, positionIds, table.invFreq, batch, seq, heads, c.headDim, table.scale) : x;
-    let h = embedded;
-    this.layers.forEach((layer, i) => {
+    const block = (layer: DecoderLayer, i: number, input: Tensor): Tensor => {
       const table = tables[c.layers[i]!.rope];
-      const x = this.norm(h, layer, 'input_layernorm');
+      const x = this.norm(input, layer, 'input_layernorm');
       const [qRaw, kRaw, v] = qkv(layer, x);
       const qNormed = c.qkNorm ? this.norm(qRaw, layer, 'self_attn.q_norm') : qRaw;
       const kNormed = c.qkNorm ? this.norm(kRaw, layer, 'self_attn.k_norm') : kRaw;
@@ -362,7 +369,7 @@ export class DecoderModel {
       const k = rotate(kNormed, table, c.numKvHeads);
       let a = project(layer, 'o_proj', attend(i, q, k, v))[0]!;
       if (c.sandwichNorms) a = this.norm(a, layer, 'post_attention_layernorm');
-      h = add(h, a);
+      const h = add(input, a);
       const y = this.norm(
         h,
         layer,
@@ -372,9 +379,38 @@ export class DecoderModel {
       const gated = gatedActivation(c.activation, gate, up);
       let m = project(layer, 'down_proj', gated)[0]!;
       if (c.sandwichNorms) m = this.norm(m, layer, 'post_feedforward_layernorm');
-      h = add(h, m);
+      return add(h, m);
+    };
+    let h = embedded;
+    this.layers.forEach((layer, i) => {
+      h = checkpointLayers
+        ? this.checkpointed(layer, h, (x) => block(layer, i, x))
+        : block(layer, i, h);
     });
     return this.applyNorm(h, this.finalNorm);
+  }
+
+  /**
+   * `run(x)` of one layer through engine/tape.ts's checkpoint: the recomputation in the backward
+   * pass replays the LoRA dropout seeds the forward drew, so it draws the same masks.
+   */
+  private checkpointed(layer: DecoderLayer, x: Tensor, run: (x: Tensor) => Tensor): Tensor {
+    const seeds = this.dropoutSeeds;
+    const drawn: number[] = [];
+    return checkpoint(x, layerParameters(layer), (input, recompute) => {
+      let next = 0;
+      const replay: DropoutSeeds = () => drawn[next++]!;
+      const recordDraw: DropoutSeeds = () => {
+        drawn.push(seeds!());
+        return drawn.at(-1)!;
+      };
+      this.dropoutSeeds = seeds && (recompute ? replay : recordDraw);
+      try {
+        return run(input);
+      } finally {
+        this.dropoutSeeds = seeds;
+      }
+    });
   }
 
   private norm(x: Tensor, layer: DecoderLayer, name: LayerNormName): Tensor {
@@ -524,6 +560,17 @@ export class DecoderModel {
     const scale = this.config.attentionScale;
     return { B: batch, Tq: seq, Tk: cache.length, kvCap: cache.capacity, H, KVH, D, scale, window };
   }
+}
+
+/** Every tensor of a layer that may be trained: norms, dense weights, biases and adapters. */
+function layerParameters(layer: DecoderLayer): Tensor[] {
+  const out: Tensor[] = Object.values(layer.norms);
+  for (const p of Object.values(layer.proj)) {
+    if (p.weight instanceof Tensor) out.push(p.weight);
+    for (const t of [p.bias, p.adapterBias, p.lora?.a, p.lora?.b, p.lora?.magnitude])
+      if (t) out.push(t);
+  }
+  return out;
 }
 
 function defaultPositions(batch: number, seq: number, offset: number): Int32Array {
