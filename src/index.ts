@@ -109,6 +109,12 @@ export { DataLoader, type DataLoaderOptions } from './data/loader.ts';
 export { train, type TrainOptions } from './api/train.ts';
 export { runTraining, type RunHooks, type RunResult } from './train/run.ts';
 export {
+  estimateRun,
+  estimateTrainingMemory,
+  formatMemoryEstimate,
+  type MemoryEstimate,
+} from './train/memory-estimate.ts';
+export {
   datasetFiles,
   readConfigFile,
   resolveTrainConfig,

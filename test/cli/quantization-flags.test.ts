@@ -1,7 +1,7 @@
 /** --quantization on a command that loads a model: made from the option table, checked by it. */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -34,4 +34,31 @@ test('an unknown --quantization is one error line naming the choices', () => {
   const r = generate('--quantization', 'q3');
   assert.equal(r.code, 1);
   assert.match(r.stderr, /^error: command line: quantization must be one of none, nf4, fp4, int8/m);
+});
+
+test('train --dry-run prints the memory estimate and trains nothing', () => {
+  const out = join(root, 'never-written');
+  const r = spawnSync(
+    process.execPath,
+    [
+      BIN,
+      'train',
+      '--model',
+      model,
+      '--dataset',
+      'nowhere.json',
+      '--output-dir',
+      out,
+      '--quantization',
+      'nf4',
+      '--gradient-checkpointing',
+      '--dry-run',
+    ],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /weights: projections nf4 +\d/);
+  assert.match(r.stdout, /activations: .* \(checkpointing\)/);
+  assert.match(r.stdout, /peak +\d/);
+  assert.equal(existsSync(out), false);
 });

@@ -2,7 +2,9 @@
 import type { Command } from 'commander';
 import { relative } from 'node:path';
 import {
+  estimateRun,
   flagName,
+  formatMemoryEstimate,
   readConfigFile,
   resolveTrainConfig,
   runTraining,
@@ -34,12 +36,17 @@ export function registerTrain(program: Command): void {
       '\nExample:\n  loraforge train examples/identity.yaml\n  loraforge train --model Qwen/Qwen2-0.5B-Instruct --dataset data.json --lora-rank 16',
     );
   addTableFlags(cmd, TRAIN_OPTIONS);
+  cmd.option('--dry-run', 'print the memory the run will need and exit, loading nothing');
   cmd.action(async (configPath: string | undefined, flags: Record<string, unknown>) => {
     const fromFlags = givenTableFlags(TRAIN_OPTIONS, flags);
     const config = resolveTrainConfig([
       ...(configPath ? [{ values: readConfigFile(configPath), source: configPath }] : []),
       { values: fromFlags, source: 'command line' },
     ]);
+    if (flags.dryRun) {
+      process.stdout.write(formatMemoryEstimate(await estimateRun(config)) + '\n');
+      return;
+    }
     const result = await runTraining(config);
     const out = relative(process.cwd(), result.outputDir) || '.';
     if (result.interrupted) {
