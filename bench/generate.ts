@@ -2,7 +2,9 @@
  * Loading and generation on a Qwen2-0.5B-shaped model (or --arch qwen3-0.6b / gemma3-1b; random
  * bf16 weights): load time and peak RSS, prefill tokens/s, KV-cache decode tokens/s, and as the
  * same-run baseline, decoding by recomputing the whole sequence each token (no cache).
- *   npm run bench:generate [-- --arch A --threads T --prompt N --new M --json]
+ * With --quantization nf4 | fp4 | int8 (+ --double-quant), the same model loaded quantized decodes
+ * the same tokens in the same run, beside bf16.
+ *   npm run bench:generate [-- --arch A --threads T --prompt N --new M --quantization Q --json]
  */
 import '../src/engine/cpu/node-host.ts';
 import { CpuBackend } from '../src/engine/cpu/backend.ts';
@@ -63,7 +65,33 @@ noGrad(() => {
 });
 const noCacheSecondsPerToken = (performance.now() - start) / 1000 / baselineTokens;
 
+const quantizationIndex = process.argv.indexOf('--quantization');
+const quantization = quantizationIndex >= 0 ? process.argv[quantizationIndex + 1] : null;
+let quantized: { type: string; loadSeconds: number; decodeTokensPerSecond: number } | null = null;
+if (quantization) {
+  const type = quantization as 'nf4' | 'fp4' | 'int8';
+  model.dispose();
+  let begin = performance.now();
+  const q = loadModel(dir, {
+    dtype: 'bf16',
+    quantization: { type, doubleQuant: process.argv.includes('--double-quant') },
+  });
+  const seconds = (performance.now() - begin) / 1000;
+  const qDecoder = new SequenceDecoder(q, { maxContext: promptLength + newTokens + 1 });
+  const qSeq = qDecoder.start(prompt);
+  await qDecoder.step([qSeq]);
+  begin = performance.now();
+  for (let i = 1; i < newTokens; i++) await qDecoder.step([qSeq]);
+  quantized = {
+    type,
+    loadSeconds: seconds,
+    decodeTokensPerSecond: (newTokens - 1) / ((performance.now() - begin) / 1000),
+  };
+  qDecoder.release(qSeq);
+}
+
 const result = {
+  quantized,
   arch: benchArch(),
   threads,
   loadSeconds,
@@ -79,5 +107,10 @@ say(`decode (KV cache): ${result.decodeTokensPerSecond.toFixed(2)} tokens/s`);
 say(
   `decode without cache (baseline, same run): ${result.noCacheTokensPerSecond.toFixed(2)} tokens/s -> KV cache ${result.kvCacheSpeedup.toFixed(1)}x`,
 );
+if (quantized) {
+  say(
+    `decode (KV cache) ${quantized.type}: ${quantized.decodeTokensPerSecond.toFixed(2)} tokens/s (bf16 ${result.decodeTokensPerSecond.toFixed(2)}, same run); quantized load ${quantized.loadSeconds.toFixed(2)} s`,
+  );
+}
 emitJson(result);
 process.exit(0);

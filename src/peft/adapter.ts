@@ -176,7 +176,8 @@ export class LoraAdapter {
         magnitude: null,
       };
       // DoRA starts with m = ‖W‖ per output row (B = 0), so the model is unchanged.
-      if (config.useDora) pair.magnitude = doraInitialMagnitude(denseWeight(m.weight, 'DoRA'), pair.a, pair.b).keep();
+      if (config.useDora)
+        pair.magnitude = doraInitialMagnitude(denseWeight(m.weight, 'DoRA'), pair.a, pair.b).keep();
       modules.set(m.path, pair);
     }
     if (modules.size === 0) {
@@ -199,7 +200,8 @@ export class LoraAdapter {
     const copies = new Map<string, Tensor>();
     for (const m of adaptableModules(model)) {
       if (m.bias && biasIsTrained(config)) biases.set(m.path, f32Copy(m.bias).keep());
-      if (isSavedModule(config, m.path)) copies.set(m.path, f32Copy(denseWeight(m.weight, 'modules_to_save')).keep());
+      if (isSavedModule(config, m.path))
+        copies.set(m.path, f32Copy(denseWeight(m.weight, 'modules_to_save')).keep());
     }
     return new LoraAdapter(config, modules, biases, copies);
   }
@@ -248,7 +250,9 @@ export class LoraAdapter {
   private linearLora(m: AdaptableModule, frozen: boolean): LoraWeights {
     const lora = this.loraWeights(m.path);
     if (lora.magnitude && frozen)
-      lora.columnScale = this.derive(doraColumnScale(denseWeight(m.weight, 'DoRA'), lora, lora.magnitude));
+      lora.columnScale = this.derive(
+        doraColumnScale(denseWeight(m.weight, 'DoRA'), lora, lora.magnitude),
+      );
     return lora;
   }
 

@@ -201,14 +201,12 @@ function configLayouts(config: DecoderConfig): ModuleLayout[] {
   const shapes = projectionShapes(config);
   const table = [config.vocabSize, config.hiddenSize];
   const projections = Array.from({ length: config.numLayers }, (_, layer) =>
-    [...shapes].map(
-      ([name, shape]): ModuleLayout => ({
-        path: projectionPath(layer, name, config.modulePrefix),
-        kind: 'linear',
-        shape,
-        biasShape: hasBias(config, name) ? [shape[0]] : null,
-      }),
-    ),
+    [...shapes].map(([name, shape]): ModuleLayout => ({
+      path: projectionPath(layer, name, config.modulePrefix),
+      kind: 'linear',
+      shape,
+      biasShape: hasBias(config, name) ? [shape[0]] : null,
+    })),
   ).flat();
   return [
     { path: EMBED_PATH, kind: 'embedding', shape: table, biasShape: null },

@@ -49,7 +49,9 @@ export const TRAINING_ARGUMENTS = {
   save_total_limit: option.integer('keep at most N checkpoints (0 = all, as HF)', 0, { min: 0 }),
   resume_from_checkpoint: option.string('a checkpoint folder, or "latest"'),
   report_to: option.string('none | tensorboard (event files in logging_dir)', 'none'),
-  logging_dir: option.string('TensorBoard folder (default: <output_dir>/runs/<date>_<host>, as HF)'),
+  logging_dir: option.string(
+    'TensorBoard folder (default: <output_dir>/runs/<date>_<host>, as HF)',
+  ),
   seed: option.integer('random seed (init, split, shuffling, dropout)', 42, { min: 0 }),
 };
 

@@ -142,9 +142,10 @@ test('training gradients go through the scaled frequencies', () => {
   // they would not.
   const labels = Int32Array.from(IDS, (id, t) => (t < 3 ? -100 : id));
   const positions = Int32Array.from({ length: SEQ }, (_, t) => t);
-  const weights = [llama3.layers[0]!.proj.q_proj!.weight, llama3.layers[1]!.proj.k_proj!.weight].map(
-    (w) => denseWeight(w, 'test'),
-  );
+  const weights = [
+    llama3.layers[0]!.proj.q_proj!.weight,
+    llama3.layers[1]!.proj.k_proj!.weight,
+  ].map((w) => denseWeight(w, 'test'));
   const grads = (model: DecoderModel, positionIds: Int32Array): Float32Array[] => {
     for (const w of weights) w.requiresGrad = true;
     tidy(() =>
