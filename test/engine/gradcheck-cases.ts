@@ -288,13 +288,18 @@ export function registerGradchecks(skip: string | false = false): void {
     },
   );
 
-  for (const type of ['nf4', 'int8'] as const) {
+  // 5 rows of x: the forward reads the codes directly; 11: tile by tile, as dx always does.
+  for (const [type, rows] of [
+    ['nf4', 5],
+    ['nf4', 11],
+    ['int8', 11],
+  ] as const) {
     test(
-      `LoRA linear on a block of a ${type} W, dequantized 2 rows at a time`,
+      `LoRA linear on a block of a ${type} W, ${rows} rows of x, tiles of 2 rows`,
       { skip },
       async () => {
         // 70 inputs: 4-bit blocks straddle rows; rows [1, 6) of W: tiles of 2, 2 and 1 rows.
-        const [rows, inF, outF, r, s] = [5, 70, 7, 3, 1.1];
+        const [inF, outF, r, s] = [70, 7, 3, 1.1];
         const block = { offset: 1, count: 5 };
         const q = quantize(Float32Array.from(randn([outF, inF], 0.1)), [outF, inF], type, {
           doubleQuant: type === 'nf4',

@@ -675,6 +675,46 @@ function quantCases(): KernelCase[] {
       }
     }
   }
+  // x times rows of W: odd shapes one code at a time, whole 16-code groups through the CPU's
+  // byte-plane swizzles (cols % 16 = 0), a bias, an output stride wider than the rows computed.
+  for (const [type, doubleQuant, rows, cols, m] of [
+    ['nf4', false, 37, 45, 2],
+    ['nf4', true, 300, 256, 1],
+    ['fp4', false, 40, 128, 3],
+    ['int8', false, 20, 64, 2],
+  ] as const) {
+    const q = quantize(normals(rows * cols, 0.05), [rows, cols], type, { doubleQuant });
+    const layout = layoutOf(q);
+    const [firstRow, count, ldy] = [3, rows - 5, rows];
+    list.push({
+      kernel: 'quantizedMatmul',
+      label: `${m} × ${type}${doubleQuant ? ' double quant' : ''} [${rows}, ${cols}] rows ${firstRow}+${count}`,
+      buffers: {
+        x: normals(m * cols),
+        codes: bytesToWords(q.codes),
+        absmax: q.nested ? bytesToWords(q.nested.codes) : q.absmax!,
+        nestedAbsmax: q.nested?.absmax ?? null,
+        table: q.table,
+        nestedTable: q.nested?.table ?? null,
+        bias: type === 'fp4' ? normals(count) : null,
+        y: zeros(m * ldy),
+      },
+      params: {
+        rows: m,
+        cols,
+        firstRow,
+        count,
+        ldy,
+        bits: layout.bits,
+        blockSize: q.blockSize,
+        nested: q.nested !== null,
+        nestedBlockSize: q.nested?.blockSize ?? 0,
+        nestedOffset: q.nested?.offset ?? 0,
+        postScale: layout.postScale,
+      },
+      precision: 'float',
+    });
+  }
   return list;
 }
 

@@ -23,6 +23,11 @@ for (const { type, doubleQuant } of QUANTIZED_CASES) {
     const logits = await goldenLogits(quantized);
     const diff = maxAbsDiff(logits, await goldenLogits(reference));
     assert.ok(diff < 1e-4, `logits: max abs diff ${diff}`);
+    const few = maxAbsDiff(
+      await goldenLogits(quantized, true),
+      await goldenLogits(reference, true),
+    );
+    assert.ok(few < 1e-4, `logits of 6 tokens: max abs diff ${few}`);
     const fromDense = maxAbsDiff(
       logits,
       readGolden(join(TINY, 'forward.safetensors')).f32('logits').data,

@@ -57,12 +57,17 @@ export function dequantizedFirst(type: QuantType, doubleQuant: boolean): Decoder
   return modelFromTensors(config, new SafetensorsBuffer(bytes, 'dequantized'), 'dequantized');
 }
 
-/** Logits of the golden padded batch. */
-export async function goldenLogits(model: DecoderModel): Promise<Float32Array> {
+/**
+ * Logits of the golden padded batch, or (`short`) of the first 6 tokens of its first row: few
+ * enough rows that quantized projections read their codes directly, as in decoding.
+ */
+export async function goldenLogits(model: DecoderModel, short = false): Promise<Float32Array> {
   const g = readGolden(join(TINY, 'forward.safetensors'));
   const ids = g.i32('input_ids');
   const [batch, seq] = ids.shape as [number, number];
-  const input = { batch, seq, inputIds: ids.data, attentionMask: g.i32('attention_mask').data };
+  const input = short
+    ? { batch: 1, seq: 6, inputIds: ids.data.slice(0, 6) }
+    : { batch, seq, inputIds: ids.data, attentionMask: g.i32('attention_mask').data };
   const logits = noGrad(() => tidy(() => model.logits(model.forwardHidden(input))));
   const values = await logits.toFloat32();
   logits.dispose();

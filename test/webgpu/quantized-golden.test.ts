@@ -22,6 +22,11 @@ for (const { type, doubleQuant } of QUANTIZED_CASES) {
       const reference = dequantizedFirst(type, doubleQuant);
       const diff = maxAbsDiff(await goldenLogits(quantized), await goldenLogits(reference));
       assert.ok(diff < 1e-4, `logits: max abs diff ${diff}`);
+      const few = maxAbsDiff(
+        await goldenLogits(quantized, true),
+        await goldenLogits(reference, true),
+      );
+      assert.ok(few < 1e-4, `logits of 6 tokens: max abs diff ${few}`);
       const want = await goldenLoraGrads(reference);
       const got = await goldenLoraGrads(quantized);
       for (const [name, grad] of want) {

@@ -40,6 +40,7 @@ const CHUNKED: KernelName[] = [
   'scatterRows',
   'scatterAddRows',
   'dequantizeRows',
+  'quantizedMatmul',
 ];
 const tiny = memo(() => narrowKernels({ maxBindingBytes: 8192 }));
 registerKernelCases('webgpu, 8 KiB bindings', () => tiny(), tolerances, {

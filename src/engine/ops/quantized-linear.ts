@@ -1,7 +1,8 @@
 /**
  * x·Wᵀ + b with a quantized W (engine/quant), tile by tile: a tile of W's rows is dequantized into
- * an f32 scratch tile, multiplied into its columns of y, and the next tile reuses the scratch. The
- * input gradient dx = dy·W is computed the same way; W itself has no gradient (frozen).
+ * an f32 scratch tile, multiplied into its columns of y, and the next tile reuses the scratch; a
+ * few rows of x (decoding) are multiplied straight from the codes instead. The input gradient
+ * dx = dy·W goes tile by tile; W itself has no gradient (frozen).
  */
 import type { QuantizedWeight } from '../quant/quantized-weight.ts';
 import { Tensor } from '../tensor.ts';
@@ -26,6 +27,12 @@ function forEachTile(
   }
 }
 
+/**
+ * Rows of x up to which y = x·Wᵀ reads W's codes directly (quantizedMatmul: decoding, where a
+ * dequantized tile would cost as much as the product); more rows go tile by tile through GEMM.
+ */
+export const DIRECT_ROWS = 8;
+
 /** y [rows, block.count] = x·W_blockᵀ + b_block (y is written whole). */
 export function quantizedMatmulInto(
   x: Tensor,
@@ -35,6 +42,10 @@ export function quantizedMatmulInto(
   y: Tensor,
 ): void {
   const [rows, inFeatures] = matrixDims(x);
+  if (rows <= DIRECT_ROWS) {
+    w.multiplyInto(x, rows, block.offset, block.count, bias, y, block.count);
+    return;
+  }
   forEachTile(w, block, (tile, start, count) =>
     kernels().gemm(x.operand(), tile.operand(), y.operand(start), {
       m: rows,

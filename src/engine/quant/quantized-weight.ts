@@ -66,21 +66,18 @@ export class QuantizedWeight {
     return Object.values(this.data).reduce((sum, t) => sum + (t?.bytes ?? 0), 0);
   }
 
-  /** out [rows, in] f32 = rows firstRow … firstRow + rows − 1 of W, dequantized. */
-  dequantizeRowsInto(out: Tensor, firstRow: number, rows: number): void {
+  /** The quantized buffers and layout params both kernels take. */
+  private layoutArgs() {
     const { codes, absmax, nestedAbsmax, table, nestedTable } = this.data;
-    out.backend.kernels.dequantizeRows(
-      {
+    return {
+      buffers: {
         codes: codes.operand(),
         absmax: absmax.operand(),
         nestedAbsmax: nestedAbsmax?.operand() ?? null,
         table: table.operand(),
         nestedTable: nestedTable?.operand() ?? null,
-        out: out.operand(),
       },
-      {
-        firstRow,
-        rows,
+      params: {
         cols: this.shape[1],
         bits: codeBits(this.type),
         blockSize: this.layout.blockSize,
@@ -89,6 +86,35 @@ export class QuantizedWeight {
         nestedOffset: this.layout.nestedOffset,
         postScale: this.type === 'int8' ? INT8_POST_SCALE : 1,
       },
+    };
+  }
+
+  /** out [rows, in] f32 = rows firstRow … firstRow + rows − 1 of W, dequantized. */
+  dequantizeRowsInto(out: Tensor, firstRow: number, rows: number): void {
+    const { buffers, params } = this.layoutArgs();
+    out.backend.kernels.dequantizeRows(
+      { ...buffers, out: out.operand() },
+      { ...params, firstRow, rows },
+    );
+  }
+
+  /**
+   * y [rows, count] (row stride ldy) = x [rows, in] · W[firstRow, firstRow + count)ᵀ + bias,
+   * straight from the codes (for a few rows of x).
+   */
+  multiplyInto(
+    x: Tensor,
+    rows: number,
+    firstRow: number,
+    count: number,
+    bias: Tensor | null,
+    y: Tensor,
+    ldy: number,
+  ): void {
+    const { buffers, params } = this.layoutArgs();
+    y.backend.kernels.quantizedMatmul(
+      { ...buffers, x: x.operand(), bias: bias?.operand(firstRow) ?? null, y: y.operand() },
+      { ...params, rows, firstRow, count, ldy },
     );
   }
 
