@@ -94,22 +94,34 @@ const FP4_BOUNDS = Float32Array.from({ length: 7 }, (_, i) => {
 /** Smallest absmax a block divides by (bnb clamps to 1e-38 in float32). */
 const ABSMAX_FLOOR = Math.fround(1e-38);
 
-function code4bit(type: 'nf4' | 'fp4', s: number): number {
-  if (type === 'nf4') return nearest(NF4_BOUNDS, s);
-  const sign = s < 0 ? 8 : 0;
-  return sign | FP4_BY_MAGNITUDE[nearest(FP4_BOUNDS, Math.abs(s))]!;
+/**
+ * How scaled values become codes: the nearest of a sorted table (its midpoints `bounds`), then
+ * `codes[index]`; with `signBit` (FP4), the magnitude's code and bit 3 for s < 0 (CUDA's rule).
+ */
+interface Coder {
+  bounds: Float32Array;
+  codes: Uint8Array;
+  signBit: boolean;
 }
 
-/** Per-block absmax and the scaled values s = clamp(x · f32(1/absmax), -1, 1). */
+const identity = (n: number) => Uint8Array.from({ length: n }, (_, i) => i);
+const CODERS = {
+  nf4: { bounds: NF4_BOUNDS, codes: identity(16), signBit: false },
+  fp4: { bounds: FP4_BOUNDS, codes: Uint8Array.from(FP4_BY_MAGNITUDE), signBit: true },
+  dynamic: { bounds: DYNAMIC_BOUNDS, codes: identity(256), signBit: false },
+} satisfies Record<string, Coder>;
+
+/** Per-block absmax, and the codes of s = clamp(x · f32(1/absmax), -1, 1). */
 function blockwise(
   values: ArrayLike<number>,
   blockSize: number,
-  code: (s: number) => number,
+  coder: Coder,
 ): { codes: Uint8Array; absmax: Float32Array } {
   const n = values.length;
   const blocks = Math.ceil(n / blockSize);
   const absmax = new Float32Array(blocks);
   const codes = new Uint8Array(n);
+  const { bounds, codes: byIndex, signBit } = coder;
   for (let b = 0; b < blocks; b++) {
     const end = Math.min(n, (b + 1) * blockSize);
     let max = 0;
@@ -118,7 +130,8 @@ function blockwise(
     const inverse = Math.fround(1 / Math.max(Math.fround(max), ABSMAX_FLOOR));
     for (let i = b * blockSize; i < end; i++) {
       const s = Math.min(1, Math.max(-1, Math.fround(values[i]! * inverse)));
-      codes[i] = code(s);
+      if (!signBit) codes[i] = byIndex[nearest(bounds, s)]!;
+      else codes[i] = (s < 0 ? 8 : 0) | byIndex[nearest(bounds, Math.abs(s))]!;
     }
   }
   return { codes, absmax };
@@ -132,7 +145,7 @@ function nestAbsmax(absmax: Float32Array): NestedAbsmax {
   for (const a of absmax) sum += a;
   const offset = Math.fround(sum / absmax.length);
   const centred = absmax.map((a) => Math.fround(a - offset));
-  const inner = blockwise(centred, NESTED_BLOCK_SIZE, (s) => nearest(DYNAMIC_BOUNDS, s));
+  const inner = blockwise(centred, NESTED_BLOCK_SIZE, CODERS.dynamic);
   return {
     codes: inner.codes,
     absmax: inner.absmax,
@@ -191,7 +204,7 @@ export function quantize(
   if (values.length !== rows * cols)
     throw new Error(`quantize: ${values.length} values for [${shape}]`);
   if (type === 'int8') return quantizeInt8(values, rows, cols);
-  const { codes, absmax } = blockwise(values, BLOCK_SIZE_4BIT, (s) => code4bit(type, s));
+  const { codes, absmax } = blockwise(values, BLOCK_SIZE_4BIT, CODERS[type]);
   const nested = options.doubleQuant ? nestAbsmax(absmax) : null;
   return {
     type,
