@@ -14,6 +14,9 @@ import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.ts';
 import type { NamedTensorData } from '../../src/io/safetensors-format.ts';
 import { loadModel } from '../../src/models/load.ts';
 import { writeRandomModel } from '../../src/models/random.ts';
+import { LoraAdapter } from '../../src/peft/adapter.ts';
+import { makeLoraConfig } from '../../src/peft/config.ts';
+import { mergeToFolder } from '../../src/peft/merge.ts';
 import { maxAbsDiff, TINY, useCpuBackend } from '../helpers.ts';
 import { writeBnb4bitFolder } from './bnb-folder.ts';
 import { goldenLogits } from './quantized-golden.ts';
@@ -111,6 +114,17 @@ test('what a quantized checkpoint holds and loraforge does not understand is ref
   for (const [name, change, message] of cases) {
     assert.throws(() => loadModel(brokenFolder(name, change)), message, name);
   }
+});
+
+test('merging into a bitsandbytes folder is refused by name (the dense checkpoint takes the merge)', async () => {
+  const model = loadModel(TINY);
+  const adapter = LoraAdapter.create(model, makeLoraConfig({}), 0);
+  await assert.rejects(
+    mergeToFolder(join(root, 'bnb-nf4'), adapter, join(root, 'merged')),
+    /merging into a quantized checkpoint \(quantization_config\) is not supported yet/,
+  );
+  adapter.dispose();
+  model.dispose();
 });
 
 /** Runs `fn` and returns the largest allocatedBytes the backend reached meanwhile. */
