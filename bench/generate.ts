@@ -7,7 +7,10 @@
  * in the same run by the native `streamRead` probe (a STREAM-like parallel read of 1 GiB).
  * The native and wasm CPU backends run side by side (`--backends`, default both when the native
  * build exists), each in a child process of its own (its own peak RSS).
- *   npm run bench:generate [-- --arch A --threads T --prompt N --new M --backends native,wasm --json]
+ * With --quantization nf4 | fp4 | int8 (+ --double-quant), the same model loaded quantized decodes
+ * the same tokens in the same run, beside bf16.
+ *   npm run bench:generate [-- --arch A --threads T --prompt N --new M --backends native,wasm
+ *                              --quantization Q --double-quant --json]
  */
 import { noGrad } from '../src/engine/tape.ts';
 import { setBackend, tidy } from '../src/engine/tensor.ts';
@@ -85,7 +88,33 @@ const weightBytes = weightBytesPerToken(dir);
 // Before the probe, whose 1 GiB buffer is not the model's.
 const generatePeakRss = peakRss();
 const readProbe = backend instanceof NativeBackend ? readBandwidth(backend) : null;
+const quantizationIndex = process.argv.indexOf('--quantization');
+const quantization = quantizationIndex >= 0 ? process.argv[quantizationIndex + 1] : null;
+let quantized: { type: string; loadSeconds: number; decodeTokensPerSecond: number } | null = null;
+if (quantization) {
+  const type = quantization as 'nf4' | 'fp4' | 'int8';
+  model.dispose();
+  let begin = performance.now();
+  const q = loadModel(dir, {
+    dtype: 'bf16',
+    quantization: { type, doubleQuant: process.argv.includes('--double-quant') },
+  });
+  const seconds = (performance.now() - begin) / 1000;
+  const qDecoder = new SequenceDecoder(q, { maxContext: promptLength + newTokens + 1 });
+  const qSeq = qDecoder.start(prompt);
+  await qDecoder.step([qSeq]);
+  begin = performance.now();
+  for (let i = 1; i < newTokens; i++) await qDecoder.step([qSeq]);
+  quantized = {
+    type,
+    loadSeconds: seconds,
+    decodeTokensPerSecond: (newTokens - 1) / ((performance.now() - begin) / 1000),
+  };
+  qDecoder.release(qSeq);
+}
+
 const result = {
+  quantized,
   arch: benchArch(),
   backend: backendName,
   describe: backend.describe(),
@@ -111,6 +140,11 @@ say(
   `weights read while decoding: ${result.decodeWeightGBps.toFixed(1)} GB/s` +
     (readProbe ? ` (read probe, same run: ${readProbe.toFixed(1)} GB/s)` : ''),
 );
+if (quantized) {
+  say(
+    `decode (KV cache) ${quantized.type}: ${quantized.decodeTokensPerSecond.toFixed(2)} tokens/s (bf16 ${result.decodeTokensPerSecond.toFixed(2)}, same run); quantized load ${quantized.loadSeconds.toFixed(2)} s`,
+  );
+}
 emitJson(result);
 process.exit(0);
 

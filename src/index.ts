@@ -43,6 +43,12 @@ export { resolveModel, type DownloadProgress, type ResolveModelOptions } from '.
 export type { DecoderModel } from './models/decoder.ts';
 export type { DecoderConfig } from './models/config.ts';
 export type { WeightDType } from './models/load.ts';
+export type { Quantization } from './models/quantized-load.ts';
+export {
+  QUANTIZATION_OPTIONS,
+  quantizationFromOptions,
+  type QuantizationValues,
+} from './models/quantization-options.ts';
 export { HfTokenizer, type SpecialTokens, type Tokenizer } from './io/tokenizer.ts';
 export { ChatTemplate, type ChatTemplateMessage } from './io/chat-template.ts';
 
@@ -108,6 +114,12 @@ export { DataLoader, type DataLoaderOptions } from './data/loader.ts';
 // ---- Training -----------------------------------------------------------------------------------
 export { train, type TrainOptions } from './api/train.ts';
 export { runTraining, type RunHooks, type RunResult } from './train/run.ts';
+export {
+  estimateRun,
+  estimateTrainingMemory,
+  formatMemoryEstimate,
+  type MemoryEstimate,
+} from './train/memory-estimate.ts';
 export {
   datasetFiles,
   readConfigFile,

@@ -7,6 +7,7 @@ import { ChatPipeline, type PipelineOptions } from '../infer/pipeline.ts';
 import { resolveModel, type ResolveModelOptions } from '../io/hub.ts';
 import { loadTokenizer as loadTokenizerFolder, type HfTokenizer } from '../io/tokenizer.ts';
 import type { DecoderModel } from '../models/decoder.ts';
+import type { Quantization } from '../models/quantized-load.ts';
 import {
   loadDecoderConfig,
   loadModel as loadModelFolder,
@@ -20,6 +21,8 @@ import { adapterNeedsBaseWeights, loadAdapter, loadAdapterForConfig } from '../p
 export interface FromPretrainedOptions extends BackendOptions {
   /** Storage of the weight matrices; `auto` (default): bf16 above 100M parameters, else f32. */
   dtype?: WeightDType | 'auto';
+  /** Quantize the decoder projections while loading (QLoRA's frozen base). */
+  quantization?: Quantization | null;
   /** Hub cache and download settings, for a model given by id. */
   hub?: ResolveModelOptions;
   /** Called after each weight tensor is loaded (for progress bars). */
@@ -41,7 +44,11 @@ export async function loadModel(
     !options.dtype || options.dtype === 'auto'
       ? autoWeightDType(loadDecoderConfig(dir))
       : options.dtype;
-  return loadModelFolder(dir, { dtype, onTensor: options.onProgress });
+  return loadModelFolder(dir, {
+    dtype,
+    quantization: options.quantization,
+    onTensor: options.onProgress,
+  });
 }
 
 /**

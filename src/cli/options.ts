@@ -1,8 +1,14 @@
 /** Options several commands share: model loading, device, sampling. */
 import { Option, type Command } from 'commander';
 import {
+  camel,
   describeRange,
   DEVICE_NAMES,
+  flagName,
+  QUANTIZATION_OPTIONS,
+  quantizationFromOptions,
+  resolveOptions,
+  type OptionTable,
   inSamplingRange,
   loadChatPipeline,
   LoraforgeError,
@@ -26,7 +32,31 @@ export function addDeviceOptions(cmd: Command): Command {
     .option('--threads <n>', 'CPU threads, native or wasm (default: all cores)', parseInteger);
 }
 
+/** One flag per key of an option table (`--lora-rank <value>`), with its help, choices and default. */
+export function addTableFlags(cmd: Command, table: OptionTable): Command {
+  for (const [key, spec] of Object.entries(table)) {
+    const value = spec.kind === 'boolean' ? '[bool]' : '<value>';
+    const choices = spec.choices ? `: ${spec.choices.join(' | ')}` : '';
+    const def = spec.default !== undefined ? ` (default ${JSON.stringify(spec.default)})` : '';
+    cmd.addOption(new Option(`${flagName(key)} ${value}`, `${spec.help}${choices}${def}`));
+  }
+  return cmd;
+}
+
+/** The values of a table's flags that were given, under the table's keys. */
+export function givenTableFlags(
+  table: OptionTable,
+  flags: Record<string, unknown>,
+): Record<string, unknown> {
+  const given: Record<string, unknown> = {};
+  for (const key of Object.keys(table)) {
+    if (flags[camel(key)] !== undefined) given[key] = flags[camel(key)];
+  }
+  return given;
+}
+
 export function addModelOptions(cmd: Command): Command {
+  addTableFlags(cmd, QUANTIZATION_OPTIONS);
   return addDeviceOptions(cmd)
     .requiredOption('-m, --model <model>', 'model folder or Hugging Face id')
     .option('-a, --adapter <dir>', 'LoRA adapter folder (PEFT format)')
@@ -81,6 +111,8 @@ export function addSamplingOptions(cmd: Command): Command {
 }
 
 export interface ModelFlags {
+  /** The QUANTIZATION_OPTIONS flags, under their camelCase names. */
+  [quantizationFlag: string]: unknown;
   model: string;
   adapter?: string;
   template?: string;
@@ -120,6 +152,11 @@ export async function loadPipeline(flags: ModelFlags): Promise<ChatPipeline> {
     adapter: flags.adapter,
     template: flags.template,
     dtype: flags.dtype,
+    quantization: quantizationFromOptions(
+      resolveOptions(QUANTIZATION_OPTIONS, [
+        { values: givenTableFlags(QUANTIZATION_OPTIONS, flags), source: 'command line' },
+      ]),
+    ),
     onWarning: (message) => process.stderr.write(`warning: ${message}\n`),
     onLoadProgress: (done, total) => {
       bar ??= new ProgressBar({ total, label: 'loading', unit: 'tensor' });

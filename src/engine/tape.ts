@@ -59,21 +59,60 @@ export function gradSlot(t: Tensor): { grad: Tensor; fresh: boolean } {
  */
 export function backward(output: Tensor, seed: number | Tensor = 1): void {
   try {
-    const { grad } = gradSlot(output);
-    const k = output.backend.kernels;
-    if (typeof seed === 'number') k.fill({ x: grad.operand() }, { n: grad.size, value: seed });
-    else k.axpby({ x: seed.operand(), y: grad.operand() }, { n: grad.size, alpha: 1, beta: 0 });
-    for (let i = tape.length - 1; i >= 0; i--) {
-      const { output, backward: run } = tape[i]!;
-      const grad = output.grad;
-      if (!grad || output.isDisposed) continue;
-      tidy(() => run(grad));
-      // An op output's gradient is consumed once its producer has back-propagated it.
-      grad.dispose();
-      output.grad = null;
-    }
+    propagate(tape, output, seed);
   } finally {
     clearTape();
+  }
+}
+
+/** Seeds output's gradient and runs `entries`' backward closures, last first. */
+function propagate(entries: Entry[], output: Tensor, seed: number | Tensor): void {
+  const { grad } = gradSlot(output);
+  const k = output.backend.kernels;
+  if (typeof seed === 'number') k.fill({ x: grad.operand() }, { n: grad.size, value: seed });
+  else k.axpby({ x: seed.operand(), y: grad.operand() }, { n: grad.size, alpha: 1, beta: 0 });
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const { output, backward: run } = entries[i]!;
+    const grad = output.grad;
+    if (!grad || output.isDisposed) continue;
+    tidy(() => run(grad));
+    // An op output's gradient is consumed once its producer has back-propagated it.
+    grad.dispose();
+    output.grad = null;
+  }
+}
+
+/**
+ * Gradient checkpointing: y = fn(x) keeping none of fn's activations. The forward runs recording
+ * on a tape of its own that is dropped (so ops behave as in training: dropout, gradients wanted)
+ * and its intermediates are freed; the backward pass runs fn again on x, on another tape of its
+ * own, and back-propagates dy through it into x and every parameter fn uses. `params` are those
+ * parameters (whether fn needs recording at all). fn must compute the same thing both times
+ * (`recompute` says which run it is: a caller replays its random draws).
+ */
+export function checkpoint(
+  x: Tensor,
+  params: readonly Tensor[],
+  fn: (x: Tensor, recompute: boolean) => Tensor,
+): Tensor {
+  if (!needsGrad(x, ...params)) return fn(x, false);
+  const y = tidy(() => ownTape(() => fn(x, false)).result);
+  record(y, [x, ...params], (dy) => {
+    const { result, entries } = ownTape(() => fn(x, true));
+    propagate(entries, result, dy);
+  });
+  return y;
+}
+
+/** Runs `fn` recording on a fresh tape, which it returns; the outer tape is left as it was. */
+function ownTape<T>(fn: () => T): { result: T; entries: Entry[] } {
+  const outer = tape;
+  tape = [];
+  try {
+    const result = fn();
+    return { result, entries: tape };
+  } finally {
+    tape = outer;
   }
 }
 

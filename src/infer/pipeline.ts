@@ -12,6 +12,7 @@ import { resolveModel, type ResolveModelOptions } from '../io/hub.ts';
 import { loadTokenizer, type HfTokenizer } from '../io/tokenizer.ts';
 import type { DecoderModel } from '../models/decoder.ts';
 import { loadDecoderConfig, loadModel, type WeightDType } from '../models/load.ts';
+import type { Quantization } from '../models/quantized-load.ts';
 import { autoWeightDType } from '../models/shapes.ts';
 import { LoraAdapter } from '../peft/adapter.ts';
 import { baseModelMismatch } from '../peft/base-model.ts';
@@ -30,6 +31,8 @@ export interface PipelineOptions {
   template?: string;
   /** Storage of the weights; `auto` (default): bf16 above 100M parameters, else f32. */
   dtype?: WeightDType | 'auto';
+  /** Quantize the decoder projections while loading (QLoRA's base, for decoding with it). */
+  quantization?: Quantization | null;
   hub?: ResolveModelOptions;
   /** Called after each weight tensor is loaded (for progress bars). */
   onLoadProgress?: (done: number, total: number) => void;
@@ -62,7 +65,11 @@ export class ChatPipeline {
       !opts.dtype || opts.dtype === 'auto'
         ? autoWeightDType(loadDecoderConfig(modelDir))
         : opts.dtype;
-    const model = loadModel(modelDir, { dtype, onTensor: opts.onLoadProgress });
+    const model = loadModel(modelDir, {
+      dtype,
+      quantization: opts.quantization,
+      onTensor: opts.onLoadProgress,
+    });
     const defaults = samplingDefaults(readGenerationConfig(modelDir));
     const pipeline = new ChatPipeline(modelDir, model, tokenizer, defaults, opts);
     pipeline.useAdapter(opts.adapter ?? null);

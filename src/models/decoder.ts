@@ -29,7 +29,8 @@ import {
 } from '../engine/ops/lora-layer.ts';
 import { rmsNorm } from '../engine/ops/norm.ts';
 import { rope } from '../engine/ops/rope.ts';
-import { needsGrad } from '../engine/tape.ts';
+import type { BaseWeight } from '../engine/quant/quantized-weight.ts';
+import { checkpoint, needsGrad } from '../engine/tape.ts';
 import { Tensor } from '../engine/tensor.ts';
 import type { DecoderConfig } from './config.ts';
 import type { KVCache } from './kv-cache.ts';
@@ -40,7 +41,8 @@ import { LoraforgeError } from '../util/errors.ts';
 export interface Projection {
   /** HF module path, e.g. model.layers.0.self_attn.q_proj (PEFT keys adapters by it). */
   path: string;
-  weight: Tensor;
+  /** Dense, or quantized (QLoRA's frozen base: engine/quant). */
+  weight: BaseWeight;
   bias: Tensor | null;
   lora: (LoraWeights & { dropout: number }) | null;
   /** A bias trained with the adapter (PEFT's bias="all"), used in place of `bias`. */
@@ -137,6 +139,11 @@ export function projectionPath(layer: number, name: ProjectionName, prefix = 'mo
 export class DecoderModel {
   /** Null outside training: LoRA dropout is off at inference. */
   dropoutSeeds: DropoutSeeds | null = null;
+  /**
+   * HF's gradient_checkpointing: in training, keep only each decoder layer's input and recompute
+   * the layer in the backward pass (engine/tape.ts: checkpoint).
+   */
+  gradientCheckpointing = false;
   edges: EdgeAdapters = {};
   /**
    * RoPE inverse frequencies [rotaryDim/2] with rope_scaling applied (LongRoPE: short and long
@@ -188,6 +195,8 @@ export class DecoderModel {
       batch,
       seq,
       rowLora,
+      // A cache is appended to as layers run: recomputing a layer would append twice.
+      this.gradientCheckpointing && !cache,
       (layer, q, k, v) =>
         cache
           ? cache.attend(layer, q, k, v, this.attentionDims(layer, batch, seq, cache))
@@ -220,7 +229,7 @@ export class DecoderModel {
     const qWidth = c.numHeads * c.headDim;
     const kvWidth = c.numKvHeads * c.headDim;
     const h = this.embedRows(Tensor.from(Int32Array.from(ids), [rows], 'i32'), rowLora);
-    return this.runLayers(h, positions, rows, 1, rowLora, (layer, q, k, v) => {
+    return this.runLayers(h, positions, rows, 1, rowLora, false, (layer, q, k, v) => {
       const a = Tensor.empty([rows, qWidth]);
       caches.forEach((cache, i) => {
         cache.attend(
@@ -295,6 +304,7 @@ export class DecoderModel {
     batch: number,
     seq: number,
     rowLora: (LoraLookup | null)[] | undefined,
+    checkpointLayers: boolean,
     attend: (layer: number, q: Tensor, k: Tensor, v: Tensor) => Tensor,
   ): Tensor {
     const c = this.config;
@@ -349,10 +359,9 @@ export class DecoderModel {
     const positionIds = Tensor.from(positions, [positions.length], 'i32');
     const rotate = (x: Tensor, table: ReturnType<typeof upload>, heads: number) =>
       table ? rope(x, positionIds, table.invFreq, batch, seq, heads, c.headDim, table.scale) : x;
-    let h = embedded;
-    this.layers.forEach((layer, i) => {
+    const block = (layer: DecoderLayer, i: number, input: Tensor): Tensor => {
       const table = tables[c.layers[i]!.rope];
-      const x = this.norm(h, layer, 'input_layernorm');
+      const x = this.norm(input, layer, 'input_layernorm');
       const [qRaw, kRaw, v] = qkv(layer, x);
       const qNormed = c.qkNorm ? this.norm(qRaw, layer, 'self_attn.q_norm') : qRaw;
       const kNormed = c.qkNorm ? this.norm(kRaw, layer, 'self_attn.k_norm') : kRaw;
@@ -360,7 +369,7 @@ export class DecoderModel {
       const k = rotate(kNormed, table, c.numKvHeads);
       let a = project(layer, 'o_proj', attend(i, q, k, v))[0]!;
       if (c.sandwichNorms) a = this.norm(a, layer, 'post_attention_layernorm');
-      h = add(h, a);
+      const h = add(input, a);
       const y = this.norm(
         h,
         layer,
@@ -370,9 +379,38 @@ export class DecoderModel {
       const gated = gatedActivation(c.activation, gate, up);
       let m = project(layer, 'down_proj', gated)[0]!;
       if (c.sandwichNorms) m = this.norm(m, layer, 'post_feedforward_layernorm');
-      h = add(h, m);
+      return add(h, m);
+    };
+    let h = embedded;
+    this.layers.forEach((layer, i) => {
+      h = checkpointLayers
+        ? this.checkpointed(layer, h, (x) => block(layer, i, x))
+        : block(layer, i, h);
     });
     return this.applyNorm(h, this.finalNorm);
+  }
+
+  /**
+   * `run(x)` of one layer through engine/tape.ts's checkpoint: the recomputation in the backward
+   * pass replays the LoRA dropout seeds the forward drew, so it draws the same masks.
+   */
+  private checkpointed(layer: DecoderLayer, x: Tensor, run: (x: Tensor) => Tensor): Tensor {
+    const seeds = this.dropoutSeeds;
+    const drawn: number[] = [];
+    return checkpoint(x, layerParameters(layer), (input, recompute) => {
+      let next = 0;
+      const replay: DropoutSeeds = () => drawn[next++]!;
+      const recordDraw: DropoutSeeds = () => {
+        drawn.push(seeds!());
+        return drawn.at(-1)!;
+      };
+      this.dropoutSeeds = seeds && (recompute ? replay : recordDraw);
+      try {
+        return run(input);
+      } finally {
+        this.dropoutSeeds = seeds;
+      }
+    });
   }
 
   private norm(x: Tensor, layer: DecoderLayer, name: LayerNormName): Tensor {
@@ -422,10 +460,28 @@ export class DecoderModel {
     return adapter?.lora ? adaptedLinear(h, head, null, adapter.lora) : linear(h, head);
   }
 
-  /** Every base weight under its Hugging Face name (the tied head is listed once). */
+  /**
+   * Every base weight under its Hugging Face name (the tied head is listed once), as tensors:
+   * what full fine-tuning trains, so a quantized model is refused.
+   */
   namedWeights(): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    for (const [name, w] of this.baseWeights()) {
+      if (!(w instanceof Tensor)) {
+        throw new LoraforgeError(
+          `${name} is ${w.type}-quantized: a quantized base is frozen (QLoRA trains adapters only)`,
+          'use finetuning_type: lora, or load the model without quantization',
+        );
+      }
+      out.set(name, w);
+    }
+    return out;
+  }
+
+  /** Every base weight under its Hugging Face name, dense or quantized. */
+  baseWeights(): Map<string, BaseWeight> {
     const prefix = this.config.modulePrefix;
-    const out = new Map<string, Tensor>([[`${prefix}.embed_tokens.weight`, this.embed]]);
+    const out = new Map<string, BaseWeight>([[`${prefix}.embed_tokens.weight`, this.embed]]);
     this.layers.forEach((layer, i) => {
       for (const name of LAYER_NORM_NAMES) {
         const w = layer.norms[name];
@@ -453,7 +509,7 @@ export class DecoderModel {
 
   /** Frees the weights; the model must not be used afterwards. */
   dispose(): void {
-    for (const t of this.namedWeights().values()) t.dispose();
+    for (const t of this.baseWeights().values()) t.dispose();
     for (const t of this.ones.values()) t.dispose();
     for (const [, p] of this.projections()) {
       p.lora?.a.dispose();
@@ -504,6 +560,17 @@ export class DecoderModel {
     const scale = this.config.attentionScale;
     return { B: batch, Tq: seq, Tk: cache.length, kvCap: cache.capacity, H, KVH, D, scale, window };
   }
+}
+
+/** Every tensor of a layer that may be trained: norms, dense weights, biases and adapters. */
+function layerParameters(layer: DecoderLayer): Tensor[] {
+  const out: Tensor[] = Object.values(layer.norms);
+  for (const p of Object.values(layer.proj)) {
+    if (p.weight instanceof Tensor) out.push(p.weight);
+    for (const t of [p.bias, p.adapterBias, p.lora?.a, p.lora?.b, p.lora?.magnitude])
+      if (t) out.push(t);
+  }
+  return out;
 }
 
 function defaultPositions(batch: number, seq: number, offset: number): Int32Array {

@@ -12,6 +12,7 @@ import { LoraforgeError } from '../util/errors.ts';
 import type { DecoderConfig } from './config.ts';
 import { DecoderModel, projectionPath, type DecoderLayer } from './decoder.ts';
 import { withCurrentNames } from './checkpoint-names.ts';
+import { isBnb4bit, loadQuantizedWeight, type Quantization } from './quantized-load.ts';
 import { hasBias, layerNormShapes, projectionShapes } from './shapes.ts';
 
 /** Storage type of weight matrices. */
@@ -22,6 +23,11 @@ export interface LoadModelOptions {
   dtype?: WeightDType;
   /** Called after each tensor, for progress bars. */
   onTensor?: (done: number, total: number) => void;
+  /**
+   * Quantize the decoder layers' projections while loading (QLoRA's frozen base); a bitsandbytes
+   * 4-bit checkpoint is read quantized whatever this says (quantized-load.ts).
+   */
+  quantization?: Quantization | null;
 }
 
 const SAFETENSORS_DTYPE: Record<WeightDType, string> = { f32: 'F32', bf16: 'BF16', f16: 'F16' };
@@ -91,6 +97,11 @@ export function modelFromTensors(
     opts.onTensor?.(++done, total);
     return t;
   };
+  const loadQuantized = (name: string, shape: [number, number]) => {
+    const w = loadQuantizedWeight(source, name, shape, opts.quantization ?? null, where);
+    opts.onTensor?.(++done, total);
+    return w;
+  };
   const prefix = c.modulePrefix;
   const embed = load(`${prefix}.embed_tokens.weight`, [c.vocabSize, c.hiddenSize], dtype);
   const layers: DecoderLayer[] = [];
@@ -98,9 +109,11 @@ export function modelFromTensors(
     const proj: DecoderLayer['proj'] = {};
     for (const [name, shape] of shapes) {
       const path = projectionPath(i, name, prefix);
+      const weightName = `${path}.weight`;
+      const quantized = opts.quantization || isBnb4bit(source, weightName);
       proj[name] = {
         path,
-        weight: load(`${path}.weight`, shape, dtype),
+        weight: quantized ? loadQuantized(weightName, shape) : load(weightName, shape, dtype),
         bias: hasBias(c, name)
           ? loadTensor(source, `${path}.bias`, [shape[0]], 'f32', where)
           : null,

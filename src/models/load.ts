@@ -5,6 +5,7 @@ import { SafetensorsFolder } from '../io/safetensors.ts';
 import { parseDecoderConfig, type DecoderConfig } from './config.ts';
 import type { DecoderModel } from './decoder.ts';
 import { modelFromTensors, type LoadModelOptions } from './from-tensors.ts';
+import { checkQuantizationConfig } from './quantized-load.ts';
 
 export { loadTensor, type LoadModelOptions, type WeightDType } from './from-tensors.ts';
 
@@ -13,6 +14,7 @@ export function loadDecoderConfig(dir: string): DecoderConfig {
 }
 
 export function loadModel(dir: string, opts: LoadModelOptions = {}): DecoderModel {
+  checkQuantizationConfig(readModelConfig(dir), join(dir, 'config.json'));
   const config = loadDecoderConfig(dir);
   const source = SafetensorsFolder.open(dir);
   try {

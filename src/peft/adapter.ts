@@ -5,6 +5,7 @@
  * adapted projection compute x·Wᵀ + b + s·(x·Aᵀ)·Bᵀ (or DoRA's decomposition); the base weights
  * are never modified.
  */
+import { denseWeight, type BaseWeight } from '../engine/quant/quantized-weight.ts';
 import { Tensor } from '../engine/tensor.ts';
 import type { DecoderModel, LoraLookup, ModuleAdapter } from '../models/decoder.ts';
 import type { LoraWeights } from '../engine/ops/lora-linear.ts';
@@ -37,7 +38,8 @@ export interface AdaptableModule {
   path: string;
   /** 'embedding' modules take PEFT's lora_embedding_A [r, vocab] / lora_embedding_B [dim, r]. */
   kind: 'linear' | 'embedding';
-  weight: Tensor;
+  /** Dense, or quantized (a QLoRA base). */
+  weight: BaseWeight;
   bias: Tensor | null;
 }
 
@@ -174,7 +176,8 @@ export class LoraAdapter {
         magnitude: null,
       };
       // DoRA starts with m = ‖W‖ per output row (B = 0), so the model is unchanged.
-      if (config.useDora) pair.magnitude = doraInitialMagnitude(m.weight, pair.a, pair.b).keep();
+      if (config.useDora)
+        pair.magnitude = doraInitialMagnitude(denseWeight(m.weight, 'DoRA'), pair.a, pair.b).keep();
       modules.set(m.path, pair);
     }
     if (modules.size === 0) {
@@ -197,7 +200,8 @@ export class LoraAdapter {
     const copies = new Map<string, Tensor>();
     for (const m of adaptableModules(model)) {
       if (m.bias && biasIsTrained(config)) biases.set(m.path, f32Copy(m.bias).keep());
-      if (isSavedModule(config, m.path)) copies.set(m.path, f32Copy(m.weight).keep());
+      if (isSavedModule(config, m.path))
+        copies.set(m.path, f32Copy(denseWeight(m.weight, 'modules_to_save')).keep());
     }
     return new LoraAdapter(config, modules, biases, copies);
   }
@@ -246,7 +250,9 @@ export class LoraAdapter {
   private linearLora(m: AdaptableModule, frozen: boolean): LoraWeights {
     const lora = this.loraWeights(m.path);
     if (lora.magnitude && frozen)
-      lora.columnScale = this.derive(doraColumnScale(m.weight, lora, lora.magnitude));
+      lora.columnScale = this.derive(
+        doraColumnScale(denseWeight(m.weight, 'DoRA'), lora, lora.magnitude),
+      );
     return lora;
   }
 
@@ -366,14 +372,22 @@ export function residualStart(
   scale: number,
 ): ResidualStart {
   const [outFeatures, inFeatures] = m.weight.shape as [number, number];
-  return residualFactors(init, hostF32(m.weight), outFeatures, inFeatures, r, scale);
+  return residualFactors(
+    init,
+    hostF32(denseWeight(m.weight, `${init} init`)),
+    outFeatures,
+    inFeatures,
+    r,
+    scale,
+  );
 }
 
 /** W ← W − s·B₀·A₀ in the weight's own dtype. */
 function writeResidual(m: AdaptableModule, start: ResidualStart, scale: number): void {
   const [outFeatures, inFeatures] = m.weight.shape as [number, number];
   const r = start.a.length / inFeatures;
-  const w = hostF32(m.weight);
+  const weight = denseWeight(m.weight, 'a residual LoRA init (PiSSA, OLoRA)');
+  const w = hostF32(weight);
   for (let o = 0; o < outFeatures; o++) {
     for (let i = 0; i < inFeatures; i++) {
       let ba = 0;
@@ -383,7 +397,7 @@ function writeResidual(m: AdaptableModule, start: ResidualStart, scale: number):
   }
   const residual = Tensor.from(w, m.weight.shape);
   residual.backend.kernels.convert(
-    { src: residual.operand(), dst: m.weight.operand() },
+    { src: residual.operand(), dst: weight.operand() },
     { n: w.length },
   );
   residual.dispose();

@@ -5,6 +5,7 @@
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { denseWeight } from '../engine/quant/quantized-weight.ts';
 import { publishFiles, writeFileAtomic } from '../io/atomic.ts';
 import { readJsonObject, readJsonObjectAsync } from '../io/hf-folder.ts';
 import { readCheckedAsync, readTextChecked, READ_LIMITS } from '../io/safe-read.ts';
@@ -200,14 +201,12 @@ function configLayouts(config: DecoderConfig): ModuleLayout[] {
   const shapes = projectionShapes(config);
   const table = [config.vocabSize, config.hiddenSize];
   const projections = Array.from({ length: config.numLayers }, (_, layer) =>
-    [...shapes].map(
-      ([name, shape]): ModuleLayout => ({
-        path: projectionPath(layer, name, config.modulePrefix),
-        kind: 'linear',
-        shape,
-        biasShape: hasBias(config, name) ? [shape[0]] : null,
-      }),
-    ),
+    [...shapes].map(([name, shape]): ModuleLayout => ({
+      path: projectionPath(layer, name, config.modulePrefix),
+      kind: 'linear',
+      shape,
+      biasShape: hasBias(config, name) ? [shape[0]] : null,
+    })),
   ).flat();
   return [
     { path: EMBED_PATH, kind: 'embedding', shape: table, biasShape: null },
@@ -394,7 +393,10 @@ function adapterFromTensors(
       else {
         checkSameAsBase(t, e, model!, weightsPath);
         loaded.pop()!.dispose();
-        baseWeights.set(e.key, adaptableModules(model!).find((m) => m.path === e.path)!.weight);
+        baseWeights.set(
+          e.key,
+          denseWeight(adaptableModules(model!).find((m) => m.path === e.path)!.weight, e.key),
+        );
       }
     }
   } catch (err) {
@@ -424,7 +426,9 @@ function adapterFromTensors(
  * storage precision), since it never rewrites base weights.
  */
 function checkSameAsBase(t: Tensor, e: ExpectedTensor, model: DecoderModel, where: string): void {
-  const base = hostF32(adaptableModules(model).find((m) => m.path === e.path)!.weight);
+  const base = hostF32(
+    denseWeight(adaptableModules(model).find((m) => m.path === e.path)!.weight, e.key),
+  );
   const saved = t.readSync() as Float32Array;
   const tolerance = model.embed.dtype === 'f32' ? 0 : 1 / 128;
   for (let i = 0; i < saved.length; i++) {

@@ -210,6 +210,12 @@ export async function mergeToFolder(
   opts: MergeOptions = {},
 ): Promise<void> {
   checkMergeTarget(baseDir, outDir, opts);
+  if (readJsonObject(join(baseDir, 'config.json')).quantization_config !== undefined) {
+    throw new LoraforgeError(
+      `${baseDir}: merging into a quantized checkpoint (quantization_config) is not supported yet`,
+      'merge into the dense checkpoint it was quantized from (an adapter trained on a quantized base applies to it unchanged)',
+    );
+  }
   const source = SafetensorsFolder.open(baseDir);
   try {
     checkMergeable(adapter, source.has('lm_head.weight'));

@@ -33,6 +33,10 @@ export const TRAINING_ARGUMENTS = {
   adam_beta2: option.number('AdamW beta2', 0.999, { min: 0, below: 1 }),
   adam_epsilon: option.number('AdamW epsilon', 1e-8, { min: 0 }),
   max_grad_norm: option.number('gradient clipping norm (0 = off)', 1, { min: 0 }),
+  gradient_checkpointing: option.boolean(
+    "keep only each decoder layer's input and recompute the layer in the backward pass (less activation memory, ~1/3 more compute)",
+    false,
+  ),
   // loraforge: cosine, as LLaMA-Factory's examples (HF: linear).
   lr_scheduler_type: option.choice('learning-rate schedule', SCHEDULE_NAMES, 'cosine'),
   warmup_steps: option.integer('warmup steps (> 0 overrides warmup_ratio)', 0, { min: 0 }),
@@ -45,7 +49,9 @@ export const TRAINING_ARGUMENTS = {
   save_total_limit: option.integer('keep at most N checkpoints (0 = all, as HF)', 0, { min: 0 }),
   resume_from_checkpoint: option.string('a checkpoint folder, or "latest"'),
   report_to: option.string('none | tensorboard (event files in logging_dir)', 'none'),
-  logging_dir: option.string('TensorBoard folder (default: <output_dir>/runs/<date>_<host>, as HF)'),
+  logging_dir: option.string(
+    'TensorBoard folder (default: <output_dir>/runs/<date>_<host>, as HF)',
+  ),
   seed: option.integer('random seed (init, split, shuffling, dropout)', 42, { min: 0 }),
 };
 

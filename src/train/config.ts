@@ -8,6 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import { resolveDatasets, type DatasetSource } from '../data/dataset-info.ts';
 import { DATASET_FORMATS, parseColumnMapping } from '../data/formats.ts';
 import { TEMPLATE_NAMES } from '../data/templates.ts';
+import { QUANTIZATION_OPTIONS } from '../models/quantization-options.ts';
 import { LORA_OPTIONS, loraConfigFromOptions } from '../peft/config.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { option, resolveOptions, type OptionLayer, type OptionValues } from '../util/options.ts';
@@ -36,6 +37,7 @@ const DATA_AND_MODEL_OPTIONS = {
   group_by_length: option.boolean('batch examples of similar length', false),
   finetuning_type: option.choice('what to train', ['lora', 'full'], 'lora'),
   dtype: option.choice('storage of frozen weights', ['auto', 'f32', 'bf16', 'f16'], 'auto'),
+  ...QUANTIZATION_OPTIONS,
   per_device_train_batch_size: option.integer('rows per micro-batch', 4, { min: 1 }),
   per_device_eval_batch_size: option.integer('rows per evaluation batch', 8, { min: 1 }),
   threads: option.integer('CPU threads (default: all cores)', undefined, { min: 1 }),
@@ -65,6 +67,12 @@ export function resolveTrainConfig(layers: readonly OptionLayer[]): TrainConfig 
   );
   if (config.columns) parseColumnMapping(config.columns);
   if (config.finetuning_type === 'lora') loraConfigFromOptions(config);
+  if (config.finetuning_type === 'full' && config.quantization !== 'none') {
+    throw new LoraforgeError(
+      `finetuning_type full with quantization ${config.quantization}: a quantized base is frozen`,
+      'QLoRA trains adapters: use finetuning_type lora, or quantization none',
+    );
+  }
   return config;
 }
 

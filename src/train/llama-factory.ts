@@ -46,8 +46,17 @@ const RULES: Record<string, Rule> = {
   trust_remote_code: { accepts: anything, expected: '' }, // no model code is ever run
   include_num_input_tokens_seen: { accepts: anything, expected: '' },
   adapter_name_or_path: unsupported('continuing from an existing adapter'),
-  quantization_bit: unsupported('quantized (QLoRA) training'),
-  quantization_method: unsupported('quantized (QLoRA) training'),
+  // QLoRA: bitsandbytes' 4-bit (NF4 unless quantization_type says fp4) or 8-bit base.
+  quantization_bit: {
+    to: 'quantization',
+    value: (v) => (Number(v) === 4 ? 'nf4' : Number(v) === 8 ? 'int8' : `${String(v)}-bit`),
+  },
+  quantization_type: { to: 'quantization' },
+  double_quantization: { to: 'bnb_4bit_use_double_quant' },
+  quantization_method: {
+    accepts: only('bitsandbytes', 'bnb'),
+    expected: 'bitsandbytes (the formats loraforge implements)',
+  },
   deepspeed: unsupported('DeepSpeed'),
   pissa_init: { to: 'lora_init', value: (v) => (isTrue(v) ? 'pissa' : undefined) },
   pissa_iter: {

@@ -11,6 +11,7 @@ import { resolveModel } from '../io/hub.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
 import type { DecoderConfig } from '../models/config.ts';
 import { loadDecoderConfig, loadModel, type WeightDType } from '../models/load.ts';
+import { quantizationFromOptions } from '../models/quantization-options.ts';
 import { LoraAdapter, trainableParametersReport } from '../peft/adapter.ts';
 import { autoWeightDType, baseParameterCountOf } from '../models/shapes.ts';
 import { loraConfigFromOptions } from '../peft/config.ts';
@@ -110,7 +111,10 @@ async function trainIn(
 
   // Printed once the data is known good, so a data error stays the only line.
   log(`device: ${backend.describe()}`);
-  const model = loadModel(modelDir, { dtype: chooseDType(cfg, loadDecoderConfig(modelDir)) });
+  const model = loadModel(modelDir, {
+    dtype: chooseDType(cfg, loadDecoderConfig(modelDir)),
+    quantization: quantizationFromOptions(cfg),
+  });
   let adapter: LoraAdapter | null = null;
   if (cfg.finetuning_type === 'lora') {
     adapter = LoraAdapter.create(model, loraConfigFromOptions(cfg, cfg.model), cfg.seed);

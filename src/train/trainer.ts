@@ -196,6 +196,7 @@ export class Trainer {
     });
     this.rng = new Rng(args.seed);
     model.dropoutSeeds = () => this.rng.nextU32();
+    model.gradientCheckpointing = args.gradientCheckpointing;
   }
 
   /** Adds a callback (HF's add_callback). */

@@ -16,6 +16,8 @@ import { loraLinear } from '../../src/engine/ops/lora-linear.ts';
 import { doraLinear } from '../../src/engine/ops/dora-linear.ts';
 import { rmsNorm } from '../../src/engine/ops/norm.ts';
 import { rope } from '../../src/engine/ops/rope.ts';
+import { dequantize, quantize } from '../../src/engine/quant/quantize.ts';
+import { QuantizedWeight } from '../../src/engine/quant/quantized-weight.ts';
 import { backward } from '../../src/engine/tape.ts';
 import { Tensor, tidyAsync } from '../../src/engine/tensor.ts';
 import { ropeInverseFrequencies } from '../../src/models/rope-frequencies.ts';
@@ -285,6 +287,51 @@ export function registerGradchecks(skip: string | false = false): void {
       );
     },
   );
+
+  // 5 rows of x: the forward reads the codes directly; 11: tile by tile, as dx always does.
+  for (const [type, rows] of [
+    ['nf4', 5],
+    ['nf4', 11],
+    ['int8', 11],
+  ] as const) {
+    test(
+      `LoRA linear on a block of a ${type} W, ${rows} rows of x, tiles of 2 rows`,
+      { skip },
+      async () => {
+        // 70 inputs: 4-bit blocks straddle rows; rows [1, 6) of W: tiles of 2, 2 and 1 rows.
+        const [inF, outF, r, s] = [70, 7, 3, 1.1];
+        const block = { offset: 1, count: 5 };
+        const q = quantize(Float32Array.from(randn([outF, inF], 0.1)), [outF, inF], type, {
+          doubleQuant: type === 'nf4',
+        });
+        const w = Float64Array.from(dequantize(q));
+        const quantized = QuantizedWeight.upload(q);
+        quantized.tileRows = 2;
+        const mask = new Float64Array(rows * inF).fill(1);
+        try {
+          await gradcheck(
+            [
+              { shape: [rows, inF], data: randn([rows, inF]), grad: true },
+              { shape: [outF], data: randn([outF]), grad: false },
+              { shape: [r, inF], data: randn([r, inF]), grad: true },
+              { shape: [outF, r], data: randn([outF, r]), grad: true },
+            ],
+            ([x, b, a, bb]) =>
+              loraLinear(x!, quantized, b!, { a: a!, b: bb!, scale: s }, null, block),
+            ([x, b, a, bb]) => {
+              const y = loraReference([x!, w, b!, a!, bb!], mask, [rows, inF, outF, r], s);
+              return Float64Array.from({ length: rows * block.count }, (_, i) => {
+                const [row, o] = [Math.floor(i / block.count), i % block.count];
+                return y[row * outF + block.offset + o]!;
+              });
+            },
+          );
+        } finally {
+          quantized.dispose();
+        }
+      },
+    );
+  }
 
   test('embedding: table gradient with repeated ids', { skip }, async () => {
     const ids = Int32Array.from([3, 1, 3, 0, 4]);

@@ -23,6 +23,8 @@ import {
   defaultInverseFrequencies,
   ropeInverseFrequencies,
 } from '../../src/models/rope-frequencies.ts';
+import type { QuantType } from '../../src/engine/quant/formats.ts';
+import { bytesToWords, layoutOf, quantize } from '../../src/engine/quant/quantize.ts';
 import { Rng } from '../../src/util/rng.ts';
 
 type HostData = Float32Array | Int32Array | Uint16Array;
@@ -625,6 +627,97 @@ function rowCases(): KernelCase[] {
   ];
 }
 
+/** Quantized matrices in each format, their rows dequantized whole or from an offset. */
+function quantCases(): KernelCase[] {
+  const list: KernelCase[] = [];
+  const formats: [QuantType, boolean][] = [
+    ['nf4', false],
+    ['fp4', true],
+    ['int8', false],
+  ];
+  // 37 × 45: blocks of 64 straddle rows and the count is odd; 400 × 260: 1625 blocks (7 nested
+  // blocks, the last partial) and enough work for the CPU's thread split.
+  for (const [rows, cols] of [
+    [37, 45],
+    [400, 260],
+  ] as const) {
+    for (const [type, doubleQuant] of formats) {
+      const q = quantize(normals(rows * cols, 0.05), [rows, cols], type, { doubleQuant });
+      const layout = layoutOf(q);
+      for (const [firstRow, count] of [
+        [0, rows],
+        [5, rows - 9],
+      ]) {
+        list.push({
+          kernel: 'dequantizeRows',
+          label: `${type}${doubleQuant ? ' double quant' : ''} [${rows}, ${cols}] rows ${firstRow}+${count}`,
+          buffers: {
+            codes: bytesToWords(q.codes),
+            absmax: q.nested ? bytesToWords(q.nested.codes) : q.absmax!,
+            nestedAbsmax: q.nested?.absmax ?? null,
+            table: q.table,
+            nestedTable: q.nested?.table ?? null,
+            out: zeros(count * cols),
+          },
+          params: {
+            firstRow,
+            rows: count,
+            cols,
+            bits: layout.bits,
+            blockSize: q.blockSize,
+            nested: q.nested !== null,
+            nestedBlockSize: q.nested?.blockSize ?? 0,
+            nestedOffset: q.nested?.offset ?? 0,
+            postScale: layout.postScale,
+          },
+          precision: 'exact',
+        });
+      }
+    }
+  }
+  // x times rows of W: odd shapes one code at a time, whole 16-code groups through the CPU's
+  // byte-plane swizzles (cols % 16 = 0), a bias, an output stride wider than the rows computed.
+  for (const [type, doubleQuant, rows, cols, m] of [
+    ['nf4', false, 37, 45, 2],
+    ['nf4', true, 300, 256, 1],
+    ['fp4', false, 40, 128, 3],
+    ['int8', false, 20, 64, 2],
+  ] as const) {
+    const q = quantize(normals(rows * cols, 0.05), [rows, cols], type, { doubleQuant });
+    const layout = layoutOf(q);
+    const [firstRow, count, ldy] = [3, rows - 5, rows];
+    list.push({
+      kernel: 'quantizedMatmul',
+      label: `${m} × ${type}${doubleQuant ? ' double quant' : ''} [${rows}, ${cols}] rows ${firstRow}+${count}`,
+      buffers: {
+        x: normals(m * cols),
+        codes: bytesToWords(q.codes),
+        absmax: q.nested ? bytesToWords(q.nested.codes) : q.absmax!,
+        nestedAbsmax: q.nested?.absmax ?? null,
+        table: q.table,
+        nestedTable: q.nested?.table ?? null,
+        bias: type === 'fp4' ? normals(count) : null,
+        y: zeros(m * ldy),
+      },
+      params: {
+        rows: m,
+        cols,
+        firstRow,
+        count,
+        ldy,
+        bits: layout.bits,
+        blockSize: q.blockSize,
+        nested: q.nested !== null,
+        nestedBlockSize: q.nested?.blockSize ?? 0,
+        nestedOffset: q.nested?.offset ?? 0,
+        postScale: layout.postScale,
+      },
+      precision: 'float',
+    });
+  }
+  return list;
+}
+
 function cases(): KernelCase[] {
   return [
     ...vectorCases(),
@@ -633,6 +726,7 @@ function cases(): KernelCase[] {
     ...gatedCases(),
     ...crossEntropyCases(),
     ...rowCases(),
+    ...quantCases(),
   ];
 }
 

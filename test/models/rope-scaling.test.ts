@@ -3,6 +3,7 @@
  * decoding and training. Linear scaling by 2 at positions 2t is exactly the unscaled model at
  * positions t (the table halves every frequency, a power of two), forward and backward.
  */
+import { denseWeight } from '../../src/engine/quant/quantized-weight.ts';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -141,7 +142,10 @@ test('training gradients go through the scaled frequencies', () => {
   // they would not.
   const labels = Int32Array.from(IDS, (id, t) => (t < 3 ? -100 : id));
   const positions = Int32Array.from({ length: SEQ }, (_, t) => t);
-  const weights = [llama3.layers[0]!.proj.q_proj!.weight, llama3.layers[1]!.proj.k_proj!.weight];
+  const weights = [
+    llama3.layers[0]!.proj.q_proj!.weight,
+    llama3.layers[1]!.proj.k_proj!.weight,
+  ].map((w) => denseWeight(w, 'test'));
   const grads = (model: DecoderModel, positionIds: Int32Array): Float32Array[] => {
     for (const w of weights) w.requiresGrad = true;
     tidy(() =>

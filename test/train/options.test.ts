@@ -122,7 +122,9 @@ test("LLaMA-Factory's SFT YAML keys are accepted, and its other features refused
   assert.equal(config.dataset_dir, 'data');
   const refused: [Record<string, unknown>, RegExp][] = [
     [{ stage: 'dpo' }, /stage: "dpo" is not supported/],
-    [{ quantization_bit: 4 }, /quantization_bit is not supported: loraforge has no quantized/],
+    [{ quantization_bit: 3 }, /quantization must be one of none, nf4, fp4, int8 \(got "3-bit"\)/],
+    [{ quantization_method: 'gptq' }, /quantization_method: "gptq" is not supported/],
+    [{ quantization_bit: 4, finetuning_type: 'full' }, /a quantized base is frozen/],
     [{ deepspeed: 'ds_z3.json' }, /deepspeed is not supported/],
     [{ pissa_init: true, pissa_iter: 16 }, /pissa_iter/],
     [{ pissa_convert: true }, /pissa_convert is not supported/],
@@ -130,7 +132,15 @@ test("LLaMA-Factory's SFT YAML keys are accepted, and its other features refused
   ];
   for (const [values, pattern] of refused) assert.throws(() => resolve(values), pattern);
   assert.equal(resolve({ use_dora: true }).use_dora, true, 'DoRA is a LoRA option');
+  const qlora = resolve({ quantization_bit: 4, double_quantization: true });
+  assert.equal(qlora.quantization, 'nf4', "QLoRA: LLaMA-Factory's 4-bit is NF4");
+  assert.equal(qlora.bnb_4bit_use_double_quant, true);
+  assert.equal(resolve({ quantization_bit: 8 }).quantization, 'int8');
   assert.equal(resolve({ pissa_init: true }).lora_init, 'pissa');
-  assert.equal(resolve({ pissa_convert: false }).lora_rank, 8, 'a feature switched off is harmless');
+  assert.equal(
+    resolve({ pissa_convert: false }).lora_rank,
+    8,
+    'a feature switched off is harmless',
+  );
   assert.equal(resolve({ quantization_bit: null, stage: null }).lora_rank, 8, 'so is an unset one');
 });

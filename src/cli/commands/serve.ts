@@ -6,12 +6,21 @@ import {
   describeSampling,
   LoraforgeError,
   ModelServeEngine,
+  QUANTIZATION_OPTIONS,
   selectBackend,
   type DeviceName,
 } from '../../index.ts';
-import { addDeviceOptions, loadPipeline, parseInteger, parseWeightDtype } from '../options.ts';
+import {
+  addDeviceOptions,
+  addTableFlags,
+  loadPipeline,
+  parseInteger,
+  parseWeightDtype,
+} from '../options.ts';
 
 interface ServeFlags {
+  /** The QUANTIZATION_OPTIONS flags, under their camelCase names. */
+  [quantizationFlag: string]: unknown;
   model: string;
   adapter: string[];
   adaptersDir?: string;
@@ -95,6 +104,7 @@ export function registerServe(program: Command): void {
       parseInteger,
       64,
     );
+  addTableFlags(cmd, QUANTIZATION_OPTIONS);
   addDeviceOptions(cmd);
   cmd.action(async (flags: ServeFlags) => {
     const pipeline = await loadPipeline({ ...flags, adapter: undefined });

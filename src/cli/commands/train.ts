@@ -1,15 +1,17 @@
 /** `loraforge train [config.yaml] [--key value ...]`: the tutorial's fine-tuning pipeline. */
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { relative } from 'node:path';
 import {
-  camel,
+  estimateRun,
   flagName,
+  formatMemoryEstimate,
   readConfigFile,
   resolveTrainConfig,
   runTraining,
   shellQuote,
   TRAIN_OPTIONS,
 } from '../../index.ts';
+import { addTableFlags, givenTableFlags } from '../options.ts';
 
 /** Keys that describe how a run starts, not the run: a resume command leaves them out. */
 const START_ONLY_KEYS = new Set(['resume_from_checkpoint', 'overwrite_output_dir']);
@@ -33,21 +35,18 @@ export function registerTrain(program: Command): void {
       'after',
       '\nExample:\n  loraforge train examples/identity.yaml\n  loraforge train --model Qwen/Qwen2-0.5B-Instruct --dataset data.json --lora-rank 16',
     );
-  for (const [key, spec] of Object.entries(TRAIN_OPTIONS)) {
-    const value = spec.kind === 'boolean' ? '[bool]' : '<value>';
-    const choices = spec.choices ? `: ${spec.choices.join(' | ')}` : '';
-    const def = spec.default !== undefined ? ` (default ${JSON.stringify(spec.default)})` : '';
-    cmd.addOption(new Option(`${flagName(key)} ${value}`, `${spec.help}${choices}${def}`));
-  }
+  addTableFlags(cmd, TRAIN_OPTIONS);
+  cmd.option('--dry-run', 'print the memory the run will need and exit, loading nothing');
   cmd.action(async (configPath: string | undefined, flags: Record<string, unknown>) => {
-    const fromFlags: Record<string, unknown> = {};
-    for (const key of Object.keys(TRAIN_OPTIONS)) {
-      if (flags[camel(key)] !== undefined) fromFlags[key] = flags[camel(key)];
-    }
+    const fromFlags = givenTableFlags(TRAIN_OPTIONS, flags);
     const config = resolveTrainConfig([
       ...(configPath ? [{ values: readConfigFile(configPath), source: configPath }] : []),
       { values: fromFlags, source: 'command line' },
     ]);
+    if (flags.dryRun) {
+      process.stdout.write(formatMemoryEstimate(await estimateRun(config)) + '\n');
+      return;
+    }
     const result = await runTraining(config);
     const out = relative(process.cwd(), result.outputDir) || '.';
     if (result.interrupted) {

@@ -4,6 +4,7 @@ import { adamw } from './kernels/adamw.ts';
 import { attention } from './kernels/attention.ts';
 import { crossEntropy } from './kernels/cross-entropy.ts';
 import { elementwise } from './kernels/elementwise.ts';
+import { quant } from './kernels/quant.ts';
 import { rmsnorm } from './kernels/rmsnorm.ts';
 import { rope } from './kernels/rope.ts';
 import { rows } from './kernels/rows.ts';
@@ -16,6 +17,7 @@ export const CPU_KERNELS: KernelTable<CpuArg, CpuLauncher> = {
   ...attention,
   ...crossEntropy,
   ...elementwise,
+  ...quant,
   ...rmsnorm,
   ...rope,
   ...rows,

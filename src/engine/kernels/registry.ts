@@ -9,6 +9,7 @@ import { ATTENTION } from './attention.ts';
 import { CROSS_ENTROPY } from './cross-entropy.ts';
 import { ELEMENTWISE } from './elementwise.ts';
 import { RMSNORM } from './rmsnorm.ts';
+import { QUANT } from './quant.ts';
 import { ROPE } from './rope.ts';
 import { ROWS } from './rows.ts';
 import type { AnySpec, Dispatch, Implementation } from './spec.ts';
@@ -22,6 +23,7 @@ export const KERNELS = {
   ...CROSS_ENTROPY,
   ...ELEMENTWISE,
   ...RMSNORM,
+  ...QUANT,
   ...ROPE,
   ...ROWS,
   ...SUM_SQUARES,

@@ -11,6 +11,7 @@
  */
 import { LoraforgeError } from '../../util/errors.ts';
 import type { DropoutSpec } from '../dropout.ts';
+import { QuantizedWeight, type BaseWeight } from '../quant/quantized-weight.ts';
 import { Tensor } from '../tensor.ts';
 import { doraLinear } from './dora-linear.ts';
 import { embedding } from './embedding.ts';
@@ -24,13 +25,19 @@ import { kernels, type OutputBlock } from './util.ts';
  */
 export function adaptedLinear(
   x: Tensor,
-  w: Tensor,
+  w: BaseWeight,
   bias: Tensor | null,
   lora: LoraWeights,
   dropout: DropoutSpec | null = null,
   block?: OutputBlock,
 ): Tensor {
   if (!lora.magnitude) return loraLinear(x, w, bias, lora, dropout, block);
+  if (w instanceof QuantizedWeight) {
+    throw new LoraforgeError(
+      `DoRA on a ${w.type}-quantized weight is not supported yet`,
+      'use plain LoRA (use_dora: false) on a quantized base, or load it unquantized',
+    );
+  }
   if (block && block.count !== w.shape[0]) {
     throw new LoraforgeError(
       'DoRA on a fused projection (qkv_proj, gate_up_proj) is not supported yet',
@@ -55,7 +62,7 @@ export interface RowAdapter {
  */
 export function mixedBatchLinear(
   x: Tensor,
-  w: Tensor,
+  w: BaseWeight,
   bias: Tensor | null,
   perRow: readonly (RowAdapter | null)[],
   block: OutputBlock = { offset: 0, count: w.shape[0]! },

@@ -6,7 +6,8 @@
 import type { DropoutSpec } from '../dropout.ts';
 import { record } from '../tape.ts';
 import { Tensor } from '../tensor.ts';
-import { linearBackward } from './linear.ts';
+import type { BaseWeight } from '../quant/quantized-weight.ts';
+import { linearBackward, projectInto, trainable } from './linear.ts';
 import {
   blockGrad,
   gemmIntoGrad,
@@ -33,7 +34,7 @@ export interface LoraWeights {
  */
 export function loraLinear(
   x: Tensor,
-  w: Tensor,
+  w: BaseWeight,
   bias: Tensor | null,
   lora: LoraWeights,
   dropout: DropoutSpec | null = null,
@@ -60,7 +61,7 @@ export function loraLinear(
   });
   if (xd !== x) xd.dispose();
 
-  record(y, [x, w, bias, lora.a, lora.b], (dy) => {
+  record(y, [x, trainable(w), bias, lora.a, lora.b], (dy) => {
     linearBackward(x, w, bias, dy, rows, inFeatures, { offset, count: outFeatures });
     const dxa = lowRankBackward(dy, xa, dropped, x, lora, block);
     if (!dxa) return;
@@ -148,7 +149,7 @@ export function lowRankBackward(
  */
 export function lowRankForward(
   x: Tensor,
-  w: Tensor,
+  w: BaseWeight,
   bias: Tensor | null,
   lora: LoraWeights,
   dropout: DropoutSpec | null,
@@ -166,13 +167,7 @@ export function lowRankForward(
   const { offset, count: outFeatures } = block ?? { offset: 0, count: w.shape[0]! };
   const rank = lora.a.shape[0]!;
   const y = Tensor.empty([...x.shape.slice(0, -1), outFeatures]);
-  k.gemm(x.operand(), w.operand(offset * inFeatures), y.operand(), {
-    m: rows,
-    n: outFeatures,
-    k: inFeatures,
-    transB: true,
-    bias: bias?.operand(offset),
-  });
+  projectInto(x, w, bias, { offset, count: outFeatures }, y);
   const dropped = (): Tensor => {
     if (!dropout) return x;
     const out = Tensor.empty(x.shape);

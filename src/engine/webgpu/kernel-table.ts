@@ -11,6 +11,7 @@ import { adamw } from './adamw.ts';
 import { attention } from './attention.ts';
 import { crossEntropy } from './cross-entropy.ts';
 import { elementwise } from './elementwise.ts';
+import { quant } from './quant.ts';
 import { rmsnorm } from './rmsnorm.ts';
 import { rope } from './rope.ts';
 import { rows } from './rows.ts';
@@ -36,6 +37,7 @@ export const WEBGPU_KERNELS: KernelTable<GpuArg, KernelRunner> = {
   ...attention,
   ...crossEntropy,
   ...elementwise,
+  ...quant,
   ...rmsnorm,
   ...rope,
   ...rows,
