@@ -3,7 +3,8 @@
  * hidden 896, 14 heads / 2 kv heads of dim 64, intermediate 4864) and of the cross-entropy chunk
  * kernels, each as a share of that layer's forward GEMM time (its 7 projections at M = 512,
  * f32 weights in nn.Linear [out, in] layout) measured in the same run on the same thread pool.
- * `--json` prints every figure as one JSON object on the last line.
+ * `--json` prints every figure as one JSON object on the last line. `--device webgpu` times the
+ * WebGPU attention and reduction kernels against their baselines instead (ops-webgpu.ts).
  */
 import '../src/engine/cpu/node-host.ts';
 import { availableParallelism, cpus } from 'node:os';
@@ -56,6 +57,11 @@ function secondsPerCall(fn: () => void): number {
   return (performance.now() - start) / 1000 / calls;
 }
 
+if (process.argv[process.argv.indexOf('--device') + 1] === 'webgpu') {
+  await import('./ops-webgpu.ts');
+  // Its output is written (stdout is synchronous for files and pipes on POSIX); skip the CPU run.
+  process.exit(0);
+}
 const backend = await CpuBackend.create();
 setBackend(backend);
 const { runtime, kernels } = backend;
