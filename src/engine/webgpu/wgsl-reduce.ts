@@ -7,7 +7,7 @@
  * Two implementations, chosen per device by `KernelRunner.subgroups`:
  * - workgroup memory: a tree of log2(size) halving steps, one barrier each;
  * - subgroups: subgroupAdd / subgroupMax inside each subgroup, one partial per subgroup in
- *   workgroup memory, then every invocation combines the partials (two barriers in all). Partials
+ *   workgroup memory, which the first subgroup combines the same way (two barriers in all). Partials
  *   are indexed by `tid / subgroup_size`, i.e. subgroups are runs of consecutive invocation indices,
  *   which is how Vulkan, D3D12 and Metal drivers lay out one-dimensional workgroups.
  */
@@ -41,21 +41,28 @@ fn ${name}(tid: u32, value: f32) -> f32 {
 }
 
 function subgroupReduce(name: string, size: number, combine: Combine): string {
-  const slots = size / MIN_SUBGROUP_SIZE;
+  const identity = combine === 'sum' ? '0.0' : '-3.0e38';
+  const op = combine === 'sum' ? 'subgroupAdd' : 'subgroupMax';
   return `
-var<workgroup> ${name}Tmp: array<f32, ${slots}>;
+var<workgroup> ${name}Tmp: array<f32, ${size / MIN_SUBGROUP_SIZE}>;
+var<workgroup> ${name}Total: f32;
 fn ${name}(tid: u32, value: f32) -> f32 {
-  let partial = ${combine === 'sum' ? 'subgroupAdd' : 'subgroupMax'}(value);
+  let partial = ${op}(value);
   if (reduceLane == 0u) { ${name}Tmp[tid / reduceWidth] = partial; }
   workgroupBarrier();
-  var result = ${name}Tmp[0];
-  // A constant trip count keeps the barrier below in uniform control flow.
-  for (var s = 1u; s < ${slots}u; s++) {
-    if (s * reduceWidth < ${size}u) { result = ${combined(combine, 'result', `${name}Tmp[s]`)}; }
+  // The first subgroup combines the partials (a few each) and publishes the result.
+  if (tid < reduceWidth) {
+    var mine = ${identity};
+    for (var s = tid; s * reduceWidth < ${size}u; s += reduceWidth) {
+      mine = ${combined(combine, 'mine', `${name}Tmp[s]`)};
+    }
+    let total = ${op}(mine);
+    if (tid == 0u) { ${name}Total = total; }
   }
-  // Keeps a following call from overwriting the partials before every invocation has read them.
   workgroupBarrier();
-  return result;
+  // A following call writes the partials and the total only after its first barrier, which every
+  // invocation reaches after this read: no third barrier needed.
+  return ${name}Total;
 }
 `;
 }
@@ -78,7 +85,13 @@ export function withReductions(
   return {
     ...def,
     key: `${def.key}:sg`,
-    directives: [...(def.directives ?? []), 'enable subgroups;'],
+    // The second-level subgroup operation runs in the first subgroup only, a branch the
+    // uniformity analysis cannot see as subgroup-uniform.
+    directives: [
+      ...(def.directives ?? []),
+      'enable subgroups;',
+      'diagnostic(off, subgroup_uniformity);',
+    ],
     builtins: [
       ...(def.builtins ?? []),
       '@builtin(subgroup_invocation_id) sgLane: u32',
