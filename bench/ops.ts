@@ -5,7 +5,8 @@
  * f32 weights in nn.Linear [out, in] layout) measured in the same run on the same thread pool.
  * Each CPU backend of `--backends native,wasm` (default: both when there is a native build) runs
  * in turn in this process, on all cores; the table puts them side by side.
- * `--json` prints every figure as one JSON object on the last line.
+ * `--json` prints every figure as one JSON object on the last line. `--device webgpu` times the
+ * WebGPU attention and reduction kernels against their baselines instead (ops-webgpu.ts).
  */
 import '../src/engine/cpu/node-host.ts';
 import { availableParallelism, cpus } from 'node:os';
@@ -56,6 +57,12 @@ function secondsPerCall(fn: () => void): number {
     calls++;
   } while (performance.now() - start < MIN_SECONDS * 1000);
   return (performance.now() - start) / 1000 / calls;
+}
+
+if (process.argv[process.argv.indexOf('--device') + 1] === 'webgpu') {
+  await import('./ops-webgpu.ts');
+  // Its output is written (stdout is synchronous for files and pipes on POSIX); skip the CPU run.
+  process.exit(0);
 }
 
 /** One backend's figures. */
