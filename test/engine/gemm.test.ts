@@ -4,36 +4,14 @@ import assert from 'node:assert/strict';
 import { WasmRuntime, type GemmArgs, type MatrixDtype } from '../../src/engine/cpu/runtime.ts';
 import { NativeRuntime } from '../../src/engine/native/runtime.ts';
 import { nativeTestVariants } from '../cpu-backends.ts';
+import { bf16ToF32Scalar, f16ToF32Scalar } from '../../src/engine/half.ts';
+import { xorshiftRandom } from '../random.ts';
 
 /** What the GEMM checks need of a CPU runtime (WasmRuntime and NativeRuntime both offer it). */
 type GemmRuntime = Pick<WasmRuntime, 'malloc' | 'free' | 'f32' | 'u16' | 'gemm' | 'dispose'>;
 
-/** Deterministic pseudo-random numbers in [-1, 1). */
-function random(seed: number): () => number {
-  let state = seed >>> 0 || 1;
-  return () => {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return (state >>> 0) / 2 ** 31 - 1;
-  };
-}
-
 const scratchF32 = new Float32Array(1);
 const scratchU32 = new Uint32Array(scratchF32.buffer);
-
-function bf16ToNumber(bits: number): number {
-  scratchU32[0] = bits << 16;
-  return scratchF32[0];
-}
-
-function f16ToNumber(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exponent = (bits >> 10) & 0x1f;
-  const mantissa = bits & 0x3ff;
-  if (exponent === 0) return sign * mantissa * 2 ** -24;
-  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
-}
 
 /** A matrix in wasm memory plus the exact values (as JS numbers) the kernel must read. */
 interface Operand {
@@ -60,14 +38,14 @@ function makeOperand(
     if (dtype === 'bf16') {
       scratchF32[0] = next();
       view[i] = scratchU32[0] >>> 16;
-      values[i] = bf16ToNumber(view[i]);
+      values[i] = bf16ToF32Scalar(view[i]);
     } else {
       // Random finite halves around 1, some of them subnormal.
       const sign = next() < 0 ? 0x8000 : 0;
       const exponent = i % 11 === 0 ? 0 : 12 + Math.floor((next() + 1) * 2.5);
       const mantissa = Math.floor((next() + 1) * 511.9);
       view[i] = sign | (exponent << 10) | mantissa;
-      values[i] = f16ToNumber(view[i]);
+      values[i] = f16ToF32Scalar(view[i]);
     }
   }
   return { ptr, values };
@@ -92,7 +70,7 @@ interface Case {
 /** `relative`: the error allowed per unit of Σ|a·b| (float32 accumulation: 1e-5). */
 function checkGemm(rt: GemmRuntime, spec: Case, seed = 1, relative = 1e-5): void {
   const { m, n, k, transA = false, transB = false, aDtype = 'f32', bDtype = 'f32', pad = 0 } = spec;
-  const next = random(seed);
+  const next = xorshiftRandom(seed);
   const aRows = transA ? k : m;
   const lda = (transA ? m : k) + pad;
   const bRows = transB ? n : k;

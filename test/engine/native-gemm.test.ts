@@ -14,43 +14,21 @@ import {
   type NativeAddon,
   type NativeVariantBuild,
 } from './native-variants.ts';
+import { bf16ToF32Scalar, f16ToF32Scalar } from '../../src/engine/half.ts';
+import { xorshiftRandom } from '../random.ts';
 
 type Dtype = 'f32' | 'bf16' | 'f16';
 const DTYPE_CODES: Record<Dtype, number> = { f32: 0, bf16: 1, f16: 2 };
 const SMALL = process.env.NATIVE_GEMM_TEST_SMALL === '1';
 
-/** Deterministic pseudo-random numbers in [-1, 1). */
-function random(seed: number): () => number {
-  let state = seed >>> 0 || 1;
-  return () => {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return (state >>> 0) / 2 ** 31 - 1;
-  };
-}
-
 const f32Scratch = new Float32Array(1);
 const u32Scratch = new Uint32Array(f32Scratch.buffer);
-
-function bf16ToNumber(bits: number): number {
-  u32Scratch[0] = bits << 16;
-  return f32Scratch[0]!;
-}
 
 /** The bf16 nearest to x (ties to even), as a number: what precision 1 multiplies A as. */
 function roundToBf16(x: number): number {
   f32Scratch[0] = x;
   const bits = u32Scratch[0]!;
-  return bf16ToNumber(((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff);
-}
-
-function f16ToNumber(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exponent = (bits >> 10) & 0x1f;
-  const mantissa = bits & 0x3ff;
-  if (exponent === 0) return sign * mantissa * 2 ** -24;
-  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+  return bf16ToF32Scalar(((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff);
 }
 
 /** A matrix in native memory and the values (widened to numbers) the kernel must read. */
@@ -72,13 +50,13 @@ function makeOperand(addon: NativeAddon, count: number, dtype: Dtype, next: () =
       if (dtype === 'bf16') {
         f32Scratch[0] = next();
         view[i] = u32Scratch[0]! >>> 16;
-        values[i] = bf16ToNumber(view[i]!);
+        values[i] = bf16ToF32Scalar(view[i]!);
       } else {
         // Finite halves around 1, some subnormal.
         const sign = next() < 0 ? 0x8000 : 0;
         const exponent = i % 11 === 0 ? 0 : 12 + Math.floor((next() + 1) * 2.5);
         view[i] = sign | (exponent << 10) | Math.floor((next() + 1) * 511.9);
-        values[i] = f16ToNumber(view[i]!);
+        values[i] = f16ToF32Scalar(view[i]!);
       }
     }
   }
@@ -123,7 +101,7 @@ function checkGemm(v: NativeVariantBuild, spec: Case, seed: number): number {
   const { m, n, k, transA = false, transB = false, aDtype = 'f32', bDtype = 'f32' } = spec;
   const { pad = 0, alpha = 1, beta = 0, precision = 0, threads = 1 } = spec;
   addon.setThreads(threads);
-  const next = random(seed);
+  const next = xorshiftRandom(seed);
   const lda = (transA ? m : k) + pad;
   const ldb = (transB ? k : n) + pad;
   const ldc = n + pad;
