@@ -70,7 +70,7 @@ function generate(prompt: string): string {
 }
 
 test('start-up names the device, model, adapters, sampling and URL', () => {
-  assert.match(startup, /device: +cpu \(wasm [^,]+, 1 thread\)/);
+  assert.match(startup, /device: +cpu \((?:native|wasm) [^,]+, 1 thread\)/);
   assert.match(startup, /model: +.*tiny-chat.*template tutorial/);
   assert.match(startup, /adapters: +identity <- .*demo-adapter/);
   assert.match(startup, /sampling: +greedy/);

@@ -135,7 +135,7 @@ test('train --report-to tensorboard writes scalar events; eval loss and the devi
   );
   assert.equal(r.status, 0, r.stderr);
   const printed = r.stdout + r.stderr;
-  assert.match(printed, /device: cpu \(wasm [^,]+, 1 thread\)/);
+  assert.match(printed, /device: cpu \((?:native|wasm) [^,]+, 1 thread\)/);
   assert.match(printed, /eval 2\/4 +eval_loss \d+\.\d{4} +eval_ppl \d+\.\d{3}/);
   assert.match(printed, /eval 4\/4 +eval_loss/);
 
