@@ -10,7 +10,9 @@
 // tables look each code up.
 #include "lib/simd.h"
 
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "../kernel.h"
 #include "lib/args.h"
@@ -44,16 +46,6 @@ struct QuantLayout {
   int64_t nestedBlockSize;
   float nestedOffset;
   float postScale;
-  /** int8 with table[b] == (int8_t)b: codes convert instead of looking up. */
-  bool signedByteTable;
-
-  /** The absmax of `block`: stored, or recovered from its nested 8-bit code. */
-  float blockScale(int64_t block) const {
-    if (!nested) return absmax[block];
-    const float outer = nestedAbsmax[block / nestedBlockSize];
-    const float product = nestedTable[absmaxCodes[block]] * outer;
-    return product + nestedOffset;
-  }
 
   /** The code of flat element i (4-bit: the first element of a byte in its high nibble). */
   int code(int64_t i) const {
@@ -66,6 +58,36 @@ struct QuantLayout {
     const float value = table[code(i)] * scale;
     return value * postScale;
   }
+};
+
+/**
+ * The absmax of consecutive blocks from `block`: stored, or recovered from their nested 8-bit
+ * codes (the nested block index advanced by counting, not dividing per block).
+ */
+class BlockScales {
+ public:
+  BlockScales(const QuantLayout& q, int64_t block) : q_(q), block_(block) {
+    if (q.nested) {
+      outer_ = block / q.nestedBlockSize;
+      inOuter_ = block - outer_ * q.nestedBlockSize;
+    }
+  }
+
+  float next() {
+    const int64_t block = block_++;
+    if (!q_.nested) return q_.absmax[block];
+    const float product = q_.nestedTable[q_.absmaxCodes[block]] * q_.nestedAbsmax[outer_];
+    if (++inOuter_ == q_.nestedBlockSize) {
+      inOuter_ = 0;
+      outer_++;
+    }
+    return product + q_.nestedOffset;
+  }
+
+ private:
+  const QuantLayout& q_;
+  int64_t block_;
+  int64_t outer_ = 0, inOuter_ = 0;
 };
 
 bool isSignedByteTable(const float* table) {
@@ -92,15 +114,24 @@ QuantLayout layoutFrom(const double* buffers, const double* p) {
   q.nestedBlockSize = lf::argU32(p[3]);
   q.nestedOffset = lf::argF32(p[4]);
   q.postScale = lf::argF32(p[5]);
-  q.signedByteTable = q.bits == 8 && isSignedByteTable(q.table);
   return q;
 }
 
+/** How a build turns codes into table values (chosen per call, fixed inside the loops). */
+enum class CodeKind {
+  kFourBit,      // 4-bit codes: a table of 16 held in registers
+  kSignedBytes,  // int8 codes whose table is the signed bytes: widened and converted
+  kLookup,       // any other table, one code at a time
+};
+
 /**
- * The table values of the 16 codes from flat element i (4-bit: i even), in element order. The
- * per-ISA table registers are built once per call (Decoder's constructor).
+ * The weights' table values 16 codes at a time from flat element i (4-bit: i even), in element
+ * order, for codes of kind K; with Scaled, weights are multiplied by postScale too (it is 1, an
+ * exact no-op, for 4-bit formats). The table registers are loaded once per call.
  */
+template <CodeKind K, bool Scaled>
 struct Decoder {
+  static constexpr bool kScaled = Scaled;
   const QuantLayout& q;
 #if defined(__AVX512F__)
   __m512 table16;
@@ -110,9 +141,9 @@ struct Decoder {
 
   explicit Decoder(const QuantLayout& layout) : q(layout) {
 #if defined(__AVX512F__)
-    if (q.bits == 4) table16 = _mm512_loadu_ps(q.table);
+    if constexpr (K == CodeKind::kFourBit) table16 = _mm512_loadu_ps(q.table);
 #elif defined(__AVX2__)
-    if (q.bits == 4) {
+    if constexpr (K == CodeKind::kFourBit) {
       tableLow = _mm256_loadu_ps(q.table);
       tableHigh = _mm256_loadu_ps(q.table + 8);
     }
@@ -122,17 +153,21 @@ struct Decoder {
   Group tableValues(int64_t i) const {
     Group g;
 #if defined(__AVX2__)
-    if (q.bits == 4) {
-      // Byte j holds elements 2j (high nibble) and 2j + 1: interleave the nibbles into order.
-      const __m128i packed = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q.codes + i / 2));
-      const __m128i low = _mm_set1_epi8(15);
-      const __m128i ordered = _mm_unpacklo_epi8(
-          _mm_and_si128(_mm_srli_epi16(packed, 4), low), _mm_and_si128(packed, low));
+    const uint8_t* at = q.codes + (K == CodeKind::kFourBit ? static_cast<uint64_t>(i) >> 1 : i);
+    if constexpr (K == CodeKind::kFourBit) {
+      // Byte j widened to 64-bit lane j, made (byte >> 4) | byte << 32: its low dword's nibble is
+      // element 2j, its high dword's low nibble element 2j + 1. Table permutes read only the low
+      // bits of an index (8 entries: 3 bits; the blend takes bit 3, moved to the sign).
 #if defined(__AVX512F__)
-      g.v[0] = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(ordered), table16);
+      const __m512i bytes = _mm512_cvtepu8_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(at)));
+      const __m512i idx = _mm512_or_si512(_mm512_srli_epi64(bytes, 4), _mm512_slli_epi64(bytes, 32));
+      g.v[0] = _mm512_permutexvar_ps(idx, table16);
 #else
       for (int h = 0; h < 2; h++) {
-        const __m256i idx = _mm256_cvtepu8_epi32(_mm_srli_si128(ordered, 8 * h));
+        const __m256i bytes = _mm256_cvtepu8_epi64(
+            _mm_cvtsi32_si128(static_cast<int>(*reinterpret_cast<const uint32_t*>(at + 4 * h))));
+        const __m256i idx =
+            _mm256_or_si256(_mm256_srli_epi64(bytes, 4), _mm256_slli_epi64(bytes, 32));
         const __m256 fromLow = _mm256_permutevar8x32_ps(tableLow, idx);
         const __m256 fromHigh = _mm256_permutevar8x32_ps(tableHigh, idx);
         g.v[h] = _mm256_blendv_ps(fromLow, fromHigh,
@@ -141,14 +176,13 @@ struct Decoder {
 #endif
       return g;
     }
-    if (q.signedByteTable) {
+    if constexpr (K == CodeKind::kSignedBytes) {
 #if defined(__AVX512F__)
-      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q.codes + i));
+      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(at));
       g.v[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes));
 #else
       for (int h = 0; h < 2; h++) {
-        const __m128i bytes =
-            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q.codes + i + 8 * h));
+        const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(at + 8 * h));
         g.v[h] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
       }
 #endif
@@ -162,33 +196,66 @@ struct Decoder {
   }
 };
 
+/** body(decoder) with the Decoder for q's codes and postScale. */
+template <class Body>
+void withDecoder(const QuantLayout& q, Body&& body) {
+  const auto scaled = [&](auto kind) {
+    constexpr CodeKind K = decltype(kind)::value;
+    if (q.postScale != 1)
+      body(Decoder<K, true>(q));
+    else
+      body(Decoder<K, false>(q));
+  };
+  // Without a vector decoder in this build, every kind looks codes up.
+  constexpr bool vectors = LF_WIDTH > 4;
+  if (vectors && q.bits == 4)
+    scaled(std::integral_constant<CodeKind, CodeKind::kFourBit>{});
+  else if (vectors && q.bits == 8 && isSignedByteTable(q.table))
+    scaled(std::integral_constant<CodeKind, CodeKind::kSignedBytes>{});
+  else
+    scaled(std::integral_constant<CodeKind, CodeKind::kLookup>{});
+}
+
+/** A group's place in a run of four, as a type: a consumer can index registers with it. */
+template <int S>
+using Step = std::integral_constant<int, S>;
+
 /**
- * Walks the weights of flat elements [rowStart, rowStart + cols): group(k, weights) for 16 at a
- * time from column k, single(k, weight) for the rest (an odd 4-bit start, block and row ends).
+ * Walks the weights of flat elements [rowStart, rowStart + cols): group(k, weights, step) for 16
+ * at a time from column k, single(k, weight) for the rest (an odd 4-bit start, block and row
+ * ends).
  */
-template <class OnGroup, class OnSingle>
-inline void forEachWeight(const Decoder& decoder, int64_t rowStart, int64_t cols, OnGroup&& group,
+template <class D, class OnGroup, class OnSingle>
+inline void forEachWeight(const D& decoder, int64_t rowStart, int64_t cols, OnGroup&& group,
                           OnSingle&& single) {
   const QuantLayout& q = decoder.q;
   const int64_t rowEnd = rowStart + cols;
-  const bool scaled = q.postScale != 1;  // × 1 is exact: skipped
-  for (int64_t i = rowStart; i < rowEnd;) {
-    const int64_t block = i / q.blockSize;
+  int64_t block = rowStart / q.blockSize;
+  BlockScales scales(q, block);
+  for (int64_t i = rowStart; i < rowEnd; block++) {
     const int64_t stretchEnd = std::min(rowEnd, (block + 1) * q.blockSize);
-    const float scale = q.blockScale(block);
+    const float scale = scales.next();
     if (q.bits == 4 && (i & 1) && i < stretchEnd) {
       single(i - rowStart, q.weight(i, scale));
       i++;
     }
     const vf scaleV = splat<vf>(scale), postV = splat<vf>(q.postScale);
-    for (; i + kGroup <= stretchEnd; i += kGroup) {
-      Group w = decoder.tableValues(i);
+    const auto weights = [&](int64_t at) {
+      Group w = decoder.tableValues(at);
       for (int h = 0; h < kGroupVectors; h++) {
         w.v[h] = w.v[h] * scaleV;
-        if (scaled) w.v[h] = w.v[h] * postV;
+        if constexpr (D::kScaled) w.v[h] = w.v[h] * postV;
       }
-      group(i - rowStart, w);
+      return w;
+    };
+    // Four groups in a row, numbered at compile time (see Step).
+    for (; i + 4 * kGroup <= stretchEnd; i += 4 * kGroup) {
+      group(i - rowStart, weights(i), Step<0>{});
+      group(i + kGroup - rowStart, weights(i + kGroup), Step<1>{});
+      group(i + 2 * kGroup - rowStart, weights(i + 2 * kGroup), Step<2>{});
+      group(i + 3 * kGroup - rowStart, weights(i + 3 * kGroup), Step<3>{});
     }
+    for (; i + kGroup <= stretchEnd; i += kGroup) group(i - rowStart, weights(i), Step<0>{});
     for (; i < stretchEnd; i++) single(i - rowStart, q.weight(i, scale));
   }
 }
@@ -197,27 +264,31 @@ inline void forEachWeight(const Decoder& decoder, int64_t rowStart, int64_t cols
  * y[m, n] for R rows of x from row m0 (R ≤ 4, so the accumulators stay in registers) and W rows
  * [start, end): one pass over each row's codes per R rows of x.
  */
-template <int R>
-void matmulRows(const Decoder& decoder, const float* x, const float* bias, float* y, int m0,
+template <int R, class D>
+void matmulRows(const D& decoder, const float* x, const float* bias, float* y, int m0,
                 int64_t cols, int64_t firstRow, int64_t ldy, int64_t start, int64_t end) {
   const float* xr[R];
   for (int r = 0; r < R; r++) xr[r] = x + (m0 + r) * cols;
+  // Independent sums per row of x, so that consecutive groups' FMAs do not wait on each other.
+  constexpr int kChains = R == 1 ? 4 : R == 2 ? 2 : 1;
   for (int64_t n = start; n < end; n++) {
-    vf acc[R][kGroupVectors] = {};
+    vf acc[R][kChains][kGroupVectors] = {};
     float tail[R] = {};
     forEachWeight(
         decoder, (firstRow + n) * cols, cols,
-        [&](int64_t k, const Group& w) {
+        [&](int64_t k, const Group& w, auto step) {
+          constexpr int c = decltype(step)::value % kChains;
           for (int r = 0; r < R; r++)
             for (int h = 0; h < kGroupVectors; h++)
-              acc[r][h] = madd(lf::load<vf>(xr[r] + k + h * lf::kWidth), w.v[h], acc[r][h]);
+              acc[r][c][h] = madd(lf::load<vf>(xr[r] + k + h * lf::kWidth), w.v[h], acc[r][c][h]);
         },
         [&](int64_t k, float w) {
           for (int r = 0; r < R; r++) tail[r] += xr[r][k] * w;
         });
     for (int r = 0; r < R; r++) {
-      vf sum = acc[r][0];
-      for (int h = 1; h < kGroupVectors; h++) sum += acc[r][h];
+      vf sum = {};
+      for (int c = 0; c < kChains; c++)
+        for (int h = 0; h < kGroupVectors; h++) sum += acc[r][c][h];
       float total = lf::hsum(sum) + tail[r];
       if (bias) total += bias[n];
       y[(m0 + r) * ldy + n] = total;
@@ -233,16 +304,17 @@ LF_KERNEL(dequantizeRows, 15) {
   float* out = lf::ptr<float>(a[5]);
   const int64_t firstRow = lf::argU32(a[6]);
   const int64_t cols = lf::argU32(a[8]);
-  const Decoder decoder(q);
-  for (int64_t r = start; r < end; r++) {
-    float* dst = out + r * cols;
-    forEachWeight(
-        decoder, (firstRow + r) * cols, cols,
-        [&](int64_t k, const Group& w) {
-          for (int h = 0; h < kGroupVectors; h++) lf::store(dst + k + h * lf::kWidth, w.v[h]);
-        },
-        [&](int64_t k, float w) { dst[k] = w; });
-  }
+  withDecoder(q, [&](const auto& decoder) {
+    for (int64_t r = start; r < end; r++) {
+      float* dst = out + r * cols;
+      forEachWeight(
+          decoder, (firstRow + r) * cols, cols,
+          [&](int64_t k, const Group& w, auto) {
+            for (int h = 0; h < kGroupVectors; h++) lf::store(dst + k + h * lf::kWidth, w.v[h]);
+          },
+          [&](int64_t k, float w) { dst[k] = w; });
+    }
+  });
   return NAN;
 }
 
@@ -259,17 +331,17 @@ LF_KERNEL(quantizedMatmul, 19) {
   const int64_t firstRow = lf::argU32(a[10]);
   const int64_t ldy = lf::argU32(a[12]);
   const QuantLayout q = layoutFrom(a + 1, a + 13);
-  const Decoder decoder(q);
-  for (int m = 0; m < rows;) {
-    const int left = rows - m;
-    const int take = left >= 4 ? 4 : left;
-    switch (take) {
-      case 4: matmulRows<4>(decoder, x, bias, y, m, cols, firstRow, ldy, start, end); break;
-      case 3: matmulRows<3>(decoder, x, bias, y, m, cols, firstRow, ldy, start, end); break;
-      case 2: matmulRows<2>(decoder, x, bias, y, m, cols, firstRow, ldy, start, end); break;
-      default: matmulRows<1>(decoder, x, bias, y, m, cols, firstRow, ldy, start, end);
+  withDecoder(q, [&](const auto& d) {
+    for (int m = 0; m < rows;) {
+      const int take = std::min(rows - m, 4);
+      switch (take) {
+        case 4: matmulRows<4>(d, x, bias, y, m, cols, firstRow, ldy, start, end); break;
+        case 3: matmulRows<3>(d, x, bias, y, m, cols, firstRow, ldy, start, end); break;
+        case 2: matmulRows<2>(d, x, bias, y, m, cols, firstRow, ldy, start, end); break;
+        default: matmulRows<1>(d, x, bias, y, m, cols, firstRow, ldy, start, end);
+      }
+      m += take;
     }
-    m += take;
-  }
+  });
   return NAN;
 }
