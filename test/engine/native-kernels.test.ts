@@ -553,12 +553,14 @@ function quantArguments(q: QuantizedData, table: Float32Array) {
 
 function quantCalls(): Call[] {
   const calls: Call[] = [];
-  // [37, 45]: odd rows start on a low nibble and blocks straddle rows; [300, 256]: whole groups
-  // of 16 and 5 nested blocks; [24, 200]: int8 rows with a tail of 8 after 12 groups.
+  // [37, 45]: odd rows start on a low nibble and blocks straddle rows; [300, 256] and [24, 384]:
+  // rows of whole 128-column chunks (AVX-512's wide path), 5 nested blocks; [24, 200]: int8 rows
+  // with a tail of 8 after 12 groups.
   const matrices: [QuantType, boolean, number, number][] = [
     ['nf4', false, 37, 45],
     ['nf4', true, 300, 256],
     ['fp4', true, 40, 130],
+    ['fp4', false, 24, 384],
     ['int8', false, 24, 200],
   ];
   for (const [type, doubleQuant, rows, cols] of matrices) {

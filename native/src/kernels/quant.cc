@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
+#include <vector>
 
 #include "../kernel.h"
 #include "lib/args.h"
@@ -131,6 +132,7 @@ enum class CodeKind {
  */
 template <CodeKind K, bool Scaled>
 struct Decoder {
+  static constexpr CodeKind kKind = K;
   static constexpr bool kScaled = Scaled;
   const QuantLayout& q;
 #if defined(__AVX512F__)
@@ -296,6 +298,83 @@ void matmulRows(const D& decoder, const float* x, const float* bias, float* y, i
   }
 }
 
+#if defined(__AVX512F__)
+/**
+ * The element (from 8d) that lane d of the m-th table lookup of a 64-byte load holds: the
+ * lookup's index is the load's dword d shifted right by 4m (a permute reads only the low 4 bits),
+ * i.e. nibble m of bytes 4d … 4d + 3, low nibble first; a byte's high nibble is the earlier
+ * element.
+ */
+constexpr int kNibbleElement[8] = {1, 0, 3, 2, 5, 4, 7, 6};
+
+/**
+ * matmulRows for unscaled 4-bit rows of whole 128-column chunks in blocks of 64 or of a multiple
+ * of 128 (every bitsandbytes 4-bit projection whose width is a multiple of 128). Decoding is the
+ * shuffle unit's work, so it is halved: 128 codes from one load and 8 permutes of shifted dwords,
+ * with no widening; x is reordered once per call into the lanes' element order to match.
+ */
+template <int R>
+void matmulRowsWide(const QuantLayout& q, __m512 table16, const float* x, const float* bias,
+                    float* y, int m0, int64_t cols, int64_t firstRow, int64_t ldy, int64_t start,
+                    int64_t end) {
+  std::vector<float> reordered(static_cast<size_t>(R * cols));
+  for (int r = 0; r < R; r++)
+    for (int64_t c = 0; c < cols; c += 128)
+      for (int m = 0; m < 8; m++)
+        for (int d = 0; d < 16; d++)
+          reordered[r * cols + c + 16 * m + d] = x[(m0 + r) * cols + c + 8 * d + kNibbleElement[m]];
+  for (int64_t n = start; n < end; n++) {
+    __m512 acc[R][2];  // even and odd lookups: two independent chains per row of x
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    const int64_t rowStart = (firstRow + n) * cols;
+    BlockScales scales(q, rowStart / q.blockSize);
+    const uint8_t* codes = q.codes + rowStart / 2;
+    __m512 scale = _mm512_setzero_ps();
+    for (int64_t c = 0; c < cols; c += 128) {
+      if (q.blockSize == 64) {  // lanes 0-7 hold elements of the first block, 8-15 the second
+        const float first = scales.next();
+        scale = _mm512_insertf32x8(_mm512_set1_ps(first), _mm256_set1_ps(scales.next()), 1);
+      } else if (c % q.blockSize == 0) {
+        scale = _mm512_set1_ps(scales.next());
+      }
+      const __m512i packed = _mm512_loadu_si512(codes + c / 2);
+      const auto lookup = [&](auto m) {
+        constexpr int kM = decltype(m)::value;
+        const __m512i idx = kM == 0 ? packed : _mm512_srli_epi32(packed, 4 * kM);
+        const __m512 w = _mm512_mul_ps(_mm512_permutexvar_ps(idx, table16), scale);
+        for (int r = 0; r < R; r++) {
+          const float* xs = reordered.data() + r * cols + c + 16 * kM;
+          acc[r][kM & 1] = _mm512_fmadd_ps(_mm512_loadu_ps(xs), w, acc[r][kM & 1]);
+        }
+      };
+      lookup(Step<0>{}), lookup(Step<1>{}), lookup(Step<2>{}), lookup(Step<3>{});
+      lookup(Step<4>{}), lookup(Step<5>{}), lookup(Step<6>{}), lookup(Step<7>{});
+    }
+    for (int r = 0; r < R; r++) {
+      float total = lf::hsum(vf(acc[r][0] + acc[r][1]));
+      if (bias) total += bias[n];
+      y[(m0 + r) * ldy + n] = total;
+    }
+  }
+}
+#endif
+
+/** y rows [0, rows) columns [start, end) of quantizedMatmul for R ≤ 4 rows of x from m0. */
+template <int R, class D>
+void matmulRowsOf(const D& d, const float* x, const float* bias, float* y, int m0, int64_t cols,
+                  int64_t firstRow, int64_t ldy, int64_t start, int64_t end) {
+#if defined(__AVX512F__)
+  if constexpr (D::kKind == CodeKind::kFourBit && !D::kScaled) {
+    const int64_t block = d.q.blockSize;
+    if (cols % 128 == 0 && cols % block == 0 && (block == 64 || block % 128 == 0)) {
+      matmulRowsWide<R>(d.q, d.table16, x, bias, y, m0, cols, firstRow, ldy, start, end);
+      return;
+    }
+  }
+#endif
+  matmulRows<R>(d, x, bias, y, m0, cols, firstRow, ldy, start, end);
+}
+
 }  // namespace
 
 /** out rows [start, end) of the tile = rows firstRow + start … of the quantized [·, cols] matrix. */
@@ -335,10 +414,10 @@ LF_KERNEL(quantizedMatmul, 19) {
     for (int m = 0; m < rows;) {
       const int take = std::min(rows - m, 4);
       switch (take) {
-        case 4: matmulRows<4>(d, x, bias, y, m, cols, firstRow, ldy, start, end); break;
-        case 3: matmulRows<3>(d, x, bias, y, m, cols, firstRow, ldy, start, end); break;
-        case 2: matmulRows<2>(d, x, bias, y, m, cols, firstRow, ldy, start, end); break;
-        default: matmulRows<1>(d, x, bias, y, m, cols, firstRow, ldy, start, end);
+        case 4: matmulRowsOf<4>(d, x, bias, y, m, cols, firstRow, ldy, start, end); break;
+        case 3: matmulRowsOf<3>(d, x, bias, y, m, cols, firstRow, ldy, start, end); break;
+        case 2: matmulRowsOf<2>(d, x, bias, y, m, cols, firstRow, ldy, start, end); break;
+        default: matmulRowsOf<1>(d, x, bias, y, m, cols, firstRow, ldy, start, end);
       }
       m += take;
     }
