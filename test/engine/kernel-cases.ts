@@ -317,6 +317,25 @@ function attentionCases(): KernelCase[] {
     params: { B, Tq, Tk, kvCap, H, KVH, D, scale: 0.3, window: 0 },
     precision: 'float',
   });
+  // One new token against a long cache (WebGPU splits these keys over workgroups and merges),
+  // with masked keys and a sliding window so that some splits see no key at all.
+  const long = { B: 1, Tq: 1, Tk: 300, kvCap: 320, H: 4, KVH: 2, D: 64 };
+  const longCache = () => normals(long.B * long.kvCap * long.KVH * long.D);
+  list.push({
+    kernel: 'attentionForward',
+    label: 'long decode: Tq = 1 over 300 keys, masked, window 200',
+    buffers: {
+      q: normals(long.B * long.Tq * long.H * long.D),
+      k: longCache(),
+      v: longCache(),
+      out: zeros(long.B * long.Tq * long.H * long.D),
+      lse: zeros(long.B * long.H * long.Tq),
+      keyMask: masks(long.B, long.kvCap).keyMask,
+      segIds: null,
+    },
+    params: { ...long, scale: 0.125, window: 200 },
+    precision: 'float',
+  });
   return list;
 }
 

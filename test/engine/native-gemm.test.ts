@@ -322,7 +322,19 @@ describe('native gemm', () => {
       for (const [m, n, k] of shapes) {
         for (const [transA, transB] of TRANSPOSES) {
           for (const bDtype of ['bf16', 'f32'] as const) {
-            const spec = { m, n, k, transA, transB, bDtype, precision: 1 as const, threads: 2 };
+            // A of every dtype in turn: bf16 A is packed as is, f32 and f16 A are rounded.
+            const aDtype = (['f32', 'bf16', 'f16'] as const)[seed % 3];
+            const spec = {
+              m,
+              n,
+              k,
+              transA,
+              transB,
+              aDtype,
+              bDtype,
+              precision: 1 as const,
+              threads: 2,
+            };
             roundedOnly += checkGemm(v, { ...spec, alpha: 2, beta: 1, bias: true }, seed++);
           }
         }

@@ -33,6 +33,7 @@ import {
 } from '../../src/engine/quant/quantize.ts';
 import { ropeInverseFrequencies } from '../../src/models/rope-frequencies.ts';
 import { Rng } from '../../src/util/rng.ts';
+import { buildNeonRunner, runOnNeon } from '../native/qemu-runner.ts';
 
 type Data = Float32Array | Int32Array;
 
@@ -153,6 +154,30 @@ function magnitude(data: Data): number {
   let max = 0;
   for (const value of data) if (Number.isFinite(value)) max = Math.max(max, Math.abs(value));
   return max;
+}
+
+/** The call on the arm64 (NEON) build, under qemu (test/native/qemu-runner.ts). */
+function runNeon(call: Call): Outcome {
+  const slots = new Map<number, number>(); // buffer index → the runner's buffer index
+  const present: Data[] = [];
+  call.buffers.forEach((data, i) => {
+    if (data) slots.set(i, present.push(data) - 1);
+  });
+  const args = call.buffers.map((_, i) => {
+    const slot = slots.get(call.aliases?.[i] ?? i);
+    return slot === undefined ? 0 : { buffer: slot };
+  });
+  const run = runOnNeon({
+    name: call.name,
+    buffers: present.map((data) => new Uint8Array(data.buffer, data.byteOffset, data.byteLength)),
+    args: [...args, ...call.params],
+    start: 0,
+    end: call.items ?? 0,
+  });
+  const buffers = call.buffers.map(
+    (data, i) => data && sameKind(data, run.buffers[slots.get(i)!]!.buffer, 0),
+  );
+  return { buffers, result: run.result };
 }
 
 function assertClose(got: number, want: number, bound: number, what: string): void {
@@ -657,6 +682,27 @@ describe('native kernels match their wasm exports', () => {
             const sliced = runNative(addon, call, 2);
             assertOutcome(sliced, { ...alone, result: NaN }, EXACT, `${variant} on 2 threads`);
           }
+        });
+      }
+    });
+  }
+});
+
+describe('native kernels built for arm64 (NEON, under qemu-aarch64) match their wasm exports', () => {
+  let rt: WasmRuntime;
+  let skipReason: string | null = null;
+  before(async () => {
+    skipReason = buildNeonRunner();
+    rt = await WasmRuntime.create({ threads: 1 });
+  });
+  after(() => rt.dispose());
+
+  for (const [family, calls] of Object.entries(FAMILIES)) {
+    describe(family, () => {
+      for (const call of calls()) {
+        it(`${call.name}: ${call.label}`, (t) => {
+          if (skipReason) return t.skip(skipReason);
+          assertOutcome(runNeon(call), runWasm(rt, call), call.tolerance, `${call.name} neon`);
         });
       }
     });

@@ -20,7 +20,13 @@ import {
   type GemmDtype,
   type GemmPlan,
 } from '../../src/engine/webgpu/gemm.ts';
-import { tileName, type GemmTile } from '../../src/engine/webgpu/gemm-tiled.ts';
+import {
+  needsF16,
+  needsSubgroups,
+  parseTileName,
+  tileName,
+  type GemmTile,
+} from '../../src/engine/webgpu/gemm-tiled.ts';
 import { candidateTiles, chooseGemmPlan, parseGemmSpec } from '../../src/engine/webgpu/tuner.ts';
 import { isHardwareAdapter } from '../../src/engine/webgpu/device.ts';
 import { WEBGPU_KERNELS, type GpuArg } from '../../src/engine/webgpu/kernel-table.ts';
@@ -237,7 +243,7 @@ async function checkGemm(
       for (let j = n; j < ldc; j++) assert.equal(actual[i * ldc + j], C[i * ldc + j]);
   }
   // f16 tiles round both operands to f16 (11-bit mantissa).
-  const f16Tiles = !plan.legacy && Object.values(plan.tiles).some((t) => t.f16);
+  const f16Tiles = !plan.legacy && Object.values(plan.tiles).some(needsF16);
   assertClose(
     actual,
     expected,
@@ -328,9 +334,9 @@ const everyTile = (): { tile: GemmTile; skip: string | false }[] => {
     skip:
       gpu === null
         ? 'no adapter'
-        : tile.f16 && !gpu.context.shaderF16
+        : needsF16(tile) && !gpu.context.shaderF16
           ? 'adapter has no shader-f16'
-          : tile.sg && !gpu.context.subgroups
+          : needsSubgroups(tile) && !gpu.context.subgroups
             ? 'adapter has no subgroups'
             : !allTiles && !used.has(tileName(tile)) && tile.tm * tile.tn > 16
               ? 'software adapter (compiles take seconds): LORAFORGE_TEST_ALL_GEMM_TILES=1 tests it'
@@ -363,7 +369,7 @@ gpuDescribe('webgpu gemm tiles (each forced)', () => {
     checkGemm({ m: 70, n: 45, k: 33, transB: true, bias: true }, gpu!.runner, LEGACY_GEMM_PLAN));
   test('plans: forced by name, per class, and the software-adapter plan without tuning', async () => {
     const one = parseGemmSpec('8x16.8x8.k16.sg');
-    assert.ok(one && !one.legacy && one.tiles.rows.sg && one.tiles.large.tm === 8);
+    assert.ok(one && !one.legacy && needsSubgroups(one.tiles.rows) && one.tiles.large.tm === 8);
     const mixed = parseGemmSpec('large=16x16.4x4.k16,cols=4x16.8x4.k16');
     assert.ok(mixed && !mixed.legacy);
     assert.equal(tileName(mixed.tiles.large), '16x16.4x4.k16');
@@ -373,6 +379,45 @@ gpuDescribe('webgpu gemm tiles (each forced)', () => {
     const plan = await chooseGemmPlan(gpu!.context, gpu!.runner, {});
     assert.ok(!plan.legacy);
   });
+});
+
+// The direct kernels load each layout differently (A uniform along k or along m, B per invocation
+// along k or along n, vec4 / packed pairs / single elements, a scalar k tail, clamped edge rows and
+// columns), so every layout and load width is checked on the software plan's direct tiles.
+gpuDescribe('webgpu direct gemm (every layout and load width)', () => {
+  for (const name of ['d16.8x4', 'd16.4x4']) {
+    const tile = parseTileName(name)!;
+    const plan: GemmPlan = { legacy: false, tiles: { large: tile, rows: tile, cols: tile } };
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        test(`${name}: f32 transA=${transA} transB=${transB}, vec4 rows, k tail, ragged edges`, async () => {
+          // Padded rows: vec4 loads along k (a k tail of 3), element loads along m / n ...
+          const common = { transA, transB, beta: 0.5, bias: true };
+          await checkGemm({ m: 37, n: 68, k: 43, pad: 1, ...common }, gpu!.runner, plan);
+          // ... and the other way round.
+          await checkGemm({ m: 40, n: 68, k: 45, ...common }, gpu!.runner, plan);
+        });
+        test(`${name}: bf16 transA=${transA} transB=${transB}, packed pairs`, () =>
+          checkGemm(
+            { m: 21, n: 36, k: 30, transA, transB, aDtype: 'bf16', bDtype: 'bf16' },
+            gpu!.runner,
+            plan,
+          ));
+      }
+    }
+    test(`${name}: f16 x W^T, element loads (odd offsets), split-K`, async () => {
+      await checkGemm(
+        { m: 9, n: 13, k: 27, transB: true, bDtype: 'f16', offsetElements: 1, pad: 1 },
+        gpu!.runner,
+        plan,
+      );
+      await checkGemm(
+        { m: 5, n: 40, k: 1030, transB: true, bDtype: 'bf16', beta: 1, bias: true },
+        gpu!.runner,
+        plan,
+      );
+    });
+  }
 });
 
 /** Packs arrays back to back (4-byte aligned, closer than the binding alignment) into one buffer. */

@@ -1,6 +1,8 @@
 // The registry's kernel suite (test/engine/kernel-cases.ts) on WebGPU: through the backend, and
 // through runners with limits far below the device's, so that work splits into binding-sized
 // chunks and long launches fold into grid y.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
 import {
   bindKernels,
   KERNELS,
@@ -59,6 +61,29 @@ const narrowGrid = memo(() =>
 registerKernelCases('webgpu, 8 workgroups per grid dimension', () => narrowGrid(), tolerances, {
   skip: setup.skip,
   only: ONE_DIMENSIONAL,
+});
+
+// The reductions (wgsl-reduce.ts) run on subgroups where the adapter has them (the backend's
+// runner above); these runs force the workgroup-memory path that adapters without them take.
+const REDUCING: KernelName[] = [
+  'rmsnormForward',
+  'rmsnormBackward',
+  'sumSquares',
+  'ceOnlineChunk',
+  'ceLossFinish',
+];
+test(
+  'the backend reduces on subgroups exactly where the adapter has them',
+  { skip: setup.skip },
+  () => {
+    const { runner, context } = setup.backend().gpu;
+    assert.equal(runner.subgroups, context.subgroups);
+  },
+);
+const noSubgroups = memo(() => narrowKernels({ subgroups: false }));
+registerKernelCases('webgpu, workgroup-memory reductions', () => noSubgroups(), tolerances, {
+  skip: setup.skip,
+  only: REDUCING,
 });
 
 function memo<T>(make: () => T): () => T {

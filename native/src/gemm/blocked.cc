@@ -103,26 +103,28 @@ class Blocked {
         }
       }
     });
-    // Tasks: column blocks, about four per thread for even finishing times; row blocks too
-    // when C is too narrow for that.
+    // Tasks: column blocks, about four per thread and sizes within one panel of each other, for
+    // even finishing times; row blocks too when C is too narrow for that.
     const int threads = threadCount();
     const int64_t colPanels = ceilDiv(g_.n, F::NR);
-    const int64_t panelsPerTask = std::clamp<int64_t>(ceilDiv(colPanels, 4 * threads), 1,
-                                                      kMaxTaskColumns / F::NR);
-    const int64_t colTasks = ceilDiv(colPanels, panelsPerTask);
+    const int64_t colTasks = std::max(ceilDiv(colPanels, kMaxTaskColumns / F::NR),
+                                      std::min<int64_t>(colPanels, 4 * threads));
     const int64_t rowTasks =
         colTasks >= 2 * threads ? 1 : std::min(rowPanels, ceilDiv(4 * threads, colTasks));
-    const int64_t rowPanelsPerTask = ceilDiv(rowPanels, rowTasks);
     parallelFor(rowTasks * colTasks, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; t++) {
-        const int64_t r0 = (t / colTasks) * rowPanelsPerTask * F::MR;
-        const int64_t j0 = (t % colTasks) * panelsPerTask * F::NR;
-        if (r0 >= rows) continue;
-        task(i0, r0, std::min(rows, r0 + rowPanelsPerTask * F::MR), j0,
-             std::min(g_.n, j0 + panelsPerTask * F::NR));
+        const int64_t rt = t / colTasks, ct = t % colTasks;
+        const int64_t r0 = share(rowPanels, rowTasks, rt) * F::MR;
+        const int64_t r1 = std::min(rows, share(rowPanels, rowTasks, rt + 1) * F::MR);
+        const int64_t j0 = share(colPanels, colTasks, ct) * F::NR;
+        const int64_t j1 = std::min(g_.n, share(colPanels, colTasks, ct + 1) * F::NR);
+        task(i0, r0, r1, j0, j1);
       }
     });
   }
+
+  /** Where part `part` of `parts` even parts of `total` begins. */
+  static int64_t share(int64_t total, int64_t parts, int64_t part) { return total * part / parts; }
 
   /**
    * Asks for the C tile's lines before the micro-kernel runs: C is too big to stay in cache

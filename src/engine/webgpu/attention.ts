@@ -5,17 +5,23 @@
  * workgroup memory in tiles.
  *
  * - forward: one thread per query; online softmax over key tiles (running max / sum, rescaling the
- *   output accumulator whenever the max grows); writes out and lse.
+ *   output accumulator whenever the max grows); writes out and lse. Decode-shaped calls (few query
+ *   blocks, many keys) split the keys over workgroups instead (grid z), each writing its partial
+ *   max, sum and unnormalised output to scratch, which a second kernel merges (flash decoding).
  * - backward: delta_i = dout_i . out_i first; then one thread per query accumulates dq over keys,
  *   and one thread per key accumulates dk and dv over the queries of every head in its GQA group,
  *   so no float atomics are needed and dk/dv are overwritten with the group's sum.
+ *
+ * Row vectors (q, k, v, dout and the accumulators) are held as D/4 vec4 registers, generated
+ * unrolled, and tiles are vec4 arrays: a dot product is D/4 vec4 FMAs, and no per-thread array is
+ * indexed dynamically (which GPUs and CPU adapters alike would keep in memory).
  *
  * Visibility of key j to query position p: j <= p, keyMask[b, j] != 0 and seg[b, j] == seg[b, p]
  * (each optional), and p - j < window in a sliding-window layer (window > 0). Scores use finite sentinels, never infinities.
  */
 import type { KernelDef } from './kernel-def.ts';
 import { ELEMENTWISE_WORKGROUP, FLAT_INDEX } from './elementwise.ts';
-import type { BufferRef } from './runner.ts';
+import type { BufferRef, KernelRunner } from './runner.ts';
 // EMPTY_ROW_LSE (+inf) is passed as a uniform, because WGSL rejects infinite constants.
 import { ATTENTION, EMPTY_ROW_LSE } from '../kernels/attention.ts';
 import type { GpuTable } from './kernel-table.ts';
@@ -54,7 +60,55 @@ fn visible(b: u32, p: u32, j: u32) -> bool {
 
 const maskKey = (m: Masking) => `${m.keyMask ? 'mask' : ''}${m.segIds ? 'seg' : ''}`;
 
-/** WGSL loop that copies `rows` rows (from `first`) of buffer `src` into tile `dst` (zero past `limit`). */
+/** vec4s per row of head dimension D (zero-padded past D). */
+const vec4s = (D: number) => Math.ceil(D / 4);
+const range = (count: number) => Array.from({ length: count }, (_, i) => i);
+
+/** WGSL declaring `var <name>0 .. <name>{D4-1}: vec4<f32>`, zeroed. */
+const vecRegisters = (name: string, D: number) =>
+  range(vec4s(D))
+    .map((i) => `var ${name}${i} = vec4<f32>();`)
+    .join(' ');
+
+/** WGSL loading row `rowBase` (an element index) of `src` into registers `<name>i`, times `scale`. */
+function loadRegisters(name: string, src: string, rowBase: string, D: number, scale = ''): string {
+  return range(vec4s(D))
+    .map((i) => {
+      const lanes = range(4).map((l) =>
+        i * 4 + l < D ? `${src}[P.${src}_off + ${rowBase} + ${i * 4 + l}u]` : '0.0',
+      );
+      return `${name}${i} = vec4<f32>(${lanes.join(', ')})${scale};`;
+    })
+    .join('\n    ');
+}
+
+/** WGSL storing registers `<name>i` times `factor` to row `rowBase` of `dst`. */
+function storeRegisters(name: string, dst: string, rowBase: string, D: number, factor: string) {
+  return range(D)
+    .map(
+      (e) => `${dst}[P.${dst}_off + ${rowBase} + ${e}u] = ${name}${e >> 2}[${e & 3}] * ${factor};`,
+    )
+    .join('\n    ');
+}
+
+/** WGSL expression: the dot product of registers `<name>i` with tile row `row` of `tile`. */
+function dotTile(name: string, tile: string, row: string, D: number): string {
+  return range(vec4s(D))
+    .map((i) => `dot(${name}${i}, ${tile}[${row} * ${vec4s(D)}u + ${i}u])`)
+    .join(' + ');
+}
+
+/** WGSL statements `<name>i = fma(vec4(weight), tile row, <name>i)` (with an optional rescale). */
+function axpyTile(name: string, weight: string, tile: string, row: string, D: number): string {
+  return range(vec4s(D))
+    .map(
+      (i) =>
+        `${name}${i} = fma(vec4<f32>(${weight}), ${tile}[${row} * ${vec4s(D)}u + ${i}u], ${name}${i});`,
+    )
+    .join('\n          ');
+}
+
+/** WGSL loop that copies `rows` rows (from `first`) of buffer `src` into vec4 tile `dst` (zero past `limit`). */
 function loadTile(
   dst: string,
   src: string,
@@ -64,19 +118,43 @@ function loadTile(
   rows: number,
   D: number,
 ) {
+  const D4 = vec4s(D);
   return `
-    for (var e = lid.x; e < ${rows * D}u; e += ${ROWS_PER_WORKGROUP}u) {
-      let r = ${first} + e / ${D}u;
+    for (var e = lid.x; e < ${rows * D4 * 4}u; e += ${ROWS_PER_WORKGROUP}u) {
+      let r = ${first} + e / ${D4 * 4}u;
+      let d = e % ${D4 * 4}u;
       var value = 0.0;
-      if (r < ${limit}) { value = ${src}[P.${src}_off + (${rowIndex}) * ${D}u + e % ${D}u]; }
-      ${dst}[e] = value;
+      if (r < ${limit} && d < ${D}u) { value = ${src}[P.${src}_off + (${rowIndex}) * ${D}u + d]; }
+      ${dst}[e >> 2u][e & 3u] = value;
     }`;
 }
 
-function forwardKernel(D: number, m: Masking): KernelDef {
-  const KT = tileRows(2 * D * 4);
+/**
+ * The forward over keys [keyBegin, keyEnd) of one query block. `split`: the keys are split over
+ * grid z in chunks of `P.chunk`, and each workgroup writes its partial running max, running sum
+ * and unnormalised output to `part` (see MERGE) instead of out and lse.
+ */
+function forwardKernel(D: number, m: Masking, split: boolean): KernelDef {
+  const D4 = vec4s(D);
+  const KT = tileRows(2 * D4 * 16);
+  const finish = split
+    ? `if (inRange) {
+    // part: [splits, B*H*Tq, D + 2]: output accumulator, running max, running sum.
+    let slot = ((wid.z * nwg.y + bh) * P.Tq + i) * ${D + 2}u;
+    ${storeRegisters('acc', 'part', 'slot', D, '1.0')}
+    part[P.part_off + slot + ${D}u] = runMax;
+    part[P.part_off + slot + ${D + 1}u] = runSum;
+  }`
+    : `if (inRange) {
+    var inv = 0.0;
+    if (runSum > 0.0) { inv = 1.0 / runSum; }
+    ${storeRegisters('acc', 'out', 'qRow', D, 'inv')}
+    var rowLse = P.emptyRowLse;
+    if (runSum > 0.0) { rowLse = runMax + log(runSum); }
+    lse[P.lse_off + bh * P.Tq + i] = rowLse;
+  }`;
   return {
-    key: `attention-forward:${D}:${KT}:${maskKey(m)}`,
+    key: `attention-forward:${D}:${KT}:${maskKey(m)}${split ? ':split' : ''}`,
     params: {
       Tq: 'u32',
       Tk: 'u32',
@@ -86,19 +164,24 @@ function forwardKernel(D: number, m: Masking): KernelDef {
       scale: 'f32',
       emptyRowLse: 'f32',
       window: 'u32',
+      chunk: 'u32',
     },
     buffers: [
       { name: 'q', dtype: 'f32', access: 'read' },
       { name: 'k', dtype: 'f32', access: 'read' },
       { name: 'v', dtype: 'f32', access: 'read' },
-      { name: 'out', dtype: 'f32', access: 'read_write' },
-      { name: 'lse', dtype: 'f32', access: 'read_write' },
+      ...(split
+        ? [{ name: 'part', dtype: 'f32' as const, access: 'read_write' as const }]
+        : [
+            { name: 'out', dtype: 'f32' as const, access: 'read_write' as const },
+            { name: 'lse', dtype: 'f32' as const, access: 'read_write' as const },
+          ]),
       ...maskBuffers(m),
     ],
     workgroupSize: [ROWS_PER_WORKGROUP],
     prelude: `
-var<workgroup> kTile: array<f32, ${KT * D}>;
-var<workgroup> vTile: array<f32, ${KT * D}>;
+var<workgroup> kTile: array<vec4<f32>, ${KT * D4}>;
+var<workgroup> vTile: array<vec4<f32>, ${KT * D4}>;
 ${visibleFn(m)}`,
     body: `
   let bh = wid.y;
@@ -109,17 +192,18 @@ ${visibleFn(m)}`,
   let inRange = i < P.Tq;
   let p = P.Tk - P.Tq + i;
   let qRow = ((b * P.Tq + i) * P.H + h) * ${D}u;
-  var qv: array<f32, ${D}>;
-  var acc: array<f32, ${D}>;
+  ${vecRegisters('q', D)}
+  ${vecRegisters('acc', D)}
   if (inRange) {
-    for (var d = 0u; d < ${D}u; d++) { qv[d] = q[P.q_off + qRow + d] * P.scale; }
+    ${loadRegisters('q', 'q', 'qRow', D, ' * P.scale')}
   }
   var runMax = -3.0e38;
   var runSum = 0.0;
   // Keys past the block's last query position are invisible to all of its queries.
   let lastQuery = min(wid.x * ${ROWS_PER_WORKGROUP}u + ${ROWS_PER_WORKGROUP}u, P.Tq) - 1u;
-  let keyEnd = P.Tk - P.Tq + lastQuery + 1u;
-  for (var j0 = 0u; j0 < keyEnd; j0 += ${KT}u) {
+  let keyBegin = wid.z * P.chunk;
+  let keyEnd = min(P.Tk - P.Tq + lastQuery + 1u, keyBegin + P.chunk);
+  for (var j0 = keyBegin; j0 < keyEnd; j0 += ${KT}u) {
     ${loadTile('kTile', 'k', '(b * P.kvCap + r) * P.KVH + g', 'j0', 'keyEnd', KT, D)}
     ${loadTile('vTile', 'v', '(b * P.kvCap + r) * P.KVH + g', 'j0', 'keyEnd', KT, D)}
     workgroupBarrier();
@@ -127,29 +211,73 @@ ${visibleFn(m)}`,
       for (var jj = 0u; jj < ${KT}u; jj++) {
         let j = j0 + jj;
         if (j >= keyEnd || !visible(b, p, j)) { continue; }
-        var s = 0.0;
-        for (var d = 0u; d < ${D}u; d++) { s = fma(qv[d], kTile[jj * ${D}u + d], s); }
+        let s = ${dotTile('q', 'kTile', 'jj', D)};
         if (s > runMax) {
           let correction = exp(runMax - s);
           runSum *= correction;
-          for (var d = 0u; d < ${D}u; d++) { acc[d] *= correction; }
+          ${range(D4)
+            .map((d) => `acc${d} *= correction;`)
+            .join(' ')}
           runMax = s;
         }
         let weight = exp(s - runMax);
         runSum += weight;
-        for (var d = 0u; d < ${D}u; d++) { acc[d] = fma(weight, vTile[jj * ${D}u + d], acc[d]); }
+        ${axpyTile('acc', 'weight', 'vTile', 'jj', D)}
       }
     }
     workgroupBarrier();
   }
-  if (inRange) {
-    var inv = 0.0;
-    if (runSum > 0.0) { inv = 1.0 / runSum; }
-    for (var d = 0u; d < ${D}u; d++) { out[P.out_off + qRow + d] = acc[d] * inv; }
-    var rowLse = P.emptyRowLse;
-    if (runSum > 0.0) { rowLse = runMax + log(runSum); }
-    lse[P.lse_off + (b * P.H + h) * P.Tq + i] = rowLse;
+  ${finish}
+`,
+  };
+}
+
+/**
+ * Merges the split forward's partials: with M the largest partial max, out = sum_s e^(m_s - M)
+ * acc_s / sum_s e^(m_s - M) l_s and lse = M + log(that sum) (a query no split saw: 0 and +inf).
+ */
+function mergeKernel(D: number): KernelDef {
+  return {
+    key: `attention-forward-merge:${D}`,
+    params: { rows: 'u32', Tq: 'u32', H: 'u32', splits: 'u32', emptyRowLse: 'f32' },
+    buffers: [
+      { name: 'part', dtype: 'f32', access: 'read' },
+      { name: 'out', dtype: 'f32', access: 'read_write' },
+      { name: 'lse', dtype: 'f32', access: 'read_write' },
+    ],
+    workgroupSize: [ELEMENTWISE_WORKGROUP],
+    body: `
+  ${FLAT_INDEX}
+  if (i >= P.rows) { return; }
+  // i enumerates [B, H, Tq] like lse; out is [B, Tq, H, D].
+  let t = i % P.Tq;
+  let bh = i / P.Tq;
+  let outRow = ((bh / P.H * P.Tq + t) * P.H + bh % P.H) * ${D}u;
+  var best = -3.0e38;
+  for (var s = 0u; s < P.splits; s++) {
+    let slot = (s * P.rows + i) * ${D + 2}u;
+    if (part[P.part_off + slot + ${D + 1}u] > 0.0) { best = max(best, part[P.part_off + slot + ${D}u]); }
   }
+  var total = 0.0;
+  for (var s = 0u; s < P.splits; s++) {
+    let slot = (s * P.rows + i) * ${D + 2}u;
+    let sum = part[P.part_off + slot + ${D + 1}u];
+    if (sum > 0.0) { total += exp(part[P.part_off + slot + ${D}u] - best) * sum; }
+  }
+  var inv = 0.0;
+  if (total > 0.0) { inv = 1.0 / total; }
+  for (var d = 0u; d < ${D}u; d++) {
+    var value = 0.0;
+    for (var s = 0u; s < P.splits; s++) {
+      let slot = (s * P.rows + i) * ${D + 2}u;
+      let sum = part[P.part_off + slot + ${D + 1}u];
+      if (sum > 0.0) { value += exp(part[P.part_off + slot + ${D}u] - best) * part[P.part_off + slot + d]; }
+    }
+    out[P.out_off + outRow + d] = value * inv;
+  }
+  var rowLse = P.emptyRowLse;
+  if (total > 0.0) { rowLse = best + log(total); }
+  lse[P.lse_off + i] = rowLse;
 `,
   };
 }
@@ -200,15 +328,16 @@ function backwardBuffers(m: Masking, outputs: string[]) {
 }
 
 function dqKernel(D: number, m: Masking): KernelDef {
-  const KT = tileRows(2 * D * 4);
+  const D4 = vec4s(D);
+  const KT = tileRows(2 * D4 * 16);
   return {
     key: `attention-backward-dq:${D}:${KT}:${maskKey(m)}`,
     params: { ...BACKWARD_PARAMS },
     buffers: backwardBuffers(m, ['dq']),
     workgroupSize: [ROWS_PER_WORKGROUP],
     prelude: `
-var<workgroup> kTile: array<f32, ${KT * D}>;
-var<workgroup> vTile: array<f32, ${KT * D}>;
+var<workgroup> kTile: array<vec4<f32>, ${KT * D4}>;
+var<workgroup> vTile: array<vec4<f32>, ${KT * D4}>;
 ${visibleFn(m)}`,
     body: `
   let bh = wid.y;
@@ -218,16 +347,14 @@ ${visibleFn(m)}`,
   let i = wid.x * ${ROWS_PER_WORKGROUP}u + lid.x;
   let inRange = i < P.T;
   let row = ((b * P.T + i) * P.H + h) * ${D}u;
-  var qv: array<f32, ${D}>;
-  var dov: array<f32, ${D}>;
-  var dqv: array<f32, ${D}>;
+  ${vecRegisters('q', D)}
+  ${vecRegisters('do', D)}
+  ${vecRegisters('dq', D)}
   var rowLse = 0.0;
   var rowDelta = 0.0;
   if (inRange) {
-    for (var d = 0u; d < ${D}u; d++) {
-      qv[d] = q[P.q_off + row + d] * P.scale;
-      dov[d] = dout[P.dout_off + row + d];
-    }
+    ${loadRegisters('q', 'q', 'row', D, ' * P.scale')}
+    ${loadRegisters('do', 'dout', 'row', D)}
     rowLse = lse[P.lse_off + bh * P.T + i];
     rowDelta = delta[P.delta_off + bh * P.T + i];
   }
@@ -240,36 +367,33 @@ ${visibleFn(m)}`,
       for (var jj = 0u; jj < ${KT}u; jj++) {
         let j = j0 + jj;
         if (j >= keyEnd || !visible(b, i, j)) { continue; }
-        var s = 0.0;
-        var dp = 0.0;
-        for (var d = 0u; d < ${D}u; d++) {
-          s = fma(qv[d], kTile[jj * ${D}u + d], s);
-          dp = fma(dov[d], vTile[jj * ${D}u + d], dp);
-        }
+        let s = ${dotTile('q', 'kTile', 'jj', D)};
+        let dp = ${dotTile('do', 'vTile', 'jj', D)};
         let ds = exp(s - rowLse) * (dp - rowDelta);
-        for (var d = 0u; d < ${D}u; d++) { dqv[d] = fma(ds, kTile[jj * ${D}u + d], dqv[d]); }
+        ${axpyTile('dq', 'ds', 'kTile', 'jj', D)}
       }
     }
     workgroupBarrier();
   }
   if (inRange) {
-    for (var d = 0u; d < ${D}u; d++) { dq[P.dq_off + row + d] = dqv[d] * P.scale; }
+    ${storeRegisters('dq', 'dq', 'row', D, 'P.scale')}
   }
 `,
   };
 }
 
 function dkdvKernel(D: number, m: Masking): KernelDef {
+  const D4 = vec4s(D);
   // q and dout rows, plus one lse and one delta value per row.
-  const QT = tileRows(2 * D * 4 + 8);
+  const QT = tileRows(2 * D4 * 16 + 8);
   return {
     key: `attention-backward-dkdv:${D}:${QT}:${maskKey(m)}`,
     params: { ...BACKWARD_PARAMS },
     buffers: backwardBuffers(m, ['dk', 'dv']),
     workgroupSize: [ROWS_PER_WORKGROUP],
     prelude: `
-var<workgroup> qTile: array<f32, ${QT * D}>;
-var<workgroup> doTile: array<f32, ${QT * D}>;
+var<workgroup> qTile: array<vec4<f32>, ${QT * D4}>;
+var<workgroup> doTile: array<vec4<f32>, ${QT * D4}>;
 var<workgroup> lseTile: array<f32, ${QT}>;
 var<workgroup> deltaTile: array<f32, ${QT}>;
 ${visibleFn(m)}`,
@@ -281,15 +405,13 @@ ${visibleFn(m)}`,
   let j = wid.x * ${ROWS_PER_WORKGROUP}u + lid.x;
   let inRange = j < P.T;
   let row = ((b * P.kvCap + j) * P.KVH + g) * ${D}u;
-  var kv: array<f32, ${D}>;
-  var vv: array<f32, ${D}>;
-  var dkv: array<f32, ${D}>;
-  var dvv: array<f32, ${D}>;
+  ${vecRegisters('k', D)}
+  ${vecRegisters('v', D)}
+  ${vecRegisters('dk', D)}
+  ${vecRegisters('dv', D)}
   if (inRange) {
-    for (var d = 0u; d < ${D}u; d++) {
-      kv[d] = k[P.k_off + row + d] * P.scale;
-      vv[d] = v[P.v_off + row + d];
-    }
+    ${loadRegisters('k', 'k', 'row', D, ' * P.scale')}
+    ${loadRegisters('v', 'v', 'row', D)}
   }
   // Queries before the block's first key see none of its keys.
   let queryStart = wid.x * ${ROWS_PER_WORKGROUP}u;
@@ -307,31 +429,41 @@ ${visibleFn(m)}`,
         for (var ii = 0u; ii < ${QT}u; ii++) {
           let i = i0 + ii;
           if (i >= P.T || !visible(b, i, j)) { continue; }
-          var s = 0.0;
-          var dp = 0.0;
-          for (var d = 0u; d < ${D}u; d++) {
-            s = fma(kv[d], qTile[ii * ${D}u + d], s);
-            dp = fma(vv[d], doTile[ii * ${D}u + d], dp);
-          }
+          let s = ${dotTile('k', 'qTile', 'ii', D)};
+          let dp = ${dotTile('v', 'doTile', 'ii', D)};
           let prob = exp(s - lseTile[ii]);
           let ds = prob * (dp - deltaTile[ii]);
-          for (var d = 0u; d < ${D}u; d++) {
-            dvv[d] = fma(prob, doTile[ii * ${D}u + d], dvv[d]);
-            dkv[d] = fma(ds, qTile[ii * ${D}u + d], dkv[d]);
-          }
+          ${axpyTile('dv', 'prob', 'doTile', 'ii', D)}
+          ${axpyTile('dk', 'ds', 'qTile', 'ii', D)}
         }
       }
       workgroupBarrier();
     }
   }
   if (inRange) {
-    for (var d = 0u; d < ${D}u; d++) {
-      dk[P.dk_off + row + d] = dkv[d] * P.scale;
-      dv[P.dv_off + row + d] = dvv[d];
-    }
+    ${storeRegisters('dk', 'dk', 'row', D, 'P.scale')}
+    ${storeRegisters('dv', 'dv', 'row', D, '1.0')}
   }
 `,
   };
+}
+
+/** Split the keys when the queries alone give fewer workgroups than this (decode: one query per head)... */
+const SPLIT_TARGET_GROUPS = 64;
+/** ...into chunks of at least this many keys. */
+const SPLIT_MIN_KEYS = 32;
+
+/** Key splits for a forward of `groups` query workgroups over Tk keys (1: no split). */
+function keySplits(groups: number, Tk: number, partBytes: number, runner: KernelRunner): number {
+  return Math.max(
+    1,
+    Math.min(
+      Math.ceil(SPLIT_TARGET_GROUPS / groups),
+      Math.floor(Tk / SPLIT_MIN_KEYS),
+      Math.floor(runner.maxBindingBytes / partBytes),
+      runner.maxWorkgroupsPerDimension,
+    ),
+  );
 }
 
 function maskArgs(B: number, kvCap: number, keyMask: BufferRef | null, segIds: BufferRef | null) {
@@ -351,19 +483,45 @@ export const attention: GpuTable<typeof ATTENTION> = {
     { B, Tq, Tk, kvCap, H, KVH, D, scale, window },
     runner,
   ) => {
-    const def = forwardKernel(D, { keyMask: keyMask !== null, segIds: segIds !== null });
+    const masking = { keyMask: keyMask !== null, segIds: segIds !== null };
+    const inputs = {
+      q: { ref: q, elements: B * Tq * H * D },
+      k: { ref: k, elements: B * kvCap * KVH * D },
+      v: { ref: v, elements: B * kvCap * KVH * D },
+      ...maskArgs(B, kvCap, keyMask, segIds),
+    };
+    const params = { Tq, Tk, kvCap, H, KVH, scale, emptyRowLse: EMPTY_ROW_LSE, window };
+    const blocks = Math.ceil(Tq / ROWS_PER_WORKGROUP);
+    const rows = B * H * Tq;
+    const splits = keySplits(blocks * B * H, Tk, rows * (D + 2) * 4, runner);
+    const outputs = {
+      out: { ref: out, elements: B * Tq * H * D },
+      lse: { ref: lse, elements: rows },
+    };
+    if (splits === 1) {
+      runner.dispatch(
+        forwardKernel(D, masking, false),
+        { ...inputs, ...outputs },
+        { ...params, chunk: Tk },
+        [blocks, B * H],
+      );
+      return;
+    }
+    const chunk = Math.ceil(Tk / splits);
+    const part = {
+      ref: runner.scratchBuffer('attention-split', splits * rows * (D + 2) * 4),
+      elements: splits * rows * (D + 2),
+    };
+    runner.dispatch(forwardKernel(D, masking, true), { ...inputs, part }, { ...params, chunk }, [
+      blocks,
+      B * H,
+      splits,
+    ]);
     runner.dispatch(
-      def,
-      {
-        q: { ref: q, elements: B * Tq * H * D },
-        k: { ref: k, elements: B * kvCap * KVH * D },
-        v: { ref: v, elements: B * kvCap * KVH * D },
-        out: { ref: out, elements: B * Tq * H * D },
-        lse: { ref: lse, elements: B * H * Tq },
-        ...maskArgs(B, kvCap, keyMask, segIds),
-      },
-      { Tq, Tk, kvCap, H, KVH, scale, emptyRowLse: EMPTY_ROW_LSE, window },
-      [Math.ceil(Tq / ROWS_PER_WORKGROUP), B * H],
+      mergeKernel(D),
+      { part, ...outputs },
+      { rows, Tq, H, splits, emptyRowLse: EMPTY_ROW_LSE },
+      runner.grid1d(Math.ceil(rows / ELEMENTWISE_WORKGROUP)),
     );
   },
   /** Training shapes (Tq = Tk = kvCap = T); dq, dk, dv are overwritten (dk/dv summed over each GQA group). */

@@ -14,7 +14,7 @@
 import type { KernelDef } from './kernel-def.ts';
 import { ELEMENTWISE_WORKGROUP, FLAT_INDEX } from './elementwise.ts';
 import type { BufferRef } from './runner.ts';
-import { workgroupReduce } from './wgsl-reduce.ts';
+import { withReductions } from './wgsl-reduce.ts';
 import { CROSS_ENTROPY } from '../kernels/cross-entropy.ts';
 import type { GpuTable } from './kernel-table.ts';
 
@@ -57,8 +57,6 @@ function onlineChunkKernel(hasAcc: boolean): KernelDef {
       ...(hasAcc ? [{ name: 'acc', dtype: 'f32' as const, access: 'read_write' as const }] : []),
     ],
     workgroupSize: [WORKGROUP],
-    prelude:
-      workgroupReduce('rowMax', WORKGROUP, 'max') + workgroupReduce('rowSum', WORKGROUP, 'sum'),
     body: `
   let row = wid.x + wid.y * nwg.x;
   if (row >= P.rows) { return; }
@@ -130,7 +128,6 @@ const LOSS_FINISH: KernelDef = {
     { name: 'loss', dtype: 'f32', access: 'read_write' },
   ],
   workgroupSize: [WORKGROUP],
-  prelude: workgroupReduce('lossSum', WORKGROUP, 'sum'),
   body: `
   var partial = 0.0;
   for (var r = lid.x; r < P.rows; r += ${WORKGROUP}u) {
@@ -155,7 +152,12 @@ export const crossEntropy: GpuTable<typeof CROSS_ENTROPY> = {
   ) => {
     const perRow = (ref: BufferRef) => ({ ref, elements: rows });
     runner.dispatch(
-      onlineChunkKernel(acc !== null),
+      withReductions(
+        onlineChunkKernel(acc !== null),
+        WORKGROUP,
+        { rowMax: 'max', rowSum: 'sum' },
+        runner.subgroups,
+      ),
       {
         logits: { ref: logits, elements: rows * cols },
         targets: perRow(targets),
@@ -204,7 +206,7 @@ export const crossEntropy: GpuTable<typeof CROSS_ENTROPY> = {
   ceLossFinish: ({ runMax, runSum, tgtLogit, lse, loss }, { rows, divisor }, runner) => {
     const perRow = (ref: BufferRef) => ({ ref, elements: rows });
     runner.dispatch(
-      LOSS_FINISH,
+      withReductions(LOSS_FINISH, WORKGROUP, { lossSum: 'sum' }, runner.subgroups),
       {
         runMax: perRow(runMax),
         runSum: perRow(runSum),

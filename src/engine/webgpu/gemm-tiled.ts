@@ -20,8 +20,13 @@
  * LoRA rank-r factors) whose C has too few tiles for the device.
  */
 import { wgslLoader, type KernelDef, type StorageDtype } from './kernel-def.ts';
+import type { DirectTile } from './gemm-direct.ts';
 
-export interface GemmTile {
+/** A GEMM kernel shape: staged through workgroup memory (this file) or direct (gemm-direct.ts). */
+export type GemmTile = StagedTile | DirectTile;
+
+export interface StagedTile {
+  kind: 'staged';
   /** Threads along n and along m. */
   wgX: number;
   wgY: number;
@@ -41,12 +46,21 @@ export interface GemmTile {
   sg: boolean;
 }
 
-/** A short stable name, used by the tuner's cache, tests and LORAFORGE_WEBGPU_GEMM. */
+/**
+ * A short stable name, used by the tuner's cache, tests and LORAFORGE_WEBGPU_GEMM: staged tiles
+ * `8x16.8x8.k16[.f16][.sg]` (threads, outputs per thread, k depth), direct ones `d64.8x4`.
+ */
 export function tileName(t: GemmTile): string {
+  if (t.kind === 'direct') return `d${t.threads}.${t.tm}x${t.tn}`;
   return `${t.wgX}x${t.wgY}.${t.tm}x${t.tn}.k${t.bk}${t.f16 ? '.f16' : ''}${t.sg ? '.sg' : ''}`;
 }
 
 export function parseTileName(name: string): GemmTile | null {
+  const direct = /^d(\d+)\.(\d+)x(\d+)$/.exec(name);
+  if (direct) {
+    const [threads, tm, tn] = direct.slice(1, 4).map(Number) as [number, number, number];
+    return { kind: 'direct', threads, tm, tn };
+  }
   const match = /^(\d+)x(\d+)\.(\d+)x(\d+)\.k(\d+)(\.f16)?(\.sg)?$/.exec(name);
   if (!match) return null;
   const [wgX, wgY, tm, tn, bk] = match.slice(1, 6).map(Number) as [
@@ -56,11 +70,26 @@ export function parseTileName(name: string): GemmTile | null {
     number,
     number,
   ];
-  return { wgX, wgY, tm, tn, bk, f16: match[6] !== undefined, sg: match[7] !== undefined };
+  return {
+    kind: 'staged',
+    wgX,
+    wgY,
+    tm,
+    tn,
+    bk,
+    f16: match[6] !== undefined,
+    sg: match[7] !== undefined,
+  };
 }
 
-export const blockRows = (t: GemmTile) => t.wgY * t.tm;
-export const blockCols = (t: GemmTile) => t.wgX * t.tn;
+/** What a tile needs of the device: f16 tiles `shader-f16`, subgroup tiles `subgroups`. */
+export const needsF16 = (t: GemmTile) => t.kind === 'staged' && t.f16;
+export const needsSubgroups = (t: GemmTile) => t.kind === 'staged' && t.sg;
+export const tileThreads = (t: GemmTile) => (t.kind === 'direct' ? t.threads : t.wgX * t.wgY);
+
+/** Rows and columns of C one workgroup computes. */
+export const blockRows = (t: GemmTile) => (t.kind === 'direct' ? t.tm : t.wgY * t.tm);
+export const blockCols = (t: GemmTile) => (t.kind === 'direct' ? t.threads * t.tn : t.wgX * t.tn);
 
 /** How one operand is read from storage: `width` consecutive elements per load. */
 export interface OperandAccess {
@@ -70,7 +99,7 @@ export interface OperandAccess {
 }
 
 export interface TiledVariant {
-  tile: GemmTile;
+  tile: StagedTile;
   transA: boolean;
   transB: boolean;
   a: OperandAccess;
@@ -99,14 +128,18 @@ export function storageOf(access: OperandAccess): StorageDtype {
   return access.width === 4 ? 'f32x4' : access.dtype;
 }
 
+/** The two halves of a u32 word, widened (WGSL has no bf16: its bits are the top of an f32). */
+export function unpackHalves(dtype: 'f16' | 'bf16', word: string): string {
+  return dtype === 'f16'
+    ? `unpack2x16float(${word})`
+    : `vec2<f32>(bitcast<f32>(${word} << 16u), bitcast<f32>(${word} & 0xffff0000u))`;
+}
+
 /** WGSL `fn <name>(i: u32)` returning the `width` elements from element i on (vec4 / vec2 / f32). */
-function vectorLoader(name: string, buffer: string, access: OperandAccess): string {
+export function vectorLoader(name: string, buffer: string, access: OperandAccess): string {
   if (access.width === 4) return `fn ${name}(i: u32) -> vec4<f32> { return ${buffer}[i >> 2u]; }`;
-  if (access.width === 2) {
-    const word = `${buffer}[i >> 1u]`;
-    return access.dtype === 'f16'
-      ? `fn ${name}(i: u32) -> vec2<f32> { return unpack2x16float(${word}); }`
-      : `fn ${name}(i: u32) -> vec2<f32> { let w = ${word}; return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u)); }`;
+  if (access.width === 2 && access.dtype !== 'f32') {
+    return `fn ${name}(i: u32) -> vec2<f32> { let w = ${buffer}[i >> 1u]; return ${unpackHalves(access.dtype, 'w')}; }`;
   }
   return wgslLoader(name, buffer, access.dtype);
 }

@@ -24,6 +24,7 @@ import {
   tiledGemmKernel,
   type GemmTile,
 } from './gemm-tiled.ts';
+import { DIRECT_K_STEP, directAccess, directGemmKernel } from './gemm-direct.ts';
 
 export type GemmDtype = 'f32' | 'f16' | 'bf16';
 
@@ -187,9 +188,9 @@ export type GemmPlan =
 export const DEFAULT_GEMM_PLAN: GemmPlan = {
   legacy: false,
   tiles: {
-    large: { wgX: 8, wgY: 16, tm: 8, tn: 8, bk: 16, f16: false, sg: false },
-    rows: { wgX: 32, wgY: 4, tm: 4, tn: 4, bk: 16, f16: false, sg: false },
-    cols: { wgX: 4, wgY: 32, tm: 4, tn: 4, bk: 16, f16: false, sg: false },
+    large: { kind: 'staged', wgX: 8, wgY: 16, tm: 8, tn: 8, bk: 16, f16: false, sg: false },
+    rows: { kind: 'staged', wgX: 32, wgY: 4, tm: 4, tn: 4, bk: 16, f16: false, sg: false },
+    cols: { kind: 'staged', wgX: 4, wgY: 32, tm: 4, tn: 4, bk: 16, f16: false, sg: false },
   },
 };
 
@@ -305,8 +306,12 @@ function dispatchTiled(runner: KernelRunner, p: GemmProblem, tile: GemmTile): vo
     refBuffer(ref) === cBuffer || elements === 0
       ? { dtype, width: 1 as const }
       : operandAccess(dtype, refOffset(ref) / elementBytes(dtype), ld, extent);
-  const a = access(p.aDtype, p.a, p.lda, p.transA ? p.m : p.k, aElements);
-  const b = access(p.bDtype, p.b, p.ldb, p.transB ? p.k : p.n, bElements);
+  let a = access(p.aDtype, p.a, p.lda, p.transA ? p.m : p.k, aElements);
+  let b = access(p.bDtype, p.b, p.ldb, p.transB ? p.k : p.n, bElements);
+  if (tile.kind === 'direct') {
+    a = directAccess(a, !p.transA, tile.tm);
+    b = directAccess(b, p.transB, tile.tn);
+  }
   const groupsX = Math.ceil(p.n / blockCols(tile));
   const groupsY = Math.ceil(p.m / blockRows(tile));
   const maxSplitsByMemory = Math.floor(runner.maxBindingBytes / (p.m * p.n * 4));
@@ -316,22 +321,26 @@ function dispatchTiled(runner: KernelRunner, p: GemmProblem, tile: GemmTile): vo
     maxSplitsByMemory,
     runner.maxWorkgroupsPerDimension,
   );
-  const kchunk = wanted > 1 ? Math.ceil(p.k / wanted / tile.bk) * tile.bk : Math.max(p.k, 1);
+  const kStep = tile.kind === 'direct' ? DIRECT_K_STEP : tile.bk;
+  const kchunk = wanted > 1 ? Math.ceil(p.k / wanted / kStep) * kStep : Math.max(p.k, 1);
   const splits = Math.max(1, Math.ceil(p.k / kchunk));
   const partial = splits > 1;
   // A vec4 binding counts vec4s (its offset stays in bytes).
   const vecElements = (count: number, width: number) =>
     width === 4 ? Math.ceil(count / 4) : count;
   const part = partial ? runner.scratchBuffer('gemm-split-k', splits * p.m * p.n * 4) : null;
-  const def = tiledGemmKernel({
-    tile,
+  const variant = {
     transA: p.transA,
     transB: p.transB,
     a,
     b,
     bias: p.bias !== null && !partial,
     partial,
-  });
+  };
+  const def =
+    tile.kind === 'direct'
+      ? directGemmKernel({ ...variant, tile })
+      : tiledGemmKernel({ ...variant, tile });
   runner.dispatch(
     def,
     {

@@ -4,14 +4,15 @@
  * rows, so it is a separate one-thread-per-column kernel.
  */
 import type { KernelDef } from './kernel-def.ts';
-import { workgroupReduce } from './wgsl-reduce.ts';
+import { withReductions } from './wgsl-reduce.ts';
 import type { BufferRef } from './runner.ts';
 import { RMSNORM } from '../kernels/rmsnorm.ts';
 import type { GpuTable } from './kernel-table.ts';
 
 const WORKGROUP = 256;
 
-const ROW_SUM = workgroupReduce('rowSum', WORKGROUP, 'sum');
+const withRowSum = (def: KernelDef, subgroups: boolean) =>
+  withReductions(def, WORKGROUP, { rowSum: 'sum' }, subgroups);
 
 /** Row index of a one-workgroup-per-row launch laid out by `grid1d`. */
 const ROW = 'let row = wid.x + wid.y * nwg.x;';
@@ -27,7 +28,6 @@ function forwardKernel(saveRstd: boolean): KernelDef {
       ...(saveRstd ? [{ name: 'rstd', dtype: 'f32' as const, access: 'read_write' as const }] : []),
     ],
     workgroupSize: [WORKGROUP],
-    prelude: ROW_SUM,
     body: `
   ${ROW}
   if (row >= P.rows) { return; }
@@ -58,7 +58,6 @@ const BACKWARD_DX: KernelDef = {
     { name: 'dx', dtype: 'f32', access: 'read_write' },
   ],
   workgroupSize: [WORKGROUP],
-  prelude: ROW_SUM,
   body: `
   ${ROW}
   if (row >= P.rows) { return; }
@@ -103,7 +102,7 @@ export const rmsnorm: GpuTable<typeof RMSNORM> = {
   /** rstd `[rows]` is saved for backward; null skips it (inference). */
   rmsnormForward: ({ x, w, out, rstd }, { rows, dim, eps }, runner) => {
     runner.dispatch(
-      forwardKernel(rstd !== null),
+      withRowSum(forwardKernel(rstd !== null), runner.subgroups),
       {
         x: { ref: x, elements: rows * dim },
         w: { ref: w, elements: dim },
@@ -119,7 +118,7 @@ export const rmsnorm: GpuTable<typeof RMSNORM> = {
     const rowsArg = { ref: rstd, elements: rows };
     const matrix = (ref: BufferRef) => ({ ref, elements: rows * dim });
     runner.dispatch(
-      BACKWARD_DX,
+      withRowSum(BACKWARD_DX, runner.subgroups),
       {
         x: matrix(x),
         w: { ref: w, elements: dim },

@@ -60,12 +60,20 @@ export class KernelRunner {
   readonly bindingAlignment: number;
   readonly maxBindingBytes: number;
   readonly maxWorkgroupsPerDimension: number;
+  /** Reductions use subgroup operations (wgsl-reduce.ts): where the device has `subgroups`. */
+  readonly subgroups: boolean;
 
-  /** Limits below the device's exercise the splitting paths in tests. */
+  /** Limits below the device's exercise the splitting paths in tests; `subgroups: false` forces the workgroup-memory reductions. */
   constructor(
     readonly device: GPUDevice,
-    options: { maxBindingBytes?: number; maxWorkgroupsPerDimension?: number } = {},
+    options: {
+      maxBindingBytes?: number;
+      maxWorkgroupsPerDimension?: number;
+      subgroups?: boolean;
+    } = {},
   ) {
+    this.subgroups =
+      (options.subgroups ?? true) && device.features.has('subgroups' as GPUFeatureName);
     this.uniforms = new LruCache<GPUBuffer>(CACHE_ENTRIES, (buffer) => this.retired.push(buffer));
     device.addEventListener('uncapturederror', (event) => {
       this.deviceError ??= (event as GPUUncapturedErrorEvent).error;

@@ -5,7 +5,7 @@
  * the norm over many parameter tensors land in a single slot with one download at the end.
  */
 import type { KernelDef } from './kernel-def.ts';
-import { workgroupReduce } from './wgsl-reduce.ts';
+import { withReductions } from './wgsl-reduce.ts';
 import { forEachBindingChunk } from './elementwise.ts';
 import { advance, type BufferRef } from './buffer-ref.ts';
 import type { KernelRunner } from './runner.ts';
@@ -15,7 +15,8 @@ import type { GpuTable } from './kernel-table.ts';
 const WORKGROUP = 256;
 const PARTIALS = 1024;
 
-const WORKGROUP_SUM = workgroupReduce('workgroupSum', WORKGROUP, 'sum');
+const withWorkgroupSum = (def: KernelDef, subgroups: boolean) =>
+  withReductions(def, WORKGROUP, { workgroupSum: 'sum' }, subgroups);
 
 const PARTIAL_SUMS: KernelDef = {
   key: 'sumsq-partials',
@@ -25,7 +26,6 @@ const PARTIAL_SUMS: KernelDef = {
     { name: 'partials', dtype: 'f32', access: 'read_write' },
   ],
   workgroupSize: [WORKGROUP],
-  prelude: WORKGROUP_SUM,
   body: `
   var acc = 0.0;
   for (var i = gid.x; i < P.n; i += nwg.x * ${WORKGROUP}u) {
@@ -45,7 +45,6 @@ const FINAL_SUM: KernelDef = {
     { name: 'out', dtype: 'f32', access: 'read_write' },
   ],
   workgroupSize: [WORKGROUP],
-  prelude: WORKGROUP_SUM,
   body: `
   var acc = 0.0;
   for (var i = lid.x; i < P.count; i += ${WORKGROUP}u) { acc += partials[P.partials_off + i]; }
@@ -72,7 +71,7 @@ function sumSquaresInto(
   forEachBindingChunk(runner, Math.max(n, 1), (start, count) => {
     const groups = Math.min(PARTIALS, Math.ceil(count / WORKGROUP));
     runner.dispatch(
-      PARTIAL_SUMS,
+      withWorkgroupSum(PARTIAL_SUMS, runner.subgroups),
       {
         x: { ref: advance(x, start * 4), elements: count },
         partials: { ref: partials, elements: groups },
@@ -81,7 +80,7 @@ function sumSquaresInto(
       [groups],
     );
     runner.dispatch(
-      FINAL_SUM,
+      withWorkgroupSum(FINAL_SUM, runner.subgroups),
       { partials: { ref: partials, elements: groups }, out: { ref: out, elements: 1 } },
       { count: groups, accumulate: accumulate || !first ? 1 : 0 },
       [1],

@@ -18,7 +18,14 @@ import {
   type GemmPlan,
   type GemmShapeClass,
 } from './gemm.ts';
-import { parseTileName, tileName, type GemmTile } from './gemm-tiled.ts';
+import {
+  needsF16,
+  needsSubgroups,
+  parseTileName,
+  tileName,
+  tileThreads,
+  type GemmTile,
+} from './gemm-tiled.ts';
 import type { KernelRunner } from './runner.ts';
 
 export interface TuneStore {
@@ -42,20 +49,27 @@ const CANDIDATES: Record<GemmShapeClass, string[]> = {
     '16x8.8x8.k16',
     '8x16.8x8.k16.sg',
     '8x16.8x8.k16.f16',
+    'd16.8x4',
   ],
-  rows: ['32x4.4x4.k16', '64x2.4x4.k16', '16x2.8x8.k16', '32x4.4x4.k16.sg', '32x4.4x4.k16.f16'],
+  rows: [
+    '32x4.4x4.k16',
+    '64x2.4x4.k16',
+    '16x2.8x8.k16',
+    '32x4.4x4.k16.sg',
+    '32x4.4x4.k16.f16',
+    'd16.4x4',
+  ],
   cols: ['4x32.4x4.k16', '4x16.8x4.k16', '4x16.8x4.k16.sg'],
 };
-const CANDIDATES_VERSION = 3;
+const CANDIDATES_VERSION = 4;
 
 /**
  * What software adapters (lavapipe, SwiftShader) run without tuning: there a shader compile takes
- * seconds of CPU (a minute for 16x16 register tiles), so timing every candidate would cost
- * minutes per process. The tuner picked these on lavapipe (LORAFORGE_WEBGPU_GEMM=tune retunes);
- * the subgroup tile only where subgroups exist.
+ * seconds of CPU, so timing every candidate would cost minutes per process. On lavapipe the direct
+ * kernels (no workgroup memory, A loads uniform across the workgroup: gemm-direct.ts) beat every
+ * staged tile on the large and few-row classes; LORAFORGE_WEBGPU_GEMM=tune retunes.
  */
-const SOFTWARE_PLAN = (subgroups: boolean) =>
-  `large=8x16.8x8.k16${subgroups ? '.sg' : ''},rows=64x2.4x4.k16,cols=4x16.8x4.k16`;
+const SOFTWARE_PLAN = 'large=d16.8x4,rows=d16.4x4,cols=4x16.8x4.k16';
 
 /** One representative problem per class (k as in a 0.5B model's projections; sized for seconds, not minutes, on a CPU adapter). */
 const PROBLEMS: Record<GemmShapeClass, { m: number; n: number; k: number }> = {
@@ -78,9 +92,9 @@ export function candidateTiles(
     .map((name) => parseTileName(name)!)
     .filter(
       (t) =>
-        (!t.f16 || (context.shaderF16 && allowF16)) &&
-        (!t.sg || context.subgroups) &&
-        t.wgX * t.wgY <= context.limits.maxComputeInvocationsPerWorkgroup,
+        (!needsF16(t) || (context.shaderF16 && allowF16)) &&
+        (!needsSubgroups(t) || context.subgroups) &&
+        tileThreads(t) <= context.limits.maxComputeInvocationsPerWorkgroup,
     );
 }
 
@@ -128,7 +142,7 @@ export async function chooseGemmPlan(
   const forced = spec ? parseGemmSpec(spec) : null;
   if (forced) return forced;
   if (spec !== 'tune' && !isHardwareAdapter(context.adapterInfo)) {
-    return parseGemmSpec(SOFTWARE_PLAN(context.subgroups))!;
+    return parseGemmSpec(SOFTWARE_PLAN)!;
   }
   const store = options.store ?? memoryTuneStore();
   const key = tuneKey(context, options.allowF16 ?? false);

@@ -74,13 +74,35 @@ inline V madd(V a, V b, V c) {
   return a * b + c;
 }
 
-/** wasm's f32x4.pmin / pmax: b < a ? b : a and a < b ? b : a (a NaN in `a` stays). */
+/**
+ * wasm's f32x4.pmin / pmax: b < a ? b : a and a < b ? b : a (a NaN in `a` stays). x86's min / max
+ * with the operands swapped are exactly that; GCC only finds it for some widths (SSE2 got a
+ * compare-and-blend).
+ */
 template <class V>
 inline V pmin(V a, V b) {
+#if defined(__x86_64__)
+#if defined(__AVX512F__)
+  if constexpr (sizeof(V) == 64) return _mm512_min_ps(b, a);
+#endif
+#if defined(__AVX__)
+  if constexpr (sizeof(V) == 32) return _mm256_min_ps(b, a);
+#endif
+  if constexpr (sizeof(V) == 16) return _mm_min_ps(b, a);
+#endif
   return b < a ? b : a;
 }
 template <class V>
 inline V pmax(V a, V b) {
+#if defined(__x86_64__)
+#if defined(__AVX512F__)
+  if constexpr (sizeof(V) == 64) return _mm512_max_ps(b, a);
+#endif
+#if defined(__AVX__)
+  if constexpr (sizeof(V) == 32) return _mm256_max_ps(b, a);
+#endif
+  if constexpr (sizeof(V) == 16) return _mm_max_ps(b, a);
+#endif
   return a < b ? b : a;
 }
 

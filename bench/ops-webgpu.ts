@@ -1,0 +1,185 @@
+/**
+ * `bench:ops -- --device webgpu`: the WebGPU attention and reduction kernels at one Qwen2-0.5B
+ * layer's sizes (batch 8 x 64 tokens, 14 heads / 2 kv heads of dim 64, hidden 896) plus one decode
+ * step against a 2048-token cache, each beside its baseline in the same process, interleaved so
+ * that a change in machine load hits both: attention against the first kernels
+ * (attention-legacy.ts), reductions on subgroups against the workgroup-memory tree (where the
+ * adapter has subgroups). Reports the best wall-clock and, for CPU adapters such as lavapipe
+ * (whose threads run in this process), CPU time per call. `--json` prints one JSON object last.
+ */
+import { loadavg } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { WebGpuKernels } from '../src/engine/webgpu/kernels.ts';
+import { attention } from '../src/engine/webgpu/attention.ts';
+import { legacyAttention } from '../src/engine/webgpu/attention-legacy.ts';
+import { rmsnorm } from '../src/engine/webgpu/rmsnorm.ts';
+import { crossEntropy } from '../src/engine/webgpu/cross-entropy.ts';
+import { KernelRunner } from '../src/engine/webgpu/runner.ts';
+import { isHardwareAdapter } from '../src/engine/webgpu/device.ts';
+import type { GpuArg } from '../src/engine/webgpu/kernel-table.ts';
+import { argValue, emitJson, say } from './common.ts';
+
+const [BATCH, SEQ, HEADS, KV_HEADS, HEAD_DIM, HIDDEN] = [8, 64, 14, 2, 64, 896];
+const DECODE_CACHE = 2048;
+const CE_CHUNK = 8192;
+const ROUNDS = argValue('--rounds', 3);
+
+const gpu = await WebGpuKernels.create({ gemm: 'default' });
+const { device, runner } = gpu;
+const software = !isHardwareAdapter(gpu.context.adapterInfo);
+const treeRunner = new KernelRunner(device, { subgroups: false });
+say(
+  `adapter: ${gpu.context.adapterInfo.description || gpu.context.adapterInfo.device} (${software ? 'software' : 'hardware'}), ` +
+    `subgroups=${gpu.context.subgroups}, load average ${loadavg()[0]!.toFixed(1)}`,
+);
+
+const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+function f32(count: number, fill?: () => number): GpuArg {
+  const buffer = device.createBuffer({ size: Math.max(16, count * 4), usage });
+  if (fill) gpu.write(buffer, Float32Array.from({ length: count }, fill));
+  return { buffer, offset: 0, dtype: 'f32', bytes: buffer.size };
+}
+function i32(values: number[]): GpuArg {
+  const buffer = device.createBuffer({ size: Math.max(16, values.length * 4), usage });
+  gpu.write(buffer, Int32Array.from(values));
+  return { buffer, offset: 0, dtype: 'i32', bytes: buffer.size };
+}
+const normal = () => Math.random() * 2 - 1;
+
+const tokens = BATCH * SEQ;
+const [q, dout] = [0, 1].map(() => f32(tokens * HEADS * HEAD_DIM, normal));
+const [k, v] = [0, 1].map(() => f32(tokens * KV_HEADS * HEAD_DIM, normal));
+const [out, dq] = [0, 1].map(() => f32(tokens * HEADS * HEAD_DIM));
+const [dk, dv] = [0, 1].map(() => f32(tokens * KV_HEADS * HEAD_DIM));
+const lse = f32(BATCH * HEADS * SEQ);
+const cacheK = f32(DECODE_CACHE * KV_HEADS * HEAD_DIM, normal);
+const cacheV = f32(DECODE_CACHE * KV_HEADS * HEAD_DIM, normal);
+const decodeQ = f32(HEADS * HEAD_DIM, normal);
+const [decodeOut, decodeLse] = [f32(HEADS * HEAD_DIM), f32(HEADS)];
+const [x, normOut, hiddenGrad, dx] = [0, 1, 2, 3].map(() => f32(tokens * HIDDEN, normal));
+const [normWeight, rstd] = [f32(HIDDEN, normal), f32(tokens)];
+const logits = f32(tokens * CE_CHUNK, normal);
+const targets = i32(Array.from({ length: tokens }, (_, i) => (i * 7919) % CE_CHUNK));
+const [runMax, runSum, tgtLogit] = [0, 1, 2].map(() => f32(tokens));
+
+const masks = { keyMask: null, segIds: null };
+const shape = { B: BATCH, H: HEADS, KVH: KV_HEADS, D: HEAD_DIM, scale: 0.125, window: 0 };
+type Impl = typeof attention;
+const forward = (impl: Impl) => () =>
+  impl.attentionForward(
+    { q, k, v, out, lse, ...masks },
+    { ...shape, Tq: SEQ, Tk: SEQ, kvCap: SEQ },
+    runner,
+  );
+const backward = (impl: Impl) => () =>
+  impl.attentionBackward(
+    { q, k, v, out, lse, dout, dq, dk, dv, ...masks },
+    { ...shape, T: SEQ },
+    runner,
+  );
+const decode = (impl: Impl) => () =>
+  impl.attentionForward(
+    { q: decodeQ, k: cacheK, v: cacheV, out: decodeOut, lse: decodeLse, ...masks },
+    { ...shape, B: 1, Tq: 1, Tk: DECODE_CACHE, kvCap: DECODE_CACHE },
+    runner,
+  );
+const norm = (r: KernelRunner) => () => {
+  rmsnorm.rmsnormForward(
+    { x, w: normWeight, out: normOut, rstd },
+    { rows: tokens, dim: HIDDEN, eps: 1e-6 },
+    r,
+  );
+  rmsnorm.rmsnormBackward(
+    { x, w: normWeight, rstd, dout: hiddenGrad, dx, dw: null },
+    { rows: tokens, dim: HIDDEN },
+    r,
+  );
+};
+const ceChunk = (r: KernelRunner) => () =>
+  crossEntropy.ceOnlineChunk(
+    { logits, targets, runMax, runSum, tgtLogit, acc: null },
+    { rows: tokens, cols: CE_CHUNK, colOffset: 0, accCols: 0 },
+    r,
+  );
+
+const cases: { name: string; old: () => void; new: () => void; runners: KernelRunner[] }[] = [
+  {
+    name: 'attention forward',
+    old: forward(legacyAttention),
+    new: forward(attention),
+    runners: [runner],
+  },
+  {
+    name: 'attention backward',
+    old: backward(legacyAttention),
+    new: backward(attention),
+    runners: [runner],
+  },
+  {
+    name: `attention decode (1 x ${DECODE_CACHE} keys)`,
+    old: decode(legacyAttention),
+    new: decode(attention),
+    runners: [runner],
+  },
+  ...(gpu.context.subgroups
+    ? [
+        {
+          name: 'rmsnorm forward + dx',
+          old: norm(treeRunner),
+          new: norm(runner),
+          runners: [treeRunner, runner],
+        },
+        {
+          name: 'cross-entropy chunk',
+          old: ceChunk(treeRunner),
+          new: ceChunk(runner),
+          runners: [treeRunner, runner],
+        },
+      ]
+    : []),
+];
+
+/** Seconds (wall, CPU) of one call, run to completion. */
+async function time(run: () => void, runners: KernelRunner[]) {
+  const cpuStart = process.cpuUsage();
+  const start = performance.now();
+  run();
+  for (const r of runners) r.flush();
+  await device.queue.onSubmittedWorkDone();
+  const cpu = process.cpuUsage(cpuStart);
+  return { wall: (performance.now() - start) / 1000, cpu: (cpu.user + cpu.system) / 1e6 };
+}
+
+const results = [];
+for (const c of cases) {
+  const best = { old: { wall: Infinity, cpu: Infinity }, new: { wall: Infinity, cpu: Infinity } };
+  // Round 0 compiles and warms both; later rounds keep each one's best time.
+  for (let round = 0; round <= ROUNDS; round++) {
+    for (const which of ['old', 'new'] as const) {
+      const t = await time(c[which], c.runners);
+      if (round === 0) continue;
+      best[which].wall = Math.min(best[which].wall, t.wall);
+      best[which].cpu = Math.min(best[which].cpu, t.cpu);
+    }
+  }
+  const result = {
+    name: c.name,
+    oldMs: best.old.wall * 1e3,
+    newMs: best.new.wall * 1e3,
+    speedup: best.old.wall / best.new.wall,
+    cpuTimeSpeedup: best.old.cpu / best.new.cpu,
+  };
+  results.push(result);
+  say(
+    `${c.name.padEnd(34)} old ${result.oldMs.toFixed(1).padStart(8)} ms  new ${result.newMs.toFixed(1).padStart(8)} ms  x${result.speedup.toFixed(2)}` +
+      (software ? `   (CPU-time x${result.cpuTimeSpeedup.toFixed(2)})` : ''),
+  );
+}
+gpu.destroy();
+emitJson({
+  device: 'webgpu',
+  adapter: gpu.context.adapterInfo,
+  software,
+  loadAverage1m: loadavg()[0],
+  results,
+});

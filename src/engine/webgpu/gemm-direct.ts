@@ -1,0 +1,227 @@
+/**
+ * Direct GEMM kernels (no workgroup memory, no barriers): C = alpha * op(A) op(B) + beta * C + bias.
+ *
+ * A workgroup of `threads` invocations owns `tm` rows of C; invocation x owns `tn` consecutive
+ * columns of those rows and keeps their tm x tn sums in registers. Every invocation of a
+ * workgroup reads the same A values (addresses that depend only on the workgroup and the loop),
+ * so a compiler that tracks uniformity loads each once and broadcasts it; B is read straight from
+ * storage along its contiguous dimension, up to four elements per load.
+ *
+ * This is the shape CPU adapters (lavapipe, SwiftShader) reward: they run a workgroup's
+ * invocations in SIMD lanes on one core, where a load from a per-invocation address is a gather
+ * and a workgroup barrier switches coroutines, while a uniform load is one scalar load. Staging
+ * tiles in workgroup memory (gemm-tiled.ts) pays for both; here the loop is only loads and FMAs.
+ * On a GPU the staged kernels win (their operands come from fast shared memory); the tuner
+ * chooses per adapter.
+ *
+ * k advances four at a time (a scalar tail takes the rest); rows past m and columns past n are
+ * clamped to the last valid one for loading (so vector loads stay in bounds) and not stored.
+ * Split-K and the epilogue are those of the staged kernels (see gemm-tiled.ts).
+ */
+import { wgslLoader, type KernelDef } from './kernel-def.ts';
+import { GEMM_PARAMS, storageOf, vectorLoader, type OperandAccess } from './gemm-tiled.ts';
+
+export interface DirectTile {
+  kind: 'direct';
+  /** Invocations per workgroup (all along n). */
+  threads: number;
+  /** Rows per workgroup (shared by its invocations) and columns per invocation. */
+  tm: number;
+  tn: number;
+}
+
+export interface DirectVariant {
+  tile: DirectTile;
+  transA: boolean;
+  transB: boolean;
+  a: OperandAccess;
+  b: OperandAccess;
+  bias: boolean;
+  partial: boolean;
+}
+
+/** k elements per step of the main loop (a multiple of every load width). */
+export const DIRECT_K_STEP = 4;
+
+/**
+ * The load an operand may use in a direct kernel: along k any width (they divide the step);
+ * along the other dimension only one that divides the tile's extent there.
+ */
+export function directAccess(
+  access: OperandAccess,
+  kContiguous: boolean,
+  outerExtent: number,
+): OperandAccess {
+  return kContiguous || outerExtent % access.width === 0
+    ? access
+    : { dtype: access.dtype, width: 1 };
+}
+
+const kernels = new Map<string, KernelDef>();
+
+export function directGemmKernel(v: DirectVariant): KernelDef {
+  const { threads, tm, tn } = v.tile;
+  const key = `gemmd:${threads}.${tm}x${tn}:${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}:${v.a.dtype}${v.a.width}:${v.b.dtype}${v.b.width}:${v.bias ? 'bias' : ''}:${v.partial ? 'part' : ''}`;
+  let def = kernels.get(key);
+  if (!def) {
+    def = buildKernel(key, v);
+    kernels.set(key, def);
+  }
+  return def;
+}
+
+const range = (count: number) => Array.from({ length: count }, (_, i) => i);
+
+/**
+ * WGSL `let` statements loading an operand's `outer x kSteps` block, and the expression of each
+ * element: `values[o][kk]`. Loads run along the stored contiguous dimension, `width` at a time;
+ * `outerIndex(o)` is the (already clamped) index along the non-k dimension for the k-contiguous
+ * layout, and `outerStart(o)` the clamped start of the load holding element o otherwise.
+ */
+function loadBlock(o: {
+  name: 'a' | 'b';
+  access: OperandAccess;
+  kContiguous: boolean;
+  outer: number;
+  kSteps: number;
+  ld: string;
+  /** WGSL: the first outer index and its limit (the operand's extent along it). */
+  outerFirst: string;
+  outerLimit: string;
+  k: string;
+}): { code: string[]; values: string[][] } {
+  const w = o.kContiguous ? Math.min(o.access.width, o.kSteps) : o.access.width;
+  const load = (index: string) => `${o.name}${w}(${index})`;
+  const lane = (name: string, i: number) => (w === 1 ? name : `${name}[${i}]`);
+  const code: string[] = [];
+  const values = range(o.outer).map(() => [] as string[]);
+  if (o.kContiguous) {
+    for (const r of range(o.outer)) {
+      code.push(
+        `let ${o.name}r${r} = min(${o.outerFirst} + ${r}u, ${o.outerLimit} - 1u) * ${o.ld};`,
+      );
+      for (let kk = 0; kk < o.kSteps; kk += w) {
+        const name = `${o.name}${r}_${kk}`;
+        code.push(`let ${name} = ${load(`${o.name}Off + ${o.name}r${r} + ${o.k} + ${kk}u`)};`);
+        for (const i of range(w)) values[r]![kk + i] = lane(name, i);
+      }
+    }
+  } else {
+    for (const kk of range(o.kSteps)) {
+      for (let r = 0; r < o.outer; r += w) {
+        const name = `${o.name}${r}_${kk}`;
+        const start = `min(${o.outerFirst} + ${r}u, ${o.outerLimit} - ${w}u)`;
+        code.push(
+          `let ${name} = ${load(`${o.name}Off + (${o.k} + ${kk}u) * ${o.ld} + ${start}`)};`,
+        );
+        for (const i of range(w)) values[r + i]![kk] = lane(name, i);
+      }
+    }
+  }
+  return { code, values };
+}
+
+/** The loop body for `kSteps` k values from WGSL index `k`: loads, then tm x tn FMA chains. */
+function step(v: DirectVariant, kSteps: number, k: string): string {
+  const { tm, tn } = v.tile;
+  const a = loadBlock({
+    name: 'a',
+    access: v.a,
+    kContiguous: !v.transA,
+    outer: tm,
+    kSteps,
+    ld: 'P.lda',
+    outerFirst: 'm0',
+    outerLimit: 'P.m',
+    k,
+  });
+  const b = loadBlock({
+    name: 'b',
+    access: v.b,
+    kContiguous: v.transB,
+    outer: tn,
+    kSteps,
+    ld: 'P.ldb',
+    outerFirst: 'n0',
+    outerLimit: 'P.n',
+    k,
+  });
+  const fmas = range(tm).flatMap((i) =>
+    range(tn).map((j) => {
+      let chain = `acc${i}_${j}`;
+      for (const kk of range(kSteps))
+        chain = `fma(${a.values[i]![kk]}, ${b.values[j]![kk]}, ${chain})`;
+      return `acc${i}_${j} = ${chain};`;
+    }),
+  );
+  return [...a.code, ...b.code, ...fmas].join('\n    ');
+}
+
+/** WGSL loaders `<name>1` (one element) and `<name><width>` (a vector) for an operand. */
+function loaders(name: 'a' | 'b', access: OperandAccess): string {
+  const scalar =
+    access.width === 4
+      ? `fn ${name}1(i: u32) -> f32 { return ${name}[i >> 2u][i & 3u]; }`
+      : wgslLoader(`${name}1`, name, access.dtype);
+  return access.width === 1
+    ? scalar
+    : `${scalar}\n${vectorLoader(`${name}${access.width}`, name, access)}`;
+}
+
+function buildKernel(key: string, v: DirectVariant): KernelDef {
+  const { threads, tm, tn } = v.tile;
+  const elementOffset = (name: 'a' | 'b', access: OperandAccess) =>
+    access.width === 4 ? `P.${name}_off * 4u` : `P.${name}_off`;
+  const epilogue = v.partial
+    ? `c[cBase + col] = P.alpha * value;`
+    : `var out = P.alpha * value;
+        if (P.beta != 0.0) { out += P.beta * c[cBase + col]; }
+        ${v.bias ? 'out += bias[P.bias_off + col];' : ''}
+        c[cBase + col] = out;`;
+  const stores = range(tm).map(
+    (i) => `if (m0 + ${i}u < P.m) {
+    let cBase = cOff + (m0 + ${i}u) * P.ldc;
+    ${range(tn)
+      .map(
+        (j) => `if (n0 + ${j}u < P.n) {
+      let col = n0 + ${j}u;
+      let value = acc${i}_${j};
+      ${epilogue}
+    }`,
+      )
+      .join('\n    ')}
+  }`,
+  );
+  return {
+    key,
+    params: { ...GEMM_PARAMS, kchunk: 'u32', slab: 'u32' },
+    buffers: [
+      { name: 'a', dtype: storageOf(v.a), access: 'read' },
+      { name: 'b', dtype: storageOf(v.b), access: 'read' },
+      { name: 'c', dtype: 'f32', access: 'read_write' },
+      ...(v.bias ? [{ name: 'bias', dtype: 'f32' as const, access: 'read' as const }] : []),
+    ],
+    workgroupSize: [threads],
+    prelude: `${loaders('a', v.a)}\n${loaders('b', v.b)}`,
+    body: `
+  let m0 = wid.y * ${tm}u;
+  let n0 = (wid.x * ${threads}u + lid.x) * ${tn}u;
+  let aOff = ${elementOffset('a', v.a)};
+  let bOff = ${elementOffset('b', v.b)};
+  let kBegin = wid.z * P.kchunk;
+  let kEnd = min(P.k, kBegin + P.kchunk);
+  ${range(tm)
+    .flatMap((i) => range(tn).map((j) => `var acc${i}_${j} = 0.0;`))
+    .join(' ')}
+  var k = kBegin;
+  for (; k + ${DIRECT_K_STEP}u <= kEnd; k += ${DIRECT_K_STEP}u) {
+    ${step(v, DIRECT_K_STEP, 'k')}
+  }
+  for (; k < kEnd; k++) {
+    ${step({ ...v, a: { ...v.a, width: 1 }, b: { ...v.b, width: 1 } }, 1, 'k')}
+  }
+  let cOff = P.c_off + wid.z * P.slab;
+  ${stores.join('\n  ')}
+`,
+  };
+}
