@@ -28,6 +28,9 @@ namespace {
 constexpr int kGroup = 16;
 constexpr int kGroupVectors = kGroup / lf::kWidth;
 
+/** Unsigned dwords of a vector's width (4-bit codes, 8 to a lane). */
+typedef uint32_t vu __attribute__((vector_size(LF_WIDTH * 4)));
+
 /** Sixteen consecutive weights. */
 struct Group {
   vf v[kGroupVectors];
@@ -151,6 +154,20 @@ struct Decoder {
     }
 #endif
   }
+
+#if defined(__AVX2__)
+  /** table[idx & 15] per lane (4-bit decoders). */
+  vf lookup(vu idx) const {
+#if defined(__AVX512F__)
+    return _mm512_permutexvar_ps(reinterpret_cast<__m512i>(idx), table16);
+#else
+    const __m256i i = reinterpret_cast<__m256i>(idx);
+    return _mm256_blendv_ps(_mm256_permutevar8x32_ps(tableLow, i),
+                            _mm256_permutevar8x32_ps(tableHigh, i),
+                            _mm256_castsi256_ps(reinterpret_cast<__m256i>(idx << 28)));
+#endif
+  }
+#endif
 
   Group tableValues(int64_t i) const {
     Group g;
@@ -298,60 +315,79 @@ void matmulRows(const D& decoder, const float* x, const float* bias, float* y, i
   }
 }
 
-#if defined(__AVX512F__)
+#if defined(__AVX2__)
+/** Codes per step of the wide path: 8 nibbles in each dword of a vector. */
+constexpr int kWideChunk = 8 * lf::kWidth;
+
 /**
- * The element (from 8d) that lane d of the m-th table lookup of a 64-byte load holds: the
- * lookup's index is the load's dword d shifted right by 4m (a permute reads only the low 4 bits),
- * i.e. nibble m of bytes 4d … 4d + 3, low nibble first; a byte's high nibble is the earlier
- * element.
+ * The element (from 8d) that lane d of the m-th table lookup of a step's load holds: the
+ * lookup's index is the load's dword d shifted right by 4m (the table lookup reads only the low
+ * 4 bits), i.e. nibble m of bytes 4d … 4d + 3, low nibble first; a byte's high nibble is the
+ * earlier element.
  */
 constexpr int kNibbleElement[8] = {1, 0, 3, 2, 5, 4, 7, 6};
 
+/** The scales of a wide step over several blocks: lane d holds elements of block 8d / blockSize. */
+inline vf stepScales(BlockScales& scales, int lanesPerBlock) {
+#if defined(__AVX512F__)
+  if (lanesPerBlock == 8) {  // blocks of 64: one insert instead of lane by lane
+    const float first = scales.next();
+    return _mm512_insertf32x8(_mm512_set1_ps(first), _mm256_set1_ps(scales.next()), 1);
+  }
+#endif
+  vf scale;
+  for (int lane = 0; lane < lf::kWidth; lane += lanesPerBlock) {
+    const float blockScale = scales.next();
+    for (int j = 0; j < lanesPerBlock; j++) scale[lane + j] = blockScale;
+  }
+  return scale;
+}
+
 /**
- * matmulRows for unscaled 4-bit rows of whole 128-column chunks in blocks of 64 or of a multiple
- * of 128 (every bitsandbytes 4-bit projection whose width is a multiple of 128). Decoding is the
- * shuffle unit's work, so it is halved: 128 codes from one load and 8 permutes of shifted dwords,
- * with no widening; x is reordered once per call into the lanes' element order to match.
+ * matmulRows for unscaled 4-bit rows of whole kWideChunk-column steps (every bitsandbytes 4-bit
+ * projection whose width is a multiple of 128). Decoding is the shuffle unit's work, so it is
+ * halved or better: 8 · kWidth codes from one load and 8 table lookups of shifted dwords, with no
+ * widening; x is reordered once per call into the lanes' element order to match.
  */
-template <int R>
-void matmulRowsWide(const QuantLayout& q, __m512 table16, const float* x, const float* bias,
-                    float* y, int m0, int64_t cols, int64_t firstRow, int64_t ldy, int64_t start,
-                    int64_t end) {
+template <int R, class D>
+void matmulRowsWide(const D& decoder, const float* x, const float* bias, float* y, int m0,
+                    int64_t cols, int64_t firstRow, int64_t ldy, int64_t start, int64_t end) {
+  constexpr int W = lf::kWidth;
+  const QuantLayout& q = decoder.q;
   std::vector<float> reordered(static_cast<size_t>(R * cols));
   for (int r = 0; r < R; r++)
-    for (int64_t c = 0; c < cols; c += 128)
+    for (int64_t c = 0; c < cols; c += kWideChunk)
       for (int m = 0; m < 8; m++)
-        for (int d = 0; d < 16; d++)
-          reordered[r * cols + c + 16 * m + d] = x[(m0 + r) * cols + c + 8 * d + kNibbleElement[m]];
+        for (int d = 0; d < W; d++)
+          reordered[r * cols + c + W * m + d] = x[(m0 + r) * cols + c + 8 * d + kNibbleElement[m]];
+  const int lanesPerBlock = static_cast<int>(q.blockSize / 8);
   for (int64_t n = start; n < end; n++) {
-    __m512 acc[R][2];  // even and odd lookups: two independent chains per row of x
-    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    vf acc[R][2] = {};  // even and odd lookups: two independent chains per row of x
     const int64_t rowStart = (firstRow + n) * cols;
     BlockScales scales(q, rowStart / q.blockSize);
     const uint8_t* codes = q.codes + rowStart / 2;
-    __m512 scale = _mm512_setzero_ps();
-    for (int64_t c = 0; c < cols; c += 128) {
-      if (q.blockSize == 64) {  // lanes 0-7 hold elements of the first block, 8-15 the second
-        const float first = scales.next();
-        scale = _mm512_insertf32x8(_mm512_set1_ps(first), _mm256_set1_ps(scales.next()), 1);
-      } else if (c % q.blockSize == 0) {
-        scale = _mm512_set1_ps(scales.next());
+    vf scale = {};
+    for (int64_t c = 0; c < cols; c += kWideChunk) {
+      if (q.blockSize < kWideChunk)
+        scale = stepScales(scales, lanesPerBlock);
+      else if (c % q.blockSize == 0) {
+        scale = splat<vf>(scales.next());
       }
-      const __m512i packed = _mm512_loadu_si512(codes + c / 2);
+      vu packed;
+      std::memcpy(&packed, codes + c / 2, sizeof packed);
       const auto lookup = [&](auto m) {
         constexpr int kM = decltype(m)::value;
-        const __m512i idx = kM == 0 ? packed : _mm512_srli_epi32(packed, 4 * kM);
-        const __m512 w = _mm512_mul_ps(_mm512_permutexvar_ps(idx, table16), scale);
+        const vf w = decoder.lookup(packed >> (4 * kM)) * scale;
         for (int r = 0; r < R; r++) {
-          const float* xs = reordered.data() + r * cols + c + 16 * kM;
-          acc[r][kM & 1] = _mm512_fmadd_ps(_mm512_loadu_ps(xs), w, acc[r][kM & 1]);
+          const float* xs = reordered.data() + r * cols + c + W * kM;
+          acc[r][kM & 1] = madd(lf::load<vf>(xs), w, acc[r][kM & 1]);
         }
       };
       lookup(Step<0>{}), lookup(Step<1>{}), lookup(Step<2>{}), lookup(Step<3>{});
       lookup(Step<4>{}), lookup(Step<5>{}), lookup(Step<6>{}), lookup(Step<7>{});
     }
     for (int r = 0; r < R; r++) {
-      float total = lf::hsum(vf(acc[r][0] + acc[r][1]));
+      float total = lf::hsum(acc[r][0] + acc[r][1]);
       if (bias) total += bias[n];
       y[(m0 + r) * ldy + n] = total;
     }
@@ -363,11 +399,12 @@ void matmulRowsWide(const QuantLayout& q, __m512 table16, const float* x, const 
 template <int R, class D>
 void matmulRowsOf(const D& d, const float* x, const float* bias, float* y, int m0, int64_t cols,
                   int64_t firstRow, int64_t ldy, int64_t start, int64_t end) {
-#if defined(__AVX512F__)
+#if defined(__AVX2__)
   if constexpr (D::kKind == CodeKind::kFourBit && !D::kScaled) {
     const int64_t block = d.q.blockSize;
-    if (cols % 128 == 0 && cols % block == 0 && (block == 64 || block % 128 == 0)) {
-      matmulRowsWide<R>(d.q, d.table16, x, bias, y, m0, cols, firstRow, ldy, start, end);
+    const bool blocksFit = block % kWideChunk == 0 || (kWideChunk % block == 0 && block % 8 == 0);
+    if (cols % kWideChunk == 0 && cols % block == 0 && blocksFit) {
+      matmulRowsWide<R>(d, x, bias, y, m0, cols, firstRow, ldy, start, end);
       return;
     }
   }
