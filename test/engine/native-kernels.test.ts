@@ -22,7 +22,15 @@ import { CROSS_ENTROPY } from '../../src/engine/kernels/cross-entropy.ts';
 import { ELEMENTWISE } from '../../src/engine/kernels/elementwise.ts';
 import { RMSNORM } from '../../src/engine/kernels/rmsnorm.ts';
 import { ROPE } from '../../src/engine/kernels/rope.ts';
+import { QUANT } from '../../src/engine/kernels/quant.ts';
 import { paramNumbers, type AnySpec } from '../../src/engine/kernels/spec.ts';
+import { INT8_TABLE, type QuantType } from '../../src/engine/quant/formats.ts';
+import {
+  bytesToWords,
+  layoutOf,
+  quantize,
+  type QuantizedData,
+} from '../../src/engine/quant/quantize.ts';
 import { ropeInverseFrequencies } from '../../src/models/rope-frequencies.ts';
 import { Rng } from '../../src/util/rng.ts';
 import { buildNeonRunner, runOnNeon } from '../native/qemu-runner.ts';
@@ -547,7 +555,81 @@ function attentionCalls(): Call[] {
   return calls;
 }
 
+/** The buffers (after x, before the output) and layout params of a quantized matrix. */
+function quantArguments(q: QuantizedData, table: Float32Array) {
+  return {
+    buffers: [
+      bytesToWords(q.codes),
+      q.nested ? bytesToWords(q.nested.codes) : q.absmax!,
+      q.nested?.absmax ?? null,
+      table,
+      q.nested?.table ?? null,
+    ],
+    params: {
+      bits: layoutOf(q).bits,
+      blockSize: q.blockSize,
+      nested: q.nested !== null,
+      nestedBlockSize: q.nested?.blockSize ?? 0,
+      nestedOffset: q.nested?.offset ?? 0,
+      postScale: layoutOf(q).postScale,
+    },
+  };
+}
+
+function quantCalls(): Call[] {
+  const calls: Call[] = [];
+  // [37, 45]: odd rows start on a low nibble and blocks straddle rows; [300, 256] and [24, 384]:
+  // rows of whole 128-column chunks (AVX-512's wide path), 5 nested blocks; [24, 200]: int8 rows
+  // with a tail of 8 after 12 groups.
+  const matrices: [QuantType, boolean, number, number][] = [
+    ['nf4', false, 37, 45],
+    ['nf4', true, 300, 256],
+    ['fp4', true, 40, 130],
+    ['fp4', false, 24, 384],
+    ['int8', false, 24, 200],
+  ];
+  for (const [type, doubleQuant, rows, cols] of matrices) {
+    const q = quantize(normals(rows * cols, 0.05), [rows, cols], type, { doubleQuant });
+    // int8 also with a table that is not the signed bytes (looked up code by code).
+    const tables = type === 'int8' ? [q.table, INT8_TABLE.map((v) => v * 0.5 + 3)] : [q.table];
+    for (const [t, table] of tables.entries()) {
+      const name = `${type}${doubleQuant ? ' double quant' : ''} [${rows}, ${cols}]${t ? ', other table' : ''}`;
+      const { buffers, params: layout } = quantArguments(q, table);
+      const [firstRow, count] = [3, rows - 5];
+      calls.push({
+        name: 'dequantizeRows',
+        label: `${name} rows ${firstRow}+${count}`,
+        buffers: [...buffers, zeros(count * cols)],
+        params: params(QUANT.dequantizeRows, { firstRow, rows: count, cols, ...layout }),
+        items: count,
+        tolerance: EXACT,
+      });
+      // 1-4 rows of x in one pass over W, 7 in two; a bias; y rows wider than the rows computed.
+      for (const m of [1, 3, 7]) {
+        const ldy = rows + 2;
+        calls.push({
+          name: 'quantizedMatmul',
+          label: `${m} × ${name} rows ${firstRow}+${count}${m === 3 ? ', bias' : ''}`,
+          buffers: [normals(m * cols), ...buffers, m === 3 ? normals(count) : null, zeros(m * ldy)],
+          params: params(QUANT.quantizedMatmul, {
+            rows: m,
+            cols,
+            firstRow,
+            count,
+            ldy,
+            ...layout,
+          }),
+          items: count,
+          tolerance: REORDERED,
+        });
+      }
+    }
+  }
+  return calls;
+}
+
 const FAMILIES: Record<string, () => Call[]> = {
+  'quantized weights': quantCalls,
   'vector ops, AdamW, sum of squares, gated activations': vectorCalls,
   'RMSNorm and RoPE': normCalls,
   'cross-entropy': crossEntropyCalls,

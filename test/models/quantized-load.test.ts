@@ -1,6 +1,7 @@
 // Loading quantized bases: bitsandbytes 4-bit folders (written in bnb's layout by bnb-folder.ts)
 // give back exactly the quantization they hold; what is not understood is refused by name; and
-// quantizing while loading never puts an unquantized projection on the device.
+// quantizing while loading never puts an unquantized projection on the device. What touches the
+// device runs on each CPU backend (wasm, native).
 import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +18,7 @@ import { writeRandomModel } from '../../src/models/random.ts';
 import { LoraAdapter } from '../../src/peft/adapter.ts';
 import { makeLoraConfig } from '../../src/peft/config.ts';
 import { mergeToFolder } from '../../src/peft/merge.ts';
+import { forEachCpuBackend } from '../cpu-backends.ts';
 import { maxAbsDiff, TINY, useCpuBackend } from '../helpers.ts';
 import { writeBnb4bitFolder } from './bnb-folder.ts';
 import { goldenLogits } from './quantized-golden.ts';
@@ -28,33 +30,72 @@ before(async () => {
 });
 after(() => rmSync(root, { recursive: true, force: true }));
 
-for (const [type, doubleQuant] of [
-  ['nf4', true],
-  ['fp4', false],
-] as const) {
-  test(`a bitsandbytes ${type}${doubleQuant ? ' double-quant' : ''} folder loads as the quantization it holds`, async () => {
-    const dir = join(root, `bnb-${type}`);
-    const written = writeBnb4bitFolder(TINY, dir, type, doubleQuant);
-    const model = loadModel(dir);
-    let checked = 0;
-    for (const [path, p] of model.projections()) {
-      assert.ok(p.weight instanceof QuantizedWeight, `${path} is quantized`);
-      const [rows, cols] = p.weight.shape;
-      const out = Tensor.empty([rows, cols]);
-      p.weight.dequantizeRowsInto(out, 0, rows);
-      const want = dequantize(written.get(`${path}.weight`)!);
-      assert.deepEqual(out.readSync(), want, `${path}: dequantized values`);
-      out.dispose();
-      checked++;
-    }
-    assert.equal(checked, written.size);
-    // The same model as quantizing the dense checkpoint while loading it.
-    const fromDense = loadModel(TINY, { quantization: { type, doubleQuant } });
-    assert.equal(maxAbsDiff(await goldenLogits(model), await goldenLogits(fromDense)), 0);
-    model.dispose();
-    fromDense.dispose();
+forEachCpuBackend((cpu) => {
+  before(async () => {
+    backend = await cpu.use();
   });
-}
+
+  for (const [type, doubleQuant] of [
+    ['nf4', true],
+    ['fp4', false],
+  ] as const) {
+    test(`a bitsandbytes ${type}${doubleQuant ? ' double-quant' : ''} folder loads as the quantization it holds`, async () => {
+      const dir = join(root, `bnb-${type}`);
+      const written = writeBnb4bitFolder(TINY, dir, type, doubleQuant);
+      const model = loadModel(dir);
+      let checked = 0;
+      for (const [path, p] of model.projections()) {
+        assert.ok(p.weight instanceof QuantizedWeight, `${path} is quantized`);
+        const [rows, cols] = p.weight.shape;
+        const out = Tensor.empty([rows, cols]);
+        p.weight.dequantizeRowsInto(out, 0, rows);
+        const want = dequantize(written.get(`${path}.weight`)!);
+        assert.deepEqual(out.readSync(), want, `${path}: dequantized values`);
+        out.dispose();
+        checked++;
+      }
+      assert.equal(checked, written.size);
+      // The same model as quantizing the dense checkpoint while loading it.
+      const fromDense = loadModel(TINY, { quantization: { type, doubleQuant } });
+      assert.equal(maxAbsDiff(await goldenLogits(model), await goldenLogits(fromDense)), 0);
+      model.dispose();
+      fromDense.dispose();
+    });
+  }
+
+  test('quantizing while loading never holds an unquantized projection on the device', () => {
+    const dir = join(root, 'random');
+    writeRandomModel(dir, {
+      architectures: ['Qwen2ForCausalLM'],
+      vocab_size: 256,
+      hidden_size: 256,
+      intermediate_size: 768,
+      num_hidden_layers: 3,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      tie_word_embeddings: true,
+    });
+    const start = backend.allocatedBytes();
+    const dense = peakAllocated(() => loadModel(dir));
+    const denseBytes = backend.allocatedBytes() - start;
+    dense.result.dispose();
+    const nf4 = peakAllocated(() =>
+      loadModel(dir, { quantization: { type: 'nf4', doubleQuant: true } }),
+    );
+    const nf4Bytes = backend.allocatedBytes() - start;
+    nf4.result.dispose();
+    const largestProjection = 768 * 256 * 4;
+    // The peak is the quantized model itself (nothing dense came and went) and far below the dense one.
+    assert.ok(
+      nf4.peak - start - nf4Bytes < largestProjection / 8,
+      `peak ${nf4.peak - start}, held ${nf4Bytes}`,
+    );
+    assert.ok(nf4Bytes < denseBytes / 4, `nf4 ${nf4Bytes} vs dense ${denseBytes} bytes`);
+    console.log(
+      `# load: dense f32 ${denseBytes} B (peak ${dense.peak - start}), nf4+dq ${nf4Bytes} B (peak ${nf4.peak - start})`,
+    );
+  });
+});
 
 /** A copy of the nf4 folder with one change to its config or tensors. */
 function brokenFolder(
@@ -144,36 +185,3 @@ function peakAllocated<T>(fn: () => T): { result: T; peak: number } {
     backend.free = free;
   }
 }
-
-test('quantizing while loading never holds an unquantized projection on the device', () => {
-  const dir = join(root, 'random');
-  writeRandomModel(dir, {
-    architectures: ['Qwen2ForCausalLM'],
-    vocab_size: 256,
-    hidden_size: 256,
-    intermediate_size: 768,
-    num_hidden_layers: 3,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    tie_word_embeddings: true,
-  });
-  const start = backend.allocatedBytes();
-  const dense = peakAllocated(() => loadModel(dir));
-  const denseBytes = backend.allocatedBytes() - start;
-  dense.result.dispose();
-  const nf4 = peakAllocated(() =>
-    loadModel(dir, { quantization: { type: 'nf4', doubleQuant: true } }),
-  );
-  const nf4Bytes = backend.allocatedBytes() - start;
-  nf4.result.dispose();
-  const largestProjection = 768 * 256 * 4;
-  // The peak is the quantized model itself (nothing dense came and went) and far below the dense one.
-  assert.ok(
-    nf4.peak - start - nf4Bytes < largestProjection / 8,
-    `peak ${nf4.peak - start}, held ${nf4Bytes}`,
-  );
-  assert.ok(nf4Bytes < denseBytes / 4, `nf4 ${nf4Bytes} vs dense ${denseBytes} bytes`);
-  console.log(
-    `# load: dense f32 ${denseBytes} B (peak ${dense.peak - start}), nf4+dq ${nf4Bytes} B (peak ${nf4.peak - start})`,
-  );
-});
