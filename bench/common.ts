@@ -91,12 +91,17 @@ export function cpuBackendNames(): CpuBackendName[] {
   return names as CpuBackendName[];
 }
 
-/** The backend of that name on `threads` threads (native: the best variant, exact GEMM). */
+/**
+ * The backend of that name on `threads` threads (native: the best variant; exact GEMM, or with
+ * `--bf16-gemm` bf16 products where the CPU has them, as HF's `bf16=True` autocast multiplies).
+ */
 export async function createCpuBackend(
   name: CpuBackendName,
   threads: number,
 ): Promise<CpuBackend | NativeBackend> {
-  return name === 'native' ? NativeBackend.create({ threads }) : CpuBackend.create({ threads });
+  if (name === 'wasm') return CpuBackend.create({ threads });
+  const gemmPrecision = process.argv.includes('--bf16-gemm') ? 'bf16' : 'exact';
+  return NativeBackend.create({ threads, gemmPrecision });
 }
 
 /**
