@@ -16,45 +16,22 @@
  * (each optional), and p - j < window in a sliding-window layer (window > 0). Scores use finite sentinels, never infinities.
  */
 import type { KernelDef } from './kernel-def.ts';
-import { ELEMENTWISE_WORKGROUP, FLAT_INDEX } from './elementwise.ts';
-import type { BufferRef } from './runner.ts';
+import { ELEMENTWISE_WORKGROUP } from './elementwise.ts';
 // EMPTY_ROW_LSE (+inf) is passed as a uniform, because WGSL rejects infinite constants.
 import { ATTENTION, EMPTY_ROW_LSE } from '../kernels/attention.ts';
 import type { GpuTable } from './kernel-table.ts';
-
-const ROWS_PER_WORKGROUP = 32;
-/** Workgroup memory for streamed tiles: WebGPU's guaranteed minimum is 16 KiB. */
-const TILE_BYTES = 16384;
-
-/** Rows per streamed tile when each row takes `bytesPerRow` bytes of workgroup memory. */
-function tileRows(bytesPerRow: number): number {
-  return Math.max(1, Math.min(ROWS_PER_WORKGROUP, Math.floor(TILE_BYTES / bytesPerRow)));
-}
-
-interface Masking {
-  keyMask: boolean;
-  segIds: boolean;
-}
-
-function maskBuffers(m: Masking) {
-  return [
-    ...(m.keyMask ? [{ name: 'keyMask', dtype: 'i32' as const, access: 'read' as const }] : []),
-    ...(m.segIds ? [{ name: 'segIds', dtype: 'i32' as const, access: 'read' as const }] : []),
-  ];
-}
-
-/** WGSL `fn visible(b, p, j) -> bool` for the chosen masks (kvCap is the mask row length). */
-function visibleFn(m: Masking): string {
-  return `
-fn visible(b: u32, p: u32, j: u32) -> bool {
-  if (j > p || (P.window > 0u && j + P.window <= p)) { return false; }
-  ${m.keyMask ? 'if (keyMask[P.keyMask_off + b * P.kvCap + j] == 0) { return false; }' : ''}
-  ${m.segIds ? 'if (segIds[P.segIds_off + b * P.kvCap + j] != segIds[P.segIds_off + b * P.kvCap + p]) { return false; }' : ''}
-  return true;
-}`;
-}
-
-const maskKey = (m: Masking) => `${m.keyMask ? 'mask' : ''}${m.segIds ? 'seg' : ''}`;
+import {
+  backwardBuffers,
+  BACKWARD_PARAMS,
+  DELTA,
+  maskArgs,
+  maskBuffers,
+  maskKey,
+  tileRows,
+  visibleFn,
+  ROWS_PER_WORKGROUP,
+  type Masking,
+} from './attention-shared.ts';
 
 /** WGSL loop that copies `rows` rows (from `first`) of buffer `src` into tile `dst` (zero past `limit`). */
 function loadTile(
@@ -154,51 +131,6 @@ ${visibleFn(m)}`,
   }
 `,
   };
-}
-
-const DELTA: KernelDef = {
-  key: 'legacy-attention-backward-delta',
-  params: { rows: 'u32', T: 'u32', H: 'u32', D: 'u32' },
-  buffers: [
-    { name: 'out', dtype: 'f32', access: 'read' },
-    { name: 'dout', dtype: 'f32', access: 'read' },
-    { name: 'delta', dtype: 'f32', access: 'read_write' },
-  ],
-  workgroupSize: [ELEMENTWISE_WORKGROUP],
-  body: `
-  ${FLAT_INDEX}
-  if (i >= P.rows) { return; }
-  // i enumerates [B, T, H] rows; delta is laid out [B, H, T] like lse.
-  let h = i % P.H;
-  let t = (i / P.H) % P.T;
-  let b = i / (P.H * P.T);
-  var acc = 0.0;
-  for (var d = 0u; d < P.D; d++) { acc = fma(out[P.out_off + i * P.D + d], dout[P.dout_off + i * P.D + d], acc); }
-  delta[P.delta_off + (b * P.H + h) * P.T + t] = acc;
-`,
-};
-
-/** Uniform params of both the dq and the dk/dv kernel. */
-const BACKWARD_PARAMS = {
-  T: 'u32',
-  kvCap: 'u32',
-  H: 'u32',
-  KVH: 'u32',
-  scale: 'f32',
-  window: 'u32',
-} as const;
-
-function backwardBuffers(m: Masking, outputs: string[]) {
-  return [
-    { name: 'q', dtype: 'f32' as const, access: 'read' as const },
-    { name: 'k', dtype: 'f32' as const, access: 'read' as const },
-    { name: 'v', dtype: 'f32' as const, access: 'read' as const },
-    { name: 'dout', dtype: 'f32' as const, access: 'read' as const },
-    { name: 'lse', dtype: 'f32' as const, access: 'read' as const },
-    { name: 'delta', dtype: 'f32' as const, access: 'read' as const },
-    ...outputs.map((name) => ({ name, dtype: 'f32' as const, access: 'read_write' as const })),
-    ...maskBuffers(m),
-  ];
 }
 
 function dqKernel(D: number, m: Masking): KernelDef {
@@ -333,13 +265,6 @@ ${visibleFn(m)}`,
     }
   }
 `,
-  };
-}
-
-function maskArgs(B: number, kvCap: number, keyMask: BufferRef | null, segIds: BufferRef | null) {
-  return {
-    ...(keyMask ? { keyMask: { ref: keyMask, elements: B * kvCap } } : {}),
-    ...(segIds ? { segIds: { ref: segIds, elements: B * kvCap } } : {}),
   };
 }
 
