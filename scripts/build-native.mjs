@@ -20,6 +20,10 @@ const ifPossible = args.includes('--if-possible');
 const force = args.includes('--force');
 const arch = args.includes('--arch') ? args[args.indexOf('--arch') + 1] : process.arch;
 
+// Each x64 level adds its switches to the one below it (AVX-512 implies AVX2 and FMA).
+const AVX2_FLAGS = ['-march=x86-64', '-mavx2', '-mfma', '-mf16c', '-mbmi2'];
+const AVX512_FLAGS = [...AVX2_FLAGS, '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq'];
+
 /**
  * The variants of each architecture, best last; `flags` are the compiler's ISA switches, `cpu` the
  * features (as the addon's cpuFeatures() names them) a CPU needs to run the variant. The build
@@ -29,41 +33,12 @@ const arch = args.includes('--arch') ? args[args.indexOf('--arch') + 1] : proces
 export const VARIANTS = {
   x64: [
     { name: 'x86-64', cpu: [], flags: ['-march=x86-64', '-mtune=generic'] },
-    {
-      name: 'avx2',
-      cpu: ['avx2'],
-      flags: ['-march=x86-64', '-mavx2', '-mfma', '-mf16c', '-mbmi2'],
-    },
-    {
-      name: 'avx512',
-      cpu: ['avx2', 'avx512f'],
-      flags: [
-        '-march=x86-64',
-        '-mavx2',
-        '-mfma',
-        '-mf16c',
-        '-mbmi2',
-        '-mavx512f',
-        '-mavx512bw',
-        '-mavx512vl',
-        '-mavx512dq',
-      ],
-    },
+    { name: 'avx2', cpu: ['avx2'], flags: AVX2_FLAGS },
+    { name: 'avx512', cpu: ['avx2', 'avx512f'], flags: AVX512_FLAGS },
     {
       name: 'avx512bf16',
       cpu: ['avx2', 'avx512f', 'avx512bf16'],
-      flags: [
-        '-march=x86-64',
-        '-mavx2',
-        '-mfma',
-        '-mf16c',
-        '-mbmi2',
-        '-mavx512f',
-        '-mavx512bw',
-        '-mavx512vl',
-        '-mavx512dq',
-        '-mavx512bf16',
-      ],
+      flags: [...AVX512_FLAGS, '-mavx512bf16'],
     },
   ],
   arm64: [{ name: 'neon', cpu: [], flags: ['-march=armv8-a'] }],
