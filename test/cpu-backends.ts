@@ -1,7 +1,7 @@
 /**
- * The CPU backends the backend-parameterized suites run on: WebAssembly, and native in the best
- * ISA variant this CPU runs (kernel suites: every supported variant, each its own module and pool
- * in this process). Without a native binary the native suites are skipped with the reason, except
+ * The CPU backends the backend-parameterized suites run on: WebAssembly, and native in every ISA
+ * variant this CPU runs (each its own module and pool in this process; LORAFORGE_NATIVE_ISA
+ * narrows it to one). Without a native binary the native suites are skipped with the reason, except
  * under CI (which builds it in `npm test`'s pretest), where they fail.
  */
 import { before, describe } from 'node:test';
@@ -50,29 +50,36 @@ export interface CpuTestBackend {
   use(): Promise<Backend>;
 }
 
-/** WebAssembly, then native in its best variant. */
+/**
+ * WebAssembly, then native in every ISA variant this CPU runs (best last), so that each golden
+ * test and gradient check holds on every code path a user's CPU may select.
+ */
 export function cpuTestBackends(): CpuTestBackend[] {
+  const wasm: CpuTestBackend = {
+    label: 'wasm',
+    skip: false,
+    use: async () => {
+      const backend = await useCpuBackend();
+      setBackend(backend);
+      return backend;
+    },
+  };
   const native = nativeTestVariants();
+  if (native.skip)
+    return [wasm, { label: 'native', skip: native.skip, use: () => useCpu(useNativeBackend()) }];
   return [
-    {
-      label: 'wasm',
-      skip: false,
-      use: async () => {
-        const backend = await useCpuBackend();
-        setBackend(backend);
-        return backend;
-      },
-    },
-    {
-      label: `native ${native.variants.at(-1) ?? ''}`.trim(),
-      skip: native.skip,
-      use: async () => {
-        const backend = useNativeBackend();
-        setBackend(backend);
-        return backend;
-      },
-    },
+    wasm,
+    ...native.variants.map((variant) => ({
+      label: `native ${variant}`,
+      skip: false as const,
+      use: () => useCpu(useNativeBackend(variant)),
+    })),
   ];
+}
+
+function useCpu(backend: Backend): Promise<Backend> {
+  setBackend(backend);
+  return Promise.resolve(backend);
 }
 
 /**
