@@ -47,6 +47,7 @@ export type { Quantization } from './models/quantized-load.ts';
 export {
   QUANTIZATION_OPTIONS,
   quantizationFromOptions,
+  quantizationFlags,
   type QuantizationValues,
 } from './models/quantization-options.ts';
 export { HfTokenizer, type SpecialTokens, type Tokenizer } from './io/tokenizer.ts';

@@ -4,7 +4,7 @@
  * model (chat, generate, eval, serve) are made from the same declarations.
  */
 import { QUANT_TYPES } from '../engine/quant/formats.ts';
-import { option, type OptionValues } from '../util/options.ts';
+import { flagName, option, type OptionValues } from '../util/options.ts';
 import type { Quantization } from './quantized-load.ts';
 
 export const QUANTIZATION_OPTIONS = {
@@ -30,4 +30,15 @@ export type QuantizationValues = OptionValues<typeof QUANTIZATION_OPTIONS>;
 export function quantizationFromOptions(values: QuantizationValues): Quantization | null {
   if (values.quantization === 'none') return null;
   return { type: values.quantization, doubleQuant: values.bnb_4bit_use_double_quant };
+}
+
+/**
+ * The command-line flags that load a base as these values quantized it (empty for none), for the
+ * commands a run suggests next: an adapter is used on the base it was trained with.
+ */
+export function quantizationFlags(values: QuantizationValues): string {
+  if (values.quantization === 'none') return '';
+  const flags = [`${flagName('quantization')} ${values.quantization}`];
+  if (values.bnb_4bit_use_double_quant) flags.push(flagName('bnb_4bit_use_double_quant'));
+  return ' ' + flags.join(' ');
 }

@@ -111,10 +111,15 @@ async function trainIn(
 
   // Printed once the data is known good, so a data error stays the only line.
   log(`device: ${backend.describe()}`);
+  const quantization = quantizationFromOptions(cfg);
   const model = loadModel(modelDir, {
     dtype: chooseDType(cfg, loadDecoderConfig(modelDir)),
-    quantization: quantizationFromOptions(cfg),
+    quantization,
   });
+  if (quantization) {
+    const absmax = quantization.doubleQuant ? ', double-quantized absmax' : '';
+    log(`frozen base: decoder projections quantized to ${quantization.type}${absmax} (QLoRA)`);
+  }
   let adapter: LoraAdapter | null = null;
   if (cfg.finetuning_type === 'lora') {
     adapter = LoraAdapter.create(model, loraConfigFromOptions(cfg, cfg.model), cfg.seed);

@@ -5,6 +5,7 @@ import {
   estimateRun,
   flagName,
   formatMemoryEstimate,
+  quantizationFlags,
   readConfigFile,
   resolveTrainConfig,
   runTraining,
@@ -67,7 +68,7 @@ export function registerTrain(program: Command): void {
       ...(result.plotPaths.length
         ? [`plot:     ${result.plotPaths.map((p) => relative(process.cwd(), p)).join(', ')}`]
         : []),
-      `next:     loraforge chat --model ${config.model} --adapter ${out}`,
+      `next:     loraforge chat --model ${config.model} --adapter ${out}${quantizationFlags(config)}`,
     ];
     process.stdout.write(lines.join('\n') + '\n');
   });
