@@ -1,6 +1,7 @@
-// Compiles every src/engine/cpu/assembly/*.ts as entry files of ONE AssemblyScript module, twice:
+// Compiles every src/engine/cpu/assembly/*.ts as entry files of ONE AssemblyScript module, three times:
 //   build/loraforge.wasm          SIMD128 (multiply + add)
 //   build/loraforge-relaxed.wasm  relaxed SIMD (kernels pick f32x4.relaxed_madd via ASC_FEATURE_RELAXED_SIMD)
+//   build/loraforge-wide.wasm     relaxed SIMD with a 6-row GEMM tile, for V8's 256-bit revectorizer
 // Both import a shared memory (env.memory) that the runtime creates; the module must have no data
 // segments and no start function so that instantiating it in every worker never writes memory.
 // Skips the build when both outputs are newer than every source (runs on postinstall and before tests).
@@ -23,8 +24,11 @@ const outDir = join(root, 'build');
 const MAX_PAGES = 65536; // 4 GiB, the wasm32 limit
 
 const variants = [
-  { out: 'loraforge.wasm', features: ['simd', 'threads'] },
-  { out: 'loraforge-relaxed.wasm', features: ['simd', 'threads', 'relaxed-simd'] },
+  { out: 'loraforge.wasm', features: ['simd', 'threads'], gemmTileRows: 2 },
+  { out: 'loraforge-relaxed.wasm', features: ['simd', 'threads', 'relaxed-simd'], gemmTileRows: 2 },
+  // For V8's 256-bit revectorizer (Node >= 22 on x64, used only where a start-up self-test finds
+  // it exact and faster: src/engine/cpu/wide-kernels.ts): a 6-row GEMM tile.
+  { out: 'loraforge-wide.wasm', features: ['simd', 'threads', 'relaxed-simd'], gemmTileRows: 6 },
 ];
 
 const sources = readdirSync(sourceDir)
@@ -109,6 +113,8 @@ async function compile(variant) {
     '--maximumMemory',
     String(MAX_PAGES),
     '--noExportMemory',
+    '--use',
+    `GEMM_TILE_ROWS=${variant.gemmTileRows}`,
     ...variant.features.flatMap((f) => ['--enable', f]),
   ];
   const { error, stderr } = await asc.main(args);

@@ -84,8 +84,8 @@ describe('WasmRuntime', () => {
   });
   after(() => rt.dispose());
 
-  it('uses the relaxed-SIMD build when the engine supports it', () => {
-    assert.equal(rt.relaxed, true);
+  it('uses the relaxed-SIMD build (or its wide GEMM variant) when the engine supports it', () => {
+    assert.ok(rt.kernels === 'relaxed' || rt.kernels === 'wide', rt.kernels);
     assert.equal(rt.threads, 2);
   });
 

@@ -102,6 +102,7 @@ test('the package ships compiled JavaScript, declarations and kernels, and no Ty
     'dist/engine/cpu/worker.mjs',
     'build/loraforge.wasm',
     'build/loraforge-relaxed.wasm',
+    'build/loraforge-wide.wasm',
     'assets/tiny-chat/model.safetensors',
     'bin/loraforge.js',
     'LICENSE',

@@ -7,7 +7,13 @@ import type { DType } from '../dtype.ts';
 import { bindKernels } from '../kernels/registry.ts';
 import { CPU_KERNELS } from './kernel-table.ts';
 import { CpuLauncher, type CpuArg } from './launcher.ts';
-import { WasmRuntime, type GemmArgs, type RuntimeOptions } from './runtime.ts';
+import { WasmRuntime, type GemmArgs, type KernelBuild, type RuntimeOptions } from './runtime.ts';
+
+const KERNEL_BUILD_NAMES: Record<KernelBuild, string> = {
+  simd128: 'wasm SIMD128',
+  relaxed: 'wasm relaxed SIMD',
+  wide: 'wasm relaxed SIMD, 256-bit revectorized GEMM',
+};
 
 /** A CPU block: `ptr` is its address in the kernels' memory (wasm offset or native address). */
 export interface CpuStorage extends Storage {
@@ -42,7 +48,7 @@ export class CpuBackend implements Backend {
   }
 
   describe(): string {
-    const simd = this.runtime.relaxed ? 'wasm relaxed SIMD' : 'wasm SIMD128';
+    const simd = KERNEL_BUILD_NAMES[this.runtime.kernels];
     const threads = this.runtime.threads;
     return `cpu (${simd}, ${threads} thread${threads === 1 ? '' : 's'})`;
   }

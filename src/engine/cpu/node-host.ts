@@ -9,7 +9,8 @@ import { availableParallelism } from 'node:os';
 import { LoraforgeError } from '../../util/errors.ts';
 import { WorkerPool } from './pool.ts';
 import { registerRuntimeHost, type RuntimeHost } from './runtime.ts';
-import { prepareWasmCompiler, supportsRelaxedSimd } from './v8-flags.ts';
+import { isRevectorizing, prepareWasmCompiler, supportsRelaxedSimd } from './v8-flags.ts';
+import { checkWideKernels } from './wide-kernels.ts';
 
 /**
  * The prebuilt kernels: <repository or package root>/build/. src/ (run by tsx in a checkout) and
@@ -29,8 +30,23 @@ export const NODE_RUNTIME_HOST: RuntimeHost = {
   defaultThreads: () => availableParallelism(),
   prepareCompiler: prepareWasmCompiler,
   supportsRelaxedSimd,
+  wideKernels: (relaxed) => (wideKernels ??= chooseWideKernels(relaxed)),
   startPool: (module, memory, controlOffset, threads, exports) =>
     WorkerPool.start(module, memory, controlOffset, threads, exports),
 };
+
+/** The process's choice, made once (every runtime gets the same build). */
+let wideKernels: Promise<WebAssembly.Module | undefined> | undefined;
+
+/** The wide build when V8 revectorizes it and checkWideKernels finds it exact and faster. */
+async function chooseWideKernels(
+  relaxed: WebAssembly.Module,
+): Promise<WebAssembly.Module | undefined> {
+  if (!isRevectorizing()) return undefined;
+  const wide = await WebAssembly.compile(
+    await NODE_RUNTIME_HOST.readKernels('loraforge-wide.wasm'),
+  );
+  return checkWideKernels(relaxed, wide).chosen ? wide : undefined;
+}
 
 registerRuntimeHost(NODE_RUNTIME_HOST);

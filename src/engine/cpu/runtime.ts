@@ -55,6 +55,8 @@ export interface RuntimeHost {
   prepareCompiler?(): void;
   /** Whether a relaxed-SIMD module compiles here (default: `WebAssembly.validate`). */
   supportsRelaxedSimd?(bytes: Uint8Array<ArrayBuffer>): boolean;
+  /** The wide build (loraforge-wide.wasm) to use instead of the relaxed one, if it is better here. */
+  wideKernels?(relaxed: WebAssembly.Module): Promise<WebAssembly.Module | undefined>;
   /** A pool of `threads` threads (the calling one included) over `memory`. */
   startPool(
     module: WebAssembly.Module,
@@ -93,8 +95,8 @@ export class WasmRuntime {
     readonly memory: WebAssembly.Memory,
     readonly exports: Record<string, ExportedFunction>,
     private readonly pool: ThreadPool,
-    /** Whether the relaxed-SIMD (FMA) kernels are in use. */
-    readonly relaxed: boolean,
+    /** Which kernel build is in use: SIMD128, relaxed SIMD (FMA), or relaxed with the wide GEMM. */
+    readonly kernels: KernelBuild,
   ) {
     this.allocator = new FreeListAllocator(HEAP_START, memory.buffer.byteLength, (minEnd) =>
       this.growTo(minEnd),
@@ -113,7 +115,7 @@ export class WasmRuntime {
     const threads = opts.threads ?? host.defaultThreads();
     if (!Number.isInteger(threads) || threads < 1)
       throw new LoraforgeError(`threads must be a positive integer, got ${threads}`);
-    const { module, relaxed } = await compileKernels(host, opts.relaxed ?? true);
+    const { module, kernels } = await compileKernels(host, opts.relaxed ?? true);
     const memory = new WebAssembly.Memory({
       initial: INITIAL_PAGES,
       maximum: MAX_PAGES,
@@ -122,7 +124,7 @@ export class WasmRuntime {
     const instance = new WebAssembly.Instance(module, { env: { memory } });
     const exports = instance.exports as Record<string, ExportedFunction>;
     const pool = await host.startPool(module, memory, CONTROL_BLOCK_OFFSET, threads, exports);
-    return new WasmRuntime(memory, exports, pool, relaxed);
+    return new WasmRuntime(memory, exports, pool, kernels);
   }
 
   get threads(): number {
@@ -265,20 +267,29 @@ export function checkGemmArgs(args: GemmArgs): void {
   }
 }
 
-/** Compiles the relaxed-SIMD build when asked for and supported, else the plain SIMD128 build. */
+/**
+ * The kernel builds: plain SIMD128; relaxed SIMD (fused multiply-adds); relaxed with a 6-row GEMM
+ * tile for V8's 256-bit revectorizer (build-wasm.mjs).
+ */
+export type KernelBuild = 'simd128' | 'relaxed' | 'wide';
+
+/** Compiles the relaxed-SIMD build when asked for and supported (or the wide one, where the host finds it better), else the plain SIMD128 build. */
 async function compileKernels(
   host: RuntimeHost,
   wantRelaxed: boolean,
-): Promise<{ module: WebAssembly.Module; relaxed: boolean }> {
+): Promise<{ module: WebAssembly.Module; kernels: KernelBuild }> {
   host.prepareCompiler?.();
   if (wantRelaxed) {
     const bytes = await host.readKernels('loraforge-relaxed.wasm');
-    if ((host.supportsRelaxedSimd ?? WebAssembly.validate)(bytes))
-      return { module: await WebAssembly.compile(bytes), relaxed: true };
+    if ((host.supportsRelaxedSimd ?? WebAssembly.validate)(bytes)) {
+      const module = await WebAssembly.compile(bytes);
+      const wide = await host.wideKernels?.(module);
+      return wide ? { module: wide, kernels: 'wide' } : { module, kernels: 'relaxed' };
+    }
   }
   return {
     module: await WebAssembly.compile(await host.readKernels('loraforge.wasm')),
-    relaxed: false,
+    kernels: 'simd128',
   };
 }
 

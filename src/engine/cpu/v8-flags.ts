@@ -21,6 +21,29 @@ export function prepareWasmCompiler(): void {
   // GetLiftoffFrameSize; Node 26.12, the first generated token; `node --no-liftoff` given on the
   // command line does not crash). So deopts are turned off with Liftoff; inlining stays on.
   if (V8_MAJOR >= 14) setFlagsFromString('--no-wasm-deopt');
+  enableRevectorizer();
+}
+
+/** Set to 0 to keep V8's wasm revectorizer off (and so the relaxed kernel build). */
+export const REVECTORIZE_ENV = 'LORAFORGE_WASM_REVECTORIZE';
+
+let revectorizing = false;
+
+/**
+ * V8 12+ (Node 22+) on x64 can turn pairs of 128-bit wasm SIMD operations into 256-bit AVX2 ones
+ * (an experimental flag). V8 reads it once, at the process's first wasm compile, so it is set here
+ * and then holds for every module; wide-kernels.ts decides whether the kernels use it.
+ */
+function enableRevectorizer(): void {
+  if (revectorizing || process.arch !== 'x64' || V8_MAJOR < 12) return;
+  if (process.env[REVECTORIZE_ENV] === '0') return;
+  setFlagsFromString('--experimental-wasm-revectorize');
+  revectorizing = true;
+}
+
+/** Whether the revectorizer flag was set (it works only if no wasm was compiled before). */
+export function isRevectorizing(): boolean {
+  return revectorizing;
 }
 
 /**

@@ -6,10 +6,13 @@
 // bf16/f16 -> f32 widening happen only while packing, so the micro-kernel sees one layout.
 // Pointers are byte offsets into the shared memory; packing scratch is passed in per thread.
 
-const MR: i32 = 2;
+// Rows of the register tile, set per build (`--use GEMM_TILE_ROWS=…`, scripts/build-wasm.mjs): 2 in
+// the SIMD128 builds; 6 in the wide build, whose tile V8 turns into 256-bit AVX2 code when its wasm
+// revectorizer is on (12 ymm accumulators; as 128-bit code the same tile would spill).
+const MR: i32 = GEMM_TILE_ROWS;
 const NR: i32 = 16;
 const KC: i32 = 256;
-const MC: i32 = 128; // multiple of MR
+const MC: i32 = (128 / MR) * MR; // multiple of MR
 const NC: i32 = 2048; // multiple of NR
 
 /**
@@ -109,7 +112,7 @@ function packLanes(
 }
 
 /**
- * Packs alpha * op(A)[i0 .. i0+mc, p0 .. p0+kc] into MR-row micro-panels ([panel][k][MR], MR = 2).
+ * Packs alpha * op(A)[i0 .. i0+mc, p0 .. p0+kc] into MR-row micro-panels ([panel][k][MR]).
  * op(A)[i, p] is at i*lda + p, or p*lda + i when A is transposed.
  */
 function packA(
@@ -125,7 +128,7 @@ function packA(
     const src = a + ((<usize>(i0 + ip) * rowStep + <usize>p0 * pStep) << shift);
     const panel = dst + <usize>(ip * kc) * 4;
     let p = 0;
-    if (rows == MR && !transA) {
+    if (MR == 2 && rows == MR && !transA) {
       // Both rows are contiguous in k: interleave four k steps of the two rows at a time.
       const rowBytes = rowStep << shift;
       for (; p + 4 <= kc; p += 4) {
@@ -191,14 +194,20 @@ function storeRow(c: usize, x0: v128, x1: v128, x2: v128, x3: v128, beta: f32, b
   v128.store(c, x3, 48);
 }
 
+/** Full MR x NR tile: C = Ap(MR x kc) * Bp(kc x NR) + beta * C + bias. */
+@inline
+function microKernel(kc: i32, ap: usize, bp: usize, c: usize, ldcBytes: usize, beta: f32, bias: usize): void {
+  if (MR == 6) microKernel6x16(kc, ap, bp, c, ldcBytes, beta, bias);
+  else microKernel2x16(kc, ap, bp, c, ldcBytes, beta, bias);
+}
+
 /**
- * Full MR x NR tile: C = Ap(MR x kc) * Bp(kc x NR) + beta * C + bias.
  * Why 2 x 16: V8 (Node 20) schedules every load of the loop body before the multiply-adds, so
  * accumulators + loads per step must fit its 15 allocatable xmm registers; 8 accumulators + 2
  * broadcasts + 4 B vectors = 14. Bigger tiles (6x8, 5x8, 3x16) spill accumulators to the stack and
  * run at half speed; 4x8 fits too but measured a little slower.
  */
-function microKernel(kc: i32, ap: usize, bp: usize, c: usize, ldcBytes: usize, beta: f32, bias: usize): void {
+function microKernel2x16(kc: i32, ap: usize, bp: usize, c: usize, ldcBytes: usize, beta: f32, bias: usize): void {
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0), c03 = f32x4.splat(0);
   let c10 = f32x4.splat(0), c11 = f32x4.splat(0), c12 = f32x4.splat(0), c13 = f32x4.splat(0);
   // Loop on the B pointer alone: one induction variable fewer in the hottest loop.
@@ -223,6 +232,65 @@ function microKernel(kc: i32, ap: usize, bp: usize, c: usize, ldcBytes: usize, b
   }
   storeRow(c, c00, c01, c02, c03, beta, bias);
   storeRow(c + ldcBytes, c10, c11, c12, c13, beta, bias);
+}
+
+/**
+ * The wide build's tile: the 2 x 16 loop with six rows. Revectorized, each pair of adjacent
+ * 128-bit B loads, broadcasts and multiply-adds becomes one 256-bit operation: 12 accumulators +
+ * 2 B vectors + 1 broadcast fit AVX2's 16 ymm registers, and each B load now feeds 6 rows.
+ */
+function microKernel6x16(kc: i32, ap: usize, bp: usize, c: usize, ldcBytes: usize, beta: f32, bias: usize): void {
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0), c03 = f32x4.splat(0);
+  let c10 = f32x4.splat(0), c11 = f32x4.splat(0), c12 = f32x4.splat(0), c13 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c22 = f32x4.splat(0), c23 = f32x4.splat(0);
+  let c30 = f32x4.splat(0), c31 = f32x4.splat(0), c32 = f32x4.splat(0), c33 = f32x4.splat(0);
+  let c40 = f32x4.splat(0), c41 = f32x4.splat(0), c42 = f32x4.splat(0), c43 = f32x4.splat(0);
+  let c50 = f32x4.splat(0), c51 = f32x4.splat(0), c52 = f32x4.splat(0), c53 = f32x4.splat(0);
+  const bEnd = bp + <usize>kc * (NR * 4);
+  while (bp < bEnd) {
+    const b0 = v128.load(bp);
+    const b1 = v128.load(bp, 16);
+    const b2 = v128.load(bp, 32);
+    const b3 = v128.load(bp, 48);
+    let a = v128.load32_splat(ap);
+    c00 = fma(a, b0, c00);
+    c01 = fma(a, b1, c01);
+    c02 = fma(a, b2, c02);
+    c03 = fma(a, b3, c03);
+    a = v128.load32_splat(ap, 4);
+    c10 = fma(a, b0, c10);
+    c11 = fma(a, b1, c11);
+    c12 = fma(a, b2, c12);
+    c13 = fma(a, b3, c13);
+    a = v128.load32_splat(ap, 8);
+    c20 = fma(a, b0, c20);
+    c21 = fma(a, b1, c21);
+    c22 = fma(a, b2, c22);
+    c23 = fma(a, b3, c23);
+    a = v128.load32_splat(ap, 12);
+    c30 = fma(a, b0, c30);
+    c31 = fma(a, b1, c31);
+    c32 = fma(a, b2, c32);
+    c33 = fma(a, b3, c33);
+    a = v128.load32_splat(ap, 16);
+    c40 = fma(a, b0, c40);
+    c41 = fma(a, b1, c41);
+    c42 = fma(a, b2, c42);
+    c43 = fma(a, b3, c43);
+    a = v128.load32_splat(ap, 20);
+    c50 = fma(a, b0, c50);
+    c51 = fma(a, b1, c51);
+    c52 = fma(a, b2, c52);
+    c53 = fma(a, b3, c53);
+    ap += MR * 4;
+    bp += NR * 4;
+  }
+  storeRow(c, c00, c01, c02, c03, beta, bias);
+  storeRow(c + ldcBytes, c10, c11, c12, c13, beta, bias);
+  storeRow(c + 2 * ldcBytes, c20, c21, c22, c23, beta, bias);
+  storeRow(c + 3 * ldcBytes, c30, c31, c32, c33, beta, bias);
+  storeRow(c + 4 * ldcBytes, c40, c41, c42, c43, beta, bias);
+  storeRow(c + 5 * ldcBytes, c50, c51, c52, c53, beta, bias);
 }
 
 /** Partial tile at the matrix edge: computed into `tile`, then the valid rows x cols merged into C. */
