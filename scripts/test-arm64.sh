@@ -5,7 +5,8 @@
 # test on small shapes (emulation is slow), the native kernel suites, and every golden test and
 # gradient check on the NEON variant. Node transforms the tests' TypeScript itself (tsx's esbuild
 # binary is the host's), and each file runs in-process (no --test, no build from the test): under
-# qemu-user an arm64 Node cannot start a child Node. Not part of CI (about 10 minutes).
+# qemu-user an arm64 Node cannot start a child Node. Not part of CI (26 minutes on
+# the 2-core machine under load).
 #   bash scripts/test-arm64.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +18,6 @@ for tool in aarch64-linux-gnu-g++ qemu-aarch64; do
 done
 node scripts/build-native.mjs --arch arm64
 node=$(node scripts/node-versions.mjs --arch arm64 22 | cut -d' ' -f2)
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # The cross toolchain's C and C++ libraries serve the arm64 Node.
