@@ -27,6 +27,15 @@ execFileSync(process.execPath, [join(root, 'scripts/build-wasm.mjs')], { stdio: 
 execFileSync(process.execPath, [join(root, 'scripts/build-native.mjs'), '--if-possible'], {
   stdio: 'inherit',
 });
+// Linux arm64 (Graviton, Ampere, Raspberry Pi 5) too, where the cross compiler is installed: the
+// NEON variant passes the golden suites under qemu (scripts/test-arm64.sh).
+if (process.platform === 'linux' && process.arch === 'x64') {
+  execFileSync(
+    process.execPath,
+    [join(root, 'scripts/build-native.mjs'), '--arch', 'arm64', '--if-possible'],
+    { stdio: 'inherit' },
+  );
+}
 
 rmSync(dist, { recursive: true, force: true });
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
