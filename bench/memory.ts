@@ -6,7 +6,7 @@
  * a child process of its own (its peak RSS is the run's), trains `--steps` Trainer steps and
  * reports load time, RSS before / after load and at peak, tokens/s, and `train --dry-run`'s
  * estimate (train/memory-estimate.ts) beside what it measured.
- *   npm run bench:memory [-- --runs 0.5b,3b,7b --steps N --threads T --json]
+ *   npm run bench:memory [-- --runs 0.5b,0.5b-long,3b,7b --steps N --threads T --json]
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,7 +14,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Batch } from '../src/data/batch.ts';
 import { NativeBackend } from '../src/engine/native/backend.ts';
-import { setBackend } from '../src/engine/tensor.ts';
+import { bf16ToF32, f32ToBf16 } from '../src/engine/half.ts';
+import { dequantize, quantize } from '../src/engine/quant/quantize.ts';
+import { QuantizedWeight } from '../src/engine/quant/quantized-weight.ts';
+import { Tensor, setBackend } from '../src/engine/tensor.ts';
 import { loadDecoderConfig, loadModel } from '../src/models/load.ts';
 import { quantizationFromOptions } from '../src/models/quantization-options.ts';
 import { LoraAdapter } from '../src/peft/adapter.ts';
@@ -24,6 +27,7 @@ import { TRAIN_OPTIONS } from '../src/train/config.ts';
 import { estimateTrainingMemory } from '../src/train/memory-estimate.ts';
 import { Trainer, type BatchSource } from '../src/train/trainer.ts';
 import { resolveOptions } from '../src/util/options.ts';
+import { Rng } from '../src/util/rng.ts';
 import {
   argValue,
   emitJson,
@@ -48,20 +52,33 @@ interface RunSpec {
 
 const GB = 1e9;
 const RUNS: Record<string, RunSpec[]> = {
+  // Without checkpointing 8 × 1024 would keep ~18 GiB of activations (the dry run's figure): too
+  // much beside other work in 24 GiB, so the pair compared is 2 × 1024; 8 × 1024 runs with
+  // checkpointing only (group 0.5b-long).
   '0.5b': [
     {
-      name: '0.5b-checkpointing',
+      name: '0.5b-2x1024-checkpointing',
       arch: 'qwen2-0.5b',
       base: 'bf16',
       checkpointing: true,
-      batch: 8,
+      batch: 2,
       seq: 1024,
     },
     {
-      name: '0.5b-no-checkpointing',
+      name: '0.5b-2x1024-no-checkpointing',
       arch: 'qwen2-0.5b',
       base: 'bf16',
       checkpointing: false,
+      batch: 2,
+      seq: 1024,
+    },
+  ],
+  '0.5b-long': [
+    {
+      name: '0.5b-8x1024-checkpointing',
+      arch: 'qwen2-0.5b',
+      base: 'bf16',
+      checkpointing: true,
       batch: 8,
       seq: 1024,
     },
@@ -237,6 +254,42 @@ function report(r: Record<string, unknown>): void {
   );
 }
 
+/**
+ * Quantizing one 3B MLP projection (11008 × 2048 bf16) to NF4 + double quant: the quantizeRows
+ * kernel on the native backend against the host quantizer (engine/quant/quantize.ts), which
+ * loading used before; the codes must be the same bits.
+ */
+function quantizeSpeed(): Record<string, number> {
+  const [rows, cols] = [11008, 2048];
+  const rng = new Rng(1);
+  const bits = f32ToBf16(Float32Array.from({ length: 1 << 20 }, () => rng.normal(0, 0.02)));
+  const source = new Uint16Array(rows * cols);
+  for (let i = 0; i < source.length; i += bits.length)
+    source.set(bits.subarray(0, source.length - i), i);
+  const backend = NativeBackend.create({ threads });
+  setBackend(backend);
+  const x = Tensor.from(source, [rows, cols], 'bf16');
+  let start = performance.now();
+  const onDevice = QuantizedWeight.quantize(x, 'nf4', { doubleQuant: true });
+  const kernelSeconds = (performance.now() - start) / 1000;
+  start = performance.now();
+  const host = quantize(bf16ToF32(source), [rows, cols], 'nf4', { doubleQuant: true });
+  const hostSeconds = (performance.now() - start) / 1000;
+  const tile = Tensor.empty([rows, cols]);
+  onDevice.dequantizeRowsInto(tile, 0, rows);
+  const want = dequantize(host);
+  const same = tile.readSync().every((v, i) => Object.is(v, want[i]));
+  if (!same) throw new Error('quantizeRows and the host quantizer disagree');
+  const n = rows * cols;
+  say(
+    `quantize ${rows} × ${cols} bf16 → nf4 + double quant: quantizeRows ${kernelSeconds.toFixed(3)} s (${(n / kernelSeconds / 1e6).toFixed(0)} M values/s), host quantizer ${hostSeconds.toFixed(2)} s (${(n / hostSeconds / 1e6).toFixed(1)} M values/s), ${(hostSeconds / kernelSeconds).toFixed(0)}x; same values`,
+  );
+  for (const t of [x, tile]) t.dispose();
+  onDevice.dispose();
+  backend.dispose();
+  return { kernelSeconds, hostSeconds, values: n };
+}
+
 const child = flag('--child');
 if (child) {
   const spec = Object.values(RUNS)
@@ -247,6 +300,7 @@ if (child) {
 }
 
 printMachine();
+const quantizeTiming = quantizeSpeed();
 const groups = (flag('--runs') ?? '0.5b,3b').split(',');
 for (const g of groups)
   if (!RUNS[g]) throw new Error(`--runs ${g}: choose ${Object.keys(RUNS).join(', ')}`);
@@ -271,11 +325,11 @@ try {
   rmSync(root, { recursive: true, force: true });
 }
 const byName = Object.fromEntries(results.map((r) => [r.name, r]));
-const withCkpt = byName['0.5b-checkpointing'] as { stepRssBytes: number } | undefined;
-const without = byName['0.5b-no-checkpointing'] as { stepRssBytes: number } | undefined;
+const withCkpt = byName['0.5b-2x1024-checkpointing'] as { stepRssBytes: number } | undefined;
+const without = byName['0.5b-2x1024-no-checkpointing'] as { stepRssBytes: number } | undefined;
 if (withCkpt && without) {
   say(
-    `0.5B 8 × 1024 step memory: ${gib(withCkpt.stepRssBytes)} with checkpointing, ${gib(without.stepRssBytes)} without (${((withCkpt.stepRssBytes / without.stepRssBytes) * 100).toFixed(0)} %)`,
+    `0.5B 2 × 1024 step memory: ${gib(withCkpt.stepRssBytes)} with checkpointing, ${gib(without.stepRssBytes)} without (${((withCkpt.stepRssBytes / without.stepRssBytes) * 100).toFixed(0)} %)`,
   );
 }
-if (jsonMode) emitJson({ steps, threads, runs: byName });
+if (jsonMode) emitJson({ steps, threads, quantize: quantizeTiming, runs: byName });
