@@ -250,7 +250,7 @@ function report(r: Record<string, unknown>): void {
     ? ` (bar ${(n('barBytes') / GB).toFixed(0)} GB: ${n('peakRssBytes') < n('barBytes') ? 'met' : 'MISSED'})`
     : '';
   say(
-    `${String(r.name).padEnd(22)} load ${n('loadSeconds').toFixed(1)} s, RSS before ${gib(n('rssBeforeLoadBytes'))}, after load ${gib(n('rssAfterLoadBytes'))}, peak ${gib(n('peakRssBytes'))} = ${(n('peakRssBytes') / GB).toFixed(2)} GB${bar}; step +${gib(n('stepRssBytes'))}; ${n('tokensPerSecond').toFixed(1)} tokens/s; dry-run estimate ${gib(estimate.peakBytes)} vs ${gib(n('peakRssBytes') - n('rssBeforeLoadBytes'))} measured above the empty process (${(n('estimateError') * 100).toFixed(1)} %)`,
+    `${String(r.name).padEnd(22)} load ${n('loadSeconds').toFixed(1)} s, RSS before ${gib(n('rssBeforeLoadBytes'))}, after load ${gib(n('rssAfterLoadBytes'))} (load peak ${gib(n('peakRssAfterLoadBytes'))}), peak ${gib(n('peakRssBytes'))} = ${(n('peakRssBytes') / GB).toFixed(2)} GB${bar}; step +${gib(n('stepRssBytes'))}; ${n('tokensPerSecond').toFixed(1)} tokens/s; dry-run estimate ${gib(estimate.peakBytes)} vs ${gib(n('peakRssBytes') - n('rssBeforeLoadBytes'))} measured above the empty process (${(n('estimateError') * 100).toFixed(1)} %)`,
   );
 }
 
