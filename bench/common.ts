@@ -52,12 +52,23 @@ export function benchArch(): BenchArch {
   return name;
 }
 
-/** Writes a random bf16 model of `arch`'s shape into `dir` (a child process: its memory is not ours). */
-export function writeRandomBenchModel(arch: BenchArch, dir: string): void {
+/**
+ * Writes a random bf16 model of `arch`'s shape into `dir` (a child process: its memory is not
+ * ours); `fast` repeats one random block instead of drawing every value (make-random-model.ts).
+ */
+export function writeRandomBenchModel(arch: BenchArch, dir: string, fast = false): void {
   const script = join(import.meta.dirname, '..', 'scripts', 'make-random-model.ts');
-  execFileSync(process.execPath, ['--import', 'tsx', script, '--arch', arch, '--out', dir], {
-    stdio: 'inherit',
-  });
+  const args = [
+    '--import',
+    'tsx',
+    script,
+    '--arch',
+    arch,
+    '--out',
+    dir,
+    ...(fast ? ['--fast'] : []),
+  ];
+  execFileSync(process.execPath, args, { stdio: 'inherit' });
 }
 
 /** A model of `arch`'s shape with random bf16 weights (written once, reused by later runs). */

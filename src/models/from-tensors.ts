@@ -5,18 +5,17 @@
  * dtype (bf16 halves the bytes of frozen weights); norms and biases stay f32.
  */
 import type { DType } from '../engine/dtype.ts';
-import { Tensor, getBackend } from '../engine/tensor.ts';
-import { f32ToBf16, f32ToF16 } from '../engine/half.ts';
-import { bytesToF32, type TensorSource } from '../io/safetensors-format.ts';
+import type { Tensor } from '../engine/tensor.ts';
+import type { TensorSource } from '../io/safetensors-format.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import type { DecoderConfig } from './config.ts';
 import { DecoderModel, projectionPath, type DecoderLayer } from './decoder.ts';
 import { withCurrentNames } from './checkpoint-names.ts';
 import { isBnb4bit, loadQuantizedWeight, type Quantization } from './quantized-load.ts';
+import { loadTensor, type WeightDType } from './load-tensor.ts';
 import { hasBias, layerNormShapes, projectionShapes } from './shapes.ts';
 
-/** Storage type of weight matrices. */
-export type WeightDType = 'f32' | 'bf16' | 'f16';
+export { loadTensor, type WeightDType };
 
 export interface LoadModelOptions {
   /** Storage type of the weight matrices (default f32). */
@@ -28,44 +27,6 @@ export interface LoadModelOptions {
    * 4-bit checkpoint is read quantized whatever this says (quantized-load.ts).
    */
   quantization?: Quantization | null;
-}
-
-const SAFETENSORS_DTYPE: Record<WeightDType, string> = { f32: 'F32', bf16: 'BF16', f16: 'F16' };
-
-/** Reads one tensor from `source` into a new tensor of `dtype`, checking its shape. */
-export function loadTensor(
-  source: TensorSource,
-  name: string,
-  shape: readonly number[],
-  dtype: DType,
-  where: string,
-): Tensor {
-  if (!source.has(name)) throw new LoraforgeError(`${where}: missing tensor '${name}'`);
-  const info = source.info(name);
-  if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
-    throw new LoraforgeError(
-      `${where}: tensor '${name}' has shape [${info.shape}], expected [${shape}]`,
-    );
-  }
-  const t = Tensor.empty(shape, dtype).keep();
-  const backend = getBackend();
-  if (info.dtype === SAFETENSORS_DTYPE[dtype as WeightDType]) {
-    // Straight from the file into device memory when the host can see it: no transient copy.
-    if (backend.hostView) source.readInto(name, backend.hostView(t.storage, t.byteOffset, t.bytes));
-    else backend.upload(t.storage, t.byteOffset, source.read(name));
-    return t;
-  }
-  const values = bytesToF32(info.dtype, source.read(name), `${where}: '${name}'`);
-  if (dtype === 'f32') {
-    backend.upload(t.storage, t.byteOffset, values);
-  } else {
-    backend.upload(
-      t.storage,
-      t.byteOffset,
-      dtype === 'bf16' ? f32ToBf16(values) : f32ToF16(values),
-    );
-  }
-  return t;
 }
 
 /**

@@ -18,8 +18,10 @@
 import { QUANT_TYPES, type QuantType } from '../engine/quant/formats.ts';
 import { quantize, type NestedAbsmax, type QuantizedData } from '../engine/quant/quantize.ts';
 import { QuantizedWeight } from '../engine/quant/quantized-weight.ts';
+import { getBackend } from '../engine/tensor.ts';
 import { bytesToF32, type TensorSource } from '../io/safetensors-format.ts';
 import { LoraforgeError } from '../util/errors.ts';
+import { loadTensor } from './load-tensor.ts';
 
 /** Quantization applied while loading (the `quantization` option and its bnb_4bit_* companions). */
 export interface Quantization {
@@ -64,10 +66,21 @@ export function loadQuantizedWeight(
       `${where}: tensor '${name}' has shape [${info.shape}], expected [${shape}]`,
     );
   }
-  const values = bytesToF32(info.dtype, source.read(name), `${where}: '${name}'`);
-  return QuantizedWeight.upload(
-    quantize(values, shape, quantization.type, { doubleQuant: quantization.doubleQuant }),
-  );
+  const options = { doubleQuant: quantization.doubleQuant };
+  const backend = getBackend();
+  if (!backend.hostView) {
+    // The device's memory is out of the host's sight (WebGPU): quantize here, upload the codes.
+    const values = bytesToF32(info.dtype, source.read(name), `${where}: '${name}'`);
+    return QuantizedWeight.upload(quantize(values, shape, quantization.type, options));
+  }
+  // Read into the backend's memory (bf16 / f32 as stored) and quantize there with the kernel:
+  // the dense tensor lives only until its codes exist.
+  const dense = loadTensor(source, name, shape, info.dtype === 'BF16' ? 'bf16' : 'f32', where);
+  try {
+    return QuantizedWeight.quantize(dense, quantization.type, options);
+  } finally {
+    dense.dispose();
+  }
 }
 
 /** One tensor of a bnb weight, checked for dtype and element count. */

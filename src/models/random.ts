@@ -49,6 +49,20 @@ export const QWEN2_5_3B_CONFIG = {
   num_key_value_heads: 2,
 };
 
+/** Qwen2.5-7B's config.json shape (untied LM head, 4 key/value heads). */
+export const QWEN2_5_7B_CONFIG = {
+  ...QWEN2_0_5B_CONFIG,
+  vocab_size: 152064,
+  hidden_size: 3584,
+  intermediate_size: 18944,
+  num_hidden_layers: 28,
+  num_attention_heads: 28,
+  num_key_value_heads: 4,
+  rope_theta: 1000000.0,
+  rms_norm_eps: 1e-6,
+  tie_word_embeddings: false,
+};
+
 /** Qwen3-0.6B's config.json shape (q/k norms, head_dim 128 ≠ hidden / heads). */
 export const QWEN3_0_6B_CONFIG = {
   architectures: ['Qwen3ForCausalLM'],
@@ -166,6 +180,11 @@ export interface RandomModelOptions {
   dtype?: RandomDType;
   seed?: number;
   std?: number;
+  /**
+   * Draw only this many normals, once, and fill every matrix with them from a random offset,
+   * wrapping: plausible weights written at the speed of copying (multi-GB benchmark models).
+   */
+  repeatBlock?: number;
 }
 
 /** Every weight of the model, each drawn from one shared generator when `make` is called. */
@@ -180,15 +199,32 @@ function randomTensors(
   const tensors: (TensorLayout & { make(): ArrayBufferView })[] = [];
   const encode = (values: Float32Array): ArrayBufferView =>
     dtype === 'BF16' ? f32ToBf16(values) : dtype === 'F16' ? f32ToF16(values) : values;
+  const draw = (n: number) => {
+    const values = new Float32Array(n);
+    for (let i = 0; i < n; i++) values[i] = rng.normal(0, std);
+    return values;
+  };
+  // Encoded once, copied as it is stored: no per-value work.
+  let block: Float32Array | Uint16Array | null = null;
+  const repeated = (n: number, blockSize: number) => {
+    block ??= encode(draw(blockSize)) as Float32Array | Uint16Array;
+    const out = block instanceof Float32Array ? new Float32Array(n) : new Uint16Array(n);
+    let from = rng.int(0, blockSize - 1);
+    for (let i = 0; i < n;) {
+      const take = Math.min(n - i, blockSize - from);
+      out.set(block.subarray(from, from + take), i);
+      [i, from] = [i + take, 0];
+    }
+    return out;
+  };
   const normal = (name: string, shape: number[]) =>
     tensors.push({
       name,
       dtype,
       shape,
       make: () => {
-        const values = new Float32Array(shape[0]! * shape[1]!);
-        for (let i = 0; i < values.length; i++) values[i] = rng.normal(0, std);
-        return encode(values);
+        const n = shape[0]! * shape[1]!;
+        return opts.repeatBlock ? repeated(n, opts.repeatBlock) : encode(draw(n));
       },
     });
   const constant = (name: string, length: number, value: number) =>
@@ -226,4 +262,5 @@ export const RANDOM_MODEL_SHAPES: Record<string, Record<string, unknown>> = {
   'gemma3-1b': GEMMA3_1B_CONFIG,
   'phi4-mini': PHI4_MINI_CONFIG,
   'qwen2.5-3b': QWEN2_5_3B_CONFIG,
+  'qwen2.5-7b': QWEN2_5_7B_CONFIG,
 };

@@ -26,11 +26,14 @@ import { QUANT } from '../../src/engine/kernels/quant.ts';
 import { paramNumbers, type AnySpec } from '../../src/engine/kernels/spec.ts';
 import { INT8_TABLE, type QuantType } from '../../src/engine/quant/formats.ts';
 import {
+  CODERS,
   bytesToWords,
   layoutOf,
+  nestedOffset,
   quantize,
   type QuantizedData,
 } from '../../src/engine/quant/quantize.ts';
+import { f32ToBf16 } from '../../src/engine/half.ts';
 import { ropeInverseFrequencies } from '../../src/models/rope-frequencies.ts';
 import { Rng } from '../../src/util/rng.ts';
 import { buildNeonRunner, runOnNeon } from '../native/qemu-runner.ts';
@@ -628,8 +631,50 @@ function quantCalls(): Call[] {
   return calls;
 }
 
+/**
+ * Flat tensors quantized in every mode (quantizeRows): odd counts, a partial last block, an f32
+ * and a bf16 source (bf16 pairs packed in i32 words), codes over garbage the kernel must replace.
+ */
+function quantizeCalls(): Call[] {
+  const cases = [
+    ['nf4', 'f32', 1665, 64],
+    ['fp4', 'bf16', 20_000, 64],
+    ['int8', 'f32', 37 * 45, 45],
+    ['dynamic', 'f32', 1625, 256],
+  ] as const;
+  return cases.map(([format, source, n, blockSize]) => {
+    const coder = format === 'int8' ? null : CODERS[format];
+    const values = normals(n, 0.05);
+    if (format === 'dynamic') values.forEach((v, i) => (values[i] = Math.abs(v) + 0.01));
+    const bits = format === 'nf4' || format === 'fp4' ? 4 : 8;
+    const x = source === 'bf16' ? new Int32Array(f32ToBf16(values).buffer) : values;
+    const blocks = Math.ceil(n / blockSize);
+    return {
+      name: 'quantizeRows',
+      label: `${format} of ${n} ${source} values, blocks of ${blockSize}`,
+      buffers: [
+        x,
+        coder?.bounds ?? null,
+        coder ? Int32Array.from(coder.codes) : null,
+        new Int32Array(Math.ceil((bits === 4 ? Math.ceil(n / 2) : n) / 4)).fill(-1),
+        zeros(blocks),
+      ],
+      params: params(QUANT.quantizeRows, {
+        n,
+        blockSize,
+        bits,
+        mode: !coder ? 'int8' : coder.signBit ? 'signed' : 'nearest',
+        offset: format === 'dynamic' ? nestedOffset(values) : 0,
+        source,
+      }),
+      items: blocks,
+      tolerance: EXACT,
+    };
+  });
+}
+
 const FAMILIES: Record<string, () => Call[]> = {
-  'quantized weights': quantCalls,
+  'quantized weights': () => [...quantCalls(), ...quantizeCalls()],
   'vector ops, AdamW, sum of squares, gated activations': vectorCalls,
   'RMSNorm and RoPE': normCalls,
   'cross-entropy': crossEntropyCalls,

@@ -461,3 +461,121 @@ LF_KERNEL(quantizedMatmul, 19) {
   });
   return NAN;
 }
+
+namespace {
+
+/** quantizeRows' `mode` param, in the spec's order. */
+enum class QuantizeMode { kNearest = 0, kSigned = 1, kInt8 = 2 };
+
+/** The values, table and outputs of one quantizeRows call. */
+struct BlockQuantizer {
+  const float* xF32;      // source f32, or null
+  const uint16_t* xBf16;  // source bf16, or null
+  const float* bounds;
+  const int32_t* codeOf;
+  uint8_t* codes;
+  float* absmax;
+  int64_t n;
+  int64_t blockSize;
+  int bits;
+  QuantizeMode mode;
+  float offset;
+  int boundCount;
+
+  /** f32(x_i − offset), bf16 widened exactly. */
+  float value(int64_t i) const {
+    float x;
+    if (xBf16) {
+      const uint32_t word = static_cast<uint32_t>(xBf16[i]) << 16;
+      std::memcpy(&x, &word, 4);
+    } else {
+      x = xF32[i];
+    }
+    return x - offset;
+  }
+
+  /** The code of a scaled value s (already clamped to [-1, 1]) of a table format. */
+  int tableCode(float s) const {
+    const float magnitude = mode == QuantizeMode::kSigned ? std::fabs(s) : s;
+    int below = 0;
+    for (int k = 0; k < boundCount; k++) below += bounds[k] < magnitude;
+    const int code = codeOf[below];
+    return mode == QuantizeMode::kSigned && s < 0 ? code | 8 : code;
+  }
+
+  /** Codes of elements [first, end) scaled by `inverse` into out[0 …), kWidth lanes at a time. */
+  void tableCodes(int64_t first, int64_t end, float inverse, uint8_t* out) const {
+    const vf one = splat<vf>(1.0f), minusOne = splat<vf>(-1.0f);
+    int64_t i = first;
+    for (; i + lf::kWidth <= end; i += lf::kWidth) {
+      vf v;
+      for (int l = 0; l < lf::kWidth; l++) v[l] = value(i + l);
+      const vf s = lf::pmin(one, lf::pmax(minusOne, v * splat<vf>(inverse)));
+      vf magnitude = s;
+      if (mode == QuantizeMode::kSigned)
+        magnitude = reinterpret_cast<vf>(reinterpret_cast<lf::vfi>(s) & 0x7fffffff);
+      lf::vfi below = {};
+      for (int k = 0; k < boundCount; k++) below -= splat<vf>(bounds[k]) < magnitude;
+      for (int l = 0; l < lf::kWidth; l++) {
+        const int code = codeOf[below[l]];
+        out[i - first + l] = mode == QuantizeMode::kSigned && s[l] < 0 ? code | 8 : code;
+      }
+    }
+    for (; i < end; i++) {
+      const float s = std::min(1.0f, std::max(-1.0f, value(i) * inverse));
+      out[i - first] = static_cast<uint8_t>(tableCode(s));
+    }
+  }
+
+  void block(int64_t b, std::vector<uint8_t>& scratch) const {
+    const int64_t first = b * blockSize;
+    const int64_t end = std::min(n, first + blockSize);
+    float max = 0;
+    for (int64_t i = first; i < end; i++) max = std::max(max, std::fabs(value(i)));
+    absmax[b] = max;
+    if (mode == QuantizeMode::kInt8) {
+      const float scale = max == 0 ? 0.0f : 127.0f / max;
+      for (int64_t i = first; i < end; i++)
+        codes[i] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(value(i) * scale)));
+      return;
+    }
+    // bnb never divides by a zero absmax: an all-zero block scales by 1 / 1e-38.
+    const float inverse = 1.0f / std::max(max, 1e-38f);
+    uint8_t* out = bits == 8 ? codes + first : (scratch.resize(end - first), scratch.data());
+    tableCodes(first, end, inverse, out);
+    if (bits == 8) return;
+    for (int64_t i = first; i < end; i += 2) {
+      const int high = out[i - first], low = i + 1 < end ? out[i + 1 - first] : 0;
+      codes[i >> 1] = static_cast<uint8_t>(high << 4 | low);
+    }
+  }
+};
+
+}  // namespace
+
+/**
+ * Blocks [start, end) of a flat tensor quantized as engine/quant/quantize.ts does (the
+ * quantizeRows spec): absmax per block, then codes from the table's midpoints (counted, so a tie
+ * goes to the lower entry) or int8 rounding. Arguments: x, bounds, codeOf, codes, absmax, then n,
+ * blockSize, bits, mode, offset, source (0 f32, 1 bf16).
+ */
+LF_KERNEL(quantizeRows, 11) {
+  const bool bf16 = lf::argU32(a[10]) == 1;
+  BlockQuantizer q;
+  q.xF32 = bf16 ? nullptr : lf::ptr<const float>(a[0]);
+  q.xBf16 = bf16 ? lf::ptr<const uint16_t>(a[0]) : nullptr;
+  q.bounds = lf::ptr<const float>(a[1]);
+  q.codeOf = lf::ptr<const int32_t>(a[2]);
+  q.codes = lf::ptr<uint8_t>(a[3]);
+  q.absmax = lf::ptr<float>(a[4]);
+  q.n = lf::argU32(a[5]);
+  q.blockSize = lf::argU32(a[6]);
+  q.bits = static_cast<int>(lf::argU32(a[7]));
+  q.mode = static_cast<QuantizeMode>(lf::argU32(a[8]));
+  q.offset = lf::argF32(a[9]);
+  // Midpoints of the table: 2^bits − 1 entries, or of its magnitudes (signed) 2^(bits−1) − 1.
+  q.boundCount = q.mode == QuantizeMode::kSigned ? (1 << (q.bits - 1)) - 1 : (1 << q.bits) - 1;
+  std::vector<uint8_t> scratch;
+  for (int64_t b = start; b < end; b++) q.block(b, scratch);
+  return NAN;
+}

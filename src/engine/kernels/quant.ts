@@ -1,9 +1,10 @@
 /**
- * Dequantization of quantized frozen weights (engine/quant: bitsandbytes' NF4, FP4 and int8), a
- * block of rows at a time into an f32 scratch tile, which the quantized linear op then multiplies:
- * no whole dequantized weight ever exists.
+ * Quantized frozen weights (engine/quant: bitsandbytes' NF4, FP4 and int8): quantization of a
+ * weight as it is loaded, and dequantization a block of rows at a time into an f32 scratch tile,
+ * which the quantized linear op then multiplies: no whole dequantized weight ever exists.
  */
-import { dequantizeRange, type QuantLayout } from '../quant/quantize.ts';
+import { widenScalar } from '../half.ts';
+import { dequantizeRange, quantizeBlocks, type QuantLayout } from '../quant/quantize.ts';
 import { defineKernel } from './spec.ts';
 
 /** Host bytes of a buffer of packed codes (stored as i32 words, little-endian). */
@@ -138,4 +139,59 @@ export const quantizedMatmul = defineKernel({
   },
 });
 
-export const QUANT = { dequantizeRows, quantizedMatmul } as const;
+/**
+ * Blocks [0, ceil(n / blockSize)) of the flat values x (`source`: f32, or bf16 widened) quantized
+ * as engine/quant/quantize.ts does, bit for bit: absmax[b] = max |v| over the block, v = f32(x −
+ * offset); then per element, `mode` nearest: s = clamp(v · f32(1 / max(absmax, 1e-38)), -1, 1) and
+ * the code codeOf[#(bounds < s)] (`bounds`: the f32 midpoints of the ascending table); signed
+ * (FP4): codeOf[#(bounds < |s|)] | 8 when s < 0; int8: round-half-even(v · f32(127 / absmax)) as
+ * a byte (0 for an all-zero block; `bounds` and `codeOf` unused). `codes`: bytes in i32 words,
+ * bits 4 two per byte (first element in the high nibble; blockSize even, so each block owns its
+ * bytes), bits 8 one per byte. The work range is in blocks.
+ */
+export const quantizeRows = defineKernel({
+  name: 'quantizeRows',
+  buffers: {
+    x: { dtype: 'float', access: 'read' },
+    bounds: { dtype: 'f32', access: 'read', optional: true },
+    codeOf: { dtype: 'i32', access: 'read', optional: true },
+    codes: { dtype: 'i32', access: 'write' },
+    absmax: { dtype: 'f32', access: 'write' },
+  },
+  params: {
+    n: 'u32',
+    blockSize: 'u32',
+    bits: 'u32',
+    mode: ['nearest', 'signed', 'int8'],
+    offset: 'f32',
+    source: ['f32', 'bf16'],
+  },
+  reference({ x, bounds, codeOf, codes, absmax }, p) {
+    const widen = widenScalar(p.source);
+    const values = Float32Array.from(x.subarray(0, p.n), (bits) => widen(bits));
+    const coder =
+      p.mode === 'int8'
+        ? null
+        : {
+            bounds: Float32Array.from(bounds!),
+            codes: Uint8Array.from(codeOf!),
+            signBit: p.mode === 'signed',
+          };
+    quantizeBlocks(
+      {
+        values,
+        n: p.n,
+        blockSize: p.blockSize,
+        bits: p.bits as 4 | 8,
+        coder,
+        offset: p.offset,
+        codes: bytesOf(codes),
+        absmax,
+      },
+      0,
+      Math.ceil(p.n / p.blockSize),
+    );
+  },
+});
+
+export const QUANT = { dequantizeRows, quantizedMatmul, quantizeRows } as const;

@@ -98,54 +98,99 @@ const ABSMAX_FLOOR = Math.fround(1e-38);
  * How scaled values become codes: the nearest of a sorted table (its midpoints `bounds`), then
  * `codes[index]`; with `signBit` (FP4), the magnitude's code and bit 3 for s < 0 (CUDA's rule).
  */
-interface Coder {
+export interface Coder {
   bounds: Float32Array;
   codes: Uint8Array;
   signBit: boolean;
 }
 
 const identity = (n: number) => Uint8Array.from({ length: n }, (_, i) => i);
-const CODERS = {
+export const CODERS = {
   nf4: { bounds: NF4_BOUNDS, codes: identity(16), signBit: false },
   fp4: { bounds: FP4_BOUNDS, codes: Uint8Array.from(FP4_BY_MAGNITUDE), signBit: true },
   dynamic: { bounds: DYNAMIC_BOUNDS, codes: identity(256), signBit: false },
 } satisfies Record<string, Coder>;
 
-/** Per-block absmax, and the codes of s = clamp(x · f32(1/absmax), -1, 1). */
+/** Where quantizeBlocks reads its values and writes codes (packed bytes) and absmax. */
+export interface BlockQuantization {
+  /** Flat float32 values (f32, or widened bf16 / f16). */
+  values: ArrayLike<number>;
+  n: number;
+  blockSize: number;
+  bits: 4 | 8;
+  /** A table format's coder; null: int8 (round-half-even of x · f32(127 / absmax)). */
+  coder: Coder | null;
+  /** Subtracted from every value first, in float32 (double quantization's mean; else 0). */
+  offset: number;
+  codes: { [i: number]: number };
+  absmax: { [i: number]: number };
+}
+
+/**
+ * Blocks [startBlock, endBlock) of `q.values`: absmax[b] = max |v| of the block (v = f32(x −
+ * offset)), and each element's code, written as whole bytes (4-bit: two per byte, the first in
+ * the high nibble, a missing last element as a zero code; so with an even block size each block
+ * owns its bytes). Table formats: s = clamp(v · f32(1 / max(absmax, 1e-38)), -1, 1), nearest
+ * entry (ties lower). int8: an all-zero block keeps zero codes.
+ */
+export function quantizeBlocks(q: BlockQuantization, startBlock: number, endBlock: number): void {
+  const { values, n, blockSize, bits, coder, offset, codes, absmax } = q;
+  for (let b = startBlock; b < endBlock; b++) {
+    const first = b * blockSize;
+    const end = Math.min(n, first + blockSize);
+    const value = (i: number) => Math.fround(values[i]! - offset);
+    let max = 0;
+    for (let i = first; i < end; i++) max = Math.max(max, Math.abs(value(i)));
+    absmax[b] = max;
+    let code: (i: number) => number;
+    if (!coder) {
+      const scale = max === 0 ? 0 : Math.fround(127 / max);
+      code = (i) => roundHalfEven(Math.fround(value(i) * scale)) & 0xff;
+    } else {
+      const { bounds, codes: byIndex, signBit } = coder;
+      const inverse = Math.fround(1 / Math.max(Math.fround(max), ABSMAX_FLOOR));
+      code = (i) => {
+        const s = Math.min(1, Math.max(-1, Math.fround(value(i) * inverse)));
+        if (!signBit) return byIndex[nearest(bounds, s)]!;
+        return (s < 0 ? 8 : 0) | byIndex[nearest(bounds, Math.abs(s))]!;
+      };
+    }
+    if (bits === 8) for (let i = first; i < end; i++) codes[i] = code(i);
+    else
+      for (let i = first; i < end; i += 2)
+        codes[i >> 1] = (code(i) << 4) | (i + 1 < end ? code(i + 1) : 0);
+  }
+}
+
+/** Per-block absmax and codes of a whole flat tensor (a fresh buffer of packed bytes). */
 function blockwise(
   values: ArrayLike<number>,
   blockSize: number,
-  coder: Coder,
+  bits: 4 | 8,
+  coder: Coder | null,
+  offset = 0,
 ): { codes: Uint8Array; absmax: Float32Array } {
   const n = values.length;
   const blocks = Math.ceil(n / blockSize);
   const absmax = new Float32Array(blocks);
-  const codes = new Uint8Array(n);
-  const { bounds, codes: byIndex, signBit } = coder;
-  for (let b = 0; b < blocks; b++) {
-    const end = Math.min(n, (b + 1) * blockSize);
-    let max = 0;
-    for (let i = b * blockSize; i < end; i++) max = Math.max(max, Math.abs(values[i]!));
-    absmax[b] = max;
-    const inverse = Math.fround(1 / Math.max(Math.fround(max), ABSMAX_FLOOR));
-    for (let i = b * blockSize; i < end; i++) {
-      const s = Math.min(1, Math.max(-1, Math.fround(values[i]! * inverse)));
-      if (!signBit) codes[i] = byIndex[nearest(bounds, s)]!;
-      else codes[i] = (s < 0 ? 8 : 0) | byIndex[nearest(bounds, Math.abs(s))]!;
-    }
-  }
+  const codes = new Uint8Array(bits === 4 ? Math.ceil(n / 2) : n);
+  quantizeBlocks({ values, n, blockSize, bits, coder, offset, codes, absmax }, 0, blocks);
   return { codes, absmax };
+}
+
+/** The double-quantization offset of 4-bit absmax values: their mean, rounded to float32. */
+export function nestedOffset(absmax: ArrayLike<number>): number {
+  // torch's float32 mean may differ from this float64 one in the last bit; a loaded checkpoint
+  // carries its own offset, so this only decides how a model quantized here is stored.
+  let sum = 0;
+  for (let i = 0; i < absmax.length; i++) sum += absmax[i]!;
+  return Math.fround(sum / absmax.length);
 }
 
 /** bnb's double quantization of 4-bit absmax values (mean offset, dynamic map, blocks of 256). */
 function nestAbsmax(absmax: Float32Array): NestedAbsmax {
-  // torch's float32 mean may differ from this float64 one in the last bit; a loaded checkpoint
-  // carries its own offset, so this only decides how a model quantized here is stored.
-  let sum = 0;
-  for (const a of absmax) sum += a;
-  const offset = Math.fround(sum / absmax.length);
-  const centred = absmax.map((a) => Math.fround(a - offset));
-  const inner = blockwise(centred, NESTED_BLOCK_SIZE, CODERS.dynamic);
+  const offset = nestedOffset(absmax);
+  const inner = blockwise(absmax, NESTED_BLOCK_SIZE, 8, CODERS.dynamic, offset);
   return {
     codes: inner.codes,
     absmax: inner.absmax,
@@ -155,42 +200,10 @@ function nestAbsmax(absmax: Float32Array): NestedAbsmax {
   };
 }
 
-/** Two 4-bit codes per byte, the first in the high nibble (an odd count pads a zero code). */
-function packNibbles(codes: Uint8Array): Uint8Array {
-  const packed = new Uint8Array(Math.ceil(codes.length / 2));
-  for (let i = 0; i < codes.length; i++) packed[i >> 1]! |= i & 1 ? codes[i]! : codes[i]! << 4;
-  return packed;
-}
-
 /** Round half to even (torch.round). */
 function roundHalfEven(x: number): number {
   const r = Math.round(x);
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
-/** int8 with per-row absmax (bnb's int8_vectorwise_quant, threshold 0). */
-function quantizeInt8(values: ArrayLike<number>, rows: number, cols: number): QuantizedData {
-  const codes = new Uint8Array(rows * cols);
-  const absmax = new Float32Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let max = 0;
-    for (let c = 0; c < cols; c++) max = Math.max(max, Math.abs(values[r * cols + c]!));
-    absmax[r] = max;
-    // An all-zero row would scale by 127 / 0: its codes stay 0.
-    if (max === 0) continue;
-    const scale = Math.fround(127 / max);
-    for (let c = 0; c < cols; c++)
-      codes[r * cols + c] = roundHalfEven(Math.fround(values[r * cols + c]! * scale)) & 0xff;
-  }
-  return {
-    type: 'int8',
-    shape: [rows, cols],
-    codes,
-    blockSize: cols,
-    absmax,
-    nested: null,
-    table: codeTable('int8'),
-  };
 }
 
 /** Quantizes a row-major [rows, cols] matrix of float32 values (f32, or widened bf16 / f16). */
@@ -203,13 +216,16 @@ export function quantize(
   const [rows, cols] = shape;
   if (values.length !== rows * cols)
     throw new Error(`quantize: ${values.length} values for [${shape}]`);
-  if (type === 'int8') return quantizeInt8(values, rows, cols);
-  const { codes, absmax } = blockwise(values, BLOCK_SIZE_4BIT, CODERS[type]);
+  if (type === 'int8') {
+    const { codes, absmax } = blockwise(values, cols, 8, null);
+    return { type, shape, codes, blockSize: cols, absmax, nested: null, table: codeTable(type) };
+  }
+  const { codes, absmax } = blockwise(values, BLOCK_SIZE_4BIT, 4, CODERS[type]);
   const nested = options.doubleQuant ? nestAbsmax(absmax) : null;
   return {
     type,
     shape,
-    codes: packNibbles(codes),
+    codes,
     blockSize: BLOCK_SIZE_4BIT,
     absmax: nested ? null : absmax,
     nested,

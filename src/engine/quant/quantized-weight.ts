@@ -6,8 +6,73 @@
  */
 import { LoraforgeError } from '../../util/errors.ts';
 import { Tensor } from '../tensor.ts';
-import { INT8_POST_SCALE, codeBits, type QuantType } from './formats.ts';
-import { bytesToWords, type QuantizedData } from './quantize.ts';
+import {
+  BLOCK_SIZE_4BIT,
+  DYNAMIC_TABLE,
+  INT8_POST_SCALE,
+  NESTED_BLOCK_SIZE,
+  codeBits,
+  codeTable,
+  type QuantType,
+} from './formats.ts';
+import {
+  CODERS,
+  bytesToWords,
+  nestedOffset,
+  type Coder,
+  type QuantizeOptions,
+  type QuantizedData,
+} from './quantize.ts';
+
+/** Device tensors of quantizeRows' output: codes (bytes in i32 words) and absmax per block. */
+interface BlockCodes {
+  codes: Tensor;
+  absmax: Tensor;
+}
+
+/**
+ * The flat tensor x quantized on its backend by the `quantizeRows` kernel, in blocks of
+ * `blockSize` (`coder` null: int8); `offset` is subtracted first (double quantization).
+ */
+function quantizeOnDevice(
+  x: Tensor,
+  blockSize: number,
+  bits: 4 | 8,
+  coder: Coder | null,
+  offset = 0,
+): BlockCodes {
+  if (x.dtype !== 'f32' && x.dtype !== 'bf16')
+    throw new Error(`quantizeOnDevice: ${x.dtype} source (f32 or bf16 expected)`);
+  const n = x.size;
+  const codeBytes = bits === 4 ? Math.ceil(n / 2) : n;
+  const codes = Tensor.empty([Math.max(1, Math.ceil(codeBytes / 4))], 'i32').keep();
+  const absmax = Tensor.empty([Math.ceil(n / blockSize)]).keep();
+  const bounds = coder && Tensor.from(coder.bounds, [coder.bounds.length]);
+  const codeOf = coder && Tensor.from(Int32Array.from(coder.codes), [coder.codes.length], 'i32');
+  try {
+    x.backend.kernels.quantizeRows(
+      {
+        x: x.operand(),
+        bounds: bounds?.operand() ?? null,
+        codeOf: codeOf?.operand() ?? null,
+        codes: codes.operand(),
+        absmax: absmax.operand(),
+      },
+      {
+        n,
+        blockSize,
+        bits,
+        mode: !coder ? 'int8' : coder.signBit ? 'signed' : 'nearest',
+        offset,
+        source: x.dtype,
+      },
+    );
+  } finally {
+    bounds?.dispose();
+    codeOf?.dispose();
+  }
+  return { codes, absmax };
+}
 
 /** Bytes of the f32 tile a quantized GEMM dequantizes at a time (rows = this / (in · 4)). */
 export const TILE_BYTES = 4 << 20;
@@ -56,6 +121,49 @@ export class QuantizedWeight {
       {
         blockSize: q.blockSize,
         nestedBlockSize: nested?.blockSize ?? 0,
+        nestedOffset: nested?.offset ?? 0,
+      },
+    );
+  }
+
+  /**
+   * A dense [out, in] weight (f32 or bf16, on a backend whose memory the host sees: the double
+   * quantization's offset is a host mean of the absmax values) quantized where it lies, bit for
+   * bit as engine/quant/quantize.ts on the host; `x` is left to the caller.
+   */
+  static quantize(x: Tensor, type: QuantType, options: QuantizeOptions = {}): QuantizedWeight {
+    const [rows, cols] = x.shape as [number, number];
+    const blockSize = type === 'int8' ? cols : BLOCK_SIZE_4BIT;
+    const { codes, absmax } =
+      type === 'int8'
+        ? quantizeOnDevice(x, cols, 8, null)
+        : quantizeOnDevice(x, BLOCK_SIZE_4BIT, 4, CODERS[type]);
+    let nested: (BlockCodes & { offset: number }) | null = null;
+    if (options.doubleQuant && type !== 'int8') {
+      const hostView = x.backend.hostView;
+      if (!hostView) throw new Error('QuantizedWeight.quantize: double quant needs host memory');
+      const bytes = hostView.call(x.backend, absmax.storage, absmax.byteOffset, absmax.bytes);
+      const offset = nestedOffset(new Float32Array(bytes.buffer, bytes.byteOffset, absmax.size));
+      nested = {
+        ...quantizeOnDevice(absmax, NESTED_BLOCK_SIZE, 8, CODERS.dynamic, offset),
+        offset,
+      };
+      absmax.dispose();
+    }
+    const floats = (values: Float32Array) => Tensor.from(values, [values.length]).keep();
+    return new QuantizedWeight(
+      type,
+      [rows, cols],
+      {
+        codes,
+        absmax: nested ? nested.codes : absmax,
+        nestedAbsmax: nested?.absmax ?? null,
+        table: floats(codeTable(type)),
+        nestedTable: nested && floats(DYNAMIC_TABLE),
+      },
+      {
+        blockSize,
+        nestedBlockSize: nested ? NESTED_BLOCK_SIZE : 0,
         nestedOffset: nested?.offset ?? 0,
       },
     );

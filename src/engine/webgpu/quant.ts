@@ -238,4 +238,9 @@ export const quant: GpuTable<typeof QUANT> = {
       );
     });
   },
+  // No WGSL yet: on WebGPU, whose memory the host does not see, loading quantizes on the host
+  // (models/quantized-load.ts) and uploads the codes.
+  quantizeRows: () => {
+    throw new Error('quantizeRows has no WebGPU kernel yet: WebGPU loads quantize on the host');
+  },
 };

@@ -163,3 +163,71 @@ export function quantizedMatmul(
     }
   }
 }
+
+/** f32(x_i − offset), the source f32 (source 0) or bf16 (source 1, widened exactly). */
+@inline function sourceValue(x: usize, source: i32, i: u32, offset: f32): f32 {
+  const value = source == 1
+    ? reinterpret<f32>(<u32>load<u16>(x + (<usize>i << 1)) << 16)
+    : load<f32>(x + (<usize>i << 2));
+  return value - offset;
+}
+
+@inline function clampUnit(s: f32): f32 {
+  return min(<f32>1, max(<f32>-1, s));
+}
+
+/** The code of a scaled, clamped value s: the count of table midpoints below it (mode 1: |s|). */
+@inline function tableCode(bounds: usize, codeOf: usize, boundCount: i32, mode: i32, s: f32): i32 {
+  const magnitude = mode == 1 ? abs(s) : s;
+  let below = 0;
+  for (let k = 0; k < boundCount; k++) below += <i32>(load<f32>(at(bounds, k)) < magnitude);
+  const code = load<i32>(at(codeOf, below));
+  return mode == 1 && s < 0 ? code | 8 : code;
+}
+
+/**
+ * Blocks [start, end) of the flat tensor x quantized (the quantizeRows spec): absmax per block,
+ * then each code (mode 0 nearest table entry, 1 FP4's signed magnitude, 2 int8 rounding), 4-bit
+ * codes packed two per byte, the first in the high nibble.
+ */
+export function quantizeRows(
+  x: usize, bounds: usize, codeOf: usize, codes: usize, absmax: usize,
+  n: u32, blockSize: u32, bits: u32, mode: i32, offset: f32, source: i32,
+  start: i32, end: i32,
+): void {
+  const boundCount = mode == 1 ? (1 << (bits - 1)) - 1 : (1 << bits) - 1;
+  for (let b = <u32>start; b < <u32>end; b++) {
+    const first = b * blockSize;
+    const last = min(n, first + blockSize);
+    let largest: f32 = 0;
+    for (let i = first; i < last; i++)
+      largest = max(largest, abs(sourceValue(x, source, i, offset)));
+    store<f32>(at(absmax, <i32>b), largest);
+    if (mode == 2) {
+      const scale: f32 = largest == 0 ? 0 : <f32>127 / largest;
+      for (let i = first; i < last; i++) {
+        const q = <i32>nearest(sourceValue(x, source, i, offset) * scale);
+        store<u8>(codes + <usize>i, <u8>q);
+      }
+      continue;
+    }
+    // bnb never divides by a zero absmax: an all-zero block scales by 1 / 1e-38.
+    const inverse = <f32>1 / max(largest, <f32>1e-38);
+    for (let i = first; i < last; ) {
+      const s = clampUnit(sourceValue(x, source, i, offset) * inverse);
+      const code = tableCode(bounds, codeOf, boundCount, mode, s);
+      if (bits == 8) {
+        store<u8>(codes + <usize>i, <u8>code);
+        i++;
+        continue;
+      }
+      let low = 0;
+      if (i + 1 < last) {
+        const t = clampUnit(sourceValue(x, source, i + 1, offset) * inverse);
+        low = tableCode(bounds, codeOf, boundCount, mode, t);
+      }
+      store<u8>(codes + <usize>(i >> 1), <u8>(code << 4 | low));
+      i += 2;
+    }
+  }
+}
