@@ -21,7 +21,9 @@
  *   --progress         with --json, the progress lines go to stderr
  *   --dropout P        LoRA dropout (default 0, as in HF's reference setup)
  *   --dora             DoRA (use_dora) instead of plain LoRA
- *   --bf16-gemm        native GEMMs with bf16 products (VDPBF16PS) instead of exact f32 ones
+ *   --bf16             bf16 mixed precision as `train`'s bf16 option: native GEMMs of the bf16
+ *                      weights with bf16 products (VDPBF16PS) instead of exact f32 ones
+ *                      (--bf16-gemm: the same)
  */
 import type { Backend } from '../src/engine/backend.ts';
 import { WebGpuBackend } from '../src/engine/webgpu/backend.ts';

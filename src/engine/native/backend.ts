@@ -30,8 +30,12 @@ export class NativeBackend implements Backend {
   }
 
   describe(): string {
-    const { variant, threads, gemmPrecision } = this.runtime;
-    const precision = gemmPrecision === 'bf16' ? ', bf16 GEMM' : '';
+    const { variant, threads, gemmPrecision, bf16Products } = this.runtime;
+    const precision = bf16Products
+      ? ', bf16 products'
+      : gemmPrecision === 'bf16'
+        ? ', exact products (this CPU has no bf16 dot products)'
+        : '';
     return `cpu (native ${variant}, ${threads} thread${threads === 1 ? '' : 's'}${precision})`;
   }
 
