@@ -17,6 +17,7 @@ import { option, resolveOptions, type OptionLayer, type OptionValues } from '../
 import { TRAINING_ARGUMENTS } from './arguments.ts';
 import { fromLlamaFactory } from './llama-factory.ts';
 import { DEVICE_NAMES } from '../engine/devices.ts';
+import { PRECISION_OPTIONS } from '../engine/precision-options.ts';
 
 /** The data and model options of `loraforge train` (the training and LoRA ones live beside their code). */
 const DATA_AND_MODEL_OPTIONS = {
@@ -39,13 +40,7 @@ const DATA_AND_MODEL_OPTIONS = {
   group_by_length: option.boolean('batch examples of similar length', false),
   finetuning_type: option.choice('what to train', ['lora', 'full'], 'lora'),
   dtype: option.choice('storage of frozen weights', ['auto', 'f32', 'bf16', 'f16'], 'auto'),
-  // HF's bf16 (mixed precision): bf16 weights, bf16 products summed in float32. Each product then
-  // carries the rounding of both factors to bf16 (8 significant bits: relative error up to
-  // ~2^-8), which is why it is a choice and not the default.
-  bf16: option.boolean(
-    'bf16 mixed precision (HF bf16): frozen weights stored as bf16 when dtype is auto, and multiplied in bf16 with float32 sums where the CPU has bf16 dot products (native backend, AVX-512 BF16); exact float32 products elsewhere',
-    false,
-  ),
+  ...PRECISION_OPTIONS,
   ...QUANTIZATION_OPTIONS,
   per_device_train_batch_size: option.integer('rows per micro-batch', 4, { min: 1 }),
   per_device_eval_batch_size: option.integer('rows per evaluation batch', 8, { min: 1 }),

@@ -2,6 +2,7 @@
  * The tutorial's whole pipeline as one call: load the model, freeze it, add LoRA (or train it all),
  * prepare the dataset with the chosen template, train, save the adapter with its template, plot.
  */
+import { gemmPrecisionOf } from '../engine/precision-options.ts';
 import { selectBackend } from '../engine/select-backend.ts';
 import { DataLoader, padIdOf } from '../data/loader.ts';
 import { loadDataset } from '../data/dataset.ts';
@@ -78,7 +79,7 @@ async function trainIn(
   const backend = await selectBackend({
     device: cfg.device,
     threads: cfg.threads,
-    gemmPrecision: cfg.bf16 ? 'bf16' : 'exact',
+    gemmPrecision: gemmPrecisionOf(cfg),
   });
   const modelDir = await resolveModel(cfg.model);
   const tokenizer = await loadTokenizer(modelDir);
