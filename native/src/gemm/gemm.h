@@ -22,6 +22,8 @@ struct StridedView {
   static size_t dtypeBytes(int dtype) { return dtype == kF32 ? 4 : 2; }
 };
 
+inline int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 struct GemmCall {
   int64_t m, n, k;
   StridedView a, b;  // op(A) by rows, op(B) by columns

@@ -21,8 +21,6 @@ constexpr int W = Simd::W;
 /** Accumulators a tile may hold (the f32 micro-kernel's register budget). */
 constexpr int kAccumulators = kTileRows * kTileVectors;
 
-int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 /** The wide side (lanes x k), the narrow side, and where output (wide i, narrow j) goes in C. */
 struct NarrowProblem {
   const GemmCall& g;
