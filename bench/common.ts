@@ -104,14 +104,16 @@ export function cpuBackendNames(): CpuBackendName[] {
 
 /**
  * The backend of that name on `threads` threads (native: the best variant; exact GEMM, or with
- * `--bf16-gemm` bf16 products where the CPU has them, as HF's `bf16=True` autocast multiplies).
+ * `--bf16` (alias `--bf16-gemm`) bf16 products where the CPU has them, as `loraforge train`'s
+ * `bf16: true` and HF's `bf16=True` autocast multiply).
  */
 export async function createCpuBackend(
   name: CpuBackendName,
   threads: number,
 ): Promise<CpuBackend | NativeBackend> {
   if (name === 'wasm') return CpuBackend.create({ threads });
-  const gemmPrecision = process.argv.includes('--bf16-gemm') ? 'bf16' : 'exact';
+  const bf16 = process.argv.includes('--bf16') || process.argv.includes('--bf16-gemm');
+  const gemmPrecision = bf16 ? 'bf16' : 'exact';
   return NativeBackend.create({ threads, gemmPrecision });
 }
 

@@ -7,6 +7,7 @@ import { CpuBackend } from './cpu/backend.ts';
 import { DEVICE_NAMES, type DeviceName } from './devices.ts';
 import { loadNativeAddon } from './native/addon.ts';
 import { NativeBackend } from './native/backend.ts';
+import type { GemmPrecision } from './native/runtime.ts';
 import { setBackend } from './tensor.ts';
 import { WebGpuBackend } from './webgpu/backend.ts';
 import { hasHardwareGpu } from './webgpu/device.ts';
@@ -25,6 +26,12 @@ export interface BackendOptions {
   device?: DeviceName;
   /** CPU worker threads including the main one (default: all cores). */
   threads?: number;
+  /**
+   * `bf16`: products of bf16 operands (the frozen weights) in bf16 with float32 sums where the
+   * backend has bf16 dot products (native, AVX-512 BF16), as HF's bf16 autocast multiplies;
+   * exact float32 products elsewhere. Default `exact`.
+   */
+  gemmPrecision?: GemmPrecision;
 }
 
 let active: { key: string; backend: Backend } | undefined;
@@ -52,7 +59,7 @@ function mayHaveGpu(): boolean {
  */
 export async function selectBackend(opts: BackendOptions = {}): Promise<Backend> {
   const device = opts.device ?? 'auto';
-  const key = `${device}:${opts.threads ?? 'all'}`;
+  const key = `${device}:${opts.threads ?? 'all'}:${opts.gemmPrecision ?? 'exact'}`;
   if (active?.key === key) return active.backend;
   if (!(DEVICE_NAMES as readonly string[]).includes(device)) {
     throw new LoraforgeError(
@@ -66,7 +73,7 @@ export async function selectBackend(opts: BackendOptions = {}): Promise<Backend>
     ? await WebGpuBackend.create({ store: fileTuneStore() })
     : device === 'wasm'
       ? await CpuBackend.create({ threads: opts.threads })
-      : await fastestCpuBackend(opts.threads);
+      : await fastestCpuBackend(opts);
   setBackend(backend);
   active = { key, backend };
   return backend;
@@ -78,9 +85,9 @@ let fallbackNoticed = false;
  * The native backend when this platform has its binary, else the wasm one with one stderr line
  * (once per process) saying why and how to build the native one.
  */
-async function fastestCpuBackend(threads: number | undefined): Promise<Backend> {
+async function fastestCpuBackend({ threads, gemmPrecision }: BackendOptions): Promise<Backend> {
   const load = loadNativeAddon();
-  if (load.addon) return NativeBackend.create({ threads, variant: load.variant });
+  if (load.addon) return NativeBackend.create({ threads, variant: load.variant, gemmPrecision });
   if (!fallbackNoticed) {
     fallbackNoticed = true;
     process.stderr.write(

@@ -8,13 +8,16 @@ import { parse as parseYaml } from 'yaml';
 import { resolveDatasets, type DatasetSource } from '../data/dataset-info.ts';
 import { DATASET_FORMATS, parseColumnMapping } from '../data/formats.ts';
 import { TEMPLATE_NAMES } from '../data/templates.ts';
+import type { DecoderConfig } from '../models/config.ts';
 import { QUANTIZATION_OPTIONS } from '../models/quantization-options.ts';
+import { autoWeightDType } from '../models/shapes.ts';
 import { LORA_OPTIONS, loraConfigFromOptions } from '../peft/config.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { option, resolveOptions, type OptionLayer, type OptionValues } from '../util/options.ts';
 import { TRAINING_ARGUMENTS } from './arguments.ts';
 import { fromLlamaFactory } from './llama-factory.ts';
 import { DEVICE_NAMES } from '../engine/devices.ts';
+import { PRECISION_OPTIONS } from '../engine/precision-options.ts';
 
 /** The data and model options of `loraforge train` (the training and LoRA ones live beside their code). */
 const DATA_AND_MODEL_OPTIONS = {
@@ -37,6 +40,7 @@ const DATA_AND_MODEL_OPTIONS = {
   group_by_length: option.boolean('batch examples of similar length', false),
   finetuning_type: option.choice('what to train', ['lora', 'full'], 'lora'),
   dtype: option.choice('storage of frozen weights', ['auto', 'f32', 'bf16', 'f16'], 'auto'),
+  ...PRECISION_OPTIONS,
   ...QUANTIZATION_OPTIONS,
   per_device_train_batch_size: option.integer('rows per micro-batch', 4, { min: 1 }),
   per_device_eval_batch_size: option.integer('rows per evaluation batch', 8, { min: 1 }),
@@ -53,6 +57,20 @@ export const TRAIN_OPTIONS = {
 
 /** A validated `loraforge train` configuration (YAML keys). */
 export type TrainConfig = OptionValues<typeof TRAIN_OPTIONS>;
+
+/**
+ * The storage dtype of the frozen weights: f32 keeps small models exact; bf16 halves the frozen
+ * weights of big ones, and is what bf16 mixed precision multiplies. Full fine-tuning trains every
+ * weight, so it needs them in f32.
+ */
+export function frozenWeightDType(
+  cfg: Pick<TrainConfig, 'finetuning_type' | 'dtype' | 'bf16'>,
+  config: DecoderConfig,
+): 'f32' | 'bf16' | 'f16' {
+  if (cfg.finetuning_type === 'full') return 'f32';
+  if (cfg.dtype !== 'auto') return cfg.dtype;
+  return cfg.bf16 ? 'bf16' : autoWeightDType(config);
+}
 
 /**
  * Validates raw key/values (from YAML and flags, later layers winning) into a full config, before

@@ -26,8 +26,8 @@ const unsupported = (what: string): Rule => ({ unsupported: what });
 const RULES: Record<string, Rule> = {
   model_name_or_path: { to: 'model' },
   lora_target: { to: 'lora_target', value: (v) => (v === 'all' ? 'all-linear' : v) },
-  // LLaMA-Factory loads the model in the mixed-precision dtype, which here is the storage dtype.
-  bf16: { to: 'dtype', value: (v) => (isTrue(v) ? 'bf16' : undefined) },
+  // bf16 is loraforge's own key, with the same meaning (mixed precision). fp16 autocast has no
+  // counterpart: it loads the model in its dtype, which here is the storage dtype.
   fp16: { to: 'dtype', value: (v) => (isTrue(v) ? 'f16' : undefined) },
   stage: {
     accepts: only('sft'),

@@ -15,10 +15,10 @@ import { loadDecoderConfig } from '../models/load.ts';
 import { projectionPath } from '../models/decoder.ts';
 import { quantizationFromOptions } from '../models/quantization-options.ts';
 import { checkQuantizationConfig, type Quantization } from '../models/quantized-load.ts';
-import { autoWeightDType, hasBias, layerNormShapes, projectionShapes } from '../models/shapes.ts';
+import { hasBias, layerNormShapes, projectionShapes } from '../models/shapes.ts';
 import { isTargeted, loraConfigFromOptions, moduleLora } from '../peft/config.ts';
 import { formatBytes } from '../util/format.ts';
-import type { TrainConfig } from './config.ts';
+import { frozenWeightDType, type TrainConfig } from './config.ts';
 
 /** The wasm CPU backend's one shared memory (wasm32). */
 const WASM_MEMORY_BYTES = 4 * 2 ** 30;
@@ -71,7 +71,7 @@ function layerActivations(c: DecoderConfig, loraRanks: number): number {
 export function estimateTrainingMemory(config: DecoderConfig, cfg: TrainConfig): MemoryEstimate {
   const c = config;
   const full = cfg.finetuning_type === 'full';
-  const dtype = full ? 'f32' : cfg.dtype === 'auto' ? autoWeightDType(c) : cfg.dtype;
+  const dtype = frozenWeightDType(cfg, c);
   const elementBytes = dtype === 'f32' ? 4 : 2;
   const quantization = quantizationFromOptions(cfg);
   const shapes = projectionShapes(c);

@@ -2,6 +2,7 @@
  * The tutorial's whole pipeline as one call: load the model, freeze it, add LoRA (or train it all),
  * prepare the dataset with the chosen template, train, save the adapter with its template, plot.
  */
+import { gemmPrecisionOf } from '../engine/precision-options.ts';
 import { selectBackend } from '../engine/select-backend.ts';
 import { DataLoader, padIdOf } from '../data/loader.ts';
 import { loadDataset } from '../data/dataset.ts';
@@ -9,16 +10,15 @@ import type { DatasetSource } from '../data/dataset-info.ts';
 import { createTemplate } from '../data/templates.ts';
 import { resolveModel } from '../io/hub.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
-import type { DecoderConfig } from '../models/config.ts';
-import { loadDecoderConfig, loadModel, type WeightDType } from '../models/load.ts';
+import { loadDecoderConfig, loadModel } from '../models/load.ts';
 import { quantizationFromOptions } from '../models/quantization-options.ts';
 import { LoraAdapter, trainableParametersReport } from '../peft/adapter.ts';
-import { autoWeightDType, baseParameterCountOf } from '../models/shapes.ts';
+import { baseParameterCountOf } from '../models/shapes.ts';
 import { loraConfigFromOptions } from '../peft/config.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import { formatCount } from '../util/format.ts';
 import { trainingArgumentsOf } from './arguments.ts';
-import { datasetFiles, type TrainConfig } from './config.ts';
+import { datasetFiles, frozenWeightDType, type TrainConfig } from './config.ts';
 import type { MetricsRecord } from './metrics.ts';
 import { prepareOutputDir, runFingerprint } from './output-dir.ts';
 import { defaultLoggingDir, TensorBoardWriter } from './tensorboard.ts';
@@ -38,15 +38,6 @@ export interface RunHooks {
 export interface RunResult extends TrainResult {
   trainExamples: number;
   validationExamples: number;
-}
-
-/**
- * f32 keeps small models exact; bf16 halves the frozen weights of big ones. Full fine-tuning
- * trains every weight, so it needs them in f32.
- */
-function chooseDType(cfg: TrainConfig, config: DecoderConfig): WeightDType {
-  if (cfg.finetuning_type === 'full') return 'f32';
-  return cfg.dtype === 'auto' ? autoWeightDType(config) : cfg.dtype;
 }
 
 /** `report_to`: HF's names; only TensorBoard is written here, anything else is refused. */
@@ -85,7 +76,11 @@ async function trainIn(
   hooks: RunHooks,
 ): Promise<RunResult> {
   const tensorboard = openReporting(cfg);
-  const backend = await selectBackend({ device: cfg.device, threads: cfg.threads });
+  const backend = await selectBackend({
+    device: cfg.device,
+    threads: cfg.threads,
+    gemmPrecision: gemmPrecisionOf(cfg),
+  });
   const modelDir = await resolveModel(cfg.model);
   const tokenizer = await loadTokenizer(modelDir);
   const template = createTemplate(cfg.template, tokenizer);
@@ -113,7 +108,7 @@ async function trainIn(
   log(`device: ${backend.describe()}`);
   const quantization = quantizationFromOptions(cfg);
   const model = loadModel(modelDir, {
-    dtype: chooseDType(cfg, loadDecoderConfig(modelDir)),
+    dtype: frozenWeightDType(cfg, loadDecoderConfig(modelDir)),
     quantization,
   });
   if (quantization) {

@@ -118,7 +118,7 @@ test("LLaMA-Factory's SFT YAML keys are accepted, and its other features refused
   ]);
   assert.equal(config.model, 'Qwen/Qwen2-0.5B-Instruct');
   assert.equal(config.lora_target, 'all-linear');
-  assert.equal(config.dtype, 'bf16');
+  assert.equal(config.bf16, true, "bf16 is loraforge's own key: mixed precision");
   assert.equal(config.dataset_dir, 'data');
   const refused: [Record<string, unknown>, RegExp][] = [
     [{ stage: 'dpo' }, /stage: "dpo" is not supported/],

@@ -51,8 +51,6 @@ constexpr int64_t kMaxTaskColumns = 512;
 /** Packed A is made for at most this many bytes of rows at a time (then the next rows). */
 constexpr size_t kMaxPackedABytes = size_t{32} << 20;
 
-int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 // Packed A is shared by the threads of one call; calls come one at a time from the JavaScript
 // thread, so one buffer serves them all.
 Scratch& packedAScratch() {

@@ -58,6 +58,6 @@ LF_KERNEL(gemm, 17) {
   if (g.m <= 0 || g.n <= 0) return NAN;
   if (g.k <= 0 || g.alpha == 0) lf::gemm::scaleOnly(g);
   else if (g.m <= lf::gemm::kStreamingMaxRows) lf::gemm::multiplyStreaming(g);
-  else lf::gemm::multiplyBlocked(g);
+  else if (!lf::gemm::multiplyNarrow(g)) lf::gemm::multiplyBlocked(g);
   return NAN;
 }

@@ -1,4 +1,4 @@
-// The GEMM's arguments once decoded, shared by its paths (blocked.cc, gemv.cc).
+// The GEMM's arguments once decoded, shared by its paths (blocked.cc, streaming.cc, narrow.cc).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -22,6 +22,8 @@ struct StridedView {
   static size_t dtypeBytes(int dtype) { return dtype == kF32 ? 4 : 2; }
 };
 
+inline int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 struct GemmCall {
   int64_t m, n, k;
   StridedView a, b;  // op(A) by rows, op(B) by columns
@@ -41,6 +43,15 @@ constexpr int64_t kStreamingMaxRows = 4;
 
 /** The streaming product for m <= kStreamingMaxRows: dot products (B transposed) or row sweeps. */
 void multiplyStreaming(const GemmCall& g);
+
+/** The narrow side (rows or columns of C) up to which multiplyNarrow takes a call. */
+constexpr int64_t kNarrowMaxLanes = 16;
+
+/**
+ * The product when m or n is at most kNarrowMaxLanes and A and B are f32 (LoRA's rank-r
+ * operands): false, having done nothing, when the call is not of that kind.
+ */
+bool multiplyNarrow(const GemmCall& g);
 
 /** Writes one output: alpha * sum + beta * C (C unread when beta is 0) + bias. */
 inline void storeOne(const GemmCall& g, int64_t i, int64_t j, float sum) {

@@ -15,6 +15,23 @@ LF_KERNEL(add, 4) {
 }
 
 /**
+ * y = alpha·x + beta·y (kernels/vector-ops.ts; the CPU backends' JavaScript loop, which the
+ * native backend runs here instead): sums in double as that loop, so the results are the same
+ * bit for bit; beta 0 never reads y. Native only: no wasm export has this name.
+ */
+LF_KERNEL(axpby, 5) {
+  const float* x = lf::ptr<const float>(a[0]);
+  float* y = lf::ptr<float>(a[1]);
+  const double alpha = lf::argF32(a[3]), beta = lf::argF32(a[4]);
+  if (beta == 0) {
+    for (int64_t i = start; i < end; i++) y[i] = static_cast<float>(alpha * x[i]);
+  } else {
+    for (int64_t i = start; i < end; i++) y[i] = static_cast<float>(alpha * x[i] + beta * y[i]);
+  }
+  return NAN;
+}
+
+/**
  * LoRA dropout (engine/dropout.ts): out = x * keep, or 0 where the murmur3 finalizer of
  * seed·φ + i is below `threshold` (unsigned); the same mask as the wasm export, bit for bit.
  * out may be x.

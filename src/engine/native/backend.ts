@@ -7,9 +7,19 @@
 import type { Backend, Kernels, Storage } from '../backend.ts';
 import { cpuArg, CpuGemm, type CpuStorage } from '../cpu/backend.ts';
 import { CPU_KERNELS } from '../cpu/kernel-table.ts';
-import { CpuLauncher } from '../cpu/launcher.ts';
+import { CpuLauncher, wasmKernel } from '../cpu/launcher.ts';
 import { bindKernels } from '../kernels/registry.ts';
+import { VECTOR_OPS } from '../kernels/vector-ops.ts';
 import { NativeRuntime, type NativeRuntimeOptions } from './runtime.ts';
+
+/**
+ * The CPU kernel table, with the kernels that are JavaScript loops on the wasm backend run by the
+ * addon instead (on the pool): axpby, which copies and accumulates gradients.
+ */
+const NATIVE_KERNELS: typeof CPU_KERNELS = {
+  ...CPU_KERNELS,
+  axpby: wasmKernel(VECTOR_OPS.axpby, 'axpby', ({ n }) => [n, 3]),
+};
 
 interface NativeStorage extends CpuStorage {
   readonly buffer: ArrayBuffer;
@@ -20,7 +30,7 @@ export class NativeBackend implements Backend {
   readonly kernels: Kernels;
 
   private constructor(readonly runtime: NativeRuntime) {
-    const registry = bindKernels(CPU_KERNELS, cpuArg, new CpuLauncher(runtime));
+    const registry = bindKernels(NATIVE_KERNELS, cpuArg, new CpuLauncher(runtime));
     this.kernels = Object.assign(new CpuGemm(runtime), registry);
   }
 
@@ -30,8 +40,12 @@ export class NativeBackend implements Backend {
   }
 
   describe(): string {
-    const { variant, threads, gemmPrecision } = this.runtime;
-    const precision = gemmPrecision === 'bf16' ? ', bf16 GEMM' : '';
+    const { variant, threads, gemmPrecision, bf16Products } = this.runtime;
+    const precision = bf16Products
+      ? ', bf16 products'
+      : gemmPrecision === 'bf16'
+        ? ', exact products (this CPU has no bf16 dot products)'
+        : '';
     return `cpu (native ${variant}, ${threads} thread${threads === 1 ? '' : 's'}${precision})`;
   }
 

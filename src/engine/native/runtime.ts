@@ -52,7 +52,15 @@ export class NativeRuntime implements KernelHost {
       this.exports[name] = kernelFunction(addon, id);
     }
     this.gemmId = this.ids.get('gemm') ?? -1;
+    // The probe does its work only in a variant that has the bf16 dot-product instruction.
+    this.bf16Products = gemmPrecision === 'bf16' && (this.exports.bf16DotPeak?.(1, 0, 1) ?? 0) > 0;
   }
+
+  /**
+   * Whether GEMMs of bf16 weights run as bf16 products: asked for (`gemmPrecision` bf16) and
+   * this variant has bf16 dot products; otherwise they are exact.
+   */
+  readonly bf16Products: boolean;
 
   /**
    * The runtime of `opts.variant`, or of the best variant (throws a LoraforgeError with the
