@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
 
 #include "../kernel.h"
 #include "lib/args.h"
@@ -147,42 +146,6 @@ BackwardArgs backwardArgs(const double* a, int dims) {
  * keys, accumulating into its `out` row; lse = +inf (and a zero row) for a query that sees no key.
  * Work items: b * H + h.
  */
-/**
- * One decoding query (Tq = 1, no segment ids) at `pos` over its visible keys, in two passes over
- * its scores instead of the online blocks: the scores, then one max, their exponentials and the
- * weighted sum of the value rows. No rescaling, no block bookkeeping per four keys: decoding
- * spends its attention time here. Equal to the blocks up to rounding (REORDERED in the test).
- * Returns the row's log-sum-exp (INFINITY when it sees no key, with a zero output).
- */
-float attendOneQuery(const float* qRow, const float* kHead, const float* vHead, int64_t keyStride,
-                     const Visibility& visible, int pos, int D, float scale, float* oRow) {
-  thread_local std::vector<float> buffer;
-  const int first = visible.first(pos);
-  const int count = pos - first + 1;
-  if (buffer.size() < static_cast<size_t>(count)) buffer.resize(static_cast<size_t>(count));
-  float* scores = buffer.data();
-  float max = -INFINITY;
-  for (int j = first; j <= pos; j++) {
-    const bool masked = visible.maskRow && visible.maskRow[j] == 0;
-    const float score = masked ? -INFINITY : lf::dot(qRow, kHead + j * keyStride, D) * scale;
-    scores[j - first] = score;
-    max = std::max(max, score);
-  }
-  lf::fillZero(oRow, D);
-  if (max == -INFINITY) return INFINITY;
-  lf::vf sums = {};
-  lf::forVectors(0, count, [&](int64_t i, auto lanes) {
-    const lf::vf probs = lf::expv(lanes.load(scores + i) - lf::splat<lf::vf>(max));
-    lanes.store(scores + i, probs);
-    sums += lanes.only(probs);
-  });
-  const float sum = lf::hsum(sums);
-  for (int j = first; j <= pos; j++)
-    if (scores[j - first] != 0) lf::axpyRow(oRow, scores[j - first], vHead + j * keyStride, D);
-  lf::scaleInPlace(oRow, 1 / sum, D);
-  return max + static_cast<float>(lf::lnF64(sum));
-}
-
 LF_KERNEL(attentionForward, 16) {
   const float* q = lf::ptr<const float>(a[0]);
   const float* k = lf::ptr<const float>(a[1]);
@@ -205,12 +168,6 @@ LF_KERNEL(attentionForward, 16) {
     const int64_t maskRow = static_cast<int64_t>(b) * kvCap;
     const Visibility visible{keyMask ? keyMask + maskRow : nullptr,
                              segIds ? segIds + maskRow : nullptr, window};
-    if (Tq == 1 && !segIds) {
-      const int64_t row = (static_cast<int64_t>(b) * H + h) * D;
-      lse[static_cast<int64_t>(b) * H + h] =
-          attendOneQuery(q + row, kHead, vHead, keyStride, visible, Tk - 1, D, scale, out + row);
-      continue;
-    }
     for (int i = 0; i < Tq; i++) {
       const int pos = Tk - Tq + i;
       const int32_t querySeg = visible.segmentOf(pos);
