@@ -521,17 +521,38 @@ function attentionCalls(): Call[] {
       },
     );
   }
-  // Decoding: 3 queries at positions 17..19 of 20 valid cache rows out of 24, NaN past Tk.
-  const [B, Tq, Tk, kvCap, H, KVH, D] = [2, 3, 20, 24, 4, 1, 64];
+  calls.push(
+    // Decoding: 3 queries at positions 17..19 of 20 valid cache rows out of 24, NaN past Tk.
+    decodeAttention({ B: 2, Tq: 3, Tk: 20, kvCap: 24, H: 4, KVH: 1, D: 64, window: 0 }),
+    // One query per row (native's two-pass path): a Qwen2-0.5B layer, a short window, D = 37.
+    decodeAttention({ B: 1, Tq: 1, Tk: 140, kvCap: 150, H: 14, KVH: 2, D: 64, window: 0 }),
+    decodeAttention({ B: 2, Tq: 1, Tk: 23, kvCap: 24, H: 4, KVH: 2, D: 37, window: 6 }),
+    decodeAttention({ B: 2, Tq: 1, Tk: 3, kvCap: 24, H: 2, KVH: 1, D: 16, window: 0 }),
+  );
+  return calls;
+}
+
+/** attentionForward of Tq new queries over Tk of kvCap cache rows (NaN past Tk), left padding. */
+function decodeAttention(shape: {
+  B: number;
+  Tq: number;
+  Tk: number;
+  kvCap: number;
+  H: number;
+  KVH: number;
+  D: number;
+  window: number;
+}): Call {
+  const { B, Tq, Tk, kvCap, H, KVH, D, window } = shape;
   const cache = () => {
     const rows = normals(B * kvCap * KVH * D);
     for (let b = 0; b < B; b++)
       rows.fill(NaN, (b * kvCap + Tk) * KVH * D, (b + 1) * kvCap * KVH * D);
     return rows;
   };
-  calls.push({
+  return {
     name: 'attentionForward',
-    label: 'decode: Tq < Tk < kvCap, NaN past Tk, left padding',
+    label: `decode: Tq ${Tq} < Tk ${Tk} < kvCap ${kvCap}, H${H}/${KVH} D${D}${window ? `, window ${window}` : ''}, NaN past Tk, left padding`,
     buffers: [
       normals(B * Tq * H * D),
       cache(),
@@ -541,21 +562,10 @@ function attentionCalls(): Call[] {
       masks(B, kvCap).keyMask,
       null,
     ],
-    params: params(ATTENTION.attentionForward, {
-      B,
-      Tq,
-      Tk,
-      kvCap,
-      H,
-      KVH,
-      D,
-      scale: 0.3,
-      window: 0,
-    }),
+    params: params(ATTENTION.attentionForward, { ...shape, scale: 0.3 }),
     items: B * H,
     tolerance: REORDERED,
-  });
-  return calls;
+  };
 }
 
 /** The buffers (after x, before the output) and layout params of a quantized matrix. */

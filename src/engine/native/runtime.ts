@@ -36,6 +36,11 @@ export class NativeRuntime implements KernelHost {
   readonly exports: Record<string, Kernel> = {};
   readonly memory: NativeMemory;
   private readonly ids = new Map<string, number>();
+  /**
+   * One argument list per kernel, refilled by each call: calls are synchronous (the pool is joined
+   * before the addon returns), so a decoding step's hundreds of calls allocate none.
+   */
+  private readonly argLists = new Map<number, Float64Array>();
   private readonly gemmId: number;
 
   private constructor(
@@ -49,7 +54,8 @@ export class NativeRuntime implements KernelHost {
     for (const name of addon.info().kernels) {
       const id = addon.kernelId(name);
       this.ids.set(name, id);
-      this.exports[name] = kernelFunction(addon, id);
+      this.argLists.set(id, new Float64Array(addon.kernelArity(id)));
+      this.exports[name] = kernelFunction(addon, id, this.argLists.get(id)!);
     }
     this.gemmId = this.ids.get('gemm') ?? -1;
     // The probe does its work only in a variant that has the bf16 dot-product instruction.
@@ -91,7 +97,9 @@ export class NativeRuntime implements KernelHost {
   parallelFor(name: string, total: number, args: readonly number[]): void {
     const id = this.ids.get(name);
     if (id === undefined) throw new Error(`the native ${this.variant} build has no '${name}'`);
-    this.addon.parallelFor(id, total, Float64Array.from(args));
+    const list = this.argLists.get(id)!;
+    list.set(args);
+    this.addon.parallelFor(id, total, list);
   }
 
   /** A new block (contents undefined). */
@@ -130,8 +138,10 @@ export class NativeRuntime implements KernelHost {
     checkGemmArgs(args);
     if (args.m === 0 || args.n === 0) return;
     if (this.gemmId < 0) throw new Error(`the native ${this.variant} build has no 'gemm'`);
-    const precision = this.gemmPrecision === 'bf16' ? 1 : 0;
-    this.addon.call(this.gemmId, Float64Array.from([...gemmKernelArgs(args), precision]), 0, 1);
+    const list = this.argLists.get(this.gemmId)!;
+    list.set(gemmKernelArgs(args));
+    list[list.length - 1] = this.gemmPrecision === 'bf16' ? 1 : 0;
+    this.addon.call(this.gemmId, list, 0, 1);
   }
 
   /**
@@ -148,12 +158,11 @@ export class NativeRuntime implements KernelHost {
 
 /**
  * Kernel `id` as a wasm export is called: `(...args, start, end)`; kernels without a range (the
- * wasm `sumSquares(x, n)`) are called with their arguments alone.
+ * wasm `sumSquares(x, n)`) are called with their arguments alone. `list` holds the arguments.
  */
-function kernelFunction(addon: NativeAddon, id: number): Kernel {
-  const arity = addon.kernelArity(id);
+function kernelFunction(addon: NativeAddon, id: number, list: Float64Array): Kernel {
+  const arity = list.length;
   return (...args) => {
-    const list = new Float64Array(arity);
     for (let i = 0; i < arity; i++) list[i] = args[i]!;
     return addon.call(id, list, args[arity] ?? 0, args[arity + 1] ?? 0);
   };
