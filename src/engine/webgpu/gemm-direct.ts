@@ -14,7 +14,7 @@
  * On a GPU the staged kernels win (their operands come from fast shared memory); the tuner
  * chooses per adapter.
  *
- * k advances four at a time (a scalar tail takes the rest); rows past m and columns past n are
+ * k advances `bk` at a time (a scalar tail takes the rest); rows past m and columns past n are
  * clamped to the last valid one for loading (so vector loads stay in bounds) and not stored.
  * Split-K and the epilogue are those of the staged kernels (see gemm-tiled.ts).
  */
@@ -28,6 +28,8 @@ export interface DirectTile {
   /** Rows per workgroup (shared by its invocations) and columns per invocation. */
   tm: number;
   tn: number;
+  /** k elements per step of the main loop (4 or 8: a multiple of every load width). */
+  bk: number;
 }
 
 export interface DirectVariant {
@@ -39,9 +41,6 @@ export interface DirectVariant {
   bias: boolean;
   partial: boolean;
 }
-
-/** k elements per step of the main loop (a multiple of every load width). */
-export const DIRECT_K_STEP = 4;
 
 /**
  * The load an operand may use in a direct kernel: along k any width (they divide the step);
@@ -60,8 +59,8 @@ export function directAccess(
 const kernels = new Map<string, KernelDef>();
 
 export function directGemmKernel(v: DirectVariant): KernelDef {
-  const { threads, tm, tn } = v.tile;
-  const key = `gemmd:${threads}.${tm}x${tn}:${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}:${v.a.dtype}${v.a.width}:${v.b.dtype}${v.b.width}:${v.bias ? 'bias' : ''}:${v.partial ? 'part' : ''}`;
+  const { threads, tm, tn, bk } = v.tile;
+  const key = `gemmd:${threads}.${tm}x${tn}.k${bk}:${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}:${v.a.dtype}${v.a.width}:${v.b.dtype}${v.b.width}:${v.bias ? 'bias' : ''}:${v.partial ? 'part' : ''}`;
   let def = kernels.get(key);
   if (!def) {
     def = buildKernel(key, v);
@@ -121,7 +120,10 @@ function loadBlock(o: {
   return { code, values };
 }
 
-/** The loop body for `kSteps` k values from WGSL index `k`: loads, then tm x tn FMA chains. */
+/**
+ * The loop body for `kSteps` k values from WGSL index `k`: loads, then the tm x tn multiply-adds,
+ * one k value at a time (each accumulator still adds its products in k order).
+ */
 function step(v: DirectVariant, kSteps: number, k: string): string {
   const { tm, tn } = v.tile;
   const a = loadBlock({
@@ -146,13 +148,12 @@ function step(v: DirectVariant, kSteps: number, k: string): string {
     outerLimit: 'P.n',
     k,
   });
-  const fmas = range(tm).flatMap((i) =>
-    range(tn).map((j) => {
-      let chain = `acc${i}_${j}`;
-      for (const kk of range(kSteps))
-        chain = `fma(${a.values[i]![kk]}, ${b.values[j]![kk]}, ${chain})`;
-      return `acc${i}_${j} = ${chain};`;
-    }),
+  const fmas = range(kSteps).flatMap((kk) =>
+    range(tm).flatMap((i) =>
+      range(tn).map(
+        (j) => `acc${i}_${j} = fma(${a.values[i]![kk]}, ${b.values[j]![kk]}, acc${i}_${j});`,
+      ),
+    ),
   );
   return [...a.code, ...b.code, ...fmas].join('\n    ');
 }
@@ -169,7 +170,7 @@ function loaders(name: 'a' | 'b', access: OperandAccess): string {
 }
 
 function buildKernel(key: string, v: DirectVariant): KernelDef {
-  const { threads, tm, tn } = v.tile;
+  const { threads, tm, tn, bk } = v.tile;
   const elementOffset = (name: 'a' | 'b', access: OperandAccess) =>
     access.width === 4 ? `P.${name}_off * 4u` : `P.${name}_off`;
   const epilogue = v.partial
@@ -214,8 +215,8 @@ function buildKernel(key: string, v: DirectVariant): KernelDef {
     .flatMap((i) => range(tn).map((j) => `var acc${i}_${j} = 0.0;`))
     .join(' ')}
   var k = kBegin;
-  for (; k + ${DIRECT_K_STEP}u <= kEnd; k += ${DIRECT_K_STEP}u) {
-    ${step(v, DIRECT_K_STEP, 'k')}
+  for (; k + ${bk}u <= kEnd; k += ${bk}u) {
+    ${step(v, bk, 'k')}
   }
   for (; k < kEnd; k++) {
     ${step({ ...v, a: { ...v.a, width: 1 }, b: { ...v.b, width: 1 } }, 1, 'k')}

@@ -48,18 +48,19 @@ export interface StagedTile {
 
 /**
  * A short stable name, used by the tuner's cache, tests and LORAFORGE_WEBGPU_GEMM: staged tiles
- * `8x16.8x8.k16[.f16][.sg]` (threads, outputs per thread, k depth), direct ones `d64.8x4`.
+ * `8x16.8x8.k16[.f16][.sg]` (threads, outputs per thread, k depth), direct ones `d64.8x4[.k8]`
+ * (k depth 4 unless named).
  */
 export function tileName(t: GemmTile): string {
-  if (t.kind === 'direct') return `d${t.threads}.${t.tm}x${t.tn}`;
+  if (t.kind === 'direct') return `d${t.threads}.${t.tm}x${t.tn}${t.bk === 4 ? '' : `.k${t.bk}`}`;
   return `${t.wgX}x${t.wgY}.${t.tm}x${t.tn}.k${t.bk}${t.f16 ? '.f16' : ''}${t.sg ? '.sg' : ''}`;
 }
 
 export function parseTileName(name: string): GemmTile | null {
-  const direct = /^d(\d+)\.(\d+)x(\d+)$/.exec(name);
+  const direct = /^d(\d+)\.(\d+)x(\d+)(?:\.k(4|8))?$/.exec(name);
   if (direct) {
     const [threads, tm, tn] = direct.slice(1, 4).map(Number) as [number, number, number];
-    return { kind: 'direct', threads, tm, tn };
+    return { kind: 'direct', threads, tm, tn, bk: Number(direct[4] ?? 4) };
   }
   const match = /^(\d+)x(\d+)\.(\d+)x(\d+)\.k(\d+)(\.f16)?(\.sg)?$/.exec(name);
   if (!match) return null;
