@@ -30,6 +30,14 @@ export interface DirectTile {
   tn: number;
   /** k elements per step of the main loop (4 or 8: a multiple of every load width). */
   bk: number;
+  /**
+   * 0, or the subgroup size the kernel is built for (needs `subgroups`, and an adapter whose
+   * subgroups are exactly that size): the A values of a step, the same for every invocation,
+   * are then loaded one per lane and handed to all lanes by subgroupBroadcast. On lavapipe a
+   * load inside a loop is a per-lane scalar loop even at a uniform address, so this cuts A's
+   * load work by the subgroup size.
+   */
+  sgA: number;
 }
 
 export interface DirectVariant {
@@ -59,8 +67,8 @@ export function directAccess(
 const kernels = new Map<string, KernelDef>();
 
 export function directGemmKernel(v: DirectVariant): KernelDef {
-  const { threads, tm, tn, bk } = v.tile;
-  const key = `gemmd:${threads}.${tm}x${tn}.k${bk}:${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}:${v.a.dtype}${v.a.width}:${v.b.dtype}${v.b.width}:${v.bias ? 'bias' : ''}:${v.partial ? 'part' : ''}`;
+  const { threads, tm, tn, bk, sgA } = v.tile;
+  const key = `gemmd:${threads}.${tm}x${tn}.k${bk}.s${sgA}:${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}:${v.a.dtype}${v.a.width}:${v.b.dtype}${v.b.width}:${v.bias ? 'bias' : ''}:${v.partial ? 'part' : ''}`;
   let def = kernels.get(key);
   if (!def) {
     def = buildKernel(key, v);
@@ -121,22 +129,54 @@ function loadBlock(o: {
 }
 
 /**
+ * The `tm x kSteps` block of A, the same for every invocation, through a subgroup of `size`
+ * lanes: lane l loads elements l, l + size, ... of the block (row-major over rows x k, the last
+ * one repeated past the end) and subgroupBroadcast hands each element to every lane.
+ */
+function sharedABlock(
+  v: DirectVariant,
+  size: number,
+  kSteps: number,
+  k: string,
+): { code: string[]; values: string[][] } {
+  const count = v.tile.tm * kSteps;
+  const code: string[] = [];
+  for (let r = 0; r * size < count; r++) {
+    const j = `aj${r}`;
+    code.push(`let ${j} = min(${r * size}u + sgLane, ${count - 1}u);`);
+    const row = `min(m0 + ${j} / ${kSteps}u, P.m - 1u)`;
+    const kk = `${k} + ${j} % ${kSteps}u`;
+    const index = v.transA ? `(${kk}) * P.lda + ${row}` : `${row} * P.lda + ${kk}`;
+    code.push(`let al${r} = a1(aOff + ${index});`);
+  }
+  const values = range(v.tile.tm).map((i) =>
+    range(kSteps).map((kk) => {
+      const j = i * kSteps + kk;
+      return `subgroupBroadcast(al${Math.floor(j / size)}, ${j % size}u)`;
+    }),
+  );
+  return { code, values };
+}
+
+/**
  * The loop body for `kSteps` k values from WGSL index `k`: loads, then the tm x tn multiply-adds,
  * one k value at a time (each accumulator still adds its products in k order).
  */
 function step(v: DirectVariant, kSteps: number, k: string): string {
-  const { tm, tn } = v.tile;
-  const a = loadBlock({
-    name: 'a',
-    access: v.a,
-    kContiguous: !v.transA,
-    outer: tm,
-    kSteps,
-    ld: 'P.lda',
-    outerFirst: 'm0',
-    outerLimit: 'P.m',
-    k,
-  });
+  const { tm, tn, sgA } = v.tile;
+  const a = sgA
+    ? sharedABlock(v, sgA, kSteps, k)
+    : loadBlock({
+        name: 'a',
+        access: v.a,
+        kContiguous: !v.transA,
+        outer: tm,
+        kSteps,
+        ld: 'P.lda',
+        outerFirst: 'm0',
+        outerLimit: 'P.m',
+        k,
+      });
   const b = loadBlock({
     name: 'b',
     access: v.b,
@@ -203,6 +243,10 @@ function buildKernel(key: string, v: DirectVariant): KernelDef {
       ...(v.bias ? [{ name: 'bias', dtype: 'f32' as const, access: 'read' as const }] : []),
     ],
     workgroupSize: [threads],
+    ...(v.tile.sgA && {
+      directives: ['enable subgroups;'],
+      builtins: ['@builtin(subgroup_invocation_id) sgLane: u32'],
+    }),
     prelude: `${loaders('a', v.a)}\n${loaders('b', v.b)}`,
     body: `
   let m0 = wid.y * ${tm}u;

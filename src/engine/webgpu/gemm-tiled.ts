@@ -52,15 +52,23 @@ export interface StagedTile {
  * (k depth 4 unless named).
  */
 export function tileName(t: GemmTile): string {
-  if (t.kind === 'direct') return `d${t.threads}.${t.tm}x${t.tn}${t.bk === 4 ? '' : `.k${t.bk}`}`;
+  if (t.kind === 'direct')
+    return `d${t.threads}.${t.tm}x${t.tn}${t.bk === 4 ? '' : `.k${t.bk}`}${t.sgA ? `.s${t.sgA}` : ''}`;
   return `${t.wgX}x${t.wgY}.${t.tm}x${t.tn}.k${t.bk}${t.f16 ? '.f16' : ''}${t.sg ? '.sg' : ''}`;
 }
 
 export function parseTileName(name: string): GemmTile | null {
-  const direct = /^d(\d+)\.(\d+)x(\d+)(?:\.k(4|8))?$/.exec(name);
+  const direct = /^d(\d+)\.(\d+)x(\d+)(?:\.k(4|8))?(?:\.s(\d+))?$/.exec(name);
   if (direct) {
     const [threads, tm, tn] = direct.slice(1, 4).map(Number) as [number, number, number];
-    return { kind: 'direct', threads, tm, tn, bk: Number(direct[4] ?? 4) };
+    return {
+      kind: 'direct',
+      threads,
+      tm,
+      tn,
+      bk: Number(direct[4] ?? 4),
+      sgA: Number(direct[5] ?? 0),
+    };
   }
   const match = /^(\d+)x(\d+)\.(\d+)x(\d+)\.k(\d+)(\.f16)?(\.sg)?$/.exec(name);
   if (!match) return null;
@@ -83,9 +91,11 @@ export function parseTileName(name: string): GemmTile | null {
   };
 }
 
-/** What a tile needs of the device: f16 tiles `shader-f16`, subgroup tiles `subgroups`. */
+/** What a tile needs of the device: f16 tiles `shader-f16`, subgroup tiles `subgroups` (and a size). */
 export const needsF16 = (t: GemmTile) => t.kind === 'staged' && t.f16;
-export const needsSubgroups = (t: GemmTile) => t.kind === 'staged' && t.sg;
+export const needsSubgroups = (t: GemmTile) => (t.kind === 'staged' ? t.sg : t.sgA > 0);
+/** The subgroup size a tile's kernel is built for (direct tiles sharing A), or 0. */
+export const subgroupSizeNeeded = (t: GemmTile) => (t.kind === 'direct' ? t.sgA : 0);
 export const tileThreads = (t: GemmTile) => (t.kind === 'direct' ? t.threads : t.wgX * t.wgY);
 
 /** Rows and columns of C one workgroup computes. */

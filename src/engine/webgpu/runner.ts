@@ -154,15 +154,25 @@ export class KernelRunner {
   }
 
   /**
-   * Uploads in stream order: the data goes to a staging buffer whose copy into place is recorded
-   * behind the dispatches issued so far, so an upload neither splits the command stream (a
-   * training micro-step stays one command buffer) nor overtakes a pending kernel that still
-   * reads the old contents (as queue.writeBuffer would without a submit first). Staging memory
-   * is freed at the next submit, forced once STAGING_FLUSH_BYTES are pending (loading weights).
-   * Offset and size must be multiples of 4.
+   * Uploads in stream order without splitting the command stream (a training micro-step stays
+   * one command buffer). With nothing recorded since the last submit, queue.writeBuffer is already
+   * in order; otherwise the data goes to a staging buffer whose copy into place is recorded behind
+   * the pending dispatches, so it neither waits for a submit nor overtakes a pending kernel that
+   * still reads the old contents (as writeBuffer would). Staging memory is freed at the next
+   * submit, forced once STAGING_FLUSH_BYTES are pending. Offset and size must be multiples of 4.
    */
   write(ref: BufferRef, data: ArrayBufferView): void {
     if (data.byteLength === 0) return;
+    if (!this.encoder) {
+      this.device.queue.writeBuffer(
+        refBuffer(ref),
+        refOffset(ref),
+        data.buffer,
+        data.byteOffset,
+        data.byteLength,
+      );
+      return;
+    }
     const staging = this.device.createBuffer({
       size: data.byteLength,
       usage: GPUBufferUsage.COPY_SRC,
@@ -172,13 +182,7 @@ export class KernelRunner {
       new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
     );
     staging.unmap();
-    this.commandEncoder().copyBufferToBuffer(
-      staging,
-      0,
-      refBuffer(ref),
-      refOffset(ref),
-      data.byteLength,
-    );
+    this.encoder.copyBufferToBuffer(staging, 0, refBuffer(ref), refOffset(ref), data.byteLength);
     this.retired.push(staging);
     this.stagedBytes += data.byteLength;
     if (this.stagedBytes > STAGING_FLUSH_BYTES) this.flush();
