@@ -8,11 +8,13 @@
  * storage along its contiguous dimension, up to four elements per load.
  *
  * This is the shape CPU adapters (lavapipe, SwiftShader) reward: they run a workgroup's
- * invocations in SIMD lanes on one core, where a load from a per-invocation address is a gather
- * and a workgroup barrier switches coroutines, while a uniform load is one scalar load. Staging
- * tiles in workgroup memory (gemm-tiled.ts) pays for both; here the loop is only loads and FMAs.
- * On a GPU the staged kernels win (their operands come from fast shared memory); the tuner
- * chooses per adapter.
+ * invocations in SIMD lanes on one core, where a workgroup barrier switches coroutines, so staging
+ * tiles in workgroup memory (gemm-tiled.ts) costs more than it saves. Lavapipe (Mesa 25) also
+ * turns every storage load inside a loop into a per-lane scalar loop with a bounds check, even
+ * when all lanes share the address; with `sgA` the A block of a step is therefore loaded one
+ * element per lane and handed to every lane by subgroupBroadcast (sharedABlock), which divides
+ * A's load work by the subgroup size. On a GPU the staged kernels win (their operands come from
+ * fast shared memory); the tuner chooses per adapter.
  *
  * k advances `bk` at a time (a scalar tail takes the rest); rows past m and columns past n are
  * clamped to the last valid one for loading (so vector loads stay in bounds) and not stored.
