@@ -23,6 +23,9 @@
 import { wgslLoader, type KernelDef } from './kernel-def.ts';
 import { GEMM_PARAMS, storageOf, vectorLoader, type OperandAccess } from './gemm-tiled.ts';
 
+/** k elements per step of the direct kernels' main loop (a multiple of every load width). */
+export const DIRECT_K_STEP = 4;
+
 export interface DirectTile {
   kind: 'direct';
   /** Invocations per workgroup (all along n). */
@@ -30,7 +33,7 @@ export interface DirectTile {
   /** Rows per workgroup (shared by its invocations) and columns per invocation. */
   tm: number;
   tn: number;
-  /** k elements per step of the main loop (4 or 8: a multiple of every load width). */
+  /** k elements per step of the main loop: DIRECT_K_STEP (deeper steps measured slower). */
   bk: number;
   /**
    * 0, or the subgroup size the kernel is built for (needs `subgroups`, and an adapter whose
