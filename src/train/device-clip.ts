@@ -9,10 +9,12 @@ import { clipCoefficient } from './clip.ts';
 
 /** L2 norm over all gradients together. */
 export async function deviceGradNorm(grads: readonly Tensor[]): Promise<number> {
+  // All sums are requested before any is awaited, so a device backend reads them back together.
+  const sums = await Promise.all(
+    grads.map((g) => g.backend.kernels.sumSquares({ x: g.operand() }, { n: g.size })),
+  );
   let sumSq = 0;
-  // One at a time: a backend may reuse one result slot for every sum.
-  for (const g of grads)
-    sumSq += await g.backend.kernels.sumSquares({ x: g.operand() }, { n: g.size });
+  for (const sum of sums) sumSq += sum;
   return Math.sqrt(sumSq);
 }
 

@@ -10,7 +10,7 @@
  * LoRA training updates only the adapter; without an adapter every weight is trained.
  */
 import { backward, clearTape, gradSlot, noGrad } from '../engine/tape.ts';
-import { Tensor, getBackend, tidy, tidyAsync } from '../engine/tensor.ts';
+import { Tensor, getBackend, tidy } from '../engine/tensor.ts';
 import type { Batch } from '../data/batch.ts';
 import type { NamedTensorData } from '../io/safetensors-format.ts';
 import type { DecoderModel, ModelInput } from '../models/decoder.ts';
@@ -214,26 +214,33 @@ export class Trainer {
     return this.schedule.lrAt(step);
   }
 
-  /** One micro-batch: forward, loss, backward of loss / accumulation. Returns the loss. */
+  /**
+   * One micro-batch: forward, loss, backward of loss / accumulation. Returns the loss without
+   * waiting for it: its read is recorded behind the backward pass, so a device backend submits
+   * the micro-step as one command buffer and the host goes on to the next one while it runs.
+   */
   private microStep(batch: Batch): Promise<number> {
     const accumulation = this.args.gradientAccumulationSteps;
-    return tidyAsync(async () => {
+    return tidy(() => {
       const { loss, targets } = this.opts.model.loss(modelInput(batch), batch.labels);
       if (targets === 0) {
         clearTape();
-        return 0;
+        return Promise.resolve(0);
       }
-      // Backward before the loss is read: a device backend then syncs once per micro-step.
       backward(loss, 1 / accumulation);
-      const value = (await loss.toFloat32())[0]!;
-      if (!Number.isFinite(value)) {
-        throw new LoraforgeError(
-          `training stopped at step ${this.globalStep + 1}: the loss is ${value}`,
-          'lower the learning rate or check the data; the last good checkpoint is kept',
-        );
-      }
-      return value;
+      return loss.toFloat32().then((values) => values[0]!);
     });
+  }
+
+  /** Refuses a non-finite loss (read after the step's micro-batches have run). */
+  private checkLoss(value: number): number {
+    if (!Number.isFinite(value)) {
+      throw new LoraforgeError(
+        `training stopped at step ${this.globalStep + 1}: the loss is ${value}`,
+        'lower the learning rate or check the data; the last good checkpoint is kept',
+      );
+    }
+    return value;
   }
 
   /**
@@ -255,13 +262,21 @@ export class Trainer {
     let evalLoss: number | undefined;
     try {
       while (this.globalStep < this.totalSteps && !this.stopRequested) {
-        let stepLoss = 0;
+        const lossReads: Promise<number>[] = [];
         for (let k = 0; k < args.gradientAccumulationSteps; k++) {
           const batch = opts.train.next();
-          stepLoss += (await this.microStep(batch)) / args.gradientAccumulationSteps;
+          lossReads.push(this.microStep(batch));
           windowTokens += batch.attentionMask.reduce((a, b) => a + b, 0);
         }
-        const gradNorm = await this.optimizer.clipGradients(args.maxGradNorm);
+        // The first wait of the step: the gradient norm (clipping needs it on the host) and the
+        // losses, which are ready by then.
+        const [losses, gradNorm] = await Promise.all([
+          Promise.all(lossReads),
+          this.optimizer.clipGradients(args.maxGradNorm),
+        ]);
+        let stepLoss = 0;
+        for (const loss of losses)
+          stepLoss += this.checkLoss(loss) / args.gradientAccumulationSteps;
         if (!Number.isFinite(gradNorm)) {
           throw new LoraforgeError(
             `training stopped at step ${this.globalStep + 1}: the gradient norm is ${gradNorm}`,

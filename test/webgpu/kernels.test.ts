@@ -27,7 +27,12 @@ import {
   tileName,
   type GemmTile,
 } from '../../src/engine/webgpu/gemm-tiled.ts';
-import { candidateTiles, chooseGemmPlan, parseGemmSpec } from '../../src/engine/webgpu/tuner.ts';
+import {
+  candidateTiles,
+  chooseGemmPlan,
+  parseGemmSpec,
+  whyTileCannotRun,
+} from '../../src/engine/webgpu/tuner.ts';
 import { isHardwareAdapter } from '../../src/engine/webgpu/device.ts';
 import { WEBGPU_KERNELS, type GpuArg } from '../../src/engine/webgpu/kernel-table.ts';
 
@@ -312,6 +317,7 @@ const everyTile = (): { tile: GemmTile; skip: string | false }[] => {
   const all = {
     shaderF16: true,
     subgroups: true,
+    fixedSubgroupSize: 8,
     limits: { maxComputeInvocationsPerWorkgroup: 1024 },
   };
   const software = gpu !== null && !isHardwareAdapter(gpu.context.adapterInfo);
@@ -334,13 +340,10 @@ const everyTile = (): { tile: GemmTile; skip: string | false }[] => {
     skip:
       gpu === null
         ? 'no adapter'
-        : needsF16(tile) && !gpu.context.shaderF16
-          ? 'adapter has no shader-f16'
-          : needsSubgroups(tile) && !gpu.context.subgroups
-            ? 'adapter has no subgroups'
-            : !allTiles && !used.has(tileName(tile)) && tile.tm * tile.tn > 16
-              ? 'software adapter (compiles take seconds): LORAFORGE_TEST_ALL_GEMM_TILES=1 tests it'
-              : false,
+        : (whyTileCannotRun(gpu.context, tile) ??
+          (!allTiles && !used.has(tileName(tile)) && tile.tm * tile.tn > 16
+            ? 'software adapter (compiles take seconds): LORAFORGE_TEST_ALL_GEMM_TILES=1 tests it'
+            : false)),
   }));
 };
 
@@ -378,16 +381,27 @@ gpuDescribe('webgpu gemm tiles (each forced)', () => {
     assert.throws(() => parseGemmSpec('large=huge'), /not a GEMM plan/);
     const plan = await chooseGemmPlan(gpu!.context, gpu!.runner, {});
     assert.ok(!plan.legacy);
+    // A tile built for another subgroup size is refused by name rather than run wrongly.
+    await assert.rejects(
+      chooseGemmPlan(gpu!.context, gpu!.runner, { gemm: 'd16.4x4.s3' }),
+      /d16\.4x4\.s3: the tile needs subgroups of exactly 3/,
+    );
   });
 });
 
 // The direct kernels load each layout differently (A uniform along k or along m, B per invocation
 // along k or along n, vec4 / packed pairs / single elements, a scalar k tail, clamped edge rows and
-// columns), so every layout and load width is checked on the software plan's direct tiles.
+// columns; with `.s8` A shared through subgroups, lanes loading past the block), so every layout
+// and load width is checked on the software plans' direct tiles.
 gpuDescribe('webgpu direct gemm (every layout and load width)', () => {
-  for (const name of ['d16.8x4', 'd16.4x4']) {
+  for (const name of ['d16.8x4', 'd16.4x4', 'd16.16x4.s8', 'd8.4x4.s8']) {
     const tile = parseTileName(name)!;
     const plan: GemmPlan = { legacy: false, tiles: { large: tile, rows: tile, cols: tile } };
+    const skip = gpu && whyTileCannotRun(gpu.context, tile);
+    if (skip) {
+      test(`${name}`, { skip }, () => {});
+      continue;
+    }
     for (const transA of [false, true]) {
       for (const transB of [false, true]) {
         test(`${name}: f32 transA=${transA} transB=${transB}, vec4 rows, k tail, ragged edges`, async () => {

@@ -19,6 +19,8 @@ export interface WebGpuContext {
   /** Optional features that were requested and granted. */
   shaderF16: boolean;
   subgroups: boolean;
+  /** The subgroup size when the adapter has subgroups of one size only (kernels may rely on it). */
+  fixedSubgroupSize: number | null;
   limits: GPUSupportedLimits;
   /** Destroys the device (Dawn's instance stays for the process: see findGpu). */
   destroy(): void;
@@ -83,6 +85,12 @@ export async function acquireWebGpu(options: AcquireOptions = {}): Promise<WebGp
     },
     shaderF16: device.features.has('shader-f16'),
     subgroups: device.features.has('subgroups' as GPUFeatureName),
+    fixedSubgroupSize:
+      device.features.has('subgroups' as GPUFeatureName) &&
+      info.subgroupMinSize !== undefined &&
+      info.subgroupMinSize === info.subgroupMaxSize
+        ? info.subgroupMinSize
+        : null,
     limits: device.limits,
     destroy() {
       device.destroy();

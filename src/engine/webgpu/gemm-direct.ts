@@ -8,18 +8,23 @@
  * storage along its contiguous dimension, up to four elements per load.
  *
  * This is the shape CPU adapters (lavapipe, SwiftShader) reward: they run a workgroup's
- * invocations in SIMD lanes on one core, where a load from a per-invocation address is a gather
- * and a workgroup barrier switches coroutines, while a uniform load is one scalar load. Staging
- * tiles in workgroup memory (gemm-tiled.ts) pays for both; here the loop is only loads and FMAs.
- * On a GPU the staged kernels win (their operands come from fast shared memory); the tuner
- * chooses per adapter.
+ * invocations in SIMD lanes on one core, where a workgroup barrier switches coroutines, so staging
+ * tiles in workgroup memory (gemm-tiled.ts) costs more than it saves. Lavapipe (Mesa 25) also
+ * turns every storage load inside a loop into a per-lane scalar loop with a bounds check, even
+ * when all lanes share the address; with `sgA` the A block of a step is therefore loaded one
+ * element per lane and handed to every lane by subgroupBroadcast (sharedABlock), which divides
+ * A's load work by the subgroup size. On a GPU the staged kernels win (their operands come from
+ * fast shared memory); the tuner chooses per adapter.
  *
- * k advances four at a time (a scalar tail takes the rest); rows past m and columns past n are
+ * k advances `bk` at a time (a scalar tail takes the rest); rows past m and columns past n are
  * clamped to the last valid one for loading (so vector loads stay in bounds) and not stored.
  * Split-K and the epilogue are those of the staged kernels (see gemm-tiled.ts).
  */
 import { wgslLoader, type KernelDef } from './kernel-def.ts';
 import { GEMM_PARAMS, storageOf, vectorLoader, type OperandAccess } from './gemm-tiled.ts';
+
+/** k elements per step of the direct kernels' main loop (a multiple of every load width). */
+export const DIRECT_K_STEP = 4;
 
 export interface DirectTile {
   kind: 'direct';
@@ -28,6 +33,16 @@ export interface DirectTile {
   /** Rows per workgroup (shared by its invocations) and columns per invocation. */
   tm: number;
   tn: number;
+  /** k elements per step of the main loop: DIRECT_K_STEP (deeper steps measured slower). */
+  bk: number;
+  /**
+   * 0, or the subgroup size the kernel is built for (needs `subgroups`, and an adapter whose
+   * subgroups are exactly that size): the A values of a step, the same for every invocation,
+   * are then loaded one per lane and handed to all lanes by subgroupBroadcast. On lavapipe a
+   * load inside a loop is a per-lane scalar loop even at a uniform address, so this cuts A's
+   * load work by the subgroup size.
+   */
+  sgA: number;
 }
 
 export interface DirectVariant {
@@ -39,9 +54,6 @@ export interface DirectVariant {
   bias: boolean;
   partial: boolean;
 }
-
-/** k elements per step of the main loop (a multiple of every load width). */
-export const DIRECT_K_STEP = 4;
 
 /**
  * The load an operand may use in a direct kernel: along k any width (they divide the step);
@@ -60,8 +72,8 @@ export function directAccess(
 const kernels = new Map<string, KernelDef>();
 
 export function directGemmKernel(v: DirectVariant): KernelDef {
-  const { threads, tm, tn } = v.tile;
-  const key = `gemmd:${threads}.${tm}x${tn}:${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}:${v.a.dtype}${v.a.width}:${v.b.dtype}${v.b.width}:${v.bias ? 'bias' : ''}:${v.partial ? 'part' : ''}`;
+  const { threads, tm, tn, bk, sgA } = v.tile;
+  const key = `gemmd:${threads}.${tm}x${tn}.k${bk}.s${sgA}:${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}:${v.a.dtype}${v.a.width}:${v.b.dtype}${v.b.width}:${v.bias ? 'bias' : ''}:${v.partial ? 'part' : ''}`;
   let def = kernels.get(key);
   if (!def) {
     def = buildKernel(key, v);
@@ -121,20 +133,55 @@ function loadBlock(o: {
   return { code, values };
 }
 
-/** The loop body for `kSteps` k values from WGSL index `k`: loads, then tm x tn FMA chains. */
+/**
+ * The `tm x kSteps` block of A, the same for every invocation, through a subgroup of `size`
+ * lanes: lane l loads elements l, l + size, ... of the block (row-major over rows x k, the last
+ * one repeated past the end) and subgroupBroadcast hands each element to every lane.
+ */
+function sharedABlock(
+  v: DirectVariant,
+  size: number,
+  kSteps: number,
+  k: string,
+): { code: string[]; values: string[][] } {
+  const count = v.tile.tm * kSteps;
+  const code: string[] = [];
+  for (let r = 0; r * size < count; r++) {
+    const j = `aj${r}`;
+    code.push(`let ${j} = min(${r * size}u + sgLane, ${count - 1}u);`);
+    const row = `min(m0 + ${j} / ${kSteps}u, P.m - 1u)`;
+    const kk = `${k} + ${j} % ${kSteps}u`;
+    const index = v.transA ? `(${kk}) * P.lda + ${row}` : `${row} * P.lda + ${kk}`;
+    code.push(`let al${r} = a1(aOff + ${index});`);
+  }
+  const values = range(v.tile.tm).map((i) =>
+    range(kSteps).map((kk) => {
+      const j = i * kSteps + kk;
+      return `subgroupBroadcast(al${Math.floor(j / size)}, ${j % size}u)`;
+    }),
+  );
+  return { code, values };
+}
+
+/**
+ * The loop body for `kSteps` k values from WGSL index `k`: loads, then the tm x tn multiply-adds,
+ * one k value at a time (each accumulator still adds its products in k order).
+ */
 function step(v: DirectVariant, kSteps: number, k: string): string {
-  const { tm, tn } = v.tile;
-  const a = loadBlock({
-    name: 'a',
-    access: v.a,
-    kContiguous: !v.transA,
-    outer: tm,
-    kSteps,
-    ld: 'P.lda',
-    outerFirst: 'm0',
-    outerLimit: 'P.m',
-    k,
-  });
+  const { tm, tn, sgA } = v.tile;
+  const a = sgA
+    ? sharedABlock(v, sgA, kSteps, k)
+    : loadBlock({
+        name: 'a',
+        access: v.a,
+        kContiguous: !v.transA,
+        outer: tm,
+        kSteps,
+        ld: 'P.lda',
+        outerFirst: 'm0',
+        outerLimit: 'P.m',
+        k,
+      });
   const b = loadBlock({
     name: 'b',
     access: v.b,
@@ -146,13 +193,12 @@ function step(v: DirectVariant, kSteps: number, k: string): string {
     outerLimit: 'P.n',
     k,
   });
-  const fmas = range(tm).flatMap((i) =>
-    range(tn).map((j) => {
-      let chain = `acc${i}_${j}`;
-      for (const kk of range(kSteps))
-        chain = `fma(${a.values[i]![kk]}, ${b.values[j]![kk]}, ${chain})`;
-      return `acc${i}_${j} = ${chain};`;
-    }),
+  const fmas = range(kSteps).flatMap((kk) =>
+    range(tm).flatMap((i) =>
+      range(tn).map(
+        (j) => `acc${i}_${j} = fma(${a.values[i]![kk]}, ${b.values[j]![kk]}, acc${i}_${j});`,
+      ),
+    ),
   );
   return [...a.code, ...b.code, ...fmas].join('\n    ');
 }
@@ -169,7 +215,7 @@ function loaders(name: 'a' | 'b', access: OperandAccess): string {
 }
 
 function buildKernel(key: string, v: DirectVariant): KernelDef {
-  const { threads, tm, tn } = v.tile;
+  const { threads, tm, tn, bk } = v.tile;
   const elementOffset = (name: 'a' | 'b', access: OperandAccess) =>
     access.width === 4 ? `P.${name}_off * 4u` : `P.${name}_off`;
   const epilogue = v.partial
@@ -202,6 +248,10 @@ function buildKernel(key: string, v: DirectVariant): KernelDef {
       ...(v.bias ? [{ name: 'bias', dtype: 'f32' as const, access: 'read' as const }] : []),
     ],
     workgroupSize: [threads],
+    ...(v.tile.sgA && {
+      directives: ['enable subgroups;'],
+      builtins: ['@builtin(subgroup_invocation_id) sgLane: u32'],
+    }),
     prelude: `${loaders('a', v.a)}\n${loaders('b', v.b)}`,
     body: `
   let m0 = wid.y * ${tm}u;
@@ -214,8 +264,8 @@ function buildKernel(key: string, v: DirectVariant): KernelDef {
     .flatMap((i) => range(tn).map((j) => `var acc${i}_${j} = 0.0;`))
     .join(' ')}
   var k = kBegin;
-  for (; k + ${DIRECT_K_STEP}u <= kEnd; k += ${DIRECT_K_STEP}u) {
-    ${step(v, DIRECT_K_STEP, 'k')}
+  for (; k + ${bk}u <= kEnd; k += ${bk}u) {
+    ${step(v, bk, 'k')}
   }
   for (; k < kEnd; k++) {
     ${step({ ...v, a: { ...v.a, width: 1 }, b: { ...v.b, width: 1 } }, 1, 'k')}

@@ -20,7 +20,7 @@
  * LoRA rank-r factors) whose C has too few tiles for the device.
  */
 import { wgslLoader, type KernelDef, type StorageDtype } from './kernel-def.ts';
-import type { DirectTile } from './gemm-direct.ts';
+import { DIRECT_K_STEP, type DirectTile } from './gemm-direct.ts';
 
 /** A GEMM kernel shape: staged through workgroup memory (this file) or direct (gemm-direct.ts). */
 export type GemmTile = StagedTile | DirectTile;
@@ -48,18 +48,26 @@ export interface StagedTile {
 
 /**
  * A short stable name, used by the tuner's cache, tests and LORAFORGE_WEBGPU_GEMM: staged tiles
- * `8x16.8x8.k16[.f16][.sg]` (threads, outputs per thread, k depth), direct ones `d64.8x4`.
+ * `8x16.8x8.k16[.f16][.sg]` (threads, outputs per thread, k depth), direct ones `d64.8x4[.s8]`
+ * (threads, outputs per thread, A shared through subgroups of 8).
  */
 export function tileName(t: GemmTile): string {
-  if (t.kind === 'direct') return `d${t.threads}.${t.tm}x${t.tn}`;
+  if (t.kind === 'direct') return `d${t.threads}.${t.tm}x${t.tn}${t.sgA ? `.s${t.sgA}` : ''}`;
   return `${t.wgX}x${t.wgY}.${t.tm}x${t.tn}.k${t.bk}${t.f16 ? '.f16' : ''}${t.sg ? '.sg' : ''}`;
 }
 
 export function parseTileName(name: string): GemmTile | null {
-  const direct = /^d(\d+)\.(\d+)x(\d+)$/.exec(name);
+  const direct = /^d(\d+)\.(\d+)x(\d+)(?:\.s(\d+))?$/.exec(name);
   if (direct) {
     const [threads, tm, tn] = direct.slice(1, 4).map(Number) as [number, number, number];
-    return { kind: 'direct', threads, tm, tn };
+    return {
+      kind: 'direct',
+      threads,
+      tm,
+      tn,
+      bk: DIRECT_K_STEP,
+      sgA: Number(direct[4] ?? 0),
+    };
   }
   const match = /^(\d+)x(\d+)\.(\d+)x(\d+)\.k(\d+)(\.f16)?(\.sg)?$/.exec(name);
   if (!match) return null;
@@ -82,9 +90,11 @@ export function parseTileName(name: string): GemmTile | null {
   };
 }
 
-/** What a tile needs of the device: f16 tiles `shader-f16`, subgroup tiles `subgroups`. */
+/** What a tile needs of the device: f16 tiles `shader-f16`, subgroup tiles `subgroups` (and a size). */
 export const needsF16 = (t: GemmTile) => t.kind === 'staged' && t.f16;
-export const needsSubgroups = (t: GemmTile) => t.kind === 'staged' && t.sg;
+export const needsSubgroups = (t: GemmTile) => (t.kind === 'staged' ? t.sg : t.sgA > 0);
+/** The subgroup size a tile's kernel is built for (direct tiles sharing A), or 0. */
+export const subgroupSizeNeeded = (t: GemmTile) => (t.kind === 'direct' ? t.sgA : 0);
 export const tileThreads = (t: GemmTile) => (t.kind === 'direct' ? t.threads : t.wgX * t.wgY);
 
 /** Rows and columns of C one workgroup computes. */

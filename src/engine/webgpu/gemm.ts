@@ -24,7 +24,7 @@ import {
   tiledGemmKernel,
   type GemmTile,
 } from './gemm-tiled.ts';
-import { DIRECT_K_STEP, directAccess, directGemmKernel } from './gemm-direct.ts';
+import { directAccess, directGemmKernel } from './gemm-direct.ts';
 
 export type GemmDtype = 'f32' | 'f16' | 'bf16';
 
@@ -321,8 +321,7 @@ function dispatchTiled(runner: KernelRunner, p: GemmProblem, tile: GemmTile): vo
     maxSplitsByMemory,
     runner.maxWorkgroupsPerDimension,
   );
-  const kStep = tile.kind === 'direct' ? DIRECT_K_STEP : tile.bk;
-  const kchunk = wanted > 1 ? Math.ceil(p.k / wanted / kStep) * kStep : Math.max(p.k, 1);
+  const kchunk = wanted > 1 ? Math.ceil(p.k / wanted / tile.bk) * tile.bk : Math.max(p.k, 1);
   const splits = Math.max(1, Math.ceil(p.k / kchunk));
   const partial = splits > 1;
   // A vec4 binding counts vec4s (its offset stays in bytes).

@@ -20,6 +20,8 @@ import { generateWgsl, paramLayout, type KernelDef } from './kernel-def.ts';
 export type { BufferArg, BufferRef } from './buffer-ref.ts';
 
 const CACHE_ENTRIES = 1024;
+/** Staged upload bytes that force a submit (so loading a model does not hold a second copy). */
+const STAGING_FLUSH_BYTES = 64 << 20;
 
 /** Insertion-ordered Map used as an LRU: `get` refreshes, `set` evicts the oldest entry. */
 class LruCache<V> {
@@ -53,6 +55,10 @@ export class KernelRunner {
   private readonly bufferIds = new WeakMap<GPUBuffer, number>();
   private nextBufferId = 1;
   private encoder: GPUCommandEncoder | undefined;
+  /** Upload bytes staged since the last submit. */
+  private stagedBytes = 0;
+  /** Command buffers submitted so far (a training micro-step adds one: see `write`). */
+  submits = 0;
   /** Evicted uniform buffers, destroyed once the commands that may use them are submitted. */
   private retired: GPUBuffer[] = [];
   private readonly scratch = new Map<string, GPUBuffer>();
@@ -135,26 +141,51 @@ export class KernelRunner {
     return buffer;
   }
 
-  /** Submits every recorded dispatch. */
+  /** Submits every recorded dispatch and upload. */
   flush(): void {
     if (this.encoder) {
       this.device.queue.submit([this.encoder.finish()]);
       this.encoder = undefined;
+      this.submits++;
     }
     for (const buffer of this.retired) buffer.destroy();
     this.retired = [];
+    this.stagedBytes = 0;
   }
 
-  /** Uploads after every issued kernel (writeBuffer needs 4-byte multiples). */
+  /**
+   * Uploads in stream order without splitting the command stream (a training micro-step stays
+   * one command buffer). With nothing recorded since the last submit, queue.writeBuffer is already
+   * in order; otherwise the data goes to a staging buffer whose copy into place is recorded behind
+   * the pending dispatches, so it neither waits for a submit nor overtakes a pending kernel that
+   * still reads the old contents (as writeBuffer would). Staging memory is freed at the next
+   * submit, forced once STAGING_FLUSH_BYTES are pending. Offset and size must be multiples of 4.
+   */
   write(ref: BufferRef, data: ArrayBufferView): void {
-    this.flush();
-    this.device.queue.writeBuffer(
-      refBuffer(ref),
-      refOffset(ref),
-      data.buffer,
-      data.byteOffset,
-      data.byteLength,
+    if (data.byteLength === 0) return;
+    if (!this.encoder) {
+      this.device.queue.writeBuffer(
+        refBuffer(ref),
+        refOffset(ref),
+        data.buffer,
+        data.byteOffset,
+        data.byteLength,
+      );
+      return;
+    }
+    const staging = this.device.createBuffer({
+      size: data.byteLength,
+      usage: GPUBufferUsage.COPY_SRC,
+      mappedAtCreation: true,
+    });
+    new Uint8Array(staging.getMappedRange()).set(
+      new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
     );
+    staging.unmap();
+    this.encoder.copyBufferToBuffer(staging, 0, refBuffer(ref), refOffset(ref), data.byteLength);
+    this.retired.push(staging);
+    this.stagedBytes += data.byteLength;
+    if (this.stagedBytes > STAGING_FLUSH_BYTES) this.flush();
   }
 
   /** Downloads `bytes` bytes (a multiple of 4) once every issued kernel has run. */

@@ -1,8 +1,12 @@
 /**
  * Sum of squares of a flat f32 vector (for the global gradient norm), as a two-pass reduction:
  * up to PARTIALS workgroups each reduce a grid-strided share to one partial in a scratch buffer,
- * then one workgroup adds the partials into `out[0]`. Accumulating (rather than overwriting) lets
- * the norm over many parameter tensors land in a single slot with one download at the end.
+ * then one workgroup adds the partials into its result slot.
+ *
+ * The gradient norm asks for one sum per parameter tensor (a few hundred for LoRA) and needs them
+ * all before it can go on, so the sums requested in one synchronous run of the caller share one
+ * read-back: each gets a slot of a result buffer, and the slots are copied to the host together
+ * once the caller yields (or the buffer is full). One wait on the device per norm, not per tensor.
  */
 import type { KernelDef } from './kernel-def.ts';
 import { withReductions } from './wgsl-reduce.ts';
@@ -89,10 +93,43 @@ function sumSquaresInto(
   });
 }
 
+/** Result slots per read-back. */
+const SLOTS = 1024;
+
+/** The sums recorded since the last read-back of the result slots. */
+interface PendingSums {
+  count: number;
+  /** Settles when the slots are read, which happens once the batch is closed. */
+  values: Promise<Float32Array>;
+  close: () => void;
+}
+
+const pending = new WeakMap<KernelRunner, PendingSums>();
+
+function openBatch(runner: KernelRunner): PendingSums {
+  const slots = runner.scratchBuffer('sum-squares-results', SLOTS * 4);
+  let close!: () => void;
+  const values = new Promise<Float32Array>((resolve, reject) => {
+    close = () => {
+      if (pending.get(runner) !== batch) return;
+      pending.delete(runner);
+      // The copy is recorded now, before any later sum can reuse the slots.
+      runner.read(slots, batch.count * 4).then((bytes) => resolve(new Float32Array(bytes)), reject);
+    };
+  });
+  const batch: PendingSums = { count: 0, values, close };
+  pending.set(runner, batch);
+  queueMicrotask(close);
+  return batch;
+}
+
 export const sumSquares: GpuTable<typeof SUM_SQUARES> = {
   sumSquares: async ({ x }, { n }, runner) => {
-    const result = runner.scratchBuffer('sum-squares-result', 4);
-    sumSquaresInto(runner, x, n, result);
-    return new Float32Array(await runner.read(result, 4))[0]!;
+    const batch = pending.get(runner) ?? openBatch(runner);
+    const slot = batch.count++;
+    const slots = runner.scratchBuffer('sum-squares-results', SLOTS * 4);
+    sumSquaresInto(runner, x, n, advance(slots, slot * 4));
+    if (batch.count === SLOTS) batch.close();
+    return (await batch.values)[slot]!;
   },
 };

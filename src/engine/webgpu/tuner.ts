@@ -22,6 +22,7 @@ import {
   needsF16,
   needsSubgroups,
   parseTileName,
+  subgroupSizeNeeded,
   tileName,
   tileThreads,
   type GemmTile,
@@ -50,6 +51,7 @@ const CANDIDATES: Record<GemmShapeClass, string[]> = {
     '8x16.8x8.k16.sg',
     '8x16.8x8.k16.f16',
     'd16.8x4',
+    'd16.16x4.s8',
   ],
   rows: [
     '32x4.4x4.k16',
@@ -58,18 +60,23 @@ const CANDIDATES: Record<GemmShapeClass, string[]> = {
     '32x4.4x4.k16.sg',
     '32x4.4x4.k16.f16',
     'd16.4x4',
+    'd8.4x4.s8',
   ],
   cols: ['4x32.4x4.k16', '4x16.8x4.k16', '4x16.8x4.k16.sg'],
 };
-const CANDIDATES_VERSION = 4;
+const CANDIDATES_VERSION = 5;
 
 /**
  * What software adapters (lavapipe, SwiftShader) run without tuning: there a shader compile takes
  * seconds of CPU, so timing every candidate would cost minutes per process. On lavapipe the direct
- * kernels (no workgroup memory, A loads uniform across the workgroup: gemm-direct.ts) beat every
- * staged tile on the large and few-row classes; LORAFORGE_WEBGPU_GEMM=tune retunes.
+ * kernels (no workgroup memory: gemm-direct.ts) beat every staged tile on the large and few-row
+ * classes, and sharing A through subgroups of 8 (its only size) beats loading it in every lane
+ * (2-3x); LORAFORGE_WEBGPU_GEMM=tune retunes.
  */
-const SOFTWARE_PLAN = 'large=d16.8x4,rows=d16.4x4,cols=4x16.8x4.k16';
+const SOFTWARE_PLANS = [
+  'large=d16.16x4.s8,rows=d8.4x4.s8,cols=4x16.8x4.k16',
+  'large=d16.8x4,rows=d16.4x4,cols=4x16.8x4.k16',
+];
 
 /** One representative problem per class (k as in a 0.5B model's projections; sized for seconds, not minutes, on a CPU adapter). */
 const PROBLEMS: Record<GemmShapeClass, { m: number; n: number; k: number }> = {
@@ -84,18 +91,27 @@ const PROBLEMS: Record<GemmShapeClass, { m: number; n: number; k: number }> = {
  * the caller allows that precision.
  */
 export function candidateTiles(
-  context: Pick<WebGpuContext, 'shaderF16' | 'subgroups' | 'limits'>,
+  context: TileContext,
   cls: GemmShapeClass,
   allowF16: boolean,
 ): GemmTile[] {
   return CANDIDATES[cls]
     .map((name) => parseTileName(name)!)
-    .filter(
-      (t) =>
-        (!needsF16(t) || (context.shaderF16 && allowF16)) &&
-        (!needsSubgroups(t) || context.subgroups) &&
-        tileThreads(t) <= context.limits.maxComputeInvocationsPerWorkgroup,
-    );
+    .filter((t) => (!needsF16(t) || allowF16) && whyTileCannotRun(context, t) === null);
+}
+
+type TileContext = Pick<WebGpuContext, 'shaderF16' | 'subgroups' | 'fixedSubgroupSize' | 'limits'>;
+
+/** Why a device cannot run a tile, or null when it can. */
+export function whyTileCannotRun(context: TileContext, t: GemmTile): string | null {
+  if (needsF16(t) && !context.shaderF16) return 'the adapter has no shader-f16';
+  if (needsSubgroups(t) && !context.subgroups) return 'the adapter has no subgroups';
+  const size = subgroupSizeNeeded(t);
+  if (size && context.fixedSubgroupSize !== size)
+    return `the tile needs subgroups of exactly ${size} invocations`;
+  if (tileThreads(t) > context.limits.maxComputeInvocationsPerWorkgroup)
+    return 'too many invocations per workgroup';
+  return null;
 }
 
 export interface GemmChoiceOptions {
@@ -140,9 +156,18 @@ export async function chooseGemmPlan(
 ): Promise<GemmPlan> {
   const spec = env('LORAFORGE_WEBGPU_GEMM') ?? options.gemm;
   const forced = spec ? parseGemmSpec(spec) : null;
-  if (forced) return forced;
+  if (forced) {
+    for (const tile of forced.legacy ? [] : Object.values(forced.tiles)) {
+      const why = whyTileCannotRun(context, tile);
+      if (why) throw new LoraforgeError(`GEMM tile ${tileName(tile)}: ${why}`);
+    }
+    return forced;
+  }
   if (spec !== 'tune' && !isHardwareAdapter(context.adapterInfo)) {
-    return parseGemmSpec(SOFTWARE_PLAN)!;
+    return SOFTWARE_PLANS.map((name) => parseGemmSpec(name)!).find(
+      (plan) =>
+        plan.legacy || Object.values(plan.tiles).every((t) => !whyTileCannotRun(context, t)),
+    )!;
   }
   const store = options.store ?? memoryTuneStore();
   const key = tuneKey(context, options.allowF16 ?? false);
