@@ -50,6 +50,11 @@ export {
   quantizationFlags,
   type QuantizationValues,
 } from './models/quantization-options.ts';
+export {
+  PRECISION_OPTIONS,
+  gemmPrecisionOf,
+  type PrecisionValues,
+} from './engine/precision-options.ts';
 export { HfTokenizer, type SpecialTokens, type Tokenizer } from './io/tokenizer.ts';
 export { ChatTemplate, type ChatTemplateMessage } from './io/chat-template.ts';
 

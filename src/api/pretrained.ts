@@ -38,7 +38,7 @@ export async function loadModel(
   model: string,
   options: FromPretrainedOptions = {},
 ): Promise<DecoderModel> {
-  await selectBackend({ device: options.device, threads: options.threads });
+  await selectBackend(options);
   const dir = await resolveModel(model, options.hub);
   const dtype =
     !options.dtype || options.dtype === 'auto'
@@ -84,6 +84,6 @@ export async function loadTokenizer(
 export async function loadChatPipeline(
   options: PipelineOptions & BackendOptions,
 ): Promise<ChatPipeline> {
-  await selectBackend({ device: options.device, threads: options.threads });
+  await selectBackend(options);
   return ChatPipeline.load(options);
 }

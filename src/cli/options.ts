@@ -5,6 +5,8 @@ import {
   describeRange,
   DEVICE_NAMES,
   flagName,
+  gemmPrecisionOf,
+  PRECISION_OPTIONS,
   QUANTIZATION_OPTIONS,
   quantizationFromOptions,
   resolveOptions,
@@ -13,6 +15,7 @@ import {
   loadChatPipeline,
   LoraforgeError,
   ProgressBar,
+  type BackendOptions,
   type ChatPipeline,
   type DeviceName,
   type SamplingOptions,
@@ -57,6 +60,7 @@ export function givenTableFlags(
 
 export function addModelOptions(cmd: Command): Command {
   addTableFlags(cmd, QUANTIZATION_OPTIONS);
+  addTableFlags(cmd, PRECISION_OPTIONS);
   return addDeviceOptions(cmd)
     .requiredOption('-m, --model <model>', 'model folder or Hugging Face id')
     .option('-a, --adapter <dir>', 'LoRA adapter folder (PEFT format)')
@@ -111,7 +115,7 @@ export function addSamplingOptions(cmd: Command): Command {
 }
 
 export interface ModelFlags {
-  /** The QUANTIZATION_OPTIONS flags, under their camelCase names. */
+  /** The QUANTIZATION_OPTIONS and PRECISION_OPTIONS flags, under their camelCase names. */
   [quantizationFlag: string]: unknown;
   model: string;
   adapter?: string;
@@ -142,12 +146,25 @@ export function samplingFrom(flags: SamplingFlags): SamplingOptions & { maxNewTo
   };
 }
 
+/** The backend a model-loading command's flags ask for (device, threads, bf16 products). */
+export function backendOptionsOf(
+  flags: Pick<ModelFlags, 'device' | 'threads'> & Record<string, unknown>,
+): BackendOptions {
+  const precision = resolveOptions(PRECISION_OPTIONS, [
+    { values: givenTableFlags(PRECISION_OPTIONS, flags), source: 'command line' },
+  ]);
+  return {
+    device: flags.device,
+    threads: flags.threads,
+    gemmPrecision: gemmPrecisionOf(precision),
+  };
+}
+
 /** Selects the device and loads model, tokenizer, adapter and template, with a progress bar. */
 export async function loadPipeline(flags: ModelFlags): Promise<ChatPipeline> {
   let bar: ProgressBar | undefined;
   const pipeline = await loadChatPipeline({
-    device: flags.device,
-    threads: flags.threads,
+    ...backendOptionsOf(flags),
     model: flags.model,
     adapter: flags.adapter,
     template: flags.template,

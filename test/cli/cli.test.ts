@@ -71,21 +71,27 @@ test('--help lists the commands', () => {
     assert.match(r.stdout, new RegExp(`\\b${cmd}\\b`));
 });
 
-test('generate streams a reply from a model folder', () => {
-  const r = run([
-    'generate',
-    '--model',
-    model,
-    '--prompt',
-    'hello',
-    '--max-new-tokens',
-    '5',
-    '--device',
-    'cpu',
-  ]);
-  assert.equal(r.code, 0, r.stderr);
-  assert.ok(r.stdout.trim().length > 0);
-});
+for (const precision of [[], ['--bf16']]) {
+  test(
+    `generate ${precision.join(' ')} streams a reply from a model folder`.replace('  ', ' '),
+    () => {
+      const r = run([
+        'generate',
+        '--model',
+        model,
+        '--prompt',
+        'hello',
+        '--max-new-tokens',
+        '5',
+        '--device',
+        'cpu',
+        ...precision,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(r.stdout.trim().length > 0);
+    },
+  );
+}
 
 test('chat reads turns from stdin until /exit', () => {
   const r = run(
@@ -325,7 +331,10 @@ test('serve: a port in use, a port out of range and an unknown dtype are one err
     run(['serve', '--model', model, '--port', '70000']),
     /--port 70000: a port is from 0 to 65535/,
   );
-  assertOneLineError(run(['serve', '--model', model, '--dtype', 'f64']), /--dtype f64: expected one of/);
+  assertOneLineError(
+    run(['serve', '--model', model, '--dtype', 'f64']),
+    /--dtype f64: expected one of/,
+  );
 });
 
 test('a config.json that is a folder and an output_dir that is a file are one error line each', () => {

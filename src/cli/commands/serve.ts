@@ -6,6 +6,7 @@ import {
   describeSampling,
   LoraforgeError,
   ModelServeEngine,
+  PRECISION_OPTIONS,
   QUANTIZATION_OPTIONS,
   selectBackend,
   type DeviceName,
@@ -13,14 +14,15 @@ import {
 import {
   addDeviceOptions,
   addTableFlags,
+  backendOptionsOf,
   loadPipeline,
   parseInteger,
   parseWeightDtype,
 } from '../options.ts';
 
 interface ServeFlags {
-  /** The QUANTIZATION_OPTIONS flags, under their camelCase names. */
-  [quantizationFlag: string]: unknown;
+  /** The QUANTIZATION_OPTIONS and PRECISION_OPTIONS flags, under their camelCase names. */
+  [tableFlag: string]: unknown;
   model: string;
   adapter: string[];
   adaptersDir?: string;
@@ -105,6 +107,7 @@ export function registerServe(program: Command): void {
       64,
     );
   addTableFlags(cmd, QUANTIZATION_OPTIONS);
+  addTableFlags(cmd, PRECISION_OPTIONS);
   addDeviceOptions(cmd);
   cmd.action(async (flags: ServeFlags) => {
     const pipeline = await loadPipeline({ ...flags, adapter: undefined });
@@ -126,7 +129,7 @@ export function registerServe(program: Command): void {
       allowedOrigins: flags.allowedOrigins,
     });
     const { host, port } = await server.listen(flags.port, flags.host);
-    const backend = await selectBackend({ device: flags.device, threads: flags.threads });
+    const backend = await selectBackend(backendOptionsOf(flags));
     const adapters = flags.adapter.map((spec) => spec.replace('=', ' <- ')).join(', ');
     const lines = [
       `device:   ${backend.describe()}`,
