@@ -235,6 +235,13 @@ function compareBackends(): void {
         `decode ${Number(r.decodeTokensPerSecond).toFixed(2)} tokens/s (${gbps.toFixed(1)} GB/s of weights${share}; median token ${Number(r.decodeMedianTokenTokensPerSecond).toFixed(2)} tokens/s = ${medianGbps.toFixed(1)} GB/s${medianShare}), peak RSS ${(Number(r.peakRssBytes) / 2 ** 30).toFixed(2)} GiB`,
     );
   }
+  for (const [name, r] of Object.entries(runs)) {
+    const q = r.quantized as typeof quantized;
+    if (q)
+      say(
+        `${name} ${q.type}: decode ${q.decodeTokensPerSecond.toFixed(2)} tokens/s (bf16 ${Number(r.decodeTokensPerSecond).toFixed(2)}, same process: ${(q.decodeTokensPerSecond / Number(r.decodeTokensPerSecond)).toFixed(2)}x); quantized load ${q.loadSeconds.toFixed(2)} s`,
+      );
+  }
   if (probe) say(`read probe (native streamRead, same run): ${probe.toFixed(1)} GB/s`);
   const ratio = (key: string) =>
     runs.native && runs.wasm ? Number(runs.native[key]) / Number(runs.wasm[key]) : null;
