@@ -9,7 +9,7 @@
  */
 import type { ExportedFunction } from './thread-pool.ts';
 
-/** Wide must take at most this share of the relaxed build's CPU time to be chosen. */
+/** How much faster than the relaxed build (CPU time) the wide one must be to be chosen. */
 const REQUIRED_SPEEDUP = 1.2;
 const TIMED_SHAPE = { m: 384, n: 768, k: 768 };
 /** Edge sizes (not multiples of the 6 x 16 tile), several K slices, every transpose. */
@@ -35,6 +35,7 @@ type Exports = Record<string, ExportedFunction>;
 export function checkWideKernels(
   relaxed: WebAssembly.Module,
   wide: WebAssembly.Module,
+  requiredSpeedup = REQUIRED_SPEEDUP,
 ): WideKernelVerdict {
   // Both builds share one private memory, so that they multiply the same bytes.
   const memory = new WebAssembly.Memory({
@@ -63,7 +64,7 @@ export function checkWideKernels(
     );
   }
   const speedup = best.relaxed / best.wide;
-  return speedup >= REQUIRED_SPEEDUP
+  return speedup >= requiredSpeedup
     ? { chosen: true, speedup }
     : { chosen: false, speedup, reason: `only ${speedup.toFixed(2)}x the relaxed build` };
 }
