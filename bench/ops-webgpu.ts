@@ -3,7 +3,7 @@
  * layer's sizes (batch 8 x 64 tokens, 14 heads / 2 kv heads of dim 64, hidden 896) plus one decode
  * step against a 2048-token cache, each beside its baseline in the same process, interleaved so
  * that a change in machine load hits both: attention against the first kernels
- * (attention-legacy.ts), reductions on subgroups against the workgroup-memory tree (where the
+ * (attention-webgpu-legacy.ts), reductions on subgroups against the workgroup-memory tree (where the
  * adapter has subgroups). Reports the best wall-clock and, for CPU adapters such as lavapipe
  * (whose threads run in this process), CPU time per call. `--json` prints one JSON object last.
  */
@@ -11,7 +11,7 @@ import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { WebGpuKernels } from '../src/engine/webgpu/kernels.ts';
 import { attention } from '../src/engine/webgpu/attention.ts';
-import { legacyAttention } from '../src/engine/webgpu/attention-legacy.ts';
+import { legacyAttention } from './attention-webgpu-legacy.ts';
 import { rmsnorm } from '../src/engine/webgpu/rmsnorm.ts';
 import { crossEntropy } from '../src/engine/webgpu/cross-entropy.ts';
 import { KernelRunner } from '../src/engine/webgpu/runner.ts';

@@ -1,6 +1,6 @@
 /**
  * What the attention kernels (attention.ts) and their first version, kept as the benchmark's
- * baseline (attention-legacy.ts), share: tile sizing, the masks, the backward's row-delta kernel
+ * baseline (bench/attention-webgpu-legacy.ts), share: tile sizing, the masks, the backward's row-delta kernel
  * and its buffers and params.
  */
 import type { KernelDef } from './kernel-def.ts';

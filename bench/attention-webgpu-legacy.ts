@@ -1,7 +1,7 @@
 /**
  * The first WebGPU attention kernels (one scalar per-thread array per row vector, scalar tiles,
  * no key split for decode), kept as the baseline that `bench:ops -- --device webgpu` times the
- * current kernels (attention.ts) against. Semantics are the spec's (src/engine/kernels/attention.ts):
+ * current kernels (src/engine/webgpu/attention.ts) against. Semantics are the spec's (src/engine/kernels/attention.ts):
  * scores are never materialised. Each workgroup owns a block of rows of one (batch, head), keeps
  * its own row vectors and accumulators in registers, and streams the other side's rows through
  * workgroup memory in tiles.
@@ -15,11 +15,11 @@
  * Visibility of key j to query position p: j <= p, keyMask[b, j] != 0 and seg[b, j] == seg[b, p]
  * (each optional), and p - j < window in a sliding-window layer (window > 0). Scores use finite sentinels, never infinities.
  */
-import type { KernelDef } from './kernel-def.ts';
-import { ELEMENTWISE_WORKGROUP } from './elementwise.ts';
+import type { KernelDef } from '../src/engine/webgpu/kernel-def.ts';
+import { ELEMENTWISE_WORKGROUP } from '../src/engine/webgpu/elementwise.ts';
 // EMPTY_ROW_LSE (+inf) is passed as a uniform, because WGSL rejects infinite constants.
-import { ATTENTION, EMPTY_ROW_LSE } from '../kernels/attention.ts';
-import type { GpuTable } from './kernel-table.ts';
+import { ATTENTION, EMPTY_ROW_LSE } from '../src/engine/kernels/attention.ts';
+import type { GpuTable } from '../src/engine/webgpu/kernel-table.ts';
 import {
   backwardBuffers,
   BACKWARD_PARAMS,
@@ -31,7 +31,7 @@ import {
   visibleFn,
   ROWS_PER_WORKGROUP,
   type Masking,
-} from './attention-shared.ts';
+} from '../src/engine/webgpu/attention-shared.ts';
 
 /** WGSL loop that copies `rows` rows (from `first`) of buffer `src` into tile `dst` (zero past `limit`). */
 function loadTile(
