@@ -7,7 +7,6 @@
 #include <cmath>
 #if defined(__GLIBC__)
 #include <malloc.h>
-#include <sys/mman.h>
 #endif
 #include <cstdlib>
 #include <cstring>
@@ -33,11 +32,9 @@ std::unique_ptr<ThreadPool>& pool() {
 
 // Alignment of every allocation: a cache line, and a whole AVX-512 vector.
 constexpr size_t kAlign = 64;
-// Blocks this large (weights, activations) start on a 2 MiB boundary and ask for transparent huge
-// pages (where the kernel grants them only on request): streaming a weight matrix then takes one
-// TLB entry per 2 MiB instead of one per 4 KiB. Measured on the m = 1 products of decoding (bf16
-// weights, 2 threads): 1.0-1.3x the GB/s. The block's partial last 2 MiB keeps small pages.
-constexpr size_t kHugePage = size_t{2} << 20, kHugeBlock = size_t{4} << 20;
+// No transparent huge pages (madvise): tried for the weights' TLB misses while decoding, the
+// faults' compaction stretched loading the 0.5B model from 0.6-1.0 s to 12-24 s, and decoding
+// was no faster (paired runs, 2 threads).
 
 }  // namespace
 
@@ -154,14 +151,7 @@ napi_value Alloc(napi_env env, napi_callback_info info) {
   double bytes = argNumber(env, argv[0]);
   size_t size = static_cast<size_t>(bytes);
   size_t rounded = (size + kAlign - 1) / kAlign * kAlign;
-  const bool huge = rounded >= kHugeBlock;
-  void* data = nullptr;
-  // posix_memalign, unlike aligned_alloc, takes sizes that are not a multiple of the alignment.
-  if (posix_memalign(&data, huge ? kHugePage : kAlign, rounded == 0 ? kAlign : rounded) != 0)
-    data = nullptr;
-#if defined(MADV_HUGEPAGE)
-  if (data && huge) madvise(data, rounded, MADV_HUGEPAGE);
-#endif
+  void* data = std::aligned_alloc(kAlign, rounded == 0 ? kAlign : rounded);
   if (!data) {
     napi_throw_range_error(env, "ENOMEM",
                            ("loraforge native: out of memory allocating " +
