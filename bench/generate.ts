@@ -9,7 +9,9 @@
  * build exists), each in a child process of its own (its own peak RSS).
  * With --quantization nf4 | fp4 | int8 (+ --double-quant), the same model loaded quantized decodes
  * the same tokens in the same run, beside bf16. Prefill and decode are timed after a warm-up
- * prefill and decode step; decode is also given at its median token (on a shared machine). --profile adds, on stderr and in the JSON, the time per kernel class of
+ * prefill and decode step; decode is also given at its median token (on a shared machine), and
+ * with Qwen2-Instruct's sampling (temperature 0.7, top-k 20, top-p 0.8, repetition penalty 1.05)
+ * beside greedy. --profile adds, on stderr and in the JSON, the time per kernel class of
  * 16 more decode steps and of one more prefill (bench/kernel-profile.ts); --bf16-gemm runs the
  * native GEMMs with bf16 products (bench/common.ts).
  *   npm run bench:generate [-- --arch A --threads T --prompt N --new M --backends native,wasm
@@ -38,6 +40,14 @@ import {
 } from './common.ts';
 
 const threads = argValue('--threads', 2);
+/** Qwen2-Instruct's generation_config.json. */
+const QWEN2_INSTRUCT_SAMPLING = {
+  temperature: 0.7,
+  topK: 20,
+  topP: 0.8,
+  repetitionPenalty: 1.05,
+  seed: 1,
+};
 const promptLength = argValue('--prompt', 128);
 const newTokens = argValue('--new', 32);
 const profile = process.argv.includes('--profile');
@@ -85,6 +95,15 @@ const decodeSeconds = (performance.now() - start) / 1000;
 // On a shared machine other processes stretch some tokens: the median token says what the
 // backend does when it gets the cores (the read probe is a best-of-5 figure too).
 const medianTokenSeconds = tokenSeconds.sort((a, b) => a - b)[tokenSeconds.length >> 1]!;
+// The same decode with Qwen2-Instruct's generation_config.json sampling, what chat and serve use by
+// default: the sampler's cost per token (top-k and top-p over the whole vocabulary) shows beside
+// greedy decoding's argmax.
+const sampled = decoder.start(prompt, QWEN2_INSTRUCT_SAMPLING);
+await decoder.step([sampled]);
+const sampledStart = performance.now();
+for (let i = 1; i < newTokens; i++) await decoder.step([sampled]);
+const sampledSeconds = (performance.now() - sampledStart) / 1000;
+decoder.release(sampled);
 const decodeProfile = profile
   ? await profileKernels(backend, profileSteps, () => decoder.step([seq]))
   : null;
@@ -162,6 +181,7 @@ const result = {
   promptTokens: promptLength,
   prefillTokensPerSecond: promptLength / prefillSeconds,
   decodeTokensPerSecond: (newTokens - 1) / decodeSeconds,
+  sampledDecodeTokensPerSecond: (newTokens - 1) / sampledSeconds,
   noCacheTokensPerSecond: 1 / noCacheSecondsPerToken,
   kvCacheSpeedup: noCacheSecondsPerToken / (decodeSeconds / (newTokens - 1)),
   weightBytesPerToken: weightBytes,
@@ -178,6 +198,9 @@ say(
   `decode (KV cache): ${result.decodeTokensPerSecond.toFixed(2)} tokens/s (median token: ${result.decodeMedianTokenTokensPerSecond.toFixed(2)})`,
 );
 say(
+  `decode with sampling (${describeSampling(QWEN2_INSTRUCT_SAMPLING)}): ${result.sampledDecodeTokensPerSecond.toFixed(2)} tokens/s (greedy ${result.decodeTokensPerSecond.toFixed(2)}, same run)`,
+);
+say(
   `decode without cache (baseline, same run): ${result.noCacheTokensPerSecond.toFixed(2)} tokens/s -> KV cache ${result.kvCacheSpeedup.toFixed(1)}x`,
 );
 say(
@@ -191,6 +214,13 @@ if (quantized) {
 }
 emitJson(result);
 process.exit(0);
+
+function describeSampling(options: Record<string, number>): string {
+  return Object.entries(options)
+    .filter(([name]) => name !== 'seed')
+    .map(([name, value]) => `${name} ${value}`)
+    .join(', ');
+}
 
 /** Bytes of weights one decoded token reads: every matrix, the embedding table if tied. */
 function weightBytesPerToken(folder: string): number {
@@ -232,7 +262,7 @@ function compareBackends(): void {
     const medianShare = probe ? ` = ${((100 * medianGbps) / probe).toFixed(0)}%` : '';
     say(
       `${name} (${String(r.describe)}): load ${Number(r.loadSeconds).toFixed(2)} s, prefill ${Number(r.prefillTokensPerSecond).toFixed(1)} tokens/s, ` +
-        `decode ${Number(r.decodeTokensPerSecond).toFixed(2)} tokens/s (${gbps.toFixed(1)} GB/s of weights${share}; median token ${Number(r.decodeMedianTokenTokensPerSecond).toFixed(2)} tokens/s = ${medianGbps.toFixed(1)} GB/s${medianShare}), peak RSS ${(Number(r.peakRssBytes) / 2 ** 30).toFixed(2)} GiB`,
+        `decode ${Number(r.decodeTokensPerSecond).toFixed(2)} tokens/s (${gbps.toFixed(1)} GB/s of weights${share}; median token ${Number(r.decodeMedianTokenTokensPerSecond).toFixed(2)} tokens/s = ${medianGbps.toFixed(1)} GB/s${medianShare}), sampled ${Number(r.sampledDecodeTokensPerSecond).toFixed(2)} tokens/s, peak RSS ${(Number(r.peakRssBytes) / 2 ** 30).toFixed(2)} GiB`,
     );
   }
   for (const [name, r] of Object.entries(runs)) {

@@ -4,6 +4,7 @@
  * greedy argmax.
  */
 import { Rng } from '../util/rng.ts';
+import { selectHeaviest, selectNucleus } from './heaviest-tokens.ts';
 
 /** How the next token is picked (temperature 0 = greedy). */
 export interface SamplingOptions {
@@ -58,6 +59,7 @@ export function inSamplingRange(field: RangedField, value: number): boolean {
 
 export class Sampler {
   private readonly rng: Rng;
+  private ids: Int32Array | undefined;
 
   constructor(private readonly opts: SamplingOptions = {}) {
     this.rng = new Rng(opts.seed ?? (Math.random() * 2 ** 31) >>> 0);
@@ -85,32 +87,65 @@ export class Sampler {
         logits[id] = logits[id]! - presencePenalty - frequencyPenalty * count;
     }
     if (temperature <= 0) return argmax(logits);
-    let candidates = Array.from(logits.keys());
-    candidates.sort((a, b) => logits[b]! - logits[a]!);
-    if (topK > 0) candidates = candidates.slice(0, topK);
-    const max = logits[candidates[0]!]!;
-    let probs = candidates.map((id) => Math.exp((logits[id]! - max) / temperature));
-    const total = probs.reduce((a, b) => a + b, 0);
-    probs = probs.map((p) => p / total);
-    if (topP < 1) {
-      // Smallest prefix whose mass reaches topP (always at least one token).
-      let mass = 0;
-      let keep = 0;
-      while (keep < probs.length && (keep === 0 || mass < topP)) mass += probs[keep++]!;
-      candidates = candidates.slice(0, keep);
-      probs = probs.slice(0, keep).map((p) => p / mass);
+    const ids = this.tokenIds(logits.length);
+    const { count, total } = keptTokens(logits, { temperature, topK, topP }, ids);
+    let u = this.rng.uniform() * total;
+    for (let i = 0; i < count; i++) {
+      u -= logits[ids[i]!]!;
+      if (u <= 0) return ids[i]!;
     }
-    let u = this.rng.uniform();
-    for (let i = 0; i < probs.length; i++) {
-      u -= probs[i]!;
-      if (u <= 0) return candidates[i]!;
-    }
-    return candidates.at(-1)!;
+    return ids[count - 1]!;
   }
+
+  /** 0, 1, ..., vocab - 1 in a buffer kept between tokens (the selections reorder it). */
+  private tokenIds(vocab: number): Int32Array {
+    if (this.ids?.length !== vocab) this.ids = new Int32Array(vocab);
+    for (let i = 0; i < vocab; i++) this.ids[i] = i;
+    return this.ids;
+  }
+}
+
+/**
+ * The tokens sampling may pick after temperature, top-k and top-p (transformers' order): on
+ * return ids[0, count) are the kept tokens, in no particular order, and `logits[id]` holds each
+ * one's weight, exp((logit - max) / temperature); `total` is the kept weights' sum. `ids` must
+ * hold every token id (0 .. vocab - 1) in any order.
+ */
+export function keptTokens(
+  logits: Float32Array,
+  opts: { temperature: number; topK: number; topP: number },
+  ids: Int32Array,
+): { count: number; total: number } {
+  let count = logits.length;
+  if (opts.topK > 0 && opts.topK < count) {
+    selectHeaviest(ids, count, logits, opts.topK);
+    count = opts.topK;
+  }
+  let max = -Infinity;
+  for (let i = 0; i < count; i++) max = Math.max(max, logits[ids[i]!]!);
+  let total = 0;
+  for (let i = 0; i < count; i++) {
+    const id = ids[i]!;
+    const weight = Math.exp((logits[id]! - max) / opts.temperature);
+    logits[id] = weight;
+    total += weight;
+  }
+  if (opts.topP < 1) {
+    count = selectNucleus(ids, count, logits, opts.topP * total);
+    total = 0;
+    for (let i = 0; i < count; i++) total += logits[ids[i]!]!;
+  }
+  return { count, total };
 }
 
 export function argmax(values: Float32Array): number {
   let best = 0;
-  for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
+  let bestValue = values[0]!;
+  for (let i = 1; i < values.length; i++) {
+    if (values[i]! > bestValue) {
+      best = i;
+      bestValue = values[i]!;
+    }
+  }
   return best;
 }

@@ -132,20 +132,23 @@ export class SequenceDecoder {
         return [...prefills, { seqs: running, logits: this.model.logits(h, undefined, rowLora) }];
       }),
     );
-    const logitsOf = new Map<Sequence, Float32Array>();
+    const tokenOf = new Map<Sequence, number>();
     try {
       for (const { seqs: rows, logits } of pending) {
-        const all = await logits.toFloat32();
-        rows.forEach((s, i) => logitsOf.set(s, all.subarray(i * vocab, (i + 1) * vocab)));
+        // Sampled before the logits are disposed: on CPU backends they are read in place.
+        const all = await logits.f32OnHost();
+        rows.forEach((seq, i) => {
+          const own = all.subarray(i * vocab, (i + 1) * vocab);
+          observer.onLogits?.(seq, own.slice());
+          tokenOf.set(seq, seq.sampler.sample(own, seq.tokens, seq.promptLength));
+        });
       }
     } finally {
       for (const { logits } of pending) logits.dispose();
     }
     return seqs.map((seq) => {
-      const logits = logitsOf.get(seq);
-      if (!logits) return null;
-      observer.onLogits?.(seq, logits.slice());
-      const token = seq.sampler.sample(logits, seq.tokens, seq.promptLength);
+      const token = tokenOf.get(seq);
+      if (token === undefined) return null;
       seq.tokens.push(token);
       return token;
     });

@@ -26,7 +26,12 @@ export const rows: CpuTable<typeof ROWS> = {
     for (let i = 0; i < rows; i++)
       to.set(from.subarray(ids[i]! * rowBytes, (ids[i]! + 1) * rowBytes), i * rowBytes);
   },
-  scatterRows: hostKernel(ROWS.scatterRows),
+  // Whole rows copied (decoding writes every layer's new key and value rows through it).
+  scatterRows: ({ src, idx, dst }, { rows, cols }, cpu) => {
+    const ids = cpu.i32(idx, rows);
+    const [from, to] = [cpu.f32(src, rows * cols), cpu.f32(dst, dst.bytes >> 2)];
+    for (let i = 0; i < rows; i++) to.set(from.subarray(i * cols, (i + 1) * cols), ids[i]! * cols);
+  },
   scatterAddRows: hostKernel(ROWS.scatterAddRows),
   sumRows: hostKernel(ROWS.sumRows),
   scaleColumns: hostKernel(ROWS.scaleColumns),
