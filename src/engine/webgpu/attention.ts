@@ -25,6 +25,14 @@ import type { KernelRunner } from './runner.ts';
 // EMPTY_ROW_LSE (+inf) is passed as a uniform, because WGSL rejects infinite constants.
 import { ATTENTION, EMPTY_ROW_LSE } from '../kernels/attention.ts';
 import type { GpuTable } from './kernel-table.ts';
+import { attentionPlanOf } from './attention-plan.ts';
+import {
+  fitTiledShape,
+  tiledDkdvKernel,
+  tiledDqKernel,
+  tiledForwardKernel,
+  type TiledShape,
+} from './attention-tiled.ts';
 import {
   backwardBuffers,
   BACKWARD_PARAMS,
@@ -399,6 +407,24 @@ function keySplits(groups: number, Tk: number, partBytes: number, runner: Kernel
   );
 }
 
+/**
+ * The tiled shape `runner`'s plan gives this kernel at head dimension D (its column blocks
+ * narrowed to fit workgroup memory), or null: the row kernel runs.
+ */
+function tiledShape(
+  runner: KernelRunner,
+  kind: 'forward' | 'dq' | 'dkdv',
+  D: number,
+): TiledShape | null {
+  const plan = attentionPlanOf(runner);
+  if (plan.kind === 'row') return null;
+  return fitTiledShape(kind, D, plan.shape, runner.device.limits.maxComputeWorkgroupStorageSize);
+}
+
+/** Rows (queries or keys) one workgroup of a backward kernel owns. */
+const rowsPerWorkgroup = (shape: TiledShape | null) =>
+  shape ? shape.rowGroups * shape.rowsPerThread : ROWS_PER_WORKGROUP;
+
 export const attention: GpuTable<typeof ATTENTION> = {
   /**
    * q/out `[B,Tq,H,D]`; k/v `[B,kvCap,KVH,D]` with the first Tk rows valid; lse `[B,H,Tq]`;
@@ -425,6 +451,14 @@ export const attention: GpuTable<typeof ATTENTION> = {
       lse: { ref: lse, elements: rows },
     };
     if (splits === 1) {
+      const tiled = tiledShape(runner, 'forward', D);
+      if (tiled) {
+        runner.dispatch(tiledForwardKernel(D, masking, tiled), { ...inputs, ...outputs }, params, [
+          Math.ceil(Tq / (tiled.rowGroups * tiled.rowsPerThread)),
+          B * H,
+        ]);
+        return;
+      }
       runner.dispatch(
         forwardKernel(D, masking, false),
         { ...inputs, ...outputs },
@@ -480,18 +514,19 @@ export const attention: GpuTable<typeof ATTENTION> = {
       ...maskArgs(B, T, keyMask, segIds),
     };
     const params = { T, kvCap: T, H, KVH, scale, window };
-    const blocks = Math.ceil(T / ROWS_PER_WORKGROUP);
+    const dqShape = tiledShape(runner, 'dq', D);
+    const dkdvShape = tiledShape(runner, 'dkdv', D);
     runner.dispatch(
-      dqKernel(D, masking),
+      dqShape ? tiledDqKernel(D, masking, dqShape) : dqKernel(D, masking),
       { ...inputs, dq: { ref: dq, elements: qElements } },
       params,
-      [blocks, B * H],
+      [Math.ceil(T / rowsPerWorkgroup(dqShape)), B * H],
     );
     runner.dispatch(
-      dkdvKernel(D, masking),
+      dkdvShape ? tiledDkdvKernel(D, masking, dkdvShape) : dkdvKernel(D, masking),
       { ...inputs, dk: { ref: dk, elements: kvElements }, dv: { ref: dv, elements: kvElements } },
       params,
-      [blocks, B * KVH],
+      [Math.ceil(T / rowsPerWorkgroup(dkdvShape)), B * KVH],
     );
   },
 };
