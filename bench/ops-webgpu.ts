@@ -187,18 +187,22 @@ for (const c of cases) {
     }
   }
   const [base] = best;
+  // Attention variants also against the row kernels (the current default elsewhere).
+  const row = best[c.variants.findIndex((v) => v.label === 'row')];
   const variants = c.variants.map((variant, i) => ({
     label: variant.label,
     ms: best[i]!.wall * 1e3,
     speedup: base!.wall / best[i]!.wall,
     cpuTimeSpeedup: base!.cpu / best[i]!.cpu,
+    ...(row && { vsRow: row.wall / best[i]!.wall }),
   }));
   results.push({ name: c.name, variants });
   say(c.name);
   for (const r of variants) {
     say(
       `  ${r.label.padEnd(18)} ${r.ms.toFixed(1).padStart(9)} ms  x${r.speedup.toFixed(2)}` +
-        (software ? `   (CPU-time x${r.cpuTimeSpeedup.toFixed(2)})` : ''),
+        (software ? `   (CPU-time x${r.cpuTimeSpeedup.toFixed(2)})` : '') +
+        (r.vsRow ? `   vs row x${r.vsRow.toFixed(2)}` : ''),
     );
   }
 }

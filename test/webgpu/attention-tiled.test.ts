@@ -11,6 +11,7 @@ import { KernelRunner } from '../../src/engine/webgpu/runner.ts';
 import {
   attentionPlanName,
   parseAttentionPlan,
+  ROW_ATTENTION,
   TILED_SHAPES,
   useAttentionPlan,
   whyAttentionCannotRun,
@@ -28,7 +29,10 @@ const tolerances: Tolerances = {
   angles: { rtol: 1e-4, atol: 1e-5 },
 };
 
-const PLANS: AttentionPlan[] = TILED_SHAPES.map((shape) => ({ kind: 'tiled', shape }));
+const PLANS: AttentionPlan[] = TILED_SHAPES.map((shape) => ({
+  forward: { kind: 'tiled', shape },
+  backward: { kind: 'tiled', shape },
+}));
 
 /** Why this adapter cannot run `plan` (a skip reason), or false. */
 function cannotRun(plan: AttentionPlan): string | false {
@@ -59,7 +63,8 @@ function kernelsWith(plan: AttentionPlan, dispatched: string[] = []): RegistryKe
   ) as unknown as RegistryKernels;
 }
 
-for (const plan of PLANS) {
+// The registry's cases on every plan (the row kernels too: the backend's own plan is the tuner's).
+for (const plan of [ROW_ATTENTION, ...PLANS]) {
   let kernels: RegistryKernels | undefined;
   registerKernelCases(
     `webgpu attention ${attentionPlanName(plan)}`,
@@ -228,7 +233,10 @@ for (const plan of PLANS) {
 test('attention plans parse by name and refuse what they cannot be', () => {
   assert.equal(attentionPlanName(parseAttentionPlan('tiled')), 'tiled.4x4x2');
   assert.equal(attentionPlanName(parseAttentionPlan('tiled.2x4x1.s8')), 'tiled.2x4x1.s8');
-  assert.equal(parseAttentionPlan('row').kind, 'row');
+  assert.equal(attentionPlanName(parseAttentionPlan('row')), 'row');
+  const mixed = 'forward=tiled.4x8x2.s8,backward=row';
+  assert.equal(attentionPlanName(parseAttentionPlan(mixed)), mixed);
+  assert.equal(parseAttentionPlan(mixed).backward.kind, 'row');
   assert.throws(() => parseAttentionPlan('tiled.4x0x2'), /at least 1/);
   assert.throws(() => parseAttentionPlan('flash'), /not an attention plan/);
 });

@@ -1,16 +1,23 @@
 /**
- * Which attention kernels a runner uses: the row kernels (attention.ts: one thread per query or
- * key) or the block-tiled ones (attention-tiled.ts) of one shape. The tuner (tuner.ts) picks a
- * plan per adapter and `useAttentionPlan` attaches it to the runner the registry kernels receive;
- * `LORAFORGE_WEBGPU_ATTENTION` (or the `attention` option) forces one by name.
+ * Which attention kernels a runner uses, for the forward and for the backward: the row kernels
+ * (attention.ts: one thread per query or key) or the block-tiled ones (attention-tiled.ts) of
+ * one shape. The tuner (tuner.ts) picks a plan per adapter and `useAttentionPlan` attaches it to
+ * the runner the registry kernels receive; `LORAFORGE_WEBGPU_ATTENTION` (or the `attention`
+ * option) forces one by name.
  */
 import { LoraforgeError } from '../../util/errors.ts';
 import { tiledShapeName, type TiledShape } from './attention-tiled.ts';
 import type { KernelRunner } from './runner.ts';
 
-export type AttentionPlan = { kind: 'row' } | { kind: 'tiled'; shape: TiledShape };
+export type AttentionKernels = { kind: 'row' } | { kind: 'tiled'; shape: TiledShape };
 
-export const ROW_ATTENTION: AttentionPlan = { kind: 'row' };
+export interface AttentionPlan {
+  forward: AttentionKernels;
+  backward: AttentionKernels;
+}
+
+const ROW: AttentionKernels = { kind: 'row' };
+export const ROW_ATTENTION: AttentionPlan = { forward: ROW, backward: ROW };
 
 /** The tiled shapes the tuner may pick (a staged one for every adapter, `.s8` for subgroups of 8). */
 export const TILED_SHAPES: TiledShape[] = [
@@ -18,28 +25,30 @@ export const TILED_SHAPES: TiledShape[] = [
   { rowGroups: 4, rowsPerThread: 8, colsPerThread: 2, sg8: true },
 ];
 
-export function attentionPlanName(plan: AttentionPlan): string {
-  return plan.kind === 'row' ? 'row' : `tiled.${tiledShapeName(plan.shape)}`;
+function kernelsName(k: AttentionKernels): string {
+  return k.kind === 'row' ? 'row' : `tiled.${tiledShapeName(k.shape)}`;
 }
 
-/**
- * A plan from its name: `row`, `tiled` (the staged default), `tiled.s8` (the subgroup one) or
- * `tiled.<groups>x<rows>x<cols>[.s8]`.
- */
-export function parseAttentionPlan(name: string): AttentionPlan {
-  if (name === 'row') return ROW_ATTENTION;
+/** `row`, `tiled.<shape>`, or `forward=<name>,backward=<name>` when the passes differ. */
+export function attentionPlanName(plan: AttentionPlan): string {
+  const [forward, backward] = [kernelsName(plan.forward), kernelsName(plan.backward)];
+  return forward === backward ? forward : `forward=${forward},backward=${backward}`;
+}
+
+function parseKernels(name: string, spec: string): AttentionKernels {
+  if (name === 'row') return ROW;
   if (name === 'tiled') return { kind: 'tiled', shape: TILED_SHAPES[0]! };
   if (name === 'tiled.s8') return { kind: 'tiled', shape: TILED_SHAPES[1]! };
   const match = /^tiled\.(\d+)x(\d+)x(\d+)(\.s8)?$/.exec(name);
   if (!match) {
     throw new LoraforgeError(
-      `LORAFORGE_WEBGPU_ATTENTION="${name}" is not an attention plan`,
-      'use row, tiled, tiled.s8, tiled.<groups>x<rows>x<cols>[.s8] or tune',
+      `LORAFORGE_WEBGPU_ATTENTION="${spec}" is not an attention plan`,
+      'use row, tiled, tiled.s8, tiled.<groups>x<rows>x<cols>[.s8], forward=<one>,backward=<one> or tune',
     );
   }
   const [groups, rows, cols] = match.slice(1, 4).map(Number) as [number, number, number];
   if (groups < 1 || rows < 1 || cols < 1) {
-    throw new LoraforgeError(`attention plan ${name}: every tile extent must be at least 1`);
+    throw new LoraforgeError(`attention plan ${spec}: every tile extent must be at least 1`);
   }
   return {
     kind: 'tiled',
@@ -47,16 +56,33 @@ export function parseAttentionPlan(name: string): AttentionPlan {
   };
 }
 
+/**
+ * A plan from its name: one kernel set for both passes — `row`, `tiled` (the staged default),
+ * `tiled.s8` (the subgroup one), `tiled.<groups>x<rows>x<cols>[.s8]` — or
+ * `forward=<one>,backward=<one>`.
+ */
+export function parseAttentionPlan(spec: string): AttentionPlan {
+  const split = /^forward=([^,]+),backward=([^,]+)$/.exec(spec);
+  if (split)
+    return { forward: parseKernels(split[1]!, spec), backward: parseKernels(split[2]!, spec) };
+  const both = parseKernels(spec, spec);
+  return { forward: both, backward: both };
+}
+
+type PlanContext = {
+  fixedSubgroupSize: number | null;
+  limits: Pick<GPUSupportedLimits, 'maxComputeInvocationsPerWorkgroup'>;
+};
+
 /** Why an adapter cannot run a plan, or null when it can. */
-export function whyAttentionCannotRun(
-  context: { subgroups: boolean; fixedSubgroupSize: number | null; limits: GPUSupportedLimits },
-  plan: AttentionPlan,
-): string | null {
-  if (plan.kind === 'row') return null;
-  if (plan.shape.sg8 && context.fixedSubgroupSize !== 8)
-    return 'the .s8 attention kernels need subgroups of exactly 8 invocations';
-  if (plan.shape.rowGroups * 8 > context.limits.maxComputeInvocationsPerWorkgroup)
-    return 'too many invocations per workgroup';
+export function whyAttentionCannotRun(context: PlanContext, plan: AttentionPlan): string | null {
+  for (const k of [plan.forward, plan.backward]) {
+    if (k.kind === 'row') continue;
+    if (k.shape.sg8 && context.fixedSubgroupSize !== 8)
+      return 'the .s8 attention kernels need subgroups of exactly 8 invocations';
+    if (k.shape.rowGroups * 8 > context.limits.maxComputeInvocationsPerWorkgroup)
+      return 'too many invocations per workgroup';
+  }
   return null;
 }
 

@@ -97,13 +97,23 @@ export function tiledWorkgroupBytes(kind: Kind, D: number, s: TiledShape): numbe
   return bytes;
 }
 
-/** The shape with the fewest columns per thread (halving) that fits `limitBytes`, or null. */
+/**
+ * The largest head dimension of the `.s8` kernels: they unroll every loop over D, and lavapipe
+ * (where they pay) compiles the backward's for minutes already at 64.
+ */
+export const MAX_S8_HEAD_DIM = 64;
+
+/**
+ * The shape with the most columns per thread (halving from the plan's) that fits `limitBytes`,
+ * or null (the row kernel runs): also for `.s8` shapes past MAX_S8_HEAD_DIM.
+ */
 export function fitTiledShape(
   kind: Kind,
   D: number,
   s: TiledShape,
   limitBytes: number,
 ): TiledShape | null {
+  if (s.sg8 && D > MAX_S8_HEAD_DIM) return null;
   for (let cols = s.colsPerThread; cols >= 1; cols = Math.floor(cols / 2)) {
     const shape = { ...s, colsPerThread: cols };
     if (tiledWorkgroupBytes(kind, D, shape) <= limitBytes) return shape;

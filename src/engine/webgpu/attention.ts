@@ -1,6 +1,8 @@
 /**
  * Flash-style attention (the semantics are the spec's, src/engine/kernels/attention.ts):
- * scores are never materialised. Each workgroup owns a block of rows of one (batch, head), keeps
+ * scores are never materialised. These are the row kernels; the runner's attention plan
+ * (attention-plan.ts, chosen by the tuner) may send a pass to the block-tiled kernels of
+ * attention-tiled.ts instead (decode-shaped forwards always split keys here). Each workgroup owns a block of rows of one (batch, head), keeps
  * its own row vectors and accumulators in registers, and streams the other side's rows through
  * workgroup memory in tiles.
  *
@@ -417,8 +419,9 @@ function tiledShape(
   D: number,
 ): TiledShape | null {
   const plan = attentionPlanOf(runner);
-  if (plan.kind === 'row') return null;
-  return fitTiledShape(kind, D, plan.shape, runner.device.limits.maxComputeWorkgroupStorageSize);
+  const kernels = kind === 'forward' ? plan.forward : plan.backward;
+  if (kernels.kind === 'row') return null;
+  return fitTiledShape(kind, D, kernels.shape, runner.device.limits.maxComputeWorkgroupStorageSize);
 }
 
 /** Rows (queries or keys) one workgroup of a backward kernel owns. */
@@ -450,15 +453,18 @@ export const attention: GpuTable<typeof ATTENTION> = {
       out: { ref: out, elements: B * Tq * H * D },
       lse: { ref: lse, elements: rows },
     };
+    // The tiled kernels take every call with a full block of queries; decode-shaped calls (fewer
+    // queries, keys worth splitting) take the split path below.
+    const tiled =
+      splits === 1 || Tq >= ROWS_PER_WORKGROUP ? tiledShape(runner, 'forward', D) : null;
+    if (tiled) {
+      runner.dispatch(tiledForwardKernel(D, masking, tiled), { ...inputs, ...outputs }, params, [
+        Math.ceil(Tq / (tiled.rowGroups * tiled.rowsPerThread)),
+        B * H,
+      ]);
+      return;
+    }
     if (splits === 1) {
-      const tiled = tiledShape(runner, 'forward', D);
-      if (tiled) {
-        runner.dispatch(tiledForwardKernel(D, masking, tiled), { ...inputs, ...outputs }, params, [
-          Math.ceil(Tq / (tiled.rowGroups * tiled.rowsPerThread)),
-          B * H,
-        ]);
-        return;
-      }
       runner.dispatch(
         forwardKernel(D, masking, false),
         { ...inputs, ...outputs },

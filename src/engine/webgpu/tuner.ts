@@ -259,13 +259,14 @@ async function fastestTile(
   return best;
 }
 
-/** Attention plans the tuner times (names as in attentionPlanName). Bump the version when editing. */
+/** Attention kernels the tuner times for each pass (names as in attentionPlanName). Bump the version when editing. */
 const ATTENTION_CANDIDATES = ['row', 'tiled', 'tiled.s8'];
 const ATTENTION_CANDIDATES_VERSION = 1;
 
 /**
  * What software adapters run without timing (each tiled kernel costs tens of seconds of shader
- * compilation there): on lavapipe the subgroup-of-8 tiles beat the row kernels (bench:ops).
+ * compilation there, minutes for the backward's): on lavapipe the subgroup-of-8 tiles beat the
+ * row kernels (bench:ops).
  */
 const SOFTWARE_ATTENTION = ['tiled.s8', 'row'];
 
@@ -310,7 +311,10 @@ export async function chooseAttentionPlan(
   return plan;
 }
 
-/** Times each plan's forward + backward (one untimed run compiles, then the best of two). */
+/**
+ * Times each candidate's forward and backward apart (one untimed run compiles, then the best of
+ * two) and keeps the fastest kernels of each pass.
+ */
 async function fastestAttention(
   runner: KernelRunner,
   candidates: AttentionPlan[],
@@ -324,40 +328,46 @@ async function fastestAttention(
   const [q, out, dout, dq] = [0, 1, 2, 3].map(() => arg(B * T * H * D));
   const [k, v, dk, dv] = [0, 1, 2, 3].map(() => arg(B * T * KVH * D));
   const lse = arg(B * H * T);
-  const buffers = [q, out, dout, dq, k, v, dk, dv, lse];
-  // Finite inputs: zero-filled buffers give every score 0.
+  // Zero-filled inputs: every score is 0, so every key is weighed (no early-outs to flatter a kernel).
   const shape = { B, H, KVH, D, scale: 1 / Math.sqrt(D), window: 0 };
   const masks = { keyMask: null, segIds: null };
-  let best = candidates[0]!;
-  let bestSeconds = Infinity;
+  const passes = {
+    forward: () =>
+      attention.attentionForward(
+        { q, k, v, out, lse, ...masks },
+        { ...shape, Tq: T, Tk: T, kvCap: T },
+        runner,
+      ),
+    backward: () =>
+      attention.attentionBackward(
+        { q, k, v, out, lse, dout, dq, dk, dv, ...masks },
+        { ...shape, T },
+        runner,
+      ),
+  };
+  const best = { ...candidates[0]! };
   try {
-    for (const plan of candidates) {
-      useAttentionPlan(runner, plan);
-      const run = async () => {
-        const start = performance.now();
-        attention.attentionForward(
-          { q, k, v, out, lse, ...masks },
-          { ...shape, Tq: T, Tk: T, kvCap: T },
-          runner,
-        );
-        attention.attentionBackward(
-          { q, k, v, out, lse, dout, dq, dk, dv, ...masks },
-          { ...shape, T },
-          runner,
-        );
-        runner.flush();
-        await device.queue.onSubmittedWorkDone();
-        return (performance.now() - start) / 1000;
-      };
-      await run();
-      const seconds = Math.min(await run(), await run());
-      if (seconds < bestSeconds) {
-        bestSeconds = seconds;
-        best = plan;
+    for (const pass of ['forward', 'backward'] as const) {
+      let bestSeconds = Infinity;
+      for (const plan of candidates) {
+        useAttentionPlan(runner, plan);
+        const run = async () => {
+          const start = performance.now();
+          passes[pass]();
+          runner.flush();
+          await device.queue.onSubmittedWorkDone();
+          return (performance.now() - start) / 1000;
+        };
+        await run();
+        const seconds = Math.min(await run(), await run());
+        if (seconds < bestSeconds) {
+          bestSeconds = seconds;
+          best[pass] = plan[pass];
+        }
       }
     }
   } finally {
-    for (const { buffer } of buffers) buffer.destroy();
+    for (const { buffer } of [q, out, dout, dq, k, v, dk, dv, lse]) buffer.destroy();
   }
   return best;
 }
