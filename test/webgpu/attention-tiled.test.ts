@@ -17,6 +17,7 @@ import {
   whyAttentionCannotRun,
   type AttentionPlan,
 } from '../../src/engine/webgpu/attention-plan.ts';
+import { chooseAttentionPlan } from '../../src/engine/webgpu/tuner.ts';
 import { Tensor, tidyAsync } from '../../src/engine/tensor.ts';
 import { Rng } from '../../src/util/rng.ts';
 import { reference, registerKernelCases, type Tolerances } from '../engine/kernel-cases.ts';
@@ -240,3 +241,35 @@ test('attention plans parse by name and refuse what they cannot be', () => {
   assert.throws(() => parseAttentionPlan('tiled.4x0x2'), /at least 1/);
   assert.throws(() => parseAttentionPlan('flash'), /not an attention plan/);
 });
+
+const forcedByEnvironment = process.env.LORAFORGE_WEBGPU_ATTENTION
+  ? 'LORAFORGE_WEBGPU_ATTENTION is set'
+  : false;
+
+test(
+  'the tuner times each pass, stores its choice, and refuses plans the adapter cannot run',
+  { skip: setup.skip || forcedByEnvironment },
+  async () => {
+    const { context, device } = setup.backend().gpu;
+    const entries = new Map<string, string>();
+    const store = {
+      get: (key: string) => entries.get(key),
+      set: (key: string, value: string) => void entries.set(key, value),
+    };
+    const plan = await chooseAttentionPlan(context, new KernelRunner(device), {
+      attention: 'tune',
+      store,
+    });
+    assert.equal(whyAttentionCannotRun(context, plan), null);
+    assert.deepEqual([...entries.values()], [attentionPlanName(plan)]);
+    const noS8 = { ...context, fixedSubgroupSize: null };
+    await assert.rejects(
+      chooseAttentionPlan(noS8, new KernelRunner(device), { attention: 'tiled.s8' }),
+      /exactly 8/,
+    );
+    const forced = await chooseAttentionPlan(noS8, new KernelRunner(device), {
+      attention: 'tiled',
+    });
+    assert.equal(attentionPlanName(forced), 'tiled.4x4x2');
+  },
+);

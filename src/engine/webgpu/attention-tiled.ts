@@ -10,8 +10,8 @@
  * (`colsPerThread` of them), so each invocation computes a rowsPerThread x colsPerThread block of
  * the score tile in registers: every row value it reads serves colsPerThread scores, every column
  * value rowsPerThread. The weights of a block (probabilities, dS) are then shared with the other
- * lanes of the group, and each lane accumulates the output dimensions c, c + 8, ... of the group's
- * rows (weights x column vectors, e.g. P.V).
+ * lanes of the group, and each lane accumulates the vec4 chunks c, c + 8, ... (dimensions
+ * 4c .. 4c + 3, ...) of the group's rows' outputs (weights x column vectors, e.g. P.V).
  *
  * - forward: online softmax over the key blocks; the block maximum of a row is reduced over its
  *   8 lanes, each lane keeps the running sum of its own columns and the sums are added at the end;
@@ -25,18 +25,21 @@
  * Two flavours of the same kernels:
  * - staged (any adapter): the rows' vectors (q, dO / k, v) sit in workgroup memory, read by the
  *   8 lanes of a group at one address (a broadcast read on a GPU); weights and the row reductions
- *   go through workgroup memory; column tiles have an odd row stride (no bank conflicts).
+ *   go through workgroup memory; column tiles have an odd row stride (fewer bank conflicts). Its
+ *   loops over dimensions and columns are loops.
  * - `.s8` (adapters whose subgroups are exactly 8 lanes, such as lavapipe): a group is one
- *   subgroup. Row vectors are held in registers spread over the lanes (lane l keeps dimensions
- *   l, l + 8, ...) and handed out by subgroupBroadcast; weights are shared and rows reduced by
- *   subgroup operations, so only the column tiles use workgroup memory. On lavapipe every load
- *   inside a loop is a per-lane scalar loop, and a broadcast is two instructions: this is where
- *   the tiled kernel gains most there. It assumes that the 8 invocations of a group (consecutive
- *   local indices) form one subgroup, which adapters with one fixed subgroup size do.
+ *   subgroup. Row vectors are held in registers spread over the lanes (lane c keeps the chunks it
+ *   owns) and handed out by subgroupBroadcast; weights are shared and rows reduced by subgroup
+ *   operations, so only the column tiles use workgroup memory. On lavapipe every load inside a
+ *   loop is a per-lane scalar loop, and a broadcast is two instructions: this is where the tiled
+ *   kernel gains there. Broadcasts take constant lanes, so these loops are unrolled, which costs
+ *   shader compile time (lavapipe: ~15 s for a forward, ~3 min for a backward at D 64, once per
+ *   machine: Mesa caches them; hence MAX_S8_HEAD_DIM). It assumes that the 8 invocations of a group
+ *   (consecutive local indices) form one subgroup, as adapters with one fixed subgroup size do.
  *
- * The loops over dimensions, rows and columns are unrolled (constant register indices and lanes);
- * rows past the end are clamped for loading and not stored, columns past the end are zeroed in
- * the tiles and masked. Masked scores are a finite sentinel, never infinities.
+ * Rows past the end are clamped for loading and not stored, columns past the end are zeroed in
+ * the tiles and masked. Masked scores are a finite sentinel, never infinities; masked keys'
+ * values are multiplied by a zero weight, so they must be finite (keys past Tk are never read).
  */
 import type { KernelDef } from './kernel-def.ts';
 import {
@@ -49,7 +52,7 @@ import {
 } from './attention-shared.ts';
 
 /** Lanes of a row group: the columns of a block are dealt round-robin over them. */
-export const LANES = 8;
+const LANES = 8;
 /** Score of a masked (row, column) pair. */
 const MASKED = '-3.0e38';
 
