@@ -21,6 +21,7 @@ import { isHardwareAdapter } from '../src/engine/webgpu/device.ts';
 import type { GpuArg } from '../src/engine/webgpu/kernel-table.ts';
 import {
   attentionPlanName,
+  attentionPlanOf,
   parseAttentionPlan,
   useAttentionPlan,
   whyAttentionCannotRun,
@@ -95,7 +96,10 @@ const planRunners = ['row', 'tiled', 'tiled.s8']
     useAttentionPlan(r, plan);
     return { name: attentionPlanName(plan), runner: r };
   });
-/** Attention variants of one call: the legacy kernels (the baseline) then every plan. */
+say(
+  `attention plan the tuner gives this adapter ("tuned" below): ${attentionPlanName(attentionPlanOf(runner))}`,
+);
+/** Attention variants of one call: the legacy kernels (the baseline), every plan, the tuner's. */
 const attentionVariants = (make: (impl: Impl, r: KernelRunner) => () => void) => [
   { label: 'legacy', run: make(legacyAttention, runner), runners: [runner] },
   ...planRunners.map((p) => ({
@@ -103,6 +107,7 @@ const attentionVariants = (make: (impl: Impl, r: KernelRunner) => () => void) =>
     run: make(attention, p.runner),
     runners: [p.runner],
   })),
+  { label: 'tuned', run: make(attention, runner), runners: [runner] },
 ];
 const norm = (r: KernelRunner) => () => {
   rmsnorm.rmsnormForward(

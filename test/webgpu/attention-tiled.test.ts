@@ -30,10 +30,14 @@ const tolerances: Tolerances = {
   angles: { rtol: 1e-4, atol: 1e-5 },
 };
 
-const PLANS: AttentionPlan[] = TILED_SHAPES.map((shape) => ({
-  forward: { kind: 'tiled', shape },
-  backward: { kind: 'tiled', shape },
-}));
+const PLANS: AttentionPlan[] = [
+  ...TILED_SHAPES.map((shape) => ({
+    forward: { kind: 'tiled' as const, shape },
+    backward: { kind: 'tiled' as const, shape },
+  })),
+  // The software adapters' forward (tuner.ts); its backward is the tiled.s8 one above.
+  parseAttentionPlan('forward=tiled.8x8x2.s8,backward=row'),
+];
 
 /** Why this adapter cannot run `plan` (a skip reason), or false. */
 function cannotRun(plan: AttentionPlan): string | false {
@@ -219,7 +223,10 @@ for (const plan of PLANS) {
           for (const name of ['dq', 'dk', 'dv'] as const)
             assertClose(gotGrads[name]!, grads[name], name);
         }
-        const kinds = ['forward', ...(Tq === Tk ? ['dq', 'dkdv'] : [])];
+        const kinds = [
+          ...(plan.forward.kind === 'tiled' ? ['forward'] : []),
+          ...(plan.backward.kind === 'tiled' && Tq === Tk ? ['dq', 'dkdv'] : []),
+        ];
         for (const kind of kinds) {
           assert.ok(
             dispatched.some((key) => key.startsWith(`attention-tiled-${kind}:`)),

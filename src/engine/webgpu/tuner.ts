@@ -266,9 +266,10 @@ const ATTENTION_CANDIDATES_VERSION = 1;
 /**
  * What software adapters run without timing (each tiled kernel costs tens of seconds of shader
  * compilation there, minutes for the backward's): on lavapipe the subgroup-of-8 tiles beat the
- * row kernels (bench:ops).
+ * row kernels 1.5-2.5x (bench:ops), and the forward gains ~1.3x more from 8 row groups (the K/V
+ * tiles copied once for 64 queries), the backward nothing.
  */
-const SOFTWARE_ATTENTION = ['tiled.s8', 'row'];
+const SOFTWARE_ATTENTION = ['forward=tiled.8x8x2.s8,backward=tiled.s8', 'row'];
 
 /** A training-shaped problem (0.5B heads, sized for seconds on a CPU adapter). */
 const ATTENTION_PROBLEM = { B: 2, T: 256, H: 14, KVH: 2, D: 64 };
