@@ -17,6 +17,12 @@ import {
   whyAttentionCannotRun,
   type AttentionPlan,
 } from '../../src/engine/webgpu/attention-plan.ts';
+import {
+  fitTiledShape,
+  MAX_S8_HEAD_DIM,
+  tiledWorkgroupBytes,
+  type TiledShape,
+} from '../../src/engine/webgpu/attention-tiled.ts';
 import { chooseAttentionPlan } from '../../src/engine/webgpu/tuner.ts';
 import { Tensor, tidyAsync } from '../../src/engine/tensor.ts';
 import { Rng } from '../../src/util/rng.ts';
@@ -246,6 +252,15 @@ test('attention plans parse by name and refuse what they cannot be', () => {
   assert.equal(attentionPlanName(parseAttentionPlan(mixed)), mixed);
   assert.equal(parseAttentionPlan(mixed).backward.kind, 'row');
   assert.throws(() => parseAttentionPlan('tiled.4x0x2'), /at least 1/);
+  // Tiles narrow their column blocks to fit workgroup memory; .s8 ones stop at MAX_S8_HEAD_DIM.
+  const [staged, s8] = TILED_SHAPES as [TiledShape, TiledShape];
+  const fitted = fitTiledShape('dkdv', 128, staged, 16384)!;
+  assert.ok(
+    fitted.rowsPerThread * fitted.colsPerThread < staged.rowsPerThread * staged.colsPerThread,
+  );
+  assert.ok(tiledWorkgroupBytes('dkdv', 128, fitted) <= 16384);
+  assert.deepEqual(fitTiledShape('forward', 64, s8, 16384), s8);
+  assert.equal(fitTiledShape('forward', MAX_S8_HEAD_DIM + 1, s8, 1 << 20), null);
   assert.throws(() => parseAttentionPlan('flash'), /not an attention plan/);
 });
 

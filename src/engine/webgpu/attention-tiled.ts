@@ -107,8 +107,9 @@ export function tiledWorkgroupBytes(kind: Kind, D: number, s: TiledShape): numbe
 export const MAX_S8_HEAD_DIM = 64;
 
 /**
- * The shape with the most columns per thread (halving from the plan's) that fits `limitBytes`,
- * or null (the row kernel runs): also for `.s8` shapes past MAX_S8_HEAD_DIM.
+ * The plan's shape, or the first one that fits `limitBytes` as its columns and then its rows per
+ * thread are halved; null (the row kernel runs) when none does, and for `.s8` shapes past
+ * MAX_S8_HEAD_DIM.
  */
 export function fitTiledShape(
   kind: Kind,
@@ -117,9 +118,11 @@ export function fitTiledShape(
   limitBytes: number,
 ): TiledShape | null {
   if (s.sg8 && D > MAX_S8_HEAD_DIM) return null;
-  for (let cols = s.colsPerThread; cols >= 1; cols = Math.floor(cols / 2)) {
-    const shape = { ...s, colsPerThread: cols };
-    if (tiledWorkgroupBytes(kind, D, shape) <= limitBytes) return shape;
+  for (let rows = s.rowsPerThread; rows >= 1; rows = Math.floor(rows / 2)) {
+    for (let cols = s.colsPerThread; cols >= 1; cols = Math.floor(cols / 2)) {
+      const shape = { ...s, rowsPerThread: rows, colsPerThread: cols };
+      if (tiledWorkgroupBytes(kind, D, shape) <= limitBytes) return shape;
+    }
   }
   return null;
 }

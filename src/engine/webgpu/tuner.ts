@@ -314,7 +314,8 @@ export async function chooseAttentionPlan(
 
 /**
  * Times each candidate's forward and backward apart (one untimed run compiles, then the best of
- * two) and keeps the fastest kernels of each pass.
+ * two) and keeps the fastest kernels of each pass. Leaves `runner` on the last candidate: the
+ * caller attaches the result.
  */
 async function fastestAttention(
   runner: KernelRunner,
