@@ -43,6 +43,8 @@ const PLANS: AttentionPlan[] = [
   })),
   // The software adapters' forward (tuner.ts); its backward is the tiled.s8 one above.
   parseAttentionPlan('forward=tiled.8x8x2.s8,backward=row'),
+  // Odd register blocks, as narrowed to fit small workgroup memories (fitTiledShape).
+  parseAttentionPlan('tiled.2x3x1'),
 ];
 
 /** Why this adapter cannot run `plan` (a skip reason), or false. */
