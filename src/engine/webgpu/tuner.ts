@@ -264,12 +264,13 @@ const ATTENTION_CANDIDATES = ['row', 'tiled', 'tiled.s8'];
 const ATTENTION_CANDIDATES_VERSION = 1;
 
 /**
- * What software adapters run without timing (each tiled kernel costs tens of seconds of shader
- * compilation there, minutes for the backward's): on lavapipe the subgroup-of-8 tiles beat the
- * row kernels 1.5-2.5x (bench:ops), and the forward gains ~1.3x more from 8 row groups (the K/V
- * tiles copied once for 64 queries), the backward nothing.
+ * What software adapters run without timing: the row kernels. On lavapipe the subgroup-of-8 tiles
+ * (`forward=tiled.8x8x2.s8,backward=tiled.s8`) run 1.5-3x faster per call once compiled
+ * (bench:ops), but with a cold shader cache each of their pipelines (one per head size and mask
+ * combination) takes tens of seconds to compile, the backward's minutes: longer than a short run
+ * saves. Ask for them with the `attention` option or LORAFORGE_WEBGPU_ATTENTION.
  */
-const SOFTWARE_ATTENTION = ['forward=tiled.8x8x2.s8,backward=tiled.s8', 'row'];
+const SOFTWARE_ATTENTION = ['row'];
 
 /** A training-shaped problem (0.5B heads, sized for seconds on a CPU adapter). */
 const ATTENTION_PROBLEM = { B: 2, T: 256, H: 14, KVH: 2, D: 64 };
