@@ -11,6 +11,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <string>
+#include <vector>
 
 namespace lf {
 
@@ -18,6 +20,18 @@ using KernelFn = double (*)(const double* args, int64_t start, int64_t end);
 
 /** Adds a kernel under `name` taking `argc` arguments before the range (see LF_KERNEL). */
 void registerKernel(const char* name, int argc, KernelFn fn);
+
+struct KernelEntry {
+  std::string name;
+  int argc;
+  KernelFn fn;
+};
+
+/** Every registered kernel, in registration order (registry.cc). */
+const std::vector<KernelEntry>& kernelTable();
+
+/** The kernel registered under `name`, or nullptr. */
+const KernelEntry* findKernel(const std::string& name);
 
 struct KernelRegistrar {
   KernelRegistrar(const char* name, int argc, KernelFn fn) { registerKernel(name, argc, fn); }

@@ -25,17 +25,6 @@
 namespace lf {
 namespace {
 
-struct Entry {
-  std::string name;
-  int argc;
-  KernelFn fn;
-};
-
-std::vector<Entry>& table() {
-  static std::vector<Entry> entries;
-  return entries;
-}
-
 std::unique_ptr<ThreadPool>& pool() {
   static std::unique_ptr<ThreadPool> instance;
   return instance;
@@ -43,12 +32,11 @@ std::unique_ptr<ThreadPool>& pool() {
 
 // Alignment of every allocation: a cache line, and a whole AVX-512 vector.
 constexpr size_t kAlign = 64;
+// No transparent huge pages (madvise): tried for the weights' TLB misses while decoding, the
+// faults' compaction stretched loading the 0.5B model from 0.6-1.0 s to 12-24 s, and decoding
+// was no faster (paired runs, 2 threads).
 
 }  // namespace
-
-void registerKernel(const char* name, int argc, KernelFn fn) {
-  table().push_back({name, argc, fn});
-}
 
 void parallelFor(int64_t total, const std::function<void(int64_t, int64_t)>& body) {
   if (pool()) pool()->run(total, body);
@@ -131,9 +119,9 @@ napi_value Info(napi_env env, napi_callback_info) {
   napi_get_boolean(env, cpuSupportsVariant(), &v);
   napi_set_named_property(env, out, "supported", v);
   napi_set_named_property(env, out, "threads", number(env, threadCount()));
-  CHECK(napi_create_array_with_length(env, table().size(), &names));
-  for (size_t i = 0; i < table().size(); i++) {
-    napi_create_string_utf8(env, table()[i].name.c_str(), NAPI_AUTO_LENGTH, &v);
+  CHECK(napi_create_array_with_length(env, kernelTable().size(), &names));
+  for (size_t i = 0; i < kernelTable().size(); i++) {
+    napi_create_string_utf8(env, kernelTable()[i].name.c_str(), NAPI_AUTO_LENGTH, &v);
     napi_set_element(env, names, i, v);
   }
   napi_set_named_property(env, out, "kernels", names);
@@ -208,8 +196,8 @@ napi_value KernelId(napi_env env, napi_callback_info info) {
   char name[128];
   size_t length = 0;
   CHECK(napi_get_value_string_utf8(env, argv[0], name, sizeof name, &length));
-  for (size_t i = 0; i < table().size(); i++)
-    if (table()[i].name == name) return number(env, static_cast<double>(i));
+  for (size_t i = 0; i < kernelTable().size(); i++)
+    if (kernelTable()[i].name == name) return number(env, static_cast<double>(i));
   return number(env, -1);
 }
 
@@ -219,21 +207,22 @@ napi_value KernelArity(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
   double id = argNumber(env, argv[0]);
-  if (!(id >= 0 && id < table().size())) {
+  if (!(id >= 0 && id < kernelTable().size())) {
     napi_throw_range_error(env, nullptr, "loraforge native: unknown kernel id");
     return nullptr;
   }
-  return number(env, table()[static_cast<size_t>(id)].argc);
+  return number(env, kernelTable()[static_cast<size_t>(id)].argc);
 }
 
 /** Reads (id, args: Float64Array) and checks the argument count. */
-const Entry* entryOf(napi_env env, napi_value idValue, napi_value argsValue, const double** args) {
+const KernelEntry* entryOf(napi_env env, napi_value idValue, napi_value argsValue,
+                           const double** args) {
   double id = argNumber(env, idValue);
-  if (!(id >= 0 && id < table().size())) {
+  if (!(id >= 0 && id < kernelTable().size())) {
     napi_throw_range_error(env, nullptr, "loraforge native: unknown kernel id");
     return nullptr;
   }
-  const Entry& entry = table()[static_cast<size_t>(id)];
+  const KernelEntry& entry = kernelTable()[static_cast<size_t>(id)];
   napi_typedarray_type type;
   size_t length = 0;
   void* data = nullptr;
@@ -255,7 +244,7 @@ napi_value Call(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
   const double* args = nullptr;
-  const Entry* entry = entryOf(env, argv[0], argv[1], &args);
+  const KernelEntry* entry = entryOf(env, argv[0], argv[1], &args);
   if (!entry) return nullptr;
   auto start = static_cast<int64_t>(argNumber(env, argv[2]));
   auto end = static_cast<int64_t>(argNumber(env, argv[3]));
@@ -268,7 +257,7 @@ napi_value ParallelFor(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
   const double* args = nullptr;
-  const Entry* entry = entryOf(env, argv[0], argv[2], &args);
+  const KernelEntry* entry = entryOf(env, argv[0], argv[2], &args);
   if (!entry) return nullptr;
   auto total = static_cast<int64_t>(argNumber(env, argv[1]));
   KernelFn fn = entry->fn;

@@ -1,5 +1,6 @@
 // A fixed pool of worker threads that parallelFor spreads slices over (the caller takes part).
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -25,10 +26,11 @@ class ThreadPool {
   std::condition_variable wake_, done_;
   const std::function<void(int64_t, int64_t)>* body_ = nullptr;
   int64_t total_ = 0, grain_ = 1;
-  int64_t next_ = 0;       // next slice start (guarded by mutex_)
-  int busy_ = 0;           // workers inside the current job
-  uint64_t generation_ = 0;
-  bool stop_ = false;
+  int64_t next_ = 0;  // next slice start (guarded by mutex_)
+  // Written under mutex_; atomic so that a spinning thread may watch them without it.
+  std::atomic<int> busy_{0};  // workers inside the current job
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace lf

@@ -1,7 +1,8 @@
 // Runs one native kernel call read from stdin and writes its buffers back to stdout: the test
 // (test/engine/native-kernels.test.ts) builds this with the kernels for a target it cannot load
 // into Node here (arm64 NEON, run under qemu-aarch64) and compares the results with the wasm
-// exports. It stands in for napi.cc: the kernel table, and parallelFor on the calling thread.
+// exports. It stands in for napi.cc: parallelFor on the calling thread, and the kernel table
+// (native/src/registry.cc, linked in) read by name.
 //
 // Input (little-endian): u32 name length, name; u32 buffer count, each as u64 byte length and its
 // bytes; u32 argument count, each as u8 kind (0 number, 1 buffer index) and f64 value; f64 start,
@@ -15,24 +16,6 @@
 #include "../../native/src/kernel.h"
 
 namespace lf {
-namespace {
-
-struct Entry {
-  std::string name;
-  int argc;
-  KernelFn fn;
-};
-
-std::vector<Entry>& table() {
-  static std::vector<Entry> entries;
-  return entries;
-}
-
-}  // namespace
-
-void registerKernel(const char* name, int argc, KernelFn fn) {
-  table().push_back({name, argc, fn});
-}
 
 void parallelFor(int64_t total, const std::function<void(int64_t, int64_t)>& body) {
   body(0, total);
@@ -78,17 +61,17 @@ int main() {
   }
   const auto start = static_cast<int64_t>(read<double>());
   const auto end = static_cast<int64_t>(read<double>());
-  for (const lf::Entry& entry : lf::table()) {
-    if (entry.name != name) continue;
-    if (static_cast<size_t>(entry.argc) != args.size()) {
-      std::fprintf(stderr, "kernel-runner: %s takes %d arguments\n", name.c_str(), entry.argc);
-      return 2;
-    }
-    const double result = entry.fn(args.data(), start, end);
-    for (const auto& buffer : buffers) std::fwrite(buffer.data(), 1, buffer.size(), stdout);
-    std::fwrite(&result, sizeof result, 1, stdout);
-    return 0;
+  const lf::KernelEntry* entry = lf::findKernel(name);
+  if (!entry) {
+    std::fprintf(stderr, "kernel-runner: no kernel %s\n", name.c_str());
+    return 2;
   }
-  std::fprintf(stderr, "kernel-runner: no kernel %s\n", name.c_str());
-  return 2;
+  if (static_cast<size_t>(entry->argc) != args.size()) {
+    std::fprintf(stderr, "kernel-runner: %s takes %d arguments\n", name.c_str(), entry->argc);
+    return 2;
+  }
+  const double result = entry->fn(args.data(), start, end);
+  for (const auto& buffer : buffers) std::fwrite(buffer.data(), 1, buffer.size(), stdout);
+  std::fwrite(&result, sizeof result, 1, stdout);
+  return 0;
 }

@@ -53,6 +53,7 @@ export function buildNeonRunner(): string | null {
   const inputs = [
     ...sources(join(root, 'native/src/kernels')),
     join(root, 'native/src/kernel.h'),
+    join(root, 'native/src/registry.cc'),
     runnerSource,
   ];
   if (Math.max(...inputs.map(mtime)) < mtime(runnerPath)) return null;
