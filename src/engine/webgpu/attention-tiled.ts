@@ -22,19 +22,28 @@
  *   dk += dS^T.Q.
  * Blocks that the causal mask or the sliding window hide from every row are never visited.
  *
+ * Few pipelines, each quick to compile (a fresh machine compiles every pipeline it uses once, and
+ * lavapipe spends seconds per pipeline in LLVM, growing with the number of per-lane memory
+ * accesses in the code): the head dimension, the key mask and the segments are uniforms, so one
+ * pipeline per kernel, shape and *width* serves every call — the width is D in vec4 chunks
+ * rounded up to a multiple of 8 (D <= 32, <= 64, <= 96, ...), which sizes the per-lane registers
+ * (one chunk per lane per 8) and the tiles. Absent masks bind a placeholder that is never read,
+ * and masks are read once per row and once per column of a block, not per score. Loops over
+ * dimensions, columns and vector components stay loops; only the register block (rows x columns
+ * per thread, chunks per lane) is written out, so every register is a named variable (no
+ * dynamically indexed private array, which would live in memory).
+ *
  * Two flavours of the same kernels:
  * - staged (any adapter): the rows' vectors (q, dO / k, v) sit in workgroup memory, read by the
  *   8 lanes of a group at one address (a broadcast read on a GPU); weights and the row reductions
- *   go through workgroup memory; column tiles have an odd row stride (fewer bank conflicts). Its
- *   loops over dimensions and columns are loops.
+ *   go through workgroup memory; column tiles have an odd row stride (fewer bank conflicts).
  * - `.s8` (adapters whose subgroups are exactly 8 lanes, such as lavapipe): a group is one
  *   subgroup. Row vectors are held in registers spread over the lanes (lane c keeps the chunks it
- *   owns) and handed out by subgroupBroadcast; weights are shared and rows reduced by subgroup
- *   operations, so only the column tiles use workgroup memory. On lavapipe every load inside a
- *   loop is a per-lane scalar loop, and a broadcast is two instructions: this is where the tiled
- *   kernel gains there. Broadcasts take constant lanes, so these loops are unrolled, which costs
- *   shader compile time (lavapipe: ~15 s for a forward, ~3 min for a backward at D 64, once per
- *   machine: Mesa caches them; hence MAX_S8_HEAD_DIM). It assumes that the 8 invocations of a group
+ *   owns) and handed out by subgroupShuffle from the loop's lane (the same for every invocation);
+ *   weights are shared the same way and rows reduced by subgroup operations, so only the column
+ *   tiles use workgroup memory. On lavapipe every load from memory at a per-lane address is a
+ *   per-lane scalar loop, while reading another lane's register is a few vector instructions:
+ *   this is where the tiled kernel gains there. It assumes that the 8 invocations of a group
  *   (consecutive local indices) form one subgroup, as adapters with one fixed subgroup size do.
  *
  * Rows past the end are clamped for loading and not stored, columns past the end are zeroed in
@@ -42,14 +51,8 @@
  * values are multiplied by a zero weight, so they must be finite (keys past Tk are never read).
  */
 import type { KernelDef } from './kernel-def.ts';
-import {
-  backwardBuffers,
-  BACKWARD_PARAMS,
-  maskBuffers,
-  maskKey,
-  visibleFn,
-  type Masking,
-} from './attention-shared.ts';
+import type { BufferArg, BufferRef, KernelRunner } from './runner.ts';
+import { backwardBuffers, BACKWARD_PARAMS } from './attention-shared.ts';
 
 /** Lanes of a row group: the columns of a block are dealt round-robin over them. */
 const LANES = 8;
@@ -70,54 +73,53 @@ export const tiledShapeName = (s: TiledShape) =>
 
 const range = (count: number) => Array.from({ length: count }, (_, i) => i);
 
-type Kind = 'forward' | 'dq' | 'dkdv';
+export type TiledKind = 'forward' | 'dq' | 'dkdv';
 
 /** The rows' vectors each kind holds, the column tiles it streams, and the weights it shares. */
-const LAYOUT: Record<Kind, { rows: string[]; cols: string[]; weights: string[] }> = {
+const LAYOUT: Record<TiledKind, { rows: string[]; cols: string[]; weights: string[] }> = {
   forward: { rows: ['q'], cols: ['k', 'v'], weights: ['p'] },
   dq: { rows: ['q', 'do'], cols: ['k', 'v'], weights: ['ds'] },
   dkdv: { rows: ['k', 'v'], cols: ['q', 'do'], weights: ['p', 'ds'] },
 };
 
-/** vec4s per row of head dimension D (zero-padded past D). */
-const vec4s = (D: number) => Math.ceil(D / 4);
-/** vec4 chunks of a row per lane: lane c owns chunks c, c + 8, ... (dimensions 4c .. 4c + 3, ...). */
-const chunksPerLane = (D: number) => Math.ceil(vec4s(D) / LANES);
+/**
+ * The width (vec4 chunks per row) of the kernels that serve head dimension D: D / 4 rounded up
+ * to a multiple of LANES, so that every lane owns the same number of chunks of a row and one
+ * pipeline serves every D of its bucket; at least 16 (D <= 64 share one: fewer pipelines to
+ * compile, for a little waste at toy head sizes).
+ */
+export const tiledWidth = (D: number) => Math.max(2 * LANES, Math.ceil(D / 4 / LANES) * LANES);
 
 /** Row stride (vec4s) of a column tile: odd when staged, so that lanes reading rows c, c + 8 spread over banks. */
-const colStride = (D: number, s: TiledShape) => (s.sg8 ? vec4s(D) : vec4s(D) | 1);
+const colStride = (width: number, s: TiledShape) => (s.sg8 ? width : width | 1);
 
 /** Workgroup memory (bytes) a kernel of this kind and shape uses at head dimension D. */
-export function tiledWorkgroupBytes(kind: Kind, D: number, s: TiledShape): number {
+export function tiledWorkgroupBytes(kind: TiledKind, D: number, s: TiledShape): number {
   const { rows, cols, weights } = LAYOUT[kind];
+  const width = tiledWidth(D);
   const blockRows = s.rowGroups * s.rowsPerThread;
   const blockCols = LANES * s.colsPerThread;
-  let bytes = cols.length * blockCols * colStride(D, s) * 16;
+  let bytes = cols.length * blockCols * colStride(width, s) * 16;
   if (!s.sg8) {
-    bytes += rows.length * blockRows * vec4s(D) * 16 + weights.length * blockRows * blockCols * 4;
+    bytes += rows.length * blockRows * width * 16 + weights.length * blockRows * blockCols * 4;
     if (kind === 'forward') bytes += blockRows * LANES * 4;
   }
   return bytes;
 }
 
 /**
- * The largest head dimension of the `.s8` kernels: they unroll every loop over D, and lavapipe
- * (where they pay) compiles the backward's for minutes already at 64.
- */
-export const MAX_S8_HEAD_DIM = 64;
-
-/**
- * The plan's shape, or the first one that fits `limitBytes` as its columns and then its rows per
- * thread are halved; null (the row kernel runs) when none does, and for `.s8` shapes past
- * MAX_S8_HEAD_DIM.
+ * The plan's shape, or (staged) the first one that fits `limitBytes` as its columns and then its
+ * rows per thread are halved; null (the row kernel runs) when none does. `.s8` shapes are not
+ * narrowed: they serve software adapters, whose limits they fit up to large heads, and the
+ * shapes that can run are the ones tested.
  */
 export function fitTiledShape(
-  kind: Kind,
+  kind: TiledKind,
   D: number,
   s: TiledShape,
   limitBytes: number,
 ): TiledShape | null {
-  if (s.sg8 && D > MAX_S8_HEAD_DIM) return null;
+  if (s.sg8) return tiledWorkgroupBytes(kind, D, s) <= limitBytes ? s : null;
   for (let rows = s.rowsPerThread; rows >= 1; rows = Math.floor(rows / 2)) {
     for (let cols = s.colsPerThread; cols >= 1; cols = Math.floor(cols / 2)) {
       const shape = { ...s, rowsPerThread: rows, colsPerThread: cols };
@@ -128,29 +130,28 @@ export function fitTiledShape(
 }
 
 /**
- * What the generators share: the shape, D, and WGSL snippets built from them. Rows and columns
- * are vec4 chunks of D; the thread's rows are `myRow + m` (m < tr) and its columns
- * `lane + 8u` (u < tc) of the block; its outputs are chunks `lane + 8e` (e < OE) of its rows.
+ * What the generators share: the shape, the width, and WGSL snippets built from them. Rows and
+ * columns are vec4 chunks (`D4` of them at run time, at most `width`); the thread's rows are
+ * `myRow + m` (m < tr) and its columns `lane + 8u` (u < tc) of the block; its outputs are chunks
+ * `lane + 8e` (e < OE) of its rows.
  */
 class Block {
   readonly tr: number;
   readonly tc: number;
   readonly blockRows: number;
   readonly blockCols: number;
-  readonly D4: number;
   readonly OE: number;
   readonly stride: number;
   constructor(
-    readonly D: number,
+    readonly width: number,
     readonly s: TiledShape,
   ) {
     this.tr = s.rowsPerThread;
     this.tc = s.colsPerThread;
     this.blockRows = s.rowGroups * this.tr;
     this.blockCols = LANES * this.tc;
-    this.D4 = vec4s(D);
-    this.OE = chunksPerLane(D);
-    this.stride = colStride(D, s);
+    this.OE = width / LANES;
+    this.stride = colStride(width, s);
   }
 
   get threads() {
@@ -158,26 +159,27 @@ class Block {
   }
 
   /** Workgroup arrays: column tiles, and when staged the row tiles, weight tiles and `red`. */
-  declarations(kind: Kind): string {
+  declarations(kind: TiledKind): string {
     const { rows, cols, weights } = LAYOUT[kind];
     const decl = (name: string, type: string, n: number) =>
       `var<workgroup> ${name}: array<${type}, ${n}>;`;
     const list = cols.map((c) => decl(`${c}Cols`, 'vec4<f32>', this.blockCols * this.stride));
     if (!this.s.sg8) {
-      list.push(...rows.map((r) => decl(`${r}Rows`, 'vec4<f32>', this.blockRows * this.D4)));
+      list.push(...rows.map((r) => decl(`${r}Rows`, 'vec4<f32>', this.blockRows * this.width)));
       list.push(...weights.map((w) => decl(`${w}Tile`, 'f32', this.blockRows * this.blockCols)));
       if (kind === 'forward') list.push(decl('red', 'f32', this.blockRows * LANES));
     }
     return list.join('\n');
   }
 
-  /** WGSL: the lane, and the thread's first row in the block (its group's). */
+  /** WGSL: the lane, the thread's first row in the block (its group's), and D4 (chunks of D). */
   get ids(): string {
     return `let lane = ${this.s.sg8 ? 'sgLane' : `lid.x % ${LANES}u`};
-  let myRow = (lid.x / ${LANES}u) * ${this.tr}u;`;
+  let myRow = (lid.x / ${LANES}u) * ${this.tr}u;
+  let D4 = (P.D + 3u) / 4u;`;
   }
 
-  /** WGSL copying `rows` rows from r0 of a buffer into vec4 tile `tile` of row stride `stride` (zero from `limit` on, and past D). */
+  /** WGSL copying `rows` rows from r0 of a buffer into vec4 tile `tile` of row stride `stride`, a chunk per step (zero from `limit` on, and past D). */
   private copyRows(
     tile: string,
     rows: number,
@@ -186,11 +188,13 @@ class Block {
     limit: string,
     value: (row: string, d: string) => string,
   ) {
-    const width = this.D4 * 4;
-    return `for (var e = lid.x; e < ${rows * width}u; e += ${this.threads}u) {
-      let row = ${r0} + e / ${width}u;
-      let d = e % ${width}u;
-      ${tile}[(e / ${width}u) * ${stride}u + (d >> 2u)][d & 3u] = select(0.0, ${value(`min(row, ${limit} - 1u)`, `min(d, ${this.D - 1}u)`)}, row < ${limit} && d < ${this.D}u);
+    const lanes = range(4).map(
+      (t) => `select(0.0, ${value('row', `min(c * 4u + ${t}u, P.D - 1u)`)}, c * 4u + ${t}u < P.D)`,
+    );
+    return `for (var e = lid.x; e < ${rows}u * D4; e += ${this.threads}u) {
+      let c = e % D4;
+      let row = min(${r0} + e / D4, ${limit} - 1u);
+      ${tile}[(e / D4) * ${stride}u + c] = select(vec4<f32>(), vec4<f32>(${lanes.join(', ')}), ${r0} + e / D4 < ${limit});
     }`;
   }
 
@@ -201,19 +205,27 @@ class Block {
    * lane + 8e of row myRow + m.
    */
   loadRows(name: string, r0: string, limit: string, value: (row: string, d: string) => string) {
-    if (!this.s.sg8) return this.copyRows(`${name}Rows`, this.blockRows, this.D4, r0, limit, value);
-    return range(this.tr)
-      .flatMap((m) =>
-        range(this.OE).map((e) => {
-          const row = `${r0} + myRow + ${m}u`;
-          const lanes = range(4).map((t) => {
-            const d = `lane * 4u + ${e * LANES * 4 + t}u`;
-            return `select(0.0, ${value(`min(${row}, ${limit} - 1u)`, `min(${d}, ${this.D - 1}u)`)}, ${d} < ${this.D}u)`;
-          });
-          return `let ${name}_${m}_${e} = select(vec4<f32>(), vec4<f32>(${lanes.join(', ')}), ${row} < ${limit});`;
-        }),
-      )
-      .join('\n  ');
+    if (!this.s.sg8)
+      return this.copyRows(`${name}Rows`, this.blockRows, this.width, r0, limit, value);
+    // A loop over the 4 components: one load per register in the code (compile time).
+    const registers = this.registers(name);
+    const loads = registers.map(([m, e, reg]) => {
+      const row = `${r0} + myRow + ${m}u`;
+      const d = `lane * 4u + ${e * LANES * 4}u + t`;
+      return `if (${row} < ${limit} && ${d} < P.D) { ${reg} = select(${reg}, vec4<f32>(${value(row, d)}), component); }`;
+    });
+    return `${registers.map(([, , reg]) => `var ${reg} = vec4<f32>();`).join(' ')}
+  for (var t = 0u; t < 4u; t++) {
+    let component = vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>(t);
+    ${loads.join('\n    ')}
+  }`;
+  }
+
+  /** The thread's vec4 registers `<name>_m_e` (row m, chunk lane + 8e) as [m, e, name]. */
+  registers(name: string): [number, number, string][] {
+    return range(this.tr).flatMap((m) =>
+      range(this.OE).map((e): [number, number, string] => [m, e, `${name}_${m}_${e}`]),
+    );
   }
 
   /** WGSL copying column rows c0.. of a buffer into `<name>Cols` (zero from `limit` on). */
@@ -223,8 +235,8 @@ class Block {
 
   /**
    * WGSL `var <out>_m_u` = dot of the thread's row m of `rowName` with its column u of
-   * `colName`, a vec4 chunk at a time. s8: a row chunk comes from the lane holding it
-   * (constant lanes and registers: the loop is unrolled).
+   * `colName`, a vec4 chunk at a time. s8: chunk 8e + l of a row is register e of lane l,
+   * shuffled from that lane (l runs in a loop, e is written out: registers keep constant names).
    */
   dots(out: string, rowName: string, colName: string): string {
     const lines = range(this.tr).flatMap((m) =>
@@ -241,19 +253,23 @@ class Block {
       ]),
     ];
     if (this.s.sg8) {
-      for (const c of range(this.D4)) {
-        const reg = (m: number) =>
-          `subgroupBroadcast(${rowName}_${m}_${Math.floor(c / LANES)}, ${c % LANES}u)`;
-        lines.push('{', ...step(`${c}u`, reg), '}');
+      for (const e of range(this.OE)) {
+        // Chunks 8e .. 8e + 7 that hold dimensions of D (none past D4).
+        const end = e === 0 ? `min(${LANES}u, D4)` : `min(${LANES}u, D4 - min(D4, ${e * LANES}u))`;
+        lines.push(`for (var l = 0u; l < ${end}; l++) {`);
+        lines.push(
+          ...step(`${e * LANES}u + l`, (m) => `subgroupShuffle(${rowName}_${m}_${e}, l)`),
+          '}',
+        );
       }
     } else {
-      lines.push(`for (var c = 0u; c < ${this.D4}u; c++) {`);
-      lines.push(...step('c', (m) => `${rowName}Rows[(myRow + ${m}u) * ${this.D4}u + c]`), '}');
+      lines.push(`for (var c = 0u; c < D4; c++) {`);
+      lines.push(...step('c', (m) => `${rowName}Rows[(myRow + ${m}u) * ${this.width}u + c]`), '}');
     }
     return lines.join('\n      ');
   }
 
-  /** WGSL publishing weights `<w>_m_u` to the other lanes of the group (staged: a tile, and the caller adds the barrier; s8 broadcasts them). */
+  /** WGSL publishing weights `<w>_m_u` to the other lanes of the group (staged: a tile, and the caller adds the barrier; s8 shuffles them). */
   publish(w: string): string {
     if (this.s.sg8) return '';
     return range(this.tr)
@@ -270,8 +286,7 @@ class Block {
   accumulate(acc: string, w: string, colName: string): string {
     const step = (x: string, weight: (m: number) => string) => [
       ...range(this.OE).map(
-        (e) =>
-          `let c${e} = ${colName}Cols[${x} * ${this.stride}u + min(lane + ${e * LANES}u, ${this.D4 - 1}u)];`,
+        (e) => `let c${e} = ${colName}Cols[(${x}) * ${this.stride}u + lane + ${e * LANES}u];`,
       ),
       ...range(this.tr).flatMap((m) => [
         `{ let wt = vec4<f32>(${weight(m)});`,
@@ -280,12 +295,13 @@ class Block {
       ]),
     ];
     if (this.s.sg8) {
-      return range(this.blockCols)
-        .flatMap((x) => {
-          const weight = (m: number) =>
-            `subgroupBroadcast(${w}_${m}_${Math.floor(x / LANES)}, ${x % LANES}u)`;
-          return ['{', ...step(`${x}u`, weight), '}'];
-        })
+      // Column 8u + l's weight is lane l's register u.
+      return range(this.tc)
+        .flatMap((u) => [
+          `for (var l = 0u; l < ${LANES}u; l++) {`,
+          ...step(`${u * LANES}u + l`, (m) => `subgroupShuffle(${w}_${m}_${u}, l)`),
+          '}',
+        ])
         .join('\n      ');
     }
     return [
@@ -297,12 +313,12 @@ class Block {
 
   /** WGSL declaring vec4 accumulators `<acc>_m_e` = 0. */
   accumulators(acc: string): string {
-    return range(this.tr)
-      .flatMap((m) => range(this.OE).map((e) => `var ${acc}_${m}_${e} = vec4<f32>();`))
+    return this.registers(acc)
+      .map(([, , reg]) => `var ${reg} = vec4<f32>();`)
       .join(' ');
   }
 
-  /** WGSL storing `<acc>_m_e * factor(m)` to `dst` at element `rowBase(row) + dimension` for rows below `limit`. */
+  /** WGSL storing `<acc>_m_e * factor(m)` to `dst` at element `rowBase(row) + dimension` for rows below `limit` (a loop over components: one store per register in the code). */
   store(
     acc: string,
     dst: string,
@@ -311,21 +327,14 @@ class Block {
     rowBase: (row: string) => string,
     factor: (m: number) => string,
   ) {
-    return range(this.tr)
-      .map((m) => {
-        const row = `${r0} + myRow + ${m}u`;
-        const stores = range(this.OE).flatMap((e) =>
-          range(4).map((t) => {
-            const d = `lane * 4u + ${e * LANES * 4 + t}u`;
-            return `if (${d} < ${this.D}u) { ${dst}[P.${dst}_off + ${rowBase(row)} + ${d}] = ${acc}_${m}_${e}[${t}] * f; }`;
-          }),
-        );
-        return `if (${row} < ${limit}) {
-    let f = ${factor(m)};
+    const stores = this.registers(acc).map(([m, e, reg]) => {
+      const row = `${r0} + myRow + ${m}u`;
+      const d = `lane * 4u + ${e * LANES * 4}u + t`;
+      return `if (${row} < ${limit} && ${d} < P.D) { ${dst}[P.${dst}_off + ${rowBase(row)} + ${d}] = ${reg}[t] * (${factor(m)}); }`;
+    });
+    return `for (var t = 0u; t < 4u; t++) {
     ${stores.join('\n    ')}
   }`;
-      })
-      .join('\n  ');
   }
 
   /** WGSL replacing per-thread values `<x>_m` by their `op` ('max' | 'add') over the group's lanes. */
@@ -363,26 +372,87 @@ class Block {
   }
 }
 
+/** Uniforms every tiled kernel adds to its pass's params: D and which masks are bound. */
+const TILED_PARAMS = { D: 'u32', keyMaskOn: 'u32', segIdsOn: 'u32' } as const;
+
+/** Both masks are always declared; `P.keyMaskOn` / `P.segIdsOn` say whether they apply. */
+const MASKS = { keyMask: true, segIds: true };
+
+/**
+ * WGSL helpers for visibility, split by side so that the masks are read once per row and once
+ * per column of a block (not once per score): key j is visible to the query at position p when
+ * causal(p, j), keyKept(j) and their segments match (kvCap is the mask row length).
+ */
+const VISIBILITY = `
+fn causal(p: u32, j: u32) -> bool {
+  return j <= p && (P.window == 0u || j + P.window > p);
+}
+fn keyKept(b: u32, j: u32) -> bool {
+  return P.keyMaskOn == 0u || keyMask[P.keyMask_off + b * P.kvCap + j] != 0;
+}
+fn segmentOf(b: u32, p: u32) -> i32 {
+  if (P.segIdsOn == 0u) { return 0; }
+  return segIds[P.segIds_off + b * P.kvCap + p];
+}`;
+
+/**
+ * WGSL per column u of the block (position `first` + lane + 8u, valid below `end`):
+ * `col<u>`, `colSeg<u>`, and with `keys` also `colOk<u>` (in range and kept by the key mask).
+ */
+function columnMasks(blk: Block, first: string, end: string, keys: boolean): string {
+  return range(blk.tc)
+    .map((u) => {
+      const clamped = `min(col${u}, ${end} - 1u)`;
+      return `let col${u} = ${first} + lane + ${u * LANES}u; let colSeg${u} = segmentOf(b, ${clamped});${
+        keys ? ` let colOk${u} = col${u} < ${end} && keyKept(b, ${clamped});` : ''
+      }`;
+    })
+    .join('\n      ');
+}
+
+/**
+ * The mask buffers and flags of a tiled dispatch: a mask that is absent binds a placeholder
+ * (never read: its flag is 0), so that masked and unmasked calls share a pipeline.
+ */
+export function tiledMaskArgs(
+  runner: KernelRunner,
+  B: number,
+  kvCap: number,
+  keyMask: BufferRef | null,
+  segIds: BufferRef | null,
+): { buffers: Record<'keyMask' | 'segIds', BufferArg>; params: Record<string, number> } {
+  const placeholder = { ref: runner.scratchBuffer('attention-no-mask', 16), elements: 1 };
+  const arg = (ref: BufferRef | null) => (ref ? { ref, elements: B * kvCap } : placeholder);
+  return {
+    buffers: { keyMask: arg(keyMask), segIds: arg(segIds) },
+    params: { keyMaskOn: keyMask ? 1 : 0, segIdsOn: segIds ? 1 : 0 },
+  };
+}
+
 /** Element loader of row `row` of a k / v buffer ([B, kvCap, KVH, D], kv head g). */
 const kvElement =
-  (src: string, D: number, factor = '') =>
+  (src: string, factor = '') =>
   (row: string, d: string) =>
-    `${src}[P.${src}_off + ((b * P.kvCap + ${row}) * P.KVH + g) * ${D}u + ${d}]${factor}`;
+    `${src}[P.${src}_off + ((b * P.kvCap + ${row}) * P.KVH + g) * P.D + ${d}]${factor}`;
 /** Element loader of row `row` of a q / dout buffer ([B, T, H, D], head h; `T` names the param). */
 const qElement =
-  (src: string, D: number, T: string, factor = '') =>
+  (src: string, T: string, factor = '') =>
   (row: string, d: string) =>
-    `${src}[P.${src}_off + ((b * ${T} + ${row}) * P.H + h) * ${D}u + ${d}]${factor}`;
+    `${src}[P.${src}_off + ((b * ${T} + ${row}) * P.H + h) * P.D + ${d}]${factor}`;
 
 function pairsOf(blk: Block) {
   return range(blk.tr).flatMap((m) => range(blk.tc).map((u) => [m, u] as const));
 }
 
-export function tiledForwardKernel(D: number, m: Masking, s: TiledShape): KernelDef {
-  const blk = new Block(D, s);
+/** The pipeline key of a tiled kernel: one per kind, width and shape. */
+const tiledKey = (kind: TiledKind, width: number, s: TiledShape) =>
+  `attention-tiled-${kind}:w${width}:${tiledShapeName(s)}`;
+/** The forward for head dimensions D of `width` (tiledWidth). */
+export function tiledForwardKernel(width: number, s: TiledShape): KernelDef {
+  const blk = new Block(width, s);
   const { tr, tc, blockRows, blockCols } = blk;
   return {
-    key: `attention-tiled-forward:${D}:${tiledShapeName(s)}:${maskKey(m)}`,
+    key: tiledKey('forward', width, s),
     params: {
       Tq: 'u32',
       Tk: 'u32',
@@ -392,6 +462,7 @@ export function tiledForwardKernel(D: number, m: Masking, s: TiledShape): Kernel
       scale: 'f32',
       emptyRowLse: 'f32',
       window: 'u32',
+      ...TILED_PARAMS,
     },
     buffers: [
       { name: 'q', dtype: 'f32', access: 'read' },
@@ -399,11 +470,12 @@ export function tiledForwardKernel(D: number, m: Masking, s: TiledShape): Kernel
       { name: 'v', dtype: 'f32', access: 'read' },
       { name: 'out', dtype: 'f32', access: 'read_write' },
       { name: 'lse', dtype: 'f32', access: 'read_write' },
-      ...maskBuffers(m),
+      { name: 'keyMask', dtype: 'i32', access: 'read' },
+      { name: 'segIds', dtype: 'i32', access: 'read' },
     ],
     workgroupSize: [blk.threads],
     ...blk.flavour(),
-    prelude: `${blk.declarations('forward')}\n${visibleFn(m)}`,
+    prelude: `${blk.declarations('forward')}\n${VISIBILITY}`,
     body: `
   let bh = wid.y;
   let b = bh / P.H;
@@ -411,7 +483,7 @@ export function tiledForwardKernel(D: number, m: Masking, s: TiledShape): Kernel
   let g = h / (P.H / P.KVH);
   ${blk.ids}
   let q0 = wid.x * ${blockRows}u;
-  ${blk.loadRows('q', 'q0', 'P.Tq', qElement('q', D, 'P.Tq', ' * P.scale'))}
+  ${blk.loadRows('q', 'q0', 'P.Tq', qElement('q', 'P.Tq', ' * P.scale'))}
   // Query i sits at position Tk - Tq + i; the block sees keys up to its last query's position
   // and, in a sliding window, from its first query's position - window + 1.
   let first = P.Tk - P.Tq + q0;
@@ -421,21 +493,22 @@ export function tiledForwardKernel(D: number, m: Masking, s: TiledShape): Kernel
   ${range(tr)
     .map(
       (mm) =>
-        `let valid${mm} = q0 + myRow + ${mm}u < P.Tq; let pos${mm} = first + myRow + ${mm}u; var runMax_${mm} = ${MASKED}; var runSum_${mm} = 0.0; var tileMax_${mm} = 0.0;`,
+        `let valid${mm} = q0 + myRow + ${mm}u < P.Tq; let pos${mm} = first + myRow + ${mm}u; let seg${mm} = segmentOf(b, min(pos${mm}, P.Tk - 1u)); var runMax_${mm} = ${MASKED}; var runSum_${mm} = 0.0; var tileMax_${mm} = 0.0;`,
     )
     .join('\n  ')}
   ${blk.accumulators('acc')}
   for (var j0 = keyBegin; j0 < keyEnd; j0 += ${blockCols}u) {
-    ${blk.loadCols('k', 'j0', 'keyEnd', kvElement('k', D))}
-    ${blk.loadCols('v', 'j0', 'keyEnd', kvElement('v', D))}
+    ${blk.loadCols('k', 'j0', 'keyEnd', kvElement('k'))}
+    ${blk.loadCols('v', 'j0', 'keyEnd', kvElement('v'))}
     workgroupBarrier();
     {
       ${blk.dots('s', 'q', 'k')}
+      ${columnMasks(blk, 'j0', 'keyEnd', true)}
       ${pairsOf(blk)
-        .map(([mm, u]) => {
-          const j = `j0 + lane + ${u * LANES}u`;
-          return `if (!(valid${mm} && ${j} < keyEnd && visible(b, pos${mm}, ${j}))) { s_${mm}_${u} = ${MASKED}; }`;
-        })
+        .map(
+          ([mm, u]) =>
+            `if (!(valid${mm} && colOk${u} && colSeg${u} == seg${mm} && causal(pos${mm}, col${u}))) { s_${mm}_${u} = ${MASKED}; }`,
+        )
         .join('\n      ')}
       ${range(tr)
         .map(
@@ -475,7 +548,7 @@ export function tiledForwardKernel(D: number, m: Masking, s: TiledShape): Kernel
     'out',
     'q0',
     'P.Tq',
-    (row) => `((b * P.Tq + ${row}) * P.H + h) * ${D}u`,
+    (row) => `((b * P.Tq + ${row}) * P.H + h) * P.D`,
     (mm) => `select(0.0, 1.0 / runSum_${mm}, runSum_${mm} > 0.0)`,
   )}
   if (lane == 0u) {
@@ -490,16 +563,17 @@ export function tiledForwardKernel(D: number, m: Masking, s: TiledShape): Kernel
   };
 }
 
-export function tiledDqKernel(D: number, m: Masking, s: TiledShape): KernelDef {
-  const blk = new Block(D, s);
+/** The dq kernel for head dimensions D of `width` (tiledWidth). */
+export function tiledDqKernel(width: number, s: TiledShape): KernelDef {
+  const blk = new Block(width, s);
   const { tr, blockRows, blockCols } = blk;
   return {
-    key: `attention-tiled-dq:${D}:${tiledShapeName(s)}:${maskKey(m)}`,
-    params: { ...BACKWARD_PARAMS },
-    buffers: backwardBuffers(m, ['dq']),
+    key: tiledKey('dq', width, s),
+    params: { ...BACKWARD_PARAMS, ...TILED_PARAMS },
+    buffers: backwardBuffers(MASKS, ['dq']),
     workgroupSize: [blk.threads],
     ...blk.flavour(),
-    prelude: `${blk.declarations('dq')}\n${visibleFn(m)}`,
+    prelude: `${blk.declarations('dq')}\n${VISIBILITY}`,
     body: `
   let bh = wid.y;
   let b = bh / P.H;
@@ -507,30 +581,31 @@ export function tiledDqKernel(D: number, m: Masking, s: TiledShape): KernelDef {
   let g = h / (P.H / P.KVH);
   ${blk.ids}
   let q0 = wid.x * ${blockRows}u;
-  ${blk.loadRows('q', 'q0', 'P.T', qElement('q', D, 'P.T', ' * P.scale'))}
-  ${blk.loadRows('do', 'q0', 'P.T', qElement('dout', D, 'P.T'))}
+  ${blk.loadRows('q', 'q0', 'P.T', qElement('q', 'P.T', ' * P.scale'))}
+  ${blk.loadRows('do', 'q0', 'P.T', qElement('dout', 'P.T'))}
   let keyEnd = min(q0 + ${blockRows}u, P.T);
   var keyBegin = 0u;
   if (P.window > 0u && q0 + 1u > P.window) { keyBegin = q0 + 1u - P.window; }
   ${range(tr)
     .map((mm) => {
       const row = `min(q0 + myRow + ${mm}u, P.T - 1u)`;
-      return `let valid${mm} = q0 + myRow + ${mm}u < P.T; let pos${mm} = q0 + myRow + ${mm}u; let lse${mm} = lse[P.lse_off + bh * P.T + ${row}]; let delta${mm} = delta[P.delta_off + bh * P.T + ${row}];`;
+      return `let valid${mm} = q0 + myRow + ${mm}u < P.T; let pos${mm} = q0 + myRow + ${mm}u; let seg${mm} = segmentOf(b, ${row}); let lse${mm} = lse[P.lse_off + bh * P.T + ${row}]; let delta${mm} = delta[P.delta_off + bh * P.T + ${row}];`;
     })
     .join('\n  ')}
   ${blk.accumulators('acc')}
   for (var j0 = keyBegin; j0 < keyEnd; j0 += ${blockCols}u) {
-    ${blk.loadCols('k', 'j0', 'keyEnd', kvElement('k', D))}
-    ${blk.loadCols('v', 'j0', 'keyEnd', kvElement('v', D))}
+    ${blk.loadCols('k', 'j0', 'keyEnd', kvElement('k'))}
+    ${blk.loadCols('v', 'j0', 'keyEnd', kvElement('v'))}
     workgroupBarrier();
     {
       ${blk.dots('s', 'q', 'k')}
       ${blk.dots('dp', 'do', 'v')}
+      ${columnMasks(blk, 'j0', 'keyEnd', true)}
       ${pairsOf(blk)
-        .map(([mm, u]) => {
-          const j = `j0 + lane + ${u * LANES}u`;
-          return `var ds_${mm}_${u} = 0.0; if (valid${mm} && ${j} < keyEnd && visible(b, pos${mm}, ${j})) { ds_${mm}_${u} = exp(s_${mm}_${u} - lse${mm}) * (dp_${mm}_${u} - delta${mm}); }`;
-        })
+        .map(
+          ([mm, u]) =>
+            `var ds_${mm}_${u} = 0.0; if (valid${mm} && colOk${u} && colSeg${u} == seg${mm} && causal(pos${mm}, col${u})) { ds_${mm}_${u} = exp(s_${mm}_${u} - lse${mm}) * (dp_${mm}_${u} - delta${mm}); }`,
+        )
         .join('\n      ')}
       ${blk.publish('ds')}
       ${s.sg8 ? '' : 'workgroupBarrier();'}
@@ -543,23 +618,24 @@ export function tiledDqKernel(D: number, m: Masking, s: TiledShape): KernelDef {
     'dq',
     'q0',
     'P.T',
-    (row) => `((b * P.T + ${row}) * P.H + h) * ${D}u`,
+    (row) => `((b * P.T + ${row}) * P.H + h) * P.D`,
     () => 'P.scale',
   )}
 `,
   };
 }
 
-export function tiledDkdvKernel(D: number, m: Masking, s: TiledShape): KernelDef {
-  const blk = new Block(D, s);
+/** The dk/dv kernel for head dimensions D of `width` (tiledWidth). */
+export function tiledDkdvKernel(width: number, s: TiledShape): KernelDef {
+  const blk = new Block(width, s);
   const { tr, tc, blockRows, blockCols } = blk;
   return {
-    key: `attention-tiled-dkdv:${D}:${tiledShapeName(s)}:${maskKey(m)}`,
-    params: { ...BACKWARD_PARAMS },
-    buffers: backwardBuffers(m, ['dk', 'dv']),
+    key: tiledKey('dkdv', width, s),
+    params: { ...BACKWARD_PARAMS, ...TILED_PARAMS },
+    buffers: backwardBuffers(MASKS, ['dk', 'dv']),
     workgroupSize: [blk.threads],
     ...blk.flavour(),
-    prelude: `${blk.declarations('dkdv')}\n${visibleFn(m)}`,
+    prelude: `${blk.declarations('dkdv')}\n${VISIBILITY}`,
     body: `
   let bg = wid.y;
   let b = bg / P.KVH;
@@ -567,22 +643,25 @@ export function tiledDkdvKernel(D: number, m: Masking, s: TiledShape): KernelDef
   let group = P.H / P.KVH;
   ${blk.ids}
   let k0 = wid.x * ${blockRows}u;
-  ${blk.loadRows('k', 'k0', 'P.T', kvElement('k', D, ' * P.scale'))}
-  ${blk.loadRows('v', 'k0', 'P.T', kvElement('v', D))}
+  ${blk.loadRows('k', 'k0', 'P.T', kvElement('k', ' * P.scale'))}
+  ${blk.loadRows('v', 'k0', 'P.T', kvElement('v'))}
   // Queries before the block's first key see none of it; in a sliding window, neither do those
   // at or past its last key + window.
   var queryEnd = P.T;
   if (P.window > 0u) { queryEnd = min(P.T, k0 + ${blockRows - 1}u + P.window); }
   ${range(tr)
-    .map((mm) => `let valid${mm} = k0 + myRow + ${mm}u < P.T; let key${mm} = k0 + myRow + ${mm}u;`)
+    .map((mm) => {
+      const key = `k0 + myRow + ${mm}u`;
+      return `let key${mm} = ${key}; let keyOk${mm} = ${key} < P.T && keyKept(b, min(${key}, P.T - 1u)); let seg${mm} = segmentOf(b, min(${key}, P.T - 1u));`;
+    })
     .join('\n  ')}
   ${blk.accumulators('dk')}
   ${blk.accumulators('dv')}
   for (var h = g * group; h < (g + 1u) * group; h++) {
     let bh = b * P.H + h;
     for (var i0 = k0; i0 < queryEnd; i0 += ${blockCols}u) {
-      ${blk.loadCols('q', 'i0', 'queryEnd', qElement('q', D, 'P.T'))}
-      ${blk.loadCols('do', 'i0', 'queryEnd', qElement('dout', D, 'P.T'))}
+      ${blk.loadCols('q', 'i0', 'queryEnd', qElement('q', 'P.T'))}
+      ${blk.loadCols('do', 'i0', 'queryEnd', qElement('dout', 'P.T'))}
       ${range(tc)
         .map((u) => {
           const row = `min(i0 + lane + ${u * LANES}u, P.T - 1u)`;
@@ -593,11 +672,11 @@ export function tiledDkdvKernel(D: number, m: Masking, s: TiledShape): KernelDef
       {
         ${blk.dots('s', 'k', 'q')}
         ${blk.dots('dp', 'v', 'do')}
+        ${columnMasks(blk, 'i0', 'queryEnd', false)}
         ${pairsOf(blk)
           .map(([mm, u]) => {
-            const i = `i0 + lane + ${u * LANES}u`;
             return `var p_${mm}_${u} = 0.0; var ds_${mm}_${u} = 0.0;
-        if (valid${mm} && ${i} < queryEnd && visible(b, ${i}, key${mm})) {
+        if (keyOk${mm} && col${u} < queryEnd && colSeg${u} == seg${mm} && causal(col${u}, key${mm})) {
           p_${mm}_${u} = exp(s_${mm}_${u} - lse${u});
           ds_${mm}_${u} = p_${mm}_${u} * (dp_${mm}_${u} - delta${u});
         }`;
@@ -617,7 +696,7 @@ export function tiledDkdvKernel(D: number, m: Masking, s: TiledShape): KernelDef
     'dk',
     'k0',
     'P.T',
-    (row) => `((b * P.kvCap + ${row}) * P.KVH + g) * ${D}u`,
+    (row) => `((b * P.kvCap + ${row}) * P.KVH + g) * P.D`,
     () => 'P.scale',
   )}
   ${blk.store(
@@ -625,7 +704,7 @@ export function tiledDkdvKernel(D: number, m: Masking, s: TiledShape): KernelDef
     'dv',
     'k0',
     'P.T',
-    (row) => `((b * P.kvCap + ${row}) * P.KVH + g) * ${D}u`,
+    (row) => `((b * P.kvCap + ${row}) * P.KVH + g) * P.D`,
     () => '1.0',
   )}
 `,

@@ -33,6 +33,9 @@ import {
   tiledDkdvKernel,
   tiledDqKernel,
   tiledForwardKernel,
+  tiledMaskArgs,
+  tiledWidth,
+  type TiledKind,
   type TiledShape,
 } from './attention-tiled.ts';
 import {
@@ -413,11 +416,7 @@ function keySplits(groups: number, Tk: number, partBytes: number, runner: Kernel
  * The tiled shape `runner`'s plan gives this kernel at head dimension D (its column blocks
  * narrowed to fit workgroup memory), or null: the row kernel runs.
  */
-function tiledShape(
-  runner: KernelRunner,
-  kind: 'forward' | 'dq' | 'dkdv',
-  D: number,
-): TiledShape | null {
+function tiledShape(runner: KernelRunner, kind: TiledKind, D: number): TiledShape | null {
   const plan = attentionPlanOf(runner);
   const kernels = kind === 'forward' ? plan.forward : plan.backward;
   if (kernels.kind === 'row') return null;
@@ -458,10 +457,13 @@ export const attention: GpuTable<typeof ATTENTION> = {
     const tiled =
       splits === 1 || Tq >= ROWS_PER_WORKGROUP ? tiledShape(runner, 'forward', D) : null;
     if (tiled) {
-      runner.dispatch(tiledForwardKernel(D, masking, tiled), { ...inputs, ...outputs }, params, [
-        Math.ceil(Tq / (tiled.rowGroups * tiled.rowsPerThread)),
-        B * H,
-      ]);
+      const masks = tiledMaskArgs(runner, B, kvCap, keyMask, segIds);
+      runner.dispatch(
+        tiledForwardKernel(tiledWidth(D), tiled),
+        { ...inputs, ...outputs, ...masks.buffers },
+        { ...params, ...masks.params, D },
+        [Math.ceil(Tq / (tiled.rowGroups * tiled.rowsPerThread)), B * H],
+      );
       return;
     }
     if (splits === 1) {
@@ -520,18 +522,27 @@ export const attention: GpuTable<typeof ATTENTION> = {
       ...maskArgs(B, T, keyMask, segIds),
     };
     const params = { T, kvCap: T, H, KVH, scale, window };
+    const masks = tiledMaskArgs(runner, B, T, keyMask, segIds);
+    const tiledArgs = { buffers: masks.buffers, params: { ...params, ...masks.params, D } };
     const dqShape = tiledShape(runner, 'dq', D);
     const dkdvShape = tiledShape(runner, 'dkdv', D);
+    const dqArgs = dqShape ? tiledArgs : { buffers: {}, params };
     runner.dispatch(
-      dqShape ? tiledDqKernel(D, masking, dqShape) : dqKernel(D, masking),
-      { ...inputs, dq: { ref: dq, elements: qElements } },
-      params,
+      dqShape ? tiledDqKernel(tiledWidth(D), dqShape) : dqKernel(D, masking),
+      { ...inputs, ...dqArgs.buffers, dq: { ref: dq, elements: qElements } },
+      dqArgs.params,
       [Math.ceil(T / rowsPerWorkgroup(dqShape)), B * H],
     );
+    const dkdvArgs = dkdvShape ? tiledArgs : { buffers: {}, params };
     runner.dispatch(
-      dkdvShape ? tiledDkdvKernel(D, masking, dkdvShape) : dkdvKernel(D, masking),
-      { ...inputs, dk: { ref: dk, elements: kvElements }, dv: { ref: dv, elements: kvElements } },
-      params,
+      dkdvShape ? tiledDkdvKernel(tiledWidth(D), dkdvShape) : dkdvKernel(D, masking),
+      {
+        ...inputs,
+        ...dkdvArgs.buffers,
+        dk: { ref: dk, elements: kvElements },
+        dv: { ref: dv, elements: kvElements },
+      },
+      dkdvArgs.params,
       [Math.ceil(T / rowsPerWorkgroup(dkdvShape)), B * KVH],
     );
   },

@@ -272,14 +272,23 @@ const ATTENTION_CANDIDATES_VERSION = 1;
  */
 const SOFTWARE_ATTENTION = ['row'];
 
+export interface AttentionProblem {
+  B: number;
+  T: number;
+  H: number;
+  KVH: number;
+  D: number;
+}
+
 /** A training-shaped problem (0.5B heads, sized for seconds on a CPU adapter). */
-const ATTENTION_PROBLEM = { B: 2, T: 256, H: 14, KVH: 2, D: 64 };
+const ATTENTION_PROBLEM: AttentionProblem = { B: 2, T: 256, H: 14, KVH: 2, D: 64 };
 
 /** The attention plan for this device: forced, cached, or measured now (and cached). */
 export async function chooseAttentionPlan(
   context: WebGpuContext,
   runner: KernelRunner,
   options: GemmChoiceOptions = {},
+  problem = ATTENTION_PROBLEM,
 ): Promise<AttentionPlan> {
   const spec = env('LORAFORGE_WEBGPU_ATTENTION') ?? options.attention;
   if (spec && spec !== 'tune') {
@@ -308,7 +317,7 @@ export async function chooseAttentionPlan(
       // A cache written by other code: retune below.
     }
   }
-  const plan = await fastestAttention(runner, runnable(ATTENTION_CANDIDATES));
+  const plan = await fastestAttention(runner, runnable(ATTENTION_CANDIDATES), problem);
   store.set(key, attentionPlanName(plan));
   return plan;
 }
@@ -321,8 +330,8 @@ export async function chooseAttentionPlan(
 async function fastestAttention(
   runner: KernelRunner,
   candidates: AttentionPlan[],
+  { B, T, H, KVH, D }: AttentionProblem,
 ): Promise<AttentionPlan> {
-  const { B, T, H, KVH, D } = ATTENTION_PROBLEM;
   const device = runner.device;
   const arg = (elements: number) => {
     const buffer = device.createBuffer({ size: elements * 4, usage: USAGE() });
