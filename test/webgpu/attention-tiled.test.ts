@@ -2,8 +2,9 @@
 // runner's attention plan: shapes aimed at the tiles (GQA 14/2 and 4/1, key masks, packing,
 // windows, odd and tiny D, Tq < Tk < kvCap with NaN past Tk, rows that see no key), forward and
 // gradients each compared with the spec's reference, and a check that the tiled kernels (not the
-// row fallback) ran. The row kernels are the software adapters' default: registry-kernels.test.ts
-// runs the registry's cases on them. Few pipelines (a cold shader cache compiles each one).
+// row fallback) ran; and the registry's cases on the row kernels (the backend's own plan, which
+// registry-kernels.test.ts uses, is the tuner's: the .s8 tiles on lavapipe). Few tiled pipelines
+// (a cold shader cache compiles each one; the row kernels compile one per head size and mask).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { bindKernels, type RegistryKernels } from '../../src/engine/kernels/registry.ts';
@@ -13,6 +14,7 @@ import { KernelRunner } from '../../src/engine/webgpu/runner.ts';
 import {
   attentionPlanName,
   parseAttentionPlan,
+  ROW_ATTENTION,
   TILED_SHAPES,
   useAttentionPlan,
   whyAttentionCannotRun,
@@ -27,7 +29,7 @@ import {
 import { chooseAttentionPlan } from '../../src/engine/webgpu/tuner.ts';
 import { Tensor, tidyAsync } from '../../src/engine/tensor.ts';
 import { Rng } from '../../src/util/rng.ts';
-import { reference } from '../engine/kernel-cases.ts';
+import { reference, registerKernelCases } from '../engine/kernel-cases.ts';
 import { useWebGpuBackend } from './use-webgpu-backend.ts';
 
 const setup = await useWebGpuBackend();
@@ -77,6 +79,16 @@ function kernelsWith(plan: AttentionPlan, dispatched: string[] = []): RegistryKe
     ]),
   ) as unknown as RegistryKernels;
 }
+
+// The registry's cases on the row kernels (software adapters with subgroups of 8 default to the
+// tiles, which registry-kernels.test.ts then runs).
+let rowKernels: RegistryKernels | undefined;
+registerKernelCases(
+  'webgpu attention row',
+  () => (rowKernels ??= kernelsWith(ROW_ATTENTION)),
+  { exact: TOLERANCE, float: TOLERANCE, angles: TOLERANCE },
+  { skip: cannotRun(ROW_ATTENTION), only: ['attentionForward', 'attentionBackward'] },
+);
 
 interface Shape {
   label: string;

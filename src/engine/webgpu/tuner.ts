@@ -261,16 +261,15 @@ async function fastestTile(
 
 /** Attention kernels the tuner times for each pass (names as in attentionPlanName). Bump the version when editing. */
 const ATTENTION_CANDIDATES = ['row', 'tiled', 'tiled.s8'];
-const ATTENTION_CANDIDATES_VERSION = 1;
+const ATTENTION_CANDIDATES_VERSION = 2;
 
 /**
- * What software adapters run without timing: the row kernels. On lavapipe the subgroup-of-8 tiles
- * (`forward=tiled.8x8x2.s8,backward=tiled.s8`) run 1.5-3x faster per call once compiled
- * (bench:ops), but with a cold shader cache each of their pipelines (one per head size and mask
- * combination) takes tens of seconds to compile, the backward's minutes: longer than a short run
- * saves. Ask for them with the `attention` option or LORAFORGE_WEBGPU_ATTENTION.
+ * What software adapters run without timing: the subgroup-of-8 tiles where the adapter has them
+ * (lavapipe: 1.7-2.9x the row kernels per call, bench:ops), else the row kernels. A cold shader
+ * cache compiles the tiles' three pipelines once per head-size width (about 30 s for D <= 64 on
+ * lavapipe, then Mesa's disk cache keeps them).
  */
-const SOFTWARE_ATTENTION = ['row'];
+const SOFTWARE_ATTENTION = ['tiled.s8', 'row'];
 
 export interface AttentionProblem {
   B: number;
