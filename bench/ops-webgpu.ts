@@ -1,11 +1,13 @@
 /**
  * `bench:ops -- --device webgpu`: the WebGPU attention and reduction kernels at one Qwen2-0.5B
- * layer's sizes (batch 8 x 64 tokens, 14 heads / 2 kv heads of dim 64, hidden 896) plus one decode
- * step against a 2048-token cache, each beside its baseline in the same process, interleaved so
- * that a change in machine load hits both: attention against the first kernels
- * (attention-webgpu-legacy.ts), reductions on subgroups against the workgroup-memory tree (where the
- * adapter has subgroups). Reports the best wall-clock and, for CPU adapters such as lavapipe
- * (whose threads run in this process), CPU time per call. `--json` prints one JSON object last.
+ * layer's sizes (batch 8 x 64 tokens, 14 heads / 2 kv heads of dim 64, hidden 896; `--seq` more
+ * token counts, e.g. `--seq 64,256`) plus one decode step against a 2048-token cache, each beside
+ * its baseline in the same process, interleaved so that a change in machine load hits all:
+ * attention as the first kernels (attention-webgpu-legacy.ts, the baseline), the row kernels and
+ * the block-tiled ones (staged, and `.s8` where subgroups are exactly 8), reductions on subgroups
+ * against the workgroup-memory tree (where the adapter has subgroups). Reports the best
+ * wall-clock and, for CPU adapters such as lavapipe (whose threads run in this process), CPU time
+ * per call, each against the baseline. `--json` prints one JSON object last.
  */
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -17,9 +19,18 @@ import { crossEntropy } from '../src/engine/webgpu/cross-entropy.ts';
 import { KernelRunner } from '../src/engine/webgpu/runner.ts';
 import { isHardwareAdapter } from '../src/engine/webgpu/device.ts';
 import type { GpuArg } from '../src/engine/webgpu/kernel-table.ts';
+import {
+  attentionPlanName,
+  attentionPlanOf,
+  parseAttentionPlan,
+  useAttentionPlan,
+  whyAttentionCannotRun,
+} from '../src/engine/webgpu/attention-plan.ts';
 import { argValue, emitJson, say } from './common.ts';
 
 const [BATCH, SEQ, HEADS, KV_HEADS, HEAD_DIM, HIDDEN] = [8, 64, 14, 2, 64, 896];
+const seqArg = process.argv.indexOf('--seq');
+const SEQS = seqArg > 0 ? process.argv[seqArg + 1]!.split(',').map(Number) : [SEQ];
 const DECODE_CACHE = 2048;
 const CE_CHUNK = 8192;
 const ROUNDS = argValue('--rounds', 3);
@@ -47,11 +58,12 @@ function i32(values: number[]): GpuArg {
 const normal = () => Math.random() * 2 - 1;
 
 const tokens = BATCH * SEQ;
-const [q, dout] = [0, 1].map(() => f32(tokens * HEADS * HEAD_DIM, normal));
-const [k, v] = [0, 1].map(() => f32(tokens * KV_HEADS * HEAD_DIM, normal));
-const [out, dq] = [0, 1].map(() => f32(tokens * HEADS * HEAD_DIM));
-const [dk, dv] = [0, 1].map(() => f32(tokens * KV_HEADS * HEAD_DIM));
-const lse = f32(BATCH * HEADS * SEQ);
+const maxTokens = BATCH * Math.max(...SEQS);
+const [q, dout] = [0, 1].map(() => f32(maxTokens * HEADS * HEAD_DIM, normal));
+const [k, v] = [0, 1].map(() => f32(maxTokens * KV_HEADS * HEAD_DIM, normal));
+const [out, dq] = [0, 1].map(() => f32(maxTokens * HEADS * HEAD_DIM));
+const [dk, dv] = [0, 1].map(() => f32(maxTokens * KV_HEADS * HEAD_DIM));
+const lse = f32(BATCH * HEADS * Math.max(...SEQS));
 const cacheK = f32(DECODE_CACHE * KV_HEADS * HEAD_DIM, normal);
 const cacheV = f32(DECODE_CACHE * KV_HEADS * HEAD_DIM, normal);
 const decodeQ = f32(HEADS * HEAD_DIM, normal);
@@ -65,24 +77,38 @@ const [runMax, runSum, tgtLogit] = [0, 1, 2].map(() => f32(tokens));
 const masks = { keyMask: null, segIds: null };
 const shape = { B: BATCH, H: HEADS, KVH: KV_HEADS, D: HEAD_DIM, scale: 0.125, window: 0 };
 type Impl = typeof attention;
-const forward = (impl: Impl) => () =>
-  impl.attentionForward(
-    { q, k, v, out, lse, ...masks },
-    { ...shape, Tq: SEQ, Tk: SEQ, kvCap: SEQ },
-    runner,
-  );
-const backward = (impl: Impl) => () =>
-  impl.attentionBackward(
-    { q, k, v, out, lse, dout, dq, dk, dv, ...masks },
-    { ...shape, T: SEQ },
-    runner,
-  );
-const decode = (impl: Impl) => () =>
+const forward = (impl: Impl, r: KernelRunner, T: number) => () =>
+  impl.attentionForward({ q, k, v, out, lse, ...masks }, { ...shape, Tq: T, Tk: T, kvCap: T }, r);
+const backward = (impl: Impl, r: KernelRunner, T: number) => () =>
+  impl.attentionBackward({ q, k, v, out, lse, dout, dq, dk, dv, ...masks }, { ...shape, T }, r);
+const decode = (impl: Impl, r: KernelRunner) => () =>
   impl.attentionForward(
     { q: decodeQ, k: cacheK, v: cacheV, out: decodeOut, lse: decodeLse, ...masks },
     { ...shape, B: 1, Tq: 1, Tk: DECODE_CACHE, kvCap: DECODE_CACHE },
-    runner,
+    r,
   );
+/** The current kernels' plans this adapter runs, each on a runner of its own. */
+const planRunners = ['row', 'tiled', 'tiled.s8']
+  .map(parseAttentionPlan)
+  .filter((plan) => !whyAttentionCannotRun(gpu.context, plan))
+  .map((plan) => {
+    const r = new KernelRunner(device);
+    useAttentionPlan(r, plan);
+    return { name: attentionPlanName(plan), runner: r };
+  });
+say(
+  `attention plan the tuner gives this adapter ("tuned" below): ${attentionPlanName(attentionPlanOf(runner))}`,
+);
+/** Attention variants of one call: the legacy kernels (the baseline), every plan, the tuner's. */
+const attentionVariants = (make: (impl: Impl, r: KernelRunner) => () => void) => [
+  { label: 'legacy', run: make(legacyAttention, runner), runners: [runner] },
+  ...planRunners.map((p) => ({
+    label: p.name,
+    run: make(attention, p.runner),
+    runners: [p.runner],
+  })),
+  { label: 'tuned', run: make(attention, runner), runners: [runner] },
+];
 const norm = (r: KernelRunner) => () => {
   rmsnorm.rmsnormForward(
     { x, w: normWeight, out: normOut, rstd },
@@ -102,38 +128,41 @@ const ceChunk = (r: KernelRunner) => () =>
     r,
   );
 
-const cases: { name: string; old: () => void; new: () => void; runners: KernelRunner[] }[] = [
-  {
-    name: 'attention forward',
-    old: forward(legacyAttention),
-    new: forward(attention),
-    runners: [runner],
-  },
-  {
-    name: 'attention backward',
-    old: backward(legacyAttention),
-    new: backward(attention),
-    runners: [runner],
-  },
+interface Variant {
+  label: string;
+  run: () => void;
+  runners: KernelRunner[];
+}
+const cases: { name: string; variants: Variant[] }[] = [
+  ...SEQS.flatMap((T) => [
+    {
+      name: `attention forward (T ${T})`,
+      variants: attentionVariants((impl, r) => forward(impl, r, T)),
+    },
+    {
+      name: `attention backward (T ${T})`,
+      variants: attentionVariants((impl, r) => backward(impl, r, T)),
+    },
+  ]),
   {
     name: `attention decode (1 x ${DECODE_CACHE} keys)`,
-    old: decode(legacyAttention),
-    new: decode(attention),
-    runners: [runner],
+    variants: attentionVariants(decode),
   },
   ...(gpu.context.subgroups
     ? [
         {
           name: 'rmsnorm forward + dx',
-          old: norm(treeRunner),
-          new: norm(runner),
-          runners: [treeRunner, runner],
+          variants: [
+            { label: 'tree', run: norm(treeRunner), runners: [treeRunner] },
+            { label: 'subgroups', run: norm(runner), runners: [runner] },
+          ],
         },
         {
           name: 'cross-entropy chunk',
-          old: ceChunk(treeRunner),
-          new: ceChunk(runner),
-          runners: [treeRunner, runner],
+          variants: [
+            { label: 'tree', run: ceChunk(treeRunner), runners: [treeRunner] },
+            { label: 'subgroups', run: ceChunk(runner), runners: [runner] },
+          ],
         },
       ]
     : []),
@@ -152,28 +181,35 @@ async function time(run: () => void, runners: KernelRunner[]) {
 
 const results = [];
 for (const c of cases) {
-  const best = { old: { wall: Infinity, cpu: Infinity }, new: { wall: Infinity, cpu: Infinity } };
-  // Round 0 compiles and warms both; later rounds keep each one's best time.
+  const best = c.variants.map(() => ({ wall: Infinity, cpu: Infinity }));
+  // Round 0 compiles and warms every variant; later rounds keep each one's best time.
   for (let round = 0; round <= ROUNDS; round++) {
-    for (const which of ['old', 'new'] as const) {
-      const t = await time(c[which], c.runners);
+    for (const [i, variant] of c.variants.entries()) {
+      const t = await time(variant.run, variant.runners);
       if (round === 0) continue;
-      best[which].wall = Math.min(best[which].wall, t.wall);
-      best[which].cpu = Math.min(best[which].cpu, t.cpu);
+      best[i]!.wall = Math.min(best[i]!.wall, t.wall);
+      best[i]!.cpu = Math.min(best[i]!.cpu, t.cpu);
     }
   }
-  const result = {
-    name: c.name,
-    oldMs: best.old.wall * 1e3,
-    newMs: best.new.wall * 1e3,
-    speedup: best.old.wall / best.new.wall,
-    cpuTimeSpeedup: best.old.cpu / best.new.cpu,
-  };
-  results.push(result);
-  say(
-    `${c.name.padEnd(34)} old ${result.oldMs.toFixed(1).padStart(8)} ms  new ${result.newMs.toFixed(1).padStart(8)} ms  x${result.speedup.toFixed(2)}` +
-      (software ? `   (CPU-time x${result.cpuTimeSpeedup.toFixed(2)})` : ''),
-  );
+  const [base] = best;
+  // Attention variants also against the row kernels (the current default elsewhere).
+  const row = best[c.variants.findIndex((v) => v.label === 'row')];
+  const variants = c.variants.map((variant, i) => ({
+    label: variant.label,
+    ms: best[i]!.wall * 1e3,
+    speedup: base!.wall / best[i]!.wall,
+    cpuTimeSpeedup: base!.cpu / best[i]!.cpu,
+    ...(row && { vsRow: row.wall / best[i]!.wall }),
+  }));
+  results.push({ name: c.name, variants });
+  say(c.name);
+  for (const r of variants) {
+    say(
+      `  ${r.label.padEnd(18)} ${r.ms.toFixed(1).padStart(9)} ms  x${r.speedup.toFixed(2)}` +
+        (software ? `   (CPU-time x${r.cpuTimeSpeedup.toFixed(2)})` : '') +
+        (r.vsRow ? `   vs row x${r.vsRow.toFixed(2)}` : ''),
+    );
+  }
 }
 gpu.destroy();
 emitJson({

@@ -1,6 +1,8 @@
 /**
  * Flash-style attention (the semantics are the spec's, src/engine/kernels/attention.ts):
- * scores are never materialised. Each workgroup owns a block of rows of one (batch, head), keeps
+ * scores are never materialised. These are the row kernels; the runner's attention plan
+ * (attention-plan.ts, chosen by the tuner) may send a pass to the block-tiled kernels of
+ * attention-tiled.ts instead (decode-shaped forwards always split keys here). Each workgroup owns a block of rows of one (batch, head), keeps
  * its own row vectors and accumulators in registers, and streams the other side's rows through
  * workgroup memory in tiles.
  *
@@ -25,6 +27,17 @@ import type { KernelRunner } from './runner.ts';
 // EMPTY_ROW_LSE (+inf) is passed as a uniform, because WGSL rejects infinite constants.
 import { ATTENTION, EMPTY_ROW_LSE } from '../kernels/attention.ts';
 import type { GpuTable } from './kernel-table.ts';
+import { attentionPlanOf } from './attention-plan.ts';
+import {
+  fitTiledShape,
+  tiledDkdvKernel,
+  tiledDqKernel,
+  tiledForwardKernel,
+  tiledMaskArgs,
+  tiledWidth,
+  type TiledKind,
+  type TiledShape,
+} from './attention-tiled.ts';
 import {
   backwardBuffers,
   BACKWARD_PARAMS,
@@ -399,6 +412,21 @@ function keySplits(groups: number, Tk: number, partBytes: number, runner: Kernel
   );
 }
 
+/**
+ * The tiled shape `runner`'s plan gives this kernel at head dimension D (its column blocks
+ * narrowed to fit workgroup memory), or null: the row kernel runs.
+ */
+function tiledShape(runner: KernelRunner, kind: TiledKind, D: number): TiledShape | null {
+  const plan = attentionPlanOf(runner);
+  const kernels = kind === 'forward' ? plan.forward : plan.backward;
+  if (kernels.kind === 'row') return null;
+  return fitTiledShape(kind, D, kernels.shape, runner.device.limits.maxComputeWorkgroupStorageSize);
+}
+
+/** Rows (queries or keys) one workgroup of a backward kernel owns. */
+const rowsPerWorkgroup = (shape: TiledShape | null) =>
+  shape ? shape.rowGroups * shape.rowsPerThread : ROWS_PER_WORKGROUP;
+
 export const attention: GpuTable<typeof ATTENTION> = {
   /**
    * q/out `[B,Tq,H,D]`; k/v `[B,kvCap,KVH,D]` with the first Tk rows valid; lse `[B,H,Tq]`;
@@ -424,6 +452,20 @@ export const attention: GpuTable<typeof ATTENTION> = {
       out: { ref: out, elements: B * Tq * H * D },
       lse: { ref: lse, elements: rows },
     };
+    // The tiled kernels take every call with a full block of queries; decode-shaped calls (fewer
+    // queries, keys worth splitting) take the split path below.
+    const tiled =
+      splits === 1 || Tq >= ROWS_PER_WORKGROUP ? tiledShape(runner, 'forward', D) : null;
+    if (tiled) {
+      const masks = tiledMaskArgs(runner, B, kvCap, keyMask, segIds);
+      runner.dispatch(
+        tiledForwardKernel(tiledWidth(D), tiled),
+        { ...inputs, ...outputs, ...masks.buffers },
+        { ...params, ...masks.params, D },
+        [Math.ceil(Tq / (tiled.rowGroups * tiled.rowsPerThread)), B * H],
+      );
+      return;
+    }
     if (splits === 1) {
       runner.dispatch(
         forwardKernel(D, masking, false),
@@ -480,18 +522,28 @@ export const attention: GpuTable<typeof ATTENTION> = {
       ...maskArgs(B, T, keyMask, segIds),
     };
     const params = { T, kvCap: T, H, KVH, scale, window };
-    const blocks = Math.ceil(T / ROWS_PER_WORKGROUP);
+    const masks = tiledMaskArgs(runner, B, T, keyMask, segIds);
+    const tiledArgs = { buffers: masks.buffers, params: { ...params, ...masks.params, D } };
+    const dqShape = tiledShape(runner, 'dq', D);
+    const dkdvShape = tiledShape(runner, 'dkdv', D);
+    const dqArgs = dqShape ? tiledArgs : { buffers: {}, params };
     runner.dispatch(
-      dqKernel(D, masking),
-      { ...inputs, dq: { ref: dq, elements: qElements } },
-      params,
-      [blocks, B * H],
+      dqShape ? tiledDqKernel(tiledWidth(D), dqShape) : dqKernel(D, masking),
+      { ...inputs, ...dqArgs.buffers, dq: { ref: dq, elements: qElements } },
+      dqArgs.params,
+      [Math.ceil(T / rowsPerWorkgroup(dqShape)), B * H],
     );
+    const dkdvArgs = dkdvShape ? tiledArgs : { buffers: {}, params };
     runner.dispatch(
-      dkdvKernel(D, masking),
-      { ...inputs, dk: { ref: dk, elements: kvElements }, dv: { ref: dv, elements: kvElements } },
-      params,
-      [blocks, B * KVH],
+      dkdvShape ? tiledDkdvKernel(tiledWidth(D), dkdvShape) : dkdvKernel(D, masking),
+      {
+        ...inputs,
+        ...dkdvArgs.buffers,
+        dk: { ref: dk, elements: kvElements },
+        dv: { ref: dv, elements: kvElements },
+      },
+      dkdvArgs.params,
+      [Math.ceil(T / rowsPerWorkgroup(dkdvShape)), B * KVH],
     );
   },
 };

@@ -5,7 +5,8 @@
  */
 import { acquireWebGpu, type AcquireOptions, type WebGpuContext } from './device.ts';
 import { DEFAULT_GEMM_PLAN, gemm, type GemmArgs, type GemmPlan } from './gemm.ts';
-import { chooseGemmPlan, type GemmChoiceOptions } from './tuner.ts';
+import { chooseAttentionPlan, chooseGemmPlan, type GemmChoiceOptions } from './tuner.ts';
+import { useAttentionPlan } from './attention-plan.ts';
 import { KernelRunner, type BufferRef } from './runner.ts';
 
 export type WebGpuKernelsOptions = AcquireOptions & GemmChoiceOptions;
@@ -19,10 +20,14 @@ export class WebGpuKernels {
     this.runner = new KernelRunner(context.device);
   }
 
-  /** Acquires a device and picks its GEMM plan (forced, cached or tuned now: tuner.ts). */
+  /** Acquires a device and picks its GEMM and attention plans (forced, cached or tuned now: tuner.ts). */
   static async create(options: WebGpuKernelsOptions = {}): Promise<WebGpuKernels> {
     const kernels = new WebGpuKernels(await acquireWebGpu(options));
     kernels.gemmPlan = await chooseGemmPlan(kernels.context, kernels.runner, options);
+    useAttentionPlan(
+      kernels.runner,
+      await chooseAttentionPlan(kernels.context, kernels.runner, options),
+    );
     return kernels;
   }
 

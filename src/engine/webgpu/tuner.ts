@@ -8,6 +8,10 @@
  * `LORAFORGE_WEBGPU_GEMM` (or the `gemm` option) forces a plan instead: `legacy` (the first kernel,
  * the benchmark baseline), a tile name for every class (`8x16.8x8.k16`), or per class
  * (`large=8x16.8x8.k16,rows=32x4.4x4.k16,cols=4x32.4x4.k16`); `tune` retunes ignoring the cache.
+ *
+ * The attention kernels are chosen the same way (`chooseAttentionPlan`): the row kernels or a
+ * block-tiled shape (attention-plan.ts), timed on a training-shaped forward + backward, cached
+ * beside the GEMM plan; `LORAFORGE_WEBGPU_ATTENTION` (or the `attention` option) forces one.
  */
 import { LoraforgeError } from '../../util/errors.ts';
 import { isHardwareAdapter, type WebGpuContext } from './device.ts';
@@ -28,6 +32,14 @@ import {
   type GemmTile,
 } from './gemm-tiled.ts';
 import type { KernelRunner } from './runner.ts';
+import { attention } from './attention.ts';
+import {
+  attentionPlanName,
+  parseAttentionPlan,
+  useAttentionPlan,
+  whyAttentionCannotRun,
+  type AttentionPlan,
+} from './attention-plan.ts';
 
 export interface TuneStore {
   get(key: string): string | undefined;
@@ -120,6 +132,8 @@ export interface GemmChoiceOptions {
   store?: TuneStore;
   /** Lets the tuner consider f16 tiles (f32 operands rounded to f16). */
   allowF16?: boolean;
+  /** What LORAFORGE_WEBGPU_ATTENTION takes (a plan name or `tune`); the variable wins when set. */
+  attention?: string;
 }
 
 function env(name: string): string | undefined {
@@ -241,6 +255,130 @@ async function fastestTile(
     }
   } finally {
     for (const buffer of [a, b, c]) buffer.destroy();
+  }
+  return best;
+}
+
+/** Attention kernels the tuner times for each pass (names as in attentionPlanName). Bump the version when editing. */
+const ATTENTION_CANDIDATES = ['row', 'tiled', 'tiled.s8'];
+const ATTENTION_CANDIDATES_VERSION = 2;
+
+/**
+ * What software adapters run without timing: the subgroup-of-8 tiles where the adapter has them
+ * (lavapipe: 1.7-2.9x the row kernels per call, bench:ops), else the row kernels. A cold shader
+ * cache compiles the tiles' three pipelines once per head-size width (about 30 s for D <= 64 on
+ * lavapipe, then Mesa's disk cache keeps them).
+ */
+const SOFTWARE_ATTENTION = ['tiled.s8', 'row'];
+
+export interface AttentionProblem {
+  B: number;
+  T: number;
+  H: number;
+  KVH: number;
+  D: number;
+}
+
+/** A training-shaped problem (0.5B heads, sized for seconds on a CPU adapter). */
+const ATTENTION_PROBLEM: AttentionProblem = { B: 2, T: 256, H: 14, KVH: 2, D: 64 };
+
+/** The attention plan for this device: forced, cached, or measured now (and cached). */
+export async function chooseAttentionPlan(
+  context: WebGpuContext,
+  runner: KernelRunner,
+  options: GemmChoiceOptions = {},
+  problem = ATTENTION_PROBLEM,
+): Promise<AttentionPlan> {
+  const spec = env('LORAFORGE_WEBGPU_ATTENTION') ?? options.attention;
+  if (spec && spec !== 'tune') {
+    const plan = parseAttentionPlan(spec);
+    const why = whyAttentionCannotRun(context, plan);
+    if (why) throw new LoraforgeError(`attention plan ${spec}: ${why}`);
+    return plan;
+  }
+  const runnable = (names: string[]) =>
+    names.map(parseAttentionPlan).filter((plan) => !whyAttentionCannotRun(context, plan));
+  if (spec !== 'tune' && !isHardwareAdapter(context.adapterInfo)) {
+    return runnable(SOFTWARE_ATTENTION)[0]!;
+  }
+  const store = options.store ?? memoryTuneStore();
+  const key = JSON.stringify({
+    attention: ATTENTION_CANDIDATES_VERSION,
+    gemm: JSON.parse(tuneKey(context, false)),
+    fixedSubgroupSize: context.fixedSubgroupSize,
+  });
+  const cached = spec === 'tune' ? undefined : store.get(key);
+  if (cached) {
+    try {
+      const plan = parseAttentionPlan(cached);
+      if (!whyAttentionCannotRun(context, plan)) return plan;
+    } catch {
+      // A cache written by other code: retune below.
+    }
+  }
+  const plan = await fastestAttention(runner, runnable(ATTENTION_CANDIDATES), problem);
+  store.set(key, attentionPlanName(plan));
+  return plan;
+}
+
+/**
+ * Times each candidate's forward and backward apart (one untimed run compiles, then the best of
+ * two) and keeps the fastest kernels of each pass. Leaves `runner` on the last candidate: the
+ * caller attaches the result.
+ */
+async function fastestAttention(
+  runner: KernelRunner,
+  candidates: AttentionPlan[],
+  { B, T, H, KVH, D }: AttentionProblem,
+): Promise<AttentionPlan> {
+  const device = runner.device;
+  const arg = (elements: number) => {
+    const buffer = device.createBuffer({ size: elements * 4, usage: USAGE() });
+    return { buffer, offset: 0, dtype: 'f32' as const, bytes: elements * 4 };
+  };
+  const [q, out, dout, dq] = [0, 1, 2, 3].map(() => arg(B * T * H * D));
+  const [k, v, dk, dv] = [0, 1, 2, 3].map(() => arg(B * T * KVH * D));
+  const lse = arg(B * H * T);
+  // Zero-filled inputs: every score is 0, so every key is weighed (no early-outs to flatter a kernel).
+  const shape = { B, H, KVH, D, scale: 1 / Math.sqrt(D), window: 0 };
+  const masks = { keyMask: null, segIds: null };
+  const passes = {
+    forward: () =>
+      attention.attentionForward(
+        { q, k, v, out, lse, ...masks },
+        { ...shape, Tq: T, Tk: T, kvCap: T },
+        runner,
+      ),
+    backward: () =>
+      attention.attentionBackward(
+        { q, k, v, out, lse, dout, dq, dk, dv, ...masks },
+        { ...shape, T },
+        runner,
+      ),
+  };
+  const best = { ...candidates[0]! };
+  try {
+    for (const pass of ['forward', 'backward'] as const) {
+      let bestSeconds = Infinity;
+      for (const plan of candidates) {
+        useAttentionPlan(runner, plan);
+        const run = async () => {
+          const start = performance.now();
+          passes[pass]();
+          runner.flush();
+          await device.queue.onSubmittedWorkDone();
+          return (performance.now() - start) / 1000;
+        };
+        await run();
+        const seconds = Math.min(await run(), await run());
+        if (seconds < bestSeconds) {
+          bestSeconds = seconds;
+          best[pass] = plan[pass];
+        }
+      }
+    }
+  } finally {
+    for (const { buffer } of [q, out, dout, dq, k, v, dk, dv, lse]) buffer.destroy();
   }
   return best;
 }
