@@ -22,6 +22,8 @@ import {
 } from '../../src/engine/webgpu/attention-plan.ts';
 import {
   fitTiledShape,
+  narrowedShapes,
+  tiledShapeName,
   tiledWidth,
   tiledWorkgroupBytes,
   type TiledShape,
@@ -37,16 +39,17 @@ const TOLERANCE = { rtol: 1e-4, atol: 1e-5 };
 
 /**
  * Every tiled plan the tuner can pick (TILED_SHAPES: the staged one, and `.s8` where subgroups
- * are exactly 8) and an odd staged register block: the staged shapes that fitTiledShape narrows
- * to when workgroup memory is short differ from these only in how many named registers the
- * generator writes out (rows and columns per thread), which this one varies (3 rows, 1 column,
- * 2 groups); `.s8` shapes are never narrowed. Each plan compiles 3 pipelines per width.
+ * are exactly 8), every staged shape fitTiledShape narrows the staged one to when workgroup memory
+ * is short (narrowedShapes: 4x4x1, 4x2x1, 4x1x1), and an odd block that only a user can force
+ * (3 rows, 1 column, 2 groups). Each plan compiles 3 pipelines per width.
  */
+const tiledPlan = (shape: TiledShape): AttentionPlan => ({
+  forward: { kind: 'tiled', shape },
+  backward: { kind: 'tiled', shape },
+});
 const PLANS: AttentionPlan[] = [
-  ...TILED_SHAPES.map((shape) => ({
-    forward: { kind: 'tiled' as const, shape },
-    backward: { kind: 'tiled' as const, shape },
-  })),
+  ...TILED_SHAPES.map(tiledPlan),
+  ...narrowedShapes(TILED_SHAPES[0]!).map(tiledPlan),
   parseAttentionPlan('tiled.2x3x1'),
 ];
 const STAGED = PLANS[0]!;
@@ -308,6 +311,10 @@ test('attention plans parse by name and refuse what they cannot be', () => {
     fitted.rowsPerThread * fitted.colsPerThread < staged.rowsPerThread * staged.colsPerThread,
   );
   assert.ok(tiledWorkgroupBytes('dkdv', 128, fitted) <= 16384);
+  assert.deepEqual(
+    narrowedShapes(staged).map((shape) => tiledShapeName(shape)),
+    ['4x4x1', '4x2x1', '4x1x1'],
+  );
   assert.deepEqual(fitTiledShape('forward', 64, s8, 16384), s8);
   assert.equal(fitTiledShape('forward', 4096, staged, 16384), null);
   // One pipeline width serves every head size up to 64, the next ones every 32 more.

@@ -108,10 +108,24 @@ export function tiledWorkgroupBytes(kind: TiledKind, D: number, s: TiledShape): 
 }
 
 /**
- * The plan's shape, or (staged) the first one that fits `limitBytes` as its columns and then its
- * rows per thread are halved; null (the row kernel runs) when none does. `.s8` shapes are not
- * narrowed: they serve software adapters, whose limits they fit up to large heads, and the
- * shapes that can run are the ones tested.
+ * The staged shapes a plan's shape gives way to when workgroup memory is short, in order: its
+ * columns per thread halved down to 1, then its rows per thread halved down to 1 (4x4x2 → 4x4x1
+ * → 4x2x1 → 4x1x1). A short fixed ladder, so that every shape the tuner's choice can run as is
+ * forced in the tests.
+ */
+export function narrowedShapes(s: TiledShape): TiledShape[] {
+  const out: TiledShape[] = [];
+  for (let cols = s.colsPerThread >> 1; cols >= 1; cols >>= 1)
+    out.push({ ...s, colsPerThread: cols });
+  for (let rows = s.rowsPerThread >> 1; rows >= 1; rows >>= 1)
+    out.push({ ...s, rowsPerThread: rows, colsPerThread: 1 });
+  return out;
+}
+
+/**
+ * The plan's shape, or (staged) the first of its narrowedShapes that fits `limitBytes`; null (the
+ * row kernel runs) when none does. `.s8` shapes are not narrowed: they serve software adapters,
+ * whose limits they fit up to large heads, and the shapes that can run are the ones tested.
  */
 export function fitTiledShape(
   kind: TiledKind,
@@ -119,14 +133,9 @@ export function fitTiledShape(
   s: TiledShape,
   limitBytes: number,
 ): TiledShape | null {
-  if (s.sg8) return tiledWorkgroupBytes(kind, D, s) <= limitBytes ? s : null;
-  for (let rows = s.rowsPerThread; rows >= 1; rows = Math.floor(rows / 2)) {
-    for (let cols = s.colsPerThread; cols >= 1; cols = Math.floor(cols / 2)) {
-      const shape = { ...s, rowsPerThread: rows, colsPerThread: cols };
-      if (tiledWorkgroupBytes(kind, D, shape) <= limitBytes) return shape;
-    }
-  }
-  return null;
+  const fits = (shape: TiledShape) => tiledWorkgroupBytes(kind, D, shape) <= limitBytes;
+  if (s.sg8) return fits(s) ? s : null;
+  return [s, ...narrowedShapes(s)].find(fits) ?? null;
 }
 
 /**
