@@ -7,9 +7,7 @@
 // (a cold shader cache compiles each one; the row kernels compile one per head size and mask).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bindKernels, type RegistryKernels } from '../../src/engine/kernels/registry.ts';
-import { gpuArg } from '../../src/engine/webgpu/backend-kernels.ts';
-import { WEBGPU_KERNELS } from '../../src/engine/webgpu/kernel-table.ts';
+import type { RegistryKernels } from '../../src/engine/kernels/registry.ts';
 import { KernelRunner } from '../../src/engine/webgpu/runner.ts';
 import {
   attentionPlanName,
@@ -32,6 +30,7 @@ import { chooseAttentionPlan } from '../../src/engine/webgpu/tuner.ts';
 import { Tensor, tidyAsync } from '../../src/engine/tensor.ts';
 import { Rng } from '../../src/util/rng.ts';
 import { reference, registerKernelCases } from '../engine/kernel-cases.ts';
+import { kernelsOnRunner } from './runner-kernels.ts';
 import { useWebGpuBackend } from './use-webgpu-backend.ts';
 
 const setup = await useWebGpuBackend();
@@ -69,18 +68,7 @@ function kernelsWith(plan: AttentionPlan, dispatched: string[] = []): RegistryKe
     dispatched.push(def.key);
     dispatch(def, ...rest);
   };
-  const kernels = bindKernels(WEBGPU_KERNELS, gpuArg, runner);
-  // This runner records apart from the backend's: submit each call before the backend reads.
-  return Object.fromEntries(
-    Object.entries(kernels).map(([name, run]) => [
-      name,
-      (...args: unknown[]) => {
-        const result = (run as (...a: unknown[]) => unknown)(...args);
-        runner.flush();
-        return result;
-      },
-    ]),
-  ) as unknown as RegistryKernels;
+  return kernelsOnRunner(runner);
 }
 
 // The registry's cases on the row kernels (software adapters with subgroups of 8 default to the

@@ -4,15 +4,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  bindKernels,
   KERNELS,
   type KernelName,
   type RegistryKernels,
 } from '../../src/engine/kernels/registry.ts';
-import { gpuArg } from '../../src/engine/webgpu/backend-kernels.ts';
-import { WEBGPU_KERNELS } from '../../src/engine/webgpu/kernel-table.ts';
 import { KernelRunner } from '../../src/engine/webgpu/runner.ts';
 import { registerKernelCases, type Tolerances } from '../engine/kernel-cases.ts';
+import { kernelsOnRunner } from './runner-kernels.ts';
 import { useWebGpuBackend } from './use-webgpu-backend.ts';
 
 const setup = await useWebGpuBackend();
@@ -100,16 +98,5 @@ function memo<T>(make: () => T): () => T {
 
 function narrowKernels(limits: ConstructorParameters<typeof KernelRunner>[1]): RegistryKernels {
   const runner = new KernelRunner(setup.backend().gpu.device, limits);
-  const kernels = bindKernels(WEBGPU_KERNELS, gpuArg, runner);
-  // This runner records apart from the backend's: submit each call before the backend reads.
-  return Object.fromEntries(
-    Object.entries(kernels).map(([name, run]) => [
-      name,
-      (...args: unknown[]) => {
-        const result = (run as (...a: unknown[]) => unknown)(...args);
-        runner.flush();
-        return result;
-      },
-    ]),
-  ) as unknown as RegistryKernels;
+  return kernelsOnRunner(runner);
 }

@@ -64,6 +64,18 @@ export const DELTA: KernelDef = {
 };
 
 /** Uniform params of both the dq and the dk/dv kernel. */
+/** The forward kernels' parameters (row and tiled; each adds its own). */
+export const FORWARD_PARAMS = {
+  Tq: 'u32',
+  Tk: 'u32',
+  kvCap: 'u32',
+  H: 'u32',
+  KVH: 'u32',
+  scale: 'f32',
+  emptyRowLse: 'f32',
+  window: 'u32',
+} as const;
+
 export const BACKWARD_PARAMS = {
   T: 'u32',
   kvCap: 'u32',

@@ -52,7 +52,7 @@
  */
 import type { KernelDef } from './kernel-def.ts';
 import type { BufferArg, BufferRef, KernelRunner } from './runner.ts';
-import { backwardBuffers, BACKWARD_PARAMS } from './attention-shared.ts';
+import { backwardBuffers, BACKWARD_PARAMS, FORWARD_PARAMS } from './attention-shared.ts';
 
 /** Lanes of a row group: the columns of a block are dealt round-robin over them. */
 const LANES = 8;
@@ -186,6 +186,19 @@ class Block {
     return `let lane = ${this.s.sg8 ? 'sgLane' : `lid.x % ${LANES}u`};
   let myRow = (lid.x / ${LANES}u) * ${this.tr}u;
   let D4 = (P.D + 3u) / 4u;`;
+  }
+
+  /**
+   * WGSL of the kernels that own a block of queries (forward, dq): their batch b, head h and its
+   * kv head g, the ids, and the block's first query q0.
+   */
+  get queryBlockIds(): string {
+    return `let bh = wid.y;
+  let b = bh / P.H;
+  let h = bh % P.H;
+  let g = h / (P.H / P.KVH);
+  ${this.ids}
+  let q0 = wid.x * ${this.blockRows}u;`;
   }
 
   /** WGSL copying `rows` rows from r0 of a buffer into vec4 tile `tile` of row stride `stride`, a chunk per step (zero from `limit` on, and past D). */
@@ -462,17 +475,7 @@ export function tiledForwardKernel(width: number, s: TiledShape): KernelDef {
   const { tr, tc, blockRows, blockCols } = blk;
   return {
     key: tiledKey('forward', width, s),
-    params: {
-      Tq: 'u32',
-      Tk: 'u32',
-      kvCap: 'u32',
-      H: 'u32',
-      KVH: 'u32',
-      scale: 'f32',
-      emptyRowLse: 'f32',
-      window: 'u32',
-      ...TILED_PARAMS,
-    },
+    params: { ...FORWARD_PARAMS, ...TILED_PARAMS },
     buffers: [
       { name: 'q', dtype: 'f32', access: 'read' },
       { name: 'k', dtype: 'f32', access: 'read' },
@@ -486,12 +489,7 @@ export function tiledForwardKernel(width: number, s: TiledShape): KernelDef {
     ...blk.flavour(),
     prelude: `${blk.declarations('forward')}\n${VISIBILITY}`,
     body: `
-  let bh = wid.y;
-  let b = bh / P.H;
-  let h = bh % P.H;
-  let g = h / (P.H / P.KVH);
-  ${blk.ids}
-  let q0 = wid.x * ${blockRows}u;
+  ${blk.queryBlockIds}
   ${blk.loadRows('q', 'q0', 'P.Tq', qElement('q', 'P.Tq', ' * P.scale'))}
   // Query i sits at position Tk - Tq + i; the block sees keys up to its last query's position
   // and, in a sliding window, from its first query's position - window + 1.
@@ -584,12 +582,7 @@ export function tiledDqKernel(width: number, s: TiledShape): KernelDef {
     ...blk.flavour(),
     prelude: `${blk.declarations('dq')}\n${VISIBILITY}`,
     body: `
-  let bh = wid.y;
-  let b = bh / P.H;
-  let h = bh % P.H;
-  let g = h / (P.H / P.KVH);
-  ${blk.ids}
-  let q0 = wid.x * ${blockRows}u;
+  ${blk.queryBlockIds}
   ${blk.loadRows('q', 'q0', 'P.T', qElement('q', 'P.T', ' * P.scale'))}
   ${blk.loadRows('do', 'q0', 'P.T', qElement('dout', 'P.T'))}
   let keyEnd = min(q0 + ${blockRows}u, P.T);

@@ -41,6 +41,7 @@ import {
 import {
   backwardBuffers,
   BACKWARD_PARAMS,
+  FORWARD_PARAMS,
   DELTA,
   maskArgs,
   maskBuffers,
@@ -146,17 +147,7 @@ function forwardKernel(D: number, m: Masking, split: boolean): KernelDef {
   }`;
   return {
     key: `attention-forward:${D}:${KT}:${maskKey(m)}${split ? ':split' : ''}`,
-    params: {
-      Tq: 'u32',
-      Tk: 'u32',
-      kvCap: 'u32',
-      H: 'u32',
-      KVH: 'u32',
-      scale: 'f32',
-      emptyRowLse: 'f32',
-      window: 'u32',
-      chunk: 'u32',
-    },
+    params: { ...FORWARD_PARAMS, chunk: 'u32' },
     buffers: [
       { name: 'q', dtype: 'f32', access: 'read' },
       { name: 'k', dtype: 'f32', access: 'read' },

@@ -222,7 +222,20 @@ function tuneKey(context: WebGpuContext, allowF16: boolean): string {
 
 const USAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
 
-/** Times each candidate (one untimed run compiles and warms it, then the best of two). */
+/** Seconds `work` takes on the GPU: one untimed run compiles and warms it, then the best of two. */
+async function bestOfTwo(runner: KernelRunner, work: () => void): Promise<number> {
+  const run = async () => {
+    const start = performance.now();
+    work();
+    runner.flush();
+    await runner.device.queue.onSubmittedWorkDone();
+    return (performance.now() - start) / 1000;
+  };
+  await run();
+  return Math.min(await run(), await run());
+}
+
+/** Times each candidate (bestOfTwo) and keeps the fastest. */
 async function fastestTile(
   runner: KernelRunner,
   candidates: GemmTile[],
@@ -239,15 +252,9 @@ async function fastestTile(
   try {
     for (const tile of candidates) {
       const plan: GemmPlan = { legacy: false, tiles: { large: tile, rows: tile, cols: tile } };
-      const run = async () => {
-        const start = performance.now();
-        gemm(runner, { a, b, c, m, n, k, transB: true, bDtype: 'bf16' }, plan);
-        runner.flush();
-        await device.queue.onSubmittedWorkDone();
-        return (performance.now() - start) / 1000;
-      };
-      await run();
-      const seconds = Math.min(await run(), await run());
+      const seconds = await bestOfTwo(runner, () =>
+        gemm(runner, { a, b, c, m, n, k, transB: true, bDtype: 'bf16' }, plan),
+      );
       if (seconds < bestSeconds) {
         bestSeconds = seconds;
         best = tile;
@@ -322,8 +329,7 @@ export async function chooseAttentionPlan(
 }
 
 /**
- * Times each candidate's forward and backward apart (one untimed run compiles, then the best of
- * two) and keeps the fastest kernels of each pass. Leaves `runner` on the last candidate: the
+ * Times each candidate's forward and backward apart (bestOfTwo) and keeps the fastest kernels of each pass. Leaves `runner` on the last candidate: the
  * caller attaches the result.
  */
 async function fastestAttention(
@@ -362,15 +368,7 @@ async function fastestAttention(
       let bestSeconds = Infinity;
       for (const plan of candidates) {
         useAttentionPlan(runner, plan);
-        const run = async () => {
-          const start = performance.now();
-          passes[pass]();
-          runner.flush();
-          await device.queue.onSubmittedWorkDone();
-          return (performance.now() - start) / 1000;
-        };
-        await run();
-        const seconds = Math.min(await run(), await run());
+        const seconds = await bestOfTwo(runner, passes[pass]);
         if (seconds < bestSeconds) {
           bestSeconds = seconds;
           best[pass] = plan[pass];
