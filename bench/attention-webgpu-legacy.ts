@@ -23,6 +23,7 @@ import type { GpuTable } from '../src/engine/webgpu/kernel-table.ts';
 import {
   backwardBuffers,
   BACKWARD_PARAMS,
+  FORWARD_PARAMS,
   DELTA,
   maskArgs,
   maskBuffers,
@@ -56,16 +57,7 @@ function forwardKernel(D: number, m: Masking): KernelDef {
   const KT = tileRows(2 * D * 4);
   return {
     key: `legacy-attention-forward:${D}:${KT}:${maskKey(m)}`,
-    params: {
-      Tq: 'u32',
-      Tk: 'u32',
-      kvCap: 'u32',
-      H: 'u32',
-      KVH: 'u32',
-      scale: 'f32',
-      emptyRowLse: 'f32',
-      window: 'u32',
-    },
+    params: FORWARD_PARAMS,
     buffers: [
       { name: 'q', dtype: 'f32', access: 'read' },
       { name: 'k', dtype: 'f32', access: 'read' },
