@@ -36,7 +36,9 @@ const planName = (plan: GemmPlan) =>
         .join(',');
 say(
   `adapter: ${adapterInfo.description || adapterInfo.device} (${software ? 'software' : 'hardware'}), ` +
-    `shader-f16=${kernels.context.shaderF16} subgroups=${kernels.context.subgroups}, load average ${loadavg()[0]!.toFixed(1)}`,
+    `shader-f16=${kernels.context.shaderF16} subgroups=${kernels.context.subgroups}, ` +
+    `subgroup matrices: ${kernels.context.subgroupMatrixConfigs.map((c) => `${c.M}x${c.N}x${c.K} ${c.component}`).join(', ') || 'none'}, ` +
+    `load average ${loadavg()[0]!.toFixed(1)}`,
 );
 say(`new: ${planName(tuned)}; old: the first kernel (64x64 tiles, 4x4 per thread, scalar loads)`);
 

@@ -96,9 +96,10 @@ say "node $($NODE --version); bundled from $(head -1 "$D/source.txt" 2>/dev/null
 # 3. WebGPU adapter probe (a failure still lets the HF baseline run, with diagnostics in env.txt).
 PROBE="
   const { create } = await import('$D/app/node_modules/webgpu/index.js');
-  const a = await create([]).requestAdapter({ powerPreference: 'high-performance' });
+  const a = await create(['enable-dawn-features=allow_unsafe_apis']).requestAdapter({ powerPreference: 'high-performance' });
   const i = a?.info;
-  console.log(i ? JSON.stringify({ vendor: i.vendor, architecture: i.architecture, device: i.device, description: i.description }) : 'no adapter');
+  const matrices = [...(i?.subgroupMatrixConfigs ?? [])].map((c) => c.componentType + '>' + c.resultComponentType + ' ' + c.M + 'x' + c.N + 'x' + c.K);
+  console.log(i ? JSON.stringify({ vendor: i.vendor, architecture: i.architecture, device: i.device, description: i.description, subgroupMatrices: matrices }) : 'no adapter');
   process.exit(a ? 0 : 1);"
 ADAPTER=$(timeout 60 $NODE --input-type=module -e "$PROBE" 2>&1 | tail -1)
 WEBGPU_OK=$?
@@ -126,6 +127,9 @@ MODEL=$MODELS/qwen2-$SHAPE-random-bf16
 python3 bench/gpu/write_random_model.py "$MODEL" "$SHAPE" || say "writing the model failed"
 
 # 5. loraforge on WebGPU: forward + backward, then the Trainer's whole step (clip + AdamW).
+# The baseline multiplies in bf16, so loraforge may round GEMM operands to f16 (f16 tiles and the
+# tensor cores' subgroup matrices, f32 accumulation): LORAFORGE_WEBGPU_F16=0 keeps f32 operands.
+export LORAFORGE_WEBGPU_F16=${LORAFORGE_WEBGPU_F16:-1}
 if [ $WEBGPU_OK -eq 0 ]; then
   extra=(--no-baseline)
   [ -n "${CPU_BASELINE:-}" ] && extra=(--threads "$(nproc)")
@@ -172,7 +176,7 @@ else
 fi
 
 # 7. One JSON line: both tokens/s, the ratios, the card.
-SOURCE=$(paste -sd ';' "$D/source.txt" 2>/dev/null) MODE=$MODE SHAPE=$SHAPE GPU_NAME=$GPU_NAME ADAPTER=$ADAPTER HF_VERSIONS=$HF_VERSIONS ELAPSED=$SECONDS \
+SOURCE=$(paste -sd ';' "$D/source.txt" 2>/dev/null) F16=$LORAFORGE_WEBGPU_F16 MODE=$MODE SHAPE=$SHAPE GPU_NAME=$GPU_NAME ADAPTER=$ADAPTER HF_VERSIONS=$HF_VERSIONS ELAPSED=$SECONDS \
   $NODE --input-type=module -e "
   import { existsSync, readFileSync, writeFileSync } from 'node:fs';
   const { gpuPeak } = await import('$ROOT/bench/gpu/peaks.mjs');
@@ -196,6 +200,7 @@ SOURCE=$(paste -sd ';' "$D/source.txt" 2>/dev/null) MODE=$MODE SHAPE=$SHAPE GPU_
     bench: 'loraforge-vs-hf-peft-lora-train', mode: e.MODE, shape: e.SHAPE, source: e.SOURCE || null,
     gpu: e.GPU_NAME || hfT?.device_name || null, webgpuAdapter: lf?.webgpuAdapter ?? probed,
     workload: 'LoRA r=8 alpha=16 all 7 projections, batch 8x64, first 32 positions -100, bf16 frozen weights',
+    loraforgeF16Operands: e.F16 === '1',
     loraforge: lf && {
       trainerTokensPerSecond: lf.trainerTokensPerSecond, trainerSecondsPerStep: lf.trainerSecondsPerStep,
       forwardBackwardTokensPerSecond: lf.tokensPerSecond, forwardBackwardSecondsPerStep: lf.secondsPerStep,

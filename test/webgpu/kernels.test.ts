@@ -26,10 +26,12 @@ import {
   parseTileName,
   tileName,
   type GemmTile,
+  type StagedTile,
 } from '../../src/engine/webgpu/gemm-tiled.ts';
 import {
   candidateTiles,
   chooseGemmPlan,
+  matrixCandidates,
   parseGemmSpec,
   whyTileCannotRun,
 } from '../../src/engine/webgpu/tuner.ts';
@@ -167,11 +169,12 @@ interface GemmCase {
   offsetElements?: number;
 }
 
-async function checkGemm(
+/** Runs one GEMM case under `plan`, checks it against the float64 reference and returns C. */
+async function runCheckedGemm(
   c: GemmCase,
   runner: KernelRunner = gpu!.runner,
   plan: GemmPlan = DEFAULT_GEMM_PLAN,
-) {
+): Promise<Float32Array> {
   const {
     m,
     n,
@@ -256,6 +259,11 @@ async function checkGemm(
     f16Tiles ? 1e-2 : 1e-4,
     f16Tiles ? 1e-2 : 1e-5,
   );
+  return actual;
+}
+
+async function checkGemm(...args: Parameters<typeof runCheckedGemm>): Promise<void> {
+  await runCheckedGemm(...args);
 }
 
 gpuDescribe('webgpu gemm', () => {
@@ -314,10 +322,13 @@ gpuDescribe('webgpu gemm', () => {
 // it runs (its fixed plan and the default plan) and the 4x4 ones (the f16 and subgroup paths
 // among them) are tested unless LORAFORGE_TEST_ALL_GEMM_TILES=1.
 const everyTile = (): { tile: GemmTile; skip: string | false }[] => {
+  // Subgroup-matrix tiles depend on the adapter's shapes: their own suite below.
   const all = {
     shaderF16: true,
     subgroups: true,
     fixedSubgroupSize: 8,
+    maxSubgroupSize: 8,
+    subgroupMatrixConfigs: [],
     limits: { maxComputeInvocationsPerWorkgroup: 1024 },
   };
   const software = gpu !== null && !isHardwareAdapter(gpu.context.adapterInfo);
@@ -341,7 +352,9 @@ const everyTile = (): { tile: GemmTile; skip: string | false }[] => {
       gpu === null
         ? 'no adapter'
         : (whyTileCannotRun(gpu.context, tile) ??
-          (!allTiles && !used.has(tileName(tile)) && tile.tm * tile.tn > 16
+          (!allTiles &&
+          !used.has(tileName(tile)) &&
+          (tile as StagedTile).tm * (tile as StagedTile).tn > 16
             ? 'software adapter (compiles take seconds): LORAFORGE_TEST_ALL_GEMM_TILES=1 tests it'
             : false)),
   }));
@@ -372,7 +385,12 @@ gpuDescribe('webgpu gemm tiles (each forced)', () => {
     checkGemm({ m: 70, n: 45, k: 33, transB: true, bias: true }, gpu!.runner, LEGACY_GEMM_PLAN));
   test('plans: forced by name, per class, and the software-adapter plan without tuning', async () => {
     const one = parseGemmSpec('8x16.8x8.k16.sg');
-    assert.ok(one && !one.legacy && needsSubgroups(one.tiles.rows) && one.tiles.large.tm === 8);
+    assert.ok(
+      one &&
+        !one.legacy &&
+        needsSubgroups(one.tiles.rows) &&
+        (one.tiles.large as StagedTile).tm === 8,
+    );
     const mixed = parseGemmSpec('large=16x16.4x4.k16,cols=4x16.8x4.k16');
     assert.ok(mixed && !mixed.legacy);
     assert.equal(tileName(mixed.tiles.large), '16x16.4x4.k16');
@@ -432,6 +450,114 @@ gpuDescribe('webgpu direct gemm (every layout and load width)', () => {
       );
     });
   }
+});
+
+// Subgroup-matrix tiles are built from the shapes the adapter reports (f16 or f32 components,
+// f32 results). Each candidate the tuner could time is forced and checked against the float64
+// reference and against the staged path on the same inputs: every transpose, vec4 / packed-pair /
+// element loads, ragged edges, beta and bias, split-K. Adapters without subgroup matrices (the
+// lavapipe of Debian 12's backports, Mesa 25.0) skip them with the reason;
+// scripts/subgroup-matrix-check.sh runs them on a newer lavapipe, which has 8x8x8 f16 ones.
+const matrixTiles = gpu
+  ? (['large', 'rows', 'cols'] as const).flatMap((cls) => matrixCandidates(gpu!.context, cls))
+  : [];
+const noMatrix =
+  gpu === null
+    ? 'no adapter'
+    : matrixTiles.length === 0 &&
+      'the adapter reports no subgroup-matrix shapes with f32 results (chromium-experimental-subgroup-matrix)';
+
+/** Runs a case under `plan` and under the default staged tiles on the same inputs, and compares them. */
+async function checkAgainstStaged(c: GemmCase, plan: GemmPlan) {
+  const inputs = seed;
+  const matrix = await runCheckedGemm(c, gpu!.runner, plan);
+  seed = inputs;
+  const staged = await runCheckedGemm(c, gpu!.runner, DEFAULT_GEMM_PLAN);
+  assertClose(matrix, staged, `subgroup matrices vs staged tiles ${JSON.stringify(c)}`, 1e-2, 1e-2);
+}
+
+describe('webgpu subgroup-matrix gemm (each tile forced)', { skip: noMatrix }, () => {
+  for (const tile of matrixTiles) {
+    const plan: GemmPlan = { legacy: false, tiles: { large: tile, rows: tile, cols: tile } };
+    const name = tileName(tile);
+    const skip = whyTileCannotRun(gpu!.context, tile) ?? false;
+    test(`${name}: f32, every transpose, ragged edges, beta, bias`, { skip }, async () => {
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          const common = { transA, transB, beta: 0.5, bias: true };
+          await checkAgainstStaged({ m: 37, n: 44, k: 40, ...common }, plan);
+        }
+      }
+    });
+    test(
+      `${name}: bf16 x W^T (packed pairs), split-K, odd offsets; f16 element loads`,
+      { skip },
+      async () => {
+        await checkAgainstStaged(
+          { m: 5, n: 36, k: 700, transB: true, bDtype: 'bf16', offsetElements: 2, bias: true },
+          plan,
+        );
+        await checkAgainstStaged(
+          { m: 19, n: 13, k: 21, transA: true, aDtype: 'bf16', bDtype: 'bf16', offsetElements: 1 },
+          plan,
+        );
+        await checkAgainstStaged(
+          { m: 9, n: 13, k: 27, transB: true, bDtype: 'f16', offsetElements: 1, pad: 1, beta: 1 },
+          plan,
+        );
+      },
+    );
+  }
+});
+
+test('subgroup-matrix tiles: named, planned from the adapter shapes, refused by name elsewhere', () => {
+  const name = 'sm16x16x16.f16.2x2.2x2.k32.l32';
+  const tile = parseTileName(name)!;
+  assert.equal(tileName(tile), name);
+  assert.ok(needsF16(tile) && needsSubgroups(tile));
+  const context = {
+    shaderF16: true,
+    subgroups: true,
+    fixedSubgroupSize: 32,
+    maxSubgroupSize: 32,
+    subgroupMatrixConfigs: [{ component: 'f16' as const, M: 16, N: 16, K: 16 }],
+    limits: { maxComputeInvocationsPerWorkgroup: 1024, maxComputeWorkgroupStorageSize: 32768 },
+  } as never;
+  assert.equal(whyTileCannotRun(context, tile), null);
+  // 128 x 256 blocks: 24 KiB of staged slices and 4 KiB of result fragments exceed 24 KiB.
+  const small = {
+    ...(context as object),
+    limits: { maxComputeInvocationsPerWorkgroup: 1024, maxComputeWorkgroupStorageSize: 24576 },
+  } as never;
+  assert.equal(whyTileCannotRun(small, tile), null);
+  assert.match(
+    whyTileCannotRun(small, parseTileName('sm16x16x16.f16.2x2.4x8.k32.l32')!)!,
+    /more workgroup memory/,
+  );
+  assert.match(
+    whyTileCannotRun(context, parseTileName('sm8x8x8.f16.2x2.2x2.k32.l32')!)!,
+    /no 8x8x8 f16 subgroup matrices .* offers 16x16x16 f16/,
+  );
+  assert.match(
+    whyTileCannotRun(context, parseTileName('sm16x16x16.f16.2x2.2x2.k32.l16')!)!,
+    /planned for subgroups of 16, the adapter's largest is 32/,
+  );
+  // Candidates: only with f16 allowed (f16 components round f32 operands), within the limits.
+  assert.equal(
+    candidateTiles(context, 'large', false).filter((t) => t.kind === 'matrix').length,
+    0,
+  );
+  const large = candidateTiles(context, 'large', true).filter((t) => t.kind === 'matrix');
+  assert.deepEqual(large.map(tileName), [
+    name,
+    'sm16x16x16.f16.2x2.4x2.k32.l32',
+    'sm16x16x16.f16.2x4.2x2.k32.l32',
+  ]);
+  assert.equal(
+    parseTileName('sm16x16x16.f16.2x2.2x2.k24.l32'),
+    null,
+    'k depth not a multiple of K',
+  );
 });
 
 /** Packs arrays back to back (4-byte aligned, closer than the binding alignment) into one buffer. */

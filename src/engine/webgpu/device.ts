@@ -2,9 +2,10 @@
  * Acquires a WebGPU device: `navigator.gpu` in a browser, Dawn (the `webgpu` npm package) in Node.
  * The device is created with the adapter's own limits rather than WebGPU's conservative defaults
  * (128 MiB bindings, 16 KiB workgroup memory), since weights and activations of real models need
- * the larger ones, and with shader-f16 / subgroups when the adapter offers them.
+ * the larger ones, and with shader-f16 / subgroups / subgroup matrices when the adapter offers them.
  */
 import { LoraforgeError } from '../../util/errors.ts';
+import type { MatrixConfig } from './gemm-matrix.ts';
 
 export interface WebGpuAdapterInfo {
   vendor: string;
@@ -21,6 +22,13 @@ export interface WebGpuContext {
   subgroups: boolean;
   /** The subgroup size when the adapter has subgroups of one size only (kernels may rely on it). */
   fixedSubgroupSize: number | null;
+  /** The adapter's largest subgroup (0 without subgroups). */
+  maxSubgroupSize: number;
+  /**
+   * Subgroup-matrix shapes with f32 results (`chromium-experimental-subgroup-matrix`, granted):
+   * empty where the adapter has none (no cooperative matrices, or an older driver).
+   */
+  subgroupMatrixConfigs: MatrixConfig[];
   limits: GPUSupportedLimits;
   /** Destroys the device (Dawn's instance stays for the process: see findGpu). */
   destroy(): void;
@@ -52,7 +60,36 @@ const WANTED_LIMITS = [
   'minUniformBufferOffsetAlignment',
 ] as const;
 
-const WANTED_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups' as GPUFeatureName];
+const SUBGROUP_MATRIX = 'chromium-experimental-subgroup-matrix' as GPUFeatureName;
+const WANTED_FEATURES: GPUFeatureName[] = [
+  'shader-f16',
+  'subgroups' as GPUFeatureName,
+  SUBGROUP_MATRIX,
+];
+
+/**
+ * Dawn offers experimental features (subgroup matrices among them) only to an instance created
+ * with `allow_unsafe_apis`; Node runs no untrusted shaders, so every instance gets it.
+ */
+const UNSAFE_APIS = 'allow_unsafe_apis';
+
+function withUnsafeApis(flags: string[]): string[] {
+  const features = flags.findIndex((f) => f.startsWith('enable-dawn-features='));
+  if (features < 0) return [...flags, `enable-dawn-features=${UNSAFE_APIS}`];
+  if (flags[features]!.split(/[=,]/).includes(UNSAFE_APIS)) return flags;
+  return flags.map((f, i) => (i === features ? `${f},${UNSAFE_APIS}` : f));
+}
+
+/** The adapter's subgroup-matrix shapes that kernels can use: f16 or f32 components, f32 results. */
+function matrixConfigs(info: GPUAdapterInfo): MatrixConfig[] {
+  const configs = (info as { subgroupMatrixConfigs?: Iterable<Record<string, unknown>> })
+    .subgroupMatrixConfigs;
+  return [...(configs ?? [])].flatMap((c) =>
+    (c.componentType === 'f16' || c.componentType === 'f32') && c.resultComponentType === 'f32'
+      ? [{ component: c.componentType, M: Number(c.M), N: Number(c.N), K: Number(c.K) }]
+      : [],
+  );
+}
 
 export async function acquireWebGpu(options: AcquireOptions = {}): Promise<WebGpuContext> {
   // Dawn's GPU object must stay referenced while the device is used: findGpu keeps it.
@@ -91,6 +128,10 @@ export async function acquireWebGpu(options: AcquireOptions = {}): Promise<WebGp
       info.subgroupMinSize === info.subgroupMaxSize
         ? info.subgroupMinSize
         : null,
+    maxSubgroupSize: device.features.has('subgroups' as GPUFeatureName)
+      ? (info.subgroupMaxSize ?? 0)
+      : 0,
+    subgroupMatrixConfigs: device.features.has(SUBGROUP_MATRIX) ? matrixConfigs(info) : [],
     limits: device.limits,
     destroy() {
       device.destroy();
@@ -160,10 +201,11 @@ async function findGpu(dawnFlags: string[]): Promise<GPU> {
   // garbage collector while another one starts can crash Dawn on lavapipe (seen as SIGSEGV /
   // SIGABRT in test/webgpu/select-backend.test.ts when a device is destroyed and a new adapter
   // asked for). A destroyed device does not keep Node running; the instance alone does not either.
-  const key = dawnFlags.join(' ');
+  const flags = withUnsafeApis(dawnFlags);
+  const key = flags.join(' ');
   let instance = dawnInstances.get(key);
   if (!instance) {
-    instance = dawn.create(dawnFlags);
+    instance = dawn.create(flags);
     dawnInstances.set(key, instance);
   }
   return instance;

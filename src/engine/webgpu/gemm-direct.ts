@@ -21,7 +21,14 @@
  * Split-K and the epilogue are those of the staged kernels (see gemm-tiled.ts).
  */
 import { wgslLoader, type KernelDef } from './kernel-def.ts';
-import { GEMM_PARAMS, storageOf, vectorLoader, type OperandAccess } from './gemm-tiled.ts';
+import {
+  epilogueWgsl,
+  gemmInterface,
+  gemmVariantKernel,
+  vectorLoader,
+  type GemmVariant,
+  type OperandAccess,
+} from './gemm-tiled.ts';
 
 /** k elements per step of the direct kernels' main loop (a multiple of every load width). */
 export const DIRECT_K_STEP = 4;
@@ -45,16 +52,6 @@ export interface DirectTile {
   sgA: number;
 }
 
-export interface DirectVariant {
-  tile: DirectTile;
-  transA: boolean;
-  transB: boolean;
-  a: OperandAccess;
-  b: OperandAccess;
-  bias: boolean;
-  partial: boolean;
-}
-
 /**
  * The load an operand may use in a direct kernel: along k any width (they divide the step);
  * along the other dimension only one that divides the tile's extent there.
@@ -69,18 +66,7 @@ export function directAccess(
     : { dtype: access.dtype, width: 1 };
 }
 
-const kernels = new Map<string, KernelDef>();
-
-export function directGemmKernel(v: DirectVariant): KernelDef {
-  const { threads, tm, tn, bk, sgA } = v.tile;
-  const key = `gemmd:${threads}.${tm}x${tn}.k${bk}.s${sgA}:${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}:${v.a.dtype}${v.a.width}:${v.b.dtype}${v.b.width}:${v.bias ? 'bias' : ''}:${v.partial ? 'part' : ''}`;
-  let def = kernels.get(key);
-  if (!def) {
-    def = buildKernel(key, v);
-    kernels.set(key, def);
-  }
-  return def;
-}
+export const directGemmKernel = (v: GemmVariant<DirectTile>) => gemmVariantKernel(v, buildKernel);
 
 const range = (count: number) => Array.from({ length: count }, (_, i) => i);
 
@@ -139,7 +125,7 @@ function loadBlock(o: {
  * one repeated past the end) and subgroupBroadcast hands each element to every lane.
  */
 function sharedABlock(
-  v: DirectVariant,
+  v: GemmVariant<DirectTile>,
   size: number,
   kSteps: number,
   k: string,
@@ -167,7 +153,7 @@ function sharedABlock(
  * The loop body for `kSteps` k values from WGSL index `k`: loads, then the tm x tn multiply-adds,
  * one k value at a time (each accumulator still adds its products in k order).
  */
-function step(v: DirectVariant, kSteps: number, k: string): string {
+function step(v: GemmVariant<DirectTile>, kSteps: number, k: string): string {
   const { tm, tn, sgA } = v.tile;
   const a = sgA
     ? sharedABlock(v, sgA, kSteps, k)
@@ -214,16 +200,11 @@ function loaders(name: 'a' | 'b', access: OperandAccess): string {
     : `${scalar}\n${vectorLoader(`${name}${access.width}`, name, access)}`;
 }
 
-function buildKernel(key: string, v: DirectVariant): KernelDef {
+function buildKernel(key: string, v: GemmVariant<DirectTile>): KernelDef {
   const { threads, tm, tn, bk } = v.tile;
   const elementOffset = (name: 'a' | 'b', access: OperandAccess) =>
     access.width === 4 ? `P.${name}_off * 4u` : `P.${name}_off`;
-  const epilogue = v.partial
-    ? `c[cBase + col] = P.alpha * value;`
-    : `var out = P.alpha * value;
-        if (P.beta != 0.0) { out += P.beta * c[cBase + col]; }
-        ${v.bias ? 'out += bias[P.bias_off + col];' : ''}
-        c[cBase + col] = out;`;
+  const epilogue = epilogueWgsl(v.partial, v.bias);
   const stores = range(tm).map(
     (i) => `if (m0 + ${i}u < P.m) {
     let cBase = cOff + (m0 + ${i}u) * P.ldc;
@@ -240,13 +221,7 @@ function buildKernel(key: string, v: DirectVariant): KernelDef {
   );
   return {
     key,
-    params: { ...GEMM_PARAMS, kchunk: 'u32', slab: 'u32' },
-    buffers: [
-      { name: 'a', dtype: storageOf(v.a), access: 'read' },
-      { name: 'b', dtype: storageOf(v.b), access: 'read' },
-      { name: 'c', dtype: 'f32', access: 'read_write' },
-      ...(v.bias ? [{ name: 'bias', dtype: 'f32' as const, access: 'read' as const }] : []),
-    ],
+    ...gemmInterface(v),
     workgroupSize: [threads],
     ...(v.tile.sgA && {
       directives: ['enable subgroups;'],

@@ -21,9 +21,20 @@
  */
 import { wgslLoader, type KernelDef, type StorageDtype } from './kernel-def.ts';
 import { DIRECT_K_STEP, type DirectTile } from './gemm-direct.ts';
+import {
+  matrixBlockCols,
+  matrixBlockRows,
+  matrixThreads,
+  matrixTileName,
+  parseMatrixTileName,
+  type MatrixTile,
+} from './gemm-matrix.ts';
 
-/** A GEMM kernel shape: staged through workgroup memory (this file) or direct (gemm-direct.ts). */
-export type GemmTile = StagedTile | DirectTile;
+/**
+ * A GEMM kernel shape: staged through workgroup memory (this file), direct (gemm-direct.ts) or on
+ * subgroup matrices (gemm-matrix.ts).
+ */
+export type GemmTile = StagedTile | DirectTile | MatrixTile;
 
 export interface StagedTile {
   kind: 'staged';
@@ -49,14 +60,17 @@ export interface StagedTile {
 /**
  * A short stable name, used by the tuner's cache, tests and LORAFORGE_WEBGPU_GEMM: staged tiles
  * `8x16.8x8.k16[.f16][.sg]` (threads, outputs per thread, k depth), direct ones `d64.8x4[.s8]`
- * (threads, outputs per thread, A shared through subgroups of 8).
+ * (threads, outputs per thread, A shared through subgroups of 8), subgroup-matrix ones
+ * `sm16x16x16.f16.2x2.2x2.k32.l32` (matrixTileName).
  */
 export function tileName(t: GemmTile): string {
+  if (t.kind === 'matrix') return matrixTileName(t);
   if (t.kind === 'direct') return `d${t.threads}.${t.tm}x${t.tn}${t.sgA ? `.s${t.sgA}` : ''}`;
   return `${t.wgX}x${t.wgY}.${t.tm}x${t.tn}.k${t.bk}${t.f16 ? '.f16' : ''}${t.sg ? '.sg' : ''}`;
 }
 
 export function parseTileName(name: string): GemmTile | null {
+  if (name.startsWith('sm')) return parseMatrixTileName(name);
   const direct = /^d(\d+)\.(\d+)x(\d+)(?:\.s(\d+))?$/.exec(name);
   if (direct) {
     const [threads, tm, tn] = direct.slice(1, 4).map(Number) as [number, number, number];
@@ -90,16 +104,25 @@ export function parseTileName(name: string): GemmTile | null {
   };
 }
 
-/** What a tile needs of the device: f16 tiles `shader-f16`, subgroup tiles `subgroups` (and a size). */
-export const needsF16 = (t: GemmTile) => t.kind === 'staged' && t.f16;
-export const needsSubgroups = (t: GemmTile) => (t.kind === 'staged' ? t.sg : t.sgA > 0);
+/**
+ * What a tile needs of the device: f16 tiles (and f16 subgroup matrices) `shader-f16` and round
+ * the operands to f16, subgroup tiles `subgroups` (and a size); subgroup-matrix tiles also need a
+ * matching adapter configuration (tuner.ts whyTileCannotRun).
+ */
+export const needsF16 = (t: GemmTile) =>
+  t.kind === 'staged' ? t.f16 : t.kind === 'matrix' && t.component === 'f16';
+export const needsSubgroups = (t: GemmTile) =>
+  t.kind === 'staged' ? t.sg : t.kind === 'direct' ? t.sgA > 0 : true;
 /** The subgroup size a tile's kernel is built for (direct tiles sharing A), or 0. */
 export const subgroupSizeNeeded = (t: GemmTile) => (t.kind === 'direct' ? t.sgA : 0);
-export const tileThreads = (t: GemmTile) => (t.kind === 'direct' ? t.threads : t.wgX * t.wgY);
+export const tileThreads = (t: GemmTile) =>
+  t.kind === 'direct' ? t.threads : t.kind === 'matrix' ? matrixThreads(t) : t.wgX * t.wgY;
 
 /** Rows and columns of C one workgroup computes. */
-export const blockRows = (t: GemmTile) => (t.kind === 'direct' ? t.tm : t.wgY * t.tm);
-export const blockCols = (t: GemmTile) => (t.kind === 'direct' ? t.threads * t.tn : t.wgX * t.tn);
+export const blockRows = (t: GemmTile) =>
+  t.kind === 'direct' ? t.tm : t.kind === 'matrix' ? matrixBlockRows(t) : t.wgY * t.tm;
+export const blockCols = (t: GemmTile) =>
+  t.kind === 'direct' ? t.threads * t.tn : t.kind === 'matrix' ? matrixBlockCols(t) : t.wgX * t.tn;
 
 /** How one operand is read from storage: `width` consecutive elements per load. */
 export interface OperandAccess {
@@ -108,8 +131,9 @@ export interface OperandAccess {
   width: 1 | 2 | 4;
 }
 
-export interface TiledVariant {
-  tile: StagedTile;
+/** One kernel of a tile family: the tile, the operands' layouts and loads, bias, split-K. */
+export interface GemmVariant<Tile extends GemmTile = GemmTile> {
+  tile: Tile;
   transA: boolean;
   transB: boolean;
   a: OperandAccess;
@@ -168,21 +192,65 @@ export const GEMM_PARAMS: KernelDef['params'] = {
 
 const kernels = new Map<string, KernelDef>();
 
-export function tiledGemmKernel(v: TiledVariant): KernelDef {
-  const key = `gemmt:${tileName(v.tile)}:${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}:${v.a.dtype}${v.a.width}:${v.b.dtype}${v.b.width}:${v.bias ? 'bias' : ''}:${v.partial ? 'part' : ''}`;
+/** Builds each kernel once per process (`build` gets the kernel's key, shown in Dawn's messages). */
+function cachedKernel(key: string, build: (key: string) => KernelDef): KernelDef {
   let def = kernels.get(key);
   if (!def) {
-    def = buildKernel(key, v);
+    def = build(key);
     kernels.set(key, def);
   }
   return def;
 }
 
+/** The kernel of a GEMM variant, built by its family's `build` once per process. */
+export function gemmVariantKernel<Tile extends GemmTile>(
+  v: GemmVariant<Tile>,
+  build: (key: string, v: GemmVariant<Tile>) => KernelDef,
+): KernelDef {
+  const layout = `${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}:${v.a.dtype}${v.a.width}:${v.b.dtype}${v.b.width}`;
+  const key = `gemm:${tileName(v.tile)}:${layout}:${v.bias ? 'bias' : ''}:${v.partial ? 'part' : ''}`;
+  return cachedKernel(key, (key) => build(key, v));
+}
+
+export const tiledGemmKernel = (v: GemmVariant<StagedTile>) => gemmVariantKernel(v, buildKernel);
+
+/** The uniforms and buffers every tuned GEMM kernel takes (split-K's chunk and slab stride too). */
+export function gemmInterface(v: GemmVariant): Pick<KernelDef, 'params' | 'buffers'> {
+  return {
+    params: {
+      ...GEMM_PARAMS,
+      kchunk: 'u32',
+      /** Elements between the split-K slabs of `c` (the partial products of one k chunk). */
+      slab: 'u32',
+    },
+    buffers: [
+      { name: 'a', dtype: storageOf(v.a), access: 'read' },
+      { name: 'b', dtype: storageOf(v.b), access: 'read' },
+      { name: 'c', dtype: 'f32', access: 'read_write' },
+      ...(v.bias ? [{ name: 'bias', dtype: 'f32' as const, access: 'read' as const }] : []),
+    ],
+  };
+}
+
+/**
+ * WGSL that finishes one element of C from `value` (its unscaled product) at `cBase + col`:
+ * alpha, beta * C and the bias, or alpha alone into a split-K slab.
+ */
+export function epilogueWgsl(partial: boolean, bias: boolean): string {
+  return partial
+    ? `c[cBase + col] = P.alpha * value;`
+    : `var out = P.alpha * value;
+        if (P.beta != 0.0) { out += P.beta * c[cBase + col]; }
+        ${bias ? 'out += bias[P.bias_off + col];' : ''}
+        c[cBase + col] = out;`;
+}
+
 /**
  * WGSL that stages one operand's `bk x outer` slice into workgroup memory, `width` elements per
- * load along the stored (contiguous) dimension. `kContiguous`: k is the stored rows' contiguous dimension.
+ * load along the stored (contiguous) dimension. `kContiguous`: k is the stored rows' contiguous
+ * dimension. Expects `tid`, `k0`, `kEnd` and the tile origin (`outerStart`) in scope.
  */
-function stageOperand(o: {
+export function stageOperand(o: {
   name: 'A' | 'B';
   access: OperandAccess;
   kContiguous: boolean;
@@ -238,7 +306,7 @@ function stageOperand(o: {
   ).join('\n');
 }
 
-function buildKernel(key: string, v: TiledVariant): KernelDef {
+function buildKernel(key: string, v: GemmVariant<StagedTile>): KernelDef {
   const { wgX, wgY, tm, tn, bk, f16, sg } = v.tile;
   const BM = wgY * tm;
   const BN = wgX * tn;
@@ -279,12 +347,7 @@ function buildKernel(key: string, v: TiledVariant): KernelDef {
   // Offsets of vec4 bindings count vec4s; the loaders take element indices.
   const elementOffset = (name: 'a' | 'b', access: OperandAccess) =>
     access.width === 4 ? `(P.${name}_off * 4u)` : `P.${name}_off`;
-  const epilogue = v.partial
-    ? `c[cBase + col] = P.alpha * value;`
-    : `var out = P.alpha * value;
-        if (P.beta != 0.0) { out += P.beta * c[cBase + col]; }
-        ${v.bias ? 'out += bias[P.bias_off + col];' : ''}
-        c[cBase + col] = out;`;
+  const epilogue = epilogueWgsl(v.partial, v.bias);
   // Unrolled by generation, so every accumulator is a named register whatever the WGSL
   // compiler's unrolling limits (a dynamically indexed private array would live in memory).
   const range = (count: number) => Array.from({ length: count }, (_, i) => i);
@@ -333,18 +396,7 @@ function buildKernel(key: string, v: TiledVariant): KernelDef {
     .join('\n  ');
   return {
     key,
-    params: {
-      ...GEMM_PARAMS,
-      kchunk: 'u32',
-      /** Elements between the split-K slabs of `c` (the partial products of one k chunk). */
-      slab: 'u32',
-    },
-    buffers: [
-      { name: 'a', dtype: storageOf(v.a), access: 'read' },
-      { name: 'b', dtype: storageOf(v.b), access: 'read' },
-      { name: 'c', dtype: 'f32', access: 'read_write' },
-      ...(v.bias ? [{ name: 'bias', dtype: 'f32' as const, access: 'read' as const }] : []),
-    ],
+    ...gemmInterface(v),
     workgroupSize: [wgX, wgY],
     directives: [
       ...(f16 ? ['enable f16;'] : []),
@@ -386,19 +438,16 @@ var<workgroup> tB: array<vec4<${T}>, ${(bk * BN) / 4}>; // [kk][nn / 4]
 
 /** Sums `splits` slabs of `m x n` partial products into C (ldc), with beta * C and bias. */
 export function splitKReduceKernel(bias: boolean): KernelDef {
-  const key = `gemm-splitk-reduce:${bias ? 'bias' : ''}`;
-  let def = kernels.get(key);
-  if (!def) {
-    def = {
-      key,
-      params: { m: 'u32', n: 'u32', ldc: 'u32', beta: 'f32', splits: 'u32', rowGroups: 'u32' },
-      buffers: [
-        { name: 'part', dtype: 'f32', access: 'read' },
-        { name: 'c', dtype: 'f32', access: 'read_write' },
-        ...(bias ? [{ name: 'bias', dtype: 'f32' as const, access: 'read' as const }] : []),
-      ],
-      workgroupSize: [64],
-      body: `
+  return cachedKernel(`gemm-splitk-reduce:${bias ? 'bias' : ''}`, (key) => ({
+    key,
+    params: { m: 'u32', n: 'u32', ldc: 'u32', beta: 'f32', splits: 'u32', rowGroups: 'u32' },
+    buffers: [
+      { name: 'part', dtype: 'f32', access: 'read' },
+      { name: 'c', dtype: 'f32', access: 'read_write' },
+      ...(bias ? [{ name: 'bias', dtype: 'f32' as const, access: 'read' as const }] : []),
+    ],
+    workgroupSize: [64],
+    body: `
   let col = wid.x * 64u + lid.x;
   if (col >= P.n) { return; }
   for (var row = wid.y; row < P.m; row += P.rowGroups) {
@@ -410,8 +459,5 @@ export function splitKReduceKernel(bias: boolean): KernelDef {
     c[ci] = sum;
   }
 `,
-    };
-    kernels.set(key, def);
-  }
-  return def;
+  }));
 }

@@ -3,10 +3,11 @@
  * dimensions (elements between rows as stored). A and B may be stored as f32, f16 or bf16 and are
  * widened to f32 in the shader; C and bias are f32.
  *
- * Two kernel families: the register-tiled kernels of gemm-tiled.ts (tile shape per class of
- * problem, picked by the tuner, with split-K for skinny problems) and the first kernel this
- * backend had (`legacy`: one 64x64 tile per 16x16 workgroup, scalar loads), kept as the
- * benchmark baseline and as a second opinion in tests.
+ * Two kernel families: the tuned kernels (register-tiled gemm-tiled.ts, direct gemm-direct.ts and
+ * subgroup-matrix gemm-matrix.ts; a tile shape per class of problem, picked by the tuner, with
+ * split-K for skinny problems) and the first kernel this backend had (`legacy`: one 64x64 tile
+ * per 16x16 workgroup, scalar loads), kept as the benchmark baseline and as a second opinion in
+ * tests.
  *
  * Legacy kernel: every thread keeps a 4x4 block of accumulators in registers, reading 4 A and 4 B
  * values from workgroup memory per k step (16 multiply-adds per 8 loads). Thread rows/columns are
@@ -25,6 +26,7 @@ import {
   type GemmTile,
 } from './gemm-tiled.ts';
 import { directAccess, directGemmKernel } from './gemm-direct.ts';
+import { matrixGemmKernel } from './gemm-matrix.ts';
 
 export type GemmDtype = 'f32' | 'f16' | 'bf16';
 
@@ -339,7 +341,9 @@ function dispatchTiled(runner: KernelRunner, p: GemmProblem, tile: GemmTile): vo
   const def =
     tile.kind === 'direct'
       ? directGemmKernel({ ...variant, tile })
-      : tiledGemmKernel({ ...variant, tile });
+      : tile.kind === 'matrix'
+        ? matrixGemmKernel({ ...variant, tile })
+        : tiledGemmKernel({ ...variant, tile });
   runner.dispatch(
     def,
     {

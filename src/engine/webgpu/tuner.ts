@@ -31,6 +31,7 @@ import {
   tileThreads,
   type GemmTile,
 } from './gemm-tiled.ts';
+import { matrixWorkgroupBytes, type MatrixTile } from './gemm-matrix.ts';
 import type { KernelRunner } from './runner.ts';
 import { attention } from './attention.ts';
 import {
@@ -76,7 +77,42 @@ const CANDIDATES: Record<GemmShapeClass, string[]> = {
   ],
   cols: ['4x32.4x4.k16', '4x16.8x4.k16', '4x16.8x4.k16.sg'],
 };
-const CANDIDATES_VERSION = 5;
+const CANDIDATES_VERSION = 6;
+
+/**
+ * Subgroup-matrix tiles per class, as (subgroups along m x n, fragments per subgroup along m x n),
+ * instantiated for each shape the adapter offers (matrixCandidates); those whose workgroup memory
+ * exceeds the adapter's are dropped.
+ */
+const MATRIX_LAYOUTS: Record<GemmShapeClass, [number, number, number, number][]> = {
+  large: [
+    [2, 2, 2, 2],
+    [2, 2, 4, 2],
+    [2, 4, 2, 2],
+  ],
+  rows: [[1, 4, 1, 2]],
+  cols: [[4, 1, 2, 1]],
+};
+/** k staged per step of a subgroup-matrix tile (rounded up to the fragment's K). */
+const MATRIX_K_STEP = 32;
+
+export function matrixCandidates(
+  context: Pick<TileContext, 'subgroupMatrixConfigs' | 'maxSubgroupSize'>,
+  cls: GemmShapeClass,
+): MatrixTile[] {
+  return context.subgroupMatrixConfigs.flatMap((config) =>
+    MATRIX_LAYOUTS[cls].map(([sgRows, sgCols, fm, fn]) => ({
+      kind: 'matrix' as const,
+      ...config,
+      sgRows,
+      sgCols,
+      fm,
+      fn,
+      bk: Math.ceil(MATRIX_K_STEP / config.K) * config.K,
+      lanes: context.maxSubgroupSize,
+    })),
+  );
+}
 
 /**
  * What software adapters (lavapipe, SwiftShader) run without tuning: there a shader compile takes
@@ -107,12 +143,21 @@ export function candidateTiles(
   cls: GemmShapeClass,
   allowF16: boolean,
 ): GemmTile[] {
-  return CANDIDATES[cls]
-    .map((name) => parseTileName(name)!)
-    .filter((t) => (!needsF16(t) || allowF16) && whyTileCannotRun(context, t) === null);
+  return [
+    ...CANDIDATES[cls].map((name) => parseTileName(name)!),
+    ...matrixCandidates(context, cls),
+  ].filter((t) => (!needsF16(t) || allowF16) && whyTileCannotRun(context, t) === null);
 }
 
-type TileContext = Pick<WebGpuContext, 'shaderF16' | 'subgroups' | 'fixedSubgroupSize' | 'limits'>;
+type TileContext = Pick<
+  WebGpuContext,
+  | 'shaderF16'
+  | 'subgroups'
+  | 'fixedSubgroupSize'
+  | 'maxSubgroupSize'
+  | 'subgroupMatrixConfigs'
+  | 'limits'
+>;
 
 /** Why a device cannot run a tile, or null when it can. */
 export function whyTileCannotRun(context: TileContext, t: GemmTile): string | null {
@@ -123,6 +168,21 @@ export function whyTileCannotRun(context: TileContext, t: GemmTile): string | nu
     return `the tile needs subgroups of exactly ${size} invocations`;
   if (tileThreads(t) > context.limits.maxComputeInvocationsPerWorkgroup)
     return 'too many invocations per workgroup';
+  return t.kind === 'matrix' ? whyMatrixTileCannotRun(context, t) : null;
+}
+
+function whyMatrixTileCannotRun(context: TileContext, t: MatrixTile): string | null {
+  const offered = context.subgroupMatrixConfigs.some(
+    (c) => c.component === t.component && c.M === t.M && c.N === t.N && c.K === t.K,
+  );
+  if (!offered) {
+    const shapes = context.subgroupMatrixConfigs.map((c) => `${c.M}x${c.N}x${c.K} ${c.component}`);
+    return `the adapter offers no ${t.M}x${t.N}x${t.K} ${t.component} subgroup matrices with f32 results (it offers ${shapes.join(', ') || 'none'})`;
+  }
+  if (t.lanes !== context.maxSubgroupSize)
+    return `the tile is planned for subgroups of ${t.lanes}, the adapter's largest is ${context.maxSubgroupSize}`;
+  if (matrixWorkgroupBytes(t) > context.limits.maxComputeWorkgroupStorageSize)
+    return 'the tile needs more workgroup memory than the adapter has';
   return null;
 }
 
@@ -130,7 +190,10 @@ export interface GemmChoiceOptions {
   /** What LORAFORGE_WEBGPU_GEMM takes; the environment variable wins when set. */
   gemm?: string;
   store?: TuneStore;
-  /** Lets the tuner consider f16 tiles (f32 operands rounded to f16). */
+  /**
+   * Lets the tuner consider tiles that round f32 operands to f16 (f16 staged tiles, f16 subgroup
+   * matrices); `LORAFORGE_WEBGPU_F16=1` sets it too.
+   */
   allowF16?: boolean;
   /** What LORAFORGE_WEBGPU_ATTENTION takes (a plan name or `tune`); the variable wins when set. */
   attention?: string;
@@ -183,8 +246,9 @@ export async function chooseGemmPlan(
         plan.legacy || Object.values(plan.tiles).every((t) => !whyTileCannotRun(context, t)),
     )!;
   }
+  const allowF16 = env('LORAFORGE_WEBGPU_F16') === '1' || (options.allowF16 ?? false);
   const store = options.store ?? memoryTuneStore();
-  const key = tuneKey(context, options.allowF16 ?? false);
+  const key = tuneKey(context, allowF16);
   const cached = spec === 'tune' ? undefined : store.get(key);
   if (cached) {
     try {
@@ -196,11 +260,7 @@ export async function chooseGemmPlan(
   }
   const tiles = {} as Record<GemmShapeClass, GemmTile>;
   for (const cls of CLASSES) {
-    tiles[cls] = await fastestTile(
-      runner,
-      candidateTiles(context, cls, options.allowF16 ?? false),
-      cls,
-    );
+    tiles[cls] = await fastestTile(runner, candidateTiles(context, cls, allowF16), cls);
   }
   store.set(key, CLASSES.map((cls) => `${cls}=${tileName(tiles[cls])}`).join(','));
   return { legacy: false, tiles };
@@ -216,6 +276,8 @@ function tuneKey(context: WebGpuContext, allowF16: boolean): string {
     description,
     shaderF16: context.shaderF16,
     subgroups: context.subgroups,
+    maxSubgroupSize: context.maxSubgroupSize,
+    subgroupMatrix: context.subgroupMatrixConfigs,
     allowF16,
   });
 }
