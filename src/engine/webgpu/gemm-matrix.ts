@@ -105,11 +105,6 @@ function buildKernel(key: string, v: GemmVariant<MatrixTile>): KernelDef {
       outerLimit: name === 'A' ? 'P.m' : 'P.n',
       outerStart: name === 'A' ? 'm0' : 'n0',
       ld: name === 'A' ? 'P.lda' : 'P.ldb',
-      // Offsets of vec4 bindings count vec4s; the loaders take element indices.
-      off:
-        (name === 'A' ? v.a : v.b).width === 4
-          ? `(P.${name.toLowerCase()}_off * 4u)`
-          : `P.${name.toLowerCase()}_off`,
       // A column-major [kk][mm] (a left fragment is M consecutive rows per k), B row-major [kk][nn].
       store: (kk, oo, value) =>
         `t${name}[(${kk}) * ${name === 'A' ? BM : BN}u + ${oo}] = ${T}(${value});`,

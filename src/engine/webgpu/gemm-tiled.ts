@@ -262,12 +262,14 @@ export function stageOperand(o: {
   outerLimit: string;
   outerStart: string;
   ld: string;
-  off: string;
   store: (kk: string, oo: string, value: string) => string;
   /** A whole vec4 store, when the tile layout holds four contiguous elements as one vec4. */
   storeVec4?: (kk: string, oo: string, value: string) => string;
 }): string {
   const w = o.access.width;
+  // The binding's offset in elements (a vec4 binding's counts vec4s; the loaders take elements).
+  const binding = o.name.toLowerCase();
+  const off = w === 4 ? `(P.${binding}_off * 4u)` : `P.${binding}_off`;
   const contiguous = o.kContiguous ? o.bk : o.outer;
   const loads = (o.bk * o.outer) / w;
   const perThread = Math.ceil(loads / o.threads);
@@ -298,7 +300,7 @@ export function stageOperand(o: {
       let og = ${o.outerStart} + oo;
       var value = ${zero};
       if (kg < kEnd && og < ${o.outerLimit}) {
-        value = load${o.name}(${o.off} + ${o.kContiguous ? `og * ${o.ld} + kg` : `kg * ${o.ld} + og`});
+        value = load${o.name}(${off} + ${o.kContiguous ? `og * ${o.ld} + kg` : `kg * ${o.ld} + og`});
       }
       ${stores}
       }
@@ -324,7 +326,6 @@ function buildKernel(key: string, v: GemmVariant<StagedTile>): KernelDef {
     outerLimit: 'P.m',
     outerStart: 'm0',
     ld: 'P.lda',
-    off: 'P.a_off',
     store: (kk, mm, value) => `tA[(${kk}) * ${BM}u + ${mm}] = ${cast(value)};`,
   });
   const stageB = stageOperand({
@@ -337,16 +338,12 @@ function buildKernel(key: string, v: GemmVariant<StagedTile>): KernelDef {
     outerLimit: 'P.n',
     outerStart: 'n0',
     ld: 'P.ldb',
-    off: 'P.b_off',
     store: (kk, nn, value) => {
       const flat = `(${kk}) * ${BN}u + ${nn}`;
       return `{ let f = ${flat}; tB[f >> 2u][f & 3u] = ${cast(value)}; }`;
     },
     storeVec4: (kk, nn, value) => `tB[((${kk}) * ${BN}u + ${nn}) >> 2u] = vec4<${T}>(${value});`,
   });
-  // Offsets of vec4 bindings count vec4s; the loaders take element indices.
-  const elementOffset = (name: 'a' | 'b', access: OperandAccess) =>
-    access.width === 4 ? `(P.${name}_off * 4u)` : `P.${name}_off`;
   const epilogue = epilogueWgsl(v.partial, v.bias);
   // Unrolled by generation, so every accumulator is a named register whatever the WGSL
   // compiler's unrolling limits (a dynamically indexed private array would live in memory).
@@ -421,8 +418,8 @@ var<workgroup> tB: array<vec4<${T}>, ${(bk * BN) / 4}>; // [kk][nn / 4]
   ${sg ? `let sgShare = sgSize >= ${tm}u && subgroupAll(lid.y == subgroupBroadcastFirst(lid.y));` : ''}
   ${accumulators}
   for (var k0 = kBegin; k0 < kEnd; k0 += ${bk}u) {
-    ${stageA.replaceAll('P.a_off', elementOffset('a', v.a))}
-    ${stageB.replaceAll('P.b_off', elementOffset('b', v.b))}
+    ${stageA}
+    ${stageB}
     workgroupBarrier();
     for (var kk = 0u; kk < ${bk}u; kk++) {
       ${inner}
