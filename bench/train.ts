@@ -202,11 +202,12 @@ const cpu = (t: number) => () => createCpuBackend(cpuBackend, t);
 let gpuInfo: Record<string, unknown> | undefined;
 const webgpu = (gemm?: string) => async () => {
   const kernels = await WebGpuKernels.create({ store: fileTuneStore(), ...(gemm && { gemm }) });
-  const { adapterInfo, shaderF16, subgroups, limits } = kernels.context;
+  const { adapterInfo, shaderF16, subgroups, subgroupMatrixConfigs, limits } = kernels.context;
   gpuInfo = {
     ...adapterInfo,
     shaderF16,
     subgroups,
+    subgroupMatrixConfigs,
     maxBufferSize: limits.maxBufferSize,
     maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
   };
