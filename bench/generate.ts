@@ -6,7 +6,8 @@
  * embedding table only when it is also the LM head) beside the machine's read bandwidth, measured
  * in the same run by the native `streamRead` probe (a STREAM-like parallel read of 1 GiB).
  * The native and wasm CPU backends run side by side (`--backends`, default both when the native
- * build exists), each in a child process of its own (its own peak RSS).
+ * build exists), each in a child process of its own (its own peak RSS); `--rounds N` alternates
+ * them N times and reports the median and range of the native / wasm ratios.
  * With --quantization nf4 | fp4 | int8 (+ --double-quant), the same model loaded quantized decodes
  * the same tokens in the same run, beside bf16. Prefill and decode are timed after a warm-up
  * prefill and decode step; decode is also given at its median token (on a shared machine), and
@@ -15,7 +16,7 @@
  * 16 more decode steps and of one more prefill (bench/kernel-profile.ts); --bf16-gemm runs the
  * native GEMMs with bf16 products (bench/common.ts).
  *   npm run bench:generate [-- --arch A --threads T --prompt N --new M --backends native,wasm
- *                              --quantization Q --double-quant --profile --bf16-gemm --json]
+ *                              --quantization Q --double-quant --profile --bf16-gemm --rounds R --json]
  */
 import { noGrad } from '../src/engine/tape.ts';
 import { setBackend, tidy } from '../src/engine/tensor.ts';
@@ -251,8 +252,14 @@ function readBandwidth(native: NativeBackend): number | null {
   return bytes / best / 1e9;
 }
 
-/** Both backends, one child process each; prints and emits all figures. */
-function compareBackends(): void {
+interface RoundFigures {
+  backends: Record<string, Record<string, unknown>>;
+  readProbeGBps: number | null;
+  nativeOverWasm: { decode: number; decodeMedianToken: number; prefill: number } | null;
+}
+
+/** One round: both backends, one child process each; prints its figures. */
+function compareOnce(): RoundFigures {
   const runs = runPerBackend(backends);
   const probe = Number(runs.native?.readProbeGBps) || null;
   for (const [name, r] of Object.entries(runs)) {
@@ -273,23 +280,62 @@ function compareBackends(): void {
       );
   }
   if (probe) say(`read probe (native streamRead, same run): ${probe.toFixed(1)} GB/s`);
-  const ratio = (key: string) =>
-    runs.native && runs.wasm ? Number(runs.native[key]) / Number(runs.wasm[key]) : null;
-  const decodeRatio = ratio('decodeTokensPerSecond');
-  const medianDecodeRatio = ratio('decodeMedianTokenTokensPerSecond');
-  const prefillRatio = ratio('prefillTokensPerSecond');
-  if (decodeRatio !== null && medianDecodeRatio !== null && prefillRatio !== null)
+  const { native, wasm } = runs;
+  const ratio = (key: string) => Number(native![key]) / Number(wasm![key]);
+  const nativeOverWasm =
+    native && wasm
+      ? {
+          decode: ratio('decodeTokensPerSecond'),
+          decodeMedianToken: ratio('decodeMedianTokenTokensPerSecond'),
+          prefill: ratio('prefillTokensPerSecond'),
+        }
+      : null;
+  if (nativeOverWasm)
     say(
-      `native / wasm (same run): decode ${decodeRatio.toFixed(2)}x (median token ${medianDecodeRatio.toFixed(2)}x), prefill ${prefillRatio.toFixed(2)}x`,
+      `native / wasm (same run): decode ${nativeOverWasm.decode.toFixed(2)}x (median token ${nativeOverWasm.decodeMedianToken.toFixed(2)}x), prefill ${nativeOverWasm.prefill.toFixed(2)}x`,
     );
+  return { backends: runs, readProbeGBps: probe, nativeOverWasm };
+}
+
+/**
+ * `--rounds N` rounds of both backends, alternating, so that a change in the machine's load
+ * between one backend's child and the other's shows as spread rather than as a ratio; with
+ * several rounds, the median and range of each ratio follow. Emits every round's figures.
+ */
+function compareBackends(): void {
+  const rounds = argValue('--rounds', 1);
+  const figures: RoundFigures[] = [];
+  for (let i = 0; i < rounds; i++) {
+    if (rounds > 1) say(`-- round ${i + 1} of ${rounds}`);
+    figures.push(compareOnce());
+  }
+  const ratios = figures.flatMap((f) => (f.nativeOverWasm ? [f.nativeOverWasm] : []));
+  const spread = (key: 'decode' | 'decodeMedianToken' | 'prefill') => {
+    const sorted = ratios.map((r) => r[key]).sort((a, b) => a - b);
+    const middle = sorted.length / 2;
+    const median =
+      sorted.length % 2 ? sorted[Math.floor(middle)]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+    return { median, min: sorted[0]!, max: sorted[sorted.length - 1]! };
+  };
+  const summary =
+    ratios.length > 1
+      ? {
+          decode: spread('decode'),
+          decodeMedianToken: spread('decodeMedianToken'),
+          prefill: spread('prefill'),
+        }
+      : null;
+  if (summary) {
+    const show = (r: { median: number; min: number; max: number }) =>
+      `${r.median.toFixed(2)}x (${r.min.toFixed(2)}-${r.max.toFixed(2)})`;
+    say(
+      `native / wasm over ${ratios.length} rounds, median (range): decode ${show(summary.decode)}, median token ${show(summary.decodeMedianToken)}, prefill ${show(summary.prefill)}`,
+    );
+  }
+  const last = figures[figures.length - 1]!;
   emitJson({
     threads,
-    backends: runs,
-    readProbeGBps: probe,
-    nativeOverWasm: {
-      decode: decodeRatio,
-      decodeMedianToken: medianDecodeRatio,
-      prefill: prefillRatio,
-    },
+    ...last,
+    ...(rounds > 1 && { rounds: figures, nativeOverWasmAcrossRounds: summary }),
   });
 }
