@@ -15,6 +15,7 @@ import { refBuffer, refOffset } from '../../src/engine/webgpu/buffer-ref.ts';
 import type { KernelDef } from '../../src/engine/webgpu/kernel-def.ts';
 import {
   DEFAULT_GEMM_PLAN,
+  DEFAULT_TILES,
   LEGACY_GEMM_PLAN,
   gemm,
   type GemmDtype,
@@ -33,7 +34,9 @@ import {
   chooseGemmPlan,
   matrixCandidates,
   parseGemmSpec,
+  tuningProblem,
   whyTileCannotRun,
+  whyTileFailsHere,
 } from '../../src/engine/webgpu/tuner.ts';
 import { isHardwareAdapter } from '../../src/engine/webgpu/device.ts';
 import { WEBGPU_KERNELS, type GpuArg } from '../../src/engine/webgpu/kernel-table.ts';
@@ -380,6 +383,31 @@ gpuDescribe('webgpu gemm tiles (each forced)', () => {
         plan,
       );
     });
+  });
+  test('the tuner refuses a tile whose kernel fails on the adapter or gives another product', async () => {
+    const runner = gpu!.runner;
+    const problem = tuningProblem(runner, 'rows');
+    try {
+      problem.product(DEFAULT_GEMM_PLAN);
+      const expected = await problem.result();
+      assert.equal(await whyTileFailsHere(runner, problem, expected, DEFAULT_TILES.rows), null);
+      // 128 KiB of staged tiles: a pipeline error (workgroup memory), caught, not left to the next read.
+      const oversized = parseTileName('16x16.8x8.k128')!;
+      assert.match(
+        (await whyTileFailsHere(runner, problem, expected, oversized)) ?? 'accepted',
+        /workgroup/i,
+      );
+      const other = expected.slice();
+      other[5]! += 1;
+      assert.match(
+        (await whyTileFailsHere(runner, problem, other, DEFAULT_TILES.rows)) ?? 'accepted',
+        /^element 5 is /,
+      );
+      // The device is still usable.
+      await checkGemm({ m: 9, n: 13, k: 11 });
+    } finally {
+      problem.destroy();
+    }
   });
   test('legacy kernel (benchmark baseline)', () =>
     checkGemm({ m: 70, n: 45, k: 33, transB: true, bias: true }, gpu!.runner, LEGACY_GEMM_PLAN));

@@ -187,14 +187,13 @@ export type GemmPlan =
   { legacy: true } | { legacy: false; tiles: Record<GemmShapeClass, GemmTile> };
 
 /** Tile shapes used when no tuner has chosen (plain f32 tiles every adapter runs: 128 threads, 12 KiB). */
-export const DEFAULT_GEMM_PLAN: GemmPlan = {
-  legacy: false,
-  tiles: {
-    large: { kind: 'staged', wgX: 8, wgY: 16, tm: 8, tn: 8, bk: 16, f16: false, sg: false },
-    rows: { kind: 'staged', wgX: 32, wgY: 4, tm: 4, tn: 4, bk: 16, f16: false, sg: false },
-    cols: { kind: 'staged', wgX: 4, wgY: 32, tm: 4, tn: 4, bk: 16, f16: false, sg: false },
-  },
+export const DEFAULT_TILES: Record<GemmShapeClass, GemmTile> = {
+  large: { kind: 'staged', wgX: 8, wgY: 16, tm: 8, tn: 8, bk: 16, f16: false, sg: false },
+  rows: { kind: 'staged', wgX: 32, wgY: 4, tm: 4, tn: 4, bk: 16, f16: false, sg: false },
+  cols: { kind: 'staged', wgX: 4, wgY: 32, tm: 4, tn: 4, bk: 16, f16: false, sg: false },
 };
+
+export const DEFAULT_GEMM_PLAN: GemmPlan = { legacy: false, tiles: DEFAULT_TILES };
 
 export const LEGACY_GEMM_PLAN: GemmPlan = { legacy: true };
 

@@ -14,9 +14,11 @@
  * beside the GEMM plan; `LORAFORGE_WEBGPU_ATTENTION` (or the `attention` option) forces one.
  */
 import { LoraforgeError } from '../../util/errors.ts';
+import { f32ToBf16Scalar } from '../half.ts';
 import { isHardwareAdapter, type WebGpuContext } from './device.ts';
 import {
   DEFAULT_GEMM_PLAN,
+  DEFAULT_TILES,
   LEGACY_GEMM_PLAN,
   gemm,
   type GemmPlan,
@@ -215,7 +217,7 @@ export function parseGemmSpec(spec: string): GemmPlan | null {
     );
   const single = parseTileName(spec);
   if (single) return { legacy: false, tiles: { large: single, rows: single, cols: single } };
-  const tiles = { ...(DEFAULT_GEMM_PLAN as { tiles: Record<GemmShapeClass, GemmTile> }).tiles };
+  const tiles = { ...DEFAULT_TILES };
   for (const part of spec.split(',')) {
     const [cls, name] = part.split('=') as [string, string | undefined];
     const tile = name ? parseTileName(name) : null;
@@ -297,33 +299,107 @@ async function bestOfTwo(runner: KernelRunner, work: () => void): Promise<number
   return Math.min(await run(), await run());
 }
 
-/** Times each candidate (bestOfTwo) and keeps the fastest. */
+/** A deterministic spread of values in [-0.5, 0.5) (the same problem on every adapter). */
+function tuningValues(count: number, seed: number): Float32Array {
+  let state = seed >>> 0;
+  return Float32Array.from({ length: count }, () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return state / 2 ** 32 - 0.5;
+  });
+}
+
+/** The tuning problem of a class: A f32, B the models' bf16 weights used as x W^T, C f32. */
+export interface TuningProblem {
+  product(plan: GemmPlan): void;
+  /** C of the last product. */
+  result(): Promise<Float32Array>;
+  destroy(): void;
+}
+
+export function tuningProblem(runner: KernelRunner, cls: GemmShapeClass): TuningProblem {
+  const { m, n, k } = PROBLEMS[cls];
+  const device = runner.device;
+  const usage = USAGE() | GPUBufferUsage.COPY_SRC;
+  const a = device.createBuffer({ size: m * k * 4, usage });
+  const b = device.createBuffer({ size: n * k * 2, usage });
+  const c = device.createBuffer({ size: m * n * 4, usage });
+  runner.write(a, tuningValues(m * k, 1));
+  runner.write(b, Uint16Array.from(tuningValues(n * k, 2), f32ToBf16Scalar));
+  return {
+    product: (plan) => gemm(runner, { a, b, c, m, n, k, transB: true, bDtype: 'bf16' }, plan),
+    result: async () => new Float32Array(await runner.read(c, m * n * 4)),
+    destroy: () => [a, b, c].forEach((buffer) => buffer.destroy()),
+  };
+}
+
+const planOf = (tile: GemmTile): GemmPlan => ({
+  legacy: false,
+  tiles: { large: tile, rows: tile, cols: tile },
+});
+
+/**
+ * Why a tile cannot be trusted on this device, or null: its pipeline or dispatch raises a WebGPU
+ * error, or its product differs from the default tiles' (a driver that miscompiles a kernel, an
+ * experimental feature that misbehaves). A broken kernel must not win the timing by doing
+ * nothing. The bound allows f16 operands (relative 2^-11 per product over k terms).
+ */
+export async function whyTileFailsHere(
+  runner: KernelRunner,
+  problem: TuningProblem,
+  expected: Float32Array,
+  tile: GemmTile,
+): Promise<string | null> {
+  const device = runner.device;
+  device.pushErrorScope('internal');
+  device.pushErrorScope('out-of-memory');
+  device.pushErrorScope('validation');
+  problem.product(planOf(tile));
+  runner.flush();
+  const errors = await Promise.all([
+    device.popErrorScope(),
+    device.popErrorScope(),
+    device.popErrorScope(),
+  ]);
+  const error = errors.find((e) => e !== null);
+  if (error) return error.message.split('\n')[0]!;
+  const actual = await problem.result();
+  const scale = expected.reduce((max, x) => Math.max(max, Math.abs(x)), 0);
+  for (let i = 0; i < expected.length; i++) {
+    if (!(Math.abs(actual[i]! - expected[i]!) <= 1e-2 * (1 + scale))) {
+      return `element ${i} is ${actual[i]}, the default tiles give ${expected[i]}`;
+    }
+  }
+  return null;
+}
+
+/** Checks each candidate (whyTileFailsHere), times the sound ones (bestOfTwo) and keeps the fastest. */
 async function fastestTile(
   runner: KernelRunner,
   candidates: GemmTile[],
   cls: GemmShapeClass,
 ): Promise<GemmTile> {
-  const { m, n, k } = PROBLEMS[cls];
-  const device = runner.device;
-  // Weights as the models store them (bf16, transposed: x W^T), activations f32.
-  const a = device.createBuffer({ size: m * k * 4, usage: USAGE() });
-  const b = device.createBuffer({ size: n * k * 2, usage: USAGE() });
-  const c = device.createBuffer({ size: m * n * 4, usage: USAGE() });
-  let best = candidates[0]!;
+  const problem = tuningProblem(runner, cls);
+  let best: GemmTile = DEFAULT_TILES[cls];
   let bestSeconds = Infinity;
   try {
+    problem.product(DEFAULT_GEMM_PLAN);
+    const expected = await problem.result();
     for (const tile of candidates) {
-      const plan: GemmPlan = { legacy: false, tiles: { large: tile, rows: tile, cols: tile } };
-      const seconds = await bestOfTwo(runner, () =>
-        gemm(runner, { a, b, c, m, n, k, transB: true, bDtype: 'bf16' }, plan),
-      );
+      const why = await whyTileFailsHere(runner, problem, expected, tile);
+      if (why) {
+        console.warn(
+          `loraforge: GEMM tile ${tileName(tile)} fails on this adapter (${why}); not used`,
+        );
+        continue;
+      }
+      const seconds = await bestOfTwo(runner, () => problem.product(planOf(tile)));
       if (seconds < bestSeconds) {
         bestSeconds = seconds;
         best = tile;
       }
     }
   } finally {
-    for (const buffer of [a, b, c]) buffer.destroy();
+    problem.destroy();
   }
   return best;
 }
