@@ -18,6 +18,7 @@ import {
   DEFAULT_TILES,
   LEGACY_GEMM_PLAN,
   gemm,
+  singleTilePlan,
   type GemmDtype,
   type GemmPlan,
 } from '../../src/engine/webgpu/gemm.ts';
@@ -365,7 +366,7 @@ const everyTile = (): { tile: GemmTile; skip: string | false }[] => {
 
 gpuDescribe('webgpu gemm tiles (each forced)', () => {
   everyTile().forEach(({ tile, skip }, i) => {
-    const plan: GemmPlan = { legacy: false, tiles: { large: tile, rows: tile, cols: tile } };
+    const plan = singleTilePlan(tile);
     const transA = (i & 1) === 1;
     const transB = (i & 2) === 0;
     test(`${tileName(tile)}: f32 transA=${transA} transB=${transB}, beta, bias`, { skip }, () =>
@@ -442,7 +443,7 @@ gpuDescribe('webgpu gemm tiles (each forced)', () => {
 gpuDescribe('webgpu direct gemm (every layout and load width)', () => {
   for (const name of ['d16.8x4', 'd16.4x4', 'd16.16x4.s8', 'd8.4x4.s8']) {
     const tile = parseTileName(name)!;
-    const plan: GemmPlan = { legacy: false, tiles: { large: tile, rows: tile, cols: tile } };
+    const plan = singleTilePlan(tile);
     const skip = gpu && whyTileCannotRun(gpu.context, tile);
     if (skip) {
       test(`${name}`, { skip }, () => {});
@@ -506,7 +507,7 @@ async function checkAgainstStaged(c: GemmCase, plan: GemmPlan) {
 
 describe('webgpu subgroup-matrix gemm (each tile forced)', { skip: noMatrix }, () => {
   for (const tile of matrixTiles) {
-    const plan: GemmPlan = { legacy: false, tiles: { large: tile, rows: tile, cols: tile } };
+    const plan = singleTilePlan(tile);
     const name = tileName(tile);
     const skip = whyTileCannotRun(gpu!.context, tile) ?? false;
     test(`${name}: f32, every transpose, ragged edges, beta, bias`, { skip }, async () => {

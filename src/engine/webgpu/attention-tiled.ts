@@ -50,7 +50,7 @@
  * the tiles and masked. Masked scores are a finite sentinel, never infinities; masked keys'
  * values are multiplied by a zero weight, so they must be finite (keys past Tk are never read).
  */
-import type { KernelDef } from './kernel-def.ts';
+import { range, type KernelDef } from './kernel-def.ts';
 import type { BufferArg, BufferRef, KernelRunner } from './runner.ts';
 import { backwardBuffers, BACKWARD_PARAMS, FORWARD_PARAMS } from './attention-shared.ts';
 
@@ -70,8 +70,6 @@ export interface TiledShape {
 
 export const tiledShapeName = (s: TiledShape) =>
   `${s.rowGroups}x${s.rowsPerThread}x${s.colsPerThread}${s.sg8 ? '.s8' : ''}`;
-
-const range = (count: number) => Array.from({ length: count }, (_, i) => i);
 
 export type TiledKind = 'forward' | 'dq' | 'dkdv';
 

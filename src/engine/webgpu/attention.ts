@@ -21,7 +21,7 @@
  * Visibility of key j to query position p: j <= p, keyMask[b, j] != 0 and seg[b, j] == seg[b, p]
  * (each optional), and p - j < window in a sliding-window layer (window > 0). Scores use finite sentinels, never infinities.
  */
-import type { KernelDef } from './kernel-def.ts';
+import { range, type KernelDef } from './kernel-def.ts';
 import { ELEMENTWISE_WORKGROUP, FLAT_INDEX } from './elementwise.ts';
 import type { KernelRunner } from './runner.ts';
 // EMPTY_ROW_LSE (+inf) is passed as a uniform, because WGSL rejects infinite constants.
@@ -54,7 +54,6 @@ import {
 
 /** vec4s per row of head dimension D (zero-padded past D). */
 const vec4s = (D: number) => Math.ceil(D / 4);
-const range = (count: number) => Array.from({ length: count }, (_, i) => i);
 
 /** WGSL declaring `var <name>0 .. <name>{D4-1}: vec4<f32>`, zeroed. */
 const vecRegisters = (name: string, D: number) =>

@@ -20,8 +20,9 @@
  * clamped to the last valid one for loading (so vector loads stay in bounds) and not stored.
  * Split-K and the epilogue are those of the staged kernels (see gemm-tiled.ts).
  */
-import { wgslLoader, type KernelDef } from './kernel-def.ts';
+import { range, wgslLoader, type KernelDef } from './kernel-def.ts';
 import {
+  bindingElementOffset,
   epilogueWgsl,
   gemmInterface,
   gemmVariantKernel,
@@ -67,8 +68,6 @@ export function directAccess(
 }
 
 export const directGemmKernel = (v: GemmVariant<DirectTile>) => gemmVariantKernel(v, buildKernel);
-
-const range = (count: number) => Array.from({ length: count }, (_, i) => i);
 
 /**
  * WGSL `let` statements loading an operand's `outer x kSteps` block, and the expression of each
@@ -202,8 +201,6 @@ function loaders(name: 'a' | 'b', access: OperandAccess): string {
 
 function buildKernel(key: string, v: GemmVariant<DirectTile>): KernelDef {
   const { threads, tm, tn, bk } = v.tile;
-  const elementOffset = (name: 'a' | 'b', access: OperandAccess) =>
-    access.width === 4 ? `P.${name}_off * 4u` : `P.${name}_off`;
   const epilogue = epilogueWgsl(v.partial, v.bias);
   const stores = range(tm).map(
     (i) => `if (m0 + ${i}u < P.m) {
@@ -231,8 +228,8 @@ function buildKernel(key: string, v: GemmVariant<DirectTile>): KernelDef {
     body: `
   let m0 = wid.y * ${tm}u;
   let n0 = (wid.x * ${threads}u + lid.x) * ${tn}u;
-  let aOff = ${elementOffset('a', v.a)};
-  let bOff = ${elementOffset('b', v.b)};
+  let aOff = ${bindingElementOffset('a', v.a)};
+  let bOff = ${bindingElementOffset('b', v.b)};
   let kBegin = wid.z * P.kchunk;
   let kEnd = min(P.k, kBegin + P.kchunk);
   ${range(tm)

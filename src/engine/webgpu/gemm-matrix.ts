@@ -19,7 +19,7 @@
  * subgroup, and the subgroup count is planned from it. An adapter that runs smaller subgroups
  * has more of them; those past the plan only help staging.
  */
-import type { KernelDef } from './kernel-def.ts';
+import { range, type KernelDef } from './kernel-def.ts';
 import {
   epilogueWgsl,
   gemmInterface,
@@ -109,7 +109,6 @@ function buildKernel(key: string, v: GemmVariant<MatrixTile>): KernelDef {
       store: (kk, oo, value) =>
         `t${name}[(${kk}) * ${name === 'A' ? BM : BN}u + ${oo}] = ${T}(${value});`,
     });
-  const range = (count: number) => Array.from({ length: count }, (_, i) => i);
   const fragments = range(fm).flatMap((i) => range(fn).map((j) => [i, j] as const));
   const left = `subgroup_matrix_left<${T}, ${K}, ${M}>`;
   const right = `subgroup_matrix_right<${T}, ${N}, ${K}>`;

@@ -19,7 +19,7 @@
  * slabs into C with beta and bias. That keeps every core busy on skinny products (decode rows,
  * LoRA rank-r factors) whose C has too few tiles for the device.
  */
-import { wgslLoader, type KernelDef, type StorageDtype } from './kernel-def.ts';
+import { range, wgslLoader, type KernelDef, type StorageDtype } from './kernel-def.ts';
 import { DIRECT_K_STEP, type DirectTile } from './gemm-direct.ts';
 import {
   matrixBlockCols,
@@ -232,6 +232,11 @@ export function gemmInterface(v: GemmVariant): Pick<KernelDef, 'params' | 'buffe
   };
 }
 
+/** WGSL for an operand binding's offset in elements (a vec4 binding's counts vec4s; loaders take elements). */
+export function bindingElementOffset(binding: 'a' | 'b', access: OperandAccess): string {
+  return access.width === 4 ? `(P.${binding}_off * 4u)` : `P.${binding}_off`;
+}
+
 /**
  * WGSL that finishes one element of C from `value` (its unscaled product) at `cBase + col`:
  * alpha, beta * C and the bias, or alpha alone into a split-K slab.
@@ -267,9 +272,7 @@ export function stageOperand(o: {
   storeVec4?: (kk: string, oo: string, value: string) => string;
 }): string {
   const w = o.access.width;
-  // The binding's offset in elements (a vec4 binding's counts vec4s; the loaders take elements).
-  const binding = o.name.toLowerCase();
-  const off = w === 4 ? `(P.${binding}_off * 4u)` : `P.${binding}_off`;
+  const off = bindingElementOffset(o.name === 'A' ? 'a' : 'b', o.access);
   const contiguous = o.kContiguous ? o.bk : o.outer;
   const loads = (o.bk * o.outer) / w;
   const perThread = Math.ceil(loads / o.threads);
@@ -347,7 +350,6 @@ function buildKernel(key: string, v: GemmVariant<StagedTile>): KernelDef {
   const epilogue = epilogueWgsl(v.partial, v.bias);
   // Unrolled by generation, so every accumulator is a named register whatever the WGSL
   // compiler's unrolling limits (a dynamically indexed private array would live in memory).
-  const range = (count: number) => Array.from({ length: count }, (_, i) => i);
   const acc = (i: number, j: number) => `acc${i}_${j}`;
   const accumulators = range(tm)
     .flatMap((i) => range(tn4).map((j) => `var ${acc(i, j)} = vec4<f32>();`))

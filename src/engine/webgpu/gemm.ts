@@ -195,6 +195,12 @@ export const DEFAULT_TILES: Record<GemmShapeClass, GemmTile> = {
 
 export const DEFAULT_GEMM_PLAN: GemmPlan = { legacy: false, tiles: DEFAULT_TILES };
 
+/** A plan that runs one tile for every class (forcing a tile, timing it, testing it). */
+export const singleTilePlan = (tile: GemmTile): GemmPlan => ({
+  legacy: false,
+  tiles: { large: tile, rows: tile, cols: tile },
+});
+
 export const LEGACY_GEMM_PLAN: GemmPlan = { legacy: true };
 
 export function gemm(

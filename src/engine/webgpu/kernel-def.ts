@@ -123,6 +123,9 @@ ${rename(def.body)}
  * stored as `dtype`. Halves are unpacked from u32 words: f16 via unpack2x16float, bf16 by moving
  * its 16 bits into the top of an f32.
  */
+/** 0 .. count - 1: the unrolled indices of WGSL written out by generation. */
+export const range = (count: number) => Array.from({ length: count }, (_, i) => i);
+
 export function wgslLoader(name: string, buffer: string, dtype: StorageDtype): string {
   switch (dtype) {
     case 'f32':

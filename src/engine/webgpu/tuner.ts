@@ -21,6 +21,7 @@ import {
   DEFAULT_TILES,
   LEGACY_GEMM_PLAN,
   gemm,
+  singleTilePlan,
   type GemmPlan,
   type GemmShapeClass,
 } from './gemm.ts';
@@ -216,7 +217,7 @@ export function parseGemmSpec(spec: string): GemmPlan | null {
       'use legacy, tune, default, a tile such as 8x16.8x8.k16, or large=...,rows=...,cols=...',
     );
   const single = parseTileName(spec);
-  if (single) return { legacy: false, tiles: { large: single, rows: single, cols: single } };
+  if (single) return singleTilePlan(single);
   const tiles = { ...DEFAULT_TILES };
   for (const part of spec.split(',')) {
     const [cls, name] = part.split('=') as [string, string | undefined];
@@ -332,11 +333,6 @@ export function tuningProblem(runner: KernelRunner, cls: GemmShapeClass): Tuning
   };
 }
 
-const planOf = (tile: GemmTile): GemmPlan => ({
-  legacy: false,
-  tiles: { large: tile, rows: tile, cols: tile },
-});
-
 /**
  * Why a tile cannot be trusted on this device, or null: its pipeline or dispatch raises a WebGPU
  * error, or its product differs from the default tiles' (a driver that miscompiles a kernel, an
@@ -353,7 +349,7 @@ export async function whyTileFailsHere(
   device.pushErrorScope('internal');
   device.pushErrorScope('out-of-memory');
   device.pushErrorScope('validation');
-  problem.product(planOf(tile));
+  problem.product(singleTilePlan(tile));
   runner.flush();
   const errors = await Promise.all([
     device.popErrorScope(),
@@ -392,7 +388,7 @@ async function fastestTile(
         );
         continue;
       }
-      const seconds = await bestOfTwo(runner, () => problem.product(planOf(tile)));
+      const seconds = await bestOfTwo(runner, () => problem.product(singleTilePlan(tile)));
       if (seconds < bestSeconds) {
         bestSeconds = seconds;
         best = tile;
