@@ -37,8 +37,12 @@ struct KernelRegistrar {
   KernelRegistrar(const char* name, int argc, KernelFn fn) { registerKernel(name, argc, fn); }
 };
 
-/** Runs body(begin, end) over slices of [0, total) on the addon's pool (caller included). */
-void parallelFor(int64_t total, const std::function<void(int64_t, int64_t)>& body);
+/**
+ * Runs body(begin, end) over slices of [0, total) on the addon's pool (caller included), slices
+ * of at most maxGrain items (the pool makes about four per thread).
+ */
+void parallelFor(int64_t total, const std::function<void(int64_t, int64_t)>& body,
+                 int64_t maxGrain = INT64_MAX);
 
 /** Threads the pool spreads work over, the calling one included. */
 int threadCount();

@@ -38,8 +38,9 @@ constexpr size_t kAlign = 64;
 
 }  // namespace
 
-void parallelFor(int64_t total, const std::function<void(int64_t, int64_t)>& body) {
-  if (pool()) pool()->run(total, body);
+void parallelFor(int64_t total, const std::function<void(int64_t, int64_t)>& body,
+                 int64_t maxGrain) {
+  if (pool()) pool()->run(total, body, maxGrain);
   else body(0, total);
 }
 

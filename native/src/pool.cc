@@ -85,7 +85,8 @@ void ThreadPool::work() {
   }
 }
 
-void ThreadPool::run(int64_t total, const std::function<void(int64_t, int64_t)>& body) {
+void ThreadPool::run(int64_t total, const std::function<void(int64_t, int64_t)>& body,
+                     int64_t maxGrain) {
   if (total <= 0) return;
   if (workers_.empty() || total == 1) {
     body(0, total);
@@ -97,7 +98,7 @@ void ThreadPool::run(int64_t total, const std::function<void(int64_t, int64_t)>&
     total_ = total;
     next_ = 0;
     // About four slices per thread: even finishing times without a lock round per item.
-    grain_ = std::max<int64_t>(1, total / (4 * size()));
+    grain_ = std::clamp<int64_t>(total / (4 * size()), 1, std::max<int64_t>(1, maxGrain));
     generation_++;
   }
   wake_.notify_all();

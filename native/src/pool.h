@@ -15,8 +15,12 @@ class ThreadPool {
   explicit ThreadPool(int threads);
   ~ThreadPool();
   int size() const { return static_cast<int>(workers_.size()) + 1; }
-  /** body(begin, end) over [0, total) in slices; returns when all slices are done. */
-  void run(int64_t total, const std::function<void(int64_t, int64_t)>& body);
+  /**
+   * body(begin, end) over [0, total) in slices of at most maxGrain items; returns when all slices
+   * are done.
+   */
+  void run(int64_t total, const std::function<void(int64_t, int64_t)>& body,
+           int64_t maxGrain = INT64_MAX);
 
  private:
   void work();

@@ -136,12 +136,20 @@ ColumnsFn columnsFn(bool dot, int dtype) {
   return dtype == kBf16 ? columnsFn<M, kBf16>(dot) : columnsFn<M, kF16>(dot);
 }
 
-/** Splits C's n columns over the pool in units of `unit` columns. */
+/**
+ * Splits C's n columns over the pool in units of `unit` columns, `unitBytes` of B each. A slice
+ * reads at most about 1 MiB of B: the threads then finish within a few slices' time of each other
+ * even on a product as large as an LM head (hundreds of MiB), where a quarter of each thread's
+ * share per slice let one late slice hold the whole product up. Measured on the 0.5B LM head (272
+ * MB of bf16, 2 threads, medians of 30 alternating runs): 29.7 -> 31.6 and 34.8 -> 36.0 GB/s.
+ */
 template <class Body>
-void forColumns(int64_t n, int64_t unit, const Body& body) {
-  parallelFor((n + unit - 1) / unit, [&](int64_t begin, int64_t end) {
-    body(begin * unit, std::min(n, end * unit));
-  });
+void forColumns(int64_t n, int64_t unit, size_t unitBytes, const Body& body) {
+  constexpr size_t kSliceBytes = size_t{1} << 20;
+  parallelFor(
+      (n + unit - 1) / unit,
+      [&](int64_t begin, int64_t end) { body(begin * unit, std::min(n, end * unit)); },
+      static_cast<int64_t>(std::max<size_t>(1, kSliceBytes / std::max<size_t>(1, unitBytes))));
 }
 
 }  // namespace
@@ -151,6 +159,7 @@ void multiplyStreaming(const GemmCall& g) {
   const bool dot = g.b.stepStride == 1;  // B transposed: its rows are op(B)'s columns
   // Units of 16 dot products (a few hundred KiB of weights), or of one sweep's columns.
   const int64_t unit = dot ? 16 : kSweepColumns;
+  const size_t unitBytes = static_cast<size_t>(unit * k) * StridedView::dtypeBytes(g.b.dtype);
 #if defined(__AVX512BF16__)
   if (g.bf16Pairs && dot) {
     const int64_t kPadded = (k + 31) / 32 * 32;
@@ -163,7 +172,7 @@ void multiplyStreaming(const GemmCall& g) {
                        : m == 2 ? dotRowsPairs<2>
                        : m == 3 ? dotRowsPairs<3>
                                 : dotRowsPairs<4>;
-    forColumns(g.n, unit, [&](int64_t j0, int64_t j1) { fn(g, a, kPadded, j0, j1); });
+    forColumns(g.n, unit, unitBytes, [&](int64_t j0, int64_t j1) { fn(g, a, kPadded, j0, j1); });
     return;
   }
 #endif
@@ -174,7 +183,7 @@ void multiplyStreaming(const GemmCall& g) {
                        : m == 2 ? columnsFn<2>(dot, g.b.dtype)
                        : m == 3 ? columnsFn<3>(dot, g.b.dtype)
                                 : columnsFn<4>(dot, g.b.dtype);
-  forColumns(g.n, unit, [&](int64_t j0, int64_t j1) { fn(g, a, j0, j1); });
+  forColumns(g.n, unit, unitBytes, [&](int64_t j0, int64_t j1) { fn(g, a, j0, j1); });
 }
 
 }  // namespace lf::gemm

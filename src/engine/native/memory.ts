@@ -2,6 +2,9 @@
  * Native memory as JavaScript sees it: every allocation is its own block (an ArrayBuffer over
  * addon memory, so no 4 GiB cap as in wasm32), kept sorted by address so that a view at any
  * address (a kernel's operand: block + byte offset) finds its block. A view never crosses a block.
+ * Cached blocks (below) stay in that list until they go back to the system: decoding allocates and
+ * frees a few hundred tensors per token, and taking each out and putting it back shifted the
+ * list's hundreds of entries every time.
  *
  * Freed blocks are kept for reuse by size class (sizes rounded up by at most 1/8), up to a cap,
  * oldest returned to the system first: a training step frees and asks again for the same sizes
@@ -30,7 +33,7 @@ export function sizeClass(bytes: number): number {
 }
 
 export class NativeMemory {
-  /** Live blocks in increasing address order. */
+  /** Blocks held from the system (live and cached) in increasing address order. */
   private readonly blocks: NativeBlock[] = [];
   private allocated = 0;
   /** Freed blocks by size class, and all of them oldest first (a Set keeps insertion order). */
@@ -62,20 +65,19 @@ export class NativeMemory {
       this.cached -= size;
     }
     const block = reused ?? this.newBlock(size);
-    this.blocks.splice(this.indexAfter(block.address), 0, block);
     this.allocated += size;
     return block;
   }
 
   /** Takes the block starting at `address` back (kept for reuse, or returned to the system). */
   free(address: number): void {
-    const index = this.indexAfter(address) - 1;
-    const block = this.blocks[index];
-    if (block?.address !== address) throw new Error(`free: no native block at ${address}`);
-    this.blocks.splice(index, 1);
+    const block = this.blocks[this.indexAfter(address) - 1];
+    if (block?.address !== address || this.cacheOrder.has(block)) {
+      throw new Error(`free: no native block at ${address}`);
+    }
     this.allocated -= block.bytes;
     if (block.bytes > this.cacheLimit) {
-      this.addon.free(address);
+      this.returnToSystem(block);
       return;
     }
     const list = this.cache.get(block.bytes);
@@ -103,7 +105,14 @@ export class NativeMemory {
 
   private newBlock(size: number): NativeBlock {
     const buffer = this.addon.alloc(size);
-    return { address: this.addon.address(buffer), buffer, bytes: size };
+    const block = { address: this.addon.address(buffer), buffer, bytes: size };
+    this.blocks.splice(this.indexAfter(block.address), 0, block);
+    return block;
+  }
+
+  private returnToSystem(block: NativeBlock): void {
+    this.blocks.splice(this.indexAfter(block.address) - 1, 1);
+    this.addon.free(block.address);
   }
 
   private oldestCached(): NativeBlock {
@@ -117,13 +126,13 @@ export class NativeMemory {
     list.splice(list.indexOf(block), 1);
     if (list.length === 0) this.cache.delete(block.bytes);
     this.cached -= block.bytes;
-    this.addon.free(block.address);
+    this.returnToSystem(block);
   }
 
-  /** The block holding [address, address + bytes). */
+  /** The live block holding [address, address + bytes). */
   blockAt(address: number, bytes: number): NativeBlock {
     const block = this.blocks[this.indexAfter(address) - 1];
-    if (!block || address + bytes > block.address + block.bytes) {
+    if (!block || address + bytes > block.address + block.bytes || this.cacheOrder.has(block)) {
       throw new RangeError(`native memory: no block holds ${bytes} bytes at ${address}`);
     }
     return block;
