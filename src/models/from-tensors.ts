@@ -2,17 +2,26 @@
  * Builds a DecoderModel from a parsed config and a source of named tensors, with no file system
  * (load.ts opens a model folder; a browser passes bytes it fetched). Tensors are copied one by one
  * so peak memory stays close to the final weights. Matrices are kept in the requested storage
- * dtype (bf16 halves the bytes of frozen weights); norms and biases stay f32.
+ * dtype (bf16 halves the bytes of frozen weights); norms and biases stay f32. Projections that
+ * read the same input (q, k, v; gate, up) are stored back to back as one group (decoder.ts:
+ * ProjectionGroup), each projection's weight and bias a view of the group's.
  */
 import type { DType } from '../engine/dtype.ts';
-import type { Tensor } from '../engine/tensor.ts';
+import { Tensor } from '../engine/tensor.ts';
 import type { TensorSource } from '../io/safetensors-format.ts';
 import { LoraforgeError } from '../util/errors.ts';
 import type { DecoderConfig } from './config.ts';
-import { DecoderModel, projectionPath, type DecoderLayer } from './decoder.ts';
+import {
+  DecoderModel,
+  projectionPath,
+  SHARED_INPUT_PROJECTIONS,
+  type DecoderLayer,
+  type ProjectionGroup,
+  type ProjectionName,
+} from './decoder.ts';
 import { withCurrentNames } from './checkpoint-names.ts';
 import { isBnb4bit, loadQuantizedWeight, type Quantization } from './quantized-load.ts';
-import { loadTensor, type WeightDType } from './load-tensor.ts';
+import { loadTensor, loadTensorInto, type WeightDType } from './load-tensor.ts';
 import { hasBias, layerNormShapes, projectionShapes } from './shapes.ts';
 
 export { loadTensor, type WeightDType };
@@ -68,13 +77,43 @@ export function modelFromTensors(
   const layers: DecoderLayer[] = [];
   for (let i = 0; i < c.numLayers; i++) {
     const proj: DecoderLayer['proj'] = {};
+    const groups: ProjectionGroup[] = [];
+    const isQuantized = (name: ProjectionName) =>
+      Boolean(opts.quantization) || isBnb4bit(source, `${projectionPath(i, name, prefix)}.weight`);
+    for (const names of SHARED_INPUT_PROJECTIONS) {
+      if (!names.every((name) => shapes.has(name) && !isQuantized(name))) continue;
+      const biased = names.filter((name) => hasBias(c, name)).length;
+      if (biased !== 0 && biased !== names.length) continue;
+      const rows = names.map((name) => shapes.get(name)![0]);
+      const groupRows = rows.reduce((a, b) => a + b, 0);
+      const inFeatures = shapes.get(names[0]!)![1];
+      const group: ProjectionGroup = {
+        names,
+        weight: Tensor.empty([groupRows, inFeatures], dtype).keep(),
+        bias: biased ? Tensor.empty([groupRows]).keep() : null,
+      };
+      let row = 0;
+      names.forEach((name, n) => {
+        const path = projectionPath(i, name, prefix);
+        const weight = group.weight.view([rows[n]!, inFeatures], row * inFeatures).keep();
+        const bias = group.bias?.view([rows[n]!], row).keep() ?? null;
+        loadTensorInto(source, `${path}.weight`, weight, where);
+        opts.onTensor?.(++done, total);
+        if (bias) loadTensorInto(source, `${path}.bias`, bias, where);
+        proj[name] = { path, weight, bias, lora: null };
+        row += rows[n]!;
+      });
+      groups.push(group);
+    }
     for (const [name, shape] of shapes) {
+      if (proj[name]) continue;
       const path = projectionPath(i, name, prefix);
       const weightName = `${path}.weight`;
-      const quantized = opts.quantization || isBnb4bit(source, weightName);
       proj[name] = {
         path,
-        weight: quantized ? loadQuantized(weightName, shape) : load(weightName, shape, dtype),
+        weight: isQuantized(name)
+          ? loadQuantized(weightName, shape)
+          : load(weightName, shape, dtype),
         bias: hasBias(c, name)
           ? loadTensor(source, `${path}.bias`, [shape[0]], 'f32', where)
           : null,
@@ -85,7 +124,7 @@ export function modelFromTensors(
     for (const [name, size] of norms) {
       layerNorms[name] = load(`${prefix}.layers.${i}.${name}.weight`, [size], 'f32');
     }
-    layers.push({ norms: layerNorms, proj });
+    layers.push({ norms: layerNorms, proj, groups });
   }
   const finalNorm = load(`${prefix}.norm.weight`, [c.hiddenSize], 'f32');
   const lmHead =

@@ -18,6 +18,17 @@ export function loadTensor(
   dtype: DType,
   where: string,
 ): Tensor {
+  return loadTensorInto(source, name, Tensor.empty(shape, dtype).keep(), where);
+}
+
+/** Reads one tensor from `source` into `t` (its shape and dtype), checking the shape; returns t. */
+export function loadTensorInto(
+  source: TensorSource,
+  name: string,
+  t: Tensor,
+  where: string,
+): Tensor {
+  const { shape, dtype } = t;
   if (!source.has(name)) throw new LoraforgeError(`${where}: missing tensor '${name}'`);
   const info = source.info(name);
   if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
@@ -25,7 +36,6 @@ export function loadTensor(
       `${where}: tensor '${name}' has shape [${info.shape}], expected [${shape}]`,
     );
   }
-  const t = Tensor.empty(shape, dtype).keep();
   const backend = getBackend();
   if (info.dtype === SAFETENSORS_DTYPE[dtype as WeightDType]) {
     // Straight from the file into device memory when the host can see it: no transient copy.
