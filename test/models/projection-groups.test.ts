@@ -68,6 +68,19 @@ function decodeUngrouped(model: DecoderModel): { logits: Float32Array; gemms: nu
   }
 }
 
+/**
+ * Decodes with and without the groups: the same logits, and `groupedGemms` GEMM calls against
+ * one per projection (7 a layer) + the LM head. Returns the grouped logits.
+ */
+function assertGroupedEqualsAlone(model: DecoderModel, groupedGemms: number): Float32Array {
+  const grouped = decodeStep(model);
+  const alone = decodeUngrouped(model);
+  assert.equal(grouped.gemms, groupedGemms);
+  assert.equal(alone.gemms, 2 * 7 + 1);
+  assert.ok(maxAbsDiff(grouped.logits, alone.logits) < 1e-5);
+  return grouped.logits;
+}
+
 function storageOf(layer: DecoderLayer, name: keyof DecoderLayer['proj']) {
   return (layer.proj[name]!.weight as Tensor).storage;
 }
@@ -86,12 +99,8 @@ test('q, k, v and gate, up are stored as groups and decoded in one product each'
     assert.equal(storageOf(layer, 'up_proj'), storageOf(layer, 'gate_proj'));
     assert.notEqual(storageOf(layer, 'o_proj'), storageOf(layer, 'q_proj'));
   }
-  const grouped = decodeStep(model);
-  const alone = decodeUngrouped(model);
   // Per layer: qkv, o, gate+up, down (4) against q, k, v, o, gate, up, down (7); + the LM head.
-  assert.equal(grouped.gemms, 2 * 4 + 1);
-  assert.equal(alone.gemms, 2 * 7 + 1);
-  assert.ok(maxAbsDiff(grouped.logits, alone.logits) < 1e-5);
+  assertGroupedEqualsAlone(model, 2 * 4 + 1);
   model.dispose();
 });
 
@@ -102,11 +111,8 @@ test('a projection whose weight was replaced takes its group off the one-product
   const original = k.weight as Tensor;
   const values = new Float32Array(original.size).map((_, i) => Math.sin(i));
   k.weight = Tensor.from(values, original.shape).keep();
-  const grouped = decodeStep(model);
-  const alone = decodeUngrouped(model);
-  assert.equal(grouped.gemms, 2 * 4 + 1 + 2); // layer 0's q, k, v one by one
-  assert.ok(maxAbsDiff(grouped.logits, alone.logits) < 1e-5);
-  assert.ok(maxAbsDiff(grouped.logits, before) > 1e-3, 'the new k_proj weight is used');
+  const grouped = assertGroupedEqualsAlone(model, 2 * 4 + 1 + 2); // layer 0's q, k, v one by one
+  assert.ok(maxAbsDiff(grouped, before) > 1e-3, 'the new k_proj weight is used');
   k.weight.dispose();
   k.weight = original;
   model.dispose();
@@ -118,10 +124,6 @@ test("Phi-3's fused projections decode as one product, not one per block", () =>
     model.layers[0]!.groups?.map((g) => g.names),
     [['qkv_proj'], ['gate_up_proj']],
   );
-  const grouped = decodeStep(model);
-  const alone = decodeUngrouped(model);
-  assert.equal(grouped.gemms, 2 * 4 + 1);
-  assert.equal(alone.gemms, 2 * 7 + 1);
-  assert.ok(maxAbsDiff(grouped.logits, alone.logits) < 1e-5);
+  assertGroupedEqualsAlone(model, 2 * 4 + 1);
   model.dispose();
 });
