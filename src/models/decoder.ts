@@ -570,11 +570,12 @@ export class DecoderModel {
 
   /**
    * The outputs (`widths` in order) of the group of `layer` that starts with `first` (q, k, v or
-   * gate, up), as views of one product over its whole matrix: only for a single row (decoding one token, where the
-   * weights' reads are the cost), with nothing recorded for gradients, and while every projection
-   * of the group is its plain stored self (no LoRA, no adapter bias, its weight and bias still the
-   * group's views). Null otherwise: the caller projects one by one. A fused projection (Phi-3's
-   * qkv_proj) is a group of one whose outputs are the blocks the family splits it into.
+   * gate, up), as views of one product over its whole matrix: only for a single row (decoding one
+   * token, where the weights' reads are the cost), with nothing recorded for gradients, and while
+   * every projection of the group is its plain stored self (no LoRA, no adapter bias, its weight
+   * and bias still the group's views). Null otherwise: the caller projects one by one. A fused
+   * projection (Phi-3's qkv_proj) is a group of one whose outputs are the blocks the family splits
+   * it into.
    */
   private projectGroup(
     layer: DecoderLayer,
@@ -603,11 +604,10 @@ export class DecoderModel {
       const p = layer.proj[name];
       if (!p || p.lora || p.adapterBias || !(p.weight instanceof Tensor)) return false;
       if (needsGrad(p.weight, p.bias)) return false;
-      const at = (t: Tensor | null, base: Tensor | null, bytes: number) =>
-        t === null
-          ? base === null
-          : base !== null && t.storage === base.storage && t.byteOffset === base.byteOffset + bytes;
-      if (!at(p.weight, group.weight, row * rowBytes) || !at(p.bias, group.bias, row * 4)) {
+      if (
+        !isViewAt(p.weight, group.weight, row * rowBytes) ||
+        !isViewAt(p.bias, group.bias, row * 4)
+      ) {
         return false;
       }
       row += p.weight.shape[0]!;
@@ -650,6 +650,12 @@ export class DecoderModel {
 }
 
 /** Every tensor of a layer that may be trained: norms, dense weights, biases and adapters. */
+/** Whether t is the view of `base` starting `bytes` into it (both absent also counts). */
+function isViewAt(t: Tensor | null, base: Tensor | null, bytes: number): boolean {
+  if (t === null || base === null) return t === base;
+  return t.storage === base.storage && t.byteOffset === base.byteOffset + bytes;
+}
+
 function layerParameters(layer: DecoderLayer): Tensor[] {
   const out: Tensor[] = Object.values(layer.norms);
   for (const p of Object.values(layer.proj)) {
