@@ -7,7 +7,9 @@
  * in the same run by the native `streamRead` probe (a STREAM-like parallel read of 1 GiB).
  * The native and wasm CPU backends run side by side (`--backends`, default both when the native
  * build exists), each in a child process of its own (its own peak RSS); `--rounds N` alternates
- * them N times and reports the median and range of the native / wasm ratios.
+ * them N times and reports the median and range of the native / wasm ratios, beside the decode
+ * ratio that reading the weights at the read probe's speed would reach over wasm: the bound that
+ * the machine's memory, not a kernel, puts on it.
  * With --quantization nf4 | fp4 | int8 (+ --double-quant), the same model loaded quantized decodes
  * the same tokens in the same run, beside bf16. Prefill and decode are timed after a warm-up
  * prefill and decode step; decode is also given at its median token (on a shared machine), and
@@ -255,7 +257,17 @@ function readBandwidth(native: NativeBackend): number | null {
 interface RoundFigures {
   backends: Record<string, Record<string, unknown>>;
   readProbeGBps: number | null;
-  nativeOverWasm: { decode: number; decodeMedianToken: number; prefill: number } | null;
+  nativeOverWasm: {
+    decode: number;
+    decodeMedianToken: number;
+    prefill: number;
+    /**
+     * What a decoder reading the weights at the read probe's speed, and doing nothing else, would
+     * be over wasm: on a machine where wasm already streams weights near the bandwidth ceiling, no
+     * native kernel can pass this.
+     */
+    decodeAtReadProbe: number | null;
+  } | null;
 }
 
 /** One round: both backends, one child process each; prints its figures. */
@@ -288,12 +300,20 @@ function compareOnce(): RoundFigures {
           decode: ratio('decodeTokensPerSecond'),
           decodeMedianToken: ratio('decodeMedianTokenTokensPerSecond'),
           prefill: ratio('prefillTokensPerSecond'),
+          decodeAtReadProbe: probe
+            ? (probe * 1e9) /
+              Number(native.weightBytesPerToken) /
+              Number(wasm.decodeTokensPerSecond)
+            : null,
         }
       : null;
-  if (nativeOverWasm)
+  if (nativeOverWasm) {
+    const bound = nativeOverWasm.decodeAtReadProbe;
     say(
-      `native / wasm (same run): decode ${nativeOverWasm.decode.toFixed(2)}x (median token ${nativeOverWasm.decodeMedianToken.toFixed(2)}x), prefill ${nativeOverWasm.prefill.toFixed(2)}x`,
+      `native / wasm (same run): decode ${nativeOverWasm.decode.toFixed(2)}x (median token ${nativeOverWasm.decodeMedianToken.toFixed(2)}x), prefill ${nativeOverWasm.prefill.toFixed(2)}x` +
+        (bound ? `; weights read at the probe's speed would decode ${bound.toFixed(2)}x wasm` : ''),
     );
+  }
   return { backends: runs, readProbeGBps: probe, nativeOverWasm };
 }
 
@@ -310,8 +330,8 @@ function compareBackends(): void {
     figures.push(compareOnce());
   }
   const ratios = figures.flatMap((f) => (f.nativeOverWasm ? [f.nativeOverWasm] : []));
-  const spread = (key: 'decode' | 'decodeMedianToken' | 'prefill') => {
-    const sorted = ratios.map((r) => r[key]).sort((a, b) => a - b);
+  const spread = (key: 'decode' | 'decodeMedianToken' | 'prefill' | 'decodeAtReadProbe') => {
+    const sorted = ratios.map((r) => r[key] ?? NaN).sort((a, b) => a - b);
     const middle = sorted.length / 2;
     const median =
       sorted.length % 2 ? sorted[Math.floor(middle)]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
@@ -323,13 +343,15 @@ function compareBackends(): void {
           decode: spread('decode'),
           decodeMedianToken: spread('decodeMedianToken'),
           prefill: spread('prefill'),
+          decodeAtReadProbe: spread('decodeAtReadProbe'),
         }
       : null;
   if (summary) {
     const show = (r: { median: number; min: number; max: number }) =>
       `${r.median.toFixed(2)}x (${r.min.toFixed(2)}-${r.max.toFixed(2)})`;
     say(
-      `native / wasm over ${ratios.length} rounds, median (range): decode ${show(summary.decode)}, median token ${show(summary.decodeMedianToken)}, prefill ${show(summary.prefill)}`,
+      `native / wasm over ${ratios.length} rounds, median (range): decode ${show(summary.decode)}, median token ${show(summary.decodeMedianToken)}, prefill ${show(summary.prefill)}; ` +
+        `decode at the read probe's speed ${show(summary.decodeAtReadProbe)}`,
     );
   }
   const last = figures[figures.length - 1]!;
