@@ -65,6 +65,8 @@ interface Call {
   params: number[];
   /** Work items of the [0, items) range; null: the export takes no range (sumSquares). */
   items: number | null;
+  /** The native export's work items where they split the same work differently (attention). */
+  nativeItems?: number;
   tolerance: Tolerance;
 }
 
@@ -135,16 +137,17 @@ function runNative(addon: Addon, call: Call, threads: number): Outcome {
   const id = addon.kernelId(call.name);
   assert.ok(id >= 0, `${addon.info().variant} has no kernel ${call.name}`);
   const args = Float64Array.from([...addresses, ...call.params]);
+  const items = call.nativeItems ?? call.items;
   let result = NaN;
-  if (threads > 1 && call.items !== null) {
+  if (threads > 1 && items !== null) {
     addon.setThreads(threads);
     try {
-      addon.parallelFor(id, call.items, args);
+      addon.parallelFor(id, items, args);
     } finally {
       addon.setThreads(1);
     }
   } else {
-    result = addon.call(id, args, 0, call.items ?? 0);
+    result = addon.call(id, args, 0, items ?? 0);
   }
   const buffers = views.map((view) => view && copy(view));
   for (const [i, block] of blocks.entries())
@@ -175,7 +178,7 @@ function runNeon(call: Call): Outcome {
     buffers: present.map((data) => new Uint8Array(data.buffer, data.byteOffset, data.byteLength)),
     args: [...args, ...call.params],
     start: 0,
-    end: call.items ?? 0,
+    end: call.nativeItems ?? call.items ?? 0,
   });
   const buffers = call.buffers.map(
     (data, i) => data && sameKind(data, run.buffers[slots.get(i)!]!.buffer, 0),
@@ -493,6 +496,7 @@ function attentionCalls(): Call[] {
         buffers: [q, k, v, zeros(out.length), zeros(lse.length), optionalMask, optionalSeg],
         params: params(ATTENTION.attentionForward, forward),
         items: B * H,
+        nativeItems: B * KVH * T,
         tolerance: REORDERED,
       },
       {
@@ -524,7 +528,7 @@ function attentionCalls(): Call[] {
   calls.push(
     // Decoding: 3 queries at positions 17..19 of 20 valid cache rows out of 24, NaN past Tk.
     decodeAttention({ B: 2, Tq: 3, Tk: 20, kvCap: 24, H: 4, KVH: 1, D: 64, window: 0 }),
-    // One query per row (native's two-pass path): a Qwen2-0.5B layer, a short window, D = 37.
+    // One query per row: a Qwen2-0.5B layer, a short window, D = 37.
     decodeAttention({ B: 1, Tq: 1, Tk: 140, kvCap: 150, H: 14, KVH: 2, D: 64, window: 0 }),
     decodeAttention({ B: 2, Tq: 1, Tk: 23, kvCap: 24, H: 4, KVH: 2, D: 37, window: 6 }),
     decodeAttention({ B: 2, Tq: 1, Tk: 3, kvCap: 24, H: 2, KVH: 1, D: 16, window: 0 }),
@@ -564,6 +568,7 @@ function decodeAttention(shape: {
     ],
     params: params(ATTENTION.attentionForward, { ...shape, scale: 0.3 }),
     items: B * H,
+    nativeItems: B * KVH * Tq,
     tolerance: REORDERED,
   };
 }

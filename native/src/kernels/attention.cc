@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "../kernel.h"
 #include "lib/args.h"
@@ -142,9 +143,15 @@ BackwardArgs backwardArgs(const double* a, int dims) {
 }  // namespace
 
 /**
- * Flash-style forward: one query at a time with an online softmax over blocks of four visible
- * keys, accumulating into its `out` row; lse = +inf (and a zero row) for a query that sees no key.
- * Work items: b * H + h.
+ * Flash-style forward, the query heads that share a kv head together. Work items
+ * (b * KVH + kvh) * Tq + i: the `group` query rows of position i that read kv head kvh (the wasm
+ * export's items are b * H + h; the results are the same). The rows see the same keys, so they go
+ * through the same blocks of four visible keys side by side: each block's key and value rows are
+ * read once for the whole group, and the rows' online softmaxes are independent chains the core
+ * overlaps. One head at a time, a decoding step at 2000 cached keys read each kv head's 1 MB of
+ * keys and values once per query head, more than a core's L2 holds, and each row waited on its
+ * own previous block. Per row the arithmetic is the wasm kernel's, block for block. lse = +inf
+ * (and a zero row) for a query that sees no key.
  */
 LF_KERNEL(attentionForward, 16) {
   const float* q = lf::ptr<const float>(a[0]);
@@ -160,44 +167,50 @@ LF_KERNEL(attentionForward, 16) {
   const int window = lf::argI32(a[15]);
   const int group = H / KVH;
   const int64_t keyStride = static_cast<int64_t>(KVH) * D;
+  // The running max and sum of each of the group's rows.
+  std::vector<float> runMax(group), runSum(group);
   for (int64_t job = start; job < end; job++) {
-    const int b = static_cast<int>(job / H), h = static_cast<int>(job % H);
-    const int64_t head = (static_cast<int64_t>(b) * kvCap * KVH + h / group) * D;
+    const int i = static_cast<int>(job % Tq);
+    const int kvh = static_cast<int>(job / Tq % KVH), b = static_cast<int>(job / Tq / KVH);
+    const int64_t head = (static_cast<int64_t>(b) * kvCap * KVH + kvh) * D;
     const float* kHead = k + head;
     const float* vHead = v + head;
     const int64_t maskRow = static_cast<int64_t>(b) * kvCap;
     const Visibility visible{keyMask ? keyMask + maskRow : nullptr,
                              segIds ? segIds + maskRow : nullptr, window};
-    for (int i = 0; i < Tq; i++) {
-      const int pos = Tk - Tq + i;
-      const int32_t querySeg = visible.segmentOf(pos);
-      const int64_t row = ((static_cast<int64_t>(b) * Tq + i) * H + h) * D;
-      const float* qRow = q + row;
-      float* oRow = out + row;
-      lf::fillZero(oRow, D);
-      float runMax = -INFINITY, runSum = 0;
-      for (int j0 = visible.next(visible.first(pos), pos, querySeg); j0 <= pos;) {
-        const KeyBlock block(visible, j0, pos, querySeg, keyStride);
-        const v4 scores = block.scores(qRow, kHead, pos, D, scale);
+    const int pos = Tk - Tq + i;
+    const int32_t querySeg = visible.segmentOf(pos);
+    // Row g of the group (query head kvh * group + g at position i), in q and out.
+    const int64_t firstRow = ((static_cast<int64_t>(b) * Tq + i) * H + kvh * group) * D;
+    lf::fillZero(out + firstRow, static_cast<int64_t>(group) * D);
+    std::fill(runMax.begin(), runMax.end(), -INFINITY);
+    std::fill(runSum.begin(), runSum.end(), 0.0f);
+    for (int j0 = visible.next(visible.first(pos), pos, querySeg); j0 <= pos;) {
+      const KeyBlock block(visible, j0, pos, querySeg, keyStride);
+      for (int g = 0; g < group; g++) {
+        float* oRow = out + firstRow + g * D;
+        const v4 scores = block.scores(q + firstRow + g * D, kHead, pos, D, scale);
         const float blockMax = lf::hmax(scores);
-        if (blockMax > runMax) {
-          const float correction = lf::expScalar(runMax - blockMax);
-          runSum *= correction;
+        if (blockMax > runMax[g]) {
+          const float correction = lf::expScalar(runMax[g] - blockMax);
+          runSum[g] *= correction;
           lf::scaleInPlace(oRow, correction, D);
-          runMax = blockMax;
+          runMax[g] = blockMax;
         }
-        const v4 probs = lf::expv(scores - runMax);
-        runSum += lf::hsum(probs);
+        const v4 probs = lf::expv(scores - runMax[g]);
+        runSum[g] += lf::hsum(probs);
         block.accumulate(oRow, probs, vHead, D);
-        j0 = visible.next(block.j[3] + 1, pos, querySeg);
       }
-      float& rowLse = lse[(static_cast<int64_t>(b) * H + h) * Tq + i];
-      if (runSum == 0) {
+      j0 = visible.next(block.j[3] + 1, pos, querySeg);
+    }
+    for (int g = 0; g < group; g++) {
+      float& rowLse = lse[(static_cast<int64_t>(b) * H + kvh * group + g) * Tq + i];
+      if (runSum[g] == 0) {
         rowLse = INFINITY;  // no visible key: zero output, and exp(s - lse) = 0 backward
         continue;
       }
-      lf::scaleInPlace(oRow, 1 / runSum, D);
-      rowLse = runMax + static_cast<float>(lf::lnF64(runSum));
+      lf::scaleInPlace(out + firstRow + g * D, 1 / runSum[g], D);
+      rowLse = runMax[g] + static_cast<float>(lf::lnF64(runSum[g]));
     }
   }
   return NAN;

@@ -8,17 +8,24 @@ import type { Backend, Kernels, Storage } from '../backend.ts';
 import { cpuArg, CpuGemm, type CpuStorage } from '../cpu/backend.ts';
 import { CPU_KERNELS } from '../cpu/kernel-table.ts';
 import { CpuLauncher, wasmKernel } from '../cpu/launcher.ts';
+import { ATTENTION } from '../kernels/attention.ts';
 import { bindKernels } from '../kernels/registry.ts';
 import { VECTOR_OPS } from '../kernels/vector-ops.ts';
 import { NativeRuntime, type NativeRuntimeOptions } from './runtime.ts';
 
 /**
  * The CPU kernel table, with the kernels that are JavaScript loops on the wasm backend run by the
- * addon instead (on the pool): axpby, which copies and accumulates gradients.
+ * addon instead (on the pool): axpby, which copies and accumulates gradients. The addon's attention
+ * forward takes the query heads that share a kv head together (native/src/kernels/attention.cc):
+ * a work item is one query position of one kv head.
  */
-const NATIVE_KERNELS: typeof CPU_KERNELS = {
+export const NATIVE_KERNELS: typeof CPU_KERNELS = {
   ...CPU_KERNELS,
   axpby: wasmKernel(VECTOR_OPS.axpby, 'axpby', ({ n }) => [n, 3]),
+  attentionForward: wasmKernel(ATTENTION.attentionForward, 'attentionForward', (p) => [
+    p.B * p.KVH * p.Tq,
+    (2 * p.H * p.Tk * p.D) / p.KVH,
+  ]),
 };
 
 /**
