@@ -649,13 +649,13 @@ export class DecoderModel {
   }
 }
 
-/** Every tensor of a layer that may be trained: norms, dense weights, biases and adapters. */
 /** Whether t is the view of `base` starting `bytes` into it (both absent also counts). */
 function isViewAt(t: Tensor | null, base: Tensor | null, bytes: number): boolean {
   if (t === null || base === null) return t === base;
   return t.storage === base.storage && t.byteOffset === base.byteOffset + bytes;
 }
 
+/** Every tensor of a layer that may be trained: norms, dense weights, biases and adapters. */
 function layerParameters(layer: DecoderLayer): Tensor[] {
   const out: Tensor[] = Object.values(layer.norms);
   for (const p of Object.values(layer.proj)) {
